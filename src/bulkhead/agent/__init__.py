@@ -1,0 +1,1 @@
+"""bulkhead.agent: see docs/architecture.md; filled in by later issues."""

@@ -1,0 +1,1 @@
+"""bulkhead.cra: see docs/architecture.md; filled in by later issues."""

@@ -1,0 +1,1 @@
+"""bulkhead.delta: see docs/architecture.md; filled in by later issues."""

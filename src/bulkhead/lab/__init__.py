@@ -1,0 +1,1 @@
+"""bulkhead.lab: see docs/architecture.md; filled in by later issues."""

@@ -1,0 +1,1 @@
+"""bulkhead.osbuild: see docs/architecture.md; filled in by later issues."""
