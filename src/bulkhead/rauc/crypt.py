@@ -66,7 +66,7 @@ def decrypt_envelope(raw: bytes, cert_pem: bytes, key_pem: bytes) -> bytes:
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
         key: Any = serialization.load_pem_private_key(key_pem, password=None)
-        return pkcs7.pkcs7_decrypt_der(raw, cert, key, [pkcs7.PKCS7Options.Binary])
+        return pkcs7.pkcs7_decrypt_der(raw, cert, key, [])
     except ValueError as exc:
         raise SignatureError(f"cannot decrypt the bundle's envelope with this recipient key: {exc}",
                              "give the certificate and key of a recipient the bundle was encrypted for") from exc

@@ -1,0 +1,1 @@
+"""bulkhead.cli: thin commands over the packages."""

@@ -1,0 +1,56 @@
+"""HTTP client for the management API: server URL and token from options or environment."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+from .errors import CliError
+
+DEFAULT_SERVER = "http://127.0.0.1:8080"
+
+
+class Client:
+    def __init__(self, server: str, token: str | None) -> None:
+        self.server = server.rstrip("/")
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.server, headers=headers, timeout=httpx.Timeout(30, read=600))
+
+    def request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self.http.request(method, path, **kw)
+        except httpx.ConnectError as exc:
+            raise CliError(f"cannot reach the server at {self.server}: {exc}. Is it running? (--server / BULKHEAD_SERVER)") from exc
+        except httpx.HTTPError as exc:
+            raise CliError(f"request to {self.server}{path} failed: {exc}") from exc
+        if resp.status_code >= 400:
+            try:
+                msg = resp.json().get("message") or resp.text
+            except ValueError:
+                msg = resp.text
+            raise CliError(f"server answered {resp.status_code}: {msg}")
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    def upload(self, path: Path, show_progress: bool) -> Any:
+        size = path.stat().st_size
+
+        def chunks(progress: Progress | None, task: Any) -> Iterator[bytes]:
+            with path.open("rb") as f:
+                while chunk := f.read(1 << 20):
+                    if progress is not None:
+                        progress.update(task, advance=len(chunk))
+                    yield chunk
+
+        headers = {"content-type": "application/octet-stream", "content-length": str(size)}
+        if not show_progress:
+            return self.request("POST", "/api/v1/releases", content=chunks(None, None), headers=headers)
+        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                      TransferSpeedColumn(), transient=True) as progress:
+            task = progress.add_task(f"uploading {path.name}", total=size)
+            return self.request("POST", "/api/v1/releases", content=chunks(progress, task), headers=headers)

@@ -1,0 +1,157 @@
+"""Management commands over the server's API: tenants, tokens, keyring, releases, devices."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from . import output
+from .client import Client
+from .errors import CliError
+
+tenant_app = typer.Typer(help="Tenants (administrator token).", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens, e.g. for CI pipelines.", no_args_is_help=True)
+keyring_app = typer.Typer(help="The tenant's keyring that verifies uploaded bundles.", no_args_is_help=True)
+release_app = typer.Typer(help="OS releases (signed RAUC bundles).", no_args_is_help=True)
+device_app = typer.Typer(help="Devices and their enrollment.", no_args_is_help=True)
+bootstrap_app = typer.Typer(help="Bootstrap tokens with which devices enroll.", no_args_is_help=True)
+
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output")
+
+
+def client(ctx: typer.Context) -> Client:
+    obj: dict[str, Any] = ctx.find_root().obj or {}
+    return Client(obj.get("server") or "http://127.0.0.1:8080", obj.get("token"))
+
+
+def show(data: Any, as_json: bool, columns: list[str] | None = None, title: str | None = None) -> None:
+    if as_json:
+        output.emit_json(data)
+    elif isinstance(data, list):
+        output.table(data, columns or (list(data[0].keys()) if data else []), title)
+    elif data is not None:
+        output.record(data, title)
+
+
+@tenant_app.command("create")
+def tenant_create(ctx: typer.Context, name: str, admin_user: str = "admin", json: bool = JsonOpt) -> None:
+    """Create a tenant; prints its admin's first API token (shown once)."""
+    show(client(ctx).request("POST", "/api/v1/tenants", json={"name": name, "admin_user": admin_user}), json)
+
+
+@tenant_app.command("list")
+def tenant_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
+    show(client(ctx).request("GET", "/api/v1/tenants"), json, ["id", "name", "keyring"])
+
+
+@token_app.command("create")
+def token_create(ctx: typer.Context, name: str, user: str | None = typer.Option(None, help="User the token acts as (default: admin)"),
+                 role: str | None = typer.Option(None, help="Create the user with this role: viewer, operator, admin"),
+                 expires_in_days: int | None = None, json: bool = JsonOpt) -> None:
+    """Create an API token; the token is shown once."""
+    show(client(ctx).request("POST", "/api/v1/tokens", json={"name": name, "user": user, "role": role,
+                                                              "expires_in_days": expires_in_days}), json)
+
+
+@keyring_app.command("set")
+def keyring_set(ctx: typer.Context, pem: Path = typer.Argument(..., exists=True, dir_okay=False),
+                check_purpose: str = typer.Option("smimesign", help="smimesign, codesign or any"),
+                json: bool = JsonOpt) -> None:
+    """Upload PEM trust anchors (CA certificates) for bundle verification."""
+    text = pem.read_text(errors="replace")
+    show(client(ctx).request("PUT", "/api/v1/keyring", json={"pem": text, "check_purpose": check_purpose}), json)
+
+
+@keyring_app.command("show")
+def keyring_show(ctx: typer.Context, json: bool = JsonOpt) -> None:
+    data = client(ctx).request("GET", "/api/v1/keyring")
+    if not json:
+        data.pop("pem", None)
+    show(data, json)
+
+
+@release_app.command("upload")
+def release_upload(ctx: typer.Context, bundle: Path = typer.Argument(..., exists=True, dir_okay=False),
+                   json: bool = JsonOpt) -> None:
+    """Upload a signed bundle; the server verifies it against the keyring before storing it."""
+    data = client(ctx).upload(bundle, show_progress=not json)
+    show(data, json, title="release")
+
+
+_REL_COLS = ["id", "compatible", "version", "format", "size", "sha256", "created_at"]
+
+
+@release_app.command("list")
+def release_list(ctx: typer.Context, compatible: str | None = None, json: bool = JsonOpt) -> None:
+    params = {"compatible": compatible} if compatible else {}
+    show(client(ctx).request("GET", "/api/v1/releases", params=params), json, _REL_COLS)
+
+
+@release_app.command("show")
+def release_show(ctx: typer.Context, release_id: int, json: bool = JsonOpt) -> None:
+    show(client(ctx).request("GET", f"/api/v1/releases/{release_id}"), json)
+
+
+@release_app.command("delete")
+def release_delete(ctx: typer.Context, release_id: int, json: bool = JsonOpt) -> None:
+    """Delete a release (refused while a device still needs it)."""
+    client(ctx).request("DELETE", f"/api/v1/releases/{release_id}")
+    show({"deleted": release_id}, json)
+
+
+_DEV_COLS = ["id", "name", "compatible", "status", "tags", "groups", "bytes_served", "last_seen"]
+
+
+@device_app.command("list")
+def device_list(ctx: typer.Context, tag: str | None = None, status: str | None = None, json: bool = JsonOpt) -> None:
+    params = {k: v for k, v in {"tag": tag, "status": status}.items() if v}
+    show(client(ctx).request("GET", "/api/v1/devices", params=params), json, _DEV_COLS)
+
+
+@device_app.command("show")
+def device_show(ctx: typer.Context, device: str, json: bool = JsonOpt) -> None:
+    show(client(ctx).request("GET", f"/api/v1/devices/{device}"), json)
+
+
+@device_app.command("approve")
+def device_approve(ctx: typer.Context, device: str, json: bool = JsonOpt) -> None:
+    """Approve a device that enrolled with a token that requires approval."""
+    show(client(ctx).request("POST", f"/api/v1/devices/{device}/approve"), json)
+
+
+@device_app.command("tag")
+def device_tag(ctx: typer.Context, device: str, add: list[str] = typer.Option([], "--add"),
+               remove: list[str] = typer.Option([], "--remove"), json: bool = JsonOpt) -> None:
+    if not add and not remove:
+        raise CliError("give --add TAG and/or --remove TAG")
+    show(client(ctx).request("POST", f"/api/v1/devices/{device}/tags", json={"add": add, "remove": remove}), json)
+
+
+@device_app.command("assign")
+def device_assign(ctx: typer.Context, device: str, release_id: int | None = typer.Argument(None),
+                  json: bool = JsonOpt) -> None:
+    """Set the device's desired OS release (omit RELEASE_ID to clear it)."""
+    show(client(ctx).request("PUT", f"/api/v1/devices/{device}/desired-release", json={"release_id": release_id}), json)
+
+
+@bootstrap_app.command("create")
+def bootstrap_create(ctx: typer.Context, name: str, group: str | None = None,
+                     expires_in_hours: float = 24.0, requires_approval: bool = False,
+                     max_uses: int | None = None, json: bool = JsonOpt) -> None:
+    """Create a bootstrap token for enrolling devices (shown once)."""
+    show(client(ctx).request("POST", "/api/v1/bootstrap-tokens", json={
+        "name": name, "group": group, "expires_in_hours": expires_in_hours,
+        "requires_approval": requires_approval, "max_uses": max_uses}), json)
+
+
+@bootstrap_app.command("list")
+def bootstrap_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
+    show(client(ctx).request("GET", "/api/v1/bootstrap-tokens"), json)
+
+
+@bootstrap_app.command("revoke")
+def bootstrap_revoke(ctx: typer.Context, token_id: int, json: bool = JsonOpt) -> None:
+    client(ctx).request("DELETE", f"/api/v1/bootstrap-tokens/{token_id}")
+    show({"revoked": token_id}, json)

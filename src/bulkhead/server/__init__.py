@@ -1,0 +1,1 @@
+"""bulkhead.server: the control plane (management API, device API, artifact delivery)."""

@@ -1,0 +1,1 @@
+"""HTTP layers by audience: management API (users, CI) and device API."""

@@ -1,0 +1,165 @@
+"""Management API (/api/v1): tenants, users, tokens, keyring, releases, devices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from ..services.auth import Principal
+from ..services.releases import Upload
+from .deps import Services, principal, services
+
+router = APIRouter(prefix="/api/v1")
+
+
+class TenantIn(BaseModel):
+    name: str
+    admin_user: str = "admin"
+
+
+class UserIn(BaseModel):
+    name: str
+    role: str
+
+
+class TokenIn(BaseModel):
+    name: str
+    user: str | None = None
+    role: str | None = None
+    expires_in_days: int | None = None
+
+
+class KeyringIn(BaseModel):
+    pem: str
+    check_purpose: str = "smimesign"
+
+
+class BootstrapIn(BaseModel):
+    name: str
+    group: str | None = None
+    expires_in_hours: float | None = 24.0
+    requires_approval: bool = False
+    max_uses: int | None = None
+
+
+class TagsIn(BaseModel):
+    add: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+
+class DesiredIn(BaseModel):
+    release_id: int | None
+
+
+@router.post("/tenants", status_code=201, tags=["tenants"])
+def create_tenant(body: TenantIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Create a tenant with an admin user; returns that user's first API token (shown once)."""
+    return svc.tenants.create_tenant(who, body.name, body.admin_user)
+
+
+@router.get("/tenants", tags=["tenants"])
+def list_tenants(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
+    return svc.tenants.list_tenants(who)
+
+
+@router.post("/users", status_code=201, tags=["users"])
+def create_user(body: UserIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.tenants.create_user(who, body.name, body.role)
+
+
+@router.get("/users", tags=["users"])
+def list_users(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
+    return svc.tenants.list_users(who)
+
+
+@router.post("/tokens", status_code=201, tags=["users"])
+def create_token(body: TokenIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Create an API token (e.g. for a CI pipeline); the token is shown once."""
+    return svc.tenants.create_token(who, body.name, body.user, body.role, body.expires_in_days)
+
+
+@router.put("/keyring", tags=["keyring"])
+def set_keyring(body: KeyringIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Set the tenant's PEM trust anchors used to verify uploaded bundles."""
+    return svc.tenants.set_keyring(who, body.pem.encode(), body.check_purpose)
+
+
+@router.get("/keyring", tags=["keyring"])
+def get_keyring(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.tenants.get_keyring(who)
+
+
+@router.post("/releases", status_code=201, tags=["releases"],
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+async def upload_release(request: Request, who: Principal = Depends(principal),
+                         svc: Services = Depends(services)) -> dict[str, Any]:
+    """Upload a signed RAUC bundle as the raw request body; it is verified before it is stored."""
+    who.require("operator")
+    who.require_tenant()
+    declared = request.headers.get("content-length")
+    upload = await Upload.receive(svc.store, request.stream(), svc.settings.max_upload_bytes,
+                                  int(declared) if declared and declared.isdigit() else None)
+    return await run_in_threadpool(svc.releases.ingest, who, upload)
+
+
+@router.get("/releases", tags=["releases"])
+def list_releases(compatible: str | None = None, who: Principal = Depends(principal),
+                  svc: Services = Depends(services)) -> list[dict[str, Any]]:
+    return svc.releases.list(who, compatible)
+
+
+@router.get("/releases/{release_id}", tags=["releases"])
+def show_release(release_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.releases.get(who, release_id)
+
+
+@router.delete("/releases/{release_id}", status_code=204, tags=["releases"])
+def delete_release(release_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> None:
+    """Delete a release; refused while a device still needs it."""
+    svc.releases.delete(who, release_id)
+
+
+@router.post("/bootstrap-tokens", status_code=201, tags=["devices"])
+def create_bootstrap(body: BootstrapIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.devices.create_bootstrap(who, body.name, body.group, body.expires_in_hours,
+                                        body.requires_approval, body.max_uses)
+
+
+@router.get("/bootstrap-tokens", tags=["devices"])
+def list_bootstrap(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
+    return svc.devices.list_bootstrap(who)
+
+
+@router.delete("/bootstrap-tokens/{token_id}", status_code=204, tags=["devices"])
+def revoke_bootstrap(token_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> None:
+    svc.devices.revoke_bootstrap(who, token_id)
+
+
+@router.get("/devices", tags=["devices"])
+def list_devices(tag: str | None = None, status: str | None = None, who: Principal = Depends(principal),
+                 svc: Services = Depends(services)) -> list[dict[str, Any]]:
+    return svc.devices.list(who, tag, status)
+
+
+@router.get("/devices/{ref}", tags=["devices"])
+def show_device(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.devices.show(who, ref)
+
+
+@router.post("/devices/{ref}/approve", tags=["devices"])
+def approve_device(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.devices.approve(who, ref)
+
+
+@router.post("/devices/{ref}/tags", tags=["devices"])
+def tag_device(ref: str, body: TagsIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.devices.tag(who, ref, body.add, body.remove)
+
+
+@router.put("/devices/{ref}/desired-release", tags=["devices"])
+def set_desired(ref: str, body: DesiredIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.devices.set_desired_release(who, ref, body.release_id)

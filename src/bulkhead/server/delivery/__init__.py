@@ -1,0 +1,1 @@
+"""Artifact delivery with full RFC 7233 Range support."""

@@ -1,0 +1,219 @@
+"""The artifact-delivery ASGI app: Range, If-Range, HEAD, ETag; authorized by device token or signed URL."""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import json
+import os
+import re
+import secrets
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+
+from ..errors import Forbidden, NotFound, ServerError, Unauthorized
+from ..security import verify_url
+from ..services.auth import Authenticator, Principal
+from ..services.devices import DeviceService
+from ..services.releases import ReleaseService
+from ..store import ArtifactStore
+from .counters import ByteCounter
+from .ranges import ByteRange, RangeNotSatisfiable, parse_range
+
+__all__ = ["DeliveryApp"]
+
+Scope = MutableMapping[str, Any]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+CHUNK = 1024 * 1024
+_SIGNED = re.compile(r"^/dl/([0-9a-f]{64})$")
+_DEVICE = re.compile(r"^/device/v1/releases/(\d+)/bundle$")
+_USER = re.compile(r"^/api/v1/releases/(\d+)/bundle$")
+
+
+@dataclass(frozen=True)
+class Artifact:
+    sha256: str
+    size: int
+    path: str
+
+
+def _bearer(scope: Scope) -> str | None:
+    for k, v in scope["headers"]:
+        if k == b"authorization":
+            text = v.decode("latin-1")
+            return text[7:].strip() if text[:7].lower() == "bearer " else None
+    return None
+
+
+class DeliveryApp:
+    """Serves stored bundles. Per request: a cached auth lookup, no database write."""
+
+    def __init__(self, auth: Authenticator, devices: DeviceService, releases: ReleaseService,
+                 store: ArtifactStore, counter: ByteCounter, secret: bytes) -> None:
+        self.auth, self.devices, self.releases = auth, devices, releases
+        self.store, self.counter, self.secret = store, counter, secret
+        self._release_cache: dict[tuple[int, int], Artifact] = {}
+
+    @staticmethod
+    def handles(path: str) -> bool:
+        return bool(_SIGNED.match(path) or _DEVICE.match(path) or _USER.match(path))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            # Sync on purpose: tokens and releases come from in-memory caches; a miss costs one indexed read.
+            artifact, device_id = self._authorize(scope)
+        except ServerError as exc:
+            await _error(send, exc.status, exc.code, exc.message)
+            return
+        if scope["method"] not in ("GET", "HEAD"):
+            await _error(send, 405, "method_not_allowed", "use GET or HEAD", [(b"allow", b"GET, HEAD")])
+            return
+        await self.serve(scope, send, artifact, device_id)
+
+    # -- authorization ------------------------------------------------------------
+    def _authorize(self, scope: Scope) -> tuple[Artifact, int | None]:
+        path = scope["path"]
+        if m := _SIGNED.match(path):
+            q = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            try:
+                device_id, expires, sig = int(q["d"][0]), int(q["e"][0]), q["s"][0]
+            except (KeyError, ValueError, IndexError) as exc:
+                raise Unauthorized("signed URL lacks d, e or s parameters") from exc
+            if not verify_url(self.secret, m.group(1), device_id, expires, sig):
+                raise Forbidden("signed URL is invalid or has expired: ask the server for a new one")
+            return self._file(m.group(1)), device_id
+        principal = self.auth.resolve(_bearer(scope))
+        if m := _DEVICE.match(path):
+            return self._release_artifact(principal, int(m.group(1))), principal.device_id
+        m = _USER.match(path)
+        assert m is not None
+        principal.require("viewer")
+        rel = self.releases.get(principal, int(m.group(1)))
+        return self._file(rel["sha256"]), None
+
+    def _release_artifact(self, who: Principal, release_id: int) -> Artifact:
+        key = (who.device_id or 0, release_id)
+        hit = self._release_cache.get(key)
+        if hit is None:
+            rel = self.devices.device_release(who, release_id)
+            hit = self._file(rel.sha256)
+            if len(self._release_cache) > 200_000:
+                self._release_cache.clear()
+            self._release_cache[key] = hit
+        return hit
+
+    def _file(self, sha256: str) -> Artifact:
+        path = str(self.store.path(sha256))
+        try:
+            size = os.stat(path).st_size
+        except FileNotFoundError as exc:
+            raise NotFound("artifact does not exist (deleted?)") from exc
+        return Artifact(sha256, size, path)
+
+    # -- serving ------------------------------------------------------------------
+    async def serve(self, scope: Scope, send: Send, art: Artifact, device_id: int | None) -> None:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        etag = f'"{art.sha256}"'
+        try:
+            fd = os.open(art.path, os.O_RDONLY)
+        except FileNotFoundError:
+            await _error(send, 404, "not_found", "artifact does not exist (deleted?)")
+            return
+        try:
+            st = os.fstat(fd)
+            last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
+            base = [(b"accept-ranges", b"bytes"), (b"etag", etag.encode()),
+                    (b"last-modified", last_modified.encode()), (b"cache-control", b"private, max-age=0")]
+            inm = headers.get("if-none-match")
+            if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+                await send({"type": "http.response.start", "status": 304, "headers": base})
+                await send({"type": "http.response.body", "body": b""})
+                return
+            ranges: list[ByteRange] | None = None
+            rng = headers.get("range")
+            if rng is not None and _if_range_ok(headers.get("if-range"), etag, last_modified):
+                try:
+                    ranges = parse_range(rng, art.size)
+                except RangeNotSatisfiable as exc:
+                    await _error(send, 416, "range_not_satisfiable", str(exc),
+                                 [*base, (b"content-range", f"bytes */{art.size}".encode())])
+                    return
+            head = scope["method"] == "HEAD"
+            sent = await self._send_body(send, fd, art.size, ranges, base, head)
+            if device_id is not None and sent:
+                self.counter.add(device_id, sent)
+        finally:
+            os.close(fd)
+
+    async def _send_body(self, send: Send, fd: int, size: int, ranges: list[ByteRange] | None,
+                         base: list[tuple[bytes, bytes]], head: bool) -> int:
+        octet = (b"content-type", b"application/octet-stream")
+        if ranges is None or len(ranges) == 1:
+            if ranges is None:
+                status, start, length, extra = 200, 0, size, []
+            else:
+                r = ranges[0]
+                status, start, length = 206, r.start, r.length
+                extra = [(b"content-range", f"bytes {r.start}-{r.end}/{size}".encode())]
+            await send({"type": "http.response.start", "status": status,
+                        "headers": [*base, octet, *extra, (b"content-length", str(length).encode())]})
+            if head:
+                await send({"type": "http.response.body", "body": b""})
+                return 0
+            return await _stream(send, fd, start, length, last=True)
+        boundary = secrets.token_hex(16)
+        heads = [(f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
+                  f"Content-Range: bytes {r.start}-{r.end}/{size}\r\n\r\n").encode() for r in ranges]
+        tail = f"--{boundary}--\r\n".encode()
+        total = sum(len(h) + r.length + 2 for h, r in zip(heads, ranges, strict=True)) + len(tail)
+        await send({"type": "http.response.start", "status": 206, "headers": [
+            *base, (b"content-type", f"multipart/byteranges; boundary={boundary}".encode()),
+            (b"content-length", str(total).encode())]})
+        if head:
+            await send({"type": "http.response.body", "body": b""})
+            return 0
+        sent = 0
+        for h, r in zip(heads, ranges, strict=True):
+            await send({"type": "http.response.body", "body": h, "more_body": True})
+            sent += await _stream(send, fd, r.start, r.length, last=False)
+            await send({"type": "http.response.body", "body": b"\r\n", "more_body": True})
+        await send({"type": "http.response.body", "body": tail})
+        return sent
+
+
+async def _stream(send: Send, fd: int, start: int, length: int, last: bool) -> int:
+    pos, end = start, start + length
+    while pos < end:
+        n = min(CHUNK, end - pos)
+        data = os.pread(fd, n, pos) if n <= 65536 else await asyncio.to_thread(os.pread, fd, n, pos)
+        if not data:
+            break
+        pos += len(data)
+        await send({"type": "http.response.body", "body": data, "more_body": not (last and pos >= end)})
+    if last and pos < end:
+        await send({"type": "http.response.body", "body": b""})
+    if last and length == 0:
+        await send({"type": "http.response.body", "body": b""})
+    return pos - start
+
+
+def _if_range_ok(if_range: str | None, etag: str, last_modified: str) -> bool:
+    """True when the Range header applies: no If-Range, or it names the current representation."""
+    if if_range is None:
+        return True
+    value = if_range.strip()
+    if value.startswith(("W/", '"')):
+        return value == etag
+    return value == last_modified
+
+
+async def _error(send: Send, status: int, code: str, message: str,
+                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    body = json.dumps({"error": code, "message": message}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        *(extra or []), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,56 @@
+"""The server's error hierarchy; each error carries its HTTP status and a message that says what to do."""
+
+from __future__ import annotations
+
+__all__ = [
+    "Conflict", "Forbidden", "Invalid", "NotFound", "PayloadTooLarge", "ServerError",
+    "SettingsError", "Unauthorized",
+]
+
+
+class ServerError(Exception):
+    status = 500
+    code = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class Invalid(ServerError):
+    status = 400
+    code = "invalid"
+
+
+class Unauthorized(ServerError):
+    status = 401
+    code = "unauthorized"
+
+
+class Forbidden(ServerError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ServerError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ServerError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(ServerError):
+    status = 413
+    code = "too_large"
+
+
+class Unprocessable(ServerError):
+    status = 422
+    code = "rejected"
+
+
+class SettingsError(ServerError):
+    """Settings that cannot work: raised before the server starts."""

@@ -1,0 +1,61 @@
+"""Secrets: opaque tokens stored only as hashes, the server secret, and signed download URLs."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+import time
+from pathlib import Path
+
+__all__ = ["hash_token", "load_secret", "new_token", "sign_url", "verify_url"]
+
+PREFIX_API = "bht_"
+PREFIX_DEVICE = "bhd_"
+PREFIX_BOOTSTRAP = "bhb_"
+PREFIX_SYSTEM = "bhs_"
+
+
+def new_token(prefix: str) -> tuple[str, str]:
+    """A new random token and the hash under which it is stored."""
+    token = prefix + secrets.token_urlsafe(32)
+    return token, hash_token(token)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def load_secret(data_dir: Path) -> bytes:
+    """The HMAC key for signed URLs: BULKHEAD_SECRET (shared by all server processes) or a file."""
+    env = os.environ.get("BULKHEAD_SECRET")
+    if env:
+        return env.encode()
+    path = data_dir / "secret.key"
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        value = secrets.token_bytes(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(value)
+        return value
+
+
+def _mac(secret: bytes, sha256: str, device_id: int, expires: int) -> str:
+    msg = f"{sha256}:{device_id}:{expires}".encode()
+    return hmac.new(secret, msg, hashlib.sha256).hexdigest()[:40]
+
+
+def sign_url(secret: bytes, sha256: str, device_id: int, ttl: int, now: float | None = None) -> str:
+    """Query string for `/dl/{sha256}` that lets `device_id` fetch it until the expiry."""
+    expires = int((now or time.time()) + ttl)
+    return f"d={device_id}&e={expires}&s={_mac(secret, sha256, device_id, expires)}"
+
+
+def verify_url(secret: bytes, sha256: str, device_id: int, expires: int, sig: str,
+               now: float | None = None) -> bool:
+    if expires < (now or time.time()):
+        return False
+    return hmac.compare_digest(_mac(secret, sha256, device_id, expires), sig)

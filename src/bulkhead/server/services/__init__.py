@@ -1,0 +1,1 @@
+"""Services: the layer where authorization and business rules live, over the models."""

@@ -1,0 +1,109 @@
+"""Who is calling: principals, roles, and token resolution (with a short cache for hot paths)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from ..db import Database
+from ..errors import Forbidden, Unauthorized
+from ..models import ApiToken, Device, Tenant, User, utcnow
+from ..security import PREFIX_API, PREFIX_DEVICE, PREFIX_SYSTEM, hash_token
+
+__all__ = ["ROLES", "Authenticator", "Principal"]
+
+ROLES = ("viewer", "operator", "admin")
+_CACHE_TTL = 10.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    kind: str  # system | user | device
+    name: str
+    tenant_id: int | None = None
+    tenant: str | None = None
+    role: str = "viewer"
+    device_id: int | None = None
+    device_status: str | None = None
+    compatible: str | None = None
+
+    def require(self, role: str) -> None:
+        """Raise Forbidden unless this is a user (or the system) with at least `role`."""
+        if self.kind == "system":
+            return
+        if self.kind != "user":
+            raise Forbidden("this endpoint is for users and API tokens, not devices")
+        if ROLES.index(self.role) < ROLES.index(role):
+            raise Forbidden(f"needs role '{role}' or higher; this token has role '{self.role}'")
+
+    def require_system(self) -> None:
+        if self.kind != "system":
+            raise Forbidden("only the server administrator token may do this (see admin.token in the data directory)")
+
+    def require_tenant(self) -> int:
+        if self.tenant_id is None:
+            raise Forbidden("this needs a tenant's token; the administrator token manages tenants only")
+        return self.tenant_id
+
+
+class Authenticator:
+    """Resolves bearer tokens to principals; device lookups are cached briefly (no DB on every request)."""
+
+    def __init__(self, db: Database, system_token_hash: str) -> None:
+        self.db = db
+        self.system_hash = system_token_hash
+        self._cache: dict[str, tuple[float, Principal]] = {}
+
+    def resolve(self, token: str | None) -> Principal:
+        if not token:
+            raise Unauthorized("no credentials: send 'Authorization: Bearer <token>'")
+        h = hash_token(token)
+        now = time.monotonic()
+        hit = self._cache.get(h)
+        if hit and hit[0] > now:
+            return hit[1]
+        principal = self._lookup(token, h)
+        if len(self._cache) > 100_000:
+            self._cache.clear()
+        self._cache[h] = (now + _CACHE_TTL, principal)
+        return principal
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+    def _lookup(self, token: str, h: str) -> Principal:
+        if token.startswith(PREFIX_SYSTEM):
+            if hmac.compare_digest(h, self.system_hash):
+                return Principal("system", "admin")
+            raise Unauthorized("invalid administrator token")
+        with self.db.session() as s:
+            if token.startswith(PREFIX_API):
+                row = s.execute(
+                    select(ApiToken, User, Tenant).join(User, User.id == ApiToken.user_id)
+                    .join(Tenant, Tenant.id == ApiToken.tenant_id).where(ApiToken.token_hash == h)
+                ).first()
+                if row is None:
+                    raise Unauthorized("unknown API token")
+                tok, user, tenant = row
+                if tok.revoked:
+                    raise Unauthorized("this API token was revoked")
+                if tok.expires_at and _aware(tok.expires_at) < utcnow():
+                    raise Unauthorized("this API token has expired; create a new one")
+                return Principal("user", f"{user.name} (token {tok.name})", tenant.id, tenant.name, user.role)
+            if token.startswith(PREFIX_DEVICE):
+                row2 = s.execute(select(Device, Tenant).join(Tenant, Tenant.id == Device.tenant_id)
+                                 .where(Device.credential_hash == h)).first()
+                if row2 is None:
+                    raise Unauthorized("unknown device credential: enroll again")
+                dev, tenant = row2
+                return Principal("device", dev.name, tenant.id, tenant.name, "device", dev.id, dev.status,
+                                 dev.compatible)
+        raise Unauthorized("unrecognised token format")
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)

@@ -1,0 +1,195 @@
+"""Devices: bootstrap tokens, enrollment, approval, tags, and what a device may see of itself."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db import Database
+from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from ..models import BootstrapToken, Device, DeviceGroup, Release, utcnow
+from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token
+from . import audit
+from .auth import Principal, _aware
+
+__all__ = ["DeviceService", "device_json"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+
+
+def device_json(d: Device) -> dict[str, Any]:
+    return {"id": d.id, "name": d.name, "compatible": d.compatible, "status": d.status,
+            "tags": d.tags, "groups": d.groups, "attributes": d.attributes, "reported": d.reported,
+            "desired_release_id": d.desired_release_id, "bytes_served": d.bytes_served,
+            "last_seen": d.last_seen.isoformat() if d.last_seen else None}
+
+
+class DeviceService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- bootstrap tokens ---------------------------------------------------------
+    def create_bootstrap(self, who: Principal, name: str, group: str | None, expires_in_hours: float | None,
+                         requires_approval: bool, max_uses: int | None) -> dict[str, Any]:
+        who.require("admin")
+        tid = who.require_tenant()
+        if expires_in_hours is not None and expires_in_hours <= 0:
+            raise Invalid("expires_in_hours must be positive")
+        if max_uses is not None and max_uses <= 0:
+            raise Invalid("max_uses must be positive")
+        token, h = new_token(PREFIX_BOOTSTRAP)
+        expires = utcnow() + dt.timedelta(hours=expires_in_hours) if expires_in_hours else None
+        with self.db.session() as s:
+            if group and s.scalar(select(DeviceGroup).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == group)) is None:
+                s.add(DeviceGroup(tenant_id=tid, name=group))
+            bt = BootstrapToken(tenant_id=tid, name=name, token_hash=h, group_name=group,
+                                requires_approval=requires_approval, expires_at=expires, max_uses=max_uses)
+            s.add(bt)
+            s.flush()
+            audit.record(s, who, "bootstrap.create", name, group=group)
+            return {"id": bt.id, "name": name, "token": token, "group": group,
+                    "requires_approval": requires_approval, "max_uses": max_uses,
+                    "expires_at": expires.isoformat() if expires else None}
+
+    def list_bootstrap(self, who: Principal) -> list[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            return [{"id": b.id, "name": b.name, "group": b.group_name, "revoked": b.revoked, "uses": b.uses,
+                     "max_uses": b.max_uses, "requires_approval": b.requires_approval,
+                     "expires_at": b.expires_at.isoformat() if b.expires_at else None}
+                    for b in s.scalars(select(BootstrapToken).where(BootstrapToken.tenant_id == tid))]
+
+    def revoke_bootstrap(self, who: Principal, token_id: int) -> None:
+        who.require("admin")
+        with self.db.session() as s:
+            bt = s.get(BootstrapToken, token_id)
+            if bt is None or bt.tenant_id != who.tenant_id:
+                raise NotFound(f"bootstrap token {token_id} does not exist")
+            bt.revoked = True
+            audit.record(s, who, "bootstrap.revoke", bt.name)
+
+    # -- enrollment ---------------------------------------------------------------
+    def enroll(self, bootstrap: str, name: str, compatible: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        """Exchange a bootstrap token for a per-device credential (re-enrolling replaces it)."""
+        if not _NAME.match(name):
+            raise Invalid(f"device name {name!r} is invalid: 1-128 letters, digits, '.', '_', ':' or '-'")
+        if not compatible or len(compatible) > 256:
+            raise Invalid("compatible must be the device's RAUC compatible string (1-256 characters)")
+        credential, ch = new_token(PREFIX_DEVICE)
+        with self.db.session() as s:
+            bt = s.scalar(select(BootstrapToken).where(BootstrapToken.token_hash == hash_token(bootstrap)).with_for_update())
+            if bt is None:
+                raise Unauthorized("unknown bootstrap token")
+            if bt.revoked:
+                raise Unauthorized("this bootstrap token was revoked; ask the operator for a new one")
+            if bt.expires_at and _aware(bt.expires_at) < utcnow():
+                raise Unauthorized("this bootstrap token has expired; ask the operator for a new one")
+            if bt.max_uses is not None and bt.uses >= bt.max_uses:
+                raise Unauthorized("this bootstrap token has been used up")
+            dev = s.scalar(select(Device).where(Device.tenant_id == bt.tenant_id, Device.name == name))
+            status = "pending" if bt.requires_approval else "active"
+            if dev is None:
+                dev = Device(tenant_id=bt.tenant_id, name=name, compatible=compatible, status=status,
+                             groups=[bt.group_name] if bt.group_name else [], tags=[], attributes=attributes,
+                             reported={}, enrolled_with=bt.id)
+                s.add(dev)
+            else:
+                if dev.status == "active" and bt.requires_approval:
+                    status = "pending"
+                dev.compatible, dev.status, dev.attributes = compatible, status, {**dev.attributes, **attributes}
+            dev.credential_hash = ch
+            dev.last_seen = utcnow()
+            bt.uses += 1
+            s.flush()
+            audit.record(s, Principal("device", name, bt.tenant_id), "device.enroll", name,
+                         bt.tenant_id, bootstrap=bt.name, status=status)
+            return {"device_id": dev.id, "name": name, "credential": credential, "status": status}
+
+    # -- management -----------------------------------------------------------------
+    def _own(self, s: Session, who: Principal, ref: str) -> Device:
+        q = select(Device).where(Device.tenant_id == who.tenant_id)
+        q = q.where(Device.id == int(ref)) if ref.isdigit() else q.where(Device.name == ref)
+        dev = s.scalar(q)
+        if dev is None:
+            raise NotFound(f"device '{ref}' does not exist")
+        return dev
+
+    def list(self, who: Principal, tag: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            q = select(Device).where(Device.tenant_id == tid)
+            if status:
+                q = q.where(Device.status == status)
+            devices = [device_json(d) for d in s.scalars(q.order_by(Device.id))]
+        return [d for d in devices if not tag or tag in d["tags"]]
+
+    def show(self, who: Principal, ref: str) -> dict[str, Any]:
+        who.require("viewer")
+        with self.db.session() as s:
+            return device_json(self._own(s, who, ref))
+
+    def approve(self, who: Principal, ref: str) -> dict[str, Any]:
+        who.require("operator")
+        with self.db.session() as s:
+            dev = self._own(s, who, ref)
+            if dev.status != "pending":
+                raise Conflict(f"device '{dev.name}' is {dev.status}, not pending approval")
+            dev.status = "active"
+            audit.record(s, who, "device.approve", dev.name)
+            return device_json(dev)
+
+    def tag(self, who: Principal, ref: str, add: list[str], remove: list[str]) -> dict[str, Any]:
+        who.require("operator")
+        for t in add:
+            if not _NAME.match(t):
+                raise Invalid(f"tag {t!r} is invalid: letters, digits, '.', '_', ':' or '-'")
+        with self.db.session() as s:
+            dev = self._own(s, who, ref)
+            dev.tags = sorted((set(dev.tags) | set(add)) - set(remove))
+            audit.record(s, who, "device.tag", dev.name, add=add, remove=remove)
+            return device_json(dev)
+
+    def set_desired_release(self, who: Principal, ref: str, release_id: int | None) -> dict[str, Any]:
+        who.require("operator")
+        with self.db.session() as s:
+            dev = self._own(s, who, ref)
+            if release_id is not None:
+                rel = s.get(Release, release_id)
+                if rel is None or rel.tenant_id != who.tenant_id:
+                    raise NotFound(f"release {release_id} does not exist")
+                if rel.compatible != dev.compatible:
+                    raise Invalid(f"release is for '{rel.compatible}' but device '{dev.name}' is '{dev.compatible}'")
+            dev.desired_release_id = release_id
+            audit.record(s, who, "device.desired", dev.name, release_id=release_id)
+            return device_json(dev)
+
+    # -- the device's own view ----------------------------------------------------
+    def own_state(self, who: Principal) -> tuple[Device, Release | None]:
+        if who.kind != "device" or who.device_id is None:
+            raise Forbidden("this endpoint is for devices")
+        with self.db.session() as s:
+            dev = s.get(Device, who.device_id)
+            if dev is None:
+                raise Unauthorized("device no longer exists: enroll again")
+            if dev.status != "active":
+                raise Forbidden(f"device is {dev.status}: an operator must approve it ('bulkhead device approve {dev.name}')")
+            rel = s.get(Release, dev.desired_release_id) if dev.desired_release_id else None
+            return dev, rel
+
+    def device_release(self, who: Principal, release_id: int) -> Release:
+        """A release this device may download: same tenant and compatible."""
+        if who.kind != "device":
+            raise Forbidden("this endpoint is for devices")
+        if who.device_status != "active":
+            raise Forbidden("device is not approved yet")
+        with self.db.session() as s:
+            rel = s.get(Release, release_id)
+            if rel is None or rel.tenant_id != who.tenant_id or rel.compatible != who.compatible:
+                raise NotFound(f"release {release_id} does not exist for this device")
+            return rel

@@ -1,0 +1,145 @@
+"""Releases: verified upload of RAUC bundles, listing, and guarded deletion."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from bulkhead.rauc import BundleError, FileReader, load_keyring, open_bundle
+
+from ..db import Database
+from ..errors import Conflict, Invalid, NotFound, PayloadTooLarge, Unprocessable
+from ..models import Device, Release, Tenant
+from ..store import ArtifactStore
+from . import audit
+from .auth import Principal
+
+__all__ = ["ReleaseService", "Upload"]
+
+
+class Upload:
+    """A request body written to a temporary file while it is hashed; never held in memory."""
+
+    def __init__(self, path: Path, sha256: str, size: int) -> None:
+        self.path, self.sha256, self.size = path, sha256, size
+
+    @classmethod
+    async def receive(cls, store: ArtifactStore, chunks: AsyncIterator[bytes], max_bytes: int,
+                      declared: int | None) -> Upload:
+        if declared is not None and declared > max_bytes:
+            raise PayloadTooLarge(f"upload of {declared} bytes exceeds the limit of {max_bytes} bytes (BULKHEAD_MAX_UPLOAD_BYTES)")
+        fd, path = store.new_upload()
+        h = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "wb") as f:
+                async for chunk in chunks:
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PayloadTooLarge(f"upload exceeds the limit of {max_bytes} bytes (BULKHEAD_MAX_UPLOAD_BYTES)")
+                    h.update(chunk)
+                    f.write(chunk)
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+        if declared is not None and size != declared:
+            path.unlink(missing_ok=True)
+            raise Invalid(f"upload truncated: received {size} of {declared} bytes; send the file again")
+        if size == 0:
+            path.unlink(missing_ok=True)
+            raise Invalid("empty upload: send the bundle file as the request body")
+        return cls(path, h.hexdigest(), size)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def release_json(r: Release) -> dict[str, Any]:
+    return {"id": r.id, "compatible": r.compatible, "version": r.version, "description": r.description,
+            "build": r.build, "format": r.format, "sha256": r.sha256, "size": r.size, "signer": r.signer,
+            "images": r.info.get("images", []), "created_at": r.created_at.isoformat()}
+
+
+class ReleaseService:
+    def __init__(self, db: Database, store: ArtifactStore) -> None:
+        self.db, self.store = db, store
+
+    def ingest(self, who: Principal, upload: Upload) -> dict[str, Any]:
+        """Verify the uploaded bundle against the tenant keyring and store it; on any error nothing stays."""
+        try:
+            who.require("operator")
+            tid = who.require_tenant()
+            with self.db.session() as s:
+                tenant = s.get(Tenant, tid)
+                assert tenant is not None
+                if not tenant.keyring_pem:
+                    raise Invalid("this tenant has no keyring: upload one with 'bulkhead keyring set CA.pem' first")
+                keyring = load_keyring(tenant.keyring_pem.encode(), tenant.keyring_check_purpose)
+            try:
+                with FileReader(upload.path) as reader:
+                    bundle = open_bundle(reader)
+                    bundle.verify(keyring)
+                    info = bundle.info()
+            except BundleError as exc:
+                raise Unprocessable(f"bundle rejected: {exc}") from exc
+            if not info.version:
+                raise Unprocessable("bundle rejected: its manifest has no [update] version; releases need one")
+            try:
+                with self.db.session() as s:
+                    rel = Release(tenant_id=tid, compatible=info.compatible, version=info.version,
+                                  description=info.description, build=info.build, format=info.format,
+                                  sha256=upload.sha256, size=upload.size, signer=info.signer,
+                                  info=info.to_json())
+                    s.add(rel)
+                    s.flush()
+                    self.store.commit(upload.path, upload.sha256)
+                    audit.record(s, who, "release.create", f"{info.compatible} {info.version}",
+                                 sha256=upload.sha256)
+                    return release_json(rel)
+            except IntegrityError as exc:
+                raise Conflict(f"release {info.version} for compatible '{info.compatible}' already exists; "
+                               "bump the version in the manifest") from exc
+        finally:
+            upload.discard()
+
+    def list(self, who: Principal, compatible: str | None = None) -> list[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            q = select(Release).where(Release.tenant_id == tid)
+            if compatible:
+                q = q.where(Release.compatible == compatible)
+            return [release_json(r) for r in s.scalars(q.order_by(Release.id))]
+
+    def get(self, who: Principal, release_id: int) -> dict[str, Any]:
+        who.require("viewer")
+        with self.db.session() as s:
+            return release_json(self._own(s, who, release_id))
+
+    def _own(self, s: Any, who: Principal, release_id: int) -> Release:
+        rel = s.get(Release, release_id)
+        if rel is None or rel.tenant_id != who.tenant_id:
+            raise NotFound(f"release {release_id} does not exist")
+        return rel  # type: ignore[no-any-return]
+
+    def delete(self, who: Principal, release_id: int) -> None:
+        who.require("operator")
+        with self.db.session() as s:
+            rel = self._own(s, who, release_id)
+            needed = s.scalar(select(func.count()).select_from(Device).where(Device.desired_release_id == rel.id))
+            if needed:
+                raise Conflict(f"release {rel.version} is still the desired release of {needed} device(s); "
+                               "assign them another release first")
+            sha = rel.sha256
+            s.delete(rel)
+            s.flush()
+            shared = s.scalar(select(func.count()).select_from(Release).where(Release.sha256 == sha))
+            audit.record(s, who, "release.delete", f"{rel.compatible} {rel.version}")
+        if not shared:
+            self.store.remove(sha)

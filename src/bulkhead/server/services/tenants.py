@@ -1,0 +1,137 @@
+"""Tenants, users, API tokens and keyrings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from bulkhead.rauc import BundleError, load_keyring
+
+from ..db import Database
+from ..errors import Conflict, Invalid, NotFound
+from ..models import ApiToken, Tenant, User, utcnow
+from ..security import PREFIX_API, new_token
+from . import audit
+from .auth import ROLES, Principal
+
+__all__ = ["TenantService"]
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _check_name(name: str, what: str) -> None:
+    if not _NAME.match(name):
+        raise Invalid(f"{what} name {name!r} is invalid: use 1-64 letters, digits, '.', '_' or '-'")
+
+
+class TenantService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create_tenant(self, who: Principal, name: str, admin_user: str = "admin") -> dict[str, Any]:
+        who.require_system()
+        _check_name(name, "tenant")
+        token, h = new_token(PREFIX_API)
+        try:
+            with self.db.session() as s:
+                tenant = Tenant(name=name)
+                s.add(tenant)
+                s.flush()
+                user = User(tenant_id=tenant.id, name=admin_user, role="admin")
+                s.add(user)
+                s.flush()
+                s.add(ApiToken(tenant_id=tenant.id, user_id=user.id, name="initial-admin", token_hash=h))
+                audit.record(s, who, "tenant.create", name, tenant.id)
+                return {"id": tenant.id, "name": name, "admin_user": admin_user, "token": token}
+        except IntegrityError as exc:
+            raise Conflict(f"tenant '{name}' already exists") from exc
+
+    def list_tenants(self, who: Principal) -> list[dict[str, Any]]:
+        who.require_system()
+        with self.db.session() as s:
+            return [{"id": t.id, "name": t.name, "keyring": t.keyring_pem is not None}
+                    for t in s.scalars(select(Tenant).order_by(Tenant.id))]
+
+    def create_user(self, who: Principal, name: str, role: str) -> dict[str, Any]:
+        who.require("admin")
+        tid = who.require_tenant()
+        _check_name(name, "user")
+        if role not in ROLES:
+            raise Invalid(f"unknown role '{role}': use one of {', '.join(ROLES)}")
+        try:
+            with self.db.session() as s:
+                user = User(tenant_id=tid, name=name, role=role)
+                s.add(user)
+                s.flush()
+                audit.record(s, who, "user.create", name, role=role)
+                return {"id": user.id, "name": name, "role": role}
+        except IntegrityError as exc:
+            raise Conflict(f"user '{name}' already exists in this tenant") from exc
+
+    def list_users(self, who: Principal) -> list[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            return [{"id": u.id, "name": u.name, "role": u.role}
+                    for u in s.scalars(select(User).where(User.tenant_id == tid).order_by(User.id))]
+
+    def create_token(self, who: Principal, name: str, user: str | None, role: str | None,
+                     expires_in_days: int | None) -> dict[str, Any]:
+        """A token for `user` (created with `role` when missing); admins only."""
+        who.require("admin")
+        tid = who.require_tenant()
+        _check_name(name, "token")
+        if expires_in_days is not None and expires_in_days <= 0:
+            raise Invalid("expires_in_days must be positive")
+        if role is not None and role not in ROLES:
+            raise Invalid(f"unknown role '{role}': use one of {', '.join(ROLES)}")
+        token, h = new_token(PREFIX_API)
+        with self.db.session() as s:
+            uname = user or "admin"
+            u = s.scalar(select(User).where(User.tenant_id == tid, User.name == uname))
+            if u is None:
+                if role is None:
+                    raise NotFound(f"user '{uname}' does not exist: give --role to create it")
+                _check_name(uname, "user")
+                u = User(tenant_id=tid, name=uname, role=role)
+                s.add(u)
+                s.flush()
+            elif role is not None and role != u.role:
+                raise Conflict(f"user '{uname}' has role '{u.role}', not '{role}'")
+            expires = utcnow() + dt.timedelta(days=expires_in_days) if expires_in_days else None
+            s.add(ApiToken(tenant_id=tid, user_id=u.id, name=name, token_hash=h, expires_at=expires))
+            audit.record(s, who, "token.create", name, user=uname)
+            return {"name": name, "user": uname, "role": u.role, "token": token,
+                    "expires_at": expires.isoformat() if expires else None}
+
+    def set_keyring(self, who: Principal, pem: bytes, check_purpose: str) -> dict[str, Any]:
+        who.require("admin")
+        tid = who.require_tenant()
+        try:
+            keyring = load_keyring(pem, check_purpose)
+        except BundleError as exc:
+            raise Invalid(str(exc)) from exc
+        with self.db.session() as s:
+            tenant = s.get(Tenant, tid)
+            assert tenant is not None
+            tenant.keyring_pem = pem.decode("ascii", "replace")
+            tenant.keyring_check_purpose = check_purpose
+            subjects = [a.subject.rfc4514_string() for a in keyring.anchors]
+            audit.record(s, who, "keyring.set", tenant.name, anchors=subjects)
+            return {"anchors": subjects, "check_purpose": check_purpose}
+
+    def get_keyring(self, who: Principal) -> dict[str, Any]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            tenant = s.get(Tenant, tid)
+            assert tenant is not None
+            if not tenant.keyring_pem:
+                return {"anchors": [], "check_purpose": tenant.keyring_check_purpose, "pem": None}
+            kr = load_keyring(tenant.keyring_pem.encode(), tenant.keyring_check_purpose)
+            return {"anchors": [a.subject.rfc4514_string() for a in kr.anchors],
+                    "check_purpose": tenant.keyring_check_purpose, "pem": tenant.keyring_pem}

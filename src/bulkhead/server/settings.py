@@ -1,0 +1,72 @@
+"""Server settings: from arguments and BULKHEAD_* environment variables, validated before start."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from .errors import SettingsError
+
+__all__ = ["Settings", "load_settings"]
+
+
+class Settings(BaseModel):
+    data_dir: Path = Path("bulkhead-data")
+    database_url: str | None = None
+    max_upload_bytes: int = Field(default=8 * 1024**3, gt=0)
+    signed_url_ttl: int = Field(default=3600, gt=0, le=7 * 86400)
+    poll_interval: int = Field(default=60, ge=5, le=86400)
+    counter_flush_seconds: float = Field(default=5.0, gt=0)
+    public_url: str | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be sqlite:///PATH or postgresql://USER:PASS@HOST/DB")
+        if v.startswith("postgresql://"):
+            v = "postgresql+psycopg://" + v.removeprefix("postgresql://")
+        return v
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'bulkhead.db').resolve()}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+
+_ENV = {
+    "database_url": "BULKHEAD_DATABASE_URL",
+    "max_upload_bytes": "BULKHEAD_MAX_UPLOAD_BYTES",
+    "signed_url_ttl": "BULKHEAD_SIGNED_URL_TTL",
+    "poll_interval": "BULKHEAD_POLL_INTERVAL",
+    "public_url": "BULKHEAD_PUBLIC_URL",
+    "data_dir": "BULKHEAD_DATA_DIR",
+}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Merge environment and explicit overrides; raise SettingsError naming every bad value."""
+    values: dict[str, object] = {k: os.environ[e] for k, e in _ENV.items() if os.environ.get(e)}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = Settings(**values)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{_ENV.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        settings.artifacts_dir.mkdir(exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"data directory {settings.data_dir} cannot be created: {exc.strerror}") from exc
+    if not os.access(settings.data_dir, os.W_OK):
+        raise SettingsError(f"data directory {settings.data_dir} is not writable")
+    return settings
