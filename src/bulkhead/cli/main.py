@@ -11,7 +11,7 @@ import typer
 
 from bulkhead.rauc import BundleError
 
-from . import bundle, manage, output
+from . import bundle, demo, manage, output
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
 app = typer.Typer(help="Bulkhead: keep embedded Linux fleets secure and up to date.", no_args_is_help=True,
@@ -23,6 +23,7 @@ app.add_typer(manage.keyring_app, name="keyring")
 app.add_typer(manage.release_app, name="release")
 app.add_typer(manage.device_app, name="device")
 app.add_typer(manage.bootstrap_app, name="bootstrap")
+app.command("demo")(demo.demo)
 
 
 @app.callback()

@@ -1,0 +1,43 @@
+# Bulkhead: `make demo` runs the server with a demo fleet, `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := rauc rauc-service squashfs-tools postgresql nginx dbus curl e2fsprogs util-linux
+PG_URL ?= postgresql://bulkhead:bulkhead@127.0.0.1:5432/bulkhead_test
+
+.PHONY: setup demo test lint typecheck importcheck bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing Debian packages (run as root or install them):$$missing"; fi; \
+	fi
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+demo: setup
+	$(VENV)/bin/bulkhead demo --port 8080 --data-dir bulkhead-data
+
+pg: setup
+	@bash scripts/start-postgres.sh
+
+test: setup
+	@bash scripts/start-postgres.sh || echo "PostgreSQL could not be started: its tests will say so"
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+	BULKHEAD_TEST_PG_URL=$(PG_URL) $(VENV)/bin/pytest -n 2 -q
+
+bench: setup
+	$(PY) bench/bundle_verify.py
+	$(PY) bench/artifact_serving.py
+
+clean:
+	rm -rf $(VENV) bulkhead-data .pytest_cache .mypy_cache .ruff_cache
