@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := rauc rauc-service squashfs-tools postgresql nginx dbus curl e2fsprogs util-linux
+APT_PACKAGES := rauc rauc-service squashfs-tools cryptsetup-bin postgresql nginx dbus curl e2fsprogs util-linux
 PG_URL ?= postgresql://bulkhead:bulkhead@127.0.0.1:5432/bulkhead_test
 
 .PHONY: setup demo test lint typecheck importcheck bench clean

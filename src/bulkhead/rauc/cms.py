@@ -89,7 +89,12 @@ class ParsedCms:
             h.update(self.encapsulated)
             content_digest = h.digest()
         signer = self.signer_cert()
-        self._check_signature(signer, content_digest)
+        try:
+            self._check_signature(signer, content_digest)
+        except SignatureError:
+            raise
+        except Exception as exc:  # malformed attributes or algorithm parameters inside valid DER
+            raise SignatureError(f"the signature's signer info is malformed: {exc}") from exc
         chain = keyring.verify_chain(signer, self.certificates, at)
         return Verified(self.encapsulated, signer, chain)
 
@@ -173,7 +178,7 @@ def parse_cms(raw: bytes) -> ParsedCms:
         return ParsedCms(raw, signed, si, certs, content, digest_name)
     except SignatureError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError) as exc:
+    except Exception as exc:  # asn1crypto and cryptography raise many kinds on malformed DER
         raise SignatureError(f"the signature is not valid CMS SignedData: {exc}") from exc
 
 

@@ -1,0 +1,5 @@
+"""`python -m bulkhead.cli`."""
+
+from .main import run
+
+run()
