@@ -10,7 +10,14 @@ import pytest
 
 from bulkhead.lab.pki import make_pki
 from bulkhead.lab.rauc_service import RaucDevice
-from bulkhead.rauc import BundleError, BytesReader, FileReader, create_bundle, load_keyring, open_bundle
+from bulkhead.rauc import (
+    BundleError,
+    BytesReader,
+    FileReader,
+    create_bundle,
+    load_keyring,
+    open_bundle,
+)
 from tests.conftest import need_tool
 
 CA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "rauc" / "openssl-ca"
@@ -21,8 +28,9 @@ def content_dir(tmp: Path, version: str = "1", size: int = 64 * 1024, adaptive: 
     c.mkdir()
     (c / "rootfs.img").write_bytes(os.urandom(size))
     extra = "adaptive=block-hash-index;\n" if adaptive else ""
-    (c / "manifest.raucm").write_text(f"[update]\ncompatible=Test Config\nversion={version}\n\n"
-                                      f"[image.rootfs]\nfilename=rootfs.img\n{extra}")
+    (c / "manifest.raucm").write_text(
+        f"[update]\ncompatible=Test Config\nversion={version}\n\n[image.rootfs]\nfilename=rootfs.img\n{extra}"
+    )
     return c
 
 
@@ -48,8 +56,18 @@ def test_we_read_rauc_bundles(tmp_path: Path, fmt: str) -> None:
     c = content_dir(tmp_path)
     (c / "manifest.raucm").write_text((c / "manifest.raucm").read_text().replace("[image", f"[bundle]\nformat={fmt}\n\n[image"))
     out = tmp_path / "theirs.raucb"
-    subprocess.run([rauc, "bundle", f"--cert={CA / 'rel/release-1.cert.pem'}", f"--key={CA / 'rel/private/release-1.pem'}",
-                    str(c), str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            rauc,
+            "bundle",
+            f"--cert={CA / 'rel/release-1.cert.pem'}",
+            f"--key={CA / 'rel/private/release-1.pem'}",
+            str(c),
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     with FileReader(out) as r:
         b = open_bundle(r)
         b.verify(load_keyring((CA / "dev-ca.pem").read_bytes()))
@@ -57,17 +75,31 @@ def test_we_read_rauc_bundles(tmp_path: Path, fmt: str) -> None:
         assert b.squashfs().read_file("rootfs.img") == (c / "rootfs.img").read_bytes()
 
 
-@pytest.mark.parametrize("cert,purpose", [(c, p) for c in ("codeSigning-rauc", "codeSigning-openssl", "emailProtection")
-                                          for p in ("smimesign", "codesign")])
+@pytest.mark.parametrize(
+    "cert,purpose",
+    [(c, p) for c in ("codeSigning-rauc", "codeSigning-openssl", "emailProtection") for p in ("smimesign", "codesign")],
+)
 def test_purpose_rules_agree_with_rauc(tmp_path: Path, cert: str, purpose: str) -> None:
     rauc = need_tool("rauc", "rauc")
     c = content_dir(tmp_path)
     out = tmp_path / "b.raucb"
-    subprocess.run([rauc, "bundle", f"--cert={CA / f'dev/xku-{cert}.cert.pem'}", f"--key={CA / f'dev/private/xku-{cert}.pem'}",
-                    str(c), str(out)], check=True, capture_output=True)
+    subprocess.run(
+        [
+            rauc,
+            "bundle",
+            f"--cert={CA / f'dev/xku-{cert}.cert.pem'}",
+            f"--key={CA / f'dev/private/xku-{cert}.pem'}",
+            str(c),
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
     conf = tmp_path / "system.conf"
-    conf.write_text(f"[system]\ncompatible=Test Config\nbootloader=noop\n[keyring]\npath={CA / 'dev-ca.pem'}\n"
-                    + ("check-purpose=codesign\n" if purpose == "codesign" else ""))
+    conf.write_text(
+        f"[system]\ncompatible=Test Config\nbootloader=noop\n[keyring]\npath={CA / 'dev-ca.pem'}\n"
+        + ("check-purpose=codesign\n" if purpose == "codesign" else "")
+    )
     theirs = subprocess.run([rauc, "-c", str(conf), "info", str(out)], capture_output=True, check=False).returncode == 0
     try:
         with FileReader(out) as r:
@@ -90,9 +122,21 @@ def real_tools_refuse(path: Path, fmt: str, pos: int, payload: int) -> bool:
         m = open_bundle(r).manifest
     assert m.verity_size is not None and m.verity_hash and m.verity_salt
     data = payload - m.verity_size
-    res = subprocess.run([veritysetup, "verify", str(path), str(path), m.verity_hash, f"--hash-offset={data}",
-                          f"--salt={m.verity_salt}", "--no-superblock", f"--data-blocks={data // 4096}"],
-                         capture_output=True, check=False)
+    res = subprocess.run(
+        [
+            veritysetup,
+            "verify",
+            str(path),
+            str(path),
+            m.verity_hash,
+            f"--hash-offset={data}",
+            f"--salt={m.verity_salt}",
+            "--no-superblock",
+            f"--data-blocks={data // 4096}",
+        ],
+        capture_output=True,
+        check=False,
+    )
     return res.returncode != 0
 
 

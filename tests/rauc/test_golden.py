@@ -43,8 +43,12 @@ def test_good_bundle_verifies(rauc_data: Path, name: str) -> None:
 @pytest.mark.parametrize("name", GOOD)
 def test_fields_match_rauc_info(rauc_data: Path, name: str) -> None:
     rauc = need_tool("rauc", "rauc")
-    res = subprocess.run([rauc, "info", "--output-format=json", f"--keyring={rauc_data / 'openssl-ca/dev-ca.pem'}",
-                          str(rauc_data / name)], capture_output=True, text=True, check=True)
+    res = subprocess.run(
+        [rauc, "info", "--output-format=json", f"--keyring={rauc_data / 'openssl-ca/dev-ca.pem'}", str(rauc_data / name)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     theirs = json.loads(res.stdout)
     with FileReader(rauc_data / name) as r:
         b = open_bundle(r)
@@ -56,11 +60,15 @@ def test_fields_match_rauc_info(rauc_data: Path, name: str) -> None:
     assert ours.build == theirs.get("build")
     theirs_images = [next(iter(i.values())) for i in theirs["images"]]
     assert [(i.filename, i.sha256, i.size) for i in ours.images] == [
-        (i["filename"], i["checksum"], i["size"]) for i in theirs_images]
+        (i["filename"], i["checksum"], i["size"]) for i in theirs_images
+    ]
 
 
 def test_invalid_signature_is_refused(rauc_data: Path) -> None:
-    with FileReader(rauc_data / "invalid-sig-bundle.raucb") as r, pytest.raises(SignatureError, match="signature verification failed"):
+    with (
+        FileReader(rauc_data / "invalid-sig-bundle.raucb") as r,
+        pytest.raises(SignatureError, match="signature verification failed"),
+    ):
         open_bundle(r).verify(keyring(rauc_data))
 
 
@@ -129,13 +137,16 @@ def test_non_bundle_is_refused(rauc_data: Path) -> None:
         open_bundle(BytesReader((rauc_data / "manifest.raucm").read_bytes()))
 
 
-@pytest.mark.parametrize("sig,purpose,ok", [
-    ("manifest-ep1.sig", "smimesign", True),
-    ("manifest-cs1.sig", "codesign", True),
-    ("manifest-cs1.sig", "smimesign", False),
-    ("manifest-ep1.sig", "codesign", False),
-    ("manifest-ts1.sig", "smimesign", False),
-])
+@pytest.mark.parametrize(
+    "sig,purpose,ok",
+    [
+        ("manifest-ep1.sig", "smimesign", True),
+        ("manifest-cs1.sig", "codesign", True),
+        ("manifest-cs1.sig", "smimesign", False),
+        ("manifest-ep1.sig", "codesign", False),
+        ("manifest-ts1.sig", "smimesign", False),
+    ],
+)
 def test_key_usage_purposes(rauc_data: Path, sig: str, purpose: str, ok: bool) -> None:
     """Signatures over `manifest` made with different extended key usages, checked as RAUC does."""
     from bulkhead.rauc.cms import parse_cms
@@ -151,3 +162,13 @@ def test_key_usage_purposes(rauc_data: Path, sig: str, purpose: str, ok: bool) -
     else:
         with pytest.raises(SignerNotTrustedError):
             cms.verify(kr, h.digest() if cms.encapsulated is None else None)
+
+
+def test_verity_mismatch_names_the_block(rauc_data: Path) -> None:
+    from bulkhead.rauc import VerityMismatchError
+
+    data = bytearray((rauc_data / "good-verity-bundle.raucb").read_bytes())
+    data[4096 + 7] ^= 1  # inside data block 1
+    with pytest.raises(VerityMismatchError) as exc:
+        open_bundle(BytesReader(bytes(data))).verify(keyring(rauc_data))
+    assert exc.value.block == 1 and "data block 1" in str(exc.value)

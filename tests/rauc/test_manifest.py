@@ -62,7 +62,12 @@ def test_variant_and_meta_sections() -> None:
 
 
 def test_round_trip() -> None:
-    m = parse_manifest(BASE + "sha256=" + "a" * 64 + "\nsize=4096\nadaptive=block-hash-index;\n"
-                       "\n[bundle]\nformat=verity\nverity-hash=" + "b" * 64 + "\nverity-salt=" + "c" * 64 +
-                       "\nverity-size=4096\n\n[hooks]\nfilename=hook.sh\nhooks=install-check;\n")
+    m = parse_manifest(
+        BASE + "sha256=" + "a" * 64 + "\nsize=4096\nadaptive=block-hash-index;\n"
+        "\n[bundle]\nformat=verity\nverity-hash="
+        + "b" * 64
+        + "\nverity-salt="
+        + "c" * 64
+        + "\nverity-size=4096\n\n[hooks]\nfilename=hook.sh\nhooks=install-check;\n"
+    )
     assert parse_manifest(m.to_text()) == m

@@ -42,8 +42,9 @@ class LiveServer:
             r.raise_for_status()
             token: str = r.json()["token"]
             if keyring:
-                c.put("/api/v1/keyring", json={"pem": Path(DEV_CA).read_text()},
-                      headers={"authorization": f"Bearer {token}"}).raise_for_status()
+                c.put(
+                    "/api/v1/keyring", json={"pem": Path(DEV_CA).read_text()}, headers={"authorization": f"Bearer {token}"}
+                ).raise_for_status()
             return token
 
 
@@ -69,8 +70,12 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         env["BULKHEAD_DATABASE_URL"] = _pg_url()
     port = free_port()
     log = (data / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data)],
-                            env=env, stdout=log, stderr=log)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data)],
+        env=env,
+        stdout=log,
+        stderr=log,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -30,12 +30,15 @@ def test_upload_good_bundle(server: LiveServer) -> None:
         assert [x["id"] for x in c.get("/api/v1/releases").json()] == [rel["id"]]
 
 
-@pytest.mark.parametrize("body,status,message", [
-    ((RAUC_DATA / "invalid-sig-bundle.raucb").read_bytes(), 422, "signature verification failed"),
-    ((RAUC_DATA / "good-verity-bundle.raucb").read_bytes()[:20000], 422, "bundle rejected"),
-    (b"hello, this is not a bundle at all", 422, "not a RAUC bundle"),
-    (b"", 400, "empty upload"),
-])
+@pytest.mark.parametrize(
+    "body,status,message",
+    [
+        ((RAUC_DATA / "invalid-sig-bundle.raucb").read_bytes(), 422, "signature verification failed"),
+        ((RAUC_DATA / "good-verity-bundle.raucb").read_bytes()[:20000], 422, "bundle rejected"),
+        (b"hello, this is not a bundle at all", 422, "not a RAUC bundle"),
+        (b"", 400, "empty upload"),
+    ],
+)
 def test_bad_uploads_are_refused_and_nothing_is_stored(server: LiveServer, body: bytes, status: int, message: str) -> None:
     token = server.tenant()
     before = stored_artifacts(server)
@@ -79,7 +82,9 @@ def test_unknown_manifest_key_is_refused(server: LiveServer, tmp_path: Path) -> 
     content = tmp_path / "c"
     content.mkdir()
     (content / "rootfs.img").write_bytes(b"x" * 8192)
-    (content / "manifest.raucm").write_text("[update]\ncompatible=Test Config\nversion=9\n\n[image.rootfs]\nfilename=rootfs.img\n")
+    (content / "manifest.raucm").write_text(
+        "[update]\ncompatible=Test Config\nversion=9\n\n[image.rootfs]\nfilename=rootfs.img\n"
+    )
     out = tmp_path / "b.raucb"
     create_bundle(content, out, (ca / "rel/release-1.cert.pem").read_bytes(), (ca / "rel/private/release-1.pem").read_bytes())
     # re-sign a manifest with an unknown key: signature valid, manifest invalid
@@ -122,7 +127,9 @@ def test_delete_refused_while_a_device_needs_it(server: LiveServer) -> None:
     with server.client(token) as c:
         rel = c.post("/api/v1/releases", content=GOOD.read_bytes()).json()
         boot = c.post("/api/v1/bootstrap-tokens", json={"name": "b"}).json()["token"]
-        c.post("/device/v1/enroll", json={"bootstrap_token": boot, "name": "dev1", "compatible": "Test Config"}).raise_for_status()
+        c.post(
+            "/device/v1/enroll", json={"bootstrap_token": boot, "name": "dev1", "compatible": "Test Config"}
+        ).raise_for_status()
         c.put("/api/v1/devices/dev1/desired-release", json={"release_id": rel["id"]}).raise_for_status()
         r = c.delete(f"/api/v1/releases/{rel['id']}")
         assert r.status_code == 409 and "desired release of 1 device" in r.json()["message"]

@@ -24,7 +24,9 @@ class Client:
         try:
             resp = self.http.request(method, path, **kw)
         except httpx.ConnectError as exc:
-            raise CliError(f"cannot reach the server at {self.server}: {exc}. Is it running? (--server / BULKHEAD_SERVER)") from exc
+            raise CliError(
+                f"cannot reach the server at {self.server}: {exc}. Is it running? (--server / BULKHEAD_SERVER)"
+            ) from exc
         except httpx.HTTPError as exc:
             raise CliError(f"request to {self.server}{path} failed: {exc}") from exc
         if resp.status_code >= 400:
@@ -50,7 +52,8 @@ class Client:
         headers = {"content-type": "application/octet-stream", "content-length": str(size)}
         if not show_progress:
             return self.request("POST", "/api/v1/releases", content=chunks(None, None), headers=headers)
-        with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                      TransferSpeedColumn(), transient=True) as progress:
+        with Progress(
+            "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
+        ) as progress:
             task = progress.add_task(f"uploading {path.name}", total=size)
             return self.request("POST", "/api/v1/releases", content=chunks(progress, task), headers=headers)

@@ -21,7 +21,8 @@ def _demo_bundle(work: Path, version: str, cert: Path, key: Path) -> Path:
     (content / "rootfs.img").write_bytes((f"demo rootfs {version}\n".encode() * 4096)[: 1 << 20].ljust(1 << 20, b"\0"))
     (content / "manifest.raucm").write_text(
         f"[update]\ncompatible=bulkhead-demo\nversion={version}\ndescription=Demo release {version}\n\n"
-        "[image.rootfs]\nfilename=rootfs.img\nadaptive=block-hash-index;\n")
+        "[image.rootfs]\nfilename=rootfs.img\nadaptive=block-hash-index;\n"
+    )
     out = work / f"demo-{version}.raucb"
     if not out.exists():
         create_bundle(content, out, cert.read_bytes(), key.read_bytes(), fmt="verity")
@@ -53,16 +54,22 @@ def seed(base: str, data_dir: Path, devices: int) -> None:
             http.post("/api/v1/releases", content=bundle.read_bytes(), headers=h)
         boot = http.post("/api/v1/bootstrap-tokens", json={"name": "demo-fleet", "group": "demo"}, headers=h).json()
         for i in range(devices):
-            http.post("/device/v1/enroll", json={"bootstrap_token": boot["token"], "name": f"demo-{i:03d}",
-                                                 "compatible": "bulkhead-demo"}).raise_for_status()
+            http.post(
+                "/device/v1/enroll",
+                json={"bootstrap_token": boot["token"], "name": f"demo-{i:03d}", "compatible": "bulkhead-demo"},
+            ).raise_for_status()
     output.err_console.print(
         f"[green]demo ready[/green]: tenant 'demo', {devices} enrolled devices, releases 1.0.0 and 1.1.0.\n"
         f"  export BULKHEAD_SERVER={base} BULKHEAD_TOKEN=$(cat {cred})\n"
-        f"  .venv/bin/bulkhead device list     .venv/bin/bulkhead release list     API docs: {base}/docs")
+        f"  .venv/bin/bulkhead device list     .venv/bin/bulkhead release list     API docs: {base}/docs"
+    )
 
 
-def demo(port: int = typer.Option(8080), data_dir: Path = typer.Option(Path("bulkhead-data")),
-         devices: int = typer.Option(5, min=0, help="Simulated devices to enroll")) -> None:
+def demo(
+    port: int = typer.Option(8080),
+    data_dir: Path = typer.Option(Path("bulkhead-data")),
+    devices: int = typer.Option(5, min=0, help="Simulated devices to enroll"),
+) -> None:
     """Run the server with a seeded demo tenant, releases and fleet (Ctrl-C stops it)."""
     import uvicorn
 

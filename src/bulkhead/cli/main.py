@@ -14,8 +14,9 @@ from bulkhead.rauc import BundleError
 from . import bundle, demo, manage, output
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
-app = typer.Typer(help="Bulkhead: keep embedded Linux fleets secure and up to date.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="Bulkhead: keep embedded Linux fleets secure and up to date.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 app.add_typer(bundle.app, name="bundle")
 app.add_typer(manage.tenant_app, name="tenant")
 app.add_typer(manage.token_app, name="token")
@@ -27,18 +28,22 @@ app.command("demo")(demo.demo)
 
 
 @app.callback()
-def root(ctx: typer.Context,
-         server: str = typer.Option("http://127.0.0.1:8080", envvar="BULKHEAD_SERVER", help="Server URL"),
-         token: str | None = typer.Option(None, envvar="BULKHEAD_TOKEN", help="API token")) -> None:
+def root(
+    ctx: typer.Context,
+    server: str = typer.Option("http://127.0.0.1:8080", envvar="BULKHEAD_SERVER", help="Server URL"),
+    token: str | None = typer.Option(None, envvar="BULKHEAD_TOKEN", help="API token"),
+) -> None:
     ctx.obj = {"server": server, "token": token}
 
 
 @app.command()
-def server(host: str = typer.Option("127.0.0.1", help="Address to listen on"),
-           port: int = typer.Option(8080, help="Port to listen on"),
-           data_dir: Path = typer.Option(Path("bulkhead-data"), envvar="BULKHEAD_DATA_DIR", help="Data directory"),
-           workers: int = typer.Option(1, min=1, help="Worker processes (PostgreSQL recommended above 1)"),
-           log_level: str = typer.Option("info")) -> None:
+def server(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on"),
+    port: int = typer.Option(8080, help="Port to listen on"),
+    data_dir: Path = typer.Option(Path("bulkhead-data"), envvar="BULKHEAD_DATA_DIR", help="Data directory"),
+    workers: int = typer.Option(1, min=1, help="Worker processes (PostgreSQL recommended above 1)"),
+    log_level: str = typer.Option("info"),
+) -> None:
     """Run the server (SQLite in DATA_DIR unless BULKHEAD_DATABASE_URL is set)."""
     import uvicorn
 
@@ -51,15 +56,24 @@ def server(host: str = typer.Option("127.0.0.1", help="Address to listen on"),
         settings = load_settings(data_dir=data_dir)
         token_file = settings.data_dir / "admin.token"
         system_token(settings.data_dir)
-        output.err_console.print(f"bulkhead server on http://{host}:{port}  data: {settings.data_dir.resolve()}  "
-                                 f"admin token: {token_file if token_file.exists() else 'BULKHEAD_ADMIN_TOKEN'}")
+        output.err_console.print(
+            f"bulkhead server on http://{host}:{port}  data: {settings.data_dir.resolve()}  "
+            f"admin token: {token_file if token_file.exists() else 'BULKHEAD_ADMIN_TOKEN'}"
+        )
         if workers == 1:
             uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
         else:
             migrate(settings.db_url)
             os.environ["BULKHEAD_DATA_DIR"] = str(settings.data_dir)
-            uvicorn.run("bulkhead.server.app:factory", factory=True, host=host, port=port, workers=workers,
-                        log_level=log_level, access_log=False)
+            uvicorn.run(
+                "bulkhead.server.app:factory",
+                factory=True,
+                host=host,
+                port=port,
+                workers=workers,
+                log_level=log_level,
+                access_log=False,
+            )
     except SettingsError as exc:
         raise CliError(exc.message) from exc
 
@@ -75,14 +89,16 @@ def run() -> None:
         sys.exit(EXIT_USER)
     except SystemExit:
         raise
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.exceptions.TyperException as exc:  # usage errors, bad parameters
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            output.err_console.print(f"[red]error:[/red] {exc}")
+        sys.exit(EXIT_USER)
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(EXIT_USER)
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
         output.err_console.print(f"[red]internal error (a bug, please report it):[/red] {exc!r}")
         if os.environ.get("BULKHEAD_DEBUG"):
             traceback.print_exc()

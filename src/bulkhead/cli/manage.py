@@ -47,18 +47,30 @@ def tenant_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
 
 
 @token_app.command("create")
-def token_create(ctx: typer.Context, name: str, user: str | None = typer.Option(None, help="User the token acts as (default: admin)"),
-                 role: str | None = typer.Option(None, help="Create the user with this role: viewer, operator, admin"),
-                 expires_in_days: int | None = None, json: bool = JsonOpt) -> None:
+def token_create(
+    ctx: typer.Context,
+    name: str,
+    user: str | None = typer.Option(None, help="User the token acts as (default: admin)"),
+    role: str | None = typer.Option(None, help="Create the user with this role: viewer, operator, admin"),
+    expires_in_days: int | None = None,
+    json: bool = JsonOpt,
+) -> None:
     """Create an API token; the token is shown once."""
-    show(client(ctx).request("POST", "/api/v1/tokens", json={"name": name, "user": user, "role": role,
-                                                              "expires_in_days": expires_in_days}), json)
+    show(
+        client(ctx).request(
+            "POST", "/api/v1/tokens", json={"name": name, "user": user, "role": role, "expires_in_days": expires_in_days}
+        ),
+        json,
+    )
 
 
 @keyring_app.command("set")
-def keyring_set(ctx: typer.Context, pem: Path = typer.Argument(..., exists=True, dir_okay=False),
-                check_purpose: str = typer.Option("smimesign", help="smimesign, codesign or any"),
-                json: bool = JsonOpt) -> None:
+def keyring_set(
+    ctx: typer.Context,
+    pem: Path = typer.Argument(..., exists=True, dir_okay=False),
+    check_purpose: str = typer.Option("smimesign", help="smimesign, codesign or any"),
+    json: bool = JsonOpt,
+) -> None:
     """Upload PEM trust anchors (CA certificates) for bundle verification."""
     text = pem.read_text(errors="replace")
     show(client(ctx).request("PUT", "/api/v1/keyring", json={"pem": text, "check_purpose": check_purpose}), json)
@@ -73,8 +85,9 @@ def keyring_show(ctx: typer.Context, json: bool = JsonOpt) -> None:
 
 
 @release_app.command("upload")
-def release_upload(ctx: typer.Context, bundle: Path = typer.Argument(..., exists=True, dir_okay=False),
-                   json: bool = JsonOpt) -> None:
+def release_upload(
+    ctx: typer.Context, bundle: Path = typer.Argument(..., exists=True, dir_okay=False), json: bool = JsonOpt
+) -> None:
     """Upload a signed bundle; the server verifies it against the keyring before storing it."""
     data = client(ctx).upload(bundle, show_progress=not json)
     show(data, json, title="release")
@@ -122,28 +135,49 @@ def device_approve(ctx: typer.Context, device: str, json: bool = JsonOpt) -> Non
 
 
 @device_app.command("tag")
-def device_tag(ctx: typer.Context, device: str, add: list[str] = typer.Option([], "--add"),
-               remove: list[str] = typer.Option([], "--remove"), json: bool = JsonOpt) -> None:
+def device_tag(
+    ctx: typer.Context,
+    device: str,
+    add: list[str] = typer.Option([], "--add"),
+    remove: list[str] = typer.Option([], "--remove"),
+    json: bool = JsonOpt,
+) -> None:
     if not add and not remove:
         raise CliError("give --add TAG and/or --remove TAG")
     show(client(ctx).request("POST", f"/api/v1/devices/{device}/tags", json={"add": add, "remove": remove}), json)
 
 
 @device_app.command("assign")
-def device_assign(ctx: typer.Context, device: str, release_id: int | None = typer.Argument(None),
-                  json: bool = JsonOpt) -> None:
+def device_assign(ctx: typer.Context, device: str, release_id: int | None = typer.Argument(None), json: bool = JsonOpt) -> None:
     """Set the device's desired OS release (omit RELEASE_ID to clear it)."""
     show(client(ctx).request("PUT", f"/api/v1/devices/{device}/desired-release", json={"release_id": release_id}), json)
 
 
 @bootstrap_app.command("create")
-def bootstrap_create(ctx: typer.Context, name: str, group: str | None = None,
-                     expires_in_hours: float = 24.0, requires_approval: bool = False,
-                     max_uses: int | None = None, json: bool = JsonOpt) -> None:
+def bootstrap_create(
+    ctx: typer.Context,
+    name: str,
+    group: str | None = None,
+    expires_in_hours: float = 24.0,
+    requires_approval: bool = False,
+    max_uses: int | None = None,
+    json: bool = JsonOpt,
+) -> None:
     """Create a bootstrap token for enrolling devices (shown once)."""
-    show(client(ctx).request("POST", "/api/v1/bootstrap-tokens", json={
-        "name": name, "group": group, "expires_in_hours": expires_in_hours,
-        "requires_approval": requires_approval, "max_uses": max_uses}), json)
+    show(
+        client(ctx).request(
+            "POST",
+            "/api/v1/bootstrap-tokens",
+            json={
+                "name": name,
+                "group": group,
+                "expires_in_hours": expires_in_hours,
+                "requires_approval": requires_approval,
+                "max_uses": max_uses,
+            },
+        ),
+        json,
+    )
 
 
 @bootstrap_app.command("list")

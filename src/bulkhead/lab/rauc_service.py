@@ -84,7 +84,8 @@ class RaucDevice:
             f"[handlers]\nbootloader-custom-backend={backend}\n\n"
             f"[keyring]\npath={self.root / 'keyring.pem'}\n\n"
             f"[slot.rootfs.0]\ndevice={self.slot('A')}\ntype=raw\nbootname=A\n\n"
-            f"[slot.rootfs.1]\ndevice={self.slot('B')}\ntype=raw\nbootname=B\n")
+            f"[slot.rootfs.1]\ndevice={self.slot('B')}\ntype=raw\nbootname=B\n"
+        )
         (self.root / "bus.conf").write_text(_BUS_CONF.format(bus=self.bus_path))
 
     # -- processes --------------------------------------------------------------
@@ -99,19 +100,24 @@ class RaucDevice:
         (self.root / "boot").mkdir(exist_ok=True)
         (self.root / "boot" / "current").write_text(booted + "\n")
         self.bus_path.unlink(missing_ok=True)
-        self._bus = subprocess.Popen(["dbus-daemon", f"--config-file={self.root / 'bus.conf'}", "--nofork", "--nopidfile"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._bus = subprocess.Popen(
+            ["dbus-daemon", f"--config-file={self.root / 'bus.conf'}", "--nofork", "--nopidfile"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         _wait(lambda: self.bus_path.exists(), 10, "D-Bus bus did not come up")
         log = (self.root / "rauc-service.log").open("ab")
         script = f"mount --bind {self.root / 'cmdline'} /proc/cmdline && exec rauc service --conf={self.root / 'system.conf'}"
-        self._service = subprocess.Popen(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
-                                         env=self.env, stdout=log, stderr=log)
+        self._service = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script], env=self.env, stdout=log, stderr=log
+        )
         _wait(self._service_ready, 20, f"RAUC service did not start (see {self.root / 'rauc-service.log'})")
 
     def _service_ready(self) -> bool:
         if self._service is not None and self._service.poll() is not None:
-            raise LabError(f"RAUC service exited with {self._service.returncode}: "
-                           + (self.root / "rauc-service.log").read_text()[-800:])
+            raise LabError(
+                f"RAUC service exited with {self._service.returncode}: " + (self.root / "rauc-service.log").read_text()[-800:]
+            )
         res = subprocess.run(["rauc", "status", "--output-format=json"], env=self.env, capture_output=True, check=False)
         return res.returncode == 0
 

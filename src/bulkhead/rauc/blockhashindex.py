@@ -23,6 +23,7 @@ def block_hash_index(chunks: Iterable[bytes]) -> bytes:
             out += hashlib.sha256(buf[off : off + INDEX_BLOCK]).digest()
         pending = bytes(buf[whole:])
     if pending:
-        raise BundleError("an image with adaptive=block-hash-index must be a multiple of 4096 bytes",
-                          "pad the image to whole 4 KiB blocks")
+        raise BundleError(
+            "an image with adaptive=block-hash-index must be a multiple of 4096 bytes", "pad the image to whole 4 KiB blocks"
+        )
     return bytes(out)

@@ -11,7 +11,13 @@ from asn1crypto import cms as acms
 
 from .cms import MAX_CMS_SIZE, ParsedCms, Verified, parse_cms
 from .crypt import DecryptingReader
-from .errors import BundleError, BundleFormatError, ManifestError, SignatureError, SquashfsError, TruncatedBundleError
+from .errors import (
+    BundleFormatError,
+    ManifestError,
+    SignatureError,
+    SquashfsError,
+    TruncatedBundleError,
+)
 from .keyring import Keyring, describe
 from .manifest import Manifest, parse_manifest
 from .reader import Reader, read_exact
@@ -58,16 +64,33 @@ class BundleInfo:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "compatible": self.compatible, "version": self.version, "description": self.description,
-            "build": self.build, "format": self.format,
-            "images": [{"slotclass": i.slotclass, "variant": i.variant, "filename": i.filename,
-                        "size": i.size, "sha256": i.sha256, "adaptive": list(i.adaptive),
-                        "hooks": list(i.hooks)} for i in self.images],
-            "signer": self.signer, "chain": self.chain, "verified": self.verified,
-            "size": self.size, "payload_size": self.payload_size,
-            "verity": None if self.verity_hash is None else {
-                "hash": self.verity_hash, "salt": self.verity_salt, "size": self.verity_size},
-            "meta": self.meta, "files": self.files,
+            "compatible": self.compatible,
+            "version": self.version,
+            "description": self.description,
+            "build": self.build,
+            "format": self.format,
+            "images": [
+                {
+                    "slotclass": i.slotclass,
+                    "variant": i.variant,
+                    "filename": i.filename,
+                    "size": i.size,
+                    "sha256": i.sha256,
+                    "adaptive": list(i.adaptive),
+                    "hooks": list(i.hooks),
+                }
+                for i in self.images
+            ],
+            "signer": self.signer,
+            "chain": self.chain,
+            "verified": self.verified,
+            "size": self.size,
+            "payload_size": self.payload_size,
+            "verity": None
+            if self.verity_hash is None
+            else {"hash": self.verity_hash, "salt": self.verity_salt, "size": self.verity_size},
+            "meta": self.meta,
+            "files": self.files,
         }
 
 
@@ -115,7 +138,8 @@ class Bundle:
         if data <= 0 or data % BLOCK or m.verity_size % BLOCK:
             raise BundleFormatError(
                 f"verity layout does not fit: payload {self.payload_size} bytes, hash tree {m.verity_size} bytes "
-                f"(data and tree must be positive multiples of {BLOCK})")
+                f"(data and tree must be positive multiples of {BLOCK})"
+            )
 
     @property
     def data_size(self) -> int:
@@ -132,8 +156,9 @@ class Bundle:
         return SquashFS(self.reader, 0, limit)
 
     # -- verification -----------------------------------------------------------
-    def verify(self, keyring: Keyring, check_payload: bool = True, progress: Progress | None = None,
-               at: dt.datetime | None = None) -> Verified:
+    def verify(
+        self, keyring: Keyring, check_payload: bool = True, progress: Progress | None = None, at: dt.datetime | None = None
+    ) -> Verified:
         """Verify the signature (and, for verity/crypt, the whole payload against its hash tree)."""
         if self.is_detached:
             digest = self._digest_payload(progress)
@@ -144,8 +169,16 @@ class Bundle:
         if not self.is_detached and check_payload:
             assert m.verity_salt and m.verity_hash and m.verity_size is not None
             total = self.data_size
-            verify_tree(self.reader, 0, total, total, m.verity_size, bytes.fromhex(m.verity_salt),
-                        bytes.fromhex(m.verity_hash), (lambda done: progress(done, total)) if progress else None)
+            verify_tree(
+                self.reader,
+                0,
+                total,
+                total,
+                m.verity_size,
+                bytes.fromhex(m.verity_salt),
+                bytes.fromhex(m.verity_hash),
+                (lambda done: progress(done, total)) if progress else None,
+            )
         return self.verified
 
     def _digest_payload(self, progress: Progress | None) -> bytes:
@@ -167,14 +200,22 @@ class Bundle:
                 files = []
         v = self.verified
         return BundleInfo(
-            compatible=m.compatible, version=m.version, description=m.description, build=m.build,
+            compatible=m.compatible,
+            version=m.version,
+            description=m.description,
+            build=m.build,
             format=m.format,
             images=[ImageInfo(i.slotclass, i.variant, i.filename, i.size, i.sha256, i.adaptive, i.hooks) for i in m.images],
             signer=describe(v.signer) if v else self._unverified_signer(),
             chain=[describe(c) for c in v.chain] if v else [],
-            verified=v is not None, size=self.size, payload_size=self.payload_size,
-            verity_hash=m.verity_hash, verity_salt=m.verity_salt, verity_size=m.verity_size,
-            meta=m.meta, files=files,
+            verified=v is not None,
+            size=self.size,
+            payload_size=self.payload_size,
+            verity_hash=m.verity_hash,
+            verity_salt=m.verity_salt,
+            verity_size=m.verity_size,
+            meta=m.meta,
+            files=files,
         )
 
     def _unverified_signer(self) -> str | None:
@@ -193,23 +234,28 @@ def open_bundle(reader: Reader, envelope_key: tuple[bytes, bytes] | None = None)
     if cms_size == 0 or cms_size > MAX_CMS_SIZE:
         raise BundleFormatError(
             f"the last 8 bytes give a signature size of {cms_size} bytes (valid: 1..{MAX_CMS_SIZE}): "
-            "the file is not a RAUC bundle, or it is truncated or has extra bytes at the end")
+            "the file is not a RAUC bundle, or it is truncated or has extra bytes at the end"
+        )
     if cms_size + TRAILER >= size:
         raise TruncatedBundleError(
-            f"the trailer gives a {cms_size}-byte signature but the file has only {size - TRAILER} bytes before it",
-            at_byte=size)
+            f"the trailer gives a {cms_size}-byte signature but the file has only {size - TRAILER} bytes before it", at_byte=size
+        )
     payload_size = size - TRAILER - cms_size
     raw = read_exact(reader, payload_size, cms_size, "CMS signature")
     if envelope_key is not None and _is_enveloped(raw):
         from .crypt import decrypt_envelope
+
         raw = decrypt_envelope(raw, *envelope_key)
     elif _is_enveloped(raw):
-        raise SignatureError("the bundle's manifest is encrypted (rauc encrypt)",
-                             "give the certificate and key of one of its recipients")
+        raise SignatureError(
+            "the bundle's manifest is encrypted (rauc encrypt)", "give the certificate and key of one of its recipients"
+        )
     try:
         cms = parse_cms(raw)
     except SignatureError as exc:
-        raise BundleFormatError(f"not a RAUC bundle, or truncated: the bytes before the trailer are no valid CMS signature ({exc.message})") from exc
+        raise BundleFormatError(
+            f"not a RAUC bundle, or truncated: the bytes before the trailer are no valid CMS signature ({exc.message})"
+        ) from exc
     return Bundle(reader, cms, payload_size)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from asn1crypto import cms as acms  # type: ignore[import-untyped]
+from asn1crypto import cms as acms
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,8 +23,11 @@ __all__ = ["MAX_CMS_SIZE", "ParsedCms", "Verified", "parse_cms", "sign_cms"]
 
 MAX_CMS_SIZE = 64 * 1024  # RAUC refuses larger signatures
 _HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {
-    "sha1": hashes.SHA1, "sha224": hashes.SHA224, "sha256": hashes.SHA256,
-    "sha384": hashes.SHA384, "sha512": hashes.SHA512,
+    "sha1": hashes.SHA1,
+    "sha224": hashes.SHA224,
+    "sha256": hashes.SHA256,
+    "sha384": hashes.SHA384,
+    "sha512": hashes.SHA512,
 }
 
 
@@ -74,8 +77,7 @@ class ParsedCms:
                     return cert
         raise SignatureError("the signer's certificate is not included in the signature")
 
-    def verify(self, keyring: Keyring, content_digest: bytes | None = None,
-               at: dt.datetime | None = None) -> Verified:
+    def verify(self, keyring: Keyring, content_digest: bytes | None = None, at: dt.datetime | None = None) -> Verified:
         """Check the signature over the content and the signer's chain against `keyring`.
 
         Detached signatures need `content_digest` (made with `new_digest()`); inline
@@ -126,8 +128,10 @@ class ParsedCms:
                 pad: padding.AsymmetricPadding = padding.PKCS1v15()
                 if algo["algorithm"].native == "rsassa_pss":
                     params = algo["parameters"]
-                    pad = padding.PSS(padding.MGF1(_HASHES[params["mask_gen_algorithm"]["parameters"]["algorithm"].native]()),
-                                      params["salt_length"].native)
+                    pad = padding.PSS(
+                        padding.MGF1(_HASHES[params["mask_gen_algorithm"]["parameters"]["algorithm"].native]()),
+                        params["salt_length"].native,
+                    )
                 _verify_prehashed_or_raw(lambda d, h: key.verify(signature, d, pad, h), to_verify, content_digest, hash_cls)
             elif isinstance(key, ec.EllipticCurvePublicKey):
                 _verify_prehashed_or_raw(lambda d, h: key.verify(signature, d, ec.ECDSA(h)), to_verify, content_digest, hash_cls)
@@ -143,8 +147,9 @@ class ParsedCms:
             raise SignatureError(f"unsupported signature algorithm: {exc}") from exc
 
 
-def _verify_prehashed_or_raw(verify: Callable[[bytes, Any], None], data: bytes | None, digest: bytes,
-                             hash_cls: Callable[[], hashes.HashAlgorithm]) -> None:
+def _verify_prehashed_or_raw(
+    verify: Callable[[bytes, Any], None], data: bytes | None, digest: bytes, hash_cls: Callable[[], hashes.HashAlgorithm]
+) -> None:
     from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
     if data is not None:
@@ -182,8 +187,9 @@ def parse_cms(raw: bytes) -> ParsedCms:
         raise SignatureError(f"the signature is not valid CMS SignedData: {exc}") from exc
 
 
-def sign_cms(content: bytes, cert: x509.Certificate, key: Any,
-             intermediates: Sequence[x509.Certificate] = (), detached: bool = False) -> bytes:
+def sign_cms(
+    content: bytes, cert: x509.Certificate, key: Any, intermediates: Sequence[x509.Certificate] = (), detached: bool = False
+) -> bytes:
     """Sign like `rauc` does (CMS_BINARY | CMS_NOSMIMECAP, optionally CMS_DETACHED)."""
     builder = pkcs7.PKCS7SignatureBuilder().set_data(content).add_signer(cert, key, hashes.SHA256())
     for inter in intermediates:

@@ -68,5 +68,7 @@ def decrypt_envelope(raw: bytes, cert_pem: bytes, key_pem: bytes) -> bytes:
         key: Any = serialization.load_pem_private_key(key_pem, password=None)
         return pkcs7.pkcs7_decrypt_der(raw, cert, key, [])
     except ValueError as exc:
-        raise SignatureError(f"cannot decrypt the bundle's envelope with this recipient key: {exc}",
-                             "give the certificate and key of a recipient the bundle was encrypted for") from exc
+        raise SignatureError(
+            f"cannot decrypt the bundle's envelope with this recipient key: {exc}",
+            "give the certificate and key of a recipient the bundle was encrypted for",
+        ) from exc

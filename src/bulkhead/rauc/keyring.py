@@ -21,10 +21,15 @@ __all__ = ["PURPOSES", "Keyring", "describe", "load_keyring"]
 PURPOSES = ("smimesign", "codesign", "any")
 _MAX_DEPTH = 10
 _HANDLED_CRITICAL = {
-    ExtensionOID.BASIC_CONSTRAINTS, ExtensionOID.KEY_USAGE, ExtensionOID.EXTENDED_KEY_USAGE,
-    ExtensionOID.SUBJECT_ALTERNATIVE_NAME, ExtensionOID.NAME_CONSTRAINTS,
-    ExtensionOID.CERTIFICATE_POLICIES, ExtensionOID.POLICY_CONSTRAINTS,
-    ExtensionOID.INHIBIT_ANY_POLICY, ExtensionOID.SUBJECT_KEY_IDENTIFIER,
+    ExtensionOID.BASIC_CONSTRAINTS,
+    ExtensionOID.KEY_USAGE,
+    ExtensionOID.EXTENDED_KEY_USAGE,
+    ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
+    ExtensionOID.NAME_CONSTRAINTS,
+    ExtensionOID.CERTIFICATE_POLICIES,
+    ExtensionOID.POLICY_CONSTRAINTS,
+    ExtensionOID.INHIBIT_ANY_POLICY,
+    ExtensionOID.SUBJECT_KEY_IDENTIFIER,
     ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
 }
 
@@ -54,7 +59,7 @@ class Keyring:
         at: dt.datetime | None = None,
     ) -> list[x509.Certificate]:
         """Build and check the chain from `signer` to an anchor; return it leaf first."""
-        now = at or dt.datetime.now(dt.timezone.utc)
+        now = at or dt.datetime.now(dt.UTC)
         chain = self._build(signer, untrusted)
         for depth, cert in enumerate(chain):
             _check_time(cert, now)
@@ -112,7 +117,9 @@ def _find_issuer(cert: x509.Certificate, pool: Iterable[x509.Certificate]) -> x5
 
 def _check_time(cert: x509.Certificate, now: dt.datetime) -> None:
     if now < cert.not_valid_before_utc:
-        raise CertificateExpiredError(f"certificate '{describe(cert)}' is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S}Z")
+        raise CertificateExpiredError(
+            f"certificate '{describe(cert)}' is not valid before {cert.not_valid_before_utc:%Y-%m-%d %H:%M:%S}Z"
+        )
     if now > cert.not_valid_after_utc:
         raise CertificateExpiredError(f"certificate '{describe(cert)}' expired at {cert.not_valid_after_utc:%Y-%m-%d %H:%M:%S}Z")
 
@@ -128,9 +135,13 @@ def _check_ca(cert: x509.Certificate, below: int) -> None:
     bc = _ext(cert, ExtensionOID.BASIC_CONSTRAINTS)
     if isinstance(bc, x509.BasicConstraints):
         if not bc.ca:
-            raise SignerNotTrustedError(f"certificate '{describe(cert)}' issues others but is not a CA (basicConstraints CA:FALSE)")
+            raise SignerNotTrustedError(
+                f"certificate '{describe(cert)}' issues others but is not a CA (basicConstraints CA:FALSE)"
+            )
         if bc.path_length is not None and below > bc.path_length:
-            raise SignerNotTrustedError(f"CA '{describe(cert)}' allows {bc.path_length} intermediate(s) below it, the chain has {below}")
+            raise SignerNotTrustedError(
+                f"CA '{describe(cert)}' allows {bc.path_length} intermediate(s) below it, the chain has {below}"
+            )
     elif not (cert.version == x509.Version.v1 and _self_issued(cert)):
         raise SignerNotTrustedError(f"certificate '{describe(cert)}' issues others but has no basicConstraints CA:TRUE")
     ku = _ext(cert, ExtensionOID.KEY_USAGE)
@@ -154,7 +165,9 @@ def _check_purpose(cert: x509.Certificate, purpose: str, is_ca: bool) -> None:
         if isinstance(ku, x509.KeyUsage) and not ku.digital_signature:
             raise SignerNotTrustedError(f"signer '{describe(cert)}' key usage does not allow digital signatures")
         if usages is None or want not in usages:
-            raise SignerNotTrustedError(f"signer '{describe(cert)}' does not have extended key usage codeSigning (keyring check-purpose=codesign)")
+            raise SignerNotTrustedError(
+                f"signer '{describe(cert)}' does not have extended key usage codeSigning (keyring check-purpose=codesign)"
+            )
         return
     if usages is not None and want not in usages:
         raise SignerNotTrustedError(
@@ -168,7 +181,9 @@ def _check_purpose(cert: x509.Certificate, purpose: str, is_ca: bool) -> None:
 def _check_critical(cert: x509.Certificate) -> None:
     for ext in cert.extensions:
         if ext.critical and ext.oid not in _HANDLED_CRITICAL:
-            raise SignerNotTrustedError(f"certificate '{describe(cert)}' has an unsupported critical extension {ext.oid.dotted_string}")
+            raise SignerNotTrustedError(
+                f"certificate '{describe(cert)}' has an unsupported critical extension {ext.oid.dotted_string}"
+            )
 
 
 def load_keyring(pem: bytes, check_purpose: str = "smimesign", allow_partial_chain: bool = False) -> Keyring:
@@ -186,7 +201,9 @@ def load_keyring(pem: bytes, check_purpose: str = "smimesign", allow_partial_cha
         blocks.append(pem[start : stop + len(end)])
         pos = stop + len(end)
     if not blocks:
-        raise BundleError("keyring holds no PEM certificate", "give a PEM file with one or more '-----BEGIN CERTIFICATE-----' blocks")
+        raise BundleError(
+            "keyring holds no PEM certificate", "give a PEM file with one or more '-----BEGIN CERTIFICATE-----' blocks"
+        )
     anchors = []
     for i, block in enumerate(blocks, start=1):
         try:

@@ -65,10 +65,13 @@ class Manifest:
         for key, val in (("version", self.version), ("description", self.description), ("build", self.build)):
             if val is not None:
                 out.append(f"{key}={escape_value(val)}")
-        bundle = [("format", self.format if self.format != "plain" else None),
-                  ("verity-hash", self.verity_hash), ("verity-salt", self.verity_salt),
-                  ("verity-size", None if self.verity_size is None else str(self.verity_size)),
-                  ("crypt-key", self.crypt_key)]
+        bundle = [
+            ("format", self.format if self.format != "plain" else None),
+            ("verity-hash", self.verity_hash),
+            ("verity-salt", self.verity_salt),
+            ("verity-size", None if self.verity_size is None else str(self.verity_size)),
+            ("crypt-key", self.crypt_key),
+        ]
         if any(v is not None for _, v in bundle):
             out += ["", "[bundle]"] + [f"{k}={v}" for k, v in bundle if v is not None]
         if self.hook_filename or self.hooks:
@@ -132,7 +135,9 @@ class _Consumer:
         if allowed is not None:
             for v in values:
                 if v not in allowed:
-                    raise ManifestError(f"unknown value '{v}' for '{key}' in [{self.group.name}] (allowed: {', '.join(allowed)})", entry.line)
+                    raise ManifestError(
+                        f"unknown value '{v}' for '{key}' in [{self.group.name}] (allowed: {', '.join(allowed)})", entry.line
+                    )
         return values
 
     def done(self) -> None:
@@ -151,18 +156,22 @@ def _parse_update(c: _Consumer, fields: dict[str, object]) -> None:
     compatible = c.string("compatible")
     if not compatible:
         raise ManifestError("missing 'compatible' in [update]", c.group.line)
-    fields.update(compatible=compatible, version=c.string("version"),
-                  description=c.string("description"), build=c.string("build"))
+    fields.update(
+        compatible=compatible, version=c.string("version"), description=c.string("description"), build=c.string("build")
+    )
 
 
 def _parse_bundle(c: _Consumer, fields: dict[str, object]) -> None:
     fmt = c.string("format") or "plain"
     if fmt not in BUNDLE_FORMATS:
         raise ManifestError(f"unknown bundle format '{fmt}' (allowed: {', '.join(BUNDLE_FORMATS)})", c.group.line)
-    fields.update(format=fmt,
-                  verity_hash=_hex64(c.string("verity-hash"), "verity-hash", c.group),
-                  verity_salt=_hex64(c.string("verity-salt"), "verity-salt", c.group),
-                  verity_size=c.integer("verity-size"), crypt_key=c.string("crypt-key"))
+    fields.update(
+        format=fmt,
+        verity_hash=_hex64(c.string("verity-hash"), "verity-hash", c.group),
+        verity_salt=_hex64(c.string("verity-salt"), "verity-salt", c.group),
+        verity_size=c.integer("verity-size"),
+        crypt_key=c.string("crypt-key"),
+    )
 
 
 def _parse_hooks(c: _Consumer, fields: dict[str, object]) -> None:
@@ -184,14 +193,20 @@ _SECTIONS: dict[str, Callable[[_Consumer, dict[str, object]], None]] = {
 def _parse_image(c: _Consumer) -> Image:
     parts = c.group.name.split(".")
     if len(parts) not in (2, 3) or not all(parts[1:]):
-        raise ManifestError(f"invalid image group [{c.group.name}] (want [image.<slotclass>] or [image.<slotclass>.<variant>])", c.group.line)
+        raise ManifestError(
+            f"invalid image group [{c.group.name}] (want [image.<slotclass>] or [image.<slotclass>.<variant>])", c.group.line
+        )
     filename = c.string("filename")
     if not filename:
         raise ManifestError(f"missing 'filename' in [{c.group.name}]", c.group.line)
     img = Image(
-        slotclass=parts[1], variant=parts[2] if len(parts) == 3 else None, filename=filename,
-        sha256=_hex64(c.string("sha256"), "sha256", c.group), size=c.integer("size"),
-        hooks=c.strings("hooks", IMAGE_HOOKS), args=c.string("args"),
+        slotclass=parts[1],
+        variant=parts[2] if len(parts) == 3 else None,
+        filename=filename,
+        sha256=_hex64(c.string("sha256"), "sha256", c.group),
+        size=c.integer("size"),
+        hooks=c.strings("hooks", IMAGE_HOOKS),
+        args=c.string("args"),
         adaptive=c.strings("adaptive"),
     )
     c.done()

@@ -71,7 +71,5 @@ def read_exact(reader: Reader, offset: int, length: int, what: str) -> bytes:
         )
     data = reader.read_at(offset, length)
     if len(data) != length:
-        raise TruncatedBundleError(
-            f"{what}: short read at byte {offset + len(data)}", at_byte=offset + len(data)
-        )
+        raise TruncatedBundleError(f"{what}: short read at byte {offset + len(data)}", at_byte=offset + len(data))
     return data

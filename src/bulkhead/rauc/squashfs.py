@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .errors import SquashfsError
 from .reader import Reader, read_exact
 
-__all__ = ["SquashFS", "SquashEntry"]
+__all__ = ["SquashEntry", "SquashFS"]
 
 MAGIC = 0x73717368
 _SUPER = struct.Struct("<IIIIIHHHHHHQQQQQQQQ")
@@ -65,9 +65,27 @@ class SquashFS:
         self.offset = offset
         raw = read_exact(reader, offset, _SUPER.size, "squashfs superblock")
         f = _SUPER.unpack(raw)
-        (magic, self.inode_count, _mtime, self.block_size, self.fragment_count, comp, block_log,
-         _flags, _ids, major, _minor, self.root_ref, self.bytes_used, _id_tab, _xattr,
-         self.inode_table, self.dir_table, self.fragment_table, _export) = f
+        (
+            magic,
+            self.inode_count,
+            _mtime,
+            self.block_size,
+            self.fragment_count,
+            comp,
+            block_log,
+            _flags,
+            _ids,
+            major,
+            _minor,
+            self.root_ref,
+            self.bytes_used,
+            _id_tab,
+            _xattr,
+            self.inode_table,
+            self.dir_table,
+            self.fragment_table,
+            _export,
+        ) = f
         if magic != MAGIC:
             raise SquashfsError("no squashfs image at the start of the payload")
         if major != 4:
@@ -187,7 +205,7 @@ class SquashFS:
         ref = self.root_ref
         for part in [p for p in path.split("/") if p]:
             ref = self._find(ref, part, want_dir=True).inode_ref
-        return ref
+        return int(ref)
 
     def _find(self, dir_ref: int, name: str, want_dir: bool = False) -> SquashEntry:
         for entry in self._iter_dir(dir_ref):
@@ -239,7 +257,9 @@ class SquashFS:
     def _fragment(self, index: int) -> bytes:
         if index >= self.fragment_count:
             raise SquashfsError("squashfs fragment index out of range")
-        (table_block,) = struct.unpack("<Q", read_exact(self.reader, self.offset + self.fragment_table + 8 * (index // 512), 8, "squashfs fragment table"))
+        (table_block,) = struct.unpack(
+            "<Q", read_exact(self.reader, self.offset + self.fragment_table + 8 * (index // 512), 8, "squashfs fragment table")
+        )
         entry, _, _ = self._meta_read(table_block, (index % 512) * 16, 16)
         start, size, _unused = struct.unpack("<QII", entry)
         raw = read_exact(self.reader, self.offset + start, size & 0xFFFFFF, "squashfs fragment")

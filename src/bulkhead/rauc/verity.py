@@ -83,30 +83,40 @@ def build_tree(reader: Reader, offset: int, size: int, salt: bytes, progress: Pr
     return VerityTree(root, b"".join(reversed(levels)))
 
 
-def verify_tree(reader: Reader, data_offset: int, data_size: int, tree_offset: int, tree_size: int,
-                salt: bytes, root_hash: bytes, progress: Progress | None = None) -> None:
+def verify_tree(
+    reader: Reader,
+    data_offset: int,
+    data_size: int,
+    tree_offset: int,
+    tree_size: int,
+    salt: bytes,
+    root_hash: bytes,
+    progress: Progress | None = None,
+) -> None:
     """Check data and stored hash tree against the signed root hash; name the first bad block."""
     computed = build_tree(reader, data_offset, data_size, salt, progress)
     if len(computed.tree) != tree_size:
-        raise VerityMismatchError(f"verity hash tree is {tree_size} bytes in the bundle but {len(computed.tree)} bytes are needed for {data_size} bytes of data")
+        raise VerityMismatchError(
+            f"verity hash tree is {tree_size} bytes in the bundle but {len(computed.tree)} bytes "
+            f"are needed for {data_size} bytes of data"
+        )
     if not hmac.compare_digest(computed.root_hash, root_hash):
         stored = read_exact(reader, tree_offset, tree_size, "verity hash tree")
-        raise VerityMismatchError(
-            f"verity root hash mismatch: {_first_bad_block(computed.tree, stored, data_size)}",
-            block=None,
-        )
+        block = _first_bad_block(computed.tree, stored, data_size)
+        where = f"data block {block} (byte {block * BLOCK}) does not match the hash tree" if block is not None else "the hash tree was modified"
+        raise VerityMismatchError(f"verity root hash mismatch: {where}", block=block)
     stored = read_exact(reader, tree_offset, tree_size, "verity hash tree")
     if stored != computed.tree:
         raise VerityMismatchError("verity hash tree stored in the bundle differs from the data's tree")
 
 
-def _first_bad_block(computed: bytes, stored: bytes, data_size: int) -> str:
-    """Locate the first data block whose hash differs from the stored tree."""
+def _first_bad_block(computed: bytes, stored: bytes, data_size: int) -> int | None:
+    """The first data block whose hash differs from the stored tree, if any."""
     levels = tree_layout(data_size // BLOCK)
     level0_start = sum(levels[1:]) * BLOCK
     comp0 = computed[level0_start:]
     stor0 = stored[level0_start : level0_start + len(comp0)]
     for i in range(0, min(len(comp0), len(stor0)), _DIGEST):
         if comp0[i : i + _DIGEST] != stor0[i : i + _DIGEST]:
-            return f"data block {i // _DIGEST} (byte {i // _DIGEST * BLOCK}) does not match the hash tree"
-    return "the hash tree itself was modified"
+            return i // _DIGEST
+    return None

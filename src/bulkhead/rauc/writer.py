@@ -28,8 +28,9 @@ MKSQUASHFS_ARGS = ("-all-root", "-noappend", "-no-progress", "-no-xattrs")
 _CHUNK = 1 << 20
 
 
-def load_signer(cert_pem: bytes, key_pem: bytes, intermediates_pem: Sequence[bytes] = ()
-                ) -> tuple[x509.Certificate, Any, list[x509.Certificate]]:
+def load_signer(
+    cert_pem: bytes, key_pem: bytes, intermediates_pem: Sequence[bytes] = ()
+) -> tuple[x509.Certificate, Any, list[x509.Certificate]]:
     """Load the signing certificate, its private key and intermediates."""
     try:
         cert = x509.load_pem_x509_certificate(cert_pem)
@@ -39,7 +40,9 @@ def load_signer(cert_pem: bytes, key_pem: bytes, intermediates_pem: Sequence[byt
         password = os.environ.get("RAUC_KEY_PASSPHRASE", "").encode() or None
         key = serialization.load_pem_private_key(key_pem, password=password)
     except (ValueError, TypeError) as exc:
-        raise BundleError(f"signing key cannot be loaded: {exc}", "pass --key KEY.pem (set RAUC_KEY_PASSPHRASE if it is encrypted)") from exc
+        raise BundleError(
+            f"signing key cannot be loaded: {exc}", "pass --key KEY.pem (set RAUC_KEY_PASSPHRASE if it is encrypted)"
+        ) from exc
     inters = []
     for pem in intermediates_pem:
         inters.extend(x509.load_pem_x509_certificates(pem))
@@ -104,15 +107,21 @@ def _mksquashfs(src: Path, out: Path, extra: Sequence[str]) -> None:
     exe = shutil.which("mksquashfs")
     if exe is None:
         raise ToolError("mksquashfs was not found on PATH")
-    res = subprocess.run([exe, str(src), str(out), *MKSQUASHFS_ARGS, *extra],
-                         capture_output=True, text=True, check=False)
+    res = subprocess.run([exe, str(src), str(out), *MKSQUASHFS_ARGS, *extra], capture_output=True, text=True, check=False)
     if res.returncode != 0:
         raise ToolError(f"mksquashfs failed ({res.returncode}): {res.stderr.strip()[-500:]}")
 
 
-def create_bundle(content_dir: str | os.PathLike[str], out: str | os.PathLike[str], cert_pem: bytes,
-                  key_pem: bytes, intermediates_pem: Sequence[bytes] = (), fmt: str = "verity",
-                  salt: bytes | None = None, mksquashfs_args: Sequence[str] = ()) -> Manifest:
+def create_bundle(
+    content_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    cert_pem: bytes,
+    key_pem: bytes,
+    intermediates_pem: Sequence[bytes] = (),
+    fmt: str = "verity",
+    salt: bytes | None = None,
+    mksquashfs_args: Sequence[str] = (),
+) -> Manifest:
     """Build a signed bundle at `out`; return the signed manifest. `out` appears only when complete."""
     if fmt not in ("plain", "verity"):
         raise BundleError(f"cannot write format '{fmt}'", "use --format plain or --format verity")
@@ -122,8 +131,9 @@ def create_bundle(content_dir: str | os.PathLike[str], out: str | os.PathLike[st
     with tempfile.TemporaryDirectory(prefix="bulkhead-bundle-", dir=out_path.parent) as tmp:
         staging = Path(tmp) / "content"
         staging.mkdir()
-        manifest = replace(_stage(content, staging), format=fmt, verity_hash=None, verity_salt=None,
-                           verity_size=None, crypt_key=None)
+        manifest = replace(
+            _stage(content, staging), format=fmt, verity_hash=None, verity_salt=None, verity_size=None, crypt_key=None
+        )
         (staging / "manifest.raucm").write_text(manifest.to_text())
         sqfs = Path(tmp) / "payload.sqfs"
         _mksquashfs(staging, sqfs, mksquashfs_args)
@@ -142,8 +152,7 @@ def create_bundle(content_dir: str | os.PathLike[str], out: str | os.PathLike[st
                 tree = build_tree(reader, 0, size + pad, salt)
             with sqfs.open("ab") as f:
                 f.write(tree.tree)
-            manifest = replace(manifest, verity_hash=tree.root_hash.hex(), verity_salt=salt.hex(),
-                               verity_size=len(tree.tree))
+            manifest = replace(manifest, verity_hash=tree.root_hash.hex(), verity_salt=salt.hex(), verity_size=len(tree.tree))
             cms = sign_cms(manifest.to_text().encode(), cert, key, inters, detached=False)
             shutil.move(sqfs, partial)
         with partial.open("ab") as f:

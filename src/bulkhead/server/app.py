@@ -69,8 +69,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     store.clean_incoming()
     secret = load_secret(settings.data_dir)
     auth = Authenticator(db, hash_token(system_token(settings.data_dir)))
-    svc = Services(settings, db, store, auth, TenantService(db), ReleaseService(db, store),
-                   DeviceService(db), secret)
+    svc = Services(settings, db, store, auth, TenantService(db), ReleaseService(db, store), DeviceService(db), secret)
     counter = ByteCounter(db, settings.counter_flush_seconds)
 
     @asynccontextmanager
@@ -80,8 +79,12 @@ def create_app(settings: Settings) -> BulkheadApp:
         await counter.stop()
         db.dispose()
 
-    api = FastAPI(title="Bulkhead", version=__version__, lifespan=lifespan,
-                  description="Management and device API of the Bulkhead update server.")
+    api = FastAPI(
+        title="Bulkhead",
+        version=__version__,
+        lifespan=lifespan,
+        description="Management and device API of the Bulkhead update server.",
+    )
     api.state.services = svc
     api.include_router(management.router)
     api.include_router(device.router)

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 __all__ = [
-    "Conflict", "Forbidden", "Invalid", "NotFound", "PayloadTooLarge", "ServerError",
-    "SettingsError", "Unauthorized",
+    "Conflict",
+    "Forbidden",
+    "Invalid",
+    "NotFound",
+    "PayloadTooLarge",
+    "ServerError",
+    "SettingsError",
+    "Unauthorized",
 ]
 
 

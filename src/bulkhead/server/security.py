@@ -54,8 +54,7 @@ def sign_url(secret: bytes, sha256: str, device_id: int, ttl: int, now: float | 
     return f"d={device_id}&e={expires}&s={_mac(secret, sha256, device_id, expires)}"
 
 
-def verify_url(secret: bytes, sha256: str, device_id: int, expires: int, sig: str,
-               now: float | None = None) -> bool:
+def verify_url(secret: bytes, sha256: str, device_id: int, expires: int, sig: str, now: float | None = None) -> bool:
     if expires < (now or time.time()):
         return False
     return hmac.compare_digest(_mac(secret, sha256, device_id, expires), sig)

@@ -58,9 +58,7 @@ def load_settings(**overrides: object) -> Settings:
     try:
         settings = Settings(**values)  # type: ignore[arg-type]
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{_ENV.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors()
-        )
+        problems = "; ".join(f"{_ENV.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors())
         raise SettingsError(f"invalid settings: {problems}") from exc
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True)

@@ -30,21 +30,31 @@ def enroll(body: EnrollIn, svc: Services = Depends(services)) -> dict[str, Any]:
 
 
 @router.get("/state")
-def state(request: Request, response: Response, who: Principal = Depends(principal),
-          svc: Services = Depends(services)) -> Any:
+def state(request: Request, response: Response, who: Principal = Depends(principal), svc: Services = Depends(services)) -> Any:
     """The device's desired state; answers 304 when the ETag still matches."""
     dev, rel = svc.devices.own_state(who)
     desired: dict[str, Any] = {"release": None}
     if rel is not None:
         base = svc.settings.public_url or str(request.base_url).rstrip("/")
         desired["release"] = {
-            "id": rel.id, "version": rel.version, "compatible": rel.compatible, "sha256": rel.sha256,
-            "size": rel.size, "url": f"{base}/device/v1/releases/{rel.id}/bundle",
+            "id": rel.id,
+            "version": rel.version,
+            "compatible": rel.compatible,
+            "sha256": rel.sha256,
+            "size": rel.size,
+            "url": f"{base}/device/v1/releases/{rel.id}/bundle",
             "signed_url": f"{base}/dl/{rel.sha256}?{sign_url(svc.secret, rel.sha256, dev.id, svc.settings.signed_url_ttl)}",
         }
-    body = {"device": {"id": dev.id, "name": dev.name, "tags": dev.tags, "groups": dev.groups},
-            "desired": desired, "poll_interval": svc.settings.poll_interval}
-    etag = '"' + hashlib.sha256(json.dumps([body["device"], rel.id if rel else None], sort_keys=True).encode()).hexdigest()[:32] + '"'
+    body = {
+        "device": {"id": dev.id, "name": dev.name, "tags": dev.tags, "groups": dev.groups},
+        "desired": desired,
+        "poll_interval": svc.settings.poll_interval,
+    }
+    etag = (
+        '"'
+        + hashlib.sha256(json.dumps([body["device"], rel.id if rel else None], sort_keys=True).encode()).hexdigest()[:32]
+        + '"'
+    )
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"etag": etag})
     response.headers["etag"] = etag

@@ -92,24 +92,35 @@ def get_keyring(who: Principal = Depends(principal), svc: Services = Depends(ser
     return svc.tenants.get_keyring(who)
 
 
-@router.post("/releases", status_code=201, tags=["releases"],
-             openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
-async def upload_release(request: Request, who: Principal = Depends(principal),
-                         svc: Services = Depends(services)) -> dict[str, Any]:
+@router.post(
+    "/releases",
+    status_code=201,
+    tags=["releases"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def upload_release(
+    request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
     """Upload a signed RAUC bundle as the raw request body; it is verified before it is stored."""
     who.require("operator")
     who.require_tenant()
     declared = request.headers.get("content-length")
-    upload = await Upload.receive(svc.store, request.stream(), svc.settings.max_upload_bytes,
-                                  int(declared) if declared and declared.isdigit() else None)
+    upload = await Upload.receive(
+        svc.store, request.stream(), svc.settings.max_upload_bytes, int(declared) if declared and declared.isdigit() else None
+    )
     return await run_in_threadpool(svc.releases.ingest, who, upload)
 
 
 @router.get("/releases", tags=["releases"])
-def list_releases(compatible: str | None = None, who: Principal = Depends(principal),
-                  svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    return svc.releases.list(who, compatible)
+def list_releases(
+    compatible: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    return svc.releases.list_releases(who, compatible)
 
 
 @router.get("/releases/{release_id}", tags=["releases"])
@@ -125,8 +136,7 @@ def delete_release(release_id: int, who: Principal = Depends(principal), svc: Se
 
 @router.post("/bootstrap-tokens", status_code=201, tags=["devices"])
 def create_bootstrap(body: BootstrapIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
-    return svc.devices.create_bootstrap(who, body.name, body.group, body.expires_in_hours,
-                                        body.requires_approval, body.max_uses)
+    return svc.devices.create_bootstrap(who, body.name, body.group, body.expires_in_hours, body.requires_approval, body.max_uses)
 
 
 @router.get("/bootstrap-tokens", tags=["devices"])
@@ -140,9 +150,10 @@ def revoke_bootstrap(token_id: int, who: Principal = Depends(principal), svc: Se
 
 
 @router.get("/devices", tags=["devices"])
-def list_devices(tag: str | None = None, status: str | None = None, who: Principal = Depends(principal),
-                 svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    return svc.devices.list(who, tag, status)
+def list_devices(
+    tag: str | None = None, status: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    return svc.devices.list_devices(who, tag, status)
 
 
 @router.get("/devices/{ref}", tags=["devices"])
@@ -161,5 +172,7 @@ def tag_device(ref: str, body: TagsIn, who: Principal = Depends(principal), svc:
 
 
 @router.put("/devices/{ref}/desired-release", tags=["devices"])
-def set_desired(ref: str, body: DesiredIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+def set_desired(
+    ref: str, body: DesiredIn, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
     return svc.devices.set_desired_release(who, ref, body.release_id)

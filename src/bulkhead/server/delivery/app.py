@@ -52,8 +52,15 @@ def _bearer(scope: Scope) -> str | None:
 class DeliveryApp:
     """Serves stored bundles. Per request: a cached auth lookup, no database write."""
 
-    def __init__(self, auth: Authenticator, devices: DeviceService, releases: ReleaseService,
-                 store: ArtifactStore, counter: ByteCounter, secret: bytes) -> None:
+    def __init__(
+        self,
+        auth: Authenticator,
+        devices: DeviceService,
+        releases: ReleaseService,
+        store: ArtifactStore,
+        counter: ByteCounter,
+        secret: bytes,
+    ) -> None:
         self.auth, self.devices, self.releases = auth, devices, releases
         self.store, self.counter, self.secret = store, counter, secret
         self._release_cache: dict[tuple[int, int], Artifact] = {}
@@ -126,8 +133,12 @@ class DeliveryApp:
         try:
             st = os.fstat(fd)
             last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
-            base = [(b"accept-ranges", b"bytes"), (b"etag", etag.encode()),
-                    (b"last-modified", last_modified.encode()), (b"cache-control", b"private, max-age=0")]
+            base = [
+                (b"accept-ranges", b"bytes"),
+                (b"etag", etag.encode()),
+                (b"last-modified", last_modified.encode()),
+                (b"cache-control", b"private, max-age=0"),
+            ]
             inm = headers.get("if-none-match")
             if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
                 await send({"type": "http.response.start", "status": 304, "headers": base})
@@ -139,8 +150,9 @@ class DeliveryApp:
                 try:
                     ranges = parse_range(rng, art.size)
                 except RangeNotSatisfiable as exc:
-                    await _error(send, 416, "range_not_satisfiable", str(exc),
-                                 [*base, (b"content-range", f"bytes */{art.size}".encode())])
+                    await _error(
+                        send, 416, "range_not_satisfiable", str(exc), [*base, (b"content-range", f"bytes */{art.size}".encode())]
+                    )
                     return
             head = scope["method"] == "HEAD"
             sent = await self._send_body(send, fd, art.size, ranges, base, head)
@@ -149,8 +161,9 @@ class DeliveryApp:
         finally:
             os.close(fd)
 
-    async def _send_body(self, send: Send, fd: int, size: int, ranges: list[ByteRange] | None,
-                         base: list[tuple[bytes, bytes]], head: bool) -> int:
+    async def _send_body(
+        self, send: Send, fd: int, size: int, ranges: list[ByteRange] | None, base: list[tuple[bytes, bytes]], head: bool
+    ) -> int:
         octet = (b"content-type", b"application/octet-stream")
         if ranges is None or len(ranges) == 1:
             if ranges is None:
@@ -159,20 +172,37 @@ class DeliveryApp:
                 r = ranges[0]
                 status, start, length = 206, r.start, r.length
                 extra = [(b"content-range", f"bytes {r.start}-{r.end}/{size}".encode())]
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [*base, octet, *extra, (b"content-length", str(length).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [*base, octet, *extra, (b"content-length", str(length).encode())],
+                }
+            )
             if head:
                 await send({"type": "http.response.body", "body": b""})
                 return 0
             return await _stream(send, fd, start, length, last=True)
         boundary = secrets.token_hex(16)
-        heads = [(f"--{boundary}\r\nContent-Type: application/octet-stream\r\n"
-                  f"Content-Range: bytes {r.start}-{r.end}/{size}\r\n\r\n").encode() for r in ranges]
+        heads = [
+            (
+                f"--{boundary}\r\nContent-Type: application/octet-stream\r\nContent-Range: bytes {r.start}-{r.end}/{size}\r\n\r\n"
+            ).encode()
+            for r in ranges
+        ]
         tail = f"--{boundary}--\r\n".encode()
         total = sum(len(h) + r.length + 2 for h, r in zip(heads, ranges, strict=True)) + len(tail)
-        await send({"type": "http.response.start", "status": 206, "headers": [
-            *base, (b"content-type", f"multipart/byteranges; boundary={boundary}".encode()),
-            (b"content-length", str(total).encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 206,
+                "headers": [
+                    *base,
+                    (b"content-type", f"multipart/byteranges; boundary={boundary}".encode()),
+                    (b"content-length", str(total).encode()),
+                ],
+            }
+        )
         if head:
             await send({"type": "http.response.body", "body": b""})
             return 0
@@ -211,9 +241,13 @@ def _if_range_ok(if_range: str | None, etag: str, last_modified: str) -> bool:
     return value == last_modified
 
 
-async def _error(send: Send, status: int, code: str, message: str,
-                 extra: list[tuple[bytes, bytes]] | None = None) -> None:
+async def _error(send: Send, status: int, code: str, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
     body = json.dumps({"error": code, "message": message}).encode()
-    await send({"type": "http.response.start", "status": status, "headers": [
-        *(extra or []), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*(extra or []), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -35,8 +35,7 @@ class ByteCounter:
         try:
             with self.db.session() as s:
                 for device_id, n in sorted(pending.items()):
-                    s.execute(update(Device).where(Device.id == device_id)
-                              .values(bytes_served=Device.bytes_served + n))
+                    s.execute(update(Device).where(Device.id == device_id).values(bytes_served=Device.bytes_served + n))
         except Exception:
             log.exception("could not flush byte counters; keeping them for the next try")
             for device_id, n in pending.items():

@@ -10,7 +10,6 @@ url = config.get_main_option("sqlalchemy.url")
 assert url is not None
 connectable = create_engine(url, poolclass=pool.NullPool)
 with connectable.connect() as connection:
-    context.configure(connection=connection, target_metadata=Base.metadata,
-                      render_as_batch=url.startswith("sqlite"))
+    context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=url.startswith("sqlite"))
     with context.begin_transaction():
         context.run_migrations()

@@ -12,7 +12,13 @@ from .auth import Principal
 __all__ = ["record"]
 
 
-def record(s: Session, who: Principal, action: str, subject: str, tenant_id: int | None = None,
-           **details: Any) -> None:
-    s.add(AuditEvent(tenant_id=tenant_id if tenant_id is not None else who.tenant_id,
-                     actor=f"{who.kind}:{who.name}", action=action, subject=subject, details=details))
+def record(s: Session, who: Principal, action: str, subject: str, tenant_id: int | None = None, **details: Any) -> None:
+    s.add(
+        AuditEvent(
+            tenant_id=tenant_id if tenant_id is not None else who.tenant_id,
+            actor=f"{who.kind}:{who.name}",
+            action=action,
+            subject=subject,
+            details=details,
+        )
+    )

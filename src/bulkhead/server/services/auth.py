@@ -83,8 +83,10 @@ class Authenticator:
         with self.db.session() as s:
             if token.startswith(PREFIX_API):
                 row = s.execute(
-                    select(ApiToken, User, Tenant).join(User, User.id == ApiToken.user_id)
-                    .join(Tenant, Tenant.id == ApiToken.tenant_id).where(ApiToken.token_hash == h)
+                    select(ApiToken, User, Tenant)
+                    .join(User, User.id == ApiToken.user_id)
+                    .join(Tenant, Tenant.id == ApiToken.tenant_id)
+                    .where(ApiToken.token_hash == h)
                 ).first()
                 if row is None:
                     raise Unauthorized("unknown API token")
@@ -95,15 +97,15 @@ class Authenticator:
                     raise Unauthorized("this API token has expired; create a new one")
                 return Principal("user", f"{user.name} (token {tok.name})", tenant.id, tenant.name, user.role)
             if token.startswith(PREFIX_DEVICE):
-                row2 = s.execute(select(Device, Tenant).join(Tenant, Tenant.id == Device.tenant_id)
-                                 .where(Device.credential_hash == h)).first()
+                row2 = s.execute(
+                    select(Device, Tenant).join(Tenant, Tenant.id == Device.tenant_id).where(Device.credential_hash == h)
+                ).first()
                 if row2 is None:
                     raise Unauthorized("unknown device credential: enroll again")
                 dev, tenant = row2
-                return Principal("device", dev.name, tenant.id, tenant.name, "device", dev.id, dev.status,
-                                 dev.compatible)
+                return Principal("device", dev.name, tenant.id, tenant.name, "device", dev.id, dev.status, dev.compatible)
         raise Unauthorized("unrecognised token format")
 
 
 def _aware(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)

@@ -22,10 +22,19 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
 def device_json(d: Device) -> dict[str, Any]:
-    return {"id": d.id, "name": d.name, "compatible": d.compatible, "status": d.status,
-            "tags": d.tags, "groups": d.groups, "attributes": d.attributes, "reported": d.reported,
-            "desired_release_id": d.desired_release_id, "bytes_served": d.bytes_served,
-            "last_seen": d.last_seen.isoformat() if d.last_seen else None}
+    return {
+        "id": d.id,
+        "name": d.name,
+        "compatible": d.compatible,
+        "status": d.status,
+        "tags": d.tags,
+        "groups": d.groups,
+        "attributes": d.attributes,
+        "reported": d.reported,
+        "desired_release_id": d.desired_release_id,
+        "bytes_served": d.bytes_served,
+        "last_seen": d.last_seen.isoformat() if d.last_seen else None,
+    }
 
 
 class DeviceService:
@@ -33,8 +42,15 @@ class DeviceService:
         self.db = db
 
     # -- bootstrap tokens ---------------------------------------------------------
-    def create_bootstrap(self, who: Principal, name: str, group: str | None, expires_in_hours: float | None,
-                         requires_approval: bool, max_uses: int | None) -> dict[str, Any]:
+    def create_bootstrap(
+        self,
+        who: Principal,
+        name: str,
+        group: str | None,
+        expires_in_hours: float | None,
+        requires_approval: bool,
+        max_uses: int | None,
+    ) -> dict[str, Any]:
         who.require("admin")
         tid = who.require_tenant()
         if expires_in_hours is not None and expires_in_hours <= 0:
@@ -46,23 +62,45 @@ class DeviceService:
         with self.db.session() as s:
             if group and s.scalar(select(DeviceGroup).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == group)) is None:
                 s.add(DeviceGroup(tenant_id=tid, name=group))
-            bt = BootstrapToken(tenant_id=tid, name=name, token_hash=h, group_name=group,
-                                requires_approval=requires_approval, expires_at=expires, max_uses=max_uses)
+            bt = BootstrapToken(
+                tenant_id=tid,
+                name=name,
+                token_hash=h,
+                group_name=group,
+                requires_approval=requires_approval,
+                expires_at=expires,
+                max_uses=max_uses,
+            )
             s.add(bt)
             s.flush()
             audit.record(s, who, "bootstrap.create", name, group=group)
-            return {"id": bt.id, "name": name, "token": token, "group": group,
-                    "requires_approval": requires_approval, "max_uses": max_uses,
-                    "expires_at": expires.isoformat() if expires else None}
+            return {
+                "id": bt.id,
+                "name": name,
+                "token": token,
+                "group": group,
+                "requires_approval": requires_approval,
+                "max_uses": max_uses,
+                "expires_at": expires.isoformat() if expires else None,
+            }
 
     def list_bootstrap(self, who: Principal) -> list[dict[str, Any]]:
         who.require("viewer")
         tid = who.require_tenant()
         with self.db.session() as s:
-            return [{"id": b.id, "name": b.name, "group": b.group_name, "revoked": b.revoked, "uses": b.uses,
-                     "max_uses": b.max_uses, "requires_approval": b.requires_approval,
-                     "expires_at": b.expires_at.isoformat() if b.expires_at else None}
-                    for b in s.scalars(select(BootstrapToken).where(BootstrapToken.tenant_id == tid))]
+            return [
+                {
+                    "id": b.id,
+                    "name": b.name,
+                    "group": b.group_name,
+                    "revoked": b.revoked,
+                    "uses": b.uses,
+                    "max_uses": b.max_uses,
+                    "requires_approval": b.requires_approval,
+                    "expires_at": b.expires_at.isoformat() if b.expires_at else None,
+                }
+                for b in s.scalars(select(BootstrapToken).where(BootstrapToken.tenant_id == tid))
+            ]
 
     def revoke_bootstrap(self, who: Principal, token_id: int) -> None:
         who.require("admin")
@@ -94,9 +132,17 @@ class DeviceService:
             dev = s.scalar(select(Device).where(Device.tenant_id == bt.tenant_id, Device.name == name))
             status = "pending" if bt.requires_approval else "active"
             if dev is None:
-                dev = Device(tenant_id=bt.tenant_id, name=name, compatible=compatible, status=status,
-                             groups=[bt.group_name] if bt.group_name else [], tags=[], attributes=attributes,
-                             reported={}, enrolled_with=bt.id)
+                dev = Device(
+                    tenant_id=bt.tenant_id,
+                    name=name,
+                    compatible=compatible,
+                    status=status,
+                    groups=[bt.group_name] if bt.group_name else [],
+                    tags=[],
+                    attributes=attributes,
+                    reported={},
+                    enrolled_with=bt.id,
+                )
                 s.add(dev)
             else:
                 if dev.status == "active" and bt.requires_approval:
@@ -106,8 +152,9 @@ class DeviceService:
             dev.last_seen = utcnow()
             bt.uses += 1
             s.flush()
-            audit.record(s, Principal("device", name, bt.tenant_id), "device.enroll", name,
-                         bt.tenant_id, bootstrap=bt.name, status=status)
+            audit.record(
+                s, Principal("device", name, bt.tenant_id), "device.enroll", name, bt.tenant_id, bootstrap=bt.name, status=status
+            )
             return {"device_id": dev.id, "name": name, "credential": credential, "status": status}
 
     # -- management -----------------------------------------------------------------
@@ -119,7 +166,7 @@ class DeviceService:
             raise NotFound(f"device '{ref}' does not exist")
         return dev
 
-    def list(self, who: Principal, tag: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    def list_devices(self, who: Principal, tag: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         who.require("viewer")
         tid = who.require_tenant()
         with self.db.session() as s:

@@ -30,10 +30,11 @@ class Upload:
         self.path, self.sha256, self.size = path, sha256, size
 
     @classmethod
-    async def receive(cls, store: ArtifactStore, chunks: AsyncIterator[bytes], max_bytes: int,
-                      declared: int | None) -> Upload:
+    async def receive(cls, store: ArtifactStore, chunks: AsyncIterator[bytes], max_bytes: int, declared: int | None) -> Upload:
         if declared is not None and declared > max_bytes:
-            raise PayloadTooLarge(f"upload of {declared} bytes exceeds the limit of {max_bytes} bytes (BULKHEAD_MAX_UPLOAD_BYTES)")
+            raise PayloadTooLarge(
+                f"upload of {declared} bytes exceeds the limit of {max_bytes} bytes (BULKHEAD_MAX_UPLOAD_BYTES)"
+            )
         fd, path = store.new_upload()
         h = hashlib.sha256()
         size = 0
@@ -61,9 +62,19 @@ class Upload:
 
 
 def release_json(r: Release) -> dict[str, Any]:
-    return {"id": r.id, "compatible": r.compatible, "version": r.version, "description": r.description,
-            "build": r.build, "format": r.format, "sha256": r.sha256, "size": r.size, "signer": r.signer,
-            "images": r.info.get("images", []), "created_at": r.created_at.isoformat()}
+    return {
+        "id": r.id,
+        "compatible": r.compatible,
+        "version": r.version,
+        "description": r.description,
+        "build": r.build,
+        "format": r.format,
+        "sha256": r.sha256,
+        "size": r.size,
+        "signer": r.signer,
+        "images": r.info.get("images", []),
+        "created_at": r.created_at.isoformat(),
+    }
 
 
 class ReleaseService:
@@ -92,23 +103,31 @@ class ReleaseService:
                 raise Unprocessable("bundle rejected: its manifest has no [update] version; releases need one")
             try:
                 with self.db.session() as s:
-                    rel = Release(tenant_id=tid, compatible=info.compatible, version=info.version,
-                                  description=info.description, build=info.build, format=info.format,
-                                  sha256=upload.sha256, size=upload.size, signer=info.signer,
-                                  info=info.to_json())
+                    rel = Release(
+                        tenant_id=tid,
+                        compatible=info.compatible,
+                        version=info.version,
+                        description=info.description,
+                        build=info.build,
+                        format=info.format,
+                        sha256=upload.sha256,
+                        size=upload.size,
+                        signer=info.signer,
+                        info=info.to_json(),
+                    )
                     s.add(rel)
                     s.flush()
                     self.store.commit(upload.path, upload.sha256)
-                    audit.record(s, who, "release.create", f"{info.compatible} {info.version}",
-                                 sha256=upload.sha256)
+                    audit.record(s, who, "release.create", f"{info.compatible} {info.version}", sha256=upload.sha256)
                     return release_json(rel)
             except IntegrityError as exc:
-                raise Conflict(f"release {info.version} for compatible '{info.compatible}' already exists; "
-                               "bump the version in the manifest") from exc
+                raise Conflict(
+                    f"release {info.version} for compatible '{info.compatible}' already exists; bump the version in the manifest"
+                ) from exc
         finally:
             upload.discard()
 
-    def list(self, who: Principal, compatible: str | None = None) -> list[dict[str, Any]]:
+    def list_releases(self, who: Principal, compatible: str | None = None) -> list[dict[str, Any]]:
         who.require("viewer")
         tid = who.require_tenant()
         with self.db.session() as s:
@@ -134,8 +153,9 @@ class ReleaseService:
             rel = self._own(s, who, release_id)
             needed = s.scalar(select(func.count()).select_from(Device).where(Device.desired_release_id == rel.id))
             if needed:
-                raise Conflict(f"release {rel.version} is still the desired release of {needed} device(s); "
-                               "assign them another release first")
+                raise Conflict(
+                    f"release {rel.version} is still the desired release of {needed} device(s); assign them another release first"
+                )
             sha = rel.sha256
             s.delete(rel)
             s.flush()

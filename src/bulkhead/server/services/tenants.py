@@ -53,8 +53,10 @@ class TenantService:
     def list_tenants(self, who: Principal) -> list[dict[str, Any]]:
         who.require_system()
         with self.db.session() as s:
-            return [{"id": t.id, "name": t.name, "keyring": t.keyring_pem is not None}
-                    for t in s.scalars(select(Tenant).order_by(Tenant.id))]
+            return [
+                {"id": t.id, "name": t.name, "keyring": t.keyring_pem is not None}
+                for t in s.scalars(select(Tenant).order_by(Tenant.id))
+            ]
 
     def create_user(self, who: Principal, name: str, role: str) -> dict[str, Any]:
         who.require("admin")
@@ -76,11 +78,14 @@ class TenantService:
         who.require("viewer")
         tid = who.require_tenant()
         with self.db.session() as s:
-            return [{"id": u.id, "name": u.name, "role": u.role}
-                    for u in s.scalars(select(User).where(User.tenant_id == tid).order_by(User.id))]
+            return [
+                {"id": u.id, "name": u.name, "role": u.role}
+                for u in s.scalars(select(User).where(User.tenant_id == tid).order_by(User.id))
+            ]
 
-    def create_token(self, who: Principal, name: str, user: str | None, role: str | None,
-                     expires_in_days: int | None) -> dict[str, Any]:
+    def create_token(
+        self, who: Principal, name: str, user: str | None, role: str | None, expires_in_days: int | None
+    ) -> dict[str, Any]:
         """A token for `user` (created with `role` when missing); admins only."""
         who.require("admin")
         tid = who.require_tenant()
@@ -105,8 +110,13 @@ class TenantService:
             expires = utcnow() + dt.timedelta(days=expires_in_days) if expires_in_days else None
             s.add(ApiToken(tenant_id=tid, user_id=u.id, name=name, token_hash=h, expires_at=expires))
             audit.record(s, who, "token.create", name, user=uname)
-            return {"name": name, "user": uname, "role": u.role, "token": token,
-                    "expires_at": expires.isoformat() if expires else None}
+            return {
+                "name": name,
+                "user": uname,
+                "role": u.role,
+                "token": token,
+                "expires_at": expires.isoformat() if expires else None,
+            }
 
     def set_keyring(self, who: Principal, pem: bytes, check_purpose: str) -> dict[str, Any]:
         who.require("admin")
@@ -133,5 +143,8 @@ class TenantService:
             if not tenant.keyring_pem:
                 return {"anchors": [], "check_purpose": tenant.keyring_check_purpose, "pem": None}
             kr = load_keyring(tenant.keyring_pem.encode(), tenant.keyring_check_purpose)
-            return {"anchors": [a.subject.rfc4514_string() for a in kr.anchors],
-                    "check_purpose": tenant.keyring_check_purpose, "pem": tenant.keyring_pem}
+            return {
+                "anchors": [a.subject.rfc4514_string() for a in kr.anchors],
+                "check_purpose": tenant.keyring_check_purpose,
+                "pem": tenant.keyring_pem,
+            }
