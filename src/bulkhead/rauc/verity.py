@@ -103,7 +103,9 @@ def verify_tree(
     if not hmac.compare_digest(computed.root_hash, root_hash):
         stored = read_exact(reader, tree_offset, tree_size, "verity hash tree")
         block = _first_bad_block(computed.tree, stored, data_size)
-        where = f"data block {block} (byte {block * BLOCK}) does not match the hash tree" if block is not None else "the hash tree was modified"
+        where = "the hash tree was modified"
+        if block is not None:
+            where = f"data block {block} (byte {block * BLOCK}) does not match the hash tree"
         raise VerityMismatchError(f"verity root hash mismatch: {where}", block=block)
     stored = read_exact(reader, tree_offset, tree_size, "verity hash tree")
     if stored != computed.tree:
