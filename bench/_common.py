@@ -31,8 +31,15 @@ def machine() -> str:
 def write_result(name: str, title: str, table: list[list[str]], notes: str = "") -> Path:
     RESULTS.mkdir(exist_ok=True)
     head, *rows = table
-    lines = [f"# {title}", "", f"- date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}",
-             f"- machine: {machine()}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [
+        f"# {title}",
+        "",
+        f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M UTC}",
+        f"- machine: {machine()}",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     if notes:
         lines += ["", notes]

@@ -13,10 +13,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, run, write_result  # noqa: E402
+from _common import CACHE, run, write_result
 
-from bulkhead.lab.pki import make_pki  # noqa: E402
-from bulkhead.rauc import FileReader, create_bundle, load_keyring, open_bundle  # noqa: E402
+from bulkhead.lab.pki import make_pki
+from bulkhead.rauc import FileReader, create_bundle, load_keyring, open_bundle
 
 
 def build(size_mib: int) -> tuple[Path, Path]:
@@ -31,8 +31,14 @@ def build(size_mib: int) -> tuple[Path, Path]:
                 f.write(os.urandom(1 << 20))
         (content / "manifest.raucm").write_text("[update]\ncompatible=bench\nversion=1\n\n[image.rootfs]\nfilename=rootfs.img\n")
         # uncompressed squashfs: random data does not compress, and it keeps the build fast
-        create_bundle(content, bundle, pki.cert.read_bytes(), pki.key.read_bytes(), fmt="verity",
-                      mksquashfs_args=["-noI", "-noD", "-noF", "-noX"])
+        create_bundle(
+            content,
+            bundle,
+            pki.cert.read_bytes(),
+            pki.key.read_bytes(),
+            fmt="verity",
+            mksquashfs_args=["-noI", "-noD", "-noF", "-noX"],
+        )
         img.unlink()
     return bundle, pki.ca
 
@@ -57,12 +63,22 @@ def main() -> None:
         best_ours = min(best_ours, time.perf_counter() - t)
     mb = size / 1e6
     ratio = best_sha / best_ours
-    write_result("bundle_verify", f"Verifying a {args.size_mib} MiB verity bundle", [
-        ["tool", "best of runs (s)", "MB/s", "relative to sha256sum"],
-        ["sha256sum (coreutils)", f"{best_sha:.2f}", f"{mb / best_sha:.0f}", "100%"],
-        ["bulkhead bundle verify (CMS + full dm-verity tree)", f"{best_ours:.2f}", f"{mb / best_ours:.0f}", f"{ratio * 100:.0f}%"],
-    ], notes=f"Goal: >= 80% of sha256sum. Result: {'met' if ratio >= 0.8 else 'NOT met'}. "
-             f"File cached in RAM; {args.runs} runs each, best taken.")
+    write_result(
+        "bundle_verify",
+        f"Verifying a {args.size_mib} MiB verity bundle",
+        [
+            ["tool", "best of runs (s)", "MB/s", "relative to sha256sum"],
+            ["sha256sum (coreutils)", f"{best_sha:.2f}", f"{mb / best_sha:.0f}", "100%"],
+            [
+                "bulkhead bundle verify (CMS + full dm-verity tree)",
+                f"{best_ours:.2f}",
+                f"{mb / best_ours:.0f}",
+                f"{ratio * 100:.0f}%",
+            ],
+        ],
+        notes=f"Goal: >= 80% of sha256sum. Result: {'met' if ratio >= 0.8 else 'NOT met'}. "
+        f"File cached in RAM; {args.runs} runs each, best taken.",
+    )
 
 
 if __name__ == "__main__":

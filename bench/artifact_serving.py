@@ -1,0 +1,188 @@
+"""Serving a 256 MiB bundle: full downloads and random 4 KiB / 64 KiB ranges, bulkhead vs nginx.
+
+Both serve the same file on loopback in one run; load comes from wrk (Debian package `wrk`).
+Goal (issue #2): bulkhead reaches at least half of nginx's throughput in every case.
+Usage: .venv/bin/python bench/artifact_serving.py [--seconds 10] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import CACHE, write_result
+
+from bulkhead.lab.pki import make_pki
+from bulkhead.rauc import create_bundle
+
+SIZE_MIB = 256
+LUA = """
+math.randomseed(os.time())
+local size = {size}
+local span = {span}
+request = function()
+  local start = math.random(0, size - span)
+  return wrk.format("GET", wrk.path, {{["Range"] = "bytes=" .. start .. "-" .. (start + span - 1){auth}}})
+end
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bundle() -> tuple[Path, Path]:
+    pki = make_pki(CACHE / "pki")
+    out = CACHE / f"serve-{SIZE_MIB}m.raucb"
+    if not out.exists():
+        content = CACHE / "serve-content"
+        content.mkdir(parents=True, exist_ok=True)
+        (content / "rootfs.img").write_bytes(os.urandom(SIZE_MIB << 20))
+        (content / "manifest.raucm").write_text("[update]\ncompatible=bench\nversion=1\n\n[image.rootfs]\nfilename=rootfs.img\n")
+        create_bundle(content, out, pki.cert.read_bytes(), pki.key.read_bytes(), mksquashfs_args=["-noI", "-noD", "-noF", "-noX"])
+        shutil.rmtree(content)
+    return out, pki.ca
+
+
+def wrk(url: str, seconds: int, span: int | None, size: int, token: str | None, conns: int) -> tuple[float, float]:
+    """Requests/s and bytes/s."""
+    cmd = ["wrk", "-t", "2", "-c", str(conns), "-d", f"{seconds}s", "--latency"]
+    auth = f', ["Authorization"] = "Bearer {token}"' if token else ""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        if span is None:
+            f.write(
+                "request = function() return wrk.format('GET', wrk.path" + (", {" + auth[2:] + "}" if token else "") + ") end\n"
+            )
+        else:
+            f.write(LUA.format(size=size, span=span, auth=auth))
+        script = f.name
+    out = subprocess.run([*cmd, "-s", script, url], capture_output=True, text=True, check=True).stdout
+    os.unlink(script)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    m = re.search(r"Transfer/sec:\s+([\d.]+)(\w+)", out)
+    assert m is not None
+    unit = {"B": 1, "KB": 1e3 * 1.024, "MB": 1.048576e6, "GB": 1.073741824e9}[m.group(2)]
+    return rps, float(m.group(1)) * unit
+
+
+def start_nginx(root: Path, port: int, tmp: Path) -> subprocess.Popen[bytes]:
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"""worker_processes 2; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/error.log;
+events {{ worker_connections 1024; }}
+http {{ access_log off; sendfile on; tcp_nodelay on; max_ranges 16;
+  client_body_temp_path {tmp}; proxy_temp_path {tmp}; fastcgi_temp_path {tmp}; uwsgi_temp_path {tmp}; scgi_temp_path {tmp};
+  server {{ listen 127.0.0.1:{port}; root {root}; location / {{ }} }} }}
+""")
+    proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)
+    time.sleep(1)
+    return proc
+
+
+def start_bulkhead(data: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "BULKHEAD_DATA_DIR": str(data), "BULKHEAD_MAX_UPLOAD_BYTES": str(1 << 30)}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bulkhead.cli",
+            "server",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data),
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+        ],
+        env=env,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return proc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    if shutil.which("wrk") is None or shutil.which("nginx") is None:
+        sys.exit("this benchmark needs Debian's wrk and nginx: apt-get install wrk nginx")
+    path, ca = bundle()
+    size = path.stat().st_size
+    with tempfile.TemporaryDirectory() as tmpd:
+        tmp = Path(tmpd)
+        www = tmp / "www"
+        www.mkdir()
+        os.link(path, www / "bundle.raucb") if path.stat().st_dev == www.stat().st_dev else shutil.copy(
+            path, www / "bundle.raucb"
+        )
+        np, bp = free_port(), free_port()
+        nginx = start_nginx(www, np, tmp)
+        data = tmp / "data"
+        srv = start_bulkhead(data, bp, args.workers)
+        try:
+            base = f"http://127.0.0.1:{bp}"
+            admin = (data / "admin.token").read_text().strip()
+            token = httpx.post(
+                base + "/api/v1/tenants", json={"name": "bench"}, headers={"authorization": f"Bearer {admin}"}
+            ).json()["token"]
+            h = {"authorization": f"Bearer {token}"}
+            httpx.put(base + "/api/v1/keyring", json={"pem": ca.read_text()}, headers=h).raise_for_status()
+            rel = httpx.post(base + "/api/v1/releases", content=path.read_bytes(), headers=h, timeout=300).json()
+            boot = httpx.post(base + "/api/v1/bootstrap-tokens", json={"name": "b"}, headers=h).json()["token"]
+            dev = httpx.post(
+                base + "/device/v1/enroll", json={"bootstrap_token": boot, "name": "bench", "compatible": "bench"}
+            ).json()
+            b_url = f"{base}/device/v1/releases/{rel['id']}/bundle"
+            n_url = f"http://127.0.0.1:{np}/bundle.raucb"
+            rows = [["case", "nginx req/s", "nginx MB/s", "bulkhead req/s", "bulkhead MB/s", "bulkhead / nginx"]]
+            verdict = True
+            for name, span, conns in (
+                ("full download", None, 4),
+                ("random 64 KiB ranges", 65536, 32),
+                ("random 4 KiB ranges", 4096, 32),
+            ):
+                n_rps, n_bps = wrk(n_url, args.seconds, span, size, None, conns)
+                b_rps, b_bps = wrk(b_url, args.seconds, span, size, dev["credential"], conns)
+                ratio = b_bps / n_bps
+                verdict &= ratio >= 0.5
+                rows.append(
+                    [name, f"{n_rps:.0f}", f"{n_bps / 1e6:.0f}", f"{b_rps:.0f}", f"{b_bps / 1e6:.0f}", f"{ratio * 100:.0f}%"]
+                )
+        finally:
+            for p in (srv, nginx):
+                p.send_signal(signal.SIGTERM)
+                p.wait(20)
+    write_result(
+        "artifact_serving",
+        f"Serving a {SIZE_MIB} MiB bundle over loopback",
+        rows,
+        notes=f"nginx: 2 workers, sendfile on. bulkhead: `bulkhead server --workers {args.workers}` (uvicorn), device "
+        f"credential auth on every request. Load: wrk, 2 threads, {args.seconds} s per case (4 connections for full "
+        f"downloads, 32 for ranges). Goal: >= 50% of nginx in each case. Result: {'met' if verdict else 'NOT met'}.",
+    )
+
+
+if __name__ == "__main__":
+    main()
