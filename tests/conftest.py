@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "testdata"
+SHARED = Path(os.environ.get("BULKHEAD_TESTDATA") or Path(__file__).resolve().parents[2] / "shared" / "testdata")
 RAUC_DATA = SHARED / "rauc"
 DEV_CA = RAUC_DATA / "openssl-ca" / "dev-ca.pem"
 

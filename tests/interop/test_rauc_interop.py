@@ -18,9 +18,9 @@ from bulkhead.rauc import (
     load_keyring,
     open_bundle,
 )
-from tests.conftest import need_tool
+from tests.conftest import RAUC_DATA, need_tool
 
-CA = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "rauc" / "openssl-ca"
+CA = RAUC_DATA / "openssl-ca"
 
 
 def content_dir(tmp: Path, version: str = "1", size: int = 64 * 1024, adaptive: bool = False) -> Path:
