@@ -32,6 +32,7 @@ CHUNK = 1024 * 1024
 _SIGNED = re.compile(r"^/dl/([0-9a-f]{64})$")
 _DEVICE = re.compile(r"^/device/v1/releases/(\d+)/bundle$")
 _USER = re.compile(r"^/api/v1/releases/(\d+)/bundle$")
+_WANTED = frozenset({b"range", b"if-range", b"if-none-match"})
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class DeliveryApp:
         self.auth, self.devices, self.releases = auth, devices, releases
         self.store, self.counter, self.secret = store, counter, secret
         self._release_cache: dict[tuple[int, int], Artifact] = {}
+        self._files: dict[str, tuple[int, str]] = {}
 
     @staticmethod
     def handles(path: str) -> bool:
@@ -122,44 +124,59 @@ class DeliveryApp:
         return Artifact(sha256, size, path)
 
     # -- serving ------------------------------------------------------------------
+    def _open(self, path: str) -> tuple[int, str]:
+        """An open descriptor and Last-Modified for `path`, kept per process (artifacts are immutable)."""
+        hit = self._files.get(path)
+        if hit is not None:
+            return hit
+        fd = os.open(path, os.O_RDONLY)
+        hit = (fd, email.utils.formatdate(os.fstat(fd).st_mtime, usegmt=True))
+        if len(self._files) >= 256:
+            old_fd, _ = self._files.pop(next(iter(self._files)))
+            os.close(old_fd)
+        self._files[path] = hit
+        return hit
+
+    def forget_file(self, path: str) -> None:
+        hit = self._files.pop(path, None)
+        if hit is not None:
+            os.close(hit[0])
+
     async def serve(self, scope: Scope, send: Send, art: Artifact, device_id: int | None) -> None:
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        wanted: dict[bytes, str] = {}
+        for k, v in scope["headers"]:
+            if k in _WANTED:
+                wanted[k] = v.decode("latin-1")
         etag = f'"{art.sha256}"'
         try:
-            fd = os.open(art.path, os.O_RDONLY)
+            fd, last_modified = self._open(art.path)
         except FileNotFoundError:
             await _error(send, 404, "not_found", "artifact does not exist (deleted?)")
             return
-        try:
-            st = os.fstat(fd)
-            last_modified = email.utils.formatdate(st.st_mtime, usegmt=True)
-            base = [
-                (b"accept-ranges", b"bytes"),
-                (b"etag", etag.encode()),
-                (b"last-modified", last_modified.encode()),
-                (b"cache-control", b"private, max-age=0"),
-            ]
-            inm = headers.get("if-none-match")
-            if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
-                await send({"type": "http.response.start", "status": 304, "headers": base})
-                await send({"type": "http.response.body", "body": b""})
+        if not os.path.exists(art.path):  # deleted since it was opened: drop the stale descriptor
+            self.forget_file(art.path)
+            await _error(send, 404, "not_found", "artifact does not exist (deleted?)")
+            return
+        base = [(b"accept-ranges", b"bytes"), (b"etag", etag.encode()),
+                (b"last-modified", last_modified.encode()), (b"cache-control", b"private, max-age=0")]
+        inm = wanted.get(b"if-none-match")
+        if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+            await send({"type": "http.response.start", "status": 304, "headers": base})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        ranges: list[ByteRange] | None = None
+        rng = wanted.get(b"range")
+        if rng is not None and _if_range_ok(wanted.get(b"if-range"), etag, last_modified):
+            try:
+                ranges = parse_range(rng, art.size)
+            except RangeNotSatisfiable as exc:
+                await _error(send, 416, "range_not_satisfiable", str(exc),
+                             [*base, (b"content-range", f"bytes */{art.size}".encode())])
                 return
-            ranges: list[ByteRange] | None = None
-            rng = headers.get("range")
-            if rng is not None and _if_range_ok(headers.get("if-range"), etag, last_modified):
-                try:
-                    ranges = parse_range(rng, art.size)
-                except RangeNotSatisfiable as exc:
-                    await _error(
-                        send, 416, "range_not_satisfiable", str(exc), [*base, (b"content-range", f"bytes */{art.size}".encode())]
-                    )
-                    return
-            head = scope["method"] == "HEAD"
-            sent = await self._send_body(send, fd, art.size, ranges, base, head)
-            if device_id is not None and sent:
-                self.counter.add(device_id, sent)
-        finally:
-            os.close(fd)
+        head = scope["method"] == "HEAD"
+        sent = await self._send_body(send, fd, art.size, ranges, base, head)
+        if device_id is not None and sent:
+            self.counter.add(device_id, sent)
 
     async def _send_body(
         self, send: Send, fd: int, size: int, ranges: list[ByteRange] | None, base: list[tuple[bytes, bytes]], head: bool
