@@ -157,8 +157,12 @@ class DeliveryApp:
             self.forget_file(art.path)
             await _error(send, 404, "not_found", "artifact does not exist (deleted?)")
             return
-        base = [(b"accept-ranges", b"bytes"), (b"etag", etag.encode()),
-                (b"last-modified", last_modified.encode()), (b"cache-control", b"private, max-age=0")]
+        base = [
+            (b"accept-ranges", b"bytes"),
+            (b"etag", etag.encode()),
+            (b"last-modified", last_modified.encode()),
+            (b"cache-control", b"private, max-age=0"),
+        ]
         inm = wanted.get(b"if-none-match")
         if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
             await send({"type": "http.response.start", "status": 304, "headers": base})
@@ -170,8 +174,9 @@ class DeliveryApp:
             try:
                 ranges = parse_range(rng, art.size)
             except RangeNotSatisfiable as exc:
-                await _error(send, 416, "range_not_satisfiable", str(exc),
-                             [*base, (b"content-range", f"bytes */{art.size}".encode())])
+                await _error(
+                    send, 416, "range_not_satisfiable", str(exc), [*base, (b"content-range", f"bytes */{art.size}".encode())]
+                )
                 return
         head = scope["method"] == "HEAD"
         sent = await self._send_body(send, fd, art.size, ranges, base, head)
