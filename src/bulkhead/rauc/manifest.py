@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from .errors import ManifestError
 from .keyfile import Entry, Group, escape_value, get_string, parse_keyfile, split_list
@@ -54,10 +54,6 @@ class Manifest:
     handler_args: str | None = None
     images: tuple[Image, ...] = ()
     meta: dict[str, dict[str, str]] = field(default_factory=dict)
-
-    def with_bundle(self, **changes: object) -> Manifest:
-        """A copy with bundle fields (format, verity-*, crypt-key) replaced."""
-        return replace(self, **changes)  # type: ignore[arg-type]
 
     def to_text(self) -> str:
         """Serialize as a key file that RAUC and this parser both accept."""
@@ -235,7 +231,4 @@ def parse_manifest(text: bytes | str) -> Manifest:
             raise ManifestError(f"unknown group [{group.name}]", group.line)
     if not seen_update:
         raise ManifestError("missing [update] group with 'compatible'")
-    names = [i.section for i in images]
-    if len(set(names)) != len(names):
-        raise ManifestError("duplicate image section")
     return Manifest(images=tuple(images), meta=meta, **fields)  # type: ignore[arg-type]
