@@ -55,29 +55,9 @@ def test_create_then_verify(tmp_path: Path) -> None:
         "[update]\ncompatible=X\nversion=1\n\n[image.rootfs]\nfilename=rootfs.img\nadaptive=block-hash-index;\n"
     )
     out = tmp_path / "b.raucb"
-    res = run(
-        "bundle",
-        "create",
-        "--cert",
-        str(ca / "rel/release-1.cert.pem"),
-        "--key",
-        str(ca / "rel/private/release-1.pem"),
-        str(c),
-        str(out),
-    )
+    create = ("bundle", "create", "--cert", str(ca / "rel/release-1.cert.pem"), "--key", str(ca / "rel/private/release-1.pem"))
+    res = run(*create, str(c), str(out))
     assert res.returncode == 0, res.stderr
     info = json.loads(run("bundle", "info", "--keyring", str(DEV_CA), "--json", str(out)).stdout)
     assert "rootfs.img.block-hash-index" in info["files"]
-    assert (
-        run(
-            "bundle",
-            "create",
-            "--cert",
-            str(ca / "rel/release-1.cert.pem"),
-            "--key",
-            str(ca / "rel/private/release-1.pem"),
-            str(c),
-            str(out),
-        ).returncode
-        == 2
-    )
+    assert run(*create, str(c), str(out)).returncode == 2

@@ -27,24 +27,38 @@ class ByteCounter:
     def add(self, device_id: int, nbytes: int) -> None:
         self._pending[device_id] += nbytes
 
-    def flush(self) -> None:
-        """Write the sums gathered since the last flush as one transaction of increments."""
-        if not self._pending:
-            return
+    def _take(self) -> dict[int, int]:
+        """Swap out the sums gathered so far (on the event loop, where `add` runs)."""
         pending, self._pending = self._pending, defaultdict(int)
+        return pending
+
+    def _restore(self, pending: dict[int, int]) -> None:
+        for device_id, n in pending.items():
+            self._pending[device_id] += n
+
+    def _write(self, pending: dict[int, int]) -> bool:
+        """Write one transaction of increments; False (and logged) when the database refused."""
         try:
             with self.db.session() as s:
                 for device_id, n in sorted(pending.items()):
                     s.execute(update(Device).where(Device.id == device_id).values(bytes_served=Device.bytes_served + n))
         except Exception:
             log.exception("could not flush byte counters; keeping them for the next try")
-            for device_id, n in pending.items():
-                self._pending[device_id] += n
+            return False
+        return True
+
+    def flush(self) -> None:
+        """Write the sums gathered since the last flush (synchronously; used at shutdown)."""
+        pending = self._take()
+        if pending and not self._write(pending):
+            self._restore(pending)
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            await asyncio.to_thread(self.flush)
+            pending = self._take()
+            if pending and not await asyncio.to_thread(self._write, pending):
+                self._restore(pending)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
