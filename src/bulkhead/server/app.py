@@ -22,9 +22,11 @@ from .delivery.app import DeliveryApp, Receive, Scope, Send
 from .delivery.counters import ByteCounter
 from .errors import ServerError
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
+from .services.apps import AppService
 from .services.auth import Authenticator
 from .services.devices import DeviceService
 from .services.releases import ReleaseService
+from .services.reports import ReportService
 from .services.tenants import TenantService
 from .settings import Settings
 from .store import ArtifactStore
@@ -69,7 +71,18 @@ def create_app(settings: Settings) -> BulkheadApp:
     store.clean_incoming()
     secret = load_secret(settings.data_dir)
     auth = Authenticator(db, hash_token(system_token(settings.data_dir)))
-    svc = Services(settings, db, store, auth, TenantService(db), ReleaseService(db, store), DeviceService(db), secret)
+    svc = Services(
+        settings,
+        db,
+        store,
+        auth,
+        TenantService(db),
+        ReleaseService(db, store),
+        DeviceService(db),
+        secret,
+        AppService(db),
+        ReportService(db),
+    )
     counter = ByteCounter(db, settings.counter_flush_seconds)
 
     @asynccontextmanager

@@ -33,6 +33,8 @@ class Tenant(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     keyring_pem: Mapped[str | None] = mapped_column(Text)
     keyring_check_purpose: Mapped[str] = mapped_column(String(16), default="smimesign")
+    # Container registry credentials devices use to pull app images: {host: {username, password}}.
+    registries: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -81,6 +83,21 @@ class DeviceGroup(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128))
+    # Desired state shared by the group's devices: {"release_id", "apps": {name: version}, "files": [...]}.
+    desired: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class App(Base):
+    """A container application version: one or more containers (from specs or a compose file)."""
+
+    __tablename__ = "apps"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[str] = mapped_column(String(128))
+    containers: Mapped[list[Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class BootstrapToken(Base):
@@ -113,9 +130,30 @@ class Device(Base):
     reported: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     desired_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
     bytes_served: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Device-level desired apps and files (override the groups'): {"apps": {name: version|null}, "files": [...]}.
+    desired: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Latest update status the agent reported: {"phase", "release_id", "version", "reason", "progress", "at"}.
+    update_status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    report_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     enrolled_with: Mapped[int | None] = mapped_column(ForeignKey("bootstrap_tokens.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DeviceEvent(Base):
+    """One entry of a device's history as its agent reported it (update phases, app and file results)."""
+
+    __tablename__ = "device_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))
+    phase: Mapped[str | None] = mapped_column(String(32))
+    release_id: Mapped[int | None] = mapped_column(Integer)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    device_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class AuditEvent(Base):

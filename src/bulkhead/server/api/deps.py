@@ -7,9 +7,11 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from ..db import Database
+from ..services.apps import AppService
 from ..services.auth import Authenticator, Principal
 from ..services.devices import DeviceService
 from ..services.releases import ReleaseService
+from ..services.reports import ReportService
 from ..services.tenants import TenantService
 from ..settings import Settings
 from ..store import ArtifactStore
@@ -27,6 +29,8 @@ class Services:
     releases: ReleaseService
     devices: DeviceService
     secret: bytes
+    apps: AppService
+    reports: ReportService
 
 
 def services(request: Request) -> Services:

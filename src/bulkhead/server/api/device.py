@@ -29,33 +29,45 @@ def enroll(body: EnrollIn, svc: Services = Depends(services)) -> dict[str, Any]:
     return svc.devices.enroll(body.bootstrap_token, body.name, body.compatible, body.attributes)
 
 
+class ReportIn(BaseModel):
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    inventory: dict[str, Any] | None = None
+
+
 @router.get("/state")
 def state(request: Request, response: Response, who: Principal = Depends(principal), svc: Services = Depends(services)) -> Any:
-    """The device's desired state; answers 304 when the ETag still matches."""
-    dev, rel = svc.devices.own_state(who)
-    desired: dict[str, Any] = {"release": None}
+    """The device's desired state (release, apps, files); answers 304 when the ETag still matches.
+
+    The ETag covers everything but the signed URL, which is fresh on every full answer: a device that
+    gets 403 from an expired URL asks again without If-None-Match.
+    """
+    dev, rel, desired = svc.devices.own_state(who)
+    release: dict[str, Any] | None = None
+    base = svc.settings.public_url or str(request.base_url).rstrip("/")
     if rel is not None:
-        base = svc.settings.public_url or str(request.base_url).rstrip("/")
-        desired["release"] = {
+        release = {
             "id": rel.id,
             "version": rel.version,
             "compatible": rel.compatible,
             "sha256": rel.sha256,
             "size": rel.size,
             "url": f"{base}/device/v1/releases/{rel.id}/bundle",
-            "signed_url": f"{base}/dl/{rel.sha256}?{sign_url(svc.secret, rel.sha256, dev.id, svc.settings.signed_url_ttl)}",
         }
-    body = {
-        "device": {"id": dev.id, "name": dev.name, "tags": dev.tags, "groups": dev.groups},
-        "desired": desired,
+    body: dict[str, Any] = {
+        "device": {"id": dev.id, "name": dev.name, "tags": dev.tags, "groups": dev.groups, "attributes": dev.attributes},
+        "desired": {"release": release, **desired},
         "poll_interval": svc.settings.poll_interval,
     }
-    etag = (
-        '"'
-        + hashlib.sha256(json.dumps([body["device"], rel.id if rel else None], sort_keys=True).encode()).hexdigest()[:32]
-        + '"'
-    )
+    etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers={"etag": etag})
+    if release is not None and rel is not None:
+        release["signed_url"] = f"{base}/dl/{rel.sha256}?" + sign_url(svc.secret, rel.sha256, dev.id, svc.settings.signed_url_ttl)
     response.headers["etag"] = etag
     return body
+
+
+@router.post("/reports")
+def report(body: ReportIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """A batch of the agent's events (deduplicated by seq) and, when it changed, its inventory."""
+    return svc.reports.ingest(who, body.events, body.inventory)

@@ -54,6 +54,31 @@ class DesiredIn(BaseModel):
     release_id: int | None
 
 
+class AppIn(BaseModel):
+    name: str
+    version: str
+    containers: list[dict[str, Any]] | None = None
+    compose: str | None = Field(None, description="A compose file's text instead of 'containers'")
+
+
+class RegistryIn(BaseModel):
+    host: str
+    username: str
+    password: str
+
+
+class DesiredPatch(BaseModel):
+    """Only the fields given change. App version null removes the app."""
+
+    apps: dict[str, str | None] | None = None
+    files: list[dict[str, Any]] | None = None
+    remove_files: list[str] | None = None
+
+
+class GroupDesiredPatch(DesiredPatch):
+    release_id: int | None = Field(None, description="The group's OS release (devices may override it)")
+
+
 @router.post("/tenants", status_code=201, tags=["tenants"])
 def create_tenant(body: TenantIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Create a tenant with an admin user; returns that user's first API token (shown once)."""
@@ -176,3 +201,47 @@ def set_desired(
     ref: str, body: DesiredIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return svc.devices.set_desired_release(who, ref, body.release_id)
+
+
+@router.patch("/devices/{ref}/desired", tags=["devices"])
+def patch_device_desired(
+    ref: str, body: DesiredPatch, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Set this device's apps and files (they override its groups')."""
+    return svc.apps.set_desired(who, "device", ref, "keep", body.apps, body.files, body.remove_files)
+
+
+@router.patch("/groups/{name}/desired", tags=["devices"])
+def patch_group_desired(
+    name: str, body: GroupDesiredPatch, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Set a group's release, apps and files, shared by every device in the group."""
+    release: int | str | None = body.release_id if "release_id" in body.model_fields_set else "keep"
+    return svc.apps.set_desired(who, "group", name, release, body.apps, body.files, body.remove_files)
+
+
+@router.get("/devices/{ref}/events", tags=["devices"])
+def device_events(
+    ref: str, limit: int = 100, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    """The device's reported history, newest first."""
+    return svc.reports.events(who, ref, limit)
+
+
+@router.post("/apps", status_code=201, tags=["apps"])
+def create_app(body: AppIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Create an immutable app version from container specs or a compose file."""
+    return svc.apps.create(who, body.name, body.version, body.containers, body.compose)
+
+
+@router.get("/apps", tags=["apps"])
+def list_apps(
+    name: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    return svc.apps.list_apps(who, name)
+
+
+@router.put("/registries", tags=["apps"])
+def set_registry(body: RegistryIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Credentials devices use to pull app images from a registry (sent only to devices that need them)."""
+    return svc.apps.set_registry(who, body.host, body.username, body.password)

@@ -11,10 +11,11 @@ from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from ..models import BootstrapToken, Device, DeviceGroup, Release, utcnow
+from ..models import App, BootstrapToken, Device, DeviceGroup, Release, Tenant, utcnow
 from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token
 from . import audit
 from .auth import Principal, _aware
+from .desired import image_registry, merge_desired
 
 __all__ = ["DeviceService", "device_json"]
 
@@ -32,6 +33,11 @@ def device_json(d: Device) -> dict[str, Any]:
         "attributes": d.attributes,
         "reported": d.reported,
         "desired_release_id": d.desired_release_id,
+        "desired": {
+            "apps": (d.desired or {}).get("apps") or {},
+            "files": [f["path"] for f in (d.desired or {}).get("files") or []],
+        },
+        "update": d.update_status or {},
         "bytes_served": d.bytes_served,
         "last_seen": d.last_seen.isoformat() if d.last_seen else None,
     }
@@ -217,7 +223,8 @@ class DeviceService:
             return device_json(dev)
 
     # -- the device's own view ----------------------------------------------------
-    def own_state(self, who: Principal) -> tuple[Device, Release | None]:
+    def own_state(self, who: Principal) -> tuple[Device, Release | None, dict[str, Any]]:
+        """The device, its desired release, and its merged desired apps, files and registry credentials."""
         if who.kind != "device" or who.device_id is None:
             raise Forbidden("this endpoint is for devices")
         with self.db.session() as s:
@@ -226,8 +233,30 @@ class DeviceService:
                 raise Unauthorized("device no longer exists: enroll again")
             if dev.status != "active":
                 raise Forbidden(f"device is {dev.status}: an operator must approve it ('bulkhead device approve {dev.name}')")
-            rel = s.get(Release, dev.desired_release_id) if dev.desired_release_id else None
-            return dev, rel
+            layers: list[dict[str, Any]] = []
+            if dev.groups:
+                groups = {
+                    g.name: g
+                    for g in s.scalars(
+                        select(DeviceGroup).where(DeviceGroup.tenant_id == dev.tenant_id, DeviceGroup.name.in_(dev.groups))
+                    )
+                }
+                layers = [groups[n].desired or {} for n in dev.groups if n in groups]
+            layers.append({**(dev.desired or {}), "release_id": dev.desired_release_id})
+            merged = merge_desired(layers)
+            rel = s.get(Release, merged["release_id"]) if merged["release_id"] else None
+            if rel is not None and (rel.tenant_id != dev.tenant_id or rel.compatible != dev.compatible):
+                rel = None
+            apps = []
+            for name, version in merged["apps"].items():
+                app = s.scalar(select(App).where(App.tenant_id == dev.tenant_id, App.name == name, App.version == version))
+                if app is not None:
+                    apps.append({"name": name, "version": version, "containers": app.containers})
+            hosts = {image_registry(c["image"]) for a in apps for c in a["containers"]}
+            tenant = s.get(Tenant, dev.tenant_id)
+            known = (tenant.registries if tenant else None) or {}
+            registries = {h: known[h] for h in sorted(x for x in hosts if x) if h in known}
+            return dev, rel, {"apps": apps, "files": merged["files"], "registries": registries}
 
     def device_release(self, who: Principal, release_id: int) -> Release:
         """A release this device may download: same tenant and compatible."""

@@ -1,0 +1,141 @@
+"""Apps (versioned container applications), registry credentials, and desired apps/files per device or group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db import Database
+from ..errors import Conflict, Invalid, NotFound
+from ..models import App, Device, DeviceGroup, Release, Tenant
+from . import audit
+from .auth import Principal
+from .desired import compose_to_containers, normalize_container, normalize_file
+
+__all__ = ["AppService", "app_json"]
+
+
+def app_json(a: App) -> dict[str, Any]:
+    return {"id": a.id, "name": a.name, "version": a.version, "containers": a.containers, "created_at": a.created_at.isoformat()}
+
+
+class AppService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(
+        self, who: Principal, name: str, version: str, containers: list[dict[str, Any]] | None, compose: str | None
+    ) -> dict[str, Any]:
+        who.require("operator")
+        tid = who.require_tenant()
+        if not name or not version or len(name) > 128 or len(version) > 128:
+            raise Invalid("an app needs a name and a version (1-128 characters each)")
+        if (containers is None) == (compose is None):
+            raise Invalid("give either 'containers' or 'compose' (a compose file's text)")
+        specs = compose_to_containers(compose) if compose is not None else [normalize_container(c) for c in containers or []]
+        if not specs:
+            raise Invalid("an app needs at least one container")
+        if len({c["name"] for c in specs}) != len(specs):
+            raise Invalid("container names within an app must be unique")
+        with self.db.session() as s:
+            if s.scalar(select(App).where(App.tenant_id == tid, App.name == name, App.version == version)) is not None:
+                raise Conflict(f"app '{name}' version '{version}' exists already; app versions are immutable")
+            app = App(tenant_id=tid, name=name, version=version, containers=specs)
+            s.add(app)
+            s.flush()
+            audit.record(s, who, "app.create", f"{name}:{version}")
+            return app_json(app)
+
+    def list_apps(self, who: Principal, name: str | None = None) -> list[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            q = select(App).where(App.tenant_id == tid)
+            if name:
+                q = q.where(App.name == name)
+            return [app_json(a) for a in s.scalars(q.order_by(App.name, App.id))]
+
+    def set_registry(self, who: Principal, host: str, username: str, password: str) -> dict[str, Any]:
+        who.require("admin")
+        tid = who.require_tenant()
+        if not host or "/" in host:
+            raise Invalid("registry host must be 'name[:port]', e.g. 'registry.example.com:5000'")
+        with self.db.session() as s:
+            tenant = s.get(Tenant, tid)
+            assert tenant is not None
+            tenant.registries = {**(tenant.registries or {}), host: {"username": username, "password": password}}
+            audit.record(s, who, "registry.set", host, username=username)
+            return {"host": host, "username": username}
+
+    # -- desired apps and files ------------------------------------------------------
+    def set_desired(
+        self,
+        who: Principal,
+        target: str,
+        ref: str,
+        release_id: int | str | None = "keep",
+        apps: dict[str, str | None] | None = None,
+        files: list[dict[str, Any]] | None = None,
+        remove_files: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Change a device's or group's desired state; only the parts given change."""
+        who.require("operator")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            obj: Device | DeviceGroup = self._target(s, tid, target, ref)
+            desired = dict(obj.desired or {})
+            if release_id != "keep":
+                if target == "device":
+                    raise Invalid("set a device's release with 'desired-release'")
+                if release_id is not None:
+                    rel = s.get(Release, int(release_id))
+                    if rel is None or rel.tenant_id != tid:
+                        raise NotFound(f"release {release_id} does not exist")
+                desired["release_id"] = release_id
+            if apps:
+                current = dict(desired.get("apps") or {})
+                for name, version in apps.items():
+                    if (
+                        version is not None
+                        and s.scalar(select(App.id).where(App.tenant_id == tid, App.name == name, App.version == version)) is None
+                    ):
+                        raise NotFound(f"app '{name}' version '{version}' does not exist; create it with 'bulkhead app create'")
+                    current[name] = version
+                desired["apps"] = current
+            if files or remove_files:
+                current_files = {f["path"]: f for f in desired.get("files") or []}
+                for f in files or []:
+                    nf = normalize_file(f)
+                    current_files[nf["path"]] = nf
+                for p in remove_files or []:
+                    current_files.pop(p, None)
+                desired["files"] = [current_files[p] for p in sorted(current_files)]
+            obj.desired = desired
+            audit.record(
+                s, who, f"{target}.desired", ref, apps=apps, files=[f.get("path") for f in files or []], remove_files=remove_files
+            )
+            return {"target": target, "ref": ref, "desired": _summary(desired)}
+
+    def _target(self, s: Session, tid: int, target: str, ref: str) -> Device | DeviceGroup:
+        if target == "group":
+            group = s.scalar(select(DeviceGroup).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == ref))
+            if group is None:
+                group = DeviceGroup(tenant_id=tid, name=ref, desired={})
+                s.add(group)
+            return group
+        q = select(Device).where(Device.tenant_id == tid)
+        q = q.where(Device.id == int(ref)) if ref.isdigit() else q.where(Device.name == ref)
+        dev = s.scalar(q)
+        if dev is None:
+            raise NotFound(f"device '{ref}' does not exist")
+        return dev
+
+
+def _summary(desired: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "release_id": desired.get("release_id"),
+        "apps": desired.get("apps") or {},
+        "files": [{"path": f["path"], "sha256": f["sha256"], "mode": f["mode"]} for f in desired.get("files") or []],
+    }

@@ -1,0 +1,156 @@
+"""Desired state, pure: validate container specs and files, convert compose files, merge groups and device."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from typing import Any
+
+import yaml
+
+from ..errors import Invalid
+
+__all__ = ["compose_to_containers", "image_registry", "merge_desired", "normalize_container", "normalize_file"]
+
+MAX_FILE_BYTES = 256 * 1024
+_RESTART = ("no", "always", "on-failure", "unless-stopped")
+_CNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_PORT = re.compile(r"^(?:(?:\d{1,3}\.){3}\d{1,3}:)?\d{1,5}:\d{1,5}(?:/(?:tcp|udp))?$")
+_MODE = re.compile(r"^0?[0-7]{3,4}$")
+
+
+def normalize_container(spec: dict[str, Any]) -> dict[str, Any]:
+    """One container: name, image, command, env, ports, volumes, restart; anything else is an error."""
+    known = {"name", "image", "command", "env", "ports", "volumes", "restart"}
+    unknown = set(spec) - known
+    if unknown:
+        raise Invalid(f"unknown container field(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    name, image = spec.get("name"), spec.get("image")
+    if not isinstance(name, str) or not _CNAME.match(name):
+        raise Invalid(f"container name {name!r} is invalid: 1-63 letters, digits, '_', '.', '-'")
+    if not isinstance(image, str) or not image or any(c.isspace() for c in image):
+        raise Invalid(f"container '{name}': image must be a reference such as 'registry:5000/app@sha256:…' or 'app:1.2'")
+    command = spec.get("command") or []
+    if isinstance(command, str):
+        command = command.split()
+    env = spec.get("env") or {}
+    ports = [str(p) for p in spec.get("ports") or []]
+    volumes = [str(v) for v in spec.get("volumes") or []]
+    restart = spec.get("restart") or "always"
+    if not isinstance(command, list) or not all(isinstance(c, str) for c in command):
+        raise Invalid(f"container '{name}': command must be a list of strings")
+    if not isinstance(env, dict):
+        raise Invalid(f"container '{name}': env must be a mapping of names to values")
+    for p in ports:
+        if not _PORT.match(p):
+            raise Invalid(f"container '{name}': port {p!r} must look like 'HOST:CONTAINER[/tcp|udp]'")
+    for v in volumes:
+        if ":" not in v:
+            raise Invalid(f"container '{name}': volume {v!r} must look like 'NAME_OR_HOST_PATH:/container/path[:ro]'")
+    if restart not in _RESTART:
+        raise Invalid(f"container '{name}': restart must be one of {', '.join(_RESTART)}")
+    return {
+        "name": name,
+        "image": image,
+        "command": command,
+        "env": {str(k): str(v) for k, v in env.items()},
+        "ports": ports,
+        "volumes": volumes,
+        "restart": restart,
+    }
+
+
+def compose_to_containers(text: str) -> list[dict[str, Any]]:
+    """The services of a compose file as container specs (image-based services only)."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise Invalid(f"compose file is not valid YAML: {e}") from None
+    services = doc.get("services") if isinstance(doc, dict) else None
+    if not isinstance(services, dict) or not services:
+        raise Invalid("compose file has no 'services' mapping")
+    out = []
+    for name, svc in services.items():
+        if not isinstance(svc, dict):
+            raise Invalid(f"compose service '{name}' must be a mapping")
+        if "build" in svc:
+            raise Invalid(f"compose service '{name}' uses 'build': devices pull images; build and push it in CI first")
+        env = svc.get("environment") or {}
+        if isinstance(env, list):
+            env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
+        restart = svc.get("restart", "always")
+        out.append(
+            normalize_container(
+                {
+                    "name": str(name),
+                    "image": svc.get("image"),
+                    "command": svc.get("command") or [],
+                    "env": env,
+                    "ports": svc.get("ports") or [],
+                    "volumes": svc.get("volumes") or [],
+                    "restart": "on-failure" if str(restart).startswith("on-failure") else restart,
+                }
+            )
+        )
+    return out
+
+
+def normalize_file(spec: dict[str, Any]) -> dict[str, Any]:
+    """A file to place on devices: absolute path, content (text or base64), mode, templating, command after a change."""
+    path = spec.get("path")
+    if not isinstance(path, str) or not path.startswith("/") or "/../" in path + "/" or "\0" in path:
+        raise Invalid(f"file path {path!r} must be absolute and must not contain '..'")
+    if "content" in spec and "content_b64" in spec:
+        raise Invalid(f"file {path}: give either 'content' or 'content_b64', not both")
+    if "content_b64" in spec:
+        try:
+            data = base64.b64decode(spec["content_b64"], validate=True)
+        except ValueError:
+            raise Invalid(f"file {path}: content_b64 is not valid base64") from None
+    elif isinstance(spec.get("content"), str):
+        data = spec["content"].encode()
+    else:
+        raise Invalid(f"file {path}: 'content' (text) or 'content_b64' is required")
+    if len(data) > MAX_FILE_BYTES:
+        raise Invalid(f"file {path} is {len(data)} bytes; the limit is {MAX_FILE_BYTES} (ship bigger files in an app or release)")
+    mode = str(spec.get("mode", "0644"))
+    if not _MODE.match(mode):
+        raise Invalid(f"file {path}: mode {mode!r} must be octal such as '0644'")
+    on_change = spec.get("on_change")
+    if on_change is not None and not isinstance(on_change, str):
+        raise Invalid(f"file {path}: on_change must be a shell command")
+    return {
+        "path": path,
+        "content_b64": base64.b64encode(data).decode(),
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "mode": mode,
+        "template": bool(spec.get("template", False)),
+        "on_change": on_change,
+    }
+
+
+def merge_desired(layers: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge desired-state layers in order (groups, then the device): later wins; an app version None removes it."""
+    release_id: int | None = None
+    apps: dict[str, str | None] = {}
+    files: dict[str, dict[str, Any]] = {}
+    for layer in layers:
+        if layer.get("release_id") is not None:
+            release_id = layer["release_id"]
+        apps.update(layer.get("apps") or {})
+        for f in layer.get("files") or []:
+            files[f["path"]] = f
+    return {
+        "release_id": release_id,
+        "apps": {k: v for k, v in sorted(apps.items()) if v is not None},
+        "files": [files[p] for p in sorted(files)],
+    }
+
+
+def image_registry(image: str) -> str | None:
+    """The registry host of an image reference, or None for the default registry."""
+    first = image.split("/", 1)[0]
+    if "/" in image and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None

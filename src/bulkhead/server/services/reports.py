@@ -1,0 +1,130 @@
+"""Agent reports: update events (idempotent by sequence number) and inventory, recorded per device."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+
+from ..db import Database
+from ..errors import Forbidden, Invalid, NotFound, Unauthorized
+from ..models import Device, DeviceEvent, utcnow
+from .auth import Principal
+
+__all__ = ["EVENT_KINDS", "PHASES", "ReportService"]
+
+EVENT_KINDS = ("update", "app", "file", "agent")
+PHASES = (
+    "idle",
+    "downloading",
+    "installing",
+    "rebooting",
+    "verifying",
+    "success",
+    "failure",
+    "rolled_back",
+    "canceled",
+    "applied",
+)
+MAX_EVENTS = 500
+MAX_INVENTORY_BYTES = 512 * 1024
+
+
+def _event(raw: Any) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise Invalid("each event must be an object")
+    seq, kind, phase = raw.get("seq"), raw.get("kind"), raw.get("phase")
+    if not isinstance(seq, int) or seq <= 0:
+        raise Invalid(f"event seq must be a positive integer, got {seq!r}")
+    if kind not in EVENT_KINDS:
+        raise Invalid(f"event {seq}: kind must be one of {', '.join(EVENT_KINDS)}")
+    if phase is not None and phase not in PHASES:
+        raise Invalid(f"event {seq}: phase must be one of {', '.join(PHASES)}")
+    details = raw.get("details") or {}
+    if not isinstance(details, dict):
+        raise Invalid(f"event {seq}: details must be an object")
+    at = None
+    if raw.get("at"):
+        try:
+            at = dt.datetime.fromisoformat(str(raw["at"]))
+        except ValueError:
+            raise Invalid(f"event {seq}: 'at' must be an ISO 8601 time") from None
+    release_id = raw.get("release_id")
+    if release_id is not None and not isinstance(release_id, int):
+        raise Invalid(f"event {seq}: release_id must be an integer")
+    return {"seq": seq, "kind": kind, "phase": phase, "release_id": release_id, "details": details, "at": at}
+
+
+class ReportService:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def ingest(self, who: Principal, events: list[Any], inventory: dict[str, Any] | None) -> dict[str, Any]:
+        """Record a batch; events at or below the last accepted seq are duplicates of a retried batch and are skipped."""
+        if who.kind != "device" or who.device_id is None:
+            raise Forbidden("this endpoint is for devices")
+        if len(events) > MAX_EVENTS:
+            raise Invalid(f"at most {MAX_EVENTS} events per report; send the rest in the next one")
+        parsed = sorted((_event(e) for e in events), key=lambda e: e["seq"])
+        if inventory is not None and len(repr(inventory)) > MAX_INVENTORY_BYTES:
+            raise Invalid("inventory is too large")
+        with self.db.session() as s:
+            dev = s.get(Device, who.device_id, with_for_update=True)
+            if dev is None:
+                raise Unauthorized("device no longer exists: enroll again")
+            fresh = [e for e in parsed if e["seq"] > dev.report_seq]
+            for e in fresh:
+                s.add(
+                    DeviceEvent(
+                        tenant_id=dev.tenant_id,
+                        device_id=dev.id,
+                        seq=e["seq"],
+                        kind=e["kind"],
+                        phase=e["phase"],
+                        release_id=e["release_id"],
+                        details=e["details"],
+                        device_time=e["at"],
+                    )
+                )
+                if e["kind"] == "update" and e["phase"]:
+                    dev.update_status = {
+                        "phase": e["phase"],
+                        "release_id": e["release_id"],
+                        **{k: e["details"][k] for k in ("version", "reason", "progress", "slot") if k in e["details"]},
+                        "at": (e["at"] or utcnow()).isoformat(),
+                    }
+            if fresh:
+                dev.report_seq = fresh[-1]["seq"]
+            if inventory is not None:
+                dev.reported = inventory
+            dev.last_seen = utcnow()
+            return {"accepted_seq": dev.report_seq}
+
+    def events(self, who: Principal, ref: str, limit: int = 100) -> list[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            q = select(Device).where(Device.tenant_id == tid)
+            q = q.where(Device.id == int(ref)) if ref.isdigit() else q.where(Device.name == ref)
+            dev = s.scalar(q)
+            if dev is None:
+                raise NotFound(f"device '{ref}' does not exist")
+            rows = s.scalars(
+                select(DeviceEvent)
+                .where(DeviceEvent.device_id == dev.id)
+                .order_by(DeviceEvent.seq.desc())
+                .limit(min(limit, 1000))
+            )
+            return [
+                {
+                    "seq": e.seq,
+                    "kind": e.kind,
+                    "phase": e.phase,
+                    "release_id": e.release_id,
+                    "details": e.details,
+                    "device_time": e.device_time.isoformat() if e.device_time else None,
+                    "at": e.at.isoformat(),
+                }
+                for e in rows
+            ]
