@@ -21,6 +21,7 @@ PHASES = (
     "installing",
     "rebooting",
     "verifying",
+    "rolling_back",
     "success",
     "failure",
     "rolled_back",

@@ -1,0 +1,257 @@
+"""The agent's main loop: enroll, poll the desired state, converge (OS, apps, files), report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import subprocess
+import time
+from typing import Any
+
+from . import inventory
+from .apps import plan_apps
+from .client import Client
+from .config import AgentConfig
+from .errors import AgentError, PodmanError, RaucError, ServerRejected, ServerUnreachable
+from .files import apply_files
+from .health import Check, command_check
+from .outbox import Outbox
+from .podman import Podman, write_authfile
+from .rauc import Rauc
+from .state import ReleaseRef, StateStore, write_atomic
+from .updater import Updater
+
+__all__ = ["Agent"]
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    def __init__(self, cfg: AgentConfig) -> None:
+        self.cfg = cfg
+        d = cfg.data_dir
+        d.mkdir(parents=True, exist_ok=True)
+        self.client = Client(cfg.server, cfg.ca_file)
+        self.credential_path = d / "credential"
+        if self.credential_path.exists():
+            self.client.credential = self.credential_path.read_text().strip()
+        self.outbox = Outbox(d / "outbox")
+        self.rauc = Rauc(cfg.rauc_command)
+        self.podman = Podman(
+            cfg.podman.command, cfg.podman.owner, cfg.podman.run_args, cfg.podman.insecure_registries, d / "registry-auth.json"
+        )
+        self.desired_path, self.etag_path = d / "desired.json", d / "desired.etag"
+        self.interval = 60.0
+        self._last_flush = 0.0
+        self._last_packages: tuple[float, dict[str, Any]] = (0.0, {})
+        self._app_report: str | None = None
+        self.updater = Updater(
+            self.client,
+            self.rauc,
+            StateStore(d / "update-state.json"),
+            self.outbox,
+            d / "downloads",
+            self._reboot,
+            self._checks,
+            cfg.health.deadline,
+            lambda: inventory.read_os_release(cfg.os_release).get("VERSION_ID"),
+            cfg.rate_limit,
+            cfg.rauc_streaming,
+            self._flush_soon,
+        )
+
+    # -- server ---------------------------------------------------------------------------
+    def enroll(self) -> None:
+        if self.client.credential:
+            return
+        if not self.cfg.bootstrap_token:
+            raise AgentError("no device credential and no bootstrap_token in the config: add one to enroll")
+        compatible = self.cfg.compatible or self.rauc.status().compatible
+        r = self.client.request(
+            "POST",
+            "/device/v1/enroll",
+            {
+                "bootstrap_token": self.cfg.bootstrap_token,
+                "name": self.cfg.name,
+                "compatible": compatible,
+                "attributes": self.cfg.attributes,
+            },
+            auth=False,
+        )
+        doc = r.json()
+        write_atomic(self.credential_path, doc["credential"].encode(), 0o600)
+        self.client.credential = doc["credential"]
+        log.info("enrolled as %s (device %s, %s)", doc["name"], doc["device_id"], doc["status"])
+        self.outbox.add("agent", None, None, event="enrolled")
+
+    def poll(self) -> dict[str, Any] | None:
+        """The desired state: fresh from the server (ETag/304), or the last one kept on disk when offline."""
+        etag = self.etag_path.read_text().strip() if self.etag_path.exists() and self.desired_path.exists() else None
+        try:
+            r = self.client.request("GET", "/device/v1/state", headers={"if-none-match": etag} if etag else None)
+        except ServerRejected as e:
+            if e.status == 401:
+                log.warning("the server does not know this credential any more: enrolling again")
+                self.credential_path.unlink(missing_ok=True)
+                self.client.credential = None
+            raise
+        except ServerUnreachable as e:
+            log.warning("server unreachable (%s): working from the last desired state", e)
+            return self._cached()
+        if r.status == 304:
+            return self._cached()
+        doc: dict[str, Any] = r.json()
+        write_atomic(self.desired_path, r.body)
+        if r.headers.get("etag"):
+            write_atomic(self.etag_path, r.headers["etag"].encode())
+        return doc
+
+    def _cached(self) -> dict[str, Any] | None:
+        try:
+            doc: dict[str, Any] = json.loads(self.desired_path.read_text())
+            return doc
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _flush_soon(self) -> None:
+        if time.monotonic() - self._last_flush > 2.0:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = time.monotonic()
+        try:
+            self.outbox.flush(self.client)
+        except ServerUnreachable as e:
+            log.info("reports stay buffered on disk: %s", e)
+        except ServerRejected as e:
+            log.warning("server refused the reports: %s", e)
+
+    # -- device actions -------------------------------------------------------------------
+    def _reboot(self) -> None:
+        r = subprocess.run(list(self.cfg.reboot_command), capture_output=True, text=True, timeout=120, check=False)
+        if r.returncode != 0:
+            raise AgentError(f"reboot command failed ({r.returncode}): {(r.stderr or r.stdout).strip()[-300:]}")
+        time.sleep(600)  # the reboot takes the agent down; if it did not, the next pass reboots again
+
+    def _checks(self) -> list[tuple[str, Check]]:
+        checks: list[tuple[str, Check]] = [("server", self._server_reachable)]
+        if self.cfg.health.check_apps or self.cfg.health.required_containers:
+            checks.append(("containers", self._containers_running))
+        if self.cfg.health.command:
+            env = {"BULKHEAD_BOOTED_SLOT": self._booted_slot()}
+            checks.append(("command", command_check(self.cfg.health.command, env)))
+        return checks
+
+    def _booted_slot(self) -> str:
+        try:
+            return self.rauc.status().booted
+        except RaucError:
+            return ""
+
+    def _server_reachable(self) -> str | None:
+        try:
+            self.client.request("GET", "/healthz", auth=False)
+            return None
+        except (ServerUnreachable, ServerRejected) as e:
+            return str(e)
+
+    def _containers_running(self) -> str | None:
+        doc = self._cached() or {}
+        if self.cfg.health.check_apps:
+            self.converge_apps(doc.get("desired", {}).get("apps") or [], report=False)
+        wanted = set(self.cfg.health.required_containers)
+        if self.cfg.health.check_apps:
+            wanted |= {a.name for a in plan_apps(self.podman.owner, doc.get("desired", {}).get("apps") or [], [])}
+        if not wanted or not self.cfg.podman.enabled:
+            return None
+        states = self.podman.states()
+        down = sorted(n for n in wanted if states.get(n) != "running")
+        return f"not running: {', '.join(down)}" if down else None
+
+    def converge_apps(self, apps: list[dict[str, Any]], report: bool = True) -> None:
+        if not self.cfg.podman.enabled:
+            return
+        doc = self._cached() or {}
+        registries = doc.get("desired", {}).get("registries") or {}
+        if registries:
+            write_authfile(self.podman.authfile or self.cfg.data_dir / "registry-auth.json", registries)
+        errors: dict[str, str] = {}
+        for action in plan_apps(self.podman.owner, apps, self.podman.managed()):
+            try:
+                log.info("app %s: %s %s", action.app, action.kind, action.name)
+                if action.kind in ("remove", "recreate"):
+                    self.podman.remove(action.name)
+                if action.kind in ("create", "recreate") and action.spec is not None:
+                    self.podman.create(action.name, action.app, action.version, action.spec)
+                if action.kind == "start":
+                    self.podman.start(action.name)
+            except PodmanError as e:
+                errors[action.app] = str(e)
+        if report:
+            states = self.podman.states()
+            summary = {a["name"]: {"version": a["version"], "error": errors.get(a["name"])} for a in apps}
+            key = json.dumps([summary, sorted(states.items())], sort_keys=True)
+            if key != self._app_report:
+                self._app_report = key
+                for a in apps:
+                    phase = "failure" if a["name"] in errors else "applied"
+                    self.outbox.add("app", phase, None, app=a["name"], version=a["version"], error=errors.get(a["name"]))
+
+    def collect_inventory(self) -> dict[str, Any]:
+        try:
+            rauc = self.rauc.status().to_json()
+        except RaucError as e:
+            rauc = {"error": str(e)}
+        containers: list[dict[str, Any]] = []
+        if self.cfg.podman.enabled:
+            try:
+                containers = [
+                    {"name": c.name, "app": c.app, "version": c.version, "state": c.state} for c in self.podman.managed()
+                ]
+            except PodmanError as e:
+                containers = [{"error": str(e)}]
+        at, pkgs = self._last_packages
+        if not pkgs or time.monotonic() - at > self.cfg.packages_interval:
+            pkgs = inventory.installed_packages()
+            self._last_packages = (time.monotonic(), pkgs)
+        return inventory.build(rauc, inventory.read_os_release(self.cfg.os_release), containers, pkgs)
+
+    # -- loop -----------------------------------------------------------------------------
+    def run_once(self) -> None:
+        self.enroll()
+        doc = self.poll()
+        desired = (doc or {}).get("desired") or {}
+        if doc is not None and self.cfg.poll_interval is None:
+            self.interval = float(doc.get("poll_interval") or 60)
+        release = desired.get("release")
+        try:
+            self.updater.step(ReleaseRef.from_wire(release) if release else None)
+        except AgentError as e:
+            log.error("OS update: %s", e)
+        try:
+            self.converge_apps(desired.get("apps") or [])
+        except AgentError as e:
+            log.error("apps: %s", e)
+        variables = {**self.cfg.attributes, **((doc or {}).get("device", {}).get("attributes") or {}), "name": self.cfg.name}
+        for res in apply_files(self.cfg.files_root, desired.get("files") or [], variables, self.cfg.data_dir / "files.json"):
+            if res.changed or res.error:
+                self.outbox.add("file", "failure" if res.error else "applied", None, path=res.path, error=res.error)
+        self.outbox.set_inventory(self.collect_inventory())
+        self.flush()
+
+    def run(self) -> None:
+        try:
+            self.updater.resume_after_start()
+        except AgentError as e:
+            log.error("resuming the update: %s", e)
+        backoff = 1.0
+        while True:
+            try:
+                self.run_once()
+                backoff = 1.0
+                wait = (self.cfg.poll_interval or self.interval) * (1 + random.random() * self.cfg.jitter)
+            except (ServerUnreachable, ServerRejected, AgentError) as e:
+                log.warning("%s; retrying in %.0f s", e, backoff)
+                wait, backoff = backoff, min(backoff * 2, 300.0)
+            time.sleep(wait)

@@ -1,0 +1,166 @@
+"""The agent's configuration: a TOML file, validated into typed settings with clear errors."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["AgentConfig", "HealthConfig", "PodmanConfig", "load_config", "parse_config"]
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    deadline: float = 120.0  # seconds after boot within which every check must pass
+    command: str | None = None  # optional custom check; exit 0 = healthy
+    required_containers: tuple[str, ...] = ()  # container names that must run (besides the desired apps')
+    check_apps: bool = True  # the desired apps' containers must run
+
+
+@dataclass(frozen=True)
+class PodmanConfig:
+    enabled: bool = True
+    command: tuple[str, ...] = ("podman",)
+    run_args: tuple[str, ...] = ()  # extra `podman run` arguments, e.g. --runtime runc
+    insecure_registries: tuple[str, ...] = ()  # registries reached over plain HTTP (lab, loopback)
+    owner: str = "bulkhead"  # label value marking the containers this agent manages
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    server: str
+    data_dir: Path
+    name: str
+    bootstrap_token: str | None = None
+    compatible: str | None = None  # default: RAUC's system compatible
+    attributes: dict[str, str] = field(default_factory=dict)
+    ca_file: Path | None = None
+    reboot_command: tuple[str, ...] = ("systemctl", "reboot")
+    rauc_command: tuple[str, ...] = ("rauc",)
+    rauc_streaming: bool = False  # hand RAUC a signed URL instead of downloading (RAUC >= 1.10 built with streaming)
+    os_release: Path = Path("/etc/os-release")
+    files_root: Path = Path("/")
+    poll_interval: float | None = None  # override the server's interval (tests)
+    jitter: float = 0.1  # up to this fraction of the interval is added at random
+    rate_limit: int | None = None  # download bytes per second (metered links)
+    health: HealthConfig = field(default_factory=HealthConfig)
+    podman: PodmanConfig = field(default_factory=PodmanConfig)
+    packages_interval: float = 3600.0  # seconds between installed-package scans
+
+
+_TOP = {
+    "server",
+    "data_dir",
+    "name",
+    "bootstrap_token",
+    "compatible",
+    "attributes",
+    "ca_file",
+    "reboot_command",
+    "rauc_command",
+    "rauc_streaming",
+    "os_release",
+    "files_root",
+    "poll_interval",
+    "jitter",
+    "rate_limit",
+    "health",
+    "podman",
+    "packages_interval",
+}
+
+
+def _cmd(value: Any, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return ("sh", "-c", value)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ConfigError(f"'{key}' must be a command: a string (run by sh) or a list of strings")
+
+
+def _section(raw: Any, name: str, known: set[str]) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"unknown key(s) in [{name}]: {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    return raw
+
+
+def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
+    """Validate a parsed TOML document; every problem names the key and what is expected."""
+    unknown = set(raw) - _TOP
+    if unknown:
+        raise ConfigError(f"unknown key(s): {', '.join(sorted(unknown))}; known: {', '.join(sorted(_TOP))}")
+    server = raw.get("server")
+    if not isinstance(server, str) or not server.startswith(("http://", "https://")):
+        raise ConfigError("'server' must be the server's URL, e.g. 'https://updates.example.com'")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("'name' must be this device's name (unique in the tenant), e.g. its serial number")
+
+    def path(key: str, default: Path | None) -> Path | None:
+        value = raw.get(key)
+        if value is None:
+            return default
+        if not isinstance(value, str):
+            raise ConfigError(f"'{key}' must be a path")
+        return base / value
+
+    h = _section(raw.get("health"), "health", {"deadline", "command", "required_containers", "check_apps"})
+    p = _section(raw.get("podman"), "podman", {"enabled", "command", "run_args", "insecure_registries", "owner"})
+    try:
+        health = HealthConfig(
+            deadline=float(h.get("deadline", 120.0)),
+            command=h.get("command"),
+            required_containers=tuple(h.get("required_containers", ())),
+            check_apps=bool(h.get("check_apps", True)),
+        )
+        podman = PodmanConfig(
+            enabled=bool(p.get("enabled", True)),
+            command=tuple(p.get("command", ("podman",))),
+            run_args=tuple(p.get("run_args", ())),
+            insecure_registries=tuple(p.get("insecure_registries", ())),
+            owner=str(p.get("owner", "bulkhead")),
+        )
+        rate = raw.get("rate_limit")
+        interval = raw.get("poll_interval")
+        data_dir = path("data_dir", Path("/data/bulkhead"))
+        assert data_dir is not None
+        return AgentConfig(
+            server=server.rstrip("/"),
+            data_dir=data_dir,
+            name=name,
+            bootstrap_token=raw.get("bootstrap_token"),
+            compatible=raw.get("compatible"),
+            attributes={str(k): str(v) for k, v in (raw.get("attributes") or {}).items()},
+            ca_file=path("ca_file", None),
+            reboot_command=_cmd(raw.get("reboot_command", ["systemctl", "reboot"]), "reboot_command"),
+            rauc_command=_cmd(raw.get("rauc_command", ["rauc"]), "rauc_command"),
+            rauc_streaming=bool(raw.get("rauc_streaming", False)),
+            os_release=path("os_release", Path("/etc/os-release")) or Path("/etc/os-release"),
+            files_root=path("files_root", Path("/")) or Path("/"),
+            poll_interval=float(interval) if interval is not None else None,
+            jitter=float(raw.get("jitter", 0.1)),
+            rate_limit=int(rate) if rate is not None else None,
+            health=health,
+            podman=podman,
+            packages_interval=float(raw.get("packages_interval", 3600.0)),
+        )
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"a value has the wrong type: {e}") from None
+
+
+def load_config(path: Path) -> AgentConfig:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path} is not valid TOML: {e}") from None
+    return parse_config(raw, path.parent)

@@ -1,0 +1,55 @@
+"""The agent's error hierarchy: each error says who must act and what to do."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentError",
+    "ConfigError",
+    "DownloadError",
+    "HealthCheckFailed",
+    "IntegrityError",
+    "PodmanError",
+    "RaucError",
+    "ServerRejected",
+    "ServerUnreachable",
+]
+
+
+class AgentError(Exception):
+    """Base of every error the agent raises on purpose."""
+
+
+class ConfigError(AgentError):
+    """The agent's configuration file is missing or wrong: the device maker must fix it."""
+
+
+class ServerUnreachable(AgentError):
+    """The server could not be reached (network, DNS, TLS, 5xx): transient, the agent retries with backoff."""
+
+
+class ServerRejected(AgentError):
+    """The server answered with a 4xx: the request or the device's standing is wrong."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"server answered {status}: {message}")
+        self.status = status
+
+
+class DownloadError(AgentError):
+    """An artifact download failed in a way that retrying the same request will not fix."""
+
+
+class IntegrityError(AgentError):
+    """Downloaded bytes do not match the size or sha256 the server announced."""
+
+
+class RaucError(AgentError):
+    """RAUC refused or failed an operation; the message carries RAUC's own words."""
+
+
+class PodmanError(AgentError):
+    """Podman refused or failed an operation; the message carries Podman's own words."""
+
+
+class HealthCheckFailed(AgentError):
+    """The new slot did not pass its health checks before the deadline."""

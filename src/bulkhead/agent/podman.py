@@ -1,0 +1,109 @@
+"""Podman adapter: list, pull, run, start and remove the agent's containers through the `podman` command."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from .apps import LABEL_APP, LABEL_OWNER, LABEL_SPEC, LABEL_VERSION, Running, spec_hash
+from .errors import PodmanError
+from .state import write_atomic
+
+__all__ = ["Podman", "write_authfile"]
+
+
+def write_authfile(path: Path, registries: dict[str, dict[str, str]]) -> Path:
+    """Registry credentials in the containers-auth.json format, readable by root only."""
+    auths = {
+        host: {"auth": base64.b64encode(f"{c['username']}:{c['password']}".encode()).decode()} for host, c in registries.items()
+    }
+    write_atomic(path, json.dumps({"auths": auths}).encode(), 0o600)
+    return path
+
+
+class Podman:
+    def __init__(
+        self,
+        command: tuple[str, ...] = ("podman",),
+        owner: str = "bulkhead",
+        run_args: tuple[str, ...] = (),
+        insecure_registries: tuple[str, ...] = (),
+        authfile: Path | None = None,
+    ) -> None:
+        self.command, self.owner, self.run_args = command, owner, run_args
+        self.insecure, self.authfile = insecure_registries, authfile
+
+    def _run(self, *args: str, timeout: float = 600) -> str:
+        try:
+            r = subprocess.run([*self.command, *args], capture_output=True, text=True, timeout=timeout, check=False)
+        except FileNotFoundError:
+            raise PodmanError(f"'{self.command[0]}' is not installed: apps need Podman on the device") from None
+        except subprocess.TimeoutExpired:
+            raise PodmanError(f"'podman {args[0]}' did not finish within {timeout:.0f} s") from None
+        if r.returncode != 0:
+            raise PodmanError(f"'podman {' '.join(args[:2])}' failed: {(r.stderr or r.stdout).strip()[-600:]}")
+        return r.stdout
+
+    def managed(self) -> list[Running]:
+        out = self._run("ps", "-a", "--format", "json", "--filter", f"label={LABEL_OWNER}={self.owner}")
+        result = []
+        for c in json.loads(out or "[]"):
+            labels = c.get("Labels") or {}
+            names = c.get("Names") or [""]
+            result.append(
+                Running(
+                    names[0],
+                    labels.get(LABEL_APP, ""),
+                    labels.get(LABEL_VERSION, ""),
+                    labels.get(LABEL_SPEC, ""),
+                    c.get("State", ""),
+                )
+            )
+        return result
+
+    def _tls(self, image: str) -> list[str]:
+        host = image.split("/", 1)[0]
+        return ["--tls-verify=false"] if host in self.insecure else []
+
+    def pull(self, image: str) -> None:
+        auth = ["--authfile", str(self.authfile)] if self.authfile and self.authfile.exists() else []
+        self._run("pull", "--quiet", *auth, *self._tls(image), image)
+
+    def create(self, name: str, app: str, version: str, spec: dict[str, Any]) -> None:
+        """Pull the image and run the container detached, labelled so that drift can be detected."""
+        self.pull(spec["image"])
+        args = [
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--label",
+            f"{LABEL_OWNER}={self.owner}",
+            "--label",
+            f"{LABEL_APP}={app}",
+            "--label",
+            f"{LABEL_VERSION}={version}",
+            "--label",
+            f"{LABEL_SPEC}={spec_hash(spec)}",
+            "--restart",
+            spec.get("restart", "always"),
+        ]
+        for k, v in sorted(spec.get("env", {}).items()):
+            args += ["--env", f"{k}={v}"]
+        for p in spec.get("ports", []):
+            args += ["--publish", p]
+        for v in spec.get("volumes", []):
+            args += ["--volume", v]
+        self._run(*args, *self.run_args, spec["image"], *spec.get("command", []))
+
+    def start(self, name: str) -> None:
+        self._run("start", name)
+
+    def remove(self, name: str) -> None:
+        self._run("rm", "--force", "--time", "10", name)
+
+    def states(self) -> dict[str, str]:
+        return {c.name: c.state for c in self.managed()}

@@ -1,0 +1,184 @@
+"""The OS-update orchestrator: drives the state machine of state.py through download, RAUC, reboot and health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from .client import Client
+from .download import discard_downloads, fetch_release
+from .errors import RaucError
+from .health import Check, run_checks
+from .outbox import Outbox
+from .rauc import Rauc, RaucStatus
+from .state import Phase, ReleaseRef, StateStore, UpdateState, resume, wants_update
+
+__all__ = ["Updater"]
+
+log = logging.getLogger(__name__)
+
+
+class Updater:
+    def __init__(
+        self,
+        client: Client,
+        rauc: Rauc,
+        store: StateStore,
+        outbox: Outbox,
+        downloads: Path,
+        reboot: Callable[[], None],
+        checks: Callable[[], list[tuple[str, Check]]],
+        health_deadline: float,
+        fallback_version: Callable[[], str | None],
+        rate_limit: int | None = None,
+        streaming: bool = False,
+        on_progress_flush: Callable[[], None] = lambda: None,
+    ) -> None:
+        self.client, self.rauc, self.store, self.outbox = client, rauc, store, outbox
+        self.downloads, self.reboot, self.checks = downloads, reboot, checks
+        self.health_deadline, self.fallback_version = health_deadline, fallback_version
+        self.rate_limit, self.streaming, self.flush = rate_limit, streaming, on_progress_flush
+
+    # -- helpers ------------------------------------------------------------------------
+    def booted_version(self, status: RaucStatus) -> str | None:
+        return status.booted_version() or self.fallback_version()
+
+    def _save(self, state: UpdateState, report: bool = True, **details: object) -> UpdateState:
+        self.store.save(state)
+        if report and state.release is not None:
+            self.outbox.add("update", state.phase.value, state.release.id, version=state.release.version, **details)
+        return state
+
+    def _finish(self, state: UpdateState, outcome: str, reason: str | None, status: RaucStatus | None = None) -> UpdateState:
+        rel = state.release
+        done = state.finish(None if outcome == "success" else outcome)
+        if rel is not None:
+            if outcome == "success":
+                done.given_up.pop(str(rel.id), None)
+            details: dict[str, object] = {"version": rel.version}
+            if reason:
+                details["reason"] = reason
+            if status is not None:
+                details["slot"] = status.booted
+            self.outbox.add("update", outcome, rel.id, **details)
+        log.info("update %s: %s%s", rel.version if rel else "?", outcome, f" ({reason})" if reason else "")
+        self.store.save(done)
+        discard_downloads(self.downloads)
+        return done
+
+    # -- after a (re)start --------------------------------------------------------------
+    def resume_after_start(self) -> None:
+        state = self.store.load()
+        if state.phase is Phase.IDLE or state.release is None:
+            return
+        status = self.rauc.status()
+        other = state.target_slot or next((s.bootname for s in status.bootable() if s.bootname != state.from_slot), None)
+        slot = status.slot(other) if other else None
+        installed = slot is not None and slot.version == state.release.version and slot.status in (None, "ok")
+        r = resume(state, status.booted, status.primary, installed)
+        log.info(
+            "resuming update to %s: persisted phase %s, booted %s -> %s",
+            state.release.version,
+            state.phase.value,
+            status.booted,
+            r.phase.value,
+        )
+        if r.outcome is not None:
+            if r.outcome == "rolled_back":
+                try:
+                    self.rauc.mark_active("booted")  # make the running slot primary again
+                except RaucError as e:
+                    log.warning("could not make the booted slot primary: %s", e)
+            self._finish(state, r.outcome, r.reason, status)
+        elif r.phase is not state.phase:
+            target = state.target_slot or (status.booted if r.phase is Phase.VERIFYING else None)
+            self._save(state.to(r.phase, target_slot=target))
+
+    # -- one pass -----------------------------------------------------------------------
+    def step(self, desired: ReleaseRef | None) -> None:
+        """Drive the update as far as it can go now (until idle, or until the reboot is requested)."""
+        state = self.store.load()
+        status = self.rauc.status()
+        if state.phase is Phase.IDLE:
+            if desired is None or not wants_update(state, desired, self.booted_version(status)):
+                return
+            if desired.compatible != status.compatible:
+                state = UpdateState(release=desired, given_up=state.given_up)
+                self._finish(state, "failure", f"release is for '{desired.compatible}' but this device is '{status.compatible}'")
+                return
+            state = self._save(UpdateState(Phase.DOWNLOADING, desired, from_slot=status.booted, given_up=state.given_up))
+        if state.phase is Phase.DOWNLOADING:
+            assert state.release is not None
+            if desired is None or desired.id != state.release.id:
+                self._finish(state, "canceled", "the desired release changed before the install started")
+                return
+            source = self._download(state.release, desired)
+            state = state.to(Phase.INSTALLING, install_attempts=state.install_attempts + 1)
+            self._save(state)
+            self._install(state, source)
+            status = self.rauc.status()
+            state = self._save(state.to(Phase.REBOOTING, target_slot=status.primary))
+        elif state.phase is Phase.INSTALLING:
+            assert state.release is not None
+            source = self._download(state.release, desired if desired and desired.id == state.release.id else state.release)
+            state = self._save(state.to(Phase.INSTALLING, install_attempts=state.install_attempts + 1))
+            self._install(state, source)
+            status = self.rauc.status()
+            state = self._save(state.to(Phase.REBOOTING, target_slot=status.primary))
+        if state.phase in (Phase.REBOOTING, Phase.ROLLING_BACK):
+            self._reboot(state)
+            return
+        if state.phase is Phase.VERIFYING:
+            self._verify(state, status)
+
+    def _download(self, rel: ReleaseRef, fresh: ReleaseRef) -> str:
+        if self.streaming and fresh.signed_url:
+            return fresh.signed_url  # RAUC streams it with HTTP Range requests itself
+        last = [-1]
+
+        def progress(done: int, total: int) -> None:
+            pct = done * 100 // max(total, 1)
+            if pct // 10 != last[0] // 10:
+                last[0] = pct
+                self.outbox.add("update", "downloading", rel.id, version=rel.version, progress=pct, bytes=done)
+                self.flush()
+
+        return str(fetch_release(self.client, rel, self.downloads, progress, self.rate_limit))
+
+    def _install(self, state: UpdateState, source: str) -> None:
+        assert state.release is not None
+        last = [-1]
+
+        def progress(pct: int, message: str) -> None:
+            if pct // 20 != last[0] // 20:
+                last[0] = pct
+                self.outbox.add(
+                    "update", "installing", state.release.id if state.release else None, progress=pct, message=message
+                )
+                self.flush()
+
+        try:
+            self.rauc.install(source, progress)
+        except RaucError as e:
+            self._finish(state, "failure", str(e))
+            raise
+
+    def _reboot(self, state: UpdateState) -> None:
+        self._save(state.to(state.phase, reboot_attempts=state.reboot_attempts + 1), report=False)
+        self.flush()
+        log.info("rebooting (%s)", state.phase.value)
+        self.reboot()
+
+    def _verify(self, state: UpdateState, status: RaucStatus) -> None:
+        failure = run_checks(self.checks(), self.health_deadline)
+        if failure is None:
+            self.rauc.mark_good()
+            self._finish(state, "success", None, status)
+            return
+        log.warning("health check failed on slot %s: %s", status.booted, failure)
+        state = self._save(
+            state.to(Phase.ROLLING_BACK, reason=f"health check failed: {failure}", reboot_attempts=0), reason=failure
+        )
+        self.rauc.mark_bad("booted")
+        self._reboot(state)
