@@ -71,6 +71,8 @@ class Updater:
     def resume_after_start(self) -> None:
         state = self.store.load()
         if state.phase is Phase.IDLE or state.release is None:
+            # Nothing in flight: this boot is a normal one, so confirm the slot (as rauc-mark-good.service does).
+            self.rauc.mark_good()
             return
         status = self.rauc.status()
         other = state.target_slot or next((s.bootname for s in status.bootable() if s.bootname != state.from_slot), None)

@@ -30,16 +30,18 @@ _BUS_CONF = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configu
 </busconfig>
 """
 
-# Boot state kept in files: primary slot, per-slot good/bad, and boot attempts left.
+# Boot state kept in files: primary slot, per-slot good/bad, and boot attempts left (as GRUB's
+# ORDER/<slot>_OK/<slot>_TRY in meta-rauc-community's qemux86-64): set-primary makes a slot the
+# first choice with fresh attempts; marking it good refills them; see bootloader.py for the boot side.
 _BACKEND = """#!/bin/sh
 set -e
 d="$(dirname "$0")/boot"
 mkdir -p "$d"
 case "$1" in
   get-primary) cat "$d/primary" 2>/dev/null || echo A ;;
-  set-primary) echo "$2" > "$d/primary"; echo 3 > "$d/attempts.$2" ;;
+  set-primary) echo good > "$d/state.$2"; echo 3 > "$d/attempts.$2"; echo "$2" > "$d/primary" ;;
   get-state) cat "$d/state.$2" 2>/dev/null || echo good ;;
-  set-state) echo "$3" > "$d/state.$2" ;;
+  set-state) echo "$3" > "$d/state.$2"; if [ "$3" = good ]; then echo 3 > "$d/attempts.$2"; fi ;;
   get-current) cat "$d/current" 2>/dev/null || echo A ;;
   *) echo "unknown command $1" >&2; exit 1 ;;
 esac
@@ -99,6 +101,7 @@ class RaucDevice:
         (self.root / "cmdline").write_text(f"console=ttyS0 rauc.slot={booted}\n")
         (self.root / "boot").mkdir(exist_ok=True)
         (self.root / "boot" / "current").write_text(booted + "\n")
+        self.stop(power_cut=True)  # a leftover service of an earlier boot would hold the bus
         self.bus_path.unlink(missing_ok=True)
         self._bus = subprocess.Popen(
             ["dbus-daemon", f"--config-file={self.root / 'bus.conf'}", "--nofork", "--nopidfile"],
@@ -121,10 +124,11 @@ class RaucDevice:
         res = subprocess.run(["rauc", "status", "--output-format=json"], env=self.env, capture_output=True, check=False)
         return res.returncode == 0
 
-    def stop(self) -> None:
+    def stop(self, power_cut: bool = False) -> None:
+        """Stop the service and its bus; `power_cut` kills them at once (SIGKILL), mid-write if need be."""
         for proc in (self._service, self._bus):
             if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
+                proc.send_signal(signal.SIGKILL if power_cut else signal.SIGTERM)
                 try:
                     proc.wait(10)
                 except subprocess.TimeoutExpired:

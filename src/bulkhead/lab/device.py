@@ -1,0 +1,179 @@
+"""A simulated device: its own RAUC service (see rauc_service.py) plus its own agent process, with reboot and power cut."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .bootloader import boot
+from .rauc_service import RaucDevice
+
+__all__ = ["DeviceSpec", "LabDevice"]
+
+PODMAN_RUN_ARGS = ["--runtime", "runc", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]
+
+
+@dataclass
+class DeviceSpec:
+    name: str
+    server: str
+    bootstrap_token: str
+    compatible: str
+    keyring: Path
+    initial_version: str = "1.0"
+    slot_size: int = 16 << 20
+    poll_interval: float = 2.0
+    health_deadline: float = 20.0
+    insecure_registries: list[str] = field(default_factory=list)
+    rate_limit: int | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+def _toml(value: Any) -> str:
+    return json.dumps(value)  # JSON strings, numbers, booleans and arrays are valid TOML values
+
+
+class LabDevice:
+    """Everything lives under `root`: slots, boot state, the agent's data partition, logs."""
+
+    def __init__(self, root: Path, spec: DeviceSpec) -> None:
+        self.root, self.spec = root, spec
+        self.rauc = RaucDevice(root / "rauc", spec.compatible, spec.keyring, spec.slot_size)
+        self.agent: subprocess.Popen[bytes] | None = None
+        self.booted: str | None = None
+        self.boots = 0
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def reboot_flag(self) -> Path:
+        return self.root / "reboot-requested"
+
+    def _write_config(self) -> Path:
+        r = self.root
+        r.mkdir(parents=True, exist_ok=True)
+        osr = r / "os-release"
+        if not osr.exists():
+            osr.write_text(f'NAME="Bulkhead lab"\nID=bulkhead-lab\nVERSION_ID="{self.spec.initial_version}"\n')
+        s = self.spec
+        health_cmd = f'! grep -qx "$BULKHEAD_BOOTED_SLOT" {r / "fail-health"} 2>/dev/null'
+        lines = [
+            f"server = {_toml(s.server)}",
+            f"name = {_toml(s.name)}",
+            f"bootstrap_token = {_toml(s.bootstrap_token)}",
+            f"data_dir = {_toml(str(self.data_dir))}",
+            f"os_release = {_toml(str(osr))}",
+            f"files_root = {_toml(str(r / 'fs'))}",
+            f"reboot_command = {_toml(['touch', str(self.reboot_flag)])}",
+            f"poll_interval = {s.poll_interval}",
+            "jitter = 0.2",
+            "packages_interval = 600",
+        ]
+        if s.rate_limit:
+            lines.append(f"rate_limit = {s.rate_limit}")
+        if s.attributes:
+            lines.append("attributes = { " + ", ".join(f"{k} = {_toml(v)}" for k, v in s.attributes.items()) + " }")
+        lines += [
+            "",
+            "[health]",
+            f"deadline = {s.health_deadline}",
+            f"command = {_toml(health_cmd)}",
+            "",
+            "[podman]",
+            f"owner = {_toml(s.name)}",
+            f"run_args = {_toml(PODMAN_RUN_ARGS)}",
+            f"insecure_registries = {_toml(s.insecure_registries)}",
+        ]
+        path = r / "agent.toml"
+        path.write_text("\n".join(lines) + "\n")
+        return path
+
+    # -- power ------------------------------------------------------------------------
+    def power_on(self) -> str:
+        """Boot: the bootloader picks a slot, the RAUC service starts with it, then the agent."""
+        config = self._write_config()
+        self.reboot_flag.unlink(missing_ok=True)
+        self.booted = boot(self.rauc.root / "boot")
+        self.boots += 1
+        self.rauc.start(self.booted)
+        self._start_agent(config)
+        return self.booted
+
+    def _start_agent(self, config: Path) -> None:
+        log = (self.root / "agent.log").open("ab")
+        log.write(f"--- boot {self.boots}: slot {self.booted} ---\n".encode())
+        log.flush()
+        self.agent = subprocess.Popen(
+            [sys.executable, "-m", "bulkhead.agent.main", "--config", str(config), "run"],
+            env={**self.rauc.env, "PYTHONUNBUFFERED": "1"},
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+
+    def _stop_agent(self, sig: int) -> None:
+        if self.agent is not None and self.agent.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.agent.pid, sig)
+            try:
+                self.agent.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.agent.pid, signal.SIGKILL)
+                self.agent.wait()
+        self.agent = None
+
+    def shutdown(self) -> None:
+        self._stop_agent(signal.SIGTERM)
+        self.rauc.stop()
+
+    def power_cut(self) -> None:
+        """Everything dies at once: the agent, any RAUC install in flight, the bus."""
+        self._stop_agent(signal.SIGKILL)
+        self.rauc.stop(power_cut=True)
+
+    def reboot(self) -> str:
+        self.shutdown()
+        return self.power_on()
+
+    def tick(self) -> None:
+        """Supervise: honour a requested reboot; restart a crashed agent (as systemd's Restart=always would)."""
+        if self.reboot_flag.exists():
+            self.reboot()
+        elif self.agent is not None and self.agent.poll() is not None:
+            time.sleep(0.5)
+            self._start_agent(self.root / "agent.toml")
+
+    # -- inspection -------------------------------------------------------------------
+    def update_state(self) -> dict[str, Any]:
+        try:
+            doc: dict[str, Any] = json.loads((self.data_dir / "update-state.json").read_text())
+            return doc
+        except (FileNotFoundError, ValueError):
+            return {"phase": "idle"}
+
+    def fail_health(self, slot: str | None) -> None:
+        """Make `slot` fail its health check (None: every slot passes)."""
+        f = self.root / "fail-health"
+        if slot is None:
+            f.unlink(missing_ok=True)
+        else:
+            f.write_text(slot + "\n")
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "name": self.spec.name,
+            "booted": self.booted,
+            "boots": self.boots,
+            "agent_running": self.agent is not None and self.agent.poll() is None,
+            "update": self.update_state().get("phase"),
+        }
