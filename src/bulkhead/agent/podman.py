@@ -103,7 +103,7 @@ class Podman:
         self._run("start", name)
 
     def remove(self, name: str) -> None:
-        self._run("rm", "--force", "--time", "10", name)
+        self._run("rm", "--force", "--time", "5", name)
 
     def states(self) -> dict[str, str]:
         return {c.name: c.state for c in self.managed()}

@@ -1,0 +1,43 @@
+"""Lab devices on v1 get v2 through the real RAUC service, reboot into the other slot and confirm it; one rolls back."""
+
+from __future__ import annotations
+
+from tests.e2e.conftest import Fleet, build_release
+
+
+def test_update_three_devices_one_rolls_back(fleet: Fleet) -> None:
+    v2 = fleet.upload(build_release(fleet.work, "2.0", fleet.pki))
+    good = [fleet.device(f"dev-{i}", initial_version="1.0") for i in range(2)]
+    sick = fleet.device("dev-sick", initial_version="1.0")
+    sick.fail_health("B")  # the slot it will install into fails its health check
+    for d in fleet.devices:
+        assert d.booted == "A"
+    fleet.wait(lambda: all(fleet.show(d.spec.name)["reported"].get("rauc") for d in fleet.devices), 60, "inventory")
+    with fleet.api() as c:
+        c.patch("/api/v1/groups/lab/desired", json={"release_id": v2["id"]}).raise_for_status()
+
+    def done() -> bool:
+        return all(fleet.show(d.spec.name)["update"].get("phase") in ("success", "rolled_back") for d in fleet.devices)
+
+    fleet.wait(done, 240, "every device to finish the update")
+    for d in good:
+        dev = fleet.show(d.spec.name)
+        assert dev["update"]["phase"] == "success" and dev["update"]["version"] == "2.0"
+        assert d.booted == "B" and d.boots == 2
+        assert dev["reported"]["rauc"]["booted"] == "B" or fleet.wait(
+            lambda name=d.spec.name: fleet.show(name)["reported"]["rauc"]["booted"] == "B", 30, "inventory after boot"
+        )
+        slots = d.rauc.rauc("status", "--detailed", "--output-format=json")
+        assert '"boot_status":"good"' in slots.stdout.replace(" ", "")
+        phases = [e["phase"] for e in reversed(fleet.api().get(f"/api/v1/devices/{d.spec.name}/events").json())]
+        for expected in ("downloading", "installing", "rebooting", "verifying", "success"):
+            assert expected in phases, phases
+        assert phases.index("downloading") < phases.index("installing") < phases.index("rebooting") < phases.index("success")
+    dev = fleet.show("dev-sick")
+    assert dev["update"]["phase"] == "rolled_back"
+    assert "health check failed" in dev["update"]["reason"] and "command" in dev["update"]["reason"]
+    assert sick.booted == "A" and sick.boots == 3  # A, then B (failed), then back to A
+    assert sick.rauc.primary() == "A"
+    # It does not retry the release that rolled back on every poll.
+    fleet.wait(lambda: fleet.show("dev-sick")["last_seen"], 5, "a later poll")
+    assert sick.boots == 3
