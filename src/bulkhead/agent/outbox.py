@@ -47,7 +47,12 @@ class Outbox:
             "details": details,
             "at": dt.datetime.now(dt.UTC).isoformat(),
         }
-        with self.events_path.open("a") as f:
+        with self.events_path.open("a+") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell():
+                f.seek(f.tell() - 1)
+                if f.read(1) != "\n":  # a line cut short by a power failure: do not glue the next event onto it
+                    f.write("\n")
             f.write(json.dumps(event) + "\n")
             f.flush()
             os.fsync(f.fileno())

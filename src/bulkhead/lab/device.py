@@ -132,6 +132,12 @@ class LabDevice:
                 self.agent.wait()
         self.agent = None
 
+    def crash_agent(self) -> None:
+        """Kill the agent alone (SIGKILL); tick() restarts it as systemd's Restart=always would."""
+        if self.agent is not None and self.agent.poll() is None:
+            os.killpg(self.agent.pid, signal.SIGKILL)
+            self.agent.wait()
+
     def shutdown(self) -> None:
         self._stop_agent(signal.SIGTERM)
         self.rauc.stop()
