@@ -17,7 +17,9 @@ def _containers(owner: str) -> dict[str, dict[str, str]]:
 
 
 def _version_inside(name: str) -> str:
-    return subprocess.run(["podman", "exec", name, "/bin/busybox", "cat", "/version"], capture_output=True, text=True, check=True).stdout.strip()
+    return subprocess.run(
+        ["podman", "exec", name, "/bin/busybox", "cat", "/version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def test_app_v1_to_v2_and_back_with_drift_and_files(fleet: Fleet, registry: Registry) -> None:
@@ -46,8 +48,10 @@ def test_app_v1_to_v2_and_back_with_drift_and_files(fleet: Fleet, registry: Regi
             with fleet.api() as c:
                 c.patch(f"/api/v1/devices/{owner}/desired", json={"apps": {"web": version}}).raise_for_status()
             fleet.wait(
-                lambda v=version: _containers(owner).get(name, {}).get("bulkhead.version") == v
-                and _containers(owner)[name]["state"] == "running",
+                lambda v=version: (
+                    _containers(owner).get(name, {}).get("bulkhead.version") == v
+                    and _containers(owner)[name]["state"] == "running"
+                ),
                 90,
                 f"app v{version} running",
             )
