@@ -11,7 +11,7 @@ import typer
 
 from bulkhead.rauc import BundleError
 
-from . import bundle, demo, manage, output
+from . import apps, bundle, demo, lab, manage, output
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
 app = typer.Typer(
@@ -24,6 +24,11 @@ app.add_typer(manage.keyring_app, name="keyring")
 app.add_typer(manage.release_app, name="release")
 app.add_typer(manage.device_app, name="device")
 app.add_typer(manage.bootstrap_app, name="bootstrap")
+app.add_typer(apps.app_app, name="app")
+app.add_typer(apps.group_app, name="group")
+app.add_typer(lab.app, name="lab")
+manage.device_app.command("set")(apps.set_device_desired)
+manage.device_app.command("events")(apps.device_events)
 app.command("demo")(demo.demo)
 
 

@@ -1,0 +1,169 @@
+"""App and desired-state commands: create app versions, set a device's or group's apps and files, registry credentials."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import typer
+
+from .errors import CliError
+from .manage import JsonOpt, client, show
+
+app_app = typer.Typer(help="Container apps (versioned) and registry credentials.", no_args_is_help=True)
+group_app = typer.Typer(help="Device groups: desired release, apps and files shared by their devices.", no_args_is_help=True)
+
+__all__ = ["app_app", "group_app", "parse_apps", "parse_files"]
+
+
+def parse_apps(items: list[str]) -> dict[str, str | None]:
+    """`name=version` sets an app, `name=` or `-name` removes it."""
+    out: dict[str, str | None] = {}
+    for item in items:
+        if item.startswith("-"):
+            out[item[1:]] = None
+        elif "=" in item:
+            name, version = item.split("=", 1)
+            out[name] = version or None
+        else:
+            raise CliError(f"'{item}': write apps as NAME=VERSION (or -NAME to remove)")
+    return out
+
+
+def parse_files(items: list[str], mode: str, template: bool, on_change: str | None) -> list[dict[str, object]]:
+    """`/device/path=local-file` places the local file's content at that path on the device."""
+    files: list[dict[str, object]] = []
+    for item in items:
+        if "=" not in item or not item.startswith("/"):
+            raise CliError(f"'{item}': write files as /PATH/ON/DEVICE=LOCAL_FILE")
+        target, source = item.split("=", 1)
+        try:
+            data = Path(source).read_bytes()
+        except OSError as e:
+            raise CliError(f"cannot read {source}: {e.strerror}") from None
+        files.append(
+            {
+                "path": target,
+                "content_b64": base64.b64encode(data).decode(),
+                "mode": mode,
+                "template": template,
+                "on_change": on_change,
+            }
+        )
+    return files
+
+
+@app_app.command("create")
+def app_create(
+    ctx: typer.Context,
+    name: str,
+    version: str,
+    image: str | None = typer.Option(None, help="Single-container app: the image reference (ideally by digest)"),
+    compose: Path | None = typer.Option(None, help="A compose file whose services become the app's containers"),
+    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE (with --image)"),
+    port: list[str] = typer.Option([], "--port", "-p", help="HOST:CONTAINER[/tcp|udp] (with --image)"),
+    volume: list[str] = typer.Option([], "--volume", "-v", help="NAME_OR_PATH:/path[:ro] (with --image)"),
+    restart: str = typer.Option("always", help="no, always, on-failure, unless-stopped"),
+    command: str | None = typer.Option(None, help="Command to run instead of the image's (with --image)"),
+    json: bool = JsonOpt,
+) -> None:
+    """Create an immutable app version from an image or a compose file."""
+    if (image is None) == (compose is None):
+        raise CliError("give either --image or --compose")
+    body: dict[str, object] = {"name": name, "version": version}
+    if compose is not None:
+        try:
+            body["compose"] = compose.read_text()
+        except OSError as e:
+            raise CliError(f"cannot read {compose}: {e.strerror}") from None
+    else:
+        envs = {k: v for k, _, v in (e.partition("=") for e in env)}
+        body["containers"] = [
+            {"name": "main", "image": image, "env": envs, "ports": port, "volumes": volume, "restart": restart,
+             "command": command.split() if command else []}
+        ]  # fmt: skip
+    show(client(ctx).request("POST", "/api/v1/apps", json=body), json)
+
+
+@app_app.command("list")
+def app_list(ctx: typer.Context, name: str | None = None, json: bool = JsonOpt) -> None:
+    rows = client(ctx).request("GET", "/api/v1/apps", params={"name": name} if name else None)
+    show(rows, json, ["id", "name", "version", "created_at"])
+
+
+@app_app.command("registry")
+def app_registry(
+    ctx: typer.Context,
+    host: str,
+    username: str = typer.Option(..., help="Registry user"),
+    password: str = typer.Option(..., prompt=True, hide_input=True, envvar="BULKHEAD_REGISTRY_PASSWORD"),
+    json: bool = JsonOpt,
+) -> None:
+    """Store credentials devices use to pull app images from HOST."""
+    show(client(ctx).request("PUT", "/api/v1/registries", json={"host": host, "username": username, "password": password}), json)
+
+
+def _desired_body(
+    apps: list[str], files: list[str], remove_file: list[str], mode: str, template: bool, on_change: str | None
+) -> dict[str, object]:
+    body: dict[str, object] = {}
+    if apps:
+        body["apps"] = parse_apps(apps)
+    if files:
+        body["files"] = parse_files(files, mode, template, on_change)
+    if remove_file:
+        body["remove_files"] = remove_file
+    return body
+
+
+AppsOpt = typer.Option([], "--app", "-a", help="NAME=VERSION to run, -NAME to remove (repeatable)")
+FilesOpt = typer.Option([], "--file", "-f", help="/PATH/ON/DEVICE=LOCAL_FILE (repeatable)")
+RemoveFileOpt = typer.Option([], "--remove-file", help="Stop managing this device path (repeatable)")
+ModeOpt = typer.Option("0644", help="Mode of the files given with --file")
+TemplateOpt = typer.Option(False, help="Render ${attribute} placeholders from device attributes")
+OnChangeOpt = typer.Option(None, help="Shell command the device runs after the files change")
+
+
+def set_device_desired(
+    ctx: typer.Context,
+    device: str,
+    app: list[str] = AppsOpt,
+    file: list[str] = FilesOpt,
+    remove_file: list[str] = RemoveFileOpt,
+    mode: str = ModeOpt,
+    template: bool = TemplateOpt,
+    on_change: str | None = OnChangeOpt,
+    json: bool = JsonOpt,
+) -> None:
+    """Set a device's apps and files (they override its groups')."""
+    body = _desired_body(app, file, remove_file, mode, template, on_change)
+    show(client(ctx).request("PATCH", f"/api/v1/devices/{device}/desired", json=body), json)
+
+
+def device_events(ctx: typer.Context, device: str, limit: int = 50, json: bool = JsonOpt) -> None:
+    """The device's reported history (update phases, apps, files), newest first."""
+    rows = client(ctx).request("GET", f"/api/v1/devices/{device}/events", params={"limit": limit})
+    for r in rows:
+        r["details"] = ", ".join(f"{k}={v}" for k, v in (r.get("details") or {}).items() if v is not None)
+    show(rows, json, ["seq", "device_time", "kind", "phase", "release_id", "details"])
+
+
+@group_app.command("set")
+def group_set(
+    ctx: typer.Context,
+    group: str,
+    release: int | None = typer.Option(None, help="Release id every device of the group should run"),
+    clear_release: bool = typer.Option(False, help="Remove the group's release"),
+    app: list[str] = AppsOpt,
+    file: list[str] = FilesOpt,
+    remove_file: list[str] = RemoveFileOpt,
+    mode: str = ModeOpt,
+    template: bool = TemplateOpt,
+    on_change: str | None = OnChangeOpt,
+    json: bool = JsonOpt,
+) -> None:
+    """Set a group's release, apps and files."""
+    body = _desired_body(app, file, remove_file, mode, template, on_change)
+    if release is not None or clear_release:
+        body["release_id"] = None if clear_release else release
+    show(client(ctx).request("PATCH", f"/api/v1/groups/{group}/desired", json=body), json)

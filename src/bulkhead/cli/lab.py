@@ -1,0 +1,142 @@
+"""`bulkhead lab`: simulated devices on this machine, each with its own real RAUC service and agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import typer
+
+from bulkhead.lab.device import DeviceSpec
+from bulkhead.lab.rauc_service import LabError
+from bulkhead.lab.supervisor import request, write_lab
+
+from . import output
+from .errors import CliError
+
+app = typer.Typer(help="Simulated devices with real RAUC services and agents (needs root).", no_args_is_help=True)
+
+DirOpt = typer.Option(Path("bulkhead-lab"), "--dir", help="Where the lab keeps its devices")
+
+__all__ = ["app", "start_lab", "stop_lab"]
+
+
+def _pid(directory: Path) -> int | None:
+    try:
+        pid = int((directory / "supervisor.pid").read_text())
+        os.kill(pid, 0)
+        return pid
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+
+
+def start_lab(directory: Path, specs: list[DeviceSpec], timeout: float = 120) -> subprocess.Popen[bytes]:
+    """Start the supervisor detached and wait until every device has booted."""
+    if os.geteuid() != 0:
+        raise CliError("the lab needs root: RAUC services use loop devices and mount namespaces")
+    if _pid(directory) is not None:
+        raise CliError(f"a lab is already running in {directory}; stop it with 'bulkhead lab down --dir {directory}'")
+    write_lab(directory, specs)
+    (directory / "ready").unlink(missing_ok=True)
+    log = (directory / "supervisor.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bulkhead.lab.supervisor", str(directory)], stdout=log, stderr=log, start_new_session=True
+    )
+    end = time.monotonic() + timeout
+    while not (directory / "ready").exists():
+        if proc.poll() is not None or time.monotonic() > end:
+            tail = (directory / "supervisor.log").read_text()[-1500:]
+            proc.kill()
+            raise CliError(f"the lab did not start:\n{tail}")
+        time.sleep(0.2)
+    return proc
+
+
+def stop_lab(directory: Path, timeout: float = 60) -> bool:
+    pid = _pid(directory)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    end = time.monotonic() + timeout
+    while _pid(directory) is not None and time.monotonic() < end:
+        time.sleep(0.2)
+    return True
+
+
+@app.command("up")
+def up(
+    devices: int = typer.Option(3, min=1, max=200, help="How many devices"),
+    server: str = typer.Option(..., envvar="BULKHEAD_SERVER", help="Server URL the agents talk to"),
+    bootstrap_token: str = typer.Option(..., envvar="BULKHEAD_BOOTSTRAP_TOKEN", help="Token the devices enroll with"),
+    keyring: Path = typer.Option(..., exists=True, dir_okay=False, help="CA (PEM) RAUC on the devices trusts"),
+    compatible: str = typer.Option("bulkhead-lab", help="RAUC compatible of the devices"),
+    initial_version: str = typer.Option("1.0", help="OS version the devices report before their first update"),
+    prefix: str = typer.Option("lab", help="Device names are PREFIX-000, PREFIX-001, ..."),
+    fail_health: list[str] = typer.Option([], help="Device whose next slot fails its health check (repeatable)"),
+    poll_interval: float = typer.Option(5.0, help="Seconds between the agents' polls"),
+    insecure_registry: list[str] = typer.Option([], help="Registry the agents reach over plain HTTP (repeatable)"),
+    directory: Path = DirOpt,
+) -> None:
+    """Boot N devices (RAUC service + agent each) and leave them running; 'bulkhead lab down' stops them."""
+    specs = [
+        DeviceSpec(f"{prefix}-{i:03d}", server, bootstrap_token, compatible, keyring.resolve(), initial_version,
+                   poll_interval=poll_interval, insecure_registries=insecure_registry)
+        for i in range(devices)
+    ]  # fmt: skip
+    try:
+        start_lab(directory.resolve(), specs)
+    except LabError as e:
+        raise CliError(str(e)) from None
+    for name in fail_health:
+        request(directory, name, action="fail-health", slot="B")
+    output.err_console.print(f"[green]lab up[/green]: {devices} devices in {directory} (logs: {directory}/devices/*/agent.log)")
+
+
+@app.command("down")
+def down(directory: Path = DirOpt) -> None:
+    """Stop every device of the lab (agents and RAUC services)."""
+    if not stop_lab(directory):
+        raise CliError(f"no lab is running in {directory}")
+    output.err_console.print("[green]lab down[/green]")
+
+
+@app.command("status")
+def status(directory: Path = DirOpt, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Each device: booted slot, boots, agent running, update phase."""
+    if _pid(directory) is None:
+        raise CliError(f"no lab is running in {directory}")
+    rows = json.loads((directory / "status.json").read_text())
+    output.emit_json(rows) if json_out else output.table(rows, ["name", "booted", "boots", "agent_running", "update"])
+
+
+@app.command("power-cut")
+def power_cut(
+    device: str,
+    phase: str | None = typer.Option(None, help="Wait until the agent is in this phase (downloading, installing, ...)"),
+    after: float = typer.Option(0.0, help="Then wait this many seconds"),
+    directory: Path = DirOpt,
+) -> None:
+    """Cut a device's power (at once, or at a chosen point of an install); it boots again right after."""
+    request(directory, device, action="power-cut", phase=phase, after=after)
+
+
+@app.command("fail-health")
+def fail_health_cmd(
+    device: str,
+    slot: str = typer.Option("B", help="Slot whose health check fails"),
+    off: bool = typer.Option(False, help="Make every slot healthy again"),
+    directory: Path = DirOpt,
+) -> None:
+    """Make a device's slot fail its health check after the next update into it."""
+    request(directory, device, action="fail-health", slot=None if off else slot)
+
+
+@app.command("reboot")
+def reboot(device: str, directory: Path = DirOpt) -> None:
+    """Reboot a device (clean shutdown, the bootloader picks the slot)."""
+    request(directory, device, action="reboot")
