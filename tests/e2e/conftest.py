@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
+from bulkhead.lab import images
 from bulkhead.lab.device import DeviceSpec, LabDevice
 from bulkhead.lab.pki import DemoPki, make_pki
-from bulkhead.rauc import create_bundle
 from tests.live import LiveServer, free_port, live_server
 
 COMPATIBLE = "bulkhead-lab"
@@ -32,30 +31,7 @@ def need_lab() -> None:
 
 
 def build_release(work: Path, version: str, pki: DemoPki, size_mib: int = 4, random_mib: int = 0) -> Path:
-    """A plain RAUC bundle with one ext4 rootfs image whose /etc/os-release names `version`."""
-    root = work / f"rootfs-{version}"
-    (root / "etc").mkdir(parents=True, exist_ok=True)
-    (root / "etc" / "os-release").write_text(f'NAME="Bulkhead lab"\nVERSION_ID="{version}"\n')
-    if random_mib:
-        (root / "payload.bin").write_bytes(os.urandom(random_mib << 20))
-    content = work / f"content-{version}"
-    content.mkdir(parents=True, exist_ok=True)
-    img = content / "rootfs.ext4"
-    img.unlink(missing_ok=True)
-    subprocess.run(
-        ["mkfs.ext4", "-q", "-F", "-d", str(root), "-E", "root_owner=0:0", "-U", str(uuid.uuid5(uuid.NAMESPACE_DNS, version)),
-         str(img), f"{size_mib}M"],
-        check=True,
-        capture_output=True,
-        env={**os.environ, "E2FSPROGS_FAKE_TIME": "1700000000"},
-    )  # fmt: skip
-    (content / "manifest.raucm").write_text(
-        f"[update]\ncompatible={COMPATIBLE}\nversion={version}\n\n[image.rootfs]\nfilename=rootfs.ext4\n"
-    )
-    out = work / f"lab-{version}.raucb"
-    out.unlink(missing_ok=True)
-    create_bundle(content, out, pki.cert.read_bytes(), pki.key.read_bytes(), fmt="plain")
-    return out
+    return images.build_release(work, COMPATIBLE, version, pki.cert, pki.key, size_mib, random_mib)
 
 
 @dataclass

@@ -199,8 +199,12 @@ class Agent:
                     self.outbox.add("app", phase, None, app=a["name"], version=a["version"], error=errors.get(a["name"]))
 
     def collect_inventory(self) -> dict[str, Any]:
+        os_release = inventory.read_os_release(self.cfg.os_release)
+        os_version = os_release.get("VERSION_ID")
         try:
-            rauc = self.rauc.status().to_json()
+            status = self.rauc.status()
+            rauc = status.to_json()
+            os_version = status.booted_version() or os_version
         except RaucError as e:
             rauc = {"error": str(e)}
         containers: list[dict[str, Any]] = []
@@ -215,7 +219,7 @@ class Agent:
         if not pkgs or time.monotonic() - at > self.cfg.packages_interval:
             pkgs = inventory.installed_packages()
             self._last_packages = (time.monotonic(), pkgs)
-        return inventory.build(rauc, inventory.read_os_release(self.cfg.os_release), containers, pkgs)
+        return inventory.build(os_version, rauc, os_release, containers, pkgs)
 
     # -- loop -----------------------------------------------------------------------------
     def run_once(self) -> None:

@@ -52,10 +52,15 @@ def installed_packages() -> dict[str, Any]:
 
 
 def build(
-    rauc: dict[str, Any] | None, os_release: dict[str, str], containers: list[dict[str, Any]], packages: dict[str, Any]
+    os_version: str | None,
+    rauc: dict[str, Any] | None,
+    os_release: dict[str, str],
+    containers: list[dict[str, Any]],
+    packages: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "agent_version": __version__,
+        "os_version": os_version,
         "rauc": rauc,
         "os_release": os_release,
         "containers": containers,

@@ -1,7 +1,9 @@
-"""`bulkhead demo`: the server on SQLite plus a seeded demo tenant, release and fleet."""
+"""`bulkhead demo`: the server on SQLite, a seeded demo tenant and releases, and a lab fleet that updates itself."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -9,31 +11,30 @@ from pathlib import Path
 import httpx
 import typer
 
+from bulkhead.lab.device import DeviceSpec
+from bulkhead.lab.images import build_release
 from bulkhead.lab.pki import make_pki
-from bulkhead.rauc import create_bundle
+from bulkhead.lab.rauc_service import LabError
 
 from . import output
+from .errors import CliError
+from .lab import start_lab, stop_lab
+
+COMPATIBLE = "bulkhead-demo"
 
 
-def _demo_bundle(work: Path, version: str, cert: Path, key: Path) -> Path:
-    content = work / f"content-{version}"
-    content.mkdir(parents=True, exist_ok=True)
-    (content / "rootfs.img").write_bytes((f"demo rootfs {version}\n".encode() * 4096)[: 1 << 20].ljust(1 << 20, b"\0"))
-    (content / "manifest.raucm").write_text(
-        f"[update]\ncompatible=bulkhead-demo\nversion={version}\ndescription=Demo release {version}\n\n"
-        "[image.rootfs]\nfilename=rootfs.img\nadaptive=block-hash-index;\n"
-    )
-    out = work / f"demo-{version}.raucb"
-    if not out.exists():
-        create_bundle(content, out, cert.read_bytes(), key.read_bytes(), fmt="verity")
-    return out
+def _lab_missing() -> str | None:
+    if os.geteuid() != 0:
+        return "not root"
+    missing = [t for t in ("rauc", "dbus-daemon", "unshare", "mkfs.ext4", "mksquashfs") if shutil.which(t) is None]
+    return f"missing {', '.join(missing)} (run 'make setup' as root)" if missing else None
 
 
 def seed(base: str, data_dir: Path, devices: int) -> None:
-    """Create tenant 'demo', its keyring, two releases and an enrolled fleet (idempotent)."""
+    """Create tenant 'demo', its keyring, releases 1.0.0 and 1.1.0, and boot a lab fleet that moves to 1.1.0."""
     admin = (data_dir / "admin.token").read_text().strip()
-    cred = data_dir / "demo" / "demo.token"
     work = data_dir / "demo"
+    cred = work / "demo.token"
     pki = make_pki(work / "pki")
     with httpx.Client(base_url=base, timeout=60) as http:
         for _ in range(100):
@@ -49,28 +50,40 @@ def seed(base: str, data_dir: Path, devices: int) -> None:
             cred.chmod(0o600)
         h = {"authorization": f"Bearer {cred.read_text().strip()}"}
         http.put("/api/v1/keyring", json={"pem": pki.ca.read_text()}, headers=h).raise_for_status()
+        releases = {r["version"]: r for r in http.get("/api/v1/releases", headers=h).json()}
         for v in ("1.0.0", "1.1.0"):
-            bundle = _demo_bundle(work, v, pki.cert, pki.key)
-            http.post("/api/v1/releases", content=bundle.read_bytes(), headers=h)
+            if v not in releases:
+                bundle = build_release(work, COMPATIBLE, v, pki.cert, pki.key)
+                releases[v] = http.post("/api/v1/releases", content=bundle.read_bytes(), headers=h).json()
         boot = http.post("/api/v1/bootstrap-tokens", json={"name": "demo-fleet", "group": "demo"}, headers=h).json()
-        for i in range(devices):
-            http.post(
-                "/device/v1/enroll",
-                json={"bootstrap_token": boot["token"], "name": f"demo-{i:03d}", "compatible": "bulkhead-demo"},
-            ).raise_for_status()
+        http.patch("/api/v1/groups/demo/desired", json={"release_id": releases["1.1.0"]["id"]}, headers=h).raise_for_status()
+    why_not = _lab_missing()
+    if devices and why_not is None:
+        specs = [
+            DeviceSpec(f"demo-{i:03d}", base, boot["token"], COMPATIBLE, pki.ca, initial_version="1.0.0", poll_interval=5)
+            for i in range(devices)
+        ]
+        try:
+            start_lab(work / "lab", specs, tie_to_parent=True)
+            fleet = f"{devices} lab devices (real RAUC service + agent each) moving from 1.0.0 to 1.1.0"
+        except (CliError, LabError) as e:
+            fleet = f"no lab fleet: {e}"
+    else:
+        fleet = f"no lab fleet ({why_not or 'devices=0'})"
     output.err_console.print(
-        f"[green]demo ready[/green]: tenant 'demo', {devices} enrolled devices, releases 1.0.0 and 1.1.0.\n"
+        f"[green]demo ready[/green]: tenant 'demo', releases 1.0.0 and 1.1.0, {fleet}.\n"
         f"  export BULKHEAD_SERVER={base} BULKHEAD_TOKEN=$(cat {cred})\n"
-        f"  .venv/bin/bulkhead device list     .venv/bin/bulkhead release list     API docs: {base}/docs"
+        f"  .venv/bin/bulkhead device list     .venv/bin/bulkhead device events demo-000     API docs: {base}/docs\n"
+        f"  .venv/bin/bulkhead lab status --dir {work / 'lab'}"
     )
 
 
 def demo(
     port: int = typer.Option(8080),
     data_dir: Path = typer.Option(Path("bulkhead-data")),
-    devices: int = typer.Option(5, min=0, help="Simulated devices to enroll"),
+    devices: int = typer.Option(3, min=0, max=50, help="Lab devices to boot (needs root)"),
 ) -> None:
-    """Run the server with a seeded demo tenant, releases and fleet (Ctrl-C stops it)."""
+    """Run the server with a seeded demo tenant, releases and a lab fleet (Ctrl-C stops all of it)."""
     import uvicorn
 
     from bulkhead.server.app import create_app, system_token
@@ -79,6 +92,10 @@ def demo(
     settings = load_settings(data_dir=data_dir)
     system_token(settings.data_dir)
     (settings.data_dir / "demo").mkdir(exist_ok=True)
+    stop_lab(settings.data_dir / "demo" / "lab")  # a lab left over from an earlier run
     app = create_app(settings)
     threading.Thread(target=seed, args=(f"http://127.0.0.1:{port}", settings.data_dir, devices), daemon=True).start()
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    try:
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
+    finally:
+        stop_lab(settings.data_dir / "demo" / "lab")

@@ -35,8 +35,10 @@ def _pid(directory: Path) -> int | None:
         return None
 
 
-def start_lab(directory: Path, specs: list[DeviceSpec], timeout: float = 120) -> subprocess.Popen[bytes]:
-    """Start the supervisor detached and wait until every device has booted."""
+def start_lab(
+    directory: Path, specs: list[DeviceSpec], timeout: float = 120, tie_to_parent: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start the supervisor detached and wait until every device has booted (tied: it stops when we exit)."""
     if os.geteuid() != 0:
         raise CliError("the lab needs root: RAUC services use loop devices and mount namespaces")
     if _pid(directory) is not None:
@@ -45,7 +47,11 @@ def start_lab(directory: Path, specs: list[DeviceSpec], timeout: float = 120) ->
     (directory / "ready").unlink(missing_ok=True)
     log = (directory / "supervisor.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bulkhead.lab.supervisor", str(directory)], stdout=log, stderr=log, start_new_session=True
+        [sys.executable, "-m", "bulkhead.lab.supervisor", str(directory)],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env={**os.environ, "BULKHEAD_LAB_PARENT": str(os.getpid()) if tie_to_parent else ""},
     )
     end = time.monotonic() + timeout
     while not (directory / "ready").exists():

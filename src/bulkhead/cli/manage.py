@@ -114,13 +114,19 @@ def release_delete(ctx: typer.Context, release_id: int, json: bool = JsonOpt) ->
     show({"deleted": release_id}, json)
 
 
-_DEV_COLS = ["id", "name", "compatible", "status", "tags", "groups", "bytes_served", "last_seen"]
+_DEV_COLS = ["id", "name", "status", "groups", "os", "update", "bytes_served", "last_seen"]
 
 
 @device_app.command("list")
 def device_list(ctx: typer.Context, tag: str | None = None, status: str | None = None, json: bool = JsonOpt) -> None:
     params = {k: v for k, v in {"tag": tag, "status": status}.items() if v}
-    show(client(ctx).request("GET", "/api/v1/devices", params=params), json, _DEV_COLS)
+    rows = client(ctx).request("GET", "/api/v1/devices", params=params)
+    if not json:
+        for r in rows:
+            up = r.get("update") or {}
+            r["update"] = f"{up.get('phase', '')} {up.get('version', '')}".strip()
+            r["os"] = (r.get("reported") or {}).get("os_version") or ""
+    show(rows, json, _DEV_COLS)
 
 
 @device_app.command("show")

@@ -44,8 +44,8 @@ def request(directory: Path, device: str, **req: Any) -> None:
 
 
 class Lab:
-    def __init__(self, directory: Path, specs: list[DeviceSpec]) -> None:
-        self.dir = directory
+    def __init__(self, directory: Path, specs: list[DeviceSpec], parent: int | None = None) -> None:
+        self.dir, self.parent = directory, parent
         self.devices = {s.name: LabDevice(directory / "devices" / s.name, s) for s in specs}
         self._cuts: dict[str, tuple[str | None, float, float | None]] = {}  # name -> (phase, after, armed_at)
         self._stop = False
@@ -99,12 +99,22 @@ class Lab:
     def status(self) -> list[dict[str, Any]]:
         return [d.status() for d in self.devices.values()]
 
+    def _parent_alive(self) -> bool:
+        """A lab tied to a parent (the demo) goes down with it, however the parent ended."""
+        if self.parent is None:
+            return True
+        try:
+            os.kill(self.parent, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
         self.up()
         (self.dir / "ready").write_text(json.dumps(self.status()))
         try:
-            while not self._stop:
+            while not self._stop and self._parent_alive():
                 self._requests()
                 self._power_cuts()
                 for d in self.devices.values():
@@ -121,7 +131,8 @@ def main(argv: list[str]) -> int:
     directory = Path(argv[0])
     (directory / "supervisor.pid").write_text(str(os.getpid()))
     try:
-        Lab(directory, load_lab(directory)).run()
+        parent = int(os.environ["BULKHEAD_LAB_PARENT"]) if os.environ.get("BULKHEAD_LAB_PARENT") else None
+        Lab(directory, load_lab(directory), parent).run()
     finally:
         (directory / "supervisor.pid").unlink(missing_ok=True)
     return 0
