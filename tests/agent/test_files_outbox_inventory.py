@@ -1,0 +1,69 @@
+"""Files (checksum, templates, on_change, removal), the on-disk report buffer, and os-release parsing."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from pathlib import Path
+
+from bulkhead.agent.files import apply_files
+from bulkhead.agent.inventory import digest, parse_os_release
+from bulkhead.agent.outbox import Outbox
+
+
+def spec(path: str, text: str, **kw: object) -> dict[str, object]:
+    data = text.encode()
+    return {"path": path, "content_b64": base64.b64encode(data).decode(), "sha256": hashlib.sha256(data).hexdigest(),
+            "mode": "0600", "template": False, "on_change": None, **kw}  # fmt: skip
+
+
+def test_files_written_templated_and_removed(tmp_path: Path) -> None:
+    root, ledger = tmp_path / "root", tmp_path / "files.json"
+    marker = tmp_path / "changed"
+    specs = [spec("/etc/a.conf", "site=${site}\n", template=True, on_change=f"echo x >> {marker}")]
+    res = apply_files(root, specs, {"site": "plant-7"}, ledger)
+    assert [(r.path, r.changed, r.error) for r in res] == [("/etc/a.conf", True, None)]
+    assert (root / "etc/a.conf").read_text() == "site=plant-7\n" and (root / "etc/a.conf").stat().st_mode & 0o777 == 0o600
+    assert apply_files(root, specs, {"site": "plant-7"}, ledger)[0].changed is False  # unchanged: on_change not run again
+    assert marker.read_text() == "x\n"
+    res = apply_files(root, [], {}, ledger)
+    assert [(r.path, r.changed) for r in res] == [("/etc/a.conf", True)] and not (root / "etc/a.conf").exists()
+
+
+def test_file_errors_change_nothing(tmp_path: Path) -> None:
+    bad_sum = {**spec("/x", "hello"), "sha256": "0" * 64}
+    missing_var = spec("/y", "${nope}", template=True)
+    res = apply_files(tmp_path, [bad_sum, missing_var], {}, tmp_path / "l.json")
+    assert "sha256" in (res[0].error or "") and "nope" in (res[1].error or "")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_outbox_survives_torn_line_and_keeps_order(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.add("update", "downloading", 1, progress=10)
+    with box.events_path.open("a") as f:
+        f.write('{"seq": 99, "ki')  # a power cut in the middle of a write
+    box.add("update", "installing", 1)
+    events = box.pending()
+    assert [(e["seq"], e["phase"]) for e in events] == [(1, "downloading"), (2, "installing")]
+    box._drop_through(1)
+    assert [e["seq"] for e in Outbox(tmp_path).pending()] == [2]
+
+
+def test_inventory_only_resent_when_changed(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.set_inventory({"a": 1})
+    assert json.loads(box.inventory_path.read_text()) == {"a": 1}
+    box.sent_path.write_text(digest({"a": 1}))
+    box.inventory_path.unlink()
+    box.set_inventory({"a": 1})
+    assert not box.inventory_path.exists()
+
+
+def test_parse_os_release() -> None:
+    assert parse_os_release("# c\nNAME=\"Debian GNU/Linux\"\nVERSION_ID='12'\nID=debian\n\n") == {
+        "NAME": "Debian GNU/Linux",
+        "VERSION_ID": "12",
+        "ID": "debian",
+    }

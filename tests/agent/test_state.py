@@ -1,0 +1,71 @@
+"""The update state machine: what an interrupted phase means after a restart, and atomic persistence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bulkhead.agent.state import Phase, ReleaseRef, StateStore, UpdateState, resume, wants_update
+
+REL = ReleaseRef(7, "2.0", "lab", "ab" * 32, 100, "http://s/device/v1/releases/7/bundle")
+
+
+def st(phase: Phase, **kw: object) -> UpdateState:
+    return UpdateState(phase, REL, from_slot="A", target_slot=kw.pop("target_slot", "B"), **kw)  # type: ignore[arg-type]
+
+
+def test_wants_update_only_when_idle_different_and_not_given_up() -> None:
+    assert wants_update(UpdateState(), REL, "1.0")
+    assert not wants_update(UpdateState(), REL, "2.0")
+    assert not wants_update(UpdateState(), None, "1.0")
+    assert not wants_update(UpdateState(given_up={"7": "rolled_back"}), REL, "1.0")
+    assert not wants_update(st(Phase.DOWNLOADING), REL, "1.0")
+
+
+@pytest.mark.parametrize(
+    ("phase", "booted", "primary", "installed", "attempts", "expect", "outcome"),
+    [
+        (Phase.DOWNLOADING, "A", "A", False, 0, Phase.DOWNLOADING, None),  # resume the download
+        (Phase.INSTALLING, "A", "A", False, 1, Phase.INSTALLING, None),  # cut mid-install: install again
+        (Phase.INSTALLING, "A", "A", False, 3, Phase.IDLE, "failure"),  # ... but not forever
+        (Phase.INSTALLING, "A", "B", True, 1, Phase.REBOOTING, None),  # RAUC finished, reboot not yet done
+        (Phase.INSTALLING, "B", "B", True, 1, Phase.VERIFYING, None),  # finished and rebooted before we noted it
+        (Phase.REBOOTING, "B", "B", True, 0, Phase.VERIFYING, None),
+        (Phase.REBOOTING, "A", "B", True, 0, Phase.REBOOTING, None),  # power failed before the reboot
+        (Phase.REBOOTING, "A", "A", True, 0, Phase.IDLE, "rolled_back"),  # bootloader gave up on B
+        (Phase.VERIFYING, "B", "B", True, 0, Phase.VERIFYING, None),  # cut during the health check: check again
+        (Phase.VERIFYING, "A", "A", True, 0, Phase.IDLE, "rolled_back"),  # boot counting fell back
+        (Phase.ROLLING_BACK, "A", "B", True, 0, Phase.IDLE, "rolled_back"),
+        (Phase.ROLLING_BACK, "B", "B", True, 0, Phase.ROLLING_BACK, None),  # still on the bad slot: reboot again
+    ],
+)
+def test_resume(
+    phase: Phase, booted: str, primary: str, installed: bool, attempts: int, expect: Phase, outcome: str | None
+) -> None:
+    r = resume(st(phase, install_attempts=attempts), booted, primary, installed)
+    assert (r.phase, r.outcome) == (expect, outcome)
+    if outcome is not None:
+        assert r.reason
+
+
+def test_rebooting_gives_up_after_three_reboots_that_did_not_happen() -> None:
+    r = resume(st(Phase.REBOOTING, reboot_attempts=3), "A", "B", True)
+    assert (r.phase, r.outcome) == (Phase.IDLE, "rolled_back")
+
+
+def test_finish_remembers_failed_releases_only() -> None:
+    assert st(Phase.VERIFYING).finish("rolled_back").given_up == {"7": "rolled_back"}
+    assert st(Phase.VERIFYING).finish(None) == UpdateState()
+
+
+def test_store_round_trip_is_atomic(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "s" / "update-state.json")
+    assert store.load() == UpdateState()
+    s = st(Phase.INSTALLING, install_attempts=2)
+    store.save(s)
+    assert store.load() == s
+    assert json.loads(store.path.read_text())["phase"] == "installing"
+    assert [p.name for p in store.path.parent.iterdir()] == ["update-state.json"]  # no temp files left
+    assert store.path.stat().st_mode & 0o777 == 0o600
