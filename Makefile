@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := rauc rauc-service squashfs-tools cryptsetup-bin postgresql nginx dbus curl e2fsprogs util-linux
+APT_PACKAGES := rauc rauc-service squashfs-tools cryptsetup-bin postgresql nginx dbus curl e2fsprogs util-linux \
+	podman runc docker-registry apache2-utils busybox-static time wrk
 PG_URL ?= postgresql://bulkhead:bulkhead@127.0.0.1:5432/bulkhead_test
 
 .PHONY: setup demo test lint typecheck importcheck bench clean
@@ -38,6 +39,7 @@ test: setup
 bench: setup
 	$(PY) bench/bundle_verify.py
 	$(PY) bench/artifact_serving.py
+	$(PY) bench/agent_footprint.py
 
 clean:
 	rm -rf $(VENV) bulkhead-data .pytest_cache .mypy_cache .ruff_cache

@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import socket
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -51,3 +54,25 @@ def write_result(name: str, title: str, table: list[list[str]], notes: str = "")
 
 def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, check=True, **kw)  # type: ignore[call-overload, no-any-return]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_bulkhead(data: Path, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+    """`bulkhead server` on loopback, waited for until it answers."""
+    import httpx
+
+    env = {**os.environ, "BULKHEAD_DATA_DIR": str(data), "BULKHEAD_MAX_UPLOAD_BYTES": str(1 << 30)}
+    cmd = [sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data)]
+    proc = subprocess.Popen([*cmd, "--workers", str(workers), "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL)
+    for _ in range(200):
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    return proc

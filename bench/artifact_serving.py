@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,7 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, write_result
+from _common import CACHE, free_port, start_bulkhead, write_result
 
 from bulkhead.lab.pki import make_pki
 from bulkhead.rauc import create_bundle
@@ -37,12 +36,6 @@ request = function()
   return wrk.format("GET", wrk.path, {{["Range"] = "bytes=" .. start .. "-" .. (start + span - 1){auth}}})
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bundle() -> tuple[Path, Path]:
@@ -89,35 +82,6 @@ http {{ access_log off; sendfile on; tcp_nodelay on; max_ranges 16;
 """)
     proc = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(tmp)], stderr=subprocess.DEVNULL)
     time.sleep(1)
-    return proc
-
-
-def start_bulkhead(data: Path, port: int, workers: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BULKHEAD_DATA_DIR": str(data), "BULKHEAD_MAX_UPLOAD_BYTES": str(1 << 30)}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "bulkhead.cli",
-            "server",
-            "--port",
-            str(port),
-            "--data-dir",
-            str(data),
-            "--workers",
-            str(workers),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(200):
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
     return proc
 
 
