@@ -59,9 +59,9 @@ class RaucDevice:
 
     def __init__(self, root: Path, compatible: str, keyring: Path, slot_size: int = 1 << 20) -> None:
         self.root, self.compatible, self.keyring, self.slot_size = root, compatible, keyring, slot_size
-        # A unix socket path may be at most 107 bytes: deep lab directories get a short one in /tmp.
+        # D-Bus takes socket paths of at most 99 bytes: deep lab directories get a short one in /tmp.
         self.bus_path = root / "bus"
-        if len(str(self.bus_path.resolve())) > 100:
+        if len(str(self.bus_path.resolve())) > 90:
             digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
             self.bus_path = Path(tempfile.gettempdir()) / f"bulkhead-lab-{digest}.bus"
         self._bus: subprocess.Popen[bytes] | None = None
