@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bulkhead.lab import images
 from tests.e2e.conftest import Fleet, build_release
 
 
@@ -41,3 +42,18 @@ def test_update_three_devices_one_rolls_back(fleet: Fleet) -> None:
     # It does not retry the release that rolled back on every poll.
     fleet.wait(lambda: fleet.show("dev-sick")["last_seen"], 5, "a later poll")
     assert sick.boots == 3
+
+
+def test_release_for_another_compatible_is_refused_before_download(fleet: Fleet) -> None:
+    """A device enrolled under the wrong compatible is offered that board's release; the agent checks RAUC's own."""
+    other = fleet.upload(images.build_release(fleet.work, "other-board", "9.0", fleet.pki.cert, fleet.pki.key))
+    dev = fleet.device("mislabeled", initial_version="1.0", agent_compatible="other-board")
+    fleet.wait(lambda: fleet.show("mislabeled")["last_seen"], 30, "enrollment")
+    with fleet.api() as c:
+        c.put("/api/v1/devices/mislabeled/desired-release", json={"release_id": other["id"]}).raise_for_status()
+    up = fleet.wait(
+        lambda: fleet.show("mislabeled")["update"].get("phase") == "failure" and fleet.show("mislabeled")["update"], 30, "refusal"
+    )
+    assert "release is for 'other-board' but this device is 'bulkhead-lab'" in up["reason"]
+    assert fleet.show("mislabeled")["bytes_served"] == 0 and dev.boots == 1 and dev.booted == "A"
+    assert not any((dev.data_dir / "downloads").glob("*.raucb*"))

@@ -35,6 +35,7 @@ class DeviceSpec:
     insecure_registries: list[str] = field(default_factory=list)
     rate_limit: int | None = None
     attributes: dict[str, str] = field(default_factory=dict)
+    agent_compatible: str | None = None  # enroll with this instead of RAUC's (to test the agent's own check)
 
 
 def _toml(value: Any) -> str:
@@ -79,6 +80,8 @@ class LabDevice:
             "jitter = 0.2",
             "packages_interval = 600",
         ]
+        if s.agent_compatible:
+            lines.append(f"compatible = {_toml(s.agent_compatible)}")
         if s.rate_limit:
             lines.append(f"rate_limit = {s.rate_limit}")
         if s.attributes:
