@@ -76,3 +76,24 @@ def start_bulkhead(data: Path, port: int, workers: int = 1) -> subprocess.Popen[
         except httpx.HTTPError:
             time.sleep(0.1)
     return proc
+
+
+def random_bundle(name: str, size_mib: int, compatible: str = "bench") -> tuple[Path, Path]:
+    """A cached plain bundle with `size_mib` of random image data (uncompressed squashfs); returns it and the CA."""
+    import shutil
+
+    from bulkhead.lab.pki import make_pki
+    from bulkhead.rauc import create_bundle
+
+    pki = make_pki(CACHE / "pki")
+    out = CACHE / f"{name}-{size_mib}m.raucb"
+    if not out.exists():
+        content = CACHE / f"{name}-content"
+        content.mkdir(parents=True, exist_ok=True)
+        (content / "rootfs.img").write_bytes(os.urandom(size_mib << 20))
+        (content / "manifest.raucm").write_text(
+            f"[update]\ncompatible={compatible}\nversion=2\n\n[image.rootfs]\nfilename=rootfs.img\n"
+        )
+        create_bundle(content, out, pki.cert.read_bytes(), pki.key.read_bytes(), mksquashfs_args=["-noI", "-noD", "-noF", "-noX"])
+        shutil.rmtree(content)
+    return out, pki.ca

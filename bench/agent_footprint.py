@@ -21,26 +21,11 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, free_port, start_bulkhead, write_result
+from _common import free_port, random_bundle, start_bulkhead, write_result
 
 from bulkhead.lab.device import DeviceSpec, LabDevice
-from bulkhead.lab.pki import make_pki
-from bulkhead.rauc import create_bundle
 
 TICK = os.sysconf("SC_CLK_TCK")
-
-
-def bundle(size_mib: int) -> tuple[Path, Path, Path]:
-    pki = make_pki(CACHE / "pki")
-    out = CACHE / f"agent-{size_mib}m.raucb"
-    if not out.exists():
-        content = CACHE / "agent-content"
-        content.mkdir(parents=True, exist_ok=True)
-        (content / "rootfs.img").write_bytes(os.urandom(size_mib << 20))
-        (content / "manifest.raucm").write_text("[update]\ncompatible=bench\nversion=2\n\n[image.rootfs]\nfilename=rootfs.img\n")
-        create_bundle(content, out, pki.cert.read_bytes(), pki.key.read_bytes(), mksquashfs_args=["-noI", "-noD", "-noF", "-noX"])
-        shutil.rmtree(content)
-    return out, pki.ca, pki.cert
 
 
 def rss_kib(pid: int) -> int:
@@ -79,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the lab device's RAUC service needs it")
-    path, ca, _ = bundle(args.size_mib)
+    path, ca = random_bundle("agent", args.size_mib)
     tmp = Path(tempfile.mkdtemp(prefix="bh-agent-bench-"))
     port = free_port()
     srv = start_bulkhead(tmp / "server", port)

@@ -21,10 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import CACHE, free_port, start_bulkhead, write_result
-
-from bulkhead.lab.pki import make_pki
-from bulkhead.rauc import create_bundle
+from _common import free_port, random_bundle, start_bulkhead, write_result
 
 SIZE_MIB = 256
 LUA = """
@@ -39,16 +36,7 @@ end
 
 
 def bundle() -> tuple[Path, Path]:
-    pki = make_pki(CACHE / "pki")
-    out = CACHE / f"serve-{SIZE_MIB}m.raucb"
-    if not out.exists():
-        content = CACHE / "serve-content"
-        content.mkdir(parents=True, exist_ok=True)
-        (content / "rootfs.img").write_bytes(os.urandom(SIZE_MIB << 20))
-        (content / "manifest.raucm").write_text("[update]\ncompatible=bench\nversion=1\n\n[image.rootfs]\nfilename=rootfs.img\n")
-        create_bundle(content, out, pki.cert.read_bytes(), pki.key.read_bytes(), mksquashfs_args=["-noI", "-noD", "-noF", "-noX"])
-        shutil.rmtree(content)
-    return out, pki.ca
+    return random_bundle("serve", SIZE_MIB)
 
 
 def wrk(url: str, seconds: int, span: int | None, size: int, token: str | None, conns: int) -> tuple[float, float]:

@@ -13,6 +13,7 @@ from ..models import App, Device, DeviceGroup, Release, Tenant
 from . import audit
 from .auth import Principal
 from .desired import compose_to_containers, normalize_container, normalize_file
+from .devices import find_device
 
 __all__ = ["AppService", "app_json"]
 
@@ -125,12 +126,7 @@ class AppService:
                 group = DeviceGroup(tenant_id=tid, name=ref, desired={})
                 s.add(group)
             return group
-        q = select(Device).where(Device.tenant_id == tid)
-        q = q.where(Device.id == int(ref)) if ref.isdigit() else q.where(Device.name == ref)
-        dev = s.scalar(q)
-        if dev is None:
-            raise NotFound(f"device '{ref}' does not exist")
-        return dev
+        return find_device(s, tid, ref)
 
 
 def _summary(desired: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from . import audit
 from .auth import Principal, _aware
 from .desired import image_registry, merge_desired
 
-__all__ = ["DeviceService", "device_json"]
+__all__ = ["DeviceService", "device_json", "find_device"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
@@ -41,6 +41,16 @@ def device_json(d: Device) -> dict[str, Any]:
         "bytes_served": d.bytes_served,
         "last_seen": d.last_seen.isoformat() if d.last_seen else None,
     }
+
+
+def find_device(s: Session, tenant_id: int, ref: str) -> Device:
+    """A tenant's device by id (digits) or name, or NotFound."""
+    q = select(Device).where(Device.tenant_id == tenant_id)
+    q = q.where(Device.id == int(ref)) if ref.isdigit() else q.where(Device.name == ref)
+    dev = s.scalar(q)
+    if dev is None:
+        raise NotFound(f"device '{ref}' does not exist")
+    return dev
 
 
 class DeviceService:
@@ -165,12 +175,7 @@ class DeviceService:
 
     # -- management -----------------------------------------------------------------
     def _own(self, s: Session, who: Principal, ref: str) -> Device:
-        q = select(Device).where(Device.tenant_id == who.tenant_id)
-        q = q.where(Device.id == int(ref)) if ref.isdigit() else q.where(Device.name == ref)
-        dev = s.scalar(q)
-        if dev is None:
-            raise NotFound(f"device '{ref}' does not exist")
-        return dev
+        return find_device(s, who.require_tenant(), ref)
 
     def list_devices(self, who: Principal, tag: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         who.require("viewer")

@@ -8,9 +8,10 @@ from typing import Any
 from sqlalchemy import select
 
 from ..db import Database
-from ..errors import Forbidden, Invalid, NotFound, Unauthorized
+from ..errors import Forbidden, Invalid, Unauthorized
 from ..models import Device, DeviceEvent, utcnow
 from .auth import Principal
+from .devices import find_device
 
 __all__ = ["EVENT_KINDS", "PHASES", "ReportService"]
 
@@ -106,11 +107,7 @@ class ReportService:
         who.require("viewer")
         tid = who.require_tenant()
         with self.db.session() as s:
-            q = select(Device).where(Device.tenant_id == tid)
-            q = q.where(Device.id == int(ref)) if ref.isdigit() else q.where(Device.name == ref)
-            dev = s.scalar(q)
-            if dev is None:
-                raise NotFound(f"device '{ref}' does not exist")
+            dev = find_device(s, tid, ref)
             rows = s.scalars(
                 select(DeviceEvent)
                 .where(DeviceEvent.device_id == dev.id)
