@@ -55,7 +55,9 @@ def test_desired_state_merge_etag_and_registries(server: LiveServer) -> None:
                 json={"name": "web", "version": v, "containers": [{"name": "m", "image": f"reg.example:5000/web:{v}"}]},
             )
         c.post("/api/v1/apps", json={"name": "agent-sidecar", "version": "1", "containers": [{"name": "m", "image": "busybox"}]})
-        c.put("/api/v1/registries", json={"host": "reg.example:5000", "username": "u", "password": "p"}).raise_for_status()
+        c.put(
+            "/api/v1/registries", json={"host": "reg.example:5000", "username": "u", "password": "s3cr3t-pull-pass"}
+        ).raise_for_status()
         c.put("/api/v1/registries", json={"host": "other.example", "username": "o", "password": "q"}).raise_for_status()
         dev = _device(c, "d1")
         r = c.patch("/api/v1/groups/line/desired", json={"apps": {"web": "1", "agent-sidecar": "1"},
@@ -64,7 +66,10 @@ def test_desired_state_merge_etag_and_registries(server: LiveServer) -> None:
         s1 = c.get("/device/v1/state", headers=dev)
         apps = {a["name"]: a["version"] for a in s1.json()["desired"]["apps"]}
         assert apps == {"web": "1", "agent-sidecar": "1"}
-        assert s1.json()["desired"]["registries"] == {"reg.example:5000": {"username": "u", "password": "p"}}
+        assert s1.json()["desired"]["registries"] == {"reg.example:5000": {"username": "u", "password": "s3cr3t-pull-pass"}}
+        if server.backend == "sqlite":  # stored encrypted with the server secret, not in clear
+            db = b"".join(p.read_bytes() for p in server.data_dir.glob("*.db*"))
+            assert db and b"s3cr3t-pull-pass" not in db
         assert s1.json()["desired"]["files"][0]["content_b64"] == base64.b64encode(b"hi\n").decode()
         etag = s1.headers["etag"]
         assert c.get("/device/v1/state", headers={**dev, "if-none-match": etag}).status_code == 304

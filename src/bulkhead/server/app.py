@@ -78,9 +78,9 @@ def create_app(settings: Settings) -> BulkheadApp:
         auth,
         TenantService(db),
         ReleaseService(db, store),
-        DeviceService(db),
+        DeviceService(db, secret),
         secret,
-        AppService(db),
+        AppService(db, secret),
         ReportService(db),
     )
     counter = ByteCounter(db, settings.counter_flush_seconds)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
@@ -9,7 +10,7 @@ import secrets
 import time
 from pathlib import Path
 
-__all__ = ["hash_token", "load_secret", "new_token", "sign_url", "verify_url"]
+__all__ = ["hash_token", "load_secret", "new_token", "seal", "sign_url", "unseal", "verify_url"]
 
 PREFIX_API = "bht_"
 PREFIX_DEVICE = "bhd_"
@@ -58,3 +59,29 @@ def verify_url(secret: bytes, sha256: str, device_id: int, expires: int, sig: st
     if expires < (now or time.time()):
         return False
     return hmac.compare_digest(_mac(secret, sha256, device_id, expires), sig)
+
+
+def _seal_key(secret: bytes) -> bytes:
+    return hashlib.sha256(b"bulkhead-seal-v1\0" + secret).digest()
+
+
+def seal(secret: bytes, plaintext: str) -> str:
+    """Encrypt a stored secret (e.g. registry password) with the server secret: AES-256-GCM, random nonce."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = os.urandom(12)
+    return "v1:" + base64.b64encode(nonce + AESGCM(_seal_key(secret)).encrypt(nonce, plaintext.encode(), None)).decode()
+
+
+def unseal(secret: bytes, sealed: str) -> str:
+    """The plaintext of `seal`; raises ValueError if it was sealed with another secret or altered."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if not sealed.startswith("v1:"):
+        raise ValueError("not a sealed value")
+    raw = base64.b64decode(sealed[3:])
+    try:
+        return AESGCM(_seal_key(secret)).decrypt(raw[:12], raw[12:], None).decode()
+    except InvalidTag:
+        raise ValueError("sealed with another server secret, or altered") from None

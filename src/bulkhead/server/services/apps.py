@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound
 from ..models import App, Device, DeviceGroup, Release, Tenant
+from ..security import seal
 from . import audit
 from .auth import Principal
 from .desired import compose_to_containers, normalize_container, normalize_file
@@ -23,8 +24,8 @@ def app_json(a: App) -> dict[str, Any]:
 
 
 class AppService:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, secret: bytes) -> None:
+        self.db, self.secret = db, secret
 
     def create(
         self, who: Principal, name: str, version: str, containers: list[dict[str, Any]] | None, compose: str | None
@@ -66,7 +67,8 @@ class AppService:
         with self.db.session() as s:
             tenant = s.get(Tenant, tid)
             assert tenant is not None
-            tenant.registries = {**(tenant.registries or {}), host: {"username": username, "password": password}}
+            sealed = seal(self.secret, password)  # stored encrypted with the server secret
+            tenant.registries = {**(tenant.registries or {}), host: {"username": username, "password": sealed}}
             audit.record(s, who, "registry.set", host, username=username)
             return {"host": host, "username": username}
 

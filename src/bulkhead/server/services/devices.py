@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 from typing import Any
 
@@ -12,12 +13,14 @@ from sqlalchemy.orm import Session
 from ..db import Database
 from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from ..models import App, BootstrapToken, Device, DeviceGroup, Release, Tenant, utcnow
-from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token
+from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token, unseal
 from . import audit
 from .auth import Principal, _aware
 from .desired import image_registry, merge_desired
 
 __all__ = ["DeviceService", "device_json", "find_device"]
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
@@ -54,8 +57,8 @@ def find_device(s: Session, tenant_id: int, ref: str) -> Device:
 
 
 class DeviceService:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, secret: bytes) -> None:
+        self.db, self.secret = db, secret
 
     # -- bootstrap tokens ---------------------------------------------------------
     def create_bootstrap(
@@ -260,7 +263,12 @@ class DeviceService:
             hosts = {image_registry(c["image"]) for a in apps for c in a["containers"]}
             tenant = s.get(Tenant, dev.tenant_id)
             known = (tenant.registries if tenant else None) or {}
-            registries = {h: known[h] for h in sorted(x for x in hosts if x) if h in known}
+            registries = {}
+            for h in sorted(x for x in hosts if x and x in known):
+                try:
+                    registries[h] = {"username": known[h]["username"], "password": unseal(self.secret, known[h]["password"])}
+                except ValueError:
+                    log.error("registry credentials for %s cannot be decrypted (server secret changed?); set them again", h)
             return dev, rel, {"apps": apps, "files": merged["files"], "registries": registries}
 
     def device_release(self, who: Principal, release_id: int) -> Release:
