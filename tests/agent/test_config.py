@@ -43,3 +43,9 @@ def test_unreadable_config(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("server = ")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_config(tmp_path / "bad.toml")
+
+
+def test_shipped_example_config_is_valid() -> None:
+    example = Path(__file__).resolve().parents[2] / "contrib" / "agent.toml.example"
+    cfg = load_config(example)
+    assert cfg.data_dir == Path("/data/bulkhead") and cfg.reboot_command == ("systemctl", "reboot")
