@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
 from .apps import LABEL_APP, LABEL_OWNER, LABEL_SPEC, LABEL_VERSION, Running, spec_hash
+from .command import run_tool
 from .errors import PodmanError
 from .state import write_atomic
 
@@ -37,15 +37,8 @@ class Podman:
         self.insecure, self.authfile = insecure_registries, authfile
 
     def _run(self, *args: str, timeout: float = 600) -> str:
-        try:
-            r = subprocess.run([*self.command, *args], capture_output=True, text=True, timeout=timeout, check=False)
-        except FileNotFoundError:
-            raise PodmanError(f"'{self.command[0]}' is not installed: apps need Podman on the device") from None
-        except subprocess.TimeoutExpired:
-            raise PodmanError(f"'podman {args[0]}' did not finish within {timeout:.0f} s") from None
-        if r.returncode != 0:
-            raise PodmanError(f"'podman {' '.join(args[:2])}' failed: {(r.stderr or r.stdout).strip()[-600:]}")
-        return r.stdout
+        label = f"podman {' '.join(args[:2])}"
+        return run_tool(self.command, args, PodmanError, "apps need Podman on the device", label, timeout)
 
     def managed(self) -> list[Running]:
         out = self._run("ps", "-a", "--format", "json", "--filter", f"label={LABEL_OWNER}={self.owner}")

@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .command import run_tool
 from .errors import RaucError
 
 __all__ = ["Rauc", "RaucStatus", "SlotInfo", "parse_progress", "parse_status"]
@@ -94,15 +95,8 @@ class Rauc:
         self.command, self.env, self.timeout = command, dict(env) if env is not None else None, timeout
 
     def _run(self, *args: str, timeout: float = 60) -> str:
-        try:
-            r = subprocess.run([*self.command, *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False)
-        except FileNotFoundError:
-            raise RaucError(f"'{self.command[0]}' is not installed: the agent needs RAUC on the device") from None
-        except subprocess.TimeoutExpired:
-            raise RaucError(f"'rauc {' '.join(args)}' did not finish within {timeout:.0f} s") from None
-        if r.returncode != 0:
-            raise RaucError(f"'rauc {' '.join(args)}' failed: {(r.stderr or r.stdout).strip()[-600:]}")
-        return r.stdout
+        label = f"rauc {' '.join(args)}"
+        return run_tool(self.command, args, RaucError, "the agent needs RAUC on the device", label, timeout, self.env)
 
     def status(self) -> RaucStatus:
         out = self._run("status", "--detailed", "--output-format=json")

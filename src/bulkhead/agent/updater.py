@@ -115,19 +115,11 @@ class Updater:
             if desired is None or desired.id != state.release.id:
                 self._finish(state, "canceled", "the desired release changed before the install started")
                 return
-            source = self._download(state.release, desired)
-            state = state.to(Phase.INSTALLING, install_attempts=state.install_attempts + 1)
-            self._save(state)
-            self._install(state, source)
-            status = self.rauc.status()
-            state = self._save(state.to(Phase.REBOOTING, target_slot=status.primary))
+            state = self._install(state, self._download(state.release, desired))
         elif state.phase is Phase.INSTALLING:
             assert state.release is not None
-            source = self._download(state.release, desired if desired and desired.id == state.release.id else state.release)
-            state = self._save(state.to(Phase.INSTALLING, install_attempts=state.install_attempts + 1))
-            self._install(state, source)
-            status = self.rauc.status()
-            state = self._save(state.to(Phase.REBOOTING, target_slot=status.primary))
+            fresh = desired if desired and desired.id == state.release.id else state.release
+            state = self._install(state, self._download(state.release, fresh))
         if state.phase in (Phase.REBOOTING, Phase.ROLLING_BACK):
             self._reboot(state)
             return
@@ -148,8 +140,10 @@ class Updater:
 
         return str(fetch_release(self.client, rel, self.downloads, progress, self.rate_limit))
 
-    def _install(self, state: UpdateState, source: str) -> None:
+    def _install(self, state: UpdateState, source: str) -> UpdateState:
+        """Count the attempt, install through RAUC, and note the slot it made primary; the next phase is the reboot."""
         assert state.release is not None
+        state = self._save(state.to(Phase.INSTALLING, install_attempts=state.install_attempts + 1))
         last = [-1]
 
         def progress(pct: int, message: str) -> None:
@@ -165,6 +159,7 @@ class Updater:
         except RaucError as e:
             self._finish(state, "failure", str(e))
             raise
+        return self._save(state.to(Phase.REBOOTING, target_slot=self.rauc.status().primary))
 
     def _reboot(self, state: UpdateState) -> None:
         self._save(state.to(state.phase, reboot_attempts=state.reboot_attempts + 1), report=False)
