@@ -23,10 +23,16 @@ __all__ = ["Lab", "load_lab", "request", "write_lab"]
 log = logging.getLogger("bulkhead.lab")
 
 
+def _write_json(path: Path, doc: Any) -> None:
+    """Readers (the CLI, tests) poll these files: they must never see a half-written one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    tmp.replace(path)
+
+
 def write_lab(directory: Path, specs: list[DeviceSpec]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    doc = {"devices": [{**asdict(s), "keyring": str(s.keyring)} for s in specs]}
-    (directory / "lab.json").write_text(json.dumps(doc, indent=1))
+    _write_json(directory / "lab.json", {"devices": [{**asdict(s), "keyring": str(s.keyring)} for s in specs]})
 
 
 def load_lab(directory: Path) -> list[DeviceSpec]:
@@ -38,9 +44,7 @@ def request(directory: Path, device: str, **req: Any) -> None:
     """Leave a request for the supervisor (power-cut, reboot, fail-health)."""
     ctl = directory / "control"
     ctl.mkdir(parents=True, exist_ok=True)
-    tmp = ctl / f".{device}.json"
-    tmp.write_text(json.dumps(req))
-    tmp.replace(ctl / f"{device}.json")
+    _write_json(ctl / f"{device}.json", req)
 
 
 class Lab:
@@ -112,14 +116,15 @@ class Lab:
     def run(self) -> None:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "_stop", True))
         self.up()
-        (self.dir / "ready").write_text(json.dumps(self.status()))
+        _write_json(self.dir / "status.json", self.status())
+        _write_json(self.dir / "ready", self.status())
         try:
             while not self._stop and self._parent_alive():
                 self._requests()
                 self._power_cuts()
                 for d in self.devices.values():
                     d.tick()
-                (self.dir / "status.json").write_text(json.dumps(self.status()))
+                _write_json(self.dir / "status.json", self.status())
                 time.sleep(0.1)
         finally:
             self.down()
