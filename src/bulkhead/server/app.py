@@ -15,18 +15,20 @@ from fastapi.responses import JSONResponse
 
 from bulkhead import __version__
 
-from .api import device, management
+from .api import device, management, rollouts
 from .api.deps import Services
 from .db import Database, migrate
 from .delivery.app import DeliveryApp, Receive, Scope, Send
 from .delivery.counters import ByteCounter
 from .errors import ServerError
+from .jobs import Jobs
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
 from .services.apps import AppService
 from .services.auth import Authenticator
 from .services.devices import DeviceService
 from .services.releases import ReleaseService
 from .services.reports import ReportService
+from .services.rollouts import RolloutService
 from .services.tenants import TenantService
 from .settings import Settings
 from .store import ArtifactStore
@@ -71,6 +73,10 @@ def create_app(settings: Settings) -> BulkheadApp:
     store.clean_incoming()
     secret = load_secret(settings.data_dir)
     auth = Authenticator(db, hash_token(system_token(settings.data_dir)))
+    rollout_svc = RolloutService(db)
+    jobs = Jobs(settings, rollout_svc)
+    svc_devices = DeviceService(db, secret)
+    svc_devices.on_change = lambda: jobs.advance(None)
     svc = Services(
         settings,
         db,
@@ -78,17 +84,20 @@ def create_app(settings: Settings) -> BulkheadApp:
         auth,
         TenantService(db),
         ReleaseService(db, store),
-        DeviceService(db, secret),
+        svc_devices,
         secret,
         AppService(db, secret),
-        ReportService(db),
+        ReportService(db, rollout_svc),
+        rollout_svc,
     )
     counter = ByteCounter(db, settings.counter_flush_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         counter.start()
+        jobs.start()
         yield
+        jobs.stop()
         await counter.stop()
         db.dispose()
 
@@ -101,6 +110,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.state.services = svc
     api.include_router(management.router)
     api.include_router(device.router)
+    api.include_router(rollouts.router)
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:

@@ -35,6 +35,8 @@ class Tenant(Base):
     keyring_check_purpose: Mapped[str] = mapped_column(String(16), default="smimesign")
     # Container registry credentials devices use to pull app images: {host: {username, password}}.
     registries: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # hawkBit DDI settings: {"gateway_token_hash", "auto_register": bool}.
+    ddi: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -85,6 +87,8 @@ class DeviceGroup(Base):
     name: Mapped[str] = mapped_column(String(128))
     # Desired state shared by the group's devices: {"release_id", "apps": {name: version}, "files": [...]}.
     desired: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Maintenance window of the group's devices: {"cron", "duration_minutes", "timezone"} or null.
+    window: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class App(Base):
@@ -135,6 +139,8 @@ class Device(Base):
     # Latest update status the agent reported: {"phase", "release_id", "version", "reason", "progress", "at"}.
     update_status: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     report_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    # DDI: the server asks for configData until the device has sent its attributes.
+    attributes_wanted: Mapped[bool] = mapped_column(Boolean, default=True)
     last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     enrolled_with: Mapped[int | None] = mapped_column(ForeignKey("bootstrap_tokens.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -154,6 +160,55 @@ class DeviceEvent(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     device_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Rollout(Base):
+    """A release to the devices a filter selects, in phases, under the owner's control."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    # {"tags": [...], "groups": [...], "compatible": str|null, "attributes": {key: value}}
+    target: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # [{"name", "group"|null, "percent"|null, "success_threshold", "error_threshold"}]
+    phases: Mapped[list[Any]] = mapped_column(JSON)
+    action_type: Mapped[str] = mapped_column(String(16))
+    window: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    start_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    current_phase: Mapped[int] = mapped_column(Integer, default=0)
+    pause_reason: Mapped[str | None] = mapped_column(Text)
+    # Failures per phase the operator accepted by resuming: {"0": 1}.
+    accepted_failures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_by: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Action(Base):
+    """One device's part in a rollout, with its status history."""
+
+    __tablename__ = "actions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), index=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    phase: Mapped[int] = mapped_column(Integer)
+    action_type: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(24))
+    active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    # Status before a cancel was asked: a device that rejects the cancel goes back to it.
+    status_before_cancel: Mapped[str | None] = mapped_column(String(24))
+    bytes_base: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_done: Mapped[int | None] = mapped_column(BigInteger)
+    history: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class AuditEvent(Base):

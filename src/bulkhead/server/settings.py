@@ -20,6 +20,17 @@ class Settings(BaseModel):
     poll_interval: int = Field(default=60, ge=5, le=86400)
     counter_flush_seconds: float = Field(default=5.0, gt=0)
     public_url: str | None = None
+    jobs_url: str | None = None
+    # hawkBit DDI: the header a trusted TLS-terminating proxy sets to the client certificate's CN
+    # (e.g. nginx `proxy_set_header X-Ssl-Client-Cn $ssl_client_s_dn_cn`); unset = certificates not accepted.
+    ddi_cert_header: str | None = None
+
+    @field_validator("jobs_url")
+    @classmethod
+    def _jobs(cls, v: str | None) -> str | None:
+        if v and not v.startswith(("redis://", "rediss://")):
+            raise ValueError("must be redis://HOST:PORT/DB (unset: the embedded SQLite queue)")
+        return v or None
 
     @field_validator("database_url")
     @classmethod
@@ -47,6 +58,8 @@ _ENV = {
     "signed_url_ttl": "BULKHEAD_SIGNED_URL_TTL",
     "poll_interval": "BULKHEAD_POLL_INTERVAL",
     "public_url": "BULKHEAD_PUBLIC_URL",
+    "jobs_url": "BULKHEAD_JOBS_URL",
+    "ddi_cert_header": "BULKHEAD_DDI_CERT_HEADER",
     "data_dir": "BULKHEAD_DATA_DIR",
 }
 

@@ -12,6 +12,7 @@ from ..services.auth import Authenticator, Principal
 from ..services.devices import DeviceService
 from ..services.releases import ReleaseService
 from ..services.reports import ReportService
+from ..services.rollouts import RolloutService
 from ..services.tenants import TenantService
 from ..settings import Settings
 from ..store import ArtifactStore
@@ -31,6 +32,7 @@ class Services:
     secret: bytes
     apps: AppService
     reports: ReportService
+    rollouts: RolloutService
 
 
 def services(request: Request) -> Services:

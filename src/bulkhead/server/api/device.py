@@ -42,6 +42,7 @@ def state(request: Request, response: Response, who: Principal = Depends(princip
     gets 403 from an expired URL asks again without If-None-Match.
     """
     dev, rel, desired = svc.devices.own_state(who)
+    action = desired.pop("action", None)
     release: dict[str, Any] | None = None
     base = svc.settings.public_url or str(request.base_url).rstrip("/")
     if rel is not None:
@@ -52,6 +53,9 @@ def state(request: Request, response: Response, who: Principal = Depends(princip
             "sha256": rel.sha256,
             "size": rel.size,
             "url": f"{base}/device/v1/releases/{rel.id}/bundle",
+            # A rollout's action: whether the device may install now (download-only or outside its
+            # maintenance window: download, then wait).
+            "action": action,
         }
     body: dict[str, Any] = {
         "device": {"id": dev.id, "name": dev.name, "tags": dev.tags, "groups": dev.groups, "attributes": dev.attributes},

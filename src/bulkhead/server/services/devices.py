@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -17,6 +18,7 @@ from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token, u
 from . import audit
 from .auth import Principal, _aware
 from .desired import image_registry, merge_desired
+from .rollouts import install_allowed, open_action
 
 __all__ = ["DeviceService", "device_json", "find_device"]
 
@@ -59,6 +61,8 @@ def find_device(s: Session, tenant_id: int, ref: str) -> Device:
 class DeviceService:
     def __init__(self, db: Database, secret: bytes) -> None:
         self.db, self.secret = db, secret
+        # Called after a device joined or changed (enrolled, approved, tagged): running rollouts may take it in.
+        self.on_change: Callable[[], object] = lambda: None
 
     # -- bootstrap tokens ---------------------------------------------------------
     def create_bootstrap(
@@ -174,7 +178,9 @@ class DeviceService:
             audit.record(
                 s, Principal("device", name, bt.tenant_id), "device.enroll", name, bt.tenant_id, bootstrap=bt.name, status=status
             )
-            return {"device_id": dev.id, "name": name, "credential": credential, "status": status}
+            out = {"device_id": dev.id, "name": name, "credential": credential, "status": status}
+        self.on_change()
+        return out
 
     # -- management -----------------------------------------------------------------
     def _own(self, s: Session, who: Principal, ref: str) -> Device:
@@ -203,7 +209,9 @@ class DeviceService:
                 raise Conflict(f"device '{dev.name}' is {dev.status}, not pending approval")
             dev.status = "active"
             audit.record(s, who, "device.approve", dev.name)
-            return device_json(dev)
+            out = device_json(dev)
+        self.on_change()
+        return out
 
     def tag(self, who: Principal, ref: str, add: list[str], remove: list[str]) -> dict[str, Any]:
         who.require("operator")
@@ -214,7 +222,9 @@ class DeviceService:
             dev = self._own(s, who, ref)
             dev.tags = sorted((set(dev.tags) | set(add)) - set(remove))
             audit.record(s, who, "device.tag", dev.name, add=add, remove=remove)
-            return device_json(dev)
+            out = device_json(dev)
+        self.on_change()
+        return out
 
     def set_desired_release(self, who: Principal, ref: str, release_id: int | None) -> dict[str, Any]:
         who.require("operator")
@@ -255,6 +265,18 @@ class DeviceService:
             rel = s.get(Release, merged["release_id"]) if merged["release_id"] else None
             if rel is not None and (rel.tenant_id != dev.tenant_id or rel.compatible != dev.compatible):
                 rel = None
+            action: dict[str, Any] | None = None
+            act = open_action(s, dev.id)
+            if act is not None and act.status != "canceling":
+                # A rollout's action outranks the group's or device's desired release while it is open.
+                rel = s.get(Release, act.release_id)
+                ok, opens = install_allowed(s, act, dev, utcnow())
+                action = {
+                    "id": act.id,
+                    "type": act.action_type,
+                    "install": ok,
+                    "window_opens_at": opens.isoformat() if opens else None,
+                }
             apps = []
             for name, version in merged["apps"].items():
                 app = s.scalar(select(App).where(App.tenant_id == dev.tenant_id, App.name == name, App.version == version))
@@ -269,7 +291,7 @@ class DeviceService:
                     registries[h] = {"username": known[h]["username"], "password": unseal(self.secret, known[h]["password"])}
                 except ValueError:
                     log.error("registry credentials for %s cannot be decrypted (server secret changed?); set them again", h)
-            return dev, rel, {"apps": apps, "files": merged["files"], "registries": registries}
+            return dev, rel, {"apps": apps, "files": merged["files"], "registries": registries, "action": action}
 
     def device_release(self, who: Principal, release_id: int) -> Release:
         """A release this device may download: same tenant and compatible."""

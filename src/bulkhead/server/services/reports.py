@@ -12,6 +12,7 @@ from ..errors import Forbidden, Invalid, Unauthorized
 from ..models import Device, DeviceEvent, utcnow
 from .auth import Principal
 from .devices import find_device
+from .rollouts import RolloutService
 
 __all__ = ["EVENT_KINDS", "PHASES", "ReportService"]
 
@@ -28,6 +29,7 @@ PHASES = (
     "rolled_back",
     "canceled",
     "applied",
+    "downloaded",
 )
 MAX_EVENTS = 500
 MAX_INVENTORY_BYTES = 512 * 1024
@@ -59,8 +61,8 @@ def _event(raw: Any) -> dict[str, Any]:
 
 
 class ReportService:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, rollouts: RolloutService) -> None:
+        self.db, self.rollouts = db, rollouts
 
     def ingest(self, who: Principal, events: list[Any], inventory: dict[str, Any] | None) -> dict[str, Any]:
         """Record a batch; events at or below the last accepted seq are duplicates of a retried batch and are skipped."""
@@ -76,6 +78,7 @@ class ReportService:
             if dev is None:
                 raise Unauthorized("device no longer exists: enroll again")
             fresh = [e for e in parsed if e["seq"] > dev.report_seq]
+            changed: set[int] = set()
             for e in fresh:
                 s.add(
                     DeviceEvent(
@@ -96,12 +99,18 @@ class ReportService:
                         **{k: e["details"][k] for k in ("version", "reason", "progress", "slot") if k in e["details"]},
                         "at": (e["at"] or utcnow()).isoformat(),
                     }
+                    rid = self.rollouts.on_agent_event(s, dev, e["phase"], e["release_id"], e["details"].get("reason"))
+                    if rid is not None:
+                        changed.add(rid)
             if fresh:
                 dev.report_seq = fresh[-1]["seq"]
             if inventory is not None:
                 dev.reported = inventory
             dev.last_seen = utcnow()
-            return {"accepted_seq": dev.report_seq}
+            accepted = dev.report_seq
+        for rid in changed:
+            self.rollouts.on_change(rid)
+        return {"accepted_seq": accepted}
 
     def events(self, who: Principal, ref: str, limit: int = 100) -> list[dict[str, Any]]:
         who.require("viewer")

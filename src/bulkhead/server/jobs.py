@@ -1,0 +1,67 @@
+"""Background jobs through huey: rollout progression now, at a scheduled time, and on a periodic sweep.
+
+The embedded default keeps its queue in `jobs.db` (SQLite) in the data directory, so nothing else has to
+run; `BULKHEAD_JOBS_URL=redis://HOST:6379/0` puts the queue in Redis, which lets several server machines
+(or `bulkhead worker` processes) share it. Each server process runs a small in-process consumer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from huey import RedisHuey, SqliteHuey, crontab
+from huey.api import Huey
+from huey.consumer import Consumer
+
+from .services.rollouts import RolloutService
+from .settings import Settings
+
+__all__ = ["Jobs"]
+
+log = logging.getLogger(__name__)
+
+
+class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
+    """A consumer that lives inside the server process: the ASGI server owns the signal handlers."""
+
+    def _set_signal_handlers(self) -> None:
+        return None
+
+
+class Jobs:
+    def __init__(self, settings: Settings, rollouts: RolloutService) -> None:
+        self.huey: Huey = (
+            RedisHuey("bulkhead", url=settings.jobs_url, results=False)
+            if settings.jobs_url
+            else SqliteHuey("bulkhead", filename=str(settings.data_dir / "jobs.db"), results=False)
+        )
+        self.rollouts = rollouts
+        self._consumer: Consumer | None = None
+
+        def advance(rollout_id: int | None) -> None:
+            rollouts.advance(rollout_id)
+
+        def sweep() -> None:
+            """Scheduled starts that were missed, and devices that joined a running rollout's target."""
+            rollouts.advance(None)
+
+        self._advance = self.huey.task(name="rollouts.advance", retries=3, retry_delay=5)(advance)
+        self.huey.periodic_task(crontab(minute="*"), name="rollouts.sweep")(sweep)
+        rollouts.on_change = self.advance
+
+    def advance(self, rollout_id: int | None, eta: dt.datetime | None = None) -> Any:
+        if eta is not None:
+            # huey keeps whole seconds: a little late is fine, early would find the rollout not yet due.
+            return self._advance.schedule(args=(rollout_id,), eta=eta.astimezone(dt.UTC) + dt.timedelta(seconds=1))
+        return self._advance(rollout_id)
+
+    def start(self, workers: int = 1) -> None:
+        self._consumer = _EmbeddedConsumer(self.huey, workers=workers, worker_type="thread", periodic=True)
+        self._consumer.start()
+
+    def stop(self) -> None:
+        if self._consumer is not None:
+            self._consumer.stop(graceful=True)
+            self._consumer = None

@@ -1,0 +1,211 @@
+"""The pure core of rollouts: validation, targeting, phase assignment, thresholds and maintenance windows.
+
+Nothing here touches the database or the clock: callers pass `now` and plain values, so every rule is
+table-tested (tests/server/test_rollout_plan.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+
+from ..errors import Invalid
+
+__all__ = [
+    "ACTION_STATUSES",
+    "ACTION_TYPES",
+    "FAILED",
+    "OPEN",
+    "TERMINAL",
+    "assign_phase",
+    "matches",
+    "next_opening",
+    "parse_phases",
+    "parse_target",
+    "parse_window",
+    "phase_verdict",
+    "window_open",
+]
+
+ACTION_TYPES = ("soft", "forced", "download_only")
+OPEN = ("scheduled", "downloading", "downloaded", "installing", "rebooting", "canceling")
+FAILED = ("failure", "rolled_back")
+TERMINAL = ("success", *FAILED, "canceled")
+ACTION_STATUSES = (*OPEN, *TERMINAL)
+_TARGET_KEYS = {"tags", "groups", "compatible", "attributes"}
+_PHASE_KEYS = {"name", "group", "percent", "success_threshold", "error_threshold"}
+
+
+def _names(raw: Any, what: str) -> list[str]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(x, str) and x for x in raw):
+        raise Invalid(f"target.{what} must be a list of names")
+    return list(raw)
+
+
+def parse_target(raw: Any) -> dict[str, Any]:
+    """Validate a target filter. Every given condition must hold (tags: all of them; groups: any of them)."""
+    if not isinstance(raw, dict):
+        raise Invalid("target must be an object with tags, groups, compatible and/or attributes")
+    unknown = set(raw) - _TARGET_KEYS
+    if unknown:
+        raise Invalid(f"target has unknown keys {sorted(unknown)}; use {sorted(_TARGET_KEYS)}")
+    attrs = raw.get("attributes") or {}
+    if not isinstance(attrs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in attrs.items()):
+        raise Invalid("target.attributes must map attribute names to the required string values")
+    compatible = raw.get("compatible")
+    if compatible is not None and not isinstance(compatible, str):
+        raise Invalid("target.compatible must be a string")
+    return {
+        "tags": _names(raw.get("tags"), "tags"),
+        "groups": _names(raw.get("groups"), "groups"),
+        "compatible": compatible,
+        "attributes": attrs,
+    }
+
+
+def matches(
+    target: Mapping[str, Any], compatible: str, tags: Sequence[str], groups: Sequence[str], attributes: Mapping[str, Any]
+) -> bool:
+    if target.get("compatible") and target["compatible"] != compatible:
+        return False
+    if not set(target.get("tags") or []) <= set(tags):
+        return False
+    wanted_groups = target.get("groups") or []
+    if wanted_groups and not set(wanted_groups) & set(groups):
+        return False
+    return all(str(attributes.get(k)) == v for k, v in (target.get("attributes") or {}).items())
+
+
+def _threshold(raw: Any, default: int, what: str) -> int:
+    value = default if raw is None else raw
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise Invalid(f"{what} must be a percentage from 0 to 100")
+    return value
+
+
+def parse_phases(raw: Any) -> list[dict[str, Any]]:
+    """Phases by group or by percentage of the target; none given means one phase with every device."""
+    if raw is None or raw == []:
+        raw = [{"percent": 100}]
+    if not isinstance(raw, list) or len(raw) > 50:
+        raise Invalid("phases must be a list of at most 50 phases")
+    phases, total = [], 0
+    for i, p in enumerate(raw, 1):
+        if not isinstance(p, dict):
+            raise Invalid(f"phase {i} must be an object")
+        unknown = set(p) - _PHASE_KEYS
+        if unknown:
+            raise Invalid(f"phase {i} has unknown keys {sorted(unknown)}; use {sorted(_PHASE_KEYS)}")
+        group, percent = p.get("group"), p.get("percent")
+        if (group is None) == (percent is None):
+            raise Invalid(f"phase {i} needs exactly one of 'group' (a device group) or 'percent' (of the target)")
+        if percent is not None:
+            if not isinstance(percent, int) or isinstance(percent, bool) or not 1 <= percent <= 100:
+                raise Invalid(f"phase {i}: percent must be an integer from 1 to 100")
+            total += percent
+            if total > 100:
+                raise Invalid(f"phase {i}: the phases' percentages add up to more than 100")
+        elif not isinstance(group, str) or not group:
+            raise Invalid(f"phase {i}: group must be a group name")
+        phases.append(
+            {
+                "name": str(p.get("name") or (f"group {group}" if group else f"{percent}%")),
+                "group": group,
+                "percent": percent,
+                "success_threshold": _threshold(p.get("success_threshold"), 100, f"phase {i}: success_threshold"),
+                "error_threshold": _threshold(p.get("error_threshold"), 20, f"phase {i}: error_threshold"),
+            }
+        )
+    return phases
+
+
+def _bucket(rollout_id: int, device_id: int) -> int:
+    """A stable 0..99 position of a device within a rollout, so percentage phases pick a fair sample."""
+    return int.from_bytes(hashlib.sha256(f"{rollout_id}:{device_id}".encode()).digest()[:4], "big") % 100
+
+
+def assign_phase(phases: Sequence[Mapping[str, Any]], rollout_id: int, device_id: int, groups: Sequence[str]) -> int:
+    """The phase a device belongs to: the first group phase naming one of its groups, else its percentage
+    bucket among the percentage phases, else the last phase (devices nobody placed still get the release)."""
+    for i, p in enumerate(phases):
+        if p.get("group") and p["group"] in groups:
+            return i
+    bucket, upto = _bucket(rollout_id, device_id), 0
+    for i, p in enumerate(phases):
+        if p.get("percent"):
+            upto += int(p["percent"])
+            if bucket < upto:
+                return i
+    return len(phases) - 1
+
+
+def phase_verdict(phase: Mapping[str, Any], counts: Mapping[str, int], accepted_failures: int = 0) -> tuple[str, str]:
+    """("pause", why) when the error threshold is crossed, ("next", why) when the success threshold is met,
+    else ("wait", ""). Failures the operator accepted by resuming count as done, not as errors."""
+    total = sum(counts.values())
+    if total == 0:
+        return "next", "phase has no devices"
+    failed = sum(counts.get(s, 0) for s in FAILED)
+    fresh_failures = max(0, failed - accepted_failures)
+    if fresh_failures and fresh_failures * 100 >= phase["error_threshold"] * total:
+        return "pause", (
+            f"{failed} of {total} devices failed in phase '{phase['name']}' "
+            f"(error threshold {phase['error_threshold']}%); resume to go on, or cancel"
+        )
+    done = counts.get("success", 0) + min(failed, accepted_failures)
+    if done * 100 >= phase["success_threshold"] * total:
+        return "next", f"{done} of {total} devices done in phase '{phase['name']}'"
+    return "wait", ""
+
+
+def parse_window(raw: Any) -> dict[str, Any] | None:
+    """A maintenance window: a cron expression for its start, a duration, and a time zone (default UTC)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise Invalid("window must be an object with cron, duration_minutes and timezone")
+    unknown = set(raw) - {"cron", "duration_minutes", "timezone"}
+    if unknown:
+        raise Invalid(f"window has unknown keys {sorted(unknown)}; use cron, duration_minutes, timezone")
+    cron, minutes, tz = raw.get("cron"), raw.get("duration_minutes"), raw.get("timezone") or "UTC"
+    if not isinstance(cron, str) or not croniter.is_valid(cron) or len(cron.split()) != 5:
+        raise Invalid(f"window.cron {cron!r} is not a 5-field cron expression (e.g. '0 2 * * *' for 02:00 daily)")
+    if not isinstance(minutes, int) or isinstance(minutes, bool) or not 1 <= minutes <= 7 * 24 * 60:
+        raise Invalid("window.duration_minutes must be an integer from 1 to 10080 (a week)")
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid(f"window.timezone {tz!r} is not an IANA time zone (e.g. 'Europe/Berlin')") from None
+    return {"cron": cron, "duration_minutes": minutes, "timezone": tz}
+
+
+def _last_start(window: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
+    local = now.astimezone(ZoneInfo(window["timezone"])).replace(second=0, microsecond=0)
+    if croniter.match(window["cron"], local):
+        return local
+    prev: dt.datetime = croniter(window["cron"], local).get_prev(dt.datetime)
+    return prev
+
+
+def window_open(window: Mapping[str, Any] | None, now: dt.datetime) -> bool:
+    """True when there is no window or `now` lies within [start, start + duration) of its latest start."""
+    if not window:
+        return True
+    start = _last_start(window, now)
+    return now < start + dt.timedelta(minutes=int(window["duration_minutes"]))
+
+
+def next_opening(window: Mapping[str, Any], now: dt.datetime) -> dt.datetime:
+    """When the window opens next (now, if it is open)."""
+    if window_open(window, now):
+        return now
+    local = now.astimezone(ZoneInfo(window["timezone"]))
+    nxt: dt.datetime = croniter(window["cron"], local).get_next(dt.datetime)
+    return nxt.astimezone(dt.UTC)

@@ -1,0 +1,469 @@
+"""Rollouts: create, approve, pause, resume, cancel, retry; progression; device actions and their status.
+
+The rules (targeting, phases, thresholds, windows) live in rollout_plan.py; this module applies them to
+the database. `advance()` is idempotent and runs from the job queue (jobs.py) whenever an action changes,
+at a rollout's scheduled start, and on a periodic sweep that also picks up devices that joined the target.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db import Database
+from ..errors import Conflict, Invalid, NotFound
+from ..models import Action, Device, DeviceGroup, Release, Rollout, utcnow
+from . import audit
+from .auth import Principal, _aware
+from .rollout_plan import (
+    ACTION_TYPES,
+    FAILED,
+    assign_phase,
+    matches,
+    next_opening,
+    parse_phases,
+    parse_target,
+    parse_window,
+    phase_verdict,
+    window_open,
+)
+
+__all__ = ["RolloutService", "action_json", "effective_window", "open_action", "record_status"]
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 100
+# Agent update phases (reports.PHASES) -> action status.
+AGENT_PHASES = {
+    "downloading": "downloading",
+    "downloaded": "downloaded",
+    "installing": "installing",
+    "rebooting": "rebooting",
+    "verifying": "rebooting",
+    "rolling_back": "rebooting",
+    "success": "success",
+    "failure": "failure",
+    "rolled_back": "rolled_back",
+    "canceled": "canceled",
+}
+_PRIORITY = {"forced": 0, "soft": 1, "download_only": 2}
+
+
+def action_json(a: Action, device: Device | None = None) -> dict[str, Any]:
+    moved = a.bytes_done if a.bytes_done is not None else max(0, (device.bytes_served if device else a.bytes_base) - a.bytes_base)
+    return {
+        "id": a.id,
+        "rollout_id": a.rollout_id,
+        "device_id": a.device_id,
+        "device": device.name if device else None,
+        "release_id": a.release_id,
+        "phase": a.phase,
+        "type": a.action_type,
+        "status": a.status,
+        "active": a.active,
+        "bytes": moved,
+        "history": a.history,
+        "updated_at": a.updated_at.isoformat(),
+    }
+
+
+def record_status(a: Action, status: str, message: str | None = None, source: str = "server", close: bool | None = None) -> None:
+    """Set an action's status and append to its history (bounded). Terminal statuses close it."""
+    a.status = status
+    entry: dict[str, Any] = {"at": utcnow().isoformat(), "status": status, "source": source}
+    if message:
+        entry["message"] = message[:2000]
+    a.history = [*(a.history or []), entry][-HISTORY_LIMIT:]
+    a.updated_at = utcnow()
+    if close if close is not None else status in ("success", *FAILED, "canceled"):
+        a.active = False
+
+
+def open_action(s: Session, device_id: int) -> Action | None:
+    """The device's highest-priority open action: forced before soft before download-only, then the oldest."""
+    rows = list(s.scalars(select(Action).where(Action.device_id == device_id, Action.active.is_(True))))
+    if not rows:
+        return None
+    return min(rows, key=lambda a: (_PRIORITY.get(a.action_type, 9), a.id))
+
+
+def effective_window(s: Session, rollout: Rollout, device: Device) -> dict[str, Any] | None:
+    """The rollout's own window, else the first of the device's groups that has one."""
+    if rollout.window:
+        return rollout.window
+    if not device.groups:
+        return None
+    groups = {
+        g.name: g.window
+        for g in s.scalars(
+            select(DeviceGroup).where(DeviceGroup.tenant_id == device.tenant_id, DeviceGroup.name.in_(device.groups))
+        )
+    }
+    return next((groups[n] for n in device.groups if groups.get(n)), None)
+
+
+def install_allowed(s: Session, action: Action, device: Device, now: dt.datetime) -> tuple[bool, dt.datetime | None]:
+    """(may the device install now, when the window opens if it is closed)."""
+    if action.action_type == "download_only":
+        return False, None
+    rollout = s.get(Rollout, action.rollout_id)
+    window = effective_window(s, rollout, device) if rollout else None
+    if window_open(window, now):
+        return True, None
+    assert window is not None
+    return False, next_opening(window, now)
+
+
+class RolloutService:
+    def __init__(self, db: Database, on_change: Any = None) -> None:
+        self.db = db
+        # Called with a rollout id after a change that may let it progress (the job queue enqueues advance()).
+        self.on_change = on_change or (lambda _rid, _eta=None: None)
+
+    # -- reading ------------------------------------------------------------------------
+    def _own(self, s: Session, who: Principal, ref: str) -> Rollout:
+        tid = who.require_tenant()
+        q = select(Rollout).where(Rollout.tenant_id == tid)
+        q = q.where(Rollout.id == int(ref)) if ref.isdigit() else q.where(Rollout.name == ref)
+        r = s.scalar(q)
+        if r is None:
+            raise NotFound(f"rollout '{ref}' does not exist")
+        return r
+
+    def _json(self, s: Session, r: Rollout) -> dict[str, Any]:
+        rows = list(
+            s.execute(select(Action, Device).join(Device, Device.id == Action.device_id).where(Action.rollout_id == r.id))
+        )
+        per_phase: list[dict[str, Any]] = []
+        for i, p in enumerate(r.phases):
+            counts = Counter(a.status for a, _ in rows if a.phase == i)
+            per_phase.append(
+                {
+                    **p,
+                    "index": i,
+                    "state": "done" if i < r.current_phase else ("running" if i == r.current_phase else "waiting"),
+                    "devices": sum(counts.values()),
+                    "counts": dict(counts),
+                    "bytes": sum(action_json(a, d)["bytes"] for a, d in rows if a.phase == i),
+                }
+            )
+        total = Counter(a.status for a, _ in rows)
+        return {
+            "id": r.id,
+            "name": r.name,
+            "release_id": r.release_id,
+            "target": r.target,
+            "type": r.action_type,
+            "window": r.window,
+            "start_at": r.start_at.isoformat() if r.start_at else None,
+            "requires_approval": r.requires_approval,
+            "status": r.status,
+            "current_phase": r.current_phase,
+            "pause_reason": r.pause_reason,
+            "phases": per_phase,
+            "counts": dict(total),
+            "devices": len(rows),
+            "created_by": r.created_by,
+            "created_at": r.created_at.isoformat(),
+        }
+
+    def list_rollouts(self, who: Principal) -> list[dict[str, Any]]:
+        who.require("viewer")
+        with self.db.session() as s:
+            rows = s.scalars(select(Rollout).where(Rollout.tenant_id == who.require_tenant()).order_by(Rollout.id))
+            return [self._json(s, r) for r in rows]
+
+    def show(self, who: Principal, ref: str) -> dict[str, Any]:
+        who.require("viewer")
+        with self.db.session() as s:
+            return self._json(s, self._own(s, who, ref))
+
+    def actions(self, who: Principal, ref: str, status: str | None = None) -> list[dict[str, Any]]:
+        who.require("viewer")
+        with self.db.session() as s:
+            r = self._own(s, who, ref)
+            q = select(Action, Device).join(Device, Device.id == Action.device_id).where(Action.rollout_id == r.id)
+            if status:
+                q = q.where(Action.status == status)
+            return [action_json(a, d) for a, d in s.execute(q.order_by(Action.id))]
+
+    # -- operator commands --------------------------------------------------------------
+    def create(self, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        who.require("operator")
+        tid = who.require_tenant()
+        name = body.get("name")
+        if not isinstance(name, str) or not 1 <= len(name) <= 128:
+            raise Invalid("a rollout needs a name of 1-128 characters")
+        action_type = body.get("type") or "soft"
+        if action_type not in ACTION_TYPES:
+            raise Invalid(f"type must be one of {', '.join(ACTION_TYPES)}")
+        target = parse_target(body.get("target") or {})
+        phases = parse_phases(body.get("phases"))
+        window = parse_window(body.get("window"))
+        start_at = body.get("start_at")
+        if start_at is not None:
+            try:
+                start_at = dt.datetime.fromisoformat(str(start_at))
+            except ValueError:
+                raise Invalid("start_at must be an ISO 8601 time, e.g. 2026-12-01T02:00:00+01:00") from None
+            if start_at.tzinfo is None:
+                raise Invalid("start_at needs a time zone offset (e.g. +00:00)")
+        with self.db.session() as s:
+            rel = s.get(Release, body.get("release_id")) if isinstance(body.get("release_id"), int) else None
+            if rel is None or rel.tenant_id != tid:
+                raise NotFound(f"release {body.get('release_id')!r} does not exist")
+            if target["compatible"] and target["compatible"] != rel.compatible:
+                raise Invalid(f"target.compatible '{target['compatible']}' differs from the release's '{rel.compatible}'")
+            target["compatible"] = rel.compatible
+            if s.scalar(select(Rollout).where(Rollout.tenant_id == tid, Rollout.name == name)) is not None:
+                raise Conflict(f"a rollout named '{name}' already exists")
+            now = utcnow()
+            requires_approval = bool(body.get("requires_approval"))
+            status = "waiting_approval" if requires_approval else ("scheduled" if start_at and start_at > now else "running")
+            r = Rollout(
+                tenant_id=tid,
+                name=name,
+                release_id=rel.id,
+                target=target,
+                phases=phases,
+                action_type=action_type,
+                window=window,
+                start_at=start_at,
+                requires_approval=requires_approval,
+                status=status,
+                current_phase=0,
+                accepted_failures={},
+                created_by=f"{who.kind}:{who.name}",
+            )
+            s.add(r)
+            s.flush()
+            audit.record(s, who, "rollout.create", name, release=rel.version, type=action_type, status=status)
+            if status == "running":
+                self._advance(s, r, now)
+            out = self._json(s, r)
+        if status == "scheduled" and start_at is not None:
+            self.on_change(out["id"], start_at)
+        return out
+
+    def approve(self, who: Principal, ref: str) -> dict[str, Any]:
+        who.require("admin")
+        with self.db.session() as s:
+            r = self._own(s, who, ref)
+            if r.status != "waiting_approval":
+                raise Conflict(f"rollout '{r.name}' is {r.status}, not waiting for approval")
+            now = utcnow()
+            r.status = "scheduled" if r.start_at and _aware(r.start_at) > now else "running"
+            audit.record(s, who, "rollout.approve", r.name)
+            if r.status == "running":
+                self._advance(s, r, now)
+            out = self._json(s, r)
+        if out["status"] == "scheduled":
+            self.on_change(out["id"], dt.datetime.fromisoformat(out["start_at"]))
+        return out
+
+    def pause(self, who: Principal, ref: str) -> dict[str, Any]:
+        who.require("operator")
+        with self.db.session() as s:
+            r = self._own(s, who, ref)
+            if r.status not in ("running", "scheduled"):
+                raise Conflict(f"rollout '{r.name}' is {r.status}; only a running or scheduled rollout can be paused")
+            r.status, r.pause_reason, r.updated_at = "paused", f"paused by {who.name}", utcnow()
+            audit.record(s, who, "rollout.pause", r.name)
+            return self._json(s, r)
+
+    def resume(self, who: Principal, ref: str) -> dict[str, Any]:
+        """Go on after a pause; failures seen so far in the current phase count as accepted."""
+        who.require("operator")
+        with self.db.session() as s:
+            r = self._own(s, who, ref)
+            if r.status != "paused":
+                raise Conflict(f"rollout '{r.name}' is {r.status}, not paused")
+            failed = s.scalars(
+                select(Action.id).where(Action.rollout_id == r.id, Action.phase == r.current_phase, Action.status.in_(FAILED))
+            ).all()
+            r.accepted_failures = {**r.accepted_failures, str(r.current_phase): len(failed)}
+            r.status, r.pause_reason, r.updated_at = "running", None, utcnow()
+            audit.record(s, who, "rollout.resume", r.name, accepted_failures=len(failed))
+            self._advance(s, r, utcnow())
+            return self._json(s, r)
+
+    def cancel(self, who: Principal, ref: str) -> dict[str, Any]:
+        """Stop the rollout. Actions no device has started are canceled; started ones are asked to cancel."""
+        who.require("operator")
+        with self.db.session() as s:
+            r = self._own(s, who, ref)
+            if r.status in ("finished", "canceled"):
+                raise Conflict(f"rollout '{r.name}' is already {r.status}")
+            r.status, r.updated_at = "canceled", utcnow()
+            for a in s.scalars(select(Action).where(Action.rollout_id == r.id, Action.active.is_(True))):
+                if a.status == "scheduled":
+                    record_status(a, "canceled", "rollout canceled before the device started")
+                elif a.status != "canceling":
+                    a.status_before_cancel = a.status
+                    record_status(a, "canceling", "rollout canceled: waiting for the device to confirm")
+            audit.record(s, who, "rollout.cancel", r.name)
+            return self._json(s, r)
+
+    def retry(self, who: Principal, ref: str) -> dict[str, Any]:
+        """Give failed and rolled-back devices a new action (a new attempt for the agent and DDI clients)."""
+        who.require("operator")
+        with self.db.session() as s:
+            r = self._own(s, who, ref)
+            if r.status in ("canceled", "waiting_approval"):
+                raise Conflict(f"rollout '{r.name}' is {r.status}; failed devices cannot be retried")
+            failed = list(s.scalars(select(Action).where(Action.rollout_id == r.id, Action.status.in_(FAILED))))
+            latest: dict[int, Action] = {}
+            for a in s.scalars(select(Action).where(Action.rollout_id == r.id).order_by(Action.id)):
+                latest[a.device_id] = a
+            retried = 0
+            for a in failed:
+                if latest[a.device_id] is not a:
+                    continue
+                dev = s.get(Device, a.device_id)
+                if dev is None:
+                    continue
+                self._new_action(s, r, dev, a.phase, "retry of a failed attempt")
+                retried += 1
+            if r.status == "finished" and retried:
+                r.status = "running"
+            r.accepted_failures = {}
+            audit.record(s, who, "rollout.retry", r.name, devices=retried)
+            out = self._json(s, r)
+            out["retried"] = retried
+            return out
+
+    def delete(self, who: Principal, ref: str) -> None:
+        who.require("admin")
+        with self.db.session() as s:
+            r = self._own(s, who, ref)
+            if r.status in ("running", "paused", "scheduled") and s.scalar(
+                select(Action.id).where(Action.rollout_id == r.id, Action.active.is_(True)).limit(1)
+            ):
+                raise Conflict(f"rollout '{r.name}' still has open actions; cancel it first")
+            audit.record(s, who, "rollout.delete", r.name)
+            s.delete(r)
+
+    def set_group_window(self, who: Principal, name: str, raw: Any) -> dict[str, Any]:
+        who.require("operator")
+        window = parse_window(raw)
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            g = s.scalar(select(DeviceGroup).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == name))
+            if g is None:
+                g = DeviceGroup(tenant_id=tid, name=name, desired={})
+                s.add(g)
+            g.window = window
+            audit.record(s, who, "group.window", name, window=window)
+            return {"group": name, "window": window}
+
+    # -- progression --------------------------------------------------------------------
+    def advance(self, rollout_id: int | None = None, now: dt.datetime | None = None) -> None:
+        """Move one rollout (or every active one) as far as its rules allow. Safe to run concurrently."""
+        now = now or utcnow()
+        with self.db.session() as s:
+            q = select(Rollout).where(Rollout.status.in_(("scheduled", "running")))
+            if rollout_id is not None:
+                q = q.where(Rollout.id == rollout_id)
+            for r in s.scalars(q.with_for_update(skip_locked=True)):
+                self._advance(s, r, now)
+
+    def _new_action(self, s: Session, r: Rollout, dev: Device, phase: int, why: str) -> Action:
+        a = Action(
+            tenant_id=r.tenant_id,
+            rollout_id=r.id,
+            device_id=dev.id,
+            release_id=r.release_id,
+            phase=phase,
+            action_type=r.action_type,
+            status="scheduled",
+            active=True,
+            bytes_base=dev.bytes_served or 0,
+            history=[],
+        )
+        record_status(a, "scheduled", why)
+        s.add(a)
+        return a
+
+    def _advance(self, s: Session, r: Rollout, now: dt.datetime) -> None:
+        if r.status == "scheduled":
+            if r.start_at and _aware(r.start_at) > now:
+                if _aware(r.start_at) - now < dt.timedelta(seconds=5):
+                    self.on_change(r.id, _aware(r.start_at))  # woken a moment early: try again at the start
+                return
+            r.status = "running"
+            audit.record(s, _scheduler(r), "rollout.start", r.name)
+        if r.status != "running":
+            return
+        known = {a.device_id: a for a in s.scalars(select(Action).where(Action.rollout_id == r.id).order_by(Action.id))}
+        devices = s.scalars(
+            select(Device).where(
+                Device.tenant_id == r.tenant_id, Device.compatible == r.target["compatible"], Device.status == "active"
+            )
+        )
+        pending: dict[int, list[Device]] = {}
+        for d in devices:
+            if d.id in known or not matches(r.target, d.compatible, d.tags or [], d.groups or [], d.attributes or {}):
+                continue
+            pending.setdefault(assign_phase(r.phases, r.id, d.id, d.groups or []), []).append(d)
+        while True:
+            # Devices of phases already started (late joiners included) get their action now.
+            for i in range(r.current_phase + 1):
+                for d in pending.pop(i, []):
+                    known[d.id] = self._new_action(s, r, d, i, f"phase {i + 1} ('{r.phases[i]['name']}')")
+            s.flush()
+            counts = Counter(_counted(a) for a in known.values() if a.phase == r.current_phase)
+            verdict, why = phase_verdict(r.phases[r.current_phase], counts, int(r.accepted_failures.get(str(r.current_phase), 0)))
+            if verdict == "pause":
+                r.status, r.pause_reason, r.updated_at = "paused", why, now
+                audit.record(s, _scheduler(r), "rollout.pause", r.name, reason=why)
+                return
+            if verdict == "wait":
+                return
+            if r.current_phase + 1 < len(r.phases):
+                r.current_phase += 1
+                r.updated_at = now
+                audit.record(s, _scheduler(r), "rollout.phase", r.name, phase=r.current_phase, why=why)
+                continue
+            if all(not a.active for a in known.values()):
+                r.status, r.updated_at = "finished", now
+                audit.record(s, _scheduler(r), "rollout.finish", r.name)
+            return
+
+    # -- what devices report ------------------------------------------------------------
+    def on_agent_event(self, s: Session, dev: Device, phase: str, release_id: int | None, message: str | None) -> int | None:
+        """Map an agent's update event onto its open action for that release; returns the rollout id if it changed."""
+        status = AGENT_PHASES.get(phase)
+        if status is None or release_id is None:
+            return None
+        a = s.scalar(
+            select(Action)
+            .where(Action.device_id == dev.id, Action.release_id == release_id, Action.active.is_(True))
+            .order_by(Action.id)
+        )
+        if a is None:
+            return None
+        if a.status == "canceling" and status not in ("success", *FAILED, "canceled"):
+            return None
+        close = None
+        if status == "downloaded":
+            close = a.action_type == "download_only"
+        if status == a.status and close is None:
+            return None
+        record_status(a, status, message, source="device", close=close)
+        if not a.active:
+            a.bytes_done = max(0, (dev.bytes_served or 0) - a.bytes_base)
+        return a.rollout_id
+
+
+def _scheduler(r: Rollout) -> Principal:
+    return Principal("system", "scheduler", r.tenant_id)
+
+
+def _counted(a: Action) -> str:
+    """How an action counts for thresholds: a closed download-only action is a success."""
+    return "success" if a.status == "downloaded" and not a.active else a.status
