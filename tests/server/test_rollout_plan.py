@@ -94,7 +94,8 @@ def test_phase_verdicts(counts: dict[str, int], accepted: int, verdict: str) -> 
 
 
 def test_pause_reason_names_the_numbers() -> None:
-    verdict, why = phase_verdict({"name": "canary", "success_threshold": 100, "error_threshold": 50}, {"success": 1, "failure": 1})
+    phase = {"name": "canary", "success_threshold": 100, "error_threshold": 50}
+    verdict, why = phase_verdict(phase, {"success": 1, "failure": 1})
     assert verdict == "pause" and "1 of 2 devices failed in phase 'canary'" in why and "resume" in why
 
 

@@ -120,8 +120,8 @@ def test_two_phase_rollout_pauses_on_errors_resumes_retries_and_cancels(server: 
     line[0].report("canceled", rel)
     assert c.get("/api/v1/rollouts/r1/actions", params={"status": "canceling"}).json() == []
     audit = [e["action"] for e in c.get("/api/v1/audit").json() if e["action"].startswith("rollout.")]
-    for a in ("rollout.create", "rollout.phase", "rollout.pause", "rollout.resume", "rollout.finish", "rollout.retry", "rollout.cancel"):
-        assert a in audit, (a, audit)
+    for verb in ("create", "phase", "pause", "resume", "finish", "retry", "cancel"):
+        assert f"rollout.{verb}" in audit, (verb, audit)
     c.close()
 
 
@@ -147,7 +147,13 @@ def test_download_only_windows_late_joiners_and_approval(server: LiveServer) -> 
     b = Dev(c, "dl-1", "depot")
     r = c.post(
         "/api/v1/rollouts",
-        json={"name": "d", "release_id": rel, "type": "download_only", "target": {"groups": ["depot"]}, "requires_approval": True},
+        json={
+            "name": "d",
+            "release_id": rel,
+            "type": "download_only",
+            "target": {"groups": ["depot"]},
+            "requires_approval": True,
+        },
     )
     assert r.json()["status"] == "waiting_approval" and b.release() is None
     assert c.post("/api/v1/rollouts/d/approve").json()["status"] == "running"

@@ -32,4 +32,6 @@ def recent(s: Session, who: Principal, action_prefix: str | None = None, limit: 
     if action_prefix:
         q = q.where(AuditEvent.action.startswith(action_prefix))
     rows = s.scalars(q.order_by(AuditEvent.id.desc()).limit(min(max(limit, 1), 1000)))
-    return [{"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "subject": e.subject, "details": e.details} for e in rows]
+    return [
+        {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "subject": e.subject, "details": e.details} for e in rows
+    ]
