@@ -29,7 +29,7 @@ def _pg_url() -> str:
 @pytest.fixture(scope="session", params=["sqlite", "postgresql"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     data = tmp_path_factory.mktemp(f"server-{request.param}")
-    env = {"BULKHEAD_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024)}
+    env = {"BULKHEAD_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024), "BULKHEAD_DDI_CERT_HEADER": "X-Client-Cn"}
     if request.param == "postgresql":
         env["BULKHEAD_DATABASE_URL"] = _pg_url()
     with live_server(data, env) as srv:

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from bulkhead import __version__
 
-from .api import device, management, rollouts
+from .api import ddi, device, management, rollouts
 from .api.deps import Services
 from .db import Database, migrate
 from .delivery.app import DeliveryApp, Receive, Scope, Send
@@ -25,6 +25,7 @@ from .jobs import Jobs
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
 from .services.apps import AppService
 from .services.auth import Authenticator
+from .services.ddi import DdiAuth, DdiService
 from .services.devices import DeviceService
 from .services.releases import ReleaseService
 from .services.reports import ReportService
@@ -89,8 +90,11 @@ def create_app(settings: Settings) -> BulkheadApp:
         AppService(db, secret),
         ReportService(db, rollout_svc),
         rollout_svc,
+        DdiService(db, rollout_svc, settings.poll_interval),
+        DdiAuth(db, auth, settings.ddi_cert_header),
     )
     counter = ByteCounter(db, settings.counter_flush_seconds)
+    svc.activity = counter
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -111,6 +115,8 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(management.router)
     api.include_router(device.router)
     api.include_router(rollouts.router)
+    api.include_router(ddi.manage)
+    api.include_router(ddi.router)
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:
@@ -125,7 +131,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
-    delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret)
+    delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth)
     return BulkheadApp(api, delivery)
 
 

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from ..db import Database
+from ..delivery.counters import ByteCounter
 from ..services.apps import AppService
 from ..services.auth import Authenticator, Principal
+from ..services.ddi import DdiAuth, DdiService
 from ..services.devices import DeviceService
 from ..services.releases import ReleaseService
 from ..services.reports import ReportService
@@ -33,6 +35,9 @@ class Services:
     apps: AppService
     reports: ReportService
     rollouts: RolloutService
+    ddi: DdiService
+    ddi_auth: DdiAuth
+    activity: ByteCounter | None = None
 
 
 def services(request: Request) -> Services:

@@ -245,3 +245,10 @@ def list_apps(
 def set_registry(body: RegistryIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Credentials devices use to pull app images from a registry (sent only to devices that need them)."""
     return svc.apps.set_registry(who, body.host, body.username, body.password)
+
+
+@router.get("/tenant", tags=["tenants"])
+def own_tenant(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """The caller's tenant: its name (the DDI API's {tenant}) and your role."""
+    who.require("viewer")
+    return {"id": who.require_tenant(), "name": who.tenant, "role": who.role}

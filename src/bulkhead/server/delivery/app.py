@@ -16,6 +16,7 @@ from urllib.parse import parse_qs
 from ..errors import Forbidden, NotFound, ServerError, Unauthorized
 from ..security import verify_url
 from ..services.auth import Authenticator, Principal
+from ..services.ddi import DdiAuth, artifact_filename
 from ..services.devices import DeviceService
 from ..services.releases import ReleaseService
 from ..store import ArtifactStore
@@ -32,6 +33,7 @@ CHUNK = 1024 * 1024
 _SIGNED = re.compile(r"^/dl/([0-9a-f]{64})$")
 _DEVICE = re.compile(r"^/device/v1/releases/(\d+)/bundle$")
 _USER = re.compile(r"^/api/v1/releases/(\d+)/bundle$")
+_DDI = re.compile(r"^/([^/]+)/controller/v1/([^/]+)/softwaremodules/(\d+)/artifacts/([^/]+?)(\.MD5SUM)?$")
 _WANTED = frozenset({b"range", b"if-range", b"if-none-match"})
 
 
@@ -61,31 +63,59 @@ class DeliveryApp:
         store: ArtifactStore,
         counter: ByteCounter,
         secret: bytes,
+        ddi: DdiAuth,
     ) -> None:
-        self.auth, self.devices, self.releases = auth, devices, releases
+        self.auth, self.devices, self.releases, self.ddi = auth, devices, releases, ddi
         self.store, self.counter, self.secret = store, counter, secret
         self._release_cache: dict[tuple[int, int], Artifact] = {}
         self._files: dict[str, tuple[int, str]] = {}
+        self._ddi_cache: dict[tuple[int, int], tuple[Artifact, str, str]] = {}
 
     @staticmethod
     def handles(path: str) -> bool:
-        return bool(_SIGNED.match(path) or _DEVICE.match(path) or _USER.match(path))
+        return bool(_SIGNED.match(path) or _DEVICE.match(path) or _USER.match(path) or _DDI.match(path))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             # Sync on purpose: tokens and releases come from in-memory caches; a miss costs one indexed read.
-            artifact, device_id = self._authorize(scope)
+            artifact, device_id, md5_name = self._authorize(scope)
         except ServerError as exc:
             await _error(send, exc.status, exc.code, exc.message)
             return
         if scope["method"] not in ("GET", "HEAD"):
             await _error(send, 405, "method_not_allowed", "use GET or HEAD", [(b"allow", b"GET, HEAD")])
             return
+        if md5_name is not None:
+            await _md5sum(send, md5_name, scope["method"] == "HEAD")
+            return
         await self.serve(scope, send, artifact, device_id)
 
     # -- authorization ------------------------------------------------------------
-    def _authorize(self, scope: Scope) -> tuple[Artifact, int | None]:
+    def _authorize(self, scope: Scope) -> tuple[Artifact, int | None, str | None]:
+        """(artifact, device to count bytes for, and for a DDI .MD5SUM request the "md5  filename" line)."""
         path = scope["path"]
+        if m := _DDI.match(path):
+            return self._ddi_artifact(scope, m)
+        art, device_id = self._authorize_bundle(scope, path)
+        return art, device_id, None
+
+    def _ddi_artifact(self, scope: Scope, m: re.Match[str]) -> tuple[Artifact, int | None, str | None]:
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        who = self.ddi.resolve(m.group(1), m.group(2), headers)
+        key = (who.device_id, int(m.group(3)))
+        hit = self._ddi_cache.get(key)
+        if hit is None:
+            rel = self.devices.release_for_device(who.tenant_id, who.compatible, int(m.group(3)))
+            hit = (self._file(rel.sha256), artifact_filename(rel), str((rel.info or {}).get("hashes", {}).get("md5", "")))
+            if len(self._ddi_cache) > 200_000:
+                self._ddi_cache.clear()
+            self._ddi_cache[key] = hit
+        art, name, md5 = hit
+        if m.group(4) != name:
+            raise NotFound(f"software module {m.group(3)} has no artifact '{m.group(4)}' (it has '{name}')")
+        return art, who.device_id, (f"{md5}  {name}\n" if m.group(5) else None)
+
+    def _authorize_bundle(self, scope: Scope, path: str) -> tuple[Artifact, int | None]:
         if m := _SIGNED.match(path):
             q = parse_qs(scope.get("query_string", b"").decode("latin-1"))
             try:
@@ -251,6 +281,13 @@ async def _stream(send: Send, fd: int, start: int, length: int, last: bool) -> i
     if last and length == 0:
         await send({"type": "http.response.body", "body": b""})
     return pos - start
+
+
+async def _md5sum(send: Send, line: str, head: bool) -> None:
+    body = line.encode()
+    headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": b"" if head else body})
 
 
 def _if_range_ok(if_range: str | None, etag: str, last_modified: str) -> bool:

@@ -1,9 +1,10 @@
-"""Bytes served per device, summed in memory and flushed in aggregate (no DB write per request)."""
+"""Bytes served and last-seen times per device, gathered in memory and flushed in aggregate (no DB write per poll)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 from collections import defaultdict
 
@@ -22,26 +23,37 @@ class ByteCounter:
         self.db = db
         self.interval = interval
         self._pending: defaultdict[int, int] = defaultdict(int)
+        self._seen: dict[int, dt.datetime] = {}
         self._task: asyncio.Task[None] | None = None
 
     def add(self, device_id: int, nbytes: int) -> None:
         self._pending[device_id] += nbytes
 
-    def _take(self) -> dict[int, int]:
-        """Swap out the sums gathered so far (on the event loop, where `add` runs)."""
+    def seen(self, device_id: int) -> None:
+        """A device polled: its last_seen is written with the next flush, not on the poll's path."""
+        self._seen[device_id] = dt.datetime.now(dt.UTC)
+
+    def _take(self) -> tuple[dict[int, int], dict[int, dt.datetime]]:
+        """Swap out what was gathered so far (on the event loop, where `add` and `seen` run)."""
         pending, self._pending = self._pending, defaultdict(int)
-        return pending
+        seen, self._seen = self._seen, {}
+        return pending, seen
 
-    def _restore(self, pending: dict[int, int]) -> None:
-        for device_id, n in pending.items():
+    def _restore(self, taken: tuple[dict[int, int], dict[int, dt.datetime]]) -> None:
+        for device_id, n in taken[0].items():
             self._pending[device_id] += n
+        for device_id, at in taken[1].items():
+            self._seen.setdefault(device_id, at)
 
-    def _write(self, pending: dict[int, int]) -> bool:
-        """Write one transaction of increments; False (and logged) when the database refused."""
+    def _write(self, taken: tuple[dict[int, int], dict[int, dt.datetime]]) -> bool:
+        """Write one transaction of increments and times; False (and logged) when the database refused."""
+        pending, seen = taken
         try:
             with self.db.session() as s:
                 for device_id, n in sorted(pending.items()):
                     s.execute(update(Device).where(Device.id == device_id).values(bytes_served=Device.bytes_served + n))
+                if seen:
+                    s.execute(update(Device), [{"id": k, "last_seen": v} for k, v in sorted(seen.items())])
         except Exception:
             log.exception("could not flush byte counters; keeping them for the next try")
             return False
@@ -49,16 +61,16 @@ class ByteCounter:
 
     def flush(self) -> None:
         """Write the sums gathered since the last flush (synchronously; used at shutdown)."""
-        pending = self._take()
-        if pending and not self._write(pending):
-            self._restore(pending)
+        taken = self._take()
+        if (taken[0] or taken[1]) and not self._write(taken):
+            self._restore(taken)
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            pending = self._take()
-            if pending and not await asyncio.to_thread(self._write, pending):
-                self._restore(pending)
+            taken = self._take()
+            if (taken[0] or taken[1]) and not await asyncio.to_thread(self._write, taken):
+                self._restore(taken)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())

@@ -293,6 +293,14 @@ class DeviceService:
                     log.error("registry credentials for %s cannot be decrypted (server secret changed?); set them again", h)
             return dev, rel, {"apps": apps, "files": merged["files"], "registries": registries, "action": action}
 
+    def release_for_device(self, tenant_id: int, compatible: str, release_id: int) -> Release:
+        """A release a DDI controller may download: its tenant's, for its compatible."""
+        with self.db.session() as s:
+            rel = s.get(Release, release_id)
+            if rel is None or rel.tenant_id != tenant_id or rel.compatible != compatible:
+                raise NotFound(f"software module {release_id} does not exist for this controller")
+            return rel
+
     def device_release(self, who: Principal, release_id: int) -> Release:
         """A release this device may download: same tenant and compatible."""
         if who.kind != "device":

@@ -26,8 +26,9 @@ __all__ = ["ReleaseService", "Upload"]
 class Upload:
     """A request body written to a temporary file while it is hashed; never held in memory."""
 
-    def __init__(self, path: Path, sha256: str, size: int) -> None:
+    def __init__(self, path: Path, sha256: str, size: int, md5: str = "", sha1: str = "") -> None:
         self.path, self.sha256, self.size = path, sha256, size
+        self.md5, self.sha1 = md5, sha1  # hawkBit DDI clients check these
 
     @classmethod
     async def receive(cls, store: ArtifactStore, chunks: AsyncIterator[bytes], max_bytes: int, declared: int | None) -> Upload:
@@ -36,7 +37,7 @@ class Upload:
                 f"upload of {declared} bytes exceeds the limit of {max_bytes} bytes (BULKHEAD_MAX_UPLOAD_BYTES)"
             )
         fd, path = store.new_upload()
-        h = hashlib.sha256()
+        h, md5, sha1 = hashlib.sha256(), hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False)
         size = 0
         try:
             with os.fdopen(fd, "wb") as f:
@@ -45,6 +46,8 @@ class Upload:
                     if size > max_bytes:
                         raise PayloadTooLarge(f"upload exceeds the limit of {max_bytes} bytes (BULKHEAD_MAX_UPLOAD_BYTES)")
                     h.update(chunk)
+                    md5.update(chunk)
+                    sha1.update(chunk)
                     f.write(chunk)
         except BaseException:
             path.unlink(missing_ok=True)
@@ -55,7 +58,7 @@ class Upload:
         if size == 0:
             path.unlink(missing_ok=True)
             raise Invalid("empty upload: send the bundle file as the request body")
-        return cls(path, h.hexdigest(), size)
+        return cls(path, h.hexdigest(), size, md5.hexdigest(), sha1.hexdigest())
 
     def discard(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -113,7 +116,7 @@ class ReleaseService:
                         sha256=upload.sha256,
                         size=upload.size,
                         signer=info.signer,
-                        info=info.to_json(),
+                        info={**info.to_json(), "hashes": {"md5": upload.md5, "sha1": upload.sha1, "sha256": upload.sha256}},
                     )
                     s.add(rel)
                     s.flush()

@@ -1,0 +1,144 @@
+"""hawkBit DDI API (/{tenant}/controller/v1/{controllerId}) for existing RAUC and SWUpdate clients.
+
+Artifact downloads under `.../softwaremodules/{id}/artifacts/{file}` are served by the lean delivery app
+(full Range support, no database write per request); everything else is here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from ..errors import Invalid
+from ..services.auth import Principal
+from ..services.ddi import DdiCaller
+from .deps import Services, principal, services
+
+router = APIRouter(prefix="/{tenant}/controller/v1/{controller_id}", tags=["hawkBit DDI"])
+manage = APIRouter(prefix="/api/v1", tags=["hawkBit DDI"])
+
+
+def caller(tenant: str, controller_id: str, request: Request) -> DdiCaller:
+    svc: Services = request.app.state.services
+    who = svc.ddi_auth.resolve(tenant, controller_id, request.headers)
+    if svc.activity is not None:
+        svc.activity.seen(who.device_id)
+    return who
+
+
+def _base(request: Request, svc: Services, tenant: str, controller_id: str) -> str:
+    root = svc.settings.public_url or str(request.base_url).rstrip("/")
+    return f"{root.rstrip('/')}/{tenant}/controller/v1/{controller_id}"
+
+
+async def _json(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"null")
+    except ValueError:
+        raise Invalid("the request body is not valid JSON") from None
+
+
+@router.get("")
+def root(
+    tenant: str, controller_id: str, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
+) -> Response:
+    """Polling interval and links to what the controller should do next; ETag/304."""
+    body = svc.ddi.root(who, _base(request, svc, tenant, controller_id))
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    etag = '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"etag": etag})
+    return Response(raw, media_type="application/hal+json", headers={"etag": etag})
+
+
+@router.get("/deploymentBase/{action_id}")
+def deployment_base(
+    tenant: str,
+    controller_id: str,
+    action_id: int,
+    request: Request,
+    c: int | None = None,
+    action_history: int = 0,
+    who: DdiCaller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Any:
+    history = int(request.query_params.get("actionHistory", action_history) or 0)
+    return svc.ddi.deployment(who, action_id, _base(request, svc, tenant, controller_id), history=history)
+
+
+@router.post("/deploymentBase/{action_id}/feedback")
+async def deployment_feedback(action_id: int, request: Request, who: DdiCaller = Depends(caller)) -> Response:
+    svc: Services = request.app.state.services
+    body = await _json(request)
+    await run_in_threadpool(svc.ddi.feedback, who, action_id, body)
+    return Response(status_code=200)
+
+
+@router.get("/cancelAction/{action_id}")
+def cancel_action(action_id: int, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Any:
+    return svc.ddi.cancel_info(who, action_id)
+
+
+@router.post("/cancelAction/{action_id}/feedback")
+async def cancel_feedback(action_id: int, request: Request, who: DdiCaller = Depends(caller)) -> Response:
+    svc: Services = request.app.state.services
+    body = await _json(request)
+    await run_in_threadpool(svc.ddi.feedback, who, action_id, body, True)
+    return Response(status_code=200)
+
+
+@router.put("/configData")
+async def config_data(request: Request, who: DdiCaller = Depends(caller)) -> Response:
+    svc: Services = request.app.state.services
+    body = await _json(request)
+    await run_in_threadpool(svc.ddi.config_data, who, body)
+    return Response(status_code=200)
+
+
+@router.get("/installedBase/{action_id}")
+def installed_base(
+    tenant: str,
+    controller_id: str,
+    action_id: int,
+    request: Request,
+    who: DdiCaller = Depends(caller),
+    svc: Services = Depends(services),
+) -> Any:
+    return svc.ddi.deployment(who, action_id, _base(request, svc, tenant, controller_id), installed=True)
+
+
+@router.put("/installedBase")
+async def put_installed_base(request: Request, who: DdiCaller = Depends(caller)) -> Any:
+    svc: Services = request.app.state.services
+    body = await _json(request)
+    return await run_in_threadpool(svc.ddi.installed_base, who, body)
+
+
+class DdiSettingsIn(BaseModel):
+    auto_register: bool | None = Field(None, description="Create devices on their first poll with the gateway token")
+    default_compatible: str | None = Field(None, description="compatible given to auto-registered devices")
+    rotate_gateway_token: bool = Field(False, description="Issue a new GatewayToken (shown once); the old one stops working")
+
+
+class ProvisionIn(BaseModel):
+    name: str
+    compatible: str
+    groups: list[str] = Field(default_factory=list)
+    attributes: dict[str, str] = Field(default_factory=dict)
+
+
+@manage.put("/ddi")
+def configure(body: DdiSettingsIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """The tenant's DDI settings: gateway token, auto-registration, default compatible."""
+    return svc.ddi.configure(who, body.auto_register, body.default_compatible, body.rotate_gateway_token)
+
+
+@manage.post("/devices", status_code=201, tags=["devices"])
+def provision(body: ProvisionIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Create a device ahead of time; its credential is also its DDI TargetToken (shown once)."""
+    return svc.ddi.provision(who, body.name, body.compatible, body.groups, body.attributes)
