@@ -55,10 +55,17 @@ class Fleet:
             self.releases[rel["version"]] = rel
             return rel
 
-    def device(self, name: str, **spec: Any) -> LabDevice:
+    def device(self, name: str, group: str | None = None, **spec: Any) -> LabDevice:
+        """A lab device, powered on; `group` enrolls it with a bootstrap token of that group (default: 'lab')."""
+        bootstrap = self.bootstrap
+        if group is not None:
+            with self.api() as c:
+                r = c.post("/api/v1/bootstrap-tokens", json={"name": f"{group}-{name}", "group": group})
+                r.raise_for_status()
+                bootstrap = r.json()["token"]
         d = LabDevice(
             self.work / "devices" / name,
-            DeviceSpec(name, self.server.url, self.bootstrap, COMPATIBLE, self.pki.ca, poll_interval=1.0, **spec),
+            DeviceSpec(name, self.server.url, bootstrap, COMPATIBLE, self.pki.ca, poll_interval=1.0, **spec),
         )
         self.devices.append(d)
         d.power_on()

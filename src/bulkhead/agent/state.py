@@ -23,6 +23,7 @@ MAX_REBOOT_ATTEMPTS = 3
 class Phase(StrEnum):
     IDLE = "idle"
     DOWNLOADING = "downloading"
+    DOWNLOADED = "downloaded"  # verified on disk; waiting until the install is allowed (download-only, maintenance window)
     INSTALLING = "installing"
     REBOOTING = "rebooting"
     VERIFYING = "verifying"
@@ -38,9 +39,12 @@ class ReleaseRef:
     size: int
     url: str
     signed_url: str | None = None
+    install: bool = True  # False: download only, or the maintenance window is closed
+    action_id: int | None = None  # the server's rollout action, when a rollout sent it
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ReleaseRef:
+        action = d.get("action") or {}
         return cls(
             int(d["id"]),
             str(d["version"]),
@@ -49,7 +53,14 @@ class ReleaseRef:
             int(d["size"]),
             str(d["url"]),
             d.get("signed_url"),
+            bool(action.get("install", True)),
+            int(action["id"]) if action.get("id") is not None else None,
         )
+
+    @property
+    def attempt(self) -> str:
+        """What a give-up is remembered by: a new rollout action (a retry) is a new attempt."""
+        return f"{self.id}@{self.action_id}" if self.action_id is not None else str(self.id)
 
 
 @dataclass(frozen=True)
@@ -89,7 +100,7 @@ class UpdateState:
         """Back to idle; a failed or rolled-back release is remembered so it is not retried in a loop."""
         given_up = dict(self.given_up)
         if outcome and self.release is not None:
-            given_up[str(self.release.id)] = outcome
+            given_up[self.release.attempt] = outcome
         return UpdateState(given_up=given_up)
 
 
@@ -97,7 +108,7 @@ def wants_update(state: UpdateState, desired: ReleaseRef | None, booted_version:
     """An idle agent starts an update when the desired release differs from what runs and was not given up."""
     if state.phase is not Phase.IDLE or desired is None:
         return False
-    return desired.version != booted_version and str(desired.id) not in state.given_up
+    return desired.version != booted_version and desired.attempt not in state.given_up
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,7 @@ def resume(state: UpdateState, booted: str, primary: str | None, target_installe
     """
     p = state.phase
     on_new = state.from_slot is not None and booted != state.from_slot
-    if p in (Phase.IDLE, Phase.DOWNLOADING):
+    if p in (Phase.IDLE, Phase.DOWNLOADING, Phase.DOWNLOADED):
         return Resume(p)
     if p is Phase.INSTALLING:
         if on_new:

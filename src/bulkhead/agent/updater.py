@@ -55,7 +55,7 @@ class Updater:
         done = state.finish(None if outcome == "success" else outcome)
         if rel is not None:
             if outcome == "success":
-                done.given_up.pop(str(rel.id), None)
+                done.given_up.pop(rel.attempt, None)
             details: dict[str, object] = {"version": rel.version}
             if reason:
                 details["reason"] = reason
@@ -115,7 +115,23 @@ class Updater:
             if desired is None or desired.id != state.release.id:
                 self._finish(state, "canceled", "the desired release changed before the install started")
                 return
-            state = self._install(state, self._download(state.release, desired))
+            source = self._download(state.release, desired)
+            if not desired.install:
+                self._save(state.to(Phase.DOWNLOADED, release=desired), reason=_why_waiting(desired))
+                return
+            state = self._install(state, source)
+        elif state.phase is Phase.DOWNLOADED:
+            assert state.release is not None
+            if desired is None:
+                return  # the action is over (download-only): keep the verified artifact for a later install
+            if desired.id != state.release.id:
+                self._finish(state, "canceled", "the desired release changed before the install started")
+                return
+            if not desired.install:
+                if desired.action_id != state.release.action_id:
+                    self._save(state.to(Phase.DOWNLOADED, release=desired), reason=_why_waiting(desired))
+                return
+            state = self._install(state.to(Phase.DOWNLOADED, release=desired), self._download(state.release, desired))
         elif state.phase is Phase.INSTALLING:
             assert state.release is not None
             fresh = desired if desired and desired.id == state.release.id else state.release
@@ -179,3 +195,9 @@ class Updater:
         )
         self.rauc.mark_bad("booted")
         self._reboot(state)
+
+
+def _why_waiting(rel: ReleaseRef) -> str:
+    return (
+        f"release {rel.version} is on the device; the server does not allow the install now (download-only or outside the window)"
+    )

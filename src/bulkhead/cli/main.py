@@ -11,7 +11,7 @@ import typer
 
 from bulkhead.rauc import BundleError
 
-from . import apps, bundle, demo, lab, manage, output
+from . import apps, bundle, demo, lab, manage, output, rollouts
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
 app = typer.Typer(
@@ -27,6 +27,10 @@ app.add_typer(manage.bootstrap_app, name="bootstrap")
 app.add_typer(apps.app_app, name="app")
 app.add_typer(apps.group_app, name="group")
 app.add_typer(lab.app, name="lab")
+app.add_typer(rollouts.rollout_app, name="rollout")
+app.add_typer(rollouts.ddi_app, name="ddi")
+apps.group_app.command("window")(rollouts.group_window)
+manage.device_app.command("provision")(rollouts.device_provision)
 manage.device_app.command("set")(apps.set_device_desired)
 manage.device_app.command("events")(apps.device_events)
 app.command("demo")(demo.demo)

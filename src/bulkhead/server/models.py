@@ -204,7 +204,6 @@ class Action(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
     # Status before a cancel was asked: a device that rejects the cancel goes back to it.
     status_before_cancel: Mapped[str | None] = mapped_column(String(24))
-    bytes_base: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_done: Mapped[int | None] = mapped_column(BigInteger)
     history: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

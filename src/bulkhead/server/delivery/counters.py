@@ -8,10 +8,10 @@ import datetime as dt
 import logging
 from collections import defaultdict
 
-from sqlalchemy import update
+from sqlalchemy import func, or_, select, update
 
 from ..db import Database
-from ..models import Device
+from ..models import Action, Device
 
 __all__ = ["ByteCounter"]
 
@@ -49,9 +49,18 @@ class ByteCounter:
         """Write one transaction of increments and times; False (and logged) when the database refused."""
         pending, seen = taken
         try:
+            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=max(60.0, 3 * self.interval))
             with self.db.session() as s:
                 for device_id, n in sorted(pending.items()):
                     s.execute(update(Device).where(Device.id == device_id).values(bytes_served=Device.bytes_served + n))
+                    # ...and to the rollout action the device is working on (or just finished: the sums lag
+                    # by one flush interval), for per-action progress.
+                    latest = select(func.max(Action.id)).where(Action.device_id == device_id).scalar_subquery()
+                    s.execute(
+                        update(Action)
+                        .where(Action.id == latest, or_(Action.active.is_(True), Action.updated_at > cutoff))
+                        .values(bytes_done=func.coalesce(Action.bytes_done, 0) + n)
+                    )
                 if seen:
                     s.execute(update(Device), [{"id": k, "last_seen": v} for k, v in sorted(seen.items())])
         except Exception:

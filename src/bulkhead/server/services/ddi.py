@@ -354,8 +354,6 @@ class DdiService:
                 if new == "downloaded":
                     close = a.action_type == "download_only"
                 record_status(a, new, text, source="device", close=close)
-                if not a.active:
-                    a.bytes_done = max(0, (dev.bytes_served or 0) - a.bytes_base)
                 if cancel and a.status != "canceling":
                     a.status_before_cancel = None
                 rollout_id = a.rollout_id

@@ -55,7 +55,7 @@ _PRIORITY = {"forced": 0, "soft": 1, "download_only": 2}
 
 
 def action_json(a: Action, device: Device | None = None) -> dict[str, Any]:
-    moved = a.bytes_done if a.bytes_done is not None else max(0, (device.bytes_served if device else a.bytes_base) - a.bytes_base)
+    moved = a.bytes_done or 0  # counted by the delivery app's flush while the action is open
     return {
         "id": a.id,
         "rollout_id": a.rollout_id,
@@ -366,7 +366,8 @@ class RolloutService:
         """Move one rollout (or every active one) as far as its rules allow. Safe to run concurrently."""
         now = now or utcnow()
         with self.db.session() as s:
-            q = select(Rollout).where(Rollout.status.in_(("scheduled", "running")))
+            # Finished rollouts are included: a device that matches the target later still gets the release.
+            q = select(Rollout).where(Rollout.status.in_(("scheduled", "running", "finished")))
             if rollout_id is not None:
                 q = q.where(Rollout.id == rollout_id)
             for r in s.scalars(q.with_for_update(skip_locked=True)):
@@ -382,7 +383,6 @@ class RolloutService:
             action_type=r.action_type,
             status="scheduled",
             active=True,
-            bytes_base=dev.bytes_served or 0,
             history=[],
         )
         record_status(a, "scheduled", why)
@@ -397,7 +397,7 @@ class RolloutService:
                 return
             r.status = "running"
             audit.record(s, _scheduler(r), "rollout.start", r.name)
-        if r.status != "running":
+        if r.status not in ("running", "finished"):
             return
         known = {a.device_id: a for a in s.scalars(select(Action).where(Action.rollout_id == r.id).order_by(Action.id))}
         devices = s.scalars(
@@ -410,6 +410,10 @@ class RolloutService:
             if d.id in known or not matches(r.target, d.compatible, d.tags or [], d.groups or [], d.attributes or {}):
                 continue
             pending.setdefault(assign_phase(r.phases, r.id, d.id, d.groups or []), []).append(d)
+        if r.status == "finished":
+            if not pending:
+                return
+            r.status = "running"  # late joiners: the rollout is open again until they are done
         while True:
             # Devices of phases already started (late joiners included) get their action now.
             for i in range(r.current_phase + 1):
@@ -455,8 +459,6 @@ class RolloutService:
         if status == a.status and close is None:
             return None
         record_status(a, status, message, source="device", close=close)
-        if not a.active:
-            a.bytes_done = max(0, (dev.bytes_served or 0) - a.bytes_base)
         return a.rollout_id
 
 

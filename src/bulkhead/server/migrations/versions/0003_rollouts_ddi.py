@@ -52,7 +52,6 @@ def upgrade() -> None:
         sa.Column("status", sa.String(length=24), nullable=False),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("status_before_cancel", sa.String(length=24), nullable=True),
-        sa.Column("bytes_base", sa.BigInteger(), nullable=False),
         sa.Column("bytes_done", sa.BigInteger(), nullable=True),
         sa.Column("history", sa.JSON(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
