@@ -15,9 +15,21 @@ __all__ = ["build_release"]
 
 
 def build_release(
-    work: Path, compatible: str, version: str, cert: Path, key: Path, size_mib: int = 4, random_mib: int = 0, fmt: str = "plain"
+    work: Path,
+    compatible: str,
+    version: str,
+    cert: Path,
+    key: Path,
+    size_mib: int = 4,
+    random_mib: int = 0,
+    fmt: str = "plain",
+    install_seconds: float = 0,
 ) -> Path:
-    """Build `work/<compatible>-<version>.raucb` (plain: Debian's RAUC 1.8 installs it without dm-verity)."""
+    """Build `work/<compatible>-<version>.raucb` (plain: Debian's RAUC 1.8 installs it without dm-verity).
+
+    `install_seconds` adds a slot post-install hook that sleeps, so an install lasts long enough to be
+    interrupted or canceled in a test.
+    """
     root = work / f"rootfs-{version}"
     (root / "etc").mkdir(parents=True, exist_ok=True)
     (root / "etc" / "os-release").write_text(f'NAME="Bulkhead lab"\nID=bulkhead-lab\nVERSION_ID="{version}"\n')
@@ -40,10 +52,16 @@ def build_release(
         raise LabError("'mkfs.ext4' is missing: install the Debian package e2fsprogs") from None
     except subprocess.CalledProcessError as e:
         raise LabError(f"mkfs.ext4 failed: {e.stderr.strip()}") from None
-    (content / "manifest.raucm").write_text(
-        f"[update]\ncompatible={compatible}\nversion={version}\ndescription=Lab release {version}\n\n"
-        "[image.rootfs]\nfilename=rootfs.ext4\n"
-    )
+    manifest = f"[update]\ncompatible={compatible}\nversion={version}\ndescription=Lab release {version}\n\n"
+    image = "[image.rootfs]\nfilename=rootfs.ext4\n"
+    hook = content / "hook.sh"
+    hook.unlink(missing_ok=True)
+    if install_seconds:
+        hook.write_text(f'#!/bin/sh\nif [ "$1" = slot-post-install ]; then sleep {install_seconds}; fi\nexit 0\n')
+        hook.chmod(0o755)
+        manifest += "[hooks]\nfilename=hook.sh\n\n"
+        image += "hooks=post-install\n"
+    (content / "manifest.raucm").write_text(manifest + image)
     out = work / f"{compatible}-{version}.raucb"
     out.unlink(missing_ok=True)
     create_bundle(content, out, cert.read_bytes(), key.read_bytes(), fmt=fmt)
