@@ -62,11 +62,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_bulkhead(data: Path, port: int, workers: int = 1) -> subprocess.Popen[bytes]:
+def start_bulkhead(data: Path, port: int, workers: int = 1, env_extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """`bulkhead server` on loopback, waited for until it answers."""
     import httpx
 
-    env = {**os.environ, "BULKHEAD_DATA_DIR": str(data), "BULKHEAD_MAX_UPLOAD_BYTES": str(1 << 30)}
+    env = {**os.environ, "BULKHEAD_DATA_DIR": str(data), "BULKHEAD_MAX_UPLOAD_BYTES": str(1 << 30), **(env_extra or {})}
     cmd = [sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data)]
     proc = subprocess.Popen([*cmd, "--workers", str(workers), "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL)
     for _ in range(200):
