@@ -40,6 +40,7 @@ bench: setup
 	$(PY) bench/bundle_verify.py
 	$(PY) bench/artifact_serving.py
 	$(PY) bench/agent_footprint.py
+	$(PY) bench/checkin.py
 
 clean:
 	rm -rf $(VENV) bulkhead-data .pytest_cache .mypy_cache .ruff_cache

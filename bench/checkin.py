@@ -21,10 +21,10 @@ import psycopg
 from sqlalchemy import create_engine, insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from _common import free_port, start_bulkhead, write_result  # noqa: E402
+from _common import free_port, start_bulkhead, write_result
 
-from bulkhead.server.models import Device  # noqa: E402
-from bulkhead.server.security import PREFIX_DEVICE, hash_token  # noqa: E402
+from bulkhead.server.models import Device
+from bulkhead.server.security import PREFIX_DEVICE, hash_token
 
 PG = os.environ.get("BULKHEAD_BENCH_PG_URL", "postgresql://bulkhead:bulkhead@127.0.0.1:5432/bulkhead_test")
 SAMPLE = 2000  # distinct devices the load generator polls as, spread over the whole fleet
@@ -102,7 +102,8 @@ def main() -> None:
     db_url = PG.rsplit("/", 1)[0] + "/" + name
     tmp = Path(tempfile.mkdtemp(prefix="bench-checkin-"))
     port = free_port()
-    server = start_bulkhead(tmp / "data", port, workers=2, env_extra={"BULKHEAD_DATABASE_URL": db_url, "BULKHEAD_ADMIN_TOKEN": ""})
+    env = {"BULKHEAD_DATABASE_URL": db_url, "BULKHEAD_ADMIN_TOKEN": ""}
+    server = start_bulkhead(tmp / "data", port, workers=2, env_extra=env)
     base = f"http://127.0.0.1:{port}"
     rows = [["devices", "endpoint", "polls/s", "p50 ms", "p99 ms", "body bytes"]]
     try:
@@ -125,9 +126,8 @@ def main() -> None:
                 ("agent /device/v1/state", "/device/v1/state", "Bearer"),
                 ("DDI root", "/bench/controller/v1/NAME", "TargetToken"),
             ):
-                sample = httpx.get(
-                    base + path.replace("NAME", f"dev-{ids[0]:06d}"), headers={"authorization": f"{scheme} {PREFIX_DEVICE}bench{ids[0]}"}
-                )
+                first = base + path.replace("NAME", f"dev-{ids[0]:06d}")
+                sample = httpx.get(first, headers={"authorization": f"{scheme} {PREFIX_DEVICE}bench{ids[0]}"})
                 sample.raise_for_status()
                 script = LUA.format(tokens=tokens, names=names, path=path, scheme=scheme)
                 wrk(base + path.replace("NAME", "x"), 3, script)  # warm the caches
