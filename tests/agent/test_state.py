@@ -69,3 +69,22 @@ def test_store_round_trip_is_atomic(tmp_path: Path) -> None:
     assert json.loads(store.path.read_text())["phase"] == "installing"
     assert [p.name for p in store.path.parent.iterdir()] == ["update-state.json"]  # no temp files left
     assert store.path.stat().st_mode & 0o777 == 0o600
+
+
+def test_a_new_rollout_action_is_a_new_attempt_and_install_flag_comes_from_the_wire() -> None:
+    wire = {"id": 7, "version": "2.0", "compatible": "c", "sha256": "0" * 64, "size": 1, "url": "u"}
+    plain = ReleaseRef.from_wire(wire)
+    first = ReleaseRef.from_wire({**wire, "action": {"id": 3, "type": "soft", "install": False}})
+    retry = ReleaseRef.from_wire({**wire, "action": {"id": 4, "type": "soft", "install": True}})
+    assert plain.install and plain.attempt == "7"
+    assert not first.install and first.attempt == "7@3"
+    failed = UpdateState(Phase.DOWNLOADING, first).finish("rolled_back")
+    assert not wants_update(failed, first, "1.0")  # that attempt is not retried in a loop
+    assert wants_update(failed, retry, "1.0")  # the operator's retry is a new action
+
+
+def test_a_downloaded_bundle_waits_across_restarts() -> None:
+    rel = ReleaseRef(7, "2.0", "c", "0" * 64, 1, "u", install=False, action_id=3)
+    st = UpdateState(Phase.DOWNLOADED, rel, from_slot="A")
+    assert resume(st, booted="A", primary="A", target_installed=False).phase is Phase.DOWNLOADED
+    assert UpdateState.from_json(json.loads(json.dumps(st.to_json()))) == st

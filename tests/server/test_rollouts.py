@@ -122,6 +122,9 @@ def test_two_phase_rollout_pauses_on_errors_resumes_retries_and_cancels(server: 
     audit = [e["action"] for e in c.get("/api/v1/audit").json() if e["action"].startswith("rollout.")]
     for verb in ("create", "phase", "pause", "resume", "finish", "retry", "cancel"):
         assert f"rollout.{verb}" in audit, (verb, audit)
+    gone = c.delete(f"/api/v1/releases/{rel}")
+    assert gone.status_code == 409 and "used by rollout(s) r1" in gone.json()["message"]
+    assert c.get(f"/api/v1/releases/{rel}").status_code == 200
     c.close()
 
 

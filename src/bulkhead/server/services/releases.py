@@ -15,7 +15,7 @@ from bulkhead.rauc import BundleError, FileReader, load_keyring, open_bundle
 
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound, PayloadTooLarge, Unprocessable
-from ..models import Device, Release, Tenant
+from ..models import Device, Release, Rollout, Tenant
 from ..store import ArtifactStore
 from . import audit
 from .auth import Principal
@@ -158,6 +158,12 @@ class ReleaseService:
             if needed:
                 raise Conflict(
                     f"release {rel.version} is still the desired release of {needed} device(s); assign them another release first"
+                )
+            rollouts = list(s.scalars(select(Rollout.name).where(Rollout.release_id == rel.id)))
+            if rollouts:
+                raise Conflict(
+                    f"release {rel.version} is used by rollout(s) {', '.join(rollouts)}; delete those first "
+                    "(their actions are the devices' update history)"
                 )
             sha = rel.sha256
             s.delete(rel)
