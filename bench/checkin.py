@@ -22,6 +22,7 @@ from sqlalchemy import create_engine, insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from _common import free_port, start_bulkhead, write_result
+from artifact_serving import start_nginx
 
 from bulkhead.server.models import Device
 from bulkhead.server.security import PREFIX_DEVICE, hash_token
@@ -136,8 +137,6 @@ def main() -> None:
                 print(rows[-1], flush=True)
                 (tmp / f"static{len(sample.content)}.json").write_bytes(sample.content)
         nginx_port = free_port()
-        from artifact_serving import start_nginx
-
         nginx = start_nginx(tmp, nginx_port, tmp)
         try:
             for f in sorted(tmp.glob("static*.json")):

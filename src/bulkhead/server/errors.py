@@ -5,6 +5,7 @@ from __future__ import annotations
 __all__ = [
     "Conflict",
     "Forbidden",
+    "Gone",
     "Invalid",
     "NotFound",
     "PayloadTooLarge",
@@ -46,6 +47,11 @@ class NotFound(ServerError):
 class Conflict(ServerError):
     status = 409
     code = "conflict"
+
+
+class Gone(ServerError):
+    status = 410
+    code = "gone"
 
 
 class PayloadTooLarge(ServerError):

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -62,18 +62,18 @@ def deployment_base(
     controller_id: str,
     action_id: int,
     request: Request,
-    c: int | None = None,
-    action_history: int = 0,
+    history: int = Query(0, alias="actionHistory", description="Include this many status messages (-1: all)"),
     who: DdiCaller = Depends(caller),
     svc: Services = Depends(services),
 ) -> Any:
-    history = int(request.query_params.get("actionHistory", action_history) or 0)
+    """The action's deployment; `?c=` is only a cache buster (it changes when the action does)."""
     return svc.ddi.deployment(who, action_id, _base(request, svc, tenant, controller_id), history=history)
 
 
 @router.post("/deploymentBase/{action_id}/feedback")
-async def deployment_feedback(action_id: int, request: Request, who: DdiCaller = Depends(caller)) -> Response:
-    svc: Services = request.app.state.services
+async def deployment_feedback(
+    action_id: int, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
+) -> Response:
     body = await _json(request)
     await run_in_threadpool(svc.ddi.feedback, who, action_id, body)
     return Response(status_code=200)
@@ -85,16 +85,16 @@ def cancel_action(action_id: int, who: DdiCaller = Depends(caller), svc: Service
 
 
 @router.post("/cancelAction/{action_id}/feedback")
-async def cancel_feedback(action_id: int, request: Request, who: DdiCaller = Depends(caller)) -> Response:
-    svc: Services = request.app.state.services
+async def cancel_feedback(
+    action_id: int, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
+) -> Response:
     body = await _json(request)
     await run_in_threadpool(svc.ddi.feedback, who, action_id, body, True)
     return Response(status_code=200)
 
 
 @router.put("/configData")
-async def config_data(request: Request, who: DdiCaller = Depends(caller)) -> Response:
-    svc: Services = request.app.state.services
+async def config_data(request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Response:
     body = await _json(request)
     await run_in_threadpool(svc.ddi.config_data, who, body)
     return Response(status_code=200)
@@ -113,8 +113,7 @@ def installed_base(
 
 
 @router.put("/installedBase")
-async def put_installed_base(request: Request, who: DdiCaller = Depends(caller)) -> Any:
-    svc: Services = request.app.state.services
+async def put_installed_base(request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Any:
     body = await _json(request)
     return await run_in_threadpool(svc.ddi.installed_base, who, body)
 

@@ -18,24 +18,20 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..db import Database
-from ..errors import Conflict, Forbidden, Invalid, NotFound, ServerError, Unauthorized
-from ..models import Action, Device, Release, Rollout, Tenant, utcnow
+from ..errors import Conflict, Forbidden, Gone, Invalid, NotFound, Unauthorized
+from ..models import Action, Device, Release, Tenant, utcnow
 from ..security import PREFIX_DEVICE, hash_token, new_token
 from . import audit
 from .auth import Authenticator, Principal
-from .rollouts import RolloutService, action_json, effective_window, install_allowed, open_action, record_status
+from .devices import NAME
+from .rollouts import RolloutService, install_gate, note, open_action, record_status
 
-__all__ = ["DdiAuth", "DdiCaller", "DdiService", "Gone", "artifact_filename", "sleep_hms"]
+__all__ = ["DdiAuth", "DdiCaller", "DdiService", "artifact_filename", "sleep_hms"]
 
 _CACHE_TTL = 10.0
 EXECUTIONS = ("closed", "proceeding", "canceled", "scheduled", "rejected", "resumed", "downloaded", "download")
 RESULTS = ("success", "failure", "none")
 _ATTR_KEY = re.compile(r"^[^\s]{1,128}$")
-
-
-class Gone(ServerError):
-    status = 410
-    code = "gone"
 
 
 @dataclass(frozen=True)
@@ -105,7 +101,7 @@ class DdiAuth:
                 ddi = tenant.ddi or {}
                 if not (may_register and ddi.get("auto_register")):
                     raise NotFound(f"unknown controller '{controller_id}'; create it or let the tenant auto-register devices")
-                if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", controller_id):
+                if not NAME.match(controller_id):
                     raise Invalid(f"controller id {controller_id!r} is not a valid device name")
                 dev = Device(
                     tenant_id=tenant.id,
@@ -193,7 +189,7 @@ class DdiService:
         """Create a device ahead of time and return its credential (its DDI TargetToken)."""
         who.require("operator")
         tid = who.require_tenant()
-        if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$", name):
+        if not NAME.match(name):
             raise Invalid(f"device name {name!r} is invalid: 1-128 letters, digits, '.', '_', ':' or '-'")
         if not compatible:
             raise Invalid("compatible must be the device's RAUC compatible (or the SWUpdate hardware it runs)")
@@ -235,7 +231,7 @@ class DdiService:
             if act is not None and act.status == "canceling":
                 links["cancelAction"] = {"href": f"{base}/cancelAction/{act.id}"}
             elif act is not None:
-                ok, _ = install_allowed(s, act, dev, now)
+                ok = install_gate(s, act, dev, now).install
                 c = zlib.crc32(f"{act.id}:{act.action_type}:{ok}".encode())
                 links["deploymentBase"] = {"href": f"{base}/deploymentBase/{act.id}?c={c - (1 << 32) if c >= 1 << 31 else c}"}
             if dev.attributes_wanted:
@@ -266,9 +262,8 @@ class DdiService:
             rel = s.get(Release, a.release_id)
             dev = s.get(Device, caller.device_id)
             assert rel is not None and dev is not None
-            ok, _ = install_allowed(s, a, dev, utcnow()) if a.active else (True, None)
-            rollout = s.get(Rollout, a.rollout_id)
-            window = rollout is not None and effective_window(s, rollout, dev) is not None
+            gate = install_gate(s, a, dev, utcnow())
+            ok = gate.install or not a.active  # an installed deployment is shown as it was allowed
             if a.action_type == "download_only":
                 download, update = "forced", "skip"
             else:
@@ -306,7 +301,7 @@ class DdiService:
                     }
                 ],
             }
-            if window and a.action_type != "download_only":
+            if gate.window is not None and a.action_type != "download_only":
                 deployment["maintenanceWindow"] = "available" if ok else "unavailable"
             body: dict[str, Any] = {"id": str(a.id), "deployment": deployment}
             if history:
@@ -338,22 +333,13 @@ class DdiService:
             if not a.active:
                 if not final:
                     raise Gone(f"action {action_id} is closed ({a.status}); only a final status is still accepted")
-                a.history = [
-                    *(a.history or []),
-                    {"at": utcnow().isoformat(), "status": a.status, "source": "device", "message": text},
-                ][-100:]
+                note(a, text, source="device")
                 return
             new = _next_status(a, execution, finished, cancel)
             if new is None:
-                a.history = [
-                    *(a.history or []),
-                    {"at": utcnow().isoformat(), "status": a.status, "source": "device", "message": f"{execution}: {text or ''}"},
-                ][-100:]
+                note(a, f"{execution}: {text or ''}", source="device")
             else:
-                close = True if new in ("success", "failure", "canceled") else None
-                if new == "downloaded":
-                    close = a.action_type == "download_only"
-                record_status(a, new, text, source="device", close=close)
+                record_status(a, new, text, source="device")
                 if cancel and a.status != "canceling":
                     a.status_before_cancel = None
                 rollout_id = a.rollout_id
@@ -403,10 +389,6 @@ class DdiService:
                 "installed": {"name": body.get("name"), "version": body["version"]},
             }
             return {"release_id": rel.id if rel else None, "version": body["version"]}
-
-    def action_for(self, caller: DdiCaller, action_id: int) -> dict[str, Any]:
-        with self.db.session() as s:
-            return action_json(self._action(s, caller, action_id))
 
 
 def _parse_feedback(body: Any) -> tuple[str, str, list[str], str | None]:

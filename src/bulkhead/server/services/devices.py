@@ -18,13 +18,13 @@ from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token, u
 from . import audit
 from .auth import Principal, _aware
 from .desired import image_registry, merge_desired
-from .rollouts import install_allowed, open_action
+from .rollouts import install_gate, open_action
 
-__all__ = ["DeviceService", "device_json", "find_device"]
+__all__ = ["NAME", "DeviceService", "device_json", "find_device"]
 
 log = logging.getLogger(__name__)
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 
 
 def device_json(d: Device) -> dict[str, Any]:
@@ -137,7 +137,7 @@ class DeviceService:
     # -- enrollment ---------------------------------------------------------------
     def enroll(self, bootstrap: str, name: str, compatible: str, attributes: dict[str, Any]) -> dict[str, Any]:
         """Exchange a bootstrap token for a per-device credential (re-enrolling replaces it)."""
-        if not _NAME.match(name):
+        if not NAME.match(name):
             raise Invalid(f"device name {name!r} is invalid: 1-128 letters, digits, '.', '_', ':' or '-'")
         if not compatible or len(compatible) > 256:
             raise Invalid("compatible must be the device's RAUC compatible string (1-256 characters)")
@@ -216,7 +216,7 @@ class DeviceService:
     def tag(self, who: Principal, ref: str, add: list[str], remove: list[str]) -> dict[str, Any]:
         who.require("operator")
         for t in add:
-            if not _NAME.match(t):
+            if not NAME.match(t):
                 raise Invalid(f"tag {t!r} is invalid: letters, digits, '.', '_', ':' or '-'")
         with self.db.session() as s:
             dev = self._own(s, who, ref)
@@ -270,12 +270,12 @@ class DeviceService:
             if act is not None and act.status != "canceling":
                 # A rollout's action outranks the group's or device's desired release while it is open.
                 rel = s.get(Release, act.release_id)
-                ok, opens = install_allowed(s, act, dev, utcnow())
+                gate = install_gate(s, act, dev, utcnow())
                 action = {
                     "id": act.id,
                     "type": act.action_type,
-                    "install": ok,
-                    "window_opens_at": opens.isoformat() if opens else None,
+                    "install": gate.install,
+                    "window_opens_at": gate.opens_at.isoformat() if gate.opens_at else None,
                 }
             apps = []
             for name, version in merged["apps"].items():
@@ -294,11 +294,11 @@ class DeviceService:
             return dev, rel, {"apps": apps, "files": merged["files"], "registries": registries, "action": action}
 
     def release_for_device(self, tenant_id: int, compatible: str, release_id: int) -> Release:
-        """A release a DDI controller may download: its tenant's, for its compatible."""
+        """A release a device may download: its tenant's, for its compatible."""
         with self.db.session() as s:
             rel = s.get(Release, release_id)
             if rel is None or rel.tenant_id != tenant_id or rel.compatible != compatible:
-                raise NotFound(f"software module {release_id} does not exist for this controller")
+                raise NotFound(f"release {release_id} does not exist for this device")
             return rel
 
     def device_release(self, who: Principal, release_id: int) -> Release:
@@ -307,8 +307,4 @@ class DeviceService:
             raise Forbidden("this endpoint is for devices")
         if who.device_status != "active":
             raise Forbidden("device is not approved yet")
-        with self.db.session() as s:
-            rel = s.get(Release, release_id)
-            if rel is None or rel.tenant_id != who.tenant_id or rel.compatible != who.compatible:
-                raise NotFound(f"release {release_id} does not exist for this device")
-            return rel
+        return self.release_for_device(who.tenant_id or 0, who.compatible or "", release_id)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -33,7 +34,7 @@ from .rollout_plan import (
     window_open,
 )
 
-__all__ = ["RolloutService", "action_json", "effective_window", "open_action", "record_status"]
+__all__ = ["Gate", "RolloutService", "action_json", "install_gate", "note", "open_action", "record_status"]
 
 log = logging.getLogger(__name__)
 
@@ -72,15 +73,20 @@ def action_json(a: Action, device: Device | None = None) -> dict[str, Any]:
     }
 
 
-def record_status(a: Action, status: str, message: str | None = None, source: str = "server", close: bool | None = None) -> None:
-    """Set an action's status and append to its history (bounded). Terminal statuses close it."""
-    a.status = status
-    entry: dict[str, Any] = {"at": utcnow().isoformat(), "status": status, "source": source}
+def note(a: Action, message: str | None, source: str = "server") -> None:
+    """Append to an action's history (bounded) without changing its status."""
+    entry: dict[str, Any] = {"at": utcnow().isoformat(), "status": a.status, "source": source}
     if message:
         entry["message"] = message[:2000]
     a.history = [*(a.history or []), entry][-HISTORY_LIMIT:]
     a.updated_at = utcnow()
-    if close if close is not None else status in ("success", *FAILED, "canceled"):
+
+
+def record_status(a: Action, status: str, message: str | None = None, source: str = "server") -> None:
+    """Set an action's status and note it. Terminal statuses close it; so does `downloaded` for a download-only action."""
+    a.status = status
+    note(a, message, source)
+    if status in ("success", *FAILED, "canceled") or (status == "downloaded" and a.action_type == "download_only"):
         a.active = False
 
 
@@ -107,16 +113,24 @@ def effective_window(s: Session, rollout: Rollout, device: Device) -> dict[str, 
     return next((groups[n] for n in device.groups if groups.get(n)), None)
 
 
-def install_allowed(s: Session, action: Action, device: Device, now: dt.datetime) -> tuple[bool, dt.datetime | None]:
-    """(may the device install now, when the window opens if it is closed)."""
-    if action.action_type == "download_only":
-        return False, None
+@dataclass(frozen=True)
+class Gate:
+    """Whether a device may install its action's release now, when the window opens, and which window applies."""
+
+    install: bool
+    opens_at: dt.datetime | None
+    window: dict[str, Any] | None
+
+
+def install_gate(s: Session, action: Action, device: Device, now: dt.datetime) -> Gate:
     rollout = s.get(Rollout, action.rollout_id)
     window = effective_window(s, rollout, device) if rollout else None
+    if action.action_type == "download_only":
+        return Gate(False, None, window)
     if window_open(window, now):
-        return True, None
+        return Gate(True, None, window)
     assert window is not None
-    return False, next_opening(window, now)
+    return Gate(False, next_opening(window, now), window)
 
 
 class RolloutService:
@@ -316,13 +330,12 @@ class RolloutService:
             r = self._own(s, who, ref)
             if r.status in ("canceled", "waiting_approval"):
                 raise Conflict(f"rollout '{r.name}' is {r.status}; failed devices cannot be retried")
-            failed = list(s.scalars(select(Action).where(Action.rollout_id == r.id, Action.status.in_(FAILED))))
-            latest: dict[int, Action] = {}
+            latest: dict[int, Action] = {}  # each device's newest attempt
             for a in s.scalars(select(Action).where(Action.rollout_id == r.id).order_by(Action.id)):
                 latest[a.device_id] = a
             retried = 0
-            for a in failed:
-                if latest[a.device_id] is not a:
+            for a in latest.values():
+                if a.status not in FAILED:
                     continue
                 dev = s.get(Device, a.device_id)
                 if dev is None:
@@ -453,12 +466,9 @@ class RolloutService:
             return None
         if a.status == "canceling" and status not in ("success", *FAILED, "canceled"):
             return None
-        close = None
-        if status == "downloaded":
-            close = a.action_type == "download_only"
-        if status == a.status and close is None:
+        if status == a.status:
             return None
-        record_status(a, status, message, source="device", close=close)
+        record_status(a, status, message, source="device")
         return a.rollout_id
 
 
