@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from bulkhead.lab.pki import DemoPki, make_pki
 from tests.conftest import RAUC_DATA
 from tests.server.conftest import LiveServer
+from tests.swu.conftest import signed_swu
 
 GOOD = RAUC_DATA / "good-verity-bundle.raucb"
 
@@ -150,3 +152,42 @@ def test_openapi_and_docs(server: LiveServer) -> None:
         spec = c.get("/openapi.json").json()
         assert "/api/v1/releases" in spec["paths"]
         assert c.get("/docs").status_code == 200
+
+
+def _swu_tenant(server: LiveServer, tmp_path: Path) -> tuple[str, DemoPki, Path]:
+    pki = make_pki(tmp_path / "pki")
+    payload = tmp_path / "app.bin"
+    payload.write_bytes(b"app " * 4096)
+    return server.tenant(ca=pki.ca), pki, signed_swu(tmp_path / "u.swu", pki, "3.0", {"app.bin": payload}, Path("/opt"))
+
+
+def test_upload_swupdate_image_for_a_compatible(server: LiveServer, tmp_path: Path) -> None:
+    token, _, swu = _swu_tenant(server, tmp_path)
+    with server.client(token) as c:
+        r = c.post("/api/v1/releases", params={"compatible": "board-x"}, content=swu.read_bytes())
+        assert r.status_code == 201, r.text
+        rel = r.json()
+        assert (rel["compatible"], rel["version"], rel["format"]) == ("board-x", "3.0", "swu")
+        assert rel["signer"] == "O = Bulkhead Demo, CN = Bulkhead Demo Release Signer"
+        again = c.post("/api/v1/releases", params={"compatible": "board-x"}, content=swu.read_bytes())
+        assert again.status_code == 409 and "already exists" in again.json()["message"]
+
+
+def test_bad_swupdate_uploads_are_refused_and_nothing_is_stored(server: LiveServer, tmp_path: Path) -> None:
+    token, _, swu = _swu_tenant(server, tmp_path)
+    data = swu.read_bytes()
+    tampered = data.replace(b"app " * 64, b"bad " * 64, 1)
+    before = stored_artifacts(server)
+    with server.client(token) as c:
+        cases = [
+            ({}, data, 400, "pass --compatible"),
+            ({"compatible": "board-x"}, tampered, 422, "does not match sw-description"),
+            ({"compatible": "board-x"}, data[:3000], 422, "SWUpdate image rejected"),
+            ({"compatible": "board-x"}, GOOD.read_bytes(), 400, "only for SWUpdate images"),
+        ]
+        for params, body, status, message in cases:
+            r = c.post("/api/v1/releases", params=params, content=body)
+            assert r.status_code == status, r.text
+            assert message in r.json()["message"]
+        assert c.get("/api/v1/releases").json() == []
+    assert stored_artifacts(server) == before

@@ -39,7 +39,7 @@ class Client:
             return None
         return resp.json()
 
-    def upload(self, path: Path, show_progress: bool) -> Any:
+    def upload(self, path: Path, show_progress: bool, params: dict[str, str] | None = None) -> Any:
         size = path.stat().st_size
 
         def chunks(progress: Progress | None, task: Any) -> Iterator[bytes]:
@@ -51,9 +51,9 @@ class Client:
 
         headers = {"content-type": "application/octet-stream", "content-length": str(size)}
         if not show_progress:
-            return self.request("POST", "/api/v1/releases", content=chunks(None, None), headers=headers)
+            return self.request("POST", "/api/v1/releases", content=chunks(None, None), headers=headers, params=params)
         with Progress(
             "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
         ) as progress:
             task = progress.add_task(f"uploading {path.name}", total=size)
-            return self.request("POST", "/api/v1/releases", content=chunks(progress, task), headers=headers)
+            return self.request("POST", "/api/v1/releases", content=chunks(progress, task), headers=headers, params=params)

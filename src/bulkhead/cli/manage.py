@@ -86,10 +86,13 @@ def keyring_show(ctx: typer.Context, json: bool = JsonOpt) -> None:
 
 @release_app.command("upload")
 def release_upload(
-    ctx: typer.Context, bundle: Path = typer.Argument(..., exists=True, dir_okay=False), json: bool = JsonOpt
+    ctx: typer.Context,
+    bundle: Path = typer.Argument(..., exists=True, dir_okay=False),
+    compatible: str | None = typer.Option(None, help="for a SWUpdate .swu: the compatible of the devices it is for"),
+    json: bool = JsonOpt,
 ) -> None:
-    """Upload a signed bundle; the server verifies it against the keyring before storing it."""
-    data = client(ctx).upload(bundle, show_progress=not json)
+    """Upload a signed RAUC bundle or SWUpdate .swu; the server verifies it against the keyring before storing it."""
+    data = client(ctx).upload(bundle, show_progress=not json, params={"compatible": compatible} if compatible else None)
     show(data, json, title="release")
 
 

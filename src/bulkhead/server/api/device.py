@@ -50,6 +50,7 @@ def state(request: Request, response: Response, who: Principal = Depends(princip
             "id": rel.id,
             "version": rel.version,
             "compatible": rel.compatible,
+            "format": rel.format,  # "swu" is for SWUpdate clients on the DDI API, not for this agent
             "sha256": rel.sha256,
             "size": rel.size,
             "url": f"{base}/device/v1/releases/{rel.id}/bundle",

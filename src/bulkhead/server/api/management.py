@@ -129,16 +129,22 @@ def get_keyring(who: Principal = Depends(principal), svc: Services = Depends(ser
     },
 )
 async def upload_release(
-    request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
+    request: Request,
+    compatible: str | None = None,
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    """Upload a signed RAUC bundle as the raw request body; it is verified before it is stored."""
+    """Upload a signed RAUC bundle or SWUpdate .swu as the raw request body; it is verified before it is stored.
+
+    A .swu does not name its devices: `compatible` (or the tenant's DDI default) says which ones it is for.
+    """
     who.require("operator")
     who.require_tenant()
     declared = request.headers.get("content-length")
     upload = await Upload.receive(
         svc.store, request.stream(), svc.settings.max_upload_bytes, int(declared) if declared and declared.isdigit() else None
     )
-    return await run_in_threadpool(svc.releases.ingest, who, upload)
+    return await run_in_threadpool(svc.releases.ingest, who, upload, compatible)
 
 
 @router.get("/releases", tags=["releases"])

@@ -259,6 +259,9 @@ class DdiService:
                     raise NotFound(f"action {action_id} did not install successfully")
             elif not a.active:
                 raise Gone(f"action {action_id} is closed ({a.status})")
+            elif a.status == "scheduled":
+                # hawkBit's "retrieved": from now on a cancel needs the device's confirmation
+                record_status(a, "downloading", "deployment retrieved by the device", source="device")
             rel = s.get(Release, a.release_id)
             dev = s.get(Device, caller.device_id)
             assert rel is not None and dev is not None

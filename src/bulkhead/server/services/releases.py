@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
-from bulkhead.rauc import BundleError, FileReader, load_keyring, open_bundle
+from bulkhead.rauc import BundleError, FileReader, Keyring, load_keyring, open_bundle
+from bulkhead.swu import SwuError, is_swu, read_swu
 
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound, PayloadTooLarge, Unprocessable
@@ -80,12 +81,54 @@ def release_json(r: Release) -> dict[str, Any]:
     }
 
 
+def _bundle_fields(upload: Upload, keyring: Keyring) -> dict[str, Any]:
+    try:
+        with FileReader(upload.path) as reader:
+            bundle = open_bundle(reader)
+            bundle.verify(keyring)
+            info = bundle.info()
+    except BundleError as exc:
+        raise Unprocessable(f"bundle rejected: {exc}") from exc
+    if not info.version:
+        raise Unprocessable("bundle rejected: its manifest has no [update] version; releases need one")
+    return {
+        "compatible": info.compatible,
+        "version": info.version,
+        "description": info.description,
+        "build": info.build,
+        "format": info.format,
+        "signer": info.signer,
+        "info": info.to_json(),
+    }
+
+
+def _swu_fields(upload: Upload, keyring: Keyring, compatible: str | None) -> dict[str, Any]:
+    try:
+        info = read_swu(upload.path, keyring)
+    except SwuError as exc:
+        raise Unprocessable(f"SWUpdate image rejected: {exc}") from exc
+    if not compatible:
+        raise Invalid(
+            "a .swu does not name the devices it is for: pass --compatible (the devices' compatible), "
+            "or set the tenant's default with 'bulkhead ddi configure --default-compatible'"
+        )
+    return {
+        "compatible": compatible,
+        "version": info.description.version,
+        "description": info.description.description,
+        "build": None,
+        "format": "swu",
+        "signer": info.signer,
+        "info": info.to_json(),
+    }
+
+
 class ReleaseService:
     def __init__(self, db: Database, store: ArtifactStore) -> None:
         self.db, self.store = db, store
 
-    def ingest(self, who: Principal, upload: Upload) -> dict[str, Any]:
-        """Verify the uploaded bundle against the tenant keyring and store it; on any error nothing stays."""
+    def ingest(self, who: Principal, upload: Upload, compatible: str | None = None) -> dict[str, Any]:
+        """Verify a RAUC bundle or SWUpdate .swu against the tenant keyring and store it; on any error nothing stays."""
         try:
             who.require("operator")
             tid = who.require_tenant()
@@ -95,37 +138,28 @@ class ReleaseService:
                 if not tenant.keyring_pem:
                     raise Invalid("this tenant has no keyring: upload one with 'bulkhead keyring set CA.pem' first")
                 keyring = load_keyring(tenant.keyring_pem.encode(), tenant.keyring_check_purpose)
-            try:
-                with FileReader(upload.path) as reader:
-                    bundle = open_bundle(reader)
-                    bundle.verify(keyring)
-                    info = bundle.info()
-            except BundleError as exc:
-                raise Unprocessable(f"bundle rejected: {exc}") from exc
-            if not info.version:
-                raise Unprocessable("bundle rejected: its manifest has no [update] version; releases need one")
+                default_compatible = (tenant.ddi or {}).get("default_compatible")
+            with upload.path.open("rb") as f:
+                swu = is_swu(f.read(6))
+            if swu:
+                fields = _swu_fields(upload, keyring, compatible or default_compatible)
+            else:
+                if compatible:
+                    raise Invalid("--compatible is only for SWUpdate images; a RAUC bundle names its compatible in its manifest")
+                fields = _bundle_fields(upload, keyring)
+            hashes = {"md5": upload.md5, "sha1": upload.sha1, "sha256": upload.sha256}
             try:
                 with self.db.session() as s:
-                    rel = Release(
-                        tenant_id=tid,
-                        compatible=info.compatible,
-                        version=info.version,
-                        description=info.description,
-                        build=info.build,
-                        format=info.format,
-                        sha256=upload.sha256,
-                        size=upload.size,
-                        signer=info.signer,
-                        info={**info.to_json(), "hashes": {"md5": upload.md5, "sha1": upload.sha1, "sha256": upload.sha256}},
-                    )
+                    rel = Release(tenant_id=tid, sha256=upload.sha256, size=upload.size, **fields)
+                    rel.info = {**rel.info, "hashes": hashes}
                     s.add(rel)
                     s.flush()
                     self.store.commit(upload.path, upload.sha256)
-                    audit.record(s, who, "release.create", f"{info.compatible} {info.version}", sha256=upload.sha256)
+                    audit.record(s, who, "release.create", f"{rel.compatible} {rel.version}", sha256=upload.sha256)
                     return release_json(rel)
             except IntegrityError as exc:
                 raise Conflict(
-                    f"release {info.version} for compatible '{info.compatible}' already exists; bump the version in the manifest"
+                    f"release {fields['version']} for compatible '{fields['compatible']}' already exists; bump the version"
                 ) from exc
         finally:
             upload.discard()
