@@ -51,7 +51,9 @@ class LiveServer:
 
 
 @contextmanager
-def live_server(data: Path, env_extra: dict[str, str] | None = None, port: int | None = None) -> Iterator[LiveServer]:
+def live_server(
+    data: Path, env_extra: dict[str, str] | None = None, port: int | None = None, workers: int = 1
+) -> Iterator[LiveServer]:
     """Start `bulkhead server` on `data` (SQLite unless env_extra has BULKHEAD_DATABASE_URL) and stop it after."""
     env = {**os.environ, "BULKHEAD_ADMIN_TOKEN": "", "BULKHEAD_MAX_UPLOAD_BYTES": str(1024 * 1024 * 1024)}
     env.pop("BULKHEAD_DATABASE_URL", None)
@@ -60,7 +62,7 @@ def live_server(data: Path, env_extra: dict[str, str] | None = None, port: int |
     data.mkdir(parents=True, exist_ok=True)
     log = (data / "server.log").open("ab")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data)],
+        [sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data), "--workers", str(workers)],
         env=env,
         stdout=log,
         stderr=log,

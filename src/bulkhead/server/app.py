@@ -17,11 +17,14 @@ from bulkhead import __version__
 
 from .api import ddi, device, management, rollouts
 from .api.deps import Services
+from .api.polls import PollApp
+from .changes import ChangeFeed
 from .db import Database, migrate
 from .delivery.app import DeliveryApp, Receive, Scope, Send
 from .delivery.counters import ByteCounter
 from .errors import ServerError
 from .jobs import Jobs
+from .pollcache import PollCache
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
 from .services.apps import AppService
 from .services.auth import Authenticator
@@ -57,12 +60,14 @@ def system_token(data_dir: Path) -> str:
 class BulkheadApp:
     """Top-level ASGI app: artifact paths go to the lean delivery app, the rest to FastAPI."""
 
-    def __init__(self, api: FastAPI, delivery: DeliveryApp) -> None:
-        self.api, self.delivery = api, delivery
+    def __init__(self, api: FastAPI, delivery: DeliveryApp, polls: PollApp) -> None:
+        self.api, self.delivery, self.polls = api, delivery, polls
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and DeliveryApp.handles(scope["path"]):
             await self.delivery(scope, receive, send)
+        elif scope["type"] == "http" and PollApp.handles(scope):
+            await self.polls(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 
@@ -70,10 +75,12 @@ class BulkheadApp:
 def create_app(settings: Settings) -> BulkheadApp:
     migrate(settings.db_url)
     db = Database(settings.db_url)
+    feed = ChangeFeed(db)
+    feed.install()
     store = ArtifactStore(settings.artifacts_dir)
     store.clean_incoming()
     secret = load_secret(settings.data_dir)
-    auth = Authenticator(db, hash_token(system_token(settings.data_dir)))
+    auth = Authenticator(db, hash_token(system_token(settings.data_dir)), feed)
     rollout_svc = RolloutService(db)
     jobs = Jobs(settings, rollout_svc)
     svc_devices = DeviceService(db, secret)
@@ -91,7 +98,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         ReportService(db, rollout_svc),
         rollout_svc,
         DdiService(db, rollout_svc, settings.poll_interval),
-        DdiAuth(db, auth, settings.ddi_cert_header),
+        DdiAuth(db, auth, settings.ddi_cert_header, feed),
     )
     counter = ByteCounter(db, settings.counter_flush_seconds)
     svc.activity = counter
@@ -99,9 +106,11 @@ def create_app(settings: Settings) -> BulkheadApp:
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         counter.start()
+        feed.start()
         jobs.start()
         yield
         jobs.stop()
+        await feed.stop()
         await counter.stop()
         db.dispose()
 
@@ -132,7 +141,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         return {"status": "ok", "version": __version__}
 
     delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth)
-    return BulkheadApp(api, delivery)
+    return BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)))
 
 
 def factory() -> BulkheadApp:

@@ -219,3 +219,16 @@ class AuditEvent(Base):
     subject: Mapped[str] = mapped_column(String(256))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class StateChange(Base):
+    """Something a device's poll answer depends on changed: one device (device_id) or a whole tenant (device_id null).
+
+    Written in the same transaction as the change; every server process reads the new rows to drop its cached answers.
+    """
+
+    __tablename__ = "state_changes"
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(Integer)
+    device_id: Mapped[int | None] = mapped_column(Integer)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -19,6 +19,8 @@ class Settings(BaseModel):
     signed_url_ttl: int = Field(default=3600, gt=0, le=7 * 86400)
     poll_interval: int = Field(default=60, ge=5, le=86400)
     counter_flush_seconds: float = Field(default=5.0, gt=0)
+    # Poll answers kept in memory per server process (agent state and DDI root; about 1 KiB each).
+    poll_cache_entries: int = Field(default=200_000, ge=0)
     public_url: str | None = None
     jobs_url: str | None = None
     # hawkBit DDI: the header a trusted TLS-terminating proxy sets to the client certificate's CN
@@ -57,6 +59,7 @@ _ENV = {
     "max_upload_bytes": "BULKHEAD_MAX_UPLOAD_BYTES",
     "signed_url_ttl": "BULKHEAD_SIGNED_URL_TTL",
     "poll_interval": "BULKHEAD_POLL_INTERVAL",
+    "poll_cache_entries": "BULKHEAD_POLL_CACHE_ENTRIES",
     "public_url": "BULKHEAD_PUBLIC_URL",
     "jobs_url": "BULKHEAD_JOBS_URL",
     "ddi_cert_header": "BULKHEAD_DDI_CERT_HEADER",

@@ -15,6 +15,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from ..errors import Invalid
+from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..services.auth import Principal
 from ..services.ddi import DdiCaller
 from .deps import Services, principal, services
@@ -43,17 +44,29 @@ async def _json(request: Request) -> Any:
         raise Invalid("the request body is not valid JSON") from None
 
 
+def root_answer(svc: Services, who: DdiCaller, base: str) -> Answer:
+    """The root resource: polling interval and links to what the controller should do next, with its ETag."""
+    body = svc.ddi.root(who, base)
+    raw = json.dumps(body, separators=(",", ":")).encode()
+    etag = '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
+    links = body.get("_links") or {}
+    # An open action may depend on the clock (maintenance windows): reuse such answers only briefly.
+    ttl = ACTION_TTL if ("deploymentBase" in links or "cancelAction" in links) else IDLE_TTL
+    return Answer(raw, etag, "application/hal+json", ttl)
+
+
 @router.get("")
 def root(
     tenant: str, controller_id: str, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
 ) -> Response:
-    """Polling interval and links to what the controller should do next; ETag/304."""
-    body = svc.ddi.root(who, _base(request, svc, tenant, controller_id))
-    raw = json.dumps(body, separators=(",", ":")).encode()
-    etag = '"' + hashlib.sha256(raw).hexdigest()[:32] + '"'
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"etag": etag})
-    return Response(raw, media_type="application/hal+json", headers={"etag": etag})
+    """Polling interval and links to what the controller should do next; ETag/304.
+
+    Served by the lean poll app (api/polls.py) from memory; this route documents it and serves it without the cache.
+    """
+    ans = root_answer(svc, who, _base(request, svc, tenant, controller_id))
+    if request.headers.get("if-none-match") == ans.etag:
+        return Response(status_code=304, headers={"etag": ans.etag})
+    return Response(ans.raw, media_type=ans.content_type, headers={"etag": ans.etag})
 
 
 @router.get("/deploymentBase/{action_id}")

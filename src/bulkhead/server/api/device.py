@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
+from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..security import sign_url
 from ..services.auth import Principal
 from .deps import Services, principal, services
@@ -34,17 +35,16 @@ class ReportIn(BaseModel):
     inventory: dict[str, Any] | None = None
 
 
-@router.get("/state")
-def state(request: Request, response: Response, who: Principal = Depends(principal), svc: Services = Depends(services)) -> Any:
-    """The device's desired state (release, apps, files); answers 304 when the ETag still matches.
+def state_answer(svc: Services, who: Principal, base: str) -> Answer:
+    """The device's desired state (release, apps, files), its ETag, and how long it may be reused.
 
-    The ETag covers everything but the signed URL, which is fresh on every full answer: a device that
-    gets 403 from an expired URL asks again without If-None-Match.
+    The ETag covers everything but the signed URL, which is fresh in every computed answer (and a cached
+    answer lives at most half the URL's lifetime): a device that gets 403 from an expired URL asks again
+    without If-None-Match.
     """
     dev, rel, desired = svc.devices.own_state(who)
     action = desired.pop("action", None)
     release: dict[str, Any] | None = None
-    base = svc.settings.public_url or str(request.base_url).rstrip("/")
     if rel is not None:
         release = {
             "id": rel.id,
@@ -64,12 +64,24 @@ def state(request: Request, response: Response, who: Principal = Depends(princip
         "poll_interval": svc.settings.poll_interval,
     }
     etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
-    if request.headers.get("if-none-match") == etag:
-        return Response(status_code=304, headers={"etag": etag})
     if release is not None and rel is not None:
         release["signed_url"] = f"{base}/dl/{rel.sha256}?" + sign_url(svc.secret, rel.sha256, dev.id, svc.settings.signed_url_ttl)
-    response.headers["etag"] = etag
-    return body
+    # An open action may depend on the clock (maintenance windows): reuse such answers only briefly.
+    ttl = ACTION_TTL if action is not None else min(IDLE_TTL, svc.settings.signed_url_ttl / 2)
+    return Answer(json.dumps(body).encode(), etag, "application/json", ttl)
+
+
+@router.get("/state")
+def state(request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)) -> Response:
+    """The device's desired state (release, apps, files); answers 304 when the ETag still matches.
+
+    Served by the lean poll app (api/polls.py) from memory; this route documents it and serves it without the cache.
+    """
+    base = svc.settings.public_url or str(request.base_url).rstrip("/")
+    ans = state_answer(svc, who, base.rstrip("/"))
+    if request.headers.get("if-none-match") == ans.etag:
+        return Response(status_code=304, headers={"etag": ans.etag})
+    return Response(ans.raw, media_type=ans.content_type, headers={"etag": ans.etag})
 
 
 @router.post("/reports")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from ..changes import ChangeFeed
 from ..db import Database
 from ..errors import Forbidden, Unauthorized
 from ..models import ApiToken, Device, Tenant, User, utcnow
@@ -18,6 +19,7 @@ __all__ = ["ROLES", "Authenticator", "Principal"]
 
 ROLES = ("viewer", "operator", "admin")
 _CACHE_TTL = 10.0
+_DEVICE_CACHE_TTL = 600.0
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,11 @@ class Principal:
 class Authenticator:
     """Resolves bearer tokens to principals; device lookups are cached briefly (no DB on every request)."""
 
-    def __init__(self, db: Database, system_token_hash: str) -> None:
+    def __init__(self, db: Database, system_token_hash: str, feed: ChangeFeed | None = None) -> None:
         self.db = db
         self.system_hash = system_token_hash
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        self.feed = feed
+        self._cache: dict[str, tuple[float, float, Principal]] = {}
 
     def resolve(self, token: str | None) -> Principal:
         if not token:
@@ -64,13 +67,21 @@ class Authenticator:
         h = hash_token(token)
         now = time.monotonic()
         hit = self._cache.get(h)
-        if hit and hit[0] > now:
-            return hit[1]
+        if hit and hit[0] > now and self._current(hit[1], hit[2]):
+            return hit[2]
         principal = self._lookup(token, h)
-        if len(self._cache) > 100_000:
+        if len(self._cache) > 200_000:
             self._cache.clear()
-        self._cache[h] = (now + _CACHE_TTL, principal)
+        # A device's credential stays cached until the change feed reports a change to the device
+        # (revoked, rejected, deleted); users' tokens for a few seconds.
+        device = principal.kind == "device" and self.feed is not None
+        self._cache[h] = (now + (_DEVICE_CACHE_TTL if device else _CACHE_TTL), now, principal)
         return principal
+
+    def _current(self, since: float, p: Principal) -> bool:
+        if p.kind != "device" or p.device_id is None or self.feed is None:
+            return True
+        return self.feed.valid(p.tenant_id, p.device_id, since)
 
     def forget(self) -> None:
         self._cache.clear()

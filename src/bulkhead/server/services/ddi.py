@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..changes import ChangeFeed
 from ..db import Database
 from ..errors import Conflict, Forbidden, Gone, Invalid, NotFound, Unauthorized
 from ..models import Action, Device, Release, Tenant, utcnow
@@ -29,6 +30,7 @@ from .rollouts import RolloutService, install_gate, note, open_action, record_st
 __all__ = ["DdiAuth", "DdiCaller", "DdiService", "artifact_filename", "sleep_hms"]
 
 _CACHE_TTL = 10.0
+_DEVICE_CACHE_TTL = 600.0
 EXECUTIONS = ("closed", "proceeding", "canceled", "scheduled", "rejected", "resumed", "downloaded", "download")
 RESULTS = ("success", "failure", "none")
 _ATTR_KEY = re.compile(r"^[^\s]{1,128}$")
@@ -65,11 +67,11 @@ def _auth_header(headers: Mapping[str, str]) -> tuple[str, str] | None:
 class DdiAuth:
     """Resolves a DDI caller. Everything on a poll's path is cached for a few seconds: no database per poll."""
 
-    def __init__(self, db: Database, auth: Authenticator, cert_header: str | None) -> None:
-        self.db, self.auth = db, auth
+    def __init__(self, db: Database, auth: Authenticator, cert_header: str | None, feed: ChangeFeed | None = None) -> None:
+        self.db, self.auth, self.feed = db, auth, feed
         self.cert_header = cert_header.lower() if cert_header else None
         self._tenants: dict[str, tuple[float, Tenant | None]] = {}
-        self._devices: dict[tuple[int, str], tuple[float, DdiCaller | None]] = {}
+        self._devices: dict[tuple[int, str], tuple[float, float, DdiCaller]] = {}
 
     def _tenant(self, name: str, gateway_hash: str | None = None) -> Tenant | None:
         key = f"{name.lower()}|{gateway_hash or ''}"
@@ -93,8 +95,8 @@ class DdiAuth:
         key = (tenant.id, controller_id)
         now = time.monotonic()
         hit = self._devices.get(key)
-        if hit and hit[0] > now and hit[1] is not None:
-            return hit[1]
+        if hit and hit[0] > now and (self.feed is None or self.feed.valid(tenant.id, hit[2].device_id, hit[1])):
+            return hit[2]
         with self.db.session() as s:
             dev = s.scalar(select(Device).where(Device.tenant_id == tenant.id, Device.name == controller_id))
             if dev is None:
@@ -119,7 +121,10 @@ class DdiAuth:
             if dev.status != "active":
                 raise Forbidden(f"device '{controller_id}' is {dev.status}: an operator must approve it")
             caller = DdiCaller(tenant.id, dev.id, dev.name, dev.compatible)
-        self._devices[key] = (now + _CACHE_TTL, caller)
+        if len(self._devices) > 200_000:
+            self._devices.clear()
+        # Cached until the change feed reports a change to the device (or its tenant); without a feed, briefly.
+        self._devices[key] = (now + (_DEVICE_CACHE_TTL if self.feed else _CACHE_TTL), now, caller)
         return caller
 
     def resolve(self, tenant_name: str, controller_id: str, headers: Mapping[str, str]) -> DdiCaller:

@@ -1,0 +1,175 @@
+"""The state-change feed: which devices' poll answers may have changed, known to every server process.
+
+A change is recorded in the same transaction as the rows that cause it (a `state_changes` row), marked at
+once in the process that committed it, and marked in every other process when its poller reads the row.
+A cached answer is valid while nothing it depends on was marked after the answer was computed: marks are
+taken *after* commit (locally) or after the row became visible (remotely), so an answer computed from data
+older than a change is always dropped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Iterable
+from itertools import chain
+from typing import Any
+
+from sqlalchemy import delete, event, func, insert, inspect, select
+from sqlalchemy.orm import Session
+
+from .db import Database
+from .models import Action, App, Device, DeviceGroup, Release, Rollout, StateChange, Tenant, utcnow
+
+__all__ = ["ChangeFeed"]
+
+log = logging.getLogger(__name__)
+
+# Device columns no poll answer depends on (written by reports and the aggregate counters).
+_QUIET_DEVICE = frozenset({"last_seen", "bytes_served", "reported", "update_status"})
+# Rollout columns that reach devices only through their actions (which are marked themselves).
+_QUIET_ROLLOUT = frozenset({"status", "current_phase", "pause_reason", "accepted_failures", "updated_at"})
+_TENANT_WIDE = (DeviceGroup, Release, App)
+_GAP_SECONDS = 10.0  # a missing id this old was a rolled-back insert
+_KEEP = dt.timedelta(hours=1)
+
+Change = tuple[int | None, int | None]  # (tenant_id, device_id or None for the whole tenant)
+
+
+def _changed(obj: Any, quiet: frozenset[str]) -> bool:
+    state = inspect(obj)
+    return any(attr.history.has_changes() for attr in state.attrs if attr.key not in quiet)
+
+
+def _change_of(obj: Any, deleted: bool) -> Change | None:
+    if isinstance(obj, Device):
+        return (obj.tenant_id, obj.id) if deleted or _changed(obj, _QUIET_DEVICE) else None
+    if isinstance(obj, Action):
+        return (obj.tenant_id, obj.device_id)
+    if isinstance(obj, Rollout):
+        return (obj.tenant_id, None) if deleted or _changed(obj, _QUIET_ROLLOUT) else None
+    if isinstance(obj, Tenant):
+        return (obj.id, None)
+    if isinstance(obj, _TENANT_WIDE):
+        return (obj.tenant_id, None)
+    return None
+
+
+class ChangeFeed:
+    def __init__(self, db: Database, interval: float = 0.5) -> None:
+        self.db, self.interval = db, interval
+        self._device: dict[int, float] = {}
+        self._tenant: dict[int, float] = {}
+        self._low = 0  # every id up to here has been applied
+        self._ids: set[int] = set()  # applied ids above _low
+        self._gap_since: float | None = None
+        self._healthy_until = float("inf")  # until the poller runs, only this process writes
+        self._task: asyncio.Task[None] | None = None
+
+    # -- reading ----------------------------------------------------------------------
+    def valid(self, tenant_id: int | None, device_id: int, since: float) -> bool:
+        """Whether an answer for this device computed at `since` (monotonic) is still current."""
+        if time.monotonic() > self._healthy_until:
+            return False  # the feed is not being read: trust nothing cached
+        return self._device.get(device_id, -1.0) < since and self._tenant.get(tenant_id or 0, -1.0) < since
+
+    def mark(self, changes: Iterable[Change]) -> None:
+        now = time.monotonic()
+        for tenant_id, device_id in changes:
+            if device_id is None:
+                self._tenant[tenant_id or 0] = now
+            else:
+                self._device[device_id] = now
+
+    # -- writing: SQLAlchemy session events -------------------------------------------
+    def install(self) -> None:
+        factory = self.db.factory
+        event.listen(factory, "after_flush", self._after_flush)
+        event.listen(factory, "after_commit", self._after_commit)
+        event.listen(factory, "after_rollback", self._after_rollback)
+
+    def _after_flush(self, session: Session, _ctx: Any) -> None:
+        found: set[Change] = set()
+        for obj in chain(session.new, session.dirty):
+            if (c := _change_of(obj, deleted=False)) is not None:
+                found.add(c)
+        for obj in session.deleted:
+            if (c := _change_of(obj, deleted=True)) is not None:
+                found.add(c)
+        pending: set[Change] = session.info.setdefault("state_changes", set())
+        fresh = found - pending
+        if fresh:
+            now = utcnow()
+            session.connection().execute(
+                insert(StateChange), [{"tenant_id": t, "device_id": d, "at": now} for t, d in sorted(fresh, key=str)]
+            )
+            pending |= fresh
+
+    def _after_commit(self, session: Session) -> None:
+        changes = session.info.pop("state_changes", None)
+        if changes:
+            self.mark(changes)
+
+    def _after_rollback(self, session: Session) -> None:
+        session.info.pop("state_changes", None)
+
+    # -- the poller: rows other processes wrote ---------------------------------------
+    def _read(self) -> list[tuple[int, int | None, int | None]]:
+        with self.db.session() as s:
+            q = select(StateChange.id, StateChange.tenant_id, StateChange.device_id).where(StateChange.id > self._low)
+            return [(r[0], r[1], r[2]) for r in s.execute(q.order_by(StateChange.id).limit(10_000))]
+
+    def apply(self, rows: list[tuple[int, int | None, int | None]]) -> None:
+        now = time.monotonic()
+        self.mark((t, d) for i, t, d in rows if i not in self._ids)
+        self._ids.update(i for i, _, _ in rows)
+        while self._ids:
+            nxt = self._low + 1
+            if nxt in self._ids:
+                self._ids.discard(nxt)
+                self._low, self._gap_since = nxt, None
+            elif self._gap_since is None:
+                self._gap_since = now  # an insert not yet committed, or rolled back
+                break
+            elif now - self._gap_since > _GAP_SECONDS:
+                self._low, self._gap_since = nxt, None
+            else:
+                break
+
+    def prune(self) -> None:
+        """Forget old marks (no cached answer lives that long) and old rows."""
+        cutoff = time.monotonic() - _KEEP.total_seconds()
+        for marks in (self._device, self._tenant):
+            for k in [k for k, at in marks.items() if at < cutoff]:
+                del marks[k]
+        with self.db.session() as s:
+            s.execute(delete(StateChange).where(StateChange.at < utcnow() - _KEEP))
+
+    async def _run(self) -> None:
+        last_prune = time.monotonic()
+        while True:
+            try:
+                rows = await asyncio.to_thread(self._read)
+                self.apply(rows)
+                self._healthy_until = time.monotonic() + max(5.0, 10 * self.interval)
+                if time.monotonic() - last_prune > 60:
+                    last_prune = time.monotonic()
+                    await asyncio.to_thread(self.prune)
+            except Exception:
+                log.exception("could not read the state-change feed; cached poll answers are not used until it works")
+            await asyncio.sleep(self.interval)
+
+    def start(self) -> None:
+        with self.db.session() as s:
+            self._low = int(s.scalar(select(func.coalesce(func.max(StateChange.id), 0))) or 0)
+        self._healthy_until = time.monotonic() + max(5.0, 10 * self.interval)
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
