@@ -96,6 +96,7 @@ def seed(db_url: str, tenant_id: int, start: int, count: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=15, help="seconds of the first pass, while the caches fill")
     args = ap.parse_args()
     name = f"bh_bench_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(PG, autocommit=True) as conn:
@@ -131,8 +132,24 @@ def main() -> None:
                 sample = httpx.get(first, headers={"authorization": f"{scheme} {PREFIX_DEVICE}bench{ids[0]}"})
                 sample.raise_for_status()
                 script = LUA.format(tokens=tokens, names=names, path=path, scheme=scheme)
-                wrk(base + path.replace("NAME", "x"), 3, script)  # warm the caches
-                rps, p50, p99 = wrk(base + path.replace("NAME", "x"), args.seconds, script)
+                # First pass: every answer (and credential) not yet in a worker's memory is computed from the
+                # database; reported, then the steady state (a real fleet polls every few minutes and answers
+                # live until something about the device changes).
+                rps, p50, p99 = wrk(base + path.replace("NAME", "x"), args.warmup, script)
+                rows.append(
+                    [
+                        f"{fleet:,}",
+                        f"{label} (first {args.warmup} s, caches filling)",
+                        f"{rps:,.0f}",
+                        f"{p50:.1f}",
+                        f"{p99:.1f}",
+                        str(len(sample.content)),
+                    ]
+                )
+                print(rows[-1], flush=True)
+                # Median of three runs: each run's 64 connections split unevenly over the two workers.
+                runs = sorted(wrk(base + path.replace("NAME", "x"), args.seconds, script) for _ in range(3))
+                rps, p50, p99 = runs[1]
                 rows.append([f"{fleet:,}", label, f"{rps:,.0f}", f"{p50:.1f}", f"{p99:.1f}", str(len(sample.content))])
                 print(rows[-1], flush=True)
                 (tmp / f"static{len(sample.content)}.json").write_bytes(sample.content)
@@ -153,9 +170,12 @@ def main() -> None:
         "checkin",
         "Device check-ins: agent state and DDI root vs nginx static JSON",
         rows,
-        f"wrk -t2 -c64 for {args.seconds} s on the same 2 cores as the server (bulkhead --workers 2, PostgreSQL local); "
+        f"wrk -t2 -c64, median of 3 runs of {args.seconds} s, on the same 2 cores as the server "
+        "(bulkhead --workers 2, PostgreSQL local); "
         f"requests rotate over {SAMPLE} distinct device credentials spread over the fleet. Goal: 3,333 polls/s at 100k, "
-        "p99 <= 50 ms, 100k within 10% of 10k. No database write on either poll path (last_seen is flushed in aggregate).",
+        "p99 <= 50 ms, 100k within 10% of 10k. No database write on either poll path (last_seen is flushed in aggregate). "
+        "Answers come from each worker's memory until the state-change feed reports a change to the device or its tenant; "
+        "the 'caches filling' rows are the first pass, where answers are computed from PostgreSQL.",
     )
 
 
