@@ -50,6 +50,16 @@ class LiveServer:
             return token
 
 
+def stop(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """SIGTERM, then SIGKILL after `grace` seconds."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 @contextmanager
 def live_server(
     data: Path, env_extra: dict[str, str] | None = None, port: int | None = None, workers: int = 1
@@ -84,8 +94,4 @@ def live_server(
     try:
         yield LiveServer(url, (data / "admin.token").read_text().strip(), data, backend, proc)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, 20)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +14,8 @@ from bulkhead.lab import images
 from bulkhead.lab.pki import make_pki
 from bulkhead.lab.rauc_service import RaucDevice
 from tests.e2e.conftest import COMPATIBLE, need_lab
+from tests.interop import wait_for
 from tests.live import live_server
-
-
-def _wait(cond: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if value := cond():
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}\n{log.read_text()[-3000:]}")
 
 
 def test_rauc_hawkbit_installs_through_rauc_and_rejects_a_cancel(tmp_path: Path) -> None:
@@ -63,12 +53,12 @@ def test_rauc_hawkbit_installs_through_rauc_and_rejects_a_cancel(tmp_path: Path)
                 rows: list[dict[str, Any]] = c.get("/api/v1/rollouts/hb/actions").json()
                 return rows[0]
 
-            _wait(lambda: action()["status"] == "downloading", 60, "the client to start the install", log)
+            wait_for(lambda: action()["status"] == "downloading", 60, "the client to start the install", log)
             assert c.post("/api/v1/rollouts/hb/cancel").json()["status"] == "canceled"
             assert action()["status"] == "canceling"
             # The client answers the cancelAction with 'rejected' ("Cancelling not supported") and carries on.
-            _wait(lambda: action()["status"] != "canceling", 30, "the client's answer to the cancel", log)
-            done = _wait(lambda: not (a := action())["active"] and a, 60, "the install to finish", log)
+            wait_for(lambda: action()["status"] != "canceling", 30, "the client's answer to the cancel", log)
+            done = wait_for(lambda: not (a := action())["active"] and a, 60, "the install to finish", log)
             assert done["status"] == "success", done
             statuses = [h["status"] for h in done["history"]]
             assert statuses.index("canceling") < statuses.index("success")

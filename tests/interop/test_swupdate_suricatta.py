@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,8 @@ from typing import Any
 import pytest
 
 from bulkhead.lab.pki import DemoPki, make_pki
-from tests.live import LiveServer, live_server
+from tests.interop import wait_for
+from tests.live import LiveServer, live_server, stop
 from tests.swu.conftest import signed_swu
 
 COMPATIBLE = "swu-board"
@@ -30,15 +30,6 @@ def _need_swupdate() -> str:
 def _swu(tmp: Path, pki: DemoPki, version: str, payload: Path, target_dir: Path) -> Path:
     target_dir.mkdir(parents=True, exist_ok=True)  # SWUpdate 2022.12 does not create it
     return signed_swu(tmp / f"update-{version}.swu", pki, version, {payload.name: payload}, target_dir)
-
-
-def _wait(cond: Callable[[], Any], timeout: float, what: str, log: Path) -> Any:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if value := cond():
-            return value
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}\n{log.read_text()[-4000:]}")
 
 
 class Fleet:
@@ -78,12 +69,7 @@ def suricatta(fleet: Fleet, pki: DemoPki, run: Path, log: Path, *extra: str) -> 
     try:
         yield proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc, 10)
 
 
 def test_suricatta_installs_a_swu_and_reports_success_after_the_reboot(tmp_path: Path) -> None:
@@ -100,21 +86,21 @@ def test_suricatta_installs_a_swu_and_reports_success_after_the_reboot(tmp_path:
         assert (rel["format"], rel["version"], rel["compatible"]) == ("swu", "1.1", COMPATIBLE)
         fleet.rollout("swu", rel["id"])
         with suricatta(fleet, pki, tmp_path / "run", log):
-            _wait(installed.exists, 60, "suricatta to install the .swu", log)
+            wait_for(installed.exists, 60, "suricatta to install the .swu", log)
             # Installed, waiting for the reboot: SWUpdate reports the outcome only after it.
-            _wait(lambda: "All Chunks Installed" in str(fleet.action("swu")["history"]), 30, "the install report", log)
+            wait_for(lambda: "All Chunks Installed" in str(fleet.action("swu")["history"]), 30, "the install report", log)
         assert installed.read_text() == "release 1.1\n"
         act = fleet.action("swu")
         assert act["active"], act
         # After the "reboot", swupdate starts with -c 2 (the update booted fine) and closes the action.
         with suricatta(fleet, pki, tmp_path / "run", log, "-c 2"):
-            done = _wait(lambda: not (a := fleet.action("swu"))["active"] and a, 60, "the success report", log)
+            done = wait_for(lambda: not (a := fleet.action("swu"))["active"] and a, 60, "the success report", log)
         assert done["status"] == "success", done
         rollout_done = lambda: fleet.c.get("/api/v1/rollouts/swu").json()["status"] == "finished"  # noqa: E731
-        _wait(rollout_done, 30, "the rollout to finish (a background job)", log)
+        wait_for(rollout_done, 30, "the rollout to finish (a background job)", log)
         # The download went through the DDI artifact link, counted against the device.
         # (the delivery counters reach the database in aggregate, every few seconds)
-        served = _wait(lambda: fleet.c.get("/api/v1/devices/sw-1").json()["bytes_served"], 30, "the byte count", log)
+        served = wait_for(lambda: fleet.c.get("/api/v1/devices/sw-1").json()["bytes_served"], 30, "the byte count", log)
         assert served == swu.stat().st_size
         assert fleet.action("swu")["bytes"] == swu.stat().st_size
 
@@ -133,10 +119,10 @@ def test_suricatta_acknowledges_a_cancel_during_the_download(tmp_path: Path) -> 
         fleet.rollout("slow", rel["id"])
         # 8 MiB at 256 KiB/s: the download lasts about 30 s, and suricatta checks for a cancel every second.
         with suricatta(fleet, pki, tmp_path / "run", log, "-n 256k"):
-            _wait(lambda: fleet.action("slow")["status"] == "downloading", 60, "suricatta to start the download", log)
+            wait_for(lambda: fleet.action("slow")["status"] == "downloading", 60, "suricatta to start the download", log)
             assert fleet.c.post("/api/v1/rollouts/slow/cancel").json()["status"] == "canceled"
             assert fleet.action("slow")["status"] == "canceling"
-            done = _wait(lambda: not (a := fleet.action("slow"))["active"] and a, 60, "suricatta's cancel answer", log)
+            done = wait_for(lambda: not (a := fleet.action("slow"))["active"] and a, 60, "suricatta's cancel answer", log)
         assert done["status"] == "canceled", done
         assert any("cancellation acknowledged" in (h.get("message") or "") for h in done["history"]), done["history"]
         assert not installed.exists()
