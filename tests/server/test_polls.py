@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -17,14 +19,14 @@ def _poll(url: str, path: str, auth: str, etag: str | None = None) -> httpx.Resp
         return c.get(path, headers=headers)
 
 
-def _all_agree(url: str, path: str, auth: str, check: object, deadline: float) -> float:
+def _all_agree(url: str, path: str, auth: str, check: Callable[[Any], bool], deadline: float) -> float:
     """Seconds until 20 polls in a row (new connections, so both workers) pass `check`."""
     start, streak = time.monotonic(), 0
     while streak < 20:
         assert time.monotonic() < start + deadline, f"the workers did not agree within {deadline} s"
         r = _poll(url, path, auth)
         assert r.status_code == 200, r.text
-        streak = streak + 1 if check(r.json()) else 0  # type: ignore[operator]
+        streak = streak + 1 if check(r.json()) else 0
     return time.monotonic() - start
 
 

@@ -18,9 +18,10 @@ from bulkhead import __version__
 from .api import ddi, device, management, rollouts
 from .api.deps import Services
 from .api.polls import PollApp
+from .asgi import Receive, Scope, Send
 from .changes import ChangeFeed
 from .db import Database, migrate
-from .delivery.app import DeliveryApp, Receive, Scope, Send
+from .delivery.app import DeliveryApp
 from .delivery.counters import ByteCounter
 from .errors import ServerError
 from .jobs import Jobs

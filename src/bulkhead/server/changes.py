@@ -103,9 +103,7 @@ class ChangeFeed:
         fresh = found - pending
         if fresh:
             now = utcnow()
-            session.connection().execute(
-                insert(StateChange), [{"tenant_id": t, "device_id": d, "at": now} for t, d in sorted(fresh, key=str)]
-            )
+            session.connection().execute(insert(StateChange), [{"tenant_id": t, "device_id": d, "at": now} for t, d in fresh])
             pending |= fresh
 
     def _after_commit(self, session: Session) -> None:

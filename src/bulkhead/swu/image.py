@@ -61,8 +61,10 @@ def read_swu(path: Path, keyring: Keyring) -> SwuInfo:
                 if name in (_DESCRIPTION, _SIGNATURE):
                     if entry.size > _MAX_DESCRIPTION:
                         raise SwuError(f"{name} is {entry.size} bytes; at most {_MAX_DESCRIPTION} are accepted")
-                    data = b"".join(entry.get_blocks())
-                    text, signature = (data, signature) if name == _DESCRIPTION else (text, data)
+                    if name == _DESCRIPTION:
+                        text = b"".join(entry.get_blocks())
+                    else:
+                        signature = b"".join(entry.get_blocks())
                     continue
                 h = hashlib.sha256()
                 for block in entry.get_blocks():

@@ -18,7 +18,7 @@ from ..errors import Invalid
 from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..services.auth import Principal
 from ..services.ddi import DdiCaller
-from .deps import Services, principal, services
+from .deps import Services, answer_response, principal, services
 
 router = APIRouter(prefix="/{tenant}/controller/v1/{controller_id}", tags=["hawkBit DDI"])
 manage = APIRouter(prefix="/api/v1", tags=["hawkBit DDI"])
@@ -63,10 +63,7 @@ def root(
 
     Served by the lean poll app (api/polls.py) from memory; this route documents it and serves it without the cache.
     """
-    ans = root_answer(svc, who, _base(request, svc, tenant, controller_id))
-    if request.headers.get("if-none-match") == ans.etag:
-        return Response(status_code=304, headers={"etag": ans.etag})
-    return Response(ans.raw, media_type=ans.content_type, headers={"etag": ans.etag})
+    return answer_response(root_answer(svc, who, _base(request, svc, tenant, controller_id)), request)
 
 
 @router.get("/deploymentBase/{action_id}")

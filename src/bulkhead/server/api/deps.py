@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from fastapi import Request
+from fastapi import Request, Response
 
 from ..db import Database
 from ..delivery.counters import ByteCounter
+from ..pollcache import Answer
 from ..services.apps import AppService
 from ..services.auth import Authenticator, Principal
 from ..services.ddi import DdiAuth, DdiService
@@ -19,7 +20,7 @@ from ..services.tenants import TenantService
 from ..settings import Settings
 from ..store import ArtifactStore
 
-__all__ = ["Services", "principal", "services"]
+__all__ = ["Services", "answer_response", "principal", "services"]
 
 
 @dataclass
@@ -50,3 +51,10 @@ def principal(request: Request) -> Principal:
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
     svc: Services = request.app.state.services
     return svc.auth.resolve(token)
+
+
+def answer_response(answer: Answer, request: Request) -> Response:
+    """A poll answer as a FastAPI response: 304 when the client's ETag still matches."""
+    if request.headers.get("if-none-match") == answer.etag:
+        return Response(status_code=304, headers={"etag": answer.etag})
+    return Response(answer.raw, media_type=answer.content_type, headers={"etag": answer.etag})

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..security import sign_url
 from ..services.auth import Principal
-from .deps import Services, principal, services
+from .deps import Services, answer_response, principal, services
 
 router = APIRouter(prefix="/device/v1", tags=["device"])
 
@@ -78,10 +78,7 @@ def state(request: Request, who: Principal = Depends(principal), svc: Services =
     Served by the lean poll app (api/polls.py) from memory; this route documents it and serves it without the cache.
     """
     base = svc.settings.public_url or str(request.base_url).rstrip("/")
-    ans = state_answer(svc, who, base.rstrip("/"))
-    if request.headers.get("if-none-match") == ans.etag:
-        return Response(status_code=304, headers={"etag": ans.etag})
-    return Response(ans.raw, media_type=ans.content_type, headers={"etag": ans.etag})
+    return answer_response(state_answer(svc, who, base.rstrip("/")), request)
 
 
 @router.post("/reports")

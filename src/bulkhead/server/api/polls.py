@@ -7,12 +7,11 @@ last-seen mark. Only after a change does a poll read the database, in a worker t
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Callable
 
+from ..asgi import Receive, Scope, Send, bearer, send_error
 from ..errors import Forbidden, ServerError
 from ..pollcache import Answer, PollCache
 from .ddi import root_answer
@@ -20,10 +19,6 @@ from .deps import Services
 from .device import state_answer
 
 __all__ = ["PollApp"]
-
-Scope = MutableMapping[str, Any]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 _STATE = "/device/v1/state"
 _DDI_ROOT = re.compile(r"^/([^/]+)/controller/v1/([^/]+)$")
@@ -50,8 +45,7 @@ class PollApp:
             base = self._base(scope, headers)
             m = _DDI_ROOT.match(scope["path"])
             if m is None:
-                auth = headers.get("authorization", "")
-                who = self.svc.auth.resolve(auth[7:].strip() if auth[:7].lower() == "bearer " else None)
+                who = self.svc.auth.resolve(bearer(scope))
                 if who.kind != "device" or who.device_id is None:
                     raise Forbidden("this endpoint is for devices")
                 key, tenant_id, device_id = ("state", who.device_id, base), who.tenant_id, who.device_id
@@ -67,24 +61,18 @@ class PollApp:
                 answer = await asyncio.to_thread(build)
                 self.cache.put(key, tenant_id, since, answer)
         except ServerError as exc:
-            await _send(send, exc.status, b"application/json", json.dumps({"error": exc.code, "message": exc.message}).encode())
+            await send_error(send, exc.status, exc.code, exc.message)
             return
         if self.svc.activity is not None:
             self.svc.activity.seen(device_id)
+        etag = (b"etag", answer.etag.encode())
         if headers.get("if-none-match") == answer.etag:
-            await _send(send, 304, None, b"", answer.etag)
+            await _send(send, 304, [etag])
         else:
-            body = b"" if scope["method"] == "HEAD" else answer.raw
-            await _send(send, 200, answer.content_type.encode(), body, answer.etag, len(answer.raw))
+            hdrs = [(b"content-type", answer.content_type.encode()), (b"content-length", str(len(answer.raw)).encode()), etag]
+            await _send(send, 200, hdrs, b"" if scope["method"] == "HEAD" else answer.raw)
 
 
-async def _send(
-    send: Send, status: int, ctype: bytes | None, body: bytes, etag: str | None = None, length: int | None = None
-) -> None:
-    hdrs = [] if status == 304 else [(b"content-length", str(len(body) if length is None else length).encode())]
-    if ctype:
-        hdrs.append((b"content-type", ctype))
-    if etag:
-        hdrs.append((b"etag", etag.encode()))
-    await send({"type": "http.response.start", "status": status, "headers": hdrs})
+async def _send(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes = b"") -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import os
 import re
 import secrets
-from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qs
 
+from ..asgi import Receive, Scope, Send, bearer, send_error
 from ..errors import Forbidden, NotFound, ServerError, Unauthorized
 from ..security import verify_url
 from ..services.auth import Authenticator, Principal
@@ -25,9 +23,6 @@ from .ranges import ByteRange, RangeNotSatisfiable, parse_range
 
 __all__ = ["DeliveryApp"]
 
-Scope = MutableMapping[str, Any]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 CHUNK = 1024 * 1024
 _SIGNED = re.compile(r"^/dl/([0-9a-f]{64})$")
@@ -42,14 +37,6 @@ class Artifact:
     sha256: str
     size: int
     path: str
-
-
-def _bearer(scope: Scope) -> str | None:
-    for k, v in scope["headers"]:
-        if k == b"authorization":
-            text = v.decode("latin-1")
-            return text[7:].strip() if text[:7].lower() == "bearer " else None
-    return None
 
 
 class DeliveryApp:
@@ -80,10 +67,10 @@ class DeliveryApp:
             # Sync on purpose: tokens and releases come from in-memory caches; a miss costs one indexed read.
             artifact, device_id, md5_name = self._authorize(scope)
         except ServerError as exc:
-            await _error(send, exc.status, exc.code, exc.message)
+            await send_error(send, exc.status, exc.code, exc.message)
             return
         if scope["method"] not in ("GET", "HEAD"):
-            await _error(send, 405, "method_not_allowed", "use GET or HEAD", [(b"allow", b"GET, HEAD")])
+            await send_error(send, 405, "method_not_allowed", "use GET or HEAD", [(b"allow", b"GET, HEAD")])
             return
         if md5_name is not None:
             await _md5sum(send, md5_name, scope["method"] == "HEAD")
@@ -125,7 +112,7 @@ class DeliveryApp:
             if not verify_url(self.secret, m.group(1), device_id, expires, sig):
                 raise Forbidden("signed URL is invalid or has expired: ask the server for a new one")
             return self._file(m.group(1)), device_id
-        principal = self.auth.resolve(_bearer(scope))
+        principal = self.auth.resolve(bearer(scope))
         if m := _DEVICE.match(path):
             return self._release_artifact(principal, int(m.group(1))), principal.device_id
         m = _USER.match(path)
@@ -181,11 +168,11 @@ class DeliveryApp:
         try:
             fd, last_modified = self._open(art.path)
         except FileNotFoundError:
-            await _error(send, 404, "not_found", "artifact does not exist (deleted?)")
+            await send_error(send, 404, "not_found", "artifact does not exist (deleted?)")
             return
         if not os.path.exists(art.path):  # deleted since it was opened: drop the stale descriptor
             self.forget_file(art.path)
-            await _error(send, 404, "not_found", "artifact does not exist (deleted?)")
+            await send_error(send, 404, "not_found", "artifact does not exist (deleted?)")
             return
         base = [
             (b"accept-ranges", b"bytes"),
@@ -204,7 +191,7 @@ class DeliveryApp:
             try:
                 ranges = parse_range(rng, art.size)
             except RangeNotSatisfiable as exc:
-                await _error(
+                await send_error(
                     send, 416, "range_not_satisfiable", str(exc), [*base, (b"content-range", f"bytes */{art.size}".encode())]
                 )
                 return
@@ -298,15 +285,3 @@ def _if_range_ok(if_range: str | None, etag: str, last_modified: str) -> bool:
     if value.startswith(("W/", '"')):
         return value == etag
     return value == last_modified
-
-
-async def _error(send: Send, status: int, code: str, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    body = json.dumps({"error": code, "message": message}).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [*(extra or []), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

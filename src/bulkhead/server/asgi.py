@@ -1,0 +1,35 @@
+"""Plain ASGI plumbing shared by the lean apps in front of FastAPI (artifact delivery, polls)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+__all__ = ["Receive", "Scope", "Send", "bearer", "send_error"]
+
+Scope = MutableMapping[str, Any]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+
+def bearer(scope: Scope) -> str | None:
+    """The token of an `Authorization: Bearer …` header, if there is one."""
+    for k, v in scope["headers"]:
+        if k == b"authorization":
+            text = v.decode("latin-1")
+            return text[7:].strip() if text[:7].lower() == "bearer " else None
+    return None
+
+
+async def send_error(send: Send, status: int, code: str, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    """The server's JSON error body ({"error", "message"}), as FastAPI's handlers answer it."""
+    body = json.dumps({"error": code, "message": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*(extra or []), (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
