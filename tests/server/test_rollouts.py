@@ -37,6 +37,18 @@ class Dev:
         ev = {"seq": next(_seq), "kind": "update", "phase": phase, "release_id": release_id, "details": details}
         self.c.post("/device/v1/reports", headers=self.h, json={"events": [ev]}).raise_for_status()
 
+    def report_app(self, phase: str, app: str, version: str, error: str | None = None) -> None:
+        ev = {"seq": next(_seq), "kind": "app", "phase": phase, "details": {"app": app, "version": version, "error": error}}
+        self.c.post("/device/v1/reports", headers=self.h, json={"events": [ev]}).raise_for_status()
+
+    def apps(self) -> tuple[dict[str, str], dict[str, str]]:
+        """What the device must run (app -> version) and what it may only pull (app -> version)."""
+        desired = self.state()["desired"]
+        return (
+            {a["name"]: a["version"] for a in desired["apps"]},
+            {a["name"]: a["version"] for a in desired.get("prefetch", [])},
+        )
+
 
 def _wait(cond: Callable[[], Any], what: str, timeout: float = 20) -> Any:
     deadline = time.monotonic() + timeout
@@ -92,6 +104,8 @@ def test_two_phase_rollout_pauses_on_errors_resumes_retries_and_cancels(server: 
     canary.report("installing", rel)
     canary.report("success", rel)
     _wait(lambda: c.get("/api/v1/rollouts/r1").json()["current_phase"] == 1, "phase 2 to start")
+    kept = canary.release()  # the action closed; what it installed stays the device's desired release
+    assert kept is not None and kept["id"] == rel and kept["action"] is None
     assert all(d.release() is not None for d in line)
 
     line[0].report("rolled_back", rel, reason="health check failed: app did not start")
@@ -123,7 +137,8 @@ def test_two_phase_rollout_pauses_on_errors_resumes_retries_and_cancels(server: 
     for verb in ("create", "phase", "pause", "resume", "finish", "retry", "cancel"):
         assert f"rollout.{verb}" in audit, (verb, audit)
     gone = c.delete(f"/api/v1/releases/{rel}")
-    assert gone.status_code == 409 and "used by rollout(s) r1" in gone.json()["message"]
+    # the two devices that succeeded keep the release as their own desired release
+    assert gone.status_code == 409 and "desired release of 2 device(s)" in gone.json()["message"]
     assert c.get(f"/api/v1/releases/{rel}").status_code == 200
     c.close()
 
@@ -187,4 +202,88 @@ def test_scheduled_start(server: LiveServer) -> None:
     assert r.json()["status"] == "scheduled" and d.release() is None
     _wait(lambda: d.release() is not None, "the scheduled start", timeout=30)
     assert time.time() >= start - 0.5
+    c.close()
+
+
+def _app(c: httpx.Client, version: str) -> None:
+    r = c.post("/api/v1/apps", json={"name": "web", "version": version, "containers": [{"name": "m", "image": f"web:{version}"}]})
+    assert r.status_code == 201, r.text
+
+
+def test_app_version_rollout_phases_threshold_window_download_only_and_cancel(server: LiveServer) -> None:
+    c = server.client(server.tenant())
+    for v in ("1", "2", "3"):
+        _app(c, v)
+    for group in ("canary", "shop"):
+        c.patch(f"/api/v1/groups/{group}/desired", json={"apps": {"web": "1"}}).raise_for_status()
+    canary, line = Dev(c, "a-canary", "canary"), [Dev(c, f"a-line-{i}", "shop") for i in range(2)]
+    assert canary.apps() == ({"web": "1"}, {})
+
+    bad = [
+        ({"name": "x", "app": {"name": "web", "version": "9"}}, 404, "app 'web' version '9' does not exist"),
+        ({"name": "x", "app": {"name": "web", "version": "2"}, "release_id": 1}, 400, "either release_id"),
+        ({"name": "x"}, 400, "either release_id"),
+    ]
+    for body, status, message in bad:
+        r = c.post("/api/v1/rollouts", json=body)
+        assert r.status_code == status and message in r.json()["message"], (body, r.text)
+
+    body = {
+        "name": "web2",
+        "app": {"name": "web", "version": "2"},
+        "target": {"groups": ["canary", "shop"]},
+        "phases": [{"group": "canary", "error_threshold": 0}, {"group": "shop", "error_threshold": 0}],
+    }
+    ro = c.post("/api/v1/rollouts", json=body).json()
+    assert ro["app"]["name"] == "web" and ro["app"]["version"] == "2" and ro["subject"] == "app web:2"
+    assert ro["release_id"] is None and [p["devices"] for p in ro["phases"]] == [1, 0]
+    first, rest = canary, line
+    assert first.apps() == ({"web": "2"}, {})
+    assert all(d.apps() == ({"web": "1"}, {}) for d in rest)  # phase 2 waits
+    offered = next(a for a in first.state()["desired"]["apps"] if a["name"] == "web")
+    assert offered["action"]["install"] is True and offered["containers"][0]["image"] == "web:2"
+
+    first.report_app("applied", "web", "1")  # the old version's report changes nothing
+    assert c.get("/api/v1/rollouts/web2").json()["current_phase"] == 0
+    first.report_app("applied", "web", "2")
+    _wait(lambda: c.get("/api/v1/rollouts/web2").json()["current_phase"] == 1, "phase 2 of the app rollout")
+    assert first.apps() == ({"web": "2"}, {})  # the action closed; the device keeps the version it runs
+    rest[0].report_app("failure", "web", "2", error="pull: manifest unknown")
+    ro = _wait(lambda: (x := c.get("/api/v1/rollouts/web2").json())["status"] == "paused" and x, "the app rollout to pause")
+    acts = {a["device"]: a for a in c.get("/api/v1/rollouts/web2/actions").json()}
+    assert acts[rest[0].name]["status"] == "failure" and acts[rest[0].name]["app_id"] == ro["app"]["id"]
+    assert acts[rest[0].name]["history"][-1]["message"] == "pull: manifest unknown"
+    assert rest[0].apps() == ({"web": "1"}, {})  # a failed device is told its old version again
+    c.post("/api/v1/rollouts/web2/resume").raise_for_status()
+    rest[1].report_app("applied", "web", "2")
+    _wait(lambda: c.get("/api/v1/rollouts/web2").json()["status"] == "finished", "the app rollout to finish")
+
+    # Outside its window, and when download-only, the device pulls the new version and keeps the old one running.
+    c.put("/api/v1/groups/canary/window", json={"window": {"cron": "0 0 29 2 *", "duration_minutes": 30}}).raise_for_status()
+    c.post("/api/v1/rollouts", json={"name": "web3", "app": {"name": "web", "version": "3"}, "target": {"groups": ["canary"]}})
+    assert canary.apps() == ({"web": "2"}, {"web": "3"})
+    pre = canary.state()["desired"]["prefetch"][0]
+    assert pre["action"]["install"] is False and pre["action"]["window_opens_at"].startswith("2028-02-29T00:00")
+    c.put("/api/v1/groups/canary/window", json={"window": None}).raise_for_status()
+    assert canary.apps() == ({"web": "3"}, {})
+    ro = c.post("/api/v1/rollouts/web3/cancel").json()
+    assert ro["counts"] == {"canceled": 1}  # an app action closes at once: the device follows its desired state
+    assert canary.apps() == ({"web": "2"}, {})
+
+    dl = c.post(
+        "/api/v1/rollouts",
+        json={
+            "name": "web3-dl",
+            "app": {"name": "web", "version": "3"},
+            "type": "download_only",
+            "target": {"groups": ["canary"]},
+        },
+    )
+    assert dl.status_code == 201, dl.text
+    assert canary.apps() == ({"web": "2"}, {"web": "3"})
+    canary.report_app("downloaded", "web", "3")
+    _wait(lambda: c.get("/api/v1/rollouts/web3-dl").json()["status"] == "finished", "the download-only app rollout")
+    assert canary.apps() == ({"web": "2"}, {})
+    audit = [e for e in c.get("/api/v1/audit").json() if e["action"] == "rollout.create" and e["subject"] == "web2"]
+    assert audit and audit[0]["details"]["app"] == "web:2"
     c.close()

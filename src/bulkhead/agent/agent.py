@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from . import inventory
-from .apps import plan_apps
+from .apps import container_name, plan_apps
 from .client import Client
 from .config import AgentConfig
 from .errors import AgentError, PodmanError, RaucError, ServerRejected, ServerUnreachable
@@ -46,6 +46,8 @@ class Agent:
         self._last_flush = 0.0
         self._last_packages: tuple[float, dict[str, Any]] = (0.0, {})
         self._app_report: str | None = None
+        self._prefetched: dict[str, str | None] = {}  # app:version:action -> last pull error (None: pulled)
+        self._refused: int | None = None  # the last release refused for its format, reported once
         self.updater = Updater(
             self.client,
             self.rauc,
@@ -178,8 +180,12 @@ class Agent:
             write_authfile(self.podman.authfile or self.cfg.data_dir / "registry-auth.json", registries)
         errors: dict[str, str] = {}
         for action in plan_apps(self.podman.owner, apps, self.podman.managed()):
+            if action.app in errors:
+                continue
             try:
                 log.info("app %s: %s %s", action.app, action.kind, action.name)
+                if action.spec is not None and action.kind in ("create", "recreate"):
+                    self.podman.pull(action.spec["image"])  # before the old container goes: a bad image keeps it
                 if action.kind in ("remove", "recreate"):
                     self.podman.remove(action.name)
                 if action.kind in ("create", "recreate") and action.spec is not None:
@@ -190,13 +196,43 @@ class Agent:
                 errors[action.app] = str(e)
         if report:
             states = self.podman.states()
-            summary = {a["name"]: {"version": a["version"], "error": errors.get(a["name"])} for a in apps}
+            for a in apps:
+                down = [
+                    c["name"]
+                    for c in a["containers"]
+                    if states.get(container_name(self.podman.owner, a["name"], c["name"])) != "running"
+                ]
+                if down and a["name"] not in errors:
+                    errors[a["name"]] = f"not running after start: {', '.join(down)}"
+            summary = {
+                a["name"]: {"version": a["version"], "action": (a.get("action") or {}).get("id"), "error": errors.get(a["name"])}
+                for a in apps
+            }
             key = json.dumps([summary, sorted(states.items())], sort_keys=True)
             if key != self._app_report:
                 self._app_report = key
                 for a in apps:
                     phase = "failure" if a["name"] in errors else "applied"
                     self.outbox.add("app", phase, None, app=a["name"], version=a["version"], error=errors.get(a["name"]))
+
+    def prefetch_apps(self, entries: list[dict[str, Any]]) -> None:
+        """Pull the images of app versions the device may not run yet (download-only, or outside the window)."""
+        if not self.cfg.podman.enabled:
+            return
+        for e in entries:
+            key = f"{e['name']}:{e['version']}:{(e.get('action') or {}).get('id')}"
+            if key in self._prefetched and self._prefetched[key] is None:
+                continue
+            error = None
+            try:
+                for c in e["containers"]:
+                    self.podman.pull(c["image"])
+            except PodmanError as err:
+                error = str(err)
+            if key not in self._prefetched or self._prefetched[key] != error:
+                phase = "failure" if error else "downloaded"
+                self.outbox.add("app", phase, None, app=e["name"], version=e["version"], error=error)
+            self._prefetched[key] = error
 
     def collect_inventory(self) -> dict[str, Any]:
         os_release = inventory.read_os_release(self.cfg.os_release)
@@ -229,12 +265,20 @@ class Agent:
         if doc is not None and self.cfg.poll_interval is None:
             self.interval = float(doc.get("poll_interval") or 60)
         release = desired.get("release")
+        if release and release.get("format", "plain") == "swu":
+            if self._refused != release["id"]:  # said once; the server shows it on the action
+                self._refused = release["id"]
+                why = f"release {release['version']} is a SWUpdate image (.swu); this device updates with RAUC bundles"
+                log.error("OS update: %s", why)
+                self.outbox.add("update", "failure", release["id"], reason=why, version=release["version"])
+            release = None
         try:
             self.updater.step(ReleaseRef.from_wire(release) if release else None)
         except AgentError as e:
             log.error("OS update: %s", e)
         try:
             self.converge_apps(desired.get("apps") or [])
+            self.prefetch_apps(desired.get("prefetch") or [])
         except AgentError as e:
             log.error("apps: %s", e)
         variables = {**self.cfg.attributes, **((doc or {}).get("device", {}).get("attributes") or {}), "name": self.cfg.name}

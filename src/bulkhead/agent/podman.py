@@ -66,8 +66,7 @@ class Podman:
         self._run("pull", "--quiet", *auth, *self._tls(image), image)
 
     def create(self, name: str, app: str, version: str, spec: dict[str, Any]) -> None:
-        """Pull the image and run the container detached, labelled so that drift can be detected."""
-        self.pull(spec["image"])
+        """Run the container detached (its image pulled already), labelled so that drift can be detected."""
         args = [
             "run",
             "-d",

@@ -43,7 +43,9 @@ def parse_window(cron: str | None, duration: int | None, tz: str) -> dict[str, o
 def create(
     ctx: typer.Context,
     name: str,
-    release: int = typer.Option(..., "--release", "-r", help="Release id (see 'bulkhead release list')"),
+    release: int | None = typer.Option(None, "--release", "-r", help="Release id (see 'bulkhead release list')"),
+    app_version: str | None = typer.Option(None, "--app", help="App version NAME:VERSION instead of a release"),
+    compatible: str | None = typer.Option(None, help="Only devices of this compatible (implied by --release)"),
     type: str = typer.Option("soft", "--type", help="soft, forced or download_only"),
     tag: list[str] = typer.Option([], "--tag", help="Target devices with this tag (repeatable: all required)"),
     group: list[str] = typer.Option([], "--group", help="Target devices in this group (repeatable: any of them)"),
@@ -58,7 +60,16 @@ def create(
     approval: bool = typer.Option(False, "--require-approval", help="Wait for an admin's 'rollout approve'"),
     json: bool = JsonOpt,
 ) -> None:
-    """Create a rollout; it starts now, at --start-at, or once approved."""
+    """Create a rollout of an OS release (--release) or an app version (--app); it starts now, at --start-at,
+    or once approved."""
+    if (release is None) == (app_version is None):
+        raise CliError("give either --release ID or --app NAME:VERSION")
+    app_ref = None
+    if app_version is not None:
+        if ":" not in app_version:
+            raise CliError(f"'{app_version}': write the app version as NAME:VERSION, e.g. web:2")
+        app_name, version = app_version.split(":", 1)
+        app_ref = {"name": app_name, "version": version}
     attributes = {}
     for a in attr:
         if "=" not in a:
@@ -68,8 +79,9 @@ def create(
     body = {
         "name": name,
         "release_id": release,
+        "app": app_ref,
         "type": type,
-        "target": {"tags": tag, "groups": group, "attributes": attributes},
+        "target": {"tags": tag, "groups": group, "attributes": attributes, "compatible": compatible},
         "phases": parse_phases(phase, success_threshold, error_threshold),
         "window": parse_window(window, window_minutes, window_tz),
         "start_at": start_at,
@@ -81,7 +93,7 @@ def create(
 @rollout_app.command("list")
 def list_(ctx: typer.Context, json: bool = JsonOpt) -> None:
     rows = client(ctx).request("GET", "/api/v1/rollouts")
-    show(rows, json, ["id", "name", "release_id", "type", "status", "current_phase", "devices", "counts", "pause_reason"])
+    show(rows, json, ["id", "name", "subject", "type", "status", "current_phase", "devices", "counts", "pause_reason"])
 
 
 @rollout_app.command("show")

@@ -9,6 +9,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     DateTime,
     ForeignKey,
     Integer,
@@ -163,14 +164,19 @@ class DeviceEvent(Base):
 
 
 class Rollout(Base):
-    """A release to the devices a filter selects, in phases, under the owner's control."""
+    """A release or an app version to the devices a filter selects, in phases, under the owner's control."""
 
     __tablename__ = "rollouts"
-    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "name"),
+        CheckConstraint("(release_id IS NULL) <> (app_id IS NULL)", name="ck_rollouts_one_target"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128))
-    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    # Exactly one of release_id (an OS release) and app_id (an app version) is set.
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("apps.id", name="fk_rollouts_app_id"))
     # {"tags": [...], "groups": [...], "compatible": str|null, "attributes": {key: value}}
     target: Mapped[dict[str, Any]] = mapped_column(JSON)
     # [{"name", "group"|null, "percent"|null, "success_threshold", "error_threshold"}]
@@ -193,11 +199,13 @@ class Action(Base):
     """One device's part in a rollout, with its status history."""
 
     __tablename__ = "actions"
+    __table_args__ = (CheckConstraint("(release_id IS NULL) <> (app_id IS NULL)", name="ck_actions_one_target"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), index=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
-    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id"))
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("apps.id", name="fk_actions_app_id"))
     phase: Mapped[int] = mapped_column(Integer)
     action_type: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(24))

@@ -67,7 +67,8 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
     if release is not None and rel is not None:
         release["signed_url"] = f"{base}/dl/{rel.sha256}?" + sign_url(svc.secret, rel.sha256, dev.id, svc.settings.signed_url_ttl)
     # An open action may depend on the clock (maintenance windows): reuse such answers only briefly.
-    ttl = ACTION_TTL if action is not None else min(IDLE_TTL, svc.settings.signed_url_ttl / 2)
+    timed = action is not None or desired.get("prefetch") or any("action" in a for a in desired["apps"])
+    ttl = ACTION_TTL if timed else min(IDLE_TTL, svc.settings.signed_url_ttl / 2)
     return Answer(json.dumps(body).encode(), etag, "application/json", ttl)
 
 

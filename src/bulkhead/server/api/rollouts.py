@@ -15,9 +15,15 @@ from .deps import Services, principal, services
 router = APIRouter(prefix="/api/v1", tags=["rollouts"])
 
 
+class AppRef(BaseModel):
+    name: str
+    version: str
+
+
 class RolloutIn(BaseModel):
     name: str
-    release_id: int
+    release_id: int | None = Field(None, description="the OS release to install; or give `app`")
+    app: AppRef | None = Field(None, description="the app version to run ({name, version}); or give `release_id`")
     type: str = Field("soft", description="soft, forced or download_only")
     target: dict[str, Any] = Field(default_factory=dict, description="tags (all), groups (any), compatible, attributes")
     phases: list[dict[str, Any]] | None = Field(

@@ -221,7 +221,7 @@ class DdiService:
     # -- device side ------------------------------------------------------------------
     def _action(self, s: Session, caller: DdiCaller, action_id: int) -> Action:
         a = s.get(Action, action_id)
-        if a is None or a.device_id != caller.device_id:
+        if a is None or a.device_id != caller.device_id or a.release_id is None:  # app actions are for our agent
             raise NotFound(f"action {action_id} does not exist for controller '{caller.name}'")
         return a
 
@@ -243,7 +243,12 @@ class DdiService:
                 links["configData"] = {"href": f"{base}/configData"}
             done = s.scalar(
                 select(Action.id)
-                .where(Action.device_id == dev.id, Action.active.is_(False), Action.status == "success")
+                .where(
+                    Action.device_id == dev.id,
+                    Action.active.is_(False),
+                    Action.status == "success",
+                    Action.release_id.is_not(None),
+                )
                 .order_by(Action.id.desc())
                 .limit(1)
             )

@@ -18,7 +18,7 @@ from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token, u
 from . import audit
 from .auth import Principal, _aware
 from .desired import image_registry, merge_desired
-from .rollouts import install_gate, open_action
+from .rollouts import install_gate, open_action, open_app_actions
 
 __all__ = ["NAME", "DeviceService", "device_json", "find_device"]
 
@@ -277,12 +277,32 @@ class DeviceService:
                     "install": gate.install,
                     "window_opens_at": gate.opens_at.isoformat() if gate.opens_at else None,
                 }
-            apps = []
-            for name, version in merged["apps"].items():
-                app = s.scalar(select(App).where(App.tenant_id == dev.tenant_id, App.name == name, App.version == version))
+            # An app rollout's action outranks the desired version of that app; outside its window (or when
+            # download-only) the device only pulls the new version's images ("prefetch") and keeps running the old.
+            wanted: dict[str, App | None] = {name: None for name in merged["apps"]}
+            app_actions: dict[str, dict[str, Any]] = {}
+            prefetch: list[dict[str, Any]] = []
+            for act_app, offered in open_app_actions(s, dev.id):
+                gate = install_gate(s, act_app, dev, utcnow())
+                info = {"id": act_app.id, "type": act_app.action_type, "install": gate.install}
+                if gate.install:
+                    wanted[offered.name], app_actions[offered.name] = offered, info
+                else:
+                    info["window_opens_at"] = gate.opens_at.isoformat() if gate.opens_at else None
+                    prefetch.append(
+                        {"name": offered.name, "version": offered.version, "containers": offered.containers, "action": info}
+                    )
+            apps: list[dict[str, Any]] = []
+            for name, chosen in sorted(wanted.items()):
+                app = chosen or s.scalar(
+                    select(App).where(App.tenant_id == dev.tenant_id, App.name == name, App.version == merged["apps"][name])
+                )
                 if app is not None:
-                    apps.append({"name": name, "version": version, "containers": app.containers})
-            hosts = {image_registry(c["image"]) for a in apps for c in a["containers"]}
+                    entry: dict[str, Any] = {"name": name, "version": app.version, "containers": app.containers}
+                    if name in app_actions:
+                        entry["action"] = app_actions[name]
+                    apps.append(entry)
+            hosts = {image_registry(c["image"]) for a in (*apps, *prefetch) for c in a["containers"]}
             tenant = s.get(Tenant, dev.tenant_id)
             known = (tenant.registries if tenant else None) or {}
             registries = {}
@@ -291,7 +311,10 @@ class DeviceService:
                     registries[h] = {"username": known[h]["username"], "password": unseal(self.secret, known[h]["password"])}
                 except ValueError:
                     log.error("registry credentials for %s cannot be decrypted (server secret changed?); set them again", h)
-            return dev, rel, {"apps": apps, "files": merged["files"], "registries": registries, "action": action}
+            desired = {"apps": apps, "files": merged["files"], "registries": registries, "action": action}
+            if prefetch:
+                desired["prefetch"] = prefetch
+            return dev, rel, desired
 
     def release_for_device(self, tenant_id: int, compatible: str, release_id: int) -> Release:
         """A release a device may download: its tenant's, for its compatible."""

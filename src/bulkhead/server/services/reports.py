@@ -102,6 +102,10 @@ class ReportService:
                     rid = self.rollouts.on_agent_event(s, dev, e["phase"], e["release_id"], e["details"].get("reason"))
                     if rid is not None:
                         changed.add(rid)
+                elif e["kind"] == "app" and e["phase"]:
+                    rid = self.rollouts.on_app_event(s, dev, e["phase"], e["details"])
+                    if rid is not None:
+                        changed.add(rid)
             if fresh:
                 dev.report_seq = fresh[-1]["seq"]
             if inventory is not None:

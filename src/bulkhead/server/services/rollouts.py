@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound
-from ..models import Action, Device, DeviceGroup, Release, Rollout, utcnow
+from ..models import Action, App, Device, DeviceGroup, Release, Rollout, utcnow
 from . import audit
 from .auth import Principal, _aware
 from .rollout_plan import (
@@ -34,7 +34,16 @@ from .rollout_plan import (
     window_open,
 )
 
-__all__ = ["Gate", "RolloutService", "action_json", "install_gate", "note", "open_action", "record_status"]
+__all__ = [
+    "Gate",
+    "RolloutService",
+    "action_json",
+    "install_gate",
+    "note",
+    "open_action",
+    "open_app_actions",
+    "record_status",
+]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +61,8 @@ AGENT_PHASES = {
     "rolled_back": "rolled_back",
     "canceled": "canceled",
 }
+# What the agent reports about an app (kind "app") -> the status of that app version's action.
+APP_PHASES = {"applied": "success", "failure": "failure", "downloaded": "downloaded"}
 _PRIORITY = {"forced": 0, "soft": 1, "download_only": 2}
 
 
@@ -63,6 +74,7 @@ def action_json(a: Action, device: Device | None = None) -> dict[str, Any]:
         "device_id": a.device_id,
         "device": device.name if device else None,
         "release_id": a.release_id,
+        "app_id": a.app_id,
         "phase": a.phase,
         "type": a.action_type,
         "status": a.status,
@@ -88,14 +100,49 @@ def record_status(a: Action, status: str, message: str | None = None, source: st
     note(a, message, source)
     if status in ("success", *FAILED, "canceled") or (status == "downloaded" and a.action_type == "download_only"):
         a.active = False
+    if status == "success":
+        _adopt(a)
+
+
+def _adopt(a: Action) -> None:
+    """A successful action's release or app version becomes the device's own desired state, so it stays after
+    the action closes (instead of the device going back to what its groups ask for)."""
+    s = object_session(a)
+    dev = s.get(Device, a.device_id) if s is not None else None
+    if dev is None:
+        return
+    if a.release_id is not None:
+        dev.desired_release_id = a.release_id
+        return
+    app = s.get(App, a.app_id) if s is not None else None
+    if app is not None:
+        desired = dict(dev.desired or {})
+        desired["apps"] = {**(desired.get("apps") or {}), app.name: app.version}
+        dev.desired = desired
+
+
+def _first(a: Action) -> tuple[int, int]:
+    return (_PRIORITY.get(a.action_type, 9), a.id)
 
 
 def open_action(s: Session, device_id: int) -> Action | None:
-    """The device's highest-priority open action: forced before soft before download-only, then the oldest."""
-    rows = list(s.scalars(select(Action).where(Action.device_id == device_id, Action.active.is_(True))))
-    if not rows:
-        return None
-    return min(rows, key=lambda a: (_PRIORITY.get(a.action_type, 9), a.id))
+    """The device's highest-priority open OS action: forced before soft before download-only, then the oldest."""
+    rows = list(
+        s.scalars(select(Action).where(Action.device_id == device_id, Action.active.is_(True), Action.release_id.is_not(None)))
+    )
+    return min(rows, key=_first) if rows else None
+
+
+def open_app_actions(s: Session, device_id: int) -> list[tuple[Action, App]]:
+    """The device's open app actions, the highest-priority one per app name."""
+    rows = s.execute(
+        select(Action, App).join(App, App.id == Action.app_id).where(Action.device_id == device_id, Action.active.is_(True))
+    )
+    best: dict[str, tuple[Action, App]] = {}
+    for a, app in rows:
+        if app.name not in best or _first(a) < _first(best[app.name][0]):
+            best[app.name] = (a, app)
+    return [best[n] for n in sorted(best)]
 
 
 def effective_window(s: Session, rollout: Rollout, device: Device) -> dict[str, Any] | None:
@@ -167,10 +214,14 @@ class RolloutService:
                 }
             )
         total = Counter(a.status for a, _ in rows)
+        app = s.get(App, r.app_id) if r.app_id is not None else None
+        rel = s.get(Release, r.release_id) if r.release_id is not None else None
         return {
             "id": r.id,
             "name": r.name,
+            "subject": f"app {app.name}:{app.version}" if app else f"release {rel.version if rel else r.release_id}",
             "release_id": r.release_id,
+            "app": {"id": app.id, "name": app.name, "version": app.version} if app else None,
             "target": r.target,
             "type": r.action_type,
             "window": r.window,
@@ -228,12 +279,7 @@ class RolloutService:
             if start_at.tzinfo is None:
                 raise Invalid("start_at needs a time zone offset (e.g. +00:00)")
         with self.db.session() as s:
-            rel = s.get(Release, body.get("release_id")) if isinstance(body.get("release_id"), int) else None
-            if rel is None or rel.tenant_id != tid:
-                raise NotFound(f"release {body.get('release_id')!r} does not exist")
-            if target["compatible"] and target["compatible"] != rel.compatible:
-                raise Invalid(f"target.compatible '{target['compatible']}' differs from the release's '{rel.compatible}'")
-            target["compatible"] = rel.compatible
+            rel, app = _subject(s, tid, body, target)
             if s.scalar(select(Rollout).where(Rollout.tenant_id == tid, Rollout.name == name)) is not None:
                 raise Conflict(f"a rollout named '{name}' already exists")
             now = utcnow()
@@ -242,7 +288,8 @@ class RolloutService:
             r = Rollout(
                 tenant_id=tid,
                 name=name,
-                release_id=rel.id,
+                release_id=rel.id if rel else None,
+                app_id=app.id if app else None,
                 target=target,
                 phases=phases,
                 action_type=action_type,
@@ -256,7 +303,8 @@ class RolloutService:
             )
             s.add(r)
             s.flush()
-            audit.record(s, who, "rollout.create", name, release=rel.version, type=action_type, status=status)
+            what = {"release": rel.version} if rel else {"app": f"{app.name}:{app.version}" if app else None}
+            audit.record(s, who, "rollout.create", name, **what, type=action_type, status=status)
             if status == "running":
                 self._advance(s, r, now)
             out = self._json(s, r)
@@ -315,7 +363,10 @@ class RolloutService:
                 raise Conflict(f"rollout '{r.name}' is already {r.status}")
             r.status, r.updated_at = "canceled", utcnow()
             for a in s.scalars(select(Action).where(Action.rollout_id == r.id, Action.active.is_(True))):
-                if a.status == "scheduled":
+                if a.app_id is not None:
+                    # An app follows the desired state: it goes back to its group's or device's version.
+                    record_status(a, "canceled", "rollout canceled: the device keeps its own desired version")
+                elif a.status == "scheduled":
                     record_status(a, "canceled", "rollout canceled before the device started")
                 elif a.status != "canceling":
                     a.status_before_cancel = a.status
@@ -392,6 +443,7 @@ class RolloutService:
             rollout_id=r.id,
             device_id=dev.id,
             release_id=r.release_id,
+            app_id=r.app_id,
             phase=phase,
             action_type=r.action_type,
             status="scheduled",
@@ -413,11 +465,10 @@ class RolloutService:
         if r.status not in ("running", "finished"):
             return
         known = {a.device_id: a for a in s.scalars(select(Action).where(Action.rollout_id == r.id).order_by(Action.id))}
-        devices = s.scalars(
-            select(Device).where(
-                Device.tenant_id == r.tenant_id, Device.compatible == r.target["compatible"], Device.status == "active"
-            )
-        )
+        q = select(Device).where(Device.tenant_id == r.tenant_id, Device.status == "active")
+        if r.target.get("compatible"):  # always set for a release; optional for an app
+            q = q.where(Device.compatible == r.target["compatible"])
+        devices = s.scalars(q)
         pending: dict[int, list[Device]] = {}
         for d in devices:
             if d.id in known or not matches(r.target, d.compatible, d.tags or [], d.groups or [], d.attributes or {}):
@@ -470,6 +521,49 @@ class RolloutService:
             return None
         record_status(a, status, message, source="device")
         return a.rollout_id
+
+    def on_app_event(self, s: Session, dev: Device, phase: str, details: dict[str, Any]) -> int | None:
+        """Map an agent's app event (applied, failure, downloaded) onto the open action for that app version."""
+        status = APP_PHASES.get(phase)
+        name, version = details.get("app"), details.get("version")
+        if status is None or not isinstance(name, str) or not isinstance(version, str):
+            return None
+        a = s.scalar(
+            select(Action)
+            .join(App, App.id == Action.app_id)
+            .where(Action.device_id == dev.id, Action.active.is_(True), App.name == name, App.version == version)
+            .order_by(Action.id)
+        )
+        if a is None or status == a.status:
+            return None
+        error = details.get("error")
+        record_status(a, status, str(error) if error else f"app {name} {version}: {phase}", source="device")
+        return a.rollout_id
+
+
+def _subject(s: Session, tid: int, body: dict[str, Any], target: dict[str, Any]) -> tuple[Release | None, App | None]:
+    """What a rollout installs: a release (`release_id`) or an app version (`app`: {name, version}), never both."""
+    release_id, app_ref = body.get("release_id"), body.get("app")
+    if (release_id is None) == (app_ref is None):
+        raise Invalid("give either release_id (an OS release) or app ({name, version}), not both")
+    if app_ref is not None:
+        if (
+            not isinstance(app_ref, dict)
+            or not isinstance(app_ref.get("name"), str)
+            or not isinstance(app_ref.get("version"), str)
+        ):
+            raise Invalid("app must be {name, version}, e.g. {'name': 'web', 'version': '2'}")
+        app = s.scalar(select(App).where(App.tenant_id == tid, App.name == app_ref["name"], App.version == app_ref["version"]))
+        if app is None:
+            raise NotFound(f"app '{app_ref['name']}' version '{app_ref['version']}' does not exist")
+        return None, app  # target.compatible, if given, narrows the devices; an app can run on any
+    rel = s.get(Release, release_id) if isinstance(release_id, int) else None
+    if rel is None or rel.tenant_id != tid:
+        raise NotFound(f"release {release_id!r} does not exist")
+    if target["compatible"] and target["compatible"] != rel.compatible:
+        raise Invalid(f"target.compatible '{target['compatible']}' differs from the release's '{rel.compatible}'")
+    target["compatible"] = rel.compatible
+    return rel, None
 
 
 def _scheduler(r: Rollout) -> Principal:
