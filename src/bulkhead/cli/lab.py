@@ -146,3 +146,26 @@ def fail_health_cmd(
 def reboot(device: str, directory: Path = DirOpt) -> None:
     """Reboot a device (clean shutdown, the bootloader picks the slot)."""
     request(directory, device, action="reboot")
+
+
+@app.command("qemu")
+def qemu(
+    disk: Path = typer.Option(..., help="Disk image from 'bulkhead image build' (it is written to: boot a copy)"),
+    name: str = typer.Option("qemu-1", help="The device's name (its SMBIOS serial; the agent enrolls with it)"),
+    serial_log: Path = typer.Option(Path("serial.log"), help="Where the serial console is logged"),
+    memory: int = typer.Option(1024, help="Memory in MiB"),
+    cpus: int = typer.Option(2, help="Virtual CPUs"),
+) -> None:
+    """Boot the reference image in QEMU (software emulation, OVMF): the server on this host is 10.0.2.2."""
+    from bulkhead.lab.qemu import QemuDevice, QemuSpec
+
+    dev = QemuDevice(QemuSpec(disk, serial_log, name, memory, cpus))
+    dev.start()
+    output.err_console.print(f"QEMU device '{name}' running; serial console: {serial_log} (Ctrl-C stops it)")
+    try:
+        assert dev.proc is not None
+        dev.proc.wait()
+    except KeyboardInterrupt:
+        dev.stop()
+    finally:
+        dev.stop()

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import typer
 
+from bulkhead.lab.rauc_service import LabError
+from bulkhead.osbuild import OsBuildError
 from bulkhead.rauc import BundleError
 
-from . import apps, bundle, demo, lab, manage, output, rollouts
+from . import apps, bundle, demo, image, lab, manage, output, rollouts
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
 app = typer.Typer(
@@ -27,6 +29,7 @@ app.add_typer(manage.bootstrap_app, name="bootstrap")
 app.add_typer(apps.app_app, name="app")
 app.add_typer(apps.group_app, name="group")
 app.add_typer(lab.app, name="lab")
+app.add_typer(image.app, name="image")
 app.add_typer(rollouts.rollout_app, name="rollout")
 app.add_typer(rollouts.ddi_app, name="ddi")
 apps.group_app.command("window")(rollouts.group_window)
@@ -91,7 +94,7 @@ def run() -> None:
     """Console entry point with the exit-code contract."""
     try:
         app(standalone_mode=False)
-    except (CliError, BundleError) as exc:
+    except (CliError, BundleError, OsBuildError, LabError) as exc:
         output.err_console.print(f"[red]error:[/red] {exc}", highlight=False)
         sys.exit(EXIT_USER)
     except (typer.Abort, KeyboardInterrupt):

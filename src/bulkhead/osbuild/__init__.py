@@ -1,1 +1,6 @@
-"""bulkhead.osbuild: see docs/architecture.md; filled in by later issues."""
+"""OS images: the Debian reference image builder (mmdebstrap), QEMU devices for it, and the upstream watcher."""
+
+from .errors import BuildError, OsBuildError, ToolMissing
+from .reference import BuildResult, BuildSpec, build_image
+
+__all__ = ["BuildError", "BuildResult", "BuildSpec", "OsBuildError", "ToolMissing", "build_image"]

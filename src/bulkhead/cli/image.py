@@ -1,0 +1,74 @@
+"""`bulkhead image build`: the Debian reference image (rootfs, signed bundle, GPT disk, SBOMs, build manifest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from bulkhead.osbuild import BuildSpec, build_image
+from bulkhead.osbuild.reference import BASE_PACKAGES
+
+from . import output
+from .manage import JsonOpt, show
+
+app = typer.Typer(help="OS images: the Debian reference image with the container-OS layout.", no_args_is_help=True)
+
+__all__ = ["app"]
+
+
+@app.command("build")
+def build(
+    version: str = typer.Option(..., help="Release version (the bundle's and /etc/bulkhead/os-release's)"),
+    out: Path = typer.Option(..., help="Output directory"),
+    cert: Path = typer.Option(..., help="Signing certificate (PEM) for the bundle"),
+    key: Path = typer.Option(..., help="Signing key (PEM)"),
+    keyring: Path | None = typer.Option(None, help="CA the devices trust for updates (default: --cert)"),
+    compatible: str = typer.Option("bulkhead-qemux86-64", help="RAUC compatible of the image"),
+    server: str = typer.Option("http://10.0.2.2:8080", help="Server URL the agent enrolls with"),
+    bootstrap_token: str = typer.Option("", envvar="BULKHEAD_BOOTSTRAP_TOKEN", help="Bootstrap token for the first boot"),
+    suite: list[str] = typer.Option(
+        ["bookworm", "bookworm-updates", "bookworm-security"], "--suites", help="Debian suites (repeatable)"
+    ),
+    package: list[str] = typer.Option([], "--packages", help=f"Extra packages (repeatable; always: {', '.join(BASE_PACKAGES)})"),
+    mirror: str = typer.Option("http://deb.debian.org/debian", help="Debian mirror"),
+    security_mirror: str = typer.Option("http://deb.debian.org/debian-security", help="Debian security mirror"),
+    source_date_epoch: int = typer.Option(1700000000, envvar="SOURCE_DATE_EPOCH", help="Time of every file in the image"),
+    customize: list[str] = typer.Option([], help='Shell command run on the rootfs as "$1" (repeatable)'),
+    cache: Path | None = typer.Option(None, help="Keep base rootfs tarballs here, reused for the same inputs"),
+    json: bool = JsonOpt,
+) -> None:
+    """Build the reference image: reproducible ext4 rootfs, verity bundle with block-hash-index, disk image, SBOMs."""
+    spec = BuildSpec(
+        version=version,
+        out=out,
+        cert=cert,
+        key=key,
+        keyring=keyring,
+        compatible=compatible,
+        suites=tuple(suite),
+        packages=tuple(package),
+        mirror=mirror,
+        security_mirror=security_mirror,
+        source_date_epoch=source_date_epoch,
+        server=server,
+        bootstrap_token=bootstrap_token,
+        customize=tuple(customize),
+        cache=cache,
+    )
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=output.err_console) as bar:
+        task = bar.add_task("starting", total=None)
+        result = build_image(spec, lambda step: bar.update(task, description=step))
+    show(
+        {
+            "rootfs": str(result.rootfs),
+            "bundle": str(result.bundle),
+            "disk": str(result.disk),
+            "spdx": str(result.spdx),
+            "cyclonedx": str(result.cyclonedx),
+            "manifest": str(result.manifest),
+            "seconds": round(result.seconds, 1),
+        },
+        json,
+    )

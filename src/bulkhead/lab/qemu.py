@@ -1,0 +1,103 @@
+"""A whole device in QEMU: the reference image's disk under OVMF (UEFI), user-mode networking, serial log.
+
+The guest reaches the host's loopback as 10.0.2.2 (QEMU's user networking), so a server listening on
+127.0.0.1:PORT on the host is `http://10.0.2.2:PORT` for the device. QEMU restarts the machine when the
+guest reboots, and OVMF boots GRUB from the EFI system partition again, exactly as hardware would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .rauc_service import LabError
+
+__all__ = ["OVMF_CODE", "OVMF_VARS", "QemuDevice", "QemuSpec", "qemu_command"]
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+
+@dataclass(frozen=True)
+class QemuSpec:
+    disk: Path
+    serial_log: Path
+    name: str = "qemu-1"  # the device's SMBIOS serial: the reference image's agent enrolls under this name
+    memory_mib: int = 1024
+    cpus: int = 2
+    vars_file: Path | None = None  # the machine's UEFI variables (default: next to the serial log)
+
+
+def qemu_command(spec: QemuSpec, vars_file: Path) -> list[str]:
+    return [
+        "qemu-system-x86_64",
+        "-machine", "q35",
+        "-m", str(spec.memory_mib),
+        "-smp", str(spec.cpus),
+        "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+        "-drive", f"if=pflash,format=raw,file={vars_file}",
+        "-drive", f"file={spec.disk},if=virtio,format=raw,cache=unsafe",
+        "-netdev", "user,id=net0",
+        "-device", "virtio-net-pci,netdev=net0",
+        "-smbios", f"type=1,serial={spec.name}",
+        "-display", "none",
+        "-monitor", "none",
+        "-serial", f"file:{spec.serial_log}",
+    ]  # fmt: skip
+
+
+class QemuDevice:
+    """Start, watch and stop one QEMU machine."""
+
+    def __init__(self, spec: QemuSpec) -> None:
+        self.spec = spec
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        if shutil.which("qemu-system-x86_64") is None:
+            raise LabError("'qemu-system-x86_64' is missing: install the Debian package qemu-system-x86")
+        if not OVMF_CODE.exists():
+            raise LabError(f"{OVMF_CODE} is missing: install the Debian package ovmf")
+        if not self.spec.disk.is_file():
+            raise LabError(f"disk image {self.spec.disk} does not exist: build one with 'bulkhead image build'")
+        vars_file = self.spec.vars_file or self.spec.serial_log.with_suffix(".ovmf-vars.fd")
+        if not vars_file.exists():
+            shutil.copyfile(OVMF_VARS, vars_file)
+        self.spec.serial_log.parent.mkdir(parents=True, exist_ok=True)
+        err = self.spec.serial_log.with_suffix(".qemu.log").open("wb")
+        self.proc = subprocess.Popen(qemu_command(self.spec, vars_file), stdout=err, stderr=err)
+
+    def serial(self) -> str:
+        try:
+            return self.spec.serial_log.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_serial(self, text: str, timeout: float, after: int = 0) -> int:
+        """Wait until `text` appears in the serial log past offset `after`; return the offset after it."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            log = self.serial()
+            at = log.find(text, after)
+            if at >= 0:
+                return at + len(text)
+            if not self.running():
+                raise LabError(f"QEMU exited (code {self.proc.returncode if self.proc else None}) before '{text}'")
+            time.sleep(0.5)
+        raise LabError(f"'{text}' did not appear on the serial console within {timeout:.0f} s")
+
+    def stop(self, grace: float = 5) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()

@@ -1,0 +1,208 @@
+"""The reference image's layout, pure: partitions, GRUB's A/B script, RAUC's system.conf, fstab, agent config.
+
+Disk (GPT): 1 EFI system partition (GRUB, its config and grubenv), 2 rootfs A, 3 rootfs B, 4 data (the
+agent's state and container storage; never touched by an update). GRUB picks the first slot of ORDER
+whose OK is 1 and whose TRY is 0, sets its TRY to 1 and boots it with `rauc.slot=X`; the agent marks
+the slot good after its health checks pass (RAUC's grub backend sets OK=1, TRY=0). A slot that does
+not get that far is skipped at the next boot: the bootloader rolls back.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+__all__ = [
+    "SLOTS",
+    "Layout",
+    "agent_config",
+    "agent_unit",
+    "fstab",
+    "grub_cfg",
+    "network_unit",
+    "os_release",
+    "partition_script",
+    "stable_uuid",
+    "system_conf",
+]
+
+MIB = 1 << 20
+SLOTS = ("A", "B")
+_NS = uuid.UUID("6b1d3f52-8c1e-4a55-9d0e-8f1b6f0a2c11")  # namespace for the image's fixed UUIDs
+
+
+def stable_uuid(*parts: str) -> str:
+    """A UUID that depends only on its inputs (filesystem UUIDs, hash seeds, partition GUIDs)."""
+    return str(uuid.uuid5(_NS, "/".join(parts)))
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Partition sizes in MiB and the device the guest sees the disk as."""
+
+    esp_mib: int = 64
+    slot_mib: int = 2048
+    data_mib: int = 1024
+    disk: str = "/dev/vda"
+
+    def part(self, n: int) -> str:
+        return f"{self.disk}{n}"
+
+    @property
+    def offsets_mib(self) -> list[tuple[int, int]]:
+        """(start, size) of partitions 1-4; the first starts at 1 MiB (GPT and alignment)."""
+        sizes = [self.esp_mib, self.slot_mib, self.slot_mib, self.data_mib]
+        out, start = [], 1
+        for size in sizes:
+            out.append((start, size))
+            start += size
+        return out
+
+    @property
+    def disk_mib(self) -> int:
+        start, size = self.offsets_mib[-1]
+        return start + size + 1  # room for the backup GPT
+
+
+def partition_script(layout: Layout, seed: str) -> str:
+    """An sfdisk script for the GPT with fixed GUIDs (the disk image is reproducible too)."""
+    esp_type, linux_type = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B", "0FC63DAF-8483-4772-8E79-3D69D8477DE4"
+    names = ["efi", "rootfs-a", "rootfs-b", "data"]
+    lines = ["label: gpt", f"label-id: {stable_uuid(seed, 'disk').upper()}", "unit: sectors", ""]
+    for i, ((start, size), name) in enumerate(zip(layout.offsets_mib, names, strict=True)):
+        kind = esp_type if i == 0 else linux_type
+        lines.append(
+            f"start={start * 2048}, size={size * 2048}, type={kind}, uuid={stable_uuid(seed, name).upper()}, name={name}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def grub_cfg(layout: Layout, cmdline: str = "console=ttyS0,115200 panic=5") -> str:
+    """GRUB's A/B selection with one boot attempt per slot (RAUC's grub backend writes the same variables)."""
+    entries = []
+    for i, slot in enumerate(SLOTS):
+        entries.append(
+            f'menuentry "Slot {slot}" --id slot{slot} {{\n'
+            f"    linux (hd0,gpt{i + 2})/vmlinuz root={layout.part(i + 2)} ro rootwait {cmdline} rauc.slot={slot}\n"
+            f"    initrd (hd0,gpt{i + 2})/initrd.img\n"
+            "}\n"
+        )
+    return (
+        "serial --unit=0 --speed=115200\n"
+        "terminal_input serial console\n"
+        "terminal_output serial console\n"
+        "set timeout=1\n"
+        'set ORDER="A B"\n'
+        "set A_OK=0\nset B_OK=0\nset A_TRY=0\nset B_TRY=0\n"
+        "load_env --file $prefix/grubenv\n"
+        'set chosen=""\n'
+        "for SLOT in $ORDER; do\n"
+        '    if [ "$SLOT" = "A" ]; then OK=$A_OK; TRY=$A_TRY; fi\n'
+        '    if [ "$SLOT" = "B" ]; then OK=$B_OK; TRY=$B_TRY; fi\n'
+        '    if [ "$OK" = "1" -a "$TRY" = "0" ]; then\n'
+        "        chosen=$SLOT\n"
+        "        break\n"
+        "    fi\n"
+        "done\n"
+        'if [ -z "$chosen" ]; then\n'
+        '    echo "No slot is marked bootable: trying the first of ORDER again"\n'
+        "    A_TRY=0\n    B_TRY=0\n"
+        "    for SLOT in $ORDER; do chosen=$SLOT; break; done\n"
+        "fi\n"
+        'if [ "$chosen" = "A" ]; then A_TRY=1; default=slotA; fi\n'
+        'if [ "$chosen" = "B" ]; then B_TRY=1; default=slotB; fi\n'
+        "save_env --file $prefix/grubenv A_TRY B_TRY\n"
+        'echo "Booting slot $chosen (ORDER=$ORDER A_OK=$A_OK A_TRY=$A_TRY B_OK=$B_OK B_TRY=$B_TRY)"\n' + "".join(entries)
+    )
+
+
+GRUBENV_INITIAL = {"ORDER": "A B", "A_OK": "1", "A_TRY": "0", "B_OK": "0", "B_TRY": "0"}
+
+
+def system_conf(layout: Layout, compatible: str, keyring: str = "/etc/rauc/keyring.pem") -> str:
+    """RAUC's system.conf: the grub backend on the ESP's grubenv, two ext4 rootfs slots, the data directory."""
+    slots = "".join(
+        f"[slot.rootfs.{i}]\ndevice={layout.part(i + 2)}\ntype=ext4\nbootname={slot}\n\n" for i, slot in enumerate(SLOTS)
+    )
+    return (
+        "[system]\n"
+        f"compatible={compatible}\n"
+        "bootloader=grub\n"
+        "grubenv=/boot/efi/EFI/BOOT/grubenv\n"
+        "statusfile=/data/rauc.status\n"
+        "max-bundle-download-size=4294967296\n\n"
+        f"[keyring]\npath={keyring}\n\n" + slots
+    ).rstrip("\n") + "\n"
+
+
+def fstab(layout: Layout) -> str:
+    return f"{layout.part(1)}\t/boot/efi\tvfat\tumask=0077,nofail\t0\t2\n{layout.part(4)}\t/data\text4\tdefaults,nofail\t0\t2\n"
+
+
+def agent_config(server: str, bootstrap_token: str, compatible: str) -> str:
+    """The agent's TOML template: it enrolls at the first boot; its state lives on /data. `@NAME@` is
+    replaced at each start by the device's name (agent-config script)."""
+
+    def q(s: str) -> str:
+        return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return (
+        f"server = {q(server)}\n"
+        'name = "@NAME@"\n'
+        f"bootstrap_token = {q(bootstrap_token)}\n"
+        f"compatible = {q(compatible)}\n"
+        'data_dir = "/data/bulkhead"\n'
+        'os_release = "/etc/bulkhead/os-release"\n'
+        "\n[health]\ndeadline = 600\n"
+        "\n[podman]\n"
+        'run_args = ["--runtime", "runc"]\n'
+    )
+
+
+def agent_unit() -> str:
+    return (
+        "[Unit]\n"
+        "Description=Bulkhead agent: desired state, RAUC updates, containers\n"
+        "Wants=network-online.target\n"
+        "After=network-online.target rauc.service data.mount\n"
+        "RequiresMountsFor=/data\n\n"
+        "[Service]\n"
+        "ExecStartPre=/usr/lib/bulkhead/agent-config\n"
+        "ExecStart=/usr/bin/python3 -m bulkhead.agent.main --config /run/bulkhead/agent.toml run\n"
+        "Restart=always\n"
+        "RestartSec=5\n\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+AGENT_CONFIG_SCRIPT = """#!/bin/sh
+# The device's name: its SMBIOS serial (QEMU: -smbios type=1,serial=NAME), else a random one, kept on /data.
+set -e
+mkdir -p /data/bulkhead /run/bulkhead
+if [ ! -s /data/bulkhead/device-name ]; then
+    serial=$(tr -cd 'A-Za-z0-9_.:-' < /sys/class/dmi/id/product_serial 2>/dev/null || true)
+    case "$serial" in
+        ""|0|None|NotSpecified|TobefilledbyO.E.M.|Default*) serial="bulkhead-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \\n')" ;;
+    esac
+    echo "$serial" > /data/bulkhead/device-name
+fi
+sed "s/@NAME@/$(cat /data/bulkhead/device-name)/" /etc/bulkhead/agent.toml.in > /run/bulkhead/agent.toml
+"""
+
+STORAGE_CONF = """[storage]
+driver = "overlay"
+runroot = "/run/containers/storage"
+graphroot = "/data/containers/storage"
+"""
+
+
+def os_release(version: str, compatible: str) -> str:
+    return (
+        'NAME="Bulkhead reference OS"\nID=bulkhead\nID_LIKE=debian\n'
+        f'VERSION_ID="{version}"\nIMAGE_ID="{compatible}"\nIMAGE_VERSION="{version}"\n'
+    )
+
+
+def network_unit() -> str:
+    return "[Match]\nName=en* eth*\n\n[Network]\nDHCP=yes\n"

@@ -1,0 +1,385 @@
+"""The Debian reference image builder: mmdebstrap rootfs -> ext4 (reproducible) -> RAUC bundle, GPT disk, SBOMs.
+
+Steps (each reported to `progress`): base rootfs from mmdebstrap (cached by its inputs when a cache
+directory is given), the Bulkhead layer on top (RAUC config, GRUB A/B, agent, data partition), the
+ext4 image with fixed UUID, hash seed and times, the signed verity bundle with a block-hash-index, the
+EFI system partition with GRUB, the disk image, the SBOMs and the build manifest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..rauc import create_bundle
+from . import layout as L
+from .errors import BuildError, OsBuildError, ToolMissing
+from .sbom import cyclonedx, parse_dpkg_status, spdx
+
+__all__ = ["BASE_PACKAGES", "BuildResult", "BuildSpec", "build_image"]
+
+BASE_PACKAGES = (
+    "systemd", "systemd-sysv", "udev", "dbus", "linux-image-amd64", "initramfs-tools", "rauc", "rauc-service",
+    "grub-common", "e2fsprogs", "dosfstools", "squashfs-tools", "podman", "runc", "python3", "python3-cryptography",
+    "python3-asn1crypto", "ca-certificates", "iproute2",
+)  # fmt: skip
+TOOLS = {
+    "mmdebstrap": "mmdebstrap",
+    "mke2fs": "e2fsprogs",
+    "debugfs": "e2fsprogs",
+    "mksquashfs": "squashfs-tools",
+    "grub-mkimage": "grub-efi-amd64-bin",
+    "grub-editenv": "grub-common",
+    "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools",
+    "sfdisk": "fdisk",
+    "systemctl": "systemd",
+}
+GRUB_MODULES = (
+    "part_gpt", "fat", "ext2", "normal", "linux", "boot", "configfile", "loadenv", "test", "echo", "reboot",
+    "serial", "terminal", "efi_gop", "all_video", "gzio", "search", "sleep", "true",
+)  # fmt: skip
+SQUASHFS = ("-comp", "zstd")
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    version: str
+    out: Path
+    cert: Path
+    key: Path
+    keyring: Path | None = None  # what devices trust (default: the signing certificate)
+    compatible: str = "bulkhead-qemux86-64"
+    suites: tuple[str, ...] = ("bookworm", "bookworm-updates", "bookworm-security")
+    packages: tuple[str, ...] = ()  # added to BASE_PACKAGES
+    mirror: str = "http://deb.debian.org/debian"
+    security_mirror: str = "http://deb.debian.org/debian-security"
+    source_date_epoch: int = 1700000000
+    server: str = "http://10.0.2.2:8080"  # QEMU user networking: the host
+    bootstrap_token: str = ""
+    customize: tuple[str, ...] = ()  # shell commands run with "$1" = the rootfs directory
+    cache: Path | None = None  # where base rootfs tarballs are kept by their inputs
+    layout: L.Layout = field(default_factory=L.Layout)
+
+    def base_inputs(self) -> dict[str, Any]:
+        return {
+            "suites": list(self.suites),
+            "mirror": self.mirror,
+            "security_mirror": self.security_mirror,
+            "packages": sorted({*BASE_PACKAGES, *self.packages}),
+            "source_date_epoch": self.source_date_epoch,
+            "arch": "amd64",
+        }
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    rootfs: Path
+    bundle: Path
+    disk: Path
+    spdx: Path
+    cyclonedx: Path
+    manifest: Path
+    seconds: float
+
+
+def _need_tools() -> None:
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        raise ToolMissing(f"the image build needs the Debian package(s) {', '.join(missing)}", "run 'make setup' as root")
+    if os.geteuid() != 0:
+        raise OsBuildError("the image build runs as root (mmdebstrap --mode=root, file ownership in the rootfs)")
+
+
+def _run(cmd: Sequence[str], what: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+    res = subprocess.run(list(cmd), capture_output=True, text=True, check=False, input=stdin, env={**os.environ, **(env or {})})
+    if res.returncode != 0:
+        raise BuildError(f"{what} failed (exit {res.returncode}): {(res.stderr or res.stdout).strip()[-1500:]}")
+    return res.stdout
+
+
+def _sources(spec: BuildSpec) -> list[str]:
+    out = []
+    for suite in spec.suites:
+        mirror = spec.security_mirror if suite.endswith("-security") else spec.mirror
+        out.append(f"deb {mirror} {suite} main")
+    return out
+
+
+def _base(spec: BuildSpec, work: Path, progress: Progress) -> Path:
+    """The Debian rootfs as a tarball from mmdebstrap; reused from the cache when its inputs are the same."""
+    key = hashlib.sha256(json.dumps(spec.base_inputs(), sort_keys=True).encode()).hexdigest()[:24]
+    if spec.cache is not None:
+        cached = spec.cache / f"base-{key}.tar"
+        if cached.exists():
+            progress(f"base rootfs: cached {cached.name}")
+            return cached
+    target = (spec.cache / f"base-{key}.tar") if spec.cache is not None else work / "base.tar"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    progress(f"base rootfs: mmdebstrap {' '.join(spec.suites)} ({len(spec.base_inputs()['packages'])} packages)")
+    partial = target.with_suffix(".partial.tar")
+    _run(
+        [
+            "mmdebstrap", "--mode=root", "--variant=apt", "--format=tar",
+            "--include=" + ",".join(spec.base_inputs()["packages"]),
+            "--aptopt=Acquire::Languages \"none\"",
+            spec.suites[0], str(partial), *_sources(spec),
+        ],
+        "mmdebstrap",
+        env={"SOURCE_DATE_EPOCH": str(spec.source_date_epoch)},
+    )  # fmt: skip
+    os.replace(partial, target)
+    return target
+
+
+def _write(root: Path, rel: str, text: str, mode: int = 0o644) -> None:
+    path = root / rel.lstrip("/")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_symlink():
+        path.unlink()
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def _agent_sources() -> Path:
+    return Path(__file__).resolve().parent.parent  # the bulkhead package this builder runs from
+
+
+def _layer(spec: BuildSpec, root: Path) -> None:
+    """Bulkhead's part of the rootfs: RAUC, GRUB slot layout, mounts, the agent and its service, networking."""
+    lay = spec.layout
+    keyring = (spec.keyring or spec.cert).read_text()
+    _write(root, "/etc/rauc/system.conf", L.system_conf(lay, spec.compatible))
+    _write(root, "/etc/rauc/keyring.pem", keyring)
+    _write(root, "/etc/fstab", L.fstab(lay))
+    (root / "boot/efi").mkdir(parents=True, exist_ok=True)
+    (root / "data").mkdir(exist_ok=True)
+    _write(root, "/etc/hostname", "bulkhead\n")
+    _write(root, "/etc/bulkhead/os-release", L.os_release(spec.version, spec.compatible))
+    _write(root, "/etc/bulkhead/agent.toml.in", L.agent_config(spec.server, spec.bootstrap_token, spec.compatible), 0o600)
+    _write(root, "/usr/lib/bulkhead/agent-config", L.AGENT_CONFIG_SCRIPT, 0o755)
+    _write(root, "/etc/systemd/system/bulkhead-agent.service", L.agent_unit())
+    _write(root, "/etc/systemd/network/80-dhcp.network", L.network_unit())
+    _write(root, "/etc/containers/storage.conf", L.STORAGE_CONF)
+    # The agent, from this repository: the agent and the bundle library (its dependencies are Debian's).
+    src, dest = _agent_sources(), root / "usr/lib/python3/dist-packages/bulkhead"
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    shutil.copy2(src / "__init__.py", dest / "__init__.py")
+    for pkg in ("agent", "rauc"):
+        shutil.copytree(src / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    _run(
+        ["systemctl", f"--root={root}", "enable", "bulkhead-agent.service", "systemd-networkd.service"],
+        "enabling the agent and networkd",
+    )
+    for cmd in spec.customize:
+        _run(["sh", "-c", cmd, "customize", str(root)], f"customize hook {cmd!r}")
+
+
+def _clamp_times(root: Path, epoch: int) -> None:
+    """Files newer than SOURCE_DATE_EPOCH get it as their time (the layer's files, hooks' output)."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*filenames, *dirnames, "."]:
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            if st.st_mtime > epoch or st.st_atime != epoch:
+                os.utime(p, (epoch, min(int(st.st_mtime), epoch)), follow_symlinks=False)
+
+
+def _debugfs_times(root: Path, image: Path, epoch: int) -> None:
+    """mke2fs copies ctime and atime from the files it reads; set them to the epoch in the image."""
+    lines = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = "/" + os.path.relpath(dirpath, root) if dirpath != str(root) else "/"
+        links = [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]
+        for p in [rel, *(os.path.join(rel, n) for n in [*filenames, *links])]:
+            if '"' in p or "\n" in p:  # debugfs cannot quote these; nothing in Debian has them
+                raise BuildError(f"file name {p!r} contains a quote or newline", "rename it in your customize hook")
+            lines.append(f'sif "{p}" ctime @{epoch}\nsif "{p}" atime @{epoch}\n')  # debugfs takes backslashes as is
+    cmds = image.with_suffix(".debugfs")
+    cmds.write_text("".join(lines))
+    res = subprocess.run(
+        ["debugfs", "-w", "-f", str(cmds), str(image)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "E2FSPROGS_FAKE_TIME": str(epoch)},
+    )
+    # debugfs echoes each command ("debugfs: sif ...") and exits 0 even when one fails: read what it said
+    errors = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip() and not ln.startswith("debugfs")]
+    if res.returncode != 0 or errors:
+        raise BuildError(f"debugfs could not set inode times: {'; '.join(errors[:5]) or res.returncode}")
+    cmds.unlink()
+
+
+def _rootfs_image(spec: BuildSpec, root: Path, image: Path) -> None:
+    used = sum(os.lstat(os.path.join(d, f)).st_size for d, _, fs in os.walk(root) for f in fs)
+    mib = -(-int(used * 1.3 + (128 << 20)) // (64 << 20)) * 64  # 30% + 128 MiB free, in 64 MiB steps
+    if mib > spec.layout.slot_mib:
+        raise BuildError(f"the rootfs needs {mib} MiB but a slot has {spec.layout.slot_mib} MiB", "use fewer --packages")
+    seed = f"{spec.compatible}/{spec.version}"
+    image.unlink(missing_ok=True)
+    _run(
+        [
+            "mke2fs", "-q", "-F", "-t", "ext4", "-d", str(root), "-L", "rootfs", "-U", L.stable_uuid(seed, "rootfs"),
+            "-E", f"hash_seed={L.stable_uuid(seed, 'hash')},root_owner=0:0", str(image), f"{mib}M",
+        ],
+        "mke2fs (rootfs)",
+        {"E2FSPROGS_FAKE_TIME": str(spec.source_date_epoch)},
+    )  # fmt: skip
+    _debugfs_times(root, image, spec.source_date_epoch)
+
+
+def _bundle(spec: BuildSpec, rootfs: Path, out: Path, work: Path) -> None:
+    content = work / "bundle"
+    shutil.rmtree(content, ignore_errors=True)
+    content.mkdir()
+    os.link(rootfs, content / "rootfs.ext4")
+    (content / "manifest.raucm").write_text(
+        f"[update]\ncompatible={spec.compatible}\nversion={spec.version}\n"
+        f"description=Bulkhead reference OS {spec.version}\nbuild={spec.source_date_epoch}\n\n"
+        "[image.rootfs]\nfilename=rootfs.ext4\nadaptive=block-hash-index\n"
+    )
+    try:
+        # zstd: several times faster to build than gzip, smaller, and in every kernel RAUC runs with
+        create_bundle(content, out, spec.cert.read_bytes(), spec.key.read_bytes(), fmt="verity", mksquashfs_args=SQUASHFS)
+    except Exception as e:  # the bundle library's errors carry their own hint
+        raise BuildError(f"bundle: {e}") from e
+
+
+def _esp(spec: BuildSpec, work: Path) -> Path:
+    efi = work / "BOOTX64.EFI"
+    _run(
+        ["grub-mkimage", "-O", "x86_64-efi", "-o", str(efi), "-p", "/EFI/BOOT", *GRUB_MODULES],
+        "grub-mkimage",
+    )
+    cfg = work / "grub.cfg"
+    cfg.write_text(L.grub_cfg(spec.layout))
+    env = work / "grubenv"
+    env.unlink(missing_ok=True)
+    _run(["grub-editenv", str(env), "create"], "grub-editenv")
+    _run(["grub-editenv", str(env), "set", *(f"{k}={v}" for k, v in L.GRUBENV_INITIAL.items())], "grub-editenv")
+    esp = work / "esp.img"
+    esp.unlink(missing_ok=True)
+    seed = f"{spec.compatible}/{spec.version}"
+    _run(
+        ["mkfs.vfat", "--invariant", "-i", L.stable_uuid(seed, "esp")[:8], "-n", "EFI", "-C", str(esp),
+         str(spec.layout.esp_mib * 1024)],
+        "mkfs.vfat",
+    )  # fmt: skip
+    _run(["mmd", "-i", str(esp), "::/EFI", "::/EFI/BOOT"], "mmd")
+    _run(["mcopy", "-i", str(esp), str(efi), str(cfg), str(env), "::/EFI/BOOT/"], "mcopy")
+    return esp
+
+
+def _sparse_copy(src: Path, dest: Path, offset: int) -> None:
+    zero = bytes(1 << 20)
+    with src.open("rb") as f, dest.open("r+b") as g:
+        pos = offset
+        while chunk := f.read(1 << 20):
+            if chunk != zero[: len(chunk)]:
+                g.seek(pos)
+                g.write(chunk)
+            pos += len(chunk)
+
+
+def _disk(spec: BuildSpec, esp: Path, rootfs: Path, work: Path, out: Path) -> None:
+    lay = spec.layout
+    data = work / "data.img"
+    data.unlink(missing_ok=True)
+    seed = f"{spec.compatible}/{spec.version}"
+    _run(
+        ["mke2fs", "-q", "-F", "-t", "ext4", "-L", "data", "-U", L.stable_uuid(seed, "data"), str(data), f"{lay.data_mib}M"],
+        "mke2fs (data)",
+        {"E2FSPROGS_FAKE_TIME": str(spec.source_date_epoch)},
+    )
+    partial = out.with_suffix(".partial")
+    partial.unlink(missing_ok=True)
+    with partial.open("wb") as f:
+        f.truncate(lay.disk_mib << 20)
+    _run(["sfdisk", "--no-reread", "--no-tell-kernel", "-q", str(partial)], "sfdisk", stdin=L.partition_script(lay, seed))
+    (esp_at, _), (a_at, _), _, (data_at, _) = lay.offsets_mib
+    for img, at in ((esp, esp_at), (rootfs, a_at), (data, data_at)):
+        _sparse_copy(img, partial, at << 20)
+    os.replace(partial, out)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def build_image(spec: BuildSpec, progress: Progress = lambda _m: None, keep_work: bool = False) -> BuildResult:
+    """Build the reference image for `spec` into `spec.out`; outputs appear only when their step completed."""
+    _need_tools()
+    for p in (spec.cert, spec.key, *([spec.keyring] if spec.keyring else [])):
+        if not p.is_file():
+            raise OsBuildError(f"{p} does not exist", "pass --cert, --key (and --keyring) as PEM files")
+    started = dt.datetime.now(dt.UTC)
+    out = spec.out
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=out))
+    try:
+        base = _base(spec, work, progress)
+        progress("rootfs: unpacking and adding the Bulkhead layer")
+        root = work / "rootfs"
+        root.mkdir()
+        _run(["tar", "--numeric-owner", "-xpf", str(base), "-C", str(root)], "unpacking the base rootfs")
+        _layer(spec, root)
+        _clamp_times(root, spec.source_date_epoch)
+        packages = parse_dpkg_status((root / "var/lib/dpkg/status").read_text(errors="replace"))
+        progress("rootfs: ext4 image (fixed UUID, hash seed and times)")
+        rootfs = out / "rootfs.ext4"
+        _rootfs_image(spec, root, work / "rootfs.ext4")
+        os.replace(work / "rootfs.ext4", rootfs)
+        shutil.rmtree(root)
+        progress("bundle: signed verity bundle with a block-hash-index")
+        bundle = out / f"{spec.compatible}-{spec.version}.raucb"
+        _bundle(spec, rootfs, bundle, work)
+        progress("disk: EFI system partition with GRUB, GPT disk image")
+        esp = _esp(spec, work)
+        disk = out / "disk.img"
+        _disk(spec, esp, rootfs, work, disk)
+        progress("SBOM and build manifest")
+        when = dt.datetime.fromtimestamp(spec.source_date_epoch, dt.UTC)
+        name = f"bulkhead-{spec.compatible}"
+        spdx_path, cdx_path = out / "sbom.spdx.json", out / "sbom.cdx.json"
+        spdx_path.write_text(json.dumps(spdx(packages, name, spec.version, when), indent=1, sort_keys=True))
+        cdx_path.write_text(json.dumps(cyclonedx(packages, name, spec.version, when), indent=1, sort_keys=True))
+        seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
+        manifest = out / "build-manifest.json"
+        doc = {
+            "version": spec.version,
+            "compatible": spec.compatible,
+            "inputs": {
+                **spec.base_inputs(),
+                "customize": list(spec.customize),
+                "server": spec.server,
+                "layout": asdict(spec.layout),
+                "base_sha256": _sha256(base),
+            },
+            "packages": {p.name: p.version for p in packages},
+            "outputs": {
+                p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in (rootfs, bundle, disk, spdx_path, cdx_path)
+            },
+            "built_at": started.isoformat(),
+            "seconds": round(seconds, 1),
+        }
+        manifest.write_text(json.dumps(doc, indent=1, sort_keys=True))
+        return BuildResult(rootfs, bundle, disk, spdx_path, cdx_path, manifest, seconds)
+    finally:
+        if not keep_work:
+            shutil.rmtree(work, ignore_errors=True)

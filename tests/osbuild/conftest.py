@@ -1,0 +1,18 @@
+"""Reference-image fixtures: skip with the missing package's name; the builds need root and the Debian mirror."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from bulkhead.osbuild.reference import TOOLS
+
+
+def need_image_tools() -> None:
+    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    if missing:
+        pytest.skip(f"the image build needs the Debian package(s) {', '.join(missing)} ('make setup' installs them)")
+    if os.geteuid() != 0:
+        pytest.skip("the image build needs root (mmdebstrap --mode=root)")

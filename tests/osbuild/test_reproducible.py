@@ -1,0 +1,42 @@
+"""Two builds of the same inputs, each from its own mmdebstrap run, give a byte-identical rootfs image."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from bulkhead.lab.pki import make_pki
+from bulkhead.osbuild import BuildSpec, build_image
+from tests.osbuild.conftest import need_image_tools
+
+
+def _sha256(p: Path) -> str:
+    h = hashlib.sha256()
+    with p.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@pytest.mark.slow
+def test_two_builds_give_the_same_rootfs_and_a_complete_manifest(tmp_path: Path) -> None:
+    need_image_tools()
+    pki = make_pki(tmp_path / "pki")
+    results = []
+    for run in ("a", "b"):
+        spec = BuildSpec(version="7.1", out=tmp_path / run, cert=pki.cert, key=pki.key, keyring=pki.ca, bootstrap_token="boot-x")
+        results.append(build_image(spec))  # no cache: each build runs mmdebstrap itself
+    a, b = results
+    assert _sha256(a.rootfs) == _sha256(b.rootfs)
+    manifest = json.loads(a.manifest.read_text())
+    assert manifest["version"] == "7.1" and manifest["inputs"]["source_date_epoch"] == 1700000000
+    assert {"rauc", "podman", "python3", "systemd", "linux-image-amd64"} <= set(manifest["packages"])
+    assert manifest["outputs"]["rootfs.ext4"]["sha256"] == _sha256(a.rootfs)
+    assert manifest["inputs"]["base_sha256"] == json.loads(b.manifest.read_text())["inputs"]["base_sha256"]
+    spdx = json.loads(a.spdx.read_text())
+    assert spdx["spdxVersion"] == "SPDX-2.3" and len(spdx["packages"]) == len(manifest["packages"]) + 1
+    cdx = json.loads(a.cyclonedx.read_text())
+    assert cdx["specVersion"] == "1.6" and {c["name"] for c in cdx["components"]} == set(manifest["packages"])
