@@ -83,7 +83,7 @@ def grub_cfg(layout: Layout, cmdline: str = "console=ttyS0,115200 panic=5") -> s
     for i, slot in enumerate(SLOTS):
         entries.append(
             f'menuentry "Slot {slot}" --id slot{slot} {{\n'
-            f"    linux (hd0,gpt{i + 2})/vmlinuz root={layout.part(i + 2)} ro rootwait {cmdline} rauc.slot={slot}\n"
+            f"    linux (hd0,gpt{i + 2})/vmlinuz root={layout.part(i + 2)} rw rootwait {cmdline} rauc.slot={slot}\n"
             f"    initrd (hd0,gpt{i + 2})/initrd.img\n"
             "}\n"
         )
