@@ -38,10 +38,12 @@ def test_download_resumes_after_dropped_link_and_agent_restart(fleet: Fleet) -> 
     log = (dev.root / "agent.log").read_text()
     resumed = [int(m) for m in re.findall(r"resuming download of 2.0 at byte (\d+)", log)]
     assert len(resumed) >= 2 and all(b > 0 for b in resumed), log[-2000:]
-    # Bytes the server sent in total: about one copy of the bundle (starting over would be >= 1.7x).
+    # Bytes the server sent in total: one copy plus what was in flight (socket buffers of up to a few MiB
+    # per broken connection, counted as sent). Starting over after the cut at >= 40% and again after the
+    # crash at >= 70% would send >= 2.1 copies.
     fleet.wait(lambda: fleet.show("slow-dev")["bytes_served"] >= size, 30, "byte counters to be flushed")
     served = fleet.show("slow-dev")["bytes_served"]
-    assert size <= served < 1.25 * size, (served, size)
+    assert size <= served < 1.6 * size, (served, size)
     # Reports made while the link was down were buffered on disk and arrived: no gap in the sequence.
     seqs = sorted(e["seq"] for e in fleet.api().get("/api/v1/devices/slow-dev/events", params={"limit": 1000}).json())
     assert seqs == list(range(1, seqs[-1] + 1))
