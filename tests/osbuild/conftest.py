@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import shutil
 
 import pytest
 
-from bulkhead.osbuild.reference import TOOLS
+from bulkhead.osbuild.reference import missing_packages
 
 
 def need_image_tools() -> None:
-    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    missing = missing_packages()
     if missing:
         pytest.skip(f"the image build needs the Debian package(s) {', '.join(missing)} ('make setup' installs them)")
     if os.geteuid() != 0:

@@ -25,7 +25,7 @@ from . import layout as L
 from .errors import BuildError, OsBuildError, ToolMissing
 from .sbom import cyclonedx, parse_dpkg_status, spdx
 
-__all__ = ["BASE_PACKAGES", "BuildResult", "BuildSpec", "build_image"]
+__all__ = ["BASE_PACKAGES", "BuildResult", "BuildSpec", "build_image", "missing_packages"]
 
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "dbus", "linux-image-amd64", "initramfs-tools", "rauc", "rauc-service",
@@ -93,8 +93,13 @@ class BuildResult:
     seconds: float
 
 
+def missing_packages() -> list[str]:
+    """The Debian packages whose programs the build needs and this machine lacks."""
+    return sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+
+
 def _need_tools() -> None:
-    missing = sorted({pkg for tool, pkg in TOOLS.items() if shutil.which(tool) is None})
+    missing = missing_packages()
     if missing:
         raise ToolMissing(f"the image build needs the Debian package(s) {', '.join(missing)}", "run 'make setup' as root")
     if os.geteuid() != 0:
