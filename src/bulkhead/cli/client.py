@@ -21,6 +21,13 @@ class Client:
         self.http = httpx.Client(base_url=self.server, headers=headers, timeout=httpx.Timeout(30, read=600))
 
     def request(self, method: str, path: str, **kw: Any) -> Any:
+        resp = self.raw(method, path, **kw)
+        if resp.status_code == 204 or not resp.content:
+            return None
+        return resp.json()
+
+    def raw(self, method: str, path: str, **kw: Any) -> httpx.Response:
+        """The response of a successful request; a refusal or a network failure raises CliError."""
         try:
             resp = self.http.request(method, path, **kw)
         except httpx.ConnectError as exc:
@@ -35,9 +42,7 @@ class Client:
             except ValueError:
                 msg = resp.text
             raise CliError(f"server answered {resp.status_code}: {msg}")
-        if resp.status_code == 204 or not resp.content:
-            return None
-        return resp.json()
+        return resp
 
     def upload(self, path: Path, show_progress: bool, params: dict[str, str] | None = None) -> Any:
         size = path.stat().st_size

@@ -13,7 +13,7 @@ from bulkhead.lab.rauc_service import LabError
 from bulkhead.osbuild import OsBuildError
 from bulkhead.rauc import BundleError
 
-from . import apps, bundle, demo, image, lab, manage, output, rollouts
+from . import apps, bundle, demo, image, lab, manage, osbuild, output, rollouts
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.add_typer(apps.app_app, name="app")
 app.add_typer(apps.group_app, name="group")
 app.add_typer(lab.app, name="lab")
 app.add_typer(image.app, name="image")
+app.add_typer(osbuild.app, name="osbuild")
 app.add_typer(rollouts.rollout_app, name="rollout")
 app.add_typer(rollouts.ddi_app, name="ddi")
 apps.group_app.command("window")(rollouts.group_window)

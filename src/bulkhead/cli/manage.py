@@ -96,6 +96,38 @@ def release_upload(
     show(data, json, title="release")
 
 
+@release_app.command("sbom")
+def release_sbom(
+    ctx: typer.Context,
+    release_id: int,
+    sbom: Path | None = typer.Argument(None, exists=True, dir_okay=False, help="SPDX or CycloneDX JSON to attach"),
+    get: str | None = typer.Option(None, "--get", help="Download the release's SBOM of this format (spdx, cyclonedx)"),
+    out: Path | None = typer.Option(None, "--out", help="With --get: write here instead of standard output"),
+    json: bool = JsonOpt,
+) -> None:
+    """Attach an SBOM to a release (one per format; a new one replaces the old), or download one with --get."""
+    api = client(ctx)
+    if get is not None:
+        if sbom is not None:
+            raise CliError("give either a file to attach or --get FORMAT, not both")
+        resp = api.raw("GET", f"/api/v1/releases/{release_id}/sbom", params={"format": get})
+        if out is None:
+            output.console.print(resp.text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            out.write_bytes(resp.content)
+        return
+    if sbom is None:
+        raise CliError("give the SBOM file to attach, or --get FORMAT to download one")
+    with sbom.open("rb") as f:
+        data = api.request(
+            "PUT",
+            f"/api/v1/releases/{release_id}/sbom",
+            content=f,
+            headers={"content-type": "application/json", "content-length": str(sbom.stat().st_size)},
+        )
+    show(data, json, title="SBOM")
+
+
 _REL_COLS = ["id", "compatible", "version", "format", "size", "sha256", "created_at"]
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BuildError", "OsBuildError", "ToolMissing"]
+__all__ = ["BuildError", "OsBuildError", "PublishError", "ToolMissing"]
 
 
 class OsBuildError(Exception):
@@ -22,3 +22,7 @@ class ToolMissing(OsBuildError):
 
 class BuildError(OsBuildError):
     """A build step failed."""
+
+
+class PublishError(OsBuildError):
+    """The server refused or could not take a release, an SBOM or a rollout."""

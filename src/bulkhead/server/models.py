@@ -80,6 +80,21 @@ class Release(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class ReleaseSbom(Base):
+    """A release's SBOM (SPDX or CycloneDX JSON), its bytes in the artifact store under their sha256."""
+
+    __tablename__ = "release_sboms"
+    __table_args__ = (UniqueConstraint("release_id", "format"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    format: Mapped[str] = mapped_column(String(16))  # "spdx" or "cyclonedx"
+    spec_version: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    components: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class DeviceGroup(Base):
     __tablename__ = "device_groups"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from ..services.auth import Principal
-from ..services.releases import Upload
+from ..services.releases import MAX_SBOM_BYTES, Upload
 from .deps import Services, principal, services
 
 router = APIRouter(prefix="/api/v1")
@@ -145,6 +146,40 @@ async def upload_release(
         svc.store, request.stream(), svc.settings.max_upload_bytes, int(declared) if declared and declared.isdigit() else None
     )
     return await run_in_threadpool(svc.releases.ingest, who, upload, compatible)
+
+
+@router.put(
+    "/releases/{release_id}/sbom",
+    tags=["releases"],
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object", "description": "SPDX 2.2/2.3 or CycloneDX 1.4-1.6"}}},
+        }
+    },
+)
+async def attach_sbom(
+    release_id: int, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Attach an SBOM (SPDX or CycloneDX JSON, the raw request body) to a release; one per format, a new one replaces it."""
+    who.require("operator")
+    declared = request.headers.get("content-length")
+    upload = await Upload.receive(
+        svc.store, request.stream(), MAX_SBOM_BYTES, int(declared) if declared and declared.isdigit() else None
+    )
+    return await run_in_threadpool(svc.releases.attach_sbom, who, release_id, upload)
+
+
+@router.get("/releases/{release_id}/sbom", tags=["releases"], response_class=FileResponse)
+def get_sbom(
+    release_id: int,
+    format: str | None = Query(None, description="spdx or cyclonedx; default: SPDX if the release has one"),
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> FileResponse:
+    """Download a release's SBOM."""
+    path, media_type = svc.releases.sbom_file(who, release_id, format)
+    return FileResponse(path, media_type=media_type)
 
 
 @router.get("/releases", tags=["releases"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,17 +12,21 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from bulkhead.cra import SbomError, identify
 from bulkhead.rauc import BundleError, FileReader, Keyring, load_keyring, open_bundle
 from bulkhead.swu import SwuError, is_swu, read_swu
 
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound, PayloadTooLarge, Unprocessable
-from ..models import Device, Release, Rollout, Tenant
+from ..models import Device, Release, ReleaseSbom, Rollout, Tenant
 from ..store import ArtifactStore
 from . import audit
 from .auth import Principal
 
-__all__ = ["ReleaseService", "Upload"]
+__all__ = ["MAX_SBOM_BYTES", "ReleaseService", "Upload"]
+
+MAX_SBOM_BYTES = 64 << 20  # an SBOM is parsed whole; a rootfs SBOM is a few MiB
+SBOM_MEDIA_TYPES = {"spdx": "application/spdx+json", "cyclonedx": "application/vnd.cyclonedx+json"}
 
 
 class Upload:
@@ -65,7 +70,18 @@ class Upload:
         self.path.unlink(missing_ok=True)
 
 
-def release_json(r: Release) -> dict[str, Any]:
+def sbom_json(b: ReleaseSbom) -> dict[str, Any]:
+    return {
+        "format": b.format,
+        "spec_version": b.spec_version,
+        "components": b.components,
+        "sha256": b.sha256,
+        "size": b.size,
+        "created_at": b.created_at.isoformat(),
+    }
+
+
+def release_json(r: Release, sboms: list[ReleaseSbom] | None = None) -> dict[str, Any]:
     return {
         "id": r.id,
         "compatible": r.compatible,
@@ -78,6 +94,7 @@ def release_json(r: Release) -> dict[str, Any]:
         "signer": r.signer,
         "images": r.info.get("images", []),
         "created_at": r.created_at.isoformat(),
+        "sboms": [sbom_json(b) for b in sboms or []],
     }
 
 
@@ -171,12 +188,89 @@ class ReleaseService:
             q = select(Release).where(Release.tenant_id == tid)
             if compatible:
                 q = q.where(Release.compatible == compatible)
-            return [release_json(r) for r in s.scalars(q.order_by(Release.id))]
+            releases = list(s.scalars(q.order_by(Release.id)))
+            sboms: dict[int, list[ReleaseSbom]] = {}
+            ids = [r.id for r in releases]
+            if ids:
+                for b in s.scalars(select(ReleaseSbom).where(ReleaseSbom.release_id.in_(ids)).order_by(ReleaseSbom.format)):
+                    sboms.setdefault(b.release_id, []).append(b)
+            return [release_json(r, sboms.get(r.id)) for r in releases]
 
     def get(self, who: Principal, release_id: int) -> dict[str, Any]:
         who.require("viewer")
         with self.db.session() as s:
-            return release_json(self._own(s, who, release_id))
+            rel = self._own(s, who, release_id)
+            return release_json(rel, self._sboms(s, rel.id))
+
+    @staticmethod
+    def _sboms(s: Any, release_id: int) -> list[ReleaseSbom]:
+        return list(s.scalars(select(ReleaseSbom).where(ReleaseSbom.release_id == release_id).order_by(ReleaseSbom.format)))
+
+    def attach_sbom(self, who: Principal, release_id: int, upload: Upload) -> dict[str, Any]:
+        """Keep an SPDX or CycloneDX JSON document as the release's SBOM of that format (replacing an older one)."""
+        try:
+            who.require("operator")
+            with self.db.session() as s:
+                self._own(s, who, release_id)
+            try:
+                with upload.path.open("rb") as f:
+                    doc = json.load(f)
+            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise Unprocessable(f"SBOM rejected: not JSON ({exc}); upload SPDX or CycloneDX JSON") from exc
+            try:
+                info = identify(doc)
+            except SbomError as exc:
+                raise Unprocessable(f"SBOM rejected: {exc}") from exc
+            replaced = None
+            with self.db.session() as s:
+                rel = self._own(s, who, release_id)
+                old = s.scalar(select(ReleaseSbom).where(ReleaseSbom.release_id == rel.id, ReleaseSbom.format == info.format))
+                if old is not None:
+                    replaced = old.sha256
+                    s.delete(old)
+                    s.flush()
+                row = ReleaseSbom(
+                    release_id=rel.id,
+                    format=info.format,
+                    spec_version=info.spec_version,
+                    sha256=upload.sha256,
+                    size=upload.size,
+                    components=info.components,
+                )
+                s.add(row)
+                s.flush()
+                self.store.commit(upload.path, upload.sha256)
+                audit.record(s, who, "release.sbom", f"{rel.compatible} {rel.version}", format=info.format, sha256=upload.sha256)
+                out = sbom_json(row)
+            if replaced and replaced != upload.sha256:
+                self._remove_unused(replaced)
+            return out
+        finally:
+            upload.discard()
+
+    def sbom_file(self, who: Principal, release_id: int, fmt: str | None) -> tuple[Path, str]:
+        """The stored SBOM of a release (the given format, or the only/SPDX one) and its media type."""
+        who.require("viewer")
+        if fmt is not None and fmt not in SBOM_MEDIA_TYPES:
+            raise Invalid(f"unknown SBOM format {fmt!r}: use spdx or cyclonedx")
+        with self.db.session() as s:
+            rel = self._own(s, who, release_id)
+            sboms = {b.format: b for b in self._sboms(s, rel.id)}
+        if not sboms:
+            raise NotFound(f"release {release_id} has no SBOM; attach one with 'bulkhead release sbom {release_id} FILE'")
+        if fmt is None:
+            fmt = "spdx" if "spdx" in sboms else next(iter(sboms))
+        if fmt not in sboms:
+            raise NotFound(f"release {release_id} has no {fmt} SBOM (it has: {', '.join(sorted(sboms))})")
+        return self.store.path(sboms[fmt].sha256), SBOM_MEDIA_TYPES[fmt]
+
+    def _remove_unused(self, sha256: str) -> None:
+        with self.db.session() as s:
+            used = s.scalar(select(func.count()).select_from(Release).where(Release.sha256 == sha256)) or s.scalar(
+                select(func.count()).select_from(ReleaseSbom).where(ReleaseSbom.sha256 == sha256)
+            )
+        if not used:
+            self.store.remove(sha256)
 
     def _own(self, s: Any, who: Principal, release_id: int) -> Release:
         rel = s.get(Release, release_id)
@@ -199,10 +293,11 @@ class ReleaseService:
                     f"release {rel.version} is used by rollout(s) {', '.join(rollouts)}; delete those first "
                     "(their actions are the devices' update history)"
                 )
-            sha = rel.sha256
+            shas = {rel.sha256, *(b.sha256 for b in self._sboms(s, rel.id))}
+            for b in self._sboms(s, rel.id):
+                s.delete(b)
             s.delete(rel)
             s.flush()
-            shared = s.scalar(select(func.count()).select_from(Release).where(Release.sha256 == sha))
             audit.record(s, who, "release.delete", f"{rel.compatible} {rel.version}")
-        if not shared:
-            self.store.remove(sha)
+        for sha in shas:
+            self._remove_unused(sha)
