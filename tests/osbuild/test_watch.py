@@ -145,8 +145,14 @@ class Project:
             "RAUC_CA": str(RAUC_DATA / "openssl-ca"),
             "COLUMNS": "200",
         }
-        return subprocess.run([*CLI, "osbuild", "watch", "--config", str(self.config), "--once", "--json"],
-                              capture_output=True, text=True, env=env, check=False, timeout=300)
+        return subprocess.run(
+            [*CLI, "osbuild", "watch", "--config", str(self.config), "--once", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=300,
+        )
 
     def builds(self) -> int:
         return len(self.counter.read_text().splitlines()) if self.counter.exists() else 0

@@ -331,5 +331,3 @@ class Watcher:
             names = ", ".join(Path(m).name for m in matches)
             raise BuildError(f"several files match the {what} pattern {pattern}: {names}", "make the pattern name one file")
         return Path(matches[0])
-
-
