@@ -262,3 +262,13 @@ def test_changed_repos_and_version() -> None:
     assert changes == {"meta-rauc": [None, b], "poky": [a, c]}
     now = dt.datetime(2026, 11, 25, 13, 5, 9, tzinfo=dt.UTC)
     assert release_version("{date}.{timestamp}-{rev}-{target}", "rpi5", now, changes) == f"20261125.20261125130509-{b[:12]}-rpi5"
+
+
+@pytest.mark.parametrize("name", ["watch-yocto.yml", "watch-reference.yml"])
+def test_example_watch_configs_load(name: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_watch_config(root / "contrib" / "osbuild" / name)
+    for t in cfg.targets:
+        assert t.workdir == root
+        if t.kas is not None:
+            assert t.kas.is_file()

@@ -117,7 +117,7 @@ def load_watch_config(path: Path) -> WatchConfig:
     base = path.parent.resolve()
 
     def rel(p: Path | None) -> Path | None:
-        return None if p is None else (p if p.is_absolute() else base / p)
+        return None if p is None else (p if p.is_absolute() else base / p).resolve()
 
     targets = []
     for t in cfg.targets:
