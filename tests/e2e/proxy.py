@@ -39,6 +39,9 @@ class CuttableProxy:
             except OSError:
                 client.close()
                 continue
+            # small buffers in the proxy, so that little is in flight when the test cuts the link
+            upstream.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 << 10)
             with self._lock:
                 self._conns += [client, upstream]
             for a, b in ((client, upstream), (upstream, client)):

@@ -9,13 +9,15 @@ from tests.e2e.proxy import CuttableProxy
 
 
 def test_download_resumes_after_dropped_link_and_agent_restart(fleet: Fleet) -> None:
-    bundle = build_release(fleet.work, "2.0", fleet.pki, size_mib=64, random_mib=48)
+    # Large enough that what sits in socket buffers when a connection breaks (a few MiB each side) stays
+    # small next to what a restart from byte 0 would send again.
+    bundle = build_release(fleet.work, "2.0", fleet.pki, size_mib=160, random_mib=144)
     rel = fleet.upload(bundle)
     size = rel["size"]
     proxy = CuttableProxy(int(fleet.server.url.rsplit(":", 1)[1]))
     fleet.server.url, real_url = proxy.url, fleet.server.url  # the device reaches the server through the flaky link
     try:
-        dev = fleet.device("slow-dev", initial_version="1.0", slot_size=80 << 20, rate_limit=8 << 20)
+        dev = fleet.device("slow-dev", initial_version="1.0", slot_size=192 << 20, rate_limit=16 << 20)
     finally:
         fleet.server.url = real_url
     fleet.wait(lambda: fleet.show("slow-dev")["last_seen"], 30, "enrollment")
@@ -43,7 +45,8 @@ def test_download_resumes_after_dropped_link_and_agent_restart(fleet: Fleet) -> 
     # crash at >= 70% would send >= 2.1 copies.
     fleet.wait(lambda: fleet.show("slow-dev")["bytes_served"] >= size, 30, "byte counters to be flushed")
     served = fleet.show("slow-dev")["bytes_served"]
-    assert size <= served < 1.6 * size, (served, size)
+    # 1.28 copies here unloaded; the bound stays below the 2.1 copies of a restart
+    assert size <= served < 1.9 * size, (served, size, served / size)
     # Reports made while the link was down were buffered on disk and arrived: no gap in the sequence.
     seqs = sorted(e["seq"] for e in fleet.api().get("/api/v1/devices/slow-dev/events", params={"limit": 1000}).json())
     assert seqs == list(range(1, seqs[-1] + 1))
