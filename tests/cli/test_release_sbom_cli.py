@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.live import LiveServer, live_server
+from tests.cli.conftest import cli
+from tests.live import LiveServer
 from tests.server.test_release_sboms import docs
 from tests.server.test_releases import GOOD
-
-CLI = [sys.executable, "-m", "bulkhead.cli"]
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("sbom-cli")) as s:
-        yield s
-
-
-def cli(srv: LiveServer, token: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BULKHEAD_SERVER": srv.url, "BULKHEAD_TOKEN": token, "COLUMNS": "200"}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, check=False, env=env)
 
 
 def test_release_sbom_attach_and_get(srv: LiveServer, tmp_path: Path) -> None:

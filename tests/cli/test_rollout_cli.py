@@ -3,28 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.live import LiveServer, live_server
-
-CLI = [sys.executable, "-m", "bulkhead.cli"]
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with live_server(tmp_path_factory.mktemp("cli-server")) as s:
-        yield s
-
-
-def cli(srv: LiveServer, token: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "BULKHEAD_SERVER": srv.url, "BULKHEAD_TOKEN": token, "COLUMNS": "200"}
-    return subprocess.run([*CLI, *args], capture_output=True, text=True, check=False, env=env)
+from tests.cli.conftest import cli
+from tests.live import LiveServer
 
 
 def test_rollout_create_with_an_app_version(srv: LiveServer, tmp_path: Path) -> None:
