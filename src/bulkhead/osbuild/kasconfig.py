@@ -13,15 +13,14 @@ A kas lock file (`<name>.lock.yml` next to `<name>.yml`) pins each repository to
 from __future__ import annotations
 
 import argparse
-import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from ..agent.state import write_atomic
 from .errors import OsBuildError
 
 __all__ = ["KAS_FILE_VERSION", "LayerRepo", "load_kas", "lock_path", "read_lock", "render_lock", "repos_of", "write_lock"]
@@ -113,13 +112,4 @@ def render_lock(commits: dict[str, str]) -> str:
 
 def write_lock(path: Path, text: str) -> None:
     """Replace the lock file atomically: a reader sees the old or the new one, never half of one."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, text.encode(), mode=0o644)  # a file kept in the project's repository, readable by all
