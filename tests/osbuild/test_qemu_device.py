@@ -32,6 +32,8 @@ def _wait(cond: Callable[[], Any], timeout: float, what: str, dev: QemuDevice) -
             return value
         if not dev.running():
             raise AssertionError(f"QEMU stopped while waiting for {what}")
+        if dev.boot_watchdog():
+            print(f"the machine hung between firmware and kernel while waiting for {what}: reset it")
         time.sleep(2)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; serial tail:\n{dev.serial()[-3000:]}")
 

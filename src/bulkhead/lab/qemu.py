@@ -8,6 +8,7 @@ guest reboots, and OVMF boots GRUB from the EFI system partition again, exactly 
 from __future__ import annotations
 
 import shutil
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -30,6 +31,10 @@ class QemuSpec:
     cpus: int = 2
     vars_file: Path | None = None  # the machine's UEFI variables (default: next to the serial log)
 
+    @property
+    def monitor_socket(self) -> Path:
+        return self.serial_log.with_suffix(".monitor.sock")
+
 
 def qemu_command(spec: QemuSpec, vars_file: Path) -> list[str]:
     return [
@@ -44,7 +49,7 @@ def qemu_command(spec: QemuSpec, vars_file: Path) -> list[str]:
         "-device", "virtio-net-pci,netdev=net0",
         "-smbios", f"type=1,serial={spec.name}",
         "-display", "none",
-        "-monitor", "none",
+        "-monitor", f"unix:{spec.monitor_socket},server=on,wait=off",
         "-serial", f"file:{spec.serial_log}",
     ]  # fmt: skip
 
@@ -55,6 +60,8 @@ class QemuDevice:
     def __init__(self, spec: QemuSpec) -> None:
         self.spec = spec
         self.proc: subprocess.Popen[bytes] | None = None
+        self.resets = 0  # how often the boot watchdog reset the machine
+        self._seen = (-1, 0.0)  # (serial log size, when it last changed)
 
     def start(self) -> None:
         if shutil.which("qemu-system-x86_64") is None:
@@ -91,6 +98,36 @@ class QemuDevice:
                 raise LabError(f"QEMU exited (code {self.proc.returncode if self.proc else None}) before '{text}'")
             time.sleep(0.5)
         raise LabError(f"'{text}' did not appear on the serial console within {timeout:.0f} s")
+
+    def reset(self) -> None:
+        """Press the machine's reset button (QEMU's monitor `system_reset`)."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(10)
+            s.connect(str(self.spec.monitor_socket))
+            s.sendall(b"system_reset\n")
+            time.sleep(0.5)
+        self.resets += 1
+
+    def boot_watchdog(self, stall: float = 240) -> bool:
+        """Reset a machine that hangs between firmware and kernel, as a board's watchdog would.
+
+        Emulated firmware or GRUB rarely hangs after a warm reboot on a loaded host (the console stops at
+        "Welcome to GRUB!"). When the console has been silent for `stall` seconds and nothing after the
+        last firmware line is the kernel's, reset the machine once and return True. Call it while waiting.
+        """
+        log = self.serial()
+        now = time.monotonic()
+        if len(log) != self._seen[0]:
+            self._seen = (len(log), now)
+            return False
+        if now - self._seen[1] < stall:
+            return False
+        at = log.rfind("BdsDxe:")
+        if at < 0 or "Linux version" in log[at:] or "Run /sbin/init" in log[at:]:
+            return False
+        self.reset()
+        self._seen = (len(log), now)
+        return True
 
     def stop(self, grace: float = 5) -> None:
         if self.proc is None or self.proc.poll() is not None:
