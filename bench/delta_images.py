@@ -1,0 +1,68 @@
+"""Realistic image pairs for bench/delta.py, built with the reference builder (mmdebstrap) and cached.
+
+- `security`: bookworm as released (v1) -> bookworm + bookworm-updates + bookworm-security (v2), same packages.
+- `packages`: v1 with curl and nano -> v2 with those removed and nginx-light, vim-tiny and jq added (all suites).
+
+Each image is built once into bench/.cache/delta/<pair>-<v>/ and reused while its inputs stay the same.
+Run it alone to prepare the cache: `python bench/delta_images.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from _common import CACHE
+
+from bulkhead.lab.pki import make_pki
+from bulkhead.osbuild import BuildSpec, build_image
+
+ALL_SUITES = ("bookworm", "bookworm-updates", "bookworm-security")
+
+
+@dataclass(frozen=True)
+class Pair:
+    name: str
+    what: str
+    old: dict[str, tuple[str, ...]]
+    new: dict[str, tuple[str, ...]]
+
+
+PAIRS = (
+    Pair("security", "bookworm -> bookworm + updates + security", {"suites": ("bookworm",)}, {"suites": ALL_SUITES}),
+    Pair(
+        "packages",
+        "-curl -nano, +nginx-light +vim-tiny +jq",
+        {"suites": ALL_SUITES, "packages": ("curl", "nano")},
+        {"suites": ALL_SUITES, "packages": ("nginx-light", "vim-tiny", "jq")},
+    ),
+)
+
+
+def image(pair: Pair, which: str) -> Path:
+    """The cached rootfs.ext4 of `pair`'s old or new side; built when missing or when its inputs changed."""
+    inputs = pair.old if which == "old" else pair.new
+    version = "1" if which == "old" else "2"
+    out = CACHE / "delta" / f"{pair.name}-{which}"
+    stamp = out / "inputs.json"
+    want = json.dumps({k: list(v) for k, v in sorted(inputs.items())}, sort_keys=True)
+    rootfs = out / "rootfs.ext4"
+    if rootfs.exists() and stamp.exists() and stamp.read_text() == want:
+        return rootfs
+    pki = make_pki(CACHE / "pki")
+    spec = BuildSpec(
+        version=version, out=out, cert=pki.cert, key=pki.key, compatible="bench-delta",
+        suites=inputs["suites"], packages=inputs.get("packages", ()), cache=CACHE / "delta" / "base",
+    )  # fmt: skip
+    print(f"building {pair.name}/{which} ({pair.what}) with mmdebstrap ...", file=sys.stderr, flush=True)
+    build_image(spec, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    stamp.write_text(want)
+    return rootfs
+
+
+if __name__ == "__main__":
+    for p in PAIRS:
+        for side in ("old", "new"):
+            print(image(p, side))
