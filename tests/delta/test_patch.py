@@ -7,30 +7,31 @@ from pathlib import Path
 
 import pytest
 
+from bulkhead.delta import patch as P
 from bulkhead.delta.generate import make_patch
-from bulkhead.delta.patch import BLOCK, Header, PatchError, add_blocks, apply_patch, parse_ops, put_varint, source_slot, sub_blocks
+from bulkhead.delta.patch import BLOCK, Header, PatchError, apply_patch
 
 
 def test_add_inverts_sub_bytewise_mod_256() -> None:
     a, b = os.urandom(BLOCK), os.urandom(BLOCK)
-    d = sub_blocks(a, b)
-    assert add_blocks(b, d) == a
+    d = P.sub_blocks(a, b)
+    assert P.add_blocks(b, d) == a
     assert d == bytes((x - y) % 256 for x, y in zip(a, b, strict=True))
-    assert sub_blocks(a, a) == bytes(BLOCK)
+    assert P.sub_blocks(a, a) == bytes(BLOCK)
 
 
 def test_ops_round_trip_and_damage() -> None:
     buf = bytearray()
     for n in (1, 7, 300, 2, 5, 3):  # COPY 7 blocks from 300; ZERO 5; RAW 3 ... then END
-        put_varint(buf, n)
+        P.put_varint(buf, n)
     buf = bytearray()
     for n in (1, 300, 7, 2, 5, 3, 1, 4, 123456789, 0):
-        put_varint(buf, n)
-    assert parse_ops(bytes(buf)) == [(1, 7, 300), (2, 5, 0), (3, 1, 0), (4, 1, 123456789)]
+        P.put_varint(buf, n)
+    assert P.parse_ops(bytes(buf)) == [(1, 7, 300), (2, 5, 0), (3, 1, 0), (4, 1, 123456789)]
     with pytest.raises(PatchError, match="end early"):
-        parse_ops(bytes(buf[:-3]))
+        P.parse_ops(bytes(buf[:-3]))
     with pytest.raises(PatchError, match="unknown patch operation 9"):
-        parse_ops(bytes([9, 0]))
+        P.parse_ops(bytes([9, 0]))
 
 
 def test_source_slot_is_the_booted_peer(tmp_path: Path) -> None:
@@ -39,8 +40,8 @@ def test_source_slot_is_the_booted_peer(tmp_path: Path) -> None:
         "[system]\ncompatible=x\n\n[slot.rootfs.0]\ndevice=/dev/vda2\nbootname=A\n\n"
         "[slot.rootfs.1]\ndevice=/dev/vda3\nbootname=B\n\n[slot.appfs.0]\ndevice=/dev/vda5\n"
     )
-    assert source_slot(str(conf), "/dev/vda3", "rootfs", "root=/dev/vda2 rauc.slot=A quiet") == "/dev/vda2"
-    assert source_slot(str(conf), "/dev/vda2", "rootfs", "rauc.slot=B") == "/dev/vda3"
+    assert P.source_slot(str(conf), "/dev/vda3", "rootfs", "root=/dev/vda2 rauc.slot=A quiet") == "/dev/vda2"
+    assert P.source_slot(str(conf), "/dev/vda2", "rootfs", "rauc.slot=B") == "/dev/vda3"
 
 
 def _pair(tmp_path: Path) -> tuple[Path, Path, Path]:

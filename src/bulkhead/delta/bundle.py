@@ -146,12 +146,11 @@ def read_delta_info(bundle: Bundle) -> DeltaInfo | None:
     fs = bundle.squashfs()
     for img in m.images:
         if "install" not in img.hooks:
-            raise DeltaError(f"delta image {img.filename} is not installed by the hook", "rebuild it with 'bulkhead delta create'")
+            raise DeltaError(f"delta image {img.filename} has no install hook", "rebuild it with 'bulkhead delta create'")
         first = next(iter(fs.iter_file(img.filename)), b"")
         try:
             head = Header.read(io.BytesIO(first))
         except PatchError as exc:
             raise DeltaError(f"delta image {img.filename}: {exc}") from exc
         images.append(DeltaImage(img.slotclass, img.filename, head))
-    return DeltaInfo(m.compatible, m.version, tuple(images))
-
+    return DeltaInfo(m.compatible, m.version or "", tuple(images))

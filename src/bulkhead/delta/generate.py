@@ -137,10 +137,10 @@ def make_patch(source: Path, target: Path, out: Path, progress: Progress = lambd
     plan: list[int | None] = []  # source block per target block (or None)
     used = bytearray(len(src_hashes))
     for h in tgt_hashes:
-        i = where.get(h)
-        plan.append(i)
-        if i is not None:
-            used[i] = 1
+        hit = where.get(h)
+        plan.append(hit)
+        if hit is not None:
+            used[hit] = 1
 
     progress("indexing the changed regions of the source")
     index: dict[bytes, int] = {}
@@ -162,9 +162,9 @@ def make_patch(source: Path, target: Path, out: Path, progress: Progress = lambd
     counts = {OP_COPY: 0, OP_ZERO: 0, OP_DIFF: 0, OP_RAW: 0}
     try:
         with source.open("rb") as sf, target.open("rb") as tf, data_tmp.open("wb") as df:
-            for n, (h, i) in enumerate(zip(tgt_hashes, plan, strict=True)):
-                if i is not None:
-                    ops.add(OP_COPY, i)
+            for n, (h, at) in enumerate(zip(tgt_hashes, plan, strict=True)):
+                if at is not None:
+                    ops.add(OP_COPY, at)
                     counts[OP_COPY] += 1
                     continue
                 if h == zero_hash:
