@@ -13,13 +13,14 @@ from bulkhead.lab.rauc_service import LabError
 from bulkhead.osbuild import OsBuildError
 from bulkhead.rauc import BundleError
 
-from . import apps, bundle, demo, image, lab, manage, osbuild, output, rollouts
+from . import apps, bundle, delta, demo, image, lab, manage, osbuild, output, rollouts
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
 app = typer.Typer(
     help="Bulkhead: keep embedded Linux fleets secure and up to date.", no_args_is_help=True, pretty_exceptions_enable=False
 )
 app.add_typer(bundle.app, name="bundle")
+app.add_typer(delta.app, name="delta")
 app.add_typer(manage.tenant_app, name="tenant")
 app.add_typer(manage.token_app, name="token")
 app.add_typer(manage.keyring_app, name="keyring")
