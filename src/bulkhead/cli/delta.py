@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -51,20 +52,21 @@ def create(
     except DeltaError as exc:
         raise CliError(str(exc)) from exc
     size = target.stat().st_size
-    doc = {
+    images = {k: dict(v.__dict__) for k, v in stats.items()}
+    doc: dict[str, Any] = {
         "bundle": str(target),
         "compatible": manifest.compatible,
         "version": manifest.version,
         "size": size,
         "full_size": new.stat().st_size,
         "seconds": round(time.monotonic() - started, 1),
-        "images": {k: v.__dict__ for k, v in stats.items()},
+        "images": images,
     }
     if json:
         output.emit_json(doc)
         return
     output.record({k: doc[k] for k in ("bundle", "compatible", "version", "size", "full_size", "seconds")}, title="delta bundle")
-    output.table([{"slotclass": k, **v} for k, v in doc["images"].items()], ["slotclass", "target_blocks", "copy_blocks",
+    output.table([{"slotclass": k, **v} for k, v in images.items()], ["slotclass", "target_blocks", "copy_blocks",
                  "diff_blocks", "raw_blocks", "zero_blocks", "patch_bytes"], title="patches")  # fmt: skip
 
 
