@@ -18,17 +18,21 @@ from __future__ import annotations
 import hashlib
 import lzma
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from .errors import DeltaError
-from .patch import BLOCK, OP_COPY, OP_DIFF, OP_END, OP_RAW, OP_ZERO, Header, put_varint, sub_blocks
+from .patch import BLOCK, OP_COPY, OP_DIFF, OP_END, OP_RAW, OP_STORE, OP_ZERO, Header, put_varint, sub_blocks
 
 __all__ = ["DeltaStats", "make_patch"]
 
-SAMPLE = 16  # bytes per sample of the alignment index
-STEP = 16  # distance between indexed samples in the source
+ANCHOR_BITS = 3  # one position in 8 is a sample point
+MIN_VOTES = 3  # shared sample points a source alignment needs before a block is diffed against it
+BATCH = 256  # target blocks aligned per vectorized step
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 64 << 20}]
 Progress = Callable[[str], None]
 
@@ -40,6 +44,7 @@ class DeltaStats:
     zero_blocks: int
     diff_blocks: int
     raw_blocks: int
+    stored_blocks: int
     patch_bytes: int
 
 
@@ -98,22 +103,85 @@ class _Ops:
         return bytes(self.buf)
 
 
-def _best_alignment(block: bytes, index: dict[bytes, int], source_size: int) -> int | None:
-    """The source offset whose 4 KiB shares the most samples with `block` (at least 2), or None."""
-    votes: dict[int, int] = {}
-    mv = memoryview(block)
-    get = index.get
-    for j in range(BLOCK - SAMPLE + 1):
-        p = get(mv[j : j + SAMPLE].tobytes())
-        if p is not None:
-            off = p - j
-            votes[off] = votes.get(off, 0) + 1
-    best = None
-    best_votes = 1
-    for off, n in votes.items():
-        if n > best_votes and 0 <= off <= source_size - BLOCK:
-            best, best_votes = off, n
-    return best
+def _words(data: bytes) -> np.ndarray:
+    """The little-endian 8-byte word starting at every position of `data` (len(data) - 7 of them)."""
+    b = np.frombuffer(data, dtype=np.uint8).astype(np.uint64)
+    n = len(b) - 7
+    w = np.zeros(max(n, 0), dtype=np.uint64)
+    for k in range(8):
+        w |= b[k : k + n] << np.uint64(8 * k)
+    return w
+
+
+def _anchors(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Content-defined sample points: positions whose 8-byte word hashes into 1/ANCHOR of the space.
+
+    The same content gives the same anchors wherever it sits, so an old and a new version of a file
+    share anchors even where bytes moved or changed around them.
+    """
+    w = _words(data)
+    with np.errstate(over="ignore"):
+        h = (w * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - ANCHOR_BITS)
+    pos = np.flatnonzero(h == 0)
+    return w[pos], pos
+
+
+class _SourceIndex:
+    """Anchors of the source regions no target block reuses: sorted keys, their source offsets."""
+
+    def __init__(self, source: Path, blocks: list[int]) -> None:
+        keys, offs = [], []
+        with source.open("rb") as f:
+            for run_start, run_len in _runs(blocks):
+                for at in range(run_start, run_start + run_len, 4096):  # 16 MiB at a time
+                    f.seek(at * BLOCK)
+                    data = f.read(min(4096, run_start + run_len - at) * BLOCK)
+                    k, p = _anchors(data)
+                    keys.append(k)
+                    offs.append(p.astype(np.int64) + at * BLOCK)
+        key = np.concatenate(keys) if keys else np.zeros(0, np.uint64)
+        off = np.concatenate(offs) if offs else np.zeros(0, np.int64)
+        order = np.argsort(key, kind="stable")
+        self.keys, self.offs = key[order], off[order]
+
+    def align(self, blocks: bytes, count: int, source_size: int) -> list[int | None]:
+        """For each of `count` consecutive target blocks in `blocks`, the best source offset (or None)."""
+        out: list[int | None] = [None] * count
+        if not len(self.keys):
+            return out
+        k, pos = _anchors(blocks)
+        at = np.searchsorted(self.keys, k)
+        hit = at < len(self.keys)
+        hit[hit] = self.keys[at[hit]] == k[hit]
+        if not hit.any():
+            return out
+        pos, src = pos[hit], self.offs[at[hit]]
+        block = pos // BLOCK
+        base = src - (pos - block * BLOCK)  # the source offset that would line up with the block's start
+        ok = (base >= 0) & (base <= source_size - BLOCK)
+        block, base = block[ok], base[ok]
+        if not len(block):
+            return out
+        pairs = np.stack([block, base], axis=1)
+        uniq, counts = np.unique(pairs, axis=0, return_counts=True)
+        order = np.lexsort((-counts, uniq[:, 0]))  # per block, the most voted alignment first
+        uniq, counts = uniq[order], counts[order]
+        first = np.ones(len(uniq), dtype=bool)
+        first[1:] = uniq[1:, 0] != uniq[:-1, 0]
+        for (b, off), n in zip(uniq[first].tolist(), counts[first].tolist(), strict=True):
+            if n >= MIN_VOTES:
+                out[b] = off
+        return out
+
+
+def _runs(blocks: list[int]) -> list[tuple[int, int]]:
+    runs: list[tuple[int, int]] = []
+    for b in blocks:
+        if runs and runs[-1][0] + runs[-1][1] == b:
+            runs[-1] = (runs[-1][0], runs[-1][1] + 1)
+        else:
+            runs.append((b, 1))
+    return runs
 
 
 def make_patch(source: Path, target: Path, out: Path, progress: Progress = lambda _m: None) -> DeltaStats:
@@ -143,66 +211,82 @@ def make_patch(source: Path, target: Path, out: Path, progress: Progress = lambd
             used[hit] = 1
 
     progress("indexing the changed regions of the source")
-    index: dict[bytes, int] = {}
-    with source.open("rb") as f:
-        for i, u in enumerate(used):
-            if u or src_hashes[i] == zero_hash:
-                continue
-            f.seek(i * BLOCK)
-            data = f.read(BLOCK)
-            base = i * BLOCK
-            for j in range(0, BLOCK - SAMPLE + 1, STEP):
-                index.setdefault(data[j : j + SAMPLE], base + j)
+    unused = [i for i, u in enumerate(used) if not u and src_hashes[i] != zero_hash]
+    index = _SourceIndex(source, unused)
 
     progress("encoding the changed blocks")
     ops = _Ops()
     comp = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=XZ_FILTERS)
     tmp = out.with_name(out.name + ".partial")
     data_tmp = out.with_name(out.name + ".data.partial")
-    counts = {OP_COPY: 0, OP_ZERO: 0, OP_DIFF: 0, OP_RAW: 0}
+    stored_tmp = out.with_name(out.name + ".stored.partial")
+    counts = {OP_COPY: 0, OP_ZERO: 0, OP_DIFF: 0, OP_RAW: 0, OP_STORE: 0}
     try:
-        with source.open("rb") as sf, target.open("rb") as tf, data_tmp.open("wb") as df:
+        with source.open("rb") as sf, target.open("rb") as tf, data_tmp.open("wb") as df, stored_tmp.open("wb") as xf:
+            pending: list[int] = []  # target blocks waiting for alignment (batched)
+
+            def drain() -> None:
+                runs = _runs(pending)
+                for run_start, run_len in runs:
+                    tf.seek(run_start * BLOCK)
+                    data = tf.read(run_len * BLOCK)
+                    data += bytes(run_len * BLOCK - len(data))
+                    offsets = index.align(data, run_len, source_size)
+                    for k, off in enumerate(offsets):
+                        block = data[k * BLOCK : (k + 1) * BLOCK]
+                        chosen, op = block, OP_RAW
+                        if off is not None:
+                            sf.seek(off)
+                            diff = sub_blocks(block, sf.read(BLOCK))
+                            if diff.count(0) > block.count(0) + BLOCK // 8:
+                                chosen, op = diff, OP_DIFF
+                        if op == OP_RAW and len(zlib.compress(block, 1)) > BLOCK * 0.97:
+                            op = OP_STORE  # already compressed (kernel, initramfs, .gz): xz would only spend time
+                        ops.add(op, off if op == OP_DIFF and off is not None else 0)
+                        counts[op] += 1
+                        if op == OP_STORE:
+                            xf.write(chosen)
+                        else:
+                            df.write(comp.compress(chosen))
+                pending.clear()
+
             for n, (h, at) in enumerate(zip(tgt_hashes, plan, strict=True)):
-                if at is not None:
-                    ops.add(OP_COPY, at)
-                    counts[OP_COPY] += 1
+                if at is not None or h == zero_hash:
+                    drain()
+                    if at is not None:
+                        ops.add(OP_COPY, at)
+                        counts[OP_COPY] += 1
+                    else:
+                        ops.add(OP_ZERO)
+                        counts[OP_ZERO] += 1
                     continue
-                if h == zero_hash:
-                    ops.add(OP_ZERO)
-                    counts[OP_ZERO] += 1
-                    continue
-                tf.seek(n * BLOCK)
-                block = tf.read(BLOCK)
-                block += bytes(BLOCK - len(block))
-                off = _best_alignment(block, index, source_size)
-                chosen = block
-                op = OP_RAW
-                if off is not None:
-                    sf.seek(off)
-                    diff = sub_blocks(block, sf.read(BLOCK))
-                    if diff.count(0) > block.count(0) + BLOCK // 8:
-                        chosen, op = diff, OP_DIFF
-                ops.add(op, off or 0)
-                counts[op] += 1
-                df.write(comp.compress(chosen))
+                pending.append(n)
+                if len(pending) >= BATCH:
+                    drain()
+            drain()
             df.write(comp.flush())
         ops_xz = lzma.compress(ops.finish(), format=lzma.FORMAT_XZ, preset=9)
         head = Header(
             source_size=source_size, source_sha256=_sha256(source), target_size=target_size,
             target_sha256=_sha256(target), ops_len=len(ops_xz), data_len=data_tmp.stat().st_size,
+            stored_len=stored_tmp.stat().st_size,
         )  # fmt: skip
-        with tmp.open("wb") as f, data_tmp.open("rb") as df:
+        with tmp.open("wb") as f:
             f.write(head.to_bytes())
             f.write(ops_xz)
-            while chunk := df.read(1 << 20):
-                f.write(chunk)
+            for part in (data_tmp, stored_tmp):
+                with part.open("rb") as pf:
+                    while chunk := pf.read(1 << 20):
+                        f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
         data_tmp.unlink(missing_ok=True)
+        stored_tmp.unlink(missing_ok=True)
     return DeltaStats(
         target_blocks=len(tgt_hashes), copy_blocks=counts[OP_COPY], zero_blocks=counts[OP_ZERO],
-        diff_blocks=counts[OP_DIFF], raw_blocks=counts[OP_RAW], patch_bytes=out.stat().st_size,
+        diff_blocks=counts[OP_DIFF], raw_blocks=counts[OP_RAW],
+        stored_blocks=counts[OP_STORE], patch_bytes=out.stat().st_size,
     )  # fmt: skip

@@ -8,13 +8,14 @@ The target is cut into blocks of `block` bytes; each block is, in order, one of:
     COPY  a source block, by index (runs of consecutive source blocks are one op)
     ZERO  zeros
     RAW   literal bytes from the data stream
+    STORE literal bytes from the stored stream (incompressible data: compressed files, keys)
     DIFF  the 4 KiB of source at any byte offset plus (bytewise, mod 256) 4 KiB from the data stream
 
 DIFF is what makes updated executables cheap: a rebuilt library differs from its old version in
 addresses spread all over it, so target minus source is mostly zeros, which the data stream's LZMA
 squeezes to little. File layout:
 
-    b"BHDELTA1\\n" | u32 header length | header (JSON) | ops (xz) | data (xz)
+    b"BHDELTA1\\n" | u32 header length | header (JSON) | ops (xz) | data (xz) | stored (as is)
 
 The header holds the sizes and sha256 of source and target and the lengths of the two streams. The
 applier checks the source's sha256 before it writes a byte, streams the data (memory stays at the xz
@@ -35,7 +36,7 @@ from typing import BinaryIO
 
 MAGIC = b"BHDELTA1\n"
 BLOCK = 4096
-OP_END, OP_COPY, OP_ZERO, OP_RAW, OP_DIFF = 0, 1, 2, 3, 4
+OP_END, OP_COPY, OP_ZERO, OP_RAW, OP_DIFF, OP_STORE = 0, 1, 2, 3, 4, 5
 _CHUNK = 1 << 20
 _H = int.from_bytes(b"\x80" * BLOCK, "little")
 _L = int.from_bytes(b"\x7f" * BLOCK, "little")
@@ -53,6 +54,7 @@ class Header:
     target_sha256: str
     ops_len: int
     data_len: int
+    stored_len: int = 0
     block: int = BLOCK
 
     def to_bytes(self) -> bytes:
@@ -118,7 +120,7 @@ def parse_ops(buf: bytes) -> list[tuple[int, int, int]]:
             if op == OP_COPY:
                 start, count = next(it), next(it)
                 ops.append((op, count, start))
-            elif op in (OP_ZERO, OP_RAW):
+            elif op in (OP_ZERO, OP_RAW, OP_STORE):
                 ops.append((op, next(it), 0))
             elif op == OP_DIFF:
                 ops.append((op, 1, next(it)))
@@ -206,11 +208,18 @@ def apply_patch(patch_path: str, source_path: str, target_path: str, check_sourc
         except lzma.LZMAError as exc:
             raise PatchError(f"patch operations are damaged: {exc}") from exc
         data = _Data(pf, head.data_len)
+        stored_at = pf.tell() + head.data_len
+        stored_left = head.stored_len
         digest = hashlib.sha256()
         zero = bytes(BLOCK)
         written = 0
         flags = os.O_WRONLY | (0 if os.path.exists(target_path) else os.O_CREAT)
-        with open(source_path, "rb", buffering=0) as src, os.fdopen(os.open(target_path, flags, 0o644), "wb") as dst:
+        with (
+            open(source_path, "rb", buffering=0) as src,
+            open(patch_path, "rb") as stored,
+            os.fdopen(os.open(target_path, flags, 0o644), "wb") as dst,
+        ):
+            stored.seek(stored_at)
 
             def emit(chunk: bytes) -> None:
                 nonlocal written
@@ -238,12 +247,25 @@ def apply_patch(patch_path: str, source_path: str, target_path: str, check_sourc
                 elif op == OP_RAW:
                     for _ in range(count):
                         emit(data.read(BLOCK))
+                elif op == OP_STORE:
+                    want = count * BLOCK
+                    if want > stored_left:
+                        raise PatchError("patch's stored data is truncated: the patch is damaged")
+                    while want:
+                        chunk = stored.read(min(want, _CHUNK))
+                        if not chunk:
+                            raise PatchError("patch's stored data is truncated: the patch is damaged")
+                        emit(chunk)
+                        want -= len(chunk)
+                        stored_left -= len(chunk)
                 else:
                     if arg + BLOCK > head.source_size:
                         raise PatchError("patch reads beyond the source image: the patch is damaged")
                     src.seek(arg)
                     emit(add_blocks(src.read(BLOCK), data.read(BLOCK)))
             data.finish()
+            if stored_left:
+                raise PatchError("patch's stored data is longer than its operations use: the patch is damaged")
             if written != head.target_size:
                 raise PatchError(f"patch produced {written} bytes, the target has {head.target_size}: the patch is damaged")
             dst.flush()
