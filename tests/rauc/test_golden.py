@@ -110,6 +110,8 @@ def test_adaptive_bundle_index_matches_image(rauc_data: Path) -> None:
         assert block_hash_index([image]) == sq.read_file("appfs.img.block-hash-index")
         assert b.manifest.images[1].adaptive == ("block-hash-index",)
         assert b.manifest.meta["version"]["channel"] == "beta"
+        blocks = sq.data_blocks("appfs.img")  # what a Range reader fetches per squashfs block
+        assert len(blocks) == len(image) // sq.block_size and all(0 <= n <= sq.block_size + 64 for n in blocks)
 
 
 def test_crypt_bundle_payload_decrypts(rauc_data: Path) -> None:

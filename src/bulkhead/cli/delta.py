@@ -10,6 +10,7 @@ import typer
 
 from bulkhead.delta.bundle import create_delta_bundle
 from bulkhead.delta.errors import DeltaError
+from bulkhead.delta.generate import make_patch
 from bulkhead.delta.patch import PatchError, apply_patch
 from bulkhead.rauc import load_keyring
 
@@ -68,6 +69,27 @@ def create(
     output.record({k: doc[k] for k in ("bundle", "compatible", "version", "size", "full_size", "seconds")}, title="delta bundle")
     output.table([{"slotclass": k, **v} for k, v in images.items()], ["slotclass", "target_blocks", "copy_blocks",
                  "diff_blocks", "raw_blocks", "zero_blocks", "patch_bytes"], title="patches")  # fmt: skip
+
+
+@app.command()
+def patch(
+    old: Path = typer.Argument(..., exists=True, dir_okay=False, help="Source image (e.g. the old rootfs.ext4)"),
+    new: Path = typer.Argument(..., exists=True, dir_okay=False, help="Target image"),
+    out: Path = typer.Argument(..., help="Where to write the patch (.bhdelta)"),
+    json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Make a bare image patch (what a delta bundle carries per slot), for tests and benchmarks."""
+    started = time.monotonic()
+    try:
+        with output.err_console.status("patch") as status:
+            stats = make_patch(old, new, out, progress=lambda m: status.update(m))
+    except DeltaError as exc:
+        raise CliError(str(exc)) from exc
+    doc = {**stats.__dict__, "seconds": round(time.monotonic() - started, 1)}
+    if json:
+        output.emit_json(doc)
+    else:
+        output.record(doc, title=str(out))
 
 
 @app.command()

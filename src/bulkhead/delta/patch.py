@@ -355,5 +355,17 @@ def hook_main(argv: list[str], env: dict[str, str]) -> int:
     return 0
 
 
+def main(argv: list[str]) -> int:
+    """As RAUC's hook (`slot-install`), or by hand: `patch.py apply PATCH SOURCE TARGET`."""
+    if len(argv) == 5 and argv[1] == "apply":
+        try:
+            apply_patch(argv[2], argv[3], argv[4])
+        except (PatchError, OSError) as exc:
+            print(f"bulkhead delta: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    return hook_main(argv, dict(os.environ))
+
+
 if __name__ == "__main__":
-    sys.exit(hook_main(sys.argv, dict(os.environ)))
+    sys.exit(main(sys.argv))

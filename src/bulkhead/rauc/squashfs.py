@@ -248,6 +248,14 @@ class SquashFS:
         if inode.fragment != _NO_FRAGMENT and remaining > 0:
             yield self._fragment(inode.fragment)[inode.frag_offset : inode.frag_offset + remaining]
 
+    def data_blocks(self, path: str) -> list[int]:
+        """Bytes each data block of a regular file takes in the image (0 for a sparse block), in order;
+        each covers `block_size` bytes of the file (what a Range reader such as RAUC's streaming fetches)."""
+        entry = self.stat(path)
+        if entry.kind != "file":
+            raise SquashfsError(f"'{path}' is not a regular file")
+        return [bs & 0xFFFFFF for bs in self._file(entry.inode_ref).block_sizes]
+
     def read_file(self, path: str, max_size: int = 16 * 1024 * 1024) -> bytes:
         entry = self.stat(path)
         if entry.size > max_size:
