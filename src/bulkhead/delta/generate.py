@@ -33,7 +33,8 @@ __all__ = ["DeltaStats", "make_patch"]
 ANCHOR_BITS = 3  # one position in 8 is a sample point
 MIN_VOTES = 3  # shared sample points a source alignment needs before a block is diffed against it
 BATCH = 256  # target blocks aligned per vectorized step
-XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9 | lzma.PRESET_EXTREME, "dict_size": 64 << 20}]
+# preset 9 with a 64 MiB dictionary: "extreme" gains ~1.5% on this data for 1.8x the time
+XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 64 << 20}]
 Progress = Callable[[str], None]
 
 
@@ -122,7 +123,8 @@ def _anchors(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     w = _words(data)
     with np.errstate(over="ignore"):
         h = (w * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - ANCHOR_BITS)
-    pos = np.flatnonzero(h == 0)
+    # words of one repeated byte (zero runs, padding) are everywhere and say nothing about alignment
+    pos = np.flatnonzero((h == 0) & (w % np.uint64(0x0101010101010101) != 0))
     return w[pos], pos
 
 
