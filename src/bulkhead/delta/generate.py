@@ -2,15 +2,16 @@
 
 1. Every 4 KiB source block is indexed by its hash; a target block found there is a COPY (runs merge).
    Filesystem images keep file contents block-aligned, so moved files cost nothing.
-2. The other target blocks are compared with source data at byte offsets found by voting: 16-byte
-   samples of the source blocks no target block reused (the old versions of changed files) are indexed
-   every 16 bytes; each sample the target block shares votes for one alignment; the best alignment
-   wins when the difference is clearly more compressible than the block itself (DIFF, else RAW).
+2. The other target blocks are compared with source data at byte offsets found by voting: the source
+   blocks no target block reused (the old versions of changed files) are indexed at content-defined
+   anchors (8-byte words whose hash falls in 1/8 of the space); each anchor a target block shares votes
+   for one alignment; the best alignment (3 votes or more) wins when the difference has clearly more
+   zero bytes than the block itself (DIFF), else the block is RAW, or STORE when it does not compress.
 3. The differences and literal blocks go into one xz stream (LZMA2, 64 MiB dictionary: a device needs
-   about that much memory to apply it), the operations into another.
+   about that much memory to apply it), incompressible blocks into a stored one, the operations into a third.
 
-Memory on the generating host is about 40 bytes per source block plus the sample index of the changed
-regions; time is dominated by hashing and by xz on the changed data.
+Memory on the generating host is about 40 bytes per block plus 16 bytes per anchor of the changed
+regions; time is dominated by the anchor index and by xz on the changed data.
 """
 
 from __future__ import annotations
