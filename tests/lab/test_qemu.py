@@ -15,10 +15,12 @@ def test_command_has_a_monitor_socket_next_to_the_serial_log(tmp_path: Path) -> 
     spec = QemuSpec(tmp_path / "d.img", tmp_path / "serial.log")
     cmd = qemu_command(spec, tmp_path / "vars.fd")
     assert cmd[cmd.index("-monitor") + 1] == f"unix:{tmp_path / 'serial.monitor.sock'},server=on,wait=off"
+    assert "-no-reboot" in cmd  # reboots become cold starts (power_cycle)
+    assert cmd[cmd.index("-chardev") + 1] == f"file,id=serial0,path={tmp_path / 'serial.log'},append=on"
 
 
 @pytest.mark.slow
-def test_boot_watchdog_resets_a_machine_stuck_before_the_kernel(tmp_path: Path) -> None:
+def test_boot_watchdog_power_cycles_a_machine_stuck_before_the_kernel(tmp_path: Path) -> None:
     if shutil.which("qemu-system-x86_64") is None or not OVMF_CODE.exists():
         pytest.skip("QEMU needs the Debian packages qemu-system-x86 and ovmf ('make setup' installs them)")
     disk = tmp_path / "blank.img"
@@ -39,5 +41,7 @@ def test_boot_watchdog_resets_a_machine_stuck_before_the_kernel(tmp_path: Path) 
             assert time.monotonic() < end, "the machine did not boot its firmware again after the reset"
             assert dev.running()
             time.sleep(1)
+        # under -no-reboot the reset ended QEMU, and running() started it again, cold, appending to the log
+        assert dev.power_cycles == 1
     finally:
         dev.stop()

@@ -163,8 +163,9 @@ def qemu(
     dev.start()
     output.err_console.print(f"QEMU device '{name}' running; serial console: {serial_log} (Ctrl-C stops it)")
     try:
-        assert dev.proc is not None
-        dev.proc.wait()
+        while dev.running():  # a guest reboot ends QEMU (-no-reboot); running() starts it again, cold
+            dev.boot_watchdog()
+            time.sleep(1)
     except KeyboardInterrupt:
         dev.stop()
     finally:

@@ -50,7 +50,9 @@ def qemu_command(spec: QemuSpec, vars_file: Path) -> list[str]:
         "-smbios", f"type=1,serial={spec.name}",
         "-display", "none",
         "-monitor", f"unix:{spec.monitor_socket},server=on,wait=off",
-        "-serial", f"file:{spec.serial_log}",
+        "-chardev", f"file,id=serial0,path={spec.serial_log},append=on",
+        "-serial", "chardev:serial0",
+        "-no-reboot",  # a guest reboot ends QEMU; power_cycle() starts it again cold (warm resets hang OVMF at times)
     ]  # fmt: skip
 
 
@@ -61,6 +63,7 @@ class QemuDevice:
         self.spec = spec
         self.proc: subprocess.Popen[bytes] | None = None
         self.resets = 0  # how often the boot watchdog reset the machine
+        self.power_cycles = 0  # how often a guest reboot was turned into a cold start
         self._seen = (-1, 0.0)  # (serial log size, when it last changed)
 
     def start(self) -> None:
@@ -74,7 +77,8 @@ class QemuDevice:
         if not vars_file.exists():
             shutil.copyfile(OVMF_VARS, vars_file)
         self.spec.serial_log.parent.mkdir(parents=True, exist_ok=True)
-        err = self.spec.serial_log.with_suffix(".qemu.log").open("wb")
+        err = self.spec.serial_log.with_suffix(".qemu.log").open("ab")
+        self.spec.monitor_socket.unlink(missing_ok=True)
         self.proc = subprocess.Popen(qemu_command(self.spec, vars_file), stdout=err, stderr=err)
 
     def serial(self) -> str:
@@ -84,6 +88,9 @@ class QemuDevice:
             return ""
 
     def running(self) -> bool:
+        """Whether the machine is up; a guest reboot is turned into a cold start here."""
+        if self.proc is not None and self.proc.poll() == 0:
+            self.power_cycle()
         return self.proc is not None and self.proc.poll() is None
 
     def wait_serial(self, text: str, timeout: float, after: int = 0) -> int:
@@ -98,6 +105,15 @@ class QemuDevice:
                 raise LabError(f"QEMU exited (code {self.proc.returncode if self.proc else None}) before '{text}'")
             time.sleep(0.5)
         raise LabError(f"'{text}' did not appear on the serial console within {timeout:.0f} s")
+
+    def power_cycle(self) -> bool:
+        """When the guest rebooted (QEMU ended with status 0 under -no-reboot), start it again, cold, with
+        the same disk and UEFI variables; return whether it did. A crash of QEMU is not restarted."""
+        if self.proc is None or self.proc.poll() != 0:
+            return False
+        self.power_cycles += 1
+        self.start()
+        return True
 
     def reset(self) -> None:
         """Press the machine's reset button (QEMU's monitor `system_reset`)."""
@@ -122,8 +138,8 @@ class QemuDevice:
             return False
         if now - self._seen[1] < stall:
             return False
-        at = log.rfind("BdsDxe:")
-        if at < 0 or "Linux version" in log[at:] or "Run /sbin/init" in log[at:]:
+        booting = max(log.rfind(m) for m in ("reboot: machine restart", "BdsDxe:", "Welcome to GRUB"))
+        if booting < 0 or booting < log.rfind("Linux version"):
             return False
         self.reset()
         self._seen = (len(log), now)
