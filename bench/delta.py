@@ -31,7 +31,13 @@ from pathlib import Path
 from _common import CACHE, write_result
 from delta_images import PAIRS, Pair, image
 
+from bulkhead.delta.patch import sha256_prefix
 from bulkhead.rauc import FileReader, open_bundle
+
+
+def sha256(path: Path) -> str:
+    return sha256_prefix(str(path), path.stat().st_size)
+
 
 PY = sys.executable
 
@@ -55,14 +61,6 @@ def timed(cmd: list[str], **kw: object) -> tuple[float, float]:
         raise RuntimeError(f"{cmd[0]} failed: {res.stderr[-800:]}")
     rss_kib = int(res.stderr.strip().splitlines()[-1])
     return secs, rss_kib / 1024
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def rauc_adaptive(old: Path, new: Path, bundle: Path) -> int:

@@ -15,16 +15,10 @@ from bulkhead.delta.patch import PatchError, apply_patch
 from bulkhead.rauc import load_keyring
 
 from . import output
+from .bundle import _read
 from .errors import CliError
 
 app = typer.Typer(help="Delta bundles: updates close to the size of what changed.", no_args_is_help=True)
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise CliError(f"cannot read {what} {path}: {exc.strerror}") from exc
 
 
 @app.command()

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DeltaError
-from .patch import BLOCK, OP_COPY, OP_DIFF, OP_END, OP_RAW, OP_STORE, OP_ZERO, Header, put_varint, sub_blocks
+from .patch import BLOCK, OP_COPY, OP_DIFF, OP_END, OP_RAW, OP_STORE, OP_ZERO, Header, put_varint, sha256_prefix, sub_blocks
 
 __all__ = ["DeltaStats", "make_patch"]
 
@@ -62,14 +62,6 @@ def _blocks(path: Path) -> list[bytes]:
                     piece = memoryview(bytes(piece) + bytes(BLOCK - len(piece)))
                 out.append(hashlib.blake2b(piece, digest_size=16).digest())
     return out
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Ops:
@@ -270,8 +262,8 @@ def make_patch(source: Path, target: Path, out: Path, progress: Progress = lambd
             df.write(comp.flush())
         ops_xz = lzma.compress(ops.finish(), format=lzma.FORMAT_XZ, preset=9)
         head = Header(
-            source_size=source_size, source_sha256=_sha256(source), target_size=target_size,
-            target_sha256=_sha256(target), ops_len=len(ops_xz), data_len=data_tmp.stat().st_size,
+            source_size=source_size, source_sha256=sha256_prefix(str(source), source_size), target_size=target_size,
+            target_sha256=sha256_prefix(str(target), target_size), ops_len=len(ops_xz), data_len=data_tmp.stat().st_size,
             stored_len=stored_tmp.stat().st_size,
         )  # fmt: skip
         with tmp.open("wb") as f:
