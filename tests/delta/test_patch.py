@@ -21,10 +21,7 @@ def test_add_inverts_sub_bytewise_mod_256() -> None:
 
 
 def test_ops_round_trip_and_damage() -> None:
-    buf = bytearray()
-    for n in (1, 7, 300, 2, 5, 3):  # COPY 7 blocks from 300; ZERO 5; RAW 3 ... then END
-        P.put_varint(buf, n)
-    buf = bytearray()
+    buf = bytearray()  # COPY 7 blocks from 300; ZERO 5; RAW 1; DIFF at 123456789; END
     for n in (1, 300, 7, 2, 5, 3, 1, 4, 123456789, 0):
         P.put_varint(buf, n)
     assert P.parse_ops(bytes(buf)) == [(1, 7, 300), (2, 5, 0), (3, 1, 0), (4, 1, 123456789)]

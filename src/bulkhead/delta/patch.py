@@ -139,21 +139,24 @@ class _Data:
         self.dec = lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=96 << 20)
         self.buf = bytearray()
 
+    def _feed(self) -> None:
+        """Decompress one step: more input when xz needs it, else what it still holds."""
+        chunk = b""
+        if self.dec.needs_input:
+            chunk = self.f.read(min(self.left, 1 << 16))
+            if not chunk:
+                raise PatchError("patch data is truncated")
+            self.left -= len(chunk)
+        try:
+            self.buf += self.dec.decompress(chunk, max_length=_CHUNK)
+        except lzma.LZMAError as exc:
+            raise PatchError(f"patch data is damaged: {exc}") from exc
+
     def read(self, n: int) -> bytes:
         while len(self.buf) < n:
             if self.dec.eof:
                 raise PatchError("patch data ends early: the patch is damaged")
-            if self.dec.needs_input:
-                chunk = self.f.read(min(self.left, 1 << 16))
-                if not chunk:
-                    raise PatchError("patch data is truncated")
-                self.left -= len(chunk)
-            else:
-                chunk = b""
-            try:
-                self.buf += self.dec.decompress(chunk, max_length=_CHUNK)
-            except lzma.LZMAError as exc:
-                raise PatchError(f"patch data is damaged: {exc}") from exc
+            self._feed()
         out = bytes(self.buf[:n])
         del self.buf[:n]
         return out
@@ -161,14 +164,7 @@ class _Data:
     def finish(self) -> None:
         """Read the stream to its end, so xz checks its CRC and index: a damaged tail is an error too."""
         while not self.dec.eof:
-            chunk = self.f.read(min(self.left, 1 << 16)) if self.dec.needs_input else b""
-            if self.dec.needs_input and not chunk:
-                raise PatchError("patch data is truncated")
-            self.left -= len(chunk)
-            try:
-                self.buf += self.dec.decompress(chunk, max_length=_CHUNK)
-            except lzma.LZMAError as exc:
-                raise PatchError(f"patch data is damaged: {exc}") from exc
+            self._feed()
         if self.buf or self.left or self.dec.unused_data:
             raise PatchError("patch data is longer than its operations use: the patch is damaged")
 
@@ -229,18 +225,20 @@ def apply_patch(patch_path: str, source_path: str, target_path: str, check_sourc
                 dst.write(chunk)
                 written += len(chunk)
 
+            def emit_from(f: BinaryIO, want: int, short: str) -> None:
+                while want:
+                    chunk = f.read(min(want, _CHUNK))
+                    if not chunk:
+                        raise PatchError(short)
+                    emit(chunk)
+                    want -= len(chunk)
+
             for op, count, arg in ops:
                 if op == OP_COPY:
                     if (arg + count) * BLOCK > head.source_size:
                         raise PatchError("patch copies beyond the source image: the patch is damaged")
                     src.seek(arg * BLOCK)
-                    left = count * BLOCK
-                    while left:
-                        chunk = src.read(min(left, _CHUNK))
-                        if not chunk:
-                            raise PatchError("the source ended while copying from it")
-                        emit(chunk)
-                        left -= len(chunk)
+                    emit_from(src, count * BLOCK, "the source ended while copying from it")
                 elif op == OP_ZERO:
                     for _ in range(count):
                         emit(zero)
@@ -248,16 +246,10 @@ def apply_patch(patch_path: str, source_path: str, target_path: str, check_sourc
                     for _ in range(count):
                         emit(data.read(BLOCK))
                 elif op == OP_STORE:
-                    want = count * BLOCK
-                    if want > stored_left:
+                    if count * BLOCK > stored_left:
                         raise PatchError("patch's stored data is truncated: the patch is damaged")
-                    while want:
-                        chunk = stored.read(min(want, _CHUNK))
-                        if not chunk:
-                            raise PatchError("patch's stored data is truncated: the patch is damaged")
-                        emit(chunk)
-                        want -= len(chunk)
-                        stored_left -= len(chunk)
+                    emit_from(stored, count * BLOCK, "patch's stored data is truncated: the patch is damaged")
+                    stored_left -= count * BLOCK
                 else:
                     if arg + BLOCK > head.source_size:
                         raise PatchError("patch reads beyond the source image: the patch is damaged")
