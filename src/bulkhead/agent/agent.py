@@ -61,6 +61,8 @@ class Agent:
             cfg.rate_limit,
             cfg.rauc_streaming,
             self._flush_soon,
+            cfg.deltas,
+            cfg.delta_fallback,
         )
 
     # -- server ---------------------------------------------------------------------------

@@ -46,6 +46,8 @@ class AgentConfig:
     poll_interval: float | None = None  # override the server's interval (tests)
     jitter: float = 0.1  # up to this fraction of the interval is added at random
     rate_limit: int | None = None  # download bytes per second (metered links)
+    deltas: bool = True  # download the delta bundle the server offers for the running version
+    delta_fallback: bool = True  # when RAUC refuses a delta (slot modified, damaged patch): install the full bundle
     health: HealthConfig = field(default_factory=HealthConfig)
     podman: PodmanConfig = field(default_factory=PodmanConfig)
     packages_interval: float = 3600.0  # seconds between installed-package scans
@@ -67,6 +69,8 @@ _TOP = {
     "poll_interval",
     "jitter",
     "rate_limit",
+    "deltas",
+    "delta_fallback",
     "health",
     "podman",
     "packages_interval",
@@ -148,6 +152,8 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             poll_interval=float(interval) if interval is not None else None,
             jitter=float(raw.get("jitter", 0.1)),
             rate_limit=int(rate) if rate is not None else None,
+            deltas=bool(raw.get("deltas", True)),
+            delta_fallback=bool(raw.get("delta_fallback", True)),
             health=health,
             podman=podman,
             packages_interval=float(raw.get("packages_interval", 3600.0)),

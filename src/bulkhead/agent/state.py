@@ -41,10 +41,17 @@ class ReleaseRef:
     signed_url: str | None = None
     install: bool = True  # False: download only, or the maintenance window is closed
     action_id: int | None = None  # the server's rollout action, when a rollout sent it
+    # The delta bundle the server offers for the version this device runs (smaller than the full bundle).
+    delta_from: str | None = None
+    delta_sha256: str | None = None
+    delta_size: int | None = None
+    delta_url: str | None = None
+    delta_signed_url: str | None = None
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ReleaseRef:
         action = d.get("action") or {}
+        delta = d.get("delta") or {}
         return cls(
             int(d["id"]),
             str(d["version"]),
@@ -55,7 +62,18 @@ class ReleaseRef:
             d.get("signed_url"),
             bool(action.get("install", True)),
             int(action["id"]) if action.get("id") is not None else None,
+            str(delta["from_version"]) if delta else None,
+            str(delta["sha256"]) if delta else None,
+            int(delta["size"]) if delta else None,
+            str(delta["url"]) if delta else None,
+            delta.get("signed_url") if delta else None,
         )
+
+    def delta_for(self, running: str | None) -> ReleaseRef | None:
+        """The delta bundle as an artifact to download, when it applies to the version running; else None."""
+        if not self.delta_sha256 or not self.delta_url or self.delta_size is None or running != self.delta_from:
+            return None
+        return replace(self, sha256=self.delta_sha256, size=self.delta_size, url=self.delta_url, signed_url=self.delta_signed_url)
 
     @property
     def attempt(self) -> str:
@@ -73,6 +91,9 @@ class UpdateState:
     reboot_attempts: int = 0
     reason: str | None = None
     given_up: dict[str, str] = field(default_factory=dict)  # release id -> why it failed or rolled back
+    artifact: str | None = None  # what was installed: "delta", "full" or "stream"
+    download_bytes: int = 0  # size of what was downloaded for this update
+    delta_refused: str | None = None  # why RAUC refused the delta bundle: the full bundle is used instead
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -91,6 +112,9 @@ class UpdateState:
             reboot_attempts=int(d.get("reboot_attempts", 0)),
             reason=d.get("reason"),
             given_up=dict(d.get("given_up") or {}),
+            artifact=d.get("artifact"),
+            download_bytes=int(d.get("download_bytes") or 0),
+            delta_refused=d.get("delta_refused"),
         )
 
     def to(self, phase: Phase, **changes: Any) -> UpdateState:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from .client import Client
@@ -34,11 +35,14 @@ class Updater:
         rate_limit: int | None = None,
         streaming: bool = False,
         on_progress_flush: Callable[[], None] = lambda: None,
+        deltas: bool = True,
+        delta_fallback: bool = True,
     ) -> None:
         self.client, self.rauc, self.store, self.outbox = client, rauc, store, outbox
         self.downloads, self.reboot, self.checks = downloads, reboot, checks
         self.health_deadline, self.fallback_version = health_deadline, fallback_version
         self.rate_limit, self.streaming, self.flush = rate_limit, streaming, on_progress_flush
+        self.deltas, self.delta_fallback = deltas, delta_fallback
 
     # -- helpers ------------------------------------------------------------------------
     def booted_version(self, status: RaucStatus) -> str | None:
@@ -61,6 +65,10 @@ class Updater:
                 details["reason"] = reason
             if status is not None:
                 details["slot"] = status.booted
+            if state.artifact:
+                details["artifact"], details["download_bytes"] = state.artifact, state.download_bytes
+            if state.delta_refused:
+                details["delta_refused"] = state.delta_refused
             self.outbox.add("update", outcome, rel.id, **details)
         log.info("update %s: %s%s", rel.version if rel else "?", outcome, f" ({reason})" if reason else "")
         self.store.save(done)
@@ -115,11 +123,11 @@ class Updater:
             if desired is None or desired.id != state.release.id:
                 self._finish(state, "canceled", "the desired release changed before the install started")
                 return
-            source = self._download(state.release, desired)
+            source, state = self._download(state, desired, status)
             if not desired.install:
                 self._save(state.to(Phase.DOWNLOADED, release=desired), reason=_why_waiting(desired))
                 return
-            state = self._install(state, source)
+            state = self._install(state, source, desired, status)
         elif state.phase is Phase.DOWNLOADED:
             assert state.release is not None
             if desired is None:
@@ -131,33 +139,54 @@ class Updater:
                 if desired.action_id != state.release.action_id:
                     self._save(state.to(Phase.DOWNLOADED, release=desired), reason=_why_waiting(desired))
                 return
-            state = self._install(state.to(Phase.DOWNLOADED, release=desired), self._download(state.release, desired))
+            state = state.to(Phase.DOWNLOADED, release=desired)
+            source, state = self._download(state, desired, status)
+            state = self._install(state, source, desired, status)
         elif state.phase is Phase.INSTALLING:
             assert state.release is not None
             fresh = desired if desired and desired.id == state.release.id else state.release
-            state = self._install(state, self._download(state.release, fresh))
+            source, state = self._download(state, fresh, status)
+            state = self._install(state, source, fresh, status)
         if state.phase in (Phase.REBOOTING, Phase.ROLLING_BACK):
             self._reboot(state)
             return
         if state.phase is Phase.VERIFYING:
             self._verify(state, status)
 
-    def _download(self, rel: ReleaseRef, fresh: ReleaseRef) -> str:
+    def _download(self, state: UpdateState, fresh: ReleaseRef, status: RaucStatus) -> tuple[str, UpdateState]:
+        """Fetch the smallest artifact that applies: the delta bundle for the running version, a RAUC stream, or
+        the full bundle. Returns what to hand RAUC and the state noting which artifact it is."""
+        rel = state.release
+        assert rel is not None
+        delta = fresh.delta_for(self.booted_version(status)) if self.deltas and not state.delta_refused else None
+        if delta is not None:
+            path = self._fetch(delta, f"delta from {delta.delta_from}")
+            return path, replace(state, artifact="delta", download_bytes=delta.size)
         if self.streaming and fresh.signed_url:
-            return fresh.signed_url  # RAUC streams it with HTTP Range requests itself
+            return fresh.signed_url, replace(state, artifact="stream", download_bytes=0)  # RAUC fetches the ranges itself
+        return self._fetch(fresh, "full bundle"), replace(state, artifact="full", download_bytes=fresh.size)
+
+    def _fetch(self, artifact: ReleaseRef, what: str) -> str:
         last = [-1]
 
         def progress(done: int, total: int) -> None:
             pct = done * 100 // max(total, 1)
             if pct // 10 != last[0] // 10:
                 last[0] = pct
-                self.outbox.add("update", "downloading", rel.id, version=rel.version, progress=pct, bytes=done)
+                self.outbox.add(
+                    "update", "downloading", artifact.id, version=artifact.version, progress=pct, bytes=done, artifact=what
+                )
                 self.flush()
 
-        return str(fetch_release(self.client, rel, self.downloads, progress, self.rate_limit))
+        return str(fetch_release(self.client, artifact, self.downloads, progress, self.rate_limit))
 
-    def _install(self, state: UpdateState, source: str) -> UpdateState:
-        """Count the attempt, install through RAUC, and note the slot it made primary; the next phase is the reboot."""
+    def _install(self, state: UpdateState, source: str, fresh: ReleaseRef, status: RaucStatus) -> UpdateState:
+        """Count the attempt, install through RAUC, and note the slot it made primary; the next phase is the reboot.
+
+        RAUC refusing a delta bundle (the booted slot is not the image the patch was made from, or the patch is
+        damaged) changes nothing on the device: the refusal is reported and, unless `delta_fallback` is off,
+        the full bundle is installed instead.
+        """
         assert state.release is not None
         state = self._save(state.to(Phase.INSTALLING, install_attempts=state.install_attempts + 1))
         last = [-1]
@@ -173,8 +202,19 @@ class Updater:
         try:
             self.rauc.install(source, progress)
         except RaucError as e:
-            self._finish(state, "failure", str(e))
-            raise
+            if state.artifact != "delta":
+                self._finish(state, "failure", str(e))
+                raise
+            why = str(e)
+            log.warning("RAUC refused the delta bundle: %s", why)
+            rel = state.release
+            self.outbox.add("delta", "refused", rel.id if rel else None, version=rel.version if rel else None, reason=why)
+            state = self._save(replace(state, delta_refused=why), report=False)
+            if not self.delta_fallback:
+                self._finish(state, "failure", f"delta bundle refused: {why}")
+                raise
+            source, state = self._download(state, fresh, status)
+            return self._install(state, source, fresh, status)
         return self._save(state.to(Phase.REBOOTING, target_slot=self.rauc.status().primary))
 
     def _reboot(self, state: UpdateState) -> None:

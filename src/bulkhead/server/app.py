@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 from bulkhead import __version__
 
 from .api import ddi, device, management, rollouts
+from .api import deltas as deltas_api
 from .api.deps import Services
 from .api.polls import PollApp
 from .asgi import Receive, Scope, Send
@@ -30,6 +31,7 @@ from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
 from .services.apps import AppService
 from .services.auth import Authenticator
 from .services.ddi import DdiAuth, DdiService
+from .services.deltas import DeltaService
 from .services.devices import DeviceService
 from .services.releases import ReleaseService
 from .services.reports import ReportService
@@ -83,8 +85,10 @@ def create_app(settings: Settings) -> BulkheadApp:
     secret = load_secret(settings.data_dir)
     auth = Authenticator(db, hash_token(system_token(settings.data_dir)), feed)
     rollout_svc = RolloutService(db)
-    jobs = Jobs(settings, rollout_svc)
-    svc_devices = DeviceService(db, secret)
+    releases = ReleaseService(db, store)
+    deltas = DeltaService(db, releases, secret, settings.delta_max_ratio, settings.data_dir)
+    jobs = Jobs(settings, rollout_svc, deltas)
+    svc_devices = DeviceService(db, secret, settings.delta_max_ratio)
     svc_devices.on_change = lambda: jobs.advance(None)
     svc = Services(
         settings,
@@ -92,14 +96,15 @@ def create_app(settings: Settings) -> BulkheadApp:
         store,
         auth,
         TenantService(db),
-        ReleaseService(db, store),
+        releases,
         svc_devices,
         secret,
         AppService(db, secret),
         ReportService(db, rollout_svc),
         rollout_svc,
-        DdiService(db, rollout_svc, settings.poll_interval),
+        DdiService(db, rollout_svc, settings.poll_interval, settings.delta_max_ratio),
         DdiAuth(db, auth, settings.ddi_cert_header, feed),
+        deltas,
     )
     counter = ByteCounter(db, settings.counter_flush_seconds)
     svc.activity = counter
@@ -125,6 +130,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(management.router)
     api.include_router(device.router)
     api.include_router(rollouts.router)
+    api.include_router(deltas_api.router)
     api.include_router(ddi.manage)
     api.include_router(ddi.router)
 

@@ -1,4 +1,4 @@
-"""Background jobs through huey: rollout progression now, at a scheduled time, and on a periodic sweep.
+"""Background jobs through huey: rollout progression (now, at a scheduled time, on a periodic sweep), delta builds.
 
 The embedded default keeps its queue in `jobs.db` (SQLite) in the data directory, so nothing else has to
 run; `BULKHEAD_JOBS_URL=redis://HOST:6379/0` puts the queue in Redis, which lets several server machines
@@ -15,6 +15,7 @@ from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer
 
+from .services.deltas import DeltaService
 from .services.rollouts import RolloutService
 from .settings import Settings
 
@@ -31,7 +32,7 @@ class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
 
 
 class Jobs:
-    def __init__(self, settings: Settings, rollouts: RolloutService) -> None:
+    def __init__(self, settings: Settings, rollouts: RolloutService, deltas: DeltaService | None = None) -> None:
         self.huey: Huey = (
             RedisHuey("bulkhead", url=settings.jobs_url, results=False)
             if settings.jobs_url
@@ -50,6 +51,13 @@ class Jobs:
         self._advance = self.huey.task(name="rollouts.advance", retries=3, retry_delay=5)(advance)
         self.huey.periodic_task(crontab(minute="*"), name="rollouts.sweep")(sweep)
         rollouts.on_change = self.advance
+        if deltas is not None:
+
+            def build_delta(delta_id: int) -> None:
+                deltas.build(delta_id, lambda m: log.info("delta %s: %s", delta_id, m))
+
+            # A build takes minutes of CPU; huey's consumer runs it on one of its worker threads.
+            deltas.enqueue = self.huey.task(name="deltas.build")(build_delta)
 
     def advance(self, rollout_id: int | None, eta: dt.datetime | None = None) -> Any:
         if eta is not None:
@@ -57,7 +65,9 @@ class Jobs:
             return self._advance.schedule(args=(rollout_id,), eta=eta.astimezone(dt.UTC) + dt.timedelta(seconds=1))
         return self._advance(rollout_id)
 
-    def start(self, workers: int = 1) -> None:
+    def start(self, workers: int = 2) -> None:
+        # Two threads: a delta build (minutes of CPU) must not hold up rollout progression.
+
         self._consumer = _EmbeddedConsumer(self.huey, workers=workers, worker_type="thread", periodic=True)
         self._consumer.start()
 

@@ -38,6 +38,9 @@ class Tenant(Base):
     registries: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # hawkBit DDI settings: {"gateway_token_hash", "auto_register": bool}.
     ddi: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Signing key the server may use to build delta bundles itself: {"cert_pem", "key_sealed", "set_by", "set_at"}.
+    # Null (the default): deltas are built where the release key is (`bulkhead delta create` in CI) and uploaded.
+    delta_signing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -95,6 +98,24 @@ class ReleaseSbom(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class DeltaBundle(Base):
+    """A signed RAUC bundle that patches one source release's images into its target release's images."""
+
+    __tablename__ = "delta_bundles"
+    __table_args__ = (UniqueConstraint("release_id", "source_release_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    source_release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    signer: Mapped[str | None] = mapped_column(Text)
+    # {"status": "ready"|"building"|"failed", "origin": "upload"|"server", "hashes": {md5, sha1, sha256},
+    #  "images": [{slotclass, filename, source_sha256, target_sha256}], "error"}
+    info: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class DeviceGroup(Base):
     __tablename__ = "device_groups"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
@@ -148,6 +169,8 @@ class Device(Base):
     groups: Mapped[list[Any]] = mapped_column(JSON, default=list)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     reported: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The OS release version the device runs (from its inventory, or a DDI install): which delta applies.
+    os_version: Mapped[str | None] = mapped_column(String(256))
     desired_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
     bytes_served: Mapped[int] = mapped_column(BigInteger, default=0)
     # Device-level desired apps and files (override the groups'): {"apps": {name: version|null}, "files": [...]}.

@@ -26,6 +26,8 @@ class Settings(BaseModel):
     # hawkBit DDI: the header a trusted TLS-terminating proxy sets to the client certificate's CN
     # (e.g. nginx `proxy_set_header X-Ssl-Client-Cn $ssl_client_s_dn_cn`); unset = certificates not accepted.
     ddi_cert_header: str | None = None
+    # A device is offered a delta bundle only when it is at most this fraction of the full bundle.
+    delta_max_ratio: float = Field(default=0.75, gt=0, le=1)
 
     @field_validator("jobs_url")
     @classmethod
@@ -64,6 +66,7 @@ _ENV = {
     "jobs_url": "BULKHEAD_JOBS_URL",
     "ddi_cert_header": "BULKHEAD_DDI_CERT_HEADER",
     "data_dir": "BULKHEAD_DATA_DIR",
+    "delta_max_ratio": "BULKHEAD_DELTA_MAX_RATIO",
 }
 
 

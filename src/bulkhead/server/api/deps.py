@@ -12,6 +12,7 @@ from ..pollcache import Answer
 from ..services.apps import AppService
 from ..services.auth import Authenticator, Principal
 from ..services.ddi import DdiAuth, DdiService
+from ..services.deltas import DeltaService
 from ..services.devices import DeviceService
 from ..services.releases import ReleaseService
 from ..services.reports import ReportService
@@ -38,6 +39,7 @@ class Services:
     rollouts: RolloutService
     ddi: DdiService
     ddi_auth: DdiAuth
+    deltas: DeltaService
     activity: ByteCounter | None = None
 
 

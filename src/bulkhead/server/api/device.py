@@ -44,6 +44,7 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
     """
     dev, rel, desired = svc.devices.own_state(who)
     action = desired.pop("action", None)
+    delta = desired.pop("delta", None)
     release: dict[str, Any] | None = None
     if rel is not None:
         release = {
@@ -58,6 +59,10 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
             # maintenance window: download, then wait).
             "action": action,
         }
+        if delta is not None:
+            # The smallest artifact for what the device runs: a delta bundle from its OS version (RAUC installs it
+            # like the full bundle; the full one stays the fallback when the device's slot does not match).
+            release["delta"] = {**delta, "url": f"{base}/device/v1/releases/{rel.id}/deltas/{delta['id']}"}
     body: dict[str, Any] = {
         "device": {"id": dev.id, "name": dev.name, "tags": dev.tags, "groups": dev.groups, "attributes": dev.attributes},
         "desired": {"release": release, **desired},
@@ -65,7 +70,11 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
     }
     etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
     if release is not None and rel is not None:
-        release["signed_url"] = f"{base}/dl/{rel.sha256}?" + sign_url(svc.secret, rel.sha256, dev.id, svc.settings.signed_url_ttl)
+        url_ttl = svc.settings.signed_url_ttl
+        release["signed_url"] = f"{base}/dl/{rel.sha256}?" + sign_url(svc.secret, rel.sha256, dev.id, url_ttl)
+        if delta is not None:
+            signed = sign_url(svc.secret, delta["sha256"], dev.id, url_ttl)
+            release["delta"]["signed_url"] = f"{base}/dl/{delta['sha256']}?" + signed
     # An open action may depend on the clock (maintenance windows): reuse such answers only briefly.
     timed = action is not None or desired.get("prefetch") or any("action" in a for a in desired["apps"])
     ttl = ACTION_TTL if timed else min(IDLE_TTL, svc.settings.signed_url_ttl / 2)

@@ -14,7 +14,7 @@ from ..asgi import Receive, Scope, Send, bearer, send_error
 from ..errors import Forbidden, NotFound, ServerError, Unauthorized
 from ..security import verify_url
 from ..services.auth import Authenticator, Principal
-from ..services.ddi import DdiAuth, artifact_filename
+from ..services.ddi import DdiAuth
 from ..services.devices import DeviceService
 from ..services.releases import ReleaseService
 from ..store import ArtifactStore
@@ -26,7 +26,7 @@ __all__ = ["DeliveryApp"]
 
 CHUNK = 1024 * 1024
 _SIGNED = re.compile(r"^/dl/([0-9a-f]{64})$")
-_DEVICE = re.compile(r"^/device/v1/releases/(\d+)/bundle$")
+_DEVICE = re.compile(r"^/device/v1/releases/(\d+)/(?:bundle|deltas/(\d+))$")
 _USER = re.compile(r"^/api/v1/releases/(\d+)/bundle$")
 _DDI = re.compile(r"^/([^/]+)/controller/v1/([^/]+)/softwaremodules/(\d+)/artifacts/([^/]+?)(\.MD5SUM)?$")
 _WANTED = frozenset({b"range", b"if-range", b"if-none-match"})
@@ -56,7 +56,7 @@ class DeliveryApp:
         self.store, self.counter, self.secret = store, counter, secret
         self._release_cache: dict[tuple[int, int], Artifact] = {}
         self._files: dict[str, tuple[int, str]] = {}
-        self._ddi_cache: dict[tuple[int, int], tuple[Artifact, str, str]] = {}
+        self._ddi_cache: dict[tuple[int, int], dict[str, tuple[str, str]]] = {}
 
     @staticmethod
     def handles(path: str) -> bool:
@@ -90,17 +90,17 @@ class DeliveryApp:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         who = self.ddi.resolve(m.group(1), m.group(2), headers)
         key = (who.device_id, int(m.group(3)))
-        hit = self._ddi_cache.get(key)
-        if hit is None:
-            rel = self.devices.release_for_device(who.tenant_id, who.compatible, int(m.group(3)))
-            hit = (self._file(rel.sha256), artifact_filename(rel), str((rel.info or {}).get("hashes", {}).get("md5", "")))
+        names = self._ddi_cache.get(key)
+        if names is None or m.group(4) not in names:  # a miss may be a delta uploaded since
+            names = self.devices.release_artifacts(who.tenant_id, who.compatible, int(m.group(3)))
             if len(self._ddi_cache) > 200_000:
                 self._ddi_cache.clear()
-            self._ddi_cache[key] = hit
-        art, name, md5 = hit
-        if m.group(4) != name:
-            raise NotFound(f"software module {m.group(3)} has no artifact '{m.group(4)}' (it has '{name}')")
-        return art, who.device_id, (f"{md5}  {name}\n" if m.group(5) else None)
+            self._ddi_cache[key] = names
+        name = m.group(4)
+        if name not in names:
+            raise NotFound(f"software module {m.group(3)} has no artifact '{name}' (it has: {', '.join(sorted(names))})")
+        sha256, md5 = names[name]
+        return self._file(sha256), who.device_id, (f"{md5}  {name}\n" if m.group(5) else None)
 
     def _authorize_bundle(self, scope: Scope, path: str) -> tuple[Artifact, int | None]:
         if m := _SIGNED.match(path):
@@ -114,6 +114,9 @@ class DeliveryApp:
             return self._file(m.group(1)), device_id
         principal = self.auth.resolve(bearer(scope))
         if m := _DEVICE.match(path):
+            if m.group(2) is not None:
+                delta = self.devices.device_delta(principal, int(m.group(1)), int(m.group(2)))
+                return self._file(delta.sha256), principal.device_id
             return self._release_artifact(principal, int(m.group(1))), principal.device_id
         m = _USER.match(path)
         assert m is not None

@@ -23,7 +23,9 @@ from ..errors import Conflict, Forbidden, Gone, Invalid, NotFound, Unauthorized
 from ..models import Action, Device, Release, Tenant, utcnow
 from ..security import PREFIX_DEVICE, hash_token, new_token
 from . import audit
+from .artifacts import artifact_filename, delta_filename
 from .auth import Authenticator, Principal
+from .deltas import offered_delta
 from .devices import NAME
 from .rollouts import RolloutService, install_gate, note, open_action, record_status
 
@@ -48,12 +50,6 @@ def sleep_hms(seconds: int) -> str:
     """hawkBit's polling time: HH:MM:SS, never above 23:59:59."""
     seconds = max(0, min(int(seconds), 23 * 3600 + 59 * 60 + 59))
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def artifact_filename(rel: Release) -> str:
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{rel.compatible}-{rel.version}").strip("-")
-    ext = ".swu" if rel.format == "swu" else ".raucb"
-    return slug + ext
 
 
 def _auth_header(headers: Mapping[str, str]) -> tuple[str, str] | None:
@@ -157,8 +153,9 @@ class DdiAuth:
 
 
 class DdiService:
-    def __init__(self, db: Database, rollouts: RolloutService, poll_interval: int) -> None:
+    def __init__(self, db: Database, rollouts: RolloutService, poll_interval: int, delta_max_ratio: float = 0.75) -> None:
         self.db, self.rollouts, self.poll_interval = db, rollouts, poll_interval
+        self.delta_max_ratio = delta_max_ratio
 
     # -- management side ------------------------------------------------------------
     def configure(
@@ -282,9 +279,17 @@ class DdiService:
             else:
                 handling = "forced" if a.action_type == "forced" else "attempt"
                 download, update = handling, handling if ok else "skip"
-            name = artifact_filename(rel)
+            name, size = artifact_filename(rel), rel.size
             hashes = dict((rel.info or {}).get("hashes") or {})
             hashes.setdefault("sha256", rel.sha256)
+            offered = offered_delta(s, rel, dev, self.delta_max_ratio)
+            if offered is not None:
+                # The smallest artifact that applies to what the device runs: a delta bundle is a standard
+                # RAUC bundle, so rauc-hawkbit-updater installs it like the full one.
+                delta, source_version = offered
+                name, size = delta_filename(rel, source_version), delta.size
+                hashes = dict(delta.info.get("hashes") or {})
+                hashes.setdefault("sha256", delta.sha256)
             art = f"{base}/softwaremodules/{rel.id}/artifacts/{name}"
             deployment: dict[str, Any] = {
                 "download": download,
@@ -302,7 +307,7 @@ class DdiService:
                                     "md5": hashes.get("md5", ""),
                                     "sha256": hashes["sha256"],
                                 },
-                                "size": rel.size,
+                                "size": size,
                                 "_links": {
                                     "download": {"href": art},
                                     "download-http": {"href": art},
@@ -357,6 +362,10 @@ class DdiService:
                     a.status_before_cancel = None
                 rollout_id = a.rollout_id
             dev.update_status = {"phase": a.status, "release_id": a.release_id, "at": utcnow().isoformat(), "source": "ddi"}
+            if a.status == "success" and a.release_id is not None and a.action_type != "download_only":
+                rel = s.get(Release, a.release_id)
+                if rel is not None:
+                    dev.os_version = rel.version  # what it runs now: the source of its next delta
         if rollout_id is not None:
             self.rollouts.on_change(rollout_id)
 
@@ -396,6 +405,7 @@ class DdiService:
                     Release.tenant_id == dev.tenant_id, Release.compatible == dev.compatible, Release.version == body["version"]
                 )
             )
+            dev.os_version = body["version"]
             dev.reported = {
                 **(dev.reported or {}),
                 "os_version": body["version"],

@@ -13,10 +13,12 @@ from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
-from ..models import App, BootstrapToken, Device, DeviceGroup, Release, Tenant, utcnow
+from ..models import App, BootstrapToken, DeltaBundle, Device, DeviceGroup, Release, Tenant, utcnow
 from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token, unseal
 from . import audit
+from .artifacts import artifact_filename, delta_filename
 from .auth import Principal, _aware
+from .deltas import offered_delta
 from .desired import image_registry, merge_desired
 from .rollouts import install_gate, open_action, open_app_actions
 
@@ -59,8 +61,8 @@ def find_device(s: Session, tenant_id: int, ref: str) -> Device:
 
 
 class DeviceService:
-    def __init__(self, db: Database, secret: bytes) -> None:
-        self.db, self.secret = db, secret
+    def __init__(self, db: Database, secret: bytes, delta_max_ratio: float = 0.75) -> None:
+        self.db, self.secret, self.delta_max_ratio = db, secret, delta_max_ratio
         # Called after a device joined or changed (enrolled, approved, tagged): running rollouts may take it in.
         self.on_change: Callable[[], object] = lambda: None
 
@@ -312,6 +314,10 @@ class DeviceService:
                 except ValueError:
                     log.error("registry credentials for %s cannot be decrypted (server secret changed?); set them again", h)
             desired = {"apps": apps, "files": merged["files"], "registries": registries, "action": action}
+            delta = offered_delta(s, rel, dev, self.delta_max_ratio) if rel is not None else None
+            if delta is not None:
+                row, source_version = delta
+                desired["delta"] = {"id": row.id, "from_version": source_version, "sha256": row.sha256, "size": row.size}
             if prefetch:
                 desired["prefetch"] = prefetch
             return dev, rel, desired
@@ -323,6 +329,31 @@ class DeviceService:
             if rel is None or rel.tenant_id != tenant_id or rel.compatible != compatible:
                 raise NotFound(f"release {release_id} does not exist for this device")
             return rel
+
+    def release_artifacts(self, tenant_id: int, compatible: str, release_id: int) -> dict[str, tuple[str, str]]:
+        """The files of a release a device may download, by DDI artifact name: {name: (sha256, md5)}."""
+        with self.db.session() as s:
+            rel = s.get(Release, release_id)
+            if rel is None or rel.tenant_id != tenant_id or rel.compatible != compatible:
+                raise NotFound(f"release {release_id} does not exist for this device")
+            out = {artifact_filename(rel): (rel.sha256, str((rel.info or {}).get("hashes", {}).get("md5", "")))}
+            for d, version in s.execute(
+                select(DeltaBundle, Release.version)
+                .join(Release, Release.id == DeltaBundle.source_release_id)
+                .where(DeltaBundle.release_id == rel.id)
+            ):
+                if d.sha256:
+                    out[delta_filename(rel, version)] = (d.sha256, str(d.info.get("hashes", {}).get("md5", "")))
+            return out
+
+    def device_delta(self, who: Principal, release_id: int, delta_id: int) -> DeltaBundle:
+        """A delta bundle of a release this device may download."""
+        rel = self.device_release(who, release_id)
+        with self.db.session() as s:
+            d = s.get(DeltaBundle, delta_id)
+            if d is None or d.release_id != rel.id or not d.sha256:
+                raise NotFound(f"release {release_id} has no delta {delta_id}")
+            return d
 
     def device_release(self, who: Principal, release_id: int) -> Release:
         """A release this device may download: same tenant and compatible."""

@@ -18,7 +18,7 @@ from bulkhead.swu import SwuError, is_swu, read_swu
 
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound, PayloadTooLarge, Unprocessable
-from ..models import Device, Release, ReleaseSbom, Rollout, Tenant
+from ..models import DeltaBundle, Device, Release, ReleaseSbom, Rollout, Tenant
 from ..store import ArtifactStore
 from . import audit
 from .auth import Principal
@@ -64,6 +64,22 @@ class Upload:
         if size == 0:
             path.unlink(missing_ok=True)
             raise Invalid("empty upload: send the bundle file as the request body")
+        return cls(path, h.hexdigest(), size, md5.hexdigest(), sha1.hexdigest())
+
+    @classmethod
+    def from_file(cls, store: ArtifactStore, src: Path) -> Upload:
+        """A file the server made itself (a delta it built), moved into the store's incoming area and hashed."""
+        fd, path = store.new_upload()
+        os.close(fd)
+        os.replace(src, path)
+        h, md5, sha1 = hashlib.sha256(), hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False)
+        size = 0
+        with path.open("rb") as f:
+            while chunk := f.read(1 << 20):
+                size += len(chunk)
+                h.update(chunk)
+                md5.update(chunk)
+                sha1.update(chunk)
         return cls(path, h.hexdigest(), size, md5.hexdigest(), sha1.hexdigest())
 
     def discard(self) -> None:
@@ -243,7 +259,7 @@ class ReleaseService:
                 audit.record(s, who, "release.sbom", f"{rel.compatible} {rel.version}", format=info.format, sha256=upload.sha256)
                 out = sbom_json(row)
             if replaced and replaced != upload.sha256:
-                self._remove_unused(replaced)
+                self.remove_unused(replaced)
             return out
         finally:
             upload.discard()
@@ -264,10 +280,13 @@ class ReleaseService:
             raise NotFound(f"release {release_id} has no {fmt} SBOM (it has: {', '.join(sorted(sboms))})")
         return self.store.path(sboms[fmt].sha256), SBOM_MEDIA_TYPES[fmt]
 
-    def _remove_unused(self, sha256: str) -> None:
+    def remove_unused(self, sha256: str) -> None:
+        """Delete a stored file no release, SBOM or delta bundle refers to any more."""
         with self.db.session() as s:
-            used = s.scalar(select(func.count()).select_from(Release).where(Release.sha256 == sha256)) or s.scalar(
-                select(func.count()).select_from(ReleaseSbom).where(ReleaseSbom.sha256 == sha256)
+            used = (
+                s.scalar(select(func.count()).select_from(Release).where(Release.sha256 == sha256))
+                or s.scalar(select(func.count()).select_from(ReleaseSbom).where(ReleaseSbom.sha256 == sha256))
+                or s.scalar(select(func.count()).select_from(DeltaBundle).where(DeltaBundle.sha256 == sha256))
             )
         if not used:
             self.store.remove(sha256)
@@ -296,8 +315,15 @@ class ReleaseService:
             shas = {rel.sha256, *(b.sha256 for b in self._sboms(s, rel.id))}
             for b in self._sboms(s, rel.id):
                 s.delete(b)
+            # Delta bundles to and from this release go with it (a delta is matched to devices by its source release).
+            for d in s.scalars(
+                select(DeltaBundle).where((DeltaBundle.release_id == rel.id) | (DeltaBundle.source_release_id == rel.id))
+            ):
+                if d.sha256:
+                    shas.add(d.sha256)
+                s.delete(d)
             s.delete(rel)
             s.flush()
             audit.record(s, who, "release.delete", f"{rel.compatible} {rel.version}")
         for sha in shas:
-            self._remove_unused(sha)
+            self.remove_unused(sha)

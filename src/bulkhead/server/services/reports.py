@@ -16,7 +16,7 @@ from .rollouts import RolloutService
 
 __all__ = ["EVENT_KINDS", "PHASES", "ReportService"]
 
-EVENT_KINDS = ("update", "app", "file", "agent")
+EVENT_KINDS = ("update", "app", "file", "agent", "delta")
 PHASES = (
     "idle",
     "downloading",
@@ -30,6 +30,7 @@ PHASES = (
     "canceled",
     "applied",
     "downloaded",
+    "refused",  # a delta bundle RAUC refused (its source slot did not match, or the patch was damaged)
 )
 MAX_EVENTS = 500
 MAX_INVENTORY_BYTES = 512 * 1024
@@ -110,6 +111,9 @@ class ReportService:
                 dev.report_seq = fresh[-1]["seq"]
             if inventory is not None:
                 dev.reported = inventory
+                version = inventory.get("os_version")
+                if isinstance(version, str) and version and version != dev.os_version:
+                    dev.os_version = version[:256]  # marks the device: which delta it is offered depends on it
             dev.last_seen = utcnow()
             accepted = dev.report_seq
         for rid in changed:
