@@ -44,7 +44,7 @@ class Client:
             raise CliError(f"server answered {resp.status_code}: {msg}")
         return resp
 
-    def upload(self, path: Path, show_progress: bool, params: dict[str, str] | None = None) -> Any:
+    def upload(self, path: Path, show_progress: bool, params: dict[str, str] | None = None, url: str = "/api/v1/releases") -> Any:
         size = path.stat().st_size
 
         def chunks(progress: Progress | None, task: Any) -> Iterator[bytes]:
@@ -56,9 +56,9 @@ class Client:
 
         headers = {"content-type": "application/octet-stream", "content-length": str(size)}
         if not show_progress:
-            return self.request("POST", "/api/v1/releases", content=chunks(None, None), headers=headers, params=params)
+            return self.request("POST", url, content=chunks(None, None), headers=headers, params=params)
         with Progress(
             "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
         ) as progress:
             task = progress.add_task(f"uploading {path.name}", total=size)
-            return self.request("POST", "/api/v1/releases", content=chunks(progress, task), headers=headers, params=params)
+            return self.request("POST", url, content=chunks(progress, task), headers=headers, params=params)
