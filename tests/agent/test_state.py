@@ -88,3 +88,29 @@ def test_a_downloaded_bundle_waits_across_restarts() -> None:
     st = UpdateState(Phase.DOWNLOADED, rel, from_slot="A")
     assert resume(st, booted="A", primary="A", target_installed=False).phase is Phase.DOWNLOADED
     assert UpdateState.from_json(json.loads(json.dumps(st.to_json()))) == st
+
+
+def test_delta_applies_only_to_the_version_it_was_made_from() -> None:
+    from bulkhead.agent.state import ReleaseRef
+
+    wire = {
+        "id": 7, "version": "2", "compatible": "c", "sha256": "f" * 64, "size": 1000, "url": "http://s/full",
+        "delta": {"id": 3, "from_version": "1", "sha256": "d" * 64, "size": 100, "url": "http://s/delta", "signed_url": "u"},
+    }  # fmt: skip
+    rel = ReleaseRef.from_wire(wire)
+    delta = rel.delta_for("1")
+    assert delta is not None and (delta.sha256, delta.size, delta.url, delta.version) == ("d" * 64, 100, "http://s/delta", "2")
+    assert rel.delta_for("1.1") is None and rel.delta_for(None) is None
+    assert ReleaseRef.from_wire({k: v for k, v in wire.items() if k != "delta"}).delta_for("1") is None
+
+
+def test_delta_refusal_names_the_hooks_reason() -> None:
+    from bulkhead.agent.updater import delta_refusal
+
+    err = (
+        "LastError: Installation error: Failed updating slot rootfs.1: failed to run slot hook: Child process exited with code {}"
+    )
+    assert "not the image this delta was made from" in delta_refusal(err.format(3))
+    assert "patch is damaged" in delta_refusal(err.format(4))
+    assert "cannot tell which slot is booted" in delta_refusal(err.format(5))
+    assert delta_refusal(err.format(1)) == err.format(1)  # unknown: RAUC's own words

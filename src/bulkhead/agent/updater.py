@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+
+from bulkhead.delta.patch import EXIT_REASONS
 
 from .client import Client
 from .download import discard_downloads, fetch_release
@@ -15,7 +18,9 @@ from .outbox import Outbox
 from .rauc import Rauc, RaucStatus
 from .state import Phase, ReleaseRef, StateStore, UpdateState, resume, wants_update
 
-__all__ = ["Updater"]
+__all__ = ["Updater", "delta_refusal"]
+
+_HOOK_EXIT = re.compile(r"slot hook: Child process exited with code (\d+)")
 
 log = logging.getLogger(__name__)
 
@@ -205,8 +210,8 @@ class Updater:
             if state.artifact != "delta":
                 self._finish(state, "failure", str(e))
                 raise
-            why = str(e)
-            log.warning("RAUC refused the delta bundle: %s", why)
+            why = delta_refusal(str(e))
+            log.warning("RAUC refused the delta bundle: %s (%s)", why, e)
             rel = state.release
             self.outbox.add("delta", "refused", rel.id if rel else None, version=rel.version if rel else None, reason=why)
             state = self._save(replace(state, delta_refused=why), report=False)
@@ -235,6 +240,14 @@ class Updater:
         )
         self.rauc.mark_bad("booted")
         self._reboot(state)
+
+
+def delta_refusal(rauc_error: str) -> str:
+    """Why RAUC refused a delta bundle, from the install hook's exit code in RAUC's error (its stderr goes to the log)."""
+    m = _HOOK_EXIT.search(rauc_error)
+    if m is not None and int(m.group(1)) in EXIT_REASONS:
+        return EXIT_REASONS[int(m.group(1))]
+    return rauc_error
 
 
 def _why_waiting(rel: ReleaseRef) -> str:

@@ -46,6 +46,24 @@ class PatchError(Exception):
     """A patch that cannot be applied here: wrong source, damaged patch, or a target that does not verify."""
 
 
+class SourceMismatch(PatchError):
+    """The source (the booted slot) is not the image the patch was made from: nothing was written."""
+
+
+class SetupError(PatchError):
+    """The hook cannot tell which slot to read (no rauc.slot=, no system.conf): nothing was written."""
+
+
+# The hook's exit codes. RAUC reports only "Child process exited with code N" (the hook's stderr goes to its
+# log), so the code is how the agent tells the device's owner why a delta was refused.
+EXIT_SOURCE, EXIT_DAMAGED, EXIT_SETUP = 3, 4, 5
+EXIT_REASONS = {
+    EXIT_SOURCE: "the booted slot is not the image this delta was made from (modified, or another build); nothing was written",
+    EXIT_DAMAGED: "the delta's patch is damaged: the rebuilt image does not match the release's sha256; the slot was not marked",
+    EXIT_SETUP: "the install hook cannot tell which slot is booted (no rauc.slot= or system.conf); nothing was written",
+}
+
+
 @dataclass(frozen=True)
 class Header:
     source_size: int
@@ -177,7 +195,7 @@ def sha256_prefix(path: str, size: int) -> str:
         while left:
             chunk = f.read(min(_CHUNK, left))
             if not chunk:
-                raise PatchError(f"{path} is shorter than the {size} bytes the patch starts from")
+                raise SourceMismatch(f"{path} is shorter than the {size} bytes the patch starts from")
             h.update(chunk)
             left -= len(chunk)
     return h.hexdigest()
@@ -195,7 +213,7 @@ def apply_patch(patch_path: str, source_path: str, target_path: str, check_sourc
         if check_source:
             got = sha256_prefix(source_path, head.source_size)
             if got != head.source_sha256:
-                raise PatchError(
+                raise SourceMismatch(
                     f"the source slot {source_path} is not the image this patch was made from "
                     f"(sha256 {got[:16]}…, the patch needs {head.source_sha256[:16]}…): install the full bundle"
                 )
@@ -292,7 +310,7 @@ def source_slot(conf: str, target_device: str, slot_class: str, cmdline: str) ->
     if booted is not None:
         peers = [s for s in peers if s.get("bootname") == booted] or peers
     if len(peers) != 1:
-        raise PatchError(f"cannot tell which {slot_class} slot is booted (rauc.slot={booted}): install the full bundle")
+        raise SetupError(f"cannot tell which {slot_class} slot is booted (rauc.slot={booted}): install the full bundle")
     return peers[0]["device"]
 
 
@@ -326,7 +344,7 @@ def system_conf(env: dict[str, str], pid: int) -> str:
     for path in ("/etc/rauc/system.conf", "/run/rauc/system.conf", "/usr/lib/rauc/system.conf"):
         if os.path.exists(path):
             return path
-    raise PatchError("cannot find RAUC's system.conf to tell which slot is booted")
+    raise SetupError("cannot find RAUC's system.conf to tell which slot is booted")
 
 
 def hook_main(argv: list[str], env: dict[str, str]) -> int:
@@ -340,9 +358,15 @@ def hook_main(argv: list[str], env: dict[str, str]) -> int:
             cmdline = f.read()
         source = source_slot(system_conf(env, os.getpid()), target, env["RAUC_SLOT_CLASS"], cmdline)
         head = apply_patch(patch, source, target)
-    except (PatchError, OSError, KeyError) as exc:
+    except (SourceMismatch, SetupError) as exc:
         print(f"bulkhead delta: {exc}", file=sys.stderr)
-        return 1
+        return EXIT_SOURCE if isinstance(exc, SourceMismatch) else EXIT_SETUP
+    except PatchError as exc:
+        print(f"bulkhead delta: {exc}", file=sys.stderr)
+        return EXIT_DAMAGED
+    except (OSError, KeyError) as exc:
+        print(f"bulkhead delta: {exc}", file=sys.stderr)
+        return EXIT_SETUP
     print(f"bulkhead delta: wrote {head.target_size} bytes to {target} from {source}; sha256 verified")
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +37,8 @@ class DeviceSpec:
     rate_limit: int | None = None
     attributes: dict[str, str] = field(default_factory=dict)
     agent_compatible: str | None = None  # enroll with this instead of RAUC's (to test the agent's own check)
+    initial_image: Path | None = None  # slot A's content at first power-on (as after a full install); default zeros
+    delta_fallback: bool = True  # the agent installs the full bundle when RAUC refuses a delta
 
 
 def _toml(value: Any) -> str:
@@ -84,6 +87,8 @@ class LabDevice:
             lines.append(f"compatible = {_toml(s.agent_compatible)}")
         if s.rate_limit:
             lines.append(f"rate_limit = {s.rate_limit}")
+        if not s.delta_fallback:
+            lines.append("delta_fallback = false")
         if s.attributes:
             lines.append("attributes = { " + ", ".join(f"{k} = {_toml(v)}" for k, v in s.attributes.items()) + " }")
         lines += [
@@ -105,6 +110,12 @@ class LabDevice:
     def power_on(self) -> str:
         """Boot: the bootloader picks a slot, the RAUC service starts with it, then the agent."""
         config = self._write_config()
+        slot_a = self.rauc.slot("A")
+        if self.spec.initial_image is not None and not slot_a.exists():
+            slot_a.parent.mkdir(parents=True, exist_ok=True)
+            with self.spec.initial_image.open("rb") as src, slot_a.open("wb") as f:
+                shutil.copyfileobj(src, f)
+                f.truncate(max(self.spec.slot_size, f.tell()))
         self.reboot_flag.unlink(missing_ok=True)
         self.booted = boot(self.rauc.root / "boot")
         self.boots += 1
