@@ -56,3 +56,54 @@ def test_create_then_apply(tmp_path: Path) -> None:
     res = _run("delta", "create", "--from", str(b1), "--to", str(b2), "--cert", str(pki.cert), "--key", str(pki.key),
                "--keyring", str(other.ca), "--out", str(tmp_path / "no.raucb"))  # fmt: skip
     assert res.returncode == 2 and "old bundle" in res.stderr and not (tmp_path / "no.raucb").exists()
+
+
+def test_ci_pipeline_against_a_server(srv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """What an owner's CI runs: upload releases, ask the plan, create and upload the delta, see it offered."""
+    from tests.cli.conftest import cli
+
+    pki = make_pki(tmp_path / "pki")
+    token = srv.tenant(ca=pki.ca)
+    v1, v2 = ext4(tmp_path, 1), ext4(tmp_path, 2)
+    b1 = full_bundle(tmp_path, v1, "1", pki.cert, pki.key)
+    b2 = full_bundle(tmp_path, v2, "2", pki.cert, pki.key)
+    ids = [json.loads(cli(srv, token, "release", "upload", str(b), "--json").stdout)["id"] for b in (b1, b2)]
+    boot = json.loads(cli(srv, token, "bootstrap", "create", "lab", "--json").stdout)["token"]
+    with srv.client() as c:
+        cred = c.post("/device/v1/enroll", json={"bootstrap_token": boot, "name": "d1", "compatible": "delta-lab"}).json()
+        auth = {"authorization": f"Bearer {cred['credential']}"}
+        c.post("/device/v1/reports", json={"inventory": {"os_version": "1"}}, headers=auth).raise_for_status()
+
+    res = cli(srv, token, "delta", "plan", str(ids[1]), "--json")
+    assert res.returncode == 0, res.stderr
+    [src] = json.loads(res.stdout)["sources"]
+    assert (src["version"], src["devices"], src["delta"]) == ("1", 1, None) and "bulkhead delta create" in src["advice"]
+    human = cli(srv, token, "delta", "plan", str(ids[1]))
+    assert human.returncode == 0 and "build it" in human.stdout and "no (no signing key on the server)" in human.stdout, (
+        human.stdout
+    )
+
+    keys = ["--cert", str(pki.cert), "--key", str(pki.key), "--keyring", str(pki.ca)]
+    out = tmp_path / "d.raucb"
+    assert cli(srv, token, "delta", "create", "--from", str(b1), "--to", str(b2), *keys, "--out", str(out)).returncode == 0
+    up = cli(srv, token, "delta", "upload", str(ids[1]), str(out), "--json")
+    assert up.returncode == 0, up.stderr
+    assert json.loads(up.stdout)["source_version"] == "1"
+    again = cli(srv, token, "delta", "upload", str(ids[1]), str(out))
+    assert again.returncode == 2 and "already has a delta from 1" in again.stderr and "Traceback" not in again.stderr
+    listed = cli(srv, token, "delta", "list", str(ids[1]))
+    assert listed.returncode == 0 and "ready" in listed.stdout
+    [src] = json.loads(cli(srv, token, "delta", "plan", str(ids[1]), "--json").stdout)["sources"]
+    assert src["advice"] == "delta ready"
+
+    nokey = cli(srv, token, "delta", "build", str(ids[1]), "--from", "1")
+    assert nokey.returncode == 2 and "holds no signing key" in nokey.stderr
+    shown = cli(srv, token, "delta", "signing-key", "show", "--json")
+    assert json.loads(shown.stdout)["server_signing"] is False
+    setkey = cli(srv, token, "delta", "signing-key", "set", "--cert", str(pki.cert), "--key", str(pki.key), "--json")
+    assert setkey.returncode == 0 and json.loads(setkey.stdout)["server_signing"] is True
+    removed = cli(srv, token, "delta", "signing-key", "remove", "--json")
+    assert json.loads(removed.stdout)["server_signing"] is False
+    d = json.loads(up.stdout)["id"]
+    assert cli(srv, token, "delta", "delete", str(ids[1]), str(d)).returncode == 0
+    assert json.loads(cli(srv, token, "delta", "list", str(ids[1]), "--json").stdout) == []
