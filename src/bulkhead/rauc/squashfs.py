@@ -23,7 +23,7 @@ _FILE_TYPES = (2, 9)
 
 def _zstd(data: bytes) -> bytes:
     try:
-        import zstandard  # type: ignore[import-not-found]
+        import zstandard  # optional: the server and CLI install it (extra "cli"); the agent does not need it
     except ImportError as exc:
         raise SquashfsError("squashfs uses zstd compression but the 'zstandard' module is not installed") from exc
     return bytes(zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 20))
