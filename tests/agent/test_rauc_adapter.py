@@ -48,3 +48,26 @@ def test_real_service(tmp_path: Path) -> None:
             data[100] ^= 0xFF
             broken.write_bytes(data)
             rauc.install(str(broken))
+
+
+def test_streaming_is_auto_from_the_installed_rauc(tmp_path: Path) -> None:
+    """Debian's RAUC 1.8 cannot stream: `auto` (the default) resolves to downloading first."""
+    import shutil as _shutil
+
+    from bulkhead.agent.config import parse_config
+    from bulkhead.agent.state import ReleaseRef
+    from bulkhead.agent.updater import Updater
+
+    if _shutil.which("rauc") is None:
+        pytest.skip("rauc is missing: install the Debian package rauc")
+    cfg = parse_config({"server": "http://s", "name": "n", "data_dir": str(tmp_path)}, tmp_path)
+    assert cfg.rauc_streaming is None
+    rauc = Rauc()
+    assert rauc.version() == (1, 8)
+    up = Updater(None, rauc, None, None, tmp_path, lambda: None, list, 1.0, lambda: None, streaming=cfg.rauc_streaming)  # type: ignore[arg-type]
+    rel = ReleaseRef(1, "2", "c", "a" * 64, 10, "http://s/b", "http://s/dl/x", format="verity")
+    assert up.can_stream(rel) is False
+    up.streaming = True  # configured on: verity bundles stream, plain ones cannot
+    assert up.can_stream(rel) is True and up.can_stream(ReleaseRef(1, "2", "c", "a" * 64, 10, "u", "s")) is False
+    with pytest.raises(Exception, match="rauc_streaming"):
+        parse_config({"server": "http://s", "name": "n", "data_dir": str(tmp_path), "rauc_streaming": "yes"}, tmp_path)

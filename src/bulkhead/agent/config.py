@@ -40,7 +40,9 @@ class AgentConfig:
     ca_file: Path | None = None
     reboot_command: tuple[str, ...] = ("systemctl", "reboot")
     rauc_command: tuple[str, ...] = ("rauc",)
-    rauc_streaming: bool = False  # hand RAUC a signed URL instead of downloading (RAUC >= 1.10 built with streaming)
+    # Hand RAUC a signed URL instead of downloading (RAUC streams verity bundles with HTTP Range, fetching only
+    # the blocks its adaptive mode lacks); None ("auto", the default): when `rauc --version` is 1.10 or newer.
+    rauc_streaming: bool | None = None
     os_release: Path = Path("/etc/os-release")
     files_root: Path = Path("/")
     poll_interval: float | None = None  # override the server's interval (tests)
@@ -75,6 +77,14 @@ _TOP = {
     "podman",
     "packages_interval",
 }
+
+
+def _streaming(value: Any) -> bool | None:
+    if value == "auto":
+        return None
+    if isinstance(value, bool):
+        return value
+    raise ConfigError(f'rauc_streaming must be true, false or "auto", not {value!r}')
 
 
 def _cmd(value: Any, key: str) -> tuple[str, ...]:
@@ -146,7 +156,7 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             ca_file=path("ca_file", None),
             reboot_command=_cmd(raw.get("reboot_command", ["systemctl", "reboot"]), "reboot_command"),
             rauc_command=_cmd(raw.get("rauc_command", ["rauc"]), "rauc_command"),
-            rauc_streaming=bool(raw.get("rauc_streaming", False)),
+            rauc_streaming=_streaming(raw.get("rauc_streaming", "auto")),
             os_release=path("os_release", Path("/etc/os-release")) or Path("/etc/os-release"),
             files_root=path("files_root", Path("/")) or Path("/"),
             poll_interval=float(interval) if interval is not None else None,

@@ -129,6 +129,15 @@ class Rauc:
             errors = [t for t in tail if "rror" in t or "fail" in t.lower()] or tail[-3:]
             raise RaucError("RAUC install failed: " + " | ".join(errors))
 
+    def version(self) -> tuple[int, int] | None:
+        """RAUC's (major, minor) from `rauc --version`, or None when it cannot be told."""
+        try:
+            out = self._run("--version", timeout=20)
+        except RaucError:
+            return None
+        m = re.search(r"\b(\d+)\.(\d+)", out)
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
     def mark_good(self) -> None:
         self._run("status", "mark-good", "booted")
 

@@ -47,6 +47,7 @@ class ReleaseRef:
     delta_size: int | None = None
     delta_url: str | None = None
     delta_signed_url: str | None = None
+    format: str = "plain"  # the bundle's format: RAUC streams only verity (and crypt) bundles
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ReleaseRef:
@@ -67,6 +68,7 @@ class ReleaseRef:
             int(delta["size"]) if delta else None,
             str(delta["url"]) if delta else None,
             delta.get("signed_url") if delta else None,
+            str(d.get("format") or "plain"),
         )
 
     def delta_for(self, running: str | None) -> ReleaseRef | None:

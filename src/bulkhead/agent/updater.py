@@ -38,7 +38,7 @@ class Updater:
         health_deadline: float,
         fallback_version: Callable[[], str | None],
         rate_limit: int | None = None,
-        streaming: bool = False,
+        streaming: bool | None = False,
         on_progress_flush: Callable[[], None] = lambda: None,
         deltas: bool = True,
         delta_fallback: bool = True,
@@ -50,6 +50,18 @@ class Updater:
         self.deltas, self.delta_fallback = deltas, delta_fallback
 
     # -- helpers ------------------------------------------------------------------------
+    def can_stream(self, rel: ReleaseRef) -> bool:
+        """Whether RAUC streams this release itself: verity (or crypt) bundles, RAUC 1.10+ (or configured so)."""
+        if self.streaming is None:  # auto: ask RAUC once
+            v = self.rauc.version()
+            self.streaming = v is not None and v >= (1, 10)
+            log.info(
+                "RAUC %s: %s",
+                ".".join(map(str, v)) if v else "of unknown version",
+                "streams" if self.streaming else "downloads first",
+            )
+        return bool(self.streaming) and rel.format in ("verity", "crypt") and bool(rel.signed_url)
+
     def booted_version(self, status: RaucStatus) -> str | None:
         return status.booted_version() or self.fallback_version()
 
@@ -167,7 +179,8 @@ class Updater:
         if delta is not None:
             path = self._fetch(delta, f"delta from {delta.delta_from}")
             return path, replace(state, artifact="delta", download_bytes=delta.size)
-        if self.streaming and fresh.signed_url:
+        if state.artifact != "stream-failed" and self.can_stream(fresh):
+            assert fresh.signed_url is not None
             return fresh.signed_url, replace(state, artifact="stream", download_bytes=0)  # RAUC fetches the ranges itself
         return self._fetch(fresh, "full bundle"), replace(state, artifact="full", download_bytes=fresh.size)
 
@@ -207,6 +220,10 @@ class Updater:
         try:
             self.rauc.install(source, progress)
         except RaucError as e:
+            if state.artifact == "stream":  # e.g. RAUC built without streaming support: download the bundle instead
+                log.warning("RAUC could not stream the bundle (%s): downloading it", e)
+                source, state = self._download(replace(state, artifact="stream-failed"), fresh, status)
+                return self._install(state, source, fresh, status)
             if state.artifact != "delta":
                 self._finish(state, "failure", str(e))
                 raise
