@@ -10,7 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bulkhead.rauc import create_bundle
+from bulkhead.delta import patch as patch_module
+from bulkhead.delta.bundle import HOOK_NAME
+from bulkhead.delta.generate import make_patch
+from bulkhead.rauc import Image, Manifest, create_bundle
 
 
 def _tree(root: Path, version: int) -> None:
@@ -55,5 +58,26 @@ def full_bundle(work: Path, image: Path, version: str, cert: Path, key: Path, co
         "[image.rootfs]\nfilename=rootfs.ext4\n"
     )
     out = work / f"full-{version}.raucb"
+    create_bundle(content, out, cert.read_bytes(), key.read_bytes(), fmt="plain")
+    return out
+
+
+def damaged_delta(
+    work: Path, source: Path, target: Path, version: str, cert: Path, key: Path, compatible: str = "delta-lab"
+) -> Path:
+    """A delta bundle, properly signed, whose patch data was damaged before signing (what a generator bug would make)."""
+    content = work / f"damaged-{version}"
+    content.mkdir()
+    patch = content / "rootfs.ext4.bhdelta"
+    make_patch(source, target, patch)
+    raw = bytearray(patch.read_bytes())
+    raw[-200] ^= 0x01
+    patch.write_bytes(bytes(raw))
+    shutil.copy(patch_module.__file__, content / HOOK_NAME)
+    (content / HOOK_NAME).chmod(0o755)
+    img = Image(slotclass="rootfs", filename=patch.name, hooks=("install",))
+    manifest = Manifest(compatible=compatible, version=version, hook_filename=HOOK_NAME, images=(img,))
+    (content / "manifest.raucm").write_text(manifest.to_text())
+    out = work / f"damaged-delta-{version}.raucb"
     create_bundle(content, out, cert.read_bytes(), key.read_bytes(), fmt="plain")
     return out

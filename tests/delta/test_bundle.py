@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from bulkhead.delta.bundle import create_delta_bundle, read_delta_info
 from bulkhead.delta.errors import DeltaError
-from bulkhead.delta.generate import make_patch
 from bulkhead.lab.pki import make_pki
 from bulkhead.lab.rauc_service import RaucDevice
 from bulkhead.rauc import FileReader, load_keyring, open_bundle
-from bulkhead.rauc import create_bundle as write_bundle
-from tests.delta.conftest import ext4, full_bundle
+from tests.delta.conftest import damaged_delta, ext4, full_bundle
 from tests.e2e.conftest import need_lab
 
 SLOT = 16 << 20
@@ -69,21 +66,7 @@ def test_delta_bundle_installs_with_real_rauc_and_refuses_wrong_sources(tmp_path
         assert not (dev.root / "boot" / "primary").exists() or dev.primary() == "A"
 
     # a damaged patch that is still signed (a broken generator): the target's sha256 stops it
-    content = tmp_path / "bad-content"
-    content.mkdir()
-    patch = content / "rootfs.ext4.bhdelta"
-    make_patch(v1, v2, patch)
-    raw = bytearray(patch.read_bytes())
-    raw[-200] ^= 0x01
-    patch.write_bytes(bytes(raw))
-    shutil.copy(Path(__import__("bulkhead.delta.patch").delta.patch.__file__), content / "bulkhead-delta-hook")
-    (content / "bulkhead-delta-hook").chmod(0o755)
-    (content / "manifest.raucm").write_text(
-        "[update]\ncompatible=delta-lab\nversion=2\n\n[hooks]\nfilename=bulkhead-delta-hook\n\n"
-        "[image.rootfs]\nfilename=rootfs.ext4.bhdelta\nhooks=install;\n"
-    )
-    bad = tmp_path / "bad.raucb"
-    write_bundle(content, bad, pki.cert.read_bytes(), pki.key.read_bytes(), fmt="plain")
+    bad = damaged_delta(tmp_path, v1, v2, "2", pki.cert, pki.key)
     with _device(tmp_path, "damaged", pki.ca, v1) as dev:
         res = dev.install(bad)
         assert res.returncode != 0

@@ -10,15 +10,11 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
-from bulkhead.delta.bundle import HOOK_NAME, create_delta_bundle
-from bulkhead.delta.generate import make_patch
-from bulkhead.rauc import Image, Manifest, load_keyring
-from bulkhead.rauc import create_bundle as write_bundle
-from tests.delta.conftest import ext4, full_bundle
+from bulkhead.delta.bundle import create_delta_bundle
+from bulkhead.rauc import load_keyring
+from tests.delta.conftest import damaged_delta, ext4, full_bundle
 from tests.e2e.conftest import COMPATIBLE, Fleet
 
 
@@ -30,25 +26,6 @@ def _events(fleet: Fleet, name: str) -> list[dict[str, Any]]:
 
 def _final(fleet: Fleet, name: str) -> dict[str, Any]:
     return next(e for e in reversed(_events(fleet, name)) if e["kind"] == "update" and e["phase"] in ("success", "failure"))
-
-
-def _damaged_delta(work: Path, v1: Path, v3: Path, fleet: Fleet) -> Path:
-    """A delta bundle from v1 to v3, properly signed, whose patch data was damaged before signing (a generator bug)."""
-    content = work / "damaged"
-    content.mkdir()
-    patch = content / "rootfs.ext4.bhdelta"
-    make_patch(v1, v3, patch)
-    raw = bytearray(patch.read_bytes())
-    raw[-200] ^= 0x01
-    patch.write_bytes(bytes(raw))
-    shutil.copy(Path(__import__("bulkhead.delta.patch").delta.patch.__file__), content / HOOK_NAME)
-    (content / HOOK_NAME).chmod(0o755)
-    img = Image(slotclass="rootfs", filename=patch.name, hooks=("install",))
-    manifest = Manifest(compatible=COMPATIBLE, version="3", hook_filename=HOOK_NAME, images=(img,))
-    (content / "manifest.raucm").write_text(manifest.to_text())
-    out = work / "delta-1-3-damaged.raucb"
-    write_bundle(content, out, fleet.pki.cert.read_bytes(), fleet.pki.key.read_bytes(), fmt="plain")
-    return out
 
 
 def test_delta_update_per_device_with_refusals(fleet: Fleet) -> None:
@@ -63,7 +40,7 @@ def test_delta_update_per_device_with_refusals(fleet: Fleet) -> None:
     create_delta_bundle(full["1"], full["2"], delta, pki.cert.read_bytes(), pki.key.read_bytes(),
                         load_keyring(pki.ca.read_bytes()), fmt="plain")  # fmt: skip
     with fleet.api() as c:
-        for target, bundle in ((rel["2"], delta), (rel["3"], _damaged_delta(work, v1, v3, fleet))):
+        for target, bundle in ((rel["2"], delta), (rel["3"], damaged_delta(work, v1, v3, "3", pki.cert, pki.key, COMPATIBLE))):
             r = c.post(f"/api/v1/releases/{target['id']}/deltas", content=bundle.read_bytes())
             assert r.status_code == 201, r.text
     tampered = work / "tampered.ext4"

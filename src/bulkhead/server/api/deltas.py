@@ -9,8 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from ..services.auth import Principal
-from ..services.releases import Upload
-from .deps import Services, principal, services
+from .deps import Services, principal, receive_upload, services
 
 router = APIRouter(prefix="/api/v1", tags=["deltas"])
 
@@ -29,10 +28,7 @@ async def upload_delta(
     """
     who.require("operator")
     who.require_tenant()
-    declared = request.headers.get("content-length")
-    upload = await Upload.receive(
-        svc.store, request.stream(), svc.settings.max_upload_bytes, int(declared) if declared and declared.isdigit() else None
-    )
+    upload = await receive_upload(request, svc, svc.settings.max_upload_bytes)
     return await run_in_threadpool(svc.deltas.ingest, who, release_id, upload)
 
 

@@ -14,14 +14,14 @@ from ..services.auth import Authenticator, Principal
 from ..services.ddi import DdiAuth, DdiService
 from ..services.deltas import DeltaService
 from ..services.devices import DeviceService
-from ..services.releases import ReleaseService
+from ..services.releases import ReleaseService, Upload
 from ..services.reports import ReportService
 from ..services.rollouts import RolloutService
 from ..services.tenants import TenantService
 from ..settings import Settings
 from ..store import ArtifactStore
 
-__all__ = ["Services", "answer_response", "principal", "services"]
+__all__ = ["Services", "answer_response", "principal", "receive_upload", "services"]
 
 
 @dataclass
@@ -53,6 +53,13 @@ def principal(request: Request) -> Principal:
     token = header[7:].strip() if header[:7].lower() == "bearer " else None
     svc: Services = request.app.state.services
     return svc.auth.resolve(token)
+
+
+async def receive_upload(request: Request, svc: Services, max_bytes: int) -> Upload:
+    """The raw request body, streamed into the store's incoming area while it is hashed (never held in memory)."""
+    declared = request.headers.get("content-length")
+    size = int(declared) if declared and declared.isdigit() else None
+    return await Upload.receive(svc.store, request.stream(), max_bytes, size)
 
 
 def answer_response(answer: Answer, request: Request) -> Response:

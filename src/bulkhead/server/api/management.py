@@ -10,8 +10,8 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from ..services.auth import Principal
-from ..services.releases import MAX_SBOM_BYTES, Upload
-from .deps import Services, principal, services
+from ..services.releases import MAX_SBOM_BYTES
+from .deps import Services, principal, receive_upload, services
 
 router = APIRouter(prefix="/api/v1")
 
@@ -141,10 +141,7 @@ async def upload_release(
     """
     who.require("operator")
     who.require_tenant()
-    declared = request.headers.get("content-length")
-    upload = await Upload.receive(
-        svc.store, request.stream(), svc.settings.max_upload_bytes, int(declared) if declared and declared.isdigit() else None
-    )
+    upload = await receive_upload(request, svc, svc.settings.max_upload_bytes)
     return await run_in_threadpool(svc.releases.ingest, who, upload, compatible)
 
 
@@ -163,10 +160,7 @@ async def attach_sbom(
 ) -> dict[str, Any]:
     """Attach an SBOM (SPDX or CycloneDX JSON, the raw request body) to a release; one per format, a new one replaces it."""
     who.require("operator")
-    declared = request.headers.get("content-length")
-    upload = await Upload.receive(
-        svc.store, request.stream(), MAX_SBOM_BYTES, int(declared) if declared and declared.isdigit() else None
-    )
+    upload = await receive_upload(request, svc, MAX_SBOM_BYTES)
     return await run_in_threadpool(svc.releases.attach_sbom, who, release_id, upload)
 
 
