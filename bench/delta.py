@@ -10,7 +10,9 @@ For each pair, in one run:
 
 Bytes, generation time, apply time and the applier's peak memory (GNU time's max RSS), written to
 bench/results/delta.md. Apply of each tool is timed against a full install's work on this machine:
-RAUC writing the image from the bundle (`rauc extract` + copy is what it does for a raw/ext4 slot).
+RAUC writing the image from the bundle (`unsquashfs` of the image: a floor), and, with `--rauc` (root,
+Debian's rauc and dbus), the real thing: Debian's RAUC 1.8 service installing a plain copy of the full
+bundle and the Bulkhead delta bundle into file-backed slots (the lab's RaucDevice; no dm-verity here).
 Run: `.venv/bin/python bench/delta.py [--pairs security,packages]`.
 """
 
@@ -90,13 +92,14 @@ def rauc_adaptive(old: Path, new: Path, bundle: Path) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", default=",".join(p.name for p in PAIRS))
+    ap.add_argument("--rauc", action="store_true", help="also time real RAUC installs of the full and the delta bundle")
     args = ap.parse_args()
     rows_out = [["pair", "method", "bytes", "% of full", "generate s", "apply s", "apply peak MiB"]]
     notes = []
     for pair in PAIRS:
         if pair.name not in args.pairs.split(","):
             continue
-        rows, info = run_pair(pair)
+        rows, info = run_pair(pair, args.rauc)
         full = rows[0].size
         for r in rows:
             rows_out.append([
@@ -108,7 +111,55 @@ def main() -> None:
     write_result("delta", "Delta updates: bytes to download, generation and apply cost", rows_out, "\n".join(notes))
 
 
-def run_pair(pair: Pair) -> tuple[list[Row], str]:
+def rauc_installs(work: Path, old: Path, new: Path, patch: Path) -> tuple[float, float, int]:
+    """Seconds for Debian's RAUC service to install a plain full bundle of `new`, and the delta bundle carrying
+    `patch`, into a slot next to a slot holding `old`; and the plain full bundle's size."""
+    from bulkhead.delta import patch as patch_module
+    from bulkhead.delta.bundle import HOOK_NAME
+    from bulkhead.lab.pki import make_pki
+    from bulkhead.lab.rauc_service import RaucDevice
+    from bulkhead.rauc import Image, Manifest, create_bundle
+
+    pki = make_pki(CACHE / "pki")
+    bundles = {}
+    for kind in ("full", "delta"):
+        content = work / f"rauc-{kind}"
+        content.mkdir()
+        if kind == "full":
+            os.link(new, content / "rootfs.ext4")
+            img = Image(slotclass="rootfs", filename="rootfs.ext4")
+            manifest = Manifest(compatible="bench-delta", version="2", images=(img,))
+        else:
+            os.link(patch, content / "rootfs.ext4.bhdelta")
+            shutil.copy(str(patch_module.__file__), content / HOOK_NAME)
+            (content / HOOK_NAME).chmod(0o755)
+            img = Image(slotclass="rootfs", filename="rootfs.ext4.bhdelta", hooks=("install",))
+            manifest = Manifest(compatible="bench-delta", version="2", hook_filename=HOOK_NAME, images=(img,))
+        (content / "manifest.raucm").write_text(manifest.to_text())
+        bundles[kind] = work / f"{kind}.raucb"
+        create_bundle(content, bundles[kind], pki.cert.read_bytes(), pki.key.read_bytes(), fmt="plain",
+                      mksquashfs_args=["-comp", "zstd"])  # fmt: skip
+    secs = {}
+    for kind, bundle in bundles.items():
+        dev = RaucDevice(work / f"dev-{kind}", "bench-delta", pki.ca, slot_size=new.stat().st_size)
+        dev.root.mkdir(parents=True)
+        shutil.copyfile(old, dev.slot("A"))
+        subprocess.run(["sync"], check=True)
+        with dev:
+            dev.start("A")
+            t = time.monotonic()
+            res = dev.install(bundle)
+            subprocess.run(["sync"], check=True)  # the slot's bytes on disk, as on a device
+            secs[kind] = time.monotonic() - t
+            if res.returncode != 0:
+                raise RuntimeError(f"rauc install of the {kind} bundle failed: {res.stderr[-800:]}")
+        if sha256(dev.slot("B")) != sha256(new):
+            raise RuntimeError(f"after the {kind} install slot B is not the new image")
+        shutil.rmtree(dev.root)
+    return secs["full"], secs["delta"], bundles["full"].stat().st_size
+
+
+def run_pair(pair: Pair, with_rauc: bool = False) -> tuple[list[Row], str]:
     old, new = image(pair, "old"), image(pair, "new")
     bundle = next(new.parent.glob("*.raucb"))
     work = Path(tempfile.mkdtemp(prefix=f"delta-{pair.name}-", dir=CACHE))
@@ -164,6 +215,11 @@ def run_pair(pair: Pair) -> tuple[list[Row], str]:
         assert sha256(out) == want
         rows.append(Row("Bulkhead delta", bh.stat().st_size, g, a_s, a_m))
         info = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in stats.items() if k.endswith("blocks"))
+        if with_rauc:
+            t_full, t_delta, plain_size = rauc_installs(work, old, new, bh)
+            rows.append(Row("RAUC 1.8 install: full bundle (plain)", plain_size, None, t_full, None, "real RAUC service"))
+            rows.append(Row("RAUC 1.8 install: Bulkhead delta bundle", bh.stat().st_size, None, t_delta, None, "install hook"))
+            info += f"; RAUC installs: delta {t_delta:.1f} s = {t_delta / t_full:.2f}x the full bundle's {t_full:.1f} s"
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return rows, info
