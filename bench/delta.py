@@ -33,6 +33,7 @@ from pathlib import Path
 from _common import CACHE, write_result
 from delta_images import PAIRS, Pair, image
 
+from bulkhead.delta import patch as patch_module
 from bulkhead.delta.patch import sha256_prefix
 from bulkhead.rauc import FileReader, open_bundle
 
@@ -86,7 +87,7 @@ def rauc_adaptive(old: Path, new: Path, bundle: Path) -> int:
             if hashlib.sha256(chunk).digest() not in have:
                 need_blocks.add(pos // block_size)
             pos += len(chunk)
-    return sum(stored[i] for i in need_blocks if i < len(stored)) + index_size
+    return int(sum(stored[i] for i in need_blocks if i < len(stored)) + index_size)
 
 
 def main() -> None:
@@ -114,7 +115,6 @@ def main() -> None:
 def rauc_installs(work: Path, old: Path, new: Path, patch: Path) -> tuple[float, float, int]:
     """Seconds for Debian's RAUC service to install a plain full bundle of `new`, and the delta bundle carrying
     `patch`, into a slot next to a slot holding `old`; and the plain full bundle's size."""
-    from bulkhead.delta import patch as patch_module
     from bulkhead.delta.bundle import HOOK_NAME
     from bulkhead.lab.pki import make_pki
     from bulkhead.lab.rauc_service import RaucDevice
@@ -210,7 +210,7 @@ def run_pair(pair: Pair, with_rauc: bool = False) -> tuple[list[Row], str]:
         g = time.monotonic() - t
         stats = json.loads(res.stdout)
         out.unlink(missing_ok=True)
-        applier = Path(__import__("bulkhead.delta.patch", fromlist=["x"]).__file__)  # the install hook, as on a device
+        applier = Path(str(patch_module.__file__))  # the install hook, as on a device
         a_s, a_m = timed(["python3", str(applier), "apply", str(bh), str(old), str(out)])
         assert sha256(out) == want
         rows.append(Row("Bulkhead delta", bh.stat().st_size, g, a_s, a_m))
