@@ -114,3 +114,12 @@ def test_delta_refusal_names_the_hooks_reason() -> None:
     assert "patch is damaged" in delta_refusal(err.format(4))
     assert "cannot tell which slot is booted" in delta_refusal(err.format(5))
     assert delta_refusal(err.format(1)) == err.format(1)  # unknown: RAUC's own words
+
+
+def test_the_agent_reads_the_hooks_exit_codes_as_the_hook_means_them() -> None:
+    from bulkhead.agent.updater import DELTA_REFUSALS
+    from bulkhead.delta import patch
+
+    assert set(DELTA_REFUSALS) == {patch.EXIT_SOURCE, patch.EXIT_DAMAGED, patch.EXIT_SETUP}
+    assert "not the image this delta was made from" in DELTA_REFUSALS[patch.EXIT_SOURCE]
+    assert "damaged" in DELTA_REFUSALS[patch.EXIT_DAMAGED] and "booted" in DELTA_REFUSALS[patch.EXIT_SETUP]

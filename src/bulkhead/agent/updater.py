@@ -8,8 +8,6 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bulkhead.delta.patch import EXIT_REASONS
-
 from .client import Client
 from .download import discard_downloads, fetch_release
 from .errors import RaucError
@@ -21,6 +19,13 @@ from .state import Phase, ReleaseRef, StateStore, UpdateState, resume, wants_upd
 __all__ = ["Updater", "delta_refusal"]
 
 _HOOK_EXIT = re.compile(r"slot hook: Child process exited with code (\d+)")
+# The delta install hook's exit codes (bulkhead/delta/patch.py, a standalone file inside every delta bundle: the
+# agent on the device does not ship it, so the protocol is these numbers; tests/agent pins both sides together).
+DELTA_REFUSALS = {
+    3: "the booted slot is not the image this delta was made from (modified, or another build); nothing was written",
+    4: "the delta's patch is damaged: the rebuilt image does not match the release's sha256; the slot was not marked",
+    5: "the install hook cannot tell which slot is booted (no rauc.slot= or system.conf); nothing was written",
+}
 
 log = logging.getLogger(__name__)
 
@@ -262,8 +267,8 @@ class Updater:
 def delta_refusal(rauc_error: str) -> str:
     """Why RAUC refused a delta bundle, from the install hook's exit code in RAUC's error (its stderr goes to the log)."""
     m = _HOOK_EXIT.search(rauc_error)
-    if m is not None and int(m.group(1)) in EXIT_REASONS:
-        return EXIT_REASONS[int(m.group(1))]
+    if m is not None and int(m.group(1)) in DELTA_REFUSALS:
+        return DELTA_REFUSALS[int(m.group(1))]
     return rauc_error
 
 

@@ -55,13 +55,8 @@ class SetupError(PatchError):
 
 
 # The hook's exit codes. RAUC reports only "Child process exited with code N" (the hook's stderr goes to its
-# log), so the code is how the agent tells the device's owner why a delta was refused.
+# log), so the code is how the agent tells the device's owner why a delta was refused (agent/updater.py).
 EXIT_SOURCE, EXIT_DAMAGED, EXIT_SETUP = 3, 4, 5
-EXIT_REASONS = {
-    EXIT_SOURCE: "the booted slot is not the image this delta was made from (modified, or another build); nothing was written",
-    EXIT_DAMAGED: "the delta's patch is damaged: the rebuilt image does not match the release's sha256; the slot was not marked",
-    EXIT_SETUP: "the install hook cannot tell which slot is booted (no rauc.slot= or system.conf); nothing was written",
-}
 
 
 @dataclass(frozen=True)
