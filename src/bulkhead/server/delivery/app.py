@@ -54,7 +54,7 @@ class DeliveryApp:
     ) -> None:
         self.auth, self.devices, self.releases, self.ddi = auth, devices, releases, ddi
         self.store, self.counter, self.secret = store, counter, secret
-        self._release_cache: dict[tuple[int, int], Artifact] = {}
+        self._release_cache: dict[tuple[int, int, int], Artifact] = {}  # (device, release, delta or 0) -> file
         self._files: dict[str, tuple[int, str]] = {}
         self._ddi_cache: dict[tuple[int, int], dict[str, tuple[str, str]]] = {}
 
@@ -114,22 +114,23 @@ class DeliveryApp:
             return self._file(m.group(1)), device_id
         principal = self.auth.resolve(bearer(scope))
         if m := _DEVICE.match(path):
-            if m.group(2) is not None:
-                delta = self.devices.device_delta(principal, int(m.group(1)), int(m.group(2)))
-                return self._file(delta.sha256), principal.device_id
-            return self._release_artifact(principal, int(m.group(1))), principal.device_id
+            return self._release_artifact(principal, int(m.group(1)), int(m.group(2) or 0)), principal.device_id
         m = _USER.match(path)
         assert m is not None
         principal.require("viewer")
         rel = self.releases.get(principal, int(m.group(1)))
         return self._file(rel["sha256"]), None
 
-    def _release_artifact(self, who: Principal, release_id: int) -> Artifact:
-        key = (who.device_id or 0, release_id)
+    def _release_artifact(self, who: Principal, release_id: int, delta_id: int = 0) -> Artifact:
+        """A release's bundle (or, with `delta_id`, one of its delta bundles) this device may download."""
+        key = (who.device_id or 0, release_id, delta_id)
         hit = self._release_cache.get(key)
         if hit is None:
-            rel = self.devices.device_release(who, release_id)
-            hit = self._file(rel.sha256)
+            if delta_id:
+                sha256 = self.devices.device_delta(who, release_id, delta_id).sha256
+            else:
+                sha256 = self.devices.device_release(who, release_id).sha256
+            hit = self._file(sha256)
             if len(self._release_cache) > 200_000:
                 self._release_cache.clear()
             self._release_cache[key] = hit

@@ -164,22 +164,6 @@ class DeltaService:
             "(devices are matched to a delta by the version they run)"
         )
 
-    def _store(
-        self, s: Session, who_name: str, m: _Match, sha256: str, size: int, hashes: dict[str, str], origin: str
-    ) -> DeltaBundle:
-        row = DeltaBundle(
-            tenant_id=m.release.tenant_id,
-            release_id=m.release.id,
-            source_release_id=m.source.id,
-            sha256=sha256,
-            size=size,
-            signer=m.info["signer"],
-            info={"images": m.info["images"], "hashes": hashes, "origin": origin, "status": "ready"},
-        )
-        s.add(row)
-        s.flush()
-        return row
-
     # -- upload ---------------------------------------------------------------------------
     def ingest(self, who: Principal, release_id: int, upload: Upload) -> dict[str, Any]:
         """Verify and store a delta bundle for release `release_id`; on any error nothing stays."""
@@ -201,7 +185,13 @@ class DeltaService:
                     )
                 try:
                     hashes = {"md5": upload.md5, "sha1": upload.sha1, "sha256": upload.sha256}
-                    row = self._store(s, who.name, m, upload.sha256, upload.size, hashes, "upload")
+                    row = DeltaBundle(
+                        tenant_id=tid, release_id=target.id, source_release_id=m.source.id, sha256=upload.sha256,
+                        size=upload.size, signer=m.info["signer"],
+                        info={"images": m.info["images"], "hashes": hashes, "origin": "upload", "status": "ready"},
+                    )  # fmt: skip
+                    s.add(row)
+                    s.flush()
                 except IntegrityError as exc:  # a concurrent upload of the same pair
                     raise Conflict(f"release {target.version} already has a delta from {m.source.version}") from exc
                 self.store.commit(upload.path, upload.sha256)
