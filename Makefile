@@ -36,7 +36,7 @@ test: setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	BULKHEAD_TEST_PG_URL=$(PG_URL) $(VENV)/bin/pytest -n 2 -q
+	BULKHEAD_TEST_PG_URL=$(PG_URL) $(VENV)/bin/pytest -n 2 --maxschedchunk 2 -q --durations 15
 
 bench: setup
 	$(PY) bench/bundle_verify.py

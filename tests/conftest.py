@@ -25,3 +25,25 @@ def rauc_data() -> Path:
     if not RAUC_DATA.is_dir():
         pytest.skip(f"golden RAUC test data not found at {RAUC_DATA} (shared/testdata beside the repository)")
     return RAUC_DATA
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests first, each followed by one quick test, longest first (the whole-device QEMU test).
+
+    With `pytest -n 2 --maxschedchunk 2` xdist gives each worker its first two items, so the two longest
+    tests start at once on different workers instead of one after the other on the same one.
+    """
+    order = ("test_qemu_device", "test_reproducible")
+
+    def rank(item: pytest.Item) -> int:
+        name = item.path.stem
+        return order.index(name) if name in order else len(order)
+
+    slow = sorted((i for i in items if i.get_closest_marker("slow")), key=rank)
+    quick = [i for i in items if not i.get_closest_marker("slow")]
+    head: list[pytest.Item] = []
+    for n, item in enumerate(slow):
+        head.append(item)
+        if n < len(quick):
+            head.append(quick[n])
+    items[:] = head + quick[len(slow) :]
