@@ -7,6 +7,8 @@ import hashlib
 import json
 from pathlib import Path
 
+import pytest
+
 from bulkhead.agent.files import apply_files
 from bulkhead.agent.inventory import digest, parse_os_release
 from bulkhead.agent.outbox import Outbox
@@ -49,6 +51,36 @@ def test_outbox_survives_torn_line_and_keeps_order(tmp_path: Path) -> None:
     assert [(e["seq"], e["phase"]) for e in events] == [(1, "downloading"), (2, "installing")]
     box._drop_through(1)
     assert [e["seq"] for e in Outbox(tmp_path).pending()] == [2]
+
+
+def test_outbox_seq_has_no_gap_when_killed_between_append_and_seq_record(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.add("update", "downloading", 1, progress=10)
+    box.add("update", "downloading", 1, progress=70)
+    box.seq_path.write_text("1")  # the kill came after the event was on disk, before its seq was recorded
+    box = Outbox(tmp_path)  # the agent restarts
+    box.add("update", "downloading", 1, progress=80)
+    assert [e["seq"] for e in box.pending()] == [1, 2, 3]
+
+
+def test_outbox_seq_not_reused_after_acknowledged_events_are_dropped(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    for p in (10, 20, 30):
+        box.add("update", "downloading", 1, progress=p)
+    box.seq_path.write_text("2")  # the seq record of the last event never made it to disk
+    box._drop_through(3)  # the server acknowledged all three
+    assert box.pending() == []
+    box.add("update", "installing", 1)
+    assert [e["seq"] for e in box.pending()] == [4]  # 3 was taken: the server would drop a second 3 as a duplicate
+
+
+def test_outbox_finds_last_seq_beyond_the_tail_it_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("bulkhead.agent.outbox.TAIL_BYTES", 64)
+    box = Outbox(tmp_path)
+    box.add("update", "downloading", 1, note="x" * 200)  # one event longer than the tail
+    box.seq_path.unlink()
+    box.add("update", "installing", 1)
+    assert [e["seq"] for e in box.pending()] == [1, 2]
 
 
 def test_inventory_only_resent_when_changed(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ __all__ = ["Outbox"]
 
 BATCH = 200
 MAX_BUFFERED = 10_000  # oldest events are dropped beyond this (a device offline for months)
+TAIL_BYTES = 64 * 1024
 
 
 class Outbox:
@@ -30,17 +31,41 @@ class Outbox:
         self.inventory_path = directory / "inventory.json"
         self.sent_path = directory / "inventory.sent"
 
-    def _next_seq(self) -> int:
+    def _recorded_seq(self) -> int:
         try:
-            seq = int(self.seq_path.read_text()) + 1
+            return int(self.seq_path.read_text())
         except (FileNotFoundError, ValueError):
-            seq = 1
-        write_atomic(self.seq_path, str(seq).encode())
-        return seq
+            return 0
+
+    def _last_buffered_seq(self) -> int:
+        """The seq of the last complete event in `events.jsonl` (read from its tail), 0 if there is none."""
+        try:
+            with self.events_path.open("rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - TAIL_BYTES))
+                tail = f.read()
+        except FileNotFoundError:
+            return 0
+        lines = tail.splitlines()
+        if size > TAIL_BYTES:
+            lines = lines[1:]  # the first one is probably cut by the seek
+        for line in reversed(lines):
+            try:
+                return int(json.loads(line)["seq"])
+            except (ValueError, KeyError, TypeError):
+                continue  # a line cut by a power failure
+        return max((int(e["seq"]) for e in self.pending()), default=0) if size > TAIL_BYTES else 0
 
     def add(self, kind: str, phase: str | None = None, release_id: int | None = None, **details: Any) -> None:
+        """Append an event (fsync'd), then record its seq.
+
+        In that order a kill between the two steps cannot lose a number: the next seq is one past the larger
+        of the recorded one and the last buffered event's (a seq taken before its event was on disk would leave
+        a gap the server cannot tell from a lost report).
+        """
+        seq = max(self._recorded_seq(), self._last_buffered_seq()) + 1
         event = {
-            "seq": self._next_seq(),
+            "seq": seq,
             "kind": kind,
             "phase": phase,
             "release_id": release_id,
@@ -56,6 +81,7 @@ class Outbox:
             f.write(json.dumps(event) + "\n")
             f.flush()
             os.fsync(f.fileno())
+        write_atomic(self.seq_path, str(seq).encode())
 
     def pending(self) -> list[dict[str, Any]]:
         try:
@@ -109,5 +135,9 @@ class Outbox:
         return sent
 
     def _drop_through(self, seq: int) -> None:
-        remaining = [e for e in self.pending() if e["seq"] > seq]
+        pending = self.pending()
+        last = max((e["seq"] for e in pending), default=0)
+        if last > self._recorded_seq():  # killed between an append and its seq record: keep the number taken
+            write_atomic(self.seq_path, str(last).encode())
+        remaining = [e for e in pending if e["seq"] > seq]
         write_atomic(self.events_path, "".join(json.dumps(e) + "\n" for e in remaining).encode(), 0o644)
