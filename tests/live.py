@@ -62,11 +62,16 @@ def stop(proc: subprocess.Popen[bytes], grace: float) -> None:
 
 @contextmanager
 def live_server(
-    data: Path, env_extra: dict[str, str] | None = None, port: int | None = None, workers: int = 1
+    data: Path,
+    env_extra: dict[str, str] | None = None,
+    port: int | None = None,
+    workers: int = 1,
+    http_server: str = "granian",
 ) -> Iterator[LiveServer]:
     """Start `bulkhead server` on `data` (SQLite unless env_extra has BULKHEAD_DATABASE_URL) and stop it after."""
     env = {**os.environ, "BULKHEAD_ADMIN_TOKEN": "", "BULKHEAD_MAX_UPLOAD_BYTES": str(1024 * 1024 * 1024)}
     env.pop("BULKHEAD_DATABASE_URL", None)
+    env["BULKHEAD_HTTP_SERVER"] = http_server
     env.update(env_extra or {})
     port = port or free_port()
     data.mkdir(parents=True, exist_ok=True)

@@ -46,6 +46,14 @@ def test_unreachable_server_is_user_error() -> None:
     assert res.returncode == 2 and "cannot reach the server" in res.stderr
 
 
+def test_server_options_are_checked_before_anything_starts(tmp_path: Path) -> None:
+    res = run("server", "--data-dir", str(tmp_path / "d"), "--http-server", "nginx")
+    assert res.returncode == 2 and "--http-server must be granian or uvicorn" in res.stderr
+    res = run("server", "--data-dir", str(tmp_path / "d"), "--log-level", "loud")
+    assert res.returncode == 2 and "--log-level" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "d").exists()  # refused before the data directory is made
+
+
 def test_create_then_verify(tmp_path: Path) -> None:
     ca = RAUC_DATA / "openssl-ca"
     c = tmp_path / "content"

@@ -1,4 +1,8 @@
-"""A real server over a socket, once on SQLite and once on PostgreSQL."""
+"""A real server over a socket, once on SQLite and once on PostgreSQL.
+
+The SQLite run uses uvicorn and the PostgreSQL run granian (the default), so every API test runs on both HTTP
+servers the CLI offers; the end-to-end tests run the default, granian on SQLite.
+"""
 
 from __future__ import annotations
 
@@ -26,11 +30,12 @@ def _pg_url() -> str:
     return url.rsplit("/", 1)[0] + "/" + name
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session", params=["sqlite-uvicorn", "postgresql-granian"])
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    data = tmp_path_factory.mktemp(f"server-{request.param}")
+    database, http_server = request.param.split("-")
+    data = tmp_path_factory.mktemp(f"server-{database}")
     env = {"BULKHEAD_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024), "BULKHEAD_DDI_CERT_HEADER": "X-Client-Cn"}
-    if request.param == "postgresql":
+    if database == "postgresql":
         env["BULKHEAD_DATABASE_URL"] = _pg_url()
-    with live_server(data, env) as srv:
+    with live_server(data, env, http_server=http_server) as srv:
         yield srv

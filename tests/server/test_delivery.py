@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,3 +148,23 @@ def test_signed_url_and_byte_counting(server: LiveServer, fleet: dict[str, Any])
                 break
             time.sleep(0.5)
     assert served >= 100
+
+
+def test_open_artifact_is_dropped_once_deleted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bulkhead.server.delivery import app as delivery
+
+    f = tmp_path / ("ab" * 32)
+    f.write_bytes(b"v1")
+    art = delivery.Artifact("ab" * 32, 2, str(f))
+    dapp = delivery.DeliveryApp.__new__(delivery.DeliveryApp)  # only its descriptor cache is used here
+    dapp._files = {}
+    first = dapp._open(art)
+    assert dapp._open(art) is first and first.etag == f'"{"ab" * 32}"'
+    f.unlink()
+    monkeypatch.setattr(delivery, "_RECHECK", 0.0)  # the link count is looked at again on the next request
+    with pytest.raises(FileNotFoundError):
+        dapp._open(art)
+    assert dapp._files == {}
+    f.write_bytes(b"v1")  # uploaded again: a new file, opened afresh
+    again = dapp._open(art)
+    assert again is not first and os.pread(again.fd, 2, 0) == b"v1" and os.fstat(again.fd).st_nlink == 1

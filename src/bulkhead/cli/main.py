@@ -56,16 +56,23 @@ def server(
     port: int = typer.Option(8080, help="Port to listen on"),
     data_dir: Path = typer.Option(Path("bulkhead-data"), envvar="BULKHEAD_DATA_DIR", help="Data directory"),
     workers: int = typer.Option(1, min=1, help="Worker processes (PostgreSQL recommended above 1)"),
-    log_level: str = typer.Option("info"),
+    log_level: str = typer.Option("info", help="critical, error, warning, info or debug"),
+    http_server: str = typer.Option(
+        "granian",
+        envvar="BULKHEAD_HTTP_SERVER",
+        help="granian (Rust HTTP, about 1.5x uvicorn's request rate on artifact ranges) or uvicorn",
+    ),
 ) -> None:
     """Run the server (SQLite in DATA_DIR unless BULKHEAD_DATABASE_URL is set)."""
-    import uvicorn
-
-    from bulkhead.server.app import create_app, system_token
+    from bulkhead.server.app import system_token
     from bulkhead.server.db import migrate
     from bulkhead.server.errors import SettingsError
     from bulkhead.server.settings import load_settings
 
+    if http_server not in ("granian", "uvicorn"):
+        raise CliError(f"--http-server must be granian or uvicorn, not {http_server!r}")
+    if log_level not in ("critical", "error", "warning", "info", "debug"):
+        raise CliError(f"--log-level must be critical, error, warning, info or debug, not {log_level!r}")
     try:
         settings = load_settings(data_dir=data_dir)
         token_file = settings.data_dir / "admin.token"
@@ -74,22 +81,32 @@ def server(
             f"bulkhead server on http://{host}:{port}  data: {settings.data_dir.resolve()}  "
             f"admin token: {token_file if token_file.exists() else 'BULKHEAD_ADMIN_TOKEN'}"
         )
-        if workers == 1:
-            uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level, access_log=False)
-        else:
-            migrate(settings.db_url)
-            os.environ["BULKHEAD_DATA_DIR"] = str(settings.data_dir)
-            uvicorn.run(
-                "bulkhead.server.app:factory",
-                factory=True,
-                host=host,
-                port=port,
-                workers=workers,
-                log_level=log_level,
-                access_log=False,
-            )
+        migrate(settings.db_url)  # here, so that a database problem is one clear error, not one per worker
+        os.environ["BULKHEAD_DATA_DIR"] = str(settings.data_dir)
     except SettingsError as exc:
         raise CliError(exc.message) from exc
+    target = "bulkhead.server.app:factory"
+    if http_server == "uvicorn":
+        import uvicorn
+
+        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, log_level=log_level, access_log=False)
+        return
+    from granian import Granian
+    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.log import LogLevels
+
+    Granian(
+        target,
+        factory=True,
+        address=host,
+        port=port,
+        workers=workers,
+        interface=Interfaces.ASGI,
+        loop=Loops.uvloop,
+        http=HTTPModes.http1,
+        websockets=False,
+        log_level=LogLevels(log_level),
+    ).serve()
 
 
 def run() -> None:
