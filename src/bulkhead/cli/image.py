@@ -37,6 +37,8 @@ def build(
     source_date_epoch: int = typer.Option(1700000000, envvar="SOURCE_DATE_EPOCH", help="Time of every file in the image"),
     customize: list[str] = typer.Option([], help='Shell command run on the rootfs as "$1" (repeatable)'),
     cache: Path | None = typer.Option(None, help="Keep base rootfs tarballs here, reused for the same inputs"),
+    bundle: bool = typer.Option(True, "--bundle/--no-bundle", help="Make the signed RAUC bundle"),
+    disk: bool = typer.Option(True, "--disk/--no-disk", help="Make the GPT disk image"),
     json: bool = JsonOpt,
 ) -> None:
     """Build the reference image: reproducible ext4 rootfs, verity bundle with block-hash-index, disk image, SBOMs."""
@@ -56,6 +58,8 @@ def build(
         bootstrap_token=bootstrap_token,
         customize=tuple(customize),
         cache=cache,
+        make_bundle=bundle,
+        make_disk=disk,
     )
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=output.err_console) as bar:
         task = bar.add_task("starting", total=None)
@@ -63,8 +67,8 @@ def build(
     show(
         {
             "rootfs": str(result.rootfs),
-            "bundle": str(result.bundle),
-            "disk": str(result.disk),
+            "bundle": str(result.bundle) if result.bundle else None,
+            "disk": str(result.disk) if result.disk else None,
             "spdx": str(result.spdx),
             "cyclonedx": str(result.cyclonedx),
             "manifest": str(result.manifest),

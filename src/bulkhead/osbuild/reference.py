@@ -9,6 +9,7 @@ EFI system partition with GRUB, the disk image, the SBOMs and the build manifest
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
@@ -72,6 +73,8 @@ class BuildSpec:
     bootstrap_token: str = ""
     customize: tuple[str, ...] = ()  # shell commands run with "$1" = the rootfs directory
     cache: Path | None = None  # where base rootfs tarballs are kept by their inputs
+    make_bundle: bool = True  # False: no signed bundle (e.g. a disk image only for the factory)
+    make_disk: bool = True  # False: no GPT disk image (e.g. a release that only goes out over the air)
     layout: L.Layout = field(default_factory=L.Layout)
 
     def base_inputs(self) -> dict[str, Any]:
@@ -88,8 +91,8 @@ class BuildSpec:
 @dataclass(frozen=True)
 class BuildResult:
     rootfs: Path
-    bundle: Path
-    disk: Path
+    bundle: Path | None  # None when the spec asked for no bundle
+    disk: Path | None  # None when the spec asked for no disk image
     spdx: Path
     cyclonedx: Path
     manifest: Path
@@ -135,15 +138,30 @@ def _sources(spec: BuildSpec) -> list[str]:
 
 
 def _base(spec: BuildSpec, work: Path, progress: Progress) -> Path:
-    """The Debian rootfs as a tarball from mmdebstrap; reused from the cache when its inputs are the same."""
+    """The Debian rootfs as a tarball from mmdebstrap; reused from the cache when its inputs are the same.
+
+    Builds sharing a cache take a lock per base: the second one waits for the first one's mmdebstrap and
+    reuses its tarball instead of running its own into the same file.
+    """
     key = hashlib.sha256(json.dumps(spec.base_inputs(), sort_keys=True).encode()).hexdigest()[:24]
-    if spec.cache is not None:
-        cached = spec.cache / f"base-{key}.tar"
+    if spec.cache is None:
+        return _mmdebstrap(spec, work, work / "base.tar", progress)
+    spec.cache.mkdir(parents=True, exist_ok=True)
+    cached = spec.cache / f"base-{key}.tar"
+    with (spec.cache / f"base-{key}.lock").open("w") as lock:
+        if not cached.exists():
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                progress(f"base rootfs: waiting for another build making {cached.name}")
+                fcntl.flock(lock, fcntl.LOCK_EX)
         if cached.exists():
             progress(f"base rootfs: cached {cached.name}")
             return cached
-    target = (spec.cache / f"base-{key}.tar") if spec.cache is not None else work / "base.tar"
-    target.parent.mkdir(parents=True, exist_ok=True)
+        return _mmdebstrap(spec, work, cached, progress)
+
+
+def _mmdebstrap(spec: BuildSpec, work: Path, target: Path, progress: Progress) -> Path:
     progress(f"base rootfs: mmdebstrap {' '.join(spec.suites)} ({len(spec.base_inputs()['packages'])} packages)")
     partial = target.with_suffix(".partial.tar")
     _run(
@@ -365,13 +383,16 @@ def build_image(spec: BuildSpec, progress: Progress = lambda _m: None, keep_work
         _rootfs_image(spec, root, work / "rootfs.ext4")
         os.replace(work / "rootfs.ext4", rootfs)
         shutil.rmtree(root)
-        progress("bundle: signed verity bundle with a block-hash-index")
-        bundle = out / f"{spec.compatible}-{spec.version}.raucb"
-        _bundle(spec, rootfs, bundle, work)
-        progress("disk: EFI system partition with GRUB, GPT disk image")
-        esp = _esp(spec, work)
-        disk = out / "disk.img"
-        _disk(spec, esp, rootfs, work, disk)
+        bundle = disk = None
+        if spec.make_bundle:
+            progress("bundle: signed verity bundle with a block-hash-index")
+            bundle = out / f"{spec.compatible}-{spec.version}.raucb"
+            _bundle(spec, rootfs, bundle, work)
+        if spec.make_disk:
+            progress("disk: EFI system partition with GRUB, GPT disk image")
+            esp = _esp(spec, work)
+            disk = out / "disk.img"
+            _disk(spec, esp, rootfs, work, disk)
         progress("SBOM and build manifest")
         when = dt.datetime.fromtimestamp(spec.source_date_epoch, dt.UTC)
         name = f"bulkhead-{spec.compatible}"
@@ -392,7 +413,9 @@ def build_image(spec: BuildSpec, progress: Progress = lambda _m: None, keep_work
             },
             "packages": {p.name: p.version for p in packages},
             "outputs": {
-                p.name: {"size": p.stat().st_size, "sha256": _sha256(p)} for p in (rootfs, bundle, disk, spdx_path, cdx_path)
+                p.name: {"size": p.stat().st_size, "sha256": _sha256(p)}
+                for p in (rootfs, bundle, disk, spdx_path, cdx_path)
+                if p is not None
             },
             "built_at": started.isoformat(),
             "seconds": round(seconds, 1),
