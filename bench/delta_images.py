@@ -55,6 +55,7 @@ def image(pair: Pair, which: str) -> Path:
     spec = BuildSpec(
         version=version, out=out, cert=pki.cert, key=pki.key, compatible="bench-delta",
         suites=inputs["suites"], packages=inputs.get("packages", ()), cache=CACHE / "delta" / "base",
+        make_disk=False,  # the benchmark compares images and bundles
     )  # fmt: skip
     print(f"building {pair.name}/{which} ({pair.what}) with mmdebstrap ...", file=sys.stderr, flush=True)
     build_image(spec, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
