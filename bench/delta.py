@@ -216,7 +216,10 @@ def run_pair(pair: Pair, with_rauc: bool = False) -> tuple[list[Row], str]:
         rows.append(Row("Bulkhead delta", bh.stat().st_size, g, a_s, a_m))
         info = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in stats.items() if k.endswith("blocks"))
         if with_rauc:
-            t_full, t_delta, plain_size = rauc_installs(work, old, new, bh)
+            try:
+                t_full, t_delta, plain_size = rauc_installs(work, old, new, bh)
+            except Exception as exc:  # the other rows still stand; say why these are missing
+                return rows, info + f"; RAUC installs failed: {exc}"[:600]
             rows.append(Row("RAUC 1.8 install: full bundle (plain)", plain_size, None, t_full, None, "real RAUC service"))
             rows.append(Row("RAUC 1.8 install: Bulkhead delta bundle", bh.stat().st_size, None, t_delta, None, "install hook"))
             info += f"; RAUC installs: delta {t_delta:.1f} s = {t_delta / t_full:.2f}x the full bundle's {t_full:.1f} s"
