@@ -109,7 +109,9 @@ def main() -> None:
                 "" if r.apply_mib is None else f"{r.apply_mib:.0f}",
             ])  # fmt: skip
         notes.append(f"- {pair.name}: {pair.what}; {info}")
-    write_result("delta", "Delta updates: bytes to download, generation and apply cost", rows_out, "\n".join(notes))
+    chosen = args.pairs.split(",")
+    name = "delta" if set(chosen) >= {p.name for p in PAIRS} else "delta-" + "-".join(chosen)  # a subset: its own file
+    write_result(name, "Delta updates: bytes to download, generation and apply cost", rows_out, "\n".join(notes))
 
 
 def rauc_installs(work: Path, old: Path, new: Path, patch: Path) -> tuple[float, float, int]:
