@@ -41,13 +41,13 @@ class Artifact:
     path: str
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _OpenFile:
     fd: int
     etag: str
     last_modified: str
     base: list[tuple[bytes, bytes]]  # accept-ranges, etag, last-modified, cache-control
-    checked: list[float]  # when the link count was last seen non-zero
+    checked: float  # when the link count was last seen non-zero
 
 
 class DeliveryApp:
@@ -163,10 +163,10 @@ class DeliveryApp:
         hit = self._files.get(art.path)
         if hit is not None:
             now = time.monotonic()
-            if now < hit.checked[0] + _RECHECK:
+            if now < hit.checked + _RECHECK:
                 return hit
             if os.fstat(hit.fd).st_nlink:
-                hit.checked[0] = now
+                hit.checked = now
                 return hit
             self.forget_file(art.path)  # deleted (and perhaps uploaded again) since it was opened
         fd = os.open(art.path, os.O_RDONLY)
@@ -178,7 +178,7 @@ class DeliveryApp:
             (b"last-modified", last_modified.encode()),
             (b"cache-control", b"private, max-age=0"),
         ]
-        hit = _OpenFile(fd, etag, last_modified, base, [time.monotonic()])
+        hit = _OpenFile(fd, etag, last_modified, base, time.monotonic())
         if len(self._files) >= 256:
             os.close(self._files.pop(next(iter(self._files))).fd)
         self._files[art.path] = hit
