@@ -66,7 +66,9 @@ def test_a_modified_source_is_refused_before_writing(tmp_path: Path) -> None:
     src, _tgt, patch = _pair(tmp_path)
     with src.open("r+b") as f:
         f.seek(BLOCK * 40)
-        f.write(b"\xff")
+        byte = f.read(1)
+        f.seek(BLOCK * 40)
+        f.write(bytes([byte[0] ^ 0xFF]))  # a changed byte, whatever the random source held
     out = tmp_path / "out"
     out.write_bytes(b"untouched")
     with pytest.raises(PatchError, match="not the image this patch was made from"):

@@ -2,11 +2,16 @@
 
 1. Every 4 KiB source block is indexed by its hash; a target block found there is a COPY (runs merge).
    Filesystem images keep file contents block-aligned, so moved files cost nothing.
-2. The other target blocks are compared with source data at byte offsets found by voting: the source
-   blocks no target block reused (the old versions of changed files) are indexed at content-defined
-   anchors (8-byte words whose hash falls in 1/8 of the space); each anchor a target block shares votes
-   for one alignment; the best alignment (3 votes or more) wins when the difference has clearly more
-   zero bytes than the block itself (DIFF), else the block is RAW, or STORE when it does not compress.
+2. The other target blocks are compared with source data at a few candidate byte offsets:
+   - voted: the source blocks no target block reused (the old versions of changed files) are indexed at
+     content-defined anchors (8-byte words whose hash falls in 1/8 of the space); each anchor a target
+     block shares votes for one alignment; the best alignment (2 votes or more) is a candidate;
+   - neighbours: files are contiguous, so the alignment of the previous target block (a COPY or a DIFF)
+     continued by one block, and the next block's (voted or COPY) stepped back by one, are candidates too.
+     They find the changed tails and relocation tables of rebuilt binaries, where every 8-byte word
+     changed (no anchor matches) but target minus source is still a few repeating byte patterns.
+   The candidate whose difference deflates smallest wins when it is clearly smaller than the block
+   deflated (DIFF), else the block is RAW, or STORE when it does not compress.
 3. The differences and literal blocks go into one xz stream (LZMA2, 64 MiB dictionary: a device needs
    about that much memory to apply it), incompressible blocks into a stored one, the operations into a third.
 
@@ -19,10 +24,13 @@ from __future__ import annotations
 import hashlib
 import lzma
 import os
+import queue
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -32,7 +40,9 @@ from .patch import BLOCK, OP_COPY, OP_DIFF, OP_END, OP_RAW, OP_STORE, OP_ZERO, H
 __all__ = ["DeltaStats", "make_patch"]
 
 ANCHOR_BITS = 3  # one position in 8 is a sample point
-MIN_VOTES = 3  # shared sample points a source alignment needs before a block is diffed against it
+MIN_VOTES = 2  # shared sample points a voted source alignment needs to be a candidate
+DIFF_GAIN = 0.8  # a difference must deflate to at most this share of the block's own deflated size
+STORE_RATIO = 0.97  # a block that deflates to more than this share of itself is stored as is
 BATCH = 256  # target blocks aligned per vectorized step
 # preset 9 with a 64 MiB dictionary: "extreme" gains ~1.5% on this data for 1.8x the time
 XZ_FILTERS = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": 64 << 20}]
@@ -179,6 +189,79 @@ def _runs(blocks: list[int]) -> list[tuple[int, int]]:
     return runs
 
 
+class _XzWriter:
+    """The data stream, compressed on a thread of its own (lzma releases the GIL): xz, the slowest step,
+    runs beside the block matching instead of after each block. A context manager: on leaving without an
+    error it finishes the stream; on an error it stops the thread and the caller discards the file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+        self.pending = bytearray()
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="delta-xz", daemon=True)
+
+    def __enter__(self) -> _XzWriter:
+        self.thread.start()
+        return self
+
+    def _run(self) -> None:
+        comp = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=XZ_FILTERS)
+        try:
+            with self.path.open("wb") as f:
+                while (chunk := self.queue.get()) is not None:
+                    f.write(comp.compress(chunk))
+                f.write(comp.flush())
+        except BaseException as exc:  # handed to the caller in __exit__
+            self.error = exc
+            while self.queue.get() is not None:  # let the producer finish instead of blocking on a full queue
+                pass
+
+    def write(self, data: bytes) -> None:
+        self.pending += data
+        if len(self.pending) >= 1 << 20:
+            self.queue.put(bytes(self.pending))
+            self.pending.clear()
+
+    def __exit__(self, exc_type: object, *_rest: object) -> None:
+        if exc_type is None and self.pending:
+            self.queue.put(bytes(self.pending))
+        self.queue.put(None)
+        self.thread.join()
+        if exc_type is None and self.error is not None:
+            raise DeltaError(f"cannot write the patch's data stream: {self.error}", "check the output directory")
+
+
+def _copy_offset(plan: list[int | None], n: int) -> int | None:
+    """The source offset target block `n` is copied from, if it is a COPY."""
+    at = plan[n] if n < len(plan) else None
+    return None if at is None else at * BLOCK
+
+
+def _candidates(voted: int | None, before: int | None, after: int | None, source_size: int) -> list[int]:
+    """Source offsets to try for one target block: the voted alignment, the previous block's continued,
+    the next block's stepped back; each once, only where a whole block of source is there."""
+    out: list[int] = []
+    for off in (voted, None if before is None else before + BLOCK, None if after is None else after - BLOCK):
+        if off is not None and 0 <= off <= source_size - BLOCK and off not in out:
+            out.append(off)
+    return out
+
+
+def _encode(block: bytes, cands: list[int], source: BinaryIO) -> tuple[int, bytes, int]:
+    """(op, bytes for its stream, source offset) for one target block: the candidate difference that
+    deflates smallest when it clearly beats the block itself, else the block (RAW or STORE)."""
+    own = len(zlib.compress(block, 1))
+    best, out = own * DIFF_GAIN, (OP_STORE if own > BLOCK * STORE_RATIO else OP_RAW, block, 0)
+    for off in cands:
+        source.seek(off)
+        diff = sub_blocks(block, source.read(BLOCK))
+        size = len(zlib.compress(diff, 1))
+        if size < best:
+            best, out = size, (OP_DIFF, diff, off)
+    return out
+
+
 def make_patch(source: Path, target: Path, out: Path, progress: Progress = lambda _m: None) -> DeltaStats:
     """Write the patch turning `source` into `target` to `out` (atomically); return what it holds."""
     for p in (source, target):
@@ -211,44 +294,49 @@ def make_patch(source: Path, target: Path, out: Path, progress: Progress = lambd
 
     progress("encoding the changed blocks")
     ops = _Ops()
-    comp = lzma.LZMACompressor(format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, filters=XZ_FILTERS)
     tmp = out.with_name(out.name + ".partial")
     data_tmp = out.with_name(out.name + ".data.partial")
     stored_tmp = out.with_name(out.name + ".stored.partial")
     counts = {OP_COPY: 0, OP_ZERO: 0, OP_DIFF: 0, OP_RAW: 0, OP_STORE: 0}
     try:
-        with source.open("rb") as sf, target.open("rb") as tf, data_tmp.open("wb") as df, stored_tmp.open("wb") as xf:
+        with (
+            source.open("rb") as sf,
+            target.open("rb") as tf,
+            _XzWriter(data_tmp) as df,
+            stored_tmp.open("wb") as xf,
+        ):
             pending: list[int] = []  # target blocks waiting for alignment (batched)
+            last_block, last_at = -2, None  # the previous target block and the source offset it came from
 
             def drain() -> None:
+                nonlocal last_block, last_at
                 runs = _runs(pending)
                 for run_start, run_len in runs:
                     tf.seek(run_start * BLOCK)
                     data = tf.read(run_len * BLOCK)
                     data += bytes(run_len * BLOCK - len(data))
                     offsets = index.align(data, run_len, source_size)
-                    for k, off in enumerate(offsets):
+                    for k in range(run_len):
+                        n = run_start + k
                         block = data[k * BLOCK : (k + 1) * BLOCK]
-                        chosen, op = block, OP_RAW
-                        if off is not None:
-                            sf.seek(off)
-                            diff = sub_blocks(block, sf.read(BLOCK))
-                            if diff.count(0) > block.count(0) + BLOCK // 8:
-                                chosen, op = diff, OP_DIFF
-                        if op == OP_RAW and len(zlib.compress(block, 1)) > BLOCK * 0.97:
-                            op = OP_STORE  # already compressed (kernel, initramfs, .gz): xz would only spend time
-                        ops.add(op, off if op == OP_DIFF and off is not None else 0)
+                        after = offsets[k + 1] if k + 1 < run_len else _copy_offset(plan, n + 1)
+                        before = last_at if last_block == n - 1 else None
+                        cands = _candidates(offsets[k], before, after, source_size)
+                        op, chosen, off = _encode(block, cands, sf)
+                        last_block, last_at = n, (off if op == OP_DIFF else None)
+                        ops.add(op, off)
                         counts[op] += 1
                         if op == OP_STORE:
                             xf.write(chosen)
                         else:
-                            df.write(comp.compress(chosen))
+                            df.write(chosen)
                 pending.clear()
 
             for n, (h, at) in enumerate(zip(tgt_hashes, plan, strict=True)):
                 if at is not None or h == zero_hash:
                     drain()
                     if at is not None:
+                        last_block, last_at = n, at * BLOCK
                         ops.add(OP_COPY, at)
                         counts[OP_COPY] += 1
                     else:
@@ -259,7 +347,6 @@ def make_patch(source: Path, target: Path, out: Path, progress: Progress = lambd
                 if len(pending) >= BATCH:
                     drain()
             drain()
-            df.write(comp.flush())
         ops_xz = lzma.compress(ops.finish(), format=lzma.FORMAT_XZ, preset=9)
         head = Header(
             source_size=source_size, source_sha256=sha256_prefix(str(source), source_size), target_size=target_size,
