@@ -13,11 +13,11 @@ from bulkhead.delta.patch import BLOCK, apply_patch
 
 def test_candidates_are_distinct_and_inside_the_source() -> None:
     size = BLOCK * 10
-    assert _candidates(None, None, None, size) == []
+    assert _candidates([], None, None, size) == []
     # voted first, then the previous block's alignment continued, then the next one's stepped back
-    assert _candidates(100, 3 * BLOCK, 9 * BLOCK, size) == [100, 4 * BLOCK, 8 * BLOCK]
-    assert _candidates(4 * BLOCK, 3 * BLOCK, 5 * BLOCK, size) == [4 * BLOCK]  # one offset, tried once
-    assert _candidates(None, 9 * BLOCK, 0, size) == []  # past the end, before the start
+    assert _candidates([100, 7], 3 * BLOCK, 9 * BLOCK, size) == [100, 7, 4 * BLOCK, 8 * BLOCK]
+    assert _candidates([4 * BLOCK], 3 * BLOCK, 5 * BLOCK, size) == [4 * BLOCK]  # one offset, tried once
+    assert _candidates([], 9 * BLOCK, 0, size) == []  # past the end, before the start
 
 
 def _table(rng: random.Random, count: int, shift: int) -> bytes:

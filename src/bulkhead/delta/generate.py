@@ -5,7 +5,7 @@
 2. The other target blocks are compared with source data at a few candidate byte offsets:
    - voted: the source blocks no target block reused (the old versions of changed files) are indexed at
      content-defined anchors (8-byte words whose hash falls in 1/8 of the space); each anchor a target
-     block shares votes for one alignment; the best alignment (2 votes or more) is a candidate;
+     block shares votes for one alignment; the four best alignments (2 votes or more) are candidates;
    - neighbours: files are contiguous, so the alignment of the previous target block (a COPY or a DIFF)
      continued by one block, and the next block's (voted or COPY) stepped back by one, are candidates too.
      They find the changed tails and relocation tables of rebuilt binaries, where every 8-byte word
@@ -41,6 +41,7 @@ __all__ = ["DeltaStats", "make_patch"]
 
 ANCHOR_BITS = 3  # one position in 8 is a sample point
 MIN_VOTES = 2  # shared sample points a voted source alignment needs to be a candidate
+VOTED = 4  # voted alignments tried per block (a block can hold pieces of several old places)
 DIFF_GAIN = 0.8  # a difference must deflate to at most this share of the block's own deflated size
 STORE_RATIO = 0.97  # a block that deflates to more than this share of itself is stored as is
 BATCH = 256  # target blocks aligned per vectorized step
@@ -149,9 +150,10 @@ class _SourceIndex:
         order = np.argsort(key, kind="stable")
         self.keys, self.offs = key[order], off[order]
 
-    def align(self, blocks: bytes, count: int, source_size: int) -> list[int | None]:
-        """For each of `count` consecutive target blocks in `blocks`, the best source offset (or None)."""
-        out: list[int | None] = [None] * count
+    def align(self, blocks: bytes, count: int, source_size: int) -> list[list[int]]:
+        """For each of `count` consecutive target blocks in `blocks`, the source offsets with the most
+        votes (at most VOTED, most votes first)."""
+        out: list[list[int]] = [[] for _ in range(count)]
         if not len(self.keys):
             return out
         k, pos = _anchors(blocks)
@@ -171,11 +173,10 @@ class _SourceIndex:
         uniq, counts = np.unique(pairs, axis=0, return_counts=True)
         order = np.lexsort((-counts, uniq[:, 0]))  # per block, the most voted alignment first
         uniq, counts = uniq[order], counts[order]
-        first = np.ones(len(uniq), dtype=bool)
-        first[1:] = uniq[1:, 0] != uniq[:-1, 0]
-        for (b, off), n in zip(uniq[first].tolist(), counts[first].tolist(), strict=True):
-            if n >= MIN_VOTES:
-                out[b] = off
+        keep = counts >= MIN_VOTES
+        for b, off in uniq[keep].tolist():
+            if len(out[b]) < VOTED:
+                out[b].append(off)
         return out
 
 
@@ -238,11 +239,11 @@ def _copy_offset(plan: list[int | None], n: int) -> int | None:
     return None if at is None else at * BLOCK
 
 
-def _candidates(voted: int | None, before: int | None, after: int | None, source_size: int) -> list[int]:
-    """Source offsets to try for one target block: the voted alignment, the previous block's continued,
+def _candidates(voted: list[int], before: int | None, after: int | None, source_size: int) -> list[int]:
+    """Source offsets to try for one target block: the voted alignments, the previous block's continued,
     the next block's stepped back; each once, only where a whole block of source is there."""
     out: list[int] = []
-    for off in (voted, None if before is None else before + BLOCK, None if after is None else after - BLOCK):
+    for off in (*voted, None if before is None else before + BLOCK, None if after is None else after - BLOCK):
         if off is not None and 0 <= off <= source_size - BLOCK and off not in out:
             out.append(off)
     return out
@@ -319,7 +320,7 @@ def make_patch(source: Path, target: Path, out: Path, progress: Progress = lambd
                     for k in range(run_len):
                         n = run_start + k
                         block = data[k * BLOCK : (k + 1) * BLOCK]
-                        after = offsets[k + 1] if k + 1 < run_len else _copy_offset(plan, n + 1)
+                        after = next(iter(offsets[k + 1]), None) if k + 1 < run_len else _copy_offset(plan, n + 1)
                         before = last_at if last_block == n - 1 else None
                         cands = _candidates(offsets[k], before, after, source_size)
                         op, chosen, off = _encode(block, cands, sf)
