@@ -7,6 +7,9 @@ import random
 import struct
 from pathlib import Path
 
+import pytest
+
+from bulkhead.delta.errors import DeltaError
 from bulkhead.delta.generate import _candidates, make_patch
 from bulkhead.delta.patch import BLOCK, apply_patch
 
@@ -40,3 +43,12 @@ def test_a_table_whose_every_word_changed_is_diffed_against_its_file_neighbour(t
     assert out.read_bytes() == tgt.read_bytes()
     # the 8 new random blocks are stored as they are; the changed table costs next to nothing
     assert stats.stored_blocks == 8 and patch.stat().st_size < 8 * BLOCK + 1500
+
+
+def test_an_unwritable_output_is_a_clear_error_and_leaves_nothing(tmp_path: Path) -> None:
+    src, tgt = tmp_path / "src", tmp_path / "tgt"
+    src.write_bytes(os.urandom(BLOCK * 4))
+    tgt.write_bytes(os.urandom(BLOCK * 4))
+    with pytest.raises(DeltaError, match="cannot write the patch"):
+        make_patch(src, tgt, tmp_path / "missing" / "p.bhdelta")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src", "tgt"]

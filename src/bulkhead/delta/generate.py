@@ -365,6 +365,10 @@ def make_patch(source: Path, target: Path, out: Path, progress: Progress = lambd
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out)
+    except OSError as exc:  # an output directory that is missing or full, a read error
+        raise DeltaError(
+            f"cannot write the patch {out}: {exc.strerror or exc}", "check the output path and its free space"
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
         data_tmp.unlink(missing_ok=True)
