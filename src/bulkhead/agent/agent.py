@@ -162,13 +162,14 @@ class Agent:
 
     def _containers_running(self) -> str | None:
         doc = self._cached() or {}
-        if self.cfg.health.check_apps:
-            self.converge_apps(doc.get("desired", {}).get("apps") or [], report=False)
+        apps = doc.get("desired", {}).get("apps") or []
         wanted = set(self.cfg.health.required_containers)
         if self.cfg.health.check_apps:
-            wanted |= {a.name for a in plan_apps(self.podman.owner, doc.get("desired", {}).get("apps") or [], [])}
+            wanted |= {a.name for a in plan_apps(self.podman.owner, apps, [])}
         if not wanted or not self.cfg.podman.enabled:
-            return None
+            return None  # a device that runs no containers is not rolled back for what Podman says
+        if self.cfg.health.check_apps and apps:
+            self.converge_apps(apps, report=False)
         states = self.podman.states()
         down = sorted(n for n in wanted if states.get(n) != "running")
         return f"not running: {', '.join(down)}" if down else None
