@@ -219,7 +219,12 @@ class _XzWriter:
             while self.queue.get() is not None:  # let the producer finish instead of blocking on a full queue
                 pass
 
+    def _check(self) -> None:
+        if self.error is not None:
+            raise DeltaError(f"cannot write the patch's data stream: {self.error}", "check the output directory")
+
     def write(self, data: bytes) -> None:
+        self._check()  # a full disk stops the matching now, not after minutes of work that goes nowhere
         self.pending += data
         if len(self.pending) >= 1 << 20:
             self.queue.put(bytes(self.pending))
@@ -230,8 +235,8 @@ class _XzWriter:
             self.queue.put(bytes(self.pending))
         self.queue.put(None)
         self.thread.join()
-        if exc_type is None and self.error is not None:
-            raise DeltaError(f"cannot write the patch's data stream: {self.error}", "check the output directory")
+        if exc_type is None:
+            self._check()
 
 
 def _copy_offset(plan: list[int | None], n: int) -> int | None:
