@@ -62,6 +62,14 @@ class ParsedCms:
             raise SignatureError(f"unsupported digest algorithm {self.digest_name}") from exc
 
     def signer_cert(self) -> x509.Certificate:
+        try:
+            return self._find_signer_cert()
+        except SignatureError:
+            raise
+        except (ValueError, KeyError, TypeError) as exc:  # asn1crypto parses the identifier lazily, here
+            raise SignatureError(f"the signature's signer identifier is malformed: {exc}") from exc
+
+    def _find_signer_cert(self) -> x509.Certificate:
         sid = self.signer_info["sid"]
         for cert in self.certificates:
             if sid.name == "issuer_and_serial_number":
