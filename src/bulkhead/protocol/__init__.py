@@ -1,0 +1,42 @@
+"""What the agent, the server and the hawkBit DDI layer share: statuses, one transition table, wire constants.
+
+Standard library only: the agent imports it on devices.
+"""
+
+from .statuses import (
+    ACTION_TRANSITIONS,
+    AGENT_PHASE_ACTION,
+    APP_PHASE_ACTION,
+    FAILED,
+    OPEN,
+    ROLLOUT_TRANSITIONS,
+    TERMINAL,
+    ActionStatus,
+    DdiExecution,
+    DdiResult,
+    EventKind,
+    RolloutStatus,
+    UpdatePhase,
+    action_may,
+    ddi_action_status,
+    rollout_may,
+)
+
+__all__ = [
+    "ACTION_TRANSITIONS",
+    "AGENT_PHASE_ACTION",
+    "APP_PHASE_ACTION",
+    "FAILED",
+    "OPEN",
+    "ROLLOUT_TRANSITIONS",
+    "TERMINAL",
+    "ActionStatus",
+    "DdiExecution",
+    "DdiResult",
+    "EventKind",
+    "RolloutStatus",
+    "UpdatePhase",
+    "action_may",
+    "ddi_action_status",
+    "rollout_may",
+]
