@@ -49,8 +49,8 @@ def request(directory: Path, device: str, **req: Any) -> None:
 
 class Lab:
     def __init__(self, directory: Path, specs: list[DeviceSpec], parent: int | None = None) -> None:
-        self.dir, self.parent = directory, parent
-        self.devices = {s.name: LabDevice(directory / "devices" / s.name, s) for s in specs}
+        self.dir, self.parent = directory.absolute(), parent
+        self.devices = {s.name: LabDevice(self.dir / "devices" / s.name, s) for s in specs}
         self._cuts: dict[str, tuple[str | None, float, float | None]] = {}  # name -> (phase, after, armed_at)
         self._stop = False
 
