@@ -141,24 +141,30 @@ def test_make_demo_command_line_verbatim_updates_every_device(tmp_path: Path) ->
 
 
 def test_lab_cli_up_status_power_cut_down(fleet: Fleet) -> None:
+    """Relative --dir and --keyring from the user's working directory; --json on each command."""
     lab = fleet.work / "lab"
     env = {**os.environ, "BULKHEAD_SERVER": fleet.server.url, "BULKHEAD_BOOTSTRAP_TOKEN": fleet.bootstrap}
-    up = subprocess.run(
-        [*CLI, "lab", "up", "--devices", "2", "--keyring", str(fleet.pki.ca), "--dir", str(lab), "--poll-interval", "1"],
-        env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    keyring = str(fleet.pki.ca.relative_to(fleet.work))
+
+    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*CLI, "lab", *args], cwd=fleet.work, env=env, capture_output=True, text=True, timeout=timeout)
+
+    up = run("up", "--devices", "2", "--keyring", keyring, "--dir", "lab", "--poll-interval", "1", "--json")
     assert up.returncode == 0, up.stderr
     try:
-        again = subprocess.run(
-            [*CLI, "lab", "up", "--keyring", str(fleet.pki.ca), "--dir", str(lab)], env=env, capture_output=True, text=True
-        )
+        doc = json.loads(up.stdout)
+        assert doc["directory"] == str(lab) and [d["name"] for d in doc["devices"]] == ["lab-000", "lab-001"]
+        conf = (lab / "devices" / "lab-000" / "rauc" / "system.conf").read_text()
+        assert f"path={lab}/devices/lab-000/rauc/keyring.pem" in conf  # absolute: RAUC reads relative paths from its dir
+        again = run("up", "--keyring", keyring, "--dir", "lab")
         assert again.returncode == 2 and "already running" in again.stderr
-        status = json.loads(
-            subprocess.run([*CLI, "lab", "status", "--dir", str(lab), "--json"], capture_output=True, text=True).stdout
-        )
+        status = json.loads(run("status", "--dir", "lab", "--json").stdout)
         assert [(d["name"], d["booted"], d["boots"]) for d in status] == [("lab-000", "A", 1), ("lab-001", "A", 1)]
         _wait(lambda: fleet.show("lab-001")["reported"].get("os_version") == "1.0", 60, "lab-001 to enroll and report")
-        subprocess.run([*CLI, "lab", "power-cut", "lab-001", "--dir", str(lab)], check=True)
+        nobody = run("power-cut", "lab-009", "--dir", "lab")
+        assert nobody.returncode == 2 and "has no device 'lab-009'; it has: lab-000, lab-001" in nobody.stderr
+        cut = run("power-cut", "lab-001", "--dir", "lab", "--json")
+        assert cut.returncode == 0 and json.loads(cut.stdout)["requested"]["action"] == "power-cut", cut.stderr
 
         def rebooted() -> bool:
             rows = json.loads((lab / "status.json").read_text())
@@ -166,8 +172,9 @@ def test_lab_cli_up_status_power_cut_down(fleet: Fleet) -> None:
 
         _wait(rebooted, 30, "lab-001 to boot again after the power cut")
     finally:
-        down = subprocess.run([*CLI, "lab", "down", "--dir", str(lab)], capture_output=True, text=True, timeout=90)
+        down = run("down", "--dir", "lab", "--json", timeout=90)
     assert down.returncode == 0, down.stderr
+    assert json.loads(down.stdout) == {"directory": str(lab), "stopped": True}
     assert subprocess.run(["pgrep", "-f", str(lab)], capture_output=True, text=True).stdout.split() == []
-    gone = subprocess.run([*CLI, "lab", "down", "--dir", str(lab)], capture_output=True, text=True)
+    gone = run("down", "--dir", "lab")
     assert gone.returncode == 2 and "no lab is running" in gone.stderr
