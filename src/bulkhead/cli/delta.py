@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from bulkhead.delta.bundle import create_delta_bundle
 from bulkhead.delta.errors import DeltaError
@@ -52,7 +53,7 @@ def create(
     try:
         with output.err_console.status("delta") as status:
             manifest, stats = create_delta_bundle(
-                old, new, target, cert_pem, key_pem, ring, fmt, progress=lambda m: status.update(m)
+                old, new, target, cert_pem, key_pem, ring, fmt, progress=lambda m: status.update(escape(m))
             )
     except DeltaError as exc:
         raise CliError(str(exc)) from exc
@@ -86,7 +87,7 @@ def patch(
     started = time.monotonic()
     try:
         with output.err_console.status("patch") as status:
-            stats = make_patch(old, new, out, progress=lambda m: status.update(m))
+            stats = make_patch(old, new, out, progress=lambda m: status.update(escape(m)))
     except DeltaError as exc:
         raise CliError(str(exc)) from exc
     doc = {**stats.__dict__, "seconds": round(time.monotonic() - started, 1)}

@@ -191,7 +191,7 @@ def qemu(
 
     dev = QemuDevice(QemuSpec(disk, serial_log, name, memory, cpus))
     dev.start()
-    output.err_console.print(f"QEMU device '{name}' running; serial console: {serial_log} (Ctrl-C stops it)")
+    output.line(f"QEMU device '{name}' running; serial console: {serial_log} (Ctrl-C stops it)")
     try:
         while dev.running():  # a guest reboot ends QEMU (-no-reboot); running() starts it again, cold
             dev.boot_watchdog()
