@@ -15,7 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
+from bulkhead.lab.device import DeviceSpec, LabDevice
+from bulkhead.lab.pki import make_pki
+from bulkhead.lab.supervisor import load_lab, write_lab
 from tests.e2e.conftest import Fleet, need_lab
 from tests.live import free_port
 
@@ -138,6 +142,27 @@ def test_make_demo_command_line_verbatim_updates_every_device(tmp_path: Path) ->
     assert not _alive(pid)
     left = subprocess.run(["pgrep", "-f", str(lab)], capture_output=True, text=True).stdout.split()
     assert left == []
+
+
+def test_lab_configs_hold_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RAUC reads relative paths in system.conf from the file's own directory: the lab writes none (no root needed)."""
+    monkeypatch.chdir(tmp_path)
+    make_pki(Path("pki"))
+    image = Path("initial.img")
+    image.write_bytes(b"\0" * 4096)
+    spec = DeviceSpec("rel-000", "http://127.0.0.1:9", "bhb_x", "rel", Path("pki/ca.pem"), initial_image=image)
+    write_lab(Path("lab"), [spec])
+    [loaded] = load_lab(Path("lab"))
+    assert loaded.keyring == tmp_path / "pki/ca.pem" and loaded.initial_image == tmp_path / "initial.img"
+    dev = LabDevice(Path("lab/devices/rel-000"), loaded)
+    dev.rauc._write_config()
+    agent = dev._write_config().read_text()
+    conf = (tmp_path / "lab/devices/rel-000/rauc/system.conf").read_text()
+    paths = [v for line in conf.splitlines() if "=" in line for v in [line.split("=", 1)[1]] if "/" in v]
+    paths += [v.strip('"') for line in agent.splitlines() for v in re.findall(r'"(/[^"]*)"', line)]
+    assert len(paths) >= 8 and all(Path(p).is_absolute() for p in paths), paths
+    assert f"path={tmp_path}/lab/devices/rel-000/rauc/keyring.pem" in conf
+    assert f'data_dir = "{tmp_path}/lab/devices/rel-000/data"' in agent
 
 
 def test_lab_cli_up_status_power_cut_down(fleet: Fleet) -> None:

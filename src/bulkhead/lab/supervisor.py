@@ -32,7 +32,11 @@ def _write_json(path: Path, doc: Any) -> None:
 
 def write_lab(directory: Path, specs: list[DeviceSpec]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    _write_json(directory / "lab.json", {"devices": [{**asdict(s), "keyring": str(s.keyring)} for s in specs]})
+    devices = [
+        {**asdict(s), "keyring": str(s.keyring), "initial_image": str(s.initial_image) if s.initial_image else None}
+        for s in specs
+    ]
+    _write_json(directory / "lab.json", {"devices": devices})
 
 
 def load_lab(directory: Path) -> list[DeviceSpec]:
