@@ -1,4 +1,5 @@
-# Bulkhead: `make demo` runs the server with a demo fleet, `make test` runs every test.
+# Bulkhead: `make demo` runs the server with a demo fleet, `make test` runs the gates (lint, typecheck,
+# importcheck: each also a target of its own) and every test.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -31,11 +32,18 @@ demo: setup
 pg: setup
 	@bash scripts/start-postgres.sh
 
-test: setup
-	@bash scripts/start-postgres.sh || echo "PostgreSQL could not be started: its tests will say so"
+lint: setup
 	$(VENV)/bin/ruff check src tests bench
+
+typecheck: setup
 	$(VENV)/bin/mypy
+
+importcheck: setup
 	$(VENV)/bin/lint-imports
+
+# The gates first (each its own target, so a failing one names itself), then every test.
+test: setup lint typecheck importcheck
+	@bash scripts/start-postgres.sh || echo "PostgreSQL could not be started: its tests will say so"
 	BULKHEAD_TEST_PG_URL=$(PG_URL) $(VENV)/bin/pytest -n 2 --maxschedchunk 2 -q --durations 15
 
 bench: setup

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -19,7 +21,7 @@ def _run(*args: str) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         check=False,
-        env={"COLUMNS": "200", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        env={"COLUMNS": "200", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": os.environ.get("PYTHONPATH", "")},
     )
 
 
@@ -44,6 +46,14 @@ def test_create_then_apply(tmp_path: Path) -> None:
     res = _run("delta", "apply", str(patch), "--source", str(v1), "--target", str(tmp_path / "rebuilt"))
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "rebuilt").read_bytes() == v2.read_bytes()
+    res = _run("delta", "apply", str(patch), "--source", str(v1), "--target", str(tmp_path / "again"), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == {
+        "target": str(tmp_path / "again"),
+        "size": v2.stat().st_size,
+        "sha256": hashlib.sha256(v2.read_bytes()).hexdigest(),
+        "verified": True,
+    }
 
     res = _run("delta", "apply", str(patch), "--source", str(v2), "--target", str(tmp_path / "x"))
     assert res.returncode == 2 and "not the image this patch was made from" in res.stderr and "Traceback" not in res.stderr

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from .errors import CliError
@@ -60,5 +61,5 @@ class Client:
         with Progress(
             "[progress.description]{task.description}", BarColumn(), DownloadColumn(), TransferSpeedColumn(), transient=True
         ) as progress:
-            task = progress.add_task(f"uploading {path.name}", total=size)
+            task = progress.add_task(f"uploading {escape(path.name)}", total=size)
             return self.request("POST", url, content=chunks(progress, task), headers=headers, params=params)

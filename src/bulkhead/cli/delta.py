@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from bulkhead.delta.bundle import create_delta_bundle
 from bulkhead.delta.errors import DeltaError
@@ -52,7 +53,7 @@ def create(
     try:
         with output.err_console.status("delta") as status:
             manifest, stats = create_delta_bundle(
-                old, new, target, cert_pem, key_pem, ring, fmt, progress=lambda m: status.update(m)
+                old, new, target, cert_pem, key_pem, ring, fmt, progress=lambda m: status.update(escape(m))
             )
     except DeltaError as exc:
         raise CliError(str(exc)) from exc
@@ -86,7 +87,7 @@ def patch(
     started = time.monotonic()
     try:
         with output.err_console.status("patch") as status:
-            stats = make_patch(old, new, out, progress=lambda m: status.update(m))
+            stats = make_patch(old, new, out, progress=lambda m: status.update(escape(m)))
     except DeltaError as exc:
         raise CliError(str(exc)) from exc
     doc = {**stats.__dict__, "seconds": round(time.monotonic() - started, 1)}
@@ -101,6 +102,7 @@ def apply(
     patch: Path = typer.Argument(..., exists=True, dir_okay=False, help="A .bhdelta patch (from a delta bundle)"),
     source: Path = typer.Option(..., help="The source image or slot device"),
     target: Path = typer.Option(..., help="Where to write the target image"),
+    json: bool = JsonOpt,
 ) -> None:
     """Apply a patch outside RAUC (tests, recovery): checks the source and the result like the install hook."""
     try:
@@ -109,7 +111,10 @@ def apply(
         raise CliError(str(exc)) from exc
     except OSError as exc:
         raise CliError(f"{exc.filename}: {exc.strerror}") from exc
-    output.err_console.print(f"wrote {head.target_size} bytes to {target}; sha256 {head.target_sha256} verified")
+    if json:
+        output.emit_json({"target": str(target), "size": head.target_size, "sha256": head.target_sha256, "verified": True})
+    else:
+        output.line(f"wrote {head.target_size} bytes to {target}; sha256 {head.target_sha256} verified")
 
 
 # -- against a server ---------------------------------------------------------------------
@@ -166,10 +171,13 @@ def list_(ctx: typer.Context, release_id: int, json: bool = JsonOpt) -> None:
 
 
 @app.command()
-def delete(ctx: typer.Context, release_id: int, delta_id: int) -> None:
+def delete(ctx: typer.Context, release_id: int, delta_id: int, json: bool = JsonOpt) -> None:
     """Delete a delta bundle; devices on its source version get the full bundle from then on."""
     client(ctx).request("DELETE", f"/api/v1/releases/{release_id}/deltas/{delta_id}")
-    output.err_console.print(f"deleted delta {delta_id} of release {release_id}")
+    if json:
+        output.emit_json({"deleted": delta_id, "release_id": release_id})
+    else:
+        output.line(f"deleted delta {delta_id} of release {release_id}")
 
 
 @app.command()

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import typer
+from rich.markup import escape
 
 from bulkhead.lab.device import DeviceSpec
 from bulkhead.lab.images import build_release
@@ -30,8 +32,9 @@ def _lab_missing() -> str | None:
     return f"missing {', '.join(missing)} (run 'make setup' as root)" if missing else None
 
 
-def seed(base: str, data_dir: Path, devices: int) -> None:
+def seed(base: str, data_dir: Path, devices: int, json_out: bool = False) -> None:
     """Create tenant 'demo', its keyring, releases 1.0.0 and 1.1.0, and boot a lab fleet that moves to 1.1.0."""
+    data_dir = data_dir.absolute()  # the lab writes these paths into RAUC's and the agents' configs
     admin = (data_dir / "admin.token").read_text().strip()
     work = data_dir / "demo"
     cred = work / "demo.token"
@@ -58,6 +61,7 @@ def seed(base: str, data_dir: Path, devices: int) -> None:
         boot = http.post("/api/v1/bootstrap-tokens", json={"name": "demo-fleet", "group": "demo"}, headers=h).json()
         http.patch("/api/v1/groups/demo/desired", json={"release_id": releases["1.1.0"]["id"]}, headers=h).raise_for_status()
     why_not = _lab_missing()
+    started = 0
     if devices and why_not is None:
         specs = [
             DeviceSpec(f"demo-{i:03d}", base, boot["token"], COMPATIBLE, pki.ca, initial_version="1.0.0", poll_interval=5)
@@ -65,23 +69,41 @@ def seed(base: str, data_dir: Path, devices: int) -> None:
         ]
         try:
             start_lab(work / "lab", specs, tie_to_parent=True)
+            started = devices
             fleet = f"{devices} lab devices (real RAUC service + agent each) moving from 1.0.0 to 1.1.0"
         except (CliError, LabError) as e:
             fleet = f"no lab fleet: {e}"
     else:
         fleet = f"no lab fleet ({why_not or 'devices=0'})"
-    output.err_console.print(
-        f"[green]demo ready[/green]: tenant 'demo', releases 1.0.0 and 1.1.0, {fleet}.\n"
-        f"  export BULKHEAD_SERVER={base} BULKHEAD_TOKEN=$(cat {cred})\n"
-        f"  .venv/bin/bulkhead device list     .venv/bin/bulkhead device events demo-000     API docs: {base}/docs\n"
-        f"  .venv/bin/bulkhead lab status --dir {work / 'lab'}"
-    )
+    export = f"export BULKHEAD_SERVER={base} BULKHEAD_TOKEN=$(cat {cred})"
+    if json_out:
+        output.emit_json(
+            {
+                "server": base,
+                "api_docs": f"{base}/docs",
+                "tenant": "demo",
+                "token_file": str(cred),
+                "export": export,
+                "releases": {v: releases[v]["id"] for v in ("1.0.0", "1.1.0")},
+                "lab": str(work / "lab") if started else None,
+                "devices": [f"demo-{i:03d}" for i in range(started)],
+                "fleet": fleet,
+            }
+        )
+        sys.stdout.flush()
+        return
+    output.err_console.print(f"[green]demo ready[/green]: tenant 'demo', releases 1.0.0 and 1.1.0, {escape(fleet)}.")
+    # Lines to copy and paste: never wrapped at the terminal's width, never read as markup.
+    output.line(f"  {export}")
+    output.line(f"  .venv/bin/bulkhead device list     .venv/bin/bulkhead device events demo-000     API docs: {base}/docs")
+    output.line(f"  .venv/bin/bulkhead lab status --dir {work / 'lab'}")
 
 
 def demo(
     port: int = typer.Option(8080),
     data_dir: Path = typer.Option(Path("bulkhead-data")),
     devices: int = typer.Option(3, min=0, max=50, help="Lab devices to boot (needs root)"),
+    json_out: bool = typer.Option(False, "--json", help="Print the ready summary as one JSON object on standard output"),
 ) -> None:
     """Run the server with a seeded demo tenant, releases and a lab fleet (Ctrl-C stops all of it)."""
     import uvicorn
@@ -89,12 +111,14 @@ def demo(
     from bulkhead.server.app import create_app, system_token
     from bulkhead.server.settings import load_settings
 
+    data_dir = data_dir.absolute()  # resolved once, here: everything below writes absolute paths
     settings = load_settings(data_dir=data_dir)
     system_token(settings.data_dir)
     (settings.data_dir / "demo").mkdir(exist_ok=True)
     stop_lab(settings.data_dir / "demo" / "lab")  # a lab left over from an earlier run
     app = create_app(settings)
-    threading.Thread(target=seed, args=(f"http://127.0.0.1:{port}", settings.data_dir, devices), daemon=True).start()
+    base = f"http://127.0.0.1:{port}"
+    threading.Thread(target=seed, args=(base, settings.data_dir, devices, json_out), daemon=True).start()
     try:
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
     finally:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -22,6 +23,7 @@ from .errors import CliError
 app = typer.Typer(help="Simulated devices with real RAUC services and agents (needs root).", no_args_is_help=True)
 
 DirOpt = typer.Option(Path("bulkhead-lab"), "--dir", help="Where the lab keeps its devices")
+JsonOpt = typer.Option(False, "--json", help="Machine-readable output")
 
 __all__ = ["app", "start_lab", "stop_lab"]
 
@@ -39,6 +41,7 @@ def start_lab(
     directory: Path, specs: list[DeviceSpec], timeout: float = 120, tie_to_parent: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start the supervisor detached and wait until every device has booted (tied: it stops when we exit)."""
+    directory = directory.absolute()  # lab.json and every device config hold absolute paths
     if os.geteuid() != 0:
         raise CliError("the lab needs root: RAUC services use loop devices and mount namespaces")
     if _pid(directory) is not None:
@@ -64,6 +67,7 @@ def start_lab(
 
 
 def stop_lab(directory: Path, timeout: float = 60) -> bool:
+    """Stop the lab running in `directory`; False when none runs there."""
     pid = _pid(directory)
     if pid is None:
         return False
@@ -72,6 +76,24 @@ def stop_lab(directory: Path, timeout: float = 60) -> bool:
     while _pid(directory) is not None and time.monotonic() < end:
         time.sleep(0.2)
     return True
+
+
+def _done(doc: dict[str, Any], summary: str, json_out: bool) -> None:
+    if json_out:
+        output.emit_json(doc)
+    else:
+        output.line(summary)
+
+
+def _request(directory: Path, device: str, json_out: bool, **req: Any) -> None:
+    """Hand a request to the running lab's supervisor (it acts on it within a tenth of a second)."""
+    if _pid(directory) is None:
+        raise CliError(f"no lab is running in {directory}; start one with 'bulkhead lab up'")
+    names = {d["name"] for d in json.loads((directory / "lab.json").read_text())["devices"]}
+    if device not in names:
+        raise CliError(f"the lab in {directory} has no device '{device}'; it has: {', '.join(sorted(names))}")
+    request(directory, device, **req)
+    _done({"device": device, "requested": req}, f"{req['action']} requested for {device}", json_out)
 
 
 @app.command("up")
@@ -87,32 +109,38 @@ def up(
     poll_interval: float = typer.Option(5.0, help="Seconds between the agents' polls"),
     insecure_registry: list[str] = typer.Option([], help="Registry the agents reach over plain HTTP (repeatable)"),
     directory: Path = DirOpt,
+    json_out: bool = JsonOpt,
 ) -> None:
     """Boot N devices (RAUC service + agent each) and leave them running; 'bulkhead lab down' stops them."""
     specs = [
-        DeviceSpec(f"{prefix}-{i:03d}", server, bootstrap_token, compatible, keyring.resolve(), initial_version,
+        DeviceSpec(f"{prefix}-{i:03d}", server, bootstrap_token, compatible, keyring, initial_version,
                    poll_interval=poll_interval, insecure_registries=insecure_registry)
         for i in range(devices)
     ]  # fmt: skip
+    directory = directory.absolute()
     try:
-        start_lab(directory.resolve(), specs)
+        start_lab(directory, specs)
     except LabError as e:
         raise CliError(str(e)) from None
     for name in fail_health:
         request(directory, name, action="fail-health", slot="B")
-    output.err_console.print(f"[green]lab up[/green]: {devices} devices in {directory} (logs: {directory}/devices/*/agent.log)")
+    if json_out:
+        rows = json.loads((directory / "status.json").read_text())
+        output.emit_json({"directory": str(directory), "devices": rows})
+    else:
+        output.line(f"lab up: {devices} devices in {directory} (logs: {directory}/devices/*/agent.log)")
 
 
 @app.command("down")
-def down(directory: Path = DirOpt) -> None:
+def down(directory: Path = DirOpt, json_out: bool = JsonOpt) -> None:
     """Stop every device of the lab (agents and RAUC services)."""
     if not stop_lab(directory):
         raise CliError(f"no lab is running in {directory}")
-    output.err_console.print("[green]lab down[/green]")
+    _done({"directory": str(directory.absolute()), "stopped": True}, "lab down", json_out)
 
 
 @app.command("status")
-def status(directory: Path = DirOpt, json_out: bool = typer.Option(False, "--json")) -> None:
+def status(directory: Path = DirOpt, json_out: bool = JsonOpt) -> None:
     """Each device: booted slot, boots, agent running, update phase."""
     if _pid(directory) is None:
         raise CliError(f"no lab is running in {directory}")
@@ -126,9 +154,10 @@ def power_cut(
     phase: str | None = typer.Option(None, help="Wait until the agent is in this phase (downloading, installing, ...)"),
     after: float = typer.Option(0.0, help="Then wait this many seconds"),
     directory: Path = DirOpt,
+    json_out: bool = JsonOpt,
 ) -> None:
     """Cut a device's power (at once, or at a chosen point of an install); it boots again right after."""
-    request(directory, device, action="power-cut", phase=phase, after=after)
+    _request(directory, device, json_out, action="power-cut", phase=phase, after=after)
 
 
 @app.command("fail-health")
@@ -137,15 +166,16 @@ def fail_health_cmd(
     slot: str = typer.Option("B", help="Slot whose health check fails"),
     off: bool = typer.Option(False, help="Make every slot healthy again"),
     directory: Path = DirOpt,
+    json_out: bool = JsonOpt,
 ) -> None:
     """Make a device's slot fail its health check after the next update into it."""
-    request(directory, device, action="fail-health", slot=None if off else slot)
+    _request(directory, device, json_out, action="fail-health", slot=None if off else slot)
 
 
 @app.command("reboot")
-def reboot(device: str, directory: Path = DirOpt) -> None:
+def reboot(device: str, directory: Path = DirOpt, json_out: bool = JsonOpt) -> None:
     """Reboot a device (clean shutdown, the bootloader picks the slot)."""
-    request(directory, device, action="reboot")
+    _request(directory, device, json_out, action="reboot")
 
 
 @app.command("qemu")
@@ -161,7 +191,7 @@ def qemu(
 
     dev = QemuDevice(QemuSpec(disk, serial_log, name, memory, cpus))
     dev.start()
-    output.err_console.print(f"QEMU device '{name}' running; serial console: {serial_log} (Ctrl-C stops it)")
+    output.line(f"QEMU device '{name}' running; serial console: {serial_log} (Ctrl-C stops it)")
     try:
         while dev.running():  # a guest reboot ends QEMU (-no-reboot); running() starts it again, cold
             dev.boot_watchdog()

@@ -16,8 +16,13 @@ from bulkhead.rauc import BundleError
 from . import apps, bundle, delta, demo, image, lab, manage, osbuild, output, rollouts
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
+# Help texts are plain text (they show brackets such as HOST:CONTAINER[/tcp|udp]): no rich markup in them, so
+# that no help string can crash `--help` (tests/cli/test_help_and_errors.py runs every command's --help).
 app = typer.Typer(
-    help="Bulkhead: keep embedded Linux fleets secure and up to date.", no_args_is_help=True, pretty_exceptions_enable=False
+    help="Bulkhead: keep embedded Linux fleets secure and up to date.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.add_typer(bundle.app, name="bundle")
 app.add_typer(delta.app, name="delta")
@@ -79,7 +84,8 @@ def server(
         system_token(settings.data_dir)
         output.err_console.print(
             f"bulkhead server on http://{host}:{port}  data: {settings.data_dir.resolve()}  "
-            f"admin token: {token_file if token_file.exists() else 'BULKHEAD_ADMIN_TOKEN'}"
+            f"admin token: {token_file if token_file.exists() else 'BULKHEAD_ADMIN_TOKEN'}",
+            markup=False,
         )
         migrate(settings.db_url)  # here, so that a database problem is one clear error, not one per worker
         os.environ["BULKHEAD_DATA_DIR"] = str(settings.data_dir)
@@ -114,7 +120,7 @@ def run() -> None:
     try:
         app(standalone_mode=False)
     except (CliError, BundleError, OsBuildError, LabError) as exc:
-        output.err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        output.error(str(exc))
         sys.exit(EXIT_USER)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(EXIT_USER)
@@ -127,10 +133,10 @@ def run() -> None:
         if callable(show):
             show()
         else:
-            output.err_console.print(f"[red]error:[/red] {exc}")
+            output.error(str(exc))
         sys.exit(EXIT_USER)
     except Exception as exc:
-        output.err_console.print(f"[red]internal error (a bug, please report it):[/red] {exc!r}")
+        output.error(repr(exc), label="internal error (a bug, please report it)")
         if os.environ.get("BULKHEAD_DEBUG"):
             traceback.print_exc()
         sys.exit(EXIT_BUG)

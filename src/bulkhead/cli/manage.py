@@ -165,8 +165,17 @@ def device_list(ctx: typer.Context, tag: str | None = None, status: str | None =
 
 
 @device_app.command("show")
-def device_show(ctx: typer.Context, device: str, json: bool = JsonOpt) -> None:
-    show(client(ctx).request("GET", f"/api/v1/devices/{device}"), json)
+def device_show(
+    ctx: typer.Context,
+    device: str,
+    packages: bool = typer.Option(False, "--packages", help="List the device's packages instead of the summary"),
+    grep: str | None = typer.Option(None, "--grep", help="Only packages whose name matches (a glob, or a substring)"),
+    json: bool = JsonOpt,
+) -> None:
+    """A device's summary: OS version, slots, update, apps, packages counted, last seen (--packages lists them)."""
+    from .device_view import render
+
+    render(client(ctx).request("GET", f"/api/v1/devices/{device}"), json, packages, grep)
 
 
 @device_app.command("approve")

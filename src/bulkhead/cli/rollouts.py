@@ -131,8 +131,9 @@ _verb("retry", "Give failed and rolled-back devices a new attempt.")
 
 
 @rollout_app.command("delete")
-def delete(ctx: typer.Context, rollout: str) -> None:
+def delete(ctx: typer.Context, rollout: str, json: bool = JsonOpt) -> None:
     client(ctx).request("DELETE", f"/api/v1/rollouts/{rollout}")
+    show({"deleted": rollout}, json)
 
 
 def group_window(

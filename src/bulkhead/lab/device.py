@@ -40,6 +40,12 @@ class DeviceSpec:
     initial_image: Path | None = None  # slot A's content at first power-on (as after a full install); default zeros
     delta_fallback: bool = True  # the agent installs the full bundle when RAUC refuses a delta
 
+    def __post_init__(self) -> None:
+        # Paths end up in config files (RAUC's system.conf reads relative paths from its own directory): absolute.
+        self.keyring = Path(self.keyring).absolute()
+        if self.initial_image is not None:
+            self.initial_image = Path(self.initial_image).absolute()
+
 
 def _toml(value: Any) -> str:
     return json.dumps(value)  # JSON strings, numbers, booleans and arrays are valid TOML values
@@ -49,8 +55,8 @@ class LabDevice:
     """Everything lives under `root`: slots, boot state, the agent's data partition, logs."""
 
     def __init__(self, root: Path, spec: DeviceSpec) -> None:
-        self.root, self.spec = root, spec
-        self.rauc = RaucDevice(root / "rauc", spec.compatible, spec.keyring, spec.slot_size)
+        self.root, self.spec = root.absolute(), spec  # written into agent.toml: from any working directory
+        self.rauc = RaucDevice(self.root / "rauc", spec.compatible, spec.keyring, spec.slot_size)
         self.agent: subprocess.Popen[bytes] | None = None
         self.booted: str | None = None
         self.boots = 0

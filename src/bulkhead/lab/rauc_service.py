@@ -58,11 +58,13 @@ class RaucDevice:
     """One simulated device: its RAUC service, bus, slots and bootloader state, under `root`."""
 
     def __init__(self, root: Path, compatible: str, keyring: Path, slot_size: int = 1 << 20) -> None:
-        self.root, self.compatible, self.keyring, self.slot_size = root, compatible, keyring, slot_size
+        # RAUC reads relative paths in system.conf from the file's own directory: every path written there is absolute.
+        self.root, self.keyring = root.absolute(), keyring.absolute()
+        self.compatible, self.slot_size = compatible, slot_size
         # D-Bus takes socket paths of at most 99 bytes: deep lab directories get a short one in /tmp.
-        self.bus_path = root / "bus"
+        self.bus_path = self.root / "bus"
         if len(str(self.bus_path.resolve())) > 90:
-            digest = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+            digest = hashlib.sha256(str(self.root.resolve()).encode()).hexdigest()[:16]
             self.bus_path = Path(tempfile.gettempdir()) / f"bulkhead-lab-{digest}.bus"
         self._bus: subprocess.Popen[bytes] | None = None
         self._service: subprocess.Popen[bytes] | None = None

@@ -32,7 +32,11 @@ def _write_json(path: Path, doc: Any) -> None:
 
 def write_lab(directory: Path, specs: list[DeviceSpec]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    _write_json(directory / "lab.json", {"devices": [{**asdict(s), "keyring": str(s.keyring)} for s in specs]})
+    devices = [
+        {**asdict(s), "keyring": str(s.keyring), "initial_image": str(s.initial_image) if s.initial_image else None}
+        for s in specs
+    ]
+    _write_json(directory / "lab.json", {"devices": devices})
 
 
 def load_lab(directory: Path) -> list[DeviceSpec]:
@@ -49,8 +53,8 @@ def request(directory: Path, device: str, **req: Any) -> None:
 
 class Lab:
     def __init__(self, directory: Path, specs: list[DeviceSpec], parent: int | None = None) -> None:
-        self.dir, self.parent = directory, parent
-        self.devices = {s.name: LabDevice(directory / "devices" / s.name, s) for s in specs}
+        self.dir, self.parent = directory.absolute(), parent
+        self.devices = {s.name: LabDevice(self.dir / "devices" / s.name, s) for s in specs}
         self._cuts: dict[str, tuple[str | None, float, float | None]] = {}  # name -> (phase, after, armed_at)
         self._stop = False
 
