@@ -13,7 +13,8 @@ from . import inventory
 from .apps import container_name, plan_apps
 from .client import Client
 from .config import AgentConfig
-from .errors import AgentError, PodmanError, RaucError, ServerRejected, ServerUnreachable
+from .desired import check_state, poll_interval
+from .errors import AgentError, BadResponse, PodmanError, RaucError, ServerRejected, ServerUnreachable
 from .files import apply_files
 from .health import Check, command_check
 from .outbox import Outbox
@@ -84,9 +85,11 @@ class Agent:
             auth=False,
         )
         doc = r.json()
+        if not isinstance(doc.get("credential"), str) or not doc["credential"].isprintable() or not doc["credential"]:
+            raise BadResponse("the enrollment answer has no credential")
         write_atomic(self.credential_path, doc["credential"].encode(), 0o600)
         self.client.credential = doc["credential"]
-        log.info("enrolled as %s (device %s, %s)", doc["name"], doc["device_id"], doc["status"])
+        log.info("enrolled as %s (device %s, %s)", doc.get("name"), doc.get("device_id"), doc.get("status"))
         self.outbox.add("agent", None, None, event="enrolled")
 
     def poll(self) -> dict[str, Any] | None:
@@ -105,7 +108,11 @@ class Agent:
             return self._cached()
         if r.status == 304:
             return self._cached()
-        doc: dict[str, Any] = r.json()
+        try:
+            doc = check_state(r.json())
+        except BadResponse as e:  # a captive portal, a proxy's error page, a broken answer: keep the last good state
+            log.warning("unusable answer to the state poll (%s): working from the last desired state", e)
+            return self._cached()
         write_atomic(self.desired_path, r.body)
         if r.headers.get("etag"):
             write_atomic(self.etag_path, r.headers["etag"].encode())
@@ -113,9 +120,9 @@ class Agent:
 
     def _cached(self) -> dict[str, Any] | None:
         try:
-            doc: dict[str, Any] = json.loads(self.desired_path.read_text())
-            return doc
-        except (FileNotFoundError, ValueError):
+            doc = json.loads(self.desired_path.read_bytes())
+            return check_state(doc) if isinstance(doc, dict) else None
+        except (OSError, ValueError, RecursionError, BadResponse):
             return None
 
     def _flush_soon(self) -> None:
@@ -266,7 +273,7 @@ class Agent:
         doc = self.poll()
         desired = (doc or {}).get("desired") or {}
         if doc is not None and self.cfg.poll_interval is None:
-            self.interval = float(doc.get("poll_interval") or 60)
+            self.interval = poll_interval(doc)
         release = desired.get("release")
         if release and release.get("format", "plain") == "swu":
             if self._refused != release["id"]:  # said once; the server shows it on the action

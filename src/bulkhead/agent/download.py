@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .client import Client
-from .errors import IntegrityError, ServerUnreachable
+from .errors import DownloadError, IntegrityError, ServerUnreachable
 from .state import ReleaseRef
 
 __all__ = ["discard_downloads", "fetch_release", "sha256_file"]
@@ -38,7 +38,23 @@ def fetch_release(
 
     Network failures are retried with exponential backoff (capped at `max_wait` seconds between tries)
     and always resume from the bytes on disk; an artifact that changed on the server restarts from 0.
+    Errors of the local disk (full, read-only) are a DownloadError naming the directory.
     """
+    try:
+        return _fetch(client, rel, directory, on_progress, rate_limit, max_wait, sleep)
+    except OSError as e:
+        raise DownloadError(f"release {rel.version}: cannot keep the download in {directory}: {e}") from None
+
+
+def _fetch(
+    client: Client,
+    rel: ReleaseRef,
+    directory: Path,
+    on_progress: Callable[[int, int], None] | None,
+    rate_limit: int | None,
+    max_wait: float,
+    sleep: Callable[[float], None],
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{rel.sha256}.raucb"
     if final.exists() and final.stat().st_size == rel.size and sha256_file(final) == rel.sha256:

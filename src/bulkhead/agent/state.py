@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from .errors import StateError
+
 __all__ = ["Phase", "ReleaseRef", "Resume", "StateStore", "UpdateState", "resume", "wants_update"]
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 MAX_INSTALL_ATTEMPTS = 3
 MAX_REBOOT_ATTEMPTS = 3
 
@@ -51,8 +55,19 @@ class ReleaseRef:
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ReleaseRef:
+        """The release from the server's desired state; a malformed one is a ValueError naming what is wrong."""
+        try:
+            return cls._from_wire(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"malformed release in the desired state: {type(e).__name__}: {e}") from None
+
+    @classmethod
+    def _from_wire(cls, d: dict[str, Any]) -> ReleaseRef:
         action = d.get("action") or {}
         delta = d.get("delta") or {}
+        for digest in (d["sha256"], delta.get("sha256") if delta else "0" * 64):
+            if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+                raise ValueError(f"sha256 {digest!r} is not 64 hex digits")
         return cls(
             int(d["id"]),
             str(d["version"]),
@@ -104,6 +119,14 @@ class UpdateState:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> UpdateState:
+        """The state from its JSON document; anything malformed is a StateError."""
+        try:
+            return cls._from_json(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StateError(f"the update state is malformed: {type(e).__name__}: {e}") from None
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> UpdateState:
         rel = d.get("release")
         return cls(
             phase=Phase(d.get("phase", "idle")),
@@ -198,12 +221,20 @@ class StateStore:
 
     def load(self) -> UpdateState:
         try:
-            return UpdateState.from_json(json.loads(self.path.read_text()))
+            doc = json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return UpdateState()
+        except (OSError, ValueError, RecursionError) as e:
+            raise StateError(f"cannot read the update state {self.path}: {e}") from None
+        if not isinstance(doc, dict):
+            raise StateError(f"the update state {self.path} is not a JSON object")
+        return UpdateState.from_json(doc)
 
     def save(self, state: UpdateState) -> None:
-        write_atomic(self.path, json.dumps(state.to_json(), indent=1).encode())
+        try:
+            write_atomic(self.path, json.dumps(state.to_json(), indent=1).encode())
+        except OSError as e:
+            raise StateError(f"cannot write the update state {self.path}: {e}; the data partition must be writable") from None
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
