@@ -52,7 +52,7 @@ class Agent:
         self.updater = Updater(
             self.client,
             self.rauc,
-            StateStore(d / "update-state.json"),
+            StateStore(d / "update-state.json", self._state_reset),
             self.outbox,
             d / "downloads",
             self._reboot,
@@ -65,6 +65,13 @@ class Agent:
             cfg.deltas,
             cfg.delta_fallback,
         )
+
+    def _state_reset(self, reason: str, release_id: int | None) -> None:
+        """The update state could not be acted on and was set aside (StateStore.load): the server hears why."""
+        if release_id is not None:
+            self.outbox.add("update", "failure", release_id, reason=reason)
+        else:
+            self.outbox.add("agent", None, None, event="state_reset", reason=reason)
 
     # -- server ---------------------------------------------------------------------------
     def enroll(self) -> None:
