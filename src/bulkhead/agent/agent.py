@@ -11,6 +11,7 @@ from typing import Any
 
 from . import inventory
 from .apps import container_name, plan_apps
+from .backoff import full_jitter
 from .client import Client
 from .config import AgentConfig
 from .desired import check_state, poll_interval
@@ -48,7 +49,8 @@ class Agent:
         self._last_packages: tuple[float, dict[str, Any]] = (0.0, {})
         self._app_report: str | None = None
         self._prefetched: dict[str, str | None] = {}  # app:version:action -> last pull error (None: pulled)
-        self._refused: int | None = None  # the last release refused for its format, reported once
+        self._refused: int | None = None
+        self._failures = 0  # passes that failed in a row (backoff)  # the last release refused for its format, reported once
         self.updater = Updater(
             self.client,
             self.rauc,
@@ -305,18 +307,26 @@ class Agent:
         self.outbox.set_inventory(self.collect_inventory())
         self.flush()
 
+    def tick(self) -> float:
+        """One pass of the main loop with its error handling; returns the seconds to wait before the next pass.
+
+        After a successful pass: the server's poll interval plus up to `jitter` of it. After a failed one:
+        full-jitter exponential backoff (1 s doubling to 5 min), so a fleet that lost its server spreads out.
+        """
+        try:
+            self.run_once()
+        except AgentError as e:
+            wait = full_jitter(self._failures, base=1.0, cap=300.0)
+            self._failures += 1
+            log.warning("%s; retrying in %.1f s", e, wait)
+            return wait
+        self._failures = 0
+        return (self.cfg.poll_interval or self.interval) * (1 + random.random() * self.cfg.jitter)
+
     def run(self) -> None:
         try:
             self.updater.resume_after_start()
         except AgentError as e:
             log.error("resuming the update: %s", e)
-        backoff = 1.0
         while True:
-            try:
-                self.run_once()
-                backoff = 1.0
-                wait = (self.cfg.poll_interval or self.interval) * (1 + random.random() * self.cfg.jitter)
-            except (ServerUnreachable, ServerRejected, AgentError) as e:
-                log.warning("%s; retrying in %.0f s", e, backoff)
-                wait, backoff = backoff, min(backoff * 2, 300.0)
-            time.sleep(wait)
+            time.sleep(self.tick())
