@@ -34,7 +34,7 @@ class Agent:
         self.cfg = cfg
         d = cfg.data_dir
         d.mkdir(parents=True, exist_ok=True)
-        self.client = Client(cfg.server, cfg.ca_file)
+        self.client = Client(cfg.server, cfg.ca_file, client_cert=cfg.client_cert, client_key=cfg.client_key)
         self.credential_path = d / "credential"
         if self.credential_path.exists():
             self.client.credential = self.credential_path.read_text().strip()

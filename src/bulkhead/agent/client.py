@@ -86,15 +86,31 @@ class Client:
     library are wrapped here (ServerUnreachable, TLSError, BadResponse), so the rest of the agent sees only its own.
     """
 
-    def __init__(self, server: str, ca_file: Path | None = None, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        server: str,
+        ca_file: Path | None = None,
+        timeout: float = 30.0,
+        client_cert: Path | None = None,
+        client_key: Path | None = None,
+    ) -> None:
         self.server = server.rstrip("/")
         self.timeout = timeout
         self.credential: str | None = None
         self.ca_file = ca_file
+        # The server is verified (hostname and chain) against `ca_file` alone when given, else the system trust store.
         try:
             self._ssl = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         except (OSError, ValueError) as e:  # ssl.SSLError is an OSError
             raise ConfigError(f"ca_file {ca_file}: cannot load the CA bundle ({e}); it must be PEM certificates") from None
+        if client_cert is not None:  # mutual TLS: the device shows its certificate (nginx's trusted-header mode)
+            try:
+                self._ssl.load_cert_chain(str(client_cert), str(client_key) if client_key else None)
+            except (OSError, ValueError) as e:
+                raise ConfigError(
+                    f"client_cert {client_cert} / client_key {client_key or '(in client_cert)'}: cannot load ({e}); "
+                    "they must be a PEM certificate and its unencrypted private key"
+                ) from None
 
     def _connect(self, url: str) -> tuple[http.client.HTTPConnection, str]:
         try:
