@@ -135,3 +135,26 @@ def test_a_reports_answer_without_accepted_seq_is_a_bad_response(tmp_path: Path)
         with pytest.raises(BadResponse, match="accepted_seq"):
             agent.outbox.flush(agent.client)
         assert agent.outbox.pending()  # nothing dropped
+
+
+def test_a_401_does_not_cost_the_device_its_credential(tmp_path: Path) -> None:
+    """A proxy's 401 must not delete the credential: the agent enrolls again and keeps it until that works."""
+    answers = {"/device/v1/state": Answer(401, b'{"error": "unauthorized"}', [("content-type", "application/json")])}
+    answers["/device/v1/enroll"] = Answer(403, b'{"error": "bootstrap token revoked"}', [("content-type", "application/json")])
+    enrolled = {"credential": "bhd_new", "name": "dev-1", "device_id": 1, "status": "active"}
+
+    with serve(lambda r: answers.get(r.path, Answer(200, b"{}", [("content-type", "application/json")]))) as url:
+        cfg = AgentConfig(
+            server=url, data_dir=tmp_path / "data", name="dev-1", compatible="lab", bootstrap_token="bhb_x",
+            podman=PodmanConfig(enabled=False),
+        )  # fmt: skip
+        (tmp_path / "data").mkdir()
+        (tmp_path / "data" / "credential").write_text("bhd_old")
+        agent = Agent(cfg)
+        agent.rauc = agent.updater.rauc = FakeRauc()  # type: ignore[assignment]
+        agent.tick()  # 401
+        agent.tick()  # enrolling again fails
+        assert agent.credential_path.read_text() == "bhd_old" and agent.client.credential == "bhd_old"
+        answers["/device/v1/enroll"] = Answer(201, json.dumps(enrolled).encode(), [("content-type", "application/json")])
+        agent.tick()
+        assert agent.credential_path.read_text() == "bhd_new" and agent.client.credential == "bhd_new"

@@ -49,8 +49,9 @@ class Agent:
         self._last_packages: tuple[float, dict[str, Any]] = (0.0, {})
         self._app_report: str | None = None
         self._prefetched: dict[str, str | None] = {}  # app:version:action -> last pull error (None: pulled)
-        self._refused: int | None = None
-        self._failures = 0  # passes that failed in a row (backoff)  # the last release refused for its format, reported once
+        self._refused: int | None = None  # the last release refused for its format, reported once
+        self._failures = 0  # passes that failed in a row (backoff)
+        self._credential_refused = False  # the server answered 401: enroll again, keeping the credential meanwhile
         self.updater = Updater(
             self.client,
             self.rauc,
@@ -77,9 +78,12 @@ class Agent:
 
     # -- server ---------------------------------------------------------------------------
     def enroll(self) -> None:
-        if self.client.credential:
+        """Enroll when there is no credential, or after the server refused it (the old one is kept until then)."""
+        if self.client.credential and not self._credential_refused:
             return
         if not self.cfg.bootstrap_token:
+            if self.client.credential:
+                return  # nothing to enroll with: keep trying the credential (an operator may reset it on the server)
             raise AgentError("no device credential and no bootstrap_token in the config: add one to enroll")
         compatible = self.cfg.compatible or self.rauc.status().compatible
         r = self.client.request(
@@ -98,6 +102,7 @@ class Agent:
             raise BadResponse("the enrollment answer has no credential")
         write_atomic(self.credential_path, doc["credential"].encode(), 0o600)
         self.client.credential = doc["credential"]
+        self._credential_refused = False
         log.info("enrolled as %s (device %s, %s)", doc.get("name"), doc.get("device_id"), doc.get("status"))
         self.outbox.add("agent", None, None, event="enrolled")
 
@@ -108,9 +113,10 @@ class Agent:
             r = self.client.request("GET", "/device/v1/state", headers={"if-none-match": etag} if etag else None)
         except ServerRejected as e:
             if e.status == 401:
-                log.warning("the server does not know this credential any more: enrolling again")
-                self.credential_path.unlink(missing_ok=True)
-                self.client.credential = None
+                # Enroll again, but keep the credential until that works: a 401 from a proxy or captive portal
+                # must not cost the device its identity (the server never hands a known name a new one freely).
+                log.warning("the server refused this device's credential: enrolling again at the next pass")
+                self._credential_refused = True
             raise
         except ServerUnreachable as e:
             log.warning("server unreachable (%s): working from the last desired state", e)
