@@ -158,3 +158,12 @@ def test_a_401_does_not_cost_the_device_its_credential(tmp_path: Path) -> None:
         answers["/device/v1/enroll"] = Answer(201, json.dumps(enrolled).encode(), [("content-type", "application/json")])
         agent.tick()
         assert agent.credential_path.read_text() == "bhd_new" and agent.client.credential == "bhd_new"
+
+
+def test_a_full_disk_is_a_download_error_not_a_network_error() -> None:
+    class FullDisk(io.BytesIO):
+        def write(self, b: object) -> int:
+            raise OSError(28, "No space left on device")
+
+    with serve(lambda r: Answer(200, b"x" * 1000)) as base, pytest.raises(DownloadError, match="No space left"):
+        Client(base).download(base + "/a", FullDisk(), 0, None)

@@ -211,7 +211,10 @@ class Client:
                 chunk = r.read(_CHUNK)
                 if not chunk:
                     break
-                out.write(chunk)
+                try:
+                    out.write(chunk)
+                except OSError as e:  # the device's disk, not the network: retrying the request will not help
+                    raise DownloadError(f"cannot store the download: {e}; free space in the data partition") from None
                 written += len(chunk)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
