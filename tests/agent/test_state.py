@@ -123,3 +123,25 @@ def test_the_agent_reads_the_hooks_exit_codes_as_the_hook_means_them() -> None:
     assert set(DELTA_REFUSALS) == {patch.EXIT_SOURCE, patch.EXIT_DAMAGED, patch.EXIT_SETUP}
     assert "not the image this delta was made from" in DELTA_REFUSALS[patch.EXIT_SOURCE]
     assert "damaged" in DELTA_REFUSALS[patch.EXIT_DAMAGED] and "booted" in DELTA_REFUSALS[patch.EXIT_SETUP]
+
+
+@pytest.mark.parametrize(
+    "text", ["{not json", "[1]", '{"phase": "exploded"}', '{"release": {"id": "x"}}', '{"install_attempts": "many"}']
+)
+def test_an_unreadable_state_file_is_set_aside_not_a_crash(tmp_path: Path, text: str) -> None:
+    resets: list[tuple[str, int | None]] = []
+    store = StateStore(tmp_path / "update-state.json", lambda why, rid: resets.append((why, rid)))
+    store.path.write_text(text)
+    assert store.load() == UpdateState()
+    assert (tmp_path / "update-state.json.unreadable").read_text() == text
+    assert store.load() == UpdateState()  # the fresh state was saved: reported once
+    assert len(resets) == 1 and "abandoned" in resets[0][0]
+
+
+def test_a_state_file_that_cannot_be_written_is_a_state_error(tmp_path: Path) -> None:
+    from bulkhead.agent.errors import StateError
+
+    (tmp_path / "data").write_text("a file where the data directory should be")
+    store = StateStore(tmp_path / "data" / "update-state.json")
+    with pytest.raises(StateError, match="writable"):
+        store.save(UpdateState())

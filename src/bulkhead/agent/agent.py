@@ -11,9 +11,11 @@ from typing import Any
 
 from . import inventory
 from .apps import container_name, plan_apps
+from .backoff import full_jitter
 from .client import Client
 from .config import AgentConfig
-from .errors import AgentError, PodmanError, RaucError, ServerRejected, ServerUnreachable
+from .desired import check_state, poll_interval
+from .errors import AgentError, BadResponse, PodmanError, RaucError, ServerRejected, ServerUnreachable
 from .files import apply_files
 from .health import Check, command_check
 from .outbox import Outbox
@@ -32,7 +34,7 @@ class Agent:
         self.cfg = cfg
         d = cfg.data_dir
         d.mkdir(parents=True, exist_ok=True)
-        self.client = Client(cfg.server, cfg.ca_file)
+        self.client = Client(cfg.server, cfg.ca_file, client_cert=cfg.client_cert, client_key=cfg.client_key)
         self.credential_path = d / "credential"
         if self.credential_path.exists():
             self.client.credential = self.credential_path.read_text().strip()
@@ -48,10 +50,12 @@ class Agent:
         self._app_report: str | None = None
         self._prefetched: dict[str, str | None] = {}  # app:version:action -> last pull error (None: pulled)
         self._refused: int | None = None  # the last release refused for its format, reported once
+        self._failures = 0  # passes that failed in a row (backoff)
+        self._credential_refused = False  # the server answered 401: enroll again, keeping the credential meanwhile
         self.updater = Updater(
             self.client,
             self.rauc,
-            StateStore(d / "update-state.json"),
+            StateStore(d / "update-state.json", self._state_reset),
             self.outbox,
             d / "downloads",
             self._reboot,
@@ -65,11 +69,21 @@ class Agent:
             cfg.delta_fallback,
         )
 
+    def _state_reset(self, reason: str, release_id: int | None) -> None:
+        """The update state could not be acted on and was set aside (StateStore.load): the server hears why."""
+        if release_id is not None:
+            self.outbox.add("update", "failure", release_id, reason=reason)
+        else:
+            self.outbox.add("agent", None, None, event="state_reset", reason=reason)
+
     # -- server ---------------------------------------------------------------------------
     def enroll(self) -> None:
-        if self.client.credential:
+        """Enroll when there is no credential, or after the server refused it (the old one is kept until then)."""
+        if self.client.credential and not self._credential_refused:
             return
         if not self.cfg.bootstrap_token:
+            if self.client.credential:
+                return  # nothing to enroll with: keep trying the credential (an operator may reset it on the server)
             raise AgentError("no device credential and no bootstrap_token in the config: add one to enroll")
         compatible = self.cfg.compatible or self.rauc.status().compatible
         r = self.client.request(
@@ -84,9 +98,12 @@ class Agent:
             auth=False,
         )
         doc = r.json()
+        if not isinstance(doc.get("credential"), str) or not doc["credential"].isprintable() or not doc["credential"]:
+            raise BadResponse("the enrollment answer has no credential")
         write_atomic(self.credential_path, doc["credential"].encode(), 0o600)
         self.client.credential = doc["credential"]
-        log.info("enrolled as %s (device %s, %s)", doc["name"], doc["device_id"], doc["status"])
+        self._credential_refused = False
+        log.info("enrolled as %s (device %s, %s)", doc.get("name"), doc.get("device_id"), doc.get("status"))
         self.outbox.add("agent", None, None, event="enrolled")
 
     def poll(self) -> dict[str, Any] | None:
@@ -96,16 +113,21 @@ class Agent:
             r = self.client.request("GET", "/device/v1/state", headers={"if-none-match": etag} if etag else None)
         except ServerRejected as e:
             if e.status == 401:
-                log.warning("the server does not know this credential any more: enrolling again")
-                self.credential_path.unlink(missing_ok=True)
-                self.client.credential = None
+                # Enroll again, but keep the credential until that works: a 401 from a proxy or captive portal
+                # must not cost the device its identity (the server never hands a known name a new one freely).
+                log.warning("the server refused this device's credential: enrolling again at the next pass")
+                self._credential_refused = True
             raise
         except ServerUnreachable as e:
             log.warning("server unreachable (%s): working from the last desired state", e)
             return self._cached()
         if r.status == 304:
             return self._cached()
-        doc: dict[str, Any] = r.json()
+        try:
+            doc = check_state(r.json())
+        except BadResponse as e:  # a captive portal, a proxy's error page, a broken answer: keep the last good state
+            log.warning("unusable answer to the state poll (%s): working from the last desired state", e)
+            return self._cached()
         write_atomic(self.desired_path, r.body)
         if r.headers.get("etag"):
             write_atomic(self.etag_path, r.headers["etag"].encode())
@@ -113,9 +135,9 @@ class Agent:
 
     def _cached(self) -> dict[str, Any] | None:
         try:
-            doc: dict[str, Any] = json.loads(self.desired_path.read_text())
-            return doc
-        except (FileNotFoundError, ValueError):
+            doc = json.loads(self.desired_path.read_bytes())
+            return check_state(doc) if isinstance(doc, dict) else None
+        except (OSError, ValueError, RecursionError, BadResponse):
             return None
 
     def _flush_soon(self) -> None:
@@ -266,7 +288,7 @@ class Agent:
         doc = self.poll()
         desired = (doc or {}).get("desired") or {}
         if doc is not None and self.cfg.poll_interval is None:
-            self.interval = float(doc.get("poll_interval") or 60)
+            self.interval = poll_interval(doc)
         release = desired.get("release")
         if release and release.get("format", "plain") == "swu":
             if self._refused != release["id"]:  # said once; the server shows it on the action
@@ -291,18 +313,26 @@ class Agent:
         self.outbox.set_inventory(self.collect_inventory())
         self.flush()
 
+    def tick(self) -> float:
+        """One pass of the main loop with its error handling; returns the seconds to wait before the next pass.
+
+        After a successful pass: the server's poll interval plus up to `jitter` of it. After a failed one:
+        full-jitter exponential backoff (1 s doubling to 5 min), so a fleet that lost its server spreads out.
+        """
+        try:
+            self.run_once()
+        except AgentError as e:
+            wait = full_jitter(self._failures, base=1.0, cap=300.0)
+            self._failures += 1
+            log.warning("%s; retrying in %.1f s", e, wait)
+            return wait
+        self._failures = 0
+        return (self.cfg.poll_interval or self.interval) * (1 + random.random() * self.cfg.jitter)
+
     def run(self) -> None:
         try:
             self.updater.resume_after_start()
         except AgentError as e:
             log.error("resuming the update: %s", e)
-        backoff = 1.0
         while True:
-            try:
-                self.run_once()
-                backoff = 1.0
-                wait = (self.cfg.poll_interval or self.interval) * (1 + random.random() * self.cfg.jitter)
-            except (ServerUnreachable, ServerRejected, AgentError) as e:
-                log.warning("%s; retrying in %.0f s", e, backoff)
-                wait, backoff = backoff, min(backoff * 2, 300.0)
-            time.sleep(wait)
+            time.sleep(self.tick())

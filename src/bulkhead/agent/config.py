@@ -37,7 +37,9 @@ class AgentConfig:
     bootstrap_token: str | None = None
     compatible: str | None = None  # default: RAUC's system compatible
     attributes: dict[str, str] = field(default_factory=dict)
-    ca_file: Path | None = None
+    ca_file: Path | None = None  # PEM CA bundle the server's certificate must chain to; None: the system trust store
+    client_cert: Path | None = None  # PEM client certificate (chain) for mutual TLS, e.g. at an nginx in front
+    client_key: Path | None = None  # its private key, when not in client_cert's file
     reboot_command: tuple[str, ...] = ("systemctl", "reboot")
     rauc_command: tuple[str, ...] = ("rauc",)
     # Hand RAUC a signed URL instead of downloading (RAUC streams verity bundles with HTTP Range, fetching only
@@ -63,6 +65,8 @@ _TOP = {
     "compatible",
     "attributes",
     "ca_file",
+    "client_cert",
+    "client_key",
     "reboot_command",
     "rauc_command",
     "rauc_streaming",
@@ -126,6 +130,8 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             raise ConfigError(f"'{key}' must be a path")
         return base / value
 
+    if raw.get("client_key") is not None and raw.get("client_cert") is None:
+        raise ConfigError("'client_key' needs 'client_cert' (the certificate the key belongs to)")
     h = _section(raw.get("health"), "health", {"deadline", "command", "required_containers", "check_apps"})
     p = _section(raw.get("podman"), "podman", {"enabled", "command", "run_args", "insecure_registries", "owner"})
     try:
@@ -154,6 +160,8 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             compatible=raw.get("compatible"),
             attributes={str(k): str(v) for k, v in (raw.get("attributes") or {}).items()},
             ca_file=path("ca_file", None),
+            client_cert=path("client_cert", None),
+            client_key=path("client_key", None),
             reboot_command=_cmd(raw.get("reboot_command", ["systemctl", "reboot"]), "reboot_command"),
             rauc_command=_cmd(raw.get("rauc_command", ["rauc"]), "rauc_command"),
             rauc_streaming=_streaming(raw.get("rauc_streaming", "auto")),

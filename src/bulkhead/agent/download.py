@@ -8,8 +8,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from .backoff import full_jitter
 from .client import Client
-from .errors import IntegrityError, ServerUnreachable
+from .errors import DownloadError, IntegrityError, ServerUnreachable
 from .state import ReleaseRef
 
 __all__ = ["discard_downloads", "fetch_release", "sha256_file"]
@@ -33,12 +34,32 @@ def fetch_release(
     rate_limit: int | None = None,
     max_wait: float = 60.0,
     sleep: Callable[[float], None] = time.sleep,
+    max_tries: int = 8,
 ) -> Path:
     """Download the release's bundle into `directory`, resuming any bytes already there; returns the verified file.
 
-    Network failures are retried with exponential backoff (capped at `max_wait` seconds between tries)
-    and always resume from the bytes on disk; an artifact that changed on the server restarts from 0.
+    Network failures are retried with full-jitter exponential backoff (windows capped at `max_wait` seconds) and
+    always resume from the bytes on disk; an artifact that changed on the server restarts from 0. After
+    `max_tries` tries in a row that brought no byte, the ServerUnreachable goes up to the main loop, which polls
+    again (the desired release may have changed) and resumes the download on its next pass.
+    Errors of the local disk (full, read-only) are a DownloadError naming the directory.
     """
+    try:
+        return _fetch(client, rel, directory, on_progress, rate_limit, max_wait, sleep, max_tries)
+    except OSError as e:
+        raise DownloadError(f"release {rel.version}: cannot keep the download in {directory}: {e}") from None
+
+
+def _fetch(
+    client: Client,
+    rel: ReleaseRef,
+    directory: Path,
+    on_progress: Callable[[int, int], None] | None,
+    rate_limit: int | None,
+    max_wait: float,
+    sleep: Callable[[float], None],
+    max_tries: int,
+) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{rel.sha256}.raucb"
     if final.exists() and final.stat().st_size == rel.size and sha256_file(final) == rel.sha256:
@@ -48,7 +69,7 @@ def fetch_release(
     for stale in directory.glob("*.raucb*"):  # other releases' leftovers: free the space
         if not stale.name.startswith(rel.sha256):
             stale.unlink(missing_ok=True)
-    delay, integrity_retries = 1.0, 0
+    failures, integrity_retries = 0, 0
     while True:
         have = part.stat().st_size if part.exists() else 0
         if have > rel.size:
@@ -76,11 +97,14 @@ def fetch_release(
                     log.warning("the artifact changed on the server: the download restarted from byte 0")
                 if fetched.written == 0:
                     raise ServerUnreachable("the server closed the connection without sending bytes")
-                delay = 1.0
+                failures = 0
             except ServerUnreachable as e:
-                log.warning("download interrupted (%s); retrying in %.0f s", e, delay)
+                failures = 0 if done > have else failures + 1  # bytes arrived before the cut: progress
+                if failures >= max_tries:
+                    raise ServerUnreachable(f"download of {rel.version}: {failures} tries brought no byte; last: {e}") from None
+                delay = full_jitter(failures, cap=max_wait)
+                log.warning("download interrupted (%s); retrying in %.1f s", e, delay)
                 sleep(delay)
-                delay = min(delay * 2, max_wait)
                 continue
             continue  # loop re-checks the size on disk
         if sha256_file(part) != rel.sha256:

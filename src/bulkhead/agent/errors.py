@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __all__ = [
     "AgentError",
+    "BadResponse",
     "ConfigError",
     "DownloadError",
     "HealthCheckFailed",
@@ -12,6 +13,8 @@ __all__ = [
     "RaucError",
     "ServerRejected",
     "ServerUnreachable",
+    "StateError",
+    "TLSError",
 ]
 
 
@@ -25,6 +28,16 @@ class ConfigError(AgentError):
 
 class ServerUnreachable(AgentError):
     """The server could not be reached (network, DNS, TLS, 5xx): transient, the agent retries with backoff."""
+
+
+class BadResponse(ServerUnreachable):
+    """The answer is not what the agent protocol sends (HTML from a captive portal or proxy, truncated or
+    malformed JSON, a malformed header): treated like an unreachable server, the agent retries with backoff."""
+
+
+class TLSError(ServerUnreachable):
+    """The TLS handshake failed: the server's certificate is not trusted by the configured CA bundle (`ca_file`),
+    or the server refused the client certificate; the device maker or operator must fix the certificates."""
 
 
 class ServerRejected(AgentError):
@@ -53,3 +66,7 @@ class PodmanError(AgentError):
 
 class HealthCheckFailed(AgentError):
     """The new slot did not pass its health checks before the deadline."""
+
+
+class StateError(AgentError):
+    """The agent's state file on the data partition cannot be read or written (corrupt, newer format, disk full)."""

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .client import Client
-from .errors import ServerRejected
+from .errors import BadResponse, ServerRejected
 from .inventory import digest
 from .state import write_atomic
 
@@ -125,7 +125,9 @@ class Outbox:
                 self._drop_through(max((ev["seq"] for ev in batch), default=0))
                 self.inventory_path.unlink(missing_ok=True)
                 raise
-            accepted = int(r.json().get("accepted_seq", 0))
+            accepted = r.json().get("accepted_seq", 0)
+            if isinstance(accepted, bool) or not isinstance(accepted, int):
+                raise BadResponse(f"the reports answer has no integer accepted_seq: {accepted!r}")
             sent += len(batch)
             if inventory is not None:
                 write_atomic(self.sent_path, digest(inventory).encode())

@@ -7,14 +7,55 @@ The orchestrator (updater.py) writes the state *before* each side effect; on sta
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Phase", "ReleaseRef", "Resume", "StateStore", "UpdateState", "resume", "wants_update"]
+from .errors import StateError
+
+__all__ = ["STATE_FORMAT", "Phase", "ReleaseRef", "Resume", "StateStore", "UpdateState", "resume", "wants_update"]
+
+log = logging.getLogger(__name__)
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+# The state file's format. New optional fields do not change it: readers keep fields they do not know (`extra`)
+# and default the ones they miss. It goes up only when an existing field changes meaning, so that an older agent
+# must not act on the file; see StateStore.load for what such an agent does.
+STATE_FORMAT = 1
+_TYPES: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "bool": (bool,),
+    "str | None": (str, type(None)),
+    "int | None": (int, type(None)),
+}
+
+
+def _own_fields(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj) if f.name != "extra"}
+
+
+def _split(cls: Any, d: dict[str, Any], special: tuple[str, ...] = ()) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The fields `cls` knows (type-checked; `special` ones are left to the caller) and the ones it does not."""
+    names = {f.name: f for f in fields(cls) if f.name != "extra"}
+    known: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, value in d.items():
+        f = names.get(key)
+        if f is None:
+            extra[key] = value
+        elif key not in special:
+            kinds = _TYPES.get(str(f.type))
+            if kinds is not None and (not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds)):
+                raise ValueError(f"{key} is {value!r}, expected {f.type}")
+            known[key] = value
+    return known, extra
+
 
 MAX_INSTALL_ATTEMPTS = 3
 MAX_REBOOT_ATTEMPTS = 3
@@ -48,11 +89,35 @@ class ReleaseRef:
     delta_url: str | None = None
     delta_signed_url: str | None = None
     format: str = "plain"  # the bundle's format: RAUC streams only verity (and crypt) bundles
+    # Fields a newer agent wrote that this one does not know: kept, so that writing the state back loses nothing.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.extra, **_own_fields(self)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> ReleaseRef:
+        """The release as the state file keeps it; unknown fields go to `extra`, malformed ones raise ValueError."""
+        if not isinstance(d, dict):
+            raise ValueError("release is not an object")
+        known, extra = _split(cls, d)
+        return cls(**known, extra=extra)
 
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ReleaseRef:
+        """The release from the server's desired state; a malformed one is a ValueError naming what is wrong."""
+        try:
+            return cls._from_wire(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise ValueError(f"malformed release in the desired state: {type(e).__name__}: {e}") from None
+
+    @classmethod
+    def _from_wire(cls, d: dict[str, Any]) -> ReleaseRef:
         action = d.get("action") or {}
         delta = d.get("delta") or {}
+        for digest in (d["sha256"], delta.get("sha256") if delta else "0" * 64):
+            if not (isinstance(digest, str) and _SHA256.fullmatch(digest)):
+                raise ValueError(f"sha256 {digest!r} is not 64 hex digits")
         return cls(
             int(d["id"]),
             str(d["version"]),
@@ -96,27 +161,37 @@ class UpdateState:
     artifact: str | None = None  # what was installed: "delta", "full" or "stream"
     download_bytes: int = 0  # size of what was downloaded for this update
     delta_refused: str | None = None  # why RAUC refused the delta bundle: the full bundle is used instead
+    # Fields a newer agent wrote that this one does not know: kept while the update they belong to is in flight.
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_json(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = {**self.extra, **_own_fields(self)}
         d["phase"] = self.phase.value
-        return d
+        d["release"] = self.release.to_json() if self.release is not None else None
+        d["given_up"] = dict(self.given_up)
+        return {"format_version": STATE_FORMAT, **d}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> UpdateState:
+        """The state from its JSON document; anything malformed is a StateError."""
+        try:
+            return cls._from_json(d)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            raise StateError(f"the update state is malformed: {type(e).__name__}: {e}") from None
+
+    @classmethod
+    def _from_json(cls, d: dict[str, Any]) -> UpdateState:
+        known, extra = _split(cls, {k: v for k, v in d.items() if k != "format_version"}, ("phase", "release", "given_up"))
         rel = d.get("release")
+        given_up = d.get("given_up") or {}
+        if not isinstance(given_up, dict) or not all(isinstance(v, str) for v in given_up.values()):
+            raise ValueError("given_up must map release attempts to reasons")
         return cls(
+            **known,
             phase=Phase(d.get("phase", "idle")),
-            release=ReleaseRef(**rel) if rel else None,
-            from_slot=d.get("from_slot"),
-            target_slot=d.get("target_slot"),
-            install_attempts=int(d.get("install_attempts", 0)),
-            reboot_attempts=int(d.get("reboot_attempts", 0)),
-            reason=d.get("reason"),
-            given_up=dict(d.get("given_up") or {}),
-            artifact=d.get("artifact"),
-            download_bytes=int(d.get("download_bytes") or 0),
-            delta_refused=d.get("delta_refused"),
+            release=ReleaseRef.from_json(rel) if rel else None,
+            given_up={str(k): v for k, v in given_up.items()},
+            extra=extra,
         )
 
     def to(self, phase: Phase, **changes: Any) -> UpdateState:
@@ -191,19 +266,75 @@ def resume(state: UpdateState, booted: str, primary: str | None, target_installe
 
 
 class StateStore:
-    """Persists a JSON document atomically: temp file, fsync, rename, fsync of the directory."""
+    """Persists a JSON document atomically: temp file, fsync, rename, fsync of the directory.
 
-    def __init__(self, path: Path) -> None:
+    A file this agent cannot act on (written by a newer agent in a newer *major* format, or corrupt) is not
+    guessed at: it is moved aside (`update-state.json.unreadable`), the update it describes is abandoned and
+    remembered as given up (so the agent does not reinstall it in a loop; the operator retries with a new
+    action), and `on_reset` is told so that the agent reports it. The booted slot runs this agent, so the
+    normal boot path (mark it good) is the safe one. Fields of a newer *compatible* file are kept instead.
+    """
+
+    def __init__(self, path: Path, on_reset: Callable[[str, int | None], None] | None = None) -> None:
         self.path = path
+        self.on_reset = on_reset
 
     def load(self) -> UpdateState:
         try:
-            return UpdateState.from_json(json.loads(self.path.read_text()))
+            doc = json.loads(self.path.read_bytes())
         except FileNotFoundError:
             return UpdateState()
+        except OSError as e:  # the disk, not the content: do not discard anything
+            raise StateError(f"cannot read the update state {self.path}: {e}") from None
+        except (ValueError, RecursionError) as e:
+            return self._set_aside(None, f"is not valid JSON ({e})")
+        if not isinstance(doc, dict):
+            return self._set_aside(None, "is not a JSON object")
+        version = doc.get("format_version", 1)  # files from before the version was written are format 1
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            return self._set_aside(doc, f"has an unknown format_version {version!r}")
+        if version > STATE_FORMAT:
+            return self._set_aside(doc, f"was written by a newer agent (format {version}; this agent reads {STATE_FORMAT})")
+        try:
+            return UpdateState.from_json(doc)
+        except StateError as e:
+            return self._set_aside(doc, f"is malformed ({e})")
+
+    def _set_aside(self, doc: dict[str, Any] | None, why: str) -> UpdateState:
+        aside = self.path.with_name(self.path.name + ".unreadable")
+        try:
+            os.replace(self.path, aside)
+        except OSError as e:
+            raise StateError(f"the update state {self.path} {why}, and it cannot be moved aside: {e}") from None
+        given_up, release_id, attempt = _salvage(doc or {})
+        reason = f"the update state {why}; kept as {aside.name}; the update in flight is abandoned"
+        if attempt is not None:
+            given_up[attempt] = reason
+        state = UpdateState(given_up=given_up)
+        self.save(state)
+        log.error("%s", reason)
+        if self.on_reset is not None:
+            self.on_reset(reason, release_id)
+        return state
 
     def save(self, state: UpdateState) -> None:
-        write_atomic(self.path, json.dumps(state.to_json(), indent=1).encode())
+        try:
+            write_atomic(self.path, json.dumps(state.to_json(), indent=1).encode())
+        except OSError as e:
+            raise StateError(f"cannot write the update state {self.path}: {e}; the data partition must be writable") from None
+
+
+def _salvage(doc: dict[str, Any]) -> tuple[dict[str, str], int | None, str | None]:
+    """From a file this agent cannot act on: the given-up attempts and the release in flight, where readable."""
+    raw = doc.get("given_up")
+    given_up = {str(k): v for k, v in raw.items() if isinstance(v, str)} if isinstance(raw, dict) else {}
+    rel = doc.get("release")
+    rid = rel.get("id") if isinstance(rel, dict) else None
+    if isinstance(rid, bool) or not isinstance(rid, int):
+        return given_up, None, None
+    action = rel.get("action_id") if isinstance(rel, dict) else None
+    attempt = f"{rid}@{action}" if isinstance(action, int) and not isinstance(action, bool) else str(rid)
+    return given_up, rid, attempt
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:

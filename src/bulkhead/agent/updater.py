@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -53,6 +54,7 @@ class Updater:
         self.health_deadline, self.fallback_version = health_deadline, fallback_version
         self.rate_limit, self.streaming, self.flush = rate_limit, streaming, on_progress_flush
         self.deltas, self.delta_fallback = deltas, delta_fallback
+        self.sleep: Callable[[float], None] = time.sleep  # between download retries (tests make it instant)
 
     # -- helpers ------------------------------------------------------------------------
     def can_stream(self, rel: ReleaseRef) -> bool:
@@ -201,7 +203,7 @@ class Updater:
                 )
                 self.flush()
 
-        return str(fetch_release(self.client, artifact, self.downloads, progress, self.rate_limit))
+        return str(fetch_release(self.client, artifact, self.downloads, progress, self.rate_limit, sleep=self.sleep))
 
     def _install(self, state: UpdateState, source: str, fresh: ReleaseRef, status: RaucStatus) -> UpdateState:
         """Count the attempt, install through RAUC, and note the slot it made primary; the next phase is the reboot.
