@@ -92,6 +92,12 @@ class Client:
             raise ServerRejected(resp.status, resp.error())
         return resp
 
+    def rotate_credential(self) -> str:
+        """Swap this device's credential for a new one (POST /device/v1/credential/rotate); the caller persists it."""
+        doc = self.request("POST", "/device/v1/credential/rotate").json()
+        self.credential = str(doc["credential"])
+        return self.credential
+
     def download(
         self,
         url: str,
