@@ -176,6 +176,9 @@ def test_signed_urls_accept_only_their_canonical_form(server: LiveServer) -> Non
         _with_release(server, c, "canon-1")
     url = signed_url(server, cred)
     assert fetch(url) == 206
+    # the same device id spelled differently: d=01, d=+1
+    assert fetch(re.sub(r"([?&])d=", r"\g<1>d=0", url)) == 403
+    assert fetch(re.sub(r"([?&])d=", r"\g<1>d=%2B", url)) == 403
     base, query = url.split("?", 1)
     params = dict(p.split("=", 1) for p in query.split("&"))
     assert set(params) == {"d", "e", "k", "s"}
@@ -204,6 +207,35 @@ def test_signed_urls_accept_only_their_canonical_form(server: LiveServer) -> Non
         assert r.status_code == 403, (u, r.status_code)
         assert r.json()["error"] == "forbidden"
     assert fetch(url) == 206
+
+
+def test_signed_query_parser_and_epoch_binding() -> None:
+    from bulkhead.server.security import parse_signed_query, sign_url, verify_url
+
+    secret, sha = b"k" * 32, "ab" * 32
+    query = sign_url(secret, sha, 7, 3, 60, now=1_000_000.0)
+    p = parse_signed_query(query)
+    assert p is not None and (p.device_id, p.epoch, p.expires) == (7, 3, 1_000_060)
+    assert verify_url(secret, sha, p, now=1_000_000.0)
+    assert not verify_url(secret, sha, p, now=1_000_061.0)  # expired
+    forged = parse_signed_query(query.replace("k=3", "k=4"))  # another epoch: the signature does not match
+    assert forged is not None and not verify_url(secret, sha, forged, now=1_000_000.0)
+    for bad in (
+        "",
+        "d=7",
+        query + "&d=7",
+        query.replace("d=7", "d=07"),
+        query.replace("d=7", "d=+7"),
+        query.replace("d=7", "d= 7"),
+        query.replace("d=7", "d=7\n"),
+        query.replace("d=7", "d=\u0667"),
+        query.replace("d=7", "d"),
+        query.replace("&", ";"),
+        query + "&",
+        query.replace("d=7", "d=9223372036854775808"),
+    ):
+        assert parse_signed_query(bad) is None, bad
+    assert parse_signed_query(query.replace("d=7", "d=9223372036854775807")) is not None
 
 
 # -- lifecycle: devices ------------------------------------------------------------------------------

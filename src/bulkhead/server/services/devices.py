@@ -174,6 +174,9 @@ class DeviceService:
             dev = s.scalar(select(Device).where(Device.tenant_id == bt.tenant_id, Device.name == name).with_for_update())
             status = "pending" if bt.requires_approval else "active"
             if dev is not None and not dev.reenroll_allowed:
+                log.warning(
+                    "refused enrollment over existing device %r of tenant %s (bootstrap token %r)", name, bt.tenant_id, bt.name
+                )
                 raise Conflict(
                     f"device '{name}' is already enrolled and keeps its credential: the device itself renews it with "
                     "POST /device/v1/credential/rotate; if it lost it, an operator allows one new enrollment with "
