@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -377,3 +378,33 @@ def test_delete_user_revokes_their_tokens_and_keeps_the_last_admin(server: LiveS
 @pytest.mark.parametrize("path", ["/api/v1/tokens/1", "/api/v1/users/admin", "/api/v1/devices/x"])
 def test_lifecycle_routes_need_a_token(server: LiveServer, path: str) -> None:
     assert httpx.delete(server.url + path).status_code == 401
+
+
+def test_byte_counters_still_flush_after_a_device_they_counted_was_deleted(tmp_path: Path) -> None:
+    from bulkhead.server.db import Database, migrate
+    from bulkhead.server.delivery.counters import ByteCounter
+    from bulkhead.server.models import Device, Tenant
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    migrate(url)
+    db = Database(url)
+    with db.session() as s:
+        t = Tenant(name="t")
+        s.add(t)
+        s.flush()
+        devs = [Device(tenant_id=t.id, name=n, compatible="c", tags=[], groups=[], attributes={}, reported={}) for n in "ab"]
+        s.add_all(devs)
+        s.flush()
+        gone, kept = devs[0].id, devs[1].id
+    counter = ByteCounter(db, 5.0)
+    for device_id in (gone, kept):
+        counter.seen(device_id)
+        counter.add(device_id, 100)
+    with db.session() as s:
+        s.delete(s.get(Device, gone))
+    counter.flush()
+    assert counter._seen == {} and counter._pending == {}  # nothing kept back for a retry that would fail forever
+    with db.session() as s:
+        dev = s.get(Device, kept)
+        assert dev is not None and dev.last_seen is not None and dev.bytes_served == 100
+    db.dispose()
