@@ -281,6 +281,23 @@ def test_disable_enable_and_delete_a_device(server: LiveServer) -> None:
         assert enroll(c, bootstrap(c, "again"), "life-1").status_code == 201  # the name is free again
 
 
+def test_a_disabled_ddi_device_is_refused_until_enabled(server: LiveServer) -> None:
+    admin = server.tenant()
+    with server.client(admin) as c:
+        tenant = c.get("/api/v1/tenant").json()["name"]
+        token = c.post("/api/v1/devices", json={"name": "ddi-3", "compatible": "Test Config"}).json()["target_token"]
+
+        def poll() -> int:
+            with httpx.Client(base_url=server.url) as d:
+                return d.get(f"/{tenant}/controller/v1/ddi-3", headers={"authorization": f"TargetToken {token}"}).status_code
+
+        assert poll() == 200
+        c.post("/api/v1/devices/ddi-3/disable").raise_for_status()
+        within(1.0, lambda: poll() == 403)
+        c.post("/api/v1/devices/ddi-3/enable").raise_for_status()
+        within(1.0, lambda: poll() == 200)
+
+
 def test_a_pending_device_is_deleted_not_disabled(server: LiveServer) -> None:
     admin = server.tenant()
     with server.client(admin) as c:
