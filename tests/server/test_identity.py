@@ -146,6 +146,11 @@ def fetch(url: str) -> int:
     return httpx.get(url, headers={"range": "bytes=0-3"}).status_code
 
 
+def rotate(server: LiveServer, credential: str) -> httpx.Response:
+    with server.client(credential) as d:
+        return d.post("/device/v1/credential/rotate")
+
+
 def test_rotation_replaces_the_credential_and_its_signed_urls(server: LiveServer) -> None:
     admin = server.tenant()
     with server.client(admin) as c:
@@ -153,18 +158,34 @@ def test_rotation_replaces_the_credential_and_its_signed_urls(server: LiveServer
         _with_release(server, c, "rot-1")
     old_url = signed_url(server, old)
     assert fetch(old_url) == 206
-    with server.client(old) as d:
-        r = d.post("/device/v1/credential/rotate")
+    r = rotate(server, old)
     assert r.status_code == 200, r.text
     new = r.json()["credential"]
     assert new != old and new.startswith("bhd_") and r.json()["name"] == "rot-1"
-    within(1.0, lambda: state(server, old).status_code == 401)
-    within(1.0, lambda: fetch(old_url) == 403)
+    within(1.0, lambda: fetch(old_url) == 403)  # URLs of the old epoch die at once
+    # the old credential works until the device first uses the new one (a lost answer does not lock it out)
+    assert state(server, old).status_code == 200
     assert fetch(signed_url(server, new)) == 206
+    within(1.0, lambda: state(server, old).status_code == 401)
+    assert state(server, new).status_code == 200
     with server.client(admin) as c:
         assert audited(c, "device.rotate_credential", "rot-1")
         r = c.post("/device/v1/credential/rotate")  # a user's token is not a device
         assert r.status_code == 403
+
+
+def test_a_rotation_whose_answer_was_lost_is_repeated_with_the_old_credential(server: LiveServer) -> None:
+    admin = server.tenant()
+    with server.client(admin) as c:
+        old = enroll(c, bootstrap(c, "b"), "rot-2").json()["credential"]
+    lost = rotate(server, old).json()["credential"]  # the device never saw this answer
+    again = rotate(server, old)
+    assert again.status_code == 200, again.text
+    new = again.json()["credential"]
+    within(1.0, lambda: state(server, lost).status_code == 401)  # the unconfirmed one is dropped
+    assert state(server, new).status_code == 200
+    within(1.0, lambda: state(server, old).status_code == 401)
+    assert rotate(server, old).status_code == 401
 
 
 # -- signed URLs -------------------------------------------------------------------------------------

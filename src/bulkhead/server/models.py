@@ -188,6 +188,9 @@ class Device(Base):
     credential_epoch: Mapped[int] = mapped_column(Integer, default=0)
     # Set by an operator's `device reset-credential`: the next enrollment under this name may take it (once).
     reenroll_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # After a rotation, the credential the device held before, valid until the device first uses the new one
+    # (so a rotation whose answer was lost does not lock the device out).
+    previous_credential_hash: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class DeviceEvent(Base):

@@ -34,7 +34,9 @@ def enroll(body: EnrollIn, svc: Services = Depends(services)) -> dict[str, Any]:
 class CredentialOut(BaseModel):
     device_id: int
     name: str
-    credential: str = Field(description="The device's new credential (shown once); the old one no longer works")
+    credential: str = Field(
+        description="The device's new credential (shown once); the old one works until the new one is first used"
+    )
     status: str
 
 

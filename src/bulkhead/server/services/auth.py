@@ -7,7 +7,7 @@ import hmac
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from ..changes import ChangeFeed
 from ..db import Database
@@ -111,11 +111,17 @@ class Authenticator:
                 return Principal("user", f"{user.name} (token {tok.name})", tenant.id, tenant.name, user.role)
             if token.startswith(PREFIX_DEVICE):
                 row2 = s.execute(
-                    select(Device, Tenant).join(Tenant, Tenant.id == Device.tenant_id).where(Device.credential_hash == h)
+                    select(Device, Tenant)
+                    .join(Tenant, Tenant.id == Device.tenant_id)
+                    .where(or_(Device.credential_hash == h, Device.previous_credential_hash == h))
                 ).first()
                 if row2 is None:
                     raise Unauthorized("unknown device credential: enroll again")
                 dev, tenant = row2
+                if dev.credential_hash == h and dev.previous_credential_hash is not None:
+                    # The device holds its rotated credential: the one before ends here (in every process, by
+                    # the change feed), once.
+                    dev.previous_credential_hash = None
                 return Principal("device", dev.name, tenant.id, tenant.name, "device", dev.id, dev.status, dev.compatible)
         raise Unauthorized("unrecognised token format")
 

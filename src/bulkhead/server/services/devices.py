@@ -203,7 +203,7 @@ class DeviceService:
                 dev.compatible, dev.status, dev.attributes = compatible, status, {**dev.attributes, **attributes}
                 dev.reenroll_allowed = False
                 dev.credential_epoch = (dev.credential_epoch or 0) + 1
-                dev.enrolled_with = bt.id
+                dev.enrolled_with, dev.previous_credential_hash = bt.id, None
             dev.credential_hash = ch
             dev.last_seen = utcnow()
             bt.uses += 1
@@ -289,6 +289,7 @@ class DeviceService:
         with self.db.session() as s:
             dev = self._own(s, who, ref)
             dev.credential_epoch = (dev.credential_epoch or 0) + 1
+            dev.previous_credential_hash = None
             if dev.enrolled_with is None:
                 credential, dev.credential_hash = new_token(PREFIX_DEVICE)
                 dev.reenroll_allowed = False
@@ -302,7 +303,10 @@ class DeviceService:
         return out
 
     def rotate_credential(self, who: Principal) -> dict[str, Any]:
-        """A device swaps its own credential for a new one (the old one and its signed URLs stop working at once)."""
+        """A device swaps its own credential for a new one.
+
+        Its signed URLs stop working at once; the old credential when the device first uses the new one.
+        """
         if who.kind != "device" or who.device_id is None:
             raise Forbidden("this endpoint is for devices: send the device's own credential")
         credential, ch = new_token(PREFIX_DEVICE)
@@ -312,6 +316,10 @@ class DeviceService:
                 raise Unauthorized("device no longer exists: enroll again")
             if dev.status == "disabled":
                 raise Forbidden(_DISABLED.format(name=dev.name))
+            # The credential the device last used stays valid until it first uses the new one: a rotation whose
+            # answer was lost does not lock it out (it rotates again with the old one). An unconfirmed new one is dropped.
+            if dev.previous_credential_hash is None:
+                dev.previous_credential_hash = dev.credential_hash
             dev.credential_hash = ch
             dev.credential_epoch = (dev.credential_epoch or 0) + 1
             audit.record(s, who, "device.rotate_credential", dev.name, epoch=dev.credential_epoch)
