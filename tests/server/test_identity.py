@@ -102,6 +102,8 @@ def test_reset_credential_allows_exactly_one_reenrollment_and_respects_approval(
         within(1.0, lambda: state(server, old).status_code == 401)
         again = enroll(c, gated, "lost-1")
         assert again.status_code == 201 and again.json()["status"] == "pending"
+        events = [e for e in c.get("/api/v1/audit", params={"action": "device.enroll"}).json() if e["subject"] == "lost-1"]
+        assert [e["details"]["reenroll"] for e in events] == [True, False]  # newest first
         second = enroll(c, bootstrap(c, "third"), "lost-1")
         assert second.status_code == 409  # once only
         new = again.json()["credential"]

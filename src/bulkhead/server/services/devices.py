@@ -182,6 +182,7 @@ class DeviceService:
                     "POST /device/v1/credential/rotate; if it lost it, an operator allows one new enrollment with "
                     f"'bulkhead device reset-credential {name}'"
                 )
+            reenroll = dev is not None
             if dev is None:
                 dev = Device(
                     tenant_id=bt.tenant_id,
@@ -212,7 +213,14 @@ class DeviceService:
             except IntegrityError as exc:  # another enrollment took the name at the same moment
                 raise Conflict(f"device '{name}' was enrolled at the same moment by another request") from exc
             audit.record(
-                s, Principal("device", name, bt.tenant_id), "device.enroll", name, bt.tenant_id, bootstrap=bt.name, status=status
+                s,
+                Principal("device", name, bt.tenant_id),
+                "device.enroll",
+                name,
+                bt.tenant_id,
+                bootstrap=bt.name,
+                status=status,
+                reenroll=reenroll,
             )
             out = {"device_id": dev.id, "name": name, "credential": credential, "status": status}
         self.on_change()
