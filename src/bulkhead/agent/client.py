@@ -166,6 +166,12 @@ class Client:
             raise BadResponse(f"{method} {url}: unexpected status {resp.status} (a proxy or captive portal?)")
         return resp
 
+    def rotate_credential(self) -> str:
+        """Swap this device's credential for a new one (POST /device/v1/credential/rotate); the caller persists it."""
+        doc = self.request("POST", "/device/v1/credential/rotate").json()
+        self.credential = str(doc["credential"])
+        return self.credential
+
     def download(
         self,
         url: str,

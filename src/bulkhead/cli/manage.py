@@ -239,3 +239,55 @@ def bootstrap_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
 def bootstrap_revoke(ctx: typer.Context, token_id: int, json: bool = JsonOpt) -> None:
     client(ctx).request("DELETE", f"/api/v1/bootstrap-tokens/{token_id}")
     show({"revoked": token_id}, json)
+
+
+# -- identity and lifecycle: API tokens, users, device credentials ------------------------------
+
+user_app = typer.Typer(help="Users of the tenant.", no_args_is_help=True)
+
+
+@token_app.command("list")
+def token_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
+    """The tenant's API tokens (never their secrets); admins only."""
+    show(client(ctx).request("GET", "/api/v1/tokens"), json, ["id", "name", "user", "role", "revoked", "expires_at"])
+
+
+@token_app.command("revoke")
+def token_revoke(ctx: typer.Context, token_id: int, json: bool = JsonOpt) -> None:
+    """Revoke an API token (every server process refuses it within a second)."""
+    show(client(ctx).request("DELETE", f"/api/v1/tokens/{token_id}"), json)
+
+
+@user_app.command("list")
+def user_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
+    show(client(ctx).request("GET", "/api/v1/users"), json, ["id", "name", "role"])
+
+
+@user_app.command("delete")
+def user_delete(ctx: typer.Context, name: str, json: bool = JsonOpt) -> None:
+    """Remove a user and revoke their API tokens (the tenant's last admin stays)."""
+    show(client(ctx).request("DELETE", f"/api/v1/users/{name}"), json)
+
+
+@device_app.command("reset-credential")
+def device_reset_credential(ctx: typer.Context, device: str, json: bool = JsonOpt) -> None:
+    """Revoke a device's credential and signed URLs: it may enroll once more under its name (a provisioned
+    device gets its new credential printed here instead)."""
+    show(client(ctx).request("POST", f"/api/v1/devices/{device}/reset-credential"), json)
+
+
+@device_app.command("disable")
+def device_disable(ctx: typer.Context, device: str, json: bool = JsonOpt) -> None:
+    """Stop serving a device (403, no artifacts) until it is enabled."""
+    show(client(ctx).request("POST", f"/api/v1/devices/{device}/disable"), json)
+
+
+@device_app.command("enable")
+def device_enable(ctx: typer.Context, device: str, json: bool = JsonOpt) -> None:
+    show(client(ctx).request("POST", f"/api/v1/devices/{device}/enable"), json)
+
+
+@device_app.command("delete")
+def device_delete(ctx: typer.Context, device: str, json: bool = JsonOpt) -> None:
+    """Decommission a device: its credential, history and rollout actions go."""
+    show(client(ctx).request("DELETE", f"/api/v1/devices/{device}"), json)

@@ -183,6 +183,14 @@ class Device(Base):
     last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     enrolled_with: Mapped[int | None] = mapped_column(ForeignKey("bootstrap_tokens.id", ondelete="SET NULL"))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Raised whenever the credential is reset or rotated, or the device is disabled: signed URLs carry it, so
+    # every URL handed out before is refused from then on.
+    credential_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    # Set by an operator's `device reset-credential`: the next enrollment under this name may take it (once).
+    reenroll_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # After a rotation, the credential the device held before, valid until the device first uses the new one
+    # (so a rotation whose answer was lost does not lock the device out).
+    previous_credential_hash: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class DeviceEvent(Base):

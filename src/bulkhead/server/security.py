@@ -7,11 +7,23 @@ import contextlib
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["hash_token", "load_secret", "new_token", "seal", "sign_url", "unseal", "verify_url"]
+__all__ = [
+    "SignedParams",
+    "hash_token",
+    "load_secret",
+    "new_token",
+    "parse_signed_query",
+    "seal",
+    "sign_url",
+    "unseal",
+    "verify_url",
+]
 
 PREFIX_API = "bht_"
 PREFIX_DEVICE = "bhd_"
@@ -55,21 +67,59 @@ def load_secret(data_dir: Path) -> bytes:
     return path.read_bytes()
 
 
-def _mac(secret: bytes, sha256: str, device_id: int, expires: int) -> str:
-    msg = f"{sha256}:{device_id}:{expires}".encode()
+_UINT = re.compile(r"0|[1-9][0-9]{0,18}")  # plain ASCII decimal, no sign, no leading zeros, no spaces
+_SIG = re.compile(r"[0-9a-f]{40}")
+_SIGNED_KEYS = frozenset({"d", "e", "k", "s"})
+
+
+@dataclass(frozen=True)
+class SignedParams:
+    """The parameters of a signed download URL: device, expiry (Unix time), credential epoch, signature."""
+
+    device_id: int
+    expires: int
+    epoch: int
+    sig: str
+
+
+def _mac(secret: bytes, sha256: str, device_id: int, epoch: int, expires: int) -> str:
+    msg = f"bulkhead-dl-v2:{sha256}:{device_id}:{epoch}:{expires}".encode()
     return hmac.new(secret, msg, hashlib.sha256).hexdigest()[:40]
 
 
-def sign_url(secret: bytes, sha256: str, device_id: int, ttl: int, now: float | None = None) -> str:
-    """Query string for `/dl/{sha256}` that lets `device_id` fetch it until the expiry."""
+def sign_url(secret: bytes, sha256: str, device_id: int, epoch: int, ttl: int, now: float | None = None) -> str:
+    """Query string for `/dl/{sha256}` that lets `device_id` fetch it until the expiry, while its credential epoch lasts."""
     expires = int((now or time.time()) + ttl)
-    return f"d={device_id}&e={expires}&s={_mac(secret, sha256, device_id, expires)}"
+    return f"d={device_id}&e={expires}&k={epoch}&s={_mac(secret, sha256, device_id, epoch, expires)}"
 
 
-def verify_url(secret: bytes, sha256: str, device_id: int, expires: int, sig: str, now: float | None = None) -> bool:
-    if expires < (now or time.time()):
+def parse_signed_query(query: str) -> SignedParams | None:
+    """The parameters of a signed URL's query string in its canonical form only (else None).
+
+    Canonical: exactly `d`, `e`, `k` and `s`, each once, nothing else; numbers in plain decimal without sign,
+    leading zeros or whitespace, below 2^63; `s` 40 lowercase hex digits. So one URL has one spelling.
+    """
+    values: dict[str, str] = {}
+    for part in query.split("&"):
+        key, sep, value = part.partition("=")
+        if not sep or key in values or key not in _SIGNED_KEYS:
+            return None
+        values[key] = value
+    if len(values) != len(_SIGNED_KEYS) or not _SIG.fullmatch(values["s"]):
+        return None
+    if not all(_UINT.fullmatch(values[k]) for k in ("d", "e", "k")):
+        return None
+    d, e, k = int(values["d"]), int(values["e"]), int(values["k"])
+    if max(d, e, k) >= 1 << 63:
+        return None
+    return SignedParams(d, e, k, values["s"])
+
+
+def verify_url(secret: bytes, sha256: str, params: SignedParams, now: float | None = None) -> bool:
+    """Whether the signature is right and the URL has not expired (the caller checks the epoch is current)."""
+    if params.expires < (now or time.time()):
         return False
-    return hmac.compare_digest(_mac(secret, sha256, device_id, expires), sig)
+    return hmac.compare_digest(_mac(secret, sha256, params.device_id, params.epoch, params.expires), params.sig)
 
 
 def _seal_key(secret: bytes) -> bytes:

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
+from ..errors import Forbidden
 from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..security import sign_url
 from ..services.auth import Principal
@@ -28,6 +29,21 @@ class EnrollIn(BaseModel):
 def enroll(body: EnrollIn, svc: Services = Depends(services)) -> dict[str, Any]:
     """Exchange a bootstrap token for this device's own credential (shown once)."""
     return svc.devices.enroll(body.bootstrap_token, body.name, body.compatible, body.attributes)
+
+
+class CredentialOut(BaseModel):
+    device_id: int
+    name: str
+    credential: str = Field(
+        description="The device's new credential (shown once); the old one works until the new one is first used"
+    )
+    status: str
+
+
+@router.post("/credential/rotate", response_model=CredentialOut)
+def rotate_credential(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Swap the device's credential (sent as the bearer token) for a new one; its signed URLs are renewed too."""
+    return svc.devices.rotate_credential(who)
 
 
 class ReportIn(BaseModel):
@@ -71,9 +87,11 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
     etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
     if release is not None and rel is not None:
         url_ttl = svc.settings.signed_url_ttl
-        release["signed_url"] = f"{base}/dl/{rel.sha256}?" + sign_url(svc.secret, rel.sha256, dev.id, url_ttl)
+        release["signed_url"] = f"{base}/dl/{rel.sha256}?" + sign_url(
+            svc.secret, rel.sha256, dev.id, dev.credential_epoch, url_ttl
+        )
         if delta is not None:
-            signed = sign_url(svc.secret, delta["sha256"], dev.id, url_ttl)
+            signed = sign_url(svc.secret, delta["sha256"], dev.id, dev.credential_epoch, url_ttl)
             release["delta"]["signed_url"] = f"{base}/dl/{delta['sha256']}?" + signed
     # An open action may depend on the clock (maintenance windows): reuse such answers only briefly.
     timed = action is not None or desired.get("prefetch") or any("action" in a for a in desired["apps"])
@@ -94,4 +112,6 @@ def state(request: Request, who: Principal = Depends(principal), svc: Services =
 @router.post("/reports")
 def report(body: ReportIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """A batch of the agent's events (deduplicated by seq) and, when it changed, its inventory."""
+    if who.kind == "device" and who.device_status == "disabled":
+        raise Forbidden(f"device '{who.name}' is disabled: an operator must enable it ('bulkhead device enable {who.name}')")
     return svc.reports.ingest(who, body.events, body.inventory)

@@ -287,3 +287,80 @@ def own_tenant(who: Principal = Depends(principal), svc: Services = Depends(serv
     """The caller's tenant: its name (the DDI API's {tenant}) and your role."""
     who.require("viewer")
     return {"id": who.require_tenant(), "name": who.tenant, "role": who.role}
+
+
+# -- identity and lifecycle: API tokens, users, device credentials ------------------------------
+
+
+class ApiTokenOut(BaseModel):
+    id: int
+    name: str
+    user: str
+    role: str
+    revoked: bool
+    created_at: str | None
+    expires_at: str | None
+
+
+class UserDeletedOut(BaseModel):
+    name: str
+    role: str
+    deleted: bool
+    tokens_revoked: int = Field(description="How many API tokens of the user were revoked with it")
+
+
+class DeviceLifecycleOut(BaseModel):
+    id: int
+    name: str
+    status: str = Field(description="active, pending or disabled")
+    credential_epoch: int = Field(description="Raised by every reset, rotation and disable; signed URLs carry it")
+    reenroll_allowed: bool = Field(description="The next enrollment under this name may take it (once)")
+    credential: str | None = Field(None, description="A provisioned device's new credential (TargetToken), shown once")
+
+
+class DeviceDeletedOut(BaseModel):
+    id: int
+    name: str
+    deleted: bool
+
+
+@router.get("/tokens", tags=["users"], response_model=list[ApiTokenOut])
+def list_tokens(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
+    """The tenant's API tokens (not their secrets); admins only."""
+    return svc.tenants.list_tokens(who)
+
+
+@router.delete("/tokens/{token_id}", tags=["users"], response_model=ApiTokenOut)
+def revoke_token(token_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Revoke an API token: every server process refuses it within a second. The last usable admin token stays."""
+    return svc.tenants.revoke_token(who, token_id)
+
+
+@router.delete("/users/{name}", tags=["users"], response_model=UserDeletedOut)
+def delete_user(name: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Remove a user and their API tokens; refused for the tenant's last admin."""
+    return svc.tenants.delete_user(who, name)
+
+
+@router.post("/devices/{ref}/reset-credential", tags=["devices"], response_model=DeviceLifecycleOut)
+def reset_device_credential(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Revoke the device's credential and signed URLs; an enrolled device may then enroll once more under its name
+    (pending again if the bootstrap token requires approval); a provisioned device gets its new credential here."""
+    return svc.devices.reset_credential(who, ref)
+
+
+@router.post("/devices/{ref}/disable", tags=["devices"], response_model=DeviceLifecycleOut)
+def disable_device(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Stop serving the device (403, no artifacts, its signed URLs die) until it is enabled."""
+    return svc.devices.disable(who, ref)
+
+
+@router.post("/devices/{ref}/enable", tags=["devices"], response_model=DeviceLifecycleOut)
+def enable_device(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return svc.devices.enable(who, ref)
+
+
+@router.delete("/devices/{ref}", tags=["devices"], response_model=DeviceDeletedOut)
+def delete_device(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Decommission a device: its credential, signed URLs, history and rollout actions go (admins only)."""
+    return svc.devices.delete(who, ref)

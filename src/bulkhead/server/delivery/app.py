@@ -9,17 +9,17 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qs
 
 from ..asgi import Receive, Scope, Send, bearer, send_error
-from ..errors import Forbidden, NotFound, ServerError, Unauthorized
-from ..security import verify_url
+from ..errors import Forbidden, NotFound, ServerError
+from ..security import parse_signed_query, verify_url
 from ..services.auth import Authenticator, Principal
 from ..services.ddi import DdiAuth
 from ..services.devices import DeviceService
 from ..services.releases import ReleaseService
 from ..store import ArtifactStore
 from .counters import ByteCounter
+from .epochs import DeviceEpochs
 from .ranges import ByteRange, RangeNotSatisfiable, parse_range
 
 __all__ = ["DeliveryApp"]
@@ -68,6 +68,7 @@ class DeliveryApp:
         self._release_cache: dict[tuple[int, int, int], Artifact] = {}  # (device, release, delta or 0) -> file
         self._files: dict[str, _OpenFile] = {}
         self._ddi_cache: dict[tuple[int, int], dict[str, tuple[str, str]]] = {}
+        self.epochs = DeviceEpochs(devices.db, auth.feed)
 
     @staticmethod
     def handles(path: str) -> bool:
@@ -115,22 +116,36 @@ class DeliveryApp:
 
     def _authorize_bundle(self, scope: Scope, path: str) -> tuple[Artifact, int | None]:
         if m := _SIGNED.match(path):
-            q = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            try:
-                device_id, expires, sig = int(q["d"][0]), int(q["e"][0]), q["s"][0]
-            except (KeyError, ValueError, IndexError) as exc:
-                raise Unauthorized("signed URL lacks d, e or s parameters") from exc
-            if not verify_url(self.secret, m.group(1), device_id, expires, sig):
-                raise Forbidden("signed URL is invalid or has expired: ask the server for a new one")
-            return self._file(m.group(1)), device_id
+            return self._signed(scope, m.group(1))
         principal = self.auth.resolve(bearer(scope))
         if m := _DEVICE.match(path):
+            if principal.kind == "device" and principal.device_status != "active":
+                raise Forbidden(_inactive(principal.name, principal.device_status or "unknown"))
             return self._release_artifact(principal, int(m.group(1)), int(m.group(2) or 0)), principal.device_id
         m = _USER.match(path)
         assert m is not None
         principal.require("viewer")
         rel = self.releases.get(principal, int(m.group(1)))
         return self._file(rel["sha256"]), None
+
+    def _signed(self, scope: Scope, sha256: str) -> tuple[Artifact, int]:
+        """A signed URL's artifact: canonical parameters, a valid signature, and the device's current credential epoch."""
+        params = parse_signed_query(scope.get("query_string", b"").decode("latin-1"))
+        if params is None:
+            raise Forbidden(
+                "signed URL is malformed (it takes d, e, k and s once each, numbers in plain decimal): "
+                "ask the server for a new one"
+            )
+        if not verify_url(self.secret, sha256, params):
+            raise Forbidden("signed URL is invalid or has expired: ask the server for a new one")
+        state = self.epochs.current(params.device_id)
+        if state is None:
+            raise Forbidden("signed URL is for a device that no longer exists")
+        if state.status != "active":
+            raise Forbidden(_inactive(f"device {params.device_id}", state.status))
+        if state.epoch != params.epoch:
+            raise Forbidden("signed URL was issued before the device's credential was reset: ask the server for a new one")
+        return self._file(sha256), params.device_id
 
     def _release_artifact(self, who: Principal, release_id: int, delta_id: int = 0) -> Artifact:
         """A release's bundle (or, with `delta_id`, one of its delta bundles) this device may download."""
@@ -311,6 +326,12 @@ async def _md5sum(send: Send, line: str, head: bool) -> None:
     headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": 200, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
+
+
+def _inactive(name: str, status: str) -> str:
+    if status == "disabled":
+        return f"{name} is disabled: an operator must enable it ('bulkhead device enable') before it gets artifacts"
+    return f"{name} is {status}: an operator must approve it before it gets artifacts"
 
 
 def _if_range_ok(if_range: str | None, etag: str, last_modified: str) -> bool:

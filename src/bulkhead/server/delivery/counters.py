@@ -7,8 +7,9 @@ import contextlib
 import datetime as dt
 import logging
 from collections import defaultdict
+from typing import cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import Table, bindparam, func, or_, select, update
 
 from ..db import Database
 from ..models import Action, Device
@@ -62,7 +63,13 @@ class ByteCounter:
                         .values(bytes_done=func.coalesce(Action.bytes_done, 0) + n)
                     )
                 if seen:
-                    s.execute(update(Device), [{"id": k, "last_seen": v} for k, v in sorted(seen.items())])
+                    # A Core executemany: a device deleted since it polled matches no row and is skipped (the ORM's
+                    # bulk update by primary key would fail the whole flush, and every later one, on it).
+                    devices = cast(Table, Device.__table__)
+                    s.execute(
+                        update(devices).where(devices.c.id == bindparam("device_id")).values(last_seen=bindparam("at")),
+                        [{"device_id": k, "at": v} for k, v in sorted(seen.items())],
+                    )
         except Exception:
             log.exception("could not flush byte counters; keeping them for the next try")
             return False

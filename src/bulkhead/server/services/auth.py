@@ -7,7 +7,7 @@ import hmac
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from ..changes import ChangeFeed
 from ..db import Database
@@ -18,7 +18,9 @@ from ..security import PREFIX_API, PREFIX_DEVICE, PREFIX_SYSTEM, hash_token
 __all__ = ["ROLES", "Authenticator", "Principal"]
 
 ROLES = ("viewer", "operator", "admin")
-_CACHE_TTL = 10.0
+# Users' API tokens are looked up again after this long, so a revoked token (or a removed user) is refused
+# by every server process within it; one indexed read per token and half second is cheap.
+_CACHE_TTL = 0.5
 _DEVICE_CACHE_TTL = 600.0
 
 
@@ -73,7 +75,7 @@ class Authenticator:
         if len(self._cache) > 200_000:
             self._cache.clear()
         # A device's credential stays cached until the change feed reports a change to the device
-        # (revoked, rejected, deleted); users' tokens for a few seconds.
+        # (reset, disabled, deleted); users' tokens for half a second.
         device = principal.kind == "device" and self.feed is not None
         self._cache[h] = (now + (_DEVICE_CACHE_TTL if device else _CACHE_TTL), now, principal)
         return principal
@@ -109,11 +111,17 @@ class Authenticator:
                 return Principal("user", f"{user.name} (token {tok.name})", tenant.id, tenant.name, user.role)
             if token.startswith(PREFIX_DEVICE):
                 row2 = s.execute(
-                    select(Device, Tenant).join(Tenant, Tenant.id == Device.tenant_id).where(Device.credential_hash == h)
+                    select(Device, Tenant)
+                    .join(Tenant, Tenant.id == Device.tenant_id)
+                    .where(or_(Device.credential_hash == h, Device.previous_credential_hash == h))
                 ).first()
                 if row2 is None:
                     raise Unauthorized("unknown device credential: enroll again")
                 dev, tenant = row2
+                if dev.credential_hash == h and dev.previous_credential_hash is not None:
+                    # The device holds its rotated credential: the one before ends here (in every process, by
+                    # the change feed), once.
+                    dev.previous_credential_hash = None
                 return Principal("device", dev.name, tenant.id, tenant.name, "device", dev.id, dev.status, dev.compatible)
         raise Unauthorized("unrecognised token format")
 

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..db import Database
@@ -22,11 +23,12 @@ from .deltas import offered_delta
 from .desired import image_registry, merge_desired
 from .rollouts import install_gate, open_action, open_app_actions
 
-__all__ = ["NAME", "DeviceService", "device_json", "find_device"]
+__all__ = ["NAME", "DeviceService", "device_json", "find_device", "lifecycle_json"]
 
 log = logging.getLogger(__name__)
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+_DISABLED = "device '{name}' is disabled: an operator must enable it ('bulkhead device enable {name}')"
 
 
 def device_json(d: Device) -> dict[str, Any]:
@@ -47,6 +49,17 @@ def device_json(d: Device) -> dict[str, Any]:
         "update": d.update_status or {},
         "bytes_served": d.bytes_served,
         "last_seen": d.last_seen.isoformat() if d.last_seen else None,
+    }
+
+
+def lifecycle_json(d: Device) -> dict[str, Any]:
+    """A device's identity state: status, credential epoch, whether one re-enrollment is allowed."""
+    return {
+        "id": d.id,
+        "name": d.name,
+        "status": d.status,
+        "credential_epoch": d.credential_epoch or 0,
+        "reenroll_allowed": bool(d.reenroll_allowed),
     }
 
 
@@ -110,7 +123,7 @@ class DeviceService:
             }
 
     def list_bootstrap(self, who: Principal) -> list[dict[str, Any]]:
-        who.require("viewer")
+        who.require("admin")  # names, groups and uses of enrollment secrets: admins only, like creating them
         tid = who.require_tenant()
         with self.db.session() as s:
             return [
@@ -138,7 +151,11 @@ class DeviceService:
 
     # -- enrollment ---------------------------------------------------------------
     def enroll(self, bootstrap: str, name: str, compatible: str, attributes: dict[str, Any]) -> dict[str, Any]:
-        """Exchange a bootstrap token for a per-device credential (re-enrolling replaces it)."""
+        """Exchange a bootstrap token for a per-device credential.
+
+        A name that exists is never taken over: its credential stays until the device rotates it itself or an
+        operator resets it (`reset_credential`), which allows exactly one enrollment under the name.
+        """
         if not NAME.match(name):
             raise Invalid(f"device name {name!r} is invalid: 1-128 letters, digits, '.', '_', ':' or '-'")
         if not compatible or len(compatible) > 256:
@@ -154,8 +171,18 @@ class DeviceService:
                 raise Unauthorized("this bootstrap token has expired; ask the operator for a new one")
             if bt.max_uses is not None and bt.uses >= bt.max_uses:
                 raise Unauthorized("this bootstrap token has been used up")
-            dev = s.scalar(select(Device).where(Device.tenant_id == bt.tenant_id, Device.name == name))
+            dev = s.scalar(select(Device).where(Device.tenant_id == bt.tenant_id, Device.name == name).with_for_update())
             status = "pending" if bt.requires_approval else "active"
+            if dev is not None and not dev.reenroll_allowed:
+                log.warning(
+                    "refused enrollment over existing device %r of tenant %s (bootstrap token %r)", name, bt.tenant_id, bt.name
+                )
+                raise Conflict(
+                    f"device '{name}' is already enrolled and keeps its credential: the device itself renews it with "
+                    "POST /device/v1/credential/rotate; if it lost it, an operator allows one new enrollment with "
+                    f"'bulkhead device reset-credential {name}'"
+                )
+            reenroll = dev is not None
             if dev is None:
                 dev = Device(
                     tenant_id=bt.tenant_id,
@@ -170,15 +197,30 @@ class DeviceService:
                 )
                 s.add(dev)
             else:
-                if dev.status == "active" and bt.requires_approval:
-                    status = "pending"
+                # Re-enrollment after an operator's reset: once; a token that requires approval makes it pending
+                # again, and a disabled device stays disabled.
+                if dev.status == "disabled":
+                    status = "disabled"
                 dev.compatible, dev.status, dev.attributes = compatible, status, {**dev.attributes, **attributes}
+                dev.reenroll_allowed = False
+                dev.credential_epoch = (dev.credential_epoch or 0) + 1
+                dev.enrolled_with, dev.previous_credential_hash = bt.id, None
             dev.credential_hash = ch
             dev.last_seen = utcnow()
             bt.uses += 1
-            s.flush()
+            try:
+                s.flush()
+            except IntegrityError as exc:  # another enrollment took the name at the same moment
+                raise Conflict(f"device '{name}' was enrolled at the same moment by another request") from exc
             audit.record(
-                s, Principal("device", name, bt.tenant_id), "device.enroll", name, bt.tenant_id, bootstrap=bt.name, status=status
+                s,
+                Principal("device", name, bt.tenant_id),
+                "device.enroll",
+                name,
+                bt.tenant_id,
+                bootstrap=bt.name,
+                status=status,
+                reenroll=reenroll,
             )
             out = {"device_id": dev.id, "name": name, "credential": credential, "status": status}
         self.on_change()
@@ -242,6 +284,93 @@ class DeviceService:
             audit.record(s, who, "device.desired", dev.name, release_id=release_id)
             return device_json(dev)
 
+    # -- identity and lifecycle ------------------------------------------------------
+    def reset_credential(self, who: Principal, ref: str) -> dict[str, Any]:
+        """Revoke a device's credential and every signed URL it holds.
+
+        An enrolled device may then enroll again under its name, once (with a bootstrap token; one that requires
+        approval makes it pending again). A device created by `provision` (or registered over DDI) never
+        enrolls: it gets its new credential (its DDI TargetToken) in this answer instead.
+        """
+        who.require("operator")
+        credential: str | None = None
+        with self.db.session() as s:
+            dev = self._own(s, who, ref)
+            dev.credential_epoch = (dev.credential_epoch or 0) + 1
+            dev.previous_credential_hash = None
+            if dev.enrolled_with is None:
+                credential, dev.credential_hash = new_token(PREFIX_DEVICE)
+                dev.reenroll_allowed = False
+            else:
+                dev.credential_hash = None
+                dev.reenroll_allowed = True
+            audit.record(s, who, "device.reset_credential", dev.name, epoch=dev.credential_epoch)
+            out = lifecycle_json(dev)
+            if credential is not None:
+                out["credential"] = credential
+        return out
+
+    def rotate_credential(self, who: Principal) -> dict[str, Any]:
+        """A device swaps its own credential for a new one.
+
+        Its signed URLs stop working at once; the old credential when the device first uses the new one.
+        """
+        if who.kind != "device" or who.device_id is None:
+            raise Forbidden("this endpoint is for devices: send the device's own credential")
+        credential, ch = new_token(PREFIX_DEVICE)
+        with self.db.session() as s:
+            dev = s.get(Device, who.device_id, with_for_update=True)
+            if dev is None:
+                raise Unauthorized("device no longer exists: enroll again")
+            if dev.status == "disabled":
+                raise Forbidden(_DISABLED.format(name=dev.name))
+            # The credential the device last used stays valid until it first uses the new one: a rotation whose
+            # answer was lost does not lock it out (it rotates again with the old one). An unconfirmed new one is dropped.
+            if dev.previous_credential_hash is None:
+                dev.previous_credential_hash = dev.credential_hash
+            dev.credential_hash = ch
+            dev.credential_epoch = (dev.credential_epoch or 0) + 1
+            audit.record(s, who, "device.rotate_credential", dev.name, epoch=dev.credential_epoch)
+            return {"device_id": dev.id, "name": dev.name, "credential": credential, "status": dev.status}
+
+    def disable(self, who: Principal, ref: str) -> dict[str, Any]:
+        """Stop serving a device (403 on every device route, no artifacts) until it is enabled; it keeps its credential."""
+        who.require("operator")
+        with self.db.session() as s:
+            dev = self._own(s, who, ref)
+            if dev.status == "pending":
+                raise Conflict(f"device '{dev.name}' is pending approval: delete it to refuse it ('bulkhead device delete')")
+            if dev.status != "disabled":
+                dev.status = "disabled"
+                dev.credential_epoch = (dev.credential_epoch or 0) + 1  # signed URLs handed out before die now
+                audit.record(s, who, "device.disable", dev.name)
+            out = lifecycle_json(dev)
+        self.on_change()
+        return out
+
+    def enable(self, who: Principal, ref: str) -> dict[str, Any]:
+        who.require("operator")
+        with self.db.session() as s:
+            dev = self._own(s, who, ref)
+            if dev.status != "disabled":
+                raise Conflict(f"device '{dev.name}' is {dev.status}, not disabled")
+            dev.status = "active"
+            audit.record(s, who, "device.enable", dev.name)
+            out = lifecycle_json(dev)
+        self.on_change()
+        return out
+
+    def delete(self, who: Principal, ref: str) -> dict[str, Any]:
+        """Decommission a device: its row, credential, history and rollout actions go; its name may enroll anew."""
+        who.require("admin")
+        with self.db.session() as s:
+            dev = self._own(s, who, ref)
+            out = {"id": dev.id, "name": dev.name, "deleted": True}
+            audit.record(s, who, "device.delete", dev.name, device_id=dev.id)
+            s.delete(dev)
+        self.on_change()
+        return out
+
     # -- the device's own view ----------------------------------------------------
     def own_state(self, who: Principal) -> tuple[Device, Release | None, dict[str, Any]]:
         """The device, its desired release, and its merged desired apps, files and registry credentials."""
@@ -251,6 +380,8 @@ class DeviceService:
             dev = s.get(Device, who.device_id)
             if dev is None:
                 raise Unauthorized("device no longer exists: enroll again")
+            if dev.status == "disabled":
+                raise Forbidden(_DISABLED.format(name=dev.name))
             if dev.status != "active":
                 raise Forbidden(f"device is {dev.status}: an operator must approve it ('bulkhead device approve {dev.name}')")
             layers: list[dict[str, Any]] = []
@@ -359,6 +490,8 @@ class DeviceService:
         """A release this device may download: same tenant and compatible."""
         if who.kind != "device":
             raise Forbidden("this endpoint is for devices")
+        if who.device_status == "disabled":
+            raise Forbidden(_DISABLED.format(name=who.name))
         if who.device_status != "active":
             raise Forbidden("device is not approved yet")
         return self.release_for_device(who.tenant_id or 0, who.compatible or "", release_id)

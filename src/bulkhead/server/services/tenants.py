@@ -6,8 +6,9 @@ import datetime as dt
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bulkhead.rauc import BundleError, load_keyring
 
@@ -16,7 +17,7 @@ from ..errors import Conflict, Invalid, NotFound
 from ..models import ApiToken, Tenant, User, utcnow
 from ..security import PREFIX_API, new_token
 from . import audit
-from .auth import ROLES, Principal
+from .auth import ROLES, Principal, _aware
 
 __all__ = ["TenantService"]
 
@@ -118,6 +119,63 @@ class TenantService:
                 "expires_at": expires.isoformat() if expires else None,
             }
 
+    def list_tokens(self, who: Principal) -> list[dict[str, Any]]:
+        """The tenant's API tokens (never the secrets): admins only."""
+        who.require("admin")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            rows = s.execute(
+                select(ApiToken, User)
+                .join(User, User.id == ApiToken.user_id)
+                .where(ApiToken.tenant_id == tid)
+                .order_by(ApiToken.id)
+            )
+            return [_token_json(t, u) for t, u in rows]
+
+    def revoke_token(self, who: Principal, token_id: int) -> dict[str, Any]:
+        """Revoke an API token; refused for the tenant's last usable admin token (that would lock the tenant out)."""
+        who.require("admin")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            row = s.execute(
+                select(ApiToken, User)
+                .join(User, User.id == ApiToken.user_id)
+                .where(ApiToken.id == token_id, ApiToken.tenant_id == tid)
+            ).first()
+            if row is None:
+                raise NotFound(f"API token {token_id} does not exist: 'bulkhead token list' shows the tenant's tokens")
+            tok, user = row
+            if not tok.revoked:
+                if user.role == "admin" and _usable_admin_tokens(s, tid) <= {tok.id}:
+                    raise Conflict(
+                        f"token {token_id} is the tenant's last usable admin token: create another admin token first "
+                        "('bulkhead token create NAME --user USER --role admin')"
+                    )
+                tok.revoked = True
+                audit.record(s, who, "token.revoke", tok.name, token_id=tok.id, user=user.name)
+            return _token_json(tok, user)
+
+    def delete_user(self, who: Principal, name: str) -> dict[str, Any]:
+        """Remove a user and revoke (delete) their tokens; refused for the tenant's last admin."""
+        who.require("admin")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            user = s.scalar(select(User).where(User.tenant_id == tid, User.name == name).with_for_update())
+            if user is None:
+                raise NotFound(f"user '{name}' does not exist in this tenant")
+            if user.role == "admin":
+                admins = s.scalar(select(func.count()).select_from(User).where(User.tenant_id == tid, User.role == "admin"))
+                if (admins or 0) <= 1:
+                    raise Conflict(f"'{name}' is the tenant's last admin: create another admin before removing this one")
+                if _usable_admin_tokens(s, tid, exclude_user=user.id) == set():
+                    raise Conflict(f"removing '{name}' would leave no usable admin token: create one for another admin first")
+            tokens = list(s.scalars(select(ApiToken).where(ApiToken.user_id == user.id)))
+            for t in tokens:
+                s.delete(t)
+            audit.record(s, who, "user.delete", name, role=user.role, tokens_revoked=[t.name for t in tokens])
+            s.delete(user)
+            return {"name": name, "role": user.role, "deleted": True, "tokens_revoked": len(tokens)}
+
     def set_keyring(self, who: Principal, pem: bytes, check_purpose: str) -> dict[str, Any]:
         who.require("admin")
         tid = who.require_tenant()
@@ -148,3 +206,28 @@ class TenantService:
                 "check_purpose": tenant.keyring_check_purpose,
                 "pem": tenant.keyring_pem,
             }
+
+
+def _token_json(t: ApiToken, u: User) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "name": t.name,
+        "user": u.name,
+        "role": u.role,
+        "revoked": t.revoked,
+        "created_at": t.created_at.isoformat() if t.created_at else None,
+        "expires_at": t.expires_at.isoformat() if t.expires_at else None,
+    }
+
+
+def _usable_admin_tokens(s: Session, tenant_id: int, exclude_user: int | None = None) -> set[int]:
+    """Ids of the tenant's admin tokens that are neither revoked nor expired."""
+    q = (
+        select(ApiToken.id, ApiToken.expires_at)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.tenant_id == tenant_id, User.role == "admin", ApiToken.revoked.is_(False))
+    )
+    if exclude_user is not None:
+        q = q.where(User.id != exclude_user)
+    now = utcnow()
+    return {i for i, exp in s.execute(q) if exp is None or _aware(exp) >= now}
