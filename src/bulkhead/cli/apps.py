@@ -160,10 +160,53 @@ def group_set(
     mode: str = ModeOpt,
     template: bool = TemplateOpt,
     on_change: str | None = OnChangeOpt,
+    allow_downgrade: bool = typer.Option(False, help="Accept a release older than the group's or its devices'"),
     json: bool = JsonOpt,
 ) -> None:
-    """Set a group's release, apps and files."""
+    """Set a group's release, apps and files (creates the group if it does not exist)."""
     body = _desired_body(app, file, remove_file, mode, template, on_change)
     if release is not None or clear_release:
         body["release_id"] = None if clear_release else release
+        body["allow_downgrade"] = allow_downgrade
     show(client(ctx).request("PATCH", f"/api/v1/groups/{group}/desired", json=body), json)
+
+
+@group_app.command("list")
+def group_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
+    """Every group with its device count, release, apps and window."""
+    rows = client(ctx).request("GET", "/api/v1/groups")
+    show(rows, json, ["name", "devices", "release_id", "apps", "window"])
+
+
+@group_app.command("show")
+def group_show(ctx: typer.Context, group: str, json: bool = JsonOpt) -> None:
+    """A group's devices, desired state, window, and the rollouts and bootstrap tokens that name it."""
+    show(client(ctx).request("GET", f"/api/v1/groups/{group}"), json)
+
+
+@group_app.command("create")
+def group_create(ctx: typer.Context, group: str, json: bool = JsonOpt) -> None:
+    """Create an empty group; add devices with 'group add-device' (or enroll them with a bootstrap token of it)."""
+    show(client(ctx).request("POST", "/api/v1/groups", json={"name": group}), json)
+
+
+@group_app.command("delete")
+def group_delete(ctx: typer.Context, group: str) -> None:
+    """Delete a group: refused while it has devices or rollouts or bootstrap tokens name it."""
+    client(ctx).request("DELETE", f"/api/v1/groups/{group}")
+
+
+@group_app.command("add-device")
+def group_add_device(ctx: typer.Context, group: str, device: list[str], json: bool = JsonOpt) -> None:
+    """Put devices into a group (running rollouts that target the group take them in)."""
+    api = client(ctx)
+    rows = [api.request("PUT", f"/api/v1/groups/{group}/devices/{d}") for d in device]
+    show(rows, json, ["device", "groups"])
+
+
+@group_app.command("remove-device")
+def group_remove_device(ctx: typer.Context, group: str, device: list[str], json: bool = JsonOpt) -> None:
+    """Take devices out of a group."""
+    api = client(ctx)
+    rows = [api.request("DELETE", f"/api/v1/groups/{group}/devices/{d}") for d in device]
+    show(rows, json, ["device", "groups"])

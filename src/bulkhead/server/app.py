@@ -17,6 +17,7 @@ from bulkhead import __version__
 
 from .api import ddi, device, management, rollouts
 from .api import deltas as deltas_api
+from .api import groups as groups_api
 from .api.deps import Services
 from .api.polls import PollApp
 from .asgi import Receive, Scope, Send
@@ -133,6 +134,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(deltas_api.router)
     api.include_router(ddi.manage)
     api.include_router(ddi.router)
+    api.include_router(groups_api.router)
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:

@@ -15,6 +15,7 @@ from . import audit
 from .auth import Principal
 from .desired import compose_to_containers, normalize_container, normalize_file
 from .devices import find_device
+from .versions import refuse_downgrade
 
 __all__ = ["AppService", "app_json"]
 
@@ -82,8 +83,10 @@ class AppService:
         apps: dict[str, str | None] | None = None,
         files: list[dict[str, Any]] | None = None,
         remove_files: list[str] | None = None,
+        allow_downgrade: bool = False,
     ) -> dict[str, Any]:
-        """Change a device's or group's desired state; only the parts given change."""
+        """Change a device's or group's desired state; only the parts given change. A group's release older
+        than the one it has, or than what its devices run, is refused unless `allow_downgrade`."""
         who.require("operator")
         tid = who.require_tenant()
         with self.db.session() as s:
@@ -96,6 +99,8 @@ class AppService:
                     rel = s.get(Release, int(release_id))
                     if rel is None or rel.tenant_id != tid:
                         raise NotFound(f"release {release_id} does not exist")
+                    if not allow_downgrade:
+                        _refuse_group_downgrade(s, tid, ref, desired.get("release_id"), rel)
                 desired["release_id"] = release_id
             if apps:
                 current = dict(desired.get("apps") or {})
@@ -129,6 +134,17 @@ class AppService:
                 s.add(group)
             return group
         return find_device(s, tid, ref)
+
+
+def _refuse_group_downgrade(s: Session, tid: int, group: str, current_id: Any, rel: Release) -> None:
+    """A group's new release must not be older than its current one, nor than what its devices of the
+    release's compatible run."""
+    current = s.get(Release, current_id) if isinstance(current_id, int) else None
+    if current is not None and current.compatible == rel.compatible:
+        refuse_downgrade(rel.version, current.version, f"group '{group}' has release {current.version}", False)
+    for d in s.scalars(select(Device).where(Device.tenant_id == tid, Device.compatible == rel.compatible)):
+        if group in (d.groups or []) and d.os_version:
+            refuse_downgrade(rel.version, d.os_version, f"device '{d.name}' of group '{group}' runs {d.os_version}", False)
 
 
 def _summary(desired: dict[str, Any]) -> dict[str, Any]:
