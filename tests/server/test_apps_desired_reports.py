@@ -9,7 +9,7 @@ from tests.server.conftest import LiveServer
 COMPOSE = """
 services:
   web:
-    image: registry.example.com:5000/web@sha256:abc
+    image: registry.example.com:5000/web@sha256:abababababababababababababababababababababababababababababababab
     environment: [MODE=prod, DEBUG]
     ports: ["8080:80"]
     restart: on-failure:3
@@ -35,7 +35,7 @@ def test_apps_from_specs_and_compose_and_their_errors(server: LiveServer) -> Non
             ({"name": "a", "version": "1", "compose": "services: ["}, "not valid YAML"),
             ({"name": "a", "version": "1", "compose": "services:\n  x:\n    build: .\n"}, "uses 'build'"),
             (
-                {"name": "a", "version": "1", "containers": [{"name": "m", "image": "x", "privileged": True}]},
+                {"name": "a", "version": "1", "containers": [{"name": "m", "image": "x", "cap_add": ["ALL"]}]},
                 "unknown container field",
             ),
             ({"name": "a", "version": "1", "containers": [{"name": "m", "image": "x", "ports": ["eighty"]}]}, "HOST:CONTAINER"),

@@ -53,36 +53,103 @@ def parse_files(items: list[str], mode: str, template: bool, on_change: str | No
     return files
 
 
+def _app_body(
+    image: str | None,
+    compose: Path | None,
+    env: list[str],
+    port: list[str],
+    volume: list[str],
+    restart: str,
+    command: str | None,
+    privileged: bool,
+    device: list[str],
+    network: str | None,
+) -> dict[str, object]:
+    if (image is None) == (compose is None):
+        raise CliError("give either --image or --compose")
+    if compose is not None:
+        try:
+            return {"compose": compose.read_text()}
+        except OSError as e:
+            raise CliError(f"cannot read {compose}: {e.strerror}") from None
+    envs = {k: v for k, _, v in (e.partition("=") for e in env)}
+    spec: dict[str, object] = {
+        "name": "main", "image": image, "env": envs, "ports": port, "volumes": volume, "restart": restart,
+        "command": command.split() if command else [],
+    }  # fmt: skip
+    if privileged:
+        spec["privileged"] = True
+    if device:
+        spec["devices"] = device
+    if network:
+        spec["network_mode"] = network
+    return {"containers": [spec]}
+
+
+ImageOpt = typer.Option(None, help="Single-container app: the image reference (ideally by digest)")
+ComposeOpt = typer.Option(
+    None, help="A compose file whose services become the app's containers (keys: image, command, environment, "
+    "ports, volumes, restart, privileged, devices, network_mode)"
+)  # fmt: skip
+EnvOpt = typer.Option([], "--env", "-e", help="KEY=VALUE (with --image)")
+# Rich markup would eat "[/tcp|udp]" as a closing tag: escape the bracket.
+PortOpt = typer.Option([], "--port", "-p", help="HOST:CONTAINER\\[/tcp|udp] (with --image)")
+VolumeOpt = typer.Option([], "--volume", "-v", help="NAME_OR_PATH:/path\\[:ro] (with --image)")
+RestartOpt = typer.Option("always", help="no, always, on-failure, unless-stopped")
+CommandOpt = typer.Option(None, help="Command to run instead of the image's (with --image)")
+PrivilegedOpt = typer.Option(False, help="Run the container privileged (with --image)")
+DeviceOpt = typer.Option([], "--device", help="Host device to pass in, e.g. /dev/ttyUSB0 (with --image; repeatable)")
+NetworkOpt = typer.Option(None, help="host, bridge, none or a network name (with --image)")
+
+
 @app_app.command("create")
 def app_create(
     ctx: typer.Context,
     name: str,
     version: str,
-    image: str | None = typer.Option(None, help="Single-container app: the image reference (ideally by digest)"),
-    compose: Path | None = typer.Option(None, help="A compose file whose services become the app's containers"),
-    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE (with --image)"),
-    port: list[str] = typer.Option([], "--port", "-p", help="HOST:CONTAINER[/tcp|udp] (with --image)"),
-    volume: list[str] = typer.Option([], "--volume", "-v", help="NAME_OR_PATH:/path[:ro] (with --image)"),
-    restart: str = typer.Option("always", help="no, always, on-failure, unless-stopped"),
-    command: str | None = typer.Option(None, help="Command to run instead of the image's (with --image)"),
+    image: str | None = ImageOpt,
+    compose: Path | None = ComposeOpt,
+    env: list[str] = EnvOpt,
+    port: list[str] = PortOpt,
+    volume: list[str] = VolumeOpt,
+    restart: str = RestartOpt,
+    command: str | None = CommandOpt,
+    privileged: bool = PrivilegedOpt,
+    device: list[str] = DeviceOpt,
+    network: str | None = NetworkOpt,
     json: bool = JsonOpt,
 ) -> None:
-    """Create an immutable app version from an image or a compose file."""
-    if (image is None) == (compose is None):
-        raise CliError("give either --image or --compose")
-    body: dict[str, object] = {"name": name, "version": version}
-    if compose is not None:
-        try:
-            body["compose"] = compose.read_text()
-        except OSError as e:
-            raise CliError(f"cannot read {compose}: {e.strerror}") from None
-    else:
-        envs = {k: v for k, _, v in (e.partition("=") for e in env)}
-        body["containers"] = [
-            {"name": "main", "image": image, "env": envs, "ports": port, "volumes": volume, "restart": restart,
-             "command": command.split() if command else []}
-        ]  # fmt: skip
-    show(client(ctx).request("POST", "/api/v1/apps", json=body), json)
+    """Create an app version from an image or a compose file."""
+    body = _app_body(image, compose, env, port, volume, restart, command, privileged, device, network)
+    show(client(ctx).request("POST", "/api/v1/apps", json={"name": name, "version": version, **body}), json)
+
+
+@app_app.command("update")
+def app_update(
+    ctx: typer.Context,
+    name: str,
+    version: str,
+    image: str | None = ImageOpt,
+    compose: Path | None = ComposeOpt,
+    env: list[str] = EnvOpt,
+    port: list[str] = PortOpt,
+    volume: list[str] = VolumeOpt,
+    restart: str = RestartOpt,
+    command: str | None = CommandOpt,
+    privileged: bool = PrivilegedOpt,
+    device: list[str] = DeviceOpt,
+    network: str | None = NetworkOpt,
+    json: bool = JsonOpt,
+) -> None:
+    """Replace an app version's containers; devices that run it recreate the containers that changed."""
+    body = _app_body(image, compose, env, port, volume, restart, command, privileged, device, network)
+    show(client(ctx).request("PUT", f"/api/v1/apps/{name}/{version}", json=body), json)
+
+
+@app_app.command("delete")
+def app_delete(ctx: typer.Context, name: str, version: str) -> None:
+    """Delete an app version: refused while a group or device wants it or a rollout names it."""
+    client(ctx).request("DELETE", f"/api/v1/apps/{name}/{version}")
 
 
 @app_app.command("list")
