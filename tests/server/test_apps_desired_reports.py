@@ -111,6 +111,7 @@ def test_reports_are_deduplicated_and_validated(server: LiveServer) -> None:
             ([{"seq": 3, "kind": "weather"}], "kind must be"),
             ([{"seq": 3, "kind": "update", "phase": "exploded"}], "phase must be"),
             ([{"seq": 3, "kind": "update", "at": "yesterday"}], "ISO 8601"),
+            ([{"seq": 3, "kind": "update", "at": "9999-12-31T23:00:00-05:00"}], "ISO 8601"),  # beyond UTC's range
         ]:
             r = c.post("/device/v1/reports", json={"events": bad}, headers=dev)
             assert r.status_code == 400 and message in r.json()["message"]
