@@ -142,6 +142,11 @@ def test_groups_are_first_class(server: LiveServer) -> None:
     c.post("/api/v1/rollouts/uses-g1/cancel").raise_for_status()
     tok = c.post("/api/v1/bootstrap-tokens", json={"name": "t-g1", "group": "g1"}).json()
     _refused(c.delete("/api/v1/groups/g1"), 409, "bootstrap token 't-g1'")
+    op = c.post("/api/v1/tokens", json={"name": "op", "user": "op-user", "role": "operator"})
+    assert op.status_code == 201, op.text
+    with server.client(op.json()["token"]) as oc:  # operators do not see bootstrap tokens, only that there is one
+        _refused(oc.delete("/api/v1/groups/g1"), 409, "1 bootstrap token(s)")
+        assert "t-g1" not in oc.get("/api/v1/groups/g1").text
     c.delete(f"/api/v1/bootstrap-tokens/{tok['id']}").raise_for_status()
     assert c.delete("/api/v1/groups/g1").status_code == 204
     assert c.get("/api/v1/groups/g1").status_code == 404

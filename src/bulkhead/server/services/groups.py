@@ -38,19 +38,29 @@ def _group_json(g: DeviceGroup, members: list[str], with_devices: bool) -> dict[
     return out
 
 
-def _users(s: Session, tid: int, name: str) -> list[str]:
-    """What refers to the group by name: rollouts that are not canceled and bootstrap tokens not revoked."""
+def _users(s: Session, tid: int, name: str, token_names: bool) -> list[str]:
+    """What refers to the group by name: rollouts that are not canceled and bootstrap tokens not revoked
+    (named only for admins, who alone may see bootstrap tokens)."""
     found = []
     for r in s.scalars(select(Rollout).where(Rollout.tenant_id == tid, Rollout.status != "canceled")):
         if name in ((r.target or {}).get("groups") or []) or any(p.get("group") == name for p in r.phases or []):
             found.append(f"rollout '{r.name}'")
-    for b in s.scalars(
-        select(BootstrapToken).where(
-            BootstrapToken.tenant_id == tid, BootstrapToken.group_name == name, BootstrapToken.revoked.is_(False)
+    tokens = list(
+        s.scalars(
+            select(BootstrapToken).where(
+                BootstrapToken.tenant_id == tid, BootstrapToken.group_name == name, BootstrapToken.revoked.is_(False)
+            )
         )
-    ):
-        found.append(f"bootstrap token '{b.name}' (id {b.id})")
+    )
+    if token_names:
+        found += [f"bootstrap token '{b.name}' (id {b.id})" for b in tokens]
+    elif tokens:
+        found.append(f"{len(tokens)} bootstrap token(s) (an admin can list and revoke them)")
     return found
+
+
+def _is_admin(who: Principal) -> bool:
+    return who.kind == "system" or who.role == "admin"
 
 
 class GroupService:
@@ -76,7 +86,7 @@ class GroupService:
         with self.db.session() as s:
             g = find_group(s, tid, name, add_row=False)
             out = _group_json(g, _members(s, tid, name), True)
-            out["referenced_by"] = _users(s, tid, name)
+            out["referenced_by"] = _users(s, tid, name, _is_admin(who))
             return out
 
     def create(self, who: Principal, name: str) -> dict[str, Any]:
@@ -97,7 +107,7 @@ class GroupService:
         tid = who.require_tenant()
         with self.db.session() as s:
             g = find_group(s, tid, name, add_row=False)
-            users = _users(s, tid, name)
+            users = _users(s, tid, name, _is_admin(who))
             if users:
                 raise Conflict(
                     f"group '{name}' is used by {listing(users)}; cancel or delete those rollouts and revoke those tokens first"
