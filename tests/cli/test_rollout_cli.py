@@ -14,6 +14,13 @@ def test_rollout_create_with_an_app_version(srv: LiveServer, tmp_path: Path) -> 
     with srv.client(token) as c:
         r = c.post("/api/v1/apps", json={"name": "shop", "version": "2", "containers": [{"name": "m", "image": "shop:2"}]})
         r.raise_for_status()
+        c.post("/api/v1/devices", json={"name": "shop-dev", "compatible": "any", "groups": []}).raise_for_status()
+    res = cli(srv, token, "rollout", "create", "shop-2", "--app", "shop:2", "--group", "line", "--json")
+    assert res.returncode == 2 and "group(s) line do not exist" in res.stderr and "bulkhead group create" in res.stderr
+    assert cli(srv, token, "group", "create", "line").returncode == 0
+    res = cli(srv, token, "rollout", "create", "shop-2", "--app", "shop:2", "--group", "line", "--json")
+    assert res.returncode == 2 and "the target matches no device" in res.stderr and "--allow-empty" in res.stderr
+    assert cli(srv, token, "group", "add-device", "line", "shop-dev").returncode == 0
     res = cli(srv, token, "rollout", "create", "shop-2", "--app", "shop:2", "--group", "line", "--json")
     assert res.returncode == 0, res.stderr
     ro = json.loads(res.stdout)
@@ -31,3 +38,35 @@ def test_rollout_create_with_an_app_version(srv: LiveServer, tmp_path: Path) -> 
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
     with srv.client(token) as c:
         assert [r["name"] for r in c.get("/api/v1/rollouts").json()] == ["shop-2"]
+
+
+def test_thresholds_without_phases_apply_to_the_single_phase(srv: LiveServer) -> None:
+    token = srv.tenant()
+    with srv.client(token) as c:
+        c.post("/api/v1/apps", json={"name": "t", "version": "1", "containers": [{"name": "m", "image": "t:1"}]})
+        c.post("/api/v1/devices", json={"name": "t-dev", "compatible": "any", "groups": []}).raise_for_status()
+    args = ("rollout", "create", "th", "--app", "t:1", "--error-threshold", "50", "--success-threshold", "80", "--json")
+    res = cli(srv, token, *args)
+    assert res.returncode == 0, res.stderr
+    (phase,) = json.loads(res.stdout)["phases"]
+    assert phase["error_threshold"] == 50 and phase["success_threshold"] == 80
+
+
+def test_group_commands(srv: LiveServer) -> None:
+    token = srv.tenant()
+    with srv.client(token) as c:
+        c.post("/api/v1/devices", json={"name": "gd-1", "compatible": "any", "groups": []}).raise_for_status()
+    assert cli(srv, token, "group", "create", "canary").returncode == 0
+    res = cli(srv, token, "group", "add-device", "canary", "gd-1", "--json")
+    assert res.returncode == 0 and json.loads(res.stdout) == [{"device": "gd-1", "groups": ["canary"]}], res.stderr
+    listed = cli(srv, token, "group", "list", "--json")
+    assert [(g["name"], g["devices"]) for g in json.loads(listed.stdout)] == [("canary", 1)]
+    shown = json.loads(cli(srv, token, "group", "show", "canary", "--json").stdout)
+    assert shown["device_names"] == ["gd-1"]
+    res = cli(srv, token, "group", "delete", "canary")
+    assert res.returncode == 2 and "still has devices: gd-1" in res.stderr
+    res = cli(srv, token, "group", "window", "nowhere", "--off")
+    assert res.returncode == 2 and "group 'nowhere' does not exist" in res.stderr
+    assert cli(srv, token, "group", "remove-device", "canary", "gd-1").returncode == 0
+    assert cli(srv, token, "group", "delete", "canary").returncode == 0
+    assert json.loads(cli(srv, token, "group", "list", "--json").stdout) == []

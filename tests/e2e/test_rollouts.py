@@ -63,7 +63,8 @@ def test_window_holds_the_install_and_download_only_installs_nothing(fleet: Flee
     with fleet.api() as c:
         c.put("/api/v1/groups/night/window", json={"window": {"cron": "0 0 29 2 *", "duration_minutes": 30}}).raise_for_status()
         for name, group, kind in (("night", "night", "soft"), ("depot", "depot", "download_only")):
-            body = {"name": name, "release_id": v2["id"], "type": kind, "target": {"groups": [group]}}
+            # the devices may not have enrolled yet: allow_empty, they join when they do
+            body = {"name": name, "release_id": v2["id"], "type": kind, "target": {"groups": [group]}, "allow_empty": True}
             c.post("/api/v1/rollouts", json=body).raise_for_status()
 
     def action(rollout: str) -> dict[str, Any]:

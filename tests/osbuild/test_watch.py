@@ -128,6 +128,7 @@ class Project:
                     rollout:
                       name: "canary-{{version}}"
                       target: {{tags: [canary]}}
+                      allow_empty: true
                 """
             )
         )

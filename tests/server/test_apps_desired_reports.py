@@ -9,7 +9,7 @@ from tests.server.conftest import LiveServer
 COMPOSE = """
 services:
   web:
-    image: registry.example.com:5000/web@sha256:abc
+    image: registry.example.com:5000/web@sha256:abababababababababababababababababababababababababababababababab
     environment: [MODE=prod, DEBUG]
     ports: ["8080:80"]
     restart: on-failure:3
@@ -35,7 +35,7 @@ def test_apps_from_specs_and_compose_and_their_errors(server: LiveServer) -> Non
             ({"name": "a", "version": "1", "compose": "services: ["}, "not valid YAML"),
             ({"name": "a", "version": "1", "compose": "services:\n  x:\n    build: .\n"}, "uses 'build'"),
             (
-                {"name": "a", "version": "1", "containers": [{"name": "m", "image": "x", "privileged": True}]},
+                {"name": "a", "version": "1", "containers": [{"name": "m", "image": "x", "cap_add": ["ALL"]}]},
                 "unknown container field",
             ),
             ({"name": "a", "version": "1", "containers": [{"name": "m", "image": "x", "ports": ["eighty"]}]}, "HOST:CONTAINER"),
@@ -111,6 +111,7 @@ def test_reports_are_deduplicated_and_validated(server: LiveServer) -> None:
             ([{"seq": 3, "kind": "weather"}], "kind must be"),
             ([{"seq": 3, "kind": "update", "phase": "exploded"}], "phase must be"),
             ([{"seq": 3, "kind": "update", "at": "yesterday"}], "ISO 8601"),
+            ([{"seq": 3, "kind": "update", "at": "9999-12-31T23:00:00-05:00"}], "ISO 8601"),  # beyond UTC's range
         ]:
             r = c.post("/device/v1/reports", json={"events": bad}, headers=dev)
             assert r.status_code == 400 and message in r.json()["message"]

@@ -9,6 +9,7 @@ import pytest
 
 from bulkhead.server.errors import Invalid
 from bulkhead.server.services.rollout_plan import (
+    allocate_phases,
     assign_phase,
     matches,
     next_opening,
@@ -126,3 +127,22 @@ def test_windows_with_time_zones() -> None:
 def test_bad_windows(raw: object, message: str) -> None:
     with pytest.raises(Invalid, match=message):
         parse_window(raw)
+
+
+def test_every_percentage_phase_holds_a_device_while_devices_remain() -> None:
+    phases = parse_phases([{"percent": 34}, {"percent": 66}])
+    for rollout_id in range(1, 200):
+        plan = allocate_phases(phases, rollout_id, {d: [] for d in (11, 12, 13)}, {})
+        assert sorted(Counter(plan.values()).items()) == [(0, 1), (1, 2)], rollout_id
+    three = parse_phases([{"percent": 1}, {"percent": 1}, {"percent": 98}])
+    assert Counter(allocate_phases(three, 5, {d: [] for d in range(4)}, {}).values()) == {0: 1, 1: 1, 2: 2}
+    # Devices placed before keep their phase; a late joiner fills the phase below its quota.
+    assert allocate_phases(phases, 1, {1: [], 2: [], 3: []}, {1: 1, 2: 1}) == {3: 0}
+
+
+def test_empty_phase_pauses_while_later_phases_hold_devices() -> None:
+    phase = {"name": "canary", "success_threshold": 100, "error_threshold": 20}
+    verdict, why = phase_verdict(phase, {}, later_devices=5)
+    assert verdict == "pause" and "no devices" in why and "resume to skip" in why
+    assert phase_verdict(phase, {}, later_devices=5, empty_accepted=True)[0] == "next"
+    assert phase_verdict(phase, {}, later_devices=0)[0] == "next"

@@ -89,6 +89,12 @@ class Podman:
             args += ["--publish", p]
         for v in spec.get("volumes", []):
             args += ["--volume", v]
+        if spec.get("privileged"):
+            args.append("--privileged")
+        for d in spec.get("devices", []):
+            args += ["--device", d]
+        if spec.get("network_mode"):
+            args += ["--network", spec["network_mode"]]
         self._run(*args, *self.run_args, spec["image"], *spec.get("command", []))
 
     def start(self, name: str) -> None:

@@ -53,36 +53,103 @@ def parse_files(items: list[str], mode: str, template: bool, on_change: str | No
     return files
 
 
+def _app_body(
+    image: str | None,
+    compose: Path | None,
+    env: list[str],
+    port: list[str],
+    volume: list[str],
+    restart: str,
+    command: str | None,
+    privileged: bool,
+    device: list[str],
+    network: str | None,
+) -> dict[str, object]:
+    if (image is None) == (compose is None):
+        raise CliError("give either --image or --compose")
+    if compose is not None:
+        try:
+            return {"compose": compose.read_text()}
+        except OSError as e:
+            raise CliError(f"cannot read {compose}: {e.strerror}") from None
+    envs = {k: v for k, _, v in (e.partition("=") for e in env)}
+    spec: dict[str, object] = {
+        "name": "main", "image": image, "env": envs, "ports": port, "volumes": volume, "restart": restart,
+        "command": command.split() if command else [],
+    }  # fmt: skip
+    if privileged:
+        spec["privileged"] = True
+    if device:
+        spec["devices"] = device
+    if network:
+        spec["network_mode"] = network
+    return {"containers": [spec]}
+
+
+ImageOpt = typer.Option(None, help="Single-container app: the image reference (ideally by digest)")
+ComposeOpt = typer.Option(
+    None, help="A compose file whose services become the app's containers (keys: image, command, environment, "
+    "ports, volumes, restart, privileged, devices, network_mode)"
+)  # fmt: skip
+EnvOpt = typer.Option([], "--env", "-e", help="KEY=VALUE (with --image)")
+# Rich markup would eat "[/tcp|udp]" as a closing tag: escape the bracket.
+PortOpt = typer.Option([], "--port", "-p", help="HOST:CONTAINER\\[/tcp|udp] (with --image)")
+VolumeOpt = typer.Option([], "--volume", "-v", help="NAME_OR_PATH:/path\\[:ro] (with --image)")
+RestartOpt = typer.Option("always", help="no, always, on-failure, unless-stopped")
+CommandOpt = typer.Option(None, help="Command to run instead of the image's (with --image)")
+PrivilegedOpt = typer.Option(False, help="Run the container privileged (with --image)")
+DeviceOpt = typer.Option([], "--device", help="Host device to pass in, e.g. /dev/ttyUSB0 (with --image; repeatable)")
+NetworkOpt = typer.Option(None, help="host, bridge, none or a network name (with --image)")
+
+
 @app_app.command("create")
 def app_create(
     ctx: typer.Context,
     name: str,
     version: str,
-    image: str | None = typer.Option(None, help="Single-container app: the image reference (ideally by digest)"),
-    compose: Path | None = typer.Option(None, help="A compose file whose services become the app's containers"),
-    env: list[str] = typer.Option([], "--env", "-e", help="KEY=VALUE (with --image)"),
-    port: list[str] = typer.Option([], "--port", "-p", help="HOST:CONTAINER[/tcp|udp] (with --image)"),
-    volume: list[str] = typer.Option([], "--volume", "-v", help="NAME_OR_PATH:/path[:ro] (with --image)"),
-    restart: str = typer.Option("always", help="no, always, on-failure, unless-stopped"),
-    command: str | None = typer.Option(None, help="Command to run instead of the image's (with --image)"),
+    image: str | None = ImageOpt,
+    compose: Path | None = ComposeOpt,
+    env: list[str] = EnvOpt,
+    port: list[str] = PortOpt,
+    volume: list[str] = VolumeOpt,
+    restart: str = RestartOpt,
+    command: str | None = CommandOpt,
+    privileged: bool = PrivilegedOpt,
+    device: list[str] = DeviceOpt,
+    network: str | None = NetworkOpt,
     json: bool = JsonOpt,
 ) -> None:
-    """Create an immutable app version from an image or a compose file."""
-    if (image is None) == (compose is None):
-        raise CliError("give either --image or --compose")
-    body: dict[str, object] = {"name": name, "version": version}
-    if compose is not None:
-        try:
-            body["compose"] = compose.read_text()
-        except OSError as e:
-            raise CliError(f"cannot read {compose}: {e.strerror}") from None
-    else:
-        envs = {k: v for k, _, v in (e.partition("=") for e in env)}
-        body["containers"] = [
-            {"name": "main", "image": image, "env": envs, "ports": port, "volumes": volume, "restart": restart,
-             "command": command.split() if command else []}
-        ]  # fmt: skip
-    show(client(ctx).request("POST", "/api/v1/apps", json=body), json)
+    """Create an app version from an image or a compose file."""
+    body = _app_body(image, compose, env, port, volume, restart, command, privileged, device, network)
+    show(client(ctx).request("POST", "/api/v1/apps", json={"name": name, "version": version, **body}), json)
+
+
+@app_app.command("update")
+def app_update(
+    ctx: typer.Context,
+    name: str,
+    version: str,
+    image: str | None = ImageOpt,
+    compose: Path | None = ComposeOpt,
+    env: list[str] = EnvOpt,
+    port: list[str] = PortOpt,
+    volume: list[str] = VolumeOpt,
+    restart: str = RestartOpt,
+    command: str | None = CommandOpt,
+    privileged: bool = PrivilegedOpt,
+    device: list[str] = DeviceOpt,
+    network: str | None = NetworkOpt,
+    json: bool = JsonOpt,
+) -> None:
+    """Replace an app version's containers; devices that run it recreate the containers that changed."""
+    body = _app_body(image, compose, env, port, volume, restart, command, privileged, device, network)
+    show(client(ctx).request("PUT", f"/api/v1/apps/{name}/{version}", json=body), json)
+
+
+@app_app.command("delete")
+def app_delete(ctx: typer.Context, name: str, version: str) -> None:
+    """Delete an app version: refused while a group or device wants it or a rollout names it."""
+    client(ctx).request("DELETE", f"/api/v1/apps/{name}/{version}")
 
 
 @app_app.command("list")
@@ -160,10 +227,53 @@ def group_set(
     mode: str = ModeOpt,
     template: bool = TemplateOpt,
     on_change: str | None = OnChangeOpt,
+    allow_downgrade: bool = typer.Option(False, help="Accept a release older than the group's or its devices'"),
     json: bool = JsonOpt,
 ) -> None:
-    """Set a group's release, apps and files."""
+    """Set a group's release, apps and files (creates the group if it does not exist)."""
     body = _desired_body(app, file, remove_file, mode, template, on_change)
     if release is not None or clear_release:
         body["release_id"] = None if clear_release else release
+        body["allow_downgrade"] = allow_downgrade
     show(client(ctx).request("PATCH", f"/api/v1/groups/{group}/desired", json=body), json)
+
+
+@group_app.command("list")
+def group_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
+    """Every group with its device count, release, apps and window."""
+    rows = client(ctx).request("GET", "/api/v1/groups")
+    show(rows, json, ["name", "devices", "release_id", "apps", "window"])
+
+
+@group_app.command("show")
+def group_show(ctx: typer.Context, group: str, json: bool = JsonOpt) -> None:
+    """A group's devices, desired state, window, and the rollouts and bootstrap tokens that name it."""
+    show(client(ctx).request("GET", f"/api/v1/groups/{group}"), json)
+
+
+@group_app.command("create")
+def group_create(ctx: typer.Context, group: str, json: bool = JsonOpt) -> None:
+    """Create an empty group; add devices with 'group add-device' (or enroll them with a bootstrap token of it)."""
+    show(client(ctx).request("POST", "/api/v1/groups", json={"name": group}), json)
+
+
+@group_app.command("delete")
+def group_delete(ctx: typer.Context, group: str) -> None:
+    """Delete a group: refused while it has devices or rollouts or bootstrap tokens name it."""
+    client(ctx).request("DELETE", f"/api/v1/groups/{group}")
+
+
+@group_app.command("add-device")
+def group_add_device(ctx: typer.Context, group: str, device: list[str], json: bool = JsonOpt) -> None:
+    """Put devices into a group (running rollouts that target the group take them in)."""
+    api = client(ctx)
+    rows = [api.request("PUT", f"/api/v1/groups/{group}/devices/{d}") for d in device]
+    show(rows, json, ["device", "groups"])
+
+
+@group_app.command("remove-device")
+def group_remove_device(ctx: typer.Context, group: str, device: list[str], json: bool = JsonOpt) -> None:
+    """Take devices out of a group."""
+    api = client(ctx)
+    rows = [api.request("DELETE", f"/api/v1/groups/{group}/devices/{d}") for d in device]
+    show(rows, json, ["device", "groups"])

@@ -198,9 +198,16 @@ def device_tag(
 
 
 @device_app.command("assign")
-def device_assign(ctx: typer.Context, device: str, release_id: int | None = typer.Argument(None), json: bool = JsonOpt) -> None:
+def device_assign(
+    ctx: typer.Context,
+    device: str,
+    release_id: int | None = typer.Argument(None),
+    allow_downgrade: bool = typer.Option(False, help="Accept a release older than the device runs"),
+    json: bool = JsonOpt,
+) -> None:
     """Set the device's desired OS release (omit RELEASE_ID to clear it)."""
-    show(client(ctx).request("PUT", f"/api/v1/devices/{device}/desired-release", json={"release_id": release_id}), json)
+    body = {"release_id": release_id, "allow_downgrade": allow_downgrade}
+    show(client(ctx).request("PUT", f"/api/v1/devices/{device}/desired-release", json=body), json)
 
 
 @bootstrap_app.command("create")

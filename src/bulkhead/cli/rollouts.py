@@ -13,8 +13,9 @@ ddi_app = typer.Typer(help="hawkBit DDI settings of your tenant (gateway token, 
 __all__ = ["ddi_app", "parse_phases", "parse_window", "rollout_app"]
 
 
-def parse_phases(items: list[str], success: int, error: int) -> list[dict[str, object]] | None:
-    """`10%` is a share of the target, anything else names a device group."""
+def parse_phases(items: list[str], success: int, error: int) -> list[dict[str, object]]:
+    """`10%` is a share of the target, anything else names a device group. No item: one phase of the whole
+    target, which the thresholds apply to."""
     phases: list[dict[str, object]] = []
     for item in items:
         phase: dict[str, object] = {"success_threshold": success, "error_threshold": error}
@@ -26,7 +27,7 @@ def parse_phases(items: list[str], success: int, error: int) -> list[dict[str, o
         else:
             phase["group"] = item
         phases.append(phase)
-    return phases or None
+    return phases or [{"percent": 100, "success_threshold": success, "error_threshold": error}]
 
 
 def parse_window(cron: str | None, duration: int | None, tz: str) -> dict[str, object] | None:
@@ -58,6 +59,10 @@ def create(
     window_tz: str = typer.Option("UTC", help="Time zone of the window (IANA name)"),
     start_at: str | None = typer.Option(None, help="Start time, ISO 8601 with offset (default: now)"),
     approval: bool = typer.Option(False, "--require-approval", help="Wait for an admin's 'rollout approve'"),
+    allow_empty: bool = typer.Option(
+        False, help="Accept a target no device matches yet (devices that join later get the release)"
+    ),
+    allow_downgrade: bool = typer.Option(False, help="Accept a version older than what targeted devices run"),
     json: bool = JsonOpt,
 ) -> None:
     """Create a rollout of an OS release (--release) or an app version (--app); it starts now, at --start-at,
@@ -86,6 +91,8 @@ def create(
         "window": parse_window(window, window_minutes, window_tz),
         "start_at": start_at,
         "requires_approval": approval,
+        "allow_empty": allow_empty,
+        "allow_downgrade": allow_downgrade,
     }
     show(client(ctx).request("POST", "/api/v1/rollouts", json=body), json)
 

@@ -64,6 +64,7 @@ class RolloutSpec(_Strict):
     phases: list[dict[str, Any]] | None = None
     window: dict[str, Any] | None = None
     requires_approval: bool = False
+    allow_empty: bool = Field(False, description="start the rollout even if no device matches its target yet")
 
 
 class TargetSpec(_Strict):
@@ -313,6 +314,7 @@ class Watcher:
             "phases": spec.phases,
             "window": spec.window,
             "requires_approval": spec.requires_approval,
+            "allow_empty": spec.allow_empty,
         }
         try:
             outcome.rollout = self.publisher.start_rollout(body)

@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Dialect,
     ForeignKey,
     Integer,
     String,
@@ -18,10 +19,35 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A point in time stored as UTC and always read back timezone-aware (UTC), on SQLite and PostgreSQL alike.
+
+    SQLite has no time zone type: SQLAlchemy writes the wall-clock digits and drops the offset, so a
+    `+05:00` time came back five hours off. Values are converted to UTC before they are written; a naive
+    value is taken as UTC (the API edge refuses naive input, see `services/timeparse.py`). The column
+    type underneath is unchanged (`DateTime(timezone=True)`), so no migration is needed.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        aware = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+        return aware.replace(tzinfo=None) if dialect.name == "sqlite" else aware
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 class Base(DeclarativeBase):
@@ -41,7 +67,7 @@ class Tenant(Base):
     # Signing key the server may use to build delta bundles itself: {"cert_pem", "key_sealed", "set_by", "set_at"}.
     # Null (the default): deltas are built where the release key is (`bulkhead delta create` in CI) and uploaded.
     delta_signing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class User(Base):
@@ -51,7 +77,7 @@ class User(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ApiToken(Base):
@@ -61,9 +87,9 @@ class ApiToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(128))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Release(Base):
@@ -80,7 +106,7 @@ class Release(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     signer: Mapped[str | None] = mapped_column(Text)
     info: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ReleaseSbom(Base):
@@ -95,7 +121,7 @@ class ReleaseSbom(Base):
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
     components: Mapped[int] = mapped_column(Integer)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class DeltaBundle(Base):
@@ -113,7 +139,7 @@ class DeltaBundle(Base):
     # {"status": "ready"|"building"|"failed", "origin": "upload"|"server", "hashes": {md5, sha1, sha256},
     #  "images": [{slotclass, filename, source_sha256, target_sha256}], "error"}
     info: Mapped[dict[str, Any]] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class DeviceGroup(Base):
@@ -138,7 +164,7 @@ class App(Base):
     name: Mapped[str] = mapped_column(String(128))
     version: Mapped[str] = mapped_column(String(128))
     containers: Mapped[list[Any]] = mapped_column(JSON)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class BootstrapToken(Base):
@@ -149,11 +175,11 @@ class BootstrapToken(Base):
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     group_name: Mapped[str | None] = mapped_column(String(128))
     requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
-    expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     uses: Mapped[int] = mapped_column(Integer, default=0)
     max_uses: Mapped[int | None] = mapped_column(Integer)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Device(Base):
@@ -180,9 +206,9 @@ class Device(Base):
     report_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     # DDI: the server asks for configData until the device has sent its attributes.
     attributes_wanted: Mapped[bool] = mapped_column(Boolean, default=True)
-    last_seen: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    last_seen: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     enrolled_with: Mapped[int | None] = mapped_column(ForeignKey("bootstrap_tokens.id", ondelete="SET NULL"))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Raised whenever the credential is reset or rotated, or the device is disabled: signed URLs carry it, so
     # every URL handed out before is refused from then on.
     credential_epoch: Mapped[int] = mapped_column(Integer, default=0)
@@ -205,8 +231,8 @@ class DeviceEvent(Base):
     phase: Mapped[str | None] = mapped_column(String(32))
     release_id: Mapped[int | None] = mapped_column(Integer)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    device_time: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    device_time: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Rollout(Base):
@@ -229,7 +255,7 @@ class Rollout(Base):
     phases: Mapped[list[Any]] = mapped_column(JSON)
     action_type: Mapped[str] = mapped_column(String(16))
     window: Mapped[dict[str, Any] | None] = mapped_column(JSON)
-    start_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    start_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(24), index=True)
     current_phase: Mapped[int] = mapped_column(Integer, default=0)
@@ -237,8 +263,8 @@ class Rollout(Base):
     # Failures per phase the operator accepted by resuming: {"0": 1}.
     accepted_failures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_by: Mapped[str] = mapped_column(String(256))
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class Action(Base):
@@ -260,8 +286,8 @@ class Action(Base):
     status_before_cancel: Mapped[str | None] = mapped_column(String(24))
     bytes_done: Mapped[int | None] = mapped_column(BigInteger)
     history: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class AuditEvent(Base):
@@ -272,7 +298,7 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(256))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class StateChange(Base):
@@ -285,4 +311,4 @@ class StateChange(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(Integer)
     device_id: Mapped[int | None] = mapped_column(Integer)
-    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)

@@ -53,6 +53,7 @@ class TagsIn(BaseModel):
 
 class DesiredIn(BaseModel):
     release_id: int | None
+    allow_downgrade: bool = Field(False, description="accept a release older than the device runs")
 
 
 class AppIn(BaseModel):
@@ -78,6 +79,7 @@ class DesiredPatch(BaseModel):
 
 class GroupDesiredPatch(DesiredPatch):
     release_id: int | None = Field(None, description="The group's OS release (devices may override it)")
+    allow_downgrade: bool = Field(False, description="accept a release older than the group's or its devices'")
 
 
 @router.post("/tenants", status_code=201, tags=["tenants"])
@@ -235,7 +237,7 @@ def tag_device(ref: str, body: TagsIn, who: Principal = Depends(principal), svc:
 def set_desired(
     ref: str, body: DesiredIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
-    return svc.devices.set_desired_release(who, ref, body.release_id)
+    return svc.devices.set_desired_release(who, ref, body.release_id, allow_downgrade=body.allow_downgrade)
 
 
 @router.patch("/devices/{ref}/desired", tags=["devices"])
@@ -252,7 +254,9 @@ def patch_group_desired(
 ) -> dict[str, Any]:
     """Set a group's release, apps and files, shared by every device in the group."""
     release: int | str | None = body.release_id if "release_id" in body.model_fields_set else "keep"
-    return svc.apps.set_desired(who, "group", name, release, body.apps, body.files, body.remove_files)
+    return svc.apps.set_desired(
+        who, "group", name, release, body.apps, body.files, body.remove_files, allow_downgrade=body.allow_downgrade
+    )
 
 
 @router.get("/devices/{ref}/events", tags=["devices"])

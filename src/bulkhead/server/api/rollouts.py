@@ -32,6 +32,10 @@ class RolloutIn(BaseModel):
     window: dict[str, Any] | None = Field(None, description="{cron, duration_minutes, timezone}: install only within it")
     start_at: str | None = Field(None, description="ISO 8601 time with offset; default now")
     requires_approval: bool = False
+    allow_empty: bool = Field(
+        False, description="accept a target that matches no device yet (or a tag no device has): devices join later"
+    )
+    allow_downgrade: bool = Field(False, description="accept a version older than what targeted devices run")
 
 
 class WindowIn(BaseModel):

@@ -9,12 +9,14 @@ from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound
-from ..models import App, Device, DeviceGroup, Release, Tenant
+from ..models import App, Device, DeviceGroup, Release, Rollout, Tenant
 from ..security import seal
 from . import audit
 from .auth import Principal
 from .desired import compose_to_containers, normalize_container, normalize_file
 from .devices import find_device
+from .fleet_names import listing
+from .versions import refuse_downgrade
 
 __all__ = ["AppService", "app_json"]
 
@@ -34,21 +36,56 @@ class AppService:
         tid = who.require_tenant()
         if not name or not version or len(name) > 128 or len(version) > 128:
             raise Invalid("an app needs a name and a version (1-128 characters each)")
-        if (containers is None) == (compose is None):
-            raise Invalid("give either 'containers' or 'compose' (a compose file's text)")
-        specs = compose_to_containers(compose) if compose is not None else [normalize_container(c) for c in containers or []]
-        if not specs:
-            raise Invalid("an app needs at least one container")
-        if len({c["name"] for c in specs}) != len(specs):
-            raise Invalid("container names within an app must be unique")
+        specs = _specs(containers, compose)
         with self.db.session() as s:
             if s.scalar(select(App).where(App.tenant_id == tid, App.name == name, App.version == version)) is not None:
-                raise Conflict(f"app '{name}' version '{version}' exists already; app versions are immutable")
+                raise Conflict(
+                    f"app '{name}' version '{version}' exists already; change its containers with 'bulkhead app update' "
+                    "or create a new version"
+                )
             app = App(tenant_id=tid, name=name, version=version, containers=specs)
             s.add(app)
             s.flush()
             audit.record(s, who, "app.create", f"{name}:{version}")
             return app_json(app)
+
+    def update(
+        self, who: Principal, name: str, version: str, containers: list[dict[str, Any]] | None, compose: str | None
+    ) -> dict[str, Any]:
+        """Replace an app version's containers: devices that run it recreate the containers that changed."""
+        who.require("operator")
+        tid = who.require_tenant()
+        specs = _specs(containers, compose)
+        with self.db.session() as s:
+            app = _find_app(s, tid, name, version)
+            app.containers = specs
+            audit.record(s, who, "app.update", f"{name}:{version}", containers=[c["name"] for c in specs])
+            return app_json(app)
+
+    def delete(self, who: Principal, name: str, version: str) -> None:
+        """Delete an app version nothing uses: no group or device wants it and no rollout names it."""
+        who.require("operator")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            app = _find_app(s, tid, name, version)
+            users = [
+                f"group '{g.name}'"
+                for g in s.scalars(select(DeviceGroup).where(DeviceGroup.tenant_id == tid))
+                if ((g.desired or {}).get("apps") or {}).get(name) == version
+            ]
+            users += [
+                f"device '{d.name}'"
+                for d in s.scalars(select(Device).where(Device.tenant_id == tid))
+                if ((d.desired or {}).get("apps") or {}).get(name) == version
+            ]
+            users += [f"rollout '{r}'" for r in s.scalars(select(Rollout.name).where(Rollout.app_id == app.id))]
+            if users:
+                raise Conflict(
+                    f"app '{name}' version '{version}' is still used by {listing(users)}; move those to another "
+                    "version (group set / device set --app) and delete those rollouts first"
+                )
+            audit.record(s, who, "app.delete", f"{name}:{version}")
+            s.delete(app)
 
     def list_apps(self, who: Principal, name: str | None = None) -> list[dict[str, Any]]:
         who.require("viewer")
@@ -82,8 +119,10 @@ class AppService:
         apps: dict[str, str | None] | None = None,
         files: list[dict[str, Any]] | None = None,
         remove_files: list[str] | None = None,
+        allow_downgrade: bool = False,
     ) -> dict[str, Any]:
-        """Change a device's or group's desired state; only the parts given change."""
+        """Change a device's or group's desired state; only the parts given change. A group's release older
+        than the one it has, or than what its devices run, is refused unless `allow_downgrade`."""
         who.require("operator")
         tid = who.require_tenant()
         with self.db.session() as s:
@@ -96,6 +135,8 @@ class AppService:
                     rel = s.get(Release, int(release_id))
                     if rel is None or rel.tenant_id != tid:
                         raise NotFound(f"release {release_id} does not exist")
+                    if not allow_downgrade:
+                        _refuse_group_downgrade(s, tid, ref, desired.get("release_id"), rel)
                 desired["release_id"] = release_id
             if apps:
                 current = dict(desired.get("apps") or {})
@@ -129,6 +170,36 @@ class AppService:
                 s.add(group)
             return group
         return find_device(s, tid, ref)
+
+
+def _specs(containers: list[dict[str, Any]] | None, compose: str | None) -> list[dict[str, Any]]:
+    if (containers is None) == (compose is None):
+        raise Invalid("give either 'containers' or 'compose' (a compose file's text)")
+    specs = compose_to_containers(compose) if compose is not None else [normalize_container(c) for c in containers or []]
+    if not specs:
+        raise Invalid("an app needs at least one container")
+    if len({c["name"] for c in specs}) != len(specs):
+        raise Invalid("container names within an app must be unique")
+    return specs
+
+
+def _find_app(s: Session, tid: int, name: str, version: str) -> App:
+    app = s.scalar(select(App).where(App.tenant_id == tid, App.name == name, App.version == version))
+    if app is None:
+        versions = list(s.scalars(select(App.version).where(App.tenant_id == tid, App.name == name).order_by(App.id)))
+        raise NotFound(f"app '{name}' version '{version}' does not exist; versions of '{name}': {listing(versions)}")
+    return app
+
+
+def _refuse_group_downgrade(s: Session, tid: int, group: str, current_id: Any, rel: Release) -> None:
+    """A group's new release must not be older than its current one, nor than what its devices of the
+    release's compatible run."""
+    current = s.get(Release, current_id) if isinstance(current_id, int) else None
+    if current is not None and current.compatible == rel.compatible:
+        refuse_downgrade(rel.version, current.version, f"group '{group}' has release {current.version}", False)
+    for d in s.scalars(select(Device).where(Device.tenant_id == tid, Device.compatible == rel.compatible)):
+        if group in (d.groups or []) and d.os_version:
+            refuse_downgrade(rel.version, d.os_version, f"device '{d.name}' of group '{group}' runs {d.os_version}", False)
 
 
 def _summary(desired: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from ..errors import Invalid
+from .imageref import check_image
 
 __all__ = ["compose_to_containers", "image_registry", "merge_desired", "normalize_container", "normalize_file"]
 
@@ -18,19 +19,42 @@ _RESTART = ("no", "always", "on-failure", "unless-stopped")
 _CNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PORT = re.compile(r"^(?:(?:\d{1,3}\.){3}\d{1,3}:)?\d{1,5}:\d{1,5}(?:/(?:tcp|udp))?$")
 _MODE = re.compile(r"^0?[0-7]{3,4}$")
+# HOST_PATH[:CONTAINER_PATH[:PERMISSIONS]], as `podman run --device` takes it.
+_DEVICE = re.compile(r"^/dev/[^:\s]+(?::/dev/[^:\s]+)?(?::[rwm]{1,3})?$")
+# host, bridge, none, or the name of a network created on the device.
+_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+# Compose service keys and what each becomes; any other key is refused by name (nothing is dropped silently).
+_COMPOSE_KEYS = {
+    "image": "image",
+    "command": "command",
+    "environment": "env",
+    "ports": "ports",
+    "volumes": "volumes",
+    "restart": "restart",
+    "privileged": "privileged",
+    "devices": "devices",
+    "network_mode": "network_mode",
+}
+_COMPOSE_REFUSED = {
+    "build": "devices pull images; build and push it in CI first",
+    "depends_on": (
+        "the containers of an app are started together, in no particular order; make the service retry until "
+        "what it needs answers (or ship the two as one container)"
+    ),
+}
 
 
 def normalize_container(spec: dict[str, Any]) -> dict[str, Any]:
-    """One container: name, image, command, env, ports, volumes, restart; anything else is an error."""
-    known = {"name", "image", "command", "env", "ports", "volumes", "restart"}
+    """One container: name, image, command, env, ports, volumes, restart, privileged, devices, network_mode;
+    anything else is an error. The last three are kept only when set, so specs without them stay as they were."""
+    known = {"name", "image", "command", "env", "ports", "volumes", "restart", "privileged", "devices", "network_mode"}
     unknown = set(spec) - known
     if unknown:
         raise Invalid(f"unknown container field(s) {sorted(unknown)}; allowed: {sorted(known)}")
     name, image = spec.get("name"), spec.get("image")
     if not isinstance(name, str) or not _CNAME.match(name):
         raise Invalid(f"container name {name!r} is invalid: 1-63 letters, digits, '_', '.', '-'")
-    if not isinstance(image, str) or not image or any(c.isspace() for c in image):
-        raise Invalid(f"container '{name}': image must be a reference such as 'registry:5000/app@sha256:…' or 'app:1.2'")
+    check_image(image, f"container '{name}'")
     command = spec.get("command") or []
     if isinstance(command, str):
         command = command.split()
@@ -50,7 +74,7 @@ def normalize_container(spec: dict[str, Any]) -> dict[str, Any]:
             raise Invalid(f"container '{name}': volume {v!r} must look like 'NAME_OR_HOST_PATH:/container/path[:ro]'")
     if restart not in _RESTART:
         raise Invalid(f"container '{name}': restart must be one of {', '.join(_RESTART)}")
-    return {
+    out: dict[str, Any] = {
         "name": name,
         "image": image,
         "command": command,
@@ -59,6 +83,32 @@ def normalize_container(spec: dict[str, Any]) -> dict[str, Any]:
         "volumes": volumes,
         "restart": restart,
     }
+    out.update(_host_access(name, spec))
+    return out
+
+
+def _host_access(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """privileged, devices and network_mode, validated; only those that are set."""
+    out: dict[str, Any] = {}
+    privileged = spec.get("privileged", False)
+    if not isinstance(privileged, bool):
+        raise Invalid(f"container '{name}': privileged must be true or false")
+    if privileged:
+        out["privileged"] = True
+    devices = spec.get("devices") or []
+    if not isinstance(devices, list) or not all(isinstance(d, str) and _DEVICE.match(d) for d in devices):
+        raise Invalid(f"container '{name}': devices must be a list of '/dev/HOST[:/dev/CONTAINER][:rwm]', e.g. '/dev/ttyUSB0'")
+    if devices:
+        out["devices"] = list(devices)
+    network = spec.get("network_mode")
+    if network is not None:
+        if not isinstance(network, str) or not _NETWORK.match(network):
+            raise Invalid(
+                f"container '{name}': network_mode {network!r} must be host, bridge, none or a network name "
+                "(sharing another container's or service's network is not supported)"
+            )
+        out["network_mode"] = network
+    return out
 
 
 def compose_to_containers(text: str) -> list[dict[str, Any]]:
@@ -74,8 +124,15 @@ def compose_to_containers(text: str) -> list[dict[str, Any]]:
     for name, svc in services.items():
         if not isinstance(svc, dict):
             raise Invalid(f"compose service '{name}' must be a mapping")
-        if "build" in svc:
-            raise Invalid(f"compose service '{name}' uses 'build': devices pull images; build and push it in CI first")
+        for key in svc:
+            if key in _COMPOSE_REFUSED:
+                raise Invalid(f"compose service '{name}' uses '{key}': {_COMPOSE_REFUSED[key]}")
+        unknown = sorted(str(k) for k in svc if k not in _COMPOSE_KEYS)
+        if unknown:
+            raise Invalid(
+                f"compose service '{name}' uses {', '.join(repr(k) for k in unknown)}, which Bulkhead does not "
+                f"support; supported keys: {', '.join(sorted(_COMPOSE_KEYS))}"
+            )
         env = svc.get("environment") or {}
         if isinstance(env, list):
             env = dict(item.split("=", 1) if "=" in item else (item, "") for item in env)
@@ -90,6 +147,7 @@ def compose_to_containers(text: str) -> list[dict[str, Any]]:
                     "ports": svc.get("ports") or [],
                     "volumes": svc.get("volumes") or [],
                     "restart": "on-failure" if str(restart).startswith("on-failure") else restart,
+                    **{k: svc[k] for k in ("privileged", "devices", "network_mode") if k in svc},
                 }
             )
         )

@@ -22,6 +22,7 @@ from .auth import Principal, _aware
 from .deltas import offered_delta
 from .desired import image_registry, merge_desired
 from .rollouts import install_gate, open_action, open_app_actions
+from .versions import refuse_downgrade
 
 __all__ = ["NAME", "DeviceService", "device_json", "find_device", "lifecycle_json"]
 
@@ -270,7 +271,9 @@ class DeviceService:
         self.on_change()
         return out
 
-    def set_desired_release(self, who: Principal, ref: str, release_id: int | None) -> dict[str, Any]:
+    def set_desired_release(
+        self, who: Principal, ref: str, release_id: int | None, allow_downgrade: bool = False
+    ) -> dict[str, Any]:
         who.require("operator")
         with self.db.session() as s:
             dev = self._own(s, who, ref)
@@ -280,6 +283,8 @@ class DeviceService:
                     raise NotFound(f"release {release_id} does not exist")
                 if rel.compatible != dev.compatible:
                     raise Invalid(f"release is for '{rel.compatible}' but device '{dev.name}' is '{dev.compatible}'")
+                if not allow_downgrade:
+                    refuse_downgrade(rel.version, dev.os_version, f"device '{dev.name}' runs {dev.os_version}", False)
             dev.desired_release_id = release_id
             audit.record(s, who, "device.desired", dev.name, release_id=release_id)
             return device_json(dev)

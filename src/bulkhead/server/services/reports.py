@@ -53,7 +53,8 @@ def _event(raw: Any) -> dict[str, Any]:
     if raw.get("at"):
         try:
             at = dt.datetime.fromisoformat(str(raw["at"]))
-        except ValueError:
+            at = at.astimezone(dt.UTC) if at.tzinfo is not None else at  # stored in UTC (models.UTCDateTime)
+        except (ValueError, OverflowError):
             raise Invalid(f"event {seq}: 'at' must be an ISO 8601 time") from None
     release_id = raw.get("release_id")
     if release_id is not None and not isinstance(release_id, int):

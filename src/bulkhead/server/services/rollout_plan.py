@@ -22,6 +22,7 @@ __all__ = [
     "FAILED",
     "OPEN",
     "TERMINAL",
+    "allocate_phases",
     "assign_phase",
     "matches",
     "next_opening",
@@ -146,11 +147,76 @@ def assign_phase(phases: Sequence[Mapping[str, Any]], rollout_id: int, device_id
     return len(phases) - 1
 
 
-def phase_verdict(phase: Mapping[str, Any], counts: Mapping[str, int], accepted_failures: int = 0) -> tuple[str, str]:
+def _quotas(phases: Sequence[Mapping[str, Any]], n: int) -> dict[int, int]:
+    """How many of `n` devices each percentage phase holds: its share rounded, at least one while devices
+    remain; when the percentages add up to 100 the last one takes the rest (no device lost to rounding)."""
+    pct = [(i, int(p["percent"])) for i, p in enumerate(phases) if p.get("percent")]
+    whole = sum(v for _, v in pct) >= 100
+    quotas, left = {}, n
+    for k, (i, v) in enumerate(pct):
+        want = left if whole and k == len(pct) - 1 else max(1, (n * v + 50) // 100)
+        quotas[i] = min(left, want)
+        left -= quotas[i]
+    return quotas
+
+
+def allocate_phases(
+    phases: Sequence[Mapping[str, Any]],
+    rollout_id: int,
+    devices: Mapping[int, Sequence[str]],
+    placed: Mapping[int, int],
+) -> dict[int, int]:
+    """The phase of each new device (`devices`: id -> groups, those not in `placed`); `placed` are the devices
+    that have a phase already (id -> phase index), which they keep.
+
+    A device goes to the first group phase naming one of its groups. The others fill the percentage phases in
+    a stable pseudo-random order (a hash of rollout and device), each phase up to its quota of the whole
+    percentage population, so every percentage phase holds at least one device while devices remain
+    (`34%, 66%` of 3 devices: 1 and 2). Devices left over (percentages below 100, or no percentage phase)
+    go to the last phase: nobody in the target is left without the release."""
+    out: dict[int, int] = {}
+    by_pct: list[int] = []
+    for dev_id, groups in devices.items():
+        if dev_id in placed:
+            continue
+        grp = next((i for i, p in enumerate(phases) if p.get("group") and p["group"] in groups), None)
+        if grp is not None:
+            out[dev_id] = grp
+        else:
+            by_pct.append(dev_id)
+    pct_phases = {i for i, p in enumerate(phases) if p.get("percent")}
+    held = [ph for ph in placed.values() if ph in pct_phases]
+    quotas = _quotas(phases, len(held) + len(by_pct))
+    room = {i: q - held.count(i) for i, q in quotas.items()}
+    for dev_id in sorted(by_pct, key=lambda d: (_bucket(rollout_id, d), d)):
+        free = next((i for i in sorted(room) if room[i] > 0), None)
+        if free is None:
+            out[dev_id] = len(phases) - 1
+        else:
+            room[free] -= 1
+            out[dev_id] = free
+    return out
+
+
+def phase_verdict(
+    phase: Mapping[str, Any],
+    counts: Mapping[str, int],
+    accepted_failures: int = 0,
+    later_devices: int = 0,
+    empty_accepted: bool = False,
+) -> tuple[str, str]:
     """("pause", why) when the error threshold is crossed, ("next", why) when the success threshold is met,
-    else ("wait", ""). Failures the operator accepted by resuming count as done, not as errors."""
+    else ("wait", ""). Failures the operator accepted by resuming count as done, not as errors.
+
+    An empty phase is no passed gate: while later phases hold devices (`later_devices`) it pauses the rollout
+    until the operator resumes it (`empty_accepted`), so an empty canary never waves the whole fleet through."""
     total = sum(counts.values())
     if total == 0:
+        if later_devices and not empty_accepted:
+            return "pause", (
+                f"phase '{phase['name']}' has no devices, so it cannot vouch for the {later_devices} device(s) of "
+                "the later phases; add devices to it, or resume to skip it"
+            )
         return "next", "phase has no devices"
     failed = sum(counts.get(s, 0) for s in FAILED)
     fresh_failures = max(0, failed - accepted_failures)

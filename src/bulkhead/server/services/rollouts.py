@@ -13,18 +13,20 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, object_session
 
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound
 from ..models import Action, App, Device, DeviceGroup, Release, Rollout, utcnow
 from . import audit
-from .auth import Principal, _aware
+from .auth import Principal
+from .fleet_names import find_group
+from .rollout_checks import check_target, refuse_downgrades
 from .rollout_plan import (
     ACTION_TYPES,
     FAILED,
-    assign_phase,
+    allocate_phases,
     matches,
     next_opening,
     parse_phases,
@@ -33,6 +35,7 @@ from .rollout_plan import (
     phase_verdict,
     window_open,
 )
+from .times import parse_time
 
 __all__ = [
     "Gate",
@@ -207,7 +210,7 @@ class RolloutService:
                 {
                     **p,
                     "index": i,
-                    "state": "done" if i < r.current_phase else ("running" if i == r.current_phase else "waiting"),
+                    "state": _phase_state(r, i),
                     "devices": sum(counts.values()),
                     "counts": dict(counts),
                     "bytes": sum(action_json(a, d)["bytes"] for a, d in rows if a.phase == i),
@@ -270,16 +273,13 @@ class RolloutService:
         target = parse_target(body.get("target") or {})
         phases = parse_phases(body.get("phases"))
         window = parse_window(body.get("window"))
-        start_at = body.get("start_at")
-        if start_at is not None:
-            try:
-                start_at = dt.datetime.fromisoformat(str(start_at))
-            except ValueError:
-                raise Invalid("start_at must be an ISO 8601 time, e.g. 2026-12-01T02:00:00+01:00") from None
-            if start_at.tzinfo is None:
-                raise Invalid("start_at needs a time zone offset (e.g. +00:00)")
+        start_at = parse_time(body["start_at"], "start_at") if body.get("start_at") is not None else None
+        allow_empty, allow_downgrade = bool(body.get("allow_empty")), bool(body.get("allow_downgrade"))
         with self.db.session() as s:
             rel, app = _subject(s, tid, body, target)
+            devices = check_target(s, tid, target, phases, allow_empty)
+            if not allow_downgrade:
+                refuse_downgrades(s, tid, rel, app, devices)
             if s.scalar(select(Rollout).where(Rollout.tenant_id == tid, Rollout.name == name)) is not None:
                 raise Conflict(f"a rollout named '{name}' already exists")
             now = utcnow()
@@ -319,7 +319,7 @@ class RolloutService:
             if r.status != "waiting_approval":
                 raise Conflict(f"rollout '{r.name}' is {r.status}, not waiting for approval")
             now = utcnow()
-            r.status = "scheduled" if r.start_at and _aware(r.start_at) > now else "running"
+            r.status = "scheduled" if r.start_at and r.start_at > now else "running"
             audit.record(s, who, "rollout.approve", r.name)
             if r.status == "running":
                 self._advance(s, r, now)
@@ -417,10 +417,7 @@ class RolloutService:
         window = parse_window(raw)
         tid = who.require_tenant()
         with self.db.session() as s:
-            g = s.scalar(select(DeviceGroup).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == name))
-            if g is None:
-                g = DeviceGroup(tenant_id=tid, name=name, desired={})
-                s.add(g)
+            g = find_group(s, tid, name)
             g.window = window
             audit.record(s, who, "group.window", name, window=window)
             return {"group": name, "window": window}
@@ -430,6 +427,10 @@ class RolloutService:
         """Move one rollout (or every active one) as far as its rules allow. Safe to run concurrently."""
         now = now or utcnow()
         with self.db.session() as s:
+            if s.get_bind().dialect.name == "sqlite":
+                # SQLite ignores FOR UPDATE: take its write lock before reading, so that two advances at once
+                # (a device joined while the sweep runs) do not both give a device its action.
+                s.execute(update(Rollout).where(Rollout.id == -1).values(current_phase=Rollout.current_phase))
             # Finished rollouts are included: a device that matches the target later still gets the release.
             q = select(Rollout).where(Rollout.status.in_(("scheduled", "running", "finished")))
             if rollout_id is not None:
@@ -456,9 +457,9 @@ class RolloutService:
 
     def _advance(self, s: Session, r: Rollout, now: dt.datetime) -> None:
         if r.status == "scheduled":
-            if r.start_at and _aware(r.start_at) > now:
-                if _aware(r.start_at) - now < dt.timedelta(seconds=5):
-                    self.on_change(r.id, _aware(r.start_at))  # woken a moment early: try again at the start
+            if r.start_at and r.start_at > now:
+                if r.start_at - now < dt.timedelta(seconds=5):
+                    self.on_change(r.id, r.start_at)  # woken a moment early: try again at the start
                 return
             r.status = "running"
             audit.record(s, _scheduler(r), "rollout.start", r.name)
@@ -468,12 +469,15 @@ class RolloutService:
         q = select(Device).where(Device.tenant_id == r.tenant_id, Device.status == "active")
         if r.target.get("compatible"):  # always set for a release; optional for an app
             q = q.where(Device.compatible == r.target["compatible"])
-        devices = s.scalars(q)
+        new = {
+            d.id: d
+            for d in s.scalars(q)
+            if d.id not in known and matches(r.target, d.compatible, d.tags or [], d.groups or [], d.attributes or {})
+        }
+        placed = {dev_id: a.phase for dev_id, a in known.items()}
         pending: dict[int, list[Device]] = {}
-        for d in devices:
-            if d.id in known or not matches(r.target, d.compatible, d.tags or [], d.groups or [], d.attributes or {}):
-                continue
-            pending.setdefault(assign_phase(r.phases, r.id, d.id, d.groups or []), []).append(d)
+        for dev_id, ph in allocate_phases(r.phases, r.id, {i: d.groups or [] for i, d in new.items()}, placed).items():
+            pending.setdefault(ph, []).append(new[dev_id])
         if r.status == "finished":
             if not pending:
                 return
@@ -485,7 +489,14 @@ class RolloutService:
                     known[d.id] = self._new_action(s, r, d, i, f"phase {i + 1} ('{r.phases[i]['name']}')")
             s.flush()
             counts = Counter(_counted(a) for a in known.values() if a.phase == r.current_phase)
-            verdict, why = phase_verdict(r.phases[r.current_phase], counts, int(r.accepted_failures.get(str(r.current_phase), 0)))
+            later = sum(len(devs) for i, devs in pending.items() if i > r.current_phase)
+            verdict, why = phase_verdict(
+                r.phases[r.current_phase],
+                counts,
+                int(r.accepted_failures.get(str(r.current_phase), 0)),
+                later_devices=later,
+                empty_accepted=str(r.current_phase) in r.accepted_failures,
+            )
             if verdict == "pause":
                 r.status, r.pause_reason, r.updated_at = "paused", why, now
                 audit.record(s, _scheduler(r), "rollout.pause", r.name, reason=why)
@@ -564,6 +575,19 @@ def _subject(s: Session, tid: int, body: dict[str, Any], target: dict[str, Any])
         raise Invalid(f"target.compatible '{target['compatible']}' differs from the release's '{rel.compatible}'")
     target["compatible"] = rel.compatible
     return rel, None
+
+
+def _phase_state(r: Rollout, i: int) -> str:
+    """done, running, paused, waiting, finished or canceled: where phase `i` stands in the rollout."""
+    if r.status == "finished":
+        return "finished"
+    if i < r.current_phase:
+        return "done"
+    if r.status == "canceled":
+        return "canceled"
+    if i > r.current_phase or r.status in ("waiting_approval", "scheduled"):
+        return "waiting"
+    return "paused" if r.status == "paused" else "running"
 
 
 def _scheduler(r: Rollout) -> Principal:

@@ -1,0 +1,52 @@
+"""Which group and tag names exist in a tenant, for references that must name something real."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..errors import NotFound
+from ..models import Device, DeviceGroup
+
+__all__ = ["find_group", "known_groups", "known_tags", "listing"]
+
+
+def known_groups(s: Session, tid: int) -> list[str]:
+    """Groups created (group create, a bootstrap token, group set) and groups devices are in (provisioning)."""
+    names = set(s.scalars(select(DeviceGroup.name).where(DeviceGroup.tenant_id == tid)))
+    for groups in s.scalars(select(Device.groups).where(Device.tenant_id == tid)):
+        names.update(g for g in groups or [] if isinstance(g, str))
+    return sorted(names)
+
+
+def known_tags(s: Session, tid: int) -> list[str]:
+    names: set[str] = set()
+    for tags in s.scalars(select(Device.tags).where(Device.tenant_id == tid)):
+        names.update(t for t in tags or [] if isinstance(t, str))
+    return sorted(names)
+
+
+def listing(names: Iterable[str], limit: int = 20) -> str:
+    """'a, b, c' (at most `limit`, then '… and N more'), or 'none'."""
+    items = list(names)
+    if not items:
+        return "none"
+    shown = ", ".join(items[:limit])
+    return shown if len(items) <= limit else f"{shown} … and {len(items) - limit} more"
+
+
+def find_group(s: Session, tid: int, name: str, add_row: bool = True) -> DeviceGroup:
+    """The tenant's group `name`, or NotFound listing the groups that exist. A group that only devices name
+    (provisioned with it) gets its row now (`add_row`), so it can carry a window and a desired state."""
+    g = s.scalar(select(DeviceGroup).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == name))
+    if g is not None:
+        return g
+    existing = known_groups(s, tid)
+    if name in existing:
+        g = DeviceGroup(tenant_id=tid, name=name, desired={}, window=None)
+        if add_row:
+            s.add(g)
+        return g
+    raise NotFound(f"group '{name}' does not exist; groups: {listing(existing)} (create it with 'bulkhead group create')")

@@ -1,0 +1,149 @@
+"""Device groups as first-class objects: list, show, create, delete, and which devices are in them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..db import Database
+from ..errors import Conflict, Invalid, NotFound
+from ..models import BootstrapToken, Device, DeviceGroup, Rollout
+from . import audit
+from .auth import Principal
+from .devices import NAME, find_device
+from .fleet_names import find_group, known_groups, listing
+
+__all__ = ["GroupService"]
+
+
+def _members(s: Session, tid: int, name: str) -> list[str]:
+    return sorted(d.name for d in s.scalars(select(Device).where(Device.tenant_id == tid)) if name in (d.groups or []))
+
+
+def _group_json(g: DeviceGroup, members: list[str], with_devices: bool) -> dict[str, Any]:
+    desired = g.desired or {}
+    out: dict[str, Any] = {
+        "name": g.name,
+        "devices": len(members),
+        "release_id": desired.get("release_id"),
+        "apps": desired.get("apps") or {},
+        "files": [f["path"] for f in desired.get("files") or []],
+        "window": g.window,
+    }
+    if with_devices:
+        out["device_names"] = members
+    return out
+
+
+def _users(s: Session, tid: int, name: str, token_names: bool) -> list[str]:
+    """What refers to the group by name: rollouts that are not canceled and bootstrap tokens not revoked
+    (named only for admins, who alone may see bootstrap tokens)."""
+    found = []
+    for r in s.scalars(select(Rollout).where(Rollout.tenant_id == tid, Rollout.status != "canceled")):
+        if name in ((r.target or {}).get("groups") or []) or any(p.get("group") == name for p in r.phases or []):
+            found.append(f"rollout '{r.name}'")
+    tokens = list(
+        s.scalars(
+            select(BootstrapToken).where(
+                BootstrapToken.tenant_id == tid, BootstrapToken.group_name == name, BootstrapToken.revoked.is_(False)
+            )
+        )
+    )
+    if token_names:
+        found += [f"bootstrap token '{b.name}' (id {b.id})" for b in tokens]
+    elif tokens:
+        found.append(f"{len(tokens)} bootstrap token(s) (an admin can list and revoke them)")
+    return found
+
+
+def _is_admin(who: Principal) -> bool:
+    return who.kind == "system" or who.role == "admin"
+
+
+class GroupService:
+    def __init__(self, db: Database, on_change: Callable[[], object] = lambda: None) -> None:
+        self.db = db
+        # Called after a device's membership changed: running rollouts may take it in.
+        self.on_change = on_change
+
+    def list_groups(self, who: Principal) -> list[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            rows = {g.name: g for g in s.scalars(select(DeviceGroup).where(DeviceGroup.tenant_id == tid))}
+            out = []
+            for name in known_groups(s, tid):
+                g = rows.get(name) or DeviceGroup(tenant_id=tid, name=name, desired={}, window=None)
+                out.append(_group_json(g, _members(s, tid, name), False))
+            return out
+
+    def show(self, who: Principal, name: str) -> dict[str, Any]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            g = find_group(s, tid, name, add_row=False)
+            out = _group_json(g, _members(s, tid, name), True)
+            out["referenced_by"] = _users(s, tid, name, _is_admin(who))
+            return out
+
+    def create(self, who: Principal, name: str) -> dict[str, Any]:
+        who.require("operator")
+        tid = who.require_tenant()
+        if not NAME.match(name):
+            raise Invalid(f"group name {name!r} is invalid: 1-128 letters, digits, '.', '_', ':' or '-'")
+        with self.db.session() as s:
+            if s.scalar(select(DeviceGroup.id).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == name)) is not None:
+                raise Conflict(f"group '{name}' exists already")
+            g = DeviceGroup(tenant_id=tid, name=name, desired={})
+            s.add(g)
+            audit.record(s, who, "group.create", name)
+            return _group_json(g, _members(s, tid, name), True)
+
+    def delete(self, who: Principal, name: str) -> None:
+        who.require("operator")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            g = find_group(s, tid, name, add_row=False)
+            users = _users(s, tid, name, _is_admin(who))
+            if users:
+                raise Conflict(
+                    f"group '{name}' is used by {listing(users)}; cancel or delete those rollouts and revoke those tokens first"
+                )
+            members = _members(s, tid, name)
+            if members:
+                raise Conflict(
+                    f"group '{name}' still has devices: {listing(members)}; "
+                    f"remove them first ('bulkhead group remove-device {name} DEVICE')"
+                )
+            audit.record(s, who, "group.delete", name)
+            if g.id is not None:
+                s.delete(g)
+
+    def add_device(self, who: Principal, name: str, device: str) -> dict[str, Any]:
+        return self._membership(who, name, device, add=True)
+
+    def remove_device(self, who: Principal, name: str, device: str) -> dict[str, Any]:
+        return self._membership(who, name, device, add=False)
+
+    def _membership(self, who: Principal, name: str, device: str, add: bool) -> dict[str, Any]:
+        who.require("operator")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            dev = find_device(s, tid, device)
+            groups = list(dev.groups or [])
+            if add:
+                find_group(s, tid, name)
+                if name in groups:
+                    raise Conflict(f"device '{dev.name}' is in group '{name}' already")
+                dev.groups = [*groups, name]
+            else:
+                if name not in groups:
+                    raise NotFound(f"device '{dev.name}' is not in group '{name}'; its groups: {listing(groups)}")
+                dev.groups = [x for x in groups if x != name]
+            audit.record(s, who, "group.add_device" if add else "group.remove_device", name, device=dev.name)
+            out = {"device": dev.name, "groups": dev.groups}
+        self.on_change()
+        return out
