@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import os
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from bulkhead.lab.pki import make_pki
 from tests.conftest import RAUC_DATA
+from tests.live import live_server
 from tests.server.conftest import LiveServer
+from tests.swu.conftest import signed_swu
 
 GOOD = RAUC_DATA / "good-verity-bundle.raucb"
 HMS = re.compile(r"^\d\d:[0-5]\d:[0-5]\d$")
@@ -228,4 +236,88 @@ def test_auth_gateway_token_auto_register_default_tenant_and_certificates(server
     assert httpx.get(f"{base}/newbie", headers={"x-client-cn": "newbie"}).status_code == 200
     assert httpx.get(f"{base}/newbie", headers={"x-client-cn": "dev-a"}).status_code == 403
     assert c.post("/api/v1/devices", json={"name": "dev-a", "compatible": "Test Config"}).status_code == 409
+    c.close()
+
+
+def _tree_rss_kib(pid: int) -> int:
+    """VmRSS of a process and all its descendants (granian's workers are children of the server process)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return total
+
+
+def _hammer(url: str, tenant: str, count: int, threads: int = 4) -> collections.Counter[int]:
+    """`count` DDI polls, each with a new random GatewayToken and controller id, over keep-alive connections."""
+
+    def run(n: int) -> collections.Counter[int]:
+        seen: collections.Counter[int] = collections.Counter()
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for _ in range(n):
+                path = f"/{tenant}/controller/v1/c-{secrets.token_hex(8)}"
+                seen[c.get(path, headers={"authorization": f"GatewayToken {secrets.token_hex(24)}"}).status_code] += 1
+        return seen
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(run, [count // threads] * threads), collections.Counter())
+
+
+def test_unauthenticated_gateway_tokens_leave_memory_flat(tmp_path: Path) -> None:
+    """50,000 DDI requests with random GatewayTokens: all 401, and the server's RSS grows by less than 20 MiB."""
+    with live_server(tmp_path / "srv") as srv:
+        c = srv.client(srv.tenant(keyring=False))
+        tenant = c.get("/api/v1/tenant").json()["name"]
+        c.put("/api/v1/ddi", json={"auto_register": True, "rotate_gateway_token": True}).raise_for_status()
+        assert srv.proc is not None
+        assert _hammer(srv.url, tenant, 4000) == {401: 4000}  # warm up: pools, lazily imported code
+        before = _tree_rss_kib(srv.proc.pid)
+        started = time.monotonic()
+        assert _hammer(srv.url, tenant, 50_000) == {401: 50_000}
+        grown = _tree_rss_kib(srv.proc.pid) - before
+        assert grown < 20 * 1024, f"RSS grew by {grown} KiB over 50,000 unauthenticated requests"
+        assert time.monotonic() - started < 600
+        c.close()
+
+
+def test_an_aborted_whole_file_download_counts_only_what_was_sent(server: LiveServer, tmp_path: Path) -> None:
+    """A DDI client that reads 1 MiB of a 48 MiB artifact and hangs up is not counted for the whole file."""
+    pki = make_pki(tmp_path / "pki")
+    payload = tmp_path / "rootfs.img"
+    payload.write_bytes(os.urandom(48 << 20))
+    swu = signed_swu(tmp_path / "big.swu", pki, "9.0", {payload.name: payload}, Path("/opt"))
+    c = server.client(server.tenant(ca=pki.ca))
+    rel = c.post("/api/v1/releases", params={"compatible": "board-x"}, content=swu.read_bytes())
+    assert rel.status_code == 201, rel.text
+    name = f"ab-{uuid.uuid4().hex[:6]}"
+    token = c.post("/api/v1/devices", json={"name": name, "compatible": "board-x", "groups": ["ab"]}).json()["target_token"]
+    body = {"name": f"r-{uuid.uuid4().hex[:6]}", "release_id": rel.json()["id"], "target": {"groups": ["ab"]}}
+    c.post("/api/v1/rollouts", json=body).raise_for_status()
+    ddi = Ddi(server, c.get("/api/v1/tenant").json()["name"], name, {"authorization": f"TargetToken {token}"})
+    dep = ddi.c.get(ddi.links()["deploymentBase"]["href"]).json()
+    url = dep["deployment"]["chunks"][0]["artifacts"][0]["_links"]["download"]["href"]
+    got = 0
+    with ddi.c.stream("GET", url) as r:
+        assert r.status_code == 200 and int(r.headers["content-length"]) == swu.stat().st_size
+        for chunk in r.iter_raw(64 * 1024):
+            got += len(chunk)
+            if got >= 1 << 20:
+                break
+    # The counters reach the database in aggregate every few seconds; give them two flushes.
+    served = _wait(lambda: c.get(f"/api/v1/devices/{name}").json()["bytes_served"], "the byte count")
+    time.sleep(6)
+    served = c.get(f"/api/v1/devices/{name}").json()["bytes_served"]
+    assert got <= served < swu.stat().st_size // 2, (got, served, swu.stat().st_size)
     c.close()

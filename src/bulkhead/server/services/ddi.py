@@ -8,148 +8,35 @@ moves the action's status, and `configData` writes the device's attributes.
 from __future__ import annotations
 
 import re
-import time
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..changes import ChangeFeed
 from ..db import Database
-from ..errors import Conflict, Forbidden, Gone, Invalid, NotFound, Unauthorized
+from ..errors import Conflict, Gone, Invalid, NotFound
 from ..models import Action, Device, Release, Tenant, utcnow
-from ..security import PREFIX_DEVICE, hash_token, new_token
+from ..security import PREFIX_DEVICE, new_token
 from . import audit
 from .artifacts import artifact_filename, delta_filename
-from .auth import Authenticator, Principal
+from .auth import Principal
+from .ddi_auth import DdiAuth, DdiCaller
 from .deltas import offered_delta
 from .devices import NAME
 from .rollouts import RolloutService, install_gate, note, open_action, record_status
 
 __all__ = ["DdiAuth", "DdiCaller", "DdiService", "artifact_filename", "sleep_hms"]
 
-_CACHE_TTL = 10.0
-_DEVICE_CACHE_TTL = 600.0
 EXECUTIONS = ("closed", "proceeding", "canceled", "scheduled", "rejected", "resumed", "downloaded", "download")
 RESULTS = ("success", "failure", "none")
 _ATTR_KEY = re.compile(r"^[^\s]{1,128}$")
-
-
-@dataclass(frozen=True)
-class DdiCaller:
-    tenant_id: int
-    device_id: int
-    name: str
-    compatible: str
 
 
 def sleep_hms(seconds: int) -> str:
     """hawkBit's polling time: HH:MM:SS, never above 23:59:59."""
     seconds = max(0, min(int(seconds), 23 * 3600 + 59 * 60 + 59))
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def _auth_header(headers: Mapping[str, str]) -> tuple[str, str] | None:
-    value = headers.get("authorization", "")
-    scheme, _, token = value.partition(" ")
-    if not token.strip():
-        return None
-    return scheme.lower(), token.strip()
-
-
-class DdiAuth:
-    """Resolves a DDI caller. Everything on a poll's path is cached for a few seconds: no database per poll."""
-
-    def __init__(self, db: Database, auth: Authenticator, cert_header: str | None, feed: ChangeFeed | None = None) -> None:
-        self.db, self.auth, self.feed = db, auth, feed
-        self.cert_header = cert_header.lower() if cert_header else None
-        self._tenants: dict[str, tuple[float, Tenant | None]] = {}
-        self._devices: dict[tuple[int, str], tuple[float, float, DdiCaller]] = {}
-
-    def _tenant(self, name: str, gateway_hash: str | None = None) -> Tenant | None:
-        key = f"{name.lower()}|{gateway_hash or ''}"
-        now = time.monotonic()
-        hit = self._tenants.get(key)
-        if hit and hit[0] > now:
-            return hit[1]
-        with self.db.session() as s:
-            rows = list(s.scalars(select(Tenant).where(func.lower(Tenant.name) == name.lower())))
-            if not rows and name.upper() == "DEFAULT":
-                # hawkBit's default tenant: the tenant whose gateway token this is, or the only tenant there is.
-                everyone = list(s.scalars(select(Tenant)))
-                rows = [t for t in everyone if gateway_hash and (t.ddi or {}).get("gateway_token_hash") == gateway_hash]
-                if not rows and len(everyone) == 1:
-                    rows = everyone
-            tenant = rows[0] if rows else None
-        self._tenants[key] = (now + _CACHE_TTL, tenant)
-        return tenant
-
-    def _device(self, tenant: Tenant, controller_id: str, may_register: bool) -> DdiCaller:
-        key = (tenant.id, controller_id)
-        now = time.monotonic()
-        hit = self._devices.get(key)
-        if hit and hit[0] > now and (self.feed is None or self.feed.valid(tenant.id, hit[2].device_id, hit[1])):
-            return hit[2]
-        with self.db.session() as s:
-            dev = s.scalar(select(Device).where(Device.tenant_id == tenant.id, Device.name == controller_id))
-            if dev is None:
-                ddi = tenant.ddi or {}
-                if not (may_register and ddi.get("auto_register")):
-                    raise NotFound(f"unknown controller '{controller_id}'; create it or let the tenant auto-register devices")
-                if not NAME.match(controller_id):
-                    raise Invalid(f"controller id {controller_id!r} is not a valid device name")
-                dev = Device(
-                    tenant_id=tenant.id,
-                    name=controller_id,
-                    compatible=str(ddi.get("default_compatible") or ""),
-                    status="active",
-                    groups=list(ddi.get("groups") or []),
-                    tags=[],
-                    attributes={},
-                    reported={},
-                )
-                s.add(dev)
-                s.flush()
-                audit.record(s, Principal("device", controller_id, tenant.id), "device.register", controller_id, via="ddi")
-            if dev.status != "active":
-                raise Forbidden(f"device '{controller_id}' is {dev.status}: an operator must approve it")
-            caller = DdiCaller(tenant.id, dev.id, dev.name, dev.compatible)
-        if len(self._devices) > 200_000:
-            self._devices.clear()
-        # Cached until the change feed reports a change to the device (or its tenant); without a feed, briefly.
-        self._devices[key] = (now + (_DEVICE_CACHE_TTL if self.feed else _CACHE_TTL), now, caller)
-        return caller
-
-    def resolve(self, tenant_name: str, controller_id: str, headers: Mapping[str, str]) -> DdiCaller:
-        auth = _auth_header(headers)
-        if auth and auth[0] == "targettoken":
-            p = self.auth.resolve(auth[1])
-            if p.kind != "device" or p.device_id is None:
-                raise Unauthorized("a TargetToken must be the device's own credential")
-            if p.name != controller_id:
-                raise Forbidden(f"this TargetToken belongs to '{p.name}', not '{controller_id}'")
-            if (p.tenant or "").lower() != tenant_name.lower() and tenant_name.upper() != "DEFAULT":
-                raise Forbidden(f"this TargetToken belongs to another tenant than '{tenant_name}'")
-            if p.device_status != "active":
-                raise Forbidden(f"device '{p.name}' is {p.device_status}: an operator must approve it")
-            return DdiCaller(p.tenant_id or 0, p.device_id, p.name, p.compatible or "")
-        if auth and auth[0] == "gatewaytoken":
-            h = hash_token(auth[1])
-            tenant = self._tenant(tenant_name, h)
-            if tenant is None or (tenant.ddi or {}).get("gateway_token_hash") != h:
-                raise Unauthorized("unknown GatewayToken for this tenant")
-            return self._device(tenant, controller_id, may_register=True)
-        if self.cert_header and headers.get(self.cert_header):
-            if headers[self.cert_header] != controller_id:
-                raise Forbidden("the client certificate's CN does not name this controller")
-            tenant = self._tenant(tenant_name)
-            if tenant is None:
-                raise NotFound(f"unknown tenant '{tenant_name}'")
-            return self._device(tenant, controller_id, may_register=True)
-        raise Unauthorized("send 'Authorization: TargetToken <device token>' or 'GatewayToken <tenant gateway token>'")
 
 
 class DdiService:
