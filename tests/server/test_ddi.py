@@ -54,12 +54,11 @@ class Ddi:
         links: dict[str, Any] = self.root().get("_links", {})
         return links
 
-    def feedback(self, kind: str, action: str, execution: str, finished: str = "none", **extra: Any) -> httpx.Response:
-        body = {
-            "id": action,
-            "time": "20261125T101010",
-            "status": {"execution": execution, "result": {"finished": finished}, **extra},
-        }
+    def feedback(
+        self, kind: str, action: str, execution: str, finished: str = "none", progress: Any = None, **extra: Any
+    ) -> httpx.Response:
+        result: dict[str, Any] = {"finished": finished} if progress is None else {"finished": finished, "progress": progress}
+        body = {"id": action, "time": "20261125T101010", "status": {"execution": execution, "result": result, **extra}}
         return self.c.post(f"{self.base}/{kind}/{action}/feedback", json=body)
 
 
@@ -321,3 +320,78 @@ def test_an_aborted_whole_file_download_counts_only_what_was_sent(server: LiveSe
     served = c.get(f"/api/v1/devices/{name}").json()["bytes_served"]
     assert got <= served < swu.stat().st_size // 2, (got, served, swu.stat().st_size)
     c.close()
+
+
+def _events(c: httpx.Client, device: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = c.get(f"/api/v1/devices/{device}/events").json()
+    return rows
+
+
+def test_install_progress_is_installing_and_feedback_is_in_device_events(setup: tuple[httpx.Client, int, Ddi, str]) -> None:
+    """What rauc-hawkbit sends during RAUC's install (proceeding + RAUC's progress) moves the action to installing;
+    every feedback is in `device events`."""
+    c, rel, ddi, name = setup
+    _rollout(c, rel, type="forced")
+    href = ddi.links()["deploymentBase"]["href"]
+    action = href.split("/deploymentBase/")[1].split("?")[0]
+    assert ddi.c.get(href).status_code == 200
+    assert _action(c, name)["status"] == "downloading"
+    # rauc-hawkbit-updater's words about the download keep it downloading ...
+    assert ddi.feedback("deploymentBase", action, "proceeding", details=["Download complete. 3.10 MB/s"]).status_code == 200
+    assert _action(c, name)["status"] == "downloading"
+    # ... RAUC's progress (rauc-hawkbit: the description and {"percentage": N}) is the install.
+    r = ddi.feedback("deploymentBase", action, "proceeding", details=["Installing"], progress={"percentage": 0})
+    assert r.status_code == 200 and _action(c, name)["status"] == "installing"
+    ddi.feedback("deploymentBase", action, "proceeding", details=["Checking bundle"], progress={"percentage": 20})
+    assert _action(c, name)["status"] == "installing"
+    done = ddi.feedback("deploymentBase", action, "closed", "success", details=["Rauc bundle update completed"])
+    assert done.status_code == 200
+    assert _action(c, name)["status"] == "success"
+    events = _events(c, name)
+    assert [e["phase"] for e in events] == ["success", "installing", "installing", "downloading", "downloading"]
+    assert all(e["kind"] == "update" and e["release_id"] == rel for e in events)
+    assert events[0]["details"]["messages"] == ["Rauc bundle update completed"]
+    assert events[2]["details"]["progress"] == "0%" and events[2]["details"]["action_id"] == int(action)
+    assert [e["seq"] for e in events] == sorted((e["seq"] for e in events), reverse=True)
+
+
+def test_a_desired_release_without_rollout_is_offered_and_installed(setup: tuple[httpx.Client, int, Ddi, str]) -> None:
+    """A release set on the device's group (no rollout) reaches the hawkBit client as a deploymentBase."""
+    c, rel, ddi, name = setup
+    assert "deploymentBase" not in ddi.root().get("_links", {})
+    c.patch("/api/v1/groups/ddi/desired", json={"release_id": rel}).raise_for_status()
+    href = _wait(lambda: ddi.links().get("deploymentBase", {}).get("href"), "the desired release to be offered")
+    action = href.split("/deploymentBase/")[1].split("?")[0]
+    dep = ddi.c.get(href).json()
+    assert dep["id"] == action
+    assert (dep["deployment"]["download"], dep["deployment"]["update"]) == ("forced", "forced")
+    art = dep["deployment"]["chunks"][0]["artifacts"][0]
+    assert dep["deployment"]["chunks"][0]["version"] == "2011.03-2" and art["size"] == GOOD.stat().st_size
+    assert ddi.c.get(art["_links"]["download"]["href"]).content == GOOD.read_bytes()
+    assert c.get(f"/api/v1/devices/{name}").json()["update"]["phase"] == "downloading"
+    ddi.feedback("deploymentBase", action, "proceeding", details=["Installing"], progress={"percentage": 0})
+    assert c.get(f"/api/v1/devices/{name}").json()["update"]["phase"] == "installing"
+    assert ddi.feedback("deploymentBase", action, "closed", "success").status_code == 200
+    dev = c.get(f"/api/v1/devices/{name}").json()
+    assert dev["update"]["phase"] == "success" and dev["update"]["version"] == "2011.03-2"
+    assert [e["phase"] for e in _events(c, name)] == ["success", "installing", "downloading"]
+    root = _wait(lambda: "deploymentBase" not in (r := ddi.root()).get("_links", {}) and r, "the offer to end")
+    assert root["_links"]["installedBase"]["href"] == f"{ddi.base}/installedBase/{action}"
+    assert ddi.get(f"/installedBase/{action}").json()["deployment"]["chunks"][0]["version"] == "2011.03-2"
+    assert ddi.feedback("deploymentBase", action, "proceeding").status_code == 410
+    assert ddi.get(f"/deploymentBase/{action}").status_code == 410
+
+
+def test_a_failed_desired_release_is_not_offered_again(setup: tuple[httpx.Client, int, Ddi, str]) -> None:
+    c, rel, ddi, name = setup
+    c.put(f"/api/v1/devices/{name}/desired-release", json={"release_id": rel}).raise_for_status()
+    href = _wait(lambda: ddi.links().get("deploymentBase", {}).get("href"), "the desired release to be offered")
+    action = href.split("/deploymentBase/")[1].split("?")[0]
+    assert ddi.feedback("deploymentBase", action, "closed", "failure", details=["no space"]).status_code == 200
+    assert c.get(f"/api/v1/devices/{name}").json()["update"]["phase"] == "failure"
+    _wait(lambda: "deploymentBase" not in ddi.root().get("_links", {}), "the failed offer to end", timeout=5)
+    assert ddi.get(f"/deploymentBase/{action}").status_code == 410
+    assert ddi.get("/deploymentBase/999999999").status_code == 404  # neither an action nor a release of this device
+    # A rollout still reaches it, and outranks the desired state.
+    _rollout(c, rel, type="forced")
+    assert int(ddi.links()["deploymentBase"]["href"].split("/deploymentBase/")[1].split("?")[0]) < (1 << 30)
