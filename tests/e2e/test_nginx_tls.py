@@ -382,3 +382,36 @@ def test_a_lab_device_updates_through_nginx_with_rauc_hawkbit(front: Front) -> N
             proc.terminate()
             proc.wait(10)
     assert c.get("/api/v1/devices/lab-tls").json()["bytes_served"] >= 0
+
+
+def test_a_lab_agent_updates_through_nginx_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Bulkhead agent (token auth) enrolls, polls and downloads its bundle through nginx over TLS, verifying
+    the server against the test CA, and its lab device boots the new release."""
+    from tests.e2e.conftest import build_release, make_fleet, need_lab
+
+    need_lab()
+    pki = make_tls_pki(tmp_path / "tls")
+    port, nginx_port = free_port(), free_port()
+    env = {"BULKHEAD_PUBLIC_URL": f"https://127.0.0.1:{nginx_port}"}
+    with live_server(tmp_path / "server", env, port=port) as srv, nginx(tmp_path / "nginx", pki, port, nginx_port) as url:
+        fleet = make_fleet(srv, tmp_path)  # the test's own API calls go to the server directly
+        try:
+            # The agent trusts only the test CA (SSL_CERT_FILE; or `ca_file` in agent.toml) and knows only nginx.
+            monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+            fleet.server.url, direct = url, fleet.server.url
+            try:
+                dev = fleet.device("tls-dev", initial_version="1.0")
+            finally:
+                fleet.server.url = direct
+            v2 = fleet.upload(build_release(fleet.work, "2.0", fleet.pki))
+            fleet.wait(lambda: fleet.show("tls-dev")["last_seen"], 60, "the agent to enroll through nginx")
+            with fleet.api() as c:
+                c.put("/api/v1/devices/tls-dev/desired-release", json={"release_id": v2["id"]}).raise_for_status()
+            fleet.wait(lambda: fleet.show("tls-dev")["update"].get("phase") == "success", 240, "the update through nginx")
+            assert dev.spec.server == url and url.startswith("https://")
+            assert dev.booted == "B" and fleet.show("tls-dev")["update"]["version"] == "2.0"
+            served = fleet.wait(lambda: fleet.show("tls-dev")["bytes_served"], 30, "the byte count")
+            assert served >= v2["size"]  # the bundle came through nginx (the only address the agent has)
+            assert f"127.0.0.1:{port}" not in (dev.root / "agent.log").read_text()
+        finally:
+            fleet.shutdown()
