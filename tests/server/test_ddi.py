@@ -398,3 +398,20 @@ def test_a_failed_desired_release_is_not_offered_again(setup: tuple[httpx.Client
     # A rollout still reaches it, and outranks the desired state.
     _rollout(c, rel, type="forced")
     assert int(ddi.links()["deploymentBase"]["href"].split("/deploymentBase/")[1].split("?")[0]) < (1 << 30)
+
+
+def test_ddi_feedback_is_in_device_events(setup: tuple[httpx.Client, int, Ddi, str]) -> None:
+    """`bulkhead device events NAME` shows a hawkBit client's feedback, as it shows an agent's reports."""
+    c, rel, ddi, name = setup
+    _rollout(c, rel, type="forced")
+    href = ddi.links()["deploymentBase"]["href"]
+    action = href.split("/deploymentBase/")[1].split("?")[0]
+    ddi.c.get(href).raise_for_status()
+    ddi.feedback("deploymentBase", action, "closed", "failure", details=["Failed to install software bundle."])
+    events = _events(c, name)
+    assert [(e["kind"], e["phase"], e["release_id"]) for e in events] == [
+        ("update", "failure", rel),
+        ("update", "downloading", rel),
+    ]
+    assert events[0]["details"]["messages"] == ["Failed to install software bundle."]
+    assert events[0]["details"]["source"] == "ddi" and events[0]["details"]["finished"] == "failure"
