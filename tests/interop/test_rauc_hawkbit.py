@@ -53,7 +53,8 @@ def test_rauc_hawkbit_installs_through_rauc_and_rejects_a_cancel(tmp_path: Path)
                 rows: list[dict[str, Any]] = c.get("/api/v1/rollouts/hb/actions").json()
                 return rows[0]
 
-            wait_for(lambda: action()["status"] == "downloading", 60, "the client to start the install", log)
+            # The client passes RAUC's progress on as 'proceeding' feedback: the action shows the install.
+            wait_for(lambda: action()["status"] == "installing", 60, "the client to start the install", log)
             assert c.post("/api/v1/rollouts/hb/cancel").json()["status"] == "canceled"
             assert action()["status"] == "canceling"
             # The client answers the cancelAction with 'rejected' ("Cancelling not supported") and carries on.
@@ -61,7 +62,11 @@ def test_rauc_hawkbit_installs_through_rauc_and_rejects_a_cancel(tmp_path: Path)
             done = wait_for(lambda: not (a := action())["active"] and a, 60, "the install to finish", log)
             assert done["status"] == "success", done
             statuses = [h["status"] for h in done["history"]]
+            assert statuses.index("downloading") < statuses.index("installing") < statuses.index("canceling")
             assert statuses.index("canceling") < statuses.index("success")
+            # ... and what the client reported is the device's event history too.
+            phases = [e["phase"] for e in c.get("/api/v1/devices/hb-1/events", params={"limit": 1000}).json()]
+            assert phases[0] == "success" and "installing" in phases and phases[-1] == "downloading"
             assert any("Cancelling not supported" in (h.get("message") or "") for h in done["history"])
             status = json.loads(rauc.rauc("status", "--detailed", "--output-format=json").stdout)
             slot_b = next(s for s in status["slots"] for name, s in s.items() if s.get("bootname") == "B")

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import os
 import re
+import secrets
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from bulkhead.lab.pki import make_pki
 from tests.conftest import RAUC_DATA
+from tests.live import live_server
 from tests.server.conftest import LiveServer
+from tests.swu.conftest import signed_swu
 
 GOOD = RAUC_DATA / "good-verity-bundle.raucb"
 HMS = re.compile(r"^\d\d:[0-5]\d:[0-5]\d$")
@@ -46,12 +54,11 @@ class Ddi:
         links: dict[str, Any] = self.root().get("_links", {})
         return links
 
-    def feedback(self, kind: str, action: str, execution: str, finished: str = "none", **extra: Any) -> httpx.Response:
-        body = {
-            "id": action,
-            "time": "20261125T101010",
-            "status": {"execution": execution, "result": {"finished": finished}, **extra},
-        }
+    def feedback(
+        self, kind: str, action: str, execution: str, finished: str = "none", progress: Any = None, **extra: Any
+    ) -> httpx.Response:
+        result: dict[str, Any] = {"finished": finished} if progress is None else {"finished": finished, "progress": progress}
+        body = {"id": action, "time": "20261125T101010", "status": {"execution": execution, "result": result, **extra}}
         return self.c.post(f"{self.base}/{kind}/{action}/feedback", json=body)
 
 
@@ -229,3 +236,182 @@ def test_auth_gateway_token_auto_register_default_tenant_and_certificates(server
     assert httpx.get(f"{base}/newbie", headers={"x-client-cn": "dev-a"}).status_code == 403
     assert c.post("/api/v1/devices", json={"name": "dev-a", "compatible": "Test Config"}).status_code == 409
     c.close()
+
+
+def _tree_rss_kib(pid: int) -> int:
+    """VmRSS of a process and all its descendants (granian's workers are children of the server process)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0, [pid]
+    while todo:
+        p = todo.pop()
+        todo.extend(children.get(p, []))
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return total
+
+
+def _hammer(url: str, tenant: str, count: int, threads: int = 4) -> collections.Counter[int]:
+    """`count` DDI polls, each with a new random GatewayToken and controller id (and every fourth with a tenant
+    that does not exist), over keep-alive connections."""
+
+    def run(n: int) -> collections.Counter[int]:
+        seen: collections.Counter[int] = collections.Counter()
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for i in range(n):
+                t = tenant if i % 4 else f"t-{secrets.token_hex(6)}"  # a quarter name tenants that do not exist
+                path = f"/{t}/controller/v1/c-{secrets.token_hex(8)}"
+                seen[c.get(path, headers={"authorization": f"GatewayToken {secrets.token_hex(24)}"}).status_code] += 1
+        return seen
+
+    with ThreadPoolExecutor(threads) as pool:
+        return sum(pool.map(run, [count // threads] * threads), collections.Counter())
+
+
+def test_unauthenticated_gateway_tokens_leave_memory_flat(tmp_path: Path) -> None:
+    """50,000 DDI requests with random GatewayTokens: all 401, and the server's RSS grows by less than 20 MiB."""
+    with live_server(tmp_path / "srv") as srv:
+        c = srv.client(srv.tenant(keyring=False))
+        tenant = c.get("/api/v1/tenant").json()["name"]
+        c.put("/api/v1/ddi", json={"auto_register": True, "rotate_gateway_token": True}).raise_for_status()
+        assert srv.proc is not None
+        assert _hammer(srv.url, tenant, 4000) == {401: 4000}  # warm up: pools, lazily imported code
+        before = _tree_rss_kib(srv.proc.pid)
+        started = time.monotonic()
+        assert _hammer(srv.url, tenant, 50_000) == {401: 50_000}
+        grown = _tree_rss_kib(srv.proc.pid) - before
+        print(f"RSS before {before} KiB, grown by {grown} KiB over 50,000 unauthenticated DDI requests")
+        assert grown < 20 * 1024, f"RSS grew by {grown} KiB over 50,000 unauthenticated requests"
+        assert time.monotonic() - started < 600
+        c.close()
+
+
+def test_an_aborted_whole_file_download_counts_only_what_was_sent(server: LiveServer, tmp_path: Path) -> None:
+    """A DDI client that reads 1 MiB of a 48 MiB artifact and hangs up is not counted for the whole file."""
+    pki = make_pki(tmp_path / "pki")
+    payload = tmp_path / "rootfs.img"
+    payload.write_bytes(os.urandom(48 << 20))
+    swu = signed_swu(tmp_path / "big.swu", pki, "9.0", {payload.name: payload}, Path("/opt"))
+    c = server.client(server.tenant(ca=pki.ca))
+    rel = c.post("/api/v1/releases", params={"compatible": "board-x"}, content=swu.read_bytes())
+    assert rel.status_code == 201, rel.text
+    name = f"ab-{uuid.uuid4().hex[:6]}"
+    token = c.post("/api/v1/devices", json={"name": name, "compatible": "board-x", "groups": ["ab"]}).json()["target_token"]
+    body = {"name": f"r-{uuid.uuid4().hex[:6]}", "release_id": rel.json()["id"], "target": {"groups": ["ab"]}}
+    c.post("/api/v1/rollouts", json=body).raise_for_status()
+    ddi = Ddi(server, c.get("/api/v1/tenant").json()["name"], name, {"authorization": f"TargetToken {token}"})
+    dep = ddi.c.get(ddi.links()["deploymentBase"]["href"]).json()
+    url = dep["deployment"]["chunks"][0]["artifacts"][0]["_links"]["download"]["href"]
+    got = 0
+    with ddi.c.stream("GET", url) as r:
+        assert r.status_code == 200 and int(r.headers["content-length"]) == swu.stat().st_size
+        for chunk in r.iter_raw(64 * 1024):
+            got += len(chunk)
+            if got >= 1 << 20:
+                break
+    # The counters reach the database in aggregate every few seconds; give them two flushes.
+    served = _wait(lambda: c.get(f"/api/v1/devices/{name}").json()["bytes_served"], "the byte count")
+    time.sleep(6)
+    served = c.get(f"/api/v1/devices/{name}").json()["bytes_served"]
+    assert got <= served < swu.stat().st_size // 2, (got, served, swu.stat().st_size)
+    c.close()
+
+
+def _events(c: httpx.Client, device: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = c.get(f"/api/v1/devices/{device}/events").json()
+    return rows
+
+
+def test_install_progress_is_installing_and_feedback_is_in_device_events(setup: tuple[httpx.Client, int, Ddi, str]) -> None:
+    """What rauc-hawkbit sends during RAUC's install (proceeding + RAUC's progress) moves the action to installing;
+    every feedback is in `device events`."""
+    c, rel, ddi, name = setup
+    _rollout(c, rel, type="forced")
+    href = ddi.links()["deploymentBase"]["href"]
+    action = href.split("/deploymentBase/")[1].split("?")[0]
+    assert ddi.c.get(href).status_code == 200
+    assert _action(c, name)["status"] == "downloading"
+    # rauc-hawkbit-updater's words about the download keep it downloading ...
+    assert ddi.feedback("deploymentBase", action, "proceeding", details=["Download complete. 3.10 MB/s"]).status_code == 200
+    assert _action(c, name)["status"] == "downloading"
+    # ... RAUC's progress (rauc-hawkbit: the description and {"percentage": N}) is the install.
+    r = ddi.feedback("deploymentBase", action, "proceeding", details=["Installing"], progress={"percentage": 0})
+    assert r.status_code == 200 and _action(c, name)["status"] == "installing"
+    ddi.feedback("deploymentBase", action, "proceeding", details=["Checking bundle"], progress={"percentage": 20})
+    assert _action(c, name)["status"] == "installing"
+    done = ddi.feedback("deploymentBase", action, "closed", "success", details=["Rauc bundle update completed"])
+    assert done.status_code == 200
+    assert _action(c, name)["status"] == "success"
+    events = _events(c, name)
+    assert [e["phase"] for e in events] == ["success", "installing", "installing", "downloading", "downloading"]
+    assert all(e["kind"] == "update" and e["release_id"] == rel for e in events)
+    assert events[0]["details"]["messages"] == ["Rauc bundle update completed"]
+    assert events[2]["details"]["progress"] == "0%" and events[2]["details"]["action_id"] == int(action)
+    assert [e["seq"] for e in events] == sorted((e["seq"] for e in events), reverse=True)
+
+
+def test_a_desired_release_without_rollout_is_offered_and_installed(setup: tuple[httpx.Client, int, Ddi, str]) -> None:
+    """A release set on the device's group (no rollout) reaches the hawkBit client as a deploymentBase."""
+    c, rel, ddi, name = setup
+    assert "deploymentBase" not in ddi.root().get("_links", {})
+    c.patch("/api/v1/groups/ddi/desired", json={"release_id": rel}).raise_for_status()
+    href = _wait(lambda: ddi.links().get("deploymentBase", {}).get("href"), "the desired release to be offered")
+    action = href.split("/deploymentBase/")[1].split("?")[0]
+    dep = ddi.c.get(href).json()
+    assert dep["id"] == action
+    assert (dep["deployment"]["download"], dep["deployment"]["update"]) == ("forced", "forced")
+    art = dep["deployment"]["chunks"][0]["artifacts"][0]
+    assert dep["deployment"]["chunks"][0]["version"] == "2011.03-2" and art["size"] == GOOD.stat().st_size
+    assert ddi.c.get(art["_links"]["download"]["href"]).content == GOOD.read_bytes()
+    assert c.get(f"/api/v1/devices/{name}").json()["update"]["phase"] == "downloading"
+    ddi.feedback("deploymentBase", action, "proceeding", details=["Installing"], progress={"percentage": 0})
+    assert c.get(f"/api/v1/devices/{name}").json()["update"]["phase"] == "installing"
+    assert ddi.feedback("deploymentBase", action, "closed", "success").status_code == 200
+    dev = c.get(f"/api/v1/devices/{name}").json()
+    assert dev["update"]["phase"] == "success" and dev["update"]["version"] == "2011.03-2"
+    assert [e["phase"] for e in _events(c, name)] == ["success", "installing", "downloading"]
+    root = _wait(lambda: "deploymentBase" not in (r := ddi.root()).get("_links", {}) and r, "the offer to end")
+    assert root["_links"]["installedBase"]["href"] == f"{ddi.base}/installedBase/{action}"
+    assert ddi.get(f"/installedBase/{action}").json()["deployment"]["chunks"][0]["version"] == "2011.03-2"
+    assert ddi.feedback("deploymentBase", action, "proceeding").status_code == 410
+    assert ddi.get(f"/deploymentBase/{action}").status_code == 410
+
+
+def test_a_failed_desired_release_is_not_offered_again(setup: tuple[httpx.Client, int, Ddi, str]) -> None:
+    c, rel, ddi, name = setup
+    c.put(f"/api/v1/devices/{name}/desired-release", json={"release_id": rel}).raise_for_status()
+    href = _wait(lambda: ddi.links().get("deploymentBase", {}).get("href"), "the desired release to be offered")
+    action = href.split("/deploymentBase/")[1].split("?")[0]
+    assert ddi.feedback("deploymentBase", action, "closed", "failure", details=["no space"]).status_code == 200
+    assert c.get(f"/api/v1/devices/{name}").json()["update"]["phase"] == "failure"
+    _wait(lambda: "deploymentBase" not in ddi.root().get("_links", {}), "the failed offer to end", timeout=5)
+    assert ddi.get(f"/deploymentBase/{action}").status_code == 410
+    assert ddi.get("/deploymentBase/999999999").status_code == 404  # neither an action nor a release of this device
+    # A rollout still reaches it, and outranks the desired state.
+    _rollout(c, rel, type="forced")
+    assert int(ddi.links()["deploymentBase"]["href"].split("/deploymentBase/")[1].split("?")[0]) < (1 << 30)
+
+
+def test_ddi_feedback_is_in_device_events(setup: tuple[httpx.Client, int, Ddi, str]) -> None:
+    """`bulkhead device events NAME` shows a hawkBit client's feedback, as it shows an agent's reports."""
+    c, rel, ddi, name = setup
+    _rollout(c, rel, type="forced")
+    href = ddi.links()["deploymentBase"]["href"]
+    action = href.split("/deploymentBase/")[1].split("?")[0]
+    ddi.c.get(href).raise_for_status()
+    ddi.feedback("deploymentBase", action, "closed", "failure", details=["Failed to install software bundle."])
+    events = _events(c, name)
+    assert [(e["kind"], e["phase"], e["release_id"]) for e in events] == [
+        ("update", "failure", rel),
+        ("update", "downloading", rel),
+    ]
+    assert events[0]["details"]["messages"] == ["Failed to install software bundle."]
+    assert events[0]["details"]["source"] == "ddi" and events[0]["details"]["finished"] == "failure"

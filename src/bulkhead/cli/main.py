@@ -68,8 +68,16 @@ def server(
         envvar="BULKHEAD_HTTP_SERVER",
         help="granian (Rust HTTP, about 1.5x uvicorn's request rate on artifact ranges) or uvicorn",
     ),
+    tls_cert: Path | None = typer.Option(
+        None, envvar="BULKHEAD_TLS_CERT", help="Serve HTTPS with this PEM certificate (chain); needs --tls-key"
+    ),
+    tls_key: Path | None = typer.Option(None, envvar="BULKHEAD_TLS_KEY", help="The PEM private key of --tls-cert"),
 ) -> None:
-    """Run the server (SQLite in DATA_DIR unless BULKHEAD_DATABASE_URL is set)."""
+    """Run the server (SQLite in DATA_DIR unless BULKHEAD_DATABASE_URL is set).
+
+    With --tls-cert and --tls-key it serves HTTPS itself (TLS 1.2 or newer); behind a TLS-terminating proxy,
+    set BULKHEAD_PUBLIC_URL to the URL devices use (see docs/deployment.md).
+    """
     from bulkhead.server.app import system_token
     from bulkhead.server.db import migrate
     from bulkhead.server.errors import SettingsError
@@ -79,12 +87,13 @@ def server(
         raise CliError(f"--http-server must be granian or uvicorn, not {http_server!r}")
     if log_level not in ("critical", "error", "warning", "info", "debug"):
         raise CliError(f"--log-level must be critical, error, warning, info or debug, not {log_level!r}")
+    tls = _tls_files(tls_cert, tls_key)
     try:
         settings = load_settings(data_dir=data_dir)
         token_file = settings.data_dir / "admin.token"
         system_token(settings.data_dir)
         output.err_console.print(
-            f"bulkhead server on http://{host}:{port}  data: {settings.data_dir.resolve()}  "
+            f"bulkhead server on {'https' if tls else 'http'}://{host}:{port}  data: {settings.data_dir.resolve()}  "
             f"admin token: {token_file if token_file.exists() else 'BULKHEAD_ADMIN_TOKEN'}",
             markup=False,
         )
@@ -96,10 +105,20 @@ def server(
     if http_server == "uvicorn":
         import uvicorn
 
-        uvicorn.run(target, factory=True, host=host, port=port, workers=workers, log_level=log_level, access_log=False)
+        uvicorn.run(
+            target,
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+            ssl_certfile=str(tls[0]) if tls else None,
+            ssl_keyfile=str(tls[1]) if tls else None,
+        )
         return
     from granian import Granian
-    from granian.constants import HTTPModes, Interfaces, Loops
+    from granian.constants import HTTPModes, Interfaces, Loops, SSLProtocols
     from granian.log import LogLevels
 
     Granian(
@@ -113,7 +132,27 @@ def server(
         http=HTTPModes.http1,
         websockets=False,
         log_level=LogLevels(log_level),
+        ssl_cert=tls[0] if tls else None,
+        ssl_key=tls[1] if tls else None,
+        ssl_protocol_min=SSLProtocols.tls12,  # devices' TLS stacks are often older than TLS 1.3
     ).serve()
+
+
+def _tls_files(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
+    """Both or neither; a pair that does not load is a clear error here, not a crash in every worker."""
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise CliError("--tls-cert and --tls-key go together: give the certificate and its private key")
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cert), str(key))
+    except FileNotFoundError as exc:
+        raise CliError(f"TLS file not found: {exc.filename}") from exc
+    except (ssl.SSLError, OSError) as exc:
+        raise CliError(f"--tls-cert {cert} and --tls-key {key} do not load as a PEM certificate and its key: {exc}") from exc
+    return cert.resolve(), key.resolve()
 
 
 def run() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
@@ -28,6 +29,19 @@ class Settings(BaseModel):
     ddi_cert_header: str | None = None
     # A device is offered a delta bundle only when it is at most this fraction of the full bundle.
     delta_max_ratio: float = Field(default=0.75, gt=0, le=1)
+
+    @field_validator("public_url")
+    @classmethod
+    def _public(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(
+                "must be the URL devices reach this server at, such as https://updates.example.com "
+                "(scheme and host, optionally a port and a path prefix)"
+            )
+        return v.rstrip("/")
 
     @field_validator("jobs_url")
     @classmethod

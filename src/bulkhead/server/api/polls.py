@@ -39,6 +39,11 @@ class PollApp:
         host = headers.get("host") or "{}:{}".format(*(scope.get("server") or ("localhost", 80)))
         return f"{scope.get('scheme', 'http')}://{host}"
 
+    def _key_base(self, url: str) -> str:
+        """The URL part of a cache key: with a public URL every answer's links are the same whatever Host a client
+        sent, so one entry per device; without one the links follow the Host header and so must the key."""
+        return "" if self.svc.settings.public_url else url
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         try:
@@ -48,12 +53,12 @@ class PollApp:
                 who = self.svc.auth.resolve(bearer(scope))
                 if who.kind != "device" or who.device_id is None:
                     raise Forbidden("this endpoint is for devices")
-                key, tenant_id, device_id = ("state", who.device_id, base), who.tenant_id, who.device_id
+                key, tenant_id, device_id = ("state", who.device_id, self._key_base(base)), who.tenant_id, who.device_id
                 build: Callable[[], Answer] = lambda: state_answer(self.svc, who, base)  # noqa: E731
             else:
                 caller = self.svc.ddi_auth.resolve(m.group(1), m.group(2), headers)
                 root = f"{base}/{m.group(1)}/controller/v1/{m.group(2)}"
-                key, tenant_id, device_id = ("ddi", caller.device_id, root), caller.tenant_id, caller.device_id
+                key, tenant_id, device_id = ("ddi", caller.device_id, self._key_base(root)), caller.tenant_id, caller.device_id
                 build = lambda: root_answer(self.svc, caller, root)  # noqa: E731
             answer = self.cache.get(key)
             if answer is None:

@@ -18,7 +18,7 @@ from ..services.ddi import DdiAuth
 from ..services.devices import DeviceService
 from ..services.releases import ReleaseService
 from ..store import ArtifactStore
-from .counters import ByteCounter
+from .counters import ByteCounter, Transfer
 from .epochs import DeviceEpochs
 from .ranges import ByteRange, RangeNotSatisfiable, parse_range
 
@@ -87,7 +87,7 @@ class DeliveryApp:
         if md5_name is not None:
             await _md5sum(send, md5_name, scope["method"] == "HEAD")
             return
-        await self.serve(scope, send, artifact, device_id)
+        await self.serve(scope, send, artifact, device_id, receive)
 
     # -- authorization ------------------------------------------------------------
     def _authorize(self, scope: Scope) -> tuple[Artifact, int | None, str | None]:
@@ -204,7 +204,7 @@ class DeliveryApp:
         if hit is not None:
             os.close(hit.fd)
 
-    async def serve(self, scope: Scope, send: Send, art: Artifact, device_id: int | None) -> None:
+    async def serve(self, scope: Scope, send: Send, art: Artifact, device_id: int | None, receive: Receive | None = None) -> None:
         wanted: dict[bytes, str] = {}
         for k, v in scope["headers"]:
             if k in _WANTED:
@@ -231,10 +231,23 @@ class DeliveryApp:
                 )
                 return
         head = scope["method"] == "HEAD"
-        pathsend = art.path if ranges is None and "http.response.pathsend" in scope.get("extensions", {}) else None
-        sent = await self._send_body(send, fd, art.size, ranges, base, head, pathsend)
-        if device_id is not None and sent:
-            self.counter.add(device_id, sent)
+        # pathsend (granian streams the file from Rust) cannot say how much reached a client that went away:
+        # only downloads nobody counts (a user's) take it; a device's are counted as they go out.
+        pathsend = (
+            art.path if ranges is None and device_id is None and "http.response.pathsend" in scope.get("extensions", {}) else None
+        )
+        transfer = Transfer()
+        body = art.size if ranges is None else sum(r.length for r in ranges)
+        # Only a body of several reads needs to notice a client leaving midway (small ranges stay lean).
+        watch = receive is not None and not head and pathsend is None and body > CHUNK
+        watcher = asyncio.create_task(transfer.watch(receive)) if watch and receive is not None else None
+        try:
+            await self._send_body(send, fd, art.size, ranges, base, head, pathsend, transfer)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+            if device_id is not None and transfer.sent:
+                self.counter.add(device_id, transfer.sent)
 
     async def _send_body(
         self,
@@ -245,8 +258,10 @@ class DeliveryApp:
         base: list[tuple[bytes, bytes]],
         head: bool,
         pathsend: str | None = None,
+        transfer: Transfer | None = None,
     ) -> int:
-        """Send the headers and the body; returns the number of artifact bytes sent.
+        """Send the headers and the body; returns the number of artifact bytes sent (also counted in `transfer`,
+        which stops the body early when the client has gone).
 
         A whole file goes out through the server's `http.response.pathsend` extension when it has one
         (granian streams it from Rust), else in 1 MiB reads.
@@ -272,7 +287,7 @@ class DeliveryApp:
             if pathsend is not None:
                 await send({"type": "http.response.pathsend", "path": pathsend})
                 return size
-            return await _stream(send, fd, start, length, last=True)
+            return await _stream(send, fd, start, length, True, transfer or Transfer())
         boundary = secrets.token_hex(16)
         heads = [
             (
@@ -296,24 +311,29 @@ class DeliveryApp:
         if head:
             await send({"type": "http.response.body", "body": b""})
             return 0
-        sent = 0
+        sent, transfer = 0, transfer or Transfer()
         for h, r in zip(heads, ranges, strict=True):
+            if transfer.gone:
+                break
             await send({"type": "http.response.body", "body": h, "more_body": True})
-            sent += await _stream(send, fd, r.start, r.length, last=False)
+            sent += await _stream(send, fd, r.start, r.length, False, transfer)
             await send({"type": "http.response.body", "body": b"\r\n", "more_body": True})
         await send({"type": "http.response.body", "body": tail})
         return sent
 
 
-async def _stream(send: Send, fd: int, start: int, length: int, last: bool) -> int:
+async def _stream(send: Send, fd: int, start: int, length: int, last: bool, transfer: Transfer) -> int:
     pos, end = start, start + length
-    while pos < end:
+    while pos < end and not transfer.gone:
         n = min(CHUNK, end - pos)
         data = os.pread(fd, n, pos) if n <= 65536 else await asyncio.to_thread(os.pread, fd, n, pos)
         if not data:
             break
         pos += len(data)
         await send({"type": "http.response.body", "body": data, "more_body": not (last and pos >= end)})
+        transfer.sent += len(data)
+        if pos < end:
+            await asyncio.sleep(0)  # let the disconnect watcher run (granian's send does not wait)
     if last and pos < end:
         await send({"type": "http.response.body", "body": b""})
     if last and length == 0:

@@ -11,12 +11,35 @@ from typing import cast
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
 
+from ..asgi import Receive
 from ..db import Database
 from ..models import Action, Device
 
-__all__ = ["ByteCounter"]
+__all__ = ["ByteCounter", "Transfer"]
 
 log = logging.getLogger(__name__)
+
+
+class Transfer:
+    """One response's artifact bytes as the HTTP server took them, and whether the client has gone.
+
+    A client that aborts a download is counted for what was sent before it left (plus what the server and the
+    kernel had buffered), not for the whole file.
+    """
+
+    __slots__ = ("gone", "sent")
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.gone = False
+
+    async def watch(self, receive: Receive) -> None:
+        """Run beside the response: marks `gone` when the server reports the client's disconnect."""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                return
 
 
 class ByteCounter:

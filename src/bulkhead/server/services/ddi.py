@@ -8,148 +8,34 @@ moves the action's status, and `configData` writes the device's attributes.
 from __future__ import annotations
 
 import re
-import time
 import zlib
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..changes import ChangeFeed
 from ..db import Database
-from ..errors import Conflict, Forbidden, Gone, Invalid, NotFound, Unauthorized
-from ..models import Action, Device, Release, Tenant, utcnow
-from ..security import PREFIX_DEVICE, hash_token, new_token
+from ..errors import Conflict, Gone, Invalid, NotFound
+from ..models import Action, Device, Release, StateChange, Tenant, utcnow
+from ..security import PREFIX_DEVICE, new_token
 from . import audit
 from .artifacts import artifact_filename, delta_filename
-from .auth import Authenticator, Principal
+from .auth import Principal
+from .ddi_auth import DdiAuth, DdiCaller
+from .ddi_feedback import TERMINAL, Feedback, next_status, parse_feedback, record_event
 from .deltas import offered_delta
-from .devices import NAME
+from .devices import NAME, desired_release
 from .rollouts import RolloutService, install_gate, note, open_action, record_status
 
 __all__ = ["DdiAuth", "DdiCaller", "DdiService", "artifact_filename", "sleep_hms"]
 
-_CACHE_TTL = 10.0
-_DEVICE_CACHE_TTL = 600.0
-EXECUTIONS = ("closed", "proceeding", "canceled", "scheduled", "rejected", "resumed", "downloaded", "download")
-RESULTS = ("success", "failure", "none")
 _ATTR_KEY = re.compile(r"^[^\s]{1,128}$")
-
-
-@dataclass(frozen=True)
-class DdiCaller:
-    tenant_id: int
-    device_id: int
-    name: str
-    compatible: str
 
 
 def sleep_hms(seconds: int) -> str:
     """hawkBit's polling time: HH:MM:SS, never above 23:59:59."""
     seconds = max(0, min(int(seconds), 23 * 3600 + 59 * 60 + 59))
     return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-def _auth_header(headers: Mapping[str, str]) -> tuple[str, str] | None:
-    value = headers.get("authorization", "")
-    scheme, _, token = value.partition(" ")
-    if not token.strip():
-        return None
-    return scheme.lower(), token.strip()
-
-
-class DdiAuth:
-    """Resolves a DDI caller. Everything on a poll's path is cached for a few seconds: no database per poll."""
-
-    def __init__(self, db: Database, auth: Authenticator, cert_header: str | None, feed: ChangeFeed | None = None) -> None:
-        self.db, self.auth, self.feed = db, auth, feed
-        self.cert_header = cert_header.lower() if cert_header else None
-        self._tenants: dict[str, tuple[float, Tenant | None]] = {}
-        self._devices: dict[tuple[int, str], tuple[float, float, DdiCaller]] = {}
-
-    def _tenant(self, name: str, gateway_hash: str | None = None) -> Tenant | None:
-        key = f"{name.lower()}|{gateway_hash or ''}"
-        now = time.monotonic()
-        hit = self._tenants.get(key)
-        if hit and hit[0] > now:
-            return hit[1]
-        with self.db.session() as s:
-            rows = list(s.scalars(select(Tenant).where(func.lower(Tenant.name) == name.lower())))
-            if not rows and name.upper() == "DEFAULT":
-                # hawkBit's default tenant: the tenant whose gateway token this is, or the only tenant there is.
-                everyone = list(s.scalars(select(Tenant)))
-                rows = [t for t in everyone if gateway_hash and (t.ddi or {}).get("gateway_token_hash") == gateway_hash]
-                if not rows and len(everyone) == 1:
-                    rows = everyone
-            tenant = rows[0] if rows else None
-        self._tenants[key] = (now + _CACHE_TTL, tenant)
-        return tenant
-
-    def _device(self, tenant: Tenant, controller_id: str, may_register: bool) -> DdiCaller:
-        key = (tenant.id, controller_id)
-        now = time.monotonic()
-        hit = self._devices.get(key)
-        if hit and hit[0] > now and (self.feed is None or self.feed.valid(tenant.id, hit[2].device_id, hit[1])):
-            return hit[2]
-        with self.db.session() as s:
-            dev = s.scalar(select(Device).where(Device.tenant_id == tenant.id, Device.name == controller_id))
-            if dev is None:
-                ddi = tenant.ddi or {}
-                if not (may_register and ddi.get("auto_register")):
-                    raise NotFound(f"unknown controller '{controller_id}'; create it or let the tenant auto-register devices")
-                if not NAME.match(controller_id):
-                    raise Invalid(f"controller id {controller_id!r} is not a valid device name")
-                dev = Device(
-                    tenant_id=tenant.id,
-                    name=controller_id,
-                    compatible=str(ddi.get("default_compatible") or ""),
-                    status="active",
-                    groups=list(ddi.get("groups") or []),
-                    tags=[],
-                    attributes={},
-                    reported={},
-                )
-                s.add(dev)
-                s.flush()
-                audit.record(s, Principal("device", controller_id, tenant.id), "device.register", controller_id, via="ddi")
-            if dev.status != "active":
-                raise Forbidden(f"device '{controller_id}' is {dev.status}: an operator must approve it")
-            caller = DdiCaller(tenant.id, dev.id, dev.name, dev.compatible)
-        if len(self._devices) > 200_000:
-            self._devices.clear()
-        # Cached until the change feed reports a change to the device (or its tenant); without a feed, briefly.
-        self._devices[key] = (now + (_DEVICE_CACHE_TTL if self.feed else _CACHE_TTL), now, caller)
-        return caller
-
-    def resolve(self, tenant_name: str, controller_id: str, headers: Mapping[str, str]) -> DdiCaller:
-        auth = _auth_header(headers)
-        if auth and auth[0] == "targettoken":
-            p = self.auth.resolve(auth[1])
-            if p.kind != "device" or p.device_id is None:
-                raise Unauthorized("a TargetToken must be the device's own credential")
-            if p.name != controller_id:
-                raise Forbidden(f"this TargetToken belongs to '{p.name}', not '{controller_id}'")
-            if (p.tenant or "").lower() != tenant_name.lower() and tenant_name.upper() != "DEFAULT":
-                raise Forbidden(f"this TargetToken belongs to another tenant than '{tenant_name}'")
-            if p.device_status != "active":
-                raise Forbidden(f"device '{p.name}' is {p.device_status}: an operator must approve it")
-            return DdiCaller(p.tenant_id or 0, p.device_id, p.name, p.compatible or "")
-        if auth and auth[0] == "gatewaytoken":
-            h = hash_token(auth[1])
-            tenant = self._tenant(tenant_name, h)
-            if tenant is None or (tenant.ddi or {}).get("gateway_token_hash") != h:
-                raise Unauthorized("unknown GatewayToken for this tenant")
-            return self._device(tenant, controller_id, may_register=True)
-        if self.cert_header and headers.get(self.cert_header):
-            if headers[self.cert_header] != controller_id:
-                raise Forbidden("the client certificate's CN does not name this controller")
-            tenant = self._tenant(tenant_name)
-            if tenant is None:
-                raise NotFound(f"unknown tenant '{tenant_name}'")
-            return self._device(tenant, controller_id, may_register=True)
-        raise Unauthorized("send 'Authorization: TargetToken <device token>' or 'GatewayToken <tenant gateway token>'")
 
 
 class DdiService:
@@ -217,7 +103,7 @@ class DdiService:
 
     # -- device side ------------------------------------------------------------------
     def _action(self, s: Session, caller: DdiCaller, action_id: int) -> Action:
-        a = s.get(Action, action_id)
+        a = s.get(Action, action_id) if action_id < DESIRED_BASE else None
         if a is None or a.device_id != caller.device_id or a.release_id is None:  # app actions are for our agent
             raise NotFound(f"action {action_id} does not exist for controller '{caller.name}'")
         return a
@@ -234,21 +120,14 @@ class DdiService:
                 links["cancelAction"] = {"href": f"{base}/cancelAction/{act.id}"}
             elif act is not None:
                 ok = install_gate(s, act, dev, now).install
-                c = zlib.crc32(f"{act.id}:{act.action_type}:{ok}".encode())
-                links["deploymentBase"] = {"href": f"{base}/deploymentBase/{act.id}?c={c - (1 << 32) if c >= 1 << 31 else c}"}
+                c = _crc(f"{act.id}:{act.action_type}:{ok}")
+                links["deploymentBase"] = {"href": f"{base}/deploymentBase/{act.id}?c={c}"}
+            elif (rel := _open_desired(s, dev)) is not None:
+                # No rollout for this device: the release its own or its groups' desired state names.
+                links["deploymentBase"] = {"href": f"{base}/deploymentBase/{desired_action_id(rel.id)}?c={_crc(rel.sha256)}"}
             if dev.attributes_wanted:
                 links["configData"] = {"href": f"{base}/configData"}
-            done = s.scalar(
-                select(Action.id)
-                .where(
-                    Action.device_id == dev.id,
-                    Action.active.is_(False),
-                    Action.status == "success",
-                    Action.release_id.is_not(None),
-                )
-                .order_by(Action.id.desc())
-                .limit(1)
-            )
+            done = _installed_action(s, dev)
             if done is not None:
                 links["installedBase"] = {"href": f"{base}/installedBase/{done}"}
         body: dict[str, Any] = {"config": {"polling": {"sleep": sleep_hms(self.poll_interval)}}}
@@ -260,6 +139,11 @@ class DdiService:
         self, caller: DdiCaller, action_id: int, base: str, installed: bool = False, history: int = 0
     ) -> dict[str, Any]:
         with self.db.session() as s:
+            dev = s.get(Device, caller.device_id)
+            if dev is None:
+                raise NotFound("controller no longer exists")
+            if action_id >= DESIRED_BASE:
+                return self._desired_deployment(s, dev, action_id, base, installed, history)
             a = self._action(s, caller, action_id)
             if installed:
                 if a.status != "success":
@@ -269,9 +153,9 @@ class DdiService:
             elif a.status == "scheduled":
                 # hawkBit's "retrieved": from now on a cancel needs the device's confirmation
                 record_status(a, "downloading", "deployment retrieved by the device", source="device")
+                record_event(s, dev, "downloading", a.release_id, a.id, None, "deployment retrieved by the device")
             rel = s.get(Release, a.release_id)
-            dev = s.get(Device, caller.device_id)
-            assert rel is not None and dev is not None
+            assert rel is not None
             gate = install_gate(s, a, dev, utcnow())
             ok = gate.install or not a.active  # an installed deployment is shown as it was allowed
             if a.action_type == "download_only":
@@ -279,46 +163,7 @@ class DdiService:
             else:
                 handling = "forced" if a.action_type == "forced" else "attempt"
                 download, update = handling, handling if ok else "skip"
-            name, size = artifact_filename(rel), rel.size
-            hashes = dict((rel.info or {}).get("hashes") or {})
-            hashes.setdefault("sha256", rel.sha256)
-            offered = offered_delta(s, rel, dev, self.delta_max_ratio)
-            if offered is not None:
-                # The smallest artifact that applies to what the device runs: a delta bundle is a standard
-                # RAUC bundle, so rauc-hawkbit-updater installs it like the full one.
-                delta, source_version = offered
-                name, size = delta_filename(rel, source_version), delta.size
-                hashes = dict(delta.info.get("hashes") or {})
-                hashes.setdefault("sha256", delta.sha256)
-            art = f"{base}/softwaremodules/{rel.id}/artifacts/{name}"
-            deployment: dict[str, Any] = {
-                "download": download,
-                "update": update,
-                "chunks": [
-                    {
-                        "part": "os",
-                        "version": rel.version,
-                        "name": rel.compatible,
-                        "artifacts": [
-                            {
-                                "filename": name,
-                                "hashes": {
-                                    "sha1": hashes.get("sha1", ""),
-                                    "md5": hashes.get("md5", ""),
-                                    "sha256": hashes["sha256"],
-                                },
-                                "size": size,
-                                "_links": {
-                                    "download": {"href": art},
-                                    "download-http": {"href": art},
-                                    "md5sum": {"href": art + ".MD5SUM"},
-                                    "md5sum-http": {"href": art + ".MD5SUM"},
-                                },
-                            }
-                        ],
-                    }
-                ],
-            }
+            deployment = self._deployment_body(s, rel, dev, base, download, update)
             if gate.window is not None and a.action_type != "download_only":
                 deployment["maintenanceWindow"] = "available" if ok else "unavailable"
             body: dict[str, Any] = {"id": str(a.id), "deployment": deployment}
@@ -330,6 +175,70 @@ class DdiService:
                 }
             return body
 
+    def _desired_deployment(
+        self, s: Session, dev: Device, action_id: int, base: str, installed: bool, history: int
+    ) -> dict[str, Any]:
+        """The deployment of a device's or group's desired release (no rollout, so no Action row)."""
+        rel = _desired_target(s, dev, action_id)
+        status = _desired_status(dev, action_id)
+        if installed:
+            if status != "success":
+                raise NotFound(f"action {action_id} did not install successfully")
+        elif status in TERMINAL:
+            raise Gone(f"action {action_id} is closed ({status})")
+        elif getattr(_open_desired(s, dev), "id", None) != rel.id:
+            raise Gone(f"action {action_id} is no longer wanted: the device's desired release changed")
+        elif status == "scheduled":
+            _set_desired_status(dev, action_id, rel, "downloading")
+            record_event(s, dev, "downloading", rel.id, action_id, None, "deployment retrieved by the device")
+            status = "downloading"
+        body: dict[str, Any] = {"id": str(action_id), "deployment": self._deployment_body(s, rel, dev, base, "forced", "forced")}
+        if history:
+            body["actionHistory"] = {"status": status, "messages": []}
+        return body
+
+    def _deployment_body(self, s: Session, rel: Release, dev: Device, base: str, download: str, update: str) -> dict[str, Any]:
+        name, size = artifact_filename(rel), rel.size
+        hashes = dict((rel.info or {}).get("hashes") or {})
+        hashes.setdefault("sha256", rel.sha256)
+        offered = offered_delta(s, rel, dev, self.delta_max_ratio)
+        if offered is not None:
+            # The smallest artifact that applies to what the device runs: a delta bundle is a standard
+            # RAUC bundle, so rauc-hawkbit-updater installs it like the full one.
+            delta, source_version = offered
+            name, size = delta_filename(rel, source_version), delta.size
+            hashes = dict(delta.info.get("hashes") or {})
+            hashes.setdefault("sha256", delta.sha256)
+        art = f"{base}/softwaremodules/{rel.id}/artifacts/{name}"
+        return {
+            "download": download,
+            "update": update,
+            "chunks": [
+                {
+                    "part": "os",
+                    "version": rel.version,
+                    "name": rel.compatible,
+                    "artifacts": [
+                        {
+                            "filename": name,
+                            "hashes": {
+                                "sha1": hashes.get("sha1", ""),
+                                "md5": hashes.get("md5", ""),
+                                "sha256": hashes["sha256"],
+                            },
+                            "size": size,
+                            "_links": {
+                                "download": {"href": art},
+                                "download-http": {"href": art},
+                                "md5sum": {"href": art + ".MD5SUM"},
+                                "md5sum-http": {"href": art + ".MD5SUM"},
+                            },
+                        }
+                    ],
+                }
+            ],
+        }
+
     def cancel_info(self, caller: DdiCaller, action_id: int) -> dict[str, Any]:
         with self.db.session() as s:
             a = self._action(s, caller, action_id)
@@ -338,36 +247,63 @@ class DdiService:
             return {"id": str(a.id), "cancelAction": {"stopId": str(a.id)}}
 
     def feedback(self, caller: DdiCaller, action_id: int, body: Any, cancel: bool = False) -> None:
-        execution, finished, messages, progress = _parse_feedback(body)
+        fb = parse_feedback(body)
         rollout_id = None
         with self.db.session() as s:
-            a = self._action(s, caller, action_id)
             dev = s.get(Device, caller.device_id)
-            assert dev is not None
-            final = execution in ("closed", "canceled") or (execution == "downloaded" and a.action_type == "download_only")
-            text = "; ".join(messages) or None
-            if progress:
-                text = f"{text or ''} ({progress})".strip()
+            if dev is None:
+                raise NotFound("controller no longer exists")
+            if action_id >= DESIRED_BASE and not cancel:
+                self._desired_feedback(s, dev, action_id, fb)
+                return
+            a = self._action(s, caller, action_id)
+            final = fb.execution in ("closed", "canceled") or (fb.execution == "downloaded" and a.action_type == "download_only")
+            text = fb.text
             if not a.active:
                 if not final:
                     raise Gone(f"action {action_id} is closed ({a.status}); only a final status is still accepted")
                 note(a, text, source="device")
+                record_event(s, dev, a.status, a.release_id, a.id, fb)
                 return
-            new = _next_status(a, execution, finished, cancel)
+            new = next_status(a.status, a.status_before_cancel, fb, cancel)
             if new is None:
-                note(a, f"{execution}: {text or ''}", source="device")
+                note(a, f"{fb.execution}: {text or ''}", source="device")
             else:
                 record_status(a, new, text, source="device")
                 if cancel and a.status != "canceling":
                     a.status_before_cancel = None
                 rollout_id = a.rollout_id
-            dev.update_status = {"phase": a.status, "release_id": a.release_id, "at": utcnow().isoformat(), "source": "ddi"}
+            record_event(s, dev, a.status, a.release_id, a.id, fb)
+            dev.update_status = {
+                "phase": a.status,
+                "release_id": a.release_id,
+                "action_id": a.id,
+                "at": utcnow().isoformat(),
+                "source": "ddi",
+            }
             if a.status == "success" and a.release_id is not None and a.action_type != "download_only":
                 rel = s.get(Release, a.release_id)
                 if rel is not None:
                     dev.os_version = rel.version  # what it runs now: the source of its next delta
         if rollout_id is not None:
             self.rollouts.on_change(rollout_id)
+
+    def _desired_feedback(self, s: Session, dev: Device, action_id: int, fb: Feedback) -> None:
+        rel = _desired_target(s, dev, action_id)
+        current = _desired_status(dev, action_id)
+        if current in TERMINAL:
+            if fb.execution not in ("closed", "canceled"):
+                raise Gone(f"action {action_id} is closed ({current}); only a final status is still accepted")
+            record_event(s, dev, current, rel.id, action_id, fb)
+            return
+        status = next_status(current, None, fb, cancel=False) or current
+        _set_desired_status(dev, action_id, rel, status)
+        record_event(s, dev, status, rel.id, action_id, fb)
+        if status == "success":
+            dev.os_version = rel.version  # what it runs now: the desired release is no longer offered
+        elif status in TERMINAL:
+            # Not offered again (until the desired release changes): tell every process's poll cache.
+            s.add(StateChange(tenant_id=dev.tenant_id, device_id=dev.id, at=utcnow()))
 
     def config_data(self, caller: DdiCaller, body: Any) -> None:
         if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
@@ -414,47 +350,67 @@ class DdiService:
             return {"release_id": rel.id if rel else None, "version": body["version"]}
 
 
-def _parse_feedback(body: Any) -> tuple[str, str, list[str], str | None]:
-    if not isinstance(body, dict) or not isinstance(body.get("status"), dict):
-        raise Invalid("feedback needs a JSON object with 'status': {'execution': ..., 'result': {'finished': ...}}")
-    st = body["status"]
-    execution = st.get("execution")
-    if execution not in EXECUTIONS:
-        raise Invalid(f"status.execution must be one of {', '.join(EXECUTIONS)}; got {execution!r}")
-    result = st.get("result") or {}
-    finished = result.get("finished", "none") if isinstance(result, dict) else "none"
-    if finished not in RESULTS:
-        raise Invalid(f"status.result.finished must be one of {', '.join(RESULTS)}; got {finished!r}")
-    details = st.get("details") or []
-    if not isinstance(details, list):
-        raise Invalid("status.details must be a list of strings")
-    progress = None
-    prog = result.get("progress") if isinstance(result, dict) else None
-    if isinstance(prog, dict) and "cnt" in prog:
-        progress = f"{prog.get('cnt')}/{prog.get('of')}"
-    return execution, finished, [str(d)[:1000] for d in details][:20], progress
+# -- desired releases: offered like an action, with an id of their own --------------------------------------------
+DESIRED_BASE = 1 << 30  # action ids from here on name a desired release (positive 32-bit: SWUpdate keeps an int)
 
 
-def _next_status(a: Action, execution: str, finished: str, cancel: bool) -> str | None:
-    """The action's new status for a feedback, or None to only note it in the history."""
-    if cancel:  # feedback on the cancelAction
-        if execution == "canceled" or (execution == "closed" and finished != "failure"):
-            return "canceled"
-        if execution == "rejected" or (execution == "closed" and finished == "failure"):
-            return a.status_before_cancel or "downloading"  # the device carries on with the update
+def desired_action_id(release_id: int) -> int:
+    return DESIRED_BASE + release_id
+
+
+def _crc(text: str) -> int:
+    c = zlib.crc32(text.encode())
+    return c - (1 << 32) if c >= 1 << 31 else c
+
+
+def _desired_status(dev: Device, action_id: int) -> str:
+    status = dev.update_status or {}
+    return str(status.get("phase") or "scheduled") if status.get("action_id") == action_id else "scheduled"
+
+
+def _set_desired_status(dev: Device, action_id: int, rel: Release, phase: str) -> None:
+    dev.update_status = {
+        "phase": phase,
+        "release_id": rel.id,
+        "action_id": action_id,
+        "version": rel.version,
+        "at": utcnow().isoformat(),
+        "source": "ddi",
+    }
+
+
+def _open_desired(s: Session, dev: Device) -> Release | None:
+    """The desired release to offer: named by the device's or its groups' desired state, not what the device runs,
+    and not already tried to the end (a failed or canceled one waits for the desired release to change)."""
+    rel = desired_release(s, dev)
+    if rel is None or rel.version == dev.os_version:
         return None
-    if execution == "closed":
-        return "failure" if finished == "failure" else "success"  # closed + none counts as success
-    if execution == "canceled":
-        return "canceled"
-    if execution == "download":
-        return "downloading"
-    if execution == "downloaded":
-        return "downloaded"
-    if execution in ("proceeding", "resumed"):
-        if finished == "failure":
-            return None  # an error along the way; the final closed/failure decides
-        return {"scheduled": "downloading", "downloaded": "installing"}.get(a.status)
-    if execution == "scheduled":
-        return "scheduled" if a.status == "scheduled" else None
-    return None  # rejected: the device declined for now; the action stays open
+    if _desired_status(dev, desired_action_id(rel.id)) in TERMINAL:
+        return None
+    return rel
+
+
+def _desired_target(s: Session, dev: Device, action_id: int) -> Release:
+    rel = s.get(Release, action_id - DESIRED_BASE)
+    if rel is None or rel.tenant_id != dev.tenant_id or rel.compatible != dev.compatible:
+        raise NotFound(f"action {action_id} does not exist for controller '{dev.name}'")
+    return rel
+
+
+def _installed_action(s: Session, dev: Device) -> int | None:
+    """The action whose deployment the device runs: its latest successful DDI install."""
+    status = dev.update_status or {}
+    if status.get("source") == "ddi" and status.get("phase") == "success" and isinstance(status.get("action_id"), int):
+        return int(status["action_id"])
+    done = s.scalar(
+        select(Action.id)
+        .where(
+            Action.device_id == dev.id,
+            Action.active.is_(False),
+            Action.status == "success",
+            Action.release_id.is_not(None),
+        )
+        .order_by(Action.id.desc())
+        .limit(1)
+    )
+    return int(done) if done is not None else None

@@ -24,7 +24,7 @@ from .desired import image_registry, merge_desired
 from .rollouts import install_gate, open_action, open_app_actions
 from .versions import refuse_downgrade
 
-__all__ = ["NAME", "DeviceService", "device_json", "find_device", "lifecycle_json"]
+__all__ = ["NAME", "DeviceService", "desired_release", "device_json", "find_device", "lifecycle_json", "merged_desired"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,30 @@ def find_device(s: Session, tenant_id: int, ref: str) -> Device:
     if dev is None:
         raise NotFound(f"device '{ref}' does not exist")
     return dev
+
+
+def merged_desired(s: Session, dev: Device) -> dict[str, Any]:
+    """The device's desired state: its groups' layers in order, then its own (later wins)."""
+    layers: list[dict[str, Any]] = []
+    if dev.groups:
+        groups = {
+            g.name: g
+            for g in s.scalars(
+                select(DeviceGroup).where(DeviceGroup.tenant_id == dev.tenant_id, DeviceGroup.name.in_(dev.groups))
+            )
+        }
+        layers = [groups[n].desired or {} for n in dev.groups if n in groups]
+    layers.append({**(dev.desired or {}), "release_id": dev.desired_release_id})
+    return merge_desired(layers)
+
+
+def desired_release(s: Session, dev: Device, merged: dict[str, Any] | None = None) -> Release | None:
+    """The OS release the device's (or its groups') desired state names, if it is the tenant's and fits the device."""
+    release_id = (merged if merged is not None else merged_desired(s, dev))["release_id"]
+    rel = s.get(Release, release_id) if release_id else None
+    if rel is not None and (rel.tenant_id != dev.tenant_id or rel.compatible != dev.compatible):
+        return None
+    return rel
 
 
 class DeviceService:
@@ -389,20 +413,8 @@ class DeviceService:
                 raise Forbidden(_DISABLED.format(name=dev.name))
             if dev.status != "active":
                 raise Forbidden(f"device is {dev.status}: an operator must approve it ('bulkhead device approve {dev.name}')")
-            layers: list[dict[str, Any]] = []
-            if dev.groups:
-                groups = {
-                    g.name: g
-                    for g in s.scalars(
-                        select(DeviceGroup).where(DeviceGroup.tenant_id == dev.tenant_id, DeviceGroup.name.in_(dev.groups))
-                    )
-                }
-                layers = [groups[n].desired or {} for n in dev.groups if n in groups]
-            layers.append({**(dev.desired or {}), "release_id": dev.desired_release_id})
-            merged = merge_desired(layers)
-            rel = s.get(Release, merged["release_id"]) if merged["release_id"] else None
-            if rel is not None and (rel.tenant_id != dev.tenant_id or rel.compatible != dev.compatible):
-                rel = None
+            merged = merged_desired(s, dev)
+            rel = desired_release(s, dev, merged)
             action: dict[str, Any] | None = None
             act = open_action(s, dev.id)
             if act is not None and act.status != "canceling":
