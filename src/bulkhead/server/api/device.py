@@ -12,16 +12,18 @@ from pydantic import BaseModel, Field
 from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..security import sign_url
 from ..services.auth import Principal
+from ..services.reports import MAX_EVENTS
 from .deps import Services, answer_response, principal, services
+from .fields import Attributes, Name
 
 router = APIRouter(prefix="/device/v1", tags=["device"])
 
 
 class EnrollIn(BaseModel):
-    bootstrap_token: str
-    name: str
-    compatible: str
-    attributes: dict[str, str] = Field(default_factory=dict)
+    bootstrap_token: Name
+    name: Name
+    compatible: Name
+    attributes: Attributes = Field(default_factory=dict)
 
 
 @router.post("/enroll", status_code=201)
@@ -31,8 +33,8 @@ def enroll(body: EnrollIn, svc: Services = Depends(services)) -> dict[str, Any]:
 
 
 class ReportIn(BaseModel):
-    events: list[dict[str, Any]] = Field(default_factory=list)
-    inventory: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_EVENTS)
+    inventory: dict[str, Any] | None = Field(None, max_length=256)
 
 
 def state_answer(svc: Services, who: Principal, base: str) -> Answer:

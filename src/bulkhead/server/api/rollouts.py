@@ -2,40 +2,56 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import AwareDatetime, BaseModel, Field, field_validator
 
 from ..errors import NotFound
 from ..services import audit
 from ..services.auth import Principal
 from .deps import Services, principal, services
+from .fields import BodyId, Name
+
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 router = APIRouter(prefix="/api/v1", tags=["rollouts"])
 
 
 class AppRef(BaseModel):
-    name: str
-    version: str
+    name: Name
+    version: Name
 
 
 class RolloutIn(BaseModel):
-    name: str
-    release_id: int | None = Field(None, description="the OS release to install; or give `app`")
+    name: Name
+    release_id: BodyId | None = Field(None, description="the OS release to install; or give `app`")
     app: AppRef | None = Field(None, description="the app version to run ({name, version}); or give `release_id`")
-    type: str = Field("soft", description="soft, forced or download_only")
-    target: dict[str, Any] = Field(default_factory=dict, description="tags (all), groups (any), compatible, attributes")
-    phases: list[dict[str, Any]] | None = Field(
-        None, description="[{group|percent, success_threshold, error_threshold, name}]; none = one phase of all"
+    type: Name = Field("soft", description="soft, forced or download_only")
+    target: dict[str, Any] = Field(
+        default_factory=dict, max_length=16, description="tags (all), groups (any), compatible, attributes"
     )
-    window: dict[str, Any] | None = Field(None, description="{cron, duration_minutes, timezone}: install only within it")
-    start_at: str | None = Field(None, description="ISO 8601 time with offset; default now")
+    phases: list[dict[str, Any]] | None = Field(
+        None, max_length=100, description="[{group|percent, success_threshold, error_threshold, name}]; none = one phase of all"
+    )
+    window: dict[str, Any] | None = Field(
+        None, max_length=8, description="{cron, duration_minutes, timezone}: install only within it"
+    )
+    start_at: AwareDatetime | None = Field(None, description="ISO 8601 time with offset (years 2000-2100); default now")
     requires_approval: bool = False
+
+    @field_validator("start_at")
+    @classmethod
+    def _sane(cls, v: dt.datetime | None) -> dt.datetime | None:
+        if v is not None and not EARLIEST <= v <= LATEST:
+            raise ValueError("must be between the years 2000 and 2100 (UTC)")
+        return v
 
 
 class WindowIn(BaseModel):
-    window: dict[str, Any] | None
+    window: dict[str, Any] | None = Field(max_length=8)
 
 
 @router.post("/rollouts", status_code=201)
@@ -94,7 +110,10 @@ def set_group_window(
 
 @router.get("/audit", tags=["audit"])
 def audit_log(
-    action: str | None = None, limit: int = 200, who: Principal = Depends(principal), svc: Services = Depends(services)
+    action: str | None = Query(None, max_length=256),
+    limit: int = Query(200, ge=1, le=1000),
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
     """Who did what, newest first; `action=rollout.` filters by prefix."""
     with svc.db.session() as s:

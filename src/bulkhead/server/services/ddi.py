@@ -36,6 +36,8 @@ _DEVICE_CACHE_TTL = 600.0
 EXECUTIONS = ("closed", "proceeding", "canceled", "scheduled", "rejected", "resumed", "downloaded", "download")
 RESULTS = ("success", "failure", "none")
 _ATTR_KEY = re.compile(r"^[^\s]{1,128}$")
+MAX_CONFIG_ATTRIBUTES = 64  # a device's attributes from configData, in all (merge adds up)
+MAX_VERSION_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -376,6 +378,8 @@ class DdiService:
         mode = body.get("mode") or "merge"
         if mode not in ("merge", "replace", "remove"):
             raise Invalid("mode must be merge, replace or remove")
+        if len(data) > MAX_CONFIG_ATTRIBUTES:
+            raise Invalid(f"configData has {len(data)} attributes; at most {MAX_CONFIG_ATTRIBUTES}")
         for k, v in data.items():
             if not _ATTR_KEY.match(k) or not isinstance(v, str | int | float | bool) or len(str(v)) > 128:
                 raise Invalid(f"attribute {k!r}: keys are 1-128 characters without spaces, values at most 128 characters")
@@ -391,12 +395,17 @@ class DdiService:
             else:
                 for k in clean:
                     current.pop(k, None)
+            if len(current) > MAX_CONFIG_ATTRIBUTES:
+                raise Invalid(f"the device would have {len(current)} attributes; at most {MAX_CONFIG_ATTRIBUTES} (use replace)")
             dev.attributes, dev.attributes_wanted = current, False
 
     def installed_base(self, caller: DdiCaller, body: Any) -> dict[str, Any]:
         """A device declares what it runs (after an update outside the server, or at first contact)."""
         if not isinstance(body, dict) or not isinstance(body.get("version"), str) or not body["version"]:
             raise Invalid("installedBase needs {'name': ..., 'version': ...} of what the device runs")
+        name = body.get("name")
+        if len(body["version"]) > MAX_VERSION_CHARS or not (name is None or (isinstance(name, str) and len(name) <= 256)):
+            raise Invalid(f"installedBase: version at most {MAX_VERSION_CHARS} characters, name a string of at most 256")
         with self.db.session() as s:
             dev = s.get(Device, caller.device_id)
             assert dev is not None
@@ -431,7 +440,7 @@ def _parse_feedback(body: Any) -> tuple[str, str, list[str], str | None]:
     progress = None
     prog = result.get("progress") if isinstance(result, dict) else None
     if isinstance(prog, dict) and "cnt" in prog:
-        progress = f"{prog.get('cnt')}/{prog.get('of')}"
+        progress = f"{prog.get('cnt')}/{prog.get('of')}"[:64]
     return execution, finished, [str(d)[:1000] for d in details][:20], progress
 
 

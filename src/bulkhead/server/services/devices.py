@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from ..ids import as_id
 from ..models import App, BootstrapToken, DeltaBundle, Device, DeviceGroup, Release, Tenant, utcnow
 from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token, unseal
 from . import audit
@@ -53,7 +54,8 @@ def device_json(d: Device) -> dict[str, Any]:
 def find_device(s: Session, tenant_id: int, ref: str) -> Device:
     """A tenant's device by id (digits) or name, or NotFound."""
     q = select(Device).where(Device.tenant_id == tenant_id)
-    q = q.where(Device.id == int(ref)) if ref.isdigit() else q.where(Device.name == ref)
+    dev_id = as_id(ref)
+    q = q.where(Device.id == dev_id) if dev_id is not None else q.where(Device.name == ref)
     dev = s.scalar(q)
     if dev is None:
         raise NotFound(f"device '{ref}' does not exist")
