@@ -137,7 +137,9 @@ def test_refs_and_ids_out_of_range_are_4xx(srv: LiveServer) -> None:
 
 def test_rollout_start_far_in_the_future_is_refused_before_anything_is_stored(srv: LiveServer) -> None:
     with srv.client(srv.tenant(keyring=False)) as c:
-        c.post("/api/v1/apps", json={"name": "web", "version": "1", "containers": [{"name": "m", "image": "b"}]}).raise_for_status()
+        c.post(
+            "/api/v1/apps", json={"name": "web", "version": "1", "containers": [{"name": "m", "image": "b"}]}
+        ).raise_for_status()
         body = {"name": "late", "app": {"name": "web", "version": "1"}, "start_at": "9999-12-31T23:59:59-01:00"}
         _is_error(c.post("/api/v1/rollouts", json=body), 422, "2100")
         _is_error(c.post("/api/v1/rollouts", json={**body, "start_at": "2030-01-01T00:00:00"}), 422, "timezone")
@@ -160,7 +162,9 @@ def test_reports_bounded_seq_strict_and_within_window(srv: LiveServer) -> None:
         _is_error(report({"seq": 2**63 - 1}), 400, "above the last accepted")
         _is_error(report({"seq": 1, "at": "9999-01-01T00:00:00+00:00"}), 400, "2100")
         attrs = {f"k{i}": "v" for i in range(100)}
-        _is_error(c.post("/device/v1/enroll", json={"bootstrap_token": "x", "name": "d2", "compatible": "c", "attributes": attrs}), 422)
+        _is_error(
+            c.post("/device/v1/enroll", json={"bootstrap_token": "x", "name": "d2", "compatible": "c", "attributes": attrs}), 422
+        )
         assert c.get("/api/v1/devices/d1/events").json() == []
         r = report({"seq": 1, "details": {"log": "ok"}})
         assert r.status_code == 200 and r.json() == {"accepted_seq": 1}, r.text
