@@ -104,10 +104,15 @@ def body_rules(settings: Settings) -> list[BodyRule]:
     """The routes whose bodies are not plain JSON of at most settings.max_json_bytes."""
     upload = settings.max_upload_bytes
     return [
-        BodyRule("POST", re.compile(r"/api/v1/releases"), upload, streamed=True),
-        BodyRule("POST", re.compile(r"/api/v1/releases/[^/]+/deltas"), upload, streamed=True),
+        BodyRule("POST", re.compile(r"/api/v1/releases"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
+        BodyRule("POST", re.compile(r"/api/v1/releases/[^/]+/deltas"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
         BodyRule("PUT", re.compile(r"/api/v1/releases/[^/]+/sbom"), MAX_SBOM_BYTES, streamed=True),
-        BodyRule("PATCH", re.compile(r"/api/v1/(devices|groups)/[^/]+/desired"), settings.max_desired_json_bytes),
+        BodyRule(
+            "PATCH",
+            re.compile(r"/api/v1/(devices|groups)/[^/]+/desired"),
+            settings.max_desired_json_bytes,
+            setting="BULKHEAD_MAX_DESIRED_JSON_BYTES",
+        ),
     ]
 
 
@@ -232,7 +237,9 @@ def create_app(settings: Settings) -> BulkheadApp:
     delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth)
     app = BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)))
     failures = AuthFailures(settings.auth_fail_limit, settings.auth_fail_window) if settings.auth_fail_limit else None
-    app.front = Edge(BodyLimits(app.route, body_rules(settings), settings.max_json_bytes), failures)
+    app.front = Edge(
+        BodyLimits(app.route, body_rules(settings), settings.max_json_bytes, default_setting="BULKHEAD_MAX_JSON_BYTES"), failures
+    )
     return app
 
 

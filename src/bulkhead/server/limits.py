@@ -32,6 +32,7 @@ class BodyRule:
     path: re.Pattern[str]
     limit: int
     streamed: bool = False
+    setting: str | None = None  # the environment variable that sets `limit`, named in the 413 message
 
 
 class _Refused(Exception):
@@ -129,14 +130,22 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class BodyLimits:
     """ASGI middleware: bounds and checks request bodies per `rules` (first match), else `default_limit`."""
 
-    def __init__(self, app: Any, rules: Iterable[BodyRule], default_limit: int, max_depth: int = MAX_JSON_DEPTH) -> None:
-        self.app, self.rules, self.default_limit, self.max_depth = app, tuple(rules), default_limit, max_depth
+    def __init__(
+        self,
+        app: Any,
+        rules: Iterable[BodyRule],
+        default_limit: int,
+        max_depth: int = MAX_JSON_DEPTH,
+        default_setting: str | None = None,
+    ) -> None:
+        self.app, self.rules, self.max_depth = app, tuple(rules), max_depth
+        self.default = BodyRule("*", re.compile(".*"), default_limit, setting=default_setting)
 
     def _rule(self, method: str, path: str) -> BodyRule:
         for rule in self.rules:
             if rule.method == method and rule.path.fullmatch(path):
                 return rule
-        return BodyRule(method, re.compile(".*"), self.default_limit)
+        return self.default
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -196,4 +205,5 @@ class BodyLimits:
 
     @staticmethod
     def _too_large(rule: BodyRule) -> str:
-        return f"the request body is larger than this route's limit of {rule.limit} bytes; send less"
+        where = f" (set by {rule.setting})" if rule.setting else ""
+        return f"the request body is larger than this route's limit of {rule.limit} bytes{where}; send less"

@@ -181,6 +181,11 @@ def install_gate(s: Session, action: Action, device: Device, now: dt.datetime) -
     return Gate(False, next_opening(window, now), window)
 
 
+# A rollout's start_at: times outside this range are typing errors (and year 9999 overflows the job queue's clock).
+EARLIEST_START = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST_START = dt.datetime(2100, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+
+
 class RolloutService:
     def __init__(self, db: Database, on_change: Any = None) -> None:
         self.db = db
@@ -280,6 +285,8 @@ class RolloutService:
                 raise Invalid("start_at must be an ISO 8601 time, e.g. 2026-12-01T02:00:00+01:00") from None
             if start_at.tzinfo is None:
                 raise Invalid("start_at needs a time zone offset (e.g. +00:00)")
+            if not EARLIEST_START <= start_at <= LATEST_START:
+                raise Invalid("start_at must be between the years 2000 and 2100 (UTC)")
         with self.db.session() as s:
             rel, app = _subject(s, tid, body, target)
             if s.scalar(select(Rollout).where(Rollout.tenant_id == tid, Rollout.name == name)) is not None:
