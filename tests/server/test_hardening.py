@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import re
@@ -227,3 +228,24 @@ def test_failed_authentications_are_limited_per_address_and_logged_without_the_s
     log = (srv.data_dir / "server.log").read_text()
     assert "authentication failed from 127.0.0.1: GET /api/v1/devices" in log
     assert secret not in log and "s3cr3t" not in log
+
+
+def test_secret_file_contents_are_sealed_at_rest_and_delivered_to_the_device(srv: LiveServer) -> None:
+    marker = b"wifi-psk-" + b"9" * 24
+    with srv.client(srv.tenant(keyring=False)) as c:
+        dev = _device(c, "sealed-1")
+        files = [
+            {"path": "/etc/psk", "content": marker.decode(), "secret": True, "mode": "0600"},
+            {"path": "/etc/motd", "content": "plain-motd-text\n"},
+        ]
+        r = c.patch("/api/v1/devices/sealed-1/desired", json={"files": files})
+        assert r.status_code == 200, r.text
+        assert "content_b64" not in r.text and "content_sealed" not in r.text
+        _is_error(c.patch("/api/v1/devices/sealed-1/desired", json={"files": [{**files[0], "secret": "yes"}]}), 400, "secret")
+        state = c.get("/device/v1/state", headers=dev).json()
+    got = {f["path"]: base64.b64decode(f["content_b64"]) for f in state["desired"]["files"]}
+    assert got == {"/etc/psk": marker, "/etc/motd": b"plain-motd-text\n"}
+    httpx.get(srv.url + "/healthz")  # let SQLite's WAL settle into the files read below
+    db = b"".join(p.read_bytes() for p in srv.data_dir.glob("bulkhead.db*"))
+    assert base64.b64encode(b"plain-motd-text\n") in db  # the file is in this database…
+    assert marker not in db and base64.b64encode(marker) not in db  # …but the secret one is not in clear

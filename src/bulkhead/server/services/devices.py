@@ -20,7 +20,7 @@ from . import audit
 from .artifacts import artifact_filename, delta_filename
 from .auth import Principal, _aware
 from .deltas import offered_delta
-from .desired import image_registry, merge_desired
+from .desired import image_registry, merge_desired, open_file
 from .rollouts import install_gate, open_action, open_app_actions
 
 __all__ = ["NAME", "DeviceService", "device_json", "find_device"]
@@ -315,7 +315,11 @@ class DeviceService:
                     registries[h] = {"username": known[h]["username"], "password": unseal(self.secret, known[h]["password"])}
                 except ValueError:
                     log.error("registry credentials for %s cannot be decrypted (server secret changed?); set them again", h)
-            desired = {"apps": apps, "files": merged["files"], "registries": registries, "action": action}
+            try:
+                files = [open_file(f, self.secret) for f in merged["files"]]
+            except ValueError:
+                raise Conflict("a secret file cannot be decrypted (the server secret changed?); set the file again") from None
+            desired = {"apps": apps, "files": files, "registries": registries, "action": action}
             delta = offered_delta(s, rel, dev, self.delta_max_ratio) if rel is not None else None
             if delta is not None:
                 row, source_version = delta
