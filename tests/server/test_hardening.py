@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import datetime as dt
 import json
@@ -249,3 +250,30 @@ def test_secret_file_contents_are_sealed_at_rest_and_delivered_to_the_device(srv
     db = b"".join(p.read_bytes() for p in srv.data_dir.glob("bulkhead.db*"))
     assert base64.b64encode(b"plain-motd-text\n") in db  # the file is in this database…
     assert marker not in db and base64.b64encode(marker) not in db  # …but the secret one is not in clear
+
+
+def test_an_unexpected_exception_is_a_json_500_logged_with_its_request_id(caplog: pytest.LogCaptureFixture) -> None:
+    from bulkhead.server.edge import Edge
+
+    async def broken(scope: dict[str, object], receive: object, send: object) -> None:
+        raise RuntimeError("secret internals /srv/bulkhead/x.py line 3")
+
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/x", "headers": [], "client": ("10.0.0.1", 5), "scheme": "https"}
+    with caplog.at_level("ERROR", logger="bulkhead.server"):
+        asyncio.run(Edge(broken)(scope, receive, send))
+    start, body = sent
+    headers = dict(start["headers"])  # type: ignore[call-overload]
+    assert start["status"] == 500 and headers[b"content-type"] == b"application/json"
+    assert headers[b"strict-transport-security"].startswith(b"max-age=")  # served over TLS
+    err = json.loads(body["body"])  # type: ignore[arg-type]
+    assert err["error"] == "internal" and err["request_id"] == headers[b"x-request-id"].decode()
+    assert "secret internals" not in err["message"] and "Traceback" not in err["message"]
+    assert err["request_id"] in caplog.text and "secret internals" in caplog.text  # the operator finds it in the log
