@@ -54,7 +54,9 @@ class Edge:
             await send(message)
 
         try:
-            wait = self.failures.retry_after(address) if self.failures is not None else 0
+            # The health check stays open: a load balancer on a blocked address must not take the server out.
+            limited = self.failures is not None and scope["path"] != "/healthz"
+            wait = self.failures.retry_after(address) if limited and self.failures is not None else 0
             if wait:
                 message = f"too many failed authentications from {address}; try again in {wait} s with a valid credential"
                 await send_error(send_with_headers, 429, "too_many_requests", message, [(b"retry-after", str(wait).encode())])
