@@ -91,7 +91,9 @@ def _private_sqlite(db_url: str) -> None:
     """The SQLite database file is readable by the server's user only (created so, or made so)."""
     if not db_url.startswith("sqlite:///"):
         return
-    path = Path(db_url.removeprefix("sqlite:///"))
+    path = Path(db_url.removeprefix("sqlite:///").split("?", 1)[0])
+    if not path.name or path.name == ":memory:":
+        return
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
         if path.stat().st_mode & 0o077:
@@ -146,7 +148,8 @@ def _docs(api: FastAPI) -> None:
 
 def create_app(settings: Settings) -> BulkheadApp:
     _private_sqlite(settings.db_url)
-    _private_sqlite(f"sqlite:///{settings.data_dir / 'jobs.db'}")  # the embedded job queue's database
+    if settings.jobs_url is None:
+        _private_sqlite(f"sqlite:///{settings.data_dir / 'jobs.db'}")  # the embedded job queue's database
     migrate(settings.db_url)
     db = Database(settings.db_url)
     feed = ChangeFeed(db)
