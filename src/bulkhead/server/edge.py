@@ -68,15 +68,11 @@ class Edge:
                 if not status:
                     message = f"unexpected server error; the operator finds it in the server log under request id {rid}"
                     await send_error(send_with_headers, 500, "internal", message)
-            if status == 401 and self.failures is not None:
-                count = self.failures.failed(address)
+            if status == 401:
+                count = self.failures.failed(address) if self.failures is not None else 0
+                counted = f"{count} in this window, " if self.failures is not None else ""
                 log.warning(
-                    "authentication failed from %s: %s %s (%d in this window, request %s)",
-                    address,
-                    scope["method"],
-                    scope["path"],
-                    count,
-                    rid,
+                    "authentication failed from %s: %s %s (%srequest %s)", address, scope["method"], scope["path"], counted, rid
                 )
         finally:
             REQUEST_ID.reset(token)
