@@ -129,9 +129,12 @@ def test_malformed_json_is_400_and_stores_nothing(srv: LiveServer) -> None:
 
 def test_refs_and_ids_out_of_range_are_4xx(srv: LiveServer) -> None:
     with srv.client(srv.tenant(keyring=False)) as c:
-        for path in ("/api/v1/devices/²", "/api/v1/devices/99999999999999999999", "/api/v1/rollouts/²", "/api/v1/rollouts/٣"):
+        for path in ("/api/v1/devices/²", "/api/v1/devices/2147483648", "/api/v1/rollouts/²", "/api/v1/rollouts/٣"):
             _is_error(c.get(path), 404)
         _is_error(c.get(f"/api/v1/releases/{2**64}"), 422)
+        _is_error(c.get(f"/api/v1/releases/{2**31}"), 422)  # primary keys are 32-bit on PostgreSQL
+        _is_error(c.get("/api/v1/apps", params={"name": "a\x00"}), 400, "NUL")
+        _is_error(c.get("/api/v1/devices/a%00b"), 400, "NUL")
         _is_error(c.get(f"/api/v1/releases/{2**63}/deltas"), 422)
         _is_error(c.delete(f"/api/v1/bootstrap-tokens/{2**64}"), 422)
         _is_error(c.get("/api/v1/releases/0"), 422)

@@ -4,7 +4,8 @@ Upload routes (bundles, delta bundles, SBOMs) stream their body to disk and boun
 declared Content-Length is checked. Every other body is read here, counting while it arrives (so a chunked body
 without Content-Length is bounded too), and refused with 413 as soon as it passes the route's limit. A JSON body is
 then checked once before the application parses it: nesting depth, NaN/Infinity, numbers that overflow a 64-bit
-integer or a float, lone surrogates and NUL characters (which no database column stores) are a 400.
+integer or a float, lone surrogates and NUL characters (which no database column stores) are a 400, and so is a
+NUL character in the URL's path or query.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .asgi import Receive, Scope, Send, send_error
-from .ids import MAX_ID
+from .ids import MAX_INT64
 
 __all__ = ["MAX_JSON_DEPTH", "BodyLimits", "BodyRule", "json_problem"]
 
@@ -58,10 +59,10 @@ def _float(text: str) -> float:
 
 def _int(text: str) -> int:
     if len(text) > 20:
-        raise _Unsafe(f"the integer {text[:40]}… is out of range (at most {MAX_ID})")
+        raise _Unsafe(f"the integer {text[:40]}… is out of range (at most {MAX_INT64})")
     value = int(text)
-    if not -MAX_ID <= value <= MAX_ID:
-        raise _Unsafe(f"the integer {text} is out of range (at most {MAX_ID})")
+    if not -MAX_INT64 <= value <= MAX_INT64:
+        raise _Unsafe(f"the integer {text} is out of range (at most {MAX_INT64})")
     return value
 
 
@@ -173,6 +174,8 @@ class BodyLimits:
     async def _check(self, scope: Scope, receive: Receive) -> bytes | None:
         """The body to replay to the application (None: pass the request through untouched)."""
         method, path = scope["method"], scope["path"]
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            raise _Refused(400, "invalid", "the URL holds a NUL character (%00); no name or value may contain one")
         rule = self._rule(method, path)
         declared = _header(scope, b"content-length")
         chunked = _header(scope, b"transfer-encoding") is not None

@@ -20,7 +20,7 @@ from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..services.auth import Principal
 from ..services.ddi import DdiCaller
 from .deps import Services, answer_response, principal, services
-from .fields import Attributes, Name, Names
+from .fields import Attributes, Compatible, Name, Names
 
 router = APIRouter(prefix="/{tenant}/controller/v1/{controller_id}", tags=["hawkBit DDI"])
 manage = APIRouter(prefix="/api/v1", tags=["hawkBit DDI"])
@@ -132,13 +132,13 @@ async def put_installed_base(request: Request, who: DdiCaller = Depends(caller),
 
 class DdiSettingsIn(BaseModel):
     auto_register: bool | None = Field(None, description="Create devices on their first poll with the gateway token")
-    default_compatible: Name | None = Field(None, description="compatible given to auto-registered devices")
+    default_compatible: Compatible | None = Field(None, description="compatible given to auto-registered devices")
     rotate_gateway_token: bool = Field(False, description="Issue a new GatewayToken (shown once); the old one stops working")
 
 
 class ProvisionIn(BaseModel):
     name: Name
-    compatible: Name
+    compatible: Compatible
     groups: Names = Field(default_factory=list)
     attributes: Attributes = Field(default_factory=dict)
 

@@ -14,7 +14,7 @@ from ..security import sign_url
 from ..services.auth import Principal
 from ..services.reports import MAX_EVENTS
 from .deps import Services, answer_response, principal, services
-from .fields import Attributes, Name
+from .fields import Attributes, Compatible, Name
 
 router = APIRouter(prefix="/device/v1", tags=["device"])
 
@@ -22,7 +22,7 @@ router = APIRouter(prefix="/device/v1", tags=["device"])
 class EnrollIn(BaseModel):
     bootstrap_token: Name
     name: Name
-    compatible: Name
+    compatible: Compatible
     attributes: Attributes = Field(default_factory=dict)
 
 

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import Path
 from pydantic import Field, StringConstraints
 
 from ..ids import MAX_ID
 
-__all__ = ["MAX_ATTRIBUTES", "Attributes", "BodyId", "LongText", "Name", "Names", "Text"]
+__all__ = ["MAX_ATTRIBUTES", "Attributes", "BodyId", "Compatible", "LongText", "Name", "Names", "PathName", "Text"]
 
 MAX_ATTRIBUTES = 64
 
-# A name or other short identifier (device, tenant, user, token, group, tag, version, compatible, host).
-Name = Annotated[str, StringConstraints(max_length=256)]
+# A name or other short identifier (device, tenant, user, token, group, tag, version, host): the database's 128.
+Name = Annotated[str, StringConstraints(max_length=128)]
+# A RAUC compatible string (or the SWUpdate hardware a device runs).
+Compatible = Annotated[str, StringConstraints(max_length=256)]
+# A name in the path that the route may store (a group is created by its first desired state or window).
+PathName = Annotated[str, Path(max_length=128)]
 # A free text value of moderate size (a password, a description, a source version).
 Text = Annotated[str, StringConstraints(max_length=4096)]
 # A document carried in JSON (a PEM keyring or key, a compose file).

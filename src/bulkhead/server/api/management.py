@@ -13,7 +13,7 @@ from ..ids import MAX_ID, DbId
 from ..services.auth import Principal
 from ..services.releases import MAX_SBOM_BYTES
 from .deps import Services, principal, receive_upload, services
-from .fields import BodyId, LongText, Name, Names, Text
+from .fields import BodyId, LongText, Name, Names, PathName, Text
 
 router = APIRouter(prefix="/api/v1")
 
@@ -37,7 +37,7 @@ class TokenIn(BaseModel):
 
 class KeyringIn(BaseModel):
     pem: LongText
-    check_purpose: Name = "smimesign"
+    check_purpose: str = Field("smimesign", max_length=16)
 
 
 class BootstrapIn(BaseModel):
@@ -250,7 +250,7 @@ def patch_device_desired(
 
 @router.patch("/groups/{name}/desired", tags=["devices"])
 def patch_group_desired(
-    name: str, body: GroupDesiredPatch, who: Principal = Depends(principal), svc: Services = Depends(services)
+    name: PathName, body: GroupDesiredPatch, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Set a group's release, apps and files, shared by every device in the group."""
     release: int | str | None = body.release_id if "release_id" in body.model_fields_set else "keep"

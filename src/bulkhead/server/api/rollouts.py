@@ -11,7 +11,7 @@ from ..errors import NotFound
 from ..services import audit
 from ..services.auth import Principal
 from .deps import Services, principal, services
-from .fields import BodyId, Name
+from .fields import BodyId, Name, PathName
 
 router = APIRouter(prefix="/api/v1", tags=["rollouts"])
 
@@ -96,7 +96,7 @@ def delete(ref: str, who: Principal = Depends(principal), svc: Services = Depend
 
 @router.put("/groups/{name}/window", tags=["devices"])
 def set_group_window(
-    name: str, body: WindowIn, who: Principal = Depends(principal), svc: Services = Depends(services)
+    name: PathName, body: WindowIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """The group's maintenance window (null removes it): outside it, devices download but do not install."""
     return svc.rollouts.set_group_window(who, name, body.window)
