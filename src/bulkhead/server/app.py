@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,7 +12,10 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
 
 from bulkhead import __version__
 
@@ -19,15 +23,19 @@ from .api import apps as apps_api
 from .api import ddi, device, management, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
+from .api.contract import ERROR_RESPONSES, HTTP_ERROR_CODES
 from .api.deps import Services
 from .api.polls import PollApp
-from .asgi import Receive, Scope, Send
+from .asgi import Receive, Scope, Send, error_body
+from .authlimit import AuthFailures
 from .changes import ChangeFeed
 from .db import Database, migrate
 from .delivery.app import DeliveryApp
 from .delivery.counters import ByteCounter
+from .edge import Edge
 from .errors import ServerError
 from .jobs import Jobs
+from .limits import BodyLimits, BodyRule
 from .pollcache import PollCache
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
 from .services.apps import AppService
@@ -35,7 +43,7 @@ from .services.auth import Authenticator
 from .services.ddi import DdiAuth, DdiService
 from .services.deltas import DeltaService
 from .services.devices import DeviceService
-from .services.releases import ReleaseService
+from .services.releases import MAX_SBOM_BYTES, ReleaseService
 from .services.reports import ReportService
 from .services.rollouts import RolloutService
 from .services.tenants import TenantService
@@ -67,8 +75,12 @@ class BulkheadApp:
 
     def __init__(self, api: FastAPI, delivery: DeliveryApp, polls: PollApp) -> None:
         self.api, self.delivery, self.polls = api, delivery, polls
+        self.front: Any = self.route  # the layers every request passes first (create_app adds them)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.front(scope, receive, send)
+
+    async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and DeliveryApp.handles(scope["path"]):
             await self.delivery(scope, receive, send)
         elif scope["type"] == "http" and PollApp.handles(scope):
@@ -77,7 +89,69 @@ class BulkheadApp:
             await self.api(scope, receive, send)
 
 
+def _private_sqlite(db_url: str) -> None:
+    """The SQLite database file is readable by the server's user only (created so, or made so)."""
+    if not db_url.startswith("sqlite:///"):
+        return
+    path = Path(db_url.removeprefix("sqlite:///").split("?", 1)[0])
+    if not path.name or path.name == ":memory:":
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+    except OSError:
+        pass  # the database itself reports what is wrong with the path
+
+
+def body_rules(settings: Settings) -> list[BodyRule]:
+    """The routes whose bodies are not plain JSON of at most settings.max_json_bytes."""
+    upload = settings.max_upload_bytes
+    return [
+        BodyRule("POST", re.compile(r"/api/v1/releases"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
+        BodyRule("POST", re.compile(r"/api/v1/releases/[^/]+/deltas"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
+        BodyRule("PUT", re.compile(r"/api/v1/releases/[^/]+/sbom"), MAX_SBOM_BYTES, streamed=True),
+        BodyRule(
+            "PATCH",
+            re.compile(r"/api/v1/(devices|groups)/[^/]+/desired"),
+            settings.max_desired_json_bytes,
+            setting="BULKHEAD_MAX_DESIRED_JSON_BYTES",
+        ),
+    ]
+
+
+def _docs(api: FastAPI) -> None:
+    """/docs and /redoc with their scripts and styles served from here (a packaged copy), so they work offline."""
+    import fastapi_offline
+
+    assets = Path(fastapi_offline.__file__).parent / "static"
+    api.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
+
+    @api.get("/docs", include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Bulkhead API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon.png",
+        )
+
+    @api.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="Bulkhead API",
+            redoc_js_url="/docs-assets/redoc.standalone.js",
+            redoc_favicon_url="/docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+
 def create_app(settings: Settings) -> BulkheadApp:
+    _private_sqlite(settings.db_url)
+    if settings.jobs_url is None:
+        _private_sqlite(f"sqlite:///{settings.data_dir / 'jobs.db'}")  # the embedded job queue's database
     migrate(settings.db_url)
     db = Database(settings.db_url)
     feed = ChangeFeed(db)
@@ -127,7 +201,11 @@ def create_app(settings: Settings) -> BulkheadApp:
         version=__version__,
         lifespan=lifespan,
         description="Management and device API of the Bulkhead update server.",
+        responses=ERROR_RESPONSES,
+        docs_url=None,
+        redoc_url=None,
     )
+    _docs(api)
     api.state.services = svc
     api.include_router(management.router)
     api.include_router(device.router)
@@ -140,19 +218,36 @@ def create_app(settings: Settings) -> BulkheadApp:
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:
-        return JSONResponse({"error": exc.code, "message": exc.message}, status_code=exc.status)
+        return JSONResponse(error_body(exc.code, exc.message), status_code=exc.status)
 
     @api.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        return JSONResponse({"error": "invalid", "message": f"invalid request: {problems}"}, status_code=422)
+        return JSONResponse(error_body("invalid", f"invalid request: {problems[:2000]}"), status_code=422)
+
+    @api.exception_handler(HTTPException)
+    async def _http(_req: Request, exc: HTTPException) -> JSONResponse:
+        code = HTTP_ERROR_CODES.get(exc.status_code, "error")
+        body = error_body(code, str(exc.detail))
+        return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @api.exception_handler(Exception)
+    async def _unexpected(_req: Request, _exc: Exception) -> JSONResponse:
+        # Logged with its request id by edge.Edge, which sees the exception again after this answer.
+        body = error_body("internal", "unexpected server error; the operator finds it in the server log under the request id")
+        return JSONResponse(body, status_code=500)
 
     @api.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
     delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth)
-    return BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)))
+    app = BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)))
+    failures = AuthFailures(settings.auth_fail_limit, settings.auth_fail_window) if settings.auth_fail_limit else None
+    app.front = Edge(
+        BodyLimits(app.route, body_rules(settings), settings.max_json_bytes, default_setting="BULKHEAD_MAX_JSON_BYTES"), failures
+    )
+    return app
 
 
 def factory() -> BulkheadApp:

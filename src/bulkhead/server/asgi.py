@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
+from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["Receive", "Scope", "Send", "bearer", "send_error"]
+__all__ = ["REQUEST_ID", "Receive", "Scope", "Send", "bearer", "error_body", "send_error"]
 
 Scope = MutableMapping[str, Any]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+
+# The id of the request being served (set by edge.Edge for every request; answered as X-Request-ID and logged).
+REQUEST_ID: ContextVar[str] = ContextVar("bulkhead_request_id", default="-")
+
+
+def error_body(code: str, message: str) -> dict[str, str]:
+    """The server's one error shape: what went wrong, what to do, and the id to quote when asking for help."""
+    return {"error": code, "message": message, "request_id": REQUEST_ID.get()}
 
 
 def bearer(scope: Scope) -> str | None:
@@ -23,8 +32,8 @@ def bearer(scope: Scope) -> str | None:
 
 
 async def send_error(send: Send, status: int, code: str, message: str, extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    """The server's JSON error body ({"error", "message"}), as FastAPI's handlers answer it."""
-    body = json.dumps({"error": code, "message": message}).encode()
+    """The server's JSON error body ({"error", "message", "request_id"}), as FastAPI's handlers answer it."""
+    body = json.dumps(error_body(code, message)).encode()
     await send(
         {
             "type": "http.response.start",

@@ -29,6 +29,13 @@ class Settings(BaseModel):
     ddi_cert_header: str | None = None
     # A device is offered a delta bundle only when it is at most this fraction of the full bundle.
     delta_max_ratio: float = Field(default=0.75, gt=0, le=1)
+    # Request bodies other than uploads: the limit for JSON bodies, and the larger one for desired-state patches
+    # (they carry file contents). Checked before anything parses them (limits.py).
+    max_json_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_desired_json_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Failed authentications per client address and window before it gets 429 (0: no limit; edge.py).
+    auth_fail_limit: int = Field(default=60, ge=0)
+    auth_fail_window: float = Field(default=60.0, gt=0, le=86400)
 
     @field_validator("public_url")
     @classmethod
@@ -81,7 +88,20 @@ _ENV = {
     "ddi_cert_header": "BULKHEAD_DDI_CERT_HEADER",
     "data_dir": "BULKHEAD_DATA_DIR",
     "delta_max_ratio": "BULKHEAD_DELTA_MAX_RATIO",
+    "max_json_bytes": "BULKHEAD_MAX_JSON_BYTES",
+    "max_desired_json_bytes": "BULKHEAD_MAX_DESIRED_JSON_BYTES",
+    "auth_fail_limit": "BULKHEAD_AUTH_FAIL_LIMIT",
+    "auth_fail_window": "BULKHEAD_AUTH_FAIL_WINDOW",
 }
+
+
+def _private(path: Path) -> None:
+    """Make the data directory readable by its owner only (it holds the database, keys and tokens)."""
+    try:
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError:
+        pass  # not ours to change (e.g. a mount point): the files inside are still created 0600
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -94,8 +114,9 @@ def load_settings(**overrides: object) -> Settings:
         problems = "; ".join(f"{_ENV.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors())
         raise SettingsError(f"invalid settings: {problems}") from exc
     try:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        settings.artifacts_dir.mkdir(exist_ok=True)
+        settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        settings.artifacts_dir.mkdir(mode=0o700, exist_ok=True)
+        _private(settings.data_dir)
     except OSError as exc:
         raise SettingsError(f"data directory {settings.data_dir} cannot be created: {exc.strerror}") from exc
     if not os.access(settings.data_dir, os.W_OK):

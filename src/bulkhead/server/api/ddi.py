@@ -15,10 +15,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from ..errors import Invalid
+from ..ids import DbId
 from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..services.auth import Principal
 from ..services.ddi import DdiCaller
 from .deps import Services, answer_response, principal, services
+from .fields import Attributes, Compatible, Name, Names
 
 router = APIRouter(prefix="/{tenant}/controller/v1/{controller_id}", tags=["hawkBit DDI"])
 manage = APIRouter(prefix="/api/v1", tags=["hawkBit DDI"])
@@ -70,9 +72,9 @@ def root(
 def deployment_base(
     tenant: str,
     controller_id: str,
-    action_id: int,
+    action_id: DbId,
     request: Request,
-    history: int = Query(0, alias="actionHistory", description="Include this many status messages (-1: all)"),
+    history: int = Query(0, alias="actionHistory", ge=-1, le=10000, description="Include this many status messages (-1: all)"),
     who: DdiCaller = Depends(caller),
     svc: Services = Depends(services),
 ) -> Any:
@@ -82,7 +84,7 @@ def deployment_base(
 
 @router.post("/deploymentBase/{action_id}/feedback")
 async def deployment_feedback(
-    action_id: int, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
+    action_id: DbId, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
 ) -> Response:
     body = await _json(request)
     await run_in_threadpool(svc.ddi.feedback, who, action_id, body)
@@ -90,13 +92,13 @@ async def deployment_feedback(
 
 
 @router.get("/cancelAction/{action_id}")
-def cancel_action(action_id: int, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Any:
+def cancel_action(action_id: DbId, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Any:
     return svc.ddi.cancel_info(who, action_id)
 
 
 @router.post("/cancelAction/{action_id}/feedback")
 async def cancel_feedback(
-    action_id: int, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
+    action_id: DbId, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
 ) -> Response:
     body = await _json(request)
     await run_in_threadpool(svc.ddi.feedback, who, action_id, body, True)
@@ -114,7 +116,7 @@ async def config_data(request: Request, who: DdiCaller = Depends(caller), svc: S
 def installed_base(
     tenant: str,
     controller_id: str,
-    action_id: int,
+    action_id: DbId,
     request: Request,
     who: DdiCaller = Depends(caller),
     svc: Services = Depends(services),
@@ -130,15 +132,15 @@ async def put_installed_base(request: Request, who: DdiCaller = Depends(caller),
 
 class DdiSettingsIn(BaseModel):
     auto_register: bool | None = Field(None, description="Create devices on their first poll with the gateway token")
-    default_compatible: str | None = Field(None, description="compatible given to auto-registered devices")
+    default_compatible: Compatible | None = Field(None, description="compatible given to auto-registered devices")
     rotate_gateway_token: bool = Field(False, description="Issue a new GatewayToken (shown once); the old one stops working")
 
 
 class ProvisionIn(BaseModel):
-    name: str
-    compatible: str
-    groups: list[str] = Field(default_factory=list)
-    attributes: dict[str, str] = Field(default_factory=dict)
+    name: Name
+    compatible: Compatible
+    groups: Names = Field(default_factory=list)
+    attributes: Attributes = Field(default_factory=dict)
 
 
 @manage.put("/ddi")

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from ..ids import DbId
 from ..services.auth import Principal
 from .deps import Services, principal, receive_upload, services
+from .fields import LongText, Name
 
 router = APIRouter(prefix="/api/v1", tags=["deltas"])
 
@@ -20,7 +22,7 @@ _BINARY = {
 
 @router.post("/releases/{release_id}/deltas", status_code=201, openapi_extra=_BINARY)
 async def upload_delta(
-    release_id: int, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
+    release_id: DbId, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Upload a delta bundle that makes this release (`bulkhead delta create`); it is verified before it is stored.
 
@@ -33,37 +35,39 @@ async def upload_delta(
 
 
 @router.get("/releases/{release_id}/deltas")
-def list_deltas(release_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
+def list_deltas(release_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
     return svc.deltas.list_deltas(who, release_id)
 
 
 @router.delete("/releases/{release_id}/deltas/{delta_id}", status_code=204)
-def delete_delta(release_id: int, delta_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> None:
+def delete_delta(
+    release_id: DbId, delta_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> None:
     """Delete a delta bundle; devices on its source version get the full bundle from then on."""
     svc.deltas.delete(who, release_id, delta_id)
 
 
 @router.get("/releases/{release_id}/delta-plan")
-def delta_plan(release_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+def delta_plan(release_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """The OS versions the devices of this release's compatible run, and which of them have a delta to it."""
     return svc.deltas.plan(who, release_id)
 
 
 class BuildIn(BaseModel):
-    source_version: str = Field(description="the version the devices run now")
+    source_version: Name = Field(description="the version the devices run now")
 
 
 @router.post("/releases/{release_id}/deltas/build", status_code=202)
 def build_delta(
-    release_id: int, body: BuildIn, who: Principal = Depends(principal), svc: Services = Depends(services)
+    release_id: DbId, body: BuildIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Have the server build the delta from `source_version` in the background; only with a tenant signing key."""
     return svc.deltas.request_build(who, release_id, body.source_version)
 
 
 class SigningIn(BaseModel):
-    cert_pem: str
-    key_pem: str
+    cert_pem: LongText
+    key_pem: LongText
 
 
 @router.get("/delta-signing")

@@ -58,7 +58,7 @@ def principal(request: Request) -> Principal:
 async def receive_upload(request: Request, svc: Services, max_bytes: int) -> Upload:
     """The raw request body, streamed into the store's incoming area while it is hashed (never held in memory)."""
     declared = request.headers.get("content-length")
-    size = int(declared) if declared and declared.isdigit() else None
+    size = int(declared) if declared and declared.isascii() and declared.isdigit() else None
     return await Upload.receive(svc.store, request.stream(), max_bytes, size)
 
 

@@ -13,16 +13,18 @@ from ..errors import Forbidden
 from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..security import sign_url
 from ..services.auth import Principal
+from ..services.reports import MAX_EVENTS
 from .deps import Services, answer_response, principal, services
+from .fields import Attributes, Compatible, Name
 
 router = APIRouter(prefix="/device/v1", tags=["device"])
 
 
 class EnrollIn(BaseModel):
-    bootstrap_token: str
-    name: str
-    compatible: str
-    attributes: dict[str, str] = Field(default_factory=dict)
+    bootstrap_token: Name
+    name: Name
+    compatible: Compatible
+    attributes: Attributes = Field(default_factory=dict)
 
 
 @router.post("/enroll", status_code=201)
@@ -47,8 +49,8 @@ def rotate_credential(who: Principal = Depends(principal), svc: Services = Depen
 
 
 class ReportIn(BaseModel):
-    events: list[dict[str, Any]] = Field(default_factory=list)
-    inventory: dict[str, Any] | None = None
+    events: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_EVENTS)
+    inventory: dict[str, Any] | None = Field(None, max_length=256)
 
 
 def state_answer(svc: Services, who: Principal, base: str) -> Answer:

@@ -2,83 +2,85 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StringConstraints
 
+from ..ids import MAX_ID, DbId
 from ..services.auth import Principal
 from ..services.releases import MAX_SBOM_BYTES
 from .deps import Services, principal, receive_upload, services
+from .fields import BodyId, LongText, Name, Names, PathName, Text
 
 router = APIRouter(prefix="/api/v1")
 
 
 class TenantIn(BaseModel):
-    name: str
-    admin_user: str = "admin"
+    name: Name
+    admin_user: Name = "admin"
 
 
 class UserIn(BaseModel):
-    name: str
-    role: str
+    name: Name
+    role: Name
 
 
 class TokenIn(BaseModel):
-    name: str
-    user: str | None = None
-    role: str | None = None
-    expires_in_days: int | None = None
+    name: Name
+    user: Name | None = None
+    role: Name | None = None
+    expires_in_days: int | None = Field(None, ge=1, le=36500)
 
 
 class KeyringIn(BaseModel):
-    pem: str
-    check_purpose: str = "smimesign"
+    pem: LongText
+    check_purpose: str = Field("smimesign", max_length=16)
 
 
 class BootstrapIn(BaseModel):
-    name: str
-    group: str | None = None
-    expires_in_hours: float | None = 24.0
+    name: Name
+    group: Name | None = None
+    expires_in_hours: float | None = Field(24.0, gt=0, le=24 * 36500, allow_inf_nan=False)
     requires_approval: bool = False
-    max_uses: int | None = None
+    max_uses: int | None = Field(None, ge=1, le=MAX_ID)
 
 
 class TagsIn(BaseModel):
-    add: list[str] = Field(default_factory=list)
-    remove: list[str] = Field(default_factory=list)
+    add: Names = Field(default_factory=list)
+    remove: Names = Field(default_factory=list)
 
 
 class DesiredIn(BaseModel):
-    release_id: int | None
+    release_id: BodyId | None
     allow_downgrade: bool = Field(False, description="accept a release older than the device runs")
 
 
 class AppIn(BaseModel):
-    name: str
-    version: str
-    containers: list[dict[str, Any]] | None = None
-    compose: str | None = Field(None, description="A compose file's text instead of 'containers'")
+    name: Name
+    version: Name
+    containers: list[dict[str, Any]] | None = Field(None, max_length=64)
+    compose: LongText | None = Field(None, description="A compose file's text instead of 'containers'")
 
 
 class RegistryIn(BaseModel):
-    host: str
-    username: str
-    password: str
+    host: Name
+    username: Name
+    password: Text
 
 
 class DesiredPatch(BaseModel):
     """Only the fields given change. App version null removes the app."""
 
-    apps: dict[str, str | None] | None = None
-    files: list[dict[str, Any]] | None = None
-    remove_files: list[str] | None = None
+    apps: dict[Name, Name | None] | None = Field(None, max_length=256)
+    files: list[dict[str, Any]] | None = Field(None, max_length=256)
+    remove_files: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(None, max_length=256)
 
 
 class GroupDesiredPatch(DesiredPatch):
-    release_id: int | None = Field(None, description="The group's OS release (devices may override it)")
+    release_id: BodyId | None = Field(None, description="The group's OS release (devices may override it)")
     allow_downgrade: bool = Field(False, description="accept a release older than the group's or its devices'")
 
 
@@ -158,7 +160,7 @@ async def upload_release(
     },
 )
 async def attach_sbom(
-    release_id: int, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
+    release_id: DbId, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Attach an SBOM (SPDX or CycloneDX JSON, the raw request body) to a release; one per format, a new one replaces it."""
     who.require("operator")
@@ -168,7 +170,7 @@ async def attach_sbom(
 
 @router.get("/releases/{release_id}/sbom", tags=["releases"], response_class=FileResponse)
 def get_sbom(
-    release_id: int,
+    release_id: DbId,
     format: str | None = Query(None, description="spdx or cyclonedx; default: SPDX if the release has one"),
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
@@ -186,12 +188,12 @@ def list_releases(
 
 
 @router.get("/releases/{release_id}", tags=["releases"])
-def show_release(release_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+def show_release(release_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     return svc.releases.get(who, release_id)
 
 
 @router.delete("/releases/{release_id}", status_code=204, tags=["releases"])
-def delete_release(release_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> None:
+def delete_release(release_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> None:
     """Delete a release; refused while a device still needs it."""
     svc.releases.delete(who, release_id)
 
@@ -207,7 +209,7 @@ def list_bootstrap(who: Principal = Depends(principal), svc: Services = Depends(
 
 
 @router.delete("/bootstrap-tokens/{token_id}", status_code=204, tags=["devices"])
-def revoke_bootstrap(token_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> None:
+def revoke_bootstrap(token_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> None:
     svc.devices.revoke_bootstrap(who, token_id)
 
 
@@ -250,7 +252,7 @@ def patch_device_desired(
 
 @router.patch("/groups/{name}/desired", tags=["devices"])
 def patch_group_desired(
-    name: str, body: GroupDesiredPatch, who: Principal = Depends(principal), svc: Services = Depends(services)
+    name: PathName, body: GroupDesiredPatch, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Set a group's release, apps and files, shared by every device in the group."""
     release: int | str | None = body.release_id if "release_id" in body.model_fields_set else "keep"
@@ -261,7 +263,7 @@ def patch_group_desired(
 
 @router.get("/devices/{ref}/events", tags=["devices"])
 def device_events(
-    ref: str, limit: int = 100, who: Principal = Depends(principal), svc: Services = Depends(services)
+    ref: str, limit: int = Query(100, ge=1, le=1000), who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
     """The device's reported history, newest first."""
     return svc.reports.events(who, ref, limit)

@@ -4,33 +4,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 
 from ..errors import NotFound
 from ..services import audit
 from ..services.auth import Principal
 from .deps import Services, principal, services
+from .fields import BodyId, Name, PathName
 
 router = APIRouter(prefix="/api/v1", tags=["rollouts"])
 
 
 class AppRef(BaseModel):
-    name: str
-    version: str
+    name: Name
+    version: Name
 
 
 class RolloutIn(BaseModel):
-    name: str
-    release_id: int | None = Field(None, description="the OS release to install; or give `app`")
+    name: Name
+    release_id: BodyId | None = Field(None, description="the OS release to install; or give `app`")
     app: AppRef | None = Field(None, description="the app version to run ({name, version}); or give `release_id`")
-    type: str = Field("soft", description="soft, forced or download_only")
-    target: dict[str, Any] = Field(default_factory=dict, description="tags (all), groups (any), compatible, attributes")
-    phases: list[dict[str, Any]] | None = Field(
-        None, description="[{group|percent, success_threshold, error_threshold, name}]; none = one phase of all"
+    type: Name = Field("soft", description="soft, forced or download_only")
+    target: dict[str, Any] = Field(
+        default_factory=dict, max_length=16, description="tags (all), groups (any), compatible, attributes"
     )
-    window: dict[str, Any] | None = Field(None, description="{cron, duration_minutes, timezone}: install only within it")
-    start_at: str | None = Field(None, description="ISO 8601 time with offset; default now")
+    phases: list[dict[str, Any]] | None = Field(
+        None, max_length=100, description="[{group|percent, success_threshold, error_threshold, name}]; none = one phase of all"
+    )
+    window: dict[str, Any] | None = Field(
+        None, max_length=8, description="{cron, duration_minutes, timezone}: install only within it"
+    )
+    start_at: str | None = Field(
+        None,
+        max_length=64,
+        description="ISO 8601 time with offset (years 2000-2100); default now",
+        json_schema_extra={"format": "date-time"},
+    )
     requires_approval: bool = False
     allow_empty: bool = Field(
         False, description="accept a target that matches no device yet (or a tag no device has): devices join later"
@@ -39,7 +49,7 @@ class RolloutIn(BaseModel):
 
 
 class WindowIn(BaseModel):
-    window: dict[str, Any] | None
+    window: dict[str, Any] | None = Field(max_length=8)
 
 
 @router.post("/rollouts", status_code=201)
@@ -90,7 +100,7 @@ def delete(ref: str, who: Principal = Depends(principal), svc: Services = Depend
 
 @router.put("/groups/{name}/window", tags=["devices"])
 def set_group_window(
-    name: str, body: WindowIn, who: Principal = Depends(principal), svc: Services = Depends(services)
+    name: PathName, body: WindowIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """The group's maintenance window (null removes it): outside it, devices download but do not install."""
     return svc.rollouts.set_group_window(who, name, body.window)
@@ -98,7 +108,10 @@ def set_group_window(
 
 @router.get("/audit", tags=["audit"])
 def audit_log(
-    action: str | None = None, limit: int = 200, who: Principal = Depends(principal), svc: Services = Depends(services)
+    action: str | None = Query(None, max_length=256),
+    limit: int = Query(200, ge=1, le=1000),
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
     """Who did what, newest first; `action=rollout.` filters by prefix."""
     with svc.db.session() as s:

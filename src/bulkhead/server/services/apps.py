@@ -13,7 +13,7 @@ from ..models import App, Device, DeviceGroup, Release, Rollout, Tenant
 from ..security import seal
 from . import audit
 from .auth import Principal
-from .desired import compose_to_containers, normalize_container, normalize_file
+from .desired import compose_to_containers, normalize_container, normalize_file, seal_file
 from .devices import find_device
 from .fleet_names import listing
 from .versions import refuse_downgrade
@@ -151,7 +151,7 @@ class AppService:
             if files or remove_files:
                 current_files = {f["path"]: f for f in desired.get("files") or []}
                 for f in files or []:
-                    nf = normalize_file(f)
+                    nf = seal_file(normalize_file(f), self.secret)  # a file marked secret is sealed at rest
                     current_files[nf["path"]] = nf
                 for p in remove_files or []:
                     current_files.pop(p, None)

@@ -30,6 +30,8 @@ from .rollouts import RolloutService, install_gate, note, open_action, record_st
 __all__ = ["DdiAuth", "DdiCaller", "DdiService", "artifact_filename", "sleep_hms"]
 
 _ATTR_KEY = re.compile(r"^[^\s]{1,128}$")
+MAX_CONFIG_ATTRIBUTES = 64  # a device's attributes from configData, in all (merge adds up)
+MAX_VERSION_CHARS = 256
 
 
 def sleep_hms(seconds: int) -> str:
@@ -312,6 +314,8 @@ class DdiService:
         mode = body.get("mode") or "merge"
         if mode not in ("merge", "replace", "remove"):
             raise Invalid("mode must be merge, replace or remove")
+        if len(data) > MAX_CONFIG_ATTRIBUTES:
+            raise Invalid(f"configData has {len(data)} attributes; at most {MAX_CONFIG_ATTRIBUTES}")
         for k, v in data.items():
             if not _ATTR_KEY.match(k) or not isinstance(v, str | int | float | bool) or len(str(v)) > 128:
                 raise Invalid(f"attribute {k!r}: keys are 1-128 characters without spaces, values at most 128 characters")
@@ -327,12 +331,17 @@ class DdiService:
             else:
                 for k in clean:
                     current.pop(k, None)
+            if len(current) > MAX_CONFIG_ATTRIBUTES:
+                raise Invalid(f"the device would have {len(current)} attributes; at most {MAX_CONFIG_ATTRIBUTES} (use replace)")
             dev.attributes, dev.attributes_wanted = current, False
 
     def installed_base(self, caller: DdiCaller, body: Any) -> dict[str, Any]:
         """A device declares what it runs (after an update outside the server, or at first contact)."""
         if not isinstance(body, dict) or not isinstance(body.get("version"), str) or not body["version"]:
             raise Invalid("installedBase needs {'name': ..., 'version': ...} of what the device runs")
+        name = body.get("name")
+        if len(body["version"]) > MAX_VERSION_CHARS or not (name is None or (isinstance(name, str) and len(name) <= 256)):
+            raise Invalid(f"installedBase: version at most {MAX_VERSION_CHARS} characters, name a string of at most 256")
         with self.db.session() as s:
             dev = s.get(Device, caller.device_id)
             assert dev is not None

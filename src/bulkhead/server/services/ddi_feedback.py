@@ -56,9 +56,9 @@ def parse_feedback(body: Any) -> Feedback:
     progress = None
     prog = result.get("progress") if isinstance(result, dict) else None
     if isinstance(prog, dict) and "cnt" in prog:  # hawkBit's chunk counter (SWUpdate)
-        progress = f"{prog.get('cnt')}/{prog.get('of')}"
+        progress = f"{prog.get('cnt')}/{prog.get('of')}"[:64]
     elif isinstance(prog, dict) and isinstance(prog.get("percentage"), int | float):  # rauc-hawkbit: RAUC's progress
-        progress = f"{prog['percentage']}%"
+        progress = f"{prog['percentage']}%"[:64]
     return Feedback(execution, finished, [str(d)[:1000] for d in details][:20], progress)
 
 

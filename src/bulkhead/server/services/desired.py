@@ -10,9 +10,18 @@ from typing import Any
 import yaml
 
 from ..errors import Invalid
+from ..security import seal, unseal
 from .imageref import check_image
 
-__all__ = ["compose_to_containers", "image_registry", "merge_desired", "normalize_container", "normalize_file"]
+__all__ = [
+    "compose_to_containers",
+    "image_registry",
+    "merge_desired",
+    "normalize_container",
+    "normalize_file",
+    "open_file",
+    "seal_file",
+]
 
 MAX_FILE_BYTES = 256 * 1024
 _RESTART = ("no", "always", "on-failure", "unless-stopped")
@@ -178,7 +187,9 @@ def normalize_file(spec: dict[str, Any]) -> dict[str, Any]:
     on_change = spec.get("on_change")
     if on_change is not None and not isinstance(on_change, str):
         raise Invalid(f"file {path}: on_change must be a shell command")
-    return {
+    if not isinstance(spec.get("secret", False), bool):
+        raise Invalid(f"file {path}: secret must be true or false")
+    out = {
         "path": path,
         "content_b64": base64.b64encode(data).decode(),
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -186,6 +197,27 @@ def normalize_file(spec: dict[str, Any]) -> dict[str, Any]:
         "template": bool(spec.get("template", False)),
         "on_change": on_change,
     }
+    if spec.get("secret"):
+        out["secret"] = True
+    return out
+
+
+def seal_file(f: dict[str, Any], secret: bytes) -> dict[str, Any]:
+    """A normalized file as stored: the content of a file marked secret sealed with the server key."""
+    if not f.get("secret") or "content_b64" not in f:
+        return f
+    sealed = {k: v for k, v in f.items() if k != "content_b64"}
+    sealed["content_sealed"] = seal(secret, f["content_b64"])
+    return sealed
+
+
+def open_file(f: dict[str, Any], secret: bytes) -> dict[str, Any]:
+    """A stored file as a device gets it (a sealed content opened); ValueError if the server key changed."""
+    if "content_sealed" not in f:
+        return f
+    opened = {k: v for k, v in f.items() if k != "content_sealed"}
+    opened["content_b64"] = unseal(secret, f["content_sealed"])
+    return opened
 
 
 def merge_desired(layers: list[dict[str, Any]]) -> dict[str, Any]:

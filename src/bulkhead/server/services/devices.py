@@ -14,13 +14,14 @@ from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
+from ..ids import as_id
 from ..models import App, BootstrapToken, DeltaBundle, Device, DeviceGroup, Release, Tenant, utcnow
 from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token, unseal
 from . import audit
 from .artifacts import artifact_filename, delta_filename
 from .auth import Principal, _aware
 from .deltas import offered_delta
-from .desired import image_registry, merge_desired
+from .desired import image_registry, merge_desired, open_file
 from .rollouts import install_gate, open_action, open_app_actions
 from .versions import refuse_downgrade
 
@@ -67,7 +68,8 @@ def lifecycle_json(d: Device) -> dict[str, Any]:
 def find_device(s: Session, tenant_id: int, ref: str) -> Device:
     """A tenant's device by id (digits) or name, or NotFound."""
     q = select(Device).where(Device.tenant_id == tenant_id)
-    q = q.where(Device.id == int(ref)) if ref.isdigit() else q.where(Device.name == ref)
+    dev_id = as_id(ref)
+    q = q.where(Device.id == dev_id) if dev_id is not None else q.where(Device.name == ref)
     dev = s.scalar(q)
     if dev is None:
         raise NotFound(f"device '{ref}' does not exist")
@@ -461,7 +463,11 @@ class DeviceService:
                     registries[h] = {"username": known[h]["username"], "password": unseal(self.secret, known[h]["password"])}
                 except ValueError:
                     log.error("registry credentials for %s cannot be decrypted (server secret changed?); set them again", h)
-            desired = {"apps": apps, "files": merged["files"], "registries": registries, "action": action}
+            try:
+                files = [open_file(f, self.secret) for f in merged["files"]]
+            except ValueError:
+                raise Conflict("a secret file cannot be decrypted (the server secret changed?); set the file again") from None
+            desired = {"apps": apps, "files": files, "registries": registries, "action": action}
             delta = offered_delta(s, rel, dev, self.delta_max_ratio) if rel is not None else None
             if delta is not None:
                 row, source_version = delta

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 
 from sqlalchemy import select
 
 from ..db import Database
 from ..errors import Forbidden, Invalid, Unauthorized
+from ..ids import MAX_ID
 from ..models import Device, DeviceEvent, utcnow
 from .auth import Principal
 from .devices import find_device
 from .rollouts import RolloutService
 
-__all__ = ["EVENT_KINDS", "PHASES", "ReportService"]
+__all__ = ["EVENT_KINDS", "MAX_DETAILS_BYTES", "MAX_EVENTS", "PHASES", "SEQ_WINDOW", "ReportService"]
 
 EVENT_KINDS = ("update", "app", "file", "agent", "delta")
 PHASES = (
@@ -34,13 +36,19 @@ PHASES = (
 )
 MAX_EVENTS = 500
 MAX_INVENTORY_BYTES = 512 * 1024
+MAX_DETAILS_BYTES = 16 * 1024  # one event's details, as JSON
+# How far above the last accepted seq a report may go: an agent counts its events one by one, so a bigger jump is
+# a broken or hostile counter (and a seq near 2^63 would make the device drop every later event as a duplicate).
+SEQ_WINDOW = 1_000_000
+_EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # a device without a real-time clock may report 1970
+_LATEST = dt.datetime(2100, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
 
 
 def _event(raw: Any) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise Invalid("each event must be an object")
     seq, kind, phase = raw.get("seq"), raw.get("kind"), raw.get("phase")
-    if not isinstance(seq, int) or seq <= 0:
+    if type(seq) is not int or seq <= 0:  # strict: a JSON true is not a sequence number
         raise Invalid(f"event seq must be a positive integer, got {seq!r}")
     if kind not in EVENT_KINDS:
         raise Invalid(f"event {seq}: kind must be one of {', '.join(EVENT_KINDS)}")
@@ -49,6 +57,8 @@ def _event(raw: Any) -> dict[str, Any]:
     details = raw.get("details") or {}
     if not isinstance(details, dict):
         raise Invalid(f"event {seq}: details must be an object")
+    if len(json.dumps(details)) > MAX_DETAILS_BYTES:
+        raise Invalid(f"event {seq}: details are larger than {MAX_DETAILS_BYTES} bytes of JSON; send less")
     at = None
     if raw.get("at"):
         try:
@@ -56,8 +66,10 @@ def _event(raw: Any) -> dict[str, Any]:
             at = at.astimezone(dt.UTC) if at.tzinfo is not None else at  # stored in UTC (models.UTCDateTime)
         except (ValueError, OverflowError):
             raise Invalid(f"event {seq}: 'at' must be an ISO 8601 time") from None
+        if not _EARLIEST <= (at if at.tzinfo else at.replace(tzinfo=dt.UTC)) <= _LATEST:
+            raise Invalid(f"event {seq}: 'at' must be between the years 1970 and 2100")
     release_id = raw.get("release_id")
-    if release_id is not None and not isinstance(release_id, int):
+    if release_id is not None and (type(release_id) is not int or not 1 <= release_id <= MAX_ID):
         raise Invalid(f"event {seq}: release_id must be an integer")
     return {"seq": seq, "kind": kind, "phase": phase, "release_id": release_id, "details": details, "at": at}
 
@@ -79,6 +91,11 @@ class ReportService:
             dev = s.get(Device, who.device_id, with_for_update=True)
             if dev is None:
                 raise Unauthorized("device no longer exists: enroll again")
+            if parsed and parsed[-1]["seq"] > dev.report_seq + SEQ_WINDOW:
+                raise Invalid(
+                    f"event seq {parsed[-1]['seq']} is more than {SEQ_WINDOW} above the last accepted one ({dev.report_seq}); "
+                    "number events one by one"
+                )
             fresh = [e for e in parsed if e["seq"] > dev.report_seq]
             changed: set[int] = set()
             for e in fresh:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, object_session
 
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound
+from ..ids import as_id
 from ..models import Action, App, Device, DeviceGroup, Release, Rollout, utcnow
 from . import audit
 from .auth import Principal
@@ -193,7 +194,8 @@ class RolloutService:
     def _own(self, s: Session, who: Principal, ref: str) -> Rollout:
         tid = who.require_tenant()
         q = select(Rollout).where(Rollout.tenant_id == tid)
-        q = q.where(Rollout.id == int(ref)) if ref.isdigit() else q.where(Rollout.name == ref)
+        rid = as_id(ref)
+        q = q.where(Rollout.id == rid) if rid is not None else q.where(Rollout.name == ref)
         r = s.scalar(q)
         if r is None:
             raise NotFound(f"rollout '{ref}' does not exist")

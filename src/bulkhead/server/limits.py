@@ -1,0 +1,212 @@
+"""Request bodies bounded before anything parses them: a size limit per route, and JSON that is safe to parse.
+
+Upload routes (bundles, delta bundles, SBOMs) stream their body to disk and bound it themselves; here only their
+declared Content-Length is checked. Every other body is read here, counting while it arrives (so a chunked body
+without Content-Length is bounded too), and refused with 413 as soon as it passes the route's limit. A JSON body is
+then checked once before the application parses it: nesting depth, NaN/Infinity, numbers that overflow a 64-bit
+integer or a float, lone surrogates and NUL characters (which no database column stores) are a 400, and so is a
+NUL character in the URL's path or query.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass
+from typing import Any
+
+from .asgi import Receive, Scope, Send, send_error
+from .ids import MAX_INT64
+
+__all__ = ["MAX_JSON_DEPTH", "BodyLimits", "BodyRule", "json_problem"]
+
+MAX_JSON_DEPTH = 32
+_NO_BODY_METHODS = ("GET", "HEAD", "OPTIONS", "DELETE")
+
+
+@dataclass(frozen=True)
+class BodyRule:
+    """Bodies of `method` requests whose path matches `path` may be `limit` bytes; `streamed`: the route bounds it."""
+
+    method: str
+    path: re.Pattern[str]
+    limit: int
+    streamed: bool = False
+    setting: str | None = None  # the environment variable that sets `limit`, named in the 413 message
+
+
+class _Refused(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+class _Unsafe(Exception):
+    """A JSON value the server does not accept (raised from json.loads hooks; not a ValueError on purpose)."""
+
+
+def _constant(name: str) -> Any:
+    raise _Unsafe(f"{name} is not a JSON number; send a finite number")
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise _Unsafe(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _int(text: str) -> int:
+    if len(text) > 20:
+        raise _Unsafe(f"the integer {text[:40]}… is out of range (at most {MAX_INT64})")
+    value = int(text)
+    if not -MAX_INT64 <= value <= MAX_INT64:
+        raise _Unsafe(f"the integer {text} is out of range (at most {MAX_INT64})")
+    return value
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = re.compile(rb"[^\[\]{}]")
+_SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+
+
+def _depth(body: bytes, limit: int) -> bool:
+    """Whether the JSON text nests deeper than `limit` (brackets inside strings do not count)."""
+    depth = 0
+    for c in _NOT_BRACKET.sub(b"", _STRING.sub(b"", body)):
+        if c in b"[{":
+            depth += 1
+            if depth > limit:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def _bad_text(value: Any) -> str | None:
+    """A string (or key) in the parsed value that holds a lone surrogate or a NUL character, if any."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, str):
+            if "\x00" in v:
+                return "a NUL character (\\u0000)"
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return "a lone surrogate (a \\uD800-\\uDFFF escape that is not half of a pair)"
+    return None
+
+
+def json_problem(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> str | None:
+    """Why `body` is not acceptable JSON, or None when it is."""
+    if _depth(body, max_depth):
+        return f"the JSON nests deeper than {max_depth} levels"
+    try:
+        value = json.loads(body, parse_constant=_constant, parse_float=_float, parse_int=_int)
+    except _Unsafe as exc:
+        return str(exc)
+    except (ValueError, RecursionError) as exc:
+        return f"the body is not valid JSON ({str(exc)[:120]})"
+    if _SUSPECT_ESCAPE.search(body):
+        bad = _bad_text(value)
+        if bad is not None:
+            return f"a string holds {bad}; send valid Unicode text"
+    return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return str(v.decode("latin-1"))
+    return None
+
+
+class BodyLimits:
+    """ASGI middleware: bounds and checks request bodies per `rules` (first match), else `default_limit`."""
+
+    def __init__(
+        self,
+        app: Any,
+        rules: Iterable[BodyRule],
+        default_limit: int,
+        max_depth: int = MAX_JSON_DEPTH,
+        default_setting: str | None = None,
+    ) -> None:
+        self.app, self.rules, self.max_depth = app, tuple(rules), max_depth
+        self.default = BodyRule("*", re.compile(".*"), default_limit, setting=default_setting)
+
+    def _rule(self, method: str, path: str) -> BodyRule:
+        for rule in self.rules:
+            if rule.method == method and rule.path.fullmatch(path):
+                return rule
+        return self.default
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        try:
+            replay = await self._check(scope, receive)
+        except _Refused as exc:
+            await send_error(send, exc.status, exc.code, exc.message)
+            return
+        if replay is None:
+            await self.app(scope, receive, send)
+            return
+        sent = False
+
+        async def receive_again() -> MutableMapping[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": replay, "more_body": False}
+            return await receive()
+
+        await self.app(scope, receive_again, send)
+
+    async def _check(self, scope: Scope, receive: Receive) -> bytes | None:
+        """The body to replay to the application (None: pass the request through untouched)."""
+        method, path = scope["method"], scope["path"]
+        if "\x00" in path or b"%00" in scope.get("query_string", b""):
+            raise _Refused(400, "invalid", "the URL holds a NUL character (%00); no name or value may contain one")
+        rule = self._rule(method, path)
+        declared = _header(scope, b"content-length")
+        chunked = _header(scope, b"transfer-encoding") is not None
+        if declared is not None:
+            if not declared.isascii() or not declared.isdigit() or len(declared) > 19:
+                raise _Refused(400, "invalid", "Content-Length must be a decimal number of bytes")
+            if int(declared) > rule.limit:
+                raise _Refused(413, "too_large", self._too_large(rule))
+        if rule.streamed or (method in _NO_BODY_METHODS and not chunked and not int(declared or 0)):
+            return None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _Refused(400, "invalid", "the client went away before the body was complete")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > rule.limit:
+                raise _Refused(413, "too_large", self._too_large(rule))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body.strip():  # every such body is JSON here (the DDI routes parse it whatever its Content-Type)
+            problem = json_problem(body, self.max_depth)
+            if problem is not None:
+                raise _Refused(400, "invalid", problem)
+        return body
+
+    @staticmethod
+    def _too_large(rule: BodyRule) -> str:
+        where = f" (set by {rule.setting})" if rule.setting else ""
+        return f"the request body is larger than this route's limit of {rule.limit} bytes{where}; send less"
