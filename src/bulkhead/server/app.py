@@ -19,6 +19,7 @@ from .api import ddi, device, management, rollouts
 from .api import deltas as deltas_api
 from .api.deps import Services
 from .api.polls import PollApp
+from .api.schemas import Health
 from .asgi import Receive, Scope, Send
 from .changes import ChangeFeed
 from .db import Database, migrate
@@ -143,7 +144,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return JSONResponse({"error": "invalid", "message": f"invalid request: {problems}"}, status_code=422)
 
-    @api.get("/healthz", tags=["meta"])
+    @api.get("/healthz", tags=["meta"], response_model=Health)
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
 
