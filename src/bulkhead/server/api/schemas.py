@@ -275,11 +275,11 @@ class DeviceOut(Out):
 
 
 class DeviceEventOut(Out):
-    """One entry of a device's reported history."""
+    """One entry of a device's reported history (kind and phase are open: hawkBit clients report too)."""
 
     seq: int
-    kind: EventKind
-    phase: UpdatePhase | None
+    kind: str = Field(description=f"what the event is about: {', '.join(EventKind)} from the agent")
+    phase: str | None = Field(description=f"an agent's update phase ({', '.join(UpdatePhase)}), or a hawkBit client's")
     release_id: int | None
     details: dict[str, Any]
     device_time: Time | None = Field(description="the time the device gave")
