@@ -19,7 +19,7 @@ from .api import ddi, device, management, rollouts
 from .api import deltas as deltas_api
 from .api.deps import Services
 from .api.polls import PollApp
-from .api.schemas import Health
+from .api.schemas import Health, document_errors
 from .asgi import Receive, Scope, Send
 from .changes import ChangeFeed
 from .db import Database, migrate
@@ -147,6 +147,8 @@ def create_app(settings: Settings) -> BulkheadApp:
     @api.get("/healthz", tags=["meta"], response_model=Health)
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
+
+    document_errors(api)
 
     delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth)
     return BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)))

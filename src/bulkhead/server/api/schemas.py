@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -38,6 +39,7 @@ __all__ = [
     "DeviceOut",
     "DeviceProvisioned",
     "DeviceState",
+    "ErrorOut",
     "GroupWindowOut",
     "HalJsonResponse",
     "Health",
@@ -55,6 +57,7 @@ __all__ = [
     "TokenCreated",
     "UserOut",
     "binary",
+    "document_errors",
     "json_body",
 ]
 
@@ -80,6 +83,13 @@ class Out(BaseModel):
 
 
 # -- meta, tenants, users, keyring --------------------------------------------------------------------
+
+
+class ErrorOut(Out):
+    """A refused request: a stable error code and a message that says what to do."""
+
+    error: str = Field(description="e.g. invalid, not_found, conflict, unauthorized, forbidden")
+    message: str
 
 
 class Health(Out):
@@ -847,3 +857,36 @@ def binary(*media_types: str, description: str = "The file") -> dict[int | str, 
     """`responses` of a route that answers a file or raw bytes."""
     schema = {"type": "string", "format": "binary"}
     return {200: {"description": description, "content": {m: {"schema": schema} for m in media_types}}}
+
+
+def document_errors(api: FastAPI) -> None:
+    """Document the server's error body on every operation: a `4XX` answer is an `ErrorOut`.
+
+    It replaces FastAPI's own `422` entry, whose `{"detail": [...]}` the server never sends (its validation
+    handler answers `{"error": "invalid", "message": ...}`). Done on the generated document (FastAPI's way
+    to extend it), so routes added later get it too.
+    """
+    generate = api.openapi
+    error = {
+        "description": "Refused; `message` says what to do",
+        "content": {"application/json": {"schema": _inline(ErrorOut.model_json_schema())}},
+    }
+    fastapi_422 = "#/components/schemas/HTTPValidationError"
+
+    def openapi() -> dict[str, Any]:
+        doc = api.openapi_schema
+        if doc is None:
+            doc = generate()
+            for ops in doc.get("paths", {}).values():
+                for op in ops.values():
+                    responses = op.setdefault("responses", {})
+                    schema = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                    if schema.get("$ref") == fastapi_422:
+                        del responses["422"]
+                    responses.setdefault("4XX", error)
+            components = doc.get("components", {}).get("schemas", {})
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+        return doc
+
+    api.openapi = openapi  # type: ignore[method-assign]
