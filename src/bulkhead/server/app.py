@@ -26,6 +26,7 @@ from .api import groups as groups_api
 from .api.contract import ERROR_RESPONSES, HTTP_ERROR_CODES
 from .api.deps import Services
 from .api.polls import PollApp
+from .api.schemas import Health, document_errors
 from .asgi import Receive, Scope, Send, error_body
 from .authlimit import AuthFailures
 from .changes import ChangeFeed
@@ -237,9 +238,11 @@ def create_app(settings: Settings) -> BulkheadApp:
         body = error_body("internal", "unexpected server error; the operator finds it in the server log under the request id")
         return JSONResponse(body, status_code=500)
 
-    @api.get("/healthz", tags=["meta"])
+    @api.get("/healthz", tags=["meta"], response_model=Health)
     def healthz() -> dict[str, Any]:
         return {"status": "ok", "version": __version__}
+
+    document_errors(api)
 
     delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth)
     app = BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)))

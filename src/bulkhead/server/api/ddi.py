@@ -19,6 +19,7 @@ from ..ids import DbId
 from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..services.auth import Principal
 from ..services.ddi import DdiCaller
+from . import schemas
 from .deps import Services, answer_response, principal, services
 from .fields import Attributes, Compatible, Name, Names
 
@@ -57,7 +58,13 @@ def root_answer(svc: Services, who: DdiCaller, base: str) -> Answer:
     return Answer(raw, etag, "application/hal+json", ttl)
 
 
-@router.get("")
+@router.get(
+    "",
+    response_model=schemas.DdiRoot,
+    response_class=schemas.HalJsonResponse,
+    response_model_exclude_unset=True,
+    responses={304: {"description": "Not modified: the ETag in If-None-Match still holds"}},
+)
 def root(
     tenant: str, controller_id: str, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
 ) -> Response:
@@ -68,7 +75,7 @@ def root(
     return answer_response(root_answer(svc, who, _base(request, svc, tenant, controller_id)), request)
 
 
-@router.get("/deploymentBase/{action_id}")
+@router.get("/deploymentBase/{action_id}", response_model=schemas.DdiDeploymentBase, response_model_exclude_unset=True)
 def deployment_base(
     tenant: str,
     controller_id: str,
@@ -82,7 +89,12 @@ def deployment_base(
     return svc.ddi.deployment(who, action_id, _base(request, svc, tenant, controller_id), history=history)
 
 
-@router.post("/deploymentBase/{action_id}/feedback")
+@router.post(
+    "/deploymentBase/{action_id}/feedback",
+    response_class=Response,
+    response_description="Recorded (empty body)",
+    openapi_extra=schemas.json_body(schemas.DdiFeedbackIn),
+)
 async def deployment_feedback(
     action_id: DbId, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
 ) -> Response:
@@ -91,12 +103,17 @@ async def deployment_feedback(
     return Response(status_code=200)
 
 
-@router.get("/cancelAction/{action_id}")
+@router.get("/cancelAction/{action_id}", response_model=schemas.DdiCancel, response_model_exclude_unset=True)
 def cancel_action(action_id: DbId, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Any:
     return svc.ddi.cancel_info(who, action_id)
 
 
-@router.post("/cancelAction/{action_id}/feedback")
+@router.post(
+    "/cancelAction/{action_id}/feedback",
+    response_class=Response,
+    response_description="Recorded (empty body)",
+    openapi_extra=schemas.json_body(schemas.DdiFeedbackIn),
+)
 async def cancel_feedback(
     action_id: DbId, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
 ) -> Response:
@@ -105,14 +122,19 @@ async def cancel_feedback(
     return Response(status_code=200)
 
 
-@router.put("/configData")
+@router.put(
+    "/configData",
+    response_class=Response,
+    response_description="Recorded (empty body)",
+    openapi_extra=schemas.json_body(schemas.DdiConfigDataIn),
+)
 async def config_data(request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Response:
     body = await _json(request)
     await run_in_threadpool(svc.ddi.config_data, who, body)
     return Response(status_code=200)
 
 
-@router.get("/installedBase/{action_id}")
+@router.get("/installedBase/{action_id}", response_model=schemas.DdiDeploymentBase, response_model_exclude_unset=True)
 def installed_base(
     tenant: str,
     controller_id: str,
@@ -124,7 +146,12 @@ def installed_base(
     return svc.ddi.deployment(who, action_id, _base(request, svc, tenant, controller_id), installed=True)
 
 
-@router.put("/installedBase")
+@router.put(
+    "/installedBase",
+    response_model=schemas.DdiInstalledBaseOut,
+    response_model_exclude_unset=True,
+    openapi_extra=schemas.json_body(schemas.DdiInstalledBaseIn),
+)
 async def put_installed_base(request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Any:
     body = await _json(request)
     return await run_in_threadpool(svc.ddi.installed_base, who, body)
@@ -143,13 +170,15 @@ class ProvisionIn(BaseModel):
     attributes: Attributes = Field(default_factory=dict)
 
 
-@manage.put("/ddi")
+@manage.put("/ddi", response_model=schemas.DdiSettingsOut, response_model_exclude_unset=True)
 def configure(body: DdiSettingsIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """The tenant's DDI settings: gateway token, auto-registration, default compatible."""
     return svc.ddi.configure(who, body.auto_register, body.default_compatible, body.rotate_gateway_token)
 
 
-@manage.post("/devices", status_code=201, tags=["devices"])
+@manage.post(
+    "/devices", status_code=201, tags=["devices"], response_model=schemas.DeviceProvisioned, response_model_exclude_unset=True
+)
 def provision(body: ProvisionIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Create a device ahead of time; its credential is also its DDI TargetToken (shown once)."""
     return svc.ddi.provision(who, body.name, body.compatible, body.groups, body.attributes)

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from ..ids import DbId
 from ..services.auth import Principal
+from . import schemas
 from .deps import Services, principal, receive_upload, services
 from .fields import LongText, Name
 
@@ -20,7 +21,13 @@ _BINARY = {
 }
 
 
-@router.post("/releases/{release_id}/deltas", status_code=201, openapi_extra=_BINARY)
+@router.post(
+    "/releases/{release_id}/deltas",
+    status_code=201,
+    openapi_extra=_BINARY,
+    response_model=schemas.DeltaOut,
+    response_model_exclude_unset=True,
+)
 async def upload_delta(
     release_id: DbId, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -34,7 +41,7 @@ async def upload_delta(
     return await run_in_threadpool(svc.deltas.ingest, who, release_id, upload)
 
 
-@router.get("/releases/{release_id}/deltas")
+@router.get("/releases/{release_id}/deltas", response_model=list[schemas.DeltaOut], response_model_exclude_unset=True)
 def list_deltas(release_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
     return svc.deltas.list_deltas(who, release_id)
 
@@ -47,7 +54,7 @@ def delete_delta(
     svc.deltas.delete(who, release_id, delta_id)
 
 
-@router.get("/releases/{release_id}/delta-plan")
+@router.get("/releases/{release_id}/delta-plan", response_model=schemas.DeltaPlan, response_model_exclude_unset=True)
 def delta_plan(release_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """The OS versions the devices of this release's compatible run, and which of them have a delta to it."""
     return svc.deltas.plan(who, release_id)
@@ -57,7 +64,9 @@ class BuildIn(BaseModel):
     source_version: Name = Field(description="the version the devices run now")
 
 
-@router.post("/releases/{release_id}/deltas/build", status_code=202)
+@router.post(
+    "/releases/{release_id}/deltas/build", status_code=202, response_model=schemas.DeltaOut, response_model_exclude_unset=True
+)
 def build_delta(
     release_id: DbId, body: BuildIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -70,19 +79,19 @@ class SigningIn(BaseModel):
     key_pem: LongText
 
 
-@router.get("/delta-signing")
+@router.get("/delta-signing", response_model=schemas.SigningInfo, response_model_exclude_unset=True)
 def get_signing(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Whether the server holds a key to sign the delta bundles it builds, and whose."""
     return svc.deltas.get_signing(who)
 
 
-@router.put("/delta-signing")
+@router.put("/delta-signing", response_model=schemas.SigningInfo, response_model_exclude_unset=True)
 def set_signing(body: SigningIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Give the server a signing key (its certificate must chain to the tenant keyring) to build delta bundles itself."""
     return svc.deltas.set_signing_key(who, body.cert_pem, body.key_pem)
 
 
-@router.delete("/delta-signing")
+@router.delete("/delta-signing", response_model=schemas.SigningInfo, response_model_exclude_unset=True)
 def remove_signing(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Take the key away: the server builds no more delta bundles."""
     return svc.deltas.remove_signing_key(who)

@@ -14,6 +14,7 @@ from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..security import sign_url
 from ..services.auth import Principal
 from ..services.reports import MAX_EVENTS
+from . import schemas
 from .deps import Services, answer_response, principal, services
 from .fields import Attributes, Compatible, Name
 
@@ -27,7 +28,7 @@ class EnrollIn(BaseModel):
     attributes: Attributes = Field(default_factory=dict)
 
 
-@router.post("/enroll", status_code=201)
+@router.post("/enroll", status_code=201, response_model=schemas.DeviceEnrolled, response_model_exclude_unset=True)
 def enroll(body: EnrollIn, svc: Services = Depends(services)) -> dict[str, Any]:
     """Exchange a bootstrap token for this device's own credential (shown once)."""
     return svc.devices.enroll(body.bootstrap_token, body.name, body.compatible, body.attributes)
@@ -101,7 +102,12 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
     return Answer(json.dumps(body).encode(), etag, "application/json", ttl)
 
 
-@router.get("/state")
+@router.get(
+    "/state",
+    response_model=schemas.DeviceState,
+    response_model_exclude_unset=True,
+    responses={304: {"description": "Not modified: the ETag in If-None-Match still holds"}},
+)
 def state(request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)) -> Response:
     """The device's desired state (release, apps, files); answers 304 when the ETag still matches.
 
@@ -111,7 +117,7 @@ def state(request: Request, who: Principal = Depends(principal), svc: Services =
     return answer_response(state_answer(svc, who, base.rstrip("/")), request)
 
 
-@router.post("/reports")
+@router.post("/reports", response_model=schemas.ReportAccepted, response_model_exclude_unset=True)
 def report(body: ReportIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """A batch of the agent's events (deduplicated by seq) and, when it changed, its inventory."""
     if who.kind == "device" and who.device_status == "disabled":

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, StringConstraints
 from ..ids import MAX_ID, DbId
 from ..services.auth import Principal
 from ..services.releases import MAX_SBOM_BYTES
+from . import schemas
 from .deps import Services, principal, receive_upload, services
 from .fields import BodyId, LongText, Name, Names, PathName, Text
 
@@ -84,40 +85,42 @@ class GroupDesiredPatch(DesiredPatch):
     allow_downgrade: bool = Field(False, description="accept a release older than the group's or its devices'")
 
 
-@router.post("/tenants", status_code=201, tags=["tenants"])
+@router.post(
+    "/tenants", status_code=201, tags=["tenants"], response_model=schemas.TenantCreated, response_model_exclude_unset=True
+)
 def create_tenant(body: TenantIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Create a tenant with an admin user; returns that user's first API token (shown once)."""
     return svc.tenants.create_tenant(who, body.name, body.admin_user)
 
 
-@router.get("/tenants", tags=["tenants"])
+@router.get("/tenants", tags=["tenants"], response_model=list[schemas.TenantOut], response_model_exclude_unset=True)
 def list_tenants(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
     return svc.tenants.list_tenants(who)
 
 
-@router.post("/users", status_code=201, tags=["users"])
+@router.post("/users", status_code=201, tags=["users"], response_model=schemas.UserOut, response_model_exclude_unset=True)
 def create_user(body: UserIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     return svc.tenants.create_user(who, body.name, body.role)
 
 
-@router.get("/users", tags=["users"])
+@router.get("/users", tags=["users"], response_model=list[schemas.UserOut], response_model_exclude_unset=True)
 def list_users(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
     return svc.tenants.list_users(who)
 
 
-@router.post("/tokens", status_code=201, tags=["users"])
+@router.post("/tokens", status_code=201, tags=["users"], response_model=schemas.TokenCreated, response_model_exclude_unset=True)
 def create_token(body: TokenIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Create an API token (e.g. for a CI pipeline); the token is shown once."""
     return svc.tenants.create_token(who, body.name, body.user, body.role, body.expires_in_days)
 
 
-@router.put("/keyring", tags=["keyring"])
+@router.put("/keyring", tags=["keyring"], response_model=schemas.KeyringSet, response_model_exclude_unset=True)
 def set_keyring(body: KeyringIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Set the tenant's PEM trust anchors used to verify uploaded bundles."""
     return svc.tenants.set_keyring(who, body.pem.encode(), body.check_purpose)
 
 
-@router.get("/keyring", tags=["keyring"])
+@router.get("/keyring", tags=["keyring"], response_model=schemas.KeyringOut, response_model_exclude_unset=True)
 def get_keyring(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     return svc.tenants.get_keyring(who)
 
@@ -126,6 +129,8 @@ def get_keyring(who: Principal = Depends(principal), svc: Services = Depends(ser
     "/releases",
     status_code=201,
     tags=["releases"],
+    response_model=schemas.ReleaseOut,
+    response_model_exclude_unset=True,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -152,6 +157,8 @@ async def upload_release(
 @router.put(
     "/releases/{release_id}/sbom",
     tags=["releases"],
+    response_model=schemas.SbomOut,
+    response_model_exclude_unset=True,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -168,7 +175,12 @@ async def attach_sbom(
     return await run_in_threadpool(svc.releases.attach_sbom, who, release_id, upload)
 
 
-@router.get("/releases/{release_id}/sbom", tags=["releases"], response_class=FileResponse)
+@router.get(
+    "/releases/{release_id}/sbom",
+    tags=["releases"],
+    response_class=FileResponse,
+    responses=schemas.binary("application/spdx+json", "application/vnd.cyclonedx+json", description="The SBOM document"),
+)
 def get_sbom(
     release_id: DbId,
     format: str | None = Query(None, description="spdx or cyclonedx; default: SPDX if the release has one"),
@@ -180,14 +192,14 @@ def get_sbom(
     return FileResponse(path, media_type=media_type)
 
 
-@router.get("/releases", tags=["releases"])
+@router.get("/releases", tags=["releases"], response_model=list[schemas.ReleaseOut], response_model_exclude_unset=True)
 def list_releases(
     compatible: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
     return svc.releases.list_releases(who, compatible)
 
 
-@router.get("/releases/{release_id}", tags=["releases"])
+@router.get("/releases/{release_id}", tags=["releases"], response_model=schemas.ReleaseOut, response_model_exclude_unset=True)
 def show_release(release_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     return svc.releases.get(who, release_id)
 
@@ -198,12 +210,18 @@ def delete_release(release_id: DbId, who: Principal = Depends(principal), svc: S
     svc.releases.delete(who, release_id)
 
 
-@router.post("/bootstrap-tokens", status_code=201, tags=["devices"])
+@router.post(
+    "/bootstrap-tokens",
+    status_code=201,
+    tags=["devices"],
+    response_model=schemas.BootstrapCreated,
+    response_model_exclude_unset=True,
+)
 def create_bootstrap(body: BootstrapIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     return svc.devices.create_bootstrap(who, body.name, body.group, body.expires_in_hours, body.requires_approval, body.max_uses)
 
 
-@router.get("/bootstrap-tokens", tags=["devices"])
+@router.get("/bootstrap-tokens", tags=["devices"], response_model=list[schemas.BootstrapOut], response_model_exclude_unset=True)
 def list_bootstrap(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
     return svc.devices.list_bootstrap(who)
 
@@ -213,36 +231,38 @@ def revoke_bootstrap(token_id: DbId, who: Principal = Depends(principal), svc: S
     svc.devices.revoke_bootstrap(who, token_id)
 
 
-@router.get("/devices", tags=["devices"])
+@router.get("/devices", tags=["devices"], response_model=list[schemas.DeviceOut], response_model_exclude_unset=True)
 def list_devices(
     tag: str | None = None, status: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
     return svc.devices.list_devices(who, tag, status)
 
 
-@router.get("/devices/{ref}", tags=["devices"])
+@router.get("/devices/{ref}", tags=["devices"], response_model=schemas.DeviceOut, response_model_exclude_unset=True)
 def show_device(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     return svc.devices.show(who, ref)
 
 
-@router.post("/devices/{ref}/approve", tags=["devices"])
+@router.post("/devices/{ref}/approve", tags=["devices"], response_model=schemas.DeviceOut, response_model_exclude_unset=True)
 def approve_device(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     return svc.devices.approve(who, ref)
 
 
-@router.post("/devices/{ref}/tags", tags=["devices"])
+@router.post("/devices/{ref}/tags", tags=["devices"], response_model=schemas.DeviceOut, response_model_exclude_unset=True)
 def tag_device(ref: str, body: TagsIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     return svc.devices.tag(who, ref, body.add, body.remove)
 
 
-@router.put("/devices/{ref}/desired-release", tags=["devices"])
+@router.put(
+    "/devices/{ref}/desired-release", tags=["devices"], response_model=schemas.DeviceOut, response_model_exclude_unset=True
+)
 def set_desired(
     ref: str, body: DesiredIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     return svc.devices.set_desired_release(who, ref, body.release_id, allow_downgrade=body.allow_downgrade)
 
 
-@router.patch("/devices/{ref}/desired", tags=["devices"])
+@router.patch("/devices/{ref}/desired", tags=["devices"], response_model=schemas.DesiredOut, response_model_exclude_unset=True)
 def patch_device_desired(
     ref: str, body: DesiredPatch, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -250,7 +270,7 @@ def patch_device_desired(
     return svc.apps.set_desired(who, "device", ref, "keep", body.apps, body.files, body.remove_files)
 
 
-@router.patch("/groups/{name}/desired", tags=["devices"])
+@router.patch("/groups/{name}/desired", tags=["devices"], response_model=schemas.DesiredOut, response_model_exclude_unset=True)
 def patch_group_desired(
     name: PathName, body: GroupDesiredPatch, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -261,7 +281,9 @@ def patch_group_desired(
     )
 
 
-@router.get("/devices/{ref}/events", tags=["devices"])
+@router.get(
+    "/devices/{ref}/events", tags=["devices"], response_model=list[schemas.DeviceEventOut], response_model_exclude_unset=True
+)
 def device_events(
     ref: str, limit: int = Query(100, ge=1, le=1000), who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
@@ -269,26 +291,26 @@ def device_events(
     return svc.reports.events(who, ref, limit)
 
 
-@router.post("/apps", status_code=201, tags=["apps"])
+@router.post("/apps", status_code=201, tags=["apps"], response_model=schemas.AppOut, response_model_exclude_unset=True)
 def create_app(body: AppIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Create an immutable app version from container specs or a compose file."""
     return svc.apps.create(who, body.name, body.version, body.containers, body.compose)
 
 
-@router.get("/apps", tags=["apps"])
+@router.get("/apps", tags=["apps"], response_model=list[schemas.AppOut], response_model_exclude_unset=True)
 def list_apps(
     name: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
     return svc.apps.list_apps(who, name)
 
 
-@router.put("/registries", tags=["apps"])
+@router.put("/registries", tags=["apps"], response_model=schemas.RegistrySet, response_model_exclude_unset=True)
 def set_registry(body: RegistryIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Credentials devices use to pull app images from a registry (sent only to devices that need them)."""
     return svc.apps.set_registry(who, body.host, body.username, body.password)
 
 
-@router.get("/tenant", tags=["tenants"])
+@router.get("/tenant", tags=["tenants"], response_model=schemas.OwnTenant, response_model_exclude_unset=True)
 def own_tenant(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """The caller's tenant: its name (the DDI API's {tenant}) and your role."""
     who.require("viewer")

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from ..errors import NotFound
 from ..services import audit
 from ..services.auth import Principal
+from . import schemas
 from .deps import Services, principal, services
 from .fields import BodyId, Name, PathName
 
@@ -52,24 +53,24 @@ class WindowIn(BaseModel):
     window: dict[str, Any] | None = Field(max_length=8)
 
 
-@router.post("/rollouts", status_code=201)
+@router.post("/rollouts", status_code=201, response_model=schemas.RolloutOut, response_model_exclude_unset=True)
 def create(body: RolloutIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Create a rollout; it starts now, at `start_at`, or after an admin approves it."""
     return svc.rollouts.create(who, body.model_dump())
 
 
-@router.get("/rollouts")
+@router.get("/rollouts", response_model=list[schemas.RolloutOut], response_model_exclude_unset=True)
 def list_rollouts(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
     return svc.rollouts.list_rollouts(who)
 
 
-@router.get("/rollouts/{ref}")
+@router.get("/rollouts/{ref}", response_model=schemas.RolloutOut, response_model_exclude_unset=True)
 def show(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """The rollout with its progress per phase (counts per status, bytes transferred)."""
     return svc.rollouts.show(who, ref)
 
 
-@router.get("/rollouts/{ref}/actions")
+@router.get("/rollouts/{ref}/actions", response_model=list[schemas.ActionOut], response_model_exclude_unset=True)
 def actions(
     ref: str, status: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
@@ -77,7 +78,7 @@ def actions(
     return svc.rollouts.actions(who, ref, status)
 
 
-@router.post("/rollouts/{ref}/{verb}")
+@router.post("/rollouts/{ref}/{verb}", response_model=schemas.RolloutOut, response_model_exclude_unset=True)
 def command(ref: str, verb: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """approve, pause, resume, cancel or retry (failed devices get a new attempt)."""
     verbs = {
@@ -98,7 +99,7 @@ def delete(ref: str, who: Principal = Depends(principal), svc: Services = Depend
     return Response(status_code=204)
 
 
-@router.put("/groups/{name}/window", tags=["devices"])
+@router.put("/groups/{name}/window", tags=["devices"], response_model=schemas.GroupWindowOut, response_model_exclude_unset=True)
 def set_group_window(
     name: PathName, body: WindowIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -106,7 +107,7 @@ def set_group_window(
     return svc.rollouts.set_group_window(who, name, body.window)
 
 
-@router.get("/audit", tags=["audit"])
+@router.get("/audit", tags=["audit"], response_model=list[schemas.AuditEntry], response_model_exclude_unset=True)
 def audit_log(
     action: str | None = Query(None, max_length=256),
     limit: int = Query(200, ge=1, le=1000),
