@@ -17,6 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bulkhead.protocol import ActionStatus, DdiExecution, DdiResult, EventKind, RolloutStatus, UpdatePhase
 
+from .contract import ErrorOut
+
 __all__ = [
     "ActionOut",
     "AppOut",
@@ -83,13 +85,6 @@ class Out(BaseModel):
 
 
 # -- meta, tenants, users, keyring --------------------------------------------------------------------
-
-
-class ErrorOut(Out):
-    """A refused request: a stable error code and a message that says what to do."""
-
-    error: str = Field(description="e.g. invalid, not_found, conflict, unauthorized, forbidden")
-    message: str
 
 
 class Health(Out):
