@@ -66,7 +66,7 @@ def test_agent_phases_map_onto_action_statuses() -> None:
     ("current", "execution", "finished", "cancel", "expected"),
     [
         ("scheduled", "proceeding", "none", False, "downloading"),
-        ("downloaded", "proceeding", "none", False, "installing"),
+        ("downloaded", "proceeding", "none", False, None),
         ("installing", "closed", "success", False, "success"),
         ("installing", "closed", "none", False, "success"),
         ("installing", "closed", "failure", False, "failure"),
@@ -78,3 +78,15 @@ def test_agent_phases_map_onto_action_statuses() -> None:
 )
 def test_ddi_feedback(current: str, execution: str, finished: str, cancel: bool, expected: str | None) -> None:
     assert ddi_action_status(current, execution, finished, cancel, "installing") == expected
+
+
+@pytest.mark.parametrize("current", ["scheduled", "downloading", "downloaded"])
+def test_ddi_progress_about_the_install_means_installing(current: str) -> None:
+    assert ddi_action_status(current, "proceeding", "none", False, installing=True) == "installing"
+    assert ddi_action_status("rebooting", "proceeding", "none", False, installing=True) is None
+
+
+def test_the_agents_update_phases_are_protocol_phases() -> None:
+    from bulkhead.agent.state import Phase
+
+    assert {p.value for p in Phase} <= {p.value for p in UpdatePhase}

@@ -9,6 +9,8 @@ import subprocess
 import time
 from typing import Any
 
+from bulkhead.protocol import EventKind, UpdatePhase
+
 from . import inventory
 from .apps import container_name, plan_apps
 from .backoff import full_jitter
@@ -72,9 +74,9 @@ class Agent:
     def _state_reset(self, reason: str, release_id: int | None) -> None:
         """The update state could not be acted on and was set aside (StateStore.load): the server hears why."""
         if release_id is not None:
-            self.outbox.add("update", "failure", release_id, reason=reason)
+            self.outbox.add(EventKind.UPDATE, UpdatePhase.FAILURE, release_id, reason=reason)
         else:
-            self.outbox.add("agent", None, None, event="state_reset", reason=reason)
+            self.outbox.add(EventKind.AGENT, None, None, event="state_reset", reason=reason)
 
     # -- server ---------------------------------------------------------------------------
     def enroll(self) -> None:
@@ -104,7 +106,7 @@ class Agent:
         self.client.credential = doc["credential"]
         self._credential_refused = False
         log.info("enrolled as %s (device %s, %s)", doc.get("name"), doc.get("device_id"), doc.get("status"))
-        self.outbox.add("agent", None, None, event="enrolled")
+        self.outbox.add(EventKind.AGENT, None, None, event="enrolled")
 
     def poll(self) -> dict[str, Any] | None:
         """The desired state: fresh from the server (ETag/304), or the last one kept on disk when offline."""
@@ -237,8 +239,8 @@ class Agent:
             if key != self._app_report:
                 self._app_report = key
                 for a in apps:
-                    phase = "failure" if a["name"] in errors else "applied"
-                    self.outbox.add("app", phase, None, app=a["name"], version=a["version"], error=errors.get(a["name"]))
+                    phase = UpdatePhase.FAILURE if a["name"] in errors else UpdatePhase.APPLIED
+                    self.outbox.add(EventKind.APP, phase, None, app=a["name"], version=a["version"], error=errors.get(a["name"]))
 
     def prefetch_apps(self, entries: list[dict[str, Any]]) -> None:
         """Pull the images of app versions the device may not run yet (download-only, or outside the window)."""
@@ -255,8 +257,8 @@ class Agent:
             except PodmanError as err:
                 error = str(err)
             if key not in self._prefetched or self._prefetched[key] != error:
-                phase = "failure" if error else "downloaded"
-                self.outbox.add("app", phase, None, app=e["name"], version=e["version"], error=error)
+                phase = UpdatePhase.FAILURE if error else UpdatePhase.DOWNLOADED
+                self.outbox.add(EventKind.APP, phase, None, app=e["name"], version=e["version"], error=error)
             self._prefetched[key] = error
 
     def collect_inventory(self) -> dict[str, Any]:
@@ -295,7 +297,7 @@ class Agent:
                 self._refused = release["id"]
                 why = f"release {release['version']} is a SWUpdate image (.swu); this device updates with RAUC bundles"
                 log.error("OS update: %s", why)
-                self.outbox.add("update", "failure", release["id"], reason=why, version=release["version"])
+                self.outbox.add(EventKind.UPDATE, UpdatePhase.FAILURE, release["id"], reason=why, version=release["version"])
             release = None
         try:
             self.updater.step(ReleaseRef.from_wire(release) if release else None)
@@ -309,7 +311,13 @@ class Agent:
         variables = {**self.cfg.attributes, **((doc or {}).get("device", {}).get("attributes") or {}), "name": self.cfg.name}
         for res in apply_files(self.cfg.files_root, desired.get("files") or [], variables, self.cfg.data_dir / "files.json"):
             if res.changed or res.error:
-                self.outbox.add("file", "failure" if res.error else "applied", None, path=res.path, error=res.error)
+                self.outbox.add(
+                    EventKind.FILE,
+                    UpdatePhase.FAILURE if res.error else UpdatePhase.APPLIED,
+                    None,
+                    path=res.path,
+                    error=res.error,
+                )
         self.outbox.set_inventory(self.collect_inventory())
         self.flush()
 

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from bulkhead.protocol import EventKind, UpdatePhase
+
 from .client import Client
 from .download import discard_downloads, fetch_release
 from .errors import RaucError
@@ -75,7 +77,7 @@ class Updater:
     def _save(self, state: UpdateState, report: bool = True, **details: object) -> UpdateState:
         self.store.save(state)
         if report and state.release is not None:
-            self.outbox.add("update", state.phase.value, state.release.id, version=state.release.version, **details)
+            self.outbox.add(EventKind.UPDATE, state.phase.value, state.release.id, version=state.release.version, **details)
         return state
 
     def _finish(self, state: UpdateState, outcome: str, reason: str | None, status: RaucStatus | None = None) -> UpdateState:
@@ -93,7 +95,7 @@ class Updater:
                 details["artifact"], details["download_bytes"] = state.artifact, state.download_bytes
             if state.delta_refused:
                 details["delta_refused"] = state.delta_refused
-            self.outbox.add("update", outcome, rel.id, **details)
+            self.outbox.add(EventKind.UPDATE, outcome, rel.id, **details)
         log.info("update %s: %s%s", rel.version if rel else "?", outcome, f" ({reason})" if reason else "")
         self.store.save(done)
         discard_downloads(self.downloads)
@@ -237,7 +239,9 @@ class Updater:
             why = delta_refusal(str(e))
             log.warning("RAUC refused the delta bundle: %s (%s)", why, e)
             rel = state.release
-            self.outbox.add("delta", "refused", rel.id if rel else None, version=rel.version if rel else None, reason=why)
+            self.outbox.add(
+                EventKind.DELTA, UpdatePhase.REFUSED, rel.id if rel else None, version=rel.version if rel else None, reason=why
+            )
             state = self._save(replace(state, delta_refused=why), report=False)
             if not self.delta_fallback:
                 self._finish(state, "failure", f"delta bundle refused: {why}")

@@ -131,7 +131,7 @@ ROLLOUT_TRANSITIONS: Mapping[RolloutStatus, frozenset[RolloutStatus]] = {
 }
 
 # An agent's reported update phase -> the status of its action (phases not listed change nothing).
-AGENT_PHASE_ACTION: Mapping[UpdatePhase, ActionStatus] = {
+AGENT_PHASE_ACTION: Mapping[str, ActionStatus] = {
     UpdatePhase.DOWNLOADING: A.DOWNLOADING,
     UpdatePhase.DOWNLOADED: A.DOWNLOADED,
     UpdatePhase.INSTALLING: A.INSTALLING,
@@ -144,7 +144,7 @@ AGENT_PHASE_ACTION: Mapping[UpdatePhase, ActionStatus] = {
     UpdatePhase.CANCELED: A.CANCELED,
 }
 # What an agent reports about an app version -> the status of that app version's action.
-APP_PHASE_ACTION: Mapping[UpdatePhase, ActionStatus] = {
+APP_PHASE_ACTION: Mapping[str, ActionStatus] = {
     UpdatePhase.APPLIED: A.SUCCESS,
     UpdatePhase.FAILURE: A.FAILURE,
     UpdatePhase.DOWNLOADED: A.DOWNLOADED,
@@ -161,13 +161,13 @@ def rollout_may(current: str, new: str) -> bool:
 
 
 def ddi_action_status(
-    current: str, execution: str, finished: str, cancel: bool, before_cancel: str | None = None
+    current: str, execution: str, finished: str, cancel: bool, before_cancel: str | None = None, installing: bool = False
 ) -> ActionStatus | None:
     """An action's new status for a hawkBit feedback, or None when the feedback only goes into its history.
 
-    `cancel`: the feedback answers the cancelAction; `before_cancel`: the status the action had when canceled.
-    Progress (`proceeding`) after the download means the client installs: RAUC-based clients send it while
-    RAUC writes the slot.
+    `cancel`: the feedback answers the cancelAction; `before_cancel`: the status the action had when canceled;
+    `installing`: the client's words are about the install (rauc-hawkbit-updater and rauc-hawkbit pass RAUC's
+    progress messages on, SWUpdate says "Installing Update Chunk Artifacts."), not about the download.
     """
     ex, done = DdiExecution(execution), DdiResult(finished)
     if cancel:
@@ -187,7 +187,9 @@ def ddi_action_status(
     if ex in (DdiExecution.PROCEEDING, DdiExecution.RESUMED):
         if done is DdiResult.FAILURE:
             return None  # an error along the way; the final closed/failure decides
-        return {A.SCHEDULED: A.DOWNLOADING, A.DOWNLOADED: A.INSTALLING}.get(ActionStatus(current))
+        if installing and current in (A.SCHEDULED, A.DOWNLOADING, A.DOWNLOADED):
+            return A.INSTALLING
+        return A.DOWNLOADING if current == A.SCHEDULED else None
     if ex is DdiExecution.SCHEDULED:
         return A.SCHEDULED if current == A.SCHEDULED else None
     return None  # rejected: the device declined for now; the action stays open

@@ -8,14 +8,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from bulkhead.protocol import DdiExecution, DdiResult, ddi_action_status
+
 from ..errors import Invalid
 from ..models import Device, DeviceEvent, utcnow
 from .reports import PHASES
 
 __all__ = ["EXECUTIONS", "RESULTS", "Feedback", "next_status", "parse_feedback", "record_event"]
 
-EXECUTIONS = ("closed", "proceeding", "canceled", "scheduled", "rejected", "resumed", "downloaded", "download")
-RESULTS = ("success", "failure", "none")
+EXECUTIONS = tuple(DdiExecution)
+RESULTS = tuple(DdiResult)
 TERMINAL = ("success", "failure", "canceled")
 
 
@@ -63,36 +65,12 @@ def parse_feedback(body: Any) -> Feedback:
 
 
 def next_status(current: str, before_cancel: str | None, fb: Feedback, cancel: bool) -> str | None:
-    """The action's new status for a feedback, or None to only note it in the history.
+    """The action's new status for a feedback (the shared table in `bulkhead.protocol`), or None to only note it.
 
-    Clients report the install as `proceeding` with what the installer says (rauc-hawkbit-updater and
-    rauc-hawkbit pass RAUC's progress messages on, SWUpdate "Installing Update Chunk Artifacts."); only words
-    about the download itself ("Download complete. 3.1 MB/s") keep an action downloading.
+    Only words about the download itself ("Download complete. 3.1 MB/s") keep an action downloading.
     """
-    execution, finished = fb.execution, fb.finished
-    if cancel:  # feedback on the cancelAction
-        if execution == "canceled" or (execution == "closed" and finished != "failure"):
-            return "canceled"
-        if execution == "rejected" or (execution == "closed" and finished == "failure"):
-            return before_cancel or "downloading"  # the device carries on with the update
-        return None
-    if execution == "closed":
-        return "failure" if finished == "failure" else "success"  # closed + none counts as success
-    if execution == "canceled":
-        return "canceled"
-    if execution == "download":
-        return "downloading"
-    if execution == "downloaded":
-        return "downloaded"
-    if execution in ("proceeding", "resumed"):
-        if finished == "failure":
-            return None  # an error along the way; the final closed/failure decides
-        if current in ("scheduled", "downloading", "downloaded") and fb.messages and not fb.about_download:
-            return "installing"
-        return "downloading" if current == "scheduled" else None
-    if execution == "scheduled":
-        return "scheduled" if current == "scheduled" else None
-    return None  # rejected: the device declined for now; the action stays open
+    installing = bool(fb.messages) and not fb.about_download
+    return ddi_action_status(current, fb.execution, fb.finished, cancel, before_cancel, installing)
 
 
 def record_event(

@@ -8,6 +8,8 @@ from typing import Any
 
 from sqlalchemy import select
 
+from bulkhead.protocol import EventKind, UpdatePhase
+
 from ..db import Database
 from ..errors import Forbidden, Invalid, Unauthorized
 from ..ids import MAX_ID
@@ -18,22 +20,8 @@ from .rollouts import RolloutService
 
 __all__ = ["EVENT_KINDS", "MAX_DETAILS_BYTES", "MAX_EVENTS", "PHASES", "SEQ_WINDOW", "ReportService"]
 
-EVENT_KINDS = ("update", "app", "file", "agent", "delta")
-PHASES = (
-    "idle",
-    "downloading",
-    "installing",
-    "rebooting",
-    "verifying",
-    "rolling_back",
-    "success",
-    "failure",
-    "rolled_back",
-    "canceled",
-    "applied",
-    "downloaded",
-    "refused",  # a delta bundle RAUC refused (its source slot did not match, or the patch was damaged)
-)
+EVENT_KINDS = tuple(EventKind)
+PHASES = tuple(UpdatePhase)
 MAX_EVENTS = 500
 MAX_INVENTORY_BYTES = 512 * 1024
 MAX_DETAILS_BYTES = 16 * 1024  # one event's details, as JSON

@@ -14,6 +14,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
+from bulkhead import protocol
+from bulkhead.protocol import ActionStatus
+
 from ..errors import Invalid
 
 __all__ = [
@@ -34,10 +37,11 @@ __all__ = [
 ]
 
 ACTION_TYPES = ("soft", "forced", "download_only")
-OPEN = ("scheduled", "downloading", "downloaded", "installing", "rebooting", "canceling")
-FAILED = ("failure", "rolled_back")
-TERMINAL = ("success", *FAILED, "canceled")
-ACTION_STATUSES = (*OPEN, *TERMINAL)
+# The action statuses in the order of an update (the table of which may follow which is in bulkhead.protocol).
+ACTION_STATUSES = tuple(ActionStatus)
+OPEN = tuple(s for s in ActionStatus if s in protocol.OPEN)
+FAILED = tuple(s for s in ActionStatus if s in protocol.FAILED)
+TERMINAL = tuple(s for s in ActionStatus if s in protocol.TERMINAL)
 _TARGET_KEYS = {"tags", "groups", "compatible", "attributes"}
 _PHASE_KEYS = {"name", "group", "percent", "success_threshold", "error_threshold"}
 

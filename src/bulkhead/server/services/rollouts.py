@@ -16,6 +16,16 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, object_session
 
+from bulkhead.protocol import (
+    AGENT_PHASE_ACTION,
+    APP_PHASE_ACTION,
+    ActionStatus,
+    RolloutStatus,
+    action_may,
+    rollout_may,
+)
+from bulkhead.protocol import RolloutStatus as R
+
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound
 from ..ids import as_id
@@ -27,6 +37,7 @@ from .rollout_checks import check_target, refuse_downgrades
 from .rollout_plan import (
     ACTION_TYPES,
     FAILED,
+    TERMINAL,
     allocate_phases,
     matches,
     next_opening,
@@ -52,21 +63,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 100
-# Agent update phases (reports.PHASES) -> action status.
-AGENT_PHASES = {
-    "downloading": "downloading",
-    "downloaded": "downloaded",
-    "installing": "installing",
-    "rebooting": "rebooting",
-    "verifying": "rebooting",
-    "rolling_back": "rebooting",
-    "success": "success",
-    "failure": "failure",
-    "rolled_back": "rolled_back",
-    "canceled": "canceled",
-}
-# What the agent reports about an app (kind "app") -> the status of that app version's action.
-APP_PHASES = {"applied": "success", "failure": "failure", "downloaded": "downloaded"}
+# Agent update phases and app phases -> action status: the shared table of bulkhead.protocol.
+AGENT_PHASES = AGENT_PHASE_ACTION
+APP_PHASES = APP_PHASE_ACTION
 _PRIORITY = {"forced": 0, "soft": 1, "download_only": 2}
 
 
@@ -98,11 +97,27 @@ def note(a: Action, message: str | None, source: str = "server") -> None:
     a.updated_at = utcnow()
 
 
+def _move(r: Rollout, status: RolloutStatus) -> None:
+    """Set a rollout's status; the transition table says which moves exist (anything else is a bug here)."""
+    if not rollout_may(r.status, status):
+        raise RuntimeError(f"rollout {r.name}: {r.status} -> {status} is not an allowed transition")
+    r.status = status
+
+
 def record_status(a: Action, status: str, message: str | None = None, source: str = "server") -> None:
-    """Set an action's status and note it. Terminal statuses close it; so does `downloaded` for a download-only action."""
+    """Set an action's status and note it. Terminal statuses close it; so does `downloaded` for a download-only action.
+
+    Only what the transition table allows (a closed action never reopens; a device's late report after the end
+    goes into the history only); the server itself asking for anything else is a bug.
+    """
+    if a.status is not None and not action_may(a.status, status):
+        if source != "device":
+            raise RuntimeError(f"action {a.id}: {a.status} -> {status} is not an allowed transition")
+        note(a, f"ignored: '{status}' after '{a.status}'" + (f": {message}" if message else ""), source)
+        return
     a.status = status
     note(a, message, source)
-    if status in ("success", *FAILED, "canceled") or (status == "downloaded" and a.action_type == "download_only"):
+    if status in TERMINAL or (status == "downloaded" and a.action_type == "download_only"):
         a.active = False
     if status == "success":
         _adopt(a)
@@ -321,7 +336,7 @@ class RolloutService:
             if r.status != "waiting_approval":
                 raise Conflict(f"rollout '{r.name}' is {r.status}, not waiting for approval")
             now = utcnow()
-            r.status = "scheduled" if r.start_at and r.start_at > now else "running"
+            _move(r, R.SCHEDULED if r.start_at and r.start_at > now else R.RUNNING)
             audit.record(s, who, "rollout.approve", r.name)
             if r.status == "running":
                 self._advance(s, r, now)
@@ -336,7 +351,8 @@ class RolloutService:
             r = self._own(s, who, ref)
             if r.status not in ("running", "scheduled"):
                 raise Conflict(f"rollout '{r.name}' is {r.status}; only a running or scheduled rollout can be paused")
-            r.status, r.pause_reason, r.updated_at = "paused", f"paused by {who.name}", utcnow()
+            _move(r, R.PAUSED)
+            r.pause_reason, r.updated_at = f"paused by {who.name}", utcnow()
             audit.record(s, who, "rollout.pause", r.name)
             return self._json(s, r)
 
@@ -351,7 +367,8 @@ class RolloutService:
                 select(Action.id).where(Action.rollout_id == r.id, Action.phase == r.current_phase, Action.status.in_(FAILED))
             ).all()
             r.accepted_failures = {**r.accepted_failures, str(r.current_phase): len(failed)}
-            r.status, r.pause_reason, r.updated_at = "running", None, utcnow()
+            _move(r, R.RUNNING)
+            r.pause_reason, r.updated_at = None, utcnow()
             audit.record(s, who, "rollout.resume", r.name, accepted_failures=len(failed))
             self._advance(s, r, utcnow())
             return self._json(s, r)
@@ -363,7 +380,8 @@ class RolloutService:
             r = self._own(s, who, ref)
             if r.status in ("finished", "canceled"):
                 raise Conflict(f"rollout '{r.name}' is already {r.status}")
-            r.status, r.updated_at = "canceled", utcnow()
+            _move(r, R.CANCELED)
+            r.updated_at = utcnow()
             for a in s.scalars(select(Action).where(Action.rollout_id == r.id, Action.active.is_(True))):
                 if a.app_id is not None:
                     # An app follows the desired state: it goes back to its group's or device's version.
@@ -396,7 +414,7 @@ class RolloutService:
                 self._new_action(s, r, dev, a.phase, "retry of a failed attempt")
                 retried += 1
             if r.status == "finished" and retried:
-                r.status = "running"
+                _move(r, R.RUNNING)
             r.accepted_failures = {}
             audit.record(s, who, "rollout.retry", r.name, devices=retried)
             out = self._json(s, r)
@@ -463,7 +481,7 @@ class RolloutService:
                 if r.start_at - now < dt.timedelta(seconds=5):
                     self.on_change(r.id, r.start_at)  # woken a moment early: try again at the start
                 return
-            r.status = "running"
+            _move(r, R.RUNNING)
             audit.record(s, _scheduler(r), "rollout.start", r.name)
         if r.status not in ("running", "finished"):
             return
@@ -483,7 +501,7 @@ class RolloutService:
         if r.status == "finished":
             if not pending:
                 return
-            r.status = "running"  # late joiners: the rollout is open again until they are done
+            _move(r, R.RUNNING)  # late joiners: the rollout is open again until they are done
         while True:
             # Devices of phases already started (late joiners included) get their action now.
             for i in range(r.current_phase + 1):
@@ -500,7 +518,8 @@ class RolloutService:
                 empty_accepted=str(r.current_phase) in r.accepted_failures,
             )
             if verdict == "pause":
-                r.status, r.pause_reason, r.updated_at = "paused", why, now
+                _move(r, R.PAUSED)
+                r.pause_reason, r.updated_at = why, now
                 audit.record(s, _scheduler(r), "rollout.pause", r.name, reason=why)
                 return
             if verdict == "wait":
@@ -511,7 +530,8 @@ class RolloutService:
                 audit.record(s, _scheduler(r), "rollout.phase", r.name, phase=r.current_phase, why=why)
                 continue
             if all(not a.active for a in known.values()):
-                r.status, r.updated_at = "finished", now
+                _move(r, R.FINISHED)
+                r.updated_at = now
                 audit.record(s, _scheduler(r), "rollout.finish", r.name)
             return
 
@@ -528,7 +548,7 @@ class RolloutService:
         )
         if a is None:
             return None
-        if a.status == "canceling" and status not in ("success", *FAILED, "canceled"):
+        if a.status == ActionStatus.CANCELING and status not in TERMINAL:
             return None
         if status == a.status:
             return None
