@@ -161,12 +161,17 @@ def create_app(settings: Settings) -> BulkheadApp:
     store.clean_incoming()
     secret = load_secret(settings.data_dir)
     auth = Authenticator(db, hash_token(system_token(settings.data_dir)), feed)
-    rollout_svc = RolloutService(db)
+    # The services tell the job queue what to do next through callbacks given to their constructors; the queue
+    # is made after them (it runs their work), so the callbacks look it up when they are called.
+    jobs: Jobs
+    rollout_svc = RolloutService(db, on_change=lambda rid, eta=None: jobs.advance(rid, eta))
     releases = ReleaseService(db, store)
-    deltas = DeltaService(db, releases, secret, settings.delta_max_ratio, settings.data_dir)
+    deltas = DeltaService(
+        db, releases, secret, settings.delta_max_ratio, settings.data_dir, enqueue=lambda i: jobs.build_delta(i)
+    )
     jobs = Jobs(settings, rollout_svc, deltas)
-    svc_devices = DeviceService(db, secret, settings.delta_max_ratio)
-    svc_devices.on_change = lambda: jobs.advance(None)
+    svc_devices = DeviceService(db, secret, settings.delta_max_ratio, on_change=lambda: jobs.advance(None))
+    counter = ByteCounter(db, settings.counter_flush_seconds)
     svc = Services(
         settings,
         db,
@@ -182,9 +187,8 @@ def create_app(settings: Settings) -> BulkheadApp:
         DdiService(db, rollout_svc, settings.poll_interval, settings.delta_max_ratio),
         DdiAuth(db, auth, settings.ddi_cert_header, feed),
         deltas,
+        counter,
     )
-    counter = ByteCounter(db, settings.counter_flush_seconds)
-    svc.activity = counter
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

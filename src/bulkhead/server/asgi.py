@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
-__all__ = ["REQUEST_ID", "Receive", "Scope", "Send", "bearer", "error_body", "send_error"]
+__all__ = ["REQUEST_ID", "Receive", "Scope", "Send", "bearer", "bearer_token", "error_body", "send_error"]
 
 Scope = MutableMapping[str, Any]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
@@ -22,12 +22,16 @@ def error_body(code: str, message: str) -> dict[str, str]:
     return {"error": code, "message": message, "request_id": REQUEST_ID.get()}
 
 
+def bearer_token(header: str) -> str | None:
+    """The token of an `Authorization: Bearer …` header value, if it is one."""
+    return header[7:].strip() or None if header[:7].lower() == "bearer " else None
+
+
 def bearer(scope: Scope) -> str | None:
-    """The token of an `Authorization: Bearer …` header, if there is one."""
+    """The token of a raw ASGI request's `Authorization: Bearer …` header, if there is one."""
     for k, v in scope["headers"]:
         if k == b"authorization":
-            text = v.decode("latin-1")
-            return text[7:].strip() if text[:7].lower() == "bearer " else None
+            return bearer_token(v.decode("latin-1"))
     return None
 
 

@@ -50,14 +50,20 @@ class Jobs:
 
         self._advance = self.huey.task(name="rollouts.advance", retries=3, retry_delay=5)(advance)
         self.huey.periodic_task(crontab(minute="*"), name="rollouts.sweep")(sweep)
-        rollouts.on_change = self.advance
+        self._build_delta: Any = None
         if deltas is not None:
 
             def build_delta(delta_id: int) -> None:
                 deltas.build(delta_id, lambda m: log.info("delta %s: %s", delta_id, m))
 
             # A build takes minutes of CPU; huey's consumer runs it on one of its worker threads.
-            deltas.enqueue = self.huey.task(name="deltas.build")(build_delta)
+            self._build_delta = self.huey.task(name="deltas.build")(build_delta)
+
+    def build_delta(self, delta_id: int) -> Any:
+        """Enqueue a server-side delta build (the services are given this in their constructors)."""
+        if self._build_delta is None:
+            raise RuntimeError("this job queue was made without the delta service")
+        return self._build_delta(delta_id)
 
     def advance(self, rollout_id: int | None, eta: dt.datetime | None = None) -> Any:
         if eta is not None:

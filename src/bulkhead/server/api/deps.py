@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
+from ..asgi import bearer_token
 from ..db import Database
 from ..delivery.counters import ByteCounter
 from ..pollcache import Answer
@@ -49,10 +50,8 @@ def services(request: Request) -> Services:
 
 
 def principal(request: Request) -> Principal:
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else None
     svc: Services = request.app.state.services
-    return svc.auth.resolve(token)
+    return svc.auth.resolve(bearer_token(request.headers.get("authorization", "")))
 
 
 async def receive_upload(request: Request, svc: Services, max_bytes: int) -> Upload:

@@ -16,6 +16,7 @@ from .auth import Principal
 from .desired import compose_to_containers, normalize_container, normalize_file, seal_file
 from .devices import find_device
 from .fleet_names import listing
+from .lookups import tenant_release
 from .versions import refuse_downgrade
 
 __all__ = ["AppService", "app_json"]
@@ -132,9 +133,7 @@ class AppService:
                 if target == "device":
                     raise Invalid("set a device's release with 'desired-release'")
                 if release_id is not None:
-                    rel = s.get(Release, int(release_id))
-                    if rel is None or rel.tenant_id != tid:
-                        raise NotFound(f"release {release_id} does not exist")
+                    rel = tenant_release(s, tid, int(release_id))
                     if not allow_downgrade:
                         _refuse_group_downgrade(s, tid, ref, desired.get("release_id"), rel)
                 desired["release_id"] = release_id

@@ -24,6 +24,7 @@ from .auth import Principal
 from .ddi_auth import DdiAuth, DdiCaller
 from .ddi_feedback import TERMINAL, Feedback, next_status, parse_feedback, record_event
 from .deltas import offered_delta
+from .device_rows import add_device
 from .devices import NAME, desired_release
 from .rollouts import RolloutService, install_gate, note, open_action, record_status
 
@@ -87,18 +88,7 @@ class DdiService:
         with self.db.session() as s:
             if s.scalar(select(Device.id).where(Device.tenant_id == tid, Device.name == name)) is not None:
                 raise Conflict(f"device '{name}' already exists")
-            dev = Device(
-                tenant_id=tid,
-                name=name,
-                compatible=compatible,
-                status="active",
-                credential_hash=ch,
-                groups=groups,
-                tags=[],
-                attributes=attributes,
-                reported={},
-            )
-            s.add(dev)
+            dev = add_device(s, tid, name, compatible, "active", groups, attributes, credential_hash=ch)
             s.flush()
             audit.record(s, who, "device.provision", name)
             return {"device_id": dev.id, "name": name, "credential": credential, "target_token": credential}

@@ -24,6 +24,7 @@ from ..models import Device, Tenant
 from ..security import hash_token
 from . import audit
 from .auth import Authenticator, Principal
+from .device_rows import add_device
 from .devices import NAME
 
 __all__ = ["DEVICE_CACHE_ENTRIES", "TENANT_CACHE_ENTRIES", "DdiAuth", "DdiCaller"]
@@ -120,17 +121,8 @@ class DdiAuth:
                     raise NotFound(f"unknown controller '{controller_id}'; create it or let the tenant auto-register devices")
                 if not NAME.match(controller_id):
                     raise Invalid(f"controller id {controller_id!r} is not a valid device name")
-                dev = Device(
-                    tenant_id=tenant.id,
-                    name=controller_id,
-                    compatible=str(tenant.ddi.get("default_compatible") or ""),
-                    status="active",
-                    groups=list(tenant.ddi.get("groups") or []),
-                    tags=[],
-                    attributes={},
-                    reported={},
-                )
-                s.add(dev)
+                compatible = str(tenant.ddi.get("default_compatible") or "")
+                dev = add_device(s, tenant.id, controller_id, compatible, "active", list(tenant.ddi.get("groups") or []))
                 s.flush()
                 audit.record(s, Principal("device", controller_id, tenant.id), "device.register", controller_id, via="ddi")
             if dev.status != "active":

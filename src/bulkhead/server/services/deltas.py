@@ -36,6 +36,7 @@ from ..models import DeltaBundle, Device, Release, Tenant, utcnow
 from ..security import seal, unseal
 from . import audit
 from .auth import Principal
+from .lookups import tenant_release
 from .releases import ReleaseService, Upload
 
 __all__ = ["DeltaService", "delta_json", "offered_delta"]
@@ -93,19 +94,24 @@ def _image_hashes(rel: Release) -> dict[str, str]:
 
 
 class DeltaService:
-    def __init__(self, db: Database, releases: ReleaseService, secret: bytes, max_ratio: float, data_dir: Path) -> None:
+    def __init__(
+        self,
+        db: Database,
+        releases: ReleaseService,
+        secret: bytes,
+        max_ratio: float,
+        data_dir: Path,
+        enqueue: Callable[[int], Any] = lambda _id: None,
+    ) -> None:
         self.db, self.releases, self.store = db, releases, releases.store
         self.secret, self.max_ratio, self.data_dir = secret, max_ratio, data_dir
-        # Set by the job queue: enqueue a server-side build of delta row `id`.
-        self.enqueue: Callable[[int], Any] = lambda _id: None
+        # Enqueues a server-side build of delta row `id` (the job queue runs `build`).
+        self.enqueue = enqueue
 
     # -- helpers --------------------------------------------------------------------------
     @staticmethod
     def _release(s: Session, who: Principal, release_id: int) -> Release:
-        rel = s.get(Release, release_id)
-        if rel is None or rel.tenant_id != who.tenant_id:
-            raise NotFound(f"release {release_id} does not exist")
-        return rel
+        return tenant_release(s, who.tenant_id, release_id)
 
     @staticmethod
     def _keyring(s: Session, tenant_id: int) -> Keyring:

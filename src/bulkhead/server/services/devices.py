@@ -22,6 +22,8 @@ from .artifacts import artifact_filename, delta_filename
 from .auth import Principal, _aware
 from .deltas import offered_delta
 from .desired import image_registry, merge_desired, open_file
+from .device_rows import add_device
+from .lookups import tenant_release
 from .rollouts import install_gate, open_action, open_app_actions
 from .versions import refuse_downgrade
 
@@ -101,10 +103,12 @@ def desired_release(s: Session, dev: Device, merged: dict[str, Any] | None = Non
 
 
 class DeviceService:
-    def __init__(self, db: Database, secret: bytes, delta_max_ratio: float = 0.75) -> None:
+    def __init__(
+        self, db: Database, secret: bytes, delta_max_ratio: float = 0.75, on_change: Callable[[], object] = lambda: None
+    ) -> None:
         self.db, self.secret, self.delta_max_ratio = db, secret, delta_max_ratio
         # Called after a device joined or changed (enrolled, approved, tagged): running rollouts may take it in.
-        self.on_change: Callable[[], object] = lambda: None
+        self.on_change = on_change
 
     # -- bootstrap tokens ---------------------------------------------------------
     def create_bootstrap(
@@ -211,18 +215,8 @@ class DeviceService:
                 )
             reenroll = dev is not None
             if dev is None:
-                dev = Device(
-                    tenant_id=bt.tenant_id,
-                    name=name,
-                    compatible=compatible,
-                    status=status,
-                    groups=[bt.group_name] if bt.group_name else [],
-                    tags=[],
-                    attributes=attributes,
-                    reported={},
-                    enrolled_with=bt.id,
-                )
-                s.add(dev)
+                groups = [bt.group_name] if bt.group_name else []
+                dev = add_device(s, bt.tenant_id, name, compatible, status, groups, attributes, enrolled_with=bt.id)
             else:
                 # Re-enrollment after an operator's reset: once; a token that requires approval makes it pending
                 # again, and a disabled device stays disabled.
@@ -304,9 +298,7 @@ class DeviceService:
         with self.db.session() as s:
             dev = self._own(s, who, ref)
             if release_id is not None:
-                rel = s.get(Release, release_id)
-                if rel is None or rel.tenant_id != who.tenant_id:
-                    raise NotFound(f"release {release_id} does not exist")
+                rel = tenant_release(s, who.tenant_id, release_id)
                 if rel.compatible != dev.compatible:
                     raise Invalid(f"release is for '{rel.compatible}' but device '{dev.name}' is '{dev.compatible}'")
                 if not allow_downgrade:
@@ -479,17 +471,12 @@ class DeviceService:
     def release_for_device(self, tenant_id: int, compatible: str, release_id: int) -> Release:
         """A release a device may download: its tenant's, for its compatible."""
         with self.db.session() as s:
-            rel = s.get(Release, release_id)
-            if rel is None or rel.tenant_id != tenant_id or rel.compatible != compatible:
-                raise NotFound(f"release {release_id} does not exist for this device")
-            return rel
+            return tenant_release(s, tenant_id, release_id, compatible)
 
     def release_artifacts(self, tenant_id: int, compatible: str, release_id: int) -> dict[str, tuple[str, str]]:
         """The files of a release a device may download, by DDI artifact name: {name: (sha256, md5)}."""
         with self.db.session() as s:
-            rel = s.get(Release, release_id)
-            if rel is None or rel.tenant_id != tenant_id or rel.compatible != compatible:
-                raise NotFound(f"release {release_id} does not exist for this device")
+            rel = tenant_release(s, tenant_id, release_id, compatible)
             out = {artifact_filename(rel): (rel.sha256, str((rel.info or {}).get("hashes", {}).get("md5", "")))}
             for d, version in s.execute(
                 select(DeltaBundle, Release.version)

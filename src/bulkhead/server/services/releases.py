@@ -22,6 +22,7 @@ from ..models import DeltaBundle, Device, Release, ReleaseSbom, Rollout, Tenant
 from ..store import ArtifactStore
 from . import audit
 from .auth import Principal
+from .lookups import tenant_release
 
 __all__ = ["MAX_SBOM_BYTES", "ReleaseService", "Upload"]
 
@@ -292,10 +293,7 @@ class ReleaseService:
             self.store.remove(sha256)
 
     def _own(self, s: Any, who: Principal, release_id: int) -> Release:
-        rel = s.get(Release, release_id)
-        if rel is None or rel.tenant_id != who.tenant_id:
-            raise NotFound(f"release {release_id} does not exist")
-        return rel  # type: ignore[no-any-return]
+        return tenant_release(s, who.tenant_id, release_id)
 
     def delete(self, who: Principal, release_id: int) -> None:
         who.require("operator")

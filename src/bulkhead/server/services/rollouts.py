@@ -33,6 +33,7 @@ from ..models import Action, App, Device, DeviceGroup, Release, Rollout, utcnow
 from . import audit
 from .auth import Principal
 from .fleet_names import find_group
+from .lookups import tenant_release
 from .rollout_checks import check_target, refuse_downgrades
 from .rollout_plan import (
     ACTION_TYPES,
@@ -590,9 +591,7 @@ def _subject(s: Session, tid: int, body: dict[str, Any], target: dict[str, Any])
         if app is None:
             raise NotFound(f"app '{app_ref['name']}' version '{app_ref['version']}' does not exist")
         return None, app  # target.compatible, if given, narrows the devices; an app can run on any
-    rel = s.get(Release, release_id) if isinstance(release_id, int) else None
-    if rel is None or rel.tenant_id != tid:
-        raise NotFound(f"release {release_id!r} does not exist")
+    rel = tenant_release(s, tid, release_id)
     if target["compatible"] and target["compatible"] != rel.compatible:
         raise Invalid(f"target.compatible '{target['compatible']}' differs from the release's '{rel.compatible}'")
     target["compatible"] = rel.compatible
