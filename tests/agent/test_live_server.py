@@ -49,3 +49,33 @@ def test_enroll_poll_and_report_against_the_real_server(server: LiveServer, tmp_
     assert (tmp_path / "root" / "etc" / "motd").read_text() == "hi dev-live\n"
     assert agent.outbox.pending() == []  # the server acknowledged every event
     assert agent.poll() == doc  # 304 with the ETag: the kept document
+
+
+def test_the_agent_renews_an_old_credential_and_keeps_working(server: LiveServer, tmp_path: Path) -> None:
+    """A credential older than rotate_credential_days is swapped for a new one, on disk before it is used."""
+    import os
+    import time
+
+    admin = server.tenant(keyring=False)
+    with server.client(admin) as c:
+        bootstrap = c.post("/api/v1/bootstrap-tokens", json={"name": "line"}).json()["token"]
+    cfg = AgentConfig(
+        server=server.url, data_dir=tmp_path / "data", name="dev-rot", compatible="lab", bootstrap_token=bootstrap,
+        files_root=tmp_path / "root", podman=PodmanConfig(enabled=False), os_release=tmp_path / "os-release",
+        rotate_credential_days=30,
+    )  # fmt: skip
+    agent = Agent(cfg)
+    agent.rauc = agent.updater.rauc = FakeRauc()  # type: ignore[assignment]
+    assert agent.tick() > 0 and agent._failures == 0
+    first = agent.credential_path.read_text()
+    agent.tick()
+    assert agent.credential_path.read_text() == first  # young: kept
+    month_ago = time.time() - 31 * 86400
+    os.utime(agent.credential_path, (month_ago, month_ago))
+    assert agent.tick() > 0 and agent._failures == 0
+    renewed = agent.credential_path.read_text()
+    assert renewed != first and agent.client.credential == renewed
+    assert agent.credential_path.stat().st_mtime > month_ago + 86400
+    assert agent.poll() is not None  # the new credential works...
+    with server.client(first) as old:
+        assert old.get("/device/v1/state").status_code == 401  # ...and the old one is gone once it was used

@@ -108,6 +108,27 @@ class Agent:
         log.info("enrolled as %s (device %s, %s)", doc.get("name"), doc.get("device_id"), doc.get("status"))
         self.outbox.add(EventKind.AGENT, None, None, event="enrolled")
 
+    def rotate_credential(self, now: float | None = None) -> None:
+        """Renew the credential once it is `rotate_credential_days` old (its file's age); a failure waits a pass."""
+        days = self.cfg.rotate_credential_days
+        if days <= 0 or not self.client.credential or self._credential_refused:
+            return
+        try:
+            age = (now or time.time()) - self.credential_path.stat().st_mtime
+        except OSError:
+            return
+        if age < days * 86400:
+            return
+        try:
+            new = self.client.rotate_credential()
+        except (ServerUnreachable, ServerRejected, BadResponse) as e:
+            log.warning("credential rotation failed (%s): trying again at the next pass", e)
+            return
+        write_atomic(self.credential_path, new.encode(), 0o600)  # on disk before it is used (see rotate_credential)
+        self.client.credential = new
+        log.info("device credential renewed (it was %.0f days old)", age / 86400)
+        self.outbox.add(EventKind.AGENT, None, None, event="credential_rotated")
+
     def poll(self) -> dict[str, Any] | None:
         """The desired state: fresh from the server (ETag/304), or the last one kept on disk when offline."""
         etag = self.etag_path.read_text().strip() if self.etag_path.exists() and self.desired_path.exists() else None
@@ -287,6 +308,7 @@ class Agent:
     # -- loop -----------------------------------------------------------------------------
     def run_once(self) -> None:
         self.enroll()
+        self.rotate_credential()
         doc = self.poll()
         desired = (doc or {}).get("desired") or {}
         if doc is not None and self.cfg.poll_interval is None:

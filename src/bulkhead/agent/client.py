@@ -167,10 +167,16 @@ class Client:
         return resp
 
     def rotate_credential(self) -> str:
-        """Swap this device's credential for a new one (POST /device/v1/credential/rotate); the caller persists it."""
+        """A new credential for this device (POST /device/v1/credential/rotate); the caller persists it, then uses it.
+
+        The server keeps the old credential valid until the new one is first used, so an answer lost on the way
+        (or a power cut before it is on disk) is repaired by rotating again with the old one.
+        """
         doc = self.request("POST", "/device/v1/credential/rotate").json()
-        self.credential = str(doc["credential"])
-        return self.credential
+        new = doc.get("credential") if isinstance(doc, dict) else None
+        if not isinstance(new, str) or not new or not new.isprintable():
+            raise BadResponse("the credential rotation answer has no credential")
+        return new
 
     def download(
         self,

@@ -55,6 +55,7 @@ class AgentConfig:
     health: HealthConfig = field(default_factory=HealthConfig)
     podman: PodmanConfig = field(default_factory=PodmanConfig)
     packages_interval: float = 3600.0  # seconds between installed-package scans
+    rotate_credential_days: float = 30.0  # renew the device credential when it is this old (0: never)
 
 
 _TOP = {
@@ -80,6 +81,7 @@ _TOP = {
     "health",
     "podman",
     "packages_interval",
+    "rotate_credential_days",
 }
 
 
@@ -175,6 +177,7 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             health=health,
             podman=podman,
             packages_interval=float(raw.get("packages_interval", 3600.0)),
+            rotate_credential_days=float(raw.get("rotate_credential_days", 30.0)),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"a value has the wrong type: {e}") from None
