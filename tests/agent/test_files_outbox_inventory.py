@@ -99,3 +99,14 @@ def test_parse_os_release() -> None:
         "VERSION_ID": "12",
         "ID": "debian",
     }
+
+
+def test_an_event_with_huge_details_is_cut_to_what_the_server_accepts(tmp_path: Path) -> None:
+    """A very long RAUC error must not make a report the server refuses (it would block every later report)."""
+    from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES
+
+    box = Outbox(tmp_path)
+    box.add("update", "failure", 7, reason="E" * 100_000, version="2.0")
+    (event,) = box.pending()
+    assert len(json.dumps(event["details"])) <= MAX_EVENT_DETAILS_BYTES
+    assert event["details"]["version"] == "2.0" and event["details"]["reason"].startswith("EEEE")

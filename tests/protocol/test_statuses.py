@@ -90,3 +90,17 @@ def test_the_agents_update_phases_are_protocol_phases() -> None:
     from bulkhead.agent.state import Phase
 
     assert {p.value for p in Phase} <= {p.value for p in UpdatePhase}
+
+
+def test_event_details_are_cut_to_what_the_server_accepts() -> None:
+    import json
+
+    from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, bounded_details
+
+    small = {"reason": "rauc said no", "version": "1.2"}
+    assert bounded_details(small) == small
+    long = bounded_details({"reason": "x" * 50_000, "version": "1.2"})
+    assert long["version"] == "1.2" and long["reason"].startswith("x" * 2000) and "48000 more" in long["reason"]
+    huge = bounded_details({"version": "1.2", "log": ["y" * 1000] * 100, "reason": "z"})
+    assert huge["truncated"] is True and huge["version"] == "1.2" and "log" not in huge
+    assert len(json.dumps(huge)) <= MAX_EVENT_DETAILS_BYTES

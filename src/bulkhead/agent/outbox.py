@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from bulkhead.protocol import bounded_details
+
 from .client import Client
 from .errors import BadResponse, ServerRejected
 from .inventory import digest
@@ -69,7 +71,7 @@ class Outbox:
             "kind": kind,
             "phase": phase,
             "release_id": release_id,
-            "details": details,
+            "details": bounded_details(details),
             "at": dt.datetime.now(dt.UTC).isoformat(),
         }
         with self.events_path.open("a+") as f:

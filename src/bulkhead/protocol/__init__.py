@@ -3,6 +3,7 @@
 Standard library only: the agent imports it on devices.
 """
 
+from .limits import MAX_EVENT_DETAILS_BYTES, bounded_details
 from .statuses import (
     ACTION_TRANSITIONS,
     AGENT_PHASE_ACTION,
@@ -27,6 +28,7 @@ __all__ = [
     "AGENT_PHASE_ACTION",
     "APP_PHASE_ACTION",
     "FAILED",
+    "MAX_EVENT_DETAILS_BYTES",
     "OPEN",
     "ROLLOUT_TRANSITIONS",
     "TERMINAL",
@@ -37,6 +39,7 @@ __all__ = [
     "RolloutStatus",
     "UpdatePhase",
     "action_may",
+    "bounded_details",
     "ddi_action_status",
     "rollout_may",
 ]

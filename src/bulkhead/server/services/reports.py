@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from bulkhead.protocol import EventKind, UpdatePhase
+from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
 
 from ..db import Database
 from ..errors import Forbidden, Invalid, Unauthorized
@@ -24,7 +24,7 @@ EVENT_KINDS = tuple(EventKind)
 PHASES = tuple(UpdatePhase)
 MAX_EVENTS = 500
 MAX_INVENTORY_BYTES = 512 * 1024
-MAX_DETAILS_BYTES = 16 * 1024  # one event's details, as JSON
+MAX_DETAILS_BYTES = MAX_EVENT_DETAILS_BYTES  # one event's details, as JSON
 # How far above the last accepted seq a report may go: an agent counts its events one by one, so a bigger jump is
 # a broken or hostile counter (and a seq near 2^63 would make the device drop every later event as a duplicate).
 SEQ_WINDOW = 1_000_000
