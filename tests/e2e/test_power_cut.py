@@ -64,7 +64,9 @@ def test_power_cut_at_20_random_points(fleet: Fleet) -> None:
                 n = len(done) + sum(1 for c in current.values() if c is not None)
                 phase = PHASES[n % len(PHASES)]
                 cyc = current[name] = Cycle(rel, phase, rng.uniform(0, MAX_DELAY[phase]))
-                api.put(f"/api/v1/devices/{name}/desired-release", json={"release_id": rel["id"]}).raise_for_status()
+                # The plan goes back and forth between releases: downgrades are deliberate here.
+                body = {"release_id": rel["id"], "allow_downgrade": True}
+                api.put(f"/api/v1/devices/{name}/desired-release", json=body).raise_for_status()
                 continue
             if cyc.cut_in is None:
                 phase = d.update_state().get("phase", "idle")

@@ -121,7 +121,7 @@ def test_each_device_gets_the_smallest_artifact_for_what_it_runs(server: LiveSer
     assert c.post(f"/api/v1/releases/{ids['3']}/deltas", content=bundles.delta13.read_bytes()).status_code == 201
     on1, on3, silent = _device(c, "1"), _device(c, "3"), _device(c, None)
     for auth in (on1, on3, silent):
-        r = c.put(f"/api/v1/devices/{auth['x-name']}/desired-release", json={"release_id": ids["2"]})
+        r = c.put(f"/api/v1/devices/{auth['x-name']}/desired-release", json={"release_id": ids["2"], "allow_downgrade": True})
         assert r.status_code == 200, r.text
 
     rel = _state_release(c, on1)
@@ -147,7 +147,12 @@ def test_each_device_gets_the_smallest_artifact_for_what_it_runs(server: LiveSer
     assert rel3["version"] == "3" and "delta" not in rel3
 
     # the device reports it now runs 2: nothing to patch from any more
-    assert c.put(f"/api/v1/devices/{on1['x-name']}/desired-release", json={"release_id": ids["2"]}).status_code == 200
+    assert (
+        c.put(
+            f"/api/v1/devices/{on1['x-name']}/desired-release", json={"release_id": ids["2"], "allow_downgrade": True}
+        ).status_code
+        == 200
+    )
     assert "delta" in _state_release(c, on1)
     c.post("/device/v1/reports", json={"events": [], "inventory": {"os_version": "2"}}, headers=on1).raise_for_status()
     assert "delta" not in _state_release(c, on1)
@@ -228,7 +233,9 @@ def test_server_builds_deltas_only_with_the_tenants_signing_key(server: LiveServ
     assert d["status"] == "ready", d
     assert d["origin"] == "server" and d["source_version"] == "1" and d["ratio"] < 0.25
     on1 = _device(c, "1")
-    c.put(f"/api/v1/devices/{on1['x-name']}/desired-release", json={"release_id": ids["2"]}).raise_for_status()
+    c.put(
+        f"/api/v1/devices/{on1['x-name']}/desired-release", json={"release_id": ids["2"], "allow_downgrade": True}
+    ).raise_for_status()
     assert _state_release(c, on1)["delta"]["sha256"] == d["sha256"]
 
     assert c.delete("/api/v1/delta-signing").json()["server_signing"] is False

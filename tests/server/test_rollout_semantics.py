@@ -32,8 +32,8 @@ def test_start_at_offset_is_honoured_and_out_of_range_times_are_refused(server: 
     c, rel = _setup(server)
     d = Dev(c, "tz-1", "tz")
     for start_at, message in (
-        ("9999-01-01T00:00:00+00:00", "outside 2000-2099"),
-        ("1970-01-01T00:00:00+00:00", "outside 2000-2099"),
+        ("9999-01-01T00:00:00+00:00", "outside 2000-01-01 to 2100-01-01"),
+        ("1970-01-01T00:00:00+00:00", "outside 2000-01-01 to 2100-01-01"),
         ("2030-01-01T02:00:00", "needs a time zone offset"),
     ):
         body = {"name": "x", "release_id": rel, "target": {"groups": ["tz"]}, "start_at": start_at}

@@ -92,9 +92,8 @@ ComposeOpt = typer.Option(
     "ports, volumes, restart, privileged, devices, network_mode)"
 )  # fmt: skip
 EnvOpt = typer.Option([], "--env", "-e", help="KEY=VALUE (with --image)")
-# Rich markup would eat "[/tcp|udp]" as a closing tag: escape the bracket.
-PortOpt = typer.Option([], "--port", "-p", help="HOST:CONTAINER\\[/tcp|udp] (with --image)")
-VolumeOpt = typer.Option([], "--volume", "-v", help="NAME_OR_PATH:/path\\[:ro] (with --image)")
+PortOpt = typer.Option([], "--port", "-p", help="HOST:CONTAINER[/tcp|udp] (with --image)")
+VolumeOpt = typer.Option([], "--volume", "-v", help="NAME_OR_PATH:/path[:ro] (with --image)")
 RestartOpt = typer.Option("always", help="no, always, on-failure, unless-stopped")
 CommandOpt = typer.Option(None, help="Command to run instead of the image's (with --image)")
 PrivilegedOpt = typer.Option(False, help="Run the container privileged (with --image)")
@@ -147,9 +146,10 @@ def app_update(
 
 
 @app_app.command("delete")
-def app_delete(ctx: typer.Context, name: str, version: str) -> None:
+def app_delete(ctx: typer.Context, name: str, version: str, json: bool = JsonOpt) -> None:
     """Delete an app version: refused while a group or device wants it or a rollout names it."""
     client(ctx).request("DELETE", f"/api/v1/apps/{name}/{version}")
+    show({"deleted": f"{name} {version}"}, json)
 
 
 @app_app.command("list")
@@ -258,9 +258,10 @@ def group_create(ctx: typer.Context, group: str, json: bool = JsonOpt) -> None:
 
 
 @group_app.command("delete")
-def group_delete(ctx: typer.Context, group: str) -> None:
+def group_delete(ctx: typer.Context, group: str, json: bool = JsonOpt) -> None:
     """Delete a group: refused while it has devices or rollouts or bootstrap tokens name it."""
     client(ctx).request("DELETE", f"/api/v1/groups/{group}")
+    show({"deleted": group}, json)
 
 
 @group_app.command("add-device")

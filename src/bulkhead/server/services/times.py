@@ -28,7 +28,8 @@ def parse_time(raw: Any, what: str) -> dt.datetime:
     try:
         value = value.astimezone(dt.UTC)
     except OverflowError:
-        raise Invalid(f"{what} {raw!r} is out of range") from None
+        value = LATEST  # beyond what UTC can hold: refused below like any other time past the range
     if not EARLIEST <= value < LATEST:
-        raise Invalid(f"{what} {value.isoformat()} is outside {EARLIEST.year}-{LATEST.year - 1}; give a time in that range")
+        shown = raw if isinstance(raw, str) else value.isoformat()
+        raise Invalid(f"{what} {shown} is outside {EARLIEST.date()} to {LATEST.date()} (UTC); give a time in that range")
     return value
