@@ -19,6 +19,7 @@ __all__ = [
     "ActionStatus",
     "DdiExecution",
     "DdiResult",
+    "DeviceStatus",
     "EventKind",
     "RolloutStatus",
     "UpdatePhase",
@@ -69,6 +70,14 @@ class ActionStatus(StrEnum):
     FAILURE = "failure"
     ROLLED_BACK = "rolled_back"
     CANCELED = "canceled"
+
+
+class DeviceStatus(StrEnum):
+    """A device's standing with its server."""
+
+    PENDING = "pending"  # enrolled with a token that requires approval; an operator approves it
+    ACTIVE = "active"
+    DISABLED = "disabled"  # refused everything until an operator enables it
 
 
 class RolloutStatus(StrEnum):

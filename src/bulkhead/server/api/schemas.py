@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from bulkhead.protocol import ActionStatus, DdiExecution, DdiResult, EventKind, RolloutStatus, UpdatePhase
+from bulkhead.protocol import ActionStatus, DdiExecution, DdiResult, DeviceStatus, EventKind, RolloutStatus, UpdatePhase
 
 from .contract import ErrorOut
 
@@ -229,7 +229,7 @@ class DeviceEnrolled(Out):
     device_id: int
     name: str
     credential: str = Field(description="the device's bearer token; shown only now")
-    status: Literal["active", "pending"]
+    status: DeviceStatus
 
 
 class DeviceProvisioned(Out):
@@ -267,7 +267,7 @@ class DeviceOut(Out):
     id: int
     name: str
     compatible: str
-    status: Literal["active", "pending"]
+    status: DeviceStatus
     tags: list[str]
     groups: list[str]
     attributes: dict[str, str]
@@ -879,6 +879,11 @@ def document_errors(api: FastAPI) -> None:
                     if schema.get("$ref") == fastapi_422:
                         del responses["422"]
                     responses.setdefault("4XX", error)
+                    for code, resp in responses.items():
+                        content = resp.get("content") or {}
+                        if code[0] in "45" and content and "application/json" not in content:
+                            # A route with its own media type (hal+json) still answers errors as plain JSON.
+                            resp["content"] = {"application/json": next(iter(content.values()))}
             components = doc.get("components", {}).get("schemas", {})
             components.pop("HTTPValidationError", None)
             components.pop("ValidationError", None)
