@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 
 from ..services.auth import Principal
+from . import schemas
 from .deps import Services, principal, services
 
 __all__ = ["router"]
@@ -20,15 +21,7 @@ class AppContainersIn(BaseModel):
     compose: str | None = Field(None, description="a compose file's text instead of `containers`")
 
 
-class AppOut(BaseModel):
-    id: int
-    name: str
-    version: str
-    containers: list[dict[str, Any]]
-    created_at: str
-
-
-@router.put("/apps/{name}/{version}", response_model=AppOut)
+@router.put("/apps/{name}/{version}", response_model=schemas.AppOut, response_model_exclude_unset=True)
 def update_app(
     name: str, version: str, body: AppContainersIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:

@@ -35,6 +35,8 @@ def enroll(body: EnrollIn, svc: Services = Depends(services)) -> dict[str, Any]:
 
 
 class CredentialOut(BaseModel):
+    """The device's new credential (shown once); the old one works until the new one is first used."""
+
     device_id: int
     name: str
     credential: str = Field(

@@ -21,6 +21,8 @@ class GroupIn(BaseModel):
 
 
 class GroupOut(BaseModel):
+    """A device group: its devices, desired state and maintenance window."""
+
     name: str
     devices: int = Field(description="how many devices are in the group")
     release_id: int | None = Field(None, description="the group's desired OS release")
@@ -30,11 +32,15 @@ class GroupOut(BaseModel):
 
 
 class GroupDetail(GroupOut):
+    """A device group with its members and what refers to it."""
+
     device_names: list[str] = Field(default_factory=list)
     referenced_by: list[str] = Field(default_factory=list, description="rollouts and bootstrap tokens naming the group")
 
 
 class MembershipOut(BaseModel):
+    """A device and the groups it is in now."""
+
     device: str
     groups: list[str]
 

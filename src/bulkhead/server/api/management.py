@@ -9,6 +9,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field, StringConstraints
 
+from bulkhead.protocol import DeviceStatus
+
 from ..ids import MAX_ID, DbId
 from ..services.auth import Principal
 from ..services.releases import MAX_SBOM_BYTES
@@ -321,6 +323,8 @@ def own_tenant(who: Principal = Depends(principal), svc: Services = Depends(serv
 
 
 class ApiTokenOut(BaseModel):
+    """An API token (never its secret): whose, its role, expiry and whether it is revoked."""
+
     id: int
     name: str
     user: str
@@ -331,6 +335,8 @@ class ApiTokenOut(BaseModel):
 
 
 class UserDeletedOut(BaseModel):
+    """The removed user and how many of its tokens were revoked with it."""
+
     name: str
     role: str
     deleted: bool
@@ -338,15 +344,19 @@ class UserDeletedOut(BaseModel):
 
 
 class DeviceLifecycleOut(BaseModel):
+    """A device after a reset, disable or enable: its status and credential epoch."""
+
     id: int
     name: str
-    status: str = Field(description="active, pending or disabled")
+    status: DeviceStatus
     credential_epoch: int = Field(description="Raised by every reset, rotation and disable; signed URLs carry it")
     reenroll_allowed: bool = Field(description="The next enrollment under this name may take it (once)")
     credential: str | None = Field(None, description="A provisioned device's new credential (TargetToken), shown once")
 
 
 class DeviceDeletedOut(BaseModel):
+    """The decommissioned device."""
+
     id: int
     name: str
     deleted: bool

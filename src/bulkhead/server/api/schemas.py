@@ -453,7 +453,7 @@ class DeviceState(Out):
 
 
 class AppOut(Out):
-    """An immutable app version."""
+    """An app version: its containers (changed only by `PUT /api/v1/apps/{name}/{version}`)."""
 
     id: int
     name: str
