@@ -12,6 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from bulkhead.protocol import DeviceStatus
+
 from ..db import Database
 from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from ..ids import as_id
@@ -267,14 +269,20 @@ class DeviceService:
             return device_json(self._own(s, who, ref))
 
     def approve(self, who: Principal, ref: str) -> dict[str, Any]:
+        return self._move(who, ref, DeviceStatus.PENDING, "pending approval", "device.approve", device_json)
+
+    def _move(
+        self, who: Principal, ref: str, expect: DeviceStatus, said: str, action: str, render: Callable[[Device], dict[str, Any]]
+    ) -> dict[str, Any]:
+        """An operator moves a device from `expect` to active (approve, enable), audited; running rollouts may take it."""
         who.require("operator")
         with self.db.session() as s:
             dev = self._own(s, who, ref)
-            if dev.status != "pending":
-                raise Conflict(f"device '{dev.name}' is {dev.status}, not pending approval")
-            dev.status = "active"
-            audit.record(s, who, "device.approve", dev.name)
-            out = device_json(dev)
+            if dev.status != expect:
+                raise Conflict(f"device '{dev.name}' is {dev.status}, not {said}")
+            dev.status = DeviceStatus.ACTIVE
+            audit.record(s, who, action, dev.name)
+            out = render(dev)
         self.on_change()
         return out
 
@@ -372,16 +380,7 @@ class DeviceService:
         return out
 
     def enable(self, who: Principal, ref: str) -> dict[str, Any]:
-        who.require("operator")
-        with self.db.session() as s:
-            dev = self._own(s, who, ref)
-            if dev.status != "disabled":
-                raise Conflict(f"device '{dev.name}' is {dev.status}, not disabled")
-            dev.status = "active"
-            audit.record(s, who, "device.enable", dev.name)
-            out = lifecycle_json(dev)
-        self.on_change()
-        return out
+        return self._move(who, ref, DeviceStatus.DISABLED, "disabled", "device.enable", lifecycle_json)
 
     def delete(self, who: Principal, ref: str) -> dict[str, Any]:
         """Decommission a device: its row, credential, history and rollout actions go; its name may enroll anew."""
