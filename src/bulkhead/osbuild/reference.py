@@ -28,6 +28,9 @@ from .sbom import cyclonedx, parse_dpkg_status, spdx
 
 __all__ = ["BASE_PACKAGES", "BuildResult", "BuildSpec", "build_image", "missing_packages"]
 
+# The packages of this repository a device carries: the agent and what it imports (tests/test_architecture.py).
+DEVICE_PACKAGES = ("agent", "protocol", "rauc")
+
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "dbus", "linux-image-amd64", "initramfs-tools", "rauc", "rauc-service",
     "grub-common", "e2fsprogs", "dosfstools", "squashfs-tools", "podman", "runc", "python3", "python3-cryptography",
@@ -207,12 +210,12 @@ def _layer(spec: BuildSpec, root: Path) -> None:
     _write(root, "/etc/systemd/system/bulkhead-agent.service", L.agent_unit())
     _write(root, "/etc/systemd/network/80-dhcp.network", L.network_unit())
     _write(root, "/etc/containers/storage.conf", L.STORAGE_CONF)
-    # The agent, from this repository: the agent and the bundle library (its dependencies are Debian's).
+    # The agent, from this repository: the agent, the shared protocol and the bundle library (their dependencies are Debian's).
     src, dest = _agent_sources(), root / "usr/lib/python3/dist-packages/bulkhead"
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
     shutil.copy2(src / "__init__.py", dest / "__init__.py")
-    for pkg in ("agent", "rauc"):
+    for pkg in DEVICE_PACKAGES:
         shutil.copytree(src / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     _run(
         ["systemctl", f"--root={root}", "enable", "bulkhead-agent.service", "systemd-networkd.service"],
