@@ -23,10 +23,10 @@ from .api import apps as apps_api
 from .api import ddi, device, management, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
-from .api.contract import ERROR_RESPONSES, HTTP_ERROR_CODES
+from .api.contract import ERROR_RESPONSES, HTTP_ERROR_CODES, document_errors
 from .api.deps import Services
 from .api.polls import PollApp
-from .api.schemas import Health, document_errors
+from .api.schemas import Health
 from .asgi import Receive, Scope, Send, error_body
 from .authlimit import AuthFailures
 from .changes import ChangeFeed

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel, Field
 
-__all__ = ["ERROR_RESPONSES", "HTTP_ERROR_CODES", "ErrorOut"]
+__all__ = ["ERROR_RESPONSES", "HTTP_ERROR_CODES", "ErrorOut", "document_errors", "inline_defs"]
 
 
 class ErrorOut(BaseModel):
@@ -47,3 +48,58 @@ _WHY = {
 }
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut, "description": why} for s, why in _WHY.items()}
+
+
+def inline_defs(schema: dict[str, Any]) -> dict[str, Any]:
+    """A model's JSON schema with its `$defs` inlined (an OpenAPI operation cannot hold its own `$defs`)."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return walk(defs[ref.rsplit("/", 1)[1]])
+            return {k: walk(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    return dict(walk(schema))
+
+
+def document_errors(api: FastAPI) -> None:
+    """Document the server's error body on every operation: a `4XX` answer is an `ErrorOut`.
+
+    It replaces FastAPI's own `422` entry, whose `{"detail": [...]}` the server never sends (its validation
+    handler answers `{"error": "invalid", "message": ...}`). Done on the generated document (FastAPI's way
+    to extend it), so routes added later get it too.
+    """
+    generate = api.openapi
+    error = {
+        "description": "Refused; `message` says what to do",
+        "content": {"application/json": {"schema": inline_defs(ErrorOut.model_json_schema())}},
+    }
+    fastapi_422 = "#/components/schemas/HTTPValidationError"
+
+    def openapi() -> dict[str, Any]:
+        doc = api.openapi_schema
+        if doc is None:
+            doc = generate()
+            for ops in doc.get("paths", {}).values():
+                for op in ops.values():
+                    responses = op.setdefault("responses", {})
+                    schema = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
+                    if schema.get("$ref") == fastapi_422:
+                        del responses["422"]
+                    responses.setdefault("4XX", error)
+                    for code, resp in responses.items():
+                        content = resp.get("content") or {}
+                        if code[0] in "45" and content and "application/json" not in content:
+                            # A route with its own media type (hal+json) still answers errors as plain JSON.
+                            resp["content"] = {"application/json": next(iter(content.values()))}
+            components = doc.get("components", {}).get("schemas", {})
+            components.pop("HTTPValidationError", None)
+            components.pop("ValidationError", None)
+        return doc
+
+    api.openapi = openapi  # type: ignore[method-assign]

@@ -19,7 +19,7 @@ from ..ids import DbId
 from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..services.auth import Principal
 from ..services.ddi import DdiCaller
-from . import schemas
+from . import ddi_schemas, schemas, wire
 from .deps import Services, answer_response, principal, services
 from .fields import Attributes, Compatible, Name, Names
 
@@ -60,8 +60,8 @@ def root_answer(svc: Services, who: DdiCaller, base: str) -> Answer:
 
 @router.get(
     "",
-    response_model=schemas.DdiRoot,
-    response_class=schemas.HalJsonResponse,
+    response_model=ddi_schemas.DdiRoot,
+    response_class=ddi_schemas.HalJsonResponse,
     response_model_exclude_unset=True,
     responses={304: {"description": "Not modified: the ETag in If-None-Match still holds"}},
 )
@@ -75,7 +75,7 @@ def root(
     return answer_response(root_answer(svc, who, _base(request, svc, tenant, controller_id)), request)
 
 
-@router.get("/deploymentBase/{action_id}", response_model=schemas.DdiDeploymentBase, response_model_exclude_unset=True)
+@router.get("/deploymentBase/{action_id}", response_model=ddi_schemas.DdiDeploymentBase, response_model_exclude_unset=True)
 def deployment_base(
     tenant: str,
     controller_id: str,
@@ -93,7 +93,7 @@ def deployment_base(
     "/deploymentBase/{action_id}/feedback",
     response_class=Response,
     response_description="Recorded (empty body)",
-    openapi_extra=schemas.json_body(schemas.DdiFeedbackIn),
+    openapi_extra=wire.json_body(ddi_schemas.DdiFeedbackIn),
 )
 async def deployment_feedback(
     action_id: DbId, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
@@ -103,7 +103,7 @@ async def deployment_feedback(
     return Response(status_code=200)
 
 
-@router.get("/cancelAction/{action_id}", response_model=schemas.DdiCancel, response_model_exclude_unset=True)
+@router.get("/cancelAction/{action_id}", response_model=ddi_schemas.DdiCancel, response_model_exclude_unset=True)
 def cancel_action(action_id: DbId, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Any:
     return svc.ddi.cancel_info(who, action_id)
 
@@ -112,7 +112,7 @@ def cancel_action(action_id: DbId, who: DdiCaller = Depends(caller), svc: Servic
     "/cancelAction/{action_id}/feedback",
     response_class=Response,
     response_description="Recorded (empty body)",
-    openapi_extra=schemas.json_body(schemas.DdiFeedbackIn),
+    openapi_extra=wire.json_body(ddi_schemas.DdiFeedbackIn),
 )
 async def cancel_feedback(
     action_id: DbId, request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)
@@ -126,7 +126,7 @@ async def cancel_feedback(
     "/configData",
     response_class=Response,
     response_description="Recorded (empty body)",
-    openapi_extra=schemas.json_body(schemas.DdiConfigDataIn),
+    openapi_extra=wire.json_body(ddi_schemas.DdiConfigDataIn),
 )
 async def config_data(request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Response:
     body = await _json(request)
@@ -134,7 +134,7 @@ async def config_data(request: Request, who: DdiCaller = Depends(caller), svc: S
     return Response(status_code=200)
 
 
-@router.get("/installedBase/{action_id}", response_model=schemas.DdiDeploymentBase, response_model_exclude_unset=True)
+@router.get("/installedBase/{action_id}", response_model=ddi_schemas.DdiDeploymentBase, response_model_exclude_unset=True)
 def installed_base(
     tenant: str,
     controller_id: str,
@@ -148,9 +148,9 @@ def installed_base(
 
 @router.put(
     "/installedBase",
-    response_model=schemas.DdiInstalledBaseOut,
+    response_model=ddi_schemas.DdiInstalledBaseOut,
     response_model_exclude_unset=True,
-    openapi_extra=schemas.json_body(schemas.DdiInstalledBaseIn),
+    openapi_extra=wire.json_body(ddi_schemas.DdiInstalledBaseIn),
 )
 async def put_installed_base(request: Request, who: DdiCaller = Depends(caller), svc: Services = Depends(services)) -> Any:
     body = await _json(request)
@@ -170,7 +170,7 @@ class ProvisionIn(BaseModel):
     attributes: Attributes = Field(default_factory=dict)
 
 
-@manage.put("/ddi", response_model=schemas.DdiSettingsOut, response_model_exclude_unset=True)
+@manage.put("/ddi", response_model=ddi_schemas.DdiSettingsOut, response_model_exclude_unset=True)
 def configure(body: DdiSettingsIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """The tenant's DDI settings: gateway token, auto-registration, default compatible."""
     return svc.ddi.configure(who, body.auto_register, body.default_compatible, body.rotate_gateway_token)

@@ -14,7 +14,7 @@ from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..security import sign_url
 from ..services.auth import Principal
 from ..services.reports import MAX_EVENTS
-from . import schemas
+from . import schemas, state_schemas
 from .deps import Services, answer_response, principal, services
 from .fields import Attributes, Compatible, Name
 
@@ -106,7 +106,7 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
 
 @router.get(
     "/state",
-    response_model=schemas.DeviceState,
+    response_model=state_schemas.DeviceState,
     response_model_exclude_unset=True,
     responses={304: {"description": "Not modified: the ETag in If-None-Match still holds"}},
 )

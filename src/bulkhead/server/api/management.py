@@ -14,7 +14,7 @@ from bulkhead.protocol import DeviceStatus
 from ..ids import MAX_ID, DbId
 from ..services.auth import Principal
 from ..services.releases import MAX_SBOM_BYTES
-from . import schemas
+from . import schemas, wire
 from .deps import Services, principal, receive_upload, services
 from .fields import BodyId, LongText, Name, Names, PathName, Text
 
@@ -181,7 +181,7 @@ async def attach_sbom(
     "/releases/{release_id}/sbom",
     tags=["releases"],
     response_class=FileResponse,
-    responses=schemas.binary("application/spdx+json", "application/vnd.cyclonedx+json", description="The SBOM document"),
+    responses=wire.binary("application/spdx+json", "application/vnd.cyclonedx+json", description="The SBOM document"),
 )
 def get_sbom(
     release_id: DbId,

@@ -1,4 +1,4 @@
-"""Typed wire models of the HTTP API: what every route answers (and the request bodies routes parse themselves).
+"""Typed wire models of the management and device API: what every route answers (hawkBit's are in ddi_schemas).
 
 The services build plain dicts; the routes name these models in their decorators, so FastAPI checks every answer
 against them and the OpenAPI document describes every response. Each model keeps fields it does not know
@@ -9,15 +9,15 @@ serialize with `response_model_exclude_unset`: a key the service leaves out stay
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import FastAPI
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from bulkhead.protocol import ActionStatus, DdiExecution, DdiResult, DeviceStatus, EventKind, RolloutStatus, UpdatePhase
+from bulkhead.protocol import ActionStatus, DeviceStatus, EventKind, RolloutStatus, UpdatePhase
 
 from .contract import ErrorOut
+from .state_schemas import ContainerSpec
+from .wire import ActionType, Out, Role, Time, absent
 
 __all__ = [
     "ActionOut",
@@ -25,14 +25,6 @@ __all__ = [
     "AuditEntry",
     "BootstrapCreated",
     "BootstrapOut",
-    "DdiCancel",
-    "DdiConfigDataIn",
-    "DdiDeploymentBase",
-    "DdiFeedbackIn",
-    "DdiInstalledBaseIn",
-    "DdiInstalledBaseOut",
-    "DdiRoot",
-    "DdiSettingsOut",
     "DeltaOut",
     "DeltaPlan",
     "DesiredOut",
@@ -40,10 +32,8 @@ __all__ = [
     "DeviceEventOut",
     "DeviceOut",
     "DeviceProvisioned",
-    "DeviceState",
     "ErrorOut",
     "GroupWindowOut",
-    "HalJsonResponse",
     "Health",
     "KeyringOut",
     "KeyringSet",
@@ -58,30 +48,7 @@ __all__ = [
     "TenantOut",
     "TokenCreated",
     "UserOut",
-    "binary",
-    "document_errors",
-    "json_body",
 ]
-
-
-def _drop_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
-def absent(description: str, alias: str | None = None) -> Any:
-    """A key the service leaves out when it does not apply: optional in the schema, never null on the wire."""
-    return Field(None, alias=alias, description=description, json_schema_extra=_drop_default)
-
-
-Time = Annotated[str, Field(description="ISO 8601 time")]
-Role = Literal["viewer", "operator", "admin"]
-ActionType = Literal["soft", "forced", "download_only"]
-
-
-class Out(BaseModel):
-    """Base of the wire models: unknown fields are kept."""
-
-    model_config = ConfigDict(extra="allow")
 
 
 # -- meta, tenants, users, keyring --------------------------------------------------------------------
@@ -321,134 +288,6 @@ class ReportAccepted(Out):
     accepted_seq: int
 
 
-# -- the device's desired state (agent protocol) ------------------------------------------------------
-
-
-class ContainerSpec(Out):
-    """One container of an app."""
-
-    name: str
-    image: str
-    command: list[str]
-    env: dict[str, str]
-    ports: list[str]
-    volumes: list[str]
-    restart: Literal["no", "always", "on-failure", "unless-stopped"]
-
-
-class StateDevice(Out):
-    """The device as its desired state names it."""
-
-    id: int
-    name: str
-    tags: list[str]
-    groups: list[str]
-    attributes: dict[str, str]
-
-
-class StateAction(Out):
-    """A rollout's action for the device: whether it may install now."""
-
-    id: int
-    type: ActionType
-    install: bool
-    window_opens_at: Time | None = Field(description="when the maintenance window opens, if it is closed")
-
-
-class AppAction(Out):
-    """An app rollout's action the device runs now."""
-
-    id: int
-    type: ActionType
-    install: bool
-
-
-class PrefetchAction(AppAction):
-    """An app rollout's action the device may only pull images for (outside its window, or download-only)."""
-
-    window_opens_at: Time | None
-
-
-class StateDelta(Out):
-    """A delta bundle from the OS version the device runs: smaller than the full bundle."""
-
-    id: int
-    from_version: str
-    sha256: str
-    size: int
-    url: str
-    signed_url: str
-
-
-class StateRelease(Out):
-    """The OS release the device must run."""
-
-    id: int
-    version: str
-    compatible: str
-    format: str
-    sha256: str
-    size: int
-    url: str
-    signed_url: str = Field(description="a URL that needs no credential, valid for a while")
-    action: StateAction | None
-    delta: StateDelta = absent("a delta bundle to install instead of the full one")
-
-
-class StateApp(Out):
-    """An app the device must run."""
-
-    name: str
-    version: str
-    containers: list[ContainerSpec]
-    action: AppAction = absent("the app rollout's action, when one decided this version")
-
-
-class PrefetchApp(Out):
-    """An app version the device may only pull images for."""
-
-    name: str
-    version: str
-    containers: list[ContainerSpec]
-    action: PrefetchAction
-
-
-class StateFile(Out):
-    """A file the device must have."""
-
-    path: str
-    content_b64: str
-    sha256: str
-    mode: str
-    template: bool
-    on_change: str | None
-
-
-class RegistryCredential(Out):
-    """Credentials to pull images from one registry."""
-
-    username: str
-    password: str
-
-
-class StateDesired(Out):
-    """What the device must run."""
-
-    release: StateRelease | None
-    apps: list[StateApp]
-    files: list[StateFile]
-    registries: dict[str, RegistryCredential]
-    prefetch: list[PrefetchApp] = absent("app versions to pull but not run yet")
-
-
-class DeviceState(Out):
-    """The device's desired state."""
-
-    device: StateDevice
-    desired: StateDesired
-    poll_interval: int = Field(description="seconds until the next poll")
-
-
 # -- apps -----------------------------------------------------------------------------------------
 
 
@@ -638,255 +477,3 @@ class SigningInfo(Out):
     set_by: str | None = absent("who gave the key")
     set_at: Time | None = absent("when")
     message: str
-
-
-# -- hawkBit DDI ----------------------------------------------------------------------------------
-
-
-class DdiSettingsOut(Out):
-    """The tenant's hawkBit DDI settings (the gateway token only right after it was issued)."""
-
-    auto_register: bool = absent("create devices on their first poll with the gateway token")
-    default_compatible: str = absent("compatible given to auto-registered devices")
-    gateway_token_set: bool
-    gateway_token: str = absent("the new GatewayToken; shown only now")
-
-
-class DdiLink(Out):
-    """A hawkBit link."""
-
-    href: str
-
-
-class DdiRootLinks(Out):
-    """What the controller should do next."""
-
-    deploymentBase: DdiLink = absent("an update to install")
-    cancelAction: DdiLink = absent("an update to cancel")
-    configData: DdiLink = absent("send your attributes")
-    installedBase: DdiLink = absent("the last update installed")
-
-
-class DdiPolling(Out):
-    """hawkBit polling configuration."""
-
-    sleep: str = Field(description="HH:MM:SS until the next poll", pattern=r"^\d{2}:\d{2}:\d{2}$")
-
-
-class DdiConfig(Out):
-    """hawkBit controller configuration."""
-
-    polling: DdiPolling
-
-
-class DdiRoot(Out):
-    """hawkBit DDI controller base: polling interval and links to what to do next."""
-
-    config: DdiConfig
-    links: DdiRootLinks = absent("absent when there is nothing to do", alias="_links")
-
-
-class DdiHashes(Out):
-    """An artifact's hashes."""
-
-    sha1: str
-    md5: str
-    sha256: str
-
-
-class DdiArtifactLinks(Out):
-    """Where to download an artifact and its MD5SUM file."""
-
-    download: DdiLink
-    download_http: DdiLink = Field(alias="download-http")
-    md5sum: DdiLink
-    md5sum_http: DdiLink = Field(alias="md5sum-http")
-
-
-class DdiArtifact(Out):
-    """A file of a software module."""
-
-    filename: str
-    hashes: DdiHashes
-    size: int
-    links: DdiArtifactLinks = Field(alias="_links")
-
-
-class DdiChunk(Out):
-    """A software module of a deployment."""
-
-    part: str
-    version: str
-    name: str
-    artifacts: list[DdiArtifact]
-
-
-DdiHandling = Literal["skip", "attempt", "forced"]
-
-
-class DdiDeployment(Out):
-    """How to download and install, and what."""
-
-    download: DdiHandling
-    update: DdiHandling
-    maintenanceWindow: Literal["available", "unavailable"] = absent("only when a maintenance window applies")
-    chunks: list[DdiChunk]
-
-
-class DdiActionHistory(Out):
-    """The action's status and its latest history messages (with ?actionHistory=N)."""
-
-    status: ActionStatus
-    messages: list[str]
-
-
-class DdiDeploymentBase(Out):
-    """hawkBit DDI deploymentBase (or installedBase): an update for the controller."""
-
-    id: str
-    deployment: DdiDeployment
-    actionHistory: DdiActionHistory = absent("with ?actionHistory=N")
-
-
-class DdiCancelAction(Out):
-    """Which action to stop."""
-
-    stopId: str
-
-
-class DdiCancel(Out):
-    """hawkBit DDI cancelAction: stop an update."""
-
-    id: str
-    cancelAction: DdiCancelAction
-
-
-class DdiInstalledBaseOut(Out):
-    """What the server made of the device's declaration."""
-
-    release_id: int | None = Field(description="the release with this version, if the server has it")
-    version: str
-
-
-class DdiProgress(BaseModel):
-    """Progress of an action: cnt of of."""
-
-    cnt: int
-    of: int | None = None
-
-
-class DdiFeedbackResult(BaseModel):
-    """The result so far."""
-
-    finished: DdiResult = DdiResult.NONE
-    progress: DdiProgress | None = None
-
-
-class DdiFeedbackStatus(BaseModel):
-    """The action's execution state."""
-
-    execution: DdiExecution
-    result: DdiFeedbackResult | None = None
-    details: list[str] | None = Field(None, description="messages (at most 20 are kept)")
-    code: int | None = None
-
-
-class DdiFeedbackIn(BaseModel):
-    """hawkBit DDI feedback on an action (deploymentBase or cancelAction)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str | None = None
-    time: str | None = None
-    timestamp: int | None = None
-    status: DdiFeedbackStatus
-
-
-class DdiConfigDataIn(BaseModel):
-    """hawkBit DDI configData: the controller's attributes."""
-
-    model_config = ConfigDict(extra="allow")
-
-    mode: Literal["merge", "replace", "remove"] = "merge"
-    data: dict[str, str | int | float | bool] = Field(description="attribute -> value (at most 128 characters)")
-
-
-class DdiInstalledBaseIn(BaseModel):
-    """What the controller runs (after an update outside the server, or at first contact)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    name: str | None = None
-    version: str = Field(min_length=1)
-
-
-class HalJsonResponse(JSONResponse):
-    """JSON with hawkBit's media type (documents the DDI root, which the poll app answers)."""
-
-    media_type = "application/hal+json"
-
-
-def _inline(schema: dict[str, Any]) -> dict[str, Any]:
-    """A model's JSON schema with its `$defs` inlined (an OpenAPI operation cannot hold its own `$defs`)."""
-    defs = schema.pop("$defs", {})
-
-    def walk(node: Any) -> Any:
-        if isinstance(node, dict):
-            ref = node.get("$ref")
-            if isinstance(ref, str) and ref.startswith("#/$defs/"):
-                return walk(defs[ref.rsplit("/", 1)[1]])
-            return {k: walk(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [walk(v) for v in node]
-        return node
-
-    return dict(walk(schema))
-
-
-def json_body(model: type[BaseModel], media_type: str = "application/json") -> dict[str, Any]:
-    """`openapi_extra` documenting a request body a route reads itself (its parsing gives the precise errors)."""
-    return {"requestBody": {"required": True, "content": {media_type: {"schema": _inline(model.model_json_schema())}}}}
-
-
-def binary(*media_types: str, description: str = "The file") -> dict[int | str, dict[str, Any]]:
-    """`responses` of a route that answers a file or raw bytes."""
-    schema = {"type": "string", "format": "binary"}
-    return {200: {"description": description, "content": {m: {"schema": schema} for m in media_types}}}
-
-
-def document_errors(api: FastAPI) -> None:
-    """Document the server's error body on every operation: a `4XX` answer is an `ErrorOut`.
-
-    It replaces FastAPI's own `422` entry, whose `{"detail": [...]}` the server never sends (its validation
-    handler answers `{"error": "invalid", "message": ...}`). Done on the generated document (FastAPI's way
-    to extend it), so routes added later get it too.
-    """
-    generate = api.openapi
-    error = {
-        "description": "Refused; `message` says what to do",
-        "content": {"application/json": {"schema": _inline(ErrorOut.model_json_schema())}},
-    }
-    fastapi_422 = "#/components/schemas/HTTPValidationError"
-
-    def openapi() -> dict[str, Any]:
-        doc = api.openapi_schema
-        if doc is None:
-            doc = generate()
-            for ops in doc.get("paths", {}).values():
-                for op in ops.values():
-                    responses = op.setdefault("responses", {})
-                    schema = responses.get("422", {}).get("content", {}).get("application/json", {}).get("schema", {})
-                    if schema.get("$ref") == fastapi_422:
-                        del responses["422"]
-                    responses.setdefault("4XX", error)
-                    for code, resp in responses.items():
-                        content = resp.get("content") or {}
-                        if code[0] in "45" and content and "application/json" not in content:
-                            # A route with its own media type (hal+json) still answers errors as plain JSON.
-                            resp["content"] = {"application/json": next(iter(content.values()))}
-            components = doc.get("components", {}).get("schemas", {})
-            components.pop("HTTPValidationError", None)
-            components.pop("ValidationError", None)
-        return doc
-
-    api.openapi = openapi  # type: ignore[method-assign]

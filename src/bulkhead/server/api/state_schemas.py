@@ -1,0 +1,150 @@
+"""Typed wire model of the agent protocol's desired state (`GET /device/v1/state`): what a device is told to run."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from .wire import ActionType, Out, Time, absent
+
+__all__ = [
+    "AppAction",
+    "ContainerSpec",
+    "DeviceState",
+    "PrefetchAction",
+    "PrefetchApp",
+    "RegistryCredential",
+    "StateAction",
+    "StateApp",
+    "StateDelta",
+    "StateDesired",
+    "StateDevice",
+    "StateFile",
+    "StateRelease",
+]
+
+
+class ContainerSpec(Out):
+    """One container of an app."""
+
+    name: str
+    image: str
+    command: list[str]
+    env: dict[str, str]
+    ports: list[str]
+    volumes: list[str]
+    restart: Literal["no", "always", "on-failure", "unless-stopped"]
+
+
+class StateDevice(Out):
+    """The device as its desired state names it."""
+
+    id: int
+    name: str
+    tags: list[str]
+    groups: list[str]
+    attributes: dict[str, str]
+
+
+class StateAction(Out):
+    """A rollout's action for the device: whether it may install now."""
+
+    id: int
+    type: ActionType
+    install: bool
+    window_opens_at: Time | None = Field(description="when the maintenance window opens, if it is closed")
+
+
+class AppAction(Out):
+    """An app rollout's action the device runs now."""
+
+    id: int
+    type: ActionType
+    install: bool
+
+
+class PrefetchAction(AppAction):
+    """An app rollout's action the device may only pull images for (outside its window, or download-only)."""
+
+    window_opens_at: Time | None
+
+
+class StateDelta(Out):
+    """A delta bundle from the OS version the device runs: smaller than the full bundle."""
+
+    id: int
+    from_version: str
+    sha256: str
+    size: int
+    url: str
+    signed_url: str
+
+
+class StateRelease(Out):
+    """The OS release the device must run."""
+
+    id: int
+    version: str
+    compatible: str
+    format: str
+    sha256: str
+    size: int
+    url: str
+    signed_url: str = Field(description="a URL that needs no credential, valid for a while")
+    action: StateAction | None
+    delta: StateDelta = absent("a delta bundle to install instead of the full one")
+
+
+class StateApp(Out):
+    """An app the device must run."""
+
+    name: str
+    version: str
+    containers: list[ContainerSpec]
+    action: AppAction = absent("the app rollout's action, when one decided this version")
+
+
+class PrefetchApp(Out):
+    """An app version the device may only pull images for."""
+
+    name: str
+    version: str
+    containers: list[ContainerSpec]
+    action: PrefetchAction
+
+
+class StateFile(Out):
+    """A file the device must have."""
+
+    path: str
+    content_b64: str
+    sha256: str
+    mode: str
+    template: bool
+    on_change: str | None
+
+
+class RegistryCredential(Out):
+    """Credentials to pull images from one registry."""
+
+    username: str
+    password: str
+
+
+class StateDesired(Out):
+    """What the device must run."""
+
+    release: StateRelease | None
+    apps: list[StateApp]
+    files: list[StateFile]
+    registries: dict[str, RegistryCredential]
+    prefetch: list[PrefetchApp] = absent("app versions to pull but not run yet")
+
+
+class DeviceState(Out):
+    """The device's desired state."""
+
+    device: StateDevice
+    desired: StateDesired
+    poll_interval: int = Field(description="seconds until the next poll")
