@@ -54,6 +54,7 @@ class Database:
         self.engine: Engine = create_engine(url, **kwargs)
         if url.startswith("sqlite"):
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
         self.factory = sessionmaker(self.engine, expire_on_commit=False)
 
     @contextmanager
@@ -66,8 +67,18 @@ class Database:
 
 
 def _sqlite_pragmas(conn: Any, _record: Any) -> None:
+    # The driver's own transaction handling starts a transaction only at the first write, so what a session read
+    # before could be overwritten by a write it never saw (a lost update). Transactions are begun here instead.
+    conn.isolation_level = None
     cur = conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    """Every session is one serialized transaction: `BEGIN IMMEDIATE` takes SQLite's write lock at the start, so a
+    read-modify-write (an action's history, a device's state) never loses a concurrent session's change; the other
+    sessions wait for it (up to the connection's timeout). PostgreSQL gets the same from row locks where rows change."""
+    conn.exec_driver_sql("BEGIN IMMEDIATE")

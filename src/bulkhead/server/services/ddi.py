@@ -94,8 +94,9 @@ class DdiService:
             return {"device_id": dev.id, "name": name, "credential": credential, "target_token": credential}
 
     # -- device side ------------------------------------------------------------------
-    def _action(self, s: Session, caller: DdiCaller, action_id: int) -> Action:
-        a = s.get(Action, action_id) if action_id < DESIRED_BASE else None
+    def _action(self, s: Session, caller: DdiCaller, action_id: int, lock: bool = False) -> Action:
+        """The controller's own action; `lock` (feedback) holds its row so a concurrent cancel is not overwritten."""
+        a = s.get(Action, action_id, with_for_update=lock) if action_id < DESIRED_BASE else None
         if a is None or a.device_id != caller.device_id or a.release_id is None:  # app actions are for our agent
             raise NotFound(f"action {action_id} does not exist for controller '{caller.name}'")
         return a
@@ -248,7 +249,7 @@ class DdiService:
             if action_id >= DESIRED_BASE and not cancel:
                 self._desired_feedback(s, dev, action_id, fb)
                 return
-            a = self._action(s, caller, action_id)
+            a = self._action(s, caller, action_id, lock=True)
             final = fb.execution in ("closed", "canceled") or (fb.execution == "downloaded" and a.action_type == "download_only")
             text = fb.text
             if not a.active:

@@ -207,12 +207,14 @@ class RolloutService:
         self.on_change = on_change or (lambda _rid, _eta=None: None)
 
     # -- reading ------------------------------------------------------------------------
-    def _own(self, s: Session, who: Principal, ref: str) -> Rollout:
+    def _own(self, s: Session, who: Principal, ref: str, lock: bool = False) -> Rollout:
+        """The caller's rollout; `lock` holds its row until the transaction ends (every change to a rollout and its
+        actions takes it, as the evaluator does, so they never interleave)."""
         tid = who.require_tenant()
         q = select(Rollout).where(Rollout.tenant_id == tid)
         rid = as_id(ref)
         q = q.where(Rollout.id == rid) if rid is not None else q.where(Rollout.name == ref)
-        r = s.scalar(q)
+        r = s.scalar(q.with_for_update() if lock else q)
         if r is None:
             raise NotFound(f"rollout '{ref}' does not exist")
         return r
@@ -333,7 +335,7 @@ class RolloutService:
     def approve(self, who: Principal, ref: str) -> dict[str, Any]:
         who.require("admin")
         with self.db.session() as s:
-            r = self._own(s, who, ref)
+            r = self._own(s, who, ref, lock=True)
             if r.status != "waiting_approval":
                 raise Conflict(f"rollout '{r.name}' is {r.status}, not waiting for approval")
             now = utcnow()
@@ -349,7 +351,7 @@ class RolloutService:
     def pause(self, who: Principal, ref: str) -> dict[str, Any]:
         who.require("operator")
         with self.db.session() as s:
-            r = self._own(s, who, ref)
+            r = self._own(s, who, ref, lock=True)
             if r.status not in ("running", "scheduled"):
                 raise Conflict(f"rollout '{r.name}' is {r.status}; only a running or scheduled rollout can be paused")
             _move(r, R.PAUSED)
@@ -361,7 +363,7 @@ class RolloutService:
         """Go on after a pause; failures seen so far in the current phase count as accepted."""
         who.require("operator")
         with self.db.session() as s:
-            r = self._own(s, who, ref)
+            r = self._own(s, who, ref, lock=True)
             if r.status != "paused":
                 raise Conflict(f"rollout '{r.name}' is {r.status}, not paused")
             failed = s.scalars(
@@ -378,7 +380,7 @@ class RolloutService:
         """Stop the rollout. Actions no device has started are canceled; started ones are asked to cancel."""
         who.require("operator")
         with self.db.session() as s:
-            r = self._own(s, who, ref)
+            r = self._own(s, who, ref, lock=True)
             if r.status in ("finished", "canceled"):
                 raise Conflict(f"rollout '{r.name}' is already {r.status}")
             _move(r, R.CANCELED)
@@ -399,7 +401,7 @@ class RolloutService:
         """Give failed and rolled-back devices a new action (a new attempt for the agent and DDI clients)."""
         who.require("operator")
         with self.db.session() as s:
-            r = self._own(s, who, ref)
+            r = self._own(s, who, ref, lock=True)
             if r.status in ("canceled", "waiting_approval"):
                 raise Conflict(f"rollout '{r.name}' is {r.status}; failed devices cannot be retried")
             latest: dict[int, Action] = {}  # each device's newest attempt
@@ -425,7 +427,7 @@ class RolloutService:
     def delete(self, who: Principal, ref: str) -> None:
         who.require("admin")
         with self.db.session() as s:
-            r = self._own(s, who, ref)
+            r = self._own(s, who, ref, lock=True)
             if r.status in ("running", "paused", "scheduled") and s.scalar(
                 select(Action.id).where(Action.rollout_id == r.id, Action.active.is_(True)).limit(1)
             ):
@@ -546,6 +548,7 @@ class RolloutService:
             select(Action)
             .where(Action.device_id == dev.id, Action.release_id == release_id, Action.active.is_(True))
             .order_by(Action.id)
+            .with_for_update()
         )
         if a is None:
             return None
@@ -567,6 +570,7 @@ class RolloutService:
             .join(App, App.id == Action.app_id)
             .where(Action.device_id == dev.id, Action.active.is_(True), App.name == name, App.version == version)
             .order_by(Action.id)
+            .with_for_update(of=Action)
         )
         if a is None or status == a.status:
             return None

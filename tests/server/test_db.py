@@ -1,0 +1,48 @@
+"""The database layer: a session is one transaction that never loses a concurrent session's write."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from sqlalchemy import select
+
+from bulkhead.server.db import Database, migrate
+from bulkhead.server.models import Tenant
+
+
+def test_sqlite_sessions_do_not_lose_a_concurrent_read_modify_write(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    migrate(url)
+    db = Database(url)
+    with db.session() as s:
+        s.add(Tenant(name="t"))
+    read_first = threading.Event()
+    errors: list[BaseException] = []
+
+    def slow_writer() -> None:
+        try:
+            with db.session() as s:
+                t = s.scalar(select(Tenant))
+                assert t is not None
+                seen = t.name
+                read_first.set()
+                time.sleep(0.5)  # the other session tries to write meanwhile
+                t.name = seen + "+slow"
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+            read_first.set()
+
+    th = threading.Thread(target=slow_writer)
+    th.start()
+    assert read_first.wait(5)
+    with db.session() as s:  # waits for the slow session instead of reading what it is about to overwrite
+        t = s.scalar(select(Tenant))
+        assert t is not None
+        t.name = t.name + "+fast"
+    th.join(5)
+    assert not errors, errors
+    with db.session() as s:
+        assert s.scalar(select(Tenant.name)) == "t+slow+fast"
+    db.dispose()
