@@ -30,7 +30,7 @@ def test_sqlite_sessions_do_not_lose_a_concurrent_read_modify_write(tmp_path: Pa
                 read_first.set()
                 time.sleep(0.5)  # the other session tries to write meanwhile
                 t.name = seen + "+slow"
-        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+        except BaseException as exc:  # reported by the main thread
             errors.append(exc)
             read_first.set()
 
