@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
+import time
 from typing import Any
 
 from huey import RedisHuey, SqliteHuey, crontab
@@ -22,6 +24,10 @@ from .settings import Settings
 __all__ = ["Jobs"]
 
 log = logging.getLogger(__name__)
+
+# Changes to one rollout within this many seconds share one evaluation (per process): a fleet's reports come in
+# thousands per second, and every one that moves an action asks for an evaluation.
+COALESCE_SECONDS = 1.0
 
 
 class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
@@ -41,11 +47,16 @@ class Jobs:
         self.rollouts = rollouts
         self._consumer: Consumer | None = None
 
-        def advance(rollout_id: int | None) -> None:
-            rollouts.advance(rollout_id)
+        self._lock = threading.Lock()
+        self._last: dict[int | None, float] = {}  # when an evaluation of a rollout (None: all) was last asked for
+        self._trailing: dict[int | None, float] = {}  # an evaluation queued for the end of the window
+
+        def advance(rollout_id: int | None, joiners: bool = False) -> None:
+            rollouts.advance(rollout_id, joiners=joiners)
 
         def sweep() -> None:
-            """Scheduled starts that were missed, and devices that joined a running rollout's target."""
+            """Scheduled starts that were missed, and devices that joined a running rollout's target. Finished and
+            canceled rollouts are not selected: they cost nothing here."""
             rollouts.advance(None)
 
         self._advance = self.huey.task(name="rollouts.advance", retries=3, retry_delay=5)(advance)
@@ -66,10 +77,31 @@ class Jobs:
         return self._build_delta(delta_id)
 
     def advance(self, rollout_id: int | None, eta: dt.datetime | None = None) -> Any:
+        """Evaluate a rollout (None: every rollout, after a device joined or changed its tags or groups, when
+        finished rollouts take in the devices that match them now) now, at `eta`, or, when one was asked for
+        within the last COALESCE_SECONDS, once at the end of that window for all the changes within it."""
+        args = (rollout_id, rollout_id is None)
         if eta is not None:
             # huey keeps whole seconds: a little late is fine, early would find the rollout not yet due.
-            return self._advance.schedule(args=(rollout_id,), eta=eta.astimezone(dt.UTC) + dt.timedelta(seconds=1))
-        return self._advance(rollout_id)
+            return self._advance.schedule(args=args, eta=eta.astimezone(dt.UTC) + dt.timedelta(seconds=1))
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(rollout_id)
+            if last is None or now >= last + COALESCE_SECONDS:
+                if len(self._last) > 10_000:
+                    self._last = {k: v for k, v in self._last.items() if v > now - COALESCE_SECONDS}
+                    self._trailing = {k: v for k, v in self._trailing.items() if v > now}
+                self._last[rollout_id] = now
+                due = None
+            elif self._trailing.get(rollout_id, 0.0) > now:
+                return None  # the evaluation queued for the end of this window reads this change too
+            else:
+                due = last + COALESCE_SECONDS
+                self._trailing[rollout_id] = self._last[rollout_id] = due
+        if due is None:
+            return self._advance(*args)
+        # Whole seconds again: one more, so that it never runs before the window's end (and misses a change).
+        return self._advance.schedule(args=args, delay=due - now + 1)
 
     def start(self, workers: int = 2) -> None:
         # Two threads: a delta build (minutes of CPU) must not hold up rollout progression.

@@ -13,6 +13,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -262,6 +263,8 @@ class Rollout(Base):
     pause_reason: Mapped[str | None] = mapped_column(Text)
     # Failures per phase the operator accepted by resuming: {"0": 1}.
     accepted_failures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # How many phases have been opened: the members of phases below this number have their actions.
+    phases_started: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -271,7 +274,11 @@ class Action(Base):
     """One device's part in a rollout, with its status history."""
 
     __tablename__ = "actions"
-    __table_args__ = (CheckConstraint("(release_id IS NULL) <> (app_id IS NULL)", name="ck_actions_one_target"),)
+    __table_args__ = (
+        CheckConstraint("(release_id IS NULL) <> (app_id IS NULL)", name="ck_actions_one_target"),
+        # A rollout's progress is counted by the database over this index (phase, status, latest attempt).
+        Index("ix_actions_rollout_progress", "rollout_id", "phase", "superseded", "status", "active"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), index=True)
@@ -285,9 +292,21 @@ class Action(Base):
     # Status before a cancel was asked: a device that rejects the cancel goes back to it.
     status_before_cancel: Mapped[str | None] = mapped_column(String(24))
     bytes_done: Mapped[int | None] = mapped_column(BigInteger)
+    # A retry gave the device a newer attempt: this one no longer counts for the phase's progress.
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False)
     history: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class RolloutDevice(Base):
+    """A device's place in a rollout: the phase it was put in when it first matched the target (kept from then on)."""
+
+    __tablename__ = "rollout_devices"
+    __table_args__ = (Index("ix_rollout_devices_rollout_phase", "rollout_id", "phase"),)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True)
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True)
+    phase: Mapped[int] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

@@ -3,25 +3,30 @@ phases that can each guard the next, and no downgrade nobody asked for."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Text, cast, func, select
+from sqlalchemy.orm import Session, aliased
 
 from ..errors import Invalid
 from ..models import App, Device, DeviceGroup, Release
 from .desired import merge_desired
 from .fleet_names import known_groups, known_tags, listing
-from .rollout_plan import allocate_phases, matches
+from .rollout_plan import phase_sizes
+from .rollout_sql import matching_devices, target_filter
 from .versions import compare_versions
 
 __all__ = ["check_target", "refuse_downgrades"]
 
 
-def check_target(s: Session, tid: int, target: dict[str, Any], phases: list[dict[str, Any]], allow_empty: bool) -> list[Device]:
-    """The devices the target matches now. Refused: groups that do not exist (in the target or a phase),
-    and, unless `allow_empty` (a rollout that waits for devices to join), tags no device has, a target that
-    matches no device, and a phase that would hold no device while a later one holds some."""
+def check_target(
+    s: Session, tid: int, target: dict[str, Any], phases: list[dict[str, Any]], allow_empty: bool
+) -> dict[int, list[str]]:
+    """The devices the target matches now (id -> groups; the groups only when a phase is a group's). Refused:
+    groups that do not exist (in the target or a phase), and, unless `allow_empty` (a rollout that waits for
+    devices to join), tags no device has, a target that matches no device, and a phase that would hold no device
+    while a later one holds some."""
     groups = known_groups(s, tid)
     wanted = [*target["groups"], *(p["group"] for p in phases if p.get("group"))]
     missing = sorted({g for g in wanted if g not in groups})
@@ -31,7 +36,7 @@ def check_target(s: Session, tid: int, target: dict[str, Any], phases: list[dict
             "(create one with 'bulkhead group create NAME' and add devices with 'bulkhead group add-device')"
         )
     if allow_empty:
-        return _matching(s, tid, target)
+        return _matching(s, tid, target, phases)
     tags = known_tags(s, tid)
     missing = sorted(set(target["tags"]) - set(tags))
     if missing:
@@ -39,18 +44,19 @@ def check_target(s: Session, tid: int, target: dict[str, Any], phases: list[dict
             f"no device has tag(s) {', '.join(missing)}; tags: {listing(tags)} "
             "(pass allow_empty, CLI --allow-empty, for a rollout that waits for devices to join)"
         )
-    devices = _matching(s, tid, target)
+    devices = _matching(s, tid, target, phases)
     if not devices:
-        active = list(s.scalars(select(Device).where(Device.tenant_id == tid, Device.status == "active")))
-        of_kind = [d for d in active if not target["compatible"] or d.compatible == target["compatible"]]
+        q = select(func.count()).select_from(Device).where(Device.tenant_id == tid, Device.status == "active")
+        if target["compatible"]:
+            q = q.where(Device.compatible == target["compatible"])
+        of_kind = s.scalar(q) or 0
         kind = f" of compatible '{target['compatible']}'" if target["compatible"] else ""
         raise Invalid(
-            f"the target matches no device ({len(of_kind)} active device(s){kind}; groups: {listing(groups)}; "
+            f"the target matches no device ({of_kind} active device(s){kind}; groups: {listing(groups)}; "
             f"tags: {listing(tags)}); fix the target, or pass allow_empty (CLI --allow-empty) for a rollout "
             "that waits for devices to join"
         )
-    plan = allocate_phases(phases, 0, {d.id: d.groups or [] for d in devices}, {})
-    sizes = [sum(1 for ph in plan.values() if ph == i) for i in range(len(phases))]
+    sizes = phase_sizes(phases, devices)
     for i, size in enumerate(sizes):
         if size == 0 and any(sizes[i + 1 :]):
             raise Invalid(
@@ -61,35 +67,50 @@ def check_target(s: Session, tid: int, target: dict[str, Any], phases: list[dict
     return devices
 
 
-def _matching(s: Session, tid: int, target: dict[str, Any]) -> list[Device]:
-    q = select(Device).where(Device.tenant_id == tid, Device.status == "active")
-    if target["compatible"]:
-        q = q.where(Device.compatible == target["compatible"])
-    return [d for d in s.scalars(q) if matches(target, d.compatible, d.tags or [], d.groups or [], d.attributes or {})]
+def _matching(s: Session, tid: int, target: dict[str, Any], phases: list[dict[str, Any]]) -> dict[int, list[str]]:
+    """id -> groups of the matching devices, selected by the database; groups are read only for group phases."""
+    with_groups = any(p.get("group") for p in phases)
+    rows = s.execute(matching_devices(s, tid, target, with_groups).order_by(Device.id))
+    if with_groups:
+        return {row[0]: list(row[1] or []) for row in rows}
+    return {row[0]: [] for row in rows}
 
 
-def refuse_downgrades(s: Session, tid: int, rel: Release | None, app: App | None, devices: list[Device]) -> None:
-    """Refuse when a targeted device runs (or is to run) a newer version than the rollout's."""
+def refuse_downgrades(s: Session, tid: int, rel: Release | None, app: App | None, target: dict[str, Any]) -> None:
+    """Refuse when a targeted device runs (or is to run) a newer version than the rollout's.
+
+    The database groups the devices by what they run; only the distinct versions are compared here."""
     newer: list[str] = []
+    count = 0
+    matching = [Device.tenant_id == tid, Device.status == "active", *target_filter(s, target)]
     if rel is not None:
-        for d in devices:
-            current = d.os_version
-            if current is None and d.desired_release_id is not None:
-                desired = s.get(Release, d.desired_release_id)
-                current = desired.version if desired is not None else None
-            if current is not None and compare_versions(rel.version, current) < 0:
-                newer.append(f"{d.name} ({current})")
+        desired = aliased(Release)
+        current = func.coalesce(Device.os_version, desired.version)
+        base = select(current.label("v"), func.count()).outerjoin(desired, desired.id == Device.desired_release_id)
+        versions = {v: n for v, n in s.execute(base.where(*matching).group_by(current)) if v is not None}
+        bad = [v for v in versions if compare_versions(rel.version, v) < 0]
+        count = sum(versions[v] for v in bad)
+        if bad:
+            q = select(Device.name, current).outerjoin(desired, desired.id == Device.desired_release_id)
+            q = q.where(*matching, current.in_(bad)).order_by(Device.id).limit(10)
+            newer = [f"{name} ({v})" for name, v in s.execute(q)]
         subject = f"release {rel.version}"
     elif app is not None:
         group_desired = {g.name: g.desired or {} for g in s.scalars(select(DeviceGroup).where(DeviceGroup.tenant_id == tid))}
-        for d in devices:
-            layers = [group_desired[g] for g in d.groups or [] if g in group_desired] + [d.desired or {}]
-            current = merge_desired(layers)["apps"].get(app.name)
-            if current is not None and compare_versions(app.version, current) < 0:
-                newer.append(f"{d.name} ({current})")
+        g_text, d_text = cast(Device.groups, Text), cast(Device.desired, Text)
+        combos = s.execute(select(g_text, d_text, func.count()).where(*matching).group_by(g_text, d_text))
+        for groups_json, desired_json, n in combos:
+            groups = json.loads(groups_json) if groups_json else []
+            layers = [group_desired[g] for g in groups or [] if g in group_desired] + [json.loads(desired_json or "{}") or {}]
+            current_app = merge_desired(layers)["apps"].get(app.name)
+            if current_app is not None and compare_versions(app.version, current_app) < 0:
+                count += n
+                names = select(Device.name).where(*matching, g_text == groups_json, d_text == desired_json)
+                newer += [f"{name} ({current_app})" for name in s.scalars(names.order_by(Device.id).limit(10 - len(newer)))]
         subject = f"app {app.name} version {app.version}"
-    if newer:
+    if count:
+        more = f" … and {count - len(newer)} more" if count > len(newer) else ""
         raise Invalid(
-            f"{subject} is older than what {len(newer)} device(s) run or are to run: {listing(newer, 10)}; "
+            f"{subject} is older than what {count} device(s) run or are to run: {', '.join(newer)}{more}; "
             "that is a downgrade: pass allow_downgrade (CLI --allow-downgrade) if you mean it"
         )

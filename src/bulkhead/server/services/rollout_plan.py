@@ -25,6 +25,7 @@ __all__ = [
     "FAILED",
     "OPEN",
     "TERMINAL",
+    "allocate_new",
     "allocate_phases",
     "assign_phase",
     "matches",
@@ -32,6 +33,7 @@ __all__ = [
     "parse_phases",
     "parse_target",
     "parse_window",
+    "phase_sizes",
     "phase_verdict",
     "window_open",
 ]
@@ -164,6 +166,10 @@ def _quotas(phases: Sequence[Mapping[str, Any]], n: int) -> dict[int, int]:
     return quotas
 
 
+def _group_phase(phases: Sequence[Mapping[str, Any]], groups: Sequence[str]) -> int | None:
+    return next((i for i, p in enumerate(phases) if p.get("group") and p["group"] in groups), None) if groups else None
+
+
 def allocate_phases(
     phases: Sequence[Mapping[str, Any]],
     rollout_id: int,
@@ -178,28 +184,60 @@ def allocate_phases(
     percentage population, so every percentage phase holds at least one device while devices remain
     (`34%, 66%` of 3 devices: 1 and 2). Devices left over (percentages below 100, or no percentage phase)
     go to the last phase: nobody in the target is left without the release."""
+    held: dict[int, int] = {}
+    for ph in placed.values():
+        held[ph] = held.get(ph, 0) + 1
+    return allocate_new(phases, rollout_id, {d: g for d, g in devices.items() if d not in placed}, held)
+
+
+def allocate_new(
+    phases: Sequence[Mapping[str, Any]],
+    rollout_id: int,
+    devices: Mapping[int, Sequence[str]],
+    held: Mapping[int, int],
+) -> dict[int, int]:
+    """`allocate_phases` given how many devices each phase holds already (`held`: phase index -> count) instead of
+    the placed devices themselves: what a rollout knows from one count per phase in the database."""
     out: dict[int, int] = {}
     by_pct: list[int] = []
     for dev_id, groups in devices.items():
-        if dev_id in placed:
-            continue
-        grp = next((i for i, p in enumerate(phases) if p.get("group") and p["group"] in groups), None)
+        grp = _group_phase(phases, groups)
         if grp is not None:
             out[dev_id] = grp
         else:
             by_pct.append(dev_id)
     pct_phases = {i for i, p in enumerate(phases) if p.get("percent")}
-    held = [ph for ph in placed.values() if ph in pct_phases]
-    quotas = _quotas(phases, len(held) + len(by_pct))
-    room = {i: q - held.count(i) for i, q in quotas.items()}
+    held_pct = {i: n for i, n in held.items() if i in pct_phases}
+    quotas = _quotas(phases, sum(held_pct.values()) + len(by_pct))
+    room = {i: q - held_pct.get(i, 0) for i, q in quotas.items()}
+    order = sorted(room)
     for dev_id in sorted(by_pct, key=lambda d: (_bucket(rollout_id, d), d)):
-        free = next((i for i in sorted(room) if room[i] > 0), None)
+        free = next((i for i in order if room[i] > 0), None)
         if free is None:
             out[dev_id] = len(phases) - 1
         else:
             room[free] -= 1
+            if not room[free]:
+                order.remove(free)
             out[dev_id] = free
     return out
+
+
+def phase_sizes(phases: Sequence[Mapping[str, Any]], devices: Mapping[int, Sequence[str]]) -> list[int]:
+    """How many of `devices` (id -> groups) each phase would hold: `allocate_phases` counted, without hashing."""
+    sizes = [0] * len(phases)
+    n_pct = 0
+    for groups in devices.values():
+        grp = _group_phase(phases, groups)
+        if grp is None:
+            n_pct += 1
+        else:
+            sizes[grp] += 1
+    quotas = _quotas(phases, n_pct)
+    for i, q in quotas.items():
+        sizes[i] += q
+    sizes[-1] += n_pct - sum(quotas.values())
+    return sizes
 
 
 def phase_verdict(

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, object_session
 
 from bulkhead.protocol import (
@@ -39,14 +39,25 @@ from .rollout_plan import (
     ACTION_TYPES,
     FAILED,
     TERMINAL,
-    allocate_phases,
-    matches,
+    allocate_new,
     next_opening,
     parse_phases,
     parse_target,
     parse_window,
     phase_verdict,
     window_open,
+)
+from .rollout_sql import (
+    ACTIONS,
+    MEMBERS,
+    action_rows,
+    history_append,
+    history_entry,
+    latest,
+    mark_devices,
+    matching_devices,
+    not_member,
+    open_actions_from_members,
 )
 from .times import parse_time
 
@@ -220,23 +231,34 @@ class RolloutService:
         return r
 
     def _json(self, s: Session, r: Rollout) -> dict[str, Any]:
-        rows = list(
-            s.execute(select(Action, Device).join(Device, Device.id == Action.device_id).where(Action.rollout_id == r.id))
+        """The rollout and its progress, counted by the database: devices per phase and status (each device's
+        newest attempt) and bytes moved (every attempt). No action row is loaded."""
+        q = (
+            select(Action.phase, Action.status, Action.superseded, func.count(), func.coalesce(func.sum(Action.bytes_done), 0))
+            .where(Action.rollout_id == r.id)
+            .group_by(Action.phase, Action.status, Action.superseded)
         )
+        counts: dict[int, Counter[str]] = {}
+        moved: Counter[int] = Counter()
+        for phase, status, superseded, n, nbytes in s.execute(q):
+            moved[phase] += int(nbytes or 0)
+            if not superseded:
+                counts.setdefault(phase, Counter())[status] += n
         per_phase: list[dict[str, Any]] = []
+        total: Counter[str] = Counter()
         for i, p in enumerate(r.phases):
-            counts = Counter(a.status for a, _ in rows if a.phase == i)
+            c = counts.get(i, Counter())
+            total.update(c)
             per_phase.append(
                 {
                     **p,
                     "index": i,
                     "state": _phase_state(r, i),
-                    "devices": sum(counts.values()),
-                    "counts": dict(counts),
-                    "bytes": sum(action_json(a, d)["bytes"] for a, d in rows if a.phase == i),
+                    "devices": sum(c.values()),
+                    "counts": dict(c),
+                    "bytes": moved[i],
                 }
             )
-        total = Counter(a.status for a, _ in rows)
         app = s.get(App, r.app_id) if r.app_id is not None else None
         rel = s.get(Release, r.release_id) if r.release_id is not None else None
         return {
@@ -255,7 +277,7 @@ class RolloutService:
             "pause_reason": r.pause_reason,
             "phases": per_phase,
             "counts": dict(total),
-            "devices": len(rows),
+            "devices": sum(total.values()),
             "created_by": r.created_by,
             "created_at": r.created_at.isoformat(),
         }
@@ -298,8 +320,8 @@ class RolloutService:
         with self.db.session() as s:
             rel, app = _subject(s, tid, body, target)
             devices = check_target(s, tid, target, phases, allow_empty)
-            if not allow_downgrade:
-                refuse_downgrades(s, tid, rel, app, devices)
+            if not allow_downgrade and devices:
+                refuse_downgrades(s, tid, rel, app, target)
             if s.scalar(select(Rollout).where(Rollout.tenant_id == tid, Rollout.name == name)) is not None:
                 raise Conflict(f"a rollout named '{name}' already exists")
             now = utcnow()
@@ -319,10 +341,13 @@ class RolloutService:
                 status=status,
                 current_phase=0,
                 accepted_failures={},
+                phases_started=0,
                 created_by=f"{who.kind}:{who.name}",
             )
             s.add(r)
             s.flush()
+            # Every matching device gets its phase now, in one bulk insert; actions follow as phases open.
+            self._place(s, r, allocate_new(r.phases, r.id, devices, {}), now)
             what = {"release": rel.version} if rel else {"app": f"{app.name}:{app.version}" if app else None}
             audit.record(s, who, "rollout.create", name, **what, type=action_type, status=status)
             if status == "running":
@@ -366,13 +391,18 @@ class RolloutService:
             r = self._own(s, who, ref, lock=True)
             if r.status != "paused":
                 raise Conflict(f"rollout '{r.name}' is {r.status}, not paused")
-            failed = s.scalars(
-                select(Action.id).where(Action.rollout_id == r.id, Action.phase == r.current_phase, Action.status.in_(FAILED))
-            ).all()
-            r.accepted_failures = {**r.accepted_failures, str(r.current_phase): len(failed)}
+            failed = int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(Action)
+                    .where(latest(r.id), Action.phase == r.current_phase, Action.status.in_(FAILED))
+                )
+                or 0
+            )
+            r.accepted_failures = {**r.accepted_failures, str(r.current_phase): failed}
             _move(r, R.RUNNING)
             r.pause_reason, r.updated_at = None, utcnow()
-            audit.record(s, who, "rollout.resume", r.name, accepted_failures=len(failed))
+            audit.record(s, who, "rollout.resume", r.name, accepted_failures=failed)
             self._advance(s, r, utcnow())
             return self._json(s, r)
 
@@ -384,16 +414,8 @@ class RolloutService:
             if r.status in ("finished", "canceled"):
                 raise Conflict(f"rollout '{r.name}' is already {r.status}")
             _move(r, R.CANCELED)
-            r.updated_at = utcnow()
-            for a in s.scalars(select(Action).where(Action.rollout_id == r.id, Action.active.is_(True))):
-                if a.app_id is not None:
-                    # An app follows the desired state: it goes back to its group's or device's version.
-                    record_status(a, "canceled", "rollout canceled: the device keeps its own desired version")
-                elif a.status == "scheduled":
-                    record_status(a, "canceled", "rollout canceled before the device started")
-                elif a.status != "canceling":
-                    a.status_before_cancel = a.status
-                    record_status(a, "canceling", "rollout canceled: waiting for the device to confirm")
+            now = r.updated_at = utcnow()
+            self._cancel_actions(s, r, now)
             audit.record(s, who, "rollout.cancel", r.name)
             return self._json(s, r)
 
@@ -404,18 +426,20 @@ class RolloutService:
             r = self._own(s, who, ref, lock=True)
             if r.status in ("canceled", "waiting_approval"):
                 raise Conflict(f"rollout '{r.name}' is {r.status}; failed devices cannot be retried")
-            latest: dict[int, Action] = {}  # each device's newest attempt
-            for a in s.scalars(select(Action).where(Action.rollout_id == r.id).order_by(Action.id)):
-                latest[a.device_id] = a
-            retried = 0
-            for a in latest.values():
-                if a.status not in FAILED:
-                    continue
-                dev = s.get(Device, a.device_id)
-                if dev is None:
-                    continue
-                self._new_action(s, r, dev, a.phase, "retry of a failed attempt")
-                retried += 1
+            now = utcnow()
+            # Each device's failed newest attempt is superseded by a new one: two statements for any number.
+            failed = s.execute(
+                update(Action)
+                .where(latest(r.id), Action.status.in_(FAILED))
+                .values(superseded=True)
+                .returning(Action.device_id, Action.phase)
+                .execution_options(synchronize_session=False)
+            ).all()
+            placed = sorted((device_id, phase) for device_id, phase in failed)
+            if placed:
+                s.execute(insert(ACTIONS), action_rows(r, placed, "retry of a failed attempt", now))
+                mark_devices(s, r.tenant_id, [d for d, _ in placed], now)
+            retried = len(placed)
             if r.status == "finished" and retried:
                 _move(r, R.RUNNING)
             r.accepted_failures = {}
@@ -446,37 +470,67 @@ class RolloutService:
             return {"group": name, "window": window}
 
     # -- progression --------------------------------------------------------------------
-    def advance(self, rollout_id: int | None = None, now: dt.datetime | None = None) -> None:
-        """Move one rollout (or every active one) as far as its rules allow. Safe to run concurrently."""
+    def advance(self, rollout_id: int | None = None, now: dt.datetime | None = None, joiners: bool = False) -> None:
+        """Move one rollout (or every scheduled and running one) as far as its rules allow. Safe to run concurrently.
+
+        Finished and canceled rollouts cost nothing here: they are not selected, except by `joiners` (a device
+        joined the fleet or changed its tags or groups), when a finished rollout takes in devices that match its
+        target now, and by `rollout_id`."""
         now = now or utcnow()
         with self.db.session() as s:
             if s.get_bind().dialect.name == "sqlite":
                 # SQLite ignores FOR UPDATE: take its write lock before reading, so that two advances at once
                 # (a device joined while the sweep runs) do not both give a device its action.
                 s.execute(update(Rollout).where(Rollout.id == -1).values(current_phase=Rollout.current_phase))
-            # Finished rollouts are included: a device that matches the target later still gets the release.
-            q = select(Rollout).where(Rollout.status.in_(("scheduled", "running", "finished")))
+            statuses = ("scheduled", "running", "finished") if joiners or rollout_id is not None else ("scheduled", "running")
+            q = select(Rollout).where(Rollout.status.in_(statuses))
             if rollout_id is not None:
                 q = q.where(Rollout.id == rollout_id)
-            for r in s.scalars(q.with_for_update(skip_locked=True)):
+            for r in s.scalars(q.order_by(Rollout.id).with_for_update(skip_locked=True)):
                 self._advance(s, r, now)
 
-    def _new_action(self, s: Session, r: Rollout, dev: Device, phase: int, why: str) -> Action:
-        a = Action(
-            tenant_id=r.tenant_id,
-            rollout_id=r.id,
-            device_id=dev.id,
-            release_id=r.release_id,
-            app_id=r.app_id,
-            phase=phase,
-            action_type=r.action_type,
-            status="scheduled",
-            active=True,
-            history=[],
+    def _place(self, s: Session, r: Rollout, plan: dict[int, int], now: dt.datetime) -> int:
+        """Store the phase of devices new to the rollout (one bulk insert); those of opened phases get their action."""
+        if not plan:
+            return 0
+        rows = sorted(plan.items())
+        s.execute(insert(MEMBERS), [{"rollout_id": r.id, "device_id": d, "phase": ph} for d, ph in rows])
+        opened = [(d, ph) for d, ph in rows if ph < r.phases_started]
+        if opened:
+            s.execute(insert(ACTIONS), action_rows(r, opened, "joined the target of a running rollout", now))
+            mark_devices(s, r.tenant_id, [d for d, _ in opened], now)
+        return len(rows)
+
+    def _joiners(self, s: Session, r: Rollout, now: dt.datetime) -> int:
+        """Place the devices that match the target but have no place yet (joined later): one anti-join."""
+        with_groups = any(p.get("group") for p in r.phases)
+        q = matching_devices(s, r.tenant_id, r.target, with_groups).where(not_member(r.id))
+        new = {row[0]: (list(row[1] or []) if with_groups else []) for row in s.execute(q)}
+        if not new:
+            return 0
+        per_phase = select(MEMBERS.c.phase, func.count()).where(MEMBERS.c.rollout_id == r.id).group_by(MEMBERS.c.phase)
+        held = {ph: n for ph, n in s.execute(per_phase)}
+        return self._place(s, r, allocate_new(r.phases, r.id, new, held), now)
+
+    def _open_phases(self, s: Session, r: Rollout, now: dt.datetime) -> None:
+        """Give the members of every phase up to the current one their actions (one INSERT ... SELECT per phase)."""
+        while r.phases_started <= r.current_phase:
+            i = r.phases_started
+            opened = open_actions_from_members(s, r, i, f"phase {i + 1} ('{r.phases[i]['name']}')", now)
+            mark_devices(s, r.tenant_id, opened, now)
+            r.phases_started = i + 1
+
+    def _phase_counts(self, s: Session, r: Rollout) -> Counter[str]:
+        """The current phase's devices per status as thresholds count them (the database counts on its index)."""
+        q = (
+            select(Action.status, Action.active, func.count())
+            .where(latest(r.id), Action.phase == r.current_phase)
+            .group_by(Action.status, Action.active)
         )
-        record_status(a, "scheduled", why)
-        s.add(a)
-        return a
+        counts: Counter[str] = Counter()
+        for status, active, n in s.execute(q):
+            counts[_counted(status, active)] += n
+        return counts
 
     def _advance(self, s: Session, r: Rollout, now: dt.datetime) -> None:
         if r.status == "scheduled":
@@ -488,34 +542,24 @@ class RolloutService:
             audit.record(s, _scheduler(r), "rollout.start", r.name)
         if r.status not in ("running", "finished"):
             return
-        known = {a.device_id: a for a in s.scalars(select(Action).where(Action.rollout_id == r.id).order_by(Action.id))}
-        q = select(Device).where(Device.tenant_id == r.tenant_id, Device.status == "active")
-        if r.target.get("compatible"):  # always set for a release; optional for an app
-            q = q.where(Device.compatible == r.target["compatible"])
-        new = {
-            d.id: d
-            for d in s.scalars(q)
-            if d.id not in known and matches(r.target, d.compatible, d.tags or [], d.groups or [], d.attributes or {})
-        }
-        placed = {dev_id: a.phase for dev_id, a in known.items()}
-        pending: dict[int, list[Device]] = {}
-        for dev_id, ph in allocate_phases(r.phases, r.id, {i: d.groups or [] for i, d in new.items()}, placed).items():
-            pending.setdefault(ph, []).append(new[dev_id])
+        joined = self._joiners(s, r, now)
         if r.status == "finished":
-            if not pending:
+            if not joined:
                 return
             _move(r, R.RUNNING)  # late joiners: the rollout is open again until they are done
         while True:
-            # Devices of phases already started (late joiners included) get their action now.
-            for i in range(r.current_phase + 1):
-                for d in pending.pop(i, []):
-                    known[d.id] = self._new_action(s, r, d, i, f"phase {i + 1} ('{r.phases[i]['name']}')")
-            s.flush()
-            counts = Counter(_counted(a) for a in known.values() if a.phase == r.current_phase)
-            later = sum(len(devs) for i, devs in pending.items() if i > r.current_phase)
+            self._open_phases(s, r, now)
+            later = int(
+                s.scalar(
+                    select(func.count())
+                    .select_from(MEMBERS)
+                    .where(MEMBERS.c.rollout_id == r.id, MEMBERS.c.phase > r.current_phase)
+                )
+                or 0
+            )
             verdict, why = phase_verdict(
                 r.phases[r.current_phase],
-                counts,
+                self._phase_counts(s, r),
                 int(r.accepted_failures.get(str(r.current_phase), 0)),
                 later_devices=later,
                 empty_accepted=str(r.current_phase) in r.accepted_failures,
@@ -532,11 +576,53 @@ class RolloutService:
                 r.updated_at = now
                 audit.record(s, _scheduler(r), "rollout.phase", r.name, phase=r.current_phase, why=why)
                 continue
-            if all(not a.active for a in known.values()):
+            still_open = s.scalar(select(Action.id).where(Action.rollout_id == r.id, Action.active.is_(True)).limit(1))
+            if still_open is None:
                 _move(r, R.FINISHED)
                 r.updated_at = now
                 audit.record(s, _scheduler(r), "rollout.finish", r.name)
             return
+
+    def _cancel_actions(self, s: Session, r: Rollout, now: dt.datetime) -> None:
+        """The cancel of every open action, in three UPDATEs whatever the rollout's size: an app action and one no
+        device has started close at once; a started one asks its device to confirm (`canceling`)."""
+        open_ = [Action.rollout_id == r.id, Action.active.is_(True)]
+        steps: list[tuple[list[Any], str, str, dict[str, Any]]] = [
+            (
+                [Action.app_id.is_not(None)],
+                "canceled",
+                "rollout canceled: the device keeps its own desired version",
+                {"active": False},
+            ),
+            (
+                [Action.app_id.is_(None), Action.status == "scheduled"],
+                "canceled",
+                "rollout canceled before the device started",
+                {"active": False},
+            ),
+            (
+                [Action.app_id.is_(None), Action.status.not_in(("scheduled", "canceling"))],
+                "canceling",
+                "rollout canceled: waiting for the device to confirm",
+                {"status_before_cancel": Action.status},
+            ),
+        ]
+        changed: list[int] = []
+        for where, status, message, extra in steps:
+            stmt = (
+                update(Action)
+                .where(*open_, *where)
+                .values(
+                    status=status,
+                    history=history_append(s, history_entry(status, message, now)),
+                    updated_at=now,
+                    **extra,
+                )
+                .returning(Action.device_id)
+                .execution_options(synchronize_session=False)
+            )
+            changed += s.scalars(stmt).all()
+        mark_devices(s, r.tenant_id, changed, now)
 
     # -- what devices report ------------------------------------------------------------
     def on_agent_event(self, s: Session, dev: Device, phase: str, release_id: int | None, message: str | None) -> int | None:
@@ -619,6 +705,6 @@ def _scheduler(r: Rollout) -> Principal:
     return Principal("system", "scheduler", r.tenant_id)
 
 
-def _counted(a: Action) -> str:
+def _counted(status: str, active: bool) -> str:
     """How an action counts for thresholds: a closed download-only action is a success."""
-    return "success" if a.status == "downloaded" and not a.active else a.status
+    return "success" if status == "downloaded" and not active else status

@@ -1,0 +1,213 @@
+"""Set-based SQL of rollouts: the devices a target selects, bulk action inserts and status changes with their
+history entry, and progress counted by the database (the same SQL on SQLite and PostgreSQL).
+
+Nothing here loops over devices in Python: a rollout's statements do not grow in number with its devices.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ColumnElement,
+    Integer,
+    String,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from ..models import Action, Device, Rollout, RolloutDevice, StateChange, UTCDateTime
+
+__all__ = [
+    "HISTORY_LIMIT",
+    "TENANT_WIDE_AFTER",
+    "action_rows",
+    "history_append",
+    "mark_devices",
+    "matching_devices",
+    "open_actions_from_members",
+    "target_filter",
+]
+
+HISTORY_LIMIT = 100
+# More devices than this changed at once: one tenant-wide state change instead of one row per device (every
+# process then recomputes the tenant's poll answers once, instead of reading that many rows of the feed).
+TENANT_WIDE_AFTER = 500
+
+ACTIONS = cast(Table, Action.__table__)
+MEMBERS = cast(Table, RolloutDevice.__table__)
+
+
+def _pg(s: Session) -> bool:
+    return s.get_bind().dialect.name == "postgresql"
+
+
+def _json_array_has(s: Session, column: Any, value: str) -> ColumnElement[bool]:
+    """The JSON array of strings in `column` contains `value`."""
+    if _pg(s):
+        return sql_cast(column, JSONB).contains([value])
+    each = func.json_each(column).table_valued("value")
+    return exists(select(literal(1)).select_from(each).where(each.c.value == value))
+
+
+def target_filter(s: Session, target: Mapping[str, Any]) -> list[ColumnElement[bool]]:
+    """`rollout_plan.matches` as SQL conditions on `devices`: compatible, every tag, any group, every attribute."""
+    conds: list[ColumnElement[bool]] = []
+    if target.get("compatible"):
+        conds.append(Device.compatible == target["compatible"])
+    for tag in target.get("tags") or []:
+        conds.append(_json_array_has(s, Device.tags, tag))
+    groups = target.get("groups") or []
+    if groups:
+        conds.append(or_(*(_json_array_has(s, Device.groups, g) for g in groups)))
+    for key, value in (target.get("attributes") or {}).items():
+        conds.append(Device.attributes[key].as_string() == value)
+    return conds
+
+
+def matching_devices(s: Session, tenant_id: int, target: Mapping[str, Any], with_groups: bool) -> Any:
+    """A select of the active devices the target matches: their ids, and their groups if `with_groups`."""
+    cols: list[Any] = [Device.id, Device.groups] if with_groups else [Device.id]
+    return select(*cols).where(Device.tenant_id == tenant_id, Device.status == "active", *target_filter(s, target))
+
+
+def history_entry(status: str, message: str | None, now: dt.datetime, source: str = "server") -> dict[str, Any]:
+    entry: dict[str, Any] = {"at": now.isoformat(), "status": status, "source": source}
+    if message:
+        entry["message"] = message[:2000]
+    return entry
+
+
+def history_append(s: Session, entry: Mapping[str, Any]) -> Any:
+    """An actions.history value: the current history with `entry` appended, the oldest entry dropped at the limit."""
+    h = ACTIONS.c.history
+    text = json.dumps(entry)
+    if _pg(s):
+        hb = sql_cast(func.coalesce(h, sql_cast("[]", JSON)), JSONB)
+        trimmed = case((func.json_array_length(h) >= HISTORY_LIMIT, hb.op("-")(0)), else_=hb)
+        return sql_cast(trimmed.op("||")(sql_cast(bindparam(None, text, type_=String), JSONB)), JSON)
+    base = func.coalesce(h, "[]")
+    trimmed = case((func.json_array_length(h) >= HISTORY_LIMIT, func.json_remove(h, "$[0]")), else_=base)
+    return func.json_insert(trimmed, "$[#]", func.json(bindparam(None, text, type_=String)))
+
+
+def _json_value(s: Session, value: Any) -> Any:
+    """A JSON constant for the select list of an INSERT ... SELECT."""
+    text = json.dumps(value)
+    if _pg(s):
+        return sql_cast(bindparam(None, text, type_=String), JSON)
+    return func.json(bindparam(None, text, type_=String))
+
+
+def action_rows(r: Rollout, placed: Iterable[tuple[int, int]], why: str, now: dt.datetime) -> list[dict[str, Any]]:
+    """New scheduled actions (for an executemany INSERT) of the rollout's devices: (device id, phase) pairs."""
+    history = [history_entry("scheduled", why, now)]
+    return [
+        {
+            "tenant_id": r.tenant_id,
+            "rollout_id": r.id,
+            "device_id": device_id,
+            "release_id": r.release_id,
+            "app_id": r.app_id,
+            "phase": phase,
+            "action_type": r.action_type,
+            "status": "scheduled",
+            "active": True,
+            "superseded": False,
+            "history": history,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for device_id, phase in placed
+    ]
+
+
+def open_actions_from_members(s: Session, r: Rollout, phase: int, why: str, now: dt.datetime) -> list[int]:
+    """One INSERT ... SELECT: a scheduled action for every member of `phase` that is still active and matches the
+    target (a device that left the target before its phase opened gets none). Returns the devices' ids."""
+    stamp = bindparam(None, now, type_=UTCDateTime())
+    src = (
+        select(
+            literal(r.tenant_id),
+            literal(r.id),
+            MEMBERS.c.device_id,
+            sql_cast(literal(r.release_id, Integer), Integer),
+            sql_cast(literal(r.app_id, Integer), Integer),
+            literal(phase),
+            literal(r.action_type),
+            literal("scheduled"),
+            literal(True, Boolean),
+            literal(False, Boolean),
+            _json_value(s, [history_entry("scheduled", why, now)]),
+            stamp,
+            stamp,
+        )
+        .select_from(MEMBERS.join(Device, Device.id == MEMBERS.c.device_id))
+        .where(
+            MEMBERS.c.rollout_id == r.id,
+            MEMBERS.c.phase == phase,
+            Device.status == "active",
+            *target_filter(s, r.target),
+        )
+    )
+    cols = [
+        "tenant_id",
+        "rollout_id",
+        "device_id",
+        "release_id",
+        "app_id",
+        "phase",
+        "action_type",
+        "status",
+        "active",
+        "superseded",
+        "history",
+        "created_at",
+        "updated_at",
+    ]
+    stmt = insert(ACTIONS).from_select(cols, src).returning(ACTIONS.c.device_id)
+    return list(s.scalars(stmt))
+
+
+def mark_devices(s: Session, tenant_id: int, device_ids: Sequence[int], now: dt.datetime) -> None:
+    """Tell every server process's poll cache that these devices' answers changed (the change feed of changes.py).
+
+    Core statements bypass the ORM events the feed listens to, so they record their changes here: one row per
+    device, or one tenant-wide row when many devices changed at once."""
+    if not device_ids:
+        return
+    pending: set[tuple[int | None, int | None]] = s.info.setdefault("state_changes", set())
+    wide = len(device_ids) > TENANT_WIDE_AFTER
+    changes: list[tuple[int | None, int | None]] = (
+        [(tenant_id, None)] if wide else [(tenant_id, d) for d in sorted(set(device_ids))]
+    )
+    fresh = [c for c in changes if c not in pending]
+    if fresh:
+        s.execute(insert(StateChange), [{"tenant_id": t, "device_id": d, "at": now} for t, d in fresh])
+        pending.update(fresh)
+
+
+def not_member(rollout_id: int) -> ColumnElement[bool]:
+    """Devices the rollout has not placed yet (late joiners)."""
+    return ~exists(select(literal(1)).where(MEMBERS.c.rollout_id == rollout_id, MEMBERS.c.device_id == Device.id))
+
+
+def latest(rollout_id: int) -> ColumnElement[bool]:
+    """A rollout's actions that count: each device's newest attempt."""
+    return and_(Action.rollout_id == rollout_id, Action.superseded.is_(False))
