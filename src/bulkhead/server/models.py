@@ -263,7 +263,7 @@ class Rollout(Base):
     pause_reason: Mapped[str | None] = mapped_column(Text)
     # Failures per phase the operator accepted by resuming: {"0": 1}.
     accepted_failures: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # How many phases have been opened: the members of phases below this number have their actions.
+    # How many phases are open: actions of later phases exist (made at creation) but are not offered to devices yet.
     phases_started: Mapped[int] = mapped_column(Integer, default=0)
     created_by: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
@@ -276,8 +276,9 @@ class Action(Base):
     __tablename__ = "actions"
     __table_args__ = (
         CheckConstraint("(release_id IS NULL) <> (app_id IS NULL)", name="ck_actions_one_target"),
-        # A rollout's progress is counted by the database over this index (phase, status, latest attempt).
-        Index("ix_actions_rollout_progress", "rollout_id", "phase", "superseded", "status", "active"),
+        # A rollout's progress is counted by the database over this index (phase, status, latest attempt), and its
+        # devices are read from it (who joined the target later) without visiting the table.
+        Index("ix_actions_rollout_progress", "rollout_id", "phase", "superseded", "status", "active", "device_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
@@ -297,16 +298,6 @@ class Action(Base):
     history: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
-
-
-class RolloutDevice(Base):
-    """A device's place in a rollout: the phase it was put in when it first matched the target (kept from then on)."""
-
-    __tablename__ = "rollout_devices"
-    __table_args__ = (Index("ix_rollout_devices_rollout_phase", "rollout_id", "phase"),)
-    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), primary_key=True)
-    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True, index=True)
-    phase: Mapped[int] = mapped_column(Integer)
 
 
 class AuditEvent(Base):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -29,19 +29,22 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy import cast as sql_cast
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Session
 
-from ..models import Action, Device, Rollout, RolloutDevice, StateChange, UTCDateTime
+from ..models import Action, Device, Rollout, StateChange, UTCDateTime
 
 __all__ = [
     "HISTORY_LIMIT",
     "TENANT_WIDE_AFTER",
-    "action_rows",
     "history_append",
+    "history_entry",
+    "insert_actions",
+    "latest",
     "mark_devices",
+    "mark_tenant",
     "matching_devices",
-    "open_actions_from_members",
+    "offered",
     "target_filter",
 ]
 
@@ -51,7 +54,6 @@ HISTORY_LIMIT = 100
 TENANT_WIDE_AFTER = 500
 
 ACTIONS = cast(Table, Action.__table__)
-MEMBERS = cast(Table, RolloutDevice.__table__)
 
 
 def _pg(s: Session) -> bool:
@@ -115,74 +117,80 @@ def _json_value(s: Session, value: Any) -> Any:
     return func.json(bindparam(None, text, type_=String))
 
 
-def action_rows(r: Rollout, placed: Iterable[tuple[int, int]], why: str, now: dt.datetime) -> list[dict[str, Any]]:
-    """New scheduled actions (for an executemany INSERT) of the rollout's devices: (device id, phase) pairs."""
-    history = [history_entry("scheduled", why, now)]
-    return [
-        {
-            "tenant_id": r.tenant_id,
-            "rollout_id": r.id,
-            "device_id": device_id,
-            "release_id": r.release_id,
-            "app_id": r.app_id,
-            "phase": phase,
-            "action_type": r.action_type,
-            "status": "scheduled",
-            "active": True,
-            "superseded": False,
-            "history": history,
-            "created_at": now,
-            "updated_at": now,
-        }
-        for device_id, phase in placed
-    ]
+_ACTION_COLUMNS = [
+    "tenant_id",
+    "rollout_id",
+    "device_id",
+    "release_id",
+    "app_id",
+    "phase",
+    "action_type",
+    "status",
+    "active",
+    "superseded",
+    "history",
+    "created_at",
+    "updated_at",
+]
 
 
-def open_actions_from_members(s: Session, r: Rollout, phase: int, why: str, now: dt.datetime) -> list[int]:
-    """One INSERT ... SELECT: a scheduled action for every member of `phase` that is still active and matches the
-    target (a device that left the target before its phase opened gets none). Returns the devices' ids."""
+def _int_array(values: Sequence[int]) -> Any:
+    return sql_cast(bindparam(None, list(values), type_=ARRAY(Integer)), ARRAY(Integer))
+
+
+def _pairs(s: Session, pairs: Sequence[tuple[int, int]]) -> Any:
+    """(device id, phase) pairs as a table for INSERT ... SELECT (PostgreSQL: two arrays unnested, one statement)."""
+    ids, phases = [d for d, _ in pairs], [p for _, p in pairs]
+    return func.unnest(_int_array(ids), _int_array(phases)).table_valued("device_id", "phase").render_derived()
+
+
+def _action_select(s: Session, r: Rollout, device_id: Any, phase: Any, why: str, now: dt.datetime) -> Any:
     stamp = bindparam(None, now, type_=UTCDateTime())
-    src = (
-        select(
-            literal(r.tenant_id),
-            literal(r.id),
-            MEMBERS.c.device_id,
-            sql_cast(literal(r.release_id, Integer), Integer),
-            sql_cast(literal(r.app_id, Integer), Integer),
-            literal(phase),
-            literal(r.action_type),
-            literal("scheduled"),
-            literal(True, Boolean),
-            literal(False, Boolean),
-            _json_value(s, [history_entry("scheduled", why, now)]),
-            stamp,
-            stamp,
-        )
-        .select_from(MEMBERS.join(Device, Device.id == MEMBERS.c.device_id))
-        .where(
-            MEMBERS.c.rollout_id == r.id,
-            MEMBERS.c.phase == phase,
-            Device.status == "active",
-            *target_filter(s, r.target),
-        )
+    return select(
+        literal(r.tenant_id, Integer),
+        literal(r.id, Integer),
+        device_id,
+        sql_cast(literal(r.release_id, Integer), Integer),
+        sql_cast(literal(r.app_id, Integer), Integer),
+        phase,
+        literal(r.action_type, String),
+        literal("scheduled", String),
+        literal(True, Boolean),
+        literal(False, Boolean),
+        _json_value(s, [history_entry("scheduled", why, now)]),
+        stamp,
+        stamp,
     )
-    cols = [
-        "tenant_id",
-        "rollout_id",
-        "device_id",
-        "release_id",
-        "app_id",
-        "phase",
-        "action_type",
-        "status",
-        "active",
-        "superseded",
-        "history",
-        "created_at",
-        "updated_at",
-    ]
-    stmt = insert(ACTIONS).from_select(cols, src).returning(ACTIONS.c.device_id)
-    return list(s.scalars(stmt))
+
+
+def insert_actions(s: Session, r: Rollout, pairs: Sequence[tuple[int, int]], why: str, now: dt.datetime) -> None:
+    """New scheduled actions of the rollout's devices, (device id, phase) pairs: one statement on PostgreSQL."""
+    if not pairs:
+        return
+    if not _pg(s):
+        history = [history_entry("scheduled", why, now)]
+        rows = [
+            {
+                "tenant_id": r.tenant_id,
+                "rollout_id": r.id,
+                "device_id": d,
+                "release_id": r.release_id,
+                "app_id": r.app_id,
+                "phase": p,
+                "action_type": r.action_type,
+                "status": "scheduled",
+                "active": True,
+                "superseded": False,
+                "history": history,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for d, p in pairs
+        ]
+        s.execute(insert(ACTIONS), rows)
+        return
+    src = _pairs(s, pairs)
+    s.execute(insert(ACTIONS).from_select(_ACTION_COLUMNS, _action_select(s, r, src.c.device_id, src.c.phase, why, now)))
 
 
 def mark_devices(s: Session, tenant_id: int, device_ids: Sequence[int], now: dt.datetime) -> None:
@@ -203,9 +211,19 @@ def mark_devices(s: Session, tenant_id: int, device_ids: Sequence[int], now: dt.
         pending.update(fresh)
 
 
-def not_member(rollout_id: int) -> ColumnElement[bool]:
-    """Devices the rollout has not placed yet (late joiners)."""
-    return ~exists(select(literal(1)).where(MEMBERS.c.rollout_id == rollout_id, MEMBERS.c.device_id == Device.id))
+def mark_tenant(s: Session, tenant_id: int, now: dt.datetime) -> None:
+    """Every device of the tenant may have a new poll answer (one row of the change feed)."""
+    pending: set[tuple[int | None, int | None]] = s.info.setdefault("state_changes", set())
+    if (tenant_id, None) not in pending:
+        s.execute(insert(StateChange), [{"tenant_id": tenant_id, "device_id": None, "at": now}])
+        pending.add((tenant_id, None))
+
+
+def offered() -> ColumnElement[bool]:
+    """An action its device is offered: its phase is open. (A subquery, not a join: a device path that locks its
+    action must not lock the rollout's row.)"""
+    opened = select(Rollout.phases_started).where(Rollout.id == Action.rollout_id).correlate(Action).scalar_subquery()
+    return Action.phase < opened
 
 
 def latest(rollout_id: int) -> ColumnElement[bool]:

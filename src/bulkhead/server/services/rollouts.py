@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, object_session
 
 from bulkhead.protocol import (
@@ -48,16 +48,15 @@ from .rollout_plan import (
     window_open,
 )
 from .rollout_sql import (
-    ACTIONS,
-    MEMBERS,
-    action_rows,
+    TENANT_WIDE_AFTER,
     history_append,
     history_entry,
+    insert_actions,
     latest,
     mark_devices,
+    mark_tenant,
     matching_devices,
-    not_member,
-    open_actions_from_members,
+    offered,
 )
 from .times import parse_time
 
@@ -159,7 +158,11 @@ def _first(a: Action) -> tuple[int, int]:
 def open_action(s: Session, device_id: int) -> Action | None:
     """The device's highest-priority open OS action: forced before soft before download-only, then the oldest."""
     rows = list(
-        s.scalars(select(Action).where(Action.device_id == device_id, Action.active.is_(True), Action.release_id.is_not(None)))
+        s.scalars(
+            select(Action).where(
+                Action.device_id == device_id, Action.active.is_(True), Action.release_id.is_not(None), offered()
+            )
+        )
     )
     return min(rows, key=_first) if rows else None
 
@@ -167,7 +170,9 @@ def open_action(s: Session, device_id: int) -> Action | None:
 def open_app_actions(s: Session, device_id: int) -> list[tuple[Action, App]]:
     """The device's open app actions, the highest-priority one per app name."""
     rows = s.execute(
-        select(Action, App).join(App, App.id == Action.app_id).where(Action.device_id == device_id, Action.active.is_(True))
+        select(Action, App)
+        .join(App, App.id == Action.app_id)
+        .where(Action.device_id == device_id, Action.active.is_(True), offered())
     )
     best: dict[str, tuple[Action, App]] = {}
     for a, app in rows:
@@ -242,7 +247,7 @@ class RolloutService:
         moved: Counter[int] = Counter()
         for phase, status, superseded, n, nbytes in s.execute(q):
             moved[phase] += int(nbytes or 0)
-            if not superseded:
+            if not superseded and phase < r.phases_started:  # a phase not yet open has no devices working on it
                 counts.setdefault(phase, Counter())[status] += n
         per_phase: list[dict[str, Any]] = []
         total: Counter[str] = Counter()
@@ -346,12 +351,12 @@ class RolloutService:
             )
             s.add(r)
             s.flush()
-            # Every matching device gets its phase now, in one bulk insert; actions follow as phases open.
+            # Every matching device gets its action now, in one bulk insert per phase; devices see it when its phase opens.
             self._place(s, r, allocate_new(r.phases, r.id, devices, {}), now)
             what = {"release": rel.version} if rel else {"app": f"{app.name}:{app.version}" if app else None}
             audit.record(s, who, "rollout.create", name, **what, type=action_type, status=status)
             if status == "running":
-                self._advance(s, r, now)
+                self._advance(s, r, now, joiners=False, leavers=False)  # every matching device was placed just now
             out = self._json(s, r)
         if status == "scheduled" and start_at is not None:
             self.on_change(out["id"], start_at)
@@ -437,7 +442,7 @@ class RolloutService:
             ).all()
             placed = sorted((device_id, phase) for device_id, phase in failed)
             if placed:
-                s.execute(insert(ACTIONS), action_rows(r, placed, "retry of a failed attempt", now))
+                insert_actions(s, r, placed, "retry of a failed attempt", now)
                 mark_devices(s, r.tenant_id, [d for d, _ in placed], now)
             retried = len(placed)
             if r.status == "finished" and retried:
@@ -453,7 +458,9 @@ class RolloutService:
         with self.db.session() as s:
             r = self._own(s, who, ref, lock=True)
             if r.status in ("running", "paused", "scheduled") and s.scalar(
-                select(Action.id).where(Action.rollout_id == r.id, Action.active.is_(True)).limit(1)
+                select(Action.id)
+                .where(Action.rollout_id == r.id, Action.active.is_(True), Action.phase < r.phases_started)
+                .limit(1)
             ):
                 raise Conflict(f"rollout '{r.name}' still has open actions; cancel it first")
             audit.record(s, who, "rollout.delete", r.name)
@@ -473,8 +480,10 @@ class RolloutService:
     def advance(self, rollout_id: int | None = None, now: dt.datetime | None = None, joiners: bool = False) -> None:
         """Move one rollout (or every scheduled and running one) as far as its rules allow. Safe to run concurrently.
 
-        Finished and canceled rollouts cost nothing here: they are not selected, except by `joiners` (a device
-        joined the fleet or changed its tags or groups), when a finished rollout takes in devices that match its
+        Every rollout (`rollout_id` None, the periodic sweep) also looks for devices that joined its target; one
+        rollout (`rollout_id`, after its devices reported) only counts its current phase, unless `joiners`.
+        Finished and canceled rollouts cost nothing: they are not selected, except by `joiners` (a device joined
+        the fleet or changed its tags or groups), when a finished rollout takes in the devices that match its
         target now, and by `rollout_id`."""
         now = now or utcnow()
         with self.db.session() as s:
@@ -482,43 +491,62 @@ class RolloutService:
                 # SQLite ignores FOR UPDATE: take its write lock before reading, so that two advances at once
                 # (a device joined while the sweep runs) do not both give a device its action.
                 s.execute(update(Rollout).where(Rollout.id == -1).values(current_phase=Rollout.current_phase))
-            statuses = ("scheduled", "running", "finished") if joiners or rollout_id is not None else ("scheduled", "running")
-            q = select(Rollout).where(Rollout.status.in_(statuses))
+            wanted = ("scheduled", "running", "finished") if joiners or rollout_id is not None else ("scheduled", "running")
+            q = select(Rollout).where(Rollout.status.in_(wanted))
             if rollout_id is not None:
                 q = q.where(Rollout.id == rollout_id)
+            search = joiners or rollout_id is None
             for r in s.scalars(q.order_by(Rollout.id).with_for_update(skip_locked=True)):
-                self._advance(s, r, now)
+                self._advance(s, r, now, joiners=search)
 
     def _place(self, s: Session, r: Rollout, plan: dict[int, int], now: dt.datetime) -> int:
-        """Store the phase of devices new to the rollout (one bulk insert); those of opened phases get their action."""
-        if not plan:
-            return 0
-        rows = sorted(plan.items())
-        s.execute(insert(MEMBERS), [{"rollout_id": r.id, "device_id": d, "phase": ph} for d, ph in rows])
-        opened = [(d, ph) for d, ph in rows if ph < r.phases_started]
-        if opened:
-            s.execute(insert(ACTIONS), action_rows(r, opened, "joined the target of a running rollout", now))
-            mark_devices(s, r.tenant_id, [d for d, _ in opened], now)
-        return len(rows)
+        """Give devices new to the rollout their action in their phase: one bulk insert per phase. An action of a
+        phase not yet open is not offered (see `offered`); one of an open phase is, at once."""
+        by_phase: dict[int, list[tuple[int, int]]] = {}
+        for d, ph in sorted(plan.items()):
+            by_phase.setdefault(ph, []).append((d, ph))
+        for ph, pairs in sorted(by_phase.items()):
+            if ph < r.phases_started:
+                insert_actions(s, r, pairs, "joined the target of a running rollout", now)
+                mark_devices(s, r.tenant_id, [d for d, _ in pairs], now)
+            else:
+                insert_actions(s, r, pairs, f"phase {ph + 1} ('{r.phases[ph]['name']}')", now)
+        return len(plan)
 
     def _joiners(self, s: Session, r: Rollout, now: dt.datetime) -> int:
-        """Place the devices that match the target but have no place yet (joined later): one anti-join."""
-        with_groups = any(p.get("group") for p in r.phases)
-        q = matching_devices(s, r.tenant_id, r.target, with_groups).where(not_member(r.id))
-        new = {row[0]: (list(row[1] or []) if with_groups else []) for row in s.execute(q)}
-        if not new:
+        """Place the devices that match the target but have no action yet (joined later): one set difference."""
+        placed = select(Action.device_id).where(Action.rollout_id == r.id)
+        # EXCEPT: a hashed set difference, linear whatever the planner knows of a rollout created a moment ago.
+        ids = list(s.scalars(matching_devices(s, r.tenant_id, r.target, False).except_(placed)))
+        if not ids:
             return 0
-        per_phase = select(MEMBERS.c.phase, func.count()).where(MEMBERS.c.rollout_id == r.id).group_by(MEMBERS.c.phase)
+        new: dict[int, list[str]] = {i: [] for i in ids}
+        if any(p.get("group") for p in r.phases):
+            new = {i: list(g or []) for i, g in s.execute(select(Device.id, Device.groups).where(Device.id.in_(ids)))}
+        per_phase = select(Action.phase, func.count()).where(latest(r.id)).group_by(Action.phase)
         held = {ph: n for ph, n in s.execute(per_phase)}
         return self._place(s, r, allocate_new(r.phases, r.id, new, held), now)
 
-    def _open_phases(self, s: Session, r: Rollout, now: dt.datetime) -> None:
-        """Give the members of every phase up to the current one their actions (one INSERT ... SELECT per phase)."""
+    def _open_phases(self, s: Session, r: Rollout, now: dt.datetime, leavers: bool = True) -> None:
+        """Open every phase up to the current one: its devices' actions (made when they were placed) are offered
+        from now on. A row of the rollout, whatever the phase's size; devices that left the target (or were
+        disabled) since they were placed lose their action of the phase first, as if never placed."""
         while r.phases_started <= r.current_phase:
             i = r.phases_started
-            opened = open_actions_from_members(s, r, i, f"phase {i + 1} ('{r.phases[i]['name']}')", now)
-            mark_devices(s, r.tenant_id, opened, now)
+            in_phase = select(Action.device_id).where(latest(r.id), Action.phase == i, Action.status == "scheduled")
+            left = list(s.scalars(in_phase.except_(matching_devices(s, r.tenant_id, r.target, False)))) if leavers else []
+            if left:
+                s.execute(
+                    delete(Action)
+                    .where(latest(r.id), Action.phase == i, Action.status == "scheduled", Action.device_id.in_(left))
+                    .execution_options(synchronize_session=False)
+                )
             r.phases_started = i + 1
+            few = list(s.scalars(in_phase.where(Action.active.is_(True)).limit(TENANT_WIDE_AFTER + 1)))
+            if len(few) > TENANT_WIDE_AFTER:
+                mark_tenant(s, r.tenant_id, now)
+            else:
+                mark_devices(s, r.tenant_id, few, now)
 
     def _phase_counts(self, s: Session, r: Rollout) -> Counter[str]:
         """The current phase's devices per status as thresholds count them (the database counts on its index)."""
@@ -532,7 +560,9 @@ class RolloutService:
             counts[_counted(status, active)] += n
         return counts
 
-    def _advance(self, s: Session, r: Rollout, now: dt.datetime) -> None:
+    def _advance(self, s: Session, r: Rollout, now: dt.datetime, joiners: bool = True, leavers: bool = True) -> None:
+        """One evaluation step. `joiners`: look for devices that joined the target; `leavers`: a phase that opens
+        drops the devices that left it (both scan the fleet once: skipped where nothing can have changed)."""
         if r.status == "scheduled":
             if r.start_at and r.start_at > now:
                 if r.start_at - now < dt.timedelta(seconds=5):
@@ -542,20 +572,15 @@ class RolloutService:
             audit.record(s, _scheduler(r), "rollout.start", r.name)
         if r.status not in ("running", "finished"):
             return
-        joined = self._joiners(s, r, now)
+        joined = self._joiners(s, r, now) if joiners else 0
         if r.status == "finished":
             if not joined:
                 return
             _move(r, R.RUNNING)  # late joiners: the rollout is open again until they are done
         while True:
-            self._open_phases(s, r, now)
+            self._open_phases(s, r, now, leavers=leavers)
             later = int(
-                s.scalar(
-                    select(func.count())
-                    .select_from(MEMBERS)
-                    .where(MEMBERS.c.rollout_id == r.id, MEMBERS.c.phase > r.current_phase)
-                )
-                or 0
+                s.scalar(select(func.count()).select_from(Action).where(latest(r.id), Action.phase > r.current_phase)) or 0
             )
             verdict, why = phase_verdict(
                 r.phases[r.current_phase],
@@ -632,9 +657,9 @@ class RolloutService:
             return None
         a = s.scalar(
             select(Action)
-            .where(Action.device_id == dev.id, Action.release_id == release_id, Action.active.is_(True))
+            .where(Action.device_id == dev.id, Action.release_id == release_id, Action.active.is_(True), offered())
             .order_by(Action.id)
-            .with_for_update()
+            .with_for_update(of=Action)
         )
         if a is None:
             return None
@@ -654,7 +679,7 @@ class RolloutService:
         a = s.scalar(
             select(Action)
             .join(App, App.id == Action.app_id)
-            .where(Action.device_id == dev.id, Action.active.is_(True), App.name == name, App.version == version)
+            .where(Action.device_id == dev.id, Action.active.is_(True), App.name == name, App.version == version, offered())
             .order_by(Action.id)
             .with_for_update(of=Action)
         )
