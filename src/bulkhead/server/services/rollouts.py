@@ -570,6 +570,7 @@ class RolloutService:
                 return
             _move(r, R.RUNNING)
             audit.record(s, _scheduler(r), "rollout.start", r.name)
+            joiners = True  # devices that joined the target since the rollout was created
         if r.status not in ("running", "finished"):
             return
         joined = self._joiners(s, r, now) if joiners else 0
