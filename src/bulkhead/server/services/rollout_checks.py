@@ -4,6 +4,7 @@ phases that can each guard the next, and no downgrade nobody asked for."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Text, cast, func, select
@@ -14,7 +15,7 @@ from ..models import App, Device, DeviceGroup, Release
 from .desired import merge_desired
 from .fleet_names import known_groups, known_tags, listing
 from .rollout_plan import phase_sizes
-from .rollout_sql import matching_devices, target_filter
+from .rollout_sql import json_array_has, matching_devices, target_filter
 from .versions import compare_versions
 
 __all__ = ["check_target", "refuse_downgrades"]
@@ -22,26 +23,24 @@ __all__ = ["check_target", "refuse_downgrades"]
 
 def check_target(
     s: Session, tid: int, target: dict[str, Any], phases: list[dict[str, Any]], allow_empty: bool
-) -> dict[int, list[str]]:
+) -> dict[int, Sequence[str]]:
     """The devices the target matches now (id -> groups; the groups only when a phase is a group's). Refused:
     groups that do not exist (in the target or a phase), and, unless `allow_empty` (a rollout that waits for
     devices to join), tags no device has, a target that matches no device, and a phase that would hold no device
     while a later one holds some."""
-    groups = known_groups(s, tid)
     wanted = [*target["groups"], *(p["group"] for p in phases if p.get("group"))]
-    missing = sorted({g for g in wanted if g not in groups})
+    missing = sorted({g for g in wanted if not _group_exists(s, tid, g)})
     if missing:
         raise Invalid(
-            f"group(s) {', '.join(missing)} do not exist; groups: {listing(groups)} "
+            f"group(s) {', '.join(missing)} do not exist; groups: {listing(known_groups(s, tid))} "
             "(create one with 'bulkhead group create NAME' and add devices with 'bulkhead group add-device')"
         )
     if allow_empty:
         return _matching(s, tid, target, phases)
-    tags = known_tags(s, tid)
-    missing = sorted(set(target["tags"]) - set(tags))
+    missing = sorted({tag for tag in target["tags"] if not _tag_exists(s, tid, tag)})
     if missing:
         raise Invalid(
-            f"no device has tag(s) {', '.join(missing)}; tags: {listing(tags)} "
+            f"no device has tag(s) {', '.join(missing)}; tags: {listing(known_tags(s, tid))} "
             "(pass allow_empty, CLI --allow-empty, for a rollout that waits for devices to join)"
         )
     devices = _matching(s, tid, target, phases)
@@ -52,8 +51,8 @@ def check_target(
         of_kind = s.scalar(q) or 0
         kind = f" of compatible '{target['compatible']}'" if target["compatible"] else ""
         raise Invalid(
-            f"the target matches no device ({of_kind} active device(s){kind}; groups: {listing(groups)}; "
-            f"tags: {listing(tags)}); fix the target, or pass allow_empty (CLI --allow-empty) for a rollout "
+            f"the target matches no device ({of_kind} active device(s){kind}; groups: {listing(known_groups(s, tid))}; "
+            f"tags: {listing(known_tags(s, tid))}); fix the target, or pass allow_empty (CLI --allow-empty) for a rollout "
             "that waits for devices to join"
         )
     sizes = phase_sizes(phases, devices)
@@ -67,13 +66,24 @@ def check_target(
     return devices
 
 
-def _matching(s: Session, tid: int, target: dict[str, Any], phases: list[dict[str, Any]]) -> dict[int, list[str]]:
+def _group_exists(s: Session, tid: int, name: str) -> bool:
+    """A group row, or a device that names the group (what `known_groups` lists), found by the database."""
+    if s.scalar(select(DeviceGroup.id).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == name)) is not None:
+        return True
+    return s.scalar(select(Device.id).where(Device.tenant_id == tid, json_array_has(s, Device.groups, name)).limit(1)) is not None
+
+
+def _tag_exists(s: Session, tid: int, name: str) -> bool:
+    return s.scalar(select(Device.id).where(Device.tenant_id == tid, json_array_has(s, Device.tags, name)).limit(1)) is not None
+
+
+def _matching(s: Session, tid: int, target: dict[str, Any], phases: list[dict[str, Any]]) -> dict[int, Sequence[str]]:
     """id -> groups of the matching devices, selected by the database; groups are read only for group phases."""
     with_groups = any(p.get("group") for p in phases)
-    rows = s.execute(matching_devices(s, tid, target, with_groups).order_by(Device.id))
+    q = matching_devices(s, tid, target, with_groups).order_by(Device.id)
     if with_groups:
-        return {row[0]: list(row[1] or []) for row in rows}
-    return {row[0]: [] for row in rows}
+        return {row[0]: row[1] or [] for row in s.execute(q)}
+    return dict.fromkeys(s.scalars(q).all(), ())
 
 
 def refuse_downgrades(s: Session, tid: int, rel: Release | None, app: App | None, target: dict[str, Any]) -> None:

@@ -210,6 +210,11 @@ def allocate_new(
     held_pct = {i: n for i, n in held.items() if i in pct_phases}
     quotas = _quotas(phases, sum(held_pct.values()) + len(by_pct))
     room = {i: q - held_pct.get(i, 0) for i, q in quotas.items()}
+    open_rooms = [i for i in sorted(room) if room[i] > 0]
+    if len(open_rooms) == 1 and room[open_rooms[0]] >= len(by_pct):
+        # One phase takes them all (e.g. the default single 100% phase): the order does not matter, skip the hashing.
+        out.update(dict.fromkeys(by_pct, open_rooms[0]))
+        return out
     order = sorted(room)
     for dev_id in sorted(by_pct, key=lambda d: (_bucket(rollout_id, d), d)):
         free = next((i for i in order if room[i] > 0), None)
