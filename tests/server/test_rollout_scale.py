@@ -276,3 +276,41 @@ def test_evaluations_asked_for_within_a_second_share_one(tmp_path: Path) -> None
     assert len(jobs.huey.pending()) == 5, "a scheduled start is never folded into a window"
     assert jobs.huey.pending()[-1].args == (None, True), "a device change looks for joiners, finished rollouts too"
     db.dispose()
+
+
+def test_a_device_that_left_the_target_before_its_phase_opened_is_not_offered_it(db: Database) -> None:
+    tid, rel = _fleet(db, 6)
+    svc, who = RolloutService(db), _who(tid)
+    ro = svc.create(
+        who,
+        {
+            "name": "l",
+            "release_id": rel,
+            "target": {"groups": ["canary", "line"]},
+            "phases": [{"group": "canary"}, {"group": "line"}],
+        },
+    )
+    with db.session() as s:
+        s.execute(update(Device).where(Device.name == "d5").values(groups=["elsewhere"]))
+        left = s.scalar(select(Device.id).where(Device.name == "d5"))
+        stayed = s.scalar(select(Device.id).where(Device.name == "d4"))
+        assert left is not None and stayed is not None
+    _report_all(db, svc, 0, ro["id"])
+    svc.advance(ro["id"])
+    shown = svc.show(who, "l")
+    assert shown["current_phase"] == 1 and [p["devices"] for p in shown["phases"]] == [2, 3]
+    with db.session() as s:
+        assert open_action(s, left) is None and open_action(s, stayed) is not None
+
+
+def test_a_scheduled_rollout_takes_in_devices_that_joined_before_its_start(db: Database) -> None:
+    tid, rel = _fleet(db, 4)
+    svc, who = RolloutService(db), _who(tid)
+    start = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
+    ro = svc.create(who, {"name": "s", "release_id": rel, "target": {"groups": ["canary"]}, "start_at": start.isoformat()})
+    assert ro["status"] == "scheduled" and ro["devices"] == 0
+    with db.session() as s:
+        s.execute(update(Device).where(Device.name == "d3").values(groups=["canary"]))
+    svc.advance(ro["id"], now=start + dt.timedelta(seconds=1))  # the job queued for its start
+    shown = svc.show(who, "s")
+    assert shown["status"] == "running" and shown["devices"] == 3 and shown["counts"] == {"scheduled": 3}
