@@ -597,6 +597,10 @@ class RolloutService:
                 return
             if verdict == "wait":
                 return
+            if not joiners:  # before it moves on, no device of the target may be left without its place
+                joiners = True
+                if self._joiners(s, r, now):
+                    continue
             if r.current_phase + 1 < len(r.phases):
                 r.current_phase += 1
                 r.updated_at = now
