@@ -9,6 +9,7 @@ import pytest
 
 from bulkhead.server.errors import Invalid
 from bulkhead.server.services.rollout_plan import (
+    allocate_new,
     allocate_phases,
     assign_phase,
     matches,
@@ -16,6 +17,7 @@ from bulkhead.server.services.rollout_plan import (
     parse_phases,
     parse_target,
     parse_window,
+    phase_sizes,
     phase_verdict,
     window_open,
 )
@@ -138,6 +140,33 @@ def test_every_percentage_phase_holds_a_device_while_devices_remain() -> None:
     assert Counter(allocate_phases(three, 5, {d: [] for d in range(4)}, {}).values()) == {0: 1, 1: 1, 2: 2}
     # Devices placed before keep their phase; a late joiner fills the phase below its quota.
     assert allocate_phases(phases, 1, {1: [], 2: [], 3: []}, {1: 1, 2: 1}) == {3: 0}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        None,
+        [{"percent": 10}, {"percent": 90}],
+        [{"percent": 50}],
+        [{"group": "canary"}, {"percent": 30}, {"percent": 30}],
+        [{"group": "canary"}, {"group": "line"}],
+        [{"percent": 1}, {"percent": 1}, {"percent": 98}],
+    ],
+)
+def test_sizes_counts_and_joiners_agree_with_the_allocation(raw: object) -> None:
+    """What creation checks (`phase_sizes`, no hashing), what it stores (`allocate_new` from nothing) and what a
+    rollout that places its devices in two goes (the second knowing only the first's counts) are the same split."""
+    phases = parse_phases(raw)
+    devices = {d: (["canary"] if d % 7 == 0 else ["line"] if d % 5 == 0 else []) for d in range(1, 61)}
+    whole = allocate_phases(phases, 9, devices, {})
+    sizes = [Counter(whole.values()).get(i, 0) for i in range(len(phases))]
+    assert phase_sizes(phases, devices) == sizes
+    assert allocate_new(phases, 9, devices, {}) == whole
+    first = {d: g for d, g in devices.items() if d <= 30}
+    placed = allocate_new(phases, 9, first, {})
+    held = Counter(placed.values())
+    later = allocate_new(phases, 9, {d: g for d, g in devices.items() if d > 30}, held)
+    assert Counter({**placed, **later}.values()) == Counter(whole.values())
 
 
 def test_empty_phase_pauses_while_later_phases_hold_devices() -> None:
