@@ -16,7 +16,8 @@ from sqlalchemy import event, func, select, update
 from bulkhead.server.db import Database, migrate
 from bulkhead.server.errors import Invalid, Unauthorized
 from bulkhead.server.models import Device, DeviceEvent, Tenant
-from bulkhead.server.services.auth import Principal
+from bulkhead.server.security import hash_token
+from bulkhead.server.services.auth import Authenticator, Principal
 from bulkhead.server.services.reports import ReportService
 from bulkhead.server.services.rollouts import RolloutService
 from tests.server.conftest import LiveServer, _pg_url
@@ -184,3 +185,35 @@ def test_report_bodies_of_the_wrong_shape_are_refused_with_json_errors(server: L
         assert c.post("/device/v1/reports", json={"events": []}, headers=nobody).status_code == 401
         r = c.post("/device/v1/reports", json={"events": _events(1, 1)}, headers=dev)
         assert r.status_code == 200 and r.json() == {"accepted_seq": 1} and r.headers["x-request-id"]
+
+
+def test_credentials_new_to_the_process_are_read_in_one_query(db: Database) -> None:
+    devs = _devices(db, 3)
+    tokens = [f"bhd_token{i}" for i in range(3)]
+    with db.session() as s:
+        for d, token in zip(devs, tokens, strict=True):
+            s.execute(update(Device).where(Device.id == d.device_id).values(credential_hash=hash_token(token)))
+        # The third device rotated: its old credential works until it uses the new one.
+        s.execute(
+            update(Device)
+            .where(Device.id == devs[2].device_id)
+            .values(credential_hash=hash_token("bhd_rotated"), previous_credential_hash=hash_token(tokens[2]))
+        )
+    auth = Authenticator(db, hash_token("bhs_admin"))
+    stmts = Statements(db)
+    got = auth.resolve_many([tokens[0], "bhd_unknown", tokens[1], None, tokens[0], tokens[2]])
+    assert len([st for st in stmts.take() if st.lstrip().upper().startswith("SELECT")]) == 1
+    assert [p.device_id if isinstance(p, Principal) else type(p) for p in got] == [
+        devs[0].device_id,
+        Unauthorized,
+        devs[1].device_id,
+        Unauthorized,
+        devs[0].device_id,
+        devs[2].device_id,
+    ]
+    assert auth.cached(tokens[1]) == got[2], "remembered like resolve() remembers"
+    assert auth.resolve_many(["bhd_rotated"])[0] == got[5]
+    assert isinstance(auth.resolve(tokens[2]), Principal), "cached: the old credential ends with a change feed mark"
+    with db.session() as s:
+        row = s.get(Device, devs[2].device_id)
+        assert row is not None and row.previous_credential_hash is None  # using the new one ended the old one

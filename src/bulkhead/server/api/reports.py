@@ -1,8 +1,9 @@
 """The report path as a lean ASGI app: POST /device/v1/reports parsed once, checked, and written by group commit.
 
-Per report: a cached credential check, one parse of the body (the inventory's text fingerprinted as sent), the
-checks of services/reports.py, and a place in the next batch (groupcommit.py); the answer is sent after the batch
-committed. The FastAPI route of the same path (api/device.py) documents the contract; errors are the same.
+Per report: a cached credential check (credentials new to the process are read in batches too), one parse of the
+body (the inventory's text fingerprinted as sent), the checks of services/reports.py, and a place in the next batch
+(groupcommit.py); the answer is sent after the batch committed. The FastAPI route of the same path (api/device.py)
+documents the contract; errors are the same.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from ..asgi import Receive, Scope, Send, bearer, send_error
 from ..errors import Invalid, PayloadTooLarge, ServerError
 from ..groupcommit import GroupCommit
 from ..limits import JsonRefused, parse_json_members
+from ..services.auth import Principal
 from ..services.inventory import MAX_INVENTORY_KEYS
 from ..services.reports import MAX_EVENTS, Report
 from .deps import Services
@@ -36,6 +38,7 @@ class ReportApp:
     def __init__(self, svc: Services, max_body: int, setting: str = "BULKHEAD_MAX_JSON_BYTES") -> None:
         self.svc, self.max_body, self.setting = svc, max_body, setting
         self.commits: GroupCommit[Report, int] = GroupCommit(svc.reports.write)
+        self.logins: GroupCommit[str | None, Principal] = GroupCommit(svc.auth.resolve_many)
 
     @staticmethod
     def handles(scope: Scope) -> bool:
@@ -43,7 +46,10 @@ class ReportApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
-            who = self.svc.auth.resolve(bearer(scope))
+            token = bearer(scope)
+            who = self.svc.auth.cached(token)
+            if who is None:  # not seen lately: looked up off the event loop, together with the others missed meanwhile
+                who = await self.logins.submit(token)
             value, raw = _parse(await self._body(receive))
             events, inventory = _shape(value)
             report = self.svc.reports.prepare(who, events, inventory, raw.get("inventory"))

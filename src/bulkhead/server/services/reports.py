@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Integer, Table, bindparam, column, insert, select, update, values
 from sqlalchemy.orm import Session
 
 from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
@@ -272,11 +272,23 @@ def _update_status(e: dict[str, Any]) -> dict[str, Any]:
 
 
 def _update_devices(s: Session, seen: dict[int, _Seen]) -> None:
-    """Each device's new values in one statement per set of columns (usually one: last_seen and report_seq)."""
-    shapes: defaultdict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+    """Each device's new values in one statement per set of columns (usually one: last_seen and report_seq).
+
+    On PostgreSQL an UPDATE ... FROM (VALUES ...): one statement for the whole batch, where an executemany costs the
+    driver a statement per row; SQLite (whose VALUES have no column names) runs the executemany in process.
+    """
+    shapes: defaultdict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for device_id, dev in sorted(seen.items()):
         if dev.values:
-            shapes[tuple(sorted(dev.values))].append({"b_id": device_id, **{f"v_{k}": v for k, v in dev.values.items()}})
-    for columns, params in shapes.items():
-        stmt = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values({c: bindparam(f"v_{c}") for c in columns})
-        s.execute(stmt, params)
+            shapes[tuple(sorted(dev.values))].append((device_id, dev.values))
+    postgres = s.get_bind().dialect.name == "postgresql"
+    for columns, rows in shapes.items():
+        if postgres:
+            table = values(column("b_id", Integer), *(column(f"v_{c}", _DEVICES.c[c].type) for c in columns), name="batch").data(
+                [(device_id, *(v[c] for c in columns)) for device_id, v in rows]
+            )
+            stmt = update(_DEVICES).where(_DEVICES.c.id == table.c.b_id).values({c: table.c[f"v_{c}"] for c in columns})
+            s.execute(stmt)
+        else:
+            stmt = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values({c: bindparam(f"v_{c}") for c in columns})
+            s.execute(stmt, [{"b_id": device_id, **{f"v_{c}": v[c] for c in columns}} for device_id, v in rows])
