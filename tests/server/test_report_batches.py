@@ -217,3 +217,16 @@ def test_credentials_new_to_the_process_are_read_in_one_query(db: Database) -> N
     with db.session() as s:
         row = s.get(Device, devs[2].device_id)
         assert row is not None and row.previous_credential_hash is None  # using the new one ended the old one
+
+
+def test_an_inventory_resent_changed_and_changed_back_is_stored_each_time(server: LiveServer) -> None:
+    with server.client(server.tenant(keyring=False)) as c:
+        dev = _enroll(c, "inv")
+        changed = {**INVENTORY, "os_version": "2.0"}
+        for seq, inventory in enumerate([INVENTORY, INVENTORY, changed, changed, INVENTORY], start=1):
+            r = c.post("/device/v1/reports", json={"events": _events(seq, seq), "inventory": inventory}, headers=dev)
+            assert r.status_code == 200 and r.json() == {"accepted_seq": seq}, r.text
+            shown = c.get("/api/v1/devices/inv").json()
+            assert shown["reported"] == inventory
+        r = c.post("/device/v1/reports", json={"inventory": {**INVENTORY, "os_version": 7}}, headers=dev)
+        assert r.status_code == 200 and c.get("/api/v1/devices/inv").json()["reported"]["os_version"] == 7

@@ -10,9 +10,10 @@ NUL character in the URL's path or query.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 from .asgi import Receive, Scope, Send, send_error
 from .ids import MAX_INT64
 
-__all__ = ["MAX_JSON_DEPTH", "BodyLimits", "BodyRule", "JsonRefused", "json_problem", "parse_json_members"]
+__all__ = ["MAX_JSON_DEPTH", "SAME", "BodyLimits", "BodyRule", "JsonRefused", "json_problem", "parse_json_members", "text_digest"]
 
 MAX_JSON_DEPTH = 32
 _NO_BODY_METHODS = ("GET", "HEAD", "OPTIONS", "DELETE")
@@ -127,25 +128,48 @@ class JsonRefused(Exception):
     """A body that json_problem refuses; the message says why."""
 
 
+class _Same:
+    def __repr__(self) -> str:
+        return "SAME"
+
+
+SAME: Any = _Same()  # the value of a member whose text was checked before (parse_json_members' `known`)
+
+
 _STRICT = json.JSONDecoder(parse_constant=_constant, parse_float=_float, parse_int=_int)
 _SPACE = re.compile(r"[ \t\n\r]*")
 
 
-def parse_json_members(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> tuple[Any, dict[str, str]]:
+def text_digest(text: str) -> str:
+    """The sha256 of a JSON text, as `parse_json_members` recognises a member it has seen."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def parse_json_members(
+    body: bytes, max_depth: int = MAX_JSON_DEPTH, known: Mapping[str, tuple[int, str]] | None = None
+) -> tuple[Any, dict[str, str]]:
     """`body` parsed once and checked as json_problem checks it, with the raw text of each top-level object member.
 
     The raw text lets a route fingerprint one member (a device's inventory) without serializing it again; a body
-    that is not an object has no members. Raises JsonRefused.
+    that is not an object has no members. `known` names members whose text was checked before, by its length and
+    `text_digest`: when the body holds that same text again, it is neither parsed nor checked again, and its value
+    is SAME. Raises JsonRefused.
     """
-    if _depth(body, max_depth):
-        raise JsonRefused(f"the JSON nests deeper than {max_depth} levels")
     try:
         text = body.decode(json.detect_encoding(body), "surrogatepass")
-        value, raw = _members(text)
+        value, raw = _members(text, known or {})
     except _Unsafe as exc:
         raise JsonRefused(str(exc)) from None
     except (ValueError, RecursionError) as exc:
         raise JsonRefused(f"the body is not valid JSON ({str(exc)[:120]})") from None
+    # The depth after the parse (json's scanner bounds its own recursion), member by member: a member seen before
+    # is not measured again.
+    if raw:
+        deep = any(_depth(t.encode("utf-8", "surrogatepass"), max_depth - 1) for k, t in raw.items() if value[k] is not SAME)
+    else:
+        deep = _depth(body, max_depth)
+    if deep:
+        raise JsonRefused(f"the JSON nests deeper than {max_depth} levels")
     if _SUSPECT_ESCAPE.search(body):
         bad = _bad_text(value)
         if bad is not None:
@@ -153,7 +177,7 @@ def parse_json_members(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> tuple[An
     return value, raw
 
 
-def _members(text: str) -> tuple[Any, dict[str, str]]:
+def _members(text: str, known: Mapping[str, tuple[int, str]]) -> tuple[Any, dict[str, str]]:
     """The parsed document and, when it is an object, each member's text (json's own scanner, one value at a time)."""
     space = _SPACE.match
     i = space(text, 0).end()  # type: ignore[union-attr]  # the pattern matches the empty string
@@ -173,7 +197,11 @@ def _members(text: str) -> tuple[Any, dict[str, str]]:
             if text[i : i + 1] != ":":
                 raise ValueError(f"expecting ':' delimiter at char {i}")
             start = space(text, i + 1).end()  # type: ignore[union-attr]
-            obj[key], i = _STRICT.raw_decode(text, start)
+            seen = known.get(key)
+            if seen is not None and text_digest(text[start : start + seen[0]]) == seen[1]:
+                obj[key], i = SAME, start + seen[0]
+            else:
+                obj[key], i = _STRICT.raw_decode(text, start)
             raw[key] = text[start:i]
             i = space(text, i).end()  # type: ignore[union-attr]
             delimiter, i = text[i : i + 1], i + 1

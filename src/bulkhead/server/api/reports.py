@@ -13,15 +13,16 @@ from typing import Any
 from ..asgi import Receive, Scope, Send, bearer, send_error
 from ..errors import Invalid, PayloadTooLarge, ServerError
 from ..groupcommit import GroupCommit
-from ..limits import JsonRefused, parse_json_members
+from ..limits import SAME, JsonRefused, parse_json_members
 from ..services.auth import Principal
-from ..services.inventory import MAX_INVENTORY_KEYS
+from ..services.inventory import MAX_INVENTORY_KEYS, Inventory
 from ..services.reports import MAX_EVENTS, Report
 from .deps import Services
 
 __all__ = ["ReportApp"]
 
 PATH = "/device/v1/reports"
+_MAX_REMEMBERED = 200_000  # devices whose last inventory's fingerprint a process keeps (about 200 bytes each)
 
 
 class _Unprocessable(ServerError):
@@ -39,6 +40,9 @@ class ReportApp:
         self.svc, self.max_body, self.setting = svc, max_body, setting
         self.commits: GroupCommit[Report, int] = GroupCommit(svc.reports.write)
         self.logins: GroupCommit[str | None, Principal] = GroupCommit(svc.auth.resolve_many)
+        # Per device, the last inventory it sent that passed the checks (its fingerprint, not its text): the same
+        # text again is neither parsed nor checked again (devices resend their inventory unchanged).
+        self.inventories: dict[int, Inventory] = {}
 
     @staticmethod
     def handles(scope: Scope) -> bool:
@@ -50,9 +54,12 @@ class ReportApp:
             who = self.svc.auth.cached(token)
             if who is None:  # not seen lately: looked up off the event loop, together with the others missed meanwhile
                 who = await self.logins.submit(token)
-            value, raw = _parse(await self._body(receive))
-            events, inventory = _shape(value)
+            before = self.inventories.get(who.device_id or 0)
+            value, raw = _parse(await self._body(receive), before)
+            events, sent = _shape(value)
+            inventory = Inventory.seen_before(raw["inventory"], before) if sent is SAME and before is not None else sent
             report = self.svc.reports.prepare(who, events, inventory, raw.get("inventory"))
+            self._remember(report)
             accepted = await self.commits.submit(report)
         except ServerError as exc:
             await send_error(send, exc.status, exc.code, exc.message)
@@ -61,6 +68,14 @@ class ReportApp:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    def _remember(self, report: Report) -> None:
+        inv = report.inventory
+        if inv is None or inv.text is None:
+            return
+        if len(self.inventories) >= _MAX_REMEMBERED:
+            self.inventories.clear()
+        self.inventories[report.device_id] = Inventory(None, inv.sha256, inv.os_version, None, len(inv.text))
 
     async def _body(self, receive: Receive) -> bytes:
         """The request body, refused as soon as it passes the limit (limits.BodyLimits leaves this route to us)."""
@@ -80,11 +95,12 @@ class ReportApp:
                 return b"".join(chunks)
 
 
-def _parse(body: bytes) -> tuple[Any, dict[str, str]]:
+def _parse(body: bytes, before: Inventory | None) -> tuple[Any, dict[str, str]]:
     if not body.strip():
         raise _Unprocessable("body", "Field required")
+    known = {"inventory": (before.length, before.sha256)} if before is not None and before.length is not None else None
     try:
-        return parse_json_members(body)
+        return parse_json_members(body, known=known)
     except JsonRefused as exc:
         raise Invalid(str(exc)) from None
 
@@ -102,6 +118,8 @@ def _shape(value: Any) -> tuple[list[Any], dict[str, Any] | None]:
         if not isinstance(e, dict):
             raise _Unprocessable(f"body.events.{i}", "Input should be a valid dictionary")
     inventory = value.get("inventory")
+    if inventory is SAME:
+        return events, inventory
     if inventory is not None and not isinstance(inventory, dict):
         raise _Unprocessable("body.inventory", "Input should be a valid dictionary")
     if inventory is not None and len(inventory) > MAX_INVENTORY_KEYS:

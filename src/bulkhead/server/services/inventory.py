@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import Invalid
+from ..limits import text_digest
 
 __all__ = ["MAX_INVENTORY_BYTES", "MAX_INVENTORY_KEYS", "Inventory", "inventory_of"]
 
@@ -18,9 +18,23 @@ MAX_OS_VERSION_CHARS = 256
 
 @dataclass(frozen=True)
 class Inventory:
-    value: dict[str, Any]
-    sha256: str  # of the JSON text: the same text again is the same inventory, and is not written again
+    value: dict[str, Any] | None  # None: `text` is an inventory checked before, parsed only if it must be written
+    sha256: str  # of the JSON text (limits.text_digest): the same text again is the same inventory, not written again
     os_version: str | None
+    text: str | None = None
+    length: int | None = None  # of the text, in characters
+
+    def parsed(self) -> dict[str, Any]:
+        if self.value is not None:
+            return self.value
+        assert self.text is not None, "an inventory has its value or its text"
+        value: dict[str, Any] = json.loads(self.text)
+        return value
+
+    @classmethod
+    def seen_before(cls, text: str, before: Inventory) -> Inventory:
+        """The same text as `before` again (checked then): not parsed unless it must be written."""
+        return cls(None, before.sha256, before.os_version, text, len(text))
 
 
 def inventory_of(value: dict[str, Any], text: str | None = None) -> Inventory:
@@ -35,4 +49,4 @@ def inventory_of(value: dict[str, Any], text: str | None = None) -> Inventory:
         raise Invalid(f"inventory is too large: at most {MAX_INVENTORY_BYTES} bytes of JSON")
     version = value.get("os_version")
     os_version = version[:MAX_OS_VERSION_CHARS] if isinstance(version, str) and version else None
-    return Inventory(value, hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest(), os_version)
+    return Inventory(value, text_digest(text), os_version, text, len(text))

@@ -105,7 +105,11 @@ class ReportService:
         self.db, self.rollouts = db, rollouts
 
     def prepare(
-        self, who: Principal, events: list[Any], inventory: dict[str, Any] | None, inventory_text: str | None = None
+        self,
+        who: Principal,
+        events: list[Any],
+        inventory: dict[str, Any] | Inventory | None,
+        inventory_text: str | None = None,
     ) -> Report:
         """Check a report without touching the database; `inventory_text`: the inventory's JSON as the device sent it."""
         if who.kind != "device" or who.device_id is None or who.tenant_id is None:
@@ -115,9 +119,9 @@ class ReportService:
         if len(events) > MAX_EVENTS:
             raise Invalid(f"at most {MAX_EVENTS} events per report; send the rest in the next one")
         parsed = sorted((_event(e) for e in events), key=lambda e: e["seq"])
-        return Report(
-            who.tenant_id, who.device_id, parsed, None if inventory is None else inventory_of(inventory, inventory_text)
-        )
+        if inventory is not None and not isinstance(inventory, Inventory):
+            inventory = inventory_of(inventory, inventory_text)
+        return Report(who.tenant_id, who.device_id, parsed, inventory)
 
     def ingest(self, who: Principal, events: list[Any], inventory: dict[str, Any] | None) -> dict[str, Any]:
         """Record one report; events at or below the last accepted seq are duplicates of a retried batch and are skipped."""
@@ -193,7 +197,7 @@ class ReportService:
                 inv = report.inventory
                 if inv is not None and inv.sha256 != dev.inventory_sha256:
                     dev.inventory_sha256 = dev.values["reported_sha256"] = inv.sha256
-                    dev.values["reported"] = inv.value
+                    dev.values["reported"] = inv.parsed()
                 if inv is not None and inv.os_version is not None and inv.os_version != dev.os_version:
                     dev.os_version, dev.os_version_changed = inv.os_version, True  # written through the ORM below
                 outcomes.append(dev.seq)
