@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, Table, bindparam, column, insert, select, update, values
+from sqlalchemy import Integer, Table, bindparam, column, insert, select, text, update, values
 from sqlalchemy.orm import Session
 
 from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
@@ -23,7 +23,7 @@ from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
 from ..db import Database
 from ..errors import Forbidden, Invalid, ServerError, Unauthorized
 from ..ids import MAX_ID
-from ..models import Device, DeviceEvent, utcnow
+from ..models import Device, DeviceEvent, UTCDateTime, utcnow
 from .auth import Principal
 from .devices import find_device
 from .inventory import Inventory, inventory_of
@@ -201,9 +201,12 @@ class ReportService:
                 if inv is not None and inv.os_version is not None and inv.os_version != dev.os_version:
                     dev.os_version, dev.os_version_changed = inv.os_version, True  # written through the ORM below
                 outcomes.append(dev.seq)
-            if new_events:
+            postgres = s.get_bind().dialect.name == "postgresql"
+            if new_events and postgres:
+                s.execute(_INSERT_EVENTS_PG, _columns_of(new_events, now))
+            elif new_events:
                 s.execute(insert(_EVENTS), new_events)
-            _update_devices(s, seen)
+            _update_devices(s, seen, now, postgres)
             changed = self._orm_changes(s, seen, phased)
         return outcomes, changed
 
@@ -275,19 +278,58 @@ def _update_status(e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _update_devices(s: Session, seen: dict[int, _Seen]) -> None:
+# PostgreSQL: a batch's rows as arrays, one per column: the statement is the same for every batch (compiled and
+# planned once), where VALUES lists or an executemany cost the driver and SQLAlchemy work per row.
+_INSERT_EVENTS_PG = text(
+    "INSERT INTO device_events (tenant_id, device_id, seq, kind, phase, release_id, details, device_time, at) "
+    "SELECT t, d, q, k, p, r, j, dt, :at FROM unnest(CAST(:t AS INTEGER[]), CAST(:d AS INTEGER[]), CAST(:q AS BIGINT[]), "
+    "CAST(:k AS VARCHAR[]), CAST(:p AS VARCHAR[]), CAST(:r AS INTEGER[]), CAST(:j AS JSON[]), "
+    "CAST(:dt AS TIMESTAMPTZ[])) AS e(t, d, q, k, p, r, j, dt)"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+_SEEN_PG = text("UPDATE devices SET last_seen = :at WHERE id = ANY(CAST(:ids AS INTEGER[]))").bindparams(
+    bindparam("at", type_=UTCDateTime())
+)
+_SEEN_SEQ_PG = text(
+    "UPDATE devices SET last_seen = :at, report_seq = b.seq "
+    "FROM unnest(CAST(:ids AS INTEGER[]), CAST(:seqs AS BIGINT[])) AS b(id, seq) WHERE devices.id = b.id"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+
+
+def _columns_of(rows: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
+    def utc(t: dt.datetime | None) -> dt.datetime | None:
+        return None if t is None else t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+    return {
+        "t": [r["tenant_id"] for r in rows],
+        "d": [r["device_id"] for r in rows],
+        "q": [r["seq"] for r in rows],
+        "k": [r["kind"] for r in rows],
+        "p": [r["phase"] for r in rows],
+        "r": [r["release_id"] for r in rows],
+        "j": [json.dumps(r["details"]) for r in rows],
+        "dt": [utc(r["device_time"]) for r in rows],
+        "at": now,
+    }
+
+
+def _update_devices(s: Session, seen: dict[int, _Seen], now: dt.datetime, postgres: bool) -> None:
     """Each device's new values in one statement per set of columns (usually one: last_seen and report_seq).
 
-    On PostgreSQL an UPDATE ... FROM (VALUES ...): one statement for the whole batch, where an executemany costs the
-    driver a statement per row; SQLite (whose VALUES have no column names) runs the executemany in process.
+    On PostgreSQL the usual sets go as arrays (_SEEN_PG, _SEEN_SEQ_PG), the rare ones (an inventory, an update
+    status) as an UPDATE ... FROM (VALUES ...); SQLite (whose VALUES have no column names) runs an executemany in
+    process.
     """
     shapes: defaultdict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for device_id, dev in sorted(seen.items()):
         if dev.values:
             shapes[tuple(sorted(dev.values))].append((device_id, dev.values))
-    postgres = s.get_bind().dialect.name == "postgresql"
     for columns, rows in shapes.items():
-        if postgres:
+        if postgres and columns == ("last_seen",):
+            s.execute(_SEEN_PG, {"at": now, "ids": [device_id for device_id, _ in rows]})
+        elif postgres and columns == ("last_seen", "report_seq"):
+            ids, seqs = [device_id for device_id, _ in rows], [v["report_seq"] for _, v in rows]
+            s.execute(_SEEN_SEQ_PG, {"at": now, "ids": ids, "seqs": seqs})
+        elif postgres:
             table = values(column("b_id", Integer), *(column(f"v_{c}", _DEVICES.c[c].type) for c in columns), name="batch").data(
                 [(device_id, *(v[c] for c in columns)) for device_id, v in rows]
             )
