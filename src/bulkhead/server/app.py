@@ -37,6 +37,7 @@ from .delivery.app import DeliveryApp
 from .delivery.counters import ByteCounter
 from .edge import Edge
 from .errors import ServerError
+from .heap import tune_gc
 from .jobs import Jobs
 from .limits import BodyLimits, BodyRule
 from .pollcache import PollCache
@@ -261,6 +262,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     app.front = Edge(
         BodyLimits(app.route, body_rules(settings), settings.max_json_bytes, default_setting="BULKHEAD_MAX_JSON_BYTES"), failures
     )
+    tune_gc()  # the last step: everything built above is left out of later collections
     return app
 
 
