@@ -26,6 +26,8 @@ from .api import groups as groups_api
 from .api.contract import ERROR_RESPONSES, HTTP_ERROR_CODES, document_errors
 from .api.deps import Services
 from .api.polls import PollApp
+from .api.reports import PATH as REPORTS_PATH
+from .api.reports import ReportApp
 from .api.schemas import Health
 from .asgi import Receive, Scope, Send, error_body
 from .authlimit import AuthFailures
@@ -35,6 +37,7 @@ from .delivery.app import DeliveryApp
 from .delivery.counters import ByteCounter
 from .edge import Edge
 from .errors import ServerError
+from .heap import tune_gc
 from .jobs import Jobs
 from .limits import BodyLimits, BodyRule
 from .pollcache import PollCache
@@ -74,8 +77,8 @@ def system_token(data_dir: Path) -> str:
 class BulkheadApp:
     """Top-level ASGI app: artifact paths go to the lean delivery app, the rest to FastAPI."""
 
-    def __init__(self, api: FastAPI, delivery: DeliveryApp, polls: PollApp) -> None:
-        self.api, self.delivery, self.polls = api, delivery, polls
+    def __init__(self, api: FastAPI, delivery: DeliveryApp, polls: PollApp, reports: ReportApp | None = None) -> None:
+        self.api, self.delivery, self.polls, self.reports = api, delivery, polls, reports
         self.front: Any = self.route  # the layers every request passes first (create_app adds them)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -86,6 +89,8 @@ class BulkheadApp:
             await self.delivery(scope, receive, send)
         elif scope["type"] == "http" and PollApp.handles(scope):
             await self.polls(scope, receive, send)
+        elif scope["type"] == "http" and self.reports is not None and ReportApp.handles(scope):
+            await self.reports(scope, receive, send)
         else:
             await self.api(scope, receive, send)
 
@@ -112,6 +117,8 @@ def body_rules(settings: Settings) -> list[BodyRule]:
         BodyRule("POST", re.compile(r"/api/v1/releases"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
         BodyRule("POST", re.compile(r"/api/v1/releases/[^/]+/deltas"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
         BodyRule("PUT", re.compile(r"/api/v1/releases/[^/]+/sbom"), MAX_SBOM_BYTES, streamed=True),
+        # Read, bounded and checked by the report app itself (api/reports.py), which parses the body only once.
+        BodyRule("POST", re.compile(re.escape(REPORTS_PATH)), settings.max_json_bytes, True, "BULKHEAD_MAX_JSON_BYTES"),
         BodyRule(
             "PATCH",
             re.compile(r"/api/v1/(devices|groups)/[^/]+/desired"),
@@ -249,11 +256,13 @@ def create_app(settings: Settings) -> BulkheadApp:
     document_errors(api)
 
     delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth)
-    app = BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)))
+    reports = ReportApp(svc, settings.max_json_bytes)
+    app = BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)), reports)
     failures = AuthFailures(settings.auth_fail_limit, settings.auth_fail_window) if settings.auth_fail_limit else None
     app.front = Edge(
         BodyLimits(app.route, body_rules(settings), settings.max_json_bytes, default_setting="BULKHEAD_MAX_JSON_BYTES"), failures
     )
+    tune_gc()  # the last step: everything built above is left out of later collections
     return app
 
 

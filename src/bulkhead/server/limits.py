@@ -10,16 +10,18 @@ NUL character in the URL's path or query.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from .asgi import Receive, Scope, Send, send_error
 from .ids import MAX_INT64
 
-__all__ = ["MAX_JSON_DEPTH", "BodyLimits", "BodyRule", "json_problem"]
+__all__ = ["MAX_JSON_DEPTH", "SAME", "BodyLimits", "BodyRule", "JsonRefused", "json_problem", "parse_json_members", "text_digest"]
 
 MAX_JSON_DEPTH = 32
 _NO_BODY_METHODS = ("GET", "HEAD", "OPTIONS", "DELETE")
@@ -66,22 +68,23 @@ def _int(text: str) -> int:
     return value
 
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
-_NOT_BRACKET = re.compile(rb"[^\[\]{}]")
 _SUSPECT_ESCAPE = re.compile(rb"\\u(?:[dD][89a-fA-F]|0000)")
+_BRACKET_DEPTH = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in _BRACKET_DEPTH)
 
 
 def _depth(body: bytes, limit: int) -> bool:
-    """Whether the JSON text nests deeper than `limit` (brackets inside strings do not count)."""
-    depth = 0
-    for c in _NOT_BRACKET.sub(b"", _STRING.sub(b"", body)):
-        if c in b"[{":
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
-    return False
+    """Whether the JSON text nests deeper than `limit` (brackets inside strings do not count).
+
+    In C-speed steps (a regular expression over every string took milliseconds for a 24 KB inventory): escaped
+    backslashes, then escaped quotes, are dropped, so every quote left opens or closes a string; the text between
+    every other pair of quotes is outside strings; only its brackets count.
+    """
+    unescaped = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    brackets = b"".join(unescaped.split(b'"')[::2]).translate(None, _NOT_BRACKETS)
+    if brackets.count(b"[") + brackets.count(b"{") <= limit:
+        return False
+    return max(accumulate(map(_BRACKET_DEPTH.__getitem__, brackets))) > limit
 
 
 def _bad_text(value: Any) -> str | None:
@@ -119,6 +122,97 @@ def json_problem(body: bytes, max_depth: int = MAX_JSON_DEPTH) -> str | None:
         if bad is not None:
             return f"a string holds {bad}; send valid Unicode text"
     return None
+
+
+class JsonRefused(Exception):
+    """A body that json_problem refuses; the message says why."""
+
+
+class _Same:
+    def __repr__(self) -> str:
+        return "SAME"
+
+
+SAME: Any = _Same()  # the value of a member whose text was checked before (parse_json_members' `known`)
+
+
+_STRICT = json.JSONDecoder(parse_constant=_constant, parse_float=_float, parse_int=_int)
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def text_digest(text: str) -> str:
+    """The sha256 of a JSON text, as `parse_json_members` recognises a member it has seen."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def parse_json_members(
+    body: bytes, max_depth: int = MAX_JSON_DEPTH, known: Mapping[str, tuple[int, str]] | None = None
+) -> tuple[Any, dict[str, str]]:
+    """`body` parsed once and checked as json_problem checks it, with the raw text of each top-level object member.
+
+    The raw text lets a route fingerprint one member (a device's inventory) without serializing it again; a body
+    that is not an object has no members. `known` names members whose text was checked before, by its length and
+    `text_digest`: when the body holds that same text again, it is neither parsed nor checked again, and its value
+    is SAME. Raises JsonRefused.
+    """
+    try:
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+        value, raw = _members(text, known or {})
+    except _Unsafe as exc:
+        raise JsonRefused(str(exc)) from None
+    except (ValueError, RecursionError) as exc:
+        raise JsonRefused(f"the body is not valid JSON ({str(exc)[:120]})") from None
+    # The depth after the parse (json's scanner bounds its own recursion), member by member: a member seen before
+    # is not measured again.
+    if raw:
+        deep = any(_depth(t.encode("utf-8", "surrogatepass"), max_depth - 1) for k, t in raw.items() if value[k] is not SAME)
+    else:
+        deep = _depth(body, max_depth)
+    if deep:
+        raise JsonRefused(f"the JSON nests deeper than {max_depth} levels")
+    if _SUSPECT_ESCAPE.search(body):
+        bad = _bad_text(value)
+        if bad is not None:
+            raise JsonRefused(f"a string holds {bad}; send valid Unicode text")
+    return value, raw
+
+
+def _members(text: str, known: Mapping[str, tuple[int, str]]) -> tuple[Any, dict[str, str]]:
+    """The parsed document and, when it is an object, each member's text (json's own scanner, one value at a time)."""
+    space = _SPACE.match
+    i = space(text, 0).end()  # type: ignore[union-attr]  # the pattern matches the empty string
+    if text[i : i + 1] != "{":
+        return _STRICT.decode(text), {}
+    obj: dict[str, Any] = {}
+    raw: dict[str, str] = {}
+    i = space(text, i + 1).end()  # type: ignore[union-attr]
+    if text[i : i + 1] == "}":
+        i += 1
+    else:
+        while True:
+            if text[i : i + 1] != '"':
+                raise ValueError(f"expecting a member name in double quotes at char {i}")
+            key, i = _STRICT.raw_decode(text, i)
+            i = space(text, i).end()  # type: ignore[union-attr]
+            if text[i : i + 1] != ":":
+                raise ValueError(f"expecting ':' delimiter at char {i}")
+            start = space(text, i + 1).end()  # type: ignore[union-attr]
+            seen = known.get(key)
+            if seen is not None and text_digest(text[start : start + seen[0]]) == seen[1]:
+                obj[key], i = SAME, start + seen[0]
+            else:
+                obj[key], i = _STRICT.raw_decode(text, start)
+            raw[key] = text[start:i]
+            i = space(text, i).end()  # type: ignore[union-attr]
+            delimiter, i = text[i : i + 1], i + 1
+            if delimiter == "}":
+                break
+            if delimiter != ",":
+                raise ValueError(f"expecting ',' delimiter at char {i - 1}")
+            i = space(text, i).end()  # type: ignore[union-attr]
+    if space(text, i).end() != len(text):  # type: ignore[union-attr]
+        raise ValueError(f"extra data at char {i}")
+    return obj, raw
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

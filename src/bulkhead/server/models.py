@@ -218,6 +218,8 @@ class Device(Base):
     # After a rotation, the credential the device held before, valid until the device first uses the new one
     # (so a rotation whose answer was lost does not lock the device out).
     previous_credential_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    # sha256 of the inventory text `reported` was last written from: a report that repeats it writes nothing.
+    reported_sha256: Mapped[str | None] = mapped_column(String(64))
 
 
 class DeviceEvent(Base):

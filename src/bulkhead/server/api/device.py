@@ -9,10 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
-from ..errors import Forbidden
 from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..security import sign_url
 from ..services.auth import Principal
+from ..services.inventory import MAX_INVENTORY_KEYS
 from ..services.reports import MAX_EVENTS
 from . import schemas, state_schemas
 from .deps import Services, answer_response, principal, services
@@ -53,7 +53,7 @@ def rotate_credential(who: Principal = Depends(principal), svc: Services = Depen
 
 class ReportIn(BaseModel):
     events: list[dict[str, Any]] = Field(default_factory=list, max_length=MAX_EVENTS)
-    inventory: dict[str, Any] | None = Field(None, max_length=256)
+    inventory: dict[str, Any] | None = Field(None, max_length=MAX_INVENTORY_KEYS)
 
 
 def state_answer(svc: Services, who: Principal, base: str) -> Answer:
@@ -121,7 +121,9 @@ def state(request: Request, who: Principal = Depends(principal), svc: Services =
 
 @router.post("/reports", response_model=schemas.ReportAccepted, response_model_exclude_unset=True)
 def report(body: ReportIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
-    """A batch of the agent's events (deduplicated by seq) and, when it changed, its inventory."""
-    if who.kind == "device" and who.device_status == "disabled":
-        raise Forbidden(f"device '{who.name}' is disabled: an operator must enable it ('bulkhead device enable {who.name}')")
+    """A batch of the agent's events (deduplicated by seq) and, when it changed, its inventory.
+
+    Served by the lean report app (api/reports.py), which writes concurrent reports in one transaction and answers
+    each after its commit; this route documents it and serves it one report at a time.
+    """
     return svc.reports.ingest(who, body.events, body.inventory)

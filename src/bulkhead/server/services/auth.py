@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from ..changes import ChangeFeed
 from ..db import Database
@@ -72,13 +73,89 @@ class Authenticator:
         if hit and hit[0] > now and self._current(hit[1], hit[2]):
             return hit[2]
         principal = self._lookup(token, h)
+        self._remember(h, principal, now)
+        return principal
+
+    def resolve_many(self, tokens: list[str | None]) -> list[Principal | Exception]:
+        """`resolve` for several tokens at once; the device credentials not in the cache are read in one query.
+
+        For a fleet that reports after a server start, when every device's credential is new to the process.
+        """
+        now = time.monotonic()
+        out: list[Principal | Exception] = [Unauthorized("unknown device credential: enroll again")] * len(tokens)
+        wanted: dict[str, list[int]] = {}
+        for i, token in enumerate(tokens):
+            hit = self.cached(token)
+            if hit is not None:
+                out[i] = hit
+            elif token and token.startswith(PREFIX_DEVICE):
+                wanted.setdefault(hash_token(token), []).append(i)
+            else:
+                try:
+                    out[i] = self.resolve(token)
+                except Exception as exc:
+                    out[i] = exc
+        if wanted:
+            with self.db.session() as s:
+                found = self._devices(s, list(wanted))
+            for h, principal in found.items():
+                self._remember(h, principal, now)
+                for i in wanted[h]:
+                    out[i] = principal
+        return out
+
+    def _remember(self, h: str, principal: Principal, since: float) -> None:
         if len(self._cache) > 200_000:
             self._cache.clear()
         # A device's credential stays cached until the change feed reports a change to the device
         # (reset, disabled, deleted); users' tokens for half a second.
         device = principal.kind == "device" and self.feed is not None
-        self._cache[h] = (now + (_DEVICE_CACHE_TTL if device else _CACHE_TTL), now, principal)
-        return principal
+        self._cache[h] = (since + (_DEVICE_CACHE_TTL if device else _CACHE_TTL), since, principal)
+
+    @staticmethod
+    def _devices(s: Session, hashes: list[str]) -> dict[str, Principal]:
+        """The devices holding these credential hashes (current, or the one before a rotation), by hash."""
+        # The columns a principal needs, not whole rows: a device row holds its inventory (tens of KB).
+        rows = s.execute(
+            select(
+                Device.id,
+                Device.name,
+                Device.status,
+                Device.compatible,
+                Device.credential_hash,
+                Device.previous_credential_hash,
+                Tenant.id.label("tenant_id"),
+                Tenant.name.label("tenant"),
+            )
+            .join(Tenant, Tenant.id == Device.tenant_id)
+            .where(or_(Device.credential_hash.in_(hashes), Device.previous_credential_hash.in_(hashes)))
+        )
+        wanted, found = set(hashes), {}
+        for dev in rows:
+            principal = Principal("device", dev.name, dev.tenant_id, dev.tenant, "device", dev.id, dev.status, dev.compatible)
+            if dev.credential_hash in wanted:
+                found[dev.credential_hash] = principal
+                if dev.previous_credential_hash is not None:
+                    # The device holds its rotated credential: the one before ends here (in every process, by
+                    # the change feed), once.
+                    held = s.get(Device, dev.id)
+                    if held is not None:
+                        held.previous_credential_hash = None
+            if dev.previous_credential_hash in wanted:
+                found.setdefault(dev.previous_credential_hash, principal)
+        return found
+
+    def cached(self, token: str | None) -> Principal | None:
+        """The principal `resolve` would return from its cache, or None where it would read the database.
+
+        A lean async path answers cached callers on the event loop and sends the others to a worker thread.
+        """
+        if not token:
+            return None
+        hit = self._cache.get(hash_token(token))
+        if hit and hit[0] > time.monotonic() and self._current(hit[1], hit[2]):
+            return hit[2]
+        return None
 
     def _current(self, since: float, p: Principal) -> bool:
         if p.kind != "device" or p.device_id is None or self.feed is None:
@@ -110,19 +187,10 @@ class Authenticator:
                     raise Unauthorized("this API token has expired; create a new one")
                 return Principal("user", f"{user.name} (token {tok.name})", tenant.id, tenant.name, user.role)
             if token.startswith(PREFIX_DEVICE):
-                row2 = s.execute(
-                    select(Device, Tenant)
-                    .join(Tenant, Tenant.id == Device.tenant_id)
-                    .where(or_(Device.credential_hash == h, Device.previous_credential_hash == h))
-                ).first()
-                if row2 is None:
+                found = self._devices(s, [h])
+                if h not in found:
                     raise Unauthorized("unknown device credential: enroll again")
-                dev, tenant = row2
-                if dev.credential_hash == h and dev.previous_credential_hash is not None:
-                    # The device holds its rotated credential: the one before ends here (in every process, by
-                    # the change feed), once.
-                    dev.previous_credential_hash = None
-                return Principal("device", dev.name, tenant.id, tenant.name, "device", dev.id, dev.status, dev.compatible)
+                return found[h]
         raise Unauthorized("unrecognised token format")
 
 

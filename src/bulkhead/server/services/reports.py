@@ -1,35 +1,49 @@
-"""Agent reports: update events (idempotent by sequence number) and inventory, recorded per device."""
+"""Agent reports: update events (idempotent by sequence number) and inventory, recorded per device.
+
+Reports are validated one by one (`prepare`, pure) and written in batches (`write`): one transaction locks the
+batch's device rows, inserts every new event in one statement and updates each device once; rollouts are touched
+only by events with a phase. The device API gathers concurrent requests into one batch (groupcommit.py) and
+answers each after its batch committed.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Integer, Table, bindparam, column, insert, select, text, update, values
+from sqlalchemy.orm import Session
 
 from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
 
 from ..db import Database
-from ..errors import Forbidden, Invalid, Unauthorized
+from ..errors import Forbidden, Invalid, ServerError, Unauthorized
 from ..ids import MAX_ID
-from ..models import Device, DeviceEvent, utcnow
+from ..models import Device, DeviceEvent, UTCDateTime, utcnow
 from .auth import Principal
 from .devices import find_device
+from .inventory import Inventory, inventory_of
 from .rollouts import RolloutService
 
-__all__ = ["EVENT_KINDS", "MAX_DETAILS_BYTES", "MAX_EVENTS", "PHASES", "SEQ_WINDOW", "ReportService"]
+__all__ = ["EVENT_KINDS", "MAX_DETAILS_BYTES", "MAX_EVENTS", "PHASES", "SEQ_WINDOW", "Report", "ReportService"]
+
+log = logging.getLogger(__name__)
 
 EVENT_KINDS = tuple(EventKind)
 PHASES = tuple(UpdatePhase)
 MAX_EVENTS = 500
-MAX_INVENTORY_BYTES = 512 * 1024
 MAX_DETAILS_BYTES = MAX_EVENT_DETAILS_BYTES  # one event's details, as JSON
 # How far above the last accepted seq a report may go: an agent counts its events one by one, so a bigger jump is
 # a broken or hostile counter (and a seq near 2^63 would make the device drop every later event as a duplicate).
 SEQ_WINDOW = 1_000_000
 _EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # a device without a real-time clock may report 1970
 _LATEST = dt.datetime(2100, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
+_DEVICES: Table = Device.__table__  # type: ignore[assignment]
+_EVENTS: Table = DeviceEvent.__table__  # type: ignore[assignment]
 
 
 def _event(raw: Any) -> dict[str, Any]:
@@ -62,69 +76,159 @@ def _event(raw: Any) -> dict[str, Any]:
     return {"seq": seq, "kind": kind, "phase": phase, "release_id": release_id, "details": details, "at": at}
 
 
+@dataclass(frozen=True)
+class Report:
+    """One device's validated report: its events in seq order, and its inventory if it sent one."""
+
+    tenant_id: int
+    device_id: int
+    events: list[dict[str, Any]]
+    inventory: Inventory | None
+
+
+@dataclass
+class _Seen:
+    """A locked device row as the batch leaves it."""
+
+    seq: int
+    inventory_sha256: str | None
+    os_version: str | None
+    values: dict[str, Any] = field(default_factory=dict)  # what the batch writes to the row
+    os_version_changed: bool = False
+
+
+Outcome = int | Exception  # the accepted seq, or why the report was refused
+
+
 class ReportService:
     def __init__(self, db: Database, rollouts: RolloutService) -> None:
         self.db, self.rollouts = db, rollouts
 
-    def ingest(self, who: Principal, events: list[Any], inventory: dict[str, Any] | None) -> dict[str, Any]:
-        """Record a batch; events at or below the last accepted seq are duplicates of a retried batch and are skipped."""
-        if who.kind != "device" or who.device_id is None:
+    def prepare(
+        self,
+        who: Principal,
+        events: list[Any],
+        inventory: dict[str, Any] | Inventory | None,
+        inventory_text: str | None = None,
+    ) -> Report:
+        """Check a report without touching the database; `inventory_text`: the inventory's JSON as the device sent it."""
+        if who.kind != "device" or who.device_id is None or who.tenant_id is None:
             raise Forbidden("this endpoint is for devices")
+        if who.device_status == "disabled":
+            raise Forbidden(f"device '{who.name}' is disabled: an operator must enable it ('bulkhead device enable {who.name}')")
         if len(events) > MAX_EVENTS:
             raise Invalid(f"at most {MAX_EVENTS} events per report; send the rest in the next one")
         parsed = sorted((_event(e) for e in events), key=lambda e: e["seq"])
-        if inventory is not None and len(repr(inventory)) > MAX_INVENTORY_BYTES:
-            raise Invalid("inventory is too large")
-        with self.db.session() as s:
-            dev = s.get(Device, who.device_id, with_for_update=True)
-            if dev is None:
-                raise Unauthorized("device no longer exists: enroll again")
-            if parsed and parsed[-1]["seq"] > dev.report_seq + SEQ_WINDOW:
-                raise Invalid(
-                    f"event seq {parsed[-1]['seq']} is more than {SEQ_WINDOW} above the last accepted one ({dev.report_seq}); "
-                    "number events one by one"
-                )
-            fresh = [e for e in parsed if e["seq"] > dev.report_seq]
-            changed: set[int] = set()
-            for e in fresh:
-                s.add(
-                    DeviceEvent(
-                        tenant_id=dev.tenant_id,
-                        device_id=dev.id,
-                        seq=e["seq"],
-                        kind=e["kind"],
-                        phase=e["phase"],
-                        release_id=e["release_id"],
-                        details=e["details"],
-                        device_time=e["at"],
-                    )
-                )
-                if e["kind"] == "update" and e["phase"]:
-                    dev.update_status = {
-                        "phase": e["phase"],
-                        "release_id": e["release_id"],
-                        **{k: e["details"][k] for k in ("version", "reason", "progress", "slot") if k in e["details"]},
-                        "at": (e["at"] or utcnow()).isoformat(),
-                    }
-                    rid = self.rollouts.on_agent_event(s, dev, e["phase"], e["release_id"], e["details"].get("reason"))
-                    if rid is not None:
-                        changed.add(rid)
-                elif e["kind"] == "app" and e["phase"]:
-                    rid = self.rollouts.on_app_event(s, dev, e["phase"], e["details"])
-                    if rid is not None:
-                        changed.add(rid)
-            if fresh:
-                dev.report_seq = fresh[-1]["seq"]
-            if inventory is not None:
-                dev.reported = inventory
-                version = inventory.get("os_version")
-                if isinstance(version, str) and version and version != dev.os_version:
-                    dev.os_version = version[:256]  # marks the device: which delta it is offered depends on it
-            dev.last_seen = utcnow()
-            accepted = dev.report_seq
+        if inventory is not None and not isinstance(inventory, Inventory):
+            inventory = inventory_of(inventory, inventory_text)
+        return Report(who.tenant_id, who.device_id, parsed, inventory)
+
+    def ingest(self, who: Principal, events: list[Any], inventory: dict[str, Any] | None) -> dict[str, Any]:
+        """Record one report; events at or below the last accepted seq are duplicates of a retried batch and are skipped."""
+        outcome = self.write([self.prepare(who, events, inventory)])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return {"accepted_seq": outcome}
+
+    def write(self, reports: list[Report]) -> list[Outcome]:
+        """Record a batch in one transaction; each report's outcome in order. A report refused here (its device is
+        gone, its seq out of the window) changes nothing and does not hold up the others.
+
+        If the transaction fails as a whole, each report is tried again in a transaction of its own, so one
+        report that the database refuses costs the others nothing.
+        """
+        try:
+            outcomes, changed = self._write(reports)
+        except Exception:
+            if len(reports) == 1:
+                raise
+            log.warning("a batch of %d reports failed; writing them one by one", len(reports), exc_info=True)
+            return [self._write_alone(r) for r in reports]
         for rid in changed:
             self.rollouts.on_change(rid)
-        return {"accepted_seq": accepted}
+        return outcomes
+
+    def _write_alone(self, report: Report) -> Outcome:
+        try:
+            return self.write([report])[0]
+        except Exception as exc:
+            if not isinstance(exc, ServerError):
+                log.exception("could not record a report of device %d", report.device_id)
+            return exc
+
+    def _write(self, reports: list[Report]) -> tuple[list[Outcome], set[int]]:
+        now = utcnow()
+        with self.db.session() as s:
+            ids = sorted({r.device_id for r in reports})  # locked in one order: concurrent batches cannot deadlock
+            rows = s.execute(
+                select(_DEVICES.c.id, _DEVICES.c.report_seq, _DEVICES.c.reported_sha256, _DEVICES.c.os_version)
+                .where(_DEVICES.c.id.in_(ids))
+                .order_by(_DEVICES.c.id)
+                .with_for_update()
+            )
+            seen = {r.id: _Seen(r.report_seq, r.reported_sha256, r.os_version) for r in rows}
+            outcomes: list[Outcome] = []
+            new_events: list[dict[str, Any]] = []
+            phased: list[tuple[int, dict[str, Any]]] = []  # events the rollouts hear of, in order
+            for report in reports:
+                dev = seen.get(report.device_id)
+                if dev is None:
+                    outcomes.append(Unauthorized("device no longer exists: enroll again"))
+                    continue
+                events = report.events
+                if events and events[-1]["seq"] > dev.seq + SEQ_WINDOW:
+                    outcomes.append(
+                        Invalid(
+                            f"event seq {events[-1]['seq']} is more than {SEQ_WINDOW} above the last accepted one "
+                            f"({dev.seq}); number events one by one"
+                        )
+                    )
+                    continue
+                fresh = [e for e in events if e["seq"] > dev.seq]
+                dev.values["last_seen"] = now
+                for e in fresh:
+                    new_events.append(_event_row(report, e, now))
+                    if e["phase"] and e["kind"] in ("update", "app"):
+                        phased.append((report.device_id, e))
+                        if e["kind"] == "update":
+                            dev.values["update_status"] = _update_status(e)
+                if fresh:
+                    dev.seq = dev.values["report_seq"] = fresh[-1]["seq"]
+                inv = report.inventory
+                if inv is not None and inv.sha256 != dev.inventory_sha256:
+                    dev.inventory_sha256 = dev.values["reported_sha256"] = inv.sha256
+                    dev.values["reported"] = inv.parsed()
+                if inv is not None and inv.os_version is not None and inv.os_version != dev.os_version:
+                    dev.os_version, dev.os_version_changed = inv.os_version, True  # written through the ORM below
+                outcomes.append(dev.seq)
+            postgres = s.get_bind().dialect.name == "postgresql"
+            if new_events and postgres:
+                s.execute(_INSERT_EVENTS_PG, _columns_of(new_events, now))
+            elif new_events:
+                s.execute(insert(_EVENTS), new_events)
+            _update_devices(s, seen, now, postgres)
+            changed = self._orm_changes(s, seen, phased)
+        return outcomes, changed
+
+    def _orm_changes(self, s: Session, seen: dict[int, _Seen], phased: list[tuple[int, dict[str, Any]]]) -> set[int]:
+        """The rare writes others listen to, through the ORM (the change feed sees them): a new OS version (which
+        delta the device is offered depends on it) and events with a phase (a rollout's action follows them)."""
+        changed: set[int] = set()
+        for device_id, dev in seen.items():
+            if dev.os_version_changed:
+                row = s.get(Device, device_id)
+                assert row is not None  # locked above
+                row.os_version = dev.os_version
+        for device_id, e in phased:
+            row = s.get(Device, device_id)
+            assert row is not None  # locked above
+            if e["kind"] == "update":
+                rid = self.rollouts.on_agent_event(s, row, e["phase"], e["release_id"], e["details"].get("reason"))
+            else:
+                rid = self.rollouts.on_app_event(s, row, e["phase"], e["details"])
+            if rid is not None:
+                changed.add(rid)
+        return changed
 
     def events(self, who: Principal, ref: str, limit: int = 100) -> list[dict[str, Any]]:
         who.require("viewer")
@@ -149,3 +253,88 @@ class ReportService:
                 }
                 for e in rows
             ]
+
+
+def _event_row(report: Report, e: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
+    return {
+        "tenant_id": report.tenant_id,
+        "device_id": report.device_id,
+        "seq": e["seq"],
+        "kind": e["kind"],
+        "phase": e["phase"],
+        "release_id": e["release_id"],
+        "details": e["details"],
+        "device_time": e["at"],
+        "at": now,
+    }
+
+
+def _update_status(e: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "phase": e["phase"],
+        "release_id": e["release_id"],
+        **{k: e["details"][k] for k in ("version", "reason", "progress", "slot") if k in e["details"]},
+        "at": (e["at"] or utcnow()).isoformat(),
+    }
+
+
+# PostgreSQL: a batch's rows as arrays, one per column: the statement is the same for every batch (compiled and
+# planned once), where VALUES lists or an executemany cost the driver and SQLAlchemy work per row.
+_INSERT_EVENTS_PG = text(
+    "INSERT INTO device_events (tenant_id, device_id, seq, kind, phase, release_id, details, device_time, at) "
+    "SELECT t, d, q, k, p, r, j, dt, :at FROM unnest(CAST(:t AS INTEGER[]), CAST(:d AS INTEGER[]), CAST(:q AS BIGINT[]), "
+    "CAST(:k AS VARCHAR[]), CAST(:p AS VARCHAR[]), CAST(:r AS INTEGER[]), CAST(:j AS JSON[]), "
+    "CAST(:dt AS TIMESTAMPTZ[])) AS e(t, d, q, k, p, r, j, dt)"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+_SEEN_PG = text("UPDATE devices SET last_seen = :at WHERE id = ANY(CAST(:ids AS INTEGER[]))").bindparams(
+    bindparam("at", type_=UTCDateTime())
+)
+_SEEN_SEQ_PG = text(
+    "UPDATE devices SET last_seen = :at, report_seq = b.seq "
+    "FROM unnest(CAST(:ids AS INTEGER[]), CAST(:seqs AS BIGINT[])) AS b(id, seq) WHERE devices.id = b.id"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+
+
+def _columns_of(rows: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
+    def utc(t: dt.datetime | None) -> dt.datetime | None:
+        return None if t is None else t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+
+    return {
+        "t": [r["tenant_id"] for r in rows],
+        "d": [r["device_id"] for r in rows],
+        "q": [r["seq"] for r in rows],
+        "k": [r["kind"] for r in rows],
+        "p": [r["phase"] for r in rows],
+        "r": [r["release_id"] for r in rows],
+        "j": [json.dumps(r["details"]) for r in rows],
+        "dt": [utc(r["device_time"]) for r in rows],
+        "at": now,
+    }
+
+
+def _update_devices(s: Session, seen: dict[int, _Seen], now: dt.datetime, postgres: bool) -> None:
+    """Each device's new values in one statement per set of columns (usually one: last_seen and report_seq).
+
+    On PostgreSQL the usual sets go as arrays (_SEEN_PG, _SEEN_SEQ_PG), the rare ones (an inventory, an update
+    status) as an UPDATE ... FROM (VALUES ...); SQLite (whose VALUES have no column names) runs an executemany in
+    process.
+    """
+    shapes: defaultdict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for device_id, dev in sorted(seen.items()):
+        if dev.values:
+            shapes[tuple(sorted(dev.values))].append((device_id, dev.values))
+    for columns, rows in shapes.items():
+        if postgres and columns == ("last_seen",):
+            s.execute(_SEEN_PG, {"at": now, "ids": [device_id for device_id, _ in rows]})
+        elif postgres and columns == ("last_seen", "report_seq"):
+            ids, seqs = [device_id for device_id, _ in rows], [v["report_seq"] for _, v in rows]
+            s.execute(_SEEN_SEQ_PG, {"at": now, "ids": ids, "seqs": seqs})
+        elif postgres:
+            table = values(column("b_id", Integer), *(column(f"v_{c}", _DEVICES.c[c].type) for c in columns), name="batch").data(
+                [(device_id, *(v[c] for c in columns)) for device_id, v in rows]
+            )
+            stmt = update(_DEVICES).where(_DEVICES.c.id == table.c.b_id).values({c: table.c[f"v_{c}"] for c in columns})
+            s.execute(stmt)
+        else:
+            stmt = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values({c: bindparam(f"v_{c}") for c in columns})
+            s.execute(stmt, [{"b_id": device_id, **{f"v_{c}": v[c] for c in columns}} for device_id, v in rows])

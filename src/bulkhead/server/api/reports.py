@@ -1,0 +1,129 @@
+"""The report path as a lean ASGI app: POST /device/v1/reports parsed once, checked, and written by group commit.
+
+Per report: a cached credential check (credentials new to the process are read in batches too), one parse of the
+body (the inventory's text fingerprinted as sent), the checks of services/reports.py, and a place in the next batch
+(groupcommit.py); the answer is sent after the batch committed. The FastAPI route of the same path (api/device.py)
+documents the contract; errors are the same.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..asgi import Receive, Scope, Send, bearer, send_error
+from ..errors import Invalid, PayloadTooLarge, ServerError
+from ..groupcommit import GroupCommit
+from ..limits import SAME, JsonRefused, parse_json_members
+from ..services.auth import Principal
+from ..services.inventory import MAX_INVENTORY_KEYS, Inventory
+from ..services.reports import MAX_EVENTS, Report
+from .deps import Services
+
+__all__ = ["ReportApp"]
+
+PATH = "/device/v1/reports"
+_MAX_REMEMBERED = 200_000  # devices whose last inventory's fingerprint a process keeps (about 200 bytes each)
+
+
+class _Unprocessable(ServerError):
+    """A body of the wrong shape: 422, as FastAPI answers a request that does not fit the route's model."""
+
+    status = 422
+    code = "invalid"
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"invalid request: {where}: {problem}")
+
+
+class ReportApp:
+    def __init__(self, svc: Services, max_body: int, setting: str = "BULKHEAD_MAX_JSON_BYTES") -> None:
+        self.svc, self.max_body, self.setting = svc, max_body, setting
+        self.commits: GroupCommit[Report, int] = GroupCommit(svc.reports.write)
+        self.logins: GroupCommit[str | None, Principal] = GroupCommit(svc.auth.resolve_many)
+        # Per device, the last inventory it sent that passed the checks (its fingerprint, not its text): the same
+        # text again is neither parsed nor checked again (devices resend their inventory unchanged).
+        self.inventories: dict[int, Inventory] = {}
+
+    @staticmethod
+    def handles(scope: Scope) -> bool:
+        return bool(scope["method"] == "POST" and scope["path"] == PATH)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            token = bearer(scope)
+            who = self.svc.auth.cached(token)
+            if who is None:  # not seen lately: looked up off the event loop, together with the others missed meanwhile
+                who = await self.logins.submit(token)
+            before = self.inventories.get(who.device_id or 0)
+            value, raw = _parse(await self._body(receive), before)
+            events, sent = _shape(value)
+            inventory = Inventory.seen_before(raw["inventory"], before) if sent is SAME and before is not None else sent
+            report = self.svc.reports.prepare(who, events, inventory, raw.get("inventory"))
+            self._remember(report)
+            accepted = await self.commits.submit(report)
+        except ServerError as exc:
+            await send_error(send, exc.status, exc.code, exc.message)
+            return
+        body = b'{"accepted_seq":%d}' % accepted
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    def _remember(self, report: Report) -> None:
+        inv = report.inventory
+        if inv is None or inv.text is None:
+            return
+        if len(self.inventories) >= _MAX_REMEMBERED:
+            self.inventories.clear()
+        self.inventories[report.device_id] = Inventory(None, inv.sha256, inv.os_version, None, len(inv.text))
+
+    async def _body(self, receive: Receive) -> bytes:
+        """The request body, refused as soon as it passes the limit (limits.BodyLimits leaves this route to us)."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise Invalid("the client went away before the body was complete")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                limit = f"this route's limit of {self.max_body} bytes (set by {self.setting})"
+                raise PayloadTooLarge(f"the request body is larger than {limit}; send less")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+
+def _parse(body: bytes, before: Inventory | None) -> tuple[Any, dict[str, str]]:
+    if not body.strip():
+        raise _Unprocessable("body", "Field required")
+    known = {"inventory": (before.length, before.sha256)} if before is not None and before.length is not None else None
+    try:
+        return parse_json_members(body, known=known)
+    except JsonRefused as exc:
+        raise Invalid(str(exc)) from None
+
+
+def _shape(value: Any) -> tuple[list[Any], dict[str, Any] | None]:
+    """The report's events and inventory, of the shapes api/device.py's ReportIn declares."""
+    if not isinstance(value, dict):
+        raise _Unprocessable("body", "Input should be a valid dictionary or object to extract fields from")
+    events = value.get("events", [])
+    if not isinstance(events, list):
+        raise _Unprocessable("body.events", "Input should be a valid list")
+    if len(events) > MAX_EVENTS:
+        raise _Unprocessable("body.events", f"List should have at most {MAX_EVENTS} items after validation, not {len(events)}")
+    for i, e in enumerate(events):
+        if not isinstance(e, dict):
+            raise _Unprocessable(f"body.events.{i}", "Input should be a valid dictionary")
+    inventory = value.get("inventory")
+    if inventory is SAME:
+        return events, inventory
+    if inventory is not None and not isinstance(inventory, dict):
+        raise _Unprocessable("body.inventory", "Input should be a valid dictionary")
+    if inventory is not None and len(inventory) > MAX_INVENTORY_KEYS:
+        raise _Unprocessable(
+            "body.inventory", f"Dictionary should have at most {MAX_INVENTORY_KEYS} items after validation, not {len(inventory)}"
+        )
+    return events, inventory

@@ -1,0 +1,232 @@
+"""Reports at fleet scale: a batch costs the same few statements whatever it holds, an unchanged inventory is not
+written again, a refused report does not hold up the others in its batch; over HTTP, concurrent and retried
+reports of one device lose and double nothing."""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event, func, select, update
+
+from bulkhead.server.db import Database, migrate
+from bulkhead.server.errors import Invalid, Unauthorized
+from bulkhead.server.models import Device, DeviceEvent, Tenant
+from bulkhead.server.security import hash_token
+from bulkhead.server.services.auth import Authenticator, Principal
+from bulkhead.server.services.reports import ReportService
+from bulkhead.server.services.rollouts import RolloutService
+from tests.server.conftest import LiveServer, _pg_url
+
+INVENTORY = {"os_version": "1.0", "packages": [{"name": f"pkg{i}", "version": f"{i}.0"} for i in range(400)]}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}" if request.param == "sqlite" else _pg_url()
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    migrate(url)
+    database = Database(url)
+    yield database
+    database.dispose()
+
+
+def _devices(db: Database, n: int) -> list[Principal]:
+    with db.session() as s:
+        t = Tenant(name="t")
+        s.add(t)
+        s.flush()
+        devs = [
+            Device(tenant_id=t.id, name=f"d{i}", compatible="c", tags=[], groups=[], attributes={}, reported={}, desired={})
+            for i in range(n)
+        ]
+        s.add_all(devs)
+        s.flush()
+        return [Principal("device", d.name, t.id, "t", "device", d.id, "active", "c") for d in devs]
+
+
+def _events(first: int, last: int) -> list[dict[str, Any]]:
+    return [{"seq": i, "kind": "agent", "details": {"n": i}, "at": "2026-01-01T00:00:00+00:00"} for i in range(first, last + 1)]
+
+
+class Statements:
+    def __init__(self, db: Database) -> None:
+        self.seen: list[str] = []
+        event.listen(db.engine, "before_cursor_execute", self._record)
+        self.db = db
+
+    def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.seen.append(statement)
+
+    def take(self) -> list[str]:
+        seen, self.seen = self.seen, []
+        return seen
+
+
+def test_statements_per_batch_do_not_grow_with_its_events_or_reports(db: Database) -> None:
+    svc = ReportService(db, RolloutService(db))
+    devs = _devices(db, 40)
+    stmts = Statements(db)
+    assert svc.ingest(devs[0], _events(1, 1), None) == {"accepted_seq": 1}
+    one = stmts.take()
+    assert svc.ingest(devs[0], _events(2, 400), None) == {"accepted_seq": 400}
+    assert len(stmts.take()) == len(one)
+    outcomes = svc.write([svc.prepare(d, _events(1, 5), None) for d in devs[1:]])
+    assert outcomes == [5] * 39
+    assert len(stmts.take()) == len(one), "39 devices' reports in one batch: the statements of one report"
+    assert len(one) <= 4, one  # (BEGIN,) lock the rows, insert the events, update the devices
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(DeviceEvent)) == 400 + 39 * 5
+
+
+def test_an_unchanged_inventory_is_not_written_again(db: Database) -> None:
+    svc = ReportService(db, RolloutService(db))
+    (dev,) = _devices(db, 1)
+    stmts = Statements(db)
+    writes_inventory = re.compile(r"\breported\s*=")
+    svc.ingest(dev, [], INVENTORY)
+    assert any(writes_inventory.search(st) for st in stmts.take())
+    for seq in (1, 2):
+        svc.ingest(dev, _events(seq, seq), dict(INVENTORY))  # the same inventory, resent with every report
+        assert not any(writes_inventory.search(st) for st in stmts.take())
+    svc.ingest(dev, [], {**INVENTORY, "os_version": "1.1"})
+    assert any(writes_inventory.search(st) for st in stmts.take())
+    with db.session() as s:
+        row = s.get(Device, dev.device_id)
+        assert row is not None and row.reported["os_version"] == "1.1" and row.os_version == "1.1"
+        assert row.report_seq == 2 and len(row.reported["packages"]) == 400
+
+
+def test_a_refused_report_changes_nothing_and_does_not_hold_up_its_batch(db: Database) -> None:
+    svc = ReportService(db, RolloutService(db))
+    a, b, gone = _devices(db, 3)
+    with db.session() as s:
+        s.execute(update(Device).where(Device.id == gone.device_id).values(credential_hash=None))
+        s.delete(s.get(Device, gone.device_id))
+    batch = [
+        svc.prepare(a, _events(1, 2), INVENTORY),
+        svc.prepare(b, _events(5_000_000, 5_000_000), INVENTORY),  # beyond the seq window
+        svc.prepare(gone, _events(1, 1), None),
+        svc.prepare(a, _events(1, 3), None),  # a retry of the first with one more: only seq 3 is new
+        svc.prepare(b, _events(1, 1), None),
+    ]
+    outcomes = svc.write(batch)
+    assert outcomes[0] == 2 and outcomes[3] == 3 and outcomes[4] == 1
+    assert isinstance(outcomes[1], Invalid) and "above the last accepted" in outcomes[1].message
+    assert isinstance(outcomes[2], Unauthorized)
+    with db.session() as s:
+        seqs = s.execute(select(DeviceEvent.device_id, DeviceEvent.seq).order_by(DeviceEvent.device_id, DeviceEvent.seq)).all()
+        assert [tuple(r) for r in seqs] == [(a.device_id, 1), (a.device_id, 2), (a.device_id, 3), (b.device_id, 1)]
+        row_b = s.get(Device, b.device_id)
+        assert row_b is not None and row_b.reported == {} and row_b.report_seq == 1  # the refused report's inventory too
+
+
+def _enroll(c: Any, name: str) -> dict[str, str]:
+    boot = c.post("/api/v1/bootstrap-tokens", json={"name": name}).json()
+    r = c.post("/device/v1/enroll", json={"bootstrap_token": boot["token"], "name": name, "compatible": "c"})
+    return {"authorization": f"Bearer {r.json()['credential']}"}
+
+
+def test_concurrent_and_retried_reports_lose_and_double_nothing(server: LiveServer) -> None:
+    with server.client(server.tenant(keyring=False)) as c:
+        one = _enroll(c, "busy")
+        others = [_enroll(c, f"o{i}") for i in range(6)]
+        failures: list[str] = []
+
+        def post(headers: dict[str, str], events: list[dict[str, Any]], inventory: Any = None) -> None:
+            with server.client() as dc:
+                r = dc.post("/device/v1/reports", json={"events": events, "inventory": inventory}, headers=headers)
+                if r.status_code != 200 or r.json()["accepted_seq"] < events[-1]["seq"]:
+                    failures.append(r.text)
+
+        # One device: every thread retries growing batches that overlap the others'; other devices report beside it.
+        jobs = [(one, _events(1, k), INVENTORY if k % 2 else None) for k in range(1, 41)] * 2
+        jobs += [(h, _events(1, k), None) for h in others for k in range(1, 9)]
+        threads = [threading.Thread(target=lambda js=jobs[i::12]: [post(*j) for j in js]) for i in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert failures == []
+        assert [e["seq"] for e in c.get("/api/v1/devices/busy/events", params={"limit": 1000}).json()] == list(range(40, 0, -1))
+        for i in range(6):
+            assert [e["seq"] for e in c.get(f"/api/v1/devices/o{i}/events").json()] == list(range(8, 0, -1))
+        assert len(c.get("/api/v1/devices/busy").json()["reported"]["packages"]) == 400
+
+
+def test_report_bodies_of_the_wrong_shape_are_refused_with_json_errors(server: LiveServer) -> None:
+    with server.client(server.tenant(keyring=False)) as c:
+        dev = _enroll(c, "shapes")
+        cases: list[tuple[Any, int, str]] = [
+            ([], 422, "body"),
+            ({"events": {}}, 422, "body.events"),
+            ({"events": [1]}, 422, "body.events.0"),
+            ({"events": [{"seq": 1, "kind": "agent"}] * 501}, 422, "at most 500"),
+            ({"inventory": [1]}, 422, "body.inventory"),
+            ({"inventory": {f"k{i}": 1 for i in range(257)}}, 422, "at most 256"),
+            ({"events": [{"seq": 1, "kind": "agent", "details": [1]}]}, 400, "details must be an object"),
+        ]
+        for body, status, message in cases:
+            r = c.post("/device/v1/reports", json=body, headers=dev)
+            assert r.status_code == status and message in r.json()["message"], (body, r.text)
+            assert r.json()["error"] == "invalid" and r.json()["request_id"]
+        raw = [(b"", 422, "Field required"), (b'{"events": [', 400, "not valid JSON"), (b'{"events": NaN}', 400, "NaN")]
+        raw.append((b'{"inventory": "' + b"x" * (2 * 1024 * 1024) + b'"}', 413, "BULKHEAD_MAX_JSON_BYTES"))
+        for content, status, message in raw:
+            r = c.post("/device/v1/reports", content=content, headers={**dev, "content-type": "application/json"})
+            assert r.status_code == status and message in r.json()["message"], (content[:40], r.text)
+        assert c.get("/api/v1/devices/shapes/events").json() == []
+        nobody = {"authorization": "Bearer bhd_nobody"}
+        assert c.post("/device/v1/reports", json={"events": []}, headers=nobody).status_code == 401
+        r = c.post("/device/v1/reports", json={"events": _events(1, 1)}, headers=dev)
+        assert r.status_code == 200 and r.json() == {"accepted_seq": 1} and r.headers["x-request-id"]
+
+
+def test_credentials_new_to_the_process_are_read_in_one_query(db: Database) -> None:
+    devs = _devices(db, 3)
+    tokens = [f"bhd_token{i}" for i in range(3)]
+    with db.session() as s:
+        for d, token in zip(devs, tokens, strict=True):
+            s.execute(update(Device).where(Device.id == d.device_id).values(credential_hash=hash_token(token)))
+        # The third device rotated: its old credential works until it uses the new one.
+        s.execute(
+            update(Device)
+            .where(Device.id == devs[2].device_id)
+            .values(credential_hash=hash_token("bhd_rotated"), previous_credential_hash=hash_token(tokens[2]))
+        )
+    auth = Authenticator(db, hash_token("bhs_admin"))
+    stmts = Statements(db)
+    got = auth.resolve_many([tokens[0], "bhd_unknown", tokens[1], None, tokens[0], tokens[2]])
+    assert len([st for st in stmts.take() if st.lstrip().upper().startswith("SELECT")]) == 1
+    assert [p.device_id if isinstance(p, Principal) else type(p) for p in got] == [
+        devs[0].device_id,
+        Unauthorized,
+        devs[1].device_id,
+        Unauthorized,
+        devs[0].device_id,
+        devs[2].device_id,
+    ]
+    assert auth.cached(tokens[1]) == got[2], "remembered like resolve() remembers"
+    assert auth.resolve_many(["bhd_rotated"])[0] == got[5]
+    assert isinstance(auth.resolve(tokens[2]), Principal), "cached: the old credential ends with a change feed mark"
+    with db.session() as s:
+        row = s.get(Device, devs[2].device_id)
+        assert row is not None and row.previous_credential_hash is None  # using the new one ended the old one
+
+
+def test_an_inventory_resent_changed_and_changed_back_is_stored_each_time(server: LiveServer) -> None:
+    with server.client(server.tenant(keyring=False)) as c:
+        dev = _enroll(c, "inv")
+        changed = {**INVENTORY, "os_version": "2.0"}
+        for seq, inventory in enumerate([INVENTORY, INVENTORY, changed, changed, INVENTORY], start=1):
+            r = c.post("/device/v1/reports", json={"events": _events(seq, seq), "inventory": inventory}, headers=dev)
+            assert r.status_code == 200 and r.json() == {"accepted_seq": seq}, r.text
+            shown = c.get("/api/v1/devices/inv").json()
+            assert shown["reported"] == inventory
+        r = c.post("/device/v1/reports", json={"inventory": {**INVENTORY, "os_version": 7}}, headers=dev)
+        assert r.status_code == 200 and c.get("/api/v1/devices/inv").json()["reported"]["os_version"] == 7
