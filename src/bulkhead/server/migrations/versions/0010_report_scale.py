@@ -1,14 +1,14 @@
 """Device reports at fleet scale: the fingerprint of the inventory a device last reported, so a repeat writes nothing.
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0008"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
