@@ -12,17 +12,19 @@ that the GIN expression indexes of migration 0011 answer; on SQLite it is a `jso
 from __future__ import annotations
 
 import datetime as dt
+import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, and_, cast, func, literal, select
+from sqlalchemy import ColumnElement, Row, Text, and_, cast, func, literal, select
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ..models import Device
 from .keyset import Page, Paged, keyset, paged
 
-__all__ = ["LIST_COLUMNS", "DeviceFilter", "device_page", "group_counts", "json_array_has"]
+__all__ = ["LIST_COLUMNS", "DeviceFilter", "array_counts", "device_page", "group_counts", "json_array_has"]
 
 LIST_COLUMNS = (
     Device.id,
@@ -65,23 +67,27 @@ def json_array_has(s: Session, col: InstrumentedAttribute[Any], values: list[str
     return and_(*conds)
 
 
+def array_counts(s: Session, tenant_id: int, col: InstrumentedAttribute[Any]) -> dict[str, int]:
+    """How many of the tenant's devices name each value of their JSON array `col` (tags or groups).
+
+    The database groups the devices by their whole array (a fleet has few distinct tag or group sets), so one
+    pass over the devices returns a handful of rows, not one per device; the values are counted from those.
+    """
+    text = cast(col, Text)
+    counts: Counter[str] = Counter()
+    for raw, n in s.execute(select(text, func.count()).where(Device.tenant_id == tenant_id).group_by(text)):
+        try:
+            values = json.loads(raw) if raw else []
+        except ValueError:
+            continue
+        if isinstance(values, list):
+            counts.update({v: n for v in set(values) if isinstance(v, str)})
+    return dict(counts)
+
+
 def group_counts(s: Session, tenant_id: int) -> dict[str, int]:
-    """How many of the tenant's devices are in each group their group lists name (one SQL pass, no rows loaded)."""
-    if s.get_bind().dialect.name == "postgresql":
-        groups = cast(Device.groups, JSONB)
-        elements = func.jsonb_array_elements_text(groups).table_valued("value")
-        shape = func.jsonb_typeof(groups) == "array"
-    else:
-        elements = func.json_each(Device.groups).table_valued("value")
-        shape = func.json_type(Device.groups) == "array"
-    q = (
-        select(elements.c.value, func.count())
-        .select_from(Device)
-        .join(elements, literal(True))
-        .where(Device.tenant_id == tenant_id, shape)
-        .group_by(elements.c.value)
-    )
-    return {name: n for name, n in s.execute(q) if isinstance(name, str)}
+    """How many of the tenant's devices are in each group their group lists name."""
+    return array_counts(s, tenant_id, Device.groups)
 
 
 def _where(s: Session, f: DeviceFilter) -> list[ColumnElement[bool]]:
@@ -97,7 +103,8 @@ def _where(s: Session, f: DeviceFilter) -> list[ColumnElement[bool]]:
     if f.version:
         conds.append(Device.os_version == f.version)
     if f.name_prefix:
-        conds.append(Device.name.startswith(f.name_prefix, autoescape=True))
+        escaped = f.name_prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
+        conds.append(Device.name.like(escaped + "%", escape="/"))  # one literal pattern: an index can use it
     if f.seen_after is not None:
         conds.append(Device.last_seen >= f.seen_after)
     if f.seen_before is not None:

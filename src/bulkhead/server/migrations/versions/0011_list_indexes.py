@@ -22,6 +22,7 @@ _BTREE = {
 }
 # The expressions the device list's filters use (services/device_list.py): CAST(tags AS JSONB) @> '["x"]'.
 _GIN = {"ix_devices_tags_jsonb": "tags", "ix_devices_groups_jsonb": "groups"}
+_PATTERN = "ix_devices_tenant_name_pattern"
 
 
 def upgrade() -> None:
@@ -30,11 +31,13 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for name, col in _GIN.items():
             op.create_index(name, "devices", [sa.text(f"(({col})::jsonb) jsonb_path_ops")], postgresql_using="gin")
+        # The name-prefix filter (LIKE 'prefix%'): an ordinary index serves LIKE only in the C collation.
+        op.create_index(_PATTERN, "devices", ["tenant_id", sa.text("name varchar_pattern_ops")])
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        for name in _GIN:
+        for name in (*_GIN, _PATTERN):
             op.drop_index(name, table_name="devices")
     for name, (table, _cols) in _BTREE.items():
         op.drop_index(name, table_name=table)
