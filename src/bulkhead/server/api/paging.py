@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from fastapi import Query, Request, Response
 
+from ..errors import Invalid
 from ..services.keyset import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Page, Paged
 
 __all__ = ["MAX_CURSOR", "PAGED", "Pager", "decode_cursor", "encode_cursor", "pager"]
@@ -89,9 +90,11 @@ class Pager:
 def pager(
     request: Request,
     response: Response,
-    limit: int = Query(DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description=LIMIT_DOC),
+    limit: int = Query(DEFAULT_LIMIT, description=LIMIT_DOC, json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT}),
     cursor: str | None = Query(None, min_length=1, max_length=MAX_CURSOR, description=CURSOR_DOC),
 ) -> Pager:
     """The dependency of every list route: `?limit=` (1-1000, default 100) and `?cursor=`."""
+    if not 1 <= limit <= MAX_LIMIT:  # checked here, not by the validator, so that the message gives the range
+        raise Invalid(f"limit must be 1-{MAX_LIMIT} (default {DEFAULT_LIMIT}), not {limit}; read more rows page by page")
     after = decode_cursor(request.url.path, cursor) if cursor is not None else None
     return Pager(request, response, Page(limit, after))
