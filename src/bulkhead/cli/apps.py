@@ -154,7 +154,7 @@ def app_delete(ctx: typer.Context, name: str, version: str, json: bool = JsonOpt
 
 @app_app.command("list")
 def app_list(ctx: typer.Context, name: str | None = None, json: bool = JsonOpt) -> None:
-    rows = client(ctx).request("GET", "/api/v1/apps", params={"name": name} if name else None)
+    rows = client(ctx).pages("/api/v1/apps", {"name": name} if name else None)
     show(rows, json, ["id", "name", "version", "created_at"])
 
 
@@ -209,7 +209,7 @@ def set_device_desired(
 
 def device_events(ctx: typer.Context, device: str, limit: int = 50, json: bool = JsonOpt) -> None:
     """The device's reported history (update phases, apps, files), newest first."""
-    rows = client(ctx).request("GET", f"/api/v1/devices/{device}/events", params={"limit": limit})
+    rows = client(ctx).pages(f"/api/v1/devices/{device}/events", limit=limit)
     for r in rows:
         r["details"] = ", ".join(f"{k}={v}" for k, v in (r.get("details") or {}).items() if v is not None)
     show(rows, json, ["seq", "device_time", "kind", "phase", "release_id", "details"])
@@ -241,7 +241,7 @@ def group_set(
 @group_app.command("list")
 def group_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
     """Every group with its device count, release, apps and window."""
-    rows = client(ctx).request("GET", "/api/v1/groups")
+    rows = client(ctx).pages("/api/v1/groups")
     show(rows, json, ["name", "devices", "release_id", "apps", "window"])
 
 

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import typer
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
 from .errors import CliError
 
 DEFAULT_SERVER = "http://127.0.0.1:8080"
+# Rows per request when the CLI reads a paged list: the largest page the server gives, or BULKHEAD_PAGE_SIZE.
+PAGE_SIZE = 1000
+
+LimitOpt = typer.Option(None, "--limit", min=1, help="Print at most this many rows (default: all of them, page by page)")
 
 
 class Client:
@@ -26,6 +32,20 @@ class Client:
         if resp.status_code == 204 or not resp.content:
             return None
         return resp.json()
+
+    def pages(self, path: str, params: dict[str, Any] | None = None, limit: int | None = None) -> list[Any]:
+        """Every row of a paged list (or the first `limit`): follows the X-Next-Cursor header from page to page."""
+        rows: list[Any] = []
+        cursor: str | None = None
+        while True:
+            page = int(os.environ.get("BULKHEAD_PAGE_SIZE") or PAGE_SIZE)
+            size = page if limit is None else min(page, limit - len(rows))
+            query = {**(params or {}), "limit": size, **({"cursor": cursor} if cursor else {})}
+            resp = self.raw("GET", path, params=query)
+            rows += resp.json()
+            cursor = resp.headers.get("x-next-cursor")
+            if not cursor or (limit is not None and len(rows) >= limit):
+                return rows
 
     def raw(self, method: str, path: str, **kw: Any) -> httpx.Response:
         """The response of a successful request; a refusal or a network failure raises CliError."""

@@ -167,7 +167,7 @@ def upload(
 @app.command("list")
 def list_(ctx: typer.Context, release_id: int, json: bool = JsonOpt) -> None:
     """The delta bundles of a release."""
-    show(client(ctx).request("GET", f"/api/v1/releases/{release_id}/deltas"), json, DELTA_COLUMNS, "delta bundles")
+    show(client(ctx).pages(f"/api/v1/releases/{release_id}/deltas"), json, DELTA_COLUMNS, "delta bundles")
 
 
 @app.command()

@@ -53,7 +53,7 @@ def seed(base: str, data_dir: Path, devices: int, json_out: bool = False) -> Non
             cred.chmod(0o600)
         h = {"authorization": f"Bearer {cred.read_text().strip()}"}
         http.put("/api/v1/keyring", json={"pem": pki.ca.read_text()}, headers=h).raise_for_status()
-        releases = {r["version"]: r for r in http.get("/api/v1/releases", headers=h).json()}
+        releases = {r["version"]: r for r in http.get("/api/v1/releases", params={"limit": 1000}, headers=h).json()}
         for v in ("1.0.0", "1.1.0"):
             if v not in releases:
                 bundle = build_release(work, COMPATIBLE, v, pki.cert, pki.key)

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from . import output
-from .client import Client
+from .client import Client, LimitOpt
 from .errors import CliError
 
 tenant_app = typer.Typer(help="Tenants (administrator token).", no_args_is_help=True)
@@ -43,7 +43,7 @@ def tenant_create(ctx: typer.Context, name: str, admin_user: str = "admin", json
 
 @tenant_app.command("list")
 def tenant_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
-    show(client(ctx).request("GET", "/api/v1/tenants"), json, ["id", "name", "keyring"])
+    show(client(ctx).pages("/api/v1/tenants"), json, ["id", "name", "keyring"])
 
 
 @token_app.command("create")
@@ -132,9 +132,9 @@ _REL_COLS = ["id", "compatible", "version", "format", "size", "sha256", "created
 
 
 @release_app.command("list")
-def release_list(ctx: typer.Context, compatible: str | None = None, json: bool = JsonOpt) -> None:
+def release_list(ctx: typer.Context, compatible: str | None = None, limit: int | None = LimitOpt, json: bool = JsonOpt) -> None:
     params = {"compatible": compatible} if compatible else {}
-    show(client(ctx).request("GET", "/api/v1/releases", params=params), json, _REL_COLS)
+    show(client(ctx).pages("/api/v1/releases", params, limit), json, _REL_COLS)
 
 
 @release_app.command("show")
@@ -153,14 +153,28 @@ _DEV_COLS = ["id", "name", "status", "groups", "os", "update", "bytes_served", "
 
 
 @device_app.command("list")
-def device_list(ctx: typer.Context, tag: str | None = None, status: str | None = None, json: bool = JsonOpt) -> None:
-    params = {k: v for k, v in {"tag": tag, "status": status}.items() if v}
-    rows = client(ctx).request("GET", "/api/v1/devices", params=params)
+def device_list(
+    ctx: typer.Context,
+    tag: list[str] = typer.Option([], "--tag", help="Only devices with this tag (repeat: with all of them)"),
+    group: str | None = typer.Option(None, help="Only devices in this group"),
+    status: str | None = typer.Option(None, help="Only devices in this status: active, pending or disabled"),
+    compatible: str | None = typer.Option(None, help="Only devices of this compatible"),
+    version: str | None = typer.Option(None, help="Only devices that reported this OS version"),
+    name_prefix: str | None = typer.Option(None, help="Only devices whose name starts with this"),
+    limit: int | None = LimitOpt,
+    json: bool = JsonOpt,
+) -> None:
+    """The fleet, filtered by the server (all pages unless --limit); `device show` has a device's inventory."""
+    filters = {"group": group, "status": status, "compatible": compatible, "version": version, "name_prefix": name_prefix}
+    params: dict[str, Any] = {k: v for k, v in filters.items() if v}
+    if tag:
+        params["tag"] = tag
+    rows = client(ctx).pages("/api/v1/devices", params, limit)
     if not json:
         for r in rows:
             up = r.get("update") or {}
             r["update"] = f"{up.get('phase', '')} {up.get('version', '')}".strip()
-            r["os"] = (r.get("reported") or {}).get("os_version") or ""
+            r["os"] = r.get("os_version") or (r.get("reported") or {}).get("os_version") or ""
     show(rows, json, _DEV_COLS)
 
 
@@ -239,7 +253,7 @@ def bootstrap_create(
 
 @bootstrap_app.command("list")
 def bootstrap_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
-    show(client(ctx).request("GET", "/api/v1/bootstrap-tokens"), json)
+    show(client(ctx).pages("/api/v1/bootstrap-tokens"), json)
 
 
 @bootstrap_app.command("revoke")
@@ -256,7 +270,7 @@ user_app = typer.Typer(help="Users of the tenant.", no_args_is_help=True)
 @token_app.command("list")
 def token_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
     """The tenant's API tokens (never their secrets); admins only."""
-    show(client(ctx).request("GET", "/api/v1/tokens"), json, ["id", "name", "user", "role", "revoked", "expires_at"])
+    show(client(ctx).pages("/api/v1/tokens"), json, ["id", "name", "user", "role", "revoked", "expires_at"])
 
 
 @token_app.command("revoke")
@@ -267,7 +281,7 @@ def token_revoke(ctx: typer.Context, token_id: int, json: bool = JsonOpt) -> Non
 
 @user_app.command("list")
 def user_list(ctx: typer.Context, json: bool = JsonOpt) -> None:
-    show(client(ctx).request("GET", "/api/v1/users"), json, ["id", "name", "role"])
+    show(client(ctx).pages("/api/v1/users"), json, ["id", "name", "role"])
 
 
 @user_app.command("delete")

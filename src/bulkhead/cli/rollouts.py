@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from .client import LimitOpt
 from .errors import CliError
 from .manage import JsonOpt, client, show
 
@@ -99,7 +100,7 @@ def create(
 
 @rollout_app.command("list")
 def list_(ctx: typer.Context, json: bool = JsonOpt) -> None:
-    rows = client(ctx).request("GET", "/api/v1/rollouts")
+    rows = client(ctx).pages("/api/v1/rollouts")
     show(rows, json, ["id", "name", "subject", "type", "status", "current_phase", "devices", "counts", "pause_reason"])
 
 
@@ -116,9 +117,11 @@ def show_(ctx: typer.Context, rollout: str, json: bool = JsonOpt) -> None:
 
 
 @rollout_app.command("actions")
-def actions(ctx: typer.Context, rollout: str, status: str | None = None, json: bool = JsonOpt) -> None:
-    """Each device's action: status and bytes transferred."""
-    rows = client(ctx).request("GET", f"/api/v1/rollouts/{rollout}/actions", params={"status": status} if status else None)
+def actions(
+    ctx: typer.Context, rollout: str, status: str | None = None, limit: int | None = LimitOpt, json: bool = JsonOpt
+) -> None:
+    """Each device's action: status and bytes transferred (all pages unless --limit)."""
+    rows = client(ctx).pages(f"/api/v1/rollouts/{rollout}/actions", {"status": status} if status else None, limit)
     show(rows, json, ["id", "device", "phase", "type", "status", "active", "bytes", "updated_at"])
 
 

@@ -195,7 +195,9 @@ class Device(Base):
     tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
     groups: Mapped[list[Any]] = mapped_column(JSON, default=list)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    reported: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The agent's inventory (packages, containers, slots): loaded only where it is read (device detail, reports),
+    # so queries over many devices (rollouts, group checks) do not parse every inventory into memory.
+    reported: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, deferred=True)
     # The OS release version the device runs (from its inventory, or a DDI install): which delta applies.
     os_version: Mapped[str | None] = mapped_column(String(256))
     desired_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))

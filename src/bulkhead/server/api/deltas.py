@@ -13,6 +13,7 @@ from ..services.auth import Principal
 from . import schemas
 from .deps import Services, principal, receive_upload, services
 from .fields import LongText, Name
+from .paging import PAGED, Pager, pager
 
 router = APIRouter(prefix="/api/v1", tags=["deltas"])
 
@@ -41,9 +42,13 @@ async def upload_delta(
     return await run_in_threadpool(svc.deltas.ingest, who, release_id, upload)
 
 
-@router.get("/releases/{release_id}/deltas", response_model=list[schemas.DeltaOut], response_model_exclude_unset=True)
-def list_deltas(release_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    return svc.deltas.list_deltas(who, release_id)
+@router.get(
+    "/releases/{release_id}/deltas", response_model=list[schemas.DeltaOut], response_model_exclude_unset=True, responses=PAGED
+)
+def list_deltas(
+    release_id: DbId, pg: Pager = Depends(pager), who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    return pg.send(svc.deltas.list_deltas(who, release_id, pg.page))
 
 
 @router.delete("/releases/{release_id}/deltas/{delta_id}", status_code=204)

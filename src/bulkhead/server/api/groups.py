@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from ..services.auth import Principal
 from ..services.groups import GroupService
 from .deps import Services, principal, services
+from .paging import PAGED, Pager, pager
 
 __all__ = ["router"]
 
@@ -49,10 +50,12 @@ def _groups(svc: Services) -> GroupService:
     return GroupService(svc.db, svc.devices.on_change)
 
 
-@router.get("/groups", response_model=list[GroupOut])
-def list_groups(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    """Every group: created ones and those devices were provisioned into, with their device counts."""
-    return _groups(svc).list_groups(who)
+@router.get("/groups", response_model=list[GroupOut], responses=PAGED)
+def list_groups(
+    pg: Pager = Depends(pager), who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    """The groups by name, a page at a time: created ones and those devices were provisioned into, with device counts."""
+    return pg.send(_groups(svc).list_groups(who, pg.page))
 
 
 @router.post("/groups", status_code=201, response_model=GroupDetail)

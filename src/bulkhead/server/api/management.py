@@ -13,10 +13,14 @@ from bulkhead.protocol import DeviceStatus
 
 from ..ids import MAX_ID, DbId
 from ..services.auth import Principal
+from ..services.device_history import event_page
+from ..services.device_list import DeviceFilter
 from ..services.releases import MAX_SBOM_BYTES
 from . import schemas, wire
 from .deps import Services, principal, receive_upload, services
+from .device_filters import device_filter
 from .fields import BodyId, LongText, Name, Names, PathName, Text
+from .paging import PAGED, Pager, pager
 
 router = APIRouter(prefix="/api/v1")
 
@@ -95,9 +99,13 @@ def create_tenant(body: TenantIn, who: Principal = Depends(principal), svc: Serv
     return svc.tenants.create_tenant(who, body.name, body.admin_user)
 
 
-@router.get("/tenants", tags=["tenants"], response_model=list[schemas.TenantOut], response_model_exclude_unset=True)
-def list_tenants(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    return svc.tenants.list_tenants(who)
+@router.get(
+    "/tenants", tags=["tenants"], response_model=list[schemas.TenantOut], response_model_exclude_unset=True, responses=PAGED
+)
+def list_tenants(
+    pg: Pager = Depends(pager), who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    return pg.send(svc.tenants.list_tenants(who, pg.page))
 
 
 @router.post("/users", status_code=201, tags=["users"], response_model=schemas.UserOut, response_model_exclude_unset=True)
@@ -105,9 +113,11 @@ def create_user(body: UserIn, who: Principal = Depends(principal), svc: Services
     return svc.tenants.create_user(who, body.name, body.role)
 
 
-@router.get("/users", tags=["users"], response_model=list[schemas.UserOut], response_model_exclude_unset=True)
-def list_users(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    return svc.tenants.list_users(who)
+@router.get("/users", tags=["users"], response_model=list[schemas.UserOut], response_model_exclude_unset=True, responses=PAGED)
+def list_users(
+    pg: Pager = Depends(pager), who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    return pg.send(svc.tenants.list_users(who, pg.page))
 
 
 @router.post("/tokens", status_code=201, tags=["users"], response_model=schemas.TokenCreated, response_model_exclude_unset=True)
@@ -194,11 +204,17 @@ def get_sbom(
     return FileResponse(path, media_type=media_type)
 
 
-@router.get("/releases", tags=["releases"], response_model=list[schemas.ReleaseOut], response_model_exclude_unset=True)
+@router.get(
+    "/releases", tags=["releases"], response_model=list[schemas.ReleaseOut], response_model_exclude_unset=True, responses=PAGED
+)
 def list_releases(
-    compatible: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
+    compatible: str | None = Query(None, max_length=256, description="only releases for this compatible"),
+    pg: Pager = Depends(pager),
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
-    return svc.releases.list_releases(who, compatible)
+    """The tenant's releases by id, a page at a time."""
+    return pg.send(svc.releases.list_releases(who, compatible, pg.page))
 
 
 @router.get("/releases/{release_id}", tags=["releases"], response_model=schemas.ReleaseOut, response_model_exclude_unset=True)
@@ -223,9 +239,17 @@ def create_bootstrap(body: BootstrapIn, who: Principal = Depends(principal), svc
     return svc.devices.create_bootstrap(who, body.name, body.group, body.expires_in_hours, body.requires_approval, body.max_uses)
 
 
-@router.get("/bootstrap-tokens", tags=["devices"], response_model=list[schemas.BootstrapOut], response_model_exclude_unset=True)
-def list_bootstrap(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    return svc.devices.list_bootstrap(who)
+@router.get(
+    "/bootstrap-tokens",
+    tags=["devices"],
+    response_model=list[schemas.BootstrapOut],
+    response_model_exclude_unset=True,
+    responses=PAGED,
+)
+def list_bootstrap(
+    pg: Pager = Depends(pager), who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    return pg.send(svc.devices.list_bootstrap(who, pg.page))
 
 
 @router.delete("/bootstrap-tokens/{token_id}", status_code=204, tags=["devices"])
@@ -233,11 +257,20 @@ def revoke_bootstrap(token_id: DbId, who: Principal = Depends(principal), svc: S
     svc.devices.revoke_bootstrap(who, token_id)
 
 
-@router.get("/devices", tags=["devices"], response_model=list[schemas.DeviceOut], response_model_exclude_unset=True)
+@router.get(
+    "/devices", tags=["devices"], response_model=list[schemas.DeviceRow], response_model_exclude_unset=True, responses=PAGED
+)
 def list_devices(
-    tag: str | None = None, status: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
+    filters: DeviceFilter = Depends(device_filter),
+    pg: Pager = Depends(pager),
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
-    return svc.devices.list_devices(who, tag, status)
+    """The tenant's devices by id, a page at a time, filtered in the database; every filter given must match.
+
+    A row has no inventory (`reported`) nor desired state: `GET /devices/{ref}` has them.
+    """
+    return pg.send(svc.devices.list_devices(who, filters, pg.page))
 
 
 @router.get("/devices/{ref}", tags=["devices"], response_model=schemas.DeviceOut, response_model_exclude_unset=True)
@@ -284,13 +317,20 @@ def patch_group_desired(
 
 
 @router.get(
-    "/devices/{ref}/events", tags=["devices"], response_model=list[schemas.DeviceEventOut], response_model_exclude_unset=True
+    "/devices/{ref}/events",
+    tags=["devices"],
+    response_model=list[schemas.DeviceEventOut],
+    response_model_exclude_unset=True,
+    responses=PAGED,
 )
 def device_events(
-    ref: str, limit: int = Query(100, ge=1, le=1000), who: Principal = Depends(principal), svc: Services = Depends(services)
+    ref: str, pg: Pager = Depends(pager), who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
-    """The device's reported history, newest first."""
-    return svc.reports.events(who, ref, limit)
+    """The device's reported history, newest first, a page at a time."""
+    who.require("viewer")
+    tid = who.require_tenant()
+    with svc.db.session() as s:
+        return pg.send(event_page(s, tid, ref, pg.page))
 
 
 @router.post("/apps", status_code=201, tags=["apps"], response_model=schemas.AppOut, response_model_exclude_unset=True)
@@ -299,11 +339,15 @@ def create_app(body: AppIn, who: Principal = Depends(principal), svc: Services =
     return svc.apps.create(who, body.name, body.version, body.containers, body.compose)
 
 
-@router.get("/apps", tags=["apps"], response_model=list[schemas.AppOut], response_model_exclude_unset=True)
+@router.get("/apps", tags=["apps"], response_model=list[schemas.AppOut], response_model_exclude_unset=True, responses=PAGED)
 def list_apps(
-    name: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
+    name: str | None = Query(None, max_length=128, description="only this app's versions"),
+    pg: Pager = Depends(pager),
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
-    return svc.apps.list_apps(who, name)
+    """App versions by name and id, a page at a time."""
+    return pg.send(svc.apps.list_apps(who, name, pg.page))
 
 
 @router.put("/registries", tags=["apps"], response_model=schemas.RegistrySet, response_model_exclude_unset=True)
@@ -362,10 +406,12 @@ class DeviceDeletedOut(BaseModel):
     deleted: bool
 
 
-@router.get("/tokens", tags=["users"], response_model=list[ApiTokenOut])
-def list_tokens(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
+@router.get("/tokens", tags=["users"], response_model=list[ApiTokenOut], responses=PAGED)
+def list_tokens(
+    pg: Pager = Depends(pager), who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
     """The tenant's API tokens (not their secrets); admins only."""
-    return svc.tenants.list_tokens(who)
+    return pg.send(svc.tenants.list_tokens(who, pg.page))
 
 
 @router.delete("/tokens/{token_id}", tags=["users"], response_model=ApiTokenOut)

@@ -13,6 +13,7 @@ from ..services.auth import Principal
 from . import schemas
 from .deps import Services, principal, services
 from .fields import BodyId, Name, PathName
+from .paging import PAGED, Pager, pager
 
 router = APIRouter(prefix="/api/v1", tags=["rollouts"])
 
@@ -59,9 +60,12 @@ def create(body: RolloutIn, who: Principal = Depends(principal), svc: Services =
     return svc.rollouts.create(who, body.model_dump())
 
 
-@router.get("/rollouts", response_model=list[schemas.RolloutOut], response_model_exclude_unset=True)
-def list_rollouts(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    return svc.rollouts.list_rollouts(who)
+@router.get("/rollouts", response_model=list[schemas.RolloutOut], response_model_exclude_unset=True, responses=PAGED)
+def list_rollouts(
+    pg: Pager = Depends(pager), who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    """The tenant's rollouts by id, a page at a time."""
+    return pg.send(svc.rollouts.list_rollouts(who, pg.page))
 
 
 @router.get("/rollouts/{ref}", response_model=schemas.RolloutOut, response_model_exclude_unset=True)
@@ -70,12 +74,16 @@ def show(ref: str, who: Principal = Depends(principal), svc: Services = Depends(
     return svc.rollouts.show(who, ref)
 
 
-@router.get("/rollouts/{ref}/actions", response_model=list[schemas.ActionOut], response_model_exclude_unset=True)
+@router.get("/rollouts/{ref}/actions", response_model=list[schemas.ActionOut], response_model_exclude_unset=True, responses=PAGED)
 def actions(
-    ref: str, status: str | None = None, who: Principal = Depends(principal), svc: Services = Depends(services)
+    ref: str,
+    status: str | None = Query(None, max_length=24, description="only actions in this status"),
+    pg: Pager = Depends(pager),
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
-    """Each device's action: status, history, bytes transferred."""
-    return svc.rollouts.actions(who, ref, status)
+    """Each device's action (status, history, bytes transferred) by id, a page at a time."""
+    return pg.send(svc.rollouts.actions(who, ref, status, pg.page))
 
 
 @router.post("/rollouts/{ref}/{verb}", response_model=schemas.RolloutOut, response_model_exclude_unset=True)
@@ -107,13 +115,13 @@ def set_group_window(
     return svc.rollouts.set_group_window(who, name, body.window)
 
 
-@router.get("/audit", tags=["audit"], response_model=list[schemas.AuditEntry], response_model_exclude_unset=True)
+@router.get("/audit", tags=["audit"], response_model=list[schemas.AuditEntry], response_model_exclude_unset=True, responses=PAGED)
 def audit_log(
     action: str | None = Query(None, max_length=256),
-    limit: int = Query(200, ge=1, le=1000),
+    pg: Pager = Depends(pager),
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
-    """Who did what, newest first; `action=rollout.` filters by prefix."""
+    """Who did what, newest first, a page at a time; `action=rollout.` filters by prefix."""
     with svc.db.session() as s:
-        return audit.recent(s, who, action, limit)
+        return pg.send(audit.recent(s, who, action, pg.page))

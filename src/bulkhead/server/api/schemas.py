@@ -246,6 +246,26 @@ class DeviceOut(Out):
     last_seen: Time | None
 
 
+class DeviceRow(Out):
+    """A device in the device list: identity, groups and tags, OS version, update status, last seen.
+
+    No inventory and no desired state: the device's own endpoint (`GET /api/v1/devices/{ref}`) has them.
+    """
+
+    id: int
+    name: str
+    compatible: str
+    status: DeviceStatus
+    tags: list[str]
+    groups: list[str]
+    attributes: dict[str, str]
+    os_version: str | None = Field(description="the OS version the device last reported")
+    desired_release_id: int | None
+    update: DeviceUpdateStatus
+    bytes_served: int
+    last_seen: Time | None
+
+
 class DeviceEventOut(Out):
     """One entry of a device's reported history (kind and phase are open: hawkBit clients report too)."""
 

@@ -16,6 +16,7 @@ from .auth import Principal
 from .desired import compose_to_containers, normalize_container, normalize_file, seal_file
 from .devices import find_device
 from .fleet_names import listing
+from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
 from .versions import refuse_downgrade
 
@@ -88,14 +89,15 @@ class AppService:
             audit.record(s, who, "app.delete", f"{name}:{version}")
             s.delete(app)
 
-    def list_apps(self, who: Principal, name: str | None = None) -> list[dict[str, Any]]:
+    def list_apps(self, who: Principal, name: str | None, page: Page) -> Paged[dict[str, Any]]:
         who.require("viewer")
         tid = who.require_tenant()
         with self.db.session() as s:
             q = select(App).where(App.tenant_id == tid)
             if name:
                 q = q.where(App.name == name)
-            return [app_json(a) for a in s.scalars(q.order_by(App.name, App.id))]
+            rows = list(s.scalars(keyset(q, [App.name, App.id], page)))
+            return paged(rows, page, lambda a: (a.name, a.id), app_json)
 
     def set_registry(self, who: Principal, host: str, username: str, password: str) -> dict[str, Any]:
         who.require("admin")

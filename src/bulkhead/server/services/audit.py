@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from ..models import AuditEvent
 from .auth import Principal
+from .keyset import Page, Paged, keyset, paged
 
 __all__ = ["recent", "record"]
 
@@ -25,13 +26,15 @@ def record(s: Session, who: Principal, action: str, subject: str, tenant_id: int
     )
 
 
-def recent(s: Session, who: Principal, action_prefix: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
-    """The tenant's audit log, newest first (admins and operators)."""
+def recent(s: Session, who: Principal, action_prefix: str | None, page: Page) -> Paged[dict[str, Any]]:
+    """One page of the tenant's audit log, newest first (admins and operators)."""
     who.require("operator")
     q = select(AuditEvent).where(AuditEvent.tenant_id == who.require_tenant())
     if action_prefix:
-        q = q.where(AuditEvent.action.startswith(action_prefix))
-    rows = s.scalars(q.order_by(AuditEvent.id.desc()).limit(min(max(limit, 1), 1000)))
-    return [
-        {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "subject": e.subject, "details": e.details} for e in rows
-    ]
+        q = q.where(AuditEvent.action.startswith(action_prefix, autoescape=True))
+    rows = list(s.scalars(keyset(q, [AuditEvent.id], page, descending=True)))
+    return paged(rows, page, lambda e: (e.id,), _entry_json)
+
+
+def _entry_json(e: AuditEvent) -> dict[str, Any]:
+    return {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "subject": e.subject, "details": e.details}

@@ -36,6 +36,7 @@ from ..models import DeltaBundle, Device, Release, Tenant, utcnow
 from ..security import seal, unseal
 from . import audit
 from .auth import Principal
+from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
 from .releases import ReleaseService, Upload
 
@@ -208,17 +209,17 @@ class DeltaService:
         finally:
             upload.discard()
 
-    def list_deltas(self, who: Principal, release_id: int) -> list[dict[str, Any]]:
+    def list_deltas(self, who: Principal, release_id: int, page: Page) -> Paged[dict[str, Any]]:
         who.require("viewer")
         with self.db.session() as s:
             rel = self._release(s, who, release_id)
-            rows = s.execute(
+            q = (
                 select(DeltaBundle, Release.version)
                 .join(Release, Release.id == DeltaBundle.source_release_id)
                 .where(DeltaBundle.release_id == rel.id)
-                .order_by(DeltaBundle.id)
-            ).all()
-            return [delta_json(d, v, rel.size) for d, v in rows]
+            )
+            rows = s.execute(keyset(q, [DeltaBundle.id], page)).all()
+            return paged(rows, page, lambda r: (r[0].id,), lambda r: delta_json(r[0], r[1], rel.size))
 
     def delete(self, who: Principal, release_id: int, delta_id: int) -> None:
         who.require("operator")

@@ -24,7 +24,9 @@ from .artifacts import artifact_filename, delta_filename
 from .auth import Principal, _aware
 from .deltas import offered_delta
 from .desired import image_registry, merge_desired, open_file
+from .device_list import DeviceFilter, device_page
 from .device_rows import add_device
+from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
 from .rollouts import install_gate, open_action, open_app_actions
 from .versions import refuse_downgrade
@@ -55,6 +57,19 @@ def device_json(d: Device) -> dict[str, Any]:
         "update": d.update_status or {},
         "bytes_served": d.bytes_served,
         "last_seen": d.last_seen.isoformat() if d.last_seen else None,
+    }
+
+
+def _bootstrap_json(b: BootstrapToken) -> dict[str, Any]:
+    return {
+        "id": b.id,
+        "name": b.name,
+        "group": b.group_name,
+        "revoked": b.revoked,
+        "uses": b.uses,
+        "max_uses": b.max_uses,
+        "requires_approval": b.requires_approval,
+        "expires_at": b.expires_at.isoformat() if b.expires_at else None,
     }
 
 
@@ -155,23 +170,13 @@ class DeviceService:
                 "expires_at": expires.isoformat() if expires else None,
             }
 
-    def list_bootstrap(self, who: Principal) -> list[dict[str, Any]]:
+    def list_bootstrap(self, who: Principal, page: Page) -> Paged[dict[str, Any]]:
         who.require("admin")  # names, groups and uses of enrollment secrets: admins only, like creating them
         tid = who.require_tenant()
         with self.db.session() as s:
-            return [
-                {
-                    "id": b.id,
-                    "name": b.name,
-                    "group": b.group_name,
-                    "revoked": b.revoked,
-                    "uses": b.uses,
-                    "max_uses": b.max_uses,
-                    "requires_approval": b.requires_approval,
-                    "expires_at": b.expires_at.isoformat() if b.expires_at else None,
-                }
-                for b in s.scalars(select(BootstrapToken).where(BootstrapToken.tenant_id == tid))
-            ]
+            q = select(BootstrapToken).where(BootstrapToken.tenant_id == tid)
+            rows = list(s.scalars(keyset(q, [BootstrapToken.id], page)))
+            return paged(rows, page, lambda b: (b.id,), _bootstrap_json)
 
     def revoke_bootstrap(self, who: Principal, token_id: int) -> None:
         who.require("admin")
@@ -253,15 +258,12 @@ class DeviceService:
     def _own(self, s: Session, who: Principal, ref: str) -> Device:
         return find_device(s, who.require_tenant(), ref)
 
-    def list_devices(self, who: Principal, tag: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+    def list_devices(self, who: Principal, filters: DeviceFilter, page: Page) -> Paged[dict[str, Any]]:
+        """One page of the tenant's devices that match `filters` (list rows: no inventory), by id."""
         who.require("viewer")
         tid = who.require_tenant()
         with self.db.session() as s:
-            q = select(Device).where(Device.tenant_id == tid)
-            if status:
-                q = q.where(Device.status == status)
-            devices = [device_json(d) for d in s.scalars(q.order_by(Device.id))]
-        return [d for d in devices if not tag or tag in d["tags"]]
+            return device_page(s, tid, filters, page)
 
     def show(self, who: Principal, ref: str) -> dict[str, Any]:
         who.require("viewer")

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from ..errors import NotFound
 from ..models import Device, DeviceGroup
+from .device_list import array_counts
 
 __all__ = ["find_group", "known_groups", "known_tags", "listing"]
 
@@ -16,16 +17,11 @@ __all__ = ["find_group", "known_groups", "known_tags", "listing"]
 def known_groups(s: Session, tid: int) -> list[str]:
     """Groups created (group create, a bootstrap token, group set) and groups devices are in (provisioning)."""
     names = set(s.scalars(select(DeviceGroup.name).where(DeviceGroup.tenant_id == tid)))
-    for groups in s.scalars(select(Device.groups).where(Device.tenant_id == tid)):
-        names.update(g for g in groups or [] if isinstance(g, str))
-    return sorted(names)
+    return sorted(names | set(array_counts(s, tid, Device.groups)))
 
 
 def known_tags(s: Session, tid: int) -> list[str]:
-    names: set[str] = set()
-    for tags in s.scalars(select(Device.tags).where(Device.tenant_id == tid)):
-        names.update(t for t in tags or [] if isinstance(t, str))
-    return sorted(names)
+    return sorted(array_counts(s, tid, Device.tags))
 
 
 def listing(names: Iterable[str], limit: int = 20) -> str:

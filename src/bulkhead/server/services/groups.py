@@ -13,14 +13,17 @@ from ..errors import Conflict, Invalid, NotFound
 from ..models import BootstrapToken, Device, DeviceGroup, Rollout
 from . import audit
 from .auth import Principal
+from .device_list import group_counts, json_array_has
 from .devices import NAME, find_device
-from .fleet_names import find_group, known_groups, listing
+from .fleet_names import find_group, listing
+from .keyset import Page, Paged, check_after, paged
 
 __all__ = ["GroupService"]
 
 
 def _members(s: Session, tid: int, name: str) -> list[str]:
-    return sorted(d.name for d in s.scalars(select(Device).where(Device.tenant_id == tid)) if name in (d.groups or []))
+    q = select(Device.name).where(Device.tenant_id == tid, json_array_has(s, Device.groups, [name]))
+    return list(s.scalars(q.order_by(Device.name)))
 
 
 def _group_json(g: DeviceGroup, members: list[str], with_devices: bool) -> dict[str, Any]:
@@ -69,16 +72,25 @@ class GroupService:
         # Called after a device's membership changed: running rollouts may take it in.
         self.on_change = on_change
 
-    def list_groups(self, who: Principal) -> list[dict[str, Any]]:
+    def list_groups(self, who: Principal, page: Page) -> Paged[dict[str, Any]]:
+        """One page of the groups by name: created ones and those devices were provisioned into, with device counts
+        (counted in SQL: one pass over the tenant's device group lists, no device rows loaded)."""
         who.require("viewer")
         tid = who.require_tenant()
+        check_after(page, [DeviceGroup.name])
         with self.db.session() as s:
-            rows = {g.name: g for g in s.scalars(select(DeviceGroup).where(DeviceGroup.tenant_id == tid))}
-            out = []
-            for name in known_groups(s, tid):
+            counts = group_counts(s, tid)
+            created = set(s.scalars(select(DeviceGroup.name).where(DeviceGroup.tenant_id == tid)))
+            names = sorted(n for n in created | set(counts) if page.after is None or n > page.after[0])[: page.limit + 1]
+            rows = {
+                g.name: g for g in s.scalars(select(DeviceGroup).where(DeviceGroup.tenant_id == tid, DeviceGroup.name.in_(names)))
+            }
+
+            def render(name: str) -> dict[str, Any]:
                 g = rows.get(name) or DeviceGroup(tenant_id=tid, name=name, desired={}, window=None)
-                out.append(_group_json(g, _members(s, tid, name), False))
-            return out
+                return {**_group_json(g, [], False), "devices": counts.get(name, 0)}
+
+            return paged(names, page, lambda n: (n,), render)
 
     def show(self, who: Principal, name: str) -> dict[str, Any]:
         who.require("viewer")

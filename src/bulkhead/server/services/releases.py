@@ -22,6 +22,7 @@ from ..models import DeltaBundle, Device, Release, ReleaseSbom, Rollout, Tenant
 from ..store import ArtifactStore
 from . import audit
 from .auth import Principal
+from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
 
 __all__ = ["MAX_SBOM_BYTES", "ReleaseService", "Upload"]
@@ -198,20 +199,20 @@ class ReleaseService:
         finally:
             upload.discard()
 
-    def list_releases(self, who: Principal, compatible: str | None = None) -> list[dict[str, Any]]:
+    def list_releases(self, who: Principal, compatible: str | None, page: Page) -> Paged[dict[str, Any]]:
         who.require("viewer")
         tid = who.require_tenant()
         with self.db.session() as s:
             q = select(Release).where(Release.tenant_id == tid)
             if compatible:
                 q = q.where(Release.compatible == compatible)
-            releases = list(s.scalars(q.order_by(Release.id)))
+            releases = list(s.scalars(keyset(q, [Release.id], page)))
             sboms: dict[int, list[ReleaseSbom]] = {}
             ids = [r.id for r in releases]
             if ids:
                 for b in s.scalars(select(ReleaseSbom).where(ReleaseSbom.release_id.in_(ids)).order_by(ReleaseSbom.format)):
                     sboms.setdefault(b.release_id, []).append(b)
-            return [release_json(r, sboms.get(r.id)) for r in releases]
+            return paged(releases, page, lambda r: (r.id,), lambda r: release_json(r, sboms.get(r.id)))
 
     def get(self, who: Principal, release_id: int) -> dict[str, Any]:
         who.require("viewer")

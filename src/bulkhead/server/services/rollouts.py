@@ -33,6 +33,7 @@ from ..models import Action, App, Device, DeviceGroup, Release, Rollout, utcnow
 from . import audit
 from .auth import Principal
 from .fleet_names import find_group
+from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
 from .rollout_checks import check_target, refuse_downgrades
 from .rollout_plan import (
@@ -287,25 +288,27 @@ class RolloutService:
             "created_at": r.created_at.isoformat(),
         }
 
-    def list_rollouts(self, who: Principal) -> list[dict[str, Any]]:
+    def list_rollouts(self, who: Principal, page: Page) -> Paged[dict[str, Any]]:
         who.require("viewer")
         with self.db.session() as s:
-            rows = s.scalars(select(Rollout).where(Rollout.tenant_id == who.require_tenant()).order_by(Rollout.id))
-            return [self._json(s, r) for r in rows]
+            rows = list(s.scalars(keyset(select(Rollout).where(Rollout.tenant_id == who.require_tenant()), [Rollout.id], page)))
+            return paged(rows, page, lambda r: (r.id,), lambda r: self._json(s, r))
 
     def show(self, who: Principal, ref: str) -> dict[str, Any]:
         who.require("viewer")
         with self.db.session() as s:
             return self._json(s, self._own(s, who, ref))
 
-    def actions(self, who: Principal, ref: str, status: str | None = None) -> list[dict[str, Any]]:
+    def actions(self, who: Principal, ref: str, status: str | None, page: Page) -> Paged[dict[str, Any]]:
+        """One page of the rollout's actions by id, with each device's name (not its row: no inventories)."""
         who.require("viewer")
         with self.db.session() as s:
             r = self._own(s, who, ref)
-            q = select(Action, Device).join(Device, Device.id == Action.device_id).where(Action.rollout_id == r.id)
+            q = select(Action, Device.name).join(Device, Device.id == Action.device_id).where(Action.rollout_id == r.id)
             if status:
                 q = q.where(Action.status == status)
-            return [action_json(a, d) for a, d in s.execute(q.order_by(Action.id))]
+            rows = s.execute(keyset(q, [Action.id], page)).all()
+            return paged(rows, page, lambda row: (row[0].id,), lambda row: {**action_json(row[0]), "device": row[1]})
 
     # -- operator commands --------------------------------------------------------------
     def create(self, who: Principal, body: dict[str, Any]) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from ..models import ApiToken, Tenant, User, utcnow
 from ..security import PREFIX_API, new_token
 from . import audit
 from .auth import ROLES, Principal, _aware
+from .keyset import Page, Paged, keyset, paged
 
 __all__ = ["TenantService"]
 
@@ -51,13 +52,12 @@ class TenantService:
         except IntegrityError as exc:
             raise Conflict(f"tenant '{name}' already exists") from exc
 
-    def list_tenants(self, who: Principal) -> list[dict[str, Any]]:
+    def list_tenants(self, who: Principal, page: Page) -> Paged[dict[str, Any]]:
         who.require_system()
         with self.db.session() as s:
-            return [
-                {"id": t.id, "name": t.name, "keyring": t.keyring_pem is not None}
-                for t in s.scalars(select(Tenant).order_by(Tenant.id))
-            ]
+            q = select(Tenant.id, Tenant.name, Tenant.keyring_pem.is_not(None).label("keyring"))
+            rows = s.execute(keyset(q, [Tenant.id], page)).all()
+            return paged(rows, page, lambda t: (t.id,), lambda t: {"id": t.id, "name": t.name, "keyring": bool(t.keyring)})
 
     def create_user(self, who: Principal, name: str, role: str) -> dict[str, Any]:
         who.require("admin")
@@ -75,14 +75,12 @@ class TenantService:
         except IntegrityError as exc:
             raise Conflict(f"user '{name}' already exists in this tenant") from exc
 
-    def list_users(self, who: Principal) -> list[dict[str, Any]]:
+    def list_users(self, who: Principal, page: Page) -> Paged[dict[str, Any]]:
         who.require("viewer")
         tid = who.require_tenant()
         with self.db.session() as s:
-            return [
-                {"id": u.id, "name": u.name, "role": u.role}
-                for u in s.scalars(select(User).where(User.tenant_id == tid).order_by(User.id))
-            ]
+            rows = list(s.scalars(keyset(select(User).where(User.tenant_id == tid), [User.id], page)))
+            return paged(rows, page, lambda u: (u.id,), lambda u: {"id": u.id, "name": u.name, "role": u.role})
 
     def create_token(
         self, who: Principal, name: str, user: str | None, role: str | None, expires_in_days: int | None
@@ -119,18 +117,14 @@ class TenantService:
                 "expires_at": expires.isoformat() if expires else None,
             }
 
-    def list_tokens(self, who: Principal) -> list[dict[str, Any]]:
+    def list_tokens(self, who: Principal, page: Page) -> Paged[dict[str, Any]]:
         """The tenant's API tokens (never the secrets): admins only."""
         who.require("admin")
         tid = who.require_tenant()
         with self.db.session() as s:
-            rows = s.execute(
-                select(ApiToken, User)
-                .join(User, User.id == ApiToken.user_id)
-                .where(ApiToken.tenant_id == tid)
-                .order_by(ApiToken.id)
-            )
-            return [_token_json(t, u) for t, u in rows]
+            q = select(ApiToken, User).join(User, User.id == ApiToken.user_id).where(ApiToken.tenant_id == tid)
+            rows = s.execute(keyset(q, [ApiToken.id], page)).all()
+            return paged(rows, page, lambda r: (r[0].id,), lambda r: _token_json(r[0], r[1]))
 
     def revoke_token(self, who: Principal, token_id: int) -> dict[str, Any]:
         """Revoke an API token; refused for the tenant's last usable admin token (that would lock the tenant out)."""
