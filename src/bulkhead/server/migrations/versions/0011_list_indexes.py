@@ -2,14 +2,14 @@
 PostgreSQL) GIN indexes on the device tag and group arrays as `jsonb`, which the list's tag and group filters use.
 
 Revision ID: 0011
-Revises: 0008
+Revises: 0010
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0008"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
