@@ -105,11 +105,12 @@ class Wrk:
     requests: int
     non2xx: int
     timeouts: int
+    errors: list[str] = field(default_factory=list)  # the first non-2xx answers, when the script prints them
 
     def line(self, unit: str = "/s") -> str:
         bad = []
         if self.non2xx:
-            bad.append(f"{self.non2xx:,} non-2xx")
+            bad.append(f"{self.non2xx:,} non-2xx" + (f", first: {self.errors[0][:100]}" if self.errors else ""))
         if self.timeouts:
             bad.append(f"{self.timeouts:,} timeouts")
         return f"{self.rps:,.0f}{unit}, p50 {self.p50:,.1f} ms, p99 {self.p99:,.1f} ms" + (f" ({', '.join(bad)})" if bad else "")
@@ -151,6 +152,7 @@ def wrk(url: str, seconds: float, script: str | None = None, conns: int = CONNS,
         int(m.group(1)),
         int(non2xx.group(1)) if non2xx else 0,
         int(timeouts.group(1)) if timeouts else 0,
+        [line[7:] for line in out.splitlines() if line.startswith("NON2XX ")],
     )
 
 
@@ -195,6 +197,13 @@ request = function()
   if INV_A then body = body .. ',"inventory":' .. INV_A .. seq .. INV_B end
   return wrk.format("POST", "/device/v1/reports",
     {{["Authorization"] = "Bearer " .. token, ["Content-Type"] = "application/json"}}, body .. "}}")
+end
+local shown = 0
+response = function(status, headers, body)
+  if status >= 300 and shown < 3 then
+    shown = shown + 1
+    print("NON2XX " .. status .. " " .. string.sub(string.gsub(body, "%s+", " "), 1, 200))
+  end
 end
 """
 
@@ -326,7 +335,14 @@ class Side:
         self.stop()
         self.port = free_port()
         self.server = start_bulkhead(self.tmp / "data", self.port, workers=workers, env_extra=self.env())
-        httpx.get(self.base + "/healthz", timeout=10).raise_for_status()
+        for _ in range(120):  # start_bulkhead waits 20 s at most; a server may take longer with a big fleet
+            if self.server.poll() is not None:
+                raise RuntimeError(f"the server exited with {self.server.returncode}")
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(self.base + "/healthz", timeout=10).status_code == 200:
+                    return
+            time.sleep(1)
+        raise RuntimeError("the server did not answer /healthz within 2 minutes")
 
     def stop(self) -> None:
         if self.server is not None:
@@ -436,12 +452,15 @@ def seconds_of(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 def page_walk(side: Side) -> str:
     """Follow X-Next-Cursor (or Link rel=next) through the whole device list; keeps the deep page's URL."""
-    limits = [1000, 500, 200, 100]  # the largest page the side accepts
+    # Pages of 1 % of the fleet (100 to 1,000 devices; smaller if the side refuses): one of them starts at 90 %.
+    limits = [n for n in (1000, 500, 200, 100) if n <= max(100, side.devices // 100)]
     url: str | None = f"{side.base}/api/v1/devices?limit={limits[0]}"
     pages, items, t0 = 0, 0, time.monotonic()
     deep = None
     with httpx.Client(timeout=600) as c:
         while url is not None:
+            if deep is None and pages > 0 and items >= side.devices * 0.9:
+                deep = str(httpx.URL(url).copy_set_param("limit", "100"))
             r = c.get(url, headers=side.auth)
             if pages == 0 and r.status_code in (400, 422) and len(limits) > 1:
                 limits.pop(0)
@@ -461,8 +480,6 @@ def page_walk(side: Side) -> str:
                 if link
                 else str(httpx.URL(side.base + "/api/v1/devices", params={"cursor": nxt}))
             )
-            if items >= side.devices * 0.9 and deep is None:
-                deep = str(httpx.URL(url).copy_set_param("limit", "100"))
     if deep is None:
         raise RuntimeError(f"the walk ended after {items} devices, before 90 % of the fleet")
     side.results["deep_url"] = deep
@@ -747,6 +764,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=10, help="length of each wrk run")
     ap.add_argument("--quick", action="store_true", help="2,000 devices and 3 s runs: checks the harness")
     ap.add_argument("--no-reference", action="store_true", help="measure the working tree only")
+    ap.add_argument("--tree", type=Path, default=ROOT, help="the checkout measured as 'now' (default: this script's)")
     ap.add_argument("--scaling-reference", action="store_true", help="also measure 1 and 2 workers on the reference")
     ap.add_argument("--side-task", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -762,8 +780,9 @@ def main() -> None:
         ["git", "-C", str(ROOT), "rev-parse", "--short", args.reference], capture_output=True, text=True, check=True
     )
     ref_rev = rev.stdout.strip()
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
-    dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "src"], capture_output=True, text=True, check=True)
+    tree = args.tree.resolve()
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True)
+    dirty = subprocess.run(["git", "-C", str(tree), "status", "--porcelain", "src"], capture_output=True, text=True, check=True)
     now_rev = head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
     started = time.monotonic()
     suffix = uuid.uuid4().hex[:6]
@@ -771,7 +790,7 @@ def main() -> None:
         tmp = Path(tmpd)
         sides: list[Side] = []
         with reference_tree(args.reference, tmp) as ref_src:
-            for label, src in (("ref", ref_src), ("new", ROOT / "src")):
+            for label, src in (("ref", ref_src), ("new", tree / "src")):
                 if label == "ref" and args.no_reference:
                     continue
                 (tmp / label).mkdir()
