@@ -373,7 +373,8 @@ class Side:
             check=False,
         )
         if r.returncode != 0:
-            raise RuntimeError(f"side task {args[0]} failed: {r.stderr.strip().splitlines()[-1:] or r.returncode}")
+            last = r.stderr.strip().splitlines()[-1:] or [f"exit code {r.returncode}"]
+            raise RuntimeError(f"side task {args[0]} failed: {last[0]}")
         return json.loads(r.stdout.strip().splitlines()[-1])
 
     def record(self, key: str, fn: Callable[[], str]) -> None:
@@ -521,7 +522,7 @@ def measure_side(side: Side, ca: Path, bundle: Path, scaling: bool) -> None:
             if r.status_code != 201:
                 raise RuntimeError(f"HTTP {r.status_code}: {r.text[:120]}")
             side.results["rollout"] = str(r.json()["id"])
-            return f"{secs(took)} ({r.json()['devices']:,} actions started)"
+            return f"{secs(took)} (answer: {r.json()['devices']:,} devices)"
 
         side.record("create", create)
         rid = side.results.get("rollout")
