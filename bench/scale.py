@@ -10,7 +10,7 @@ tree this script lives in. For each side:
    database is checked: every event of every answered report is stored once (lost = gaps in a device's seq numbers,
    doubled = the same seq twice), and wrk's non-2xx answers are counted;
 2. `POST /api/v1/rollouts` to every device in two phases (a 10 % canary, then the other 90 %), and one created with a
-   later start (no actions yet);
+   start tomorrow (its first phase opened later by the evaluation step below);
 3. rollout progress `GET /api/v1/rollouts/{id}`, and the lists: `GET /api/v1/devices` first page, a deep page (found by
    following the `X-Next-Cursor` header; the reference has no paging, so its "first page" is the whole fleet),
    `?tag=` filtered, and `GET /api/v1/rollouts/{id}/actions`: p50/p99 and bytes (wrk when a request takes under a
@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import re
@@ -547,7 +548,7 @@ def measure_side(side: Side, ca: Path, bundle: Path, scaling: bool) -> None:
         side.results["rss_after"] = f"{rss:,.0f} MiB (peak {hwm:,.0f} MiB)"
 
         def create_later() -> str:
-            start = time.time() + 30  # after the server is stopped: the evaluation below starts it
+            start = time.time() + 86400  # tomorrow: the evaluation below (server stopped) moves the start to now
             body = {
                 "name": "bench-2",
                 "release_id": side.release_id,
@@ -691,11 +692,10 @@ def task_evaluate(rollout: int, later: int | None) -> dict[str, str]:
         return f"{len(actions):,} actions in {secs(time.monotonic() - t0)}"
 
     if later:
-        with db.session() as s:
+        with db.session() as s:  # its start is now, as if the operator had scheduled it for this moment
             r2 = s.get(Rollout, later)
-            start = r2.start_at if r2 is not None else None
-        if start is not None:
-            time.sleep(max(0.0, start.timestamp() - time.time() + 1))
+            if r2 is not None:
+                r2.start_at = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         if state(later)[0] != "scheduled":
             out["first"] = na(f"the later rollout was {state(later)[0]} before its start")
         else:
@@ -741,7 +741,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("reports/s, 5 events + 400-package inventory", "reports5", "reports5"),
     ("  stored exactly once", "intact5", "intact"),
     ("`POST /api/v1/rollouts` to all devices (starts the 10 % canary)", "create", "create"),
-    ("`POST /api/v1/rollouts` with a later start (no actions yet)", "create_later", "create"),
+    ("`POST /api/v1/rollouts` starting tomorrow (phase 1 not opened)", "create_later", "create"),
     ("evaluation step that starts the first phase (10 %)", "eval_first", "step"),
     ("evaluation step with nothing to do (canary running)", "eval_idle_canary", "step"),
     ("  (canary's actions set to success, as devices report)", "eval_succeed_canary", ""),
