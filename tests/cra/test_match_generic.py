@@ -100,6 +100,14 @@ def test_scarthgap_image_golden(beaglebone_docs: list[dict[str, Any]]) -> None: 
     assert not any(f.kernel for (recipe, _), f in findings.items() if recipe != "linux-yocto")
 
 
+def test_the_index_finds_what_matching_every_pair_finds(beaglebone_docs: list[dict[str, Any]]) -> None:  # noqa: F811
+    comps = read_sbom(beaglebone_docs) + inventory(python3="3.12.3", openssh="9.6p1", curl="8.7.1", expat="2.6.2")
+    every_pair = [f for r in records() for c in comps if (f := match_component(c, r)) is not None]
+    indexed = match_generic(comps, records())
+    assert len(indexed) == len(every_pair) > len(GOLDEN_SCARTHGAP)
+    assert {(f.cve, f.component.name, f.status) for f in indexed} == {(f.cve, f.component.name, f.status) for f in every_pair}
+
+
 def _cve_check_issues() -> dict[tuple[str, str], dict[str, Any]]:
     """Issues of the cve-check (cve-summary.json) and sbom-cve-check (yocto.json) reports of the scarthgap build."""
     out = {}

@@ -17,11 +17,14 @@ with nothing evaluable, which is under investigation. Kernel components get `ker
 
 from __future__ import annotations
 
+import dataclasses
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 from .cpe import parse_cpe
-from .model import Component, Finding, FindingStatus
-from .products import component_keys, entry_keys, keys_match
+from .model import Component, Finding, FindingStatus, SbomVulnStatement
+from .products import PRODUCT_SYNONYMS, component_keys, entry_keys, keys_match
 from .versions import compare, component_version, entry_contains, in_cpe_range
 from .vulnrecord import AffectedProduct, CpeMatch, VersionEntry, VulnRecord
 
@@ -87,7 +90,9 @@ def _by_cpes(v: str, keys: set[tuple[str, str]], matches: Iterable[CpeMatch]) ->
     verdicts: list[_Verdict] = []
     for m in matches:
         cpe = parse_cpe(m.criteria)
-        if not m.vulnerable or cpe is None or not keys_match(keys, {cpe.key}):
+        if not m.vulnerable or cpe is None:
+            continue
+        if not keys_match(keys, {(cpe.vendor, PRODUCT_SYNONYMS.get(cpe.product, cpe.product))}):
             continue
         inside = in_cpe_range(v, m)
         if inside is None:
@@ -111,16 +116,27 @@ def _cpe_range(m: CpeMatch) -> str:
     return " ".join(p for p in parts if p)
 
 
-def match_component(c: Component, record: VulnRecord) -> Finding | None:
-    """The finding of one record for one component, or None when the record does not concern it."""
-    if record.state == "REJECTED":
-        return None
-    for s in c.statements:
-        if s.cve == record.id:
-            said = ", ".join(x for x in (s.justification, s.detail) if x)
-            return Finding(record.id, c, s.status, f"the SBOM says {s.status.value}: {said}", None, "sbom", c.is_kernel)
-    keys = component_keys(c)
-    v = component_version(c)
+@dataclass(frozen=True)
+class _Prepared:
+    """A component with what matching needs computed once: its product keys, upstream version, statements by CVE."""
+
+    component: Component
+    keys: frozenset[tuple[str, str]]
+    version: str
+    statements: dict[str, SbomVulnStatement]
+
+    @classmethod
+    def of(cls, c: Component) -> _Prepared:
+        return cls(c, frozenset(component_keys(c)), component_version(c), {s.cve: s for s in c.statements})
+
+
+def _match(p: _Prepared, record: VulnRecord) -> Finding | None:
+    c = p.component
+    s = p.statements.get(record.id)
+    if s is not None:
+        said = ", ".join(x for x in (s.justification, s.detail) if x)
+        return Finding(record.id, c, s.status, f"the SBOM says {s.status.value}: {said}", None, "sbom", c.is_kernel)
+    keys, v = set(p.keys), p.version
     matched = [a for a in record.affected if keys_match(keys, entry_keys(a))]
     verdict = _by_containers(v, matched) if matched else None
     if verdict is None:
@@ -135,13 +151,46 @@ def match_component(c: Component, record: VulnRecord) -> Finding | None:
     return Finding(record.id, c, status, reason, fixed, record.source, c.is_kernel)
 
 
+def match_component(c: Component, record: VulnRecord) -> Finding | None:
+    """The finding of one record for one component, or None when the record does not concern it."""
+    return None if record.state == "REJECTED" else _match(_Prepared.of(c), record)
+
+
+def _record_products(record: VulnRecord) -> set[str]:
+    products = {product for a in record.affected for _, product in entry_keys(a)}
+    products |= {cpe.product for m in record.cpe_matches if (cpe := parse_cpe(m.criteria))}
+    return {PRODUCT_SYNONYMS.get(p, p) for p in products}
+
+
 def match_generic(components: Iterable[Component], records: Iterable[VulnRecord]) -> list[Finding]:
-    """Every finding of the records for the components (at most one per component and record)."""
-    comps = list(components)
+    """Every finding of the records for the components (at most one per component and record).
+
+    Components are indexed by product and by the CVEs their SBOM statements name, so a record is only evaluated
+    against the components it can concern (a full feed of ~50,000 records against an image stays fast).
+    """
+    groups: dict[tuple[object, ...], list[Component]] = defaultdict(list)
+    for c in components:  # binary packages of one recipe share every input of matching: evaluate them once
+        p = _Prepared.of(c)
+        groups[(p.keys, p.version, c.statements, c.is_kernel)].append(c)
+    members = list(groups.values())
+    prepared = [_Prepared.of(g[0]) for g in members]
+    by_product: dict[str, list[int]] = defaultdict(list)
+    by_cve: dict[str, list[int]] = defaultdict(list)
+    for i, p in enumerate(prepared):
+        for _, product in p.keys:
+            by_product[product].append(i)
+        for cve in p.statements:
+            by_cve[cve].append(i)
     out = []
     for record in records:
-        for c in comps:
-            f = match_component(c, record)
+        if record.state == "REJECTED":
+            continue
+        candidates = set(by_cve.get(record.id, ()))
+        for product in _record_products(record):
+            candidates.update(by_product.get(product, ()))
+        for i in sorted(candidates):
+            f = _match(prepared[i], record)
             if f is not None:
                 out.append(f)
+                out.extend(dataclasses.replace(f, component=other) for other in members[i][1:])
     return out

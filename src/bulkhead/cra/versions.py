@@ -38,6 +38,7 @@ def _parse(text: str, scheme: str | None) -> uv.Version | None:
         return None
 
 
+@lru_cache(maxsize=262144)  # the same (installed, bound) pairs recur across releases and records
 def compare(a: str, b: str, scheme: str | None = None) -> int | None:
     """-1, 0 or 1 as a <, =, > b; None when the two cannot be ordered."""
     a, b = a.strip().removeprefix("v"), b.strip().removeprefix("v")
