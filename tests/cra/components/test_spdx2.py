@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from bulkhead.cra.components import read_sbom, read_spdx2
+from bulkhead.cra.components import read_sbom, read_spdx2, spdx_archive_documents
 from bulkhead.cra.errors import SbomContentError, SbomError
 from bulkhead.cra.model import ComponentOrigin, FindingStatus
 
-from .conftest import FIXTURES, load
+from .conftest import BEAGLEBONE, FIXTURES, load
 
 
 def test_yocto_image_lists_installed_packages_with_their_recipe(beaglebone_docs: list[dict[str, Any]]) -> None:
@@ -79,3 +79,18 @@ def test_unsupported_documents_are_refused() -> None:
         read_sbom([{"spdxVersion": "SPDX-2.1"}])
     with pytest.raises(SbomError, match="not an SBOM"):
         read_sbom([{"hello": 1}])
+
+
+def test_the_deployed_archive_reads_like_its_extracted_members(beaglebone_docs: list[dict[str, Any]]) -> None:
+    archive = BEAGLEBONE.parent / "example.rootfs.spdx.tar.zst"
+    docs = spdx_archive_documents(archive.read_bytes())
+    assert len(docs) == 155  # 156 members: index.json is a table of contents, not a document
+    assert read_spdx2(docs) == read_spdx2(beaglebone_docs)
+
+
+def test_a_truncated_or_oversized_archive_is_refused() -> None:
+    data = (BEAGLEBONE.parent / "example.rootfs.spdx.tar.zst").read_bytes()
+    with pytest.raises(SbomContentError, match="not a readable SPDX archive"):
+        spdx_archive_documents(data[: len(data) // 2])
+    with pytest.raises(SbomContentError, match="more than 1000 bytes"):
+        spdx_archive_documents(data, max_bytes=1000)

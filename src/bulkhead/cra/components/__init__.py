@@ -1,7 +1,7 @@
 """SBOMs and device inventories → components: one reader per format, `read_sbom` picks the reader.
 
 See spdx2 (SPDX 2.2/2.3 JSON, one or many documents), spdx3 (SPDX 3.0.1 JSON-LD), cyclonedx (CycloneDX 1.4-1.6
-JSON) and inventory (the agent's package report).
+JSON), inventory (the agent's package report) and archive (the documents of a Yocto .spdx.tar.zst).
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ from typing import Any
 from ..errors import SbomError
 from ..model import Component
 from ..sbom import CYCLONEDX_VERSIONS, SPDX_VERSIONS
+from .archive import spdx_archive_documents
 from .cyclonedx import read_cyclonedx
 from .inventory import read_inventory
 from .spdx2 import read_spdx2
 from .spdx3 import read_spdx3
 
-__all__ = ["read_cyclonedx", "read_inventory", "read_sbom", "read_spdx2", "read_spdx3"]
+__all__ = ["read_cyclonedx", "read_inventory", "read_sbom", "read_spdx2", "read_spdx3", "spdx_archive_documents"]
 
 
 def _kind(doc: Any) -> str:
