@@ -108,6 +108,26 @@ def test_the_index_finds_what_matching_every_pair_finds(beaglebone_docs: list[di
     assert {(f.cve, f.component.name, f.status) for f in indexed} == {(f.cve, f.component.name, f.status) for f in every_pair}
 
 
+SHIPCHECK = SHARED / "yocto-spdx/spdx-2.2/shipcheck-scarthgap-qemux86-64"
+
+
+def test_the_recipes_of_the_cve_check_build() -> None:
+    """The five recipe documents of the build whose cve-check reports are in the testdata (openssl 3.5.5, busybox
+    1.36.1 with CVE-2022-48174 in its "CVEs fixed": this build patched it, the beaglebone build did not list it)."""
+    comps = read_sbom([json.loads(p.read_text()) for p in sorted(SHIPCHECK.rglob("recipe-*.spdx.json"))])
+    got = {(f.component.name, f.cve): (f.status, f.fixed_version, f.source) for f in match_generic(comps, records())}
+    assert got == {
+        ("busybox", "CVE-2022-48174"): (F, None, "sbom"),
+        ("busybox", "CVE-2023-42364"): (F, None, "sbom"),
+        ("openssl", "CVE-2024-2511"): (F, "3.2.2", "cve5"),  # the latest fix below 3.5.5 among the CNA's ranges
+        ("openssl", "CVE-2024-5535"): (F, "3.3.2", "cve5"),
+        ("openssl", "CVE-2024-6119"): (F, "3.3.2", "cve5"),
+    }  # libxml2-native is a build tool named by its recipe ("-native"): no CVE_PRODUCT alias, ADP names xmllint
+    report = json.loads((CVE_CHECK / "cve-summary.json").read_text())
+    versions = {(p["name"], p["version"]) for p in report["package"]}
+    assert {("busybox", "1.36.1"), ("openssl", "3.5.5")} <= versions  # the report is of this very build
+
+
 def _cve_check_issues() -> dict[tuple[str, str], dict[str, Any]]:
     """Issues of the cve-check (cve-summary.json) and sbom-cve-check (yocto.json) reports of the scarthgap build."""
     out = {}

@@ -21,6 +21,7 @@ import dataclasses
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cmp_to_key
 
 from .cpe import parse_cpe
 from .model import Component, Finding, FindingStatus, SbomVulnStatement
@@ -40,6 +41,14 @@ def _describe(e: VersionEntry) -> str:
     if e.less_than_or_equal:
         return f"[{e.version}, {e.less_than_or_equal}]"
     return e.version
+
+
+def _end(e: VersionEntry) -> str:
+    return e.less_than or e.less_than_or_equal or e.version
+
+
+def _by_end(x: VersionEntry, y: VersionEntry) -> int:
+    return compare(_end(x), _end(y), x.version_type) or 0
 
 
 def _past_end(v: str, e: VersionEntry) -> bool:
@@ -70,8 +79,8 @@ def _evaluate(v: str, a: AffectedProduct) -> _Verdict | None:
     if a.default_status == "affected":
         return FindingStatus.AFFECTED, f"version {v} matches no listed version; default status affected ({where})", None
     fixes = [e for e in affected_ranges if _past_end(v, e)]
-    if fixes:
-        e = fixes[0]
+    if fixes:  # the latest fix below v is the one v carries
+        e = max(fixes, key=cmp_to_key(_by_end))
         return FindingStatus.FIXED, f"version {v} is past affected {_describe(e)} ({where})", e.less_than
     if affected_ranges or a.default_status == "unaffected":
         return FindingStatus.NOT_AFFECTED, f"version {v} outside the affected versions ({where})", None

@@ -94,3 +94,10 @@ def test_a_truncated_or_oversized_archive_is_refused() -> None:
         spdx_archive_documents(data[: len(data) // 2])
     with pytest.raises(SbomContentError, match="more than 1000 bytes"):
         spdx_archive_documents(data, max_bytes=1000)
+
+
+def test_a_lone_recipe_document_is_its_recipe() -> None:
+    path = BEAGLEBONE.parents[1] / "shipcheck-scarthgap-qemux86-64/core2-64/recipes/recipe-busybox.spdx.json"
+    (busybox,) = read_spdx2([load(path)])  # the download package (busybox-source-1) has no version
+    assert (busybox.name, busybox.version, busybox.cpes) == ("busybox", "1.36.1", ("cpe:2.3:*:*:busybox:1.36.1:*:*:*:*:*:*:*",))
+    assert {"CVE-2022-48174", "CVE-2023-42364"} <= {s.cve for s in busybox.statements}

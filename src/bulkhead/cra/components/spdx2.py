@@ -70,7 +70,7 @@ class _Graph:
         return (ns, element)
 
     def installed(self) -> list[_Key]:
-        """Packages some package CONTAINS (an image's content); failing that, every package not only described."""
+        """Packages some package CONTAINS (an image's content); failing that, the document's versioned packages."""
         contained: list[_Key] = []
         for a, kind, b in self.edges:
             if kind != RelationshipType.CONTAINS or a not in self.packages:
@@ -85,7 +85,10 @@ class _Graph:
             contained.append(b)
         if contained:
             return list(dict.fromkeys(contained))
-        return [k for k, p in self.packages.items() if p.version and (k not in self.described or len(self.packages) == 1)]
+        versioned = [k for k, p in self.packages.items() if p.version]
+        # a document without CONTAINS: its versioned packages that are not only the described root (the Debian
+        # reference SBOM), else the described ones (a lone Yocto recipe or package document)
+        return [k for k in versioned if k not in self.described] or versioned
 
     def generated_from(self, key: _Key) -> Package | None:
         for a, kind, b in self.edges:
