@@ -18,8 +18,6 @@ from bulkhead.cra.nvd import parse_nvd_cve, parse_nvd_response
 from bulkhead.cra.vulnrecord import VulnRecord
 from tests.conftest import SHARED
 
-from .components.conftest import beaglebone_docs, spdx3_doc  # noqa: F401 (fixtures)
-
 CVE_DIR = SHARED / "cve"
 CVE_CHECK = SHARED / "yocto-cve-check/shipcheck-scarthgap-qemux86-64"
 pytestmark = pytest.mark.skipif(not CVE_DIR.is_dir(), reason=f"shared testdata not found: {CVE_DIR}")
@@ -90,7 +88,7 @@ NO_FINDING = {
 }
 
 
-def test_scarthgap_image_golden(beaglebone_docs: list[dict[str, Any]]) -> None:  # noqa: F811
+def test_scarthgap_image_golden(beaglebone_docs: list[dict[str, Any]]) -> None:
     findings = by_recipe(match_generic(read_sbom(beaglebone_docs), records()))
     got = {k: (f.status, f.fixed_version, f.source) for k, f in findings.items()}
     assert got == GOLDEN_SCARTHGAP
@@ -100,7 +98,7 @@ def test_scarthgap_image_golden(beaglebone_docs: list[dict[str, Any]]) -> None: 
     assert not any(f.kernel for (recipe, _), f in findings.items() if recipe != "linux-yocto")
 
 
-def test_the_index_finds_what_matching_every_pair_finds(beaglebone_docs: list[dict[str, Any]]) -> None:  # noqa: F811
+def test_the_index_finds_what_matching_every_pair_finds(beaglebone_docs: list[dict[str, Any]]) -> None:
     comps = read_sbom(beaglebone_docs) + inventory(python3="3.12.3", openssh="9.6p1", curl="8.7.1", expat="2.6.2")
     every_pair = [f for r in records() for c in comps if (f := match_component(c, r)) is not None]
     indexed = match_generic(comps, records())
@@ -149,7 +147,7 @@ CVE_CHECK_DETAIL = {"fixed-version": F, "version-not-in-range": N, "patched": F}
 EXPECTED_DIFFERENCES: dict[tuple[str, str], str] = {}
 
 
-def test_statuses_equal_yocto_cve_check_for_the_same_cves(beaglebone_docs: list[dict[str, Any]]) -> None:  # noqa: F811
+def test_statuses_equal_yocto_cve_check_for_the_same_cves(beaglebone_docs: list[dict[str, Any]]) -> None:
     if not CVE_CHECK.is_dir():
         pytest.skip(f"shared testdata not found: {CVE_CHECK}")
     ours = by_recipe(match_generic(read_sbom(beaglebone_docs), records()))
@@ -167,7 +165,7 @@ def test_statuses_equal_yocto_cve_check_for_the_same_cves(beaglebone_docs: list[
     assert set(differences) == set(EXPECTED_DIFFERENCES), differences
 
 
-def test_spdx3_vex_is_honoured(spdx3_doc: dict[str, Any]) -> None:  # noqa: F811
+def test_spdx3_vex_is_honoured(spdx3_doc: dict[str, Any]) -> None:
     comps = read_sbom([spdx3_doc])
     ids = {r.id for r in records()}
     stated = [(c, s) for c in comps for s in c.statements if s.cve in ids]
@@ -184,7 +182,7 @@ def test_spdx3_vex_is_honoured(spdx3_doc: dict[str, Any]) -> None:  # noqa: F811
     assert plain is not None and (plain.status, plain.fixed_version) == (F, "1.3")
 
 
-def test_spdx3_kernel_past_the_fixes(spdx3_doc: dict[str, Any]) -> None:  # noqa: F811
+def test_spdx3_kernel_past_the_fixes(spdx3_doc: dict[str, Any]) -> None:
     kernel = next(c for c in read_sbom([spdx3_doc]) if c.name.startswith("kernel-image-bzimage"))
     got = {cve: match_component(kernel, record(cve)) for cve in ("CVE-2024-1086", "CVE-2024-26925", "CVE-2024-36971")}
     assert {cve: (f.status, f.fixed_version, f.kernel) for cve, f in got.items() if f} == {
@@ -194,7 +192,7 @@ def test_spdx3_kernel_past_the_fixes(spdx3_doc: dict[str, Any]) -> None:  # noqa
     }
 
 
-def test_nvd_records(beaglebone_docs: list[dict[str, Any]]) -> None:  # noqa: F811
+def test_nvd_records(beaglebone_docs: list[dict[str, Any]]) -> None:
     nvd = SHARED / "cve" / "nvd"
     (xz,) = parse_nvd_response(json.loads((nvd / "CVE-2024-3094.nvd-api-2.0.json").read_text()))
     (webp,) = parse_nvd_response(json.loads((nvd / "CVE-2023-4863.nvd-api-2.0.json").read_text()))

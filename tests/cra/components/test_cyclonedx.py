@@ -12,7 +12,7 @@ from bulkhead.cra.errors import SbomContentError
 from bulkhead.cra.model import ComponentOrigin, FindingStatus
 from bulkhead.osbuild.sbom import Package, cyclonedx
 
-from .conftest import FIXTURES, load
+from ..conftest import FIXTURES, load
 
 
 def test_components_cpes_nesting_and_vex() -> None:

@@ -10,7 +10,7 @@ from bulkhead.cra.components import read_sbom, read_spdx2, spdx_archive_document
 from bulkhead.cra.errors import SbomContentError, SbomError
 from bulkhead.cra.model import ComponentOrigin, FindingStatus
 
-from .conftest import BEAGLEBONE, FIXTURES, load
+from ..conftest import BEAGLEBONE, FIXTURES, load
 
 
 def test_yocto_image_lists_installed_packages_with_their_recipe(beaglebone_docs: list[dict[str, Any]]) -> None:

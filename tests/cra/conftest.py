@@ -1,4 +1,4 @@
-"""Loaders for the real Yocto SBOMs in the shared testdata."""
+"""The real Yocto SBOMs of the shared testdata as session fixtures, and the derived fixtures' folder."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import SHARED
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parent / "components" / "fixtures"
 BEAGLEBONE = SHARED / "yocto-spdx/spdx-2.2/vulnscout-core-image-minimal-beaglebone-yocto/extracted"
 SPDX3 = SHARED / "yocto-spdx/spdx-3.0.1/vulnscout-core-image-minimal-qemux86-64/core-image-minimal-qemux86-64.rootfs.spdx.json"
 
