@@ -77,3 +77,4 @@ class Finding:
     reason: str  # why: "version 1.2 in [1.0, 1.3)", "Debian fixed_version 2.36-9+deb12u4 <= installed", ...
     fixed_version: str | None = None  # the version that fixes it, when a source says
     source: str = ""  # which feed decided: "debian-tracker", "cve5", "nvd", "osv", "sbom"
+    kernel: bool = False  # a Linux kernel CVE (the component is the kernel): triaged by kernel config, not by package
