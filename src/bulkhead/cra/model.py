@@ -77,3 +77,4 @@ class Finding:
     reason: str  # why: "version 1.2 in [1.0, 1.3)", "Debian fixed_version 2.36-9+deb12u4 <= installed", ...
     fixed_version: str | None = None  # the version that fixes it, when a source says
     source: str = ""  # which feed decided: "debian-tracker", "cve5", "nvd", "osv", "sbom"
+    severity: Severity | None = None  # the deciding source's own rating when it gives one (Debian urgency)
