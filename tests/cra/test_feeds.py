@@ -24,7 +24,7 @@ from bulkhead.cra import attribution
 from bulkhead.cra.feed_errors import FeedError
 from bulkhead.cra.feed_sources import CISA_KEV, FIRST_EPSS, SOURCES
 from bulkhead.cra.feed_state import load_state
-from bulkhead.cra.feeds import FeedSource, fetch, import_file, parse_checksum
+from bulkhead.cra.feeds import FeedSource, feed_status, fetch, import_file, parse_checksum
 from bulkhead.cra.kev import load_kev
 from tests.conftest import SHARED
 
@@ -256,6 +256,11 @@ def test_a_failing_feed_keeps_the_last_good_data_and_says_why(feed: tuple[Feed, 
     assert state.age(later) == dt.timedelta(hours=3)
     assert load_state(tmp_path, "cisa-kev").last_error == state.last_error
     assert len(load_kev(tmp_path / "cisa-kev.json")) == 1404
+    shown = feed_status(src, tmp_path, now=later)
+    assert (shown["ok"], shown["has_data"], shown["age_seconds"], shown["records"]) == (False, True, 10800, 1404)
+    assert shown["stale"]  # KEV is hourly: 3 h without a good fetch is stale
+    assert shown["last_error"] == state.last_error and shown["attribution"] == attribution.CISA_KEV
+    assert not feed_status(src, tmp_path, now=T0 + dt.timedelta(hours=2))["stale"]
     f.status = 200  # recovered: the error clears
     assert fetch(src, tmp_path, now=later).last_error is None
 
@@ -346,6 +351,17 @@ def test_import_from_a_file_for_air_gapped_sites(tmp_path: Path) -> None:
     assert (after.records, after.last_success) == (1403, T0) and "checksum mismatch" in (after.last_error or "")
     assert len(load_kev(data / "cisa-kev.json")) == 1403
     assert [p.name for p in data.iterdir() if p.name.endswith(".tmp")] == []
+
+
+def test_status_of_a_feed_never_fetched(tmp_path: Path) -> None:
+    shown = feed_status(FIRST_EPSS, tmp_path, now=T0)
+    assert (shown["has_data"], shown["ok"], shown["stale"], shown["age_seconds"], shown["records"]) == (
+        False,
+        False,
+        True,
+        None,
+        None,
+    )
 
 
 def test_sources_carry_their_attribution() -> None:

@@ -31,6 +31,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -38,7 +39,7 @@ from .feed_errors import FeedError, FeedFormatError
 from .feed_state import FeedState, PartialDownload, load_state, save_state
 from .feedfile import open_feed_file
 
-__all__ = ["FeedSource", "fetch", "import_file", "make_client", "parse_checksum"]
+__all__ = ["FeedSource", "feed_status", "fetch", "import_file", "make_client", "parse_checksum"]
 
 _SHA256 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -249,3 +250,27 @@ def import_file(
         state.origin = f"import {path.name}"
         save_state(directory, state)
         return state
+
+
+def feed_status(source: FeedSource, directory: Path, now: dt.datetime | None = None) -> dict[str, Any]:
+    """What the UI and CLI show for a feed: freshness, size, the last error, and the source's notice.
+
+    ``stale`` is true when there is no data or it was last confirmed current more than two intervals ago."""
+    now = now or _now()
+    state = load_state(directory, source.name)
+    age = state.age(now)
+    return {
+        "name": source.name,
+        "url": source.url,
+        "has_data": state.has_data,
+        "ok": state.ok,
+        "stale": age is None or age > 2 * source.interval,
+        "age_seconds": None if age is None else int(age.total_seconds()),
+        "records": state.records,
+        "origin": state.origin,
+        "last_attempt": state.last_attempt.isoformat() if state.last_attempt else None,
+        "last_success": state.last_success.isoformat() if state.last_success else None,
+        "last_changed": state.last_changed.isoformat() if state.last_changed else None,
+        "last_error": state.last_error,
+        "attribution": source.attribution,
+    }
