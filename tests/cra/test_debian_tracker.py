@@ -109,3 +109,9 @@ def test_malformed_or_truncated_documents_are_refused_with_a_clear_message(doc: 
     with pytest.raises(FeedFormatError, match="not a Debian Security Tracker JSON document") as e:
         read_tracker(io.BytesIO(doc))
     assert says in str(e.value)
+
+
+def test_the_callers_stream_stays_open() -> None:
+    stream = io.BytesIO(EDGE.read_bytes())
+    read_tracker(stream)
+    assert not stream.closed

@@ -22,7 +22,7 @@ import pytest
 
 from bulkhead.cra import attribution
 from bulkhead.cra.feed_errors import FeedError
-from bulkhead.cra.feed_sources import CISA_KEV, FIRST_EPSS, SOURCES
+from bulkhead.cra.feed_sources import CISA_KEV, DEBIAN_TRACKER, FIRST_EPSS, SOURCES
 from bulkhead.cra.feed_state import load_state
 from bulkhead.cra.feeds import FeedSource, feed_status, fetch, import_file, parse_checksum
 from bulkhead.cra.kev import load_kev
@@ -70,13 +70,19 @@ def make_handler(feed: Feed) -> type[BaseHTTPRequestHandler]:
             if self.path == "/feed.sha256":
                 self._send(200, (feed.checksum or "").encode() + b"  feed.json\n", {})
                 return
+            if self.path == "/current":  # like EPSS's "current" file: a redirect to the dated one
+                self._send(302, b"", {"Location": "/feed-2025-08-25.csv.gz"})
+                return
             feed.requests.append(dict(self.headers.items()))
             if feed.status != 200:
                 self._send(feed.status, b"internal error", {})
                 return
             validators = {"Last-Modified": feed.last_modified} | ({"ETag": feed.etag} if feed.etag else {})
             inm = self.headers.get("If-None-Match")
-            if inm is not None and feed.etag is not None and inm == feed.etag:
+            ims = self.headers.get("If-Modified-Since")
+            if (inm is not None and feed.etag is not None and inm == feed.etag) or (
+                feed.etag is None and ims == feed.last_modified
+            ):
                 self._send(304, b"", validators)
                 return
             body, status, extra = feed.body, 200, dict(validators)
@@ -159,6 +165,30 @@ def test_etag_304_leaves_the_data_untouched_and_confirms_it_current(feed: tuple[
     assert (tmp_path / "cisa-kev.json").stat().st_ino == inode
     assert (state.last_success, state.last_changed, state.records) == (later, T0, 1404)
     assert state.age(later + dt.timedelta(minutes=5)) == dt.timedelta(minutes=5)
+
+
+def test_last_modified_alone_gives_a_304_like_the_debian_tracker(feed: tuple[Feed, str], tmp_path: Path) -> None:
+    """The tracker's own service sends Last-Modified and no ETag; the real tracker excerpt is served."""
+    f, base = feed
+    excerpt = SHARED / "debian-security" / "tracker-json" / "vunnel-debian.json"
+    if not excerpt.is_file():
+        pytest.skip(f"test data not found at {excerpt}")
+    f.serve(excerpt.read_bytes(), None)
+    src = dataclasses.replace(DEBIAN_TRACKER, url=f"{base}/tracker/data/json")
+    first = fetch(src, tmp_path, now=T0)
+    assert (first.ok, first.records, first.etag, first.last_modified) == (True, 7, None, f.last_modified)
+    sent = f.sent
+    again = fetch(src, tmp_path, now=T0 + dt.timedelta(days=1))
+    assert "If-None-Match" not in f.requests[-1] and f.requests[-1]["If-Modified-Since"] == f.last_modified
+    assert f.sent == sent and again.ok and again.last_success == T0 + dt.timedelta(days=1)
+
+
+def test_epss_redirect_and_gzip(feed: tuple[Feed, str], tmp_path: Path) -> None:
+    f, base = feed
+    f.serve(gzip.compress((Path(__file__).parent / "data" / "epss-excerpt.csv").read_bytes()), '"e1"')
+    state = fetch(dataclasses.replace(FIRST_EPSS, url=f"{base}/current"), tmp_path, now=T0)
+    assert (state.ok, state.records) == (True, 5), state.last_error
+    assert (tmp_path / "first-epss.csv.gz").read_bytes()[:2] == b"\x1f\x8b"  # stored as published
 
 
 def test_a_changed_feed_replaces_the_copy(feed: tuple[Feed, str], tmp_path: Path) -> None:

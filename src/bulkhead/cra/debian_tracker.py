@@ -147,15 +147,20 @@ class _Reader:
             return value
 
 
-def _as_text(stream: IO[bytes] | IO[str]) -> IO[str]:
-    if isinstance(stream, io.TextIOBase):
-        return cast(IO[str], stream)
-    return io.TextIOWrapper(cast(io.BufferedReader, stream), encoding="utf-8")
-
-
 def iter_packages(stream: IO[bytes] | IO[str]) -> Iterator[tuple[str, dict[str, Any]]]:
     """Yield ``(source package, raw issues)`` one package at a time from the document's text."""
-    r = _Reader(_as_text(stream))
+    if isinstance(stream, io.TextIOBase):
+        yield from _iter_text(cast(IO[str], stream))
+        return
+    text = io.TextIOWrapper(cast(io.BufferedReader, stream), encoding="utf-8")
+    try:
+        yield from _iter_text(text)
+    finally:
+        text.detach()  # the caller's stream stays open: it is theirs to close
+
+
+def _iter_text(stream: IO[str]) -> Iterator[tuple[str, dict[str, Any]]]:
+    r = _Reader(stream)
     r.expect("{", "the document's opening '{'")
     if r.peek() == "}":
         r.pos += 1
