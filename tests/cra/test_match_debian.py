@@ -12,7 +12,7 @@ import pytest
 
 from bulkhead.cra.debian_tracker import DebianTracker, ReleaseEntry, TrackerStatus, load_tracker
 from bulkhead.cra.debian_urgency import urgency_severity
-from bulkhead.cra.match_debian import debian_source, decide, match_component, match_debian
+from bulkhead.cra.match_debian import debian_codename, debian_source, decide, match_component, match_debian
 from bulkhead.cra.model import Component, ComponentOrigin, Finding, FindingStatus, Severity
 from tests.conftest import SHARED
 
@@ -230,3 +230,26 @@ def test_odd_tracker_values_never_pass_as_fixed() -> None:
 )
 def test_urgency_mapping(urgency: str, severity: Severity) -> None:
     assert urgency_severity(urgency) is severity
+
+
+@pytest.mark.parametrize(
+    ("given", "codename"),
+    [
+        ("bookworm", "bookworm"),
+        ("Bookworm", "bookworm"),
+        ("12", "bookworm"),
+        ("12.5", "bookworm"),
+        ("13", "trixie"),
+        ("unstable", "sid"),
+        ("sid", "sid"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_release_as_os_release_writes_it(given: str | None, codename: str | None) -> None:
+    assert debian_codename(given) == codename
+
+
+def test_a_version_id_release_matches_like_its_codename(edge: DebianTracker) -> None:
+    [f] = match_component(deb("libc6", "2.36-9+deb12u6", release="12.5", source="glibc"), edge)
+    assert (f.status, f.fixed_version) == (AFF, "2.36-9+deb12u7") and "(bookworm)" in f.reason

@@ -12,8 +12,9 @@ The tracker entry of that source package for the release's codename decides, wit
   ``postponed`` keeps it affected and goes into the reason, so does an end-of-life urgency;
 - ``undetermined``: under investigation.
 
-An issue the tracker does not list for the release gives no finding; a component whose codename is unknown
-(neither on the component nor passed in) is skipped: pass ``release``.
+The release is a codename ("bookworm"); a version number as os-release's VERSION_ID writes it ("12", "12.5") and
+"unstable" are read as their codename. An issue the tracker does not list for the release gives no finding; a
+component whose release is unknown (neither on the component nor passed in) is skipped: pass ``release``.
 """
 
 from __future__ import annotations
@@ -27,10 +28,24 @@ from .debian_tracker import DebianTracker, ReleaseEntry, TrackerStatus
 from .debian_urgency import urgency_severity
 from .model import Component, Finding, FindingStatus
 
-__all__ = ["SOURCE", "debian_source", "decide", "is_debian", "match_component", "match_debian"]
+__all__ = ["SOURCE", "debian_codename", "debian_source", "decide", "is_debian", "match_component", "match_debian"]
 
 SOURCE = "debian-tracker"
 _BINNMU = re.compile(r"\+b\d+$")
+
+
+# os-release VERSION_ID (and SBOMs that copy it) -> the codename the tracker uses
+_CODENAMES = {"9": "stretch", "10": "buster", "11": "bullseye", "12": "bookworm", "13": "trixie", "14": "forky"}
+
+
+def debian_codename(release: str | None) -> str | None:
+    """The tracker's codename for a release as SBOMs and os-release write it: "bookworm", "12", "12.5", "unstable"."""
+    if not release:
+        return None
+    value = release.strip().lower()
+    if value == "unstable":
+        return "sid"
+    return _CODENAMES.get(value.split(".", 1)[0], value)
 
 
 def is_debian(component: Component) -> bool:
@@ -91,7 +106,7 @@ def decide(entry: ReleaseEntry, installed: str, release: str) -> tuple[FindingSt
 
 def match_component(component: Component, tracker: DebianTracker, release: str | None = None) -> list[Finding]:
     """The findings of the tracker for one Debian component (``release`` overrides the component's codename)."""
-    codename = release or component.distro_release
+    codename = debian_codename(release or component.distro_release)
     if not codename:
         return []
     source, installed = debian_source(component)
