@@ -324,6 +324,15 @@ def test_a_body_that_is_not_the_feed_is_refused(feed: tuple[Feed, str], tmp_path
     assert not (tmp_path / "cisa-kev.json.part").exists()
 
 
+def test_a_cut_gzip_file_is_refused_not_crashed_on(tmp_path: Path) -> None:
+    whole = gzip.compress((Path(__file__).parent / "data" / "epss-excerpt.csv").read_bytes())
+    cut = tmp_path / "epss.csv.gz"
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(FeedError, match="not a valid first-epss feed: EOFError"):
+        import_file(FIRST_EPSS, tmp_path / "feeds", cut, now=T0)
+    assert not (tmp_path / "feeds" / "first-epss.csv.gz").exists()
+
+
 def test_published_checksum_is_checked(feed: tuple[Feed, str], tmp_path: Path) -> None:
     f, base = feed
     v1, v2 = kev_versions()

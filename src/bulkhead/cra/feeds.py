@@ -110,9 +110,10 @@ def _check_and_install(
             raise FeedError(f"checksum mismatch: sha256 {got}, the feed publishes {expected_sha256.lower()}")
     try:
         records = source.count_records(candidate)
-    except FeedFormatError as e:
+    except Exception as e:  # a parser's FeedFormatError, or what a cut gzip or binary junk raises on the way (EOFError, ...)
         candidate.unlink(missing_ok=True)
-        raise FeedError(f"the file is not a valid {source.name} feed: {e}") from None
+        why = str(e) if isinstance(e, FeedFormatError) else f"{type(e).__name__}: {e}"
+        raise FeedError(f"the file is not a valid {source.name} feed: {why}") from None
     size = candidate.stat().st_size
     os.replace(candidate, directory / source.filename)
     if state.sha256 != digest:
@@ -124,6 +125,11 @@ def _check_and_install(
 def _content_length(resp: httpx.Response) -> int | None:
     raw = resp.headers.get("Content-Length")
     return int(raw) if raw and raw.isdigit() else None
+
+
+def _resumes(state: FeedState) -> str:
+    p = state.partial
+    return " and the next fetch resumes" if p is not None and p.validator else ""
 
 
 def _download(source: FeedSource, directory: Path, state: FeedState, client: httpx.Client, now: dt.datetime) -> None:
@@ -180,7 +186,7 @@ def _download(source: FeedSource, directory: Path, state: FeedState, client: htt
                 f.flush()
                 os.fsync(f.fileno())
         if expected is not None and written != expected:
-            raise FeedError(f"the download was cut short: {written} of {expected} bytes")
+            raise FeedError(f"the download was cut short: {written} of {expected} bytes{_resumes(state)}")
 
     state.partial = None  # complete: whatever the checks say, it is not resumed
     expected_sha = None
@@ -209,10 +215,8 @@ def fetch(source: FeedSource, directory: Path, client: httpx.Client | None = Non
             except FeedError as e:
                 state.last_error = f"{e}; the last good copy is kept"
             except httpx.HTTPError as e:
-                resumable = " and the next fetch resumes" if state.partial else ""
-                state.last_error = (
-                    f"fetching {source.url} failed ({type(e).__name__}: {e}); the last good copy is kept{resumable}"
-                )
+                state.last_error = f"fetching {source.url} failed ({type(e).__name__}: {e}); the last good copy is kept"
+                state.last_error += _resumes(state)
             except OSError as e:
                 state.last_error = f"writing {source.name} to {directory} failed ({e}); the last good copy is kept"
             save_state(directory, state)
