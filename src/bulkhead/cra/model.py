@@ -78,3 +78,4 @@ class Finding:
     fixed_version: str | None = None  # the version that fixes it, when a source says
     source: str = ""  # which feed decided: "debian-tracker", "cve5", "nvd", "osv", "sbom"
     kernel: bool = False  # a Linux kernel CVE (the component is the kernel): triaged by kernel config, not by package
+    severity: Severity | None = None  # the deciding source's own rating when it gives one (Debian urgency)
