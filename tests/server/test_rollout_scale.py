@@ -16,9 +16,12 @@ import pytest
 from sqlalchemy import event, insert, select, update
 
 from bulkhead.server.db import Database, migrate
+from bulkhead.server.errors import NotFound
 from bulkhead.server.jobs import Jobs
 from bulkhead.server.models import Action, Device, Release, Rollout, Tenant
 from bulkhead.server.services.auth import Principal
+from bulkhead.server.services.ddi import DdiService
+from bulkhead.server.services.ddi_auth import DdiCaller
 from bulkhead.server.services.rollout_plan import matches
 from bulkhead.server.services.rollout_sql import matching_devices
 from bulkhead.server.services.rollouts import RolloutService, open_action
@@ -314,3 +317,21 @@ def test_a_scheduled_rollout_takes_in_devices_that_joined_before_its_start(db: D
     svc.advance(ro["id"], now=start + dt.timedelta(seconds=1))  # the job queued for its start
     shown = svc.show(who, "s")
     assert shown["status"] == "running" and shown["devices"] == 3 and shown["counts"] == {"scheduled": 3}
+
+
+def test_a_ddi_device_cannot_fetch_or_report_on_an_action_of_a_phase_not_open(db: Database) -> None:
+    tid, rel = _fleet(db, 30)
+    svc = RolloutService(db)
+    ddi = DdiService(db, svc, poll_interval=60)
+    body = {"name": "p", "release_id": rel, "target": {}, "phases": [{"group": "canary"}, {"percent": 100}]}
+    ro = svc.create(_who(tid), body)
+    with db.session() as s:
+        line = s.scalar(select(Device.id).where(Device.name == "d20"))
+        waiting = s.scalar(select(Action.id).where(Action.device_id == line, Action.rollout_id == ro["id"]))
+        assert line is not None and waiting is not None
+    caller = DdiCaller(tenant_id=tid, device_id=line, name="d20", compatible="board")
+    with pytest.raises(NotFound):
+        ddi.deployment(caller, waiting, "http://x")
+    _report_all(db, svc, 0, ro["id"])
+    svc.advance(ro["id"])
+    assert ddi.deployment(caller, waiting, "http://x")["id"] == str(waiting), "offered once its phase is open"

@@ -14,6 +14,7 @@ from sqlalchemy import Table, bindparam, func, or_, select, update
 from ..asgi import Receive
 from ..db import Database
 from ..models import Action, Device
+from ..services.rollout_sql import offered
 
 __all__ = ["ByteCounter", "Transfer"]
 
@@ -78,8 +79,9 @@ class ByteCounter:
                 for device_id, n in sorted(pending.items()):
                     s.execute(update(Device).where(Device.id == device_id).values(bytes_served=Device.bytes_served + n))
                     # ...and to the rollout action the device is working on (or just finished: the sums lag
-                    # by one flush interval), for per-action progress.
-                    latest = select(func.max(Action.id)).where(Action.device_id == device_id).scalar_subquery()
+                    # by one flush interval), for per-action progress. Only an offered action: a later phase's waiting action
+                    # is newer but downloads nothing yet.
+                    latest = select(func.max(Action.id)).where(Action.device_id == device_id, offered()).scalar_subquery()
                     s.execute(
                         update(Action)
                         .where(Action.id == latest, or_(Action.active.is_(True), Action.updated_at > cutoff))

@@ -26,6 +26,7 @@ from .ddi_feedback import TERMINAL, Feedback, next_status, parse_feedback, recor
 from .deltas import offered_delta
 from .device_rows import add_device
 from .devices import NAME, desired_release
+from .rollout_sql import is_offered
 from .rollouts import RolloutService, install_gate, note, open_action, record_status
 
 __all__ = ["DdiAuth", "DdiCaller", "DdiService", "artifact_filename", "sleep_hms"]
@@ -97,7 +98,8 @@ class DdiService:
     def _action(self, s: Session, caller: DdiCaller, action_id: int, lock: bool = False) -> Action:
         """The controller's own action; `lock` (feedback) holds its row so a concurrent cancel is not overwritten."""
         a = s.get(Action, action_id, with_for_update=lock) if action_id < DESIRED_BASE else None
-        if a is None or a.device_id != caller.device_id or a.release_id is None:  # app actions are for our agent
+        # App actions are for our agent; an action of a phase not open yet is not the device's to fetch or report on.
+        if a is None or a.device_id != caller.device_id or a.release_id is None or not is_offered(s, a):
             raise NotFound(f"action {action_id} does not exist for controller '{caller.name}'")
         return a
 
@@ -347,6 +349,7 @@ class DdiService:
                 "os_version": body["version"],
                 "installed": {"name": body.get("name"), "version": body["version"]},
             }
+            dev.reported_sha256 = None  # the inventory is no longer the text an agent last sent: its next one is written
             return {"release_id": rel.id if rel else None, "version": body["version"]}
 
 

@@ -25,7 +25,6 @@ from ..errors import Forbidden, Invalid, ServerError, Unauthorized
 from ..ids import MAX_ID
 from ..models import Device, DeviceEvent, UTCDateTime, utcnow
 from .auth import Principal
-from .devices import find_device
 from .inventory import Inventory, inventory_of
 from .rollouts import RolloutService
 
@@ -229,30 +228,6 @@ class ReportService:
             if rid is not None:
                 changed.add(rid)
         return changed
-
-    def events(self, who: Principal, ref: str, limit: int = 100) -> list[dict[str, Any]]:
-        who.require("viewer")
-        tid = who.require_tenant()
-        with self.db.session() as s:
-            dev = find_device(s, tid, ref)
-            rows = s.scalars(
-                select(DeviceEvent)
-                .where(DeviceEvent.device_id == dev.id)
-                .order_by(DeviceEvent.seq.desc())
-                .limit(min(limit, 1000))
-            )
-            return [
-                {
-                    "seq": e.seq,
-                    "kind": e.kind,
-                    "phase": e.phase,
-                    "release_id": e.release_id,
-                    "details": e.details,
-                    "device_time": e.device_time.isoformat() if e.device_time else None,
-                    "at": e.at.isoformat(),
-                }
-                for e in rows
-            ]
 
 
 def _event_row(report: Report, e: dict[str, Any], now: dt.datetime) -> dict[str, Any]:

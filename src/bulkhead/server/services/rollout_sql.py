@@ -229,6 +229,12 @@ def offered() -> ColumnElement[bool]:
     return Action.phase < opened
 
 
+def is_offered(s: Session, action: Action) -> bool:
+    """One loaded action is offered to its device (its phase is open)."""
+    opened = s.scalar(select(Rollout.phases_started).where(Rollout.id == action.rollout_id))
+    return opened is not None and action.phase < opened
+
+
 def latest(rollout_id: int) -> ColumnElement[bool]:
     """A rollout's actions that count: each device's newest attempt."""
     return and_(Action.rollout_id == rollout_id, Action.superseded.is_(False))
