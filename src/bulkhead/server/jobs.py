@@ -70,6 +70,10 @@ class Jobs:
             # A build takes minutes of CPU; huey's consumer runs it on one of its worker threads.
             self._build_delta = self.huey.task(name="deltas.build")(build_delta)
 
+    def depth(self) -> tuple[int, int]:
+        """Jobs waiting in the queue: (pending now, scheduled for later). Raises when the queue does not answer."""
+        return int(self.huey.pending_count()), int(self.huey.scheduled_count())
+
     def build_delta(self, delta_id: int) -> Any:
         """Enqueue a server-side delta build (the services are given this in their constructors)."""
         if self._build_delta is None:
