@@ -285,15 +285,17 @@ class Action(Base):
         Index("ix_actions_rollout_progress", "rollout_id", "phase", "superseded", "status", "active", "device_id"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
-    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
-    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"), index=True)
+    # tenant_id, release_id and app_id repeat the rollout's (which holds the foreign keys); on PostgreSQL they have
+    # none of their own, so that a rollout's 100,000 action rows are not 300,000 key lookups (migration 0012).
+    tenant_id: Mapped[int] = mapped_column(Integer)
+    rollout_id: Mapped[int] = mapped_column(ForeignKey("rollouts.id", ondelete="CASCADE"))
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), index=True)
-    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
-    app_id: Mapped[int | None] = mapped_column(ForeignKey("apps.id", name="fk_actions_app_id"))
+    release_id: Mapped[int | None] = mapped_column(Integer)
+    app_id: Mapped[int | None] = mapped_column(Integer)
     phase: Mapped[int] = mapped_column(Integer)
     action_type: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(24))
-    active: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
     # Status before a cancel was asked: a device that rejects the cancel goes back to it.
     status_before_cancel: Mapped[str | None] = mapped_column(String(24))
     bytes_done: Mapped[int | None] = mapped_column(BigInteger)
