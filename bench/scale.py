@@ -26,7 +26,8 @@ tree this script lives in. For each side:
    worker processes ("now" only, unless `--scaling-reference`); measured first, on the fleet as seeded (no rollout).
 
 The devices are seeded with SQLAlchemy core inserts by each side's own models (credentials hashed by its own
-`hash_token`), spread over 10 groups and 100 site tags, each with a small reported inventory. A measurement that fails
+`hash_token`), spread over 10 groups and 100 site tags, each with a small reported inventory; then the database is
+vacuumed and analyzed, as autovacuum does after a bulk load. A measurement that fails
 (say, an endpoint the reference does not have) is reported as "n/a (why)" and the run goes on.
 Writes bench/results/scale.md.
 
@@ -514,6 +515,10 @@ def measure_side(side: Side, ca: Path, bundle: Path, scaling: bool) -> None:
         side.release_id = rel.json()["id"]
         took, seeded = seconds_of(lambda: side.task("seed", str(side.tid), str(side.devices)))
         print(f"[{side.label}] seeded {seeded['devices']:,} devices in {took:.1f} s", flush=True)
+        # What autovacuum does after a bulk load, done now rather than at a random moment of a measurement: hint bits
+        # and the visibility map set, statistics for the planner (a live fleet's database is never fresh from COPY).
+        with psycopg.connect(side.db_url, autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE)")
         if scaling:  # first, on the fleet as seeded (no rollout yet, as bench/checkin.py measures polls)
             for workers in (1, 2):
                 side.start(workers)

@@ -282,7 +282,11 @@ class Action(Base):
         CheckConstraint("(release_id IS NULL) <> (app_id IS NULL)", name="ck_actions_one_target"),
         # A rollout's progress is counted by the database over this index (phase, status, latest attempt), and its
         # devices are read from it (who joined the target later) without visiting the table.
-        Index("ix_actions_rollout_progress", "rollout_id", "phase", "superseded", "status", "active", "device_id"),
+        Index(
+            "ix_actions_rollout_progress",
+            *("rollout_id", "phase", "superseded", "status", "active", "device_id"),
+            postgresql_include=["bytes_done"],
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     # tenant_id, release_id and app_id repeat the rollout's (which holds the foreign keys); on PostgreSQL they have

@@ -9,6 +9,9 @@ foreign key of the table costs each of them.
   row): they repeat the action's rollout, which keeps its own keys (`rollout_id` cascades, and the rollout's tenant,
   release and app are foreign keys there); a release or an app version is not deleted while a rollout names it
   (services). SQLite keeps them (its table would have to be rebuilt; the embedded database is not the one at scale).
+- On PostgreSQL `ix_actions_rollout_progress` also carries `bytes_done` (INCLUDE): a rollout's progress (counts and
+  bytes per phase and status) is then read from the index alone where the table is vacuumed (27 ms instead of 65 ms
+  at 100,000 actions on the development machine).
 
 Revision ID: 0012
 Revises: 0011
@@ -21,6 +24,8 @@ down_revision = "0011"
 branch_labels = None
 depends_on = None
 
+_PROGRESS = "ix_actions_rollout_progress"
+_PROGRESS_COLUMNS = ["rollout_id", "phase", "superseded", "status", "active", "device_id"]
 _FKS = {
     "actions_tenant_id_fkey": ("tenants", "tenant_id", "CASCADE"),
     "actions_release_id_fkey": ("releases", "release_id", None),
@@ -35,10 +40,14 @@ def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for name in _FKS:
             op.execute(f"ALTER TABLE actions DROP CONSTRAINT IF EXISTS {name}")
+        op.drop_index(_PROGRESS, table_name="actions")
+        op.create_index(_PROGRESS, "actions", _PROGRESS_COLUMNS, postgresql_include=["bytes_done"])
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.drop_index(_PROGRESS, table_name="actions")
+        op.create_index(_PROGRESS, "actions", _PROGRESS_COLUMNS)
         for name, (table, column, ondelete) in _FKS.items():
             op.create_foreign_key(name, "actions", table, [column], ["id"], ondelete=ondelete)
     op.create_index("ix_actions_active", "actions", ["active"])
