@@ -48,7 +48,12 @@ def ready(svc: Services = Depends(services)) -> Any:
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE: {"schema": {"type": "string"}}}, "description": "Prometheus text format"}},
+    responses={
+        200: {
+            "content": {CONTENT_TYPE: {"schema": {"type": "string", "description": "Prometheus text exposition format 0.0.4"}}},
+            "description": "Prometheus text format",
+        }
+    },
 )
 def metrics(who: Principal = Depends(principal), svc: Services = Depends(services)) -> Response:
     """Prometheus metrics (any user token, as a bearer token; a tenant's token sees its tenant's fleet)."""
