@@ -228,8 +228,8 @@ class DeviceDesiredSummary(Out):
     files: list[str] = Field(description="paths of the device's own desired files")
 
 
-class DeviceOut(Out):
-    """A device: identity, groups and tags, what it reported, and its desired state."""
+class _DeviceFields(Out):
+    """What every view of a device shows: identity, groups and tags, desired release, update status, last seen."""
 
     id: int
     name: str
@@ -238,32 +238,26 @@ class DeviceOut(Out):
     tags: list[str]
     groups: list[str]
     attributes: dict[str, str]
-    reported: dict[str, Any] = Field(description="the agent's last inventory, as it sent it")
     desired_release_id: int | None
-    desired: DeviceDesiredSummary
     update: DeviceUpdateStatus
     bytes_served: int
     last_seen: Time | None
 
 
-class DeviceRow(Out):
+class DeviceOut(_DeviceFields):
+    """A device: identity, groups and tags, what it reported, and its desired state."""
+
+    reported: dict[str, Any] = Field(description="the agent's last inventory, as it sent it")
+    desired: DeviceDesiredSummary
+
+
+class DeviceRow(_DeviceFields):
     """A device in the device list: identity, groups and tags, OS version, update status, last seen.
 
     No inventory and no desired state: the device's own endpoint (`GET /api/v1/devices/{ref}`) has them.
     """
 
-    id: int
-    name: str
-    compatible: str
-    status: DeviceStatus
-    tags: list[str]
-    groups: list[str]
-    attributes: dict[str, str]
     os_version: str | None = Field(description="the OS version the device last reported")
-    desired_release_id: int | None
-    update: DeviceUpdateStatus
-    bytes_served: int
-    last_seen: Time | None
 
 
 class DeviceEventOut(Out):
