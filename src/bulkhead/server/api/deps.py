@@ -19,6 +19,7 @@ from ..services.releases import ReleaseService, Upload
 from ..services.reports import ReportService
 from ..services.rollouts import RolloutService
 from ..services.tenants import TenantService
+from ..services.vulns import VulnService
 from ..settings import Settings
 from ..store import ArtifactStore
 
@@ -42,6 +43,7 @@ class Services:
     ddi_auth: DdiAuth
     deltas: DeltaService
     activity: ByteCounter | None = None
+    vulns: VulnService | None = None
 
 
 def services(request: Request) -> Services:

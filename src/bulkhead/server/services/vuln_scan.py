@@ -1,0 +1,282 @@
+"""Scans: a tenant's releases and device profiles matched against the feeds, findings replaced, the run kept.
+
+A *full* scan maps devices whose inventory or OS version changed to their profile, then re-matches every release
+with an SBOM and every profile in use. A *devices* scan only maps changed devices and matches the profiles no
+scan has seen yet (cheap: run often). A *kev* run re-reads the KEV catalogue into the findings and records an
+audit event `vuln.kev_exploited` for each CVE that is newly known exploited while it affects the tenant.
+Every run is a `vuln_scan_runs` row with the feed versions it read and its counts (what was known when).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import case, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from bulkhead.cra.errors import CraError
+from bulkhead.cra.model import Component
+
+from ..db import Database
+from ..models import AuditEvent, Device, Release, ReleaseSbom, utcnow
+from ..store import ArtifactStore
+from ..vuln_feeds import FeedStore, Knowledge
+from ..vuln_models import VexStatement, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
+from .vuln_match import debian_releases, finding_rows, inventory_key, match, profile_components, release_components
+
+__all__ = ["KEV_EVENT", "Scanner", "apply_vex", "run_json"]
+
+log = logging.getLogger(__name__)
+_BATCH = 500
+KEV_EVENT = "vuln.kev_exploited"  # the audit action of a CVE newly known exploited that affects the tenant
+
+
+def run_json(r: VulnScanRun) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "kind": r.kind,
+        "actor": r.actor,
+        "started_at": r.started_at.isoformat(),
+        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+        "feeds": r.feeds,
+        "counts": r.counts,
+    }
+
+
+def _vex_map(s: Session, tid: int) -> dict[tuple[str, str, str], VexStatement]:
+    return {(v.compatible, v.cve, v.component): v for v in s.scalars(select(VexStatement).where(VexStatement.tenant_id == tid))}
+
+
+def apply_vex(rows: list[dict[str, Any]], compatible: str, vex: dict[tuple[str, str, str], VexStatement]) -> None:
+    """Set each row's effective status from the VEX statement for its component, else for its product."""
+    for row in rows:
+        v = vex.get((compatible, row["cve"], row["component"])) or vex.get((compatible, row["cve"], ""))
+        if v is not None:
+            row["status"], row["vex_id"] = v.status, v.id
+
+
+class Scanner:
+    def __init__(self, db: Database, store: ArtifactStore, feeds: FeedStore) -> None:
+        self.db, self.store, self.feeds = db, store, feeds
+
+    # -- device profiles -------------------------------------------------------------------------------------
+    def map_devices(self, s: Session, tid: int) -> int:
+        """Give every device whose inventory or OS version changed since it was mapped its profile; returns how many."""
+        D, P = Device, VulnDeviceProfile
+        stale = s.execute(
+            select(D.id, D.compatible, D.os_version, D.reported_sha256)
+            .outerjoin(P, P.device_id == D.id)
+            .where(
+                D.tenant_id == tid,
+                or_(
+                    P.device_id.is_(None),
+                    P.reported_sha256 != func.coalesce(D.reported_sha256, ""),
+                    P.os_version != func.coalesce(D.os_version, ""),
+                ),
+            )
+        ).all()
+        profiles = {
+            (p.compatible, p.os_version, p.inventory_sha256): p.id
+            for p in s.scalars(select(VulnProfile).where(VulnProfile.tenant_id == tid))
+        }
+        for i in range(0, len(stale), _BATCH):
+            batch = stale[i : i + _BATCH]
+            ids = [r.id for r in batch]
+            reported: dict[int, Any] = dict(s.execute(select(D.id, D.reported).where(D.id.in_(ids))).tuples().all())
+            rows = []
+            for r in batch:
+                text, part = inventory_key(reported.get(r.id) or {})
+                key = (r.compatible, r.os_version or "", hashlib.sha256(text.encode()).hexdigest() if text else "")
+                pid = profiles.get(key)
+                if pid is None:
+                    rel = s.scalar(
+                        select(Release.id).where(
+                            Release.tenant_id == tid, Release.compatible == key[0], Release.version == key[1]
+                        )
+                    )
+                    prof = VulnProfile(
+                        tenant_id=tid,
+                        compatible=key[0],
+                        os_version=key[1],
+                        inventory_sha256=key[2],
+                        inventory=part,
+                        release_id=rel,
+                    )
+                    s.add(prof)
+                    s.flush()
+                    pid = profiles[key] = prof.id
+                rows.append(
+                    {
+                        "device_id": r.id,
+                        "tenant_id": tid,
+                        "profile_id": pid,
+                        "reported_sha256": r.reported_sha256 or "",
+                        "os_version": r.os_version or "",
+                    }
+                )
+            s.execute(delete(P).where(P.device_id.in_(ids)))
+            s.execute(insert(P), rows)
+        return len(stale)
+
+    # -- scans -----------------------------------------------------------------------------------------------
+    def _release_components(self, s: Session, tid: int, release_ids: Sequence[int] | None = None) -> dict[int, list[Component]]:
+        q = select(ReleaseSbom.release_id, ReleaseSbom.sha256).join(Release, Release.id == ReleaseSbom.release_id)
+        q = q.where(Release.tenant_id == tid).order_by(ReleaseSbom.release_id, ReleaseSbom.format)
+        if release_ids is not None:
+            q = q.where(ReleaseSbom.release_id.in_(release_ids))
+        docs: dict[int, list[Any]] = {}
+        for rid, sha in s.execute(q).tuples():
+            try:
+                with self.store.path(sha).open("rb") as f:
+                    docs.setdefault(rid, []).append(json.load(f))
+            except (OSError, ValueError) as e:
+                log.warning("release %s: SBOM %s cannot be read: %s", rid, sha, e)
+        out = {}
+        for rid, ds in docs.items():
+            try:
+                out[rid] = release_components(ds)
+            except CraError as e:
+                log.warning("release %s: SBOM not readable for matching: %s", rid, e)
+                out[rid] = []
+        return out
+
+    def scan(self, tid: int, actor: str, kind: str = "full") -> dict[str, Any]:
+        """Scan one tenant (`full` or `devices`) and return the run."""
+        with self.db.session() as s:
+            mapped = self.map_devices(s, tid)
+            # Profiles no device uses any more go (their findings with them).
+            s.execute(
+                delete(VulnProfile).where(
+                    VulnProfile.tenant_id == tid,
+                    ~select(VulnDeviceProfile.device_id).where(VulnDeviceProfile.profile_id == VulnProfile.id).exists(),
+                )
+            )
+            profiles = list(s.scalars(select(VulnProfile).where(VulnProfile.tenant_id == tid)))
+            if kind == "full":
+                for p in profiles:  # a release uploaded after the devices reported its version
+                    if p.release_id is None:
+                        p.release_id = s.scalar(
+                            select(Release.id).where(
+                                Release.tenant_id == tid, Release.compatible == p.compatible, Release.version == p.os_version
+                            )
+                        )
+                todo = profiles
+            else:
+                todo = [p for p in profiles if p.scanned_run_id is None]
+            releases = {r.id: r for r in s.scalars(select(Release).where(Release.tenant_id == tid))}
+            need = None if kind == "full" else sorted({p.release_id for p in todo if p.release_id is not None})
+            comps = self._release_components(s, tid, need)
+            inventories = {p.id: profile_components(comps.get(p.release_id or 0, []), p.inventory) for p in todo}
+            codenames = set().union(*(debian_releases(c) for c in [*comps.values(), *inventories.values()]))
+            k = self.feeds.knowledge(codenames)
+            run = VulnScanRun(tenant_id=tid, kind=kind, actor=actor, feeds=k.versions, counts={})
+            s.add(run)
+            s.flush()
+            vex = _vex_map(s, tid)
+            counts = {"releases": 0, "profiles": 0, "devices_mapped": mapped, "findings": 0, "affected": 0, "kev": 0}
+            if kind == "full":
+                for rid, components in comps.items():
+                    rel = releases[rid]
+                    s.execute(delete(VulnFinding).where(VulnFinding.release_id == rid, VulnFinding.profile_id.is_(None)))
+                    self._store(s, tid, rel.compatible, rid, None, components, k, vex, run.id, counts)
+                    counts["releases"] += 1
+            for p in todo:
+                s.execute(delete(VulnFinding).where(VulnFinding.profile_id == p.id))
+                self._store(s, tid, p.compatible, p.release_id, p.id, inventories[p.id], k, vex, run.id, counts)
+                p.scanned_run_id = run.id
+                counts["profiles"] += 1
+            run.counts = counts
+            run.finished_at = utcnow()
+            s.flush()
+            return run_json(run)
+
+    def _store(
+        self,
+        s: Session,
+        tid: int,
+        compatible: str,
+        release_id: int | None,
+        profile_id: int | None,
+        components: list[Component],
+        k: Knowledge,
+        vex: dict[tuple[str, str, str], VexStatement],
+        run_id: int,
+        counts: dict[str, int],
+    ) -> None:
+        rows = finding_rows(match(components, k), k)
+        apply_vex(rows, compatible, vex)
+        for row in rows:
+            row.update(tenant_id=tid, release_id=release_id, profile_id=profile_id, compatible=compatible, run_id=run_id)
+            row.setdefault("vex_id", None)
+            counts["affected"] += row["status"] == "affected"
+            counts["kev"] += bool(row["kev"])
+        counts["findings"] += len(rows)
+        if rows:
+            s.execute(insert(VulnFinding), rows)
+
+    # -- KEV -------------------------------------------------------------------------------------------------
+    def apply_kev(self, tid: int, actor: str) -> dict[str, Any] | None:
+        """Mark the tenant's findings of KEV-listed CVEs exploited (and unmark removed ones); an audit event per CVE
+        that is newly exploited while it affects the tenant. None when no KEV catalogue is held."""
+        catalog = self.feeds.kev()
+        if catalog is None:
+            return None
+        F = VulnFinding
+        with self.db.session() as s:
+            affected_n = func.max(case((F.status == "affected", 1), else_=0))
+            unflagged_n = func.max(case((F.kev, 0), else_=1))
+            flagged_n = func.max(case((F.kev, 1), else_=0))
+            state = s.execute(select(F.cve, affected_n, unflagged_n, flagged_n).where(F.tenant_id == tid).group_by(F.cve)).all()
+            flag = [cve for cve, _, unflagged, _ in state if cve in catalog and unflagged]
+            gone = [cve for cve, _, _, flagged in state if flagged and cve not in catalog]
+            told = set(s.scalars(select(AuditEvent.subject).where(AuditEvent.tenant_id == tid, AuditEvent.action == KEV_EVENT)))
+            exploited = [cve for cve, affected, _, _ in state if affected and cve in catalog and cve not in told]
+            run = VulnScanRun(tenant_id=tid, kind="kev", actor=actor, feeds={"cisa-kev": self.feeds.versions()["cisa-kev"]})
+            s.add(run)
+            s.flush()
+            for cve in flag:
+                s.execute(
+                    update(F).where(F.tenant_id == tid, F.cve == cve).values(kev=True, kev_date=catalog.entries[cve].date_added)
+                )
+            for cve in exploited:
+                e = catalog.entries[cve]
+                s.add(self._kev_event(s, tid, actor, cve, e.date_added, e.due_date, e.ransomware_known))
+            for i in range(0, len(gone), _BATCH):
+                chunk = gone[i : i + _BATCH]
+                s.execute(update(F).where(F.tenant_id == tid, F.kev, F.cve.in_(chunk)).values(kev=False, kev_date=None))
+            run.counts = {"flagged": len(flag), "events": len(exploited), "catalog": catalog.version}
+            run.finished_at = utcnow()
+            s.flush()
+            return run_json(run)
+
+    @staticmethod
+    def _kev_event(
+        s: Session, tid: int, actor: str, cve: str, added: dt.date, due: dt.date | None, ransomware: bool
+    ) -> AuditEvent:
+        F, P = VulnFinding, VulnDeviceProfile
+        devices = s.scalar(
+            select(func.count(func.distinct(P.device_id)))
+            .join(F, F.profile_id == P.profile_id)
+            .where(F.tenant_id == tid, F.cve == cve, F.status == "affected")
+        )
+        releases = sorted(
+            s.scalars(
+                select(Release.version)
+                .join(F, F.release_id == Release.id)
+                .where(F.tenant_id == tid, F.cve == cve, F.status == "affected", F.profile_id.is_(None))
+                .distinct()
+            )
+        )
+        details = {
+            "kev_date_added": added.isoformat(),
+            "kev_due_date": due.isoformat() if due else None,
+            "ransomware_known": ransomware,
+            "devices": devices or 0,
+            "releases": releases,
+        }
+        return AuditEvent(tenant_id=tid, actor=actor, action=KEV_EVENT, subject=cve, details=details)
