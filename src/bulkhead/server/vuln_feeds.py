@@ -86,6 +86,7 @@ class Knowledge:
     kev: KevCatalog | None = None
     epss: EpssScores | None = None
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # feed -> the state this data came from
+    by_product: dict[str, list[VulnRecord]] | None = None  # built by the first match that needs it
 
     def all_records(self) -> Iterable[VulnRecord]:
         return (r for rs in self.records.values() for r in rs)

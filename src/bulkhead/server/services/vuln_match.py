@@ -21,7 +21,9 @@ from bulkhead.cra.cpe import parse_cpe
 from bulkhead.cra.match_debian import debian_codename, is_debian, match_debian
 from bulkhead.cra.match_generic import match_generic
 from bulkhead.cra.model import Component, ComponentOrigin, Finding, FindingStatus, Severity
+from bulkhead.cra.products import PRODUCT_SYNONYMS, component_keys, entry_keys
 from bulkhead.cra.versions import component_version
+from bulkhead.cra.vulnrecord import VulnRecord
 
 from ..vuln_feeds import Knowledge
 
@@ -122,12 +124,40 @@ def debian_releases(components: Iterable[Component]) -> set[str]:
     return out
 
 
+def _products(record: VulnRecord) -> set[str]:
+    """The product names a record can concern (as the generic matcher indexes them)."""
+    products = {product for a in record.affected for _, product in entry_keys(a)}
+    products |= {cpe.product for m in record.cpe_matches if (cpe := parse_cpe(m.criteria))}
+    return {PRODUCT_SYNONYMS.get(p, p) for p in products}
+
+
+def candidate_records(components: Sequence[Component], k: Knowledge) -> list[VulnRecord]:
+    """The records that can concern the components: those naming one of their products, and those their SBOM states
+    something about. The product index is built once per Knowledge, so each release or profile reads only the few
+    records it may match instead of the whole feed."""
+    if k.by_product is None:
+        index: dict[str, list[VulnRecord]] = {}
+        for r in k.all_records():
+            for product in _products(r):
+                index.setdefault(product, []).append(r)
+        k.by_product = index
+    picked: dict[int, VulnRecord] = {}
+    for c in components:
+        for _, product in component_keys(c):
+            for r in k.by_product.get(product, ()):
+                picked[id(r)] = r
+        for st in c.statements:
+            for r in k.records.get(st.cve, ()):
+                picked[id(r)] = r
+    return list(picked.values())
+
+
 def match(components: Sequence[Component], k: Knowledge) -> list[Finding]:
     """Every finding, at most one per component and CVE (the most severe status when two records disagree)."""
     debian = [c for c in components if is_debian(c)] if k.tracker is not None else []
     ids = {id(c) for c in debian}
     others = [c for c in components if id(c) not in ids]
-    found = match_generic(others, k.all_records()) if k.records else []
+    found = match_generic(others, candidate_records(others, k)) if k.records and others else []
     if k.tracker is not None and debian:
         found += match_debian(debian, k.tracker)
     best: dict[tuple[str, str, str], Finding] = {}
