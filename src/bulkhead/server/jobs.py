@@ -65,6 +65,7 @@ class Jobs:
         self._advance = self.huey.task(name="rollouts.advance", retries=3, retry_delay=5)(advance)
         self.huey.periodic_task(crontab(minute="*"), name="rollouts.sweep")(sweep)
         self._build_delta: Any = None
+        self.vuln_tasks: dict[str, Any] = {}
         if deltas is not None:
 
             def build_delta(delta_id: int) -> None:
@@ -91,9 +92,11 @@ class Jobs:
         def devices() -> None:
             vulns.scan_all("devices")
 
-        self.huey.periodic_task(crontab(minute="17", hour="3"), name="vulns.daily")(daily)
-        self.huey.periodic_task(crontab(minute="7"), name="vulns.kev")(kev)
-        self.huey.periodic_task(crontab(minute="*/10"), name="vulns.devices")(devices)
+        self.vuln_tasks = {
+            "daily": self.huey.periodic_task(crontab(minute="17", hour="3"), name="vulns.daily")(daily),
+            "kev": self.huey.periodic_task(crontab(minute="7"), name="vulns.kev")(kev),
+            "devices": self.huey.periodic_task(crontab(minute="*/10"), name="vulns.devices")(devices),
+        }
 
     def build_delta(self, delta_id: int) -> Any:
         """Enqueue a server-side delta build (the services are given this in their constructors)."""

@@ -95,17 +95,18 @@ class Knowledge:
 class FeedStore:
     """The feed directory and a per-process cache of its parsed data (keyed by each file's sha256)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, sources: Mapping[str, FeedSource] | None = None) -> None:
         self.directory = directory
+        self.sources: Mapping[str, FeedSource] = sources if sources is not None else FEEDS
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str | None, frozenset[str] | None], Any] = {}
 
     def source(self, name: str) -> FeedSource | None:
-        return FEEDS.get(name)
+        return self.sources.get(name)
 
     def status(self, now: dt.datetime | None = None) -> list[dict[str, Any]]:
         out = []
-        for s in FEEDS.values():
+        for s in self.sources.values():
             st = feed_status(s, self.directory, now)
             st["import_only"] = not s.url
             st["interval_seconds"] = int(s.interval.total_seconds())
@@ -115,7 +116,7 @@ class FeedStore:
     def versions(self) -> dict[str, dict[str, Any]]:
         """Which copy of each feed is held now (recorded with every scan run)."""
         out = {}
-        for name in FEEDS:
+        for name in self.sources:
             st = load_state(self.directory, name)
             out[name] = {
                 "sha256": st.sha256,
@@ -127,7 +128,7 @@ class FeedStore:
         return out
 
     def _load(self, name: str, loader: Any, only: frozenset[str] | None = None) -> Any:
-        source = FEEDS[name]
+        source = self.sources[name]
         path = self.directory / source.filename
         sha = load_state(self.directory, name).sha256
         if sha is None or not path.exists():

@@ -128,7 +128,7 @@ def _exposed_counts(s: Session, tid: int, scope: Scope, cves: list[str]) -> dict
     devices = _device_ids(s, tid, scope)
     if devices is not None:
         q = q.where(P.device_id.in_(devices))
-    return {cve: n for cve, n in s.execute(q.group_by(F.cve)).tuples()}
+    return {r[0]: r[1] for r in s.execute(q.group_by(F.cve))}
 
 
 def _exposed_devices(tid: int, cve: str) -> Select[Any]:
@@ -210,7 +210,7 @@ def _fixing_releases(s: Session, tid: int, cve: str) -> list[dict[str, Any]]:
 
 def cve_exposure(s: Session, tid: int, cve: str) -> dict[str, Any]:
     """Everything known about one CVE in the tenant: findings per release, device findings, exposure, fix, VEX."""
-    releases = dict(s.execute(select(Release.id, Release.version).where(Release.tenant_id == tid)).tuples().all())
+    releases = {r[0]: r[1] for r in s.execute(select(Release.id, Release.version).where(Release.tenant_id == tid))}
     rel_findings = list(
         s.scalars(select(F).where(F.tenant_id == tid, F.cve == cve, F.profile_id.is_(None)).order_by(F.release_id, F.component))
     )
@@ -237,7 +237,7 @@ def cve_exposure(s: Session, tid: int, cve: str) -> dict[str, Any]:
         (v or ""): n
         for v, n in s.execute(
             select(D.os_version, func.count()).where(D.tenant_id == tid, D.id.in_(exposed)).group_by(D.os_version)
-        ).tuples()
+        )
     }
     every = rel_findings + list(s.scalars(select(F).where(F.tenant_id == tid, F.cve == cve).limit(1)))
     top = max(every, key=lambda f: f.severity_rank)

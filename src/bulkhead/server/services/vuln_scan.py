@@ -87,7 +87,7 @@ class Scanner:
         for i in range(0, len(stale), _BATCH):
             batch = stale[i : i + _BATCH]
             ids = [r.id for r in batch]
-            reported: dict[int, Any] = dict(s.execute(select(D.id, D.reported).where(D.id.in_(ids))).tuples().all())
+            reported: dict[int, Any] = {r[0]: r[1] for r in s.execute(select(D.id, D.reported).where(D.id.in_(ids)))}
             rows = []
             for r in batch:
                 text, part = inventory_key(reported.get(r.id) or {})
@@ -130,7 +130,7 @@ class Scanner:
         if release_ids is not None:
             q = q.where(ReleaseSbom.release_id.in_(release_ids))
         docs: dict[int, list[Any]] = {}
-        for rid, sha in s.execute(q).tuples():
+        for rid, sha in s.execute(q):
             try:
                 with self.store.path(sha).open("rb") as f:
                     docs.setdefault(rid, []).append(json.load(f))

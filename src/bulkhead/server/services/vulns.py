@@ -9,19 +9,20 @@ vuln_exposure (queries) and vex (statements).
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from bulkhead.cra.feed_errors import FeedError
-from bulkhead.cra.feeds import fetch, import_file
+from bulkhead.cra.feeds import FeedSource, fetch, import_file
 
 from ..db import Database
 from ..errors import Invalid, NotFound, Unprocessable
 from ..models import Tenant
 from ..store import ArtifactStore
-from ..vuln_feeds import FEEDS, FeedStore
+from ..vuln_feeds import FeedStore
 from ..vuln_models import VexStatement, VulnScanRun
 from . import audit, vex
 from .auth import Principal
@@ -45,9 +46,11 @@ def _cve(cve: str) -> str:
 
 
 class VulnService:
-    def __init__(self, db: Database, store: ArtifactStore, data_dir: Path) -> None:
+    def __init__(
+        self, db: Database, store: ArtifactStore, data_dir: Path, sources: Mapping[str, FeedSource] | None = None
+    ) -> None:
         self.db = db
-        self.feeds = FeedStore(data_dir / "feeds")
+        self.feeds = FeedStore(data_dir / "feeds", sources)
         self.scanner = Scanner(db, store, self.feeds)
 
     # -- feeds -------------------------------------------------------------------------------------------------
@@ -59,9 +62,9 @@ class VulnService:
         """Take a feed file brought in by hand (air-gapped sites); a refused file leaves the held copy in place.
         An imported KEV catalogue is applied to every tenant's findings at once."""
         who.require("operator")
-        source = FEEDS.get(name)
+        source = self.feeds.source(name)
         if source is None:
-            raise NotFound(f"unknown feed {name!r}; the feeds are {', '.join(FEEDS)}")
+            raise NotFound(f"unknown feed {name!r}; the feeds are {', '.join(self.feeds.sources)}")
         try:
             import_file(source, self.feeds.directory, path)
         except FeedError as e:
@@ -76,7 +79,7 @@ class VulnService:
         """Fetch every fetchable feed now (conditional GETs); failures are in each feed's state, never raised."""
         if who is not None:
             who.require("operator")
-        for source in FEEDS.values():
+        for source in self.feeds.sources.values():
             if source.url:
                 state = fetch(source, self.feeds.directory)
                 if state.last_error:
@@ -84,7 +87,7 @@ class VulnService:
         return self.feeds.status()
 
     def sync_kev(self) -> None:
-        fetch(FEEDS["cisa-kev"], self.feeds.directory)
+        fetch(self.feeds.sources["cisa-kev"], self.feeds.directory)
 
     # -- scans -------------------------------------------------------------------------------------------------
     def scan(self, who: Principal, kind: str = "full") -> dict[str, Any]:
