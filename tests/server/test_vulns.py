@@ -223,6 +223,8 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
              "unknown justification"),
             ({"compatible": YOCTO, "cve": "CVE-2024-3094", "status": "wontfix"}, 422, "status"),
             ({"compatible": YOCTO, "cve": "CVE 2024/3094", "status": "affected"}, 422, "cve"),
+            ({"compatible": "no-such-product", "cve": "CVE-2024-3094", "status": "affected"}, 404,
+             "no release or device of compatible 'no-such-product'"),
         ):  # fmt: skip
             r = c.put("/api/v1/vex", json=body)
             assert r.status_code == status and message in r.json()["message"], r.text

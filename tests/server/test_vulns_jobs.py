@@ -135,6 +135,9 @@ def test_daily_sync_and_rescan_hourly_kev_event_and_new_inventories(
     jobs.vuln_tasks["daily"].func()
     tracker = next(f for f in vulns.feeds.status() if f["name"] == "debian-tracker")
     assert tracker["has_data"] and not tracker["ok"] and "404" in tracker["last_error"]
+    with db.session() as s:  # and the tenant, scanned moments ago, is not scanned again (one run per day, however
+        # many server processes scheduled the job)
+        assert len(s.scalars(select(VulnScanRun).where(VulnScanRun.kind == "full")).all()) == 1
 
     with db.session() as s:  # the device installs a newer openssl: the ten-minute job matches its new inventory
         dev = s.scalar(select(Device).where(Device.name == "y1"))

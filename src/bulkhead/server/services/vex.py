@@ -18,9 +18,11 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import Invalid, NotFound
-from ..models import Tenant, utcnow
+from ..models import Device, Release, Tenant, utcnow
 from ..vuln_models import VexStatement, VulnFinding
+from .fleet_names import listing
 from .vuln_exposure import vex_json
+from .vuln_scan import lock_tenant
 
 __all__ = ["JUSTIFICATIONS", "STATUSES", "delete_statement", "openvex", "set_statement"]
 
@@ -61,6 +63,19 @@ def _check(status: str, justification: str | None, impact: str | None) -> None:
         raise Invalid("status not_affected needs a justification or an impact statement (OpenVEX requires one)")
 
 
+def _known_product(s: Session, tid: int, compatible: str) -> None:
+    """A statement names a product the tenant has: a release or a device of that compatible."""
+    if s.scalar(select(Release.id).where(Release.tenant_id == tid, Release.compatible == compatible).limit(1)):
+        return
+    if s.scalar(select(Device.id).where(Device.tenant_id == tid, Device.compatible == compatible).limit(1)):
+        return
+    known = sorted(set(s.scalars(select(Release.compatible).where(Release.tenant_id == tid).distinct())))
+    raise NotFound(
+        f"no release or device of compatible {compatible!r}; VEX statements are per product: {listing(known)} "
+        "(see 'bulkhead release list')"
+    )
+
+
 def _reapply(s: Session, tid: int, compatible: str, cve: str) -> None:
     """Findings of the product and CVE back to the matcher's status, then the statements laid over them again."""
     F = VulnFinding
@@ -93,6 +108,8 @@ def set_statement(
 ) -> tuple[dict[str, Any], bool]:
     """Create or replace the statement; returns it and whether it is new."""
     _check(status, justification, impact)
+    lock_tenant(s, tid)
+    _known_product(s, tid, compatible)
     v = s.scalar(
         select(VexStatement).where(
             VexStatement.tenant_id == tid,
@@ -113,6 +130,7 @@ def set_statement(
 
 
 def delete_statement(s: Session, tid: int, vex_id: int) -> dict[str, Any]:
+    lock_tenant(s, tid)
     v = s.scalar(select(VexStatement).where(VexStatement.tenant_id == tid, VexStatement.id == vex_id))
     if v is None:
         raise NotFound(f"VEX statement {vex_id} does not exist; list them with 'bulkhead vex list'")

@@ -23,13 +23,13 @@ from bulkhead.cra.errors import CraError
 from bulkhead.cra.model import Component
 
 from ..db import Database
-from ..models import AuditEvent, Device, Release, ReleaseSbom, utcnow
+from ..models import AuditEvent, Device, Release, ReleaseSbom, Tenant, utcnow
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore, Knowledge
 from ..vuln_models import VexStatement, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
 from .vuln_match import debian_releases, finding_rows, inventory_key, match, profile_components, release_components
 
-__all__ = ["KEV_EVENT", "Scanner", "apply_vex", "run_json"]
+__all__ = ["KEV_EVENT", "Scanner", "apply_vex", "lock_tenant", "run_json"]
 
 log = logging.getLogger(__name__)
 _BATCH = 500
@@ -46,6 +46,16 @@ def run_json(r: VulnScanRun) -> dict[str, Any]:
         "feeds": r.feeds,
         "counts": r.counts,
     }
+
+
+def lock_tenant(s: Session, tid: int) -> None:
+    """Serialise the writers of one tenant's findings (scans, KEV updates, VEX statements) until the transaction ends:
+    a row lock on the tenant on PostgreSQL; SQLite serialises every write transaction anyway."""
+    s.execute(select(Tenant.id).where(Tenant.id == tid).with_for_update())
+
+
+def _aware(t: dt.datetime) -> dt.datetime:
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _vex_map(s: Session, tid: int) -> dict[tuple[str, str, str], VexStatement]:
@@ -145,9 +155,17 @@ class Scanner:
                 out[rid] = []
         return out
 
-    def scan(self, tid: int, actor: str, kind: str = "full") -> dict[str, Any]:
-        """Scan one tenant (`full` or `devices`) and return the run."""
+    def scan(self, tid: int, actor: str, kind: str = "full", min_gap: dt.timedelta | None = None) -> dict[str, Any] | None:
+        """Scan one tenant (`full` or `devices`) and return the run; None when `min_gap` is given and a run of this
+        kind started less than that ago (a periodic job that several server processes each scheduled runs once)."""
         with self.db.session() as s:
+            lock_tenant(s, tid)
+            if min_gap is not None:
+                last = s.scalar(
+                    select(func.max(VulnScanRun.started_at)).where(VulnScanRun.tenant_id == tid, VulnScanRun.kind == kind)
+                )
+                if last is not None and _aware(last) > utcnow() - min_gap:
+                    return None
             mapped = self.map_devices(s, tid)
             # Profiles no device uses any more go (their findings with them).
             s.execute(
@@ -228,6 +246,7 @@ class Scanner:
             return None
         F = VulnFinding
         with self.db.session() as s:
+            lock_tenant(s, tid)
             affected_n = func.max(case((F.status == "affected", 1), else_=0))
             unflagged_n = func.max(case((F.kev, 0), else_=1))
             flagged_n = func.max(case((F.kev, 1), else_=0))

@@ -8,6 +8,7 @@ vuln_exposure (queries) and vex (statements).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Mapping
 from pathlib import Path
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 MAX_FEED_BYTES = 2 << 30  # an imported feed file (the Debian tracker is about 70 MB, a CVE bulk export more)
 SYSTEM_ACTOR = "system:vuln-jobs"
+# A periodic scan skips a tenant whose last run of the kind started less than this ago.
+_MIN_GAP = {"full": dt.timedelta(hours=1), "devices": dt.timedelta(minutes=5)}
 
 
 def _cve(cve: str) -> str:
@@ -97,6 +100,7 @@ class VulnService:
         tid = who.require_tenant()
         actor = f"{who.kind}:{who.name}"
         run = self.scanner.scan(tid, actor, kind)
+        assert run is not None  # no min_gap: it always runs
         self.scanner.apply_kev(tid, actor)
         return run
 
@@ -105,10 +109,11 @@ class VulnService:
             return list(s.scalars(select(Tenant.id).order_by(Tenant.id)))
 
     def scan_all(self, kind: str = "full") -> None:
-        """Every tenant (the periodic jobs): a failure in one tenant is logged and the others still run."""
+        """Every tenant (the periodic jobs): a failure in one tenant is logged and the others still run. A tenant
+        scanned the same way moments ago (another server process ran the same periodic job) is skipped."""
         for tid in self._tenants():
             try:
-                self.scanner.scan(tid, SYSTEM_ACTOR, kind)
+                self.scanner.scan(tid, SYSTEM_ACTOR, kind, min_gap=_MIN_GAP[kind])
                 self.scanner.apply_kev(tid, SYSTEM_ACTOR)
             except Exception:
                 log.exception("vulnerability scan of tenant %s failed", tid)
