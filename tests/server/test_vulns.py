@@ -106,6 +106,13 @@ def test_debian_release_findings_device_exposure_and_the_fix(server: LiveServer,
         assert [d["name"] for d in c.get("/api/v1/vulnerabilities/CVE-2024-5535/devices").json()] == [a]
         assert "CVE-2024-5535" not in cves(c, group="line-b", status="affected")
 
+        # group membership is counted from the mapping the scans keep: a device put in a group counts there after one
+        assert c.put(f"/api/v1/groups/line-b/devices/{a}").status_code in (200, 204)
+        assert scan(c, "devices")["counts"]["devices_mapped"] == 1
+        exposure = c.get("/api/v1/vulnerabilities/CVE-2024-5535").json()["exposure"]
+        assert exposure["groups"] == {"line-a": 1, "line-b": 1} and exposure["devices"] == 1
+        assert cves(c, group="line-b")["CVE-2024-5535"]["devices"] == 1
+
 
 def test_yocto_sbom_findings_kev_and_vex_not_affected_keeps_the_record(server: LiveServer, lab: Lab, checker: Checker) -> None:
     admin = server.tenant(ca=lab.pki.ca)

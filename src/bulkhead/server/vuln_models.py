@@ -62,6 +62,9 @@ class VulnDeviceProfile(Base):
     profile_id: Mapped[int] = mapped_column(ForeignKey("vuln_profiles.id", ondelete="CASCADE"), index=True)
     reported_sha256: Mapped[str] = mapped_column(String(64))  # devices.reported_sha256 when mapped ("" when none)
     os_version: Mapped[str] = mapped_column(String(256))
+    # The device's group list (JSON text, as devices.groups reads as text) when mapped: exposure by group is counted
+    # here, over this narrow table, not over the devices.
+    groups: Mapped[str] = mapped_column(Text, default="[]")
 
 
 class VulnFinding(Base):

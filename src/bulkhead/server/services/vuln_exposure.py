@@ -12,12 +12,12 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, case, cast, func, select
+from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
 from ..errors import Invalid, NotFound
 from ..models import Device, Release
-from ..vuln_models import VexStatement, VulnDeviceProfile, VulnFinding
+from ..vuln_models import VexStatement, VulnDeviceProfile, VulnFinding, VulnProfile
 from .device_list import json_array_has
 from .keyset import Page, Paged, keyset, paged
 from .vuln_match import SEVERITY_RANK, STATUS_RANK
@@ -118,17 +118,46 @@ def cve_page(s: Session, tid: int, scope: Scope, page: Page) -> Paged[dict[str, 
 
 
 def _exposed_counts(s: Session, tid: int, scope: Scope, cves: list[str]) -> dict[str, int]:
+    """Per CVE of a page: the devices in the scope whose profile it affects (summed per profile, not per device)."""
     if not cves or scope.release_id is not None:
         return {}
-    q = (
-        select(F.cve, func.count(func.distinct(P.device_id)))
-        .join(P, P.profile_id == F.profile_id)
-        .where(F.tenant_id == tid, F.cve.in_(cves), F.status == "affected")
+    exposed = select(F.cve, F.profile_id).where(
+        F.tenant_id == tid, F.cve.in_(cves), F.status == "affected", F.profile_id.is_not(None)
     )
+    pairs = s.execute(exposed.distinct()).all()
+    if not pairs:
+        return {}
+    q = select(P.profile_id, func.count()).where(P.tenant_id == tid, P.profile_id.in_({pid for _, pid in pairs}))
     devices = _device_ids(s, tid, scope)
     if devices is not None:
         q = q.where(P.device_id.in_(devices))
-    return {r[0]: r[1] for r in s.execute(q.group_by(F.cve))}
+    per_profile = {r[0]: r[1] for r in s.execute(q.group_by(P.profile_id))}
+    out: Counter[str] = Counter()
+    for cve, pid in pairs:
+        if pid is not None:
+            out[cve] += per_profile.get(pid, 0)
+    return dict(out)
+
+
+def _names(raw: str | None) -> set[str]:
+    try:
+        names = json.loads(raw) if raw else []
+    except ValueError:
+        return set()
+    return {g for g in names if isinstance(g, str)} if isinstance(names, list) else set()
+
+
+def _profile_counts(s: Session, tid: int, profiles: Select[Any]) -> dict[int, list[tuple[str, int]]]:
+    """Per profile: how many devices it maps, by their group list (JSON text)."""
+    out: dict[int, list[tuple[str, int]]] = defaultdict(list)
+    q = (
+        select(P.profile_id, P.groups, func.count())
+        .where(P.tenant_id == tid, P.profile_id.in_(profiles))
+        .group_by(P.profile_id, P.groups)
+    )
+    for pid, raw, n in s.execute(q):
+        out[pid].append((raw, n))
+    return out
 
 
 def _exposed_devices(tid: int, cve: str) -> Select[Any]:
@@ -214,31 +243,33 @@ def cve_exposure(s: Session, tid: int, cve: str) -> dict[str, Any]:
     rel_findings = list(
         s.scalars(select(F).where(F.tenant_id == tid, F.cve == cve, F.profile_id.is_(None)).order_by(F.release_id, F.component))
     )
-    device_rows = s.execute(
-        select(F.compatible, F.component, F.component_version, F.status, F.fixed_version, func.count(func.distinct(P.device_id)))
-        .join(P, P.profile_id == F.profile_id)
-        .where(F.tenant_id == tid, F.cve == cve)
-        .group_by(F.compatible, F.component, F.component_version, F.status, F.fixed_version)
-        .order_by(F.compatible, F.component, F.component_version)
-    ).all()
+    # Devices per profile (and per group list), counted once over the narrow mapping table: every sum below is over
+    # these few rows, never over devices.
+    counts = _profile_counts(s, tid, select(F.profile_id).where(F.tenant_id == tid, F.cve == cve, F.profile_id.is_not(None)))
+    per_key: Counter[tuple[str, str, str, str, str | None]] = Counter()
+    exposed_profiles: set[int] = set()
+    q = select(F.profile_id, F.compatible, F.component, F.component_version, F.status, F.fixed_version).where(
+        F.tenant_id == tid, F.cve == cve, F.profile_id.is_not(None)
+    )
+    for pid, compatible, comp, version, status, fixed in s.execute(q.distinct()):
+        if pid is None:
+            continue
+        per_key[(compatible, comp, version, status, fixed)] += sum(n for _, n in counts.get(pid, []))
+        if status == "affected":
+            exposed_profiles.add(pid)
+    device_rows = [(*key, n) for key, n in sorted(per_key.items(), key=lambda kv: kv[0][:3]) if n]
     if not rel_findings and not device_rows:
         raise NotFound(f"{cve} affects nothing the last scans saw in this tenant; scan with 'bulkhead vuln scan'")
-    exposed = _exposed_devices(tid, cve)
-    n_devices = s.scalar(select(func.count(func.distinct(D.id))).where(D.tenant_id == tid, D.id.in_(exposed))) or 0
     groups: Counter[str] = Counter()
-    text = cast(D.groups, Text)
-    for raw, n in s.execute(select(text, func.count()).where(D.tenant_id == tid, D.id.in_(exposed)).group_by(text)):
-        try:
-            names = json.loads(raw) if raw else []
-        except ValueError:
-            continue
-        groups.update({g: n for g in set(names) if isinstance(g, str)})
-    versions = {
-        (v or ""): n
-        for v, n in s.execute(
-            select(D.os_version, func.count()).where(D.tenant_id == tid, D.id.in_(exposed)).group_by(D.os_version)
-        )
+    versions: Counter[str] = Counter()
+    os_versions = {
+        r[0]: r[1] for r in s.execute(select(VulnProfile.id, VulnProfile.os_version).where(VulnProfile.id.in_(exposed_profiles)))
     }
+    for pid in exposed_profiles:
+        for raw, n in counts.get(pid, []):
+            versions[os_versions.get(pid, "")] += n
+            groups.update({g: n for g in _names(raw)})
+    n_devices = sum(versions.values())
     every = rel_findings + list(s.scalars(select(F).where(F.tenant_id == tid, F.cve == cve).limit(1)))
     top = max(every, key=lambda f: f.severity_rank)
     vex = s.scalars(select(VexStatement).where(VexStatement.tenant_id == tid, VexStatement.cve == cve).order_by(VexStatement.id))

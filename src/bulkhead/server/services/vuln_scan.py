@@ -16,7 +16,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, or_, select, update
+from sqlalchemy import Text, case, cast, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from bulkhead.cra.errors import CraError
@@ -76,10 +76,12 @@ class Scanner:
 
     # -- device profiles -------------------------------------------------------------------------------------
     def map_devices(self, s: Session, tid: int) -> int:
-        """Give every device whose inventory or OS version changed since it was mapped its profile; returns how many."""
+        """Give every device whose inventory, OS version or groups changed since it was mapped its profile (and the
+        mapping its groups); returns how many devices were (re)mapped."""
         D, P = Device, VulnDeviceProfile
+        groups = func.coalesce(cast(D.groups, Text), "[]").label("groups")
         stale = s.execute(
-            select(D.id, D.compatible, D.os_version, D.reported_sha256)
+            select(D.id, D.compatible, D.os_version, D.reported_sha256, groups)
             .outerjoin(P, P.device_id == D.id)
             .where(
                 D.tenant_id == tid,
@@ -87,6 +89,7 @@ class Scanner:
                     P.device_id.is_(None),
                     P.reported_sha256 != func.coalesce(D.reported_sha256, ""),
                     P.os_version != func.coalesce(D.os_version, ""),
+                    P.groups != groups,
                 ),
             )
         ).all()
@@ -127,6 +130,7 @@ class Scanner:
                         "profile_id": pid,
                         "reported_sha256": r.reported_sha256 or "",
                         "os_version": r.os_version or "",
+                        "groups": r.groups,
                     }
                 )
             s.execute(delete(P).where(P.device_id.in_(ids)))

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("profile_id", sa.Integer(), sa.ForeignKey("vuln_profiles.id", ondelete="CASCADE"), nullable=False, index=True),
         sa.Column("reported_sha256", sa.String(64), nullable=False),
         sa.Column("os_version", sa.String(256), nullable=False),
+        sa.Column("groups", sa.Text(), nullable=False),
     )
     op.create_table(
         "vex_statements",
