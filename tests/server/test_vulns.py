@@ -221,6 +221,8 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
             assert "last good copy is kept" in after[name]["last_error"]
         r = c.post("/api/v1/vulnerability-feeds/osv-magic/import", content=b"{}")
         assert r.status_code == 404 and "cve-records" in r.json()["message"]
+        r = c.post("/api/v1/vulnerability-feeds/cisa-kev/import", content=b"")
+        assert r.status_code == 400 and "send the feed file" in r.json()["message"]
 
         for body, status, message in (
             ({"compatible": YOCTO, "cve": "CVE-2024-3094", "status": "not_affected"}, 400, "needs a justification"),

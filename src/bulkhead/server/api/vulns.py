@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
+from ..errors import Invalid, NotFound
 from ..ids import DbId
 from ..services.auth import Principal
 from ..services.vuln_exposure import Scope
@@ -48,9 +49,14 @@ async def import_feed(
     """Import a feed file brought in by hand (air-gapped sites; the raw body, plain or gzip): checked like a download,
     refused with the reason when it is not that feed (the held copy stays). Operators."""
     who.require("operator")
+    vulns = _vulns(svc)
+    if vulns.feeds.source(name) is None:  # before the body is stored anywhere
+        raise NotFound(f"unknown feed {name!r}; the feeds are {', '.join(vulns.feeds.sources)}")
+    if request.headers.get("content-length") == "0":
+        raise Invalid("empty upload: send the feed file as the request body")
     upload = await receive_upload(request, svc, MAX_FEED_BYTES)
     try:
-        return await run_in_threadpool(_vulns(svc).import_feed, who, name, upload.path)
+        return await run_in_threadpool(vulns.import_feed, who, name, upload.path)
     finally:
         upload.discard()
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Text, case, cast, delete, func, insert, or_, select, update
@@ -68,6 +69,17 @@ def apply_vex(rows: list[dict[str, Any]], compatible: str, vex: dict[tuple[str, 
         v = vex.get((compatible, row["cve"], row["component"])) or vex.get((compatible, row["cve"], ""))
         if v is not None:
             row["status"], row["vex_id"] = v.status, v.id
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a scan matches, read in its first short transaction."""
+
+    run_id: int
+    mapped: int
+    releases: dict[int, str]  # release id -> compatible: the releases whose own findings are re-matched
+    shas: dict[int, list[str]]  # release id -> its SBOMs (those of the releases above and of the profiles' releases)
+    profiles: dict[int, tuple[str, int | None, dict[str, Any]]]  # profile id -> compatible, release id, inventory
 
 
 class Scanner:
@@ -138,30 +150,38 @@ class Scanner:
         return len(stale)
 
     # -- scans -----------------------------------------------------------------------------------------------
-    def _release_components(self, s: Session, tid: int, release_ids: Sequence[int] | None = None) -> dict[int, list[Component]]:
-        q = select(ReleaseSbom.release_id, ReleaseSbom.sha256).join(Release, Release.id == ReleaseSbom.release_id)
-        q = q.where(Release.tenant_id == tid).order_by(ReleaseSbom.release_id, ReleaseSbom.format)
-        if release_ids is not None:
-            q = q.where(ReleaseSbom.release_id.in_(release_ids))
-        docs: dict[int, list[Any]] = {}
-        for rid, sha in s.execute(q):
+    def _components(self, release_id: int, shas: Sequence[str]) -> list[Component]:
+        docs = []
+        for sha in shas:
             try:
                 with self.store.path(sha).open("rb") as f:
-                    docs.setdefault(rid, []).append(json.load(f))
+                    docs.append(json.load(f))
             except (OSError, ValueError) as e:
-                log.warning("release %s: SBOM %s cannot be read: %s", rid, sha, e)
-        out = {}
-        for rid, ds in docs.items():
-            try:
-                out[rid] = release_components(ds)
-            except CraError as e:
-                log.warning("release %s: SBOM not readable for matching: %s", rid, e)
-                out[rid] = []
-        return out
+                log.warning("release %s: SBOM %s cannot be read: %s", release_id, sha, e)
+        try:
+            return release_components(docs)
+        except CraError as e:
+            log.warning("release %s: SBOM not readable for matching: %s", release_id, e)
+            return []
 
     def scan(self, tid: int, actor: str, kind: str = "full", min_gap: dt.timedelta | None = None) -> dict[str, Any] | None:
         """Scan one tenant (`full` or `devices`) and return the run; None when `min_gap` is given and a run of this
-        kind started less than that ago (a periodic job that several server processes each scheduled runs once)."""
+        kind started less than that ago (a periodic job that several server processes each scheduled runs once).
+
+        Three steps, so that no transaction is open while SBOMs and feeds are parsed and matched (on SQLite every
+        transaction holds the database's write lock): plan (map devices, start the run), match, write."""
+        plan = self._plan(tid, actor, kind, min_gap)
+        if plan is None:
+            return None
+        comps = {rid: self._components(rid, shas) for rid, shas in plan.shas.items()}
+        inventories = {pid: profile_components(comps.get(rel or 0, []), inv) for pid, (_, rel, inv) in plan.profiles.items()}
+        codenames = set().union(*(debian_releases(c) for c in [*comps.values(), *inventories.values()]))
+        k = self.feeds.knowledge(codenames)
+        release_rows = {rid: finding_rows(match(comps.get(rid, []), k), k) for rid in plan.releases}
+        profile_rows = {pid: finding_rows(match(inventories[pid], k), k) for pid in plan.profiles}
+        return self._write(tid, plan, k, release_rows, profile_rows)
+
+    def _plan(self, tid: int, actor: str, kind: str, min_gap: dt.timedelta | None) -> _Plan | None:
         with self.db.session() as s:
             lock_tenant(s, tid)
             if min_gap is not None:
@@ -190,47 +210,74 @@ class Scanner:
                 todo = profiles
             else:
                 todo = [p for p in profiles if p.scanned_run_id is None]
-            releases = {r.id: r for r in s.scalars(select(Release).where(Release.tenant_id == tid))}
-            need = None if kind == "full" else sorted({p.release_id for p in todo if p.release_id is not None})
-            comps = self._release_components(s, tid, need)
-            inventories = {p.id: profile_components(comps.get(p.release_id or 0, []), p.inventory) for p in todo}
-            codenames = set().union(*(debian_releases(c) for c in [*comps.values(), *inventories.values()]))
-            k = self.feeds.knowledge(codenames)
-            run = VulnScanRun(tenant_id=tid, kind=kind, actor=actor, feeds=k.versions, counts={})
+            q = select(ReleaseSbom.release_id, ReleaseSbom.sha256, Release.compatible).join(
+                Release, Release.id == ReleaseSbom.release_id
+            )
+            q = q.where(Release.tenant_id == tid).order_by(ReleaseSbom.release_id, ReleaseSbom.format)
+            if kind != "full":
+                q = q.where(ReleaseSbom.release_id.in_({p.release_id for p in todo if p.release_id is not None}))
+            shas: dict[int, list[str]] = {}
+            releases: dict[int, str] = {}
+            for rid, sha, compatible in s.execute(q):
+                shas.setdefault(rid, []).append(sha)
+                if kind == "full":
+                    releases[rid] = compatible
+            run = VulnScanRun(tenant_id=tid, kind=kind, actor=actor, feeds={}, counts={})
             s.add(run)
             s.flush()
-            vex = _vex_map(s, tid)
-            counts = {"releases": 0, "profiles": 0, "devices_mapped": mapped, "findings": 0, "affected": 0, "kev": 0}
-            if kind == "full":
-                for rid, components in comps.items():
-                    rel = releases[rid]
-                    s.execute(delete(VulnFinding).where(VulnFinding.release_id == rid, VulnFinding.profile_id.is_(None)))
-                    self._store(s, tid, rel.compatible, rid, None, components, k, vex, run.id, counts)
-                    counts["releases"] += 1
-            for p in todo:
-                s.execute(delete(VulnFinding).where(VulnFinding.profile_id == p.id))
-                self._store(s, tid, p.compatible, p.release_id, p.id, inventories[p.id], k, vex, run.id, counts)
+            return _Plan(
+                run.id, mapped, releases, shas, {p.id: (p.compatible, p.release_id, dict(p.inventory or {})) for p in todo}
+            )
+
+    def _write(
+        self,
+        tid: int,
+        plan: _Plan,
+        k: Knowledge,
+        release_rows: dict[int, list[dict[str, Any]]],
+        profile_rows: dict[int, list[dict[str, Any]]],
+    ) -> dict[str, Any]:
+        with self.db.session() as s:
+            lock_tenant(s, tid)
+            run = s.get(VulnScanRun, plan.run_id)
+            assert run is not None
+            vex = _vex_map(s, tid)  # as it is now: a statement set while matching applies
+            counts = {"releases": 0, "profiles": 0, "devices_mapped": plan.mapped, "findings": 0, "affected": 0, "kev": 0}
+            existing = set(s.scalars(select(Release.id).where(Release.tenant_id == tid, Release.id.in_(release_rows))))
+            for rid, rows in release_rows.items():
+                if rid not in existing:
+                    continue  # deleted while it was matched
+                s.execute(delete(VulnFinding).where(VulnFinding.release_id == rid, VulnFinding.profile_id.is_(None)))
+                self._insert(s, tid, plan.releases[rid], rid, None, rows, vex, run.id, counts)
+                counts["releases"] += 1
+            profiles = {p.id: p for p in s.scalars(select(VulnProfile).where(VulnProfile.id.in_(profile_rows)))}
+            for pid, rows in profile_rows.items():
+                p = profiles.get(pid)
+                if p is None:
+                    continue  # no device uses it any more
+                s.execute(delete(VulnFinding).where(VulnFinding.profile_id == pid))
+                self._insert(s, tid, p.compatible, p.release_id, pid, rows, vex, run.id, counts)
                 p.scanned_run_id = run.id
                 counts["profiles"] += 1
+            run.feeds = k.versions
             run.counts = counts
             run.finished_at = utcnow()
             s.flush()
             return run_json(run)
 
-    def _store(
-        self,
+    @staticmethod
+    def _insert(
         s: Session,
         tid: int,
         compatible: str,
         release_id: int | None,
         profile_id: int | None,
-        components: list[Component],
-        k: Knowledge,
+        rows: list[dict[str, Any]],
         vex: dict[tuple[str, str, str], VexStatement],
         run_id: int,
         counts: dict[str, int],
     ) -> None:
-        rows = finding_rows(match(components, k), k)
+        rows = [dict(r) for r in rows]
         apply_vex(rows, compatible, vex)
         for row in rows:
             row.update(tenant_id=tid, release_id=release_id, profile_id=profile_id, compatible=compatible, run_id=run_id)
