@@ -198,7 +198,7 @@ def test_a_kev_update_marks_an_affecting_cve_exploited_and_records_an_event(
         import_feed(c, "cisa-kev", lab.feeds["cisa-kev"])  # told once
         assert len(c.get("/api/v1/audit", params={"action": "vuln.kev_exploited"}).json()) == 1
         kinds = [r["kind"] for r in c.get("/api/v1/vulnerabilities/scans").json()]
-        assert kinds[:2] == ["kev", "kev"] and "full" in kinds
+        assert kinds == ["kev", "full"]  # the catalogue that changed something; the second import changed nothing
 
 
 def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
@@ -248,4 +248,4 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
         r = c.get("/api/v1/vulnerabilities/CVE-2099-0001")
         assert r.status_code == 404 and "bulkhead vuln scan" in r.json()["message"]
         assert c.post("/api/v1/vulnerabilities/scan", json={"kind": "partial"}).status_code == 422
-        assert [r["kind"] for r in c.get("/api/v1/vulnerabilities/scans").json()] == ["kev"]  # the KEV import only
+        assert c.get("/api/v1/vulnerabilities/scans").json() == []

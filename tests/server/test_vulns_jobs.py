@@ -9,6 +9,7 @@ import datetime as dt
 import functools
 import hashlib
 import json
+import os
 import shutil
 import threading
 from collections.abc import Iterator
@@ -121,6 +122,8 @@ def test_daily_sync_and_rescan_hourly_kev_event_and_new_inventories(
     assert _finding(db, "CVE-2024-1086").epss == pytest.approx(0.83371)
 
     shutil.copy(lab.feeds["cisa-kev"], mirror / "cisa-kev.json")  # CISA adds CVE-2024-36971
+    later = (mirror / "cisa-kev.json").stat().st_mtime + 60  # Last-Modified has whole seconds: make it newer
+    os.utime(mirror / "cisa-kev.json", (later, later))
     jobs.vuln_tasks["kev"].func()
     found = _finding(db, "CVE-2024-36971")
     assert found.kev is True and found.kev_date == dt.date(2024, 8, 7)

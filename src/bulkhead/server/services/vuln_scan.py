@@ -291,7 +291,8 @@ class Scanner:
     # -- KEV -------------------------------------------------------------------------------------------------
     def apply_kev(self, tid: int, actor: str) -> dict[str, Any] | None:
         """Mark the tenant's findings of KEV-listed CVEs exploited (and unmark removed ones); an audit event per CVE
-        that is newly exploited while it affects the tenant. None when no KEV catalogue is held."""
+        that is newly exploited while it affects the tenant. A run is kept when something changed; None otherwise
+        (or when no KEV catalogue is held)."""
         catalog = self.feeds.kev()
         if catalog is None:
             return None
@@ -306,6 +307,8 @@ class Scanner:
             gone = [cve for cve, _, _, flagged in state if flagged and cve not in catalog]
             told = set(s.scalars(select(AuditEvent.subject).where(AuditEvent.tenant_id == tid, AuditEvent.action == KEV_EVENT)))
             exploited = [cve for cve, affected, _, _ in state if affected and cve in catalog and cve not in told]
+            if not (flag or gone or exploited):
+                return None  # nothing changed: no run to keep (the hourly job would otherwise add one an hour)
             run = VulnScanRun(tenant_id=tid, kind="kev", actor=actor, feeds={"cisa-kev": self.feeds.versions()["cisa-kev"]})
             s.add(run)
             s.flush()
@@ -319,7 +322,7 @@ class Scanner:
             for i in range(0, len(gone), _BATCH):
                 chunk = gone[i : i + _BATCH]
                 s.execute(update(F).where(F.tenant_id == tid, F.kev, F.cve.in_(chunk)).values(kev=False, kev_date=None))
-            run.counts = {"flagged": len(flag), "events": len(exploited), "catalog": catalog.version}
+            run.counts = {"flagged": len(flag), "unflagged": len(gone), "events": len(exploited), "catalog": catalog.version}
             run.finished_at = utcnow()
             s.flush()
             return run_json(run)
