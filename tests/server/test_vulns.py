@@ -137,6 +137,14 @@ def test_yocto_sbom_findings_kev_and_vex_not_affected_keeps_the_record(server: L
         assert cves(c, device=z)["CVE-2024-5535"]["status"] == "affected"  # the device reports libcrypto3 3.2.1
         assert cves(c, device=y)["CVE-2024-5535"]["status"] == "fixed"
         assert c.get("/api/v1/vulnerabilities/CVE-2024-36971").json()["exposure"]["devices"] == 2
+        everything, cursor, pages = [], None, 0  # the CVE list pages by CVE id like every list
+        while True:
+            r = c.get("/api/v1/vulnerabilities", params={"limit": 1, **({"cursor": cursor} if cursor else {})})
+            everything += [row["cve"] for row in r.json()]
+            pages += 1
+            if not (cursor := r.headers.get("x-next-cursor")):
+                break
+        assert everything == sorted(cves(c)) and pages == len(everything) > 1
 
         with checked(server, checker, viewer) as v:  # viewers read, but do not triage or scan
             assert v.get("/api/v1/vulnerabilities/CVE-2024-36971").status_code == 200
