@@ -157,11 +157,6 @@ class FeedStore:
         k.epss = self._load("first-epss", load_epss)
         return k
 
-    def records(self, cve: str) -> list[VulnRecord]:
-        """The held records of one CVE (for its description)."""
-        records: list[VulnRecord] | None = self._load("cve-records", load_records)
-        return [r for r in records or [] if r.id == cve]
-
     def kev(self) -> KevCatalog | None:
         catalog: KevCatalog | None = self._load("cisa-kev", load_kev)
         return catalog

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, UTCDateTime, utcnow
 
-__all__ = ["VexStatement", "VulnDeviceProfile", "VulnFinding", "VulnProfile", "VulnScanRun"]
+__all__ = ["VexStatement", "VulnCve", "VulnDeviceProfile", "VulnFinding", "VulnProfile", "VulnScanRun"]
 
 
 class VulnScanRun(Base):
@@ -116,3 +116,13 @@ class VexStatement(Base):
     action_statement: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(256))
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class VulnCve(Base):
+    """What the feeds say about a CVE some finding names (global, like the feeds): shown without reading the feeds."""
+
+    __tablename__ = "vuln_cves"
+    cve: Mapped[str] = mapped_column(String(64), primary_key=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    published: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    updated: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())

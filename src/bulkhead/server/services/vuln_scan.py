@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Text, case, cast, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bulkhead.cra.errors import CraError
@@ -27,7 +29,7 @@ from ..db import Database
 from ..models import AuditEvent, Device, Release, ReleaseSbom, Tenant, utcnow
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore, Knowledge
-from ..vuln_models import VexStatement, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
+from ..vuln_models import VexStatement, VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
 from .vuln_match import debian_releases, finding_rows, inventory_key, match, profile_components, release_components
 
 __all__ = ["KEV_EVENT", "Scanner", "apply_vex", "lock_tenant", "run_json"]
@@ -259,11 +261,36 @@ class Scanner:
                 self._insert(s, tid, p.compatible, p.release_id, pid, rows, vex, run.id, counts)
                 p.scanned_run_id = run.id
                 counts["profiles"] += 1
+            cves = {r["cve"] for rows in (*release_rows.values(), *profile_rows.values()) for r in rows}
+            self._describe(s, cves, k)
             run.feeds = k.versions
             run.counts = counts
             run.finished_at = utcnow()
             s.flush()
             return run_json(run)
+
+    @staticmethod
+    def _describe(s: Session, cves: set[str], k: Knowledge) -> None:
+        """Keep the description and dates of the CVEs found (the API shows them without reading the feeds)."""
+        rows = []
+        for cve in sorted(cves):
+            records = k.records.get(cve, [])
+            if not records:
+                continue
+            description = next((r.description for r in records if r.description), None)
+            published = next((r.published for r in records if r.published), None)
+            updated = max((r.updated for r in records if r.updated), default=None)
+            rows.append({"cve": cve, "description": description, "published": published, "updated": updated})
+        upsert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+        for i in range(0, len(rows), _BATCH):
+            stmt = upsert(VulnCve).values(rows[i : i + _BATCH])
+            s.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[VulnCve.cve],
+                    set_={"description": stmt.excluded.description, "published": stmt.excluded.published,
+                          "updated": stmt.excluded.updated},
+                )
+            )  # fmt: skip
 
     @staticmethod
     def _insert(

@@ -24,7 +24,7 @@ from ..errors import Invalid, NotFound, Unprocessable
 from ..models import Tenant
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore
-from ..vuln_models import VexStatement, VulnScanRun
+from ..vuln_models import VexStatement, VulnCve, VulnScanRun
 from . import audit, vex
 from .auth import Principal
 from .keyset import Page, Paged, keyset, paged
@@ -146,9 +146,9 @@ class VulnService:
         cve = _cve(cve)
         with self.db.session() as s:
             out = cve_exposure(s, tid, cve)
-        records = self.feeds.records(cve)
-        out["description"] = next((r.description for r in records if r.description), None)
-        out["published"] = next((r.published.isoformat() for r in records if r.published), None)
+            about = s.get(VulnCve, cve)
+        out["description"] = about.description if about else None
+        out["published"] = about.published.isoformat() if about and about.published else None
         return out
 
     def devices(self, who: Principal, cve: str, page: Page) -> Paged[dict[str, Any]]:

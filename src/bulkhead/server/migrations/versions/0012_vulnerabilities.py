@@ -1,4 +1,5 @@
-"""Vulnerability monitoring: scan runs (every one kept), device inventory profiles, findings, VEX statements.
+"""Vulnerability monitoring: scan runs (every one kept), device inventory profiles, findings, VEX statements, and
+the description of each CVE a finding names.
 
 Revision ID: 0012
 Revises: 0011
@@ -91,11 +92,19 @@ def upgrade() -> None:
         sa.Column("vex_id", sa.Integer(), sa.ForeignKey("vex_statements.id", ondelete="SET NULL")),
         sa.Column("run_id", sa.Integer(), sa.ForeignKey("vuln_scan_runs.id", ondelete="CASCADE"), nullable=False, index=True),
     )
+    op.create_table(
+        "vuln_cves",
+        sa.Column("cve", sa.String(64), primary_key=True),
+        sa.Column("description", sa.Text()),
+        sa.Column("published", sa.DateTime(timezone=True)),
+        sa.Column("updated", sa.DateTime(timezone=True)),
+    )
     op.create_index("ix_vuln_findings_tenant_cve", "vuln_findings", ["tenant_id", "cve", "status"])
     op.create_index("ix_vuln_findings_release", "vuln_findings", ["release_id", "profile_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("vuln_cves")
     op.drop_table("vuln_findings")
     op.drop_table("vex_statements")
     op.drop_table("vuln_device_profiles")
