@@ -12,7 +12,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, case, func, select
+from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from ..errors import Invalid, NotFound
@@ -40,26 +40,31 @@ class Scope:
     status: str | None = None
 
 
-def _device_ids(s: Session, tid: int, scope: Scope) -> Select[Any] | None:
+def _scope_profiles(s: Session, tid: int, scope: Scope) -> dict[int, int] | None:
+    """For a device or group scope: its devices per profile (one pass over the scope's devices); None otherwise."""
     if scope.device is not None:
         dev = s.scalar(select(D.id).where(D.tenant_id == tid, D.name == scope.device))
         if dev is None:
             raise NotFound(f"device '{scope.device}' does not exist; list devices with 'bulkhead device list'")
-        return select(D.id).where(D.id == dev)
-    if scope.group is not None:
-        return select(D.id).where(D.tenant_id == tid, json_array_has(s, D.groups, [scope.group]))
-    return None
+        devices = D.id == dev
+    elif scope.group is not None:
+        devices = and_(D.tenant_id == tid, json_array_has(s, D.groups, [scope.group]))
+    else:
+        return None
+    q = select(P.profile_id, func.count()).join(D, D.id == P.device_id).where(P.tenant_id == tid, devices)
+    return {r[0]: r[1] for r in s.execute(q.group_by(P.profile_id))}
 
 
-def _conditions(s: Session, tid: int, scope: Scope) -> list[ColumnElement[bool]]:
+def _conditions(s: Session, tid: int, scope: Scope) -> tuple[list[ColumnElement[bool]], dict[int, int] | None]:
+    """The findings of the scope, and (device or group scope) its devices per profile."""
     conds: list[ColumnElement[bool]] = [F.tenant_id == tid]
     if scope.release_id is not None:
         if s.scalar(select(Release.id).where(Release.tenant_id == tid, Release.id == scope.release_id)) is None:
             raise NotFound(f"release {scope.release_id} does not exist; list releases with 'bulkhead release list'")
         conds += [F.release_id == scope.release_id, F.profile_id.is_(None)]
-    devices = _device_ids(s, tid, scope)
-    if devices is not None:
-        conds.append(F.profile_id.in_(select(P.profile_id).where(P.device_id.in_(devices))))
+    profiles = _scope_profiles(s, tid, scope)
+    if profiles is not None:
+        conds.append(F.profile_id.in_(sorted(profiles)))
     if scope.kev:
         conds.append(F.kev.is_(True))
     if scope.min_severity is not None:
@@ -70,12 +75,12 @@ def _conditions(s: Session, tid: int, scope: Scope) -> list[ColumnElement[bool]]
         if scope.status not in STATUS_RANK:
             raise Invalid(f"status must be one of {', '.join(STATUS_RANK)}, not {scope.status!r}")
         conds.append(F.status == scope.status)
-    return conds
+    return conds, profiles
 
 
 def cve_page(s: Session, tid: int, scope: Scope, page: Page) -> Paged[dict[str, Any]]:
     """One row per CVE in the scope, by CVE id: worst status, severity, CVSS, EPSS, KEV, components, exposed devices."""
-    conds = _conditions(s, tid, scope)
+    conds, profiles = _conditions(s, tid, scope)
     q = select(
         F.cve,
         func.max(F.severity_rank).label("rank"),
@@ -95,7 +100,7 @@ def cve_page(s: Session, tid: int, scope: Scope, page: Page) -> Paged[dict[str, 
             d["components"].add(f"{comp} {version}")
             if fixed and status == "affected":
                 d["fixed"].add(fixed)
-    exposed = _exposed_counts(s, tid, scope, cves)
+    exposed = _exposed_counts(s, tid, scope, cves, profiles)
 
     def render(r: Any) -> dict[str, Any]:
         d = detail[r.cve]
@@ -117,7 +122,7 @@ def cve_page(s: Session, tid: int, scope: Scope, page: Page) -> Paged[dict[str, 
     return paged(rows, page, lambda r: (r.cve,), render)
 
 
-def _exposed_counts(s: Session, tid: int, scope: Scope, cves: list[str]) -> dict[str, int]:
+def _exposed_counts(s: Session, tid: int, scope: Scope, cves: list[str], profiles: dict[int, int] | None) -> dict[str, int]:
     """Per CVE of a page: the devices in the scope whose profile it affects (summed per profile, not per device)."""
     if not cves or scope.release_id is not None:
         return {}
@@ -127,15 +132,13 @@ def _exposed_counts(s: Session, tid: int, scope: Scope, cves: list[str]) -> dict
     pairs = s.execute(exposed.distinct()).all()
     if not pairs:
         return {}
-    q = select(P.profile_id, func.count()).where(P.tenant_id == tid, P.profile_id.in_({pid for _, pid in pairs}))
-    devices = _device_ids(s, tid, scope)
-    if devices is not None:
-        q = q.where(P.device_id.in_(devices))
-    per_profile = {r[0]: r[1] for r in s.execute(q.group_by(P.profile_id))}
+    if profiles is None:  # the whole tenant: every device of each profile
+        q = select(P.profile_id, func.count()).where(P.tenant_id == tid, P.profile_id.in_({pid for _, pid in pairs}))
+        profiles = {r[0]: r[1] for r in s.execute(q.group_by(P.profile_id))}
     out: Counter[str] = Counter()
     for cve, pid in pairs:
         if pid is not None:
-            out[cve] += per_profile.get(pid, 0)
+            out[cve] += profiles.get(pid, 0)
     return dict(out)
 
 
