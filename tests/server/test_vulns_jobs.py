@@ -25,6 +25,7 @@ from bulkhead.server.db import Database, migrate
 from bulkhead.server.jobs import Jobs
 from bulkhead.server.models import AuditEvent, Device, Release, ReleaseSbom, Tenant
 from bulkhead.server.services.rollouts import RolloutService
+from bulkhead.server.services.vuln_exposure import cve_exposure
 from bulkhead.server.services.vulns import VulnService
 from bulkhead.server.settings import Settings
 from bulkhead.server.store import ArtifactStore
@@ -65,20 +66,26 @@ def _setup(tmp_path: Path, base_url: str) -> tuple[Database, Jobs, VulnService, 
     sources = {n: dataclasses.replace(s, url=f"{base_url}/{s.filename}") if s.url else s for n, s in FEEDS.items()}
     vulns = VulnService(db, store, tmp_path, sources)
     jobs = Jobs(Settings(data_dir=tmp_path), RolloutService(db), None, vulns)
-    fd, path = store.new_upload()
-    data = CDX_YOCTO.read_bytes()
-    with open(fd, "wb") as f:
-        f.write(data)
-    sha = hashlib.sha256(data).hexdigest()
-    store.commit(path, sha)
+    # release 1: the beaglebone subset; release 2: the same without the kernel (a release the kernel CVEs do not touch)
+    doc = json.loads(CDX_YOCTO.read_text())
+    doc["components"] = [c for c in doc["components"] if c["bom-ref"] != "kernel"]
+    doc["vulnerabilities"] = [v for v in doc["vulnerabilities"] if v["affects"][0]["ref"] != "kernel"]
     with db.session() as s:
         t = Tenant(name="jobs")
         s.add(t)
         s.flush()
-        rel = Release(tenant_id=t.id, compatible=YOCTO, version="1", format="plain", sha256="0" * 64, size=1, info={})
-        s.add(rel)
-        s.flush()
-        s.add(ReleaseSbom(release_id=rel.id, format="cyclonedx", spec_version="1.5", sha256=sha, size=len(data), components=3))
+        for version, data in (("1", CDX_YOCTO.read_bytes()), ("2", json.dumps(doc).encode())):
+            fd, path = store.new_upload()
+            with open(fd, "wb") as f:
+                f.write(data)
+            sha = hashlib.sha256(data).hexdigest()
+            store.commit(path, sha)
+            rel = Release(tenant_id=t.id, compatible=YOCTO, version=version, format="plain", sha256="0" * 64, size=1, info={})
+            s.add(rel)
+            s.flush()
+            s.add(
+                ReleaseSbom(release_id=rel.id, format="cyclonedx", spec_version="1.5", sha256=sha, size=len(data), components=3)
+            )
         s.add(Device(tenant_id=t.id, name="y1", compatible=YOCTO, os_version="1", reported={"os_version": "1"}))
         tid = t.id
     return db, jobs, vulns, tid
@@ -116,7 +123,10 @@ def test_daily_sync_and_rescan_hourly_kev_event_and_new_inventories(
     assert all(status[n]["ok"] and status[n]["origin"] == "http" for n in ("cisa-kev", "debian-tracker", "first-epss"))
     with db.session() as s:
         [run] = s.scalars(select(VulnScanRun).where(VulnScanRun.kind == "full")).all()
-        assert run.actor == "system:vuln-jobs" and run.counts["releases"] == 1 and run.counts["profiles"] == 1
+        assert run.actor == "system:vuln-jobs" and run.counts["releases"] == 2 and run.counts["profiles"] == 1
+        # the fix of the kernel CVE: release 2, which has no finding for it at all (no kernel in its SBOM)
+        fix = cve_exposure(s, tid, "CVE-2024-36971")["fix"]["releases"]
+        assert [(f["compatible"], f["version"]) for f in fix] == [(YOCTO, "2")]
         assert run.feeds["cisa-kev"]["sha256"] == hashlib.sha256(lab.feeds["kev-without-36971"].read_bytes()).hexdigest()
     assert _finding(db, "CVE-2024-36971").kev is False and _finding(db, "CVE-2024-36971").status == "affected"
     assert _finding(db, "CVE-2024-1086").epss == pytest.approx(0.83371)

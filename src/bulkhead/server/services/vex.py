@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from ..errors import Invalid, NotFound
@@ -88,10 +88,9 @@ def _reapply(s: Session, tid: int, compatible: str, cve: str) -> None:
             )
         )
     )
-    specific = [v.component for v in statements if v.component]
     for v in sorted(statements, key=lambda v: v.component != ""):  # product-wide first, components over it
-        where = F.component == v.component if v.component else or_(F.vex_id.is_(None), ~F.component.in_(specific))
-        s.execute(update(F).where(scope, where).values(status=v.status, vex_id=v.id))
+        where = [F.component == v.component] if v.component else []
+        s.execute(update(F).where(scope, *where).values(status=v.status, vex_id=v.id))
 
 
 def set_statement(

@@ -16,8 +16,8 @@ from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.orm import Session
 
 from ..errors import Invalid, NotFound
-from ..models import Device, Release
-from ..vuln_models import VexStatement, VulnDeviceProfile, VulnFinding, VulnProfile
+from ..models import Device, Release, ReleaseSbom
+from ..vuln_models import VexStatement, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
 from .device_list import json_array_has
 from .keyset import Page, Paged, keyset, paged
 from .vuln_match import SEVERITY_RANK, STATUS_RANK
@@ -211,29 +211,32 @@ def _finding_json(f: VulnFinding, release: str | None) -> dict[str, Any]:
 
 
 def _fixing_releases(s: Session, tid: int, cve: str) -> list[dict[str, Any]]:
-    """Per compatible whose releases this CVE affects: the first later scanned release that it does not affect."""
+    """Per compatible whose releases this CVE affects: the first later release, scanned since its SBOM came, that it
+    does not affect (fixed, not affected, or no longer containing the component: a clean release has no finding)."""
     affected = s.execute(
         select(F.compatible, func.max(F.release_id))
         .where(F.tenant_id == tid, F.cve == cve, F.status == "affected", F.profile_id.is_(None))
         .group_by(F.compatible)
     ).all()
+    last_full = s.scalar(select(func.max(VulnScanRun.started_at)).where(VulnScanRun.tenant_id == tid, VulnScanRun.kind == "full"))
     out = []
     for compatible, last_affected in affected:
-        scanned = select(F.release_id).where(F.tenant_id == tid, F.profile_id.is_(None), F.compatible == compatible)
-        later = s.execute(
-            select(Release.id, Release.version)
-            .where(
-                Release.tenant_id == tid,
-                Release.compatible == compatible,
-                Release.id > last_affected,
-                Release.id.in_(scanned),
-                ~Release.id.in_(
-                    select(F.release_id).where(F.tenant_id == tid, F.cve == cve, F.status == "affected", F.profile_id.is_(None))
-                ),
-            )
-            .order_by(Release.id)
-            .limit(1)
-        ).first()
+        later = None
+        if last_full is not None:
+            scanned = select(ReleaseSbom.release_id).where(ReleaseSbom.created_at <= last_full)
+            still = select(F.release_id).where(F.tenant_id == tid, F.cve == cve, F.status == "affected", F.profile_id.is_(None))
+            later = s.execute(
+                select(Release.id, Release.version)
+                .where(
+                    Release.tenant_id == tid,
+                    Release.compatible == compatible,
+                    Release.id > last_affected,
+                    Release.id.in_(scanned),
+                    ~Release.id.in_(still),
+                )
+                .order_by(Release.id)
+                .limit(1)
+            ).first()
         out.append(
             {"compatible": compatible, "release_id": later.id if later else None, "version": later.version if later else None}
         )
