@@ -113,6 +113,12 @@ def test_debian_release_findings_device_exposure_and_the_fix(server: LiveServer,
         assert exposure["groups"] == {"line-a": 1, "line-b": 1} and exposure["devices"] == 1
         assert cves(c, group="line-b")["CVE-2024-5535"]["devices"] == 1
 
+        # deleting the fixing release takes its findings with it (the devices' findings stay until the next scan)
+        assert c.delete(f"/api/v1/releases/{r2}").status_code == 204
+        shown = c.get("/api/v1/vulnerabilities/CVE-2024-5535").json()
+        assert {f["release"] for f in shown["findings"]} == {"1"} and shown["fix"]["releases"][0]["release_id"] is None
+        assert shown["exposure"]["devices"] == 1 and cves(c, device=n)["CVE-2024-5535"]["status"] == "fixed"
+
 
 def test_yocto_sbom_findings_kev_and_vex_not_affected_keeps_the_record(server: LiveServer, lab: Lab, checker: Checker) -> None:
     admin = server.tenant(ca=lab.pki.ca)

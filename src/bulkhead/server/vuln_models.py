@@ -77,7 +77,7 @@ class VulnFinding(Base):
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
-    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))
+    release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"))  # release scope only
     profile_id: Mapped[int | None] = mapped_column(ForeignKey("vuln_profiles.id", ondelete="CASCADE"), index=True)
     compatible: Mapped[str] = mapped_column(String(256))
     component: Mapped[str] = mapped_column(String(256))

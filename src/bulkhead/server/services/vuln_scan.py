@@ -258,7 +258,7 @@ class Scanner:
                 if p is None:
                     continue  # no device uses it any more
                 s.execute(delete(VulnFinding).where(VulnFinding.profile_id == pid))
-                self._insert(s, tid, p.compatible, p.release_id, pid, rows, vex, run.id, counts)
+                self._insert(s, tid, p.compatible, None, pid, rows, vex, run.id, counts)  # scope: the profile only
                 p.scanned_run_id = run.id
                 counts["profiles"] += 1
             cves = {r["cve"] for rows in (*release_rows.values(), *profile_rows.values()) for r in rows}
