@@ -20,7 +20,7 @@ from bulkhead.cra.components import read_inventory, read_sbom
 from bulkhead.cra.cpe import parse_cpe
 from bulkhead.cra.match_debian import debian_codename, is_debian, match_debian
 from bulkhead.cra.match_generic import match_generic
-from bulkhead.cra.model import Component, ComponentOrigin, Finding, FindingStatus, Severity
+from bulkhead.cra.model import Component, ComponentOrigin, Finding, Severity
 from bulkhead.cra.products import PRODUCT_SYNONYMS, component_keys, entry_keys
 from bulkhead.cra.versions import component_version
 from bulkhead.cra.vulnrecord import VulnRecord
@@ -206,6 +206,3 @@ def finding_rows(findings: Iterable[Finding], k: Knowledge) -> list[dict[str, An
             }
         )
     return rows
-
-
-EXPOSED = FindingStatus.AFFECTED.value

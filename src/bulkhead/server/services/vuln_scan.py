@@ -1,10 +1,9 @@
 """Scans: a tenant's releases and device profiles matched against the feeds, findings replaced, the run kept.
 
-A *full* scan maps devices whose inventory or OS version changed to their profile, then re-matches every release
-with an SBOM and every profile in use. A *devices* scan only maps changed devices and matches the profiles no
-scan has seen yet (cheap: run often). A *kev* run re-reads the KEV catalogue into the findings and records an
-audit event `vuln.kev_exploited` for each CVE that is newly known exploited while it affects the tenant.
-Every run is a `vuln_scan_runs` row with the feed versions it read and its counts (what was known when).
+A *full* scan maps devices whose inventory, OS version or groups changed to their profile, then re-matches every
+release with an SBOM and every profile in use. A *devices* scan only maps changed devices and matches the profiles
+no scan has seen yet (cheap: run often). KEV updates are in vuln_kev. Every run is a `vuln_scan_runs` row with the
+feed versions it read and its counts (what was known when).
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Text, case, cast, delete, func, insert, or_, select, update
+from sqlalchemy import Text, cast, delete, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -26,17 +25,16 @@ from bulkhead.cra.errors import CraError
 from bulkhead.cra.model import Component
 
 from ..db import Database
-from ..models import AuditEvent, Device, Release, ReleaseSbom, Tenant, utcnow
+from ..models import Device, Release, ReleaseSbom, Tenant, utcnow
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore, Knowledge
 from ..vuln_models import VexStatement, VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
 from .vuln_match import debian_releases, finding_rows, inventory_key, match, profile_components, release_components
 
-__all__ = ["KEV_EVENT", "Scanner", "apply_vex", "lock_tenant", "run_json"]
+__all__ = ["Scanner", "apply_vex", "lock_tenant", "run_json"]
 
 log = logging.getLogger(__name__)
 _BATCH = 500
-KEV_EVENT = "vuln.kev_exploited"  # the audit action of a CVE newly known exploited that affects the tenant
 
 
 def run_json(r: VulnScanRun) -> dict[str, Any]:
@@ -314,69 +312,3 @@ class Scanner:
         counts["findings"] += len(rows)
         if rows:
             s.execute(insert(VulnFinding), rows)
-
-    # -- KEV -------------------------------------------------------------------------------------------------
-    def apply_kev(self, tid: int, actor: str) -> dict[str, Any] | None:
-        """Mark the tenant's findings of KEV-listed CVEs exploited (and unmark removed ones); an audit event per CVE
-        that is newly exploited while it affects the tenant. A run is kept when something changed; None otherwise
-        (or when no KEV catalogue is held)."""
-        catalog = self.feeds.kev()
-        if catalog is None:
-            return None
-        F = VulnFinding
-        with self.db.session() as s:
-            lock_tenant(s, tid)
-            affected_n = func.max(case((F.status == "affected", 1), else_=0))
-            unflagged_n = func.max(case((F.kev, 0), else_=1))
-            flagged_n = func.max(case((F.kev, 1), else_=0))
-            state = s.execute(select(F.cve, affected_n, unflagged_n, flagged_n).where(F.tenant_id == tid).group_by(F.cve)).all()
-            flag = [cve for cve, _, unflagged, _ in state if cve in catalog and unflagged]
-            gone = [cve for cve, _, _, flagged in state if flagged and cve not in catalog]
-            told = set(s.scalars(select(AuditEvent.subject).where(AuditEvent.tenant_id == tid, AuditEvent.action == KEV_EVENT)))
-            exploited = [cve for cve, affected, _, _ in state if affected and cve in catalog and cve not in told]
-            if not (flag or gone or exploited):
-                return None  # nothing changed: no run to keep (the hourly job would otherwise add one an hour)
-            run = VulnScanRun(tenant_id=tid, kind="kev", actor=actor, feeds={"cisa-kev": self.feeds.versions()["cisa-kev"]})
-            s.add(run)
-            s.flush()
-            for cve in flag:
-                s.execute(
-                    update(F).where(F.tenant_id == tid, F.cve == cve).values(kev=True, kev_date=catalog.entries[cve].date_added)
-                )
-            for cve in exploited:
-                e = catalog.entries[cve]
-                s.add(self._kev_event(s, tid, actor, cve, e.date_added, e.due_date, e.ransomware_known))
-            for i in range(0, len(gone), _BATCH):
-                chunk = gone[i : i + _BATCH]
-                s.execute(update(F).where(F.tenant_id == tid, F.kev, F.cve.in_(chunk)).values(kev=False, kev_date=None))
-            run.counts = {"flagged": len(flag), "unflagged": len(gone), "events": len(exploited), "catalog": catalog.version}
-            run.finished_at = utcnow()
-            s.flush()
-            return run_json(run)
-
-    @staticmethod
-    def _kev_event(
-        s: Session, tid: int, actor: str, cve: str, added: dt.date, due: dt.date | None, ransomware: bool
-    ) -> AuditEvent:
-        F, P = VulnFinding, VulnDeviceProfile
-        devices = s.scalar(
-            select(func.count(func.distinct(P.device_id)))
-            .join(F, F.profile_id == P.profile_id)
-            .where(F.tenant_id == tid, F.cve == cve, F.status == "affected")
-        )
-        releases = sorted(
-            s.scalars(
-                select(Release.version)
-                .join(F, F.release_id == Release.id)
-                .where(F.tenant_id == tid, F.cve == cve, F.status == "affected", F.profile_id.is_(None))
-                .distinct()
-            )
-        )
-        details = {
-            "kev_date_added": added.isoformat(),
-            "kev_due_date": due.isoformat() if due else None,
-            "ransomware_known": ransomware,
-            "devices": devices or 0,
-            "releases": releases,
-        }
-        return AuditEvent(tenant_id=tid, actor=actor, action=KEV_EVENT, subject=cve, details=details)

@@ -29,6 +29,7 @@ from . import audit, vex
 from .auth import Principal
 from .keyset import Page, Paged, keyset, paged
 from .vuln_exposure import Scope, cve_devices, cve_exposure, cve_page, vex_json
+from .vuln_kev import apply_kev
 from .vuln_scan import Scanner, run_json
 
 __all__ = ["MAX_FEED_BYTES", "VulnService"]
@@ -101,7 +102,7 @@ class VulnService:
         actor = f"{who.kind}:{who.name}"
         run = self.scanner.scan(tid, actor, kind)
         assert run is not None  # no min_gap: it always runs
-        self.scanner.apply_kev(tid, actor)
+        apply_kev(self.db, self.feeds, tid, actor)
         return run
 
     def _tenants(self) -> list[int]:
@@ -114,14 +115,14 @@ class VulnService:
         for tid in self._tenants():
             try:
                 self.scanner.scan(tid, SYSTEM_ACTOR, kind, min_gap=_MIN_GAP[kind])
-                self.scanner.apply_kev(tid, SYSTEM_ACTOR)
+                apply_kev(self.db, self.feeds, tid, SYSTEM_ACTOR)
             except Exception:
                 log.exception("vulnerability scan of tenant %s failed", tid)
 
     def kev_all(self) -> None:
         for tid in self._tenants():
             try:
-                self.scanner.apply_kev(tid, SYSTEM_ACTOR)
+                apply_kev(self.db, self.feeds, tid, SYSTEM_ACTOR)
             except Exception:
                 log.exception("KEV update of tenant %s failed", tid)
 
