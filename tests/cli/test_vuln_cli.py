@@ -68,6 +68,9 @@ def test_import_scan_list_show_and_vex(srv: LiveServer, lab: Lab, tmp_path: Path
     )
     assert ok(srv, token, "vex", "delete", str(st["id"])) == {"deleted": st["id"]}
     assert ok(srv, token, "vuln", "show", "CVE-2024-5535")["exposure"]["devices"] == 1
+    [back] = ok(srv, token, "vex", "import", str(out))  # the export imports back
+    assert (back["compatible"], back["status"]) == (DEBIAN, "not_affected")
+    assert ok(srv, token, "vuln", "show", "CVE-2024-5535")["exposure"]["devices"] == 0
 
 
 def test_bad_input_exits_2_with_the_servers_message(srv: LiveServer, lab: Lab, tmp_path: Path) -> None:
@@ -83,6 +86,7 @@ def test_bad_input_exits_2_with_the_servers_message(srv: LiveServer, lab: Lab, t
         (("vuln", "show", "CVE-2099-0001"), "bulkhead vuln scan"),
         (("vex", "set", "--compatible", DEBIAN, "--cve", "CVE-2024-5535", "--status", "not_affected"), "needs a justification"),
         (("vex", "delete", "999999"), "does not exist"),
+        (("vex", "import", str(junk)), "not an OpenVEX document"),
     ):
         res = cli(srv, token, *args)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)

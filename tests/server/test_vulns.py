@@ -191,6 +191,15 @@ def test_yocto_sbom_findings_kev_and_vex_not_affected_keeps_the_record(server: L
         assert c.delete(f"/api/v1/vex/{vex_id}").status_code == 204
         assert c.get("/api/v1/vulnerabilities/CVE-2024-36971").json()["exposure"]["devices"] == 2
 
+        # the exported document imports back (the product from its purl): the decision is there again
+        r = c.post("/api/v1/vex/import", json=doc)
+        assert r.status_code == 200, r.text
+        [back] = r.json()
+        assert (back["compatible"], back["cve"], back["status"]) == (YOCTO, "CVE-2024-36971", "not_affected")
+        assert back["justification"] == "vulnerable_code_not_in_execute_path"
+        assert c.get("/api/v1/vulnerabilities/CVE-2024-36971").json()["exposure"]["devices"] == 0
+        assert c.get("/api/v1/audit", params={"action": "vex.import"}).json()[0]["details"]["statements"] == 1
+
 
 def test_a_kev_update_marks_an_affecting_cve_exploited_and_records_an_event(
     server: LiveServer, lab: Lab, checker: Checker
@@ -251,6 +260,17 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
         ):  # fmt: skip
             r = c.put("/api/v1/vex", json=body)
             assert r.status_code == status and message in r.json()["message"], r.text
+        openvex = {
+            "@context": "https://openvex.dev/ns/v0.2.0",
+            "statements": [
+                {"vulnerability": {"name": "CVE-2024-3094"}, "products": [{"@id": "pkg:generic/x"}], "status": "fixed"},
+                {"vulnerability": {"name": "CVE-2024-6387"}, "products": [{"@id": "pkg:generic/x"}], "status": "not_affected"},
+            ],
+        }
+        r = c.post("/api/v1/vex/import", json=openvex)
+        assert r.status_code == 400 and "statements[1] (CVE-2024-6387)" in r.json()["message"], r.text
+        r = c.post("/api/v1/vex/import", json={"statements": []})
+        assert r.status_code == 400 and "not an OpenVEX document" in r.json()["message"]
         assert c.get("/api/v1/vex").json() == []
         assert c.get("/api/v1/audit", params={"action": "vex."}).json() == []
 

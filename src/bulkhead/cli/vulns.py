@@ -172,6 +172,26 @@ def vex_delete(ctx: typer.Context, vex_id: int, json: bool = JsonOpt) -> None:
         output.line(f"VEX statement {vex_id} deleted")
 
 
+@vex_app.command("import")
+def vex_import(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An OpenVEX JSON document"),
+    compatible: str | None = typer.Option(
+        None, "--compatible", help="The product every statement is for (default: the product purl's name)"
+    ),
+    json: bool = JsonOpt,
+) -> None:
+    """Import an OpenVEX document's statements (all or none; audited)."""
+    try:
+        doc = jsonlib.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CliError(f"{file} is not JSON ({e}); give an OpenVEX document") from None
+    if not isinstance(doc, dict):
+        raise CliError(f"{file} is not an OpenVEX document: expected a JSON object with @context and statements")
+    rows = client(ctx).request("POST", "/api/v1/vex/import", json=doc, params={"compatible": compatible} if compatible else None)
+    show(rows, json, ["id", "compatible", "cve", "component", "status", "justification"])
+
+
 @vex_app.command("export")
 def vex_export(
     ctx: typer.Context,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Body, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
 from ..errors import Invalid, NotFound
@@ -134,6 +134,20 @@ def set_vex(
     )
     response.status_code = 201 if created else 200
     return out
+
+
+@router.post("/vex/import", response_model=list[vs.VexOut])
+def import_vex(
+    body: dict[str, Any] = Body(..., description="An OpenVEX document (0.2.0; 0.0.x statements are read too)"),
+    compatible: str | None = Query(
+        None, max_length=256, description="the product every statement is for (default: the product purl's name)"
+    ),
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> list[dict[str, Any]]:
+    """Set every statement of an OpenVEX document (all or none: a statement that cannot be taken is named in the 400
+    and nothing changes). Subcomponents become component statements. Operators and admins; audited."""
+    return _vulns(svc).vex_import(who, body, compatible)
 
 
 @router.get("/vex", response_model=list[vs.VexOut], responses=PAGED)

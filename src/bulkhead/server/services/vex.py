@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
+from packageurl import PackageURL
 from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
@@ -24,7 +26,7 @@ from .fleet_names import listing
 from .vuln_exposure import vex_json
 from .vuln_scan import lock_tenant
 
-__all__ = ["JUSTIFICATIONS", "STATUSES", "delete_statement", "openvex", "set_statement"]
+__all__ = ["JUSTIFICATIONS", "STATUSES", "delete_statement", "import_openvex", "openvex", "set_statement"]
 
 STATUSES = ("not_affected", "affected", "fixed", "under_investigation")
 OPENVEX_JUSTIFICATIONS = (
@@ -179,3 +181,69 @@ def openvex(s: Session, tid: int, compatible: str | None, author: str) -> dict[s
         "tooling": "bulkhead",
         "statements": statements,
     }
+
+
+def _purl_name(ref: Any) -> str | None:
+    """The name a product or subcomponent `@id` stands for: a purl's name (`pkg:generic/openssl` -> openssl)."""
+    if not isinstance(ref, str) or not ref:
+        return None
+    if ref.startswith("pkg:"):
+        try:
+            return unquote(PackageURL.from_string(ref).name)
+        except ValueError:
+            return None
+    return ref
+
+
+def _statement_cve(st: Mapping[str, Any]) -> str | None:
+    v = st.get("vulnerability")
+    if isinstance(v, str):  # OpenVEX 0.0.x wrote the id as a string
+        return v
+    if isinstance(v, Mapping):
+        name = v.get("name") or v.get("@id")
+        return name if isinstance(name, str) else None
+    return None
+
+
+def parse_openvex(doc: Any, compatible: str | None) -> list[tuple[str, str, str | None, str, str | None, str | None, str | None]]:
+    """An OpenVEX document's statements as (compatible, cve, component, status, justification, impact, action), every
+    one checked; Invalid naming the first statement that cannot be taken (then none is)."""
+    if not isinstance(doc, Mapping) or not str(doc.get("@context", "")).startswith("https://openvex.dev/ns"):
+        raise Invalid("not an OpenVEX document: @context must be https://openvex.dev/ns/...")
+    statements = doc.get("statements")
+    if not isinstance(statements, list) or not statements:
+        raise Invalid("the OpenVEX document has no statements")
+    out = []
+    for i, st in enumerate(statements):
+        where = f"statements[{i}]"
+        if not isinstance(st, Mapping):
+            raise Invalid(f"{where} is not an object")
+        cve = _statement_cve(st)
+        if not cve or len(cve) > 64:
+            raise Invalid(f"{where}: vulnerability.name is missing")
+        status, justification = st.get("status"), st.get("justification")
+        impact, action = st.get("impact_statement"), st.get("action_statement")
+        try:
+            _check(str(status), justification, impact)
+        except Invalid as e:
+            raise Invalid(f"{where} ({cve}): {e.message}") from None
+        products = st.get("products") or []
+        if not isinstance(products, list) or not products:
+            raise Invalid(f"{where} ({cve}): products is missing")
+        for product in products:
+            pid = product.get("@id") if isinstance(product, Mapping) else None
+            target = compatible or _purl_name(pid)
+            if not target:
+                raise Invalid(f"{where} ({cve}): a product without @id; give the product with ?compatible=")
+            subs = product.get("subcomponents") or [] if isinstance(product, Mapping) else []
+            components = [_purl_name(c.get("@id")) for c in subs if isinstance(c, Mapping)] or [None]
+            for component in components:
+                out.append((target, cve.upper(), component, str(status), justification, impact, action))
+    return out
+
+
+def import_openvex(s: Session, tid: int, actor: str, doc: Any, compatible: str | None) -> list[dict[str, Any]]:
+    """Set every statement of an OpenVEX document (all or none): for `compatible`, else for the product its purl
+    names (`pkg:generic/<compatible>`, as the export writes it)."""
+    parsed = parse_openvex(doc, compatible)
+    return [set_statement(s, tid, actor, *st)[0] for st in parsed]

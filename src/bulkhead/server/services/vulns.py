@@ -181,6 +181,16 @@ class VulnService:
             )
             return out, created
 
+    def vex_import(self, who: Principal, doc: Any, compatible: str | None) -> list[dict[str, Any]]:
+        """Every statement of an OpenVEX document, all or none (audited once, `vex.import`)."""
+        who.require("operator")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            out = vex.import_openvex(s, tid, f"{who.kind}:{who.name}", doc, compatible)
+            products = sorted({v["compatible"] for v in out})
+            audit.record(s, who, "vex.import", ", ".join(products)[:256], statements=len(out), document=doc.get("@id"))
+            return out
+
     def vex_delete(self, who: Principal, vex_id: int) -> None:
         who.require("operator")
         tid = who.require_tenant()
