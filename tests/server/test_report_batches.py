@@ -230,3 +230,28 @@ def test_an_inventory_resent_changed_and_changed_back_is_stored_each_time(server
             assert shown["reported"] == inventory
         r = c.post("/device/v1/reports", json={"inventory": {**INVENTORY, "os_version": 7}}, headers=dev)
         assert r.status_code == 200 and c.get("/api/v1/devices/inv").json()["reported"]["os_version"] == 7
+
+
+def _update_events(first: int, last: int, release_id: int) -> list[dict[str, Any]]:
+    return [
+        {
+            "seq": i,
+            "kind": "update",
+            "phase": "downloading",
+            "release_id": release_id,
+            "details": {},
+            "at": "2026-01-01T00:00:00+00:00",
+        }
+        for i in range(first, last + 1)
+    ]
+
+
+def test_update_events_of_devices_no_rollout_waits_for_cost_one_statement_per_batch(db: Database) -> None:
+    svc = ReportService(db, RolloutService(db))
+    devs = _devices(db, 30)
+    stmts = Statements(db)
+    svc.write([svc.prepare(devs[0], _update_events(1, 1, 7), None)])
+    one = stmts.take()
+    assert svc.write([svc.prepare(d, _update_events(1, 3, 7), None) for d in devs[1:]]) == [3] * 29
+    assert len(stmts.take()) == len(one), "29 devices' update events: the statements of one device's"
+    assert not any("FROM devices" in st and "devices.id = " in st for st in one), "no device row loaded one by one"

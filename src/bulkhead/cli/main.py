@@ -74,6 +74,9 @@ def server(
         None, envvar="BULKHEAD_TLS_CERT", help="Serve HTTPS with this PEM certificate (chain); needs --tls-key"
     ),
     tls_key: Path | None = typer.Option(None, envvar="BULKHEAD_TLS_KEY", help="The PEM private key of --tls-cert"),
+    log_format: str = typer.Option(
+        "text", envvar="BULKHEAD_LOG_FORMAT", help="text, or json: one JSON object per line with the request id"
+    ),
 ) -> None:
     """Run the server (SQLite in DATA_DIR unless BULKHEAD_DATABASE_URL is set).
 
@@ -89,6 +92,8 @@ def server(
         raise CliError(f"--http-server must be granian or uvicorn, not {http_server!r}")
     if log_level not in ("critical", "error", "warning", "info", "debug"):
         raise CliError(f"--log-level must be critical, error, warning, info or debug, not {log_level!r}")
+    if log_format not in ("text", "json"):
+        raise CliError(f"--log-format must be text or json, not {log_format!r}")
     tls = _tls_files(tls_cert, tls_key)
     try:
         settings = load_settings(data_dir=data_dir)
@@ -104,6 +109,11 @@ def server(
         # Workers are new processes that read this at start: glibc keeps a malloc arena per thread (up to 8 per
         # core) and rarely gives their freed memory back; two arenas keep a worker's RSS near what it uses.
         os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+        os.environ["BULKHEAD_LOG_FORMAT"] = log_format
+        if workers > 1:  # request metrics of every worker, summed by whichever worker answers a scrape
+            from bulkhead.server.metrics import prepare_multiprocess
+
+            prepare_multiprocess(settings.data_dir / "run")
     except SettingsError as exc:
         raise CliError(exc.message) from exc
     target = "bulkhead.server.app:factory"

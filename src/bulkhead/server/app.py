@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from starlette.exceptions import HTTPException
 from bulkhead import __version__
 
 from .api import apps as apps_api
-from .api import ddi, device, management, rollouts
+from .api import ddi, device, management, meta, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
 from .api import vulns as vulns_api
@@ -41,6 +42,8 @@ from .errors import ServerError
 from .heap import tune_gc
 from .jobs import Jobs
 from .limits import BodyLimits, BodyRule
+from .logs import configure as configure_logs
+from .metrics import observe, start_process
 from .pollcache import PollCache
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
 from .services.apps import AppService
@@ -87,14 +90,31 @@ class BulkheadApp:
         await self.front(scope, receive, send)
 
     async def route(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and DeliveryApp.handles(scope["path"]):
-            await self.delivery(scope, receive, send)
-        elif scope["type"] == "http" and PollApp.handles(scope):
-            await self.polls(scope, receive, send)
-        elif scope["type"] == "http" and self.reports is not None and ReportApp.handles(scope):
-            await self.reports(scope, receive, send)
-        else:
+        if scope["type"] != "http":
             await self.api(scope, receive, send)
+            return
+        app: Any
+        if DeliveryApp.handles(scope["path"]):
+            name, app = "delivery", self.delivery
+        elif PollApp.handles(scope):
+            name, app = "poll", self.polls
+        elif self.reports is not None and ReportApp.handles(scope):
+            name, app = "reports", self.reports
+        else:
+            name, app = "api", self.api
+        status = 0
+
+        async def counted(message: MutableMapping[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        started = time.perf_counter()
+        try:
+            await app(scope, receive, counted)
+        finally:
+            observe(name, status, time.perf_counter() - started)
 
 
 def _private_sqlite(db_url: str) -> None:
@@ -160,6 +180,8 @@ def _docs(api: FastAPI) -> None:
 
 
 def create_app(settings: Settings) -> BulkheadApp:
+    configure_logs(settings.log_format)
+    start_process()
     _private_sqlite(settings.db_url)
     if settings.jobs_url is None:
         _private_sqlite(f"sqlite:///{settings.data_dir / 'jobs.db'}")  # the embedded job queue's database
@@ -199,6 +221,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         DdiAuth(db, auth, settings.ddi_cert_header, feed),
         deltas,
         counter,
+        jobs.depth,
         vulns,
     )
 
@@ -232,6 +255,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(ddi.router)
     api.include_router(groups_api.router)
     api.include_router(apps_api.router)
+    api.include_router(meta.router)
     api.include_router(vulns_api.router)
 
     @api.exception_handler(ServerError)

@@ -54,8 +54,8 @@ class Edge:
             await send(message)
 
         try:
-            # The health check stays open: a load balancer on a blocked address must not take the server out.
-            limited = self.failures is not None and scope["path"] != "/healthz"
+            # The health checks stay open: a load balancer on a blocked address must not take the server out.
+            limited = self.failures is not None and scope["path"] not in ("/healthz", "/readyz")
             wait = self.failures.retry_after(address) if limited and self.failures is not None else 0
             if wait:
                 message = f"too many failed authentications from {address}; try again in {wait} s with a valid credential"

@@ -98,6 +98,10 @@ class Jobs:
             "devices": self.huey.periodic_task(crontab(minute="*/10"), name="vulns.devices")(devices),
         }
 
+    def depth(self) -> tuple[int, int]:
+        """Jobs waiting in the queue: (pending now, scheduled for later). Raises when the queue does not answer."""
+        return int(self.huey.pending_count()), int(self.huey.scheduled_count())
+
     def build_delta(self, delta_id: int) -> Any:
         """Enqueue a server-side delta build (the services are given this in their constructors)."""
         if self._build_delta is None:

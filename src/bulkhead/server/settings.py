@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -36,6 +37,8 @@ class Settings(BaseModel):
     # Failed authentications per client address and window before it gets 429 (0: no limit; edge.py).
     auth_fail_limit: int = Field(default=60, ge=0)
     auth_fail_window: float = Field(default=60.0, gt=0, le=86400)
+    # Server logs as text (as the HTTP server sets them up) or as JSON lines with the request id (logs.py).
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator("public_url")
     @classmethod
@@ -92,6 +95,7 @@ _ENV = {
     "max_desired_json_bytes": "BULKHEAD_MAX_DESIRED_JSON_BYTES",
     "auth_fail_limit": "BULKHEAD_AUTH_FAIL_LIMIT",
     "auth_fail_window": "BULKHEAD_AUTH_FAIL_WINDOW",
+    "log_format": "BULKHEAD_LOG_FORMAT",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from fastapi import Request, Response
@@ -43,6 +44,8 @@ class Services:
     ddi_auth: DdiAuth
     deltas: DeltaService
     activity: ByteCounter | None = None
+    # The job queue's depth, (pending, scheduled); raises when the queue does not answer (metrics, readiness).
+    queue_depth: Callable[[], tuple[int, int]] | None = None
     vulns: VulnService | None = None
 
 

@@ -23,9 +23,10 @@ from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
 from ..db import Database
 from ..errors import Forbidden, Invalid, ServerError, Unauthorized
 from ..ids import MAX_ID
-from ..models import Device, DeviceEvent, UTCDateTime, utcnow
+from ..models import Action, Device, DeviceEvent, UTCDateTime, utcnow
 from .auth import Principal
 from .inventory import Inventory, inventory_of
+from .rollout_sql import offered
 from .rollouts import RolloutService
 
 __all__ = ["EVENT_KINDS", "MAX_DETAILS_BYTES", "MAX_EVENTS", "PHASES", "SEQ_WINDOW", "Report", "ReportService"]
@@ -218,6 +219,17 @@ class ReportService:
                 row = s.get(Device, device_id)
                 assert row is not None  # locked above
                 row.os_version = dev.os_version
+        if phased:
+            # Most update and app events are of devices no rollout is waiting for (a desired release, a device's own
+            # apps): one query finds the devices that have an offered action, and only their events go through the ORM.
+            waited = set(
+                s.scalars(
+                    select(Action.device_id)
+                    .where(Action.device_id.in_({d for d, _ in phased}), Action.active.is_(True), offered())
+                    .distinct()
+                )
+            )
+            phased = [(d, e) for d, e in phased if d in waited]
         for device_id, e in phased:
             row = s.get(Device, device_id)
             assert row is not None  # locked above
