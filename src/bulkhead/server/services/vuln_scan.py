@@ -35,6 +35,7 @@ __all__ = ["Scanner", "apply_vex", "lock_tenant", "run_json"]
 
 log = logging.getLogger(__name__)
 _BATCH = 500
+_CHUNK = 50  # releases or profiles matched and written together
 
 
 def run_json(r: VulnScanRun) -> dict[str, Any]:
@@ -168,18 +169,37 @@ class Scanner:
         """Scan one tenant (`full` or `devices`) and return the run; None when `min_gap` is given and a run of this
         kind started less than that ago (a periodic job that several server processes each scheduled runs once).
 
-        Three steps, so that no transaction is open while SBOMs and feeds are parsed and matched (on SQLite every
-        transaction holds the database's write lock): plan (map devices, start the run), match, write."""
+        No transaction is open while SBOMs and feeds are parsed and matched (on SQLite every transaction holds the
+        database's write lock): a short one plans (maps devices, starts the run), then releases and profiles are
+        matched and written _CHUNK at a time (so a fleet of many inventories never holds all its findings in memory),
+        and a last one closes the run."""
         plan = self._plan(tid, actor, kind, min_gap)
         if plan is None:
             return None
         comps = {rid: self._components(rid, shas) for rid, shas in plan.shas.items()}
-        inventories = {pid: profile_components(comps.get(rel or 0, []), inv) for pid, (_, rel, inv) in plan.profiles.items()}
-        codenames = set().union(*(debian_releases(c) for c in [*comps.values(), *inventories.values()]))
+
+        def of_profile(pid: int) -> list[Component]:
+            _, rel, inv = plan.profiles[pid]
+            return profile_components(comps.get(rel or 0, []), inv)
+
+        codenames = set().union(*(debian_releases(c) for c in comps.values()))
+        for pid in plan.profiles:  # the profiles' components are made again per chunk below: only their codenames stay
+            codenames |= debian_releases(of_profile(pid))
         k = self.feeds.knowledge(codenames)
-        release_rows = {rid: finding_rows(match(comps.get(rid, []), k), k) for rid in plan.releases}
-        profile_rows = {pid: finding_rows(match(inventories[pid], k), k) for pid in plan.profiles}
-        return self._write(tid, plan, k, release_rows, profile_rows)
+        counts = {"releases": 0, "profiles": 0, "devices_mapped": plan.mapped, "findings": 0, "affected": 0, "kev": 0}
+        releases, profiles = sorted(plan.releases), sorted(plan.profiles)
+        for i in range(0, len(releases), _CHUNK):
+            rows = {rid: finding_rows(match(comps.get(rid, []), k), k) for rid in releases[i : i + _CHUNK]}
+            self._write(tid, plan, k, rows, {}, counts)
+        for i in range(0, len(profiles), _CHUNK):
+            rows = {pid: finding_rows(match(of_profile(pid), k), k) for pid in profiles[i : i + _CHUNK]}
+            self._write(tid, plan, k, {}, rows, counts)
+        with self.db.session() as s:
+            run = s.get(VulnScanRun, plan.run_id)
+            assert run is not None
+            run.feeds, run.counts, run.finished_at = k.versions, counts, utcnow()
+            s.flush()
+            return run_json(run)
 
     def _plan(self, tid: int, actor: str, kind: str, min_gap: dt.timedelta | None) -> _Plan | None:
         with self.db.session() as s:
@@ -236,19 +256,19 @@ class Scanner:
         k: Knowledge,
         release_rows: dict[int, list[dict[str, Any]]],
         profile_rows: dict[int, list[dict[str, Any]]],
-    ) -> dict[str, Any]:
+        counts: dict[str, int],
+    ) -> None:
+        """Replace the findings of some releases and profiles in one transaction (with the VEX statements as they are
+        now: one set while matching applies)."""
         with self.db.session() as s:
             lock_tenant(s, tid)
-            run = s.get(VulnScanRun, plan.run_id)
-            assert run is not None
-            vex = _vex_map(s, tid)  # as it is now: a statement set while matching applies
-            counts = {"releases": 0, "profiles": 0, "devices_mapped": plan.mapped, "findings": 0, "affected": 0, "kev": 0}
+            vex = _vex_map(s, tid)
             existing = set(s.scalars(select(Release.id).where(Release.tenant_id == tid, Release.id.in_(release_rows))))
             for rid, rows in release_rows.items():
                 if rid not in existing:
                     continue  # deleted while it was matched
                 s.execute(delete(VulnFinding).where(VulnFinding.release_id == rid, VulnFinding.profile_id.is_(None)))
-                self._insert(s, tid, plan.releases[rid], rid, None, rows, vex, run.id, counts)
+                self._insert(s, tid, plan.releases[rid], rid, None, rows, vex, plan.run_id, counts)
                 counts["releases"] += 1
             profiles = {p.id: p for p in s.scalars(select(VulnProfile).where(VulnProfile.id.in_(profile_rows)))}
             for pid, rows in profile_rows.items():
@@ -256,16 +276,10 @@ class Scanner:
                 if p is None:
                     continue  # no device uses it any more
                 s.execute(delete(VulnFinding).where(VulnFinding.profile_id == pid))
-                self._insert(s, tid, p.compatible, None, pid, rows, vex, run.id, counts)  # scope: the profile only
-                p.scanned_run_id = run.id
+                self._insert(s, tid, p.compatible, None, pid, rows, vex, plan.run_id, counts)  # scope: the profile only
+                p.scanned_run_id = plan.run_id
                 counts["profiles"] += 1
-            cves = {r["cve"] for rows in (*release_rows.values(), *profile_rows.values()) for r in rows}
-            self._describe(s, cves, k)
-            run.feeds = k.versions
-            run.counts = counts
-            run.finished_at = utcnow()
-            s.flush()
-            return run_json(run)
+            self._describe(s, {r["cve"] for rows in (*release_rows.values(), *profile_rows.values()) for r in rows}, k)
 
     @staticmethod
     def _describe(s: Session, cves: set[str], k: Knowledge) -> None:
