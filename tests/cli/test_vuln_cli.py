@@ -3,15 +3,28 @@ exit code 2 with the server's message for bad input."""
 
 from __future__ import annotations
 
+import functools
 import json
+import shutil
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bulkhead.server.errors import SettingsError
+from bulkhead.server.settings import load_settings
 from tests.cli.conftest import cli
-from tests.live import LiveServer
-from tests.server.vuln_fixtures import DEBIAN, OLD_SSL, Lab, debian_sbom, device, make_lab, report
+from tests.live import LiveServer, live_server
+from tests.server.vuln_fixtures import DEBIAN, OLD_SSL, TRACKER, Lab, debian_sbom, device, make_lab, report
+
+EPSS = Path(__file__).parents[1] / "cra/data/epss-excerpt.csv"
+
+
+class _Quiet(SimpleHTTPRequestHandler):
+    def log_message(self, *_args: Any) -> None:
+        return None
 
 
 @pytest.fixture(scope="module")
@@ -91,3 +104,34 @@ def test_bad_input_exits_2_with_the_servers_message(srv: LiveServer, lab: Lab, t
         res = cli(srv, token, *args)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
     assert ok(srv, token, "vex", "list") == []
+
+
+def test_sync_fetches_from_the_feed_mirror_and_a_failing_feed_keeps_its_data(lab: Lab, tmp_path: Path) -> None:
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    shutil.copy(lab.feeds["cisa-kev"], mirror / "cisa-kev.json")
+    shutil.copy(TRACKER, mirror / "debian-tracker.json")
+    shutil.copy(EPSS, mirror / "first-epss.csv.gz")
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(mirror)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        env = {"BULKHEAD_FEED_MIRROR": f"http://127.0.0.1:{httpd.server_address[1]}/"}
+        with live_server(tmp_path / "data", env) as srv:
+            token = srv.tenant()
+            feeds = {f["name"]: f for f in ok(srv, token, "vuln", "sync")}
+            for name in ("cisa-kev", "debian-tracker", "first-epss"):
+                assert feeds[name]["ok"] and feeds[name]["origin"] == "http" and feeds[name]["url"].startswith(env[
+                    "BULKHEAD_FEED_MIRROR"]), feeds[name]  # fmt: skip
+            assert feeds["cve-records"]["has_data"] is False  # import only
+            (mirror / "debian-tracker.json").unlink()
+            ok(srv, token, "vuln", "sync")
+            tracker = {f["name"]: f for f in ok(srv, token, "vuln", "feeds")}["debian-tracker"]
+            assert tracker["has_data"] and not tracker["ok"] and "404" in tracker["last_error"]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_a_feed_mirror_that_is_not_a_url_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="BULKHEAD_FEED_MIRROR"):
+        load_settings(feed_mirror="ftp://mirror/feeds", data_dir=tmp_path)

@@ -58,6 +58,7 @@ from .services.tenants import TenantService
 from .services.vulns import MAX_FEED_BYTES, VulnService
 from .settings import Settings
 from .store import ArtifactStore
+from .vuln_feeds import mirrored
 
 __all__ = ["BulkheadApp", "create_app", "system_token"]
 
@@ -201,7 +202,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     deltas = DeltaService(
         db, releases, secret, settings.delta_max_ratio, settings.data_dir, enqueue=lambda i: jobs.build_delta(i)
     )
-    vulns = VulnService(db, store, settings.data_dir)
+    vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror))
     jobs = Jobs(settings, rollout_svc, deltas, vulns)
     svc_devices = DeviceService(db, secret, settings.delta_max_ratio, on_change=lambda: jobs.advance(None))
     counter = ByteCounter(db, settings.counter_flush_seconds)

@@ -10,6 +10,7 @@ process by the files' sha256, so a scan after an unchanged feed does not parse i
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import threading
@@ -32,7 +33,7 @@ from bulkhead.cra.kev import KevCatalog, load_kev
 from bulkhead.cra.nvd import parse_nvd_cve, parse_nvd_response
 from bulkhead.cra.vulnrecord import VulnRecord
 
-__all__ = ["CVE_RECORDS", "FEEDS", "FeedStore", "Knowledge", "load_records"]
+__all__ = ["CVE_RECORDS", "FEEDS", "FeedStore", "Knowledge", "load_records", "mirrored"]
 
 
 def _parse_item(item: Any) -> list[VulnRecord]:
@@ -75,6 +76,15 @@ CVE_RECORDS = FeedSource(
 )
 
 FEEDS: dict[str, FeedSource] = {s.name: s for s in (CVE_RECORDS, DEBIAN_TRACKER, CISA_KEV, FIRST_EPSS)}
+
+
+def mirrored(mirror: str | None) -> dict[str, FeedSource]:
+    """The feeds, fetched from `mirror` (a URL holding each feed's file under its usual name) when one is given.
+    A mirror serves no published checksum: the file is still parsed before it replaces the held copy."""
+    if not mirror:
+        return dict(FEEDS)
+    base = mirror.rstrip("/")
+    return {n: dataclasses.replace(s, url=f"{base}/{s.filename}", checksum_url=None) if s.url else s for n, s in FEEDS.items()}
 
 
 @dataclass
