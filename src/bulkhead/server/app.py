@@ -24,6 +24,7 @@ from .api import apps as apps_api
 from .api import ddi, device, management, meta, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
+from .api import vulns as vulns_api
 from .api.contract import ERROR_RESPONSES, HTTP_ERROR_CODES, document_errors
 from .api.deps import Services
 from .api.polls import PollApp
@@ -54,8 +55,10 @@ from .services.releases import MAX_SBOM_BYTES, ReleaseService
 from .services.reports import ReportService
 from .services.rollouts import RolloutService
 from .services.tenants import TenantService
+from .services.vulns import MAX_FEED_BYTES, VulnService
 from .settings import Settings
 from .store import ArtifactStore
+from .vuln_feeds import mirrored
 
 __all__ = ["BulkheadApp", "create_app", "system_token"]
 
@@ -137,6 +140,7 @@ def body_rules(settings: Settings) -> list[BodyRule]:
         BodyRule("POST", re.compile(r"/api/v1/releases"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
         BodyRule("POST", re.compile(r"/api/v1/releases/[^/]+/deltas"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
         BodyRule("PUT", re.compile(r"/api/v1/releases/[^/]+/sbom"), MAX_SBOM_BYTES, streamed=True),
+        BodyRule("POST", re.compile(vulns_api.FEED_IMPORT_PATH), MAX_FEED_BYTES, streamed=True),
         # Read, bounded and checked by the report app itself (api/reports.py), which parses the body only once.
         BodyRule("POST", re.compile(re.escape(REPORTS_PATH)), settings.max_json_bytes, True, "BULKHEAD_MAX_JSON_BYTES"),
         BodyRule(
@@ -198,7 +202,8 @@ def create_app(settings: Settings) -> BulkheadApp:
     deltas = DeltaService(
         db, releases, secret, settings.delta_max_ratio, settings.data_dir, enqueue=lambda i: jobs.build_delta(i)
     )
-    jobs = Jobs(settings, rollout_svc, deltas)
+    vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror))
+    jobs = Jobs(settings, rollout_svc, deltas, vulns)
     svc_devices = DeviceService(db, secret, settings.delta_max_ratio, on_change=lambda: jobs.advance(None))
     counter = ByteCounter(db, settings.counter_flush_seconds)
     svc = Services(
@@ -218,6 +223,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         deltas,
         counter,
         jobs.depth,
+        vulns,
     )
 
     @asynccontextmanager
@@ -251,6 +257,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(groups_api.router)
     api.include_router(apps_api.router)
     api.include_router(meta.router)
+    api.include_router(vulns_api.router)
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:

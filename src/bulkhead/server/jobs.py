@@ -19,6 +19,7 @@ from huey.consumer import Consumer
 
 from .services.deltas import DeltaService
 from .services.rollouts import RolloutService
+from .services.vulns import VulnService
 from .settings import Settings
 
 __all__ = ["Jobs"]
@@ -38,7 +39,9 @@ class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
 
 
 class Jobs:
-    def __init__(self, settings: Settings, rollouts: RolloutService, deltas: DeltaService | None = None) -> None:
+    def __init__(
+        self, settings: Settings, rollouts: RolloutService, deltas: DeltaService | None = None, vulns: VulnService | None = None
+    ) -> None:
         self.huey: Huey = (
             RedisHuey("bulkhead", url=settings.jobs_url, results=False)
             if settings.jobs_url
@@ -62,6 +65,7 @@ class Jobs:
         self._advance = self.huey.task(name="rollouts.advance", retries=3, retry_delay=5)(advance)
         self.huey.periodic_task(crontab(minute="*"), name="rollouts.sweep")(sweep)
         self._build_delta: Any = None
+        self.vuln_tasks: dict[str, Any] = {}
         if deltas is not None:
 
             def build_delta(delta_id: int) -> None:
@@ -69,6 +73,30 @@ class Jobs:
 
             # A build takes minutes of CPU; huey's consumer runs it on one of its worker threads.
             self._build_delta = self.huey.task(name="deltas.build")(build_delta)
+
+        if vulns is not None:
+            self._vuln_jobs(vulns)
+
+    def _vuln_jobs(self, vulns: VulnService) -> None:
+        """Vulnerability monitoring: feeds fetched and every tenant re-scanned daily, KEV hourly (an event for each CVE
+        newly known exploited that affects a tenant), and devices with a new inventory matched every ten minutes."""
+
+        def daily() -> None:
+            vulns.sync()
+            vulns.scan_all("full")
+
+        def kev() -> None:
+            vulns.sync_kev()
+            vulns.kev_all()
+
+        def devices() -> None:
+            vulns.scan_all("devices")
+
+        self.vuln_tasks = {
+            "daily": self.huey.periodic_task(crontab(minute="17", hour="3"), name="vulns.daily")(daily),
+            "kev": self.huey.periodic_task(crontab(minute="7"), name="vulns.kev")(kev),
+            "devices": self.huey.periodic_task(crontab(minute="*/10"), name="vulns.devices")(devices),
+        }
 
     def depth(self) -> tuple[int, int]:
         """Jobs waiting in the queue: (pending now, scheduled for later). Raises when the queue does not answer."""

@@ -39,6 +39,9 @@ class Settings(BaseModel):
     auth_fail_window: float = Field(default=60.0, gt=0, le=86400)
     # Server logs as text (as the HTTP server sets them up) or as JSON lines with the request id (logs.py).
     log_format: Literal["text", "json"] = "text"
+    # Vulnerability feeds fetched from this mirror (an internal HTTP server holding each feed's file under its usual
+    # name: debian-tracker.json, cisa-kev.json, first-epss.csv.gz) instead of their publishers (vuln_feeds.py).
+    feed_mirror: str | None = None
 
     @field_validator("public_url")
     @classmethod
@@ -50,6 +53,18 @@ class Settings(BaseModel):
             raise ValueError(
                 "must be the URL devices reach this server at, such as https://updates.example.com "
                 "(scheme and host, optionally a port and a path prefix)"
+            )
+        return v.rstrip("/")
+
+    @field_validator("feed_mirror")
+    @classmethod
+    def _mirror(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(
+                "must be the http(s) URL of a directory holding the feed files, such as https://mirror.example/feeds"
             )
         return v.rstrip("/")
 
@@ -96,6 +111,7 @@ _ENV = {
     "auth_fail_limit": "BULKHEAD_AUTH_FAIL_LIMIT",
     "auth_fail_window": "BULKHEAD_AUTH_FAIL_WINDOW",
     "log_format": "BULKHEAD_LOG_FORMAT",
+    "feed_mirror": "BULKHEAD_FEED_MIRROR",
 }
 
 

@@ -20,6 +20,7 @@ from ..services.releases import ReleaseService, Upload
 from ..services.reports import ReportService
 from ..services.rollouts import RolloutService
 from ..services.tenants import TenantService
+from ..services.vulns import VulnService
 from ..settings import Settings
 from ..store import ArtifactStore
 
@@ -45,6 +46,7 @@ class Services:
     activity: ByteCounter | None = None
     # The job queue's depth, (pending, scheduled); raises when the queue does not answer (metrics, readiness).
     queue_depth: Callable[[], tuple[int, int]] | None = None
+    vulns: VulnService | None = None
 
 
 def services(request: Request) -> Services:

@@ -1,0 +1,217 @@
+"""Vulnerability monitoring as the API and the jobs use it: feeds, scans, the CVE list and exposure, VEX.
+
+Authorization lives here: viewers read; operators import and sync feeds and scan; operators and admins set VEX
+statements (audited as `vex.set` / `vex.delete`). Feeds are global to the server (`<data dir>/feeds`); scans,
+findings and statements belong to one tenant. The work itself is in vuln_scan (matching and storing),
+vuln_exposure (queries) and vex (statements).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from bulkhead.cra.feed_errors import FeedError
+from bulkhead.cra.feeds import FeedSource, fetch, import_file
+
+from ..db import Database
+from ..errors import Invalid, NotFound, Unprocessable
+from ..models import Tenant
+from ..store import ArtifactStore
+from ..vuln_feeds import FeedStore
+from ..vuln_models import VexStatement, VulnCve, VulnScanRun
+from . import audit, vex
+from .auth import Principal
+from .keyset import Page, Paged, keyset, paged
+from .vuln_exposure import Scope, cve_devices, cve_exposure, cve_page, vex_json
+from .vuln_kev import apply_kev
+from .vuln_scan import Scanner, run_json
+
+__all__ = ["MAX_FEED_BYTES", "VulnService"]
+
+log = logging.getLogger(__name__)
+
+MAX_FEED_BYTES = 2 << 30  # an imported feed file (the Debian tracker is about 70 MB, a CVE bulk export more)
+SYSTEM_ACTOR = "system:vuln-jobs"
+# A periodic scan skips a tenant whose last run of the kind started less than this ago.
+_MIN_GAP = {"full": dt.timedelta(hours=1), "devices": dt.timedelta(minutes=5)}
+
+
+def _cve(cve: str) -> str:
+    value = cve.strip().upper()
+    if not value or len(value) > 64 or not value.replace("-", "").replace("_", "").isalnum():
+        raise Invalid(f"{cve!r} is not a vulnerability id such as CVE-2024-3094")
+    return value
+
+
+class VulnService:
+    def __init__(
+        self, db: Database, store: ArtifactStore, data_dir: Path, sources: Mapping[str, FeedSource] | None = None
+    ) -> None:
+        self.db = db
+        self.feeds = FeedStore(data_dir / "feeds", sources)
+        self.scanner = Scanner(db, store, self.feeds)
+
+    # -- feeds -------------------------------------------------------------------------------------------------
+    def feed_status(self, who: Principal) -> list[dict[str, Any]]:
+        who.require("viewer")
+        return self.feeds.status()
+
+    def import_feed(self, who: Principal, name: str, path: Path) -> dict[str, Any]:
+        """Take a feed file brought in by hand (air-gapped sites); a refused file leaves the held copy in place.
+        An imported KEV catalogue is applied to every tenant's findings at once."""
+        who.require("operator")
+        source = self.feeds.source(name)
+        if source is None:
+            raise NotFound(f"unknown feed {name!r}; the feeds are {', '.join(self.feeds.sources)}")
+        try:
+            import_file(source, self.feeds.directory, path)
+        except FeedError as e:
+            raise Unprocessable(str(e)) from None
+        with self.db.session() as s:
+            audit.record(s, who, "vuln.feed_import", name)
+        if name == "cisa-kev":  # global data: every tenant's findings learn it now, not at the next hourly run
+            self.kev_all()
+        return next(st for st in self.feeds.status() if st["name"] == name)
+
+    def sync(self, who: Principal | None = None) -> list[dict[str, Any]]:
+        """Fetch every fetchable feed now (conditional GETs); failures are in each feed's state, never raised."""
+        if who is not None:
+            who.require("operator")
+        for source in self.feeds.sources.values():
+            if source.url:
+                state = fetch(source, self.feeds.directory)
+                if state.last_error:
+                    log.warning("feed %s: %s", source.name, state.last_error)
+        return self.feeds.status()
+
+    def sync_kev(self) -> None:
+        fetch(self.feeds.sources["cisa-kev"], self.feeds.directory)
+
+    # -- scans -------------------------------------------------------------------------------------------------
+    def scan(self, who: Principal, kind: str = "full") -> dict[str, Any]:
+        who.require("operator")
+        if kind not in ("full", "devices"):
+            raise Invalid(f"scan kind must be full or devices, not {kind!r}")
+        tid = who.require_tenant()
+        actor = f"{who.kind}:{who.name}"
+        run = self.scanner.scan(tid, actor, kind)
+        assert run is not None  # no min_gap: it always runs
+        apply_kev(self.db, self.feeds, tid, actor)
+        return run
+
+    def _tenants(self) -> list[int]:
+        with self.db.session() as s:
+            return list(s.scalars(select(Tenant.id).order_by(Tenant.id)))
+
+    def scan_all(self, kind: str = "full") -> None:
+        """Every tenant (the periodic jobs): a failure in one tenant is logged and the others still run. A tenant
+        scanned the same way moments ago (another server process ran the same periodic job) is skipped."""
+        for tid in self._tenants():
+            try:
+                self.scanner.scan(tid, SYSTEM_ACTOR, kind, min_gap=_MIN_GAP[kind])
+                apply_kev(self.db, self.feeds, tid, SYSTEM_ACTOR)
+            except Exception:
+                log.exception("vulnerability scan of tenant %s failed", tid)
+
+    def kev_all(self) -> None:
+        for tid in self._tenants():
+            try:
+                apply_kev(self.db, self.feeds, tid, SYSTEM_ACTOR)
+            except Exception:
+                log.exception("KEV update of tenant %s failed", tid)
+
+    def runs(self, who: Principal, page: Page) -> Paged[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            q = select(VulnScanRun).where(VulnScanRun.tenant_id == tid)
+            rows = list(s.scalars(keyset(q, [VulnScanRun.id], page, descending=True)))
+            return paged(rows, page, lambda r: (r.id,), run_json)
+
+    # -- reads -------------------------------------------------------------------------------------------------
+    def list_cves(self, who: Principal, scope: Scope, page: Page) -> Paged[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            return cve_page(s, tid, scope, page)
+
+    def show(self, who: Principal, cve: str) -> dict[str, Any]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        cve = _cve(cve)
+        with self.db.session() as s:
+            out = cve_exposure(s, tid, cve)
+            about = s.get(VulnCve, cve)
+        out["description"] = about.description if about else None
+        out["published"] = about.published.isoformat() if about and about.published else None
+        return out
+
+    def devices(self, who: Principal, cve: str, page: Page) -> Paged[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            return cve_devices(s, tid, _cve(cve), page)
+
+    # -- VEX ---------------------------------------------------------------------------------------------------
+    def vex_set(
+        self,
+        who: Principal,
+        compatible: str,
+        cve: str,
+        component: str | None,
+        status: str,
+        justification: str | None,
+        impact: str | None,
+        action: str | None,
+    ) -> tuple[dict[str, Any], bool]:
+        who.require("operator")
+        tid = who.require_tenant()
+        cve = _cve(cve)
+        actor = f"{who.kind}:{who.name}"
+        with self.db.session() as s:
+            out, created = vex.set_statement(s, tid, actor, compatible, cve, component, status, justification, impact, action)
+            audit.record(
+                s, who, "vex.set", f"{compatible} {cve}", component=component, status=status, justification=justification
+            )
+            return out, created
+
+    def vex_import(self, who: Principal, doc: Any, compatible: str | None) -> list[dict[str, Any]]:
+        """Every statement of an OpenVEX document, all or none (audited once, `vex.import`)."""
+        who.require("operator")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            out = vex.import_openvex(s, tid, f"{who.kind}:{who.name}", doc, compatible)
+            products = sorted({v["compatible"] for v in out})
+            audit.record(s, who, "vex.import", ", ".join(products)[:256], statements=len(out), document=doc.get("@id"))
+            return out
+
+    def vex_delete(self, who: Principal, vex_id: int) -> None:
+        who.require("operator")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            out = vex.delete_statement(s, tid, vex_id)
+            audit.record(s, who, "vex.delete", f"{out['compatible']} {out['cve']}", component=out["component"])
+
+    def vex_list(self, who: Principal, compatible: str | None, cve: str | None, page: Page) -> Paged[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            q = select(VexStatement).where(VexStatement.tenant_id == tid)
+            if compatible:
+                q = q.where(VexStatement.compatible == compatible)
+            if cve:
+                q = q.where(VexStatement.cve == _cve(cve))
+            rows = list(s.scalars(keyset(q, [VexStatement.id], page)))
+            return paged(rows, page, lambda v: (v.id,), vex_json)
+
+    def vex_export(self, who: Principal, compatible: str | None) -> dict[str, Any]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            return vex.openvex(s, tid, compatible, f"{who.kind}:{who.name}")

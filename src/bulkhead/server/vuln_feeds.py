@@ -1,0 +1,172 @@
+"""The server's vulnerability feed store: which feeds exist, where their files are, and the data read from them.
+
+Feeds are global to the server (every tenant's scans read the same data): files under `<data dir>/feeds`, kept
+by `bulkhead.cra.feeds` (conditional, resumable fetches that never lose the last good copy; `import_file` for
+air-gapped sites). Besides the fetched feeds of `bulkhead.cra.feed_sources` (Debian tracker, CISA KEV, FIRST EPSS)
+there is `cve-records`: CVE JSON 5 and NVD API 2.0 records, import only (a JSON array of records, one record, an
+NVD API response, or an object whose `records` is such an array; plain or gzip). The parsed data is cached per
+process by the files' sha256, so a scan after an unchanged feed does not parse it again.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bulkhead.cra import attribution
+from bulkhead.cra.cve5 import parse_cve5
+from bulkhead.cra.debian_tracker import DebianTracker, load_tracker
+from bulkhead.cra.epss import EpssScores, load_epss
+from bulkhead.cra.errors import VulnRecordError
+from bulkhead.cra.feed_errors import FeedFormatError
+from bulkhead.cra.feed_sources import CISA_KEV, DEBIAN_TRACKER, FIRST_EPSS
+from bulkhead.cra.feed_state import load_state
+from bulkhead.cra.feedfile import open_feed_file
+from bulkhead.cra.feeds import FeedSource, feed_status
+from bulkhead.cra.kev import KevCatalog, load_kev
+from bulkhead.cra.nvd import parse_nvd_cve, parse_nvd_response
+from bulkhead.cra.vulnrecord import VulnRecord
+
+__all__ = ["CVE_RECORDS", "FEEDS", "FeedStore", "Knowledge", "load_records", "mirrored"]
+
+
+def _parse_item(item: Any) -> list[VulnRecord]:
+    if isinstance(item, Mapping) and item.get("dataType") == "CVE_RECORD":
+        return [parse_cve5(item)]
+    if isinstance(item, Mapping) and isinstance(item.get("vulnerabilities"), list):
+        return parse_nvd_response(item)
+    if isinstance(item, Mapping) and isinstance(item.get("id"), str) and ("vulnStatus" in item or "configurations" in item):
+        return [parse_nvd_cve(item)]
+    if isinstance(item, Mapping) and isinstance(item.get("cve"), Mapping):
+        return [parse_nvd_cve(item["cve"])]
+    raise VulnRecordError(None, "an item is neither a CVE JSON 5 record (dataType CVE_RECORD) nor an NVD API 2.0 cve")
+
+
+def load_records(path: Path) -> list[VulnRecord]:
+    """The CVE 5 / NVD records of a `cve-records` feed file; FeedFormatError naming the problem otherwise."""
+    with open_feed_file(path) as f:
+        try:
+            doc = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise FeedFormatError(f"not a CVE records file: not JSON ({e})") from None
+    if isinstance(doc, Mapping) and isinstance(doc.get("records"), list):
+        doc = doc["records"]
+    items = doc if isinstance(doc, list) else [doc]
+    out: list[VulnRecord] = []
+    for i, item in enumerate(items):
+        try:
+            out.extend(_parse_item(item))
+        except VulnRecordError as e:
+            raise FeedFormatError(f"not a CVE records file: item {i}: {e}") from None
+    return out
+
+
+CVE_RECORDS = FeedSource(
+    name="cve-records",
+    url="",  # import only: `bulkhead vuln import FILE --feed cve-records`
+    filename="cve-records.json",
+    count_records=lambda p: len(load_records(p)),
+    attribution=f"{attribution.CVE} {attribution.NVD}",
+)
+
+FEEDS: dict[str, FeedSource] = {s.name: s for s in (CVE_RECORDS, DEBIAN_TRACKER, CISA_KEV, FIRST_EPSS)}
+
+
+def mirrored(mirror: str | None) -> dict[str, FeedSource]:
+    """The feeds, fetched from `mirror` (a URL holding each feed's file under its usual name) when one is given.
+    A mirror serves no published checksum: the file is still parsed before it replaces the held copy."""
+    if not mirror:
+        return dict(FEEDS)
+    base = mirror.rstrip("/")
+    return {n: dataclasses.replace(s, url=f"{base}/{s.filename}", checksum_url=None) if s.url else s for n, s in FEEDS.items()}
+
+
+@dataclass
+class Knowledge:
+    """What the feeds say, as one scan reads it."""
+
+    records: dict[str, list[VulnRecord]] = field(default_factory=dict)  # CVE id -> its records (CVE 5 and/or NVD)
+    tracker: DebianTracker | None = None
+    kev: KevCatalog | None = None
+    epss: EpssScores | None = None
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # feed -> the state this data came from
+    by_product: dict[str, list[VulnRecord]] | None = None  # built by the first match that needs it
+
+    def all_records(self) -> Iterable[VulnRecord]:
+        return (r for rs in self.records.values() for r in rs)
+
+
+class FeedStore:
+    """The feed directory and a per-process cache of its parsed data (keyed by each file's sha256)."""
+
+    def __init__(self, directory: Path, sources: Mapping[str, FeedSource] | None = None) -> None:
+        self.directory = directory
+        self.sources: Mapping[str, FeedSource] = sources if sources is not None else FEEDS
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str | None, frozenset[str] | None], Any] = {}
+
+    def source(self, name: str) -> FeedSource | None:
+        return self.sources.get(name)
+
+    def status(self, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+        out = []
+        for s in self.sources.values():
+            st = feed_status(s, self.directory, now)
+            st["import_only"] = not s.url
+            st["interval_seconds"] = int(s.interval.total_seconds())
+            out.append(st)
+        return out
+
+    def versions(self) -> dict[str, dict[str, Any]]:
+        """Which copy of each feed is held now (recorded with every scan run)."""
+        out = {}
+        for name in self.sources:
+            st = load_state(self.directory, name)
+            out[name] = {
+                "sha256": st.sha256,
+                "records": st.records,
+                "origin": st.origin,
+                "last_changed": st.last_changed.isoformat() if st.last_changed else None,
+                "last_success": st.last_success.isoformat() if st.last_success else None,
+            }
+        return out
+
+    def _load(self, name: str, loader: Any, only: frozenset[str] | None = None) -> Any:
+        source = self.sources[name]
+        path = self.directory / source.filename
+        sha = load_state(self.directory, name).sha256
+        if sha is None or not path.exists():
+            return None
+        key = (name, sha, only)
+        with self._lock:
+            if key in self._cache:
+                return self._cache[key]
+        value = loader(path)
+        with self._lock:
+            for k in [k for k in self._cache if k[0] == name]:
+                del self._cache[k]  # one copy per feed: the previous version's data goes
+            self._cache[key] = value
+        return value
+
+    def knowledge(self, debian_releases: Iterable[str] = ()) -> Knowledge:
+        """Everything a scan needs; a feed never fetched or imported is absent (None / empty)."""
+        k = Knowledge(versions=self.versions())
+        records: list[VulnRecord] | None = self._load("cve-records", load_records)
+        for r in records or []:
+            k.records.setdefault(r.id, []).append(r)
+        wanted = frozenset(debian_releases)
+        if wanted:
+            k.tracker = self._load("debian-tracker", lambda p: load_tracker(p, wanted), wanted)
+        k.kev = self._load("cisa-kev", load_kev)
+        k.epss = self._load("first-epss", load_epss)
+        return k
+
+    def kev(self) -> KevCatalog | None:
+        catalog: KevCatalog | None = self._load("cisa-kev", load_kev)
+        return catalog
