@@ -122,9 +122,7 @@ def test_make_demo_command_line_verbatim_updates_every_device(tmp_path: Path) ->
 
         def all_updated() -> bool:
             rows = devices()
-            return len(rows) == 3 and all(
-                d.get("os_version") == "1.1.0" and d["update"].get("phase") == "success" for d in rows
-            )
+            return len(rows) == 3 and all(d.get("os_version") == "1.1.0" and d["update"].get("phase") == "success" for d in rows)
 
         _wait(all_updated, 360, "all three demo devices on 1.1.0: " + log_path.read_text()[-2000:])
         assert sorted(d["name"] for d in devices()) == ["demo-000", "demo-001", "demo-002"]

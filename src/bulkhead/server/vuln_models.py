@@ -1,6 +1,6 @@
 """SQLAlchemy models of vulnerability monitoring: scan runs, findings, device inventory profiles, VEX statements.
 
-Kept apart from models.py (same declarative Base, created by migration 0012). Feeds themselves are files in the
+Kept apart from models.py (same declarative Base, created by migration 0013). Feeds themselves are files in the
 data directory (`feeds/`), global to the server; everything here belongs to one tenant.
 """
 

@@ -1,15 +1,15 @@
 """Vulnerability monitoring: scan runs (every one kept), device inventory profiles, findings, VEX statements, and
 the description of each CVE a finding names.
 
-Revision ID: 0012
-Revises: 0011
+Revision ID: 0013
+Revises: 0012
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0012"
-down_revision = "0011"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
