@@ -50,15 +50,17 @@ def checked(server: LiveServer, checker: Checker, token: str) -> Iterator[httpx.
         yield c
 
 
-def _feeds(c, lab: Lab, kev: str = "cisa-kev") -> None:  # type: ignore[no-untyped-def]
-    import_feed(c, "cve-records", lab.feeds["cve-records"])
-    import_feed(c, "debian-tracker", lab.feeds["debian-tracker"])
-    import_feed(c, "cisa-kev", lab.feeds[kev])
+def _feeds(server: LiveServer, lab: Lab, kev: str = "cisa-kev") -> None:
+    """The feeds are the server's, shared by every tenant: the administrator imports them."""
+    with server.client(server.admin) as a:
+        import_feed(a, "cve-records", lab.feeds["cve-records"])
+        import_feed(a, "debian-tracker", lab.feeds["debian-tracker"])
+        import_feed(a, "cisa-kev", lab.feeds[kev])
 
 
 def test_debian_release_findings_device_exposure_and_the_fix(server: LiveServer, lab: Lab, checker: Checker) -> None:
     with checked(server, checker, server.tenant(ca=lab.pki.ca)) as c:
-        _feeds(c, lab)
+        _feeds(server, lab)
         feeds = {f["name"]: f for f in c.get("/api/v1/vulnerability-feeds").json()}
         assert feeds["cve-records"]["records"] == 32 and feeds["debian-tracker"]["has_data"]
         assert feeds["cve-records"]["import_only"] and "CVE" in feeds["cve-records"]["attribution"]
@@ -123,7 +125,7 @@ def test_debian_release_findings_device_exposure_and_the_fix(server: LiveServer,
 def test_yocto_sbom_findings_kev_and_vex_not_affected_keeps_the_record(server: LiveServer, lab: Lab, checker: Checker) -> None:
     admin = server.tenant(ca=lab.pki.ca)
     with checked(server, checker, admin) as c:
-        _feeds(c, lab)
+        _feeds(server, lab)
         viewer = c.post("/api/v1/tokens", json={"name": "ro", "user": "vera", "role": "viewer"}).json()["token"]
         rid = release(c, lab, YOCTO, "1", CDX_YOCTO.read_bytes())
         y, y_auth = device(c, YOCTO, "field")
@@ -205,7 +207,7 @@ def test_a_kev_update_marks_an_affecting_cve_exploited_and_records_an_event(
     server: LiveServer, lab: Lab, checker: Checker
 ) -> None:
     with checked(server, checker, server.tenant(ca=lab.pki.ca)) as c:
-        _feeds(c, lab, kev="kev-without-36971")
+        _feeds(server, lab, kev="kev-without-36971")
         rid = release(c, lab, YOCTO, "1", CDX_YOCTO.read_bytes())
         y, y_auth = device(c, YOCTO)
         report(c, y, y_auth, "1")
@@ -213,12 +215,14 @@ def test_a_kev_update_marks_an_affecting_cve_exploited_and_records_an_event(
         assert cves(c, release=rid)["CVE-2024-36971"]["kev"] is False
         assert c.get("/api/v1/audit", params={"action": "vuln.kev_exploited"}).json() == []
 
-        import_feed(c, "cisa-kev", lab.feeds["cisa-kev"])
+        with server.client(server.admin) as a:
+            import_feed(a, "cisa-kev", lab.feeds["cisa-kev"])
         assert cves(c, release=rid)["CVE-2024-36971"]["kev"] is True
         [event] = c.get("/api/v1/audit", params={"action": "vuln.kev_exploited"}).json()
         assert event["subject"] == "CVE-2024-36971" and event["details"]["devices"] == 1
         assert event["details"]["releases"] == ["1"] and event["details"]["kev_date_added"] == "2024-08-07"
-        import_feed(c, "cisa-kev", lab.feeds["cisa-kev"])  # told once
+        with server.client(server.admin) as a:
+            import_feed(a, "cisa-kev", lab.feeds["cisa-kev"])  # told once
         assert len(c.get("/api/v1/audit", params={"action": "vuln.kev_exploited"}).json()) == 1
         kinds = [r["kind"] for r in c.get("/api/v1/vulnerabilities/scans").json()]
         assert kinds == ["kev", "full"]  # the catalogue that changed something; the second import changed nothing
@@ -228,13 +232,19 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
     server: LiveServer, lab: Lab, checker: Checker, tmp_path: Path
 ) -> None:
     with checked(server, checker, server.tenant(ca=lab.pki.ca)) as c:
-        _feeds(c, lab)
+        _feeds(server, lab)
         before = {f["name"]: f for f in c.get("/api/v1/vulnerability-feeds").json()}
         junk = tmp_path / "maintenance.html"
         junk.write_text("<html>down for maintenance</html>")
+        # A tenant's admin cannot change what every tenant reads.
         r = c.post("/api/v1/vulnerability-feeds/debian-tracker/import", content=junk.read_bytes())
+        assert r.status_code == 403 and "administrator token" in r.json()["message"], r.text
+        r = c.post("/api/v1/vulnerability-feeds/sync")
+        assert r.status_code == 403 and "administrator token" in r.json()["message"], r.text
+        a = server.client(server.admin)
+        r = a.post("/api/v1/vulnerability-feeds/debian-tracker/import", content=junk.read_bytes())
         assert r.status_code == 422 and "not a valid debian-tracker feed" in r.json()["message"], r.text
-        r = c.post("/api/v1/vulnerability-feeds/cve-records/import", content=b'[{"dataType": "CVE_RECORD"}]')
+        r = a.post("/api/v1/vulnerability-feeds/cve-records/import", content=b'[{"dataType": "CVE_RECORD"}]')
         assert r.status_code == 422 and "item 0" in r.json()["message"]
         after = {f["name"]: f for f in c.get("/api/v1/vulnerability-feeds").json()}
         for name in ("debian-tracker", "cve-records"):
@@ -242,10 +252,11 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
                 after[name]["records"] == before[name]["records"] and after[name]["last_changed"] == before[name]["last_changed"]
             )
             assert "last good copy is kept" in after[name]["last_error"]
-        r = c.post("/api/v1/vulnerability-feeds/osv-magic/import", content=b"{}")
+        r = a.post("/api/v1/vulnerability-feeds/osv-magic/import", content=b"{}")
         assert r.status_code == 404 and "cve-records" in r.json()["message"]
-        r = c.post("/api/v1/vulnerability-feeds/cisa-kev/import", content=b"")
+        r = a.post("/api/v1/vulnerability-feeds/cisa-kev/import", content=b"")
         assert r.status_code == 400 and "send the feed file" in r.json()["message"]
+        a.close()
 
         for body, status, message in (
             ({"compatible": YOCTO, "cve": "CVE-2024-3094", "status": "not_affected"}, 400, "needs a justification"),

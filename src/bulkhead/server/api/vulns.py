@@ -47,8 +47,9 @@ async def import_feed(
     name: str, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Import a feed file brought in by hand (air-gapped sites; the raw body, plain or gzip): checked like a download,
-    refused with the reason when it is not that feed (the held copy stays). Operators."""
-    who.require("operator")
+    refused with the reason when it is not that feed (the held copy stays). The server administrator token: the
+    feeds serve every tenant."""
+    who.require_system()
     vulns = _vulns(svc)
     if vulns.feeds.source(name) is None:  # before the body is stored anywhere
         raise NotFound(f"unknown feed {name!r}; the feeds are {', '.join(vulns.feeds.sources)}")
@@ -63,7 +64,8 @@ async def import_feed(
 
 @router.post("/vulnerability-feeds/sync", response_model=list[vs.FeedOut])
 async def sync_feeds(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    """Fetch every fetchable feed now (conditional, resumable); a failing feed keeps its data and says why. Operators."""
+    """Fetch every fetchable feed now (conditional, resumable); a failing feed keeps its data and says why. The server
+    administrator token."""
     return await run_in_threadpool(_vulns(svc).sync, who)
 
 

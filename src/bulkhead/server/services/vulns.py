@@ -64,8 +64,9 @@ class VulnService:
 
     def import_feed(self, who: Principal, name: str, path: Path) -> dict[str, Any]:
         """Take a feed file brought in by hand (air-gapped sites); a refused file leaves the held copy in place.
-        An imported KEV catalogue is applied to every tenant's findings at once."""
-        who.require("operator")
+        An imported KEV catalogue is applied to every tenant's findings at once. The feeds are every tenant's data:
+        the server administrator's to change, never one tenant's."""
+        who.require_system()
         source = self.feeds.source(name)
         if source is None:
             raise NotFound(f"unknown feed {name!r}; the feeds are {', '.join(self.feeds.sources)}")
@@ -82,7 +83,7 @@ class VulnService:
     def sync(self, who: Principal | None = None) -> list[dict[str, Any]]:
         """Fetch every fetchable feed now (conditional GETs); failures are in each feed's state, never raised."""
         if who is not None:
-            who.require("operator")
+            who.require_system()
         for source in self.feeds.sources.values():
             if source.url:
                 state = fetch(source, self.feeds.directory)
