@@ -10,6 +10,8 @@ NUL character in the URL's path or query.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import re
@@ -39,9 +41,27 @@ class BodyRule:
 
 
 class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, unread: bool = False) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        self.unread = unread  # the client may still be sending its body
+
+
+# After a 413, the rest of a body is read and dropped up to this much (or for this long), so that a client still
+# sending it gets the answer instead of a connection reset; a larger body is cut off (the connection closes).
+_DRAIN_BYTES = 8 * 1024 * 1024
+_DRAIN_SECONDS = 2.0
+
+
+async def _drain(receive: Receive) -> None:
+    left = _DRAIN_BYTES
+    while left > 0:
+        message = await receive()
+        if message["type"] != "http.request":
+            return
+        left -= len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 class _Unsafe(Exception):
@@ -250,6 +270,9 @@ class BodyLimits:
             replay = await self._check(scope, receive)
         except _Refused as exc:
             await send_error(send, exc.status, exc.code, exc.message)
+            if exc.unread:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(_drain(receive), _DRAIN_SECONDS)
             return
         if replay is None:
             await self.app(scope, receive, send)
@@ -277,7 +300,7 @@ class BodyLimits:
             if not declared.isascii() or not declared.isdigit() or len(declared) > 19:
                 raise _Refused(400, "invalid", "Content-Length must be a decimal number of bytes")
             if int(declared) > rule.limit:
-                raise _Refused(413, "too_large", self._too_large(rule))
+                raise _Refused(413, "too_large", self._too_large(rule), unread=True)
         if rule.streamed or (method in _NO_BODY_METHODS and not chunked and not int(declared or 0)):
             return None
         chunks: list[bytes] = []
@@ -289,7 +312,7 @@ class BodyLimits:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > rule.limit:
-                raise _Refused(413, "too_large", self._too_large(rule))
+                raise _Refused(413, "too_large", self._too_large(rule), unread=bool(message.get("more_body", False)))
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
