@@ -19,12 +19,13 @@ from bulkhead.server.db import Database, migrate
 from bulkhead.server.errors import NotFound
 from bulkhead.server.jobs import Jobs
 from bulkhead.server.models import Action, Device, Release, Rollout, Tenant
+from bulkhead.server.services.actions import open_action
 from bulkhead.server.services.auth import Principal
 from bulkhead.server.services.ddi import DdiService
 from bulkhead.server.services.ddi_auth import DdiCaller
 from bulkhead.server.services.rollout_plan import matches
 from bulkhead.server.services.rollout_sql import matching_devices
-from bulkhead.server.services.rollouts import RolloutService, open_action
+from bulkhead.server.services.rollouts import RolloutService
 from bulkhead.server.settings import Settings
 from tests.server.conftest import _pg_url
 

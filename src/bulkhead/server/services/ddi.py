@@ -19,6 +19,7 @@ from ..errors import Conflict, Gone, Invalid, NotFound
 from ..models import Action, Device, Release, StateChange, Tenant, utcnow
 from ..security import PREFIX_DEVICE, new_token
 from . import audit
+from .actions import install_gate, note, open_action, record_status
 from .artifacts import artifact_filename, delta_filename
 from .auth import Principal
 from .ddi_auth import DdiAuth, DdiCaller
@@ -27,7 +28,7 @@ from .deltas import offered_delta
 from .device_rows import add_device
 from .devices import NAME, desired_release
 from .rollout_sql import is_offered
-from .rollouts import RolloutService, install_gate, note, open_action, record_status
+from .rollouts import RolloutService
 
 __all__ = ["DdiAuth", "DdiCaller", "DdiService", "artifact_filename", "sleep_hms"]
 

@@ -20,6 +20,7 @@ from ..ids import as_id
 from ..models import App, BootstrapToken, DeltaBundle, Device, DeviceGroup, Release, Tenant, utcnow
 from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token, unseal
 from . import audit
+from .actions import install_gate, open_action, open_app_actions
 from .artifacts import artifact_filename, delta_filename
 from .auth import Principal, _aware
 from .deltas import offered_delta
@@ -28,7 +29,6 @@ from .device_list import DeviceFilter, device_page
 from .device_rows import add_device
 from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
-from .rollouts import install_gate, open_action, open_app_actions
 from .versions import refuse_downgrade
 
 __all__ = ["NAME", "DeviceService", "desired_release", "device_json", "find_device", "lifecycle_json", "merged_desired"]
