@@ -65,6 +65,8 @@ class Component:
     distro_release: str | None = None  # Debian codename ("bookworm"), Yocto release ("scarthgap")
     is_kernel: bool = False
     statements: tuple[SbomVulnStatement, ...] = field(default=())
+    supplier: str | None = None  # who supplies it, as the SBOM names them (an organisation, a maintainer)
+    hashes: tuple[tuple[str, str], ...] = ()  # (algorithm, hex digest), algorithms as `hash_algorithm` names them
 
 
 @dataclass(frozen=True)

@@ -7,28 +7,33 @@ from typing import Any
 
 from .errors import SbomError
 
-__all__ = ["CYCLONEDX_VERSIONS", "SPDX_VERSIONS", "SbomInfo", "identify"]
+__all__ = ["CYCLONEDX_VERSIONS", "SPDX3_CONTEXT", "SPDX_VERSIONS", "SbomInfo", "identify"]
 
 SPDX_VERSIONS = ("SPDX-2.2", "SPDX-2.3")
+SPDX3_CONTEXT = "https://spdx.org/rdf/3.0.1/spdx-context.jsonld"
 CYCLONEDX_VERSIONS = ("1.4", "1.5", "1.6")
 
 
 @dataclass(frozen=True)
 class SbomInfo:
-    format: str  # "spdx" or "cyclonedx"
+    format: str  # "spdx" (SPDX 2), "spdx3" (SPDX 3.0.1 JSON-LD) or "cyclonedx"
     spec_version: str
     components: int
 
 
 def identify(doc: Any) -> SbomInfo:
-    """Identify a parsed JSON document as SPDX or CycloneDX and check the fields every consumer relies on."""
+    """Identify a parsed JSON document as SPDX 2, SPDX 3.0.1 or CycloneDX and check the fields every consumer relies on."""
     if not isinstance(doc, dict):
         raise SbomError("an SBOM is a JSON object; this document is not")
     if "spdxVersion" in doc:
         return _spdx(doc)
     if doc.get("bomFormat") == "CycloneDX":
         return _cyclonedx(doc)
-    raise SbomError("not an SBOM: expected SPDX JSON (spdxVersion) or CycloneDX JSON (bomFormat: CycloneDX)")
+    if "@context" in doc:
+        return _spdx3(doc)
+    raise SbomError(
+        "not an SBOM: expected SPDX 2 JSON (spdxVersion), SPDX 3.0.1 JSON-LD (@context) or CycloneDX JSON (bomFormat: CycloneDX)"
+    )
 
 
 def _spdx(doc: dict[str, Any]) -> SbomInfo:
@@ -54,3 +59,28 @@ def _cyclonedx(doc: dict[str, Any]) -> SbomInfo:
     if not isinstance(components, list) or not all(isinstance(c, dict) and c.get("name") for c in components):
         raise SbomError("CycloneDX document: components must be a list of objects, each with a name")
     return SbomInfo("cyclonedx", str(version), len(components))
+
+
+def _spdx3(doc: dict[str, Any]) -> SbomInfo:
+    """SPDX 3.0.1 JSON-LD in its compacted form (as Yocto and Bulkhead write it): the 3.0.1 context, a @graph of
+    typed elements with an SpdxDocument; counted are its installed packages (purpose install, as Yocto marks them),
+    else the packages a package `contains` (the components of Bulkhead's export), else all its packages."""
+    context = doc.get("@context")
+    if context != SPDX3_CONTEXT:
+        raise SbomError(f"SPDX 3 JSON-LD: @context {context!r} is not supported; use SPDX 3.0.1 ({SPDX3_CONTEXT})")
+    graph = doc.get("@graph")
+    if not isinstance(graph, list) or not all(isinstance(e, dict) and isinstance(e.get("type"), str) for e in graph):
+        raise SbomError("SPDX 3 JSON-LD: @graph must be a list of objects, each with a type")
+    if not any(e["type"] == "SpdxDocument" for e in graph):
+        raise SbomError("SPDX 3 JSON-LD: the @graph has no SpdxDocument element")
+    packages = [e for e in graph if e["type"] == "software_Package"]
+    installed = [e for e in packages if e.get("software_primaryPurpose") == "install"]
+    ids = {e.get("spdxId") for e in packages}
+    contained = {
+        t
+        for e in graph
+        if e["type"] == "Relationship" and e.get("relationshipType") == "contains" and e.get("from") in ids
+        for t in (e.get("to") if isinstance(e.get("to"), list) else [e.get("to")])
+        if t in ids
+    }
+    return SbomInfo("spdx3", "3.0.1", len(installed) or len(contained) or len(packages))

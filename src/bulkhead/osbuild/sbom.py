@@ -1,16 +1,21 @@
-"""SBOMs of a Debian rootfs from its dpkg database, pure: SPDX 2.3 JSON and CycloneDX 1.6 JSON."""
+"""SBOMs of a Debian rootfs from its dpkg database, pure: SPDX 2.3 JSON and CycloneDX 1.6 JSON.
+
+The documents are written by bulkhead.cra.sbom_export (the standards' libraries), as the server's export is.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from .layout import stable_uuid
+from bulkhead.cra.model import Component, ComponentOrigin
+from bulkhead.cra.sbom_export import ReleaseMeta, export_cyclonedx, export_spdx2
 
-__all__ = ["Package", "cyclonedx", "parse_dpkg_status", "purl", "spdx"]
+__all__ = ["Package", "components", "cyclonedx", "parse_dpkg_status", "purl", "spdx"]
 
 
 @dataclass(frozen=True)
@@ -66,80 +71,34 @@ def purl(p: Package, distro: str = "debian-12") -> str:
     return f"pkg:deb/debian/{quote(p.name, safe='')}@{quote(p.version, safe='')}?{qualifiers}"
 
 
-def _spdx_id(p: Package) -> str:
-    return "SPDXRef-Package-" + re.sub(r"[^A-Za-z0-9.-]", "-", f"{p.name}-{p.architecture}")
+def components(packages: list[Package], distro: str = "debian-12") -> list[Component]:
+    """The installed Debian packages as components: purl, Debian source package, maintainer as supplier."""
+    return [
+        Component(
+            name=p.name,
+            version=p.version,
+            origin=ComponentOrigin.INVENTORY,
+            purl=purl(p, distro),
+            source_name=p.source,
+            source_version=p.source_version,
+            distro="debian",
+            supplier=p.maintainer or None,
+        )
+        for p in packages
+    ]
+
+
+def _meta(name: str, version: str, created: dt.datetime) -> ReleaseMeta:
+    return ReleaseMeta(name=name, version=version, created=created)
 
 
 def spdx(packages: list[Package], name: str, version: str, created: dt.datetime) -> dict[str, Any]:
-    """An SPDX 2.3 document: the image as the described package, which CONTAINS every Debian package."""
-    image_id = "SPDXRef-Image"
-    doc: dict[str, Any] = {
-        "spdxVersion": "SPDX-2.3",
-        "dataLicense": "CC0-1.0",
-        "SPDXID": "SPDXRef-DOCUMENT",
-        "name": f"{name}-{version}",
-        "documentNamespace": f"https://bulkhead.invalid/spdx/{name}/{version}/{stable_uuid(name, version, 'spdx')}",
-        "creationInfo": {"created": created.strftime("%Y-%m-%dT%H:%M:%SZ"), "creators": ["Tool: bulkhead-osbuild"]},
-        "documentDescribes": [image_id],
-        "packages": [
-            {
-                "SPDXID": image_id,
-                "name": name,
-                "versionInfo": version,
-                "downloadLocation": "NOASSERTION",
-                "filesAnalyzed": False,
-                "primaryPackagePurpose": "OPERATING-SYSTEM",
-            }
-        ],
-        "relationships": [{"spdxElementId": "SPDXRef-DOCUMENT", "relationshipType": "DESCRIBES", "relatedSpdxElement": image_id}],
-    }
-    for p in packages:
-        entry: dict[str, Any] = {
-            "SPDXID": _spdx_id(p),
-            "name": p.name,
-            "versionInfo": p.version,
-            "downloadLocation": "NOASSERTION",
-            "filesAnalyzed": False,
-            "supplier": f"Organization: {p.maintainer}" if p.maintainer else "NOASSERTION",
-            "sourceInfo": f"built from Debian source package {p.source} {p.source_version}",
-            "externalRefs": [{"referenceCategory": "PACKAGE-MANAGER", "referenceType": "purl", "referenceLocator": purl(p)}],
-        }
-        if p.homepage:
-            entry["homepage"] = p.homepage
-        doc["packages"].append(entry)
-        doc["relationships"].append(
-            {"spdxElementId": image_id, "relationshipType": "CONTAINS", "relatedSpdxElement": _spdx_id(p)}
-        )
+    """An SPDX 2.3 document (spdx-tools): the image as the described package, which CONTAINS every Debian package."""
+    doc: dict[str, Any] = json.loads(export_spdx2(_meta(name, version, created), components(packages)))
     return doc
 
 
 def cyclonedx(packages: list[Package], name: str, version: str, created: dt.datetime) -> dict[str, Any]:
-    """A CycloneDX 1.6 BOM: the image as the metadata component (type operating-system), one component per package."""
-    return {
-        "bomFormat": "CycloneDX",
-        "specVersion": "1.6",
-        "serialNumber": f"urn:uuid:{stable_uuid(name, version, 'cyclonedx')}",
-        "version": 1,
-        "metadata": {
-            "timestamp": created.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "tools": {"components": [{"type": "application", "name": "bulkhead-osbuild"}]},
-            "component": {"type": "operating-system", "bom-ref": "image", "name": name, "version": version},
-        },
-        "components": [
-            {
-                "type": "library",
-                "bom-ref": purl(p),
-                "name": p.name,
-                "version": p.version,
-                "purl": purl(p),
-                **({"supplier": {"name": p.maintainer}} if p.maintainer else {}),
-                "properties": [
-                    {"name": "debian:source", "value": p.source},
-                    {"name": "debian:source_version", "value": p.source_version},
-                    {"name": "debian:architecture", "value": p.architecture},
-                ],
-            }
-            for p in packages
-        ],
-        "dependencies": [{"ref": "image", "dependsOn": [purl(p) for p in packages]}],
-    }
+    """A CycloneDX 1.6 BOM (cyclonedx-python-lib): the image as the metadata component, one component per package."""
+    doc: dict[str, Any] = json.loads(export_cyclonedx(_meta(name, version, created), components(packages)))
+    return doc

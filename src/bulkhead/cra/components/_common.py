@@ -10,7 +10,7 @@ from packageurl import PackageURL
 from ..cpe import parse_cpe
 from ..model import FindingStatus, SbomVulnStatement
 
-__all__ = ["DEBIAN_CODENAMES", "distro_release", "is_kernel", "purl_facts", "yocto_cves_fixed"]
+__all__ = ["DEBIAN_CODENAMES", "distro_release", "hash_algorithm", "is_kernel", "purl_facts", "yocto_cves_fixed"]
 
 _CVE = re.compile(r"CVE-\d{4}-\d{4,}")
 # Kernel recipes and packages that are not the kernel itself (headers for the C library, firmware blobs, tools).
@@ -79,3 +79,18 @@ def distro_release(distro: str | None) -> tuple[str | None, str | None]:
             return "debian", distro
         return distro, None
     return name, DEBIAN_CODENAMES.get(release, release) if name == "debian" else release
+
+
+_SHA_DASH = re.compile(r"^sha-(\d+)$")
+_BLAKE2B = re.compile(r"^blake2b(\d+)$")
+
+
+def hash_algorithm(name: str) -> str:
+    """One spelling for a hash algorithm across the standards: SPDX 2 `SHA256`, CycloneDX `SHA-256` and SPDX 3
+    `sha256` are all `sha256`; `SHA3_256`/`SHA3-256`/`sha3_256` are `sha3-256`; `BLAKE2b-256`/`blake2b256` are `blake2b-256`."""
+    low = name.strip().lower().replace("_", "-")
+    if m := _SHA_DASH.match(low):
+        return f"sha{m.group(1)}"
+    if m := _BLAKE2B.match(low):
+        return f"blake2b-{m.group(1)}"
+    return low

@@ -2,8 +2,9 @@
 
 Components are flattened (nested components count); the metadata component (the image or app itself) is not one.
 A Debian source package is read from the properties `debian:source`/`debian:source_version` (the reference image
-writes them) or from the purl's `upstream` qualifier. VEX: a vulnerability's `analysis.state` applies to the
-components its `affects` refs name (resolved/resolved_with_pedigree → fixed, exploitable → affected,
+writes them), `bulkhead:source_name`/`bulkhead:source_version` (Bulkhead's export) or the purl's `upstream`
+qualifier; CPEs beyond the one `cpe` field from `bulkhead:cpe` properties. VEX: a vulnerability's `analysis.state`
+applies to the components its `affects` refs name (resolved/resolved_with_pedigree → fixed, exploitable → affected,
 in_triage → under investigation, false_positive/not_affected → not affected).
 """
 
@@ -19,7 +20,7 @@ from cyclonedx.model.impact_analysis import ImpactAnalysisState
 
 from ..errors import SbomContentError
 from ..model import Component, ComponentOrigin, FindingStatus, SbomVulnStatement
-from ._common import distro_release, is_kernel, purl_facts
+from ._common import distro_release, hash_algorithm, is_kernel, purl_facts
 
 __all__ = ["read_cyclonedx"]
 
@@ -63,14 +64,17 @@ def read_cyclonedx(doc: Mapping[str, Any]) -> list[Component]:
     out = []
     for c in _flatten(bom.components):
         props = {p.name: p.value for p in c.properties}
+        extra_cpes = [p.value for p in c.properties if p.name == "bulkhead:cpe" and p.value]
         purl = c.purl.to_string() if c.purl is not None else None
         facts = purl_facts(purl)
         distro, release = distro_release(facts.get("distro"))
-        source_name = props.get("debian:source") or facts.get("upstream")
-        source_version = props.get("debian:source_version") or (c.version if source_name else None)
+        source_name = props.get("debian:source") or props.get("bulkhead:source_name") or facts.get("upstream")
+        source_version = (
+            props.get("debian:source_version") or props.get("bulkhead:source_version") or (c.version if source_name else None)
+        )
         if distro is None and facts.get("type") == "deb":
             distro = facts.get("namespace")
-        cpes = (c.cpe,) if c.cpe else ()
+        cpes = tuple(dict.fromkeys(([c.cpe] if c.cpe else []) + extra_cpes))
         ref = str(c.bom_ref.value) if c.bom_ref and c.bom_ref.value else ""
         out.append(
             Component(
@@ -85,6 +89,8 @@ def read_cyclonedx(doc: Mapping[str, Any]) -> list[Component]:
                 distro_release=release,
                 is_kernel=is_kernel([source_name, c.name], cpes),
                 statements=tuple(statements.get(ref, ())),
+                supplier=c.supplier.name if c.supplier is not None and c.supplier.name else None,
+                hashes=tuple(sorted((hash_algorithm(h.alg.value), h.content.lower()) for h in c.hashes)),
             )
         )
     return out

@@ -13,6 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from spdx_tools.spdx.model.actor import Actor
 from spdx_tools.spdx.model.document import Document
 from spdx_tools.spdx.model.package import ExternalPackageRefCategory, Package
 from spdx_tools.spdx.model.relationship import RelationshipType
@@ -21,12 +22,13 @@ from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDi
 
 from ..errors import SbomContentError
 from ..model import Component, ComponentOrigin
-from ._common import distro_release, is_kernel, purl_facts, yocto_cves_fixed
+from ._common import distro_release, hash_algorithm, is_kernel, purl_facts, yocto_cves_fixed
 
 __all__ = ["read_spdx2"]
 
 _Key = tuple[str, str]  # (document namespace, SPDXID)
-_DEBIAN_SOURCE = re.compile(r"built from Debian source package (\S+) (\S+)")
+# "built from Debian source package openssl 3.0.15-1~deb12u1" (the reference image), "built from source package X V"
+_SOURCE = re.compile(r"built from (?:Debian )?source package (\S+) (\S+)")
 
 
 def _parse(raw: Mapping[str, Any], index: int) -> Document:
@@ -116,7 +118,7 @@ def _component(p: Package, recipe: Package | None) -> Component:
     distro, release = distro_release(facts.get("distro"))
     source_name = recipe.name if recipe is not None else facts.get("upstream")
     source_version = recipe.version if recipe is not None else None
-    if recipe is None and p.source_info and (m := _DEBIAN_SOURCE.search(p.source_info)):
+    if recipe is None and p.source_info and (m := _SOURCE.search(p.source_info)):
         source_name, source_version = m.group(1), m.group(2)
     if source_name and not source_version:
         source_version = p.version
@@ -135,6 +137,8 @@ def _component(p: Package, recipe: Package | None) -> Component:
         distro_release=release,
         is_kernel=is_kernel([source_name, p.name], cpes),
         statements=statements,
+        supplier=p.supplier.name if isinstance(p.supplier, Actor) and p.supplier.name else None,
+        hashes=tuple(sorted((hash_algorithm(c.algorithm.name), c.value.lower()) for c in p.checksums)),
     )
 
 

@@ -11,6 +11,10 @@ that `hasOutput` the package), and the VEX assessment relationships from a `secu
 VexFixed → fixed, VexNotAffected → not affected (with justification type and impact statement), VexAffected →
 affected, VexUnderInvestigation → under investigation. A statement about one package of a recipe applies to every
 package the same recipe built (Yocto decides CVE status per recipe).
+
+Documents that are not Yocto's (Bulkhead's own export): when no package has the purpose `install`, the packages
+some package `contains` are the installed ones, and a source package that `generates` a package is its source
+(name and version). The supplier is the name of the `suppliedBy` agent, the hashes are the `verifiedUsing` Hashes.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Any
 
 from ..errors import SbomContentError
 from ..model import Component, ComponentOrigin, FindingStatus, SbomVulnStatement
-from ._common import distro_release, is_kernel, purl_facts
+from ._common import distro_release, hash_algorithm, is_kernel, purl_facts
 
 __all__ = ["read_spdx3"]
 
@@ -64,6 +68,24 @@ def _statement(e: Mapping[str, Any], cve: str) -> SbomVulnStatement:
     return SbomVulnStatement(cve, status, str(justification) if justification else None, str(detail) if detail else None)
 
 
+def _version_of(e: Mapping[str, Any]) -> str:
+    return str(e.get("software_packageVersion", ""))
+
+
+def _supplier(by_id: Mapping[str, Mapping[str, Any]], e: Mapping[str, Any]) -> str | None:
+    agent = by_id.get(str(e.get("suppliedBy")), {})
+    name = agent.get("name")
+    return str(name) if isinstance(name, str) and name else None
+
+
+def _hashes(e: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    out = []
+    for h in e.get("verifiedUsing", []):
+        if isinstance(h, dict) and h.get("type") == "Hash" and h.get("algorithm") and h.get("hashValue"):
+            out.append((hash_algorithm(str(h["algorithm"])), str(h["hashValue"]).lower()))
+    return tuple(sorted(out))
+
+
 def read_spdx3(doc: Mapping[str, Any]) -> list[Component]:
     """The installed components of a Yocto SPDX 3.0.1 JSON-LD image SBOM, with its VEX statements."""
     graph = _graph(doc)
@@ -76,6 +98,15 @@ def read_spdx3(doc: Mapping[str, Any]) -> list[Component]:
             if build.get("type") == "build_Build" and name.endswith(":do_create_spdx:recipe"):
                 for t in _targets(e):
                     recipe_of[t] = name.split(":", 1)[0]
+    source_of: dict[str, dict[str, Any]] = {}
+    contained: list[str] = []
+    for e in graph:
+        src = by_id.get(str(e.get("from")), {})
+        if e.get("relationshipType") == "generates" and src.get("type") == "software_Package":
+            for t in _targets(e):
+                source_of[t] = src
+        elif e.get("relationshipType") == "contains" and src.get("type") == "software_Package":
+            contained += [t for t in _targets(e) if by_id.get(t, {}).get("type") == "software_Package"]
     statements: dict[str, dict[str, SbomVulnStatement]] = defaultdict(dict)
     for e in graph:
         if e.get("type") in _VEX:
@@ -84,16 +115,21 @@ def read_spdx3(doc: Mapping[str, Any]) -> list[Component]:
                 raise SbomContentError(f"SPDX 3 VEX relationship {e.get('spdxId')}: its vulnerability has no CVE identifier")
             for t in _targets(e):
                 statements[recipe_of.get(t, t)][cve] = _statement(e, cve)
+    installed = [e for e in graph if e.get("type") == "software_Package" and e.get("software_primaryPurpose") == "install"]
+    if not installed:
+        installed = [by_id[t] for t in dict.fromkeys(contained)]
     out = []
-    for e in graph:
-        if e.get("type") != "software_Package" or e.get("software_primaryPurpose") != "install":
-            continue
+    for e in installed:
         ids = [x for x in e.get("externalIdentifier", []) if isinstance(x, dict)]
         cpes = tuple(str(x["identifier"]) for x in ids if x.get("externalIdentifierType") in ("cpe23", "cpe22"))
         purls = [str(x["identifier"]) for x in ids if x.get("externalIdentifierType") == "packageUrl"]
         purl = purls[0] if purls else (str(e["software_packageUrl"]) if e.get("software_packageUrl") else None)
         distro, release = distro_release(purl_facts(purl).get("distro"))
         recipe = recipe_of.get(str(e["spdxId"]))
+        source = source_of.get(str(e["spdxId"]))
+        source_version = str(source.get("software_packageVersion", "")) if source else (_version_of(e) if recipe else None)
+        if source is not None:
+            recipe = str(source.get("name", "")) or None
         name, version = str(e.get("name", "")), str(e.get("software_packageVersion", ""))
         if not name:
             raise SbomContentError(f"SPDX 3 package {e['spdxId']} has no name")
@@ -106,11 +142,13 @@ def read_spdx3(doc: Mapping[str, Any]) -> list[Component]:
                 purl=purl,
                 cpes=cpes,
                 source_name=recipe,
-                source_version=version if recipe else None,
+                source_version=source_version or None,
                 distro=distro,
                 distro_release=release,
                 is_kernel=is_kernel([recipe, name], cpes),
                 statements=tuple(stated[c] for c in sorted(stated)),
+                supplier=_supplier(by_id, e),
+                hashes=_hashes(e),
             )
         )
     return out
