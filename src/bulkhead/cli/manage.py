@@ -128,6 +128,24 @@ def release_sbom(
     show(data, json, title="SBOM")
 
 
+@release_app.command("sbom-export")
+def release_sbom_export(
+    ctx: typer.Context,
+    release_id: int,
+    fmt: str = typer.Option("cyclonedx", "--format", "-f", help="cyclonedx (CycloneDX 1.6), spdx (SPDX 2.3), spdx3 (SPDX 3.0.1)"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Write the document here instead of standard output"),
+    json: bool = JsonOpt,
+) -> None:
+    """Export a release's SBOM as the server writes it: the components of its attached SBOMs and the release itself."""
+    resp = client(ctx).raw("GET", f"/api/v1/releases/{release_id}/sbom/export", params={"format": fmt})
+    if out is None:
+        output.console.print(resp.text, markup=False, highlight=False, soft_wrap=True)
+        return
+    out.write_bytes(resp.content)
+    info = {"release": release_id, "format": fmt, "file": str(out), "size": len(resp.content)}
+    show(info, json, title="SBOM export")
+
+
 _REL_COLS = ["id", "compatible", "version", "format", "size", "sha256", "created_at"]
 
 

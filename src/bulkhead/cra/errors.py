@@ -10,7 +10,8 @@ class CraError(Exception):
 
 
 class SbomError(CraError):
-    """A document is not an SBOM this project reads (SPDX 2.2/2.3 JSON, CycloneDX 1.4-1.6 JSON)."""
+    """A document is not an SBOM this project reads (SPDX 2.2/2.3 JSON, SPDX 3.0.1 JSON-LD, CycloneDX 1.4-1.6 JSON),
+    or an SBOM cannot be written (an unknown export format, content the standard does not allow)."""
 
 
 class SbomContentError(SbomError):

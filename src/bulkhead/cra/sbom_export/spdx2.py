@@ -1,6 +1,6 @@
 """Components → an SPDX 2.3 JSON document, built with spdx-tools' model and written (and validated) by its writer.
 
-The release is the described package (purpose OPERATING-SYSTEM, the bundle's SHA256 as its checksum, the compatible
+The release is the described package (purpose OPERATING_SYSTEM, the bundle's SHA256 as its checksum, the compatible
 in its comment) that CONTAINS one package per component. A component's purl and CPEs are external references, its
 supplier an Organization, its hashes checksums, its source package a `sourceInfo` sentence that the reader parses
 ("built from Debian source package openssl 3.0.15-1~deb12u1", "built from source package busybox 1.36.1").

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from pydantic import BaseModel, Field, StringConstraints
 
 from bulkhead.protocol import DeviceStatus
@@ -16,6 +16,7 @@ from ..services.auth import Principal
 from ..services.device_history import event_page
 from ..services.device_list import DeviceFilter
 from ..services.releases import MAX_SBOM_BYTES
+from ..services.sbom_export import export_release_sbom
 from . import schemas, wire
 from .deps import Services, principal, receive_upload, services
 from .device_filters import device_filter
@@ -174,7 +175,11 @@ async def upload_release(
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": {"type": "object", "description": "SPDX 2.2/2.3 or CycloneDX 1.4-1.6"}}},
+            "content": {
+                "application/json": {
+                    "schema": {"type": "object", "description": "SPDX 2.2/2.3, SPDX 3.0.1 JSON-LD or CycloneDX 1.4-1.6"}
+                }
+            },
         }
     },
 )
@@ -195,13 +200,37 @@ async def attach_sbom(
 )
 def get_sbom(
     release_id: DbId,
-    format: str | None = Query(None, description="spdx or cyclonedx; default: SPDX if the release has one"),
+    format: str | None = Query(None, description="spdx, spdx3 or cyclonedx; default: SPDX if the release has one"),
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> FileResponse:
-    """Download a release's SBOM."""
+    """Download a release's SBOM as it was attached."""
     path, media_type = svc.releases.sbom_file(who, release_id, format)
     return FileResponse(path, media_type=media_type)
+
+
+@router.get(
+    "/releases/{release_id}/sbom/export",
+    tags=["releases"],
+    response_class=Response,
+    responses=wire.binary(
+        "application/vnd.cyclonedx+json",
+        "application/spdx+json",
+        description="The release's SBOM: its components (from its attached SBOMs) and the release (compatible, "
+        "version, bundle sha256), as CycloneDX 1.6 JSON, SPDX 2.3 JSON or SPDX 3.0.1 JSON-LD",
+    ),
+)
+def export_sbom(
+    release_id: DbId,
+    format: str = Query(..., max_length=16, description="cyclonedx (CycloneDX 1.6), spdx (SPDX 2.3) or spdx3 (SPDX 3.0.1)"),
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> Response:
+    """Export a release's SBOM, written by the server from the components it knows (viewer role)."""
+    out = export_release_sbom(svc.releases, who, release_id, format)
+    return Response(
+        out.text, media_type=out.media_type, headers={"content-disposition": f'attachment; filename="{out.filename}"'}
+    )
 
 
 @router.get(

@@ -125,7 +125,9 @@ class KeyringOut(Out):
 class SbomOut(Out):
     """An SBOM attached to a release."""
 
-    format: Literal["spdx", "cyclonedx"]
+    format: Literal["spdx", "spdx3", "cyclonedx"] = Field(
+        description="spdx: SPDX 2.2/2.3 JSON, spdx3: SPDX 3.0.1 JSON-LD, cyclonedx"
+    )
     spec_version: str
     components: int
     sha256: str

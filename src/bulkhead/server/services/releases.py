@@ -28,7 +28,11 @@ from .lookups import tenant_release
 __all__ = ["MAX_SBOM_BYTES", "ReleaseService", "Upload"]
 
 MAX_SBOM_BYTES = 64 << 20  # an SBOM is parsed whole; a rootfs SBOM is a few MiB
-SBOM_MEDIA_TYPES = {"spdx": "application/spdx+json", "cyclonedx": "application/vnd.cyclonedx+json"}
+SBOM_MEDIA_TYPES = {
+    "spdx": "application/spdx+json",
+    "spdx3": "application/spdx+json",  # SPDX 3.0.1 JSON-LD
+    "cyclonedx": "application/vnd.cyclonedx+json",
+}
 
 
 class Upload:
@@ -225,7 +229,8 @@ class ReleaseService:
         return list(s.scalars(select(ReleaseSbom).where(ReleaseSbom.release_id == release_id).order_by(ReleaseSbom.format)))
 
     def attach_sbom(self, who: Principal, release_id: int, upload: Upload) -> dict[str, Any]:
-        """Keep an SPDX or CycloneDX JSON document as the release's SBOM of that format (replacing an older one)."""
+        """Keep an SPDX 2, SPDX 3.0.1 or CycloneDX JSON document as the release's SBOM of that format (replacing an
+        older one)."""
         try:
             who.require("operator")
             with self.db.session() as s:
@@ -270,7 +275,7 @@ class ReleaseService:
         """The stored SBOM of a release (the given format, or the only/SPDX one) and its media type."""
         who.require("viewer")
         if fmt is not None and fmt not in SBOM_MEDIA_TYPES:
-            raise Invalid(f"unknown SBOM format {fmt!r}: use spdx or cyclonedx")
+            raise Invalid(f"unknown SBOM format {fmt!r}: use spdx, spdx3 or cyclonedx")
         with self.db.session() as s:
             rel = self._own(s, who, release_id)
             sboms = {b.format: b for b in self._sboms(s, rel.id)}
