@@ -15,6 +15,7 @@ import pytest
 from bulkhead.lab.pki import make_pki
 from bulkhead.osbuild import BuildSpec, build_image
 from tests.osbuild.conftest import need_image_tools
+from tests.sbom_validators import validate
 
 
 def _sha256(p: Path) -> str:
@@ -50,3 +51,5 @@ def test_two_builds_give_the_same_rootfs_and_a_complete_manifest(tmp_path: Path,
     assert spdx["spdxVersion"] == "SPDX-2.3" and len(spdx["packages"]) == len(manifest["packages"]) + 1
     cdx = json.loads(a.cyclonedx.read_text())
     assert cdx["specVersion"] == "1.6" and {c["name"] for c in cdx["components"]} == set(manifest["packages"])
+    assert validate("spdx", a.spdx.read_text()) == [] and validate("cyclonedx", a.cyclonedx.read_text()) == []
+    assert a.spdx.read_bytes() == b.spdx.read_bytes() and a.cyclonedx.read_bytes() == b.cyclonedx.read_bytes()

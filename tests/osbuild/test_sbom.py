@@ -10,10 +10,15 @@ from pathlib import Path
 import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
+from packageurl import PackageURL
 from spdx_tools.spdx.parser.parse_anything import parse_file
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from bulkhead.osbuild.sbom import Package, cyclonedx, parse_dpkg_status, purl, spdx
+from bulkhead.cra import identify
+from bulkhead.cra.components import read_sbom
+from bulkhead.cra.model import Component
+from bulkhead.osbuild.sbom import Package, components, cyclonedx, parse_dpkg_status, purl, spdx, write_sboms
+from tests.sbom_validators import validate
 
 STATUS = Path("/var/lib/dpkg/status")
 WHEN = dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC)
@@ -62,3 +67,24 @@ def test_spdx_is_valid_2_3(packages: list[Package], tmp_path: Path) -> None:
     doc = parse_file(str(path))
     assert validate_full_spdx_document(doc) == []
     assert len(doc.packages) == len(packages) + 1
+
+
+def test_written_sbom_files_validate_and_read_back_as_the_server_reads_them(packages: list[Package], tmp_path: Path) -> None:
+    """The files the reference build writes (sbom.spdx.json, sbom.cdx.json): valid by the standards' validators,
+    identified by the server's upload check, and read back to the image's packages with purl, source and supplier."""
+    spdx_path, cdx_path = write_sboms(packages, "bulkhead-test", "1.0", WHEN, tmp_path)
+    assert (spdx_path.name, cdx_path.name) == ("sbom.spdx.json", "sbom.cdx.json")
+
+    def key(c: Component) -> tuple[str | None, ...]:  # purls compared canonical (CycloneDX writes `1:2.38` for `1%3A2.38`)
+        return (c.name, c.version, PackageURL.from_string(c.purl or "").to_string(), c.source_name, c.source_version, c.supplier)
+
+    want = sorted(map(key, components(packages)))
+    for path, fmt in ((spdx_path, "spdx"), (cdx_path, "cyclonedx")):
+        text = path.read_text()
+        assert validate(fmt, text) == [], f"{path.name} is not valid {fmt}"
+        doc = json.loads(text)
+        assert identify(doc).format == fmt
+        assert sorted(map(key, read_sbom([doc]))) == want
+    (tmp_path / "again").mkdir()  # reproducible: the same inputs give the same bytes
+    again = write_sboms(packages, "bulkhead-test", "1.0", WHEN, tmp_path / "again")
+    assert [p.read_bytes() for p in again] == [spdx_path.read_bytes(), cdx_path.read_bytes()]

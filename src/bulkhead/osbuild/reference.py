@@ -24,7 +24,7 @@ from typing import Any
 from ..rauc import create_bundle
 from . import layout as L
 from .errors import BuildError, OsBuildError, ToolMissing
-from .sbom import cyclonedx, parse_dpkg_status, spdx
+from .sbom import parse_dpkg_status, write_sboms
 
 __all__ = ["BASE_PACKAGES", "BuildResult", "BuildSpec", "build_image", "missing_packages"]
 
@@ -399,9 +399,7 @@ def build_image(spec: BuildSpec, progress: Progress = lambda _m: None, keep_work
         progress("SBOM and build manifest")
         when = dt.datetime.fromtimestamp(spec.source_date_epoch, dt.UTC)
         name = f"bulkhead-{spec.compatible}"
-        spdx_path, cdx_path = out / "sbom.spdx.json", out / "sbom.cdx.json"
-        spdx_path.write_text(json.dumps(spdx(packages, name, spec.version, when), indent=1, sort_keys=True))
-        cdx_path.write_text(json.dumps(cyclonedx(packages, name, spec.version, when), indent=1, sort_keys=True))
+        spdx_path, cdx_path = write_sboms(packages, name, spec.version, when, out)
         seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
         manifest = out / "build-manifest.json"
         doc = {

@@ -9,13 +9,14 @@ import datetime as dt
 import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from bulkhead.cra.model import Component, ComponentOrigin
 from bulkhead.cra.sbom_export import ReleaseMeta, export_cyclonedx, export_spdx2
 
-__all__ = ["Package", "components", "cyclonedx", "parse_dpkg_status", "purl", "spdx"]
+__all__ = ["Package", "components", "cyclonedx", "parse_dpkg_status", "purl", "spdx", "write_sboms"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,13 @@ def cyclonedx(packages: list[Package], name: str, version: str, created: dt.date
     """A CycloneDX 1.6 BOM (cyclonedx-python-lib): the image as the metadata component, one component per package."""
     doc: dict[str, Any] = json.loads(export_cyclonedx(_meta(name, version, created), components(packages)))
     return doc
+
+
+def write_sboms(packages: list[Package], name: str, version: str, created: dt.datetime, out: Path) -> tuple[Path, Path]:
+    """The image's `sbom.spdx.json` (SPDX 2.3) and `sbom.cdx.json` (CycloneDX 1.6) in `out`, as the libraries write
+    them (the same inputs give the same bytes)."""
+    meta, parts = _meta(name, version, created), components(packages)
+    spdx_path, cdx_path = out / "sbom.spdx.json", out / "sbom.cdx.json"
+    spdx_path.write_text(export_spdx2(meta, parts))
+    cdx_path.write_text(export_cyclonedx(meta, parts))
+    return spdx_path, cdx_path
