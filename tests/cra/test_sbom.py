@@ -57,9 +57,19 @@ def test_yocto_spdx_from_the_shared_testdata_is_identified() -> None:
         ({"spdxVersion": "SPDX-3.0"}, "not supported"),
         ({"spdxVersion": "SPDX-2.3", "SPDXID": "SPDXRef-DOCUMENT", "name": "x", "creationInfo": {}}, "documentNamespace"),
         ({"bomFormat": "CycloneDX", "specVersion": "1.2"}, "not supported"),
+        ({"@context": "https://spdx.org/rdf/3.0.0/spdx-context.jsonld", "@graph": []}, "use SPDX 3.0.1"),
+        ({"@context": "https://spdx.org/rdf/3.0.1/spdx-context.jsonld", "@graph": {}}, "@graph must be a list"),
+        ({"@context": "https://spdx.org/rdf/3.0.1/spdx-context.jsonld", "@graph": [{"name": "x"}]}, "each with a type"),
+        ({"@context": "https://spdx.org/rdf/3.0.1/spdx-context.jsonld", "@graph": [{"type": "Tool"}]}, "no SpdxDocument"),
         ({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"version": "1"}]}, "each with a name"),
     ],
 )
 def test_documents_that_are_not_sboms_are_refused(doc: Any, message: str) -> None:
     with pytest.raises(SbomError, match=message):
         identify(doc)
+
+
+def test_yocto_spdx3_image_sbom_is_identified(spdx3_doc: dict[str, Any]) -> None:
+    """SPDX 3.0.1 JSON-LD as Yocto's create-spdx writes it: its 38 installed packages (of 142 software_Package)."""
+    info = identify(spdx3_doc)
+    assert (info.format, info.spec_version, info.components) == ("spdx3", "3.0.1", 38)

@@ -9,8 +9,10 @@ import json
 from collections import Counter
 
 import pytest
+from packageurl import PackageURL
 
 from bulkhead.cra.components import read_sbom
+from bulkhead.cra.model import Component
 from bulkhead.osbuild.sbom import cyclonedx, parse_dpkg_status, spdx
 from tests.conftest import SHARED
 from tests.sbom_validators import validate
@@ -20,17 +22,19 @@ from tests.server.test_releases import GOOD, stored_artifacts
 STATUS = (
     "Package: libssl3\nStatus: install ok installed\nArchitecture: amd64\nSource: openssl (3.0.15-1~deb12u1)\n"
     "Version: 3.0.15-1~deb12u1\nMaintainer: Debian OpenSSL Team <x@debian.org>\n\n"
-    "Package: rauc\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.8-2\n"
+    "Package: rauc\nStatus: install ok installed\nArchitecture: amd64\nVersion: 1.8-2\n\n"
+    "Package: bsdutils\nStatus: install ok installed\nArchitecture: amd64\nSource: util-linux (2.38.1-5+deb12u3)\n"
+    "Version: 1:2.38.1-5+deb12u3\n"
 )
 WHEN = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
 SPDX3 = SHARED / "yocto-spdx/spdx-3.0.1/vulnscout-core-image-minimal-qemux86-64/core-image-minimal-qemux86-64.rootfs.spdx.json"
 MEDIA = {"cyclonedx": "application/vnd.cyclonedx+json", "spdx": "application/spdx+json", "spdx3": "application/spdx+json"}
 
 
-def _key(c: object) -> tuple[object, ...]:
-    return tuple(
-        getattr(c, f) for f in ("name", "version", "purl", "cpes", "source_name", "source_version", "supplier", "hashes")
-    )
+def _key(c: Component) -> tuple[object, ...]:
+    """What the export carries of a component, its purl canonical (CycloneDX writes `1:2.38` for `1%3A2.38`)."""
+    purl = PackageURL.from_string(c.purl).to_string() if c.purl else None
+    return (c.name, c.version, purl, c.cpes, c.source_name, c.source_version, c.supplier, c.hashes)
 
 
 @pytest.mark.parametrize("fmt", ["cyclonedx", "spdx", "spdx3"])
@@ -45,8 +49,20 @@ def test_export_carries_the_release_and_its_components(server: LiveServer, fmt: 
     assert validate(fmt, r.text) == []
     back = read_sbom([r.json()])
     assert Counter(map(_key, back)) == Counter(map(_key, read_sbom([attached])))
-    assert {c.supplier for c in back} == {"Debian OpenSSL Team <x@debian.org>", None}
+    assert {c.supplier for c in back} == {"Debian OpenSSL Team <x@debian.org>", None} and len(back) == 3
     assert rel["sha256"] in r.text and rel["version"] in r.text and rel["compatible"] in r.text
+
+
+def test_the_spdx_and_cyclonedx_sboms_of_one_image_export_each_component_once(server: LiveServer) -> None:
+    """The reference image's two SBOMs spell an epoch's colon in a purl differently (`1%3A2.38`, `1:2.38`)."""
+    pkgs = parse_dpkg_status(STATUS)
+    with server.client(server.tenant()) as c:
+        rel = c.post("/api/v1/releases", content=GOOD.read_bytes()).json()
+        c.put(f"/api/v1/releases/{rel['id']}/sbom", json=spdx(pkgs, "img", "1", WHEN)).raise_for_status()
+        c.put(f"/api/v1/releases/{rel['id']}/sbom", json=cyclonedx(pkgs, "img", "1", WHEN)).raise_for_status()
+        r = c.get(f"/api/v1/releases/{rel['id']}/sbom/export", params={"format": "spdx3"})
+    assert r.status_code == 200, r.text
+    assert sorted(c.name for c in read_sbom([r.json()])) == ["bsdutils", "libssl3", "rauc"]
 
 
 @pytest.mark.skipif(not SPDX3.is_file(), reason="shared testdata not found")

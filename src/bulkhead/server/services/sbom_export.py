@@ -1,7 +1,8 @@
 """A release's SBOM as the server knows it, exported as CycloneDX 1.6, SPDX 2.3 or SPDX 3.0.1 (viewer role).
 
 The components are those of the release's uploaded SBOMs (every format it has, read once each and merged as the
-vulnerability scans read them); the document adds the release: its compatible, version and bundle sha256.
+vulnerability scans read them, purls compared canonical); the document adds the release: its compatible, version and
+bundle sha256.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ import json
 import re
 from dataclasses import dataclass
 
+from packageurl import PackageURL
 from sqlalchemy import select
 
 from bulkhead.cra import CraError
+from bulkhead.cra.model import Component
 from bulkhead.cra.sbom_export import EXPORT_FORMATS, MEDIA_TYPES, ReleaseMeta, export_sbom
 
 from ..errors import Invalid, NotFound, Unprocessable
@@ -33,6 +36,22 @@ class SbomExport:
     text: str
     media_type: str
     filename: str
+
+
+def _canonical(purl: str | None) -> str | None:
+    try:
+        return PackageURL.from_string(purl).to_string() if purl else None
+    except ValueError:
+        return purl
+
+
+def _merged(components: list[Component]) -> list[Component]:
+    """One component per name, version and package URL, the URL compared canonical: a release's SPDX and CycloneDX
+    SBOMs of the same image spell some purls differently (`1%3A2.38` and `1:2.38`)."""
+    seen: dict[tuple[str, str, str | None], Component] = {}
+    for c in components:
+        seen.setdefault((c.name, c.version, _canonical(c.purl)), c)
+    return list(seen.values())
 
 
 def export_release_sbom(releases: ReleaseService, who: Principal, release_id: int, fmt: str) -> SbomExport:
@@ -55,7 +74,7 @@ def export_release_sbom(releases: ReleaseService, who: Principal, release_id: in
         for sha in shas:
             with releases.store.path(sha).open("rb") as f:
                 docs.append(json.load(f))
-        components = release_components(docs)
+        components = _merged(release_components(docs))
         text = export_sbom(fmt, meta, components)
     except (OSError, ValueError) as e:
         raise Unprocessable(f"release {release_id}: a stored SBOM cannot be read ({e}); attach it again") from e
