@@ -142,8 +142,9 @@ def _targets(bom: Bom) -> dict[str, _Target]:
     return out
 
 
-def _from_ref(ref: str) -> _Target | None:
-    """A ref that names no component of the document: a purl stands for its name (and version)."""
+def _from_ref(ref: str, product: str | None) -> _Target | None:
+    """A ref that names no component of the document: a purl stands for its name (and version), a component of the
+    document's product (`metadata.component`) when it has one, else a product itself."""
     if ref.startswith("urn:cdx:") and "#" in ref:  # a BOM-Link into another document: its fragment
         ref = unquote(ref.split("#", 1)[1])
     if ref.startswith("pkg:"):
@@ -151,7 +152,7 @@ def _from_ref(ref: str) -> _Target | None:
             p = PackageURL.from_string(ref)
         except ValueError:
             return None
-        return _Target(unquote(p.name), p.version, ref, None)
+        return _Target(unquote(p.name), p.version, ref, product)
     return None
 
 
@@ -192,7 +193,7 @@ def read_cyclonedx_vex(doc: Any, product: str | None) -> list[VexEntry]:
             raise CycloneDxVexError(f"{where}: affects is missing; name the product or component it is about")
         for target in v.affects:
             ref = str(target.ref)
-            t = targets.get(ref) or _from_ref(ref)
+            t = targets.get(ref) or _from_ref(ref, meta.name if meta is not None else None)
             if t is None:
                 raise CycloneDxVexError(f"{where}: affects ref {ref!r} names no component of the document")
             if product is not None:
