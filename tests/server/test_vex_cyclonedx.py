@@ -100,6 +100,10 @@ def test_a_component_statement_applies_while_the_component_keeps_its_version(
         assert r.status_code == 200 and r.json()["component_version"] == MID_SSL  # the newest release's: replaced
         assert _shown(c)["exposure"]["devices"] == 1
 
+        r = c.put("/api/v1/vex", json=body | {"component_version": "*"})  # asked for: every version of the component
+        assert r.status_code == 201 and r.json()["component_version"] is None, r.text
+        assert [f["status"] for f in _shown(c)["findings"]] == ["not_affected", "affected"]  # the versioned ones win
+
         # a product-wide statement keeps today's behaviour: every version, under the component statements
         r = c.put("/api/v1/vex", json={"compatible": DEBIAN, "cve": CVE, "status": "fixed"})
         assert r.status_code == 201 and r.json()["component_version"] is None

@@ -135,7 +135,7 @@ def vex_set(
     status: str = typer.Option(..., "--status", help="not_affected, affected, fixed or under_investigation"),
     component: str | None = typer.Option(None, "--component", help="Only this component (default: the whole product)"),
     component_version: str | None = typer.Option(
-        None, "--component-version", help="The version triaged (default: the one the newest scanned release has)"
+        None, "--component-version", help="The version triaged (default: the newest scanned release's; * for every version)"
     ),
     purl: str | None = typer.Option(None, "--purl", help="The component as a package URL (gives name and version)"),
     justification: str | None = typer.Option(

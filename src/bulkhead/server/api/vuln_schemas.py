@@ -204,8 +204,8 @@ class VexIn(BaseModel):
     )
     component_version: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
         None,
-        description="the component version triaged (default: the version the product's newest scanned release has); "
-        "the statement applies while the component has this version",
+        description="the component version triaged (default: the version the product's newest scanned release has; "
+        '"*": every version); the statement applies while the component has this version',
     )
     purl: Annotated[str, StringConstraints(min_length=5, max_length=1024)] | None = Field(
         None, description="the component as a package URL (gives component and component_version)"

@@ -114,12 +114,15 @@ def set_statement(
 ) -> tuple[dict[str, Any], bool]:
     """Create or replace a person's statement; returns it and whether it is new. A statement for a component records
     the version it was triaged against (given, from its purl, or the version the product's newest scanned release
-    has): it applies while the component has that version. It replaces the SBOM's statement for the same key."""
+    has; "*" for every version): it applies while the component has that version. It replaces the SBOM's statement
+    for the same key."""
     _check(status, justification, impact)
     name, version, purl = _component_of(component, component_version, purl)
     lock_tenant(s, tid)
     _known_product(s, tid, compatible)
-    if name and not version:
+    if name and version == "*":  # asked for: every version of the component
+        version = ""
+    elif name and not version:
         version = _triaged_version(s, tid, compatible, cve, name)
     v = _statement(s, tid, compatible, cve, name, version)
     created = v is None
