@@ -18,6 +18,7 @@ __all__ = [
     "OpenVexOut",
     "ScanIn",
     "ScanRunOut",
+    "VexDocumentOut",
     "VexFormat",
     "VexIn",
     "VexOut",
@@ -250,3 +251,9 @@ class OpenVexOut(Out):
     version: int
     tooling: str
     statements: list[OpenVexStatement]
+
+
+VexDocumentOut = Annotated[
+    OpenVexOut | CycloneDxVexOut,
+    Field(description="A VEX document: OpenVEX 0.2.0 (format=openvex) or CycloneDX 1.6 (format=cyclonedx)"),
+]

@@ -172,7 +172,7 @@ def list_vex(
     return pg.send(_vulns(svc).vex_list(who, compatible, cve, pg.page))
 
 
-@router.get("/vex/export", response_model=vs.OpenVexOut | vs.CycloneDxVexOut, response_model_exclude_unset=True)
+@router.get("/vex/export", response_model=vs.VexDocumentOut, response_model_exclude_unset=True)
 def export_vex(
     compatible: str | None = Query(None, max_length=256, description="only this product's statements"),
     format: vs.VexFormat = Query("openvex", description="openvex (OpenVEX 0.2.0) or cyclonedx (CycloneDX 1.6 VEX)"),

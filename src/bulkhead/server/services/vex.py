@@ -266,7 +266,8 @@ def parse_openvex(doc: Any, compatible: str | None) -> list[VexEntry]:
             target = compatible or _purl_name(pid)
             if not target:
                 raise Invalid(f"{where}: a product without @id; give the product with ?compatible=")
-            subs = product.get("subcomponents") or [] if isinstance(product, Mapping) else []
+            subs = product.get("subcomponents") if isinstance(product, Mapping) else None
+            subs = subs if isinstance(subs, list) else []
             parts = [_purl_parts(c.get("@id")) for c in subs if isinstance(c, Mapping)] or [(None, None, None)]
             for name, version, purl in parts:
                 out.append(VexEntry(target, cve.upper(), str(status), name, version, purl, justification, impact, action))
