@@ -85,6 +85,16 @@ def test_import_scan_list_show_and_vex(srv: LiveServer, lab: Lab, tmp_path: Path
     assert (back["compatible"], back["status"]) == (DEBIAN, "not_affected")
     assert ok(srv, token, "vuln", "show", "CVE-2024-5535")["exposure"]["devices"] == 0
 
+    cdx = tmp_path / "product.cdx.json"  # and as CycloneDX VEX: exported, withdrawn, imported (format detected)
+    res = cli(srv, token, "vex", "export", "--compatible", DEBIAN, "--format", "cyclonedx", "--out", str(cdx))
+    assert res.returncode == 0 and "1 statements written" in res.stderr, res.stderr
+    [vuln] = json.loads(cdx.read_text())["vulnerabilities"]
+    assert vuln["id"] == "CVE-2024-5535" and vuln["analysis"]["state"] == "not_affected"
+    assert ok(srv, token, "vex", "delete", str(back["id"])) == {"deleted": back["id"]}
+    [again] = ok(srv, token, "vex", "import", str(cdx))
+    assert (again["compatible"], again["status"], again["justification"]) == (DEBIAN, "not_affected", "code_not_present")
+    assert "member states" in cli(srv, token, "vuln", "show", "CVE-2024-5535").stdout
+
 
 def test_bad_input_exits_2_with_the_servers_message(srv: LiveServer, lab: Lab, tmp_path: Path) -> None:
     token = srv.tenant(ca=lab.pki.ca)
@@ -98,7 +108,9 @@ def test_bad_input_exits_2_with_the_servers_message(srv: LiveServer, lab: Lab, t
         (("vuln", "show", "CVE-2099-0001"), "bulkhead vuln scan"),
         (("vex", "set", "--compatible", DEBIAN, "--cve", "CVE-2024-5535", "--status", "not_affected"), "needs a justification"),
         (("vex", "delete", "999999"), "does not exist"),
-        (("vex", "import", str(junk)), "not an OpenVEX document"),
+        (("vex", "import", str(junk)), "not a VEX document"),
+        (("vex", "import", str(junk), "--format", "csaf"), "--format must be one of openvex, cyclonedx"),
+        (("vex", "export", "--format", "spdx"), "--format must be one of openvex, cyclonedx"),
     ):
         res = cli(srv, token, *args)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)

@@ -83,7 +83,9 @@ def test_debian_release_findings_device_exposure_and_the_fix(server: LiveServer,
         assert cves(c, release=r2)["CVE-2024-5535"]["status"] == "fixed"
 
         shown = c.get("/api/v1/vulnerabilities/CVE-2024-5535").json()
-        assert shown["exposure"] == {"devices": 2, "groups": {"line-a": 1, "line-b": 1}, "versions": {"1": 2}}
+        assert shown["exposure"] == {
+            "devices": 2, "groups": {"line-a": 1, "line-b": 1}, "versions": {"1": 2}, "countries": {"unknown": 2}
+        }  # fmt: skip
         assert shown["fix"]["versions"] == ["3.0.14-1~deb12u1"]
         assert shown["fix"]["releases"] == [{"compatible": DEBIAN, "release_id": r2, "version": "2"}]
         by_release = {f["release"]: f for f in shown["findings"]}
@@ -104,7 +106,7 @@ def test_debian_release_findings_device_exposure_and_the_fix(server: LiveServer,
         assert cves(c, device=b)["CVE-2024-5535"]["status"] == "fixed"
         assert cves(c, device=a)["CVE-2024-5535"]["status"] == "affected"
         exposure = c.get("/api/v1/vulnerabilities/CVE-2024-5535").json()["exposure"]
-        assert exposure == {"devices": 1, "groups": {"line-a": 1}, "versions": {"1": 1}}
+        assert exposure == {"devices": 1, "groups": {"line-a": 1}, "versions": {"1": 1}, "countries": {"unknown": 1}}
         assert [d["name"] for d in c.get("/api/v1/vulnerabilities/CVE-2024-5535/devices").json()] == [a]
         assert "CVE-2024-5535" not in cves(c, group="line-b", status="affected")
 
@@ -184,10 +186,12 @@ def test_yocto_sbom_findings_kev_and_vex_not_affected_keeps_the_record(server: L
 
         doc = c.get("/api/v1/vex/export", params={"compatible": YOCTO}).json()
         assert doc["@context"] == "https://openvex.dev/ns/v0.2.0"
+        # the SBOM's own statements are VEX records too (test_vex_cyclonedx.py); here the person's
+        doc["statements"] = [x for x in doc["statements"] if x["vulnerability"]["name"] == "CVE-2024-36971"]
         [st] = doc["statements"]
         assert st["vulnerability"] == {"name": "CVE-2024-36971"} and st["status"] == "not_affected"
         assert st["justification"] == "vulnerable_code_not_in_execute_path" and st["impact_statement"]
-        audit = c.get("/api/v1/audit", params={"action": "vex."}).json()
+        audit = c.get("/api/v1/audit", params={"action": "vex.set"}).json()
         assert [e["action"] for e in audit] == ["vex.set", "vex.set"] and audit[0]["subject"] == f"{YOCTO} CVE-2024-36971"
 
         assert c.delete(f"/api/v1/vex/{vex_id}").status_code == 204
@@ -281,7 +285,7 @@ def test_bad_input_is_refused_with_a_clear_message_and_changes_nothing(
         r = c.post("/api/v1/vex/import", json=openvex)
         assert r.status_code == 400 and "statements[1] (CVE-2024-6387)" in r.json()["message"], r.text
         r = c.post("/api/v1/vex/import", json={"statements": []})
-        assert r.status_code == 400 and "not an OpenVEX document" in r.json()["message"]
+        assert r.status_code == 400 and "neither an OpenVEX document" in r.json()["message"]
         assert c.get("/api/v1/vex").json() == []
         assert c.get("/api/v1/audit", params={"action": "vex."}).json() == []
 

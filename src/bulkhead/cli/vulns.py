@@ -15,6 +15,7 @@ from .errors import CliError
 from .manage import JsonOpt, client, show
 
 vuln_app = typer.Typer(help="Vulnerability monitoring: feeds, scans, which CVE affects which device.", no_args_is_help=True)
+VEX_FORMATS = ("openvex", "cyclonedx")
 vex_app = typer.Typer(help="VEX statements: triage decisions per product (compatible) and CVE.", no_args_is_help=True)
 
 _SEVERITIES = ("low", "medium", "high", "critical")
@@ -103,15 +104,20 @@ def show_vuln(ctx: typer.Context, cve: str, json: bool = JsonOpt) -> None:
     summary["devices affected"] = data["exposure"]["devices"]
     summary["groups"] = data["exposure"]["groups"]
     summary["versions"] = data["exposure"]["versions"]
+    summary["member states"] = data["exposure"].get("countries", {})
     summary["fixed in (package)"] = data["fix"]["versions"]
     summary["fixed in (release)"] = [f"{r['compatible']} {r['version'] or '(none yet)'}" for r in data["fix"]["releases"]]
     output.record(summary, title=data["cve"])
     cols = ["release", "component", "component_version", "status", "matcher_status", "fixed_version", "source", "reason"]
     output.table(data["findings"], cols, "releases")
+    for f in data["findings"]:
+        if f.get("vex_note"):
+            output.line(f"note (release {f['release']}, {f['component']}): {f['vex_note']}")
     if data["device_findings"]:
         output.table(data["device_findings"], ["compatible", "component", "component_version", "status", "devices"], "devices")
     if data["vex"]:
-        output.table(data["vex"], ["id", "compatible", "component", "status", "justification", "actor", "at"], "VEX")
+        cols = ["id", "compatible", "component", "component_version", "status", "justification", "origin", "actor", "at"]
+        output.table(data["vex"], cols, "VEX")
 
 
 @vuln_app.command("devices")
@@ -128,6 +134,10 @@ def vex_set(
     cve: str = typer.Option(..., "--cve"),
     status: str = typer.Option(..., "--status", help="not_affected, affected, fixed or under_investigation"),
     component: str | None = typer.Option(None, "--component", help="Only this component (default: the whole product)"),
+    component_version: str | None = typer.Option(
+        None, "--component-version", help="The version triaged (default: the newest scanned release's; * for every version)"
+    ),
+    purl: str | None = typer.Option(None, "--purl", help="The component as a package URL (gives name and version)"),
     justification: str | None = typer.Option(
         None, "--justification", help="With not_affected: a CycloneDX or OpenVEX justification, e.g. code_not_reachable"
     ),
@@ -135,12 +145,15 @@ def vex_set(
     action: str | None = typer.Option(None, "--action", help="Action statement: what users should do"),
     json: bool = JsonOpt,
 ) -> None:
-    """Set the triage decision for a product and CVE; it applies at once to all its releases and devices (audited)."""
+    """Set the triage decision for a product and CVE; it applies at once to all its releases and devices (audited). A
+    component's statement applies while the component keeps the version it was triaged against."""
     body = {
         "compatible": compatible,
         "cve": cve,
         "status": status,
         "component": component,
+        "component_version": component_version,
+        "purl": purl,
         "justification": justification,
         "impact_statement": impact,
         "action_statement": action,
@@ -159,7 +172,7 @@ def vex_list(
     """The tenant's VEX statements."""
     params = {k: v for k, v in {"compatible": compatible, "cve": cve}.items() if v}
     rows = client(ctx).pages("/api/v1/vex", params, limit)
-    show(rows, json, ["id", "compatible", "cve", "component", "status", "justification", "actor", "at"])
+    show(rows, json, ["id", "compatible", "cve", "component", "component_version", "status", "justification", "origin", "at"])
 
 
 @vex_app.command("delete")
@@ -175,21 +188,25 @@ def vex_delete(ctx: typer.Context, vex_id: int, json: bool = JsonOpt) -> None:
 @vex_app.command("import")
 def vex_import(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An OpenVEX JSON document"),
+    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="An OpenVEX or CycloneDX VEX JSON document"),
     compatible: str | None = typer.Option(
-        None, "--compatible", help="The product every statement is for (default: the product purl's name)"
+        None, "--compatible", help="The product every statement is for (default: as the document names it)"
     ),
+    fmt: str | None = typer.Option(None, "--format", help="openvex or cyclonedx (default: detected)"),
     json: bool = JsonOpt,
 ) -> None:
-    """Import an OpenVEX document's statements (all or none; audited)."""
+    """Import an OpenVEX or CycloneDX VEX document's statements (all or none; audited)."""
+    if fmt is not None and fmt not in VEX_FORMATS:
+        raise CliError(f"--format must be one of {', '.join(VEX_FORMATS)}, not {fmt!r}")
     try:
         doc = jsonlib.loads(file.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise CliError(f"{file} is not JSON ({e}); give an OpenVEX document") from None
+        raise CliError(f"{file} is not JSON ({e}); give an OpenVEX or CycloneDX VEX document") from None
     if not isinstance(doc, dict):
-        raise CliError(f"{file} is not an OpenVEX document: expected a JSON object with @context and statements")
-    rows = client(ctx).request("POST", "/api/v1/vex/import", json=doc, params={"compatible": compatible} if compatible else None)
-    show(rows, json, ["id", "compatible", "cve", "component", "status", "justification"])
+        raise CliError(f"{file} is not a VEX document: expected a JSON object (OpenVEX or CycloneDX)")
+    params = {k: v for k, v in {"compatible": compatible, "format": fmt}.items() if v}
+    rows = client(ctx).request("POST", "/api/v1/vex/import", json=doc, params=params or None)
+    show(rows, json, ["id", "compatible", "cve", "component", "component_version", "status", "justification"])
 
 
 @vex_app.command("export")
@@ -197,13 +214,18 @@ def vex_export(
     ctx: typer.Context,
     compatible: str | None = typer.Option(None, "--compatible", help="Only this product's statements"),
     out: Path | None = typer.Option(None, "--out", help="Write the document here instead of standard output"),
-    json: bool = typer.Option(True, "--json", help="The document is JSON (OpenVEX 0.2.0) in any case"),
+    fmt: str = typer.Option("openvex", "--format", help="openvex (OpenVEX 0.2.0) or cyclonedx (CycloneDX 1.6 VEX)"),
+    json: bool = typer.Option(True, "--json", help="The document is JSON in any case"),
 ) -> None:
-    """Export the statements as an OpenVEX 0.2.0 JSON document."""
-    doc = client(ctx).request("GET", "/api/v1/vex/export", params={"compatible": compatible} if compatible else None)
+    """Export the statements as an OpenVEX 0.2.0 or CycloneDX 1.6 VEX JSON document."""
+    if fmt not in VEX_FORMATS:
+        raise CliError(f"--format must be one of {', '.join(VEX_FORMATS)}, not {fmt!r}")
+    params = {"format": fmt} | ({"compatible": compatible} if compatible else {})
+    doc = client(ctx).request("GET", "/api/v1/vex/export", params=params)
     text = jsonlib.dumps(doc, indent=2) + "\n"
     if out is not None:
         out.write_text(text)
-        output.line(f"{len(doc['statements'])} statements written to {out}")
+        n = len(doc["statements"] if fmt == "openvex" else doc.get("vulnerabilities", []))
+        output.line(f"{n} statements written to {out}")
     else:
         output.console.print(text, markup=False, highlight=False, soft_wrap=True, end="")

@@ -65,6 +65,9 @@ class VulnDeviceProfile(Base):
     # The device's group list (JSON text, as devices.groups reads as text) when mapped: exposure by group is counted
     # here, over this narrow table, not over the devices.
     groups: Mapped[str] = mapped_column(Text, default="[]")
+    # The device attribute `country` (ISO 3166-1 alpha-2, upper case; "" when absent) when mapped: exposure per
+    # member state is counted here too.
+    country: Mapped[str] = mapped_column(String(16), default="", server_default="")
 
 
 class VulnFinding(Base):
@@ -104,12 +107,18 @@ class VexStatement(Base):
     """A triage decision for a product (compatible) and CVE, optionally one component; applies to every release."""
 
     __tablename__ = "vex_statements"
-    __table_args__ = (UniqueConstraint("tenant_id", "compatible", "cve", "component"),)
+    __table_args__ = (
+        UniqueConstraint("tenant_id", "compatible", "cve", "component", "component_version", name="uq_vex_statements_key"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     compatible: Mapped[str] = mapped_column(String(256))
     cve: Mapped[str] = mapped_column(String(64))
     component: Mapped[str] = mapped_column(String(256))  # "" = every component of the product
+    # The version it was triaged against: it applies while the component has this version ("" = any version)
+    component_version: Mapped[str] = mapped_column(String(256), default="", server_default="")
+    purl: Mapped[str | None] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(String(16), default="user", server_default="user")  # "user" or "sbom"
     status: Mapped[str] = mapped_column(String(24))
     justification: Mapped[str | None] = mapped_column(String(64))
     impact_statement: Mapped[str | None] = mapped_column(Text)

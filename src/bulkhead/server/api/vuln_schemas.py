@@ -12,17 +12,21 @@ from .wire import Out, Time, absent
 __all__ = [
     "CveDetail",
     "CveRow",
+    "CycloneDxVexOut",
     "ExposedDevice",
     "FeedOut",
     "OpenVexOut",
     "ScanIn",
     "ScanRunOut",
+    "VexDocumentOut",
+    "VexFormat",
     "VexIn",
     "VexOut",
 ]
 
 Status = Literal["affected", "fixed", "not_affected", "under_investigation"]
 Severity = Literal["unknown", "none", "low", "medium", "high", "critical"]
+VexFormat = Literal["openvex", "cyclonedx"]
 CveId = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
@@ -101,6 +105,9 @@ class FindingOut(Out):
     reason: str
     kernel: bool
     vex_id: int | None
+    vex_note: str | None = Field(
+        description="a statement exists for another version of the component, not for this one: triage it again"
+    )
     run_id: int
 
 
@@ -119,6 +126,10 @@ class ExposureOut(Out):
     devices: int = Field(description="devices the CVE affects")
     groups: dict[str, int] = Field(description="group -> affected devices in it")
     versions: dict[str, int] = Field(description="reported OS version -> affected devices")
+    countries: dict[str, int] = Field(
+        description="member state (device attribute `country`, ISO 3166-1 alpha-2) -> affected devices; "
+        '"unknown": devices without one'
+    )
 
 
 class FixingRelease(Out):
@@ -139,6 +150,11 @@ class VexOut(Out):
     compatible: str
     cve: str
     component: str | None
+    component_version: str | None = Field(
+        description="the component version it was triaged against: it applies while the component has it (null: any)"
+    )
+    purl: str | None
+    origin: Literal["user", "sbom"] = Field(description="sbom: what a release's SBOM says (Yocto CVE_STATUS)")
     status: Status
     justification: str | None
     impact_statement: str | None
@@ -187,6 +203,14 @@ class VexIn(BaseModel):
     component: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
         None, description="one component (by name); absent: every component of the product"
     )
+    component_version: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = Field(
+        None,
+        description="the component version triaged (default: the version the product's newest scanned release has; "
+        '"*": every version); the statement applies while the component has this version',
+    )
+    purl: Annotated[str, StringConstraints(min_length=5, max_length=1024)] | None = Field(
+        None, description="the component as a package URL (gives component and component_version)"
+    )
     status: Status
     justification: Annotated[str, StringConstraints(max_length=64)] | None = None
     impact_statement: Text | None = None
@@ -205,6 +229,18 @@ class OpenVexStatement(Out):
     action_statement: str = absent("what to do (with affected)")
 
 
+class CycloneDxVexOut(Out):
+    """The tenant's VEX statements as one CycloneDX 1.6 JSON document (components and vulnerabilities[].analysis)."""
+
+    bomFormat: Literal["CycloneDX"]
+    specVersion: str
+    serialNumber: str
+    version: int
+    metadata: dict[str, Any]
+    components: list[dict[str, Any]] = absent("the products, their components nested")
+    vulnerabilities: list[dict[str, Any]] = absent("one per statement: id, analysis, affects")
+
+
 class OpenVexOut(Out):
     """The tenant's VEX statements as one OpenVEX 0.2.0 document."""
 
@@ -215,3 +251,9 @@ class OpenVexOut(Out):
     version: int
     tooling: str
     statements: list[OpenVexStatement]
+
+
+VexDocumentOut = Annotated[
+    OpenVexOut | CycloneDxVexOut,
+    Field(description="A VEX document: OpenVEX 0.2.0 (format=openvex) or CycloneDX 1.6 (format=cyclonedx)"),
+]

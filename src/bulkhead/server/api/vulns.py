@@ -133,6 +133,8 @@ def set_vex(
         body.justification,
         body.impact_statement,
         body.action_statement,
+        body.component_version,
+        body.purl,
     )
     response.status_code = 201 if created else 200
     return out
@@ -140,16 +142,22 @@ def set_vex(
 
 @router.post("/vex/import", response_model=list[vs.VexOut])
 def import_vex(
-    body: dict[str, Any] = Body(..., description="An OpenVEX document (0.2.0; 0.0.x statements are read too)"),
-    compatible: str | None = Query(
-        None, max_length=256, description="the product every statement is for (default: the product purl's name)"
+    body: dict[str, Any] = Body(
+        ...,
+        description="An OpenVEX document (0.2.0; 0.0.x statements are read too) or a CycloneDX 1.4-1.6 JSON document "
+        "with vulnerabilities[].analysis (CycloneDX VEX)",
     ),
+    compatible: str | None = Query(
+        None, max_length=256, description="the product every statement is for (default: as the document names it)"
+    ),
+    format: vs.VexFormat | None = Query(None, description="openvex or cyclonedx (default: detected from the document)"),
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:
-    """Set every statement of an OpenVEX document (all or none: a statement that cannot be taken is named in the 400
-    and nothing changes). Subcomponents become component statements. Operators and admins; audited."""
-    return _vulns(svc).vex_import(who, body, compatible)
+    """Set every statement of an OpenVEX or CycloneDX VEX document (all or none: a statement that cannot be taken is
+    named in the 400 and nothing changes). Subcomponents (OpenVEX) and nested components (CycloneDX) become
+    component statements for the version they name. Operators and admins; audited."""
+    return _vulns(svc).vex_import(who, body, compatible, format)
 
 
 @router.get("/vex", response_model=list[vs.VexOut], responses=PAGED)
@@ -164,14 +172,15 @@ def list_vex(
     return pg.send(_vulns(svc).vex_list(who, compatible, cve, pg.page))
 
 
-@router.get("/vex/export", response_model=vs.OpenVexOut, response_model_exclude_unset=True)
+@router.get("/vex/export", response_model=vs.VexDocumentOut, response_model_exclude_unset=True)
 def export_vex(
     compatible: str | None = Query(None, max_length=256, description="only this product's statements"),
+    format: vs.VexFormat = Query("openvex", description="openvex (OpenVEX 0.2.0) or cyclonedx (CycloneDX 1.6 VEX)"),
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
-    """The statements as one OpenVEX 0.2.0 JSON document."""
-    return _vulns(svc).vex_export(who, compatible)
+    """The statements as one OpenVEX 0.2.0 or CycloneDX 1.6 VEX JSON document. Audited (`vex.export`)."""
+    return _vulns(svc).vex_export(who, compatible, format)
 
 
 @router.delete("/vex/{vex_id}", status_code=204)

@@ -2,9 +2,10 @@
 
 A statement applies at once to every finding of the product's releases and devices (and to later scans): the
 finding keeps what the matcher said (`matcher_status`) and shows the statement's status, so "not_affected" or
-"fixed" takes the CVE out of the exposure while the record stays. A statement for a component wins over the
-product-wide one. Justifications use the CycloneDX (`code_not_reachable`, …) or the OpenVEX vocabulary
-(`vulnerable_code_not_in_execute_path`, …); the OpenVEX export maps CycloneDX terms onto OpenVEX's.
+"fixed" takes the CVE out of the exposure while the record stays. A statement for a component records the version
+it was triaged against and applies while the component has that version (vex_apply has the rules). Justifications
+use the CycloneDX (`code_not_reachable`, …) or the OpenVEX vocabulary (`vulnerable_code_not_in_execute_path`, …);
+documents come and go as OpenVEX 0.2.0 or CycloneDX 1.6 VEX, all statements of one or none.
 """
 
 from __future__ import annotations
@@ -16,53 +17,49 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from packageurl import PackageURL
-from sqlalchemy import and_, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
+
+from bulkhead.cra.vex_cyclonedx import CycloneDxVexError, is_cyclonedx, read_cyclonedx_vex, write_cyclonedx_vex
+from bulkhead.cra.vex_terms import (
+    CYCLONEDX_TO_OPENVEX,
+    JUSTIFICATIONS,
+    STATUSES,
+    VexEntry,
+    VexTermError,
+    check_decision,
+)
 
 from ..errors import Invalid, NotFound
 from ..models import Device, Release, Tenant, utcnow
 from ..vuln_models import VexStatement, VulnFinding
 from .fleet_names import listing
+from .vex_apply import reapply
 from .vuln_exposure import vex_json
 from .vuln_scan import lock_tenant
 
-__all__ = ["JUSTIFICATIONS", "STATUSES", "delete_statement", "import_openvex", "openvex", "set_statement"]
+__all__ = [
+    "FORMATS",
+    "JUSTIFICATIONS",
+    "STATUSES",
+    "cyclonedx",
+    "delete_statement",
+    "detect_format",
+    "import_document",
+    "import_openvex",
+    "openvex",
+    "parse_document",
+    "set_statement",
+]
 
-STATUSES = ("not_affected", "affected", "fixed", "under_investigation")
-OPENVEX_JUSTIFICATIONS = (
-    "component_not_present",
-    "vulnerable_code_not_present",
-    "vulnerable_code_not_in_execute_path",
-    "vulnerable_code_cannot_be_controlled_by_adversary",
-    "inline_mitigations_already_exist",
-)
-# CycloneDX analysis.justification -> the OpenVEX justification that says the same
-CYCLONEDX_TO_OPENVEX = {
-    "code_not_present": "vulnerable_code_not_present",
-    "code_not_reachable": "vulnerable_code_not_in_execute_path",
-    "requires_configuration": "vulnerable_code_cannot_be_controlled_by_adversary",
-    "requires_dependency": "component_not_present",
-    "requires_environment": "vulnerable_code_cannot_be_controlled_by_adversary",
-    "protected_by_compiler": "inline_mitigations_already_exist",
-    "protected_at_runtime": "inline_mitigations_already_exist",
-    "protected_at_perimeter": "inline_mitigations_already_exist",
-    "protected_by_mitigating_control": "inline_mitigations_already_exist",
-}
-JUSTIFICATIONS = OPENVEX_JUSTIFICATIONS + tuple(CYCLONEDX_TO_OPENVEX)
+FORMATS = ("openvex", "cyclonedx")
 
 
 def _check(status: str, justification: str | None, impact: str | None) -> None:
-    if status not in STATUSES:
-        raise Invalid(f"VEX status must be one of {', '.join(STATUSES)}, not {status!r}")
-    if justification is not None and justification not in JUSTIFICATIONS:
-        raise Invalid(
-            f"unknown justification {justification!r}: use an OpenVEX ({', '.join(OPENVEX_JUSTIFICATIONS)}) "
-            f"or CycloneDX ({', '.join(CYCLONEDX_TO_OPENVEX)}) justification"
-        )
-    if justification is not None and status != "not_affected":
-        raise Invalid("a justification only goes with status not_affected")
-    if status == "not_affected" and not justification and not impact:
-        raise Invalid("status not_affected needs a justification or an impact statement (OpenVEX requires one)")
+    try:
+        check_decision(status, justification, impact)
+    except VexTermError as e:
+        raise Invalid(str(e)) from None
 
 
 def _known_product(s: Session, tid: int, compatible: str) -> None:
@@ -78,21 +75,27 @@ def _known_product(s: Session, tid: int, compatible: str) -> None:
     )
 
 
-def _reapply(s: Session, tid: int, compatible: str, cve: str) -> None:
-    """Findings of the product and CVE back to the matcher's status, then the statements laid over them again."""
+def _component_of(component: str | None, version: str | None, purl: str | None) -> tuple[str, str, str | None]:
+    """The component (name), the version triaged and the purl a statement names; a purl gives name and version."""
+    if purl:
+        try:
+            p = PackageURL.from_string(purl)
+        except ValueError as e:
+            raise Invalid(f"purl {purl!r} is not a package URL ({e}); e.g. pkg:generic/openssl@3.2.1") from None
+        component = component or unquote(p.name)
+        version = version or p.version
+    if version and not component:
+        raise Invalid("component_version needs the component it is a version of")
+    return (component or "")[:256], (version or "")[:256], purl
+
+
+def _triaged_version(s: Session, tid: int, compatible: str, cve: str, component: str) -> str:
+    """The version of the component a statement without one is triaged against: that of the product's newest release
+    (else device profile) with a finding of the CVE for it; "" (any version) when no scan has seen one."""
     F = VulnFinding
-    scope = and_(F.tenant_id == tid, F.compatible == compatible, F.cve == cve)
-    s.execute(update(F).where(scope).values(status=F.matcher_status, vex_id=None))
-    statements = list(
-        s.scalars(
-            select(VexStatement).where(
-                VexStatement.tenant_id == tid, VexStatement.compatible == compatible, VexStatement.cve == cve
-            )
-        )
-    )
-    for v in sorted(statements, key=lambda v: v.component != ""):  # product-wide first, components over it
-        where = [F.component == v.component] if v.component else []
-        s.execute(update(F).where(scope, *where).values(status=v.status, vex_id=v.id))
+    q = select(F.component_version).where(F.tenant_id == tid, F.compatible == compatible, F.cve == cve, F.component == component)
+    found = s.scalar(q.where(F.profile_id.is_(None)).order_by(F.release_id.desc()).limit(1))
+    return found if found is not None else s.scalar(q.order_by(F.id.desc()).limit(1)) or ""
 
 
 def set_statement(
@@ -106,28 +109,43 @@ def set_statement(
     justification: str | None,
     impact: str | None,
     action: str | None,
+    component_version: str | None = None,
+    purl: str | None = None,
 ) -> tuple[dict[str, Any], bool]:
-    """Create or replace the statement; returns it and whether it is new."""
+    """Create or replace a person's statement; returns it and whether it is new. A statement for a component records
+    the version it was triaged against (given, from its purl, or the version the product's newest scanned release
+    has; "*" for every version): it applies while the component has that version. It replaces the SBOM's statement
+    for the same key."""
     _check(status, justification, impact)
+    name, version, purl = _component_of(component, component_version, purl)
     lock_tenant(s, tid)
     _known_product(s, tid, compatible)
-    v = s.scalar(
+    if name and version == "*":  # asked for: every version of the component
+        version = ""
+    elif name and not version:
+        version = _triaged_version(s, tid, compatible, cve, name)
+    v = _statement(s, tid, compatible, cve, name, version)
+    created = v is None
+    if v is None:
+        v = VexStatement(tenant_id=tid, compatible=compatible, cve=cve, component=name, component_version=version)
+        s.add(v)
+    v.status, v.justification, v.impact_statement, v.action_statement = status, justification, impact, action
+    v.purl, v.origin, v.actor, v.at = purl, "user", actor, utcnow()
+    s.flush()
+    reapply(s, tid, compatible, cve)
+    return vex_json(v), created
+
+
+def _statement(s: Session, tid: int, compatible: str, cve: str, component: str, version: str) -> VexStatement | None:
+    return s.scalar(
         select(VexStatement).where(
             VexStatement.tenant_id == tid,
             VexStatement.compatible == compatible,
             VexStatement.cve == cve,
-            VexStatement.component == (component or ""),
+            VexStatement.component == component,
+            VexStatement.component_version == version,
         )
     )
-    created = v is None
-    if v is None:
-        v = VexStatement(tenant_id=tid, compatible=compatible, cve=cve, component=component or "")
-        s.add(v)
-    v.status, v.justification, v.impact_statement, v.action_statement = status, justification, impact, action
-    v.actor, v.at = actor, utcnow()
-    s.flush()
-    _reapply(s, tid, compatible, cve)
-    return vex_json(v), created
 
 
 def delete_statement(s: Session, tid: int, vex_id: int) -> dict[str, Any]:
@@ -138,24 +156,21 @@ def delete_statement(s: Session, tid: int, vex_id: int) -> dict[str, Any]:
     out = vex_json(v)
     s.delete(v)
     s.flush()
-    _reapply(s, tid, out["compatible"], out["cve"])
+    reapply(s, tid, out["compatible"], out["cve"])
     return out
 
 
-def _purl(name: str) -> str:
-    return f"pkg:generic/{quote(name, safe='')}"
+def _purl(name: str, version: str | None = None) -> str:
+    return f"pkg:generic/{quote(name, safe='')}" + (f"@{quote(version, safe='')}" if version else "")
 
 
 def openvex(s: Session, tid: int, compatible: str | None, author: str) -> dict[str, Any]:
     """The tenant's statements (of one product, or all) as one OpenVEX 0.2.0 document."""
-    q = select(VexStatement).where(VexStatement.tenant_id == tid)
-    if compatible:
-        q = q.where(VexStatement.compatible == compatible)
     statements = []
-    for v in s.scalars(q.order_by(VexStatement.compatible, VexStatement.cve, VexStatement.component)):
+    for v in _entries(s, tid, compatible):
         product: dict[str, Any] = {"@id": _purl(v.compatible)}
         if v.component:
-            product["subcomponents"] = [{"@id": _purl(v.component)}]
+            product["subcomponents"] = [{"@id": v.purl or _purl(v.component, v.component_version)}]
         st: dict[str, Any] = {
             "vulnerability": {"name": v.cve},
             "products": [product],
@@ -185,14 +200,20 @@ def openvex(s: Session, tid: int, compatible: str | None, author: str) -> dict[s
 
 def _purl_name(ref: Any) -> str | None:
     """The name a product or subcomponent `@id` stands for: a purl's name (`pkg:generic/openssl` -> openssl)."""
+    return _purl_parts(ref)[0]
+
+
+def _purl_parts(ref: Any) -> tuple[str | None, str | None, str | None]:
+    """Name, version and purl of a product or subcomponent `@id` (a purl, or a plain name)."""
     if not isinstance(ref, str) or not ref:
-        return None
+        return None, None, None
     if ref.startswith("pkg:"):
         try:
-            return unquote(PackageURL.from_string(ref).name)
+            p = PackageURL.from_string(ref)
         except ValueError:
-            return None
-    return ref
+            return None, None, None
+        return unquote(p.name), p.version, ref
+    return ref, None, None
 
 
 def _statement_cve(st: Mapping[str, Any]) -> str | None:
@@ -205,9 +226,17 @@ def _statement_cve(st: Mapping[str, Any]) -> str | None:
     return None
 
 
-def parse_openvex(doc: Any, compatible: str | None) -> list[tuple[str, str, str | None, str, str | None, str | None, str | None]]:
-    """An OpenVEX document's statements as (compatible, cve, component, status, justification, impact, action), every
-    one checked; Invalid naming the first statement that cannot be taken (then none is)."""
+def _text(where: str, key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > 10_000:
+        raise Invalid(f"{where}: {key} must be a string (at most 10,000 characters)")
+    return value
+
+
+def parse_openvex(doc: Any, compatible: str | None) -> list[VexEntry]:
+    """An OpenVEX document's statements, every one checked; Invalid naming the first statement that cannot be taken
+    (then none is). A subcomponent's purl gives the component's name and the version it was triaged against."""
     if not isinstance(doc, Mapping) or not str(doc.get("@context", "")).startswith("https://openvex.dev/ns"):
         raise Invalid("not an OpenVEX document: @context must be https://openvex.dev/ns/...")
     statements = doc.get("statements")
@@ -221,29 +250,89 @@ def parse_openvex(doc: Any, compatible: str | None) -> list[tuple[str, str, str 
         cve = _statement_cve(st)
         if not cve or len(cve) > 64:
             raise Invalid(f"{where}: vulnerability.name is missing")
-        status, justification = st.get("status"), st.get("justification")
-        impact, action = st.get("impact_statement"), st.get("action_statement")
+        where = f"{where} ({cve})"
+        status, justification = st.get("status"), _text(where, "justification", st.get("justification"))
+        impact = _text(where, "impact_statement", st.get("impact_statement"))
+        action = _text(where, "action_statement", st.get("action_statement"))
         try:
             _check(str(status), justification, impact)
         except Invalid as e:
-            raise Invalid(f"{where} ({cve}): {e.message}") from None
+            raise Invalid(f"{where}: {e.message}") from None
         products = st.get("products") or []
         if not isinstance(products, list) or not products:
-            raise Invalid(f"{where} ({cve}): products is missing")
+            raise Invalid(f"{where}: products is missing")
         for product in products:
             pid = product.get("@id") if isinstance(product, Mapping) else None
             target = compatible or _purl_name(pid)
             if not target:
-                raise Invalid(f"{where} ({cve}): a product without @id; give the product with ?compatible=")
-            subs = product.get("subcomponents") or [] if isinstance(product, Mapping) else []
-            components = [_purl_name(c.get("@id")) for c in subs if isinstance(c, Mapping)] or [None]
-            for component in components:
-                out.append((target, cve.upper(), component, str(status), justification, impact, action))
+                raise Invalid(f"{where}: a product without @id; give the product with ?compatible=")
+            subs = product.get("subcomponents") if isinstance(product, Mapping) else None
+            subs = subs if isinstance(subs, list) else []
+            parts = [_purl_parts(c.get("@id")) for c in subs if isinstance(c, Mapping)] or [(None, None, None)]
+            for name, version, purl in parts:
+                out.append(VexEntry(target, cve.upper(), str(status), name, version, purl, justification, impact, action))
     return out
 
 
+def detect_format(doc: Any, fmt: str | None) -> str:
+    """The format of an uploaded VEX document: the one asked for (checked), else what it looks like."""
+    if fmt is not None and fmt not in FORMATS:
+        raise Invalid(f"format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+    found = "cyclonedx" if is_cyclonedx(doc) else "openvex" if isinstance(doc, Mapping) and "@context" in doc else None
+    if found is None:
+        raise Invalid(
+            "neither an OpenVEX document (@context https://openvex.dev/ns/...) nor a CycloneDX one "
+            '(bomFormat "CycloneDX" with vulnerabilities[].analysis); send one of them'
+        )
+    if fmt is not None and fmt != found:
+        raise Invalid(f"the document is {found}, not {fmt}: drop format or send a {fmt} document")
+    return found
+
+
+def parse_document(doc: Any, compatible: str | None, fmt: str | None) -> tuple[str, list[VexEntry]]:
+    found = detect_format(doc, fmt)
+    if found == "openvex":
+        return found, parse_openvex(doc, compatible)
+    try:
+        return found, read_cyclonedx_vex(doc, compatible)
+    except CycloneDxVexError as e:
+        raise Invalid(str(e)) from None
+
+
+def import_document(
+    s: Session, tid: int, actor: str, doc: Any, compatible: str | None, fmt: str | None = None
+) -> tuple[str, list[dict[str, Any]]]:
+    """Set every statement of an OpenVEX or CycloneDX VEX document (all or none: the caller's transaction): for
+    `compatible`, else for the product the document names (as the exports write it). Returns the format and them."""
+    found, entries = parse_document(doc, compatible, fmt)
+    out = []
+    for e in entries:
+        out.append(
+            set_statement(s, tid, actor, e.product, e.cve, e.component, e.status, e.justification, e.impact, e.action,
+                          e.component_version, e.purl)[0]
+        )  # fmt: skip
+    return found, out
+
+
 def import_openvex(s: Session, tid: int, actor: str, doc: Any, compatible: str | None) -> list[dict[str, Any]]:
-    """Set every statement of an OpenVEX document (all or none): for `compatible`, else for the product its purl
-    names (`pkg:generic/<compatible>`, as the export writes it)."""
-    parsed = parse_openvex(doc, compatible)
-    return [set_statement(s, tid, actor, *st)[0] for st in parsed]
+    """Set every statement of an OpenVEX document (all or none)."""
+    return import_document(s, tid, actor, doc, compatible, "openvex")[1]
+
+
+def _entries(s: Session, tid: int, compatible: str | None) -> list[VexStatement]:
+    q = select(VexStatement).where(VexStatement.tenant_id == tid)
+    if compatible:
+        q = q.where(VexStatement.compatible == compatible)
+    order = (VexStatement.compatible, VexStatement.cve, VexStatement.component, VexStatement.component_version)
+    return list(s.scalars(q.order_by(*order)))
+
+
+def cyclonedx(s: Session, tid: int, compatible: str | None, author: str) -> dict[str, Any]:
+    """The tenant's statements (of one product, or all) as one CycloneDX 1.6 VEX document."""
+    entries = [
+        VexEntry(v.compatible, v.cve, v.status, v.component or None, v.component_version or None, v.purl,
+                 v.justification, v.impact_statement, v.action_statement, v.at)
+        for v in _entries(s, tid, compatible)
+    ]  # fmt: skip
+    tenant = s.get(Tenant, tid)
+    return write_cyclonedx_vex(entries, f"{tenant.name if tenant else 'bulkhead'} ({author})")

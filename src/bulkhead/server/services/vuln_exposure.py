@@ -1,7 +1,8 @@
 """Read-side queries of vulnerability monitoring: the CVE list of a scope, one CVE's fleet exposure, its devices.
 
 Everything is set-based SQL: a device's findings are those of its profile (`vuln_device_profiles`), so counting
-or listing the devices a CVE affects is a join of findings, profiles and devices, never a loop over devices.
+or listing the devices a CVE affects is a join of findings, profiles and devices, never a loop over devices; the
+breakdown by group and by member state (`country`) is counted over the mapping table.
 A finding *exposes* when its effective status is `affected` (a VEX statement may have made it something else).
 """
 
@@ -20,6 +21,8 @@ from ..models import Device, Release, ReleaseSbom
 from ..vuln_models import VexStatement, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
 from .device_list import json_array_has
 from .keyset import Page, Paged, keyset, paged
+from .vex_apply import stale_note
+from .vuln_country import country_of
 from .vuln_match import SEVERITY_RANK, STATUS_RANK
 
 __all__ = ["Scope", "cve_devices", "cve_exposure", "cve_page", "vex_json"]
@@ -163,6 +166,18 @@ def _profile_counts(s: Session, tid: int, profiles: Select[Any]) -> dict[int, li
     return out
 
 
+def _country_counts(s: Session, tid: int, profiles: set[int]) -> dict[str, int]:
+    """Affected devices per member state (the `country` attribute the mapping keeps; "unknown" without one): a GROUP
+    BY over the mapping table of the exposed profiles, never a loop over devices."""
+    if not profiles:
+        return {}
+    out: Counter[str] = Counter()
+    q = select(P.country, func.count()).where(P.tenant_id == tid, P.profile_id.in_(sorted(profiles))).group_by(P.country)
+    for country, n in s.execute(q):
+        out[country_of(country)] += n
+    return dict(sorted(out.items()))
+
+
 def _exposed_devices(tid: int, cve: str) -> Select[Any]:
     return (
         select(P.device_id)
@@ -177,6 +192,9 @@ def vex_json(v: VexStatement) -> dict[str, Any]:
         "compatible": v.compatible,
         "cve": v.cve,
         "component": v.component or None,
+        "component_version": v.component_version or None,
+        "purl": v.purl,
+        "origin": v.origin,
         "status": v.status,
         "justification": v.justification,
         "impact_statement": v.impact_statement,
@@ -186,7 +204,7 @@ def vex_json(v: VexStatement) -> dict[str, Any]:
     }
 
 
-def _finding_json(f: VulnFinding, release: str | None) -> dict[str, Any]:
+def _finding_json(f: VulnFinding, release: str | None, statements: list[VexStatement]) -> dict[str, Any]:
     return {
         "release_id": f.release_id,
         "release": release,
@@ -206,6 +224,7 @@ def _finding_json(f: VulnFinding, release: str | None) -> dict[str, Any]:
         "reason": f.reason,
         "kernel": f.kernel,
         "vex_id": f.vex_id,
+        "vex_note": stale_note(f, statements),
         "run_id": f.run_id,
     }
 
@@ -278,7 +297,9 @@ def cve_exposure(s: Session, tid: int, cve: str) -> dict[str, Any]:
     n_devices = sum(versions.values())
     every = rel_findings + list(s.scalars(select(F).where(F.tenant_id == tid, F.cve == cve).limit(1)))
     top = max(every, key=lambda f: f.severity_rank)
-    vex = s.scalars(select(VexStatement).where(VexStatement.tenant_id == tid, VexStatement.cve == cve).order_by(VexStatement.id))
+    vex = list(
+        s.scalars(select(VexStatement).where(VexStatement.tenant_id == tid, VexStatement.cve == cve).order_by(VexStatement.id))
+    )
     fixed_versions = sorted({f.fixed_version for f in rel_findings if f.fixed_version and f.status == "affected"})
     fixed_versions += sorted({r[4] for r in device_rows if r[4] and r[3] == "affected"} - set(fixed_versions))
     return {
@@ -288,7 +309,7 @@ def cve_exposure(s: Session, tid: int, cve: str) -> dict[str, Any]:
         "epss": max((f.epss for f in every if f.epss is not None), default=None),
         "kev": any(f.kev for f in every),
         "kev_date": next((f.kev_date.isoformat() for f in every if f.kev_date), None),
-        "findings": [_finding_json(f, releases.get(f.release_id or 0)) for f in rel_findings],
+        "findings": [_finding_json(f, releases.get(f.release_id or 0), vex) for f in rel_findings],
         "device_findings": [
             {
                 "compatible": c,
@@ -300,7 +321,12 @@ def cve_exposure(s: Session, tid: int, cve: str) -> dict[str, Any]:
             }
             for c, comp, ver, st, fx, n in device_rows
         ],
-        "exposure": {"devices": n_devices, "groups": dict(sorted(groups.items())), "versions": dict(sorted(versions.items()))},
+        "exposure": {
+            "devices": n_devices,
+            "groups": dict(sorted(groups.items())),
+            "versions": dict(sorted(versions.items())),
+            "countries": _country_counts(s, tid, exposed_profiles),
+        },
         "fix": {"versions": fixed_versions, "releases": _fixing_releases(s, tid, cve)},
         "vex": [vex_json(v) for v in vex],
     }

@@ -28,7 +28,10 @@ from ..db import Database
 from ..models import Device, Release, ReleaseSbom, Tenant, utcnow
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore, Knowledge
-from ..vuln_models import VexStatement, VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
+from ..vuln_models import VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
+from .vex_apply import VexIndex
+from .vex_sbom import import_sbom_statements
+from .vuln_country import device_country
 from .vuln_match import debian_releases, finding_rows, inventory_key, match, profile_components, release_components
 
 __all__ = ["Scanner", "apply_vex", "lock_tenant", "run_json"]
@@ -60,16 +63,13 @@ def _aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
-def _vex_map(s: Session, tid: int) -> dict[tuple[str, str, str], VexStatement]:
-    return {(v.compatible, v.cve, v.component): v for v in s.scalars(select(VexStatement).where(VexStatement.tenant_id == tid))}
+def _vex_map(s: Session, tid: int) -> VexIndex:
+    return VexIndex.of_tenant(s, tid)
 
 
-def apply_vex(rows: list[dict[str, Any]], compatible: str, vex: dict[tuple[str, str, str], VexStatement]) -> None:
-    """Set each row's effective status from the VEX statement for its component, else for its product."""
-    for row in rows:
-        v = vex.get((compatible, row["cve"], row["component"])) or vex.get((compatible, row["cve"], ""))
-        if v is not None:
-            row["status"], row["vex_id"] = v.status, v.id
+def apply_vex(rows: list[dict[str, Any]], compatible: str, vex: VexIndex) -> None:
+    """Set each row's effective status from the VEX statement that applies to it (vex_apply has the rules)."""
+    vex.apply(rows, compatible)
 
 
 @dataclass(frozen=True)
@@ -93,8 +93,9 @@ class Scanner:
         mapping its groups); returns how many devices were (re)mapped."""
         D, P = Device, VulnDeviceProfile
         groups = func.coalesce(cast(D.groups, Text), "[]").label("groups")
+        country = device_country().label("country")
         stale = s.execute(
-            select(D.id, D.compatible, D.os_version, D.reported_sha256, groups)
+            select(D.id, D.compatible, D.os_version, D.reported_sha256, groups, country)
             .outerjoin(P, P.device_id == D.id)
             .where(
                 D.tenant_id == tid,
@@ -103,6 +104,7 @@ class Scanner:
                     P.reported_sha256 != func.coalesce(D.reported_sha256, ""),
                     P.os_version != func.coalesce(D.os_version, ""),
                     P.groups != groups,
+                    P.country != country,
                 ),
             )
         ).all()
@@ -144,6 +146,7 @@ class Scanner:
                         "reported_sha256": r.reported_sha256 or "",
                         "os_version": r.os_version or "",
                         "groups": r.groups,
+                        "country": r.country,
                     }
                 )
             s.execute(delete(P).where(P.device_id.in_(ids)))
@@ -177,6 +180,10 @@ class Scanner:
         if plan is None:
             return None
         comps = {rid: self._components(rid, shas) for rid, shas in plan.shas.items()}
+        if plan.releases:  # what the SBOMs say (Yocto CVE_STATUS, VEX) as VEX records, under any person's statement
+            with self.db.session() as s:
+                lock_tenant(s, tid)
+                import_sbom_statements(s, tid, {rid: (plan.releases[rid], comps.get(rid, [])) for rid in plan.releases})
 
         def of_profile(pid: int) -> list[Component]:
             _, rel, inv = plan.profiles[pid]
@@ -312,7 +319,7 @@ class Scanner:
         release_id: int | None,
         profile_id: int | None,
         rows: list[dict[str, Any]],
-        vex: dict[tuple[str, str, str], VexStatement],
+        vex: VexIndex,
         run_id: int,
         counts: dict[str, int],
     ) -> None:

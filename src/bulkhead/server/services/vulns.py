@@ -1,9 +1,9 @@
 """Vulnerability monitoring as the API and the jobs use it: feeds, scans, the CVE list and exposure, VEX.
 
 Authorization lives here: viewers read; operators import and sync feeds and scan; operators and admins set VEX
-statements (audited as `vex.set` / `vex.delete`). Feeds are global to the server (`<data dir>/feeds`); scans,
-findings and statements belong to one tenant. The work itself is in vuln_scan (matching and storing),
-vuln_exposure (queries) and vex (statements).
+statements (audited as `vex.set` / `vex.delete` / `vex.import`; exports as `vex.export`). Feeds are global to the
+server (`<data dir>/feeds`); scans, findings and statements belong to one tenant. The work itself is in vuln_scan
+(matching and storing), vuln_exposure (queries) and vex (statements).
 """
 
 from __future__ import annotations
@@ -170,26 +170,33 @@ class VulnService:
         justification: str | None,
         impact: str | None,
         action: str | None,
+        component_version: str | None = None,
+        purl: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
         who.require("operator")
         tid = who.require_tenant()
         cve = _cve(cve)
         actor = f"{who.kind}:{who.name}"
         with self.db.session() as s:
-            out, created = vex.set_statement(s, tid, actor, compatible, cve, component, status, justification, impact, action)
-            audit.record(
-                s, who, "vex.set", f"{compatible} {cve}", component=component, status=status, justification=justification
+            out, created = vex.set_statement(
+                s, tid, actor, compatible, cve, component, status, justification, impact, action, component_version, purl
             )
+            audit.record(
+                s, who, "vex.set", f"{compatible} {cve}", component=out["component"],
+                component_version=out["component_version"], status=status, justification=justification,
+            )  # fmt: skip
             return out, created
 
-    def vex_import(self, who: Principal, doc: Any, compatible: str | None) -> list[dict[str, Any]]:
-        """Every statement of an OpenVEX document, all or none (audited once, `vex.import`)."""
+    def vex_import(self, who: Principal, doc: Any, compatible: str | None, fmt: str | None = None) -> list[dict[str, Any]]:
+        """Every statement of an OpenVEX or CycloneDX VEX document (`fmt`, else detected), all or none (audited once,
+        `vex.import`)."""
         who.require("operator")
         tid = who.require_tenant()
         with self.db.session() as s:
-            out = vex.import_openvex(s, tid, f"{who.kind}:{who.name}", doc, compatible)
+            found, out = vex.import_document(s, tid, f"{who.kind}:{who.name}", doc, compatible, fmt)
             products = sorted({v["compatible"] for v in out})
-            audit.record(s, who, "vex.import", ", ".join(products)[:256], statements=len(out), document=doc.get("@id"))
+            ident = doc.get("@id") or doc.get("serialNumber")
+            audit.record(s, who, "vex.import", ", ".join(products)[:256], statements=len(out), format=found, document=ident)
             return out
 
     def vex_delete(self, who: Principal, vex_id: int) -> None:
@@ -211,8 +218,15 @@ class VulnService:
             rows = list(s.scalars(keyset(q, [VexStatement.id], page)))
             return paged(rows, page, lambda v: (v.id,), vex_json)
 
-    def vex_export(self, who: Principal, compatible: str | None) -> dict[str, Any]:
+    def vex_export(self, who: Principal, compatible: str | None, fmt: str = "openvex") -> dict[str, Any]:
+        """The statements as one OpenVEX 0.2.0 or CycloneDX 1.6 VEX document (audited, `vex.export`)."""
         who.require("viewer")
         tid = who.require_tenant()
+        if fmt not in vex.FORMATS:
+            raise Invalid(f"format must be one of {', '.join(vex.FORMATS)}, not {fmt!r}")
         with self.db.session() as s:
-            return vex.openvex(s, tid, compatible, f"{who.kind}:{who.name}")
+            actor = f"{who.kind}:{who.name}"
+            doc = vex.openvex(s, tid, compatible, actor) if fmt == "openvex" else vex.cyclonedx(s, tid, compatible, actor)
+            n = len(doc["statements"] if fmt == "openvex" else doc.get("vulnerabilities", []))
+            audit.record(s, who, "vex.export", compatible or "*", format=fmt, statements=n)
+            return doc
