@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,8 @@ import pytest
 from bulkhead.lab import images
 from bulkhead.osbuild.sbom import parse_dpkg_status, spdx
 from tests.conftest import SHARED
-from tests.e2e.conftest import COMPATIBLE, Fleet
+from tests.e2e.conftest import COMPATIBLE, Fleet, make_fleet, need_lab
+from tests.live import live_server
 
 TRACKER_EDGE = Path(__file__).parents[1] / "cra/data/debian-tracker-edge.json"
 KEV = SHARED / "cve/kev/known_exploited_vulnerabilities.json"
@@ -43,6 +45,19 @@ PACKAGES = [
     ("linux-image-6.1.0-17-amd64-unsigned", "6.1.69-1", "linux"),
     ("rauc", "1.8-2", "rauc"),
 ]
+
+
+@pytest.fixture
+def fleet(tmp_path: Path) -> Iterator[Fleet]:
+    """conftest's fleet, with a server whose feed jobs fetch from a mirror that is not there: the hourly KEV job cannot
+    bring CISA's live catalogue in during the test; the feeds are the files imported here."""
+    need_lab()
+    with live_server(tmp_path / "server", env_extra={"BULKHEAD_FEED_MIRROR": "http://127.0.0.1:9/feeds"}) as srv:
+        f = make_fleet(srv, tmp_path)
+        try:
+            yield f
+        finally:
+            f.shutdown()
 
 
 def dpkg_status(libssl3: str) -> str:
@@ -154,6 +169,9 @@ def test_exposure_follows_the_devices_through_a_rollout_vex_and_kev(fleet: Fleet
         assert fleet.show(name)["reported"]["os_version"] == "1.0"
 
     with fleet.api() as c:
+        held = {f["name"]: f for f in get(c, "/api/v1/vulnerability-feeds")}
+        assert held["cisa-kev"]["url"].startswith("http://127.0.0.1:9/feeds/") and held["cisa-kev"]["origin"].startswith("import")
+        assert held["cve-records"]["records"] == 32 and held["debian-tracker"]["has_data"]
         run = scan(c, "full")
         assert run["counts"]["releases"] == 2 and run["counts"]["devices_mapped"] == 3
         assert run["feeds"]["debian-tracker"]["sha256"] and run["feeds"]["cisa-kev"]["sha256"]
