@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .bootloader import boot
-from .rauc_service import RaucDevice
+from .rauc_service import LabError, RaucDevice
 
 __all__ = ["DeviceSpec", "LabDevice"]
 
@@ -39,6 +39,9 @@ class DeviceSpec:
     agent_compatible: str | None = None  # enroll with this instead of RAUC's (to test the agent's own check)
     initial_image: Path | None = None  # slot A's content at first power-on (as after a full install); default zeros
     delta_fallback: bool = True  # the agent installs the full bundle when RAUC refuses a delta
+    # The agent lists the packages of the booted slot's dpkg database (/var/lib/dpkg/status in its ext4 image) instead
+    # of this machine's: what the device reports follows the release it runs.
+    packages_from_slot: bool = False
 
     def __post_init__(self) -> None:
         # Paths end up in config files (RAUC's system.conf reads relative paths from its own directory): absolute.
@@ -125,17 +128,42 @@ class LabDevice:
         self.reboot_flag.unlink(missing_ok=True)
         self.booted = boot(self.rauc.root / "boot")
         self.boots += 1
+        if self.spec.packages_from_slot:
+            self._dpkg_from_slot(self.booted)
         self.rauc.start(self.booted)
         self._start_agent(config)
         return self.booted
+
+    @property
+    def dpkg_dir(self) -> Path:
+        return self.root / "dpkg"
+
+    def _dpkg_from_slot(self, slot: str) -> None:
+        """Copy the slot's dpkg status file (read from its ext4 image with debugfs, no mount) to `dpkg_dir`, where the
+        agent's dpkg-query reads it (DPKG_ADMINDIR); a slot without one (or without a file system) lists no packages."""
+        self.dpkg_dir.mkdir(parents=True, exist_ok=True)
+        status = self.dpkg_dir / "status"
+        status.unlink(missing_ok=True)
+        try:
+            subprocess.run(
+                ["debugfs", "-R", "dump /var/lib/dpkg/status status", str(self.rauc.slot(slot))],
+                cwd=self.dpkg_dir,
+                capture_output=True,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise LabError("'debugfs' is missing: install the Debian package e2fsprogs") from None
+        if not status.exists():
+            status.write_text("")
 
     def _start_agent(self, config: Path) -> None:
         log = (self.root / "agent.log").open("ab")
         log.write(f"--- boot {self.boots}: slot {self.booted} ---\n".encode())
         log.flush()
+        dpkg = {"DPKG_ADMINDIR": str(self.dpkg_dir)} if self.spec.packages_from_slot else {}
         self.agent = subprocess.Popen(
             [sys.executable, "-m", "bulkhead.agent.main", "--config", str(config), "run"],
-            env={**self.rauc.env, "PYTHONUNBUFFERED": "1"},
+            env={**self.rauc.env, "PYTHONUNBUFFERED": "1", **dpkg},
             stdout=log,
             stderr=log,
             start_new_session=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 from bulkhead.rauc import create_bundle
@@ -24,15 +25,21 @@ def build_release(
     random_mib: int = 0,
     fmt: str = "plain",
     install_seconds: float = 0,
+    files: Mapping[str, str] | None = None,
 ) -> Path:
     """Build `work/<compatible>-<version>.raucb` (plain: Debian's RAUC 1.8 installs it without dm-verity).
 
     `install_seconds` adds a slot post-install hook that sleeps, so an install lasts long enough to be
-    interrupted or canceled in a test.
+    interrupted or canceled in a test. `files` adds files to the rootfs (path under / -> text), e.g. the dpkg
+    database `var/lib/dpkg/status` that a lab device with `packages_from_slot` reports.
     """
     root = work / f"rootfs-{version}"
     (root / "etc").mkdir(parents=True, exist_ok=True)
     (root / "etc" / "os-release").write_text(f'NAME="Bulkhead lab"\nID=bulkhead-lab\nVERSION_ID="{version}"\n')
+    for name, text in (files or {}).items():
+        path = root / name.lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
     if random_mib:
         (root / "payload.bin").write_bytes(os.urandom(random_mib << 20))
     content = work / f"content-{version}"
