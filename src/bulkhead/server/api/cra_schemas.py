@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 Submission = Literal["early_warning", "notification", "final_report"]
-CaseText = Field(max_length=20_000)
+CaseText = Field(None, max_length=20_000)
 
 
 class _In(BaseModel):
