@@ -19,7 +19,7 @@ from bulkhead.cra.support_period import retained_until, support_status
 from ..cra_models import CraProduct
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound
-from ..models import Device, DeviceEvent, Release, Rollout
+from ..models import AuditEvent, Device, DeviceEvent, Release, Rollout
 from . import audit
 from .auth import Principal
 from .clock import Clock, system_clock
@@ -31,8 +31,9 @@ MAX_TEXT = 256
 
 
 def last_deployments(s: Session, tid: int, release_ids: list[int] | None = None) -> dict[int, dt.datetime]:
-    """When each release of the tenant was last deployed: the latest of a rollout targeting it, a device event about
-    it, and the last contact of a device running it. Releases never deployed are absent."""
+    """When each release of the tenant was last deployed: the latest of a rollout targeting it (now or, from the audit
+    log, one deleted since), a device event about it, and the last contact of a device running it. Releases never
+    deployed are absent."""
     R = Release
     rollouts = select(Rollout.release_id.label("rid"), func.max(Rollout.created_at).label("at")).where(
         Rollout.tenant_id == tid, Rollout.release_id.is_not(None)
@@ -45,12 +46,28 @@ def last_deployments(s: Session, tid: int, release_ids: list[int] | None = None)
         .join(Device, (Device.tenant_id == R.tenant_id) & (Device.compatible == R.compatible) & (Device.os_version == R.version))
         .where(R.tenant_id == tid)
     )
+    # A rollout deleted since is still in the audit log (`rollout.create` names the release's version, not its
+    # compatible: a version another compatible shares counts too, which keeps more, never less).
+    audited = (
+        select(R.id.label("rid"), func.max(AuditEvent.at).label("at"))
+        .join(
+            AuditEvent,
+            (AuditEvent.tenant_id == R.tenant_id)
+            & (AuditEvent.action == "rollout.create")
+            & (AuditEvent.details["release"].as_string() == R.version),
+        )
+        .where(R.tenant_id == tid)
+    )
     if release_ids is not None:
+        audited = audited.where(R.id.in_(release_ids))
         rollouts = rollouts.where(Rollout.release_id.in_(release_ids))
         events = events.where(DeviceEvent.release_id.in_(release_ids))
         running = running.where(R.id.in_(release_ids))
     both = union_all(
-        rollouts.group_by(Rollout.release_id), events.group_by(DeviceEvent.release_id), running.group_by(R.id)
+        rollouts.group_by(Rollout.release_id),
+        events.group_by(DeviceEvent.release_id),
+        running.group_by(R.id),
+        audited.group_by(R.id),
     ).subquery()
     rows = s.execute(select(both.c.rid, func.max(both.c.at)).group_by(both.c.rid)).all()
     return {rid: at for rid, at in rows if rid is not None and at is not None}
