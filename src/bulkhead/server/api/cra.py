@@ -138,7 +138,7 @@ def dismiss(
 @router.get(
     "/cra/cases/{case_id}/submissions/{submission}",
     response_model=cs.SubmissionDoc,
-    responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}}},
+    responses={200: {"content": {"text/html": {"schema": {"type": "string", "description": "a printable HTML page"}}}}},
 )
 def export_submission(
     case_id: DbId,

@@ -42,6 +42,8 @@ class ProductIn(_In):
 
 
 class SupportOut(Out):
+    """Where the product stands in its support period."""
+
     days_left: int | None = Field(description="days until the support end (negative once it ended)")
     ended: bool
     ending_soon: bool = Field(description="ends within warning_days (BULKHEAD_SUPPORT_WARNING_DAYS)")
@@ -50,6 +52,8 @@ class SupportOut(Out):
 
 
 class ProductOut(Out):
+    """A product (per compatible): name, manufacturer, support end and the warning when it ends soon."""
+
     compatible: str
     name: str
     manufacturer: str
@@ -60,6 +64,8 @@ class ProductOut(Out):
 
 
 class ProductRelease(Out):
+    """One release of the product: when it was last deployed and until when it is retained."""
+
     id: int
     version: str
     created_at: Time
@@ -68,6 +74,8 @@ class ProductRelease(Out):
 
 
 class ProductDetail(ProductOut):
+    """A product with its releases."""
+
     releases: list[ProductRelease]
 
 
@@ -112,12 +120,16 @@ class DismissIn(_In):
 
 
 class Deadlines(Out):
+    """When each submission is due (null: its clock has not started)."""
+
     early_warning: Time | None
     notification: Time | None
     final_report: Time | None
 
 
 class CaseEntryOut(Out):
+    """One entry of a case's log: a note, a submission, or a CSIRT request."""
+
     seq: int
     kind: str
     submission: str | None
@@ -128,6 +140,8 @@ class CaseEntryOut(Out):
 
 
 class CaseOut(Out):
+    """An Article 14 case: state, awareness time, deadlines, what is overdue, the corrective measure."""
+
     id: int
     kind: str
     source: str
@@ -154,15 +168,21 @@ class CaseOut(Out):
 
 
 class CaseDetail(CaseOut):
+    """A case with its log and the pre-filled reporting fields."""
+
     entries: list[CaseEntryOut]
     fields: dict[str, Any] = Field(description="the pre-filled fields of the Single Reporting Platform")
 
 
 class SubmitOut(CaseOut):
+    """The case after a submission, and the log entry that records it."""
+
     entry: CaseEntryOut
 
 
 class SubmissionDoc(Out):
+    """A submission's document: the case, when it is due, the fields it carries, and who submitted it."""
+
     format: str
     submission: str
     case: dict[str, Any]
