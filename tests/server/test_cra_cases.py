@@ -223,6 +223,7 @@ def test_bad_input_is_refused_clearly_and_changes_nothing(server: LiveServer, ch
             ({**base, "cves": [], "compatible": None}, 400, "name the product"),
             ({**base, "suggested_awareness_at": "2999-01-01T00:00:00Z"}, 400, "future"),
             ({**base, "suggested_awareness_at": "2026-01-01T00:00:00"}, 400, "time zone"),
+            ({**base, "suggested_awareness_at": "0001-01-01T00:00:00+05:00"}, 400, "plausible"),
             ({**base, "title": ""}, 422, "title"),
             ({**base, "extra": 1}, 422, "extra"),
         ]

@@ -66,6 +66,8 @@ def _text(value: str | None, what: str, limit: int, required: bool = True) -> st
 def _aware(t: dt.datetime, what: str) -> dt.datetime:
     if t.tzinfo is None:
         raise Invalid(f"{what} needs a time zone, such as 2026-09-14T08:00:00Z")
+    if not 2000 <= t.year <= 9000:
+        raise Invalid(f"{what} {t.isoformat()} is not a plausible time")
     return t.astimezone(dt.UTC)
 
 
