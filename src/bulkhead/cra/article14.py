@@ -15,6 +15,8 @@ import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
 
+from .errors import CraError
+
 __all__ = [
     "EARLY_WARNING",
     "NOTIFICATION",
@@ -75,7 +77,7 @@ TRANSITIONS: dict[tuple[CaseState, CaseEvent], CaseState] = {
 del S, E
 
 
-class IllegalTransition(ValueError):
+class IllegalTransition(CraError):
     """An event the case's state does not allow; the message says which events it allows."""
 
     def __init__(self, state: CaseState, event: CaseEvent) -> None:
