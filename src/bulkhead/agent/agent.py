@@ -11,7 +11,7 @@ from typing import Any
 
 from bulkhead.protocol import EventKind, UpdatePhase
 
-from . import inventory
+from . import inventory, support
 from .apps import container_name, plan_apps
 from .backoff import full_jitter
 from .client import Client
@@ -310,6 +310,11 @@ class Agent:
         self.enroll()
         self.rotate_credential()
         doc = self.poll()
+        if doc is not None:
+            try:
+                support.write_status(self.cfg.data_dir / support.FILE_NAME, doc)  # what the device's user may be shown
+            except OSError as e:
+                log.warning("the support status file cannot be written: %s", e)
         desired = (doc or {}).get("desired") or {}
         if doc is not None and self.cfg.poll_interval is None:
             self.interval = poll_interval(doc)

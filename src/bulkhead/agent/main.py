@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import sys
 from pathlib import Path
 
+from . import support
 from .config import load_config
 from .errors import AgentError, ConfigError
 
@@ -31,8 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         from .agent import Agent
 
         if args.cmd == "status":
-            path = cfg.data_dir / "update-state.json"
-            print(path.read_text() if path.exists() else json.dumps({"phase": "idle"}))
+            print(_status(cfg.data_dir))
             return 0
         agent = Agent(cfg)
         if args.cmd == "once":
@@ -49,6 +50,23 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 0
+
+
+def _status(data_dir: Path) -> str:
+    """The persisted update state, and the product's support period as the server last said it."""
+    path = data_dir / "update-state.json"
+    text = path.read_text() if path.exists() else json.dumps({"phase": "idle"})
+    kept = support.read_status(data_dir / support.FILE_NAME)
+    if kept is None:
+        return text
+    try:
+        state = json.loads(text)
+    except ValueError:
+        return text
+    if not isinstance(state, dict):
+        return text
+    state["support"] = support.describe(kept, dt.date.today())
+    return json.dumps(state)
 
 
 if __name__ == "__main__":

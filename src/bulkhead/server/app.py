@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException
 from bulkhead import __version__
 
 from .api import apps as apps_api
+from .api import cra as cra_api
 from .api import ddi, device, management, meta, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
@@ -48,6 +49,8 @@ from .pollcache import PollCache
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
 from .services.apps import AppService
 from .services.auth import Authenticator
+from .services.cra_cases import CaseService
+from .services.cra_products import ProductService
 from .services.ddi import DdiAuth, DdiService
 from .services.deltas import DeltaService
 from .services.devices import DeviceService
@@ -204,6 +207,8 @@ def create_app(settings: Settings) -> BulkheadApp:
     )
     vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror))
     jobs = Jobs(settings, rollout_svc, deltas, vulns)
+    cra_products = ProductService(db, settings.release_retention_years, settings.support_warning_days)
+    releases.before_delete = cra_products.check_delete
     svc_devices = DeviceService(db, secret, settings.delta_max_ratio, on_change=lambda: jobs.advance(None))
     counter = ByteCounter(db, settings.counter_flush_seconds)
     svc = Services(
@@ -224,6 +229,8 @@ def create_app(settings: Settings) -> BulkheadApp:
         counter,
         jobs.depth,
         vulns,
+        cra_products,
+        CaseService(db),
     )
 
     @asynccontextmanager
@@ -258,6 +265,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(apps_api.router)
     api.include_router(meta.router)
     api.include_router(vulns_api.router)
+    api.include_router(cra_api.router)
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:

@@ -42,6 +42,10 @@ class Settings(BaseModel):
     # Vulnerability feeds fetched from this mirror (an internal HTTP server holding each feed's file under its usual
     # name: debian-tracker.json, cisa-kev.json, first-epss.csv.gz) instead of their publishers (vuln_feeds.py).
     feed_mirror: str | None = None
+    # CRA: a deployed release of a registered product is kept this many years after its last deployment or the
+    # product's support end (0: not retained); products are flagged when their support ends within this many days.
+    release_retention_years: int = Field(default=10, ge=0, le=100)
+    support_warning_days: int = Field(default=180, ge=0, le=3650)
 
     @field_validator("public_url")
     @classmethod
@@ -112,6 +116,8 @@ _ENV = {
     "auth_fail_window": "BULKHEAD_AUTH_FAIL_WINDOW",
     "log_format": "BULKHEAD_LOG_FORMAT",
     "feed_mirror": "BULKHEAD_FEED_MIRROR",
+    "release_retention_years": "BULKHEAD_RELEASE_RETENTION_YEARS",
+    "support_warning_days": "BULKHEAD_SUPPORT_WARNING_DAYS",
 }
 
 

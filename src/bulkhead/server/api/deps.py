@@ -13,6 +13,8 @@ from ..delivery.counters import ByteCounter
 from ..pollcache import Answer
 from ..services.apps import AppService
 from ..services.auth import Authenticator, Principal
+from ..services.cra_cases import CaseService
+from ..services.cra_products import ProductService
 from ..services.ddi import DdiAuth, DdiService
 from ..services.deltas import DeltaService
 from ..services.devices import DeviceService
@@ -47,6 +49,8 @@ class Services:
     # The job queue's depth, (pending, scheduled); raises when the queue does not answer (metrics, readiness).
     queue_depth: Callable[[], tuple[int, int]] | None = None
     vulns: VulnService | None = None
+    cra_products: ProductService | None = None
+    cra_cases: CaseService | None = None
 
 
 def services(request: Request) -> Services:

@@ -89,6 +89,10 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
         "desired": {"release": release, **desired},
         "poll_interval": svc.settings.poll_interval,
     }
+    if svc.cra_products is not None:
+        support = svc.cra_products.device_support(dev.tenant_id, dev.compatible)
+        if support is not None:
+            body["support"] = support  # the product's support end, for the device's user (CRA)
     etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
     if release is not None and rel is not None:
         url_ttl = svc.settings.signed_url_ttl

@@ -142,9 +142,18 @@ class StateDesired(Out):
     prefetch: list[PrefetchApp] = absent("app versions to pull but not run yet")
 
 
+class StateSupport(Out):
+    """What the device may show its user about its product's support period (CRA)."""
+
+    product: str
+    manufacturer: str
+    support_end: str | None = Field(description="the last day of support (ISO date), null when not set")
+
+
 class DeviceState(Out):
     """The device's desired state."""
 
     device: StateDevice
     desired: StateDesired
     poll_interval: int = Field(description="seconds until the next poll")
+    support: StateSupport | None = absent("the device's product and its support end (absent: no product registered)")

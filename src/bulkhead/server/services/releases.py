@@ -5,12 +5,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bulkhead.cra import SbomError, identify
 from bulkhead.rauc import BundleError, FileReader, Keyring, load_keyring, open_bundle
@@ -165,6 +166,8 @@ def _swu_fields(upload: Upload, keyring: Keyring, compatible: str | None) -> dic
 class ReleaseService:
     def __init__(self, db: Database, store: ArtifactStore) -> None:
         self.db, self.store = db, store
+        # Called with the session and the release before a deletion; raises to refuse it (the CRA's retention).
+        self.before_delete: Callable[[Session, Release], None] | None = None
 
     def ingest(self, who: Principal, upload: Upload, compatible: str | None = None) -> dict[str, Any]:
         """Verify a RAUC bundle or SWUpdate .swu against the tenant keyring and store it; on any error nothing stays."""
@@ -316,6 +319,8 @@ class ReleaseService:
                     f"release {rel.version} is used by rollout(s) {', '.join(rollouts)}; delete those first "
                     "(their actions are the devices' update history)"
                 )
+            if self.before_delete is not None:
+                self.before_delete(s, rel)  # the CRA's retention of deployed releases (cra_products.check_retention)
             shas = {rel.sha256, *(b.sha256 for b in self._sboms(s, rel.id))}
             for b in self._sboms(s, rel.id):
                 s.delete(b)
