@@ -11,6 +11,7 @@ from ..asgi import bearer_token
 from ..db import Database
 from ..delivery.counters import ByteCounter
 from ..pollcache import Answer
+from ..services.app_sboms import AppSbomService
 from ..services.apps import AppService
 from ..services.auth import Authenticator, Principal
 from ..services.ddi import DdiAuth, DdiService
@@ -47,6 +48,7 @@ class Services:
     # The job queue's depth, (pending, scheduled); raises when the queue does not answer (metrics, readiness).
     queue_depth: Callable[[], tuple[int, int]] | None = None
     vulns: VulnService | None = None
+    app_sboms: AppSbomService | None = None
 
 
 def services(request: Request) -> Services:

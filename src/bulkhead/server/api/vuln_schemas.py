@@ -62,6 +62,14 @@ class ScanRunOut(Out):
     finished_at: Time | None
     feeds: dict[str, Any] = Field(description="feed -> {sha256, records, origin, last_changed, last_success}")
     counts: dict[str, Any]
+    status: str = Field(description="queued, running, done or failed")
+    error: str | None = Field(None, description="why a failed run failed")
+
+
+class ScanQueued(ScanRunOut):
+    """A scan put on the job queue: follow `status_url` until its status is done or failed."""
+
+    status_url: str = Field(description="GET this for the run's state")
 
 
 class CveRow(Out):
