@@ -105,7 +105,7 @@ class FindingOut(Out):
     kev: bool
     kev_date: str | None
     fixed_version: str | None
-    source: str = Field(description="what decided: cve5, nvd, debian-tracker, sbom")
+    source: str = Field(description="what decided: cve5, nvd, debian-tracker, sbom, osv (app SBOMs)")
     reason: str
     kernel: bool
     vex_id: int | None
@@ -120,6 +120,8 @@ class DeviceFindingOut(Out):
     component_version: str
     status: Status
     fixed_version: str | None
+    app: str | None = Field(None, description="the app whose SBOM lists the component (None: the OS)")
+    app_version: str | None = None
     devices: int
 
 
