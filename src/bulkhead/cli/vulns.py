@@ -77,7 +77,7 @@ def scan(
 def scans(ctx: typer.Context, limit: int | None = LimitOpt, json: bool = JsonOpt) -> None:
     """The tenant's scan runs, newest first: when, which feed versions, what was found."""
     rows = client(ctx).pages("/api/v1/vulnerabilities/scans", limit=limit)
-    show(rows, json, ["id", "kind", "actor", "started_at", "counts"])
+    show(rows, json, ["id", "kind", "status", "actor", "started_at", "counts", "error"])
 
 
 @vuln_app.command("list")
