@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
+from bulkhead.server.services.vuln_match import inventory_key
+from bulkhead.server.vuln_osv import load_osv, osv_index
 from tests.conftest import SHARED
 from tests.server.conftest import LiveServer
 from tests.server.test_app_sboms import CONTAINERS, shop
@@ -153,3 +155,28 @@ def test_scans_are_jobs_a_failed_run_says_why(server: LiveServer) -> None:
     finally:
         path.write_bytes(good)
     assert _osv(server, OSV_RECORDS.read_bytes()).status_code == 200
+
+
+def test_the_profile_key_holds_the_app_set_not_the_container_states() -> None:
+    def inv(*containers: tuple[str, str, str]) -> dict[str, Any]:
+        return {
+            "os_version": "1",
+            "containers": [{"name": f"{a}-c", "app": a, "version": v, "state": st} for a, v, st in containers],
+        }
+
+    running, part = inventory_key(inv(("shop", "1.0", "running"), ("db", "2", "running")))
+    assert part == {"apps": {"db": "2", "shop": "1.0"}}
+    assert inventory_key(inv(("db", "2", "exited"), ("shop", "1.0", "running")))[0] == running  # same apps, same profile
+    assert inventory_key(inv(("shop", "1.1", "running"), ("db", "2", "running")))[0] != running
+    assert inventory_key({"os_version": "1", "containers": [{"error": "podman is not running"}]}) == ("", {})
+
+
+def test_the_osv_index_is_by_ecosystem_and_normalised_name(tmp_path: Path) -> None:
+    path = tmp_path / "osv.json"
+    records = json.loads(OSV_RECORDS.read_text())
+    records[0]["affected"][0]["package"]["name"] = "Requests"  # PyPI names compare normalised
+    withdrawn = {**records[1], "id": "GHSA-gone", "withdrawn": "2024-01-01T00:00:00Z"}
+    path.write_text(json.dumps({"records": [*records, withdrawn]}))
+    index = osv_index(load_osv(path))
+    assert sorted(index) == [("PyPI", "requests"), ("npm", "lodash")]
+    assert [r.id for r in index[("npm", "lodash")]] == ["GHSA-35jh-r3h4-6jhm"]  # the withdrawn record is left out
