@@ -117,9 +117,19 @@ def report(c: httpx.Client, name: str, auth: dict[str, str], os_version: str, pa
 
 
 def scan(c: httpx.Client, kind: str = "full") -> dict[str, Any]:
+    """Ask for a scan (queued as a job: 202) and wait for its run to finish."""
     r = c.post("/api/v1/vulnerabilities/scan", json={"kind": kind})
-    assert r.status_code == 200, r.text
+    assert r.status_code == 202, r.text
     out: dict[str, Any] = r.json()
+    assert out["status"] in ("queued", "running", "done") and r.headers["location"] == out["status_url"]
+    url, deadline = out["status_url"], time.monotonic() + 60
+    while out["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"scan run {out['id']} never finished: {out}"
+        time.sleep(0.1)
+        r = c.get(url)
+        assert r.status_code == 200, r.text
+        out = r.json()
+    assert out["status"] == "done", out
     return out
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json as jsonlib
 from pathlib import Path
 
 import typer
 
+from . import output
 from .errors import CliError
 from .manage import JsonOpt, client, show
 
@@ -116,11 +118,50 @@ def app_create(
     privileged: bool = PrivilegedOpt,
     device: list[str] = DeviceOpt,
     network: str | None = NetworkOpt,
+    sbom: Path | None = typer.Option(
+        None, "--sbom", exists=True, dir_okay=False, help="The version's CycloneDX 1.4-1.6 JSON SBOM (scans match it with OSV)"
+    ),
     json: bool = JsonOpt,
 ) -> None:
-    """Create an app version from an image or a compose file."""
+    """Create an app version from an image or a compose file (with its SBOM: a bad SBOM creates nothing)."""
     body = _app_body(image, compose, env, port, volume, restart, command, privileged, device, network)
+    if sbom is not None:
+        try:
+            body["sbom"] = jsonlib.loads(sbom.read_bytes())
+        except (OSError, ValueError) as e:
+            raise CliError(f"cannot read {sbom} as JSON: {e}; give a CycloneDX JSON SBOM") from None
     show(client(ctx).request("POST", "/api/v1/apps", json={"name": name, "version": version, **body}), json)
+
+
+@app_app.command("sbom")
+def app_sbom(
+    ctx: typer.Context,
+    name: str,
+    version: str,
+    sbom: Path | None = typer.Argument(None, exists=True, dir_okay=False, help="CycloneDX 1.4-1.6 JSON to attach"),
+    get: bool = typer.Option(False, "--get", help="Download the app version's SBOM instead"),
+    out: Path | None = typer.Option(None, "--out", help="With --get: write here instead of standard output"),
+    json: bool = JsonOpt,
+) -> None:
+    """Attach a CycloneDX SBOM to an app version (a new one replaces the old), or download it with --get."""
+    api = client(ctx)
+    path = f"/api/v1/apps/{name}/{version}/sbom"
+    if get:
+        if sbom is not None:
+            raise CliError("give either a file to attach or --get, not both")
+        resp = api.raw("GET", path)
+        if out is None:
+            output.console.print(resp.text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            out.write_bytes(resp.content)
+        return
+    if sbom is None:
+        raise CliError("give the SBOM file to attach, or --get to download the version's SBOM")
+    with sbom.open("rb") as f:
+        data = api.request(
+            "PUT", path, content=f, headers={"content-type": "application/json", "content-length": str(sbom.stat().st_size)}
+        )
+    show(data, json, title="SBOM")
 
 
 @app_app.command("update")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -51,18 +52,33 @@ def import_feed(
 def scan(
     ctx: typer.Context,
     devices_only: bool = typer.Option(False, "--devices-only", help="Only devices whose inventory no scan has seen yet"),
+    wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the scan job to finish (default), or return at once"),
+    timeout: float = typer.Option(600.0, "--timeout", help="With --wait: give up waiting after this many seconds"),
     json: bool = JsonOpt,
 ) -> None:
-    """Match the tenant's releases and device inventories against the held feeds now; the run is kept."""
-    run = client(ctx).request("POST", "/api/v1/vulnerabilities/scan", json={"kind": "devices" if devices_only else "full"})
-    show(run if json else {k: run[k] for k in ("id", "kind", "started_at", "finished_at", "counts")}, json, title="scan")
+    """Match the tenant's releases, device inventories and apps against the held feeds; the run is kept. The scan runs
+    as a job on the server: this waits for it unless --no-wait (then follow it with `bulkhead vuln scans`)."""
+    api = client(ctx)
+    run = api.request("POST", "/api/v1/vulnerabilities/scan", json={"kind": "devices" if devices_only else "full"})
+    deadline = time.monotonic() + timeout
+    delay = 0.2
+    while wait and run.get("status") in ("queued", "running"):
+        if time.monotonic() > deadline:
+            raise CliError(f"scan run {run['id']} is still {run['status']} after {timeout:g} s; see 'bulkhead vuln scans'")
+        time.sleep(delay)
+        delay = min(delay * 1.5, 2.0)
+        run = api.request("GET", f"/api/v1/vulnerabilities/scans/{run['id']}")
+    if run.get("status") == "failed":
+        raise CliError(f"scan run {run['id']} failed: {run.get('error')}; the server log has the details")
+    show(run if json else {k: run.get(k) for k in ("id", "kind", "status", "started_at", "finished_at", "counts")}, json,
+         title="scan")  # fmt: skip
 
 
 @vuln_app.command("scans")
 def scans(ctx: typer.Context, limit: int | None = LimitOpt, json: bool = JsonOpt) -> None:
     """The tenant's scan runs, newest first: when, which feed versions, what was found."""
     rows = client(ctx).pages("/api/v1/vulnerabilities/scans", limit=limit)
-    show(rows, json, ["id", "kind", "actor", "started_at", "counts"])
+    show(rows, json, ["id", "kind", "status", "actor", "started_at", "counts", "error"])
 
 
 @vuln_app.command("list")

@@ -47,6 +47,7 @@ from .logs import configure as configure_logs
 from .metrics import observe, start_process
 from .pollcache import PollCache
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
+from .services.app_sboms import MAX_APP_SBOM_BYTES, AppSbomService
 from .services.apps import AppService
 from .services.auth import Authenticator
 from .services.cra_cases import CaseService
@@ -143,6 +144,7 @@ def body_rules(settings: Settings) -> list[BodyRule]:
         BodyRule("POST", re.compile(r"/api/v1/releases"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
         BodyRule("POST", re.compile(r"/api/v1/releases/[^/]+/deltas"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
         BodyRule("PUT", re.compile(r"/api/v1/releases/[^/]+/sbom"), MAX_SBOM_BYTES, streamed=True),
+        BodyRule("PUT", re.compile(r"/api/v1/apps/[^/]+/[^/]+/sbom"), MAX_APP_SBOM_BYTES, streamed=True),
         BodyRule("POST", re.compile(vulns_api.FEED_IMPORT_PATH), MAX_FEED_BYTES, streamed=True),
         # Read, bounded and checked by the report app itself (api/reports.py), which parses the body only once.
         BodyRule("POST", re.compile(re.escape(REPORTS_PATH)), settings.max_json_bytes, True, "BULKHEAD_MAX_JSON_BYTES"),
@@ -209,6 +211,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     jobs = Jobs(settings, rollout_svc, deltas, vulns)
     cra_products = ProductService(db, settings.release_retention_years, settings.support_warning_days)
     releases.before_delete = cra_products.check_delete
+    app_sboms = AppSbomService(db, store)
     svc_devices = DeviceService(db, secret, settings.delta_max_ratio, on_change=lambda: jobs.advance(None))
     counter = ByteCounter(db, settings.counter_flush_seconds)
     svc = Services(
@@ -220,7 +223,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         releases,
         svc_devices,
         secret,
-        AppService(db, secret),
+        AppService(db, secret, app_sboms),
         ReportService(db, rollout_svc),
         rollout_svc,
         DdiService(db, rollout_svc, settings.poll_interval, settings.delta_max_ratio),
@@ -231,6 +234,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         vulns,
         cra_products,
         CaseService(db),
+        app_sboms,
     )
 
     @asynccontextmanager

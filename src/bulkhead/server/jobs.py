@@ -79,7 +79,8 @@ class Jobs:
 
     def _vuln_jobs(self, vulns: VulnService) -> None:
         """Vulnerability monitoring: feeds fetched and every tenant re-scanned daily, KEV hourly (an event for each CVE
-        newly known exploited that affects a tenant), and devices with a new inventory matched every ten minutes."""
+        newly known exploited that affects a tenant), devices with a new inventory matched every ten minutes, and the
+        scans asked for through the API."""
 
         def daily() -> None:
             vulns.sync()
@@ -92,6 +93,11 @@ class Jobs:
         def devices() -> None:
             vulns.scan_all("devices")
 
+        def scan(run_id: int) -> None:
+            vulns.run_queued(run_id)
+
+        # A scan asked for through the API runs here, off the request (POST answers 202 with the queued run).
+        vulns.enqueue_scan = self.huey.task(name="vulns.scan")(scan)
         self.vuln_tasks = {
             "daily": self.huey.periodic_task(crontab(minute="17", hour="3"), name="vulns.daily")(daily),
             "kev": self.huey.periodic_task(crontab(minute="7"), name="vulns.kev")(kev),

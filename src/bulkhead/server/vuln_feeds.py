@@ -33,7 +33,9 @@ from bulkhead.cra.kev import KevCatalog, load_kev
 from bulkhead.cra.nvd import parse_nvd_cve, parse_nvd_response
 from bulkhead.cra.vulnrecord import VulnRecord
 
-__all__ = ["CVE_RECORDS", "FEEDS", "FeedStore", "Knowledge", "load_records", "mirrored"]
+from .vuln_osv import OSV, OsvIndex, load_osv, osv_index
+
+__all__ = ["CVE_RECORDS", "FEEDS", "OSV", "FeedStore", "Knowledge", "OsvIndex", "load_records", "mirrored"]
 
 
 def _parse_item(item: Any) -> list[VulnRecord]:
@@ -75,7 +77,7 @@ CVE_RECORDS = FeedSource(
     attribution=f"{attribution.CVE} {attribution.NVD}",
 )
 
-FEEDS: dict[str, FeedSource] = {s.name: s for s in (CVE_RECORDS, DEBIAN_TRACKER, CISA_KEV, FIRST_EPSS)}
+FEEDS: dict[str, FeedSource] = {s.name: s for s in (CVE_RECORDS, DEBIAN_TRACKER, CISA_KEV, FIRST_EPSS, OSV)}
 
 
 def mirrored(mirror: str | None) -> dict[str, FeedSource]:
@@ -97,6 +99,7 @@ class Knowledge:
     epss: EpssScores | None = None
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # feed -> the state this data came from
     by_product: dict[str, list[VulnRecord]] | None = None  # built by the first match that needs it
+    osv: OsvIndex | None = None  # (ecosystem, package name) -> OSV records: app components are matched with these
 
     def all_records(self) -> Iterable[VulnRecord]:
         return (r for rs in self.records.values() for r in rs)
@@ -165,7 +168,16 @@ class FeedStore:
             k.tracker = self._load("debian-tracker", lambda p: load_tracker(p, wanted), wanted)
         k.kev = self._load("cisa-kev", load_kev)
         k.epss = self._load("first-epss", load_epss)
+        k.osv = self.osv_index()
         return k
+
+    def osv_index(self) -> OsvIndex | None:
+        """The OSV records held, by (ecosystem, package name) (PyPI names normalised); None when no OSV feed is held.
+        A fetched OSV feed plugs in here: its records go into the same index."""
+        if "osv" not in self.sources:
+            return None
+        index: OsvIndex | None = self._load("osv", lambda p: osv_index(load_osv(p)))
+        return index
 
     def kev(self) -> KevCatalog | None:
         catalog: KevCatalog | None = self._load("cisa-kev", load_kev)

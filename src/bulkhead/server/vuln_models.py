@@ -9,12 +9,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, Date, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, UTCDateTime, utcnow
 
-__all__ = ["VexStatement", "VulnCve", "VulnDeviceProfile", "VulnFinding", "VulnProfile", "VulnScanRun"]
+__all__ = ["AppSbom", "VexStatement", "VulnCve", "VulnDeviceProfile", "VulnFinding", "VulnProfile", "VulnScanRun"]
 
 
 class VulnScanRun(Base):
@@ -31,6 +31,8 @@ class VulnScanRun(Base):
     feeds: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # {"releases", "profiles", "devices", "findings", "affected", "kev", ...}
     counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="done", server_default="done")  # queued, running, done, failed
+    error: Mapped[str | None] = mapped_column(Text)  # why a failed run failed
 
 
 class VulnProfile(Base):
@@ -101,6 +103,8 @@ class VulnFinding(Base):
     kernel: Mapped[bool] = mapped_column(Boolean, default=False)
     vex_id: Mapped[int | None] = mapped_column(ForeignKey("vex_statements.id", ondelete="SET NULL"))
     run_id: Mapped[int] = mapped_column(ForeignKey("vuln_scan_runs.id", ondelete="CASCADE"), index=True)
+    app: Mapped[str | None] = mapped_column(String(128))  # the app whose SBOM lists the component (device scope only)
+    app_version: Mapped[str | None] = mapped_column(String(128))
 
 
 class VexStatement(Base):
@@ -135,3 +139,17 @@ class VulnCve(Base):
     description: Mapped[str | None] = mapped_column(Text)
     published: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     updated: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class AppSbom(Base):
+    """An app version's CycloneDX SBOM, its bytes in the artifact store under their sha256 (one per app version)."""
+
+    __tablename__ = "app_sboms"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), unique=True)
+    spec_version: Mapped[str] = mapped_column(String(16))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    components: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

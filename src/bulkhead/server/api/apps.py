@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Response
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from ..errors import NotFound
+from ..services.app_sboms import MAX_APP_SBOM_BYTES, MEDIA_TYPE, AppSbomService
 from ..services.auth import Principal
-from . import schemas
-from .deps import Services, principal, services
+from . import schemas, wire
+from .deps import Services, principal, receive_upload, services
 
 __all__ = ["router"]
 
@@ -34,3 +38,41 @@ def delete_app(name: str, version: str, who: Principal = Depends(principal), svc
     """Refused while a group or device wants the version or a rollout names it."""
     svc.apps.delete(who, name, version)
     return Response(status_code=204)
+
+
+def _sboms(svc: Services) -> AppSbomService:
+    if svc.app_sboms is None:
+        raise NotFound("this server keeps no app SBOMs")
+    return svc.app_sboms
+
+
+@router.put(
+    "/apps/{name}/{version}/sbom",
+    response_model=schemas.SbomOut,
+    response_model_exclude_unset=True,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object", "description": "CycloneDX 1.4-1.6 JSON"}}},
+        }
+    },
+)
+async def attach_app_sbom(
+    name: str, version: str, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Attach a CycloneDX SBOM (the raw request body, at most 16 MiB) to an app version; a new one replaces it. Scans
+    match its components' package URLs against OSV records for the devices that run the version."""
+    who.require("operator")
+    sboms = _sboms(svc)
+    upload = await receive_upload(request, svc, MAX_APP_SBOM_BYTES)
+    return await run_in_threadpool(sboms.attach, who, name, version, upload)
+
+
+@router.get(
+    "/apps/{name}/{version}/sbom",
+    response_class=FileResponse,
+    responses=wire.binary(MEDIA_TYPE, description="The app version's CycloneDX SBOM"),
+)
+def get_app_sbom(name: str, version: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> FileResponse:
+    """Download an app version's SBOM."""
+    return FileResponse(_sboms(svc).sbom_file(who, name, version), media_type=MEDIA_TYPE)

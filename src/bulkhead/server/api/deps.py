@@ -11,6 +11,7 @@ from ..asgi import bearer_token
 from ..db import Database
 from ..delivery.counters import ByteCounter
 from ..pollcache import Answer
+from ..services.app_sboms import AppSbomService
 from ..services.apps import AppService
 from ..services.auth import Authenticator, Principal
 from ..services.cra_cases import CaseService
@@ -51,6 +52,7 @@ class Services:
     vulns: VulnService | None = None
     cra_products: ProductService | None = None
     cra_cases: CaseService | None = None
+    app_sboms: AppSbomService | None = None
 
 
 def services(request: Request) -> Services:

@@ -71,6 +71,11 @@ class AppIn(BaseModel):
     version: Name
     containers: list[dict[str, Any]] | None = Field(None, max_length=64)
     compose: LongText | None = Field(None, description="A compose file's text instead of 'containers'")
+    sbom: dict[str, Any] | None = Field(
+        None,
+        description="The version's CycloneDX 1.4-1.6 SBOM (JSON object); a larger one than this request's limit is "
+        "attached afterwards with `PUT /api/v1/apps/{name}/{version}/sbom`",
+    )
 
 
 class RegistryIn(BaseModel):
@@ -365,7 +370,7 @@ def device_events(
 @router.post("/apps", status_code=201, tags=["apps"], response_model=schemas.AppOut, response_model_exclude_unset=True)
 def create_app(body: AppIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Create an immutable app version from container specs or a compose file."""
-    return svc.apps.create(who, body.name, body.version, body.containers, body.compose)
+    return svc.apps.create(who, body.name, body.version, body.containers, body.compose, body.sbom)
 
 
 @router.get("/apps", tags=["apps"], response_model=list[schemas.AppOut], response_model_exclude_unset=True, responses=PAGED)

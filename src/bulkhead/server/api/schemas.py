@@ -315,6 +315,7 @@ class AppOut(Out):
     version: str
     containers: list[ContainerSpec]
     created_at: Time
+    sbom: SbomOut | None = Field(None, description="its CycloneDX SBOM (`PUT /api/v1/apps/{name}/{version}/sbom`), if any")
 
 
 class RegistrySet(Out):

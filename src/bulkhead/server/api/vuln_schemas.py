@@ -66,6 +66,14 @@ class ScanRunOut(Out):
     finished_at: Time | None
     feeds: dict[str, Any] = Field(description="feed -> {sha256, records, origin, last_changed, last_success}")
     counts: dict[str, Any]
+    status: str = Field(description="queued, running, done or failed")
+    error: str | None = Field(None, description="why a failed run failed")
+
+
+class ScanQueued(ScanRunOut):
+    """A scan put on the job queue: follow `status_url` until its status is done or failed."""
+
+    status_url: str = Field(description="GET this for the run's state")
 
 
 class CveRow(Out):
@@ -101,7 +109,7 @@ class FindingOut(Out):
     kev: bool
     kev_date: str | None
     fixed_version: str | None
-    source: str = Field(description="what decided: cve5, nvd, debian-tracker, sbom")
+    source: str = Field(description="what decided: cve5, nvd, debian-tracker, sbom, osv (app SBOMs)")
     reason: str
     kernel: bool
     vex_id: int | None
@@ -119,6 +127,8 @@ class DeviceFindingOut(Out):
     component_version: str
     status: Status
     fixed_version: str | None
+    app: str | None = Field(None, description="the app whose SBOM lists the component (None: the OS)")
+    app_version: str | None = None
     devices: int
 
 

@@ -69,10 +69,22 @@ async def sync_feeds(who: Principal = Depends(principal), svc: Services = Depend
     return await run_in_threadpool(_vulns(svc).sync, who)
 
 
-@router.post("/vulnerabilities/scan", response_model=vs.ScanRunOut)
-async def scan(body: vs.ScanIn, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
-    """Match the tenant's releases and device inventories against the held feeds now; the run is kept. Operators."""
-    return await run_in_threadpool(_vulns(svc).scan, who, body.kind)
+@router.post("/vulnerabilities/scan", response_model=vs.ScanQueued, status_code=202)
+async def scan(
+    body: vs.ScanIn, response: Response, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Queue a scan of the tenant's releases and device inventories (and the apps they run) against the held feeds;
+    it runs as a job. Answers 202 with the queued run and the URL that shows its state; the run is kept. Operators."""
+    run = await run_in_threadpool(_vulns(svc).scan, who, body.kind)
+    url = f"/api/v1/vulnerabilities/scans/{run['id']}"
+    response.headers["location"] = url
+    return {**run, "status_url": url}
+
+
+@router.get("/vulnerabilities/scans/{run_id}", response_model=vs.ScanRunOut)
+def get_scan(run_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """One scan run: queued, running, done (with its counts and the feed versions it read) or failed (with why)."""
+    return _vulns(svc).run(who, run_id)
 
 
 @router.get("/vulnerabilities/scans", response_model=list[vs.ScanRunOut], responses=PAGED)

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound
 from ..models import App, Device, DeviceGroup, Release, Rollout, Tenant
 from ..security import seal
+from ..vuln_models import AppSbom
 from . import audit
+from .app_sboms import AppSbomService, check_app_sbom, sboms_of
 from .auth import Principal
 from .desired import compose_to_containers, normalize_container, normalize_file, seal_file
 from .devices import find_device
@@ -23,22 +25,40 @@ from .versions import refuse_downgrade
 __all__ = ["AppService", "app_json"]
 
 
-def app_json(a: App) -> dict[str, Any]:
-    return {"id": a.id, "name": a.name, "version": a.version, "containers": a.containers, "created_at": a.created_at.isoformat()}
+def app_json(a: App, sbom: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "name": a.name,
+        "version": a.version,
+        "containers": a.containers,
+        "created_at": a.created_at.isoformat(),
+        "sbom": sbom,
+    }
 
 
 class AppService:
-    def __init__(self, db: Database, secret: bytes) -> None:
-        self.db, self.secret = db, secret
+    def __init__(self, db: Database, secret: bytes, sboms: AppSbomService | None = None) -> None:
+        self.db, self.secret, self.sboms = db, secret, sboms
 
     def create(
-        self, who: Principal, name: str, version: str, containers: list[dict[str, Any]] | None, compose: str | None
+        self,
+        who: Principal,
+        name: str,
+        version: str,
+        containers: list[dict[str, Any]] | None,
+        compose: str | None,
+        sbom: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
+        """Create an app version, with its CycloneDX SBOM when one is given (a bad SBOM refuses the whole version)."""
         who.require("operator")
         tid = who.require_tenant()
         if not name or not version or len(name) > 128 or len(version) > 128:
             raise Invalid("an app needs a name and a version (1-128 characters each)")
         specs = _specs(containers, compose)
+        if sbom is not None:
+            if self.sboms is None:
+                raise Invalid("this server keeps no app SBOMs")
+            check_app_sbom(sbom)
         with self.db.session() as s:
             if s.scalar(select(App).where(App.tenant_id == tid, App.name == name, App.version == version)) is not None:
                 raise Conflict(
@@ -49,7 +69,8 @@ class AppService:
             s.add(app)
             s.flush()
             audit.record(s, who, "app.create", f"{name}:{version}")
-            return app_json(app)
+            kept = self.sboms.attach_document(s, who, app, sbom) if sbom is not None and self.sboms is not None else None
+            return app_json(app, kept)
 
     def update(
         self, who: Principal, name: str, version: str, containers: list[dict[str, Any]] | None, compose: str | None
@@ -62,7 +83,7 @@ class AppService:
             app = _find_app(s, tid, name, version)
             app.containers = specs
             audit.record(s, who, "app.update", f"{name}:{version}", containers=[c["name"] for c in specs])
-            return app_json(app)
+            return app_json(app, sboms_of(s, [app.id]).get(app.id))
 
     def delete(self, who: Principal, name: str, version: str) -> None:
         """Delete an app version nothing uses: no group or device wants it and no rollout names it."""
@@ -87,7 +108,12 @@ class AppService:
                     "version (group set / device set --app) and delete those rollouts first"
                 )
             audit.record(s, who, "app.delete", f"{name}:{version}")
+            sbom = sboms_of(s, [app.id]).get(app.id)
+            if sbom is not None:
+                s.execute(delete(AppSbom).where(AppSbom.app_id == app.id))
             s.delete(app)
+        if sbom is not None and self.sboms is not None:
+            self.sboms.remove_unused(sbom["sha256"])
 
     def list_apps(self, who: Principal, name: str | None, page: Page) -> Paged[dict[str, Any]]:
         who.require("viewer")
@@ -97,7 +123,8 @@ class AppService:
             if name:
                 q = q.where(App.name == name)
             rows = list(s.scalars(keyset(q, [App.name, App.id], page)))
-            return paged(rows, page, lambda a: (a.name, a.id), app_json)
+            sboms = sboms_of(s, [a.id for a in rows])
+            return paged(rows, page, lambda a: (a.name, a.id), lambda a: app_json(a, sboms.get(a.id)))
 
     def set_registry(self, who: Principal, host: str, username: str, password: str) -> dict[str, Any]:
         who.require("admin")

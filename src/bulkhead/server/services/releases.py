@@ -21,6 +21,7 @@ from ..db import Database
 from ..errors import Conflict, Invalid, NotFound, PayloadTooLarge, Unprocessable
 from ..models import DeltaBundle, Device, Release, ReleaseSbom, Rollout, Tenant
 from ..store import ArtifactStore
+from ..vuln_models import AppSbom
 from . import audit
 from .auth import Principal
 from .keyset import Page, Paged, keyset, paged
@@ -297,6 +298,7 @@ class ReleaseService:
                 s.scalar(select(func.count()).select_from(Release).where(Release.sha256 == sha256))
                 or s.scalar(select(func.count()).select_from(ReleaseSbom).where(ReleaseSbom.sha256 == sha256))
                 or s.scalar(select(func.count()).select_from(DeltaBundle).where(DeltaBundle.sha256 == sha256))
+                or s.scalar(select(func.count()).select_from(AppSbom).where(AppSbom.sha256 == sha256))
             )
         if not used:
             self.store.remove(sha256)

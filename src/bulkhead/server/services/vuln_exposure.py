@@ -96,11 +96,13 @@ def cve_page(s: Session, tid: int, scope: Scope, page: Page) -> Paged[dict[str, 
     cves = [r.cve for r in rows[: page.limit]]
     detail: dict[str, dict[str, Any]] = defaultdict(lambda: {"statuses": Counter(), "components": set(), "fixed": set()})
     if cves:
-        q2 = select(F.cve, F.status, F.component, F.component_version, F.fixed_version).where(*conds, F.cve.in_(cves))
-        for cve, status, comp, version, fixed in s.execute(q2.distinct()):
+        q2 = select(F.cve, F.status, F.component, F.component_version, F.fixed_version, F.app, F.app_version).where(
+            *conds, F.cve.in_(cves)
+        )
+        for cve, status, comp, version, fixed, app, app_version in s.execute(q2.distinct()):
             d = detail[cve]
             d["statuses"][status] += 1
-            d["components"].add(f"{comp} {version}")
+            d["components"].add(f"{comp} {version}" + (f" (app {app} {app_version})" if app else ""))
             if fixed and status == "affected":
                 d["fixed"].add(fixed)
     exposed = _exposed_counts(s, tid, scope, cves, profiles)
@@ -271,15 +273,15 @@ def cve_exposure(s: Session, tid: int, cve: str) -> dict[str, Any]:
     # Devices per profile (and per group list), counted once over the narrow mapping table: every sum below is over
     # these few rows, never over devices.
     counts = _profile_counts(s, tid, select(F.profile_id).where(F.tenant_id == tid, F.cve == cve, F.profile_id.is_not(None)))
-    per_key: Counter[tuple[str, str, str, str, str | None]] = Counter()
+    per_key: Counter[tuple[str, str, str, str, str | None, str | None, str | None]] = Counter()
     exposed_profiles: set[int] = set()
-    q = select(F.profile_id, F.compatible, F.component, F.component_version, F.status, F.fixed_version).where(
-        F.tenant_id == tid, F.cve == cve, F.profile_id.is_not(None)
-    )
-    for pid, compatible, comp, version, status, fixed in s.execute(q.distinct()):
+    q = select(
+        F.profile_id, F.compatible, F.component, F.component_version, F.status, F.fixed_version, F.app, F.app_version
+    ).where(F.tenant_id == tid, F.cve == cve, F.profile_id.is_not(None))
+    for pid, compatible, comp, version, status, fixed, app, app_version in s.execute(q.distinct()):
         if pid is None:
             continue
-        per_key[(compatible, comp, version, status, fixed)] += sum(n for _, n in counts.get(pid, []))
+        per_key[(compatible, comp, version, status, fixed, app, app_version)] += sum(n for _, n in counts.get(pid, []))
         if status == "affected":
             exposed_profiles.add(pid)
     device_rows = [(*key, n) for key, n in sorted(per_key.items(), key=lambda kv: kv[0][:3]) if n]
@@ -317,9 +319,11 @@ def cve_exposure(s: Session, tid: int, cve: str) -> dict[str, Any]:
                 "component_version": ver,
                 "status": st,
                 "fixed_version": fx,
+                "app": app,
+                "app_version": app_version,
                 "devices": n,
             }
-            for c, comp, ver, st, fx, n in device_rows
+            for c, comp, ver, st, fx, app, app_version, n in device_rows
         ],
         "exposure": {
             "devices": n_devices,

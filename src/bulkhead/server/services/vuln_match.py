@@ -36,6 +36,7 @@ __all__ = [
     "match",
     "profile_components",
     "release_components",
+    "reported_apps",
 ]
 
 SEVERITY_RANK = {"unknown": 0, "none": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -54,7 +55,8 @@ def release_components(documents: Sequence[Any]) -> list[Component]:
 
 
 def inventory_key(reported: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    """The part of a device's inventory that matching reads (packages, os-release) and its canonical JSON text."""
+    """The part of a device's inventory that matching reads (packages, os-release, the app versions it runs) and its
+    canonical JSON text."""
     packages = reported.get("packages")
     os_release = reported.get("os_release")
     part: dict[str, Any] = {}
@@ -62,7 +64,20 @@ def inventory_key(reported: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
         part["packages"] = {"format": packages.get("format"), "packages": packages.get("packages")}
         if isinstance(os_release, Mapping):
             part["os_release"] = {k: v for k, v in os_release.items() if k in ("ID", "VERSION_ID", "VERSION_CODENAME")}
+    apps = reported_apps(reported)
+    if apps:
+        part["apps"] = apps
     return (json.dumps(part, sort_keys=True, separators=(",", ":")) if part else ""), part
+
+
+def reported_apps(reported: Mapping[str, Any]) -> dict[str, str]:
+    """{app name: version} of the containers a device reports (the apps it runs; each container names its app)."""
+    apps: dict[str, str] = {}
+    containers = reported.get("containers")
+    for c in containers if isinstance(containers, list) else []:
+        if isinstance(c, Mapping) and isinstance(c.get("app"), str) and isinstance(c.get("version"), str):
+            apps[c["app"][:128]] = c["version"][:128]
+    return dict(sorted(apps.items()))
 
 
 def _with_version(c: Component, version: str) -> Component:

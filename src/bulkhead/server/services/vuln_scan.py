@@ -25,12 +25,13 @@ from bulkhead.cra.errors import CraError
 from bulkhead.cra.model import Component
 
 from ..db import Database
-from ..models import Device, Release, ReleaseSbom, Tenant, utcnow
+from ..models import App, Device, Release, ReleaseSbom, Tenant, utcnow
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore, Knowledge
-from ..vuln_models import VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
+from ..vuln_models import AppSbom, VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
 from .vex_apply import VexIndex
 from .vex_sbom import import_sbom_statements
+from .vuln_apps import app_finding_rows
 from .vuln_country import device_country
 from .vuln_match import debian_releases, finding_rows, inventory_key, match, profile_components, release_components
 
@@ -50,6 +51,8 @@ def run_json(r: VulnScanRun) -> dict[str, Any]:
         "finished_at": r.finished_at.isoformat() if r.finished_at else None,
         "feeds": r.feeds,
         "counts": r.counts,
+        "status": r.status,
+        "error": r.error,
     }
 
 
@@ -81,6 +84,7 @@ class _Plan:
     releases: dict[int, str]  # release id -> compatible: the releases whose own findings are re-matched
     shas: dict[int, list[str]]  # release id -> its SBOMs (those of the releases above and of the profiles' releases)
     profiles: dict[int, tuple[str, int | None, dict[str, Any]]]  # profile id -> compatible, release id, inventory
+    apps: dict[tuple[str, str], str]  # (app, version) -> its SBOM, for the apps the profiles above run
 
 
 class Scanner:
@@ -168,22 +172,55 @@ class Scanner:
             log.warning("release %s: SBOM not readable for matching: %s", release_id, e)
             return []
 
-    def scan(self, tid: int, actor: str, kind: str = "full", min_gap: dt.timedelta | None = None) -> dict[str, Any] | None:
+    def _app_components(self, key: tuple[str, str], sha: str) -> list[Component]:
+        try:
+            with self.store.path(sha).open("rb") as f:
+                return release_components([json.load(f)])
+        except (OSError, ValueError, CraError) as e:
+            log.warning("app %s %s: SBOM %s not readable for matching: %s", *key, sha, e)
+            return []
+
+    def queue(self, tid: int, actor: str, kind: str) -> dict[str, Any]:
+        """A run in state `queued`, for a job to run with `scan(..., run_id=)`."""
+        with self.db.session() as s:
+            run = VulnScanRun(tenant_id=tid, kind=kind, actor=actor, feeds={}, counts={}, status="queued")
+            s.add(run)
+            s.flush()
+            return run_json(run)
+
+    def fail(self, run_id: int, error: str) -> None:
+        with self.db.session() as s:
+            run = s.get(VulnScanRun, run_id)
+            if run is not None:
+                run.status, run.error, run.finished_at = "failed", error[:2000], utcnow()
+
+    def scan(
+        self, tid: int, actor: str, kind: str = "full", min_gap: dt.timedelta | None = None, run_id: int | None = None
+    ) -> dict[str, Any] | None:
         """Scan one tenant (`full` or `devices`) and return the run; None when `min_gap` is given and a run of this
         kind started less than that ago (a periodic job that several server processes each scheduled runs once).
 
         No transaction is open while SBOMs and feeds are parsed and matched (on SQLite every transaction holds the
         database's write lock): a short one plans (maps devices, starts the run), then releases and profiles are
         matched and written _CHUNK at a time (so a fleet of many inventories never holds all its findings in memory),
-        and a last one closes the run."""
-        plan = self._plan(tid, actor, kind, min_gap)
+        and a last one closes the run. `run_id`: a queued run (see `queue`) that this scan is; a scan that fails
+        marks its run failed with the reason."""
+        plan = self._plan(tid, actor, kind, min_gap, run_id)
         if plan is None:
             return None
+        try:
+            return self._scan(tid, plan)
+        except Exception as e:
+            self.fail(plan.run_id, f"{type(e).__name__}: {e}")
+            raise
+
+    def _scan(self, tid: int, plan: _Plan) -> dict[str, Any]:
         comps = {rid: self._components(rid, shas) for rid, shas in plan.shas.items()}
         if plan.releases:  # what the SBOMs say (Yocto CVE_STATUS, VEX) as VEX records, under any person's statement
             with self.db.session() as s:
                 lock_tenant(s, tid)
                 import_sbom_statements(s, tid, {rid: (plan.releases[rid], comps.get(rid, [])) for rid in plan.releases})
+        app_comps = {key: self._app_components(key, sha) for key, sha in plan.apps.items()}
 
         def of_profile(pid: int) -> list[Component]:
             _, rel, inv = plan.profiles[pid]
@@ -199,16 +236,20 @@ class Scanner:
             rows = {rid: finding_rows(match(comps.get(rid, []), k), k) for rid in releases[i : i + _CHUNK]}
             self._write(tid, plan, k, rows, {}, counts)
         for i in range(0, len(profiles), _CHUNK):
-            rows = {pid: finding_rows(match(of_profile(pid), k), k) for pid in profiles[i : i + _CHUNK]}
+            rows = {
+                pid: finding_rows(match(of_profile(pid), k), k)
+                + app_finding_rows(plan.profiles[pid][2].get("apps") or {}, app_comps, k)
+                for pid in profiles[i : i + _CHUNK]
+            }
             self._write(tid, plan, k, {}, rows, counts)
         with self.db.session() as s:
             run = s.get(VulnScanRun, plan.run_id)
             assert run is not None
-            run.feeds, run.counts, run.finished_at = k.versions, counts, utcnow()
+            run.feeds, run.counts, run.finished_at, run.status = k.versions, counts, utcnow(), "done"
             s.flush()
             return run_json(run)
 
-    def _plan(self, tid: int, actor: str, kind: str, min_gap: dt.timedelta | None) -> _Plan | None:
+    def _plan(self, tid: int, actor: str, kind: str, min_gap: dt.timedelta | None, run_id: int | None = None) -> _Plan | None:
         with self.db.session() as s:
             lock_tenant(s, tid)
             if min_gap is not None:
@@ -249,11 +290,26 @@ class Scanner:
                 shas.setdefault(rid, []).append(sha)
                 if kind == "full":
                     releases[rid] = compatible
-            run = VulnScanRun(tenant_id=tid, kind=kind, actor=actor, feeds={}, counts={})
-            s.add(run)
+            wanted = {(a, v) for p in todo for a, v in ((p.inventory or {}).get("apps") or {}).items()}
+            apps: dict[tuple[str, str], str] = {}
+            if wanted:
+                q2 = select(App.name, App.version, AppSbom.sha256).join(AppSbom, AppSbom.app_id == App.id)
+                for name, version, sha in s.execute(q2.where(App.tenant_id == tid)):
+                    if (name, version) in wanted:
+                        apps[(name, version)] = sha
+            run = s.get(VulnScanRun, run_id) if run_id is not None else None
+            if run is None:
+                run = VulnScanRun(tenant_id=tid, kind=kind, actor=actor, feeds={}, counts={})
+                s.add(run)
+            run.status, run.started_at = "running", utcnow()
             s.flush()
             return _Plan(
-                run.id, mapped, releases, shas, {p.id: (p.compatible, p.release_id, dict(p.inventory or {})) for p in todo}
+                run.id,
+                mapped,
+                releases,
+                shas,
+                {p.id: (p.compatible, p.release_id, dict(p.inventory or {})) for p in todo},
+                apps,
             )
 
     def _write(
@@ -328,6 +384,8 @@ class Scanner:
         for row in rows:
             row.update(tenant_id=tid, release_id=release_id, profile_id=profile_id, compatible=compatible, run_id=run_id)
             row.setdefault("vex_id", None)
+            row.setdefault("app", None)
+            row.setdefault("app_version", None)
             counts["affected"] += row["status"] == "affected"
             counts["kev"] += bool(row["kev"])
         counts["findings"] += len(rows)

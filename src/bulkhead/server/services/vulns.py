@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,8 @@ class VulnService:
         self.db = db
         self.feeds = FeedStore(data_dir / "feeds", sources)
         self.scanner = Scanner(db, store, self.feeds)
+        # Puts a queued scan run (its id) on the job queue; set by the job queue. None: scans run in the request.
+        self.enqueue_scan: Callable[[int], Any] | None = None
 
     # -- feeds -------------------------------------------------------------------------------------------------
     def feed_status(self, who: Principal) -> list[dict[str, Any]]:
@@ -96,15 +98,48 @@ class VulnService:
 
     # -- scans -------------------------------------------------------------------------------------------------
     def scan(self, who: Principal, kind: str = "full") -> dict[str, Any]:
+        """Queue a scan of the caller's tenant as a job and return its run (state `queued`); without a job queue the
+        scan runs now and the run returned is done."""
         who.require("operator")
         if kind not in ("full", "devices"):
             raise Invalid(f"scan kind must be full or devices, not {kind!r}")
         tid = who.require_tenant()
         actor = f"{who.kind}:{who.name}"
-        run = self.scanner.scan(tid, actor, kind)
-        assert run is not None  # no min_gap: it always runs
-        apply_kev(self.db, self.feeds, tid, actor)
+        run = self.scanner.queue(tid, actor, kind)
+        if self.enqueue_scan is None:
+            return self.run_queued(run["id"]) or run
+        try:
+            self.enqueue_scan(run["id"])
+        except Exception as e:
+            self.scanner.fail(run["id"], f"the job queue refused the scan: {e}")
+            raise
         return run
+
+    def run_queued(self, run_id: int) -> dict[str, Any] | None:
+        """Run a queued scan (the job); the run is marked failed with the reason if it fails."""
+        with self.db.session() as s:
+            run = s.get(VulnScanRun, run_id)
+            if run is None or run.status != "queued":
+                return None  # gone with its tenant, or run already (a job delivered twice)
+            tid, actor, kind = run.tenant_id, run.actor, run.kind
+        try:
+            out = self.scanner.scan(tid, actor, kind, run_id=run_id)
+            apply_kev(self.db, self.feeds, tid, actor)
+        except Exception as e:
+            log.exception("vulnerability scan run %s failed", run_id)
+            self.scanner.fail(run_id, f"{type(e).__name__}: {e}")
+            return None
+        return out
+
+    def run(self, who: Principal, run_id: int) -> dict[str, Any]:
+        """One scan run of the caller's tenant: its state (queued, running, done, failed with the reason), counts."""
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            run = s.get(VulnScanRun, run_id)
+            if run is None or run.tenant_id != tid:
+                raise NotFound(f"scan run {run_id} does not exist; list runs with 'bulkhead vuln scans'")
+            return run_json(run)
 
     def _tenants(self) -> list[int]:
         with self.db.session() as s:

@@ -8,14 +8,14 @@ who made them (a person, or the SBOM: Yocto CVE_STATUS); device mappings keep th
   exposure is counted per member state over the mapping table.
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0016"
-down_revision = "0013"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 

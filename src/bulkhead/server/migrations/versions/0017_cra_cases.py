@@ -1,14 +1,14 @@
 """CRA duties: products (per compatible, with their support end), Article 14 cases and each case's log.
 
 Revision ID: 0017
-Revises: 0013
+Revises: 0016
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0017"
-down_revision = "0013"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
