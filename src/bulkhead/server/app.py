@@ -202,7 +202,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     deltas = DeltaService(
         db, releases, secret, settings.delta_max_ratio, settings.data_dir, enqueue=lambda i: jobs.build_delta(i)
     )
-    vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror))
+    vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror, settings.osv_ecosystems))
     jobs = Jobs(settings, rollout_svc, deltas, vulns)
     svc_devices = DeviceService(db, secret, settings.delta_max_ratio, on_change=lambda: jobs.advance(None))
     counter = ByteCounter(db, settings.counter_flush_seconds)

@@ -42,6 +42,9 @@ class Settings(BaseModel):
     # Vulnerability feeds fetched from this mirror (an internal HTTP server holding each feed's file under its usual
     # name: debian-tracker.json, cisa-kev.json, first-epss.csv.gz) instead of their publishers (vuln_feeds.py).
     feed_mirror: str | None = None
+    # The app ecosystems whose OSV.dev export the osv feed keeps (comma-separated OSV ecosystem names; empty: PyPI,
+    # npm, Go, crates.io, Maven).
+    osv_ecosystems: str | None = None
 
     @field_validator("public_url")
     @classmethod
@@ -112,6 +115,7 @@ _ENV = {
     "auth_fail_window": "BULKHEAD_AUTH_FAIL_WINDOW",
     "log_format": "BULKHEAD_LOG_FORMAT",
     "feed_mirror": "BULKHEAD_FEED_MIRROR",
+    "osv_ecosystems": "BULKHEAD_OSV_ECOSYSTEMS",
 }
 
 

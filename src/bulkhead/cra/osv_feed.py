@@ -1,0 +1,232 @@
+"""The OSV feed: OSV.dev's bulk export of each configured app ecosystem, and an index of it by package.
+
+OSV.dev publishes one zip per ecosystem, ``<base>/<ecosystem>/all.zip`` (one ``<id>.json`` OSV record per member);
+the feed's ``parts`` are the ecosystems kept (default :data:`DEFAULT_ECOSYSTEMS`, set with
+``BULKHEAD_OSV_ECOSYSTEMS``). Each zip is fetched on its own with :func:`bulkhead.cra.feeds.fetch` into
+``osv/`` next to the other feeds (conditional GET, ``.part`` + Range resume, parse check before install: every
+member parsed with :func:`bulkhead.cra.osv.parse_osv`, unpacked with bounds so a zip bomb is refused), and kept as
+published. The feed's own state sums them up: records over all ecosystems, a sha256 over theirs (so a cache keyed
+by it sees any change), ``detail.ecosystems`` per ecosystem (records, last success, error). One ecosystem failing
+keeps its last good zip and is named in ``last_error``; the others are still updated.
+
+:func:`load_osv_index` reads the held zips into an :class:`OsvIndex`: records by (ecosystem, package name), the way
+a scan looks a component up from its package URL. Air-gapped sites import an ecosystem's ``all.zip`` by hand: the
+ecosystem is the one its records name (it must be one of the configured ones).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+
+from .archive import ArchiveLimits, iter_members
+from .errors import VulnRecordError
+from .feed_errors import FeedError, FeedFormatError
+from .feed_state import FeedState, load_state, save_state
+from .feeds import FeedSource, fetch, import_file, locked, make_client
+from .osv import OsvRecord, parse_osv
+
+__all__ = [
+    "DEFAULT_ECOSYSTEMS",
+    "OsvIndex",
+    "import_osv",
+    "iter_osv_zip",
+    "load_osv_index",
+    "osv_key",
+    "parse_ecosystems",
+    "sync_osv",
+    "with_ecosystems",
+]
+
+DEFAULT_ECOSYSTEMS = ("PyPI", "npm", "Go", "crates.io", "Maven")
+LIMITS = ArchiveLimits()
+
+
+def parse_ecosystems(value: str | None) -> tuple[str, ...]:
+    """``"PyPI, npm,Go"`` → ("PyPI", "npm", "Go"); empty → the defaults."""
+    items = tuple(dict.fromkeys(e.strip() for e in (value or "").split(",") if e.strip()))
+    return items or DEFAULT_ECOSYSTEMS
+
+
+def _safe(ecosystem: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", ecosystem)
+
+
+def osv_key(ecosystem: str, name: str) -> tuple[str, str]:
+    """The index key: the ecosystem as OSV spells it, and the package name (PyPI's normalised: lower case, runs of
+    ``-_.`` as one ``-``, as PEP 503 and the OSV matcher compare them; every other ecosystem's as written)."""
+    if ecosystem == "PyPI":
+        return ecosystem, re.sub(r"[-_.]+", "-", name).lower()
+    return ecosystem, name
+
+
+@dataclass
+class OsvIndex:
+    """OSV records by (ecosystem, package name) (see :func:`osv_key`); withdrawn records are left out.
+
+    A record that names several packages (a GitHub advisory for a package published in two ecosystems) is under
+    each of them. ``get("PyPI", "Django")`` and ``get("PyPI", "django")`` are the same list."""
+
+    by_package: dict[tuple[str, str], list[OsvRecord]] = field(default_factory=dict)
+    records: int = 0  # distinct records indexed
+
+    def get(self, ecosystem: str, name: str) -> list[OsvRecord]:
+        return self.by_package.get(osv_key(ecosystem, name), [])
+
+    def __len__(self) -> int:
+        return self.records
+
+
+def iter_osv_zip(path: Path) -> Iterator[OsvRecord]:
+    """The records of an ecosystem's ``all.zip`` (bounded unpacking; a malformed record raises FeedFormatError)."""
+    for name, data in iter_members(path, ".json", LIMITS, label=path.name):
+        try:
+            yield parse_osv(json.loads(data))
+        except (ValueError, VulnRecordError) as e:
+            raise FeedFormatError(f"{path.name}: member {name} is not an OSV record ({e})") from None
+
+
+def _count(path: Path) -> int:
+    n = sum(1 for _ in iter_osv_zip(path))
+    if n == 0:
+        raise FeedFormatError(f"{path.name} holds no OSV records")
+    return n
+
+
+def _part(source: FeedSource, ecosystem: str) -> FeedSource:
+    return FeedSource(
+        name=f"osv-{_safe(ecosystem)}",
+        url=f"{source.url.rstrip('/')}/{quote(ecosystem)}/all.zip",
+        filename=f"{_safe(ecosystem)}.zip",
+        count_records=_count,
+        attribution=source.attribution,
+        interval=source.interval,
+    )
+
+
+def _dir(directory: Path, source: FeedSource) -> Path:
+    return directory / source.name
+
+
+def _summarise(source: FeedSource, directory: Path, state: FeedState, now: dt.datetime) -> None:
+    """The feed's state from its ecosystems' states."""
+    parts = _dir(directory, source)
+    eco: dict[str, dict[str, object]] = {}
+    errors, digest, records, changed = [], hashlib.sha256(), 0, []
+    all_ok = True
+    for e in source.parts:
+        st = load_state(parts, _part(source, e).name)
+        eco[e] = {
+            "records": st.records,
+            "last_success": st.last_success.isoformat() if st.last_success else None,
+            "last_error": st.last_error,
+        }
+        if st.last_error:
+            errors.append(f"{e}: {st.last_error}")
+        if not st.has_data or st.last_error:
+            all_ok = False
+        if st.has_data:
+            digest.update(f"{e}\0{st.sha256}\n".encode())
+            records += st.records or 0
+            if st.last_changed:
+                changed.append(st.last_changed)
+    state.detail = {"ecosystems": eco}
+    state.records = records if changed else None
+    state.sha256 = digest.hexdigest() if changed else None
+    state.last_changed = max(changed) if changed else None
+    state.last_error = "; ".join(errors) or None
+    if all_ok and changed:
+        state.last_success = now
+    elif not errors and not changed:
+        state.last_error = "no ecosystem held yet"
+
+
+def sync_osv(
+    source: FeedSource, directory: Path, client: httpx.Client | None = None, now: dt.datetime | None = None
+) -> FeedState:
+    """Fetch every configured ecosystem's export (each conditional and resumable); never raises for feed trouble."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = now or dt.datetime.now(dt.UTC)
+    http = client or make_client()
+    try:
+        for e in source.parts:
+            fetch(_part(source, e), _dir(directory, source), http, now)
+        with locked(directory, source.name):
+            state = load_state(directory, source.name)
+            state.last_attempt, state.url, state.origin = now, source.url, "http"
+            _summarise(source, directory, state, now)
+            save_state(directory, state)
+            return state
+    finally:
+        if client is None:
+            http.close()
+
+
+def _ecosystem_of(path: Path, known: tuple[str, ...]) -> str:
+    seen: collections.Counter[str] = collections.Counter()
+    for rec in iter_osv_zip(path):
+        for a in rec.affected:
+            seen[a.ecosystem.split(":", 1)[0]] += 1
+        if sum(seen.values()) >= 50:
+            break
+    for eco, _ in seen.most_common():
+        if eco in known:
+            return eco
+    named = ", ".join(e for e, _ in seen.most_common(3)) or "none"
+    raise FeedError(
+        f"{path.name}: its records are of ecosystem {named}, not one of the configured {', '.join(known)} "
+        "(add it to BULKHEAD_OSV_ECOSYSTEMS)"
+    )
+
+
+def import_osv(
+    source: FeedSource, directory: Path, path: Path, expected_sha256: str | None = None, now: dt.datetime | None = None
+) -> FeedState:
+    """One ecosystem's ``all.zip`` brought in by hand; raises FeedError when refused (the held copies are kept)."""
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        eco = _ecosystem_of(path, source.parts)
+    except FeedFormatError as e:
+        raise FeedError(f"import of {path} refused: {e}; the last good copy is kept") from None
+    import_file(_part(source, eco), _dir(directory, source), path, expected_sha256, now)
+    with locked(directory, source.name):
+        state = load_state(directory, source.name)
+        state.last_attempt, state.origin = now, f"import {path.name} ({eco})"
+        _summarise(source, directory, state, now)
+        if state.last_error is None:
+            state.last_success = now
+        save_state(directory, state)
+        return state
+
+
+def load_osv_index(directory: Path, ecosystems: tuple[str, ...], feed: str = "osv") -> OsvIndex:
+    """Index the held zip of each ecosystem (those never fetched are skipped)."""
+    index = OsvIndex()
+    parts = directory / feed
+    seen: set[str] = set()
+    for e in ecosystems:
+        path = parts / f"{_safe(e)}.zip"
+        if not path.exists():
+            continue
+        for rec in iter_osv_zip(path):
+            if rec.withdrawn is not None or rec.id in seen:  # a GHSA published in two ecosystems is in both zips
+                continue
+            seen.add(rec.id)
+            index.records += 1
+            for k in {osv_key(a.ecosystem, a.name) for a in rec.affected}:
+                index.by_package.setdefault(k, []).append(rec)
+    return index
+
+
+def with_ecosystems(source: FeedSource, ecosystems: tuple[str, ...]) -> FeedSource:
+    return dataclasses.replace(source, parts=ecosystems)
