@@ -29,9 +29,9 @@ CVE = (
 OSV = (
     "Open source vulnerability data from OSV.dev (https://osv.dev), which aggregates advisory databases such as the "
     "GitHub Advisory Database, the Python Packaging Advisory Database, the Go Vulnerability Database and RustSec. "
-    "Used under the Creative Commons Attribution 4.0 International licence "
-    "(https://creativecommons.org/licenses/by/4.0/) and the licences of the individual sources; bulkhead parsed and "
-    "indexed the records and did not change their content."
+    "Used under the Creative Commons Attribution 4.0 International licence (CC BY 4.0, "
+    "https://creativecommons.org/licenses/by/4.0/) and the licences of the individual sources named in each record; "
+    "bulkhead parsed and indexed the records and did not change their content."
 )
 
 # by the feed / finding source names used across bulkhead.cra
