@@ -21,6 +21,7 @@ import pytest
 
 from bulkhead.cra import attribution, cvelist
 from bulkhead.cra.archive import ArchiveLimits
+from bulkhead.cra.cve5 import parse_datetime
 from bulkhead.cra.feed_errors import FeedError
 from bulkhead.cra.feed_sources import CVE_LIST
 from bulkhead.cra.feed_state import load_state
@@ -273,3 +274,23 @@ def test_import_for_air_gapped_sites_bulk_then_delta(tmp_path: Path) -> None:
     with pytest.raises(FeedError, match=r"not a zip archive.*the last good copy is kept"):
         import_file(CVE_LIST, feeds, junk, now=T0)
     assert load_state(feeds, "cvelist").records == 12 and len(held(feeds)) == 12
+
+
+def test_an_import_without_cvelists_file_name_is_as_of_its_newest_record(tmp_path: Path) -> None:
+    docs = records()
+    upload = tmp_path / "upload-1234.tmp"  # what the API stores an uploaded body as
+    upload.write_bytes(bulk_zip(docs))
+    st = import_file(CVE_LIST, tmp_path / "feeds", upload, now=T0)
+    newest = max(t for d in docs if (t := parse_datetime(d["cveMetadata"].get("dateUpdated"))))
+    assert st.records == 32 and st.detail["as_of"] == newest.replace(minute=0, second=0, microsecond=0).isoformat()
+    delta = tmp_path / "upload-5678.tmp"
+    delta.write_bytes(
+        delta_zip(
+            [
+                new_record("CVE-2026-99996")
+                | {"cveMetadata": {"cveId": "CVE-2026-99996", "state": "PUBLISHED", "dateUpdated": "2026-12-01T05:42:00.000Z"}}
+            ]
+        )
+    )
+    st = import_file(CVE_LIST, tmp_path / "feeds", delta, now=T0)
+    assert st.records == 33 and st.detail["as_of"] == "2026-12-01T05:00:00+00:00"

@@ -18,8 +18,9 @@ Each archive is downloaded with :func:`bulkhead.cra.feeds.download` (conditional
 (:func:`parse_cve5`) before the new copy replaces the held one; a record the parser rejects is left out and counted
 (``detail.skipped``). A refused archive leaves the held copy as it was.
 
-Air-gapped sites import either archive by hand: a bulk archive replaces the held copy, a delta is applied onto it
-(the date in the file name, when it has cvelistV5's, sets ``as_of``).
+Air-gapped sites import either archive by hand: a bulk archive replaces the held copy, a delta is applied onto it.
+The date in the file name, when it has cvelistV5's, sets ``as_of``; otherwise (an upload through the API has no
+name) the hour of the newest ``dateUpdated`` among the archive's records does.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -98,8 +100,18 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
-def _archive_records(archive: Path, skipped: list[str]) -> Iterator[tuple[str, str]]:
-    """(CVE id, compact JSON) of every record in a cvelistV5 archive that parses; the others' ids go to ``skipped``."""
+@dataclass
+class _Tally:
+    skipped: list[str] = field(default_factory=list)  # ids of the records the parser rejected
+    latest: dt.datetime | None = None  # the newest dateUpdated seen
+
+    def see(self, rec: VulnRecord) -> None:
+        if rec.updated is not None and (self.latest is None or rec.updated > self.latest):
+            self.latest = rec.updated
+
+
+def _archive_records(archive: Path, tally: _Tally) -> Iterator[tuple[str, str]]:
+    """(CVE id, compact JSON) of every record in a cvelistV5 archive that parses; the others' ids go to ``tally``."""
     for name, data in iter_members(archive, ".json", LIMITS, label=archive.name):
         m = _CVE_FILE.search(name)
         if m is None:
@@ -111,8 +123,9 @@ def _archive_records(archive: Path, skipped: list[str]) -> Iterator[tuple[str, s
         try:
             rec = parse_cve5(doc)
         except VulnRecordError:
-            skipped.append(m.group(1))
+            tally.skipped.append(m.group(1))
             continue
+        tally.see(rec)
         yield rec.id, json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -135,19 +148,19 @@ def _write(directory: Path, lines: Iterable[tuple[str, str]]) -> tuple[Path, int
     return Path(tmp), n
 
 
-def _replace_all(archive: Path, directory: Path) -> tuple[Path, int, list[str]]:
-    skipped: list[str] = []
-    tmp, n = _write(directory, _archive_records(archive, skipped))
+def _replace_all(archive: Path, directory: Path) -> tuple[Path, int, _Tally]:
+    tally = _Tally()
+    tmp, n = _write(directory, _archive_records(archive, tally))
     if n == 0:
         tmp.unlink(missing_ok=True)
         raise FeedFormatError(f"{archive.name} holds no CVE JSON 5 records")
-    return tmp, n, skipped
+    return tmp, n, tally
 
 
-def _apply(archive: Path, held: Path | None, directory: Path) -> tuple[Path, int, int, list[str]]:
+def _apply(archive: Path, held: Path | None, directory: Path) -> tuple[Path, int, int, _Tally]:
     """A new copy: the held one with the delta's records replacing theirs by id, and new ones added at the end."""
-    skipped: list[str] = []
-    delta = dict(_archive_records(archive, skipped))  # a delta is small (a day's changes)
+    tally = _Tally()
+    delta = dict(_archive_records(archive, tally))  # a delta is small (a day's changes)
 
     def merged() -> Iterator[tuple[str, str]]:
         if held is not None and held.exists():
@@ -162,7 +175,7 @@ def _apply(archive: Path, held: Path | None, directory: Path) -> tuple[Path, int
 
     changed = len(delta)
     tmp, n = _write(directory, merged())
-    return tmp, n, changed, skipped
+    return tmp, n, changed, tally
 
 
 def _install(tmp: Path, source: FeedSource, directory: Path, state: FeedState, records: int, now: dt.datetime) -> None:
@@ -245,12 +258,12 @@ class _Fetcher:
             if archive is None:
                 self.state.last_success, self.state.last_error = self.now, None
                 return
-            tmp, n, skipped = _replace_all(archive, self.directory)
+            tmp, n, tally = _replace_all(archive, self.directory)
             _install(tmp, self.source, self.directory, self.state, n, self.now)
             archive.unlink(missing_ok=True)  # hundreds of MB; the next bulk is another file anyway
             (self.downloads / f"{archive.name}.state.json").unlink(missing_ok=True)
             self.detail.update(as_of=_midnight(day).isoformat(), base=archive_name(self.url("bulk", day)), why_bulk=why)
-            self.detail.update(deltas=[], skipped=skipped[:100], skipped_count=len(skipped))
+            self.detail.update(deltas=[], skipped=tally.skipped[:100], skipped_count=len(tally.skipped))
             return
         raise FeedError(f"no bulk archive published for {today} or the day before ({self.url('bulk', today)}): {why}")
 
@@ -263,10 +276,10 @@ class _Fetcher:
                 return False
             raise
         if archive is not None:
-            tmp, n, changed, skipped = _apply(archive, self.held, self.directory)
+            tmp, n, changed, tally = _apply(archive, self.held, self.directory)
             _install(tmp, self.source, self.directory, self.state, n, self.now)
             self.detail["deltas"] = [*self.detail.get("deltas", [])[-49:], f"{archive_name(url)}: {changed} records"]
-            self.detail["skipped_count"] = self.detail.get("skipped_count", 0) + len(skipped)
+            self.detail["skipped_count"] = self.detail.get("skipped_count", 0) + len(tally.skipped)
         self.detail["as_of"] = as_of.isoformat()
         self.state.last_success, self.state.last_error = self.now, None
         return True
@@ -346,6 +359,11 @@ def _kind_of(path: Path) -> tuple[str | None, dt.datetime | None]:
     return None, None
 
 
+def _hour(t: dt.datetime | None) -> dt.datetime | None:
+    """An archive without cvelistV5's file name (an upload): as of the hour of its newest record's update."""
+    return None if t is None else t.astimezone(dt.UTC).replace(minute=0, second=0, microsecond=0)
+
+
 def _is_bulk(path: Path) -> bool:
     with contextlib.suppress(zipfile.BadZipFile, OSError), zipfile.ZipFile(path) as zf:
         return any(n.endswith(".zip") or n.startswith("cves/") for n in zf.namelist())
@@ -363,21 +381,24 @@ def import_cvelist(
         state = load_state(directory, source.name)
         state.last_attempt = now
         held = directory / source.filename
-        kind, as_of = _kind_of(path)
+        _kind, as_of = _kind_of(path)
         try:
             if expected_sha256 is not None and sha256_file(path) != expected_sha256.lower():
                 raise FeedError(f"checksum mismatch: the file's sha256 is not {expected_sha256.lower()}")
             if _is_bulk(path):
-                tmp, n, skipped = _replace_all(path, directory)
+                tmp, n, tally = _replace_all(path, directory)
                 _install(tmp, source, directory, state, n, now)
+                as_of = as_of or _hour(tally.latest)
                 state.detail = {"as_of": as_of.isoformat() if as_of else None, "base": path.name, "deltas": []}
-                state.detail.update(skipped=skipped[:100], skipped_count=len(skipped))
+                state.detail.update(skipped=tally.skipped[:100], skipped_count=len(tally.skipped))
             else:
-                tmp, n, changed, skipped = _apply(path, held, directory)
+                tmp, n, changed, tally = _apply(path, held, directory)
                 _install(tmp, source, directory, state, n, now)
                 state.detail["deltas"] = [*state.detail.get("deltas", [])[-49:], f"{path.name}: {changed} records"]
-                state.detail["skipped_count"] = state.detail.get("skipped_count", 0) + len(skipped)
-                if as_of is not None and kind != "bulk":
+                state.detail["skipped_count"] = state.detail.get("skipped_count", 0) + len(tally.skipped)
+                held_as_of = state.detail.get("as_of")
+                as_of = as_of or _hour(tally.latest)
+                if as_of is not None and (held_as_of is None or as_of > dt.datetime.fromisoformat(held_as_of)):
                     state.detail["as_of"] = as_of.isoformat()
         except (FeedError, FeedFormatError, OSError) as e:
             state.last_error = f"import of {path} refused: {e}; the last good copy is kept"

@@ -114,6 +114,11 @@ class Knowledge:
         return (r for rs in self.records.values() for r in rs)
 
 
+def _newer(a: VulnRecord, b: VulnRecord) -> bool:
+    """Whether `a` was updated after `b` (a record without a date is the older)."""
+    return a.updated is not None and (b.updated is None or a.updated > b.updated)
+
+
 class FeedStore:
     """The feed directory and a per-process cache of its parsed data (keyed by each file's sha256)."""
 
@@ -174,7 +179,13 @@ class FeedStore:
             k.records.setdefault(r.id, []).append(r)
         if "cvelist" in self.sources:
             for r in self._load("cvelist", lambda p: list(iter_cvelist(p))) or []:
-                k.records.setdefault(r.id, []).append(r)
+                rs = k.records.setdefault(r.id, [])
+                if rs:  # also imported: of two CVE 5 copies of a record, the later updated one counts
+                    rs[:] = [x for x in rs if x.source != r.source or _newer(x, r)] or [r]
+                    if r not in rs and not any(x.source == r.source for x in rs):
+                        rs.append(r)
+                else:
+                    rs.append(r)
         k.osv = self.osv()
         wanted = frozenset(debian_releases)
         if wanted:
