@@ -18,6 +18,8 @@ import pytest
 
 from bulkhead.cra import attribution, cvelist
 from bulkhead.cra.feeds import fetch, import_file
+from bulkhead.server.errors import SettingsError
+from bulkhead.server.settings import load_settings
 from bulkhead.server.vuln_feeds import FeedStore, mirrored
 from tests.cra.test_feeds_cvelist import bulk_zip, records
 from tests.cra.test_feeds_osv import exports
@@ -98,3 +100,12 @@ def test_fetched_from_the_mirror_into_status_and_knowledge(mirror: tuple[Path, s
 def test_no_osv_held_is_none(tmp_path: Path) -> None:
     store = FeedStore(tmp_path / "feeds", mirrored(None))
     assert store.osv() is None and store.knowledge().osv is None
+
+
+def test_osv_ecosystems_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("BULKHEAD_OSV_ECOSYSTEMS", "PyPI, crates.io")
+    settings = load_settings(data_dir=tmp_path)
+    assert mirrored(None, settings.osv_ecosystems)["osv"].parts == ("PyPI", "crates.io")
+    monkeypatch.setenv("BULKHEAD_OSV_ECOSYSTEMS", "PyPI,../etc")
+    with pytest.raises(SettingsError, match=r"BULKHEAD_OSV_ECOSYSTEMS: .*'../etc' is not an OSV ecosystem name"):
+        load_settings(data_dir=tmp_path)

@@ -3,7 +3,7 @@
 The CVE list's bulk archive is a zip holding one zip (``cves.zip``) that holds one JSON file per record; its deltas and
 the OSV exports are zips of JSON files. :func:`iter_members` yields ``(member name, bytes)`` for the members whose
 name ends with ``suffix``, walking into nested ``.zip`` members (one level; the nested zip is unpacked to a temporary
-file next to the archive, counted against the same bounds). It refuses, with :class:`FeedFormatError` saying what
+file, counted against the same bounds). It refuses, with :class:`FeedFormatError` saying what
 was wrong:
 
 - a file that is not a zip archive, or a member whose data is corrupt (CRC);
@@ -96,9 +96,14 @@ def _open(path: Path | str, label: str) -> zipfile.ZipFile:
 
 
 def iter_members(
-    path: Path, suffix: str = ".json", limits: ArchiveLimits | None = None, label: str | None = None
+    path: Path,
+    suffix: str = ".json",
+    limits: ArchiveLimits | None = None,
+    label: str | None = None,
+    tmpdir: Path | None = None,
 ) -> Iterator[tuple[str, bytes]]:
-    """The members of the zip at ``path`` (and of zips inside it) whose name ends with ``suffix``, in archive order."""
+    """The members of the zip at ``path`` (and of zips inside it) whose name ends with ``suffix``, in archive order.
+    A nested zip is unpacked into ``tmpdir`` (default: the archive's directory)."""
     lim = limits or ArchiveLimits()
     budget = _Budget(lim, label or path.name)
     try:
@@ -108,7 +113,7 @@ def iter_members(
                     continue
                 budget.member(info, "")
                 if info.filename.endswith(".zip"):
-                    yield from _nested(outer, info, path.parent, suffix, budget)
+                    yield from _nested(outer, info, tmpdir or path.parent, suffix, budget)
                 elif info.filename.endswith(suffix):
                     yield info.filename, _read(outer, info, budget, "")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, NotImplementedError) as e:

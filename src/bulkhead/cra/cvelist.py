@@ -110,9 +110,9 @@ class _Tally:
             self.latest = rec.updated
 
 
-def _archive_records(archive: Path, tally: _Tally) -> Iterator[tuple[str, str]]:
+def _archive_records(archive: Path, tally: _Tally, tmpdir: Path) -> Iterator[tuple[str, str]]:
     """(CVE id, compact JSON) of every record in a cvelistV5 archive that parses; the others' ids go to ``tally``."""
-    for name, data in iter_members(archive, ".json", LIMITS, label=archive.name):
+    for name, data in iter_members(archive, ".json", LIMITS, label=archive.name, tmpdir=tmpdir):
         m = _CVE_FILE.search(name)
         if m is None:
             continue  # delta.json, deltaLog.json, …
@@ -150,7 +150,7 @@ def _write(directory: Path, lines: Iterable[tuple[str, str]]) -> tuple[Path, int
 
 def _replace_all(archive: Path, directory: Path) -> tuple[Path, int, _Tally]:
     tally = _Tally()
-    tmp, n = _write(directory, _archive_records(archive, tally))
+    tmp, n = _write(directory, _archive_records(archive, tally, directory))
     if n == 0:
         tmp.unlink(missing_ok=True)
         raise FeedFormatError(f"{archive.name} holds no CVE JSON 5 records")
@@ -160,7 +160,7 @@ def _replace_all(archive: Path, directory: Path) -> tuple[Path, int, _Tally]:
 def _apply(archive: Path, held: Path | None, directory: Path) -> tuple[Path, int, int, _Tally]:
     """A new copy: the held one with the delta's records replacing theirs by id, and new ones added at the end."""
     tally = _Tally()
-    delta = dict(_archive_records(archive, tally))  # a delta is small (a day's changes)
+    delta = dict(_archive_records(archive, tally, directory))  # a delta is small (a day's changes)
 
     def merged() -> Iterator[tuple[str, str]]:
         if held is not None and held.exists():
@@ -186,6 +186,7 @@ def _install(tmp: Path, source: FeedSource, directory: Path, state: FeedState, r
         state.last_changed = now
     state.records, state.size, state.sha256 = records, size, digest
     state.last_success, state.last_error = now, None
+    save_state(directory, state)  # at once: the held copy and its state agree even if the process dies next
 
 
 # -- fetching ---------------------------------------------------------------------------------------------------
@@ -243,7 +244,7 @@ class _Fetcher:
             return
         for p in self.downloads.iterdir():
             m = _DAY.search(p.name)
-            if m and m.group(1) < as_of[:10] and not p.name.endswith(".part"):
+            if m and m.group(1) < as_of[:10]:  # an unfinished download of such a day too: it is not needed
                 p.unlink(missing_ok=True)
 
     def bulk(self, why: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -58,6 +59,18 @@ class Settings(BaseModel):
                 "(scheme and host, optionally a port and a path prefix)"
             )
         return v.rstrip("/")
+
+    @field_validator("osv_ecosystems")
+    @classmethod
+    def _ecosystems(cls, v: str | None) -> str | None:
+        if not v or not v.strip():
+            return None
+        for item in (e.strip() for e in v.split(",")):
+            if item and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 .:_-]{0,63}", item):
+                raise ValueError(
+                    f"{item!r} is not an OSV ecosystem name: give a comma-separated list such as PyPI,npm,Go,crates.io,Maven"
+                )
+        return v
 
     @field_validator("feed_mirror")
     @classmethod
