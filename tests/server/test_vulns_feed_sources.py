@@ -7,13 +7,16 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import functools
+import io
 import json
 import threading
+import zipfile
 from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bulkhead.cra import attribution, cvelist
@@ -21,8 +24,10 @@ from bulkhead.cra.feeds import fetch, import_file
 from bulkhead.server.errors import SettingsError
 from bulkhead.server.settings import load_settings
 from bulkhead.server.vuln_feeds import FeedStore, mirrored
-from tests.cra.test_feeds_cvelist import bulk_zip, records
+from tests.cra.test_feeds_cvelist import bulk_zip, delta_zip, new_record, records
 from tests.cra.test_feeds_osv import exports
+from tests.server.conftest import LiveServer
+from tests.server.test_schemas import Checker
 
 
 class _Quiet(SimpleHTTPRequestHandler):
@@ -109,3 +114,30 @@ def test_osv_ecosystems_setting(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("BULKHEAD_OSV_ECOSYSTEMS", "PyPI,../etc")
     with pytest.raises(SettingsError, match=r"BULKHEAD_OSV_ECOSYSTEMS: .*'../etc' is not an OSV ecosystem name"):
         load_settings(data_dir=tmp_path)
+
+
+def test_import_through_the_api(server: LiveServer, tmp_path: Path) -> None:
+    """An air-gapped site's administrator uploads a cvelistV5 delta and an OSV export (fictional records only: the
+    server is shared by the session's tests); a zip bomb is refused with 422 and changes nothing."""
+    checker = Checker(httpx.get(server.url + "/openapi.json").json())
+    with server.client(server.admin) as a:
+        a.event_hooks["response"].append(checker)
+        delta = delta_zip([new_record("CVE-2026-99999")])
+        r = a.post("/api/v1/vulnerability-feeds/cvelist/import", content=delta)
+        assert r.status_code == 200, r.text
+        assert r.json()["records"] >= 1 and r.json()["detail"]["deltas"][-1].endswith(": 1 records")
+        pypi = exports()["/PyPI/all.zip"]
+        r = a.post("/api/v1/vulnerability-feeds/osv/import", content=pypi)
+        assert r.status_code == 200, r.text
+        assert r.json()["detail"]["ecosystems"]["PyPI"]["records"] == 3 and r.json()["attribution"] == attribution.OSV
+
+        before = {f["name"]: f for f in a.get("/api/v1/vulnerability-feeds").json()}
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("deltaCves/CVE-2026-99995.json", b" " * (16 << 20))
+        r = a.post("/api/v1/vulnerability-feeds/cvelist/import", content=buf.getvalue())
+        assert r.status_code == 422 and "possible zip bomb" in r.json()["message"], r.text
+        after = {f["name"]: f for f in a.get("/api/v1/vulnerability-feeds").json()}
+        assert after["cvelist"]["records"] == before["cvelist"]["records"]
+        assert after["cvelist"]["last_changed"] == before["cvelist"]["last_changed"]
+        assert "the last good copy is kept" in after["cvelist"]["last_error"]
