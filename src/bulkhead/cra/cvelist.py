@@ -37,6 +37,7 @@ import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -178,10 +179,19 @@ def _apply(archive: Path, held: Path | None, directory: Path) -> tuple[Path, int
     return tmp, n, changed, tally
 
 
-def _install(tmp: Path, source: FeedSource, directory: Path, state: FeedState, records: int, now: dt.datetime) -> None:
-    digest = sha256_file(tmp)
-    size = tmp.stat().st_size
-    os.replace(tmp, directory / source.filename)
+def _install(
+    tmp: Path, source: FeedSource, directory: Path, state: FeedState, records: int, now: dt.datetime, detail: dict[str, Any]
+) -> None:
+    """Rename the new copy over the held one and record it, with its ``detail`` (as of, base, deltas) in the state."""
+    try:
+        digest = sha256_file(tmp)
+        size = tmp.stat().st_size
+        os.replace(tmp, directory / source.filename)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    state.detail.clear()
+    state.detail.update(detail)
     if state.sha256 != digest:
         state.last_changed = now
     state.records, state.size, state.sha256 = records, size, digest
@@ -260,11 +270,12 @@ class _Fetcher:
                 self.state.last_success, self.state.last_error = self.now, None
                 return
             tmp, n, tally = _replace_all(archive, self.directory)
-            _install(tmp, self.source, self.directory, self.state, n, self.now)
+            detail: dict[str, Any] = {"as_of": _midnight(day).isoformat(), "base": archive_name(self.url("bulk", day))}
+            detail["why_bulk"] = why
+            detail.update(deltas=[], skipped=tally.skipped[:100], skipped_count=len(tally.skipped))
+            _install(tmp, self.source, self.directory, self.state, n, self.now, detail)
             archive.unlink(missing_ok=True)  # hundreds of MB; the next bulk is another file anyway
             (self.downloads / f"{archive.name}.state.json").unlink(missing_ok=True)
-            self.detail.update(as_of=_midnight(day).isoformat(), base=archive_name(self.url("bulk", day)), why_bulk=why)
-            self.detail.update(deltas=[], skipped=tally.skipped[:100], skipped_count=len(tally.skipped))
             return
         raise FeedError(f"no bulk archive published for {today} or the day before ({self.url('bulk', today)}): {why}")
 
@@ -276,12 +287,14 @@ class _Fetcher:
             if e.status == 404:
                 return False
             raise
-        if archive is not None:
+        if archive is None:
+            self.detail["as_of"] = as_of.isoformat()
+        else:
             tmp, n, changed, tally = _apply(archive, self.held, self.directory)
-            _install(tmp, self.source, self.directory, self.state, n, self.now)
-            self.detail["deltas"] = [*self.detail.get("deltas", [])[-49:], f"{archive_name(url)}: {changed} records"]
-            self.detail["skipped_count"] = self.detail.get("skipped_count", 0) + len(tally.skipped)
-        self.detail["as_of"] = as_of.isoformat()
+            detail = dict(self.detail, as_of=as_of.isoformat())
+            detail["deltas"] = [*detail.get("deltas", [])[-49:], f"{archive_name(url)}: {changed} records"]
+            detail["skipped_count"] = detail.get("skipped_count", 0) + len(tally.skipped)
+            _install(tmp, self.source, self.directory, self.state, n, self.now, detail)
         self.state.last_success, self.state.last_error = self.now, None
         return True
 
@@ -388,19 +401,20 @@ def import_cvelist(
                 raise FeedError(f"checksum mismatch: the file's sha256 is not {expected_sha256.lower()}")
             if _is_bulk(path):
                 tmp, n, tally = _replace_all(path, directory)
-                _install(tmp, source, directory, state, n, now)
                 as_of = as_of or _hour(tally.latest)
-                state.detail = {"as_of": as_of.isoformat() if as_of else None, "base": path.name, "deltas": []}
-                state.detail.update(skipped=tally.skipped[:100], skipped_count=len(tally.skipped))
+                detail: dict[str, Any] = {"as_of": as_of.isoformat() if as_of else None, "base": path.name, "deltas": []}
+                detail.update(skipped=tally.skipped[:100], skipped_count=len(tally.skipped))
+                _install(tmp, source, directory, state, n, now, detail)
             else:
                 tmp, n, changed, tally = _apply(path, held, directory)
-                _install(tmp, source, directory, state, n, now)
-                state.detail["deltas"] = [*state.detail.get("deltas", [])[-49:], f"{path.name}: {changed} records"]
-                state.detail["skipped_count"] = state.detail.get("skipped_count", 0) + len(tally.skipped)
-                held_as_of = state.detail.get("as_of")
+                detail = dict(state.detail)
+                detail["deltas"] = [*detail.get("deltas", [])[-49:], f"{path.name}: {changed} records"]
+                detail["skipped_count"] = detail.get("skipped_count", 0) + len(tally.skipped)
+                held_as_of = detail.get("as_of")
                 as_of = as_of or _hour(tally.latest)
                 if as_of is not None and (held_as_of is None or as_of > dt.datetime.fromisoformat(held_as_of)):
-                    state.detail["as_of"] = as_of.isoformat()
+                    detail["as_of"] = as_of.isoformat()
+                _install(tmp, source, directory, state, n, now, detail)
         except (FeedError, FeedFormatError, OSError) as e:
             state.last_error = f"import of {path} refused: {e}; the last good copy is kept"
             save_state(directory, state)
