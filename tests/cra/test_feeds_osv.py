@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import io
+import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -123,7 +124,10 @@ def test_a_zip_bomb_or_a_bad_record_is_refused_and_the_held_export_kept(server: 
     assert "PyPI: " in (st.last_error or "") and "possible zip bomb" in (st.last_error or "")
     files.files["/PyPI/all.zip"] = _zip_bytes({"PYSEC-X.json": b'{"id": "PYSEC-X", "affected": [{"package": {}}]}'})
     st = fetch(source(base), tmp_path, now=T0 + dt.timedelta(hours=2))
-    assert "member PYSEC-X.json is not an OSV record" in (st.last_error or "")
+    assert "holds no OSV records (1 members are not OSV records the parser reads, such as PYSEC-X.json)" in (st.last_error or "")
+    files.files["/PyPI/all.zip"] = _zip_bytes({"PYSEC-Y.json": b'{"id": "PYSEC-Y", "affected": [{"package": {'})
+    st = fetch(source(base), tmp_path, now=T0 + dt.timedelta(hours=3))
+    assert "member PYSEC-Y.json is not JSON" in (st.last_error or "")
     assert st.records == 6 and [r.id for r in osv_feed.load_osv_index(tmp_path, ECOSYSTEMS).get("PyPI", "example-pkg")] == [
         "PYSEC-0000-BULKHEAD1"
     ]
@@ -169,3 +173,16 @@ def test_ecosystem_list_parsing() -> None:
     assert osv_feed.parse_ecosystems(" PyPI, crates.io ,,PyPI") == ("PyPI", "crates.io")
     assert osv_feed.osv_key("PyPI", "Foo__Bar.baz") == ("PyPI", "foo-bar-baz")
     assert osv_feed.osv_key("Maven", "org.Apache:Foo") == ("Maven", "org.Apache:Foo")
+
+
+def test_a_record_the_parser_rejects_is_left_out_of_an_export(server: tuple[Files, str], tmp_path: Path) -> None:
+    files, base = server
+    git_only = {"id": "OSV-GIT-1", "affected": [{"ranges": [{"type": "GIT", "repo": "https://x.invalid", "events": []}]}]}
+    files.files["/Go/all.zip"] = _zip_bytes(
+        {"OSV-GIT-1.json": json.dumps(git_only).encode(), "GO-2024-2491.json": (REAL / "GO-2024-2491.json").read_bytes()}
+    )
+    st = fetch(source(base), tmp_path, now=T0)
+    assert st.last_error is None and st.detail["ecosystems"]["Go"]["records"] == 1
+    assert [r.id for r in osv_feed.load_osv_index(tmp_path, ECOSYSTEMS).get("Go", "github.com/opencontainers/runc")] == [
+        "GO-2024-2491"
+    ]

@@ -4,7 +4,8 @@ OSV.dev publishes one zip per ecosystem, ``<base>/<ecosystem>/all.zip`` (one ``<
 the feed's ``parts`` are the ecosystems kept (default :data:`DEFAULT_ECOSYSTEMS`, set with
 ``BULKHEAD_OSV_ECOSYSTEMS``). Each zip is fetched on its own with :func:`bulkhead.cra.feeds.fetch` into
 ``osv/`` next to the other feeds (conditional GET, ``.part`` + Range resume, parse check before install: every
-member parsed with :func:`bulkhead.cra.osv.parse_osv`, unpacked with bounds so a zip bomb is refused), and kept as
+member parsed with :func:`bulkhead.cra.osv.parse_osv`, unpacked with bounds so a zip bomb is refused; a record the
+parser rejects is left out and not counted, an export without one readable record is refused), and kept as
 published. The feed's own state sums them up: records over all ecosystems, a sha256 over theirs (so a cache keyed
 by it sees any change), ``detail.ecosystems`` per ecosystem (records, last success, error). One ecosystem failing
 keeps its last good zip and is named in ``last_error``; the others are still updated.
@@ -87,19 +88,28 @@ class OsvIndex:
         return self.records
 
 
-def iter_osv_zip(path: Path) -> Iterator[OsvRecord]:
-    """The records of an ecosystem's ``all.zip`` (bounded unpacking; a malformed record raises FeedFormatError)."""
+def iter_osv_zip(path: Path, skipped: list[str] | None = None) -> Iterator[OsvRecord]:
+    """The records of an ecosystem's ``all.zip`` (bounded unpacking). A member that is not JSON raises
+    FeedFormatError (the archive is broken); a record the parser rejects (one without a package, which OSV allows
+    for GIT-only ranges) is left out, its member name added to ``skipped``."""
     for name, data in iter_members(path, ".json", LIMITS, label=path.name):
         try:
-            yield parse_osv(json.loads(data))
-        except (ValueError, VulnRecordError) as e:
-            raise FeedFormatError(f"{path.name}: member {name} is not an OSV record ({e})") from None
+            doc = json.loads(data)
+        except ValueError as e:
+            raise FeedFormatError(f"{path.name}: member {name} is not JSON ({e})") from None
+        try:
+            yield parse_osv(doc)
+        except VulnRecordError:
+            if skipped is not None:
+                skipped.append(name)
 
 
 def _count(path: Path) -> int:
-    n = sum(1 for _ in iter_osv_zip(path))
+    skipped: list[str] = []
+    n = sum(1 for _ in iter_osv_zip(path, skipped))
     if n == 0:
-        raise FeedFormatError(f"{path.name} holds no OSV records")
+        why = f" ({len(skipped)} members are not OSV records the parser reads, such as {skipped[0]})" if skipped else ""
+        raise FeedFormatError(f"{path.name} holds no OSV records{why}")
     return n
 
 
