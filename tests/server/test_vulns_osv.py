@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from bulkhead.server.services.vuln_match import inventory_key
-from bulkhead.server.vuln_osv import load_osv, osv_index
+from bulkhead.cra.feed_sources import OSV
+from bulkhead.cra.osv_feed import import_osv, load_osv_index, with_ecosystems
 from tests.conftest import SHARED
 from tests.server.conftest import LiveServer
 from tests.server.test_app_sboms import CONTAINERS, shop
@@ -60,7 +61,7 @@ def test_a_device_running_a_vulnerable_app_version_is_exposed_until_it_runs_the_
     with server.client(server.tenant()) as c:
         c.event_hooks["response"].append(checker)
         feeds = {f["name"]: f for f in c.get("/api/v1/vulnerability-feeds").json()}
-        assert feeds["osv"]["import_only"] and feeds["osv"]["records"] == 2 and "osv.dev" in feeds["osv"]["attribution"]
+        assert not feeds["osv"]["import_only"] and feeds["osv"]["records"] == 2 and "osv.dev" in feeds["osv"]["attribution"]
         for version, sbom in (("1.0", shop()), ("1.1", shop(requests="2.31.0", lodash="4.17.21"))):
             r = c.post("/api/v1/apps", json={"name": app, "version": version, "containers": CONTAINERS, "sbom": sbom})
             assert r.status_code == 201, r.text
@@ -76,7 +77,9 @@ def test_a_device_running_a_vulnerable_app_version_is_exposed_until_it_runs_the_
         assert c.get(f"/api/v1/vulnerabilities/scans/{run['id']}").json()["status"] == "done"
 
         shown = c.get(f"/api/v1/vulnerabilities/{REQUESTS_CVE}").json()
-        assert shown["exposure"] == {"devices": 2, "groups": {"line-a": 1, "line-b": 1}, "versions": {"1": 2}}
+        assert shown["exposure"] == {
+            "devices": 2, "groups": {"line-a": 1, "line-b": 1}, "versions": {"1": 2}, "countries": {"unknown": 2}
+        }  # fmt: skip
         rows = {(f["app_version"], f["status"]): f for f in shown["device_findings"]}
         affected = rows[("1.0", "affected")]
         assert (affected["app"], affected["component"], affected["component_version"], affected["devices"]) == (
@@ -96,7 +99,7 @@ def test_a_device_running_a_vulnerable_app_version_is_exposed_until_it_runs_the_
         assert run["counts"]["devices_mapped"] == 1 and run["counts"]["profiles"] == 0  # n's profile: seen already
         assert cves(c, device=a)[REQUESTS_CVE]["status"] == "fixed"
         exposure = c.get(f"/api/v1/vulnerabilities/{REQUESTS_CVE}").json()["exposure"]
-        assert exposure == {"devices": 1, "groups": {"line-b": 1}, "versions": {"1": 1}}
+        assert exposure == {"devices": 1, "groups": {"line-b": 1}, "versions": {"1": 1}, "countries": {"unknown": 1}}
         run_apps(c, b, b_auth, {app: "1.1", "no-sbom": "3"})
         scan(c, "devices")
         assert [d["name"] for d in c.get(f"/api/v1/vulnerabilities/{LODASH_CVE}/devices").json()] == []
@@ -113,7 +116,8 @@ def test_osv_feed_from_a_zip_and_a_bad_file_keeps_the_last_good_copy(server: Liv
         if go.exists():
             z.writestr("GO-2024-2491.json", go.read_bytes())
     r = _osv(server, buf.getvalue())
-    assert r.status_code == 200 and r.json()["records"] == len(records) + go.exists(), r.text
+    # a zip is one ecosystem's export: the ecosystem most of its records name (PyPI here) holds all of them
+    assert r.status_code == 200 and r.json()["detail"]["ecosystems"]["PyPI"]["records"] == len(records) + go.exists(), r.text
     for body, message in (
         (b"[{}]", "the id is missing"),
         (b"{not json", "not JSON"),
@@ -123,7 +127,7 @@ def test_osv_feed_from_a_zip_and_a_bad_file_keeps_the_last_good_copy(server: Liv
         assert r.status_code == 422 and message in r.json()["message"], r.text
     with server.client(server.admin) as a:
         held = {f["name"]: f for f in a.get("/api/v1/vulnerability-feeds").json()}["osv"]
-    assert held["records"] == len(records) + go.exists() and held["has_data"]
+    assert held["detail"]["ecosystems"]["PyPI"]["records"] == len(records) + go.exists() and held["has_data"]
 
 
 def test_scans_are_jobs_a_failed_run_says_why(server: LiveServer) -> None:
@@ -140,7 +144,7 @@ def test_scans_are_jobs_a_failed_run_says_why(server: LiveServer) -> None:
     # an OSV file that no longer parses (changed on disk behind the server's back) fails the next scan, with why
     rec = {**json.loads(OSV_RECORDS.read_text())[0], "id": f"GHSA-test-{uuid.uuid4().hex[:4]}"}
     assert _osv(server, json.dumps([rec]).encode()).status_code == 200
-    path = server.data_dir / "feeds" / "osv.json"
+    path = server.data_dir / "feeds" / "osv" / "PyPI.zip"
     good = path.read_bytes()
     path.chmod(0o644)
     path.write_bytes(b"[{}]")
@@ -151,7 +155,7 @@ def test_scans_are_jobs_a_failed_run_says_why(server: LiveServer) -> None:
             while (run := c.get(url).json())["status"] in ("queued", "running"):
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
-        assert run["status"] == "failed" and "OSV" in run["error"] and run["finished_at"], run
+        assert run["status"] == "failed" and "PyPI.zip" in run["error"] and run["finished_at"], run
     finally:
         path.write_bytes(good)
     assert _osv(server, OSV_RECORDS.read_bytes()).status_code == 200
@@ -177,6 +181,8 @@ def test_the_osv_index_is_by_ecosystem_and_normalised_name(tmp_path: Path) -> No
     records[0]["affected"][0]["package"]["name"] = "Requests"  # PyPI names compare normalised
     withdrawn = {**records[1], "id": "GHSA-gone", "withdrawn": "2024-01-01T00:00:00Z"}
     path.write_text(json.dumps({"records": [*records, withdrawn]}))
-    index = osv_index(load_osv(path))
-    assert sorted(index) == [("PyPI", "requests"), ("npm", "lodash")]
-    assert [r.id for r in index[("npm", "lodash")]] == ["GHSA-35jh-r3h4-6jhm"]  # the withdrawn record is left out
+    source = with_ecosystems(OSV, ("PyPI", "npm"))
+    import_osv(source, tmp_path, path)
+    index = load_osv_index(tmp_path, source.parts)
+    assert sorted(index.by_package) == [("PyPI", "requests"), ("npm", "lodash")]
+    assert [r.id for r in index.get("npm", "lodash")] == ["GHSA-35jh-r3h4-6jhm"]  # the withdrawn record is left out

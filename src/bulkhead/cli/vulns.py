@@ -39,8 +39,13 @@ def sync(ctx: typer.Context, json: bool = JsonOpt) -> None:
 @vuln_app.command("import")
 def import_feed(
     ctx: typer.Context,
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="The feed file (plain or gzip)"),
-    feed: str = typer.Option(..., "--feed", help="cve-records, debian-tracker, cisa-kev or first-epss"),
+    file: Path = typer.Argument(
+        ...,
+        exists=True,
+        dir_okay=False,
+        help="The feed file (plain or gzip; cvelist: a cvelistV5 bulk or delta zip; osv: one ecosystem's all.zip)",
+    ),
+    feed: str = typer.Option(..., "--feed", help="cve-records, cvelist, debian-tracker, cisa-kev, first-epss or osv"),
     json: bool = JsonOpt,
 ) -> None:
     """Import a feed file brought in by hand (air-gapped sites); a file that is not that feed is refused."""

@@ -6,7 +6,7 @@ copyright designation as the CVE Terms of Use ask.
 
 from __future__ import annotations
 
-__all__ = ["ATTRIBUTIONS", "CISA_KEV", "CVE", "DEBIAN", "FIRST_EPSS", "NVD", "attribution"]
+__all__ = ["ATTRIBUTIONS", "CISA_KEV", "CVE", "DEBIAN", "FIRST_EPSS", "NVD", "OSV", "attribution"]
 
 DEBIAN = (
     "Debian package vulnerability status from the Debian Security Tracker (https://security-tracker.debian.org/), "
@@ -26,6 +26,13 @@ CVE = (
     "CVE records: Copyright © 1999-2026 The MITRE Corporation, used under the CVE Terms of Use "
     "(https://www.cve.org/Legal/TermsOfUse). CVE® is a registered trademark of The MITRE Corporation."
 )
+OSV = (
+    "Open source vulnerability data from OSV.dev (https://osv.dev), which aggregates advisory databases such as the "
+    "GitHub Advisory Database, the Python Packaging Advisory Database, the Go Vulnerability Database and RustSec. "
+    "Used under the Creative Commons Attribution 4.0 International licence (CC BY 4.0, "
+    "https://creativecommons.org/licenses/by/4.0/) and the licences of the individual sources named in each record; "
+    "bulkhead parsed and indexed the records and did not change their content."
+)
 
 # by the feed / finding source names used across bulkhead.cra
 ATTRIBUTIONS: dict[str, str] = {
@@ -34,6 +41,8 @@ ATTRIBUTIONS: dict[str, str] = {
     "first-epss": FIRST_EPSS,
     "nvd": NVD,
     "cve5": CVE,
+    "cvelist": CVE,
+    "osv": OSV,
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .errors import CraError
 
-__all__ = ["FeedError", "FeedFormatError"]
+__all__ = ["FeedError", "FeedFormatError", "FeedHttpError"]
 
 
 class FeedFormatError(CraError):
@@ -13,3 +13,11 @@ class FeedFormatError(CraError):
 
 class FeedError(CraError):
     """A feed could not be fetched or imported; the last good copy is kept (the message says why and what to do)."""
+
+
+class FeedHttpError(FeedError):
+    """The feed's server answered with an HTTP error status (``status``: 404 says the file is not published)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status

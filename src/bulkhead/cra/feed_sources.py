@@ -1,6 +1,8 @@
 """The feeds this package parses, as :class:`FeedSource` records (URL, file, record count, attribution, interval).
 
-The CVE 5 and NVD feeds are described next to their parsers.
+The CVE list (cvelistV5 bulk + delta archives, :mod:`.cvelist`) and OSV (per-ecosystem exports, :mod:`.osv_feed`)
+are kept from several files: they bring their own fetch and import. The import-only CVE 5 / NVD records file is
+the server's (``bulkhead.server.vuln_feeds``).
 """
 
 from __future__ import annotations
@@ -9,12 +11,14 @@ import datetime as dt
 from pathlib import Path
 
 from . import attribution
+from .cvelist import import_cvelist, sync_cvelist
 from .debian_tracker import load_tracker
 from .epss import load_epss
 from .feeds import FeedSource
 from .kev import load_kev
+from .osv_feed import DEFAULT_ECOSYSTEMS, import_osv, sync_osv
 
-__all__ = ["CISA_KEV", "DEBIAN_TRACKER", "FIRST_EPSS", "SOURCES"]
+__all__ = ["CISA_KEV", "CVE_LIST", "DEBIAN_TRACKER", "FIRST_EPSS", "OSV", "SOURCES"]
 
 
 def _tracker_records(path: Path) -> int:
@@ -52,4 +56,31 @@ FIRST_EPSS = FeedSource(
     attribution=attribution.FIRST_EPSS,
 )
 
-SOURCES: dict[str, FeedSource] = {s.name: s for s in (DEBIAN_TRACKER, CISA_KEV, FIRST_EPSS)}
+
+def _held_records(path: Path) -> int:  # never called: the multi-file feeds check each file they fetch or import
+    raise NotImplementedError
+
+
+CVE_LIST = FeedSource(
+    name="cvelist",
+    url="https://github.com/CVEProject/cvelistV5/releases/download",  # + cvelist.LAYOUT
+    filename="cvelist-records.gz",
+    count_records=_held_records,
+    attribution=attribution.CVE,
+    sync=sync_cvelist,
+    importer=import_cvelist,
+    mirror_path="cvelistV5",
+)
+OSV = FeedSource(
+    name="osv",
+    url="https://osv-vulnerabilities.storage.googleapis.com",  # + <ecosystem>/all.zip
+    filename="osv",  # a directory: one <ecosystem>.zip each
+    count_records=_held_records,
+    attribution=attribution.OSV,
+    sync=sync_osv,
+    importer=import_osv,
+    mirror_path="osv",
+    parts=DEFAULT_ECOSYSTEMS,
+)
+
+SOURCES: dict[str, FeedSource] = {s.name: s for s in (DEBIAN_TRACKER, CISA_KEV, FIRST_EPSS, CVE_LIST, OSV)}

@@ -43,6 +43,9 @@ class FeedState:
     last_modified: str | None = None
     last_error: str | None = None
     partial: PartialDownload | None = field(default=None)
+    detail: dict[str, Any] = field(
+        default_factory=dict
+    )  # what a multi-file feed holds (CVE list: as of, deltas; OSV: ecosystems)
 
     @property
     def has_data(self) -> bool:

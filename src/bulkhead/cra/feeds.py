@@ -35,11 +35,21 @@ from typing import Any
 
 import httpx
 
-from .feed_errors import FeedError, FeedFormatError
+from .feed_errors import FeedError, FeedFormatError, FeedHttpError
 from .feed_state import FeedState, PartialDownload, load_state, save_state
 from .feedfile import open_feed_file
 
-__all__ = ["FeedSource", "feed_status", "fetch", "import_file", "make_client", "parse_checksum"]
+__all__ = [
+    "FeedSource",
+    "download",
+    "feed_status",
+    "fetch",
+    "import_file",
+    "locked",
+    "make_client",
+    "parse_checksum",
+    "sha256_file",
+]
 
 _SHA256 = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
 _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
@@ -58,6 +68,12 @@ class FeedSource:
     checksum_url: str | None = None  # a published sha256 of the file
     checksum_of_decompressed: bool = False  # the published sha256 is of the gunzipped content (NVD .meta files)
     interval: dt.timedelta = dt.timedelta(days=1)  # how often the periodic job should fetch it
+    # Feeds kept from several files (CVE list bulk + deltas, OSV per ecosystem) bring their own fetch and import:
+    # `fetch` and `import_file` hand over to them. `url` is then the base the files are found under.
+    sync: Callable[[FeedSource, Path, httpx.Client | None, dt.datetime | None], FeedState] | None = None
+    importer: Callable[[FeedSource, Path, Path, str | None, dt.datetime | None], FeedState] | None = None
+    mirror_path: str | None = None  # under BULKHEAD_FEED_MIRROR: the URL is <mirror>/<mirror_path> (default: filename)
+    parts: tuple[str, ...] = ()  # the files a multi-file feed is made of (OSV: the ecosystems)
 
 
 def _now() -> dt.datetime:
@@ -88,8 +104,12 @@ def _sha256(path: Path, decompressed: bool) -> str:
     return h.hexdigest()
 
 
+def sha256_file(path: Path) -> str:
+    return _sha256(path, decompressed=False)
+
+
 @contextlib.contextmanager
-def _locked(directory: Path, name: str) -> Iterator[None]:
+def locked(directory: Path, name: str) -> Iterator[None]:
     with (directory / f".{name}.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another fetch of the same feed finishes first; ours is then a cheap 304
         try:
@@ -132,7 +152,11 @@ def _resumes(state: FeedState) -> str:
     return " and the next fetch resumes" if p is not None and p.validator else ""
 
 
-def _download(source: FeedSource, directory: Path, state: FeedState, client: httpx.Client, now: dt.datetime) -> None:
+def download(source: FeedSource, directory: Path, state: FeedState, client: httpx.Client, now: dt.datetime) -> bool:
+    """One conditional, resumable download into ``directory`` (no lock, no state saved: the caller's job).
+
+    True when a new body was checked and installed, False on a 304. Raises :class:`FeedError` (an HTTP error
+    status is a :class:`FeedHttpError` with its ``status``) or httpx's errors."""
     data = directory / source.filename
     part = directory / (source.filename + ".part")
     headers = {"Accept-Encoding": "identity"}
@@ -157,7 +181,7 @@ def _download(source: FeedSource, directory: Path, state: FeedState, client: htt
             part.unlink(missing_ok=True)  # the partial body was of another version
             state.partial = None
             state.last_success, state.last_error = now, None
-            return
+            return False
         if resp.status_code in (206, 416) and "Range" in headers:
             m = _CONTENT_RANGE.match(resp.headers.get("Content-Range", ""))
             if resp.status_code == 416 or m is None or int(m.group(1)) != offset:
@@ -168,7 +192,7 @@ def _download(source: FeedSource, directory: Path, state: FeedState, client: htt
         elif resp.status_code == 200:
             mode, offset = "wb", 0
         else:
-            raise FeedError(f"{source.url} answered HTTP {resp.status_code} {resp.reason_phrase}")
+            raise FeedHttpError(resp.status_code, f"{source.url} answered HTTP {resp.status_code} {resp.reason_phrase}")
         etag = resp.headers.get("ETag")
         last_modified = resp.headers.get("Last-Modified")
         strong = etag if etag and not etag.startswith("W/") else None
@@ -198,20 +222,23 @@ def _download(source: FeedSource, directory: Path, state: FeedState, client: htt
         expected_sha = parse_checksum(r.text)
     _check_and_install(source, directory, part, state, expected_sha, now)
     state.etag, state.last_modified, state.origin, state.url = partial.etag, partial.last_modified, "http", source.url
+    return True
 
 
 def fetch(source: FeedSource, directory: Path, client: httpx.Client | None = None, now: dt.datetime | None = None) -> FeedState:
     """Bring the feed up to date; never raises for feed trouble: the returned (and saved) state says what happened."""
+    if source.sync is not None:
+        return source.sync(source, directory, client, now)
     directory.mkdir(parents=True, exist_ok=True)
     now = now or _now()
     own = client is None
     http = client or make_client()
     try:
-        with _locked(directory, source.name):
+        with locked(directory, source.name):
             state = load_state(directory, source.name)
             state.last_attempt, state.url = now, source.url
             try:
-                _download(source, directory, state, http, now)
+                download(source, directory, state, http, now)
             except FeedError as e:
                 state.last_error = f"{e}; the last good copy is kept"
             except httpx.HTTPError as e:
@@ -232,9 +259,11 @@ def import_file(
     """Take a copy of the feed brought in by hand (air-gapped sites): checked and parsed like a download.
 
     Raises :class:`FeedError` when the file is refused (the state records why; the last good copy is kept)."""
+    if source.importer is not None:
+        return source.importer(source, directory, path, expected_sha256, now)
     directory.mkdir(parents=True, exist_ok=True)
     now = now or _now()
-    with _locked(directory, source.name):
+    with locked(directory, source.name):
         state = load_state(directory, source.name)
         state.last_attempt = now
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{source.name}.import.", suffix=".tmp")
@@ -277,4 +306,5 @@ def feed_status(source: FeedSource, directory: Path, now: dt.datetime | None = N
         "last_changed": state.last_changed.isoformat() if state.last_changed else None,
         "last_error": state.last_error,
         "attribution": source.attribution,
+        "detail": state.detail,
     }

@@ -207,7 +207,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     deltas = DeltaService(
         db, releases, secret, settings.delta_max_ratio, settings.data_dir, enqueue=lambda i: jobs.build_delta(i)
     )
-    vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror))
+    vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror, settings.osv_ecosystems))
     jobs = Jobs(settings, rollout_svc, deltas, vulns)
     cra_products = ProductService(db, settings.release_retention_years, settings.support_warning_days)
     releases.before_delete = cra_products.check_delete

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -46,6 +47,9 @@ class Settings(BaseModel):
     # product's support end (0: not retained); products are flagged when their support ends within this many days.
     release_retention_years: int = Field(default=10, ge=0, le=100)
     support_warning_days: int = Field(default=180, ge=0, le=3650)
+    # The app ecosystems whose OSV.dev export the osv feed keeps (comma-separated OSV ecosystem names; empty: PyPI,
+    # npm, Go, crates.io, Maven).
+    osv_ecosystems: str | None = None
 
     @field_validator("public_url")
     @classmethod
@@ -59,6 +63,18 @@ class Settings(BaseModel):
                 "(scheme and host, optionally a port and a path prefix)"
             )
         return v.rstrip("/")
+
+    @field_validator("osv_ecosystems")
+    @classmethod
+    def _ecosystems(cls, v: str | None) -> str | None:
+        if not v or not v.strip():
+            return None
+        for item in (e.strip() for e in v.split(",")):
+            if item and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 .:_-]{0,63}", item):
+                raise ValueError(
+                    f"{item!r} is not an OSV ecosystem name: give a comma-separated list such as PyPI,npm,Go,crates.io,Maven"
+                )
+        return v
 
     @field_validator("feed_mirror")
     @classmethod
@@ -118,6 +134,7 @@ _ENV = {
     "feed_mirror": "BULKHEAD_FEED_MIRROR",
     "release_retention_years": "BULKHEAD_RELEASE_RETENTION_YEARS",
     "support_warning_days": "BULKHEAD_SUPPORT_WARNING_DAYS",
+    "osv_ecosystems": "BULKHEAD_OSV_ECOSYSTEMS",
 }
 
 

@@ -4,8 +4,10 @@ Feeds are global to the server (every tenant's scans read the same data): files 
 by `bulkhead.cra.feeds` (conditional, resumable fetches that never lose the last good copy; `import_file` for
 air-gapped sites). Besides the fetched feeds of `bulkhead.cra.feed_sources` (Debian tracker, CISA KEV, FIRST EPSS)
 there is `cve-records`: CVE JSON 5 and NVD API 2.0 records, import only (a JSON array of records, one record, an
-NVD API response, or an object whose `records` is such an array; plain or gzip). The parsed data is cached per
-process by the files' sha256, so a scan after an unchanged feed does not parse it again.
+NVD API response, or an object whose `records` is such an array; plain or gzip). `cvelist` is the CVE list fetched
+from cvelistV5's bulk and delta archives (`bulkhead.cra.cvelist`); a scan reads the records of both. `osv` holds
+OSV.dev's export of each configured app ecosystem (`bulkhead.cra.osv_feed`), read through `FeedStore.osv()`.
+The parsed data is cached per process by the files' sha256, so a scan after an unchanged feed does not parse it again.
 """
 
 from __future__ import annotations
@@ -21,21 +23,21 @@ from typing import Any
 
 from bulkhead.cra import attribution
 from bulkhead.cra.cve5 import parse_cve5
+from bulkhead.cra.cvelist import iter_records as iter_cvelist
 from bulkhead.cra.debian_tracker import DebianTracker, load_tracker
 from bulkhead.cra.epss import EpssScores, load_epss
 from bulkhead.cra.errors import VulnRecordError
 from bulkhead.cra.feed_errors import FeedFormatError
-from bulkhead.cra.feed_sources import CISA_KEV, DEBIAN_TRACKER, FIRST_EPSS
+from bulkhead.cra.feed_sources import CISA_KEV, CVE_LIST, DEBIAN_TRACKER, FIRST_EPSS, OSV
 from bulkhead.cra.feed_state import load_state
 from bulkhead.cra.feedfile import open_feed_file
 from bulkhead.cra.feeds import FeedSource, feed_status
 from bulkhead.cra.kev import KevCatalog, load_kev
 from bulkhead.cra.nvd import parse_nvd_cve, parse_nvd_response
+from bulkhead.cra.osv_feed import OsvIndex, load_osv_index, parse_ecosystems
 from bulkhead.cra.vulnrecord import VulnRecord
 
-from .vuln_osv import OSV, OsvIndex, load_osv, osv_index
-
-__all__ = ["CVE_RECORDS", "FEEDS", "OSV", "FeedStore", "Knowledge", "OsvIndex", "load_records", "mirrored"]
+__all__ = ["CVE_RECORDS", "FEEDS", "FeedStore", "Knowledge", "OsvIndex", "load_records", "mirrored"]
 
 
 def _parse_item(item: Any) -> list[VulnRecord]:
@@ -77,16 +79,23 @@ CVE_RECORDS = FeedSource(
     attribution=f"{attribution.CVE} {attribution.NVD}",
 )
 
-FEEDS: dict[str, FeedSource] = {s.name: s for s in (CVE_RECORDS, DEBIAN_TRACKER, CISA_KEV, FIRST_EPSS, OSV)}
+FEEDS: dict[str, FeedSource] = {s.name: s for s in (CVE_RECORDS, CVE_LIST, DEBIAN_TRACKER, CISA_KEV, FIRST_EPSS, OSV)}
 
 
-def mirrored(mirror: str | None) -> dict[str, FeedSource]:
-    """The feeds, fetched from `mirror` (a URL holding each feed's file under its usual name) when one is given.
-    A mirror serves no published checksum: the file is still parsed before it replaces the held copy."""
+def mirrored(mirror: str | None, osv_ecosystems: str | None = None) -> dict[str, FeedSource]:
+    """The feeds, fetched from `mirror` (a URL holding each feed's file under its usual name, the CVE list's release
+    tree under `cvelistV5/` and the OSV exports under `osv/<ecosystem>/all.zip`) when one is given, with OSV's
+    ecosystems from `osv_ecosystems` (comma-separated; empty: the defaults). A mirror serves no published checksum:
+    the file is still parsed before it replaces the held copy."""
+    feeds = dict(FEEDS)
+    feeds["osv"] = dataclasses.replace(OSV, parts=parse_ecosystems(osv_ecosystems))
     if not mirror:
-        return dict(FEEDS)
+        return feeds
     base = mirror.rstrip("/")
-    return {n: dataclasses.replace(s, url=f"{base}/{s.filename}", checksum_url=None) if s.url else s for n, s in FEEDS.items()}
+    return {
+        n: dataclasses.replace(s, url=f"{base}/{s.mirror_path or s.filename}", checksum_url=None) if s.url else s
+        for n, s in feeds.items()
+    }
 
 
 @dataclass
@@ -98,11 +107,16 @@ class Knowledge:
     kev: KevCatalog | None = None
     epss: EpssScores | None = None
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)  # feed -> the state this data came from
+    osv: OsvIndex | None = None  # OSV records by (ecosystem, package name), when the osv feed is held
     by_product: dict[str, list[VulnRecord]] | None = None  # built by the first match that needs it
-    osv: OsvIndex | None = None  # (ecosystem, package name) -> OSV records: app components are matched with these
 
     def all_records(self) -> Iterable[VulnRecord]:
         return (r for rs in self.records.values() for r in rs)
+
+
+def _newer(a: VulnRecord, b: VulnRecord) -> bool:
+    """Whether `a` was updated after `b` (a record without a date is the older)."""
+    return a.updated is not None and (b.updated is None or a.updated > b.updated)
 
 
 class FeedStore:
@@ -163,20 +177,31 @@ class FeedStore:
         records: list[VulnRecord] | None = self._load("cve-records", load_records)
         for r in records or []:
             k.records.setdefault(r.id, []).append(r)
+        if "cvelist" in self.sources:
+            for r in self._load("cvelist", lambda p: list(iter_cvelist(p))) or []:
+                rs = k.records.setdefault(r.id, [])
+                if rs:  # also imported: of two CVE 5 copies of a record, the later updated one counts
+                    rs[:] = [x for x in rs if x.source != r.source or _newer(x, r)] or [r]
+                    if r not in rs and not any(x.source == r.source for x in rs):
+                        rs.append(r)
+                else:
+                    rs.append(r)
+        k.osv = self.osv()
         wanted = frozenset(debian_releases)
         if wanted:
             k.tracker = self._load("debian-tracker", lambda p: load_tracker(p, wanted), wanted)
         k.kev = self._load("cisa-kev", load_kev)
         k.epss = self._load("first-epss", load_epss)
-        k.osv = self.osv_index()
         return k
 
-    def osv_index(self) -> OsvIndex | None:
-        """The OSV records held, by (ecosystem, package name) (PyPI names normalised); None when no OSV feed is held.
-        A fetched OSV feed plugs in here: its records go into the same index."""
-        if "osv" not in self.sources:
+    def osv(self) -> OsvIndex | None:
+        """The OSV records of the configured app ecosystems by (ecosystem, package name), or None when no
+        ecosystem is held. Look a package up with `index.get("PyPI", "Django")` (PyPI names are normalised);
+        `index.by_package` is the dict itself. Parsed once per process and held copy (the feed's sha256)."""
+        source = self.sources.get("osv")
+        if source is None:
             return None
-        index: OsvIndex | None = self._load("osv", lambda p: osv_index(load_osv(p)))
+        index: OsvIndex | None = self._load("osv", lambda _p: load_osv_index(self.directory, source.parts, source.name))
         return index
 
     def kev(self) -> KevCatalog | None:

@@ -48,6 +48,11 @@ class FeedOut(Out):
     last_error: str | None = Field(description="why the last attempt failed; the last good copy is kept")
     attribution: str
     interval_seconds: int
+    detail: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what a feed kept from several files holds: the CVE list's `as_of`, bulk `base` and applied "
+        "`deltas` (and records its parser `skipped`); OSV's `ecosystems` (records, last success, error of each)",
+    )
 
 
 class ScanIn(BaseModel):
