@@ -15,9 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-from bulkhead.server.services.vuln_match import inventory_key
 from bulkhead.cra.feed_sources import OSV
 from bulkhead.cra.osv_feed import import_osv, load_osv_index, with_ecosystems
+from bulkhead.server.services.vuln_match import inventory_key
 from tests.conftest import SHARED
 from tests.server.conftest import LiveServer
 from tests.server.test_app_sboms import CONTAINERS, shop
