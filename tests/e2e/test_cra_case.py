@@ -12,7 +12,7 @@ import uuid
 from typing import Any
 
 from tests.e2e.conftest import COMPATIBLE, Fleet, build_release
-from tests.server.vuln_fixtures import CDX_YOCTO, KEV, import_feed, make_lab
+from tests.server.vuln_fixtures import CDX_YOCTO, KEV, import_feed, make_lab, scan
 
 CVE = "CVE-2024-36971"
 
@@ -46,7 +46,7 @@ def test_a_kev_update_opens_a_case_and_the_rolled_out_fix_sets_the_final_report(
         lambda: all(fleet.show(d.spec.name)["reported"].get("os_version") == "1.0" for d in fleet.devices), 90, "inventories"
     )
     with fleet.api() as c:
-        assert c.post("/api/v1/vulnerabilities/scan", json={"kind": "full"}).status_code == 200
+        scan(c)
         assert c.get("/api/v1/cra/cases").json() == []
 
     with fleet.server.client(fleet.server.admin) as a:
@@ -73,7 +73,7 @@ def test_a_kev_update_opens_a_case_and_the_rolled_out_fix_sets_the_final_report(
     v2 = fleet.upload(build_release(fleet.work, "2.0", fleet.pki))
     with fleet.api() as c:
         assert c.put(f"/api/v1/releases/{v2['id']}/sbom", content=_sbom(kernel=False)).status_code == 200
-        assert c.post("/api/v1/vulnerabilities/scan", json={"kind": "full"}).status_code == 200
+        scan(c)
         r = c.post("/api/v1/rollouts", json={"name": "fix", "release_id": v2["id"], "target": {"groups": ["lab"]}})
         assert r.status_code == 201, r.text
 

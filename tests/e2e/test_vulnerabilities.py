@@ -33,6 +33,7 @@ from bulkhead.osbuild.sbom import parse_dpkg_status, spdx
 from tests.conftest import SHARED
 from tests.e2e.conftest import COMPATIBLE, Fleet, make_fleet, need_lab
 from tests.live import live_server
+from tests.server.vuln_fixtures import scan
 
 TRACKER_EDGE = Path(__file__).parents[1] / "cra/data/debian-tracker-edge.json"
 KEV = SHARED / "cve/kev/known_exploited_vulnerabilities.json"
@@ -135,13 +136,6 @@ def get(c: httpx.Client, path: str, **params: Any) -> Any:
     return r.json()
 
 
-def scan(c: httpx.Client, kind: str) -> dict[str, Any]:
-    r = c.post("/api/v1/vulnerabilities/scan", json={"kind": kind})
-    assert r.status_code == 200, r.text
-    run: dict[str, Any] = r.json()
-    return run
-
-
 def cves(c: httpx.Client, **params: Any) -> dict[str, dict[str, Any]]:
     return {row["cve"]: row for row in get(c, "/api/v1/vulnerabilities", **params)}
 
@@ -184,7 +178,12 @@ def test_exposure_follows_the_devices_through_a_rollout_vex_and_kev(fleet: Fleet
         for name in names:
             assert cves(c, device=name)[SSL_CVE]["status"] == "affected"
         shown = get(c, f"/api/v1/vulnerabilities/{SSL_CVE}")
-        assert shown["exposure"] == {"devices": 3, "groups": {"canary": 1, "line": 2}, "versions": {"1.0": 3}}
+        assert shown["exposure"] == {
+            "devices": 3,
+            "groups": {"canary": 1, "line": 2},
+            "versions": {"1.0": 3},
+            "countries": {"unknown": 3},
+        }
         assert shown["fix"]["versions"] == ["3.0.14-1~deb12u1"]
         assert shown["fix"]["releases"] == [{"compatible": COMPATIBLE, "release_id": r11["id"], "version": "1.1"}]
         assert "OpenSSL" in shown["description"]
@@ -226,7 +225,7 @@ def test_exposure_follows_the_devices_through_a_rollout_vex_and_kev(fleet: Fleet
             assert packages(name) == {n: (NEW_SSL if n == "libssl3" else v) for n, v, _ in PACKAGES}
             assert cves(c, device=name)[SSL_CVE]["status"] == "fixed"
         shown = get(c, f"/api/v1/vulnerabilities/{SSL_CVE}")
-        assert shown["exposure"] == {"devices": 0, "groups": {}, "versions": {}}
+        assert shown["exposure"] == {"devices": 0, "groups": {}, "versions": {}, "countries": {}}
         by_release = {f["release"]: f["status"] for f in shown["findings"]}
         assert by_release == {"1.0": "affected", "1.1": "fixed"}  # the record of release 1.0 stays
         assert cves(c)[SSL_CVE]["devices"] == 0 and cves(c, release=r10["id"])[SSL_CVE]["status"] == "affected"
@@ -263,7 +262,12 @@ def test_exposure_follows_the_devices_through_a_rollout_vex_and_kev(fleet: Fleet
         import_feed(fleet, "cisa-kev", KEV)
         shown = get(c, f"/api/v1/vulnerabilities/{KEV_CVE}")
         assert shown["kev"] is True and shown["kev_date"] == "2024-05-30"
-        assert shown["exposure"] == {"devices": 3, "groups": {"canary": 1, "line": 2}, "versions": {"1.1": 3}}
+        assert shown["exposure"] == {
+            "devices": 3,
+            "groups": {"canary": 1, "line": 2},
+            "versions": {"1.1": 3},
+            "countries": {"unknown": 3},
+        }
         assert {f["release"]: f["kev"] for f in shown["findings"]} == {"1.0": True, "1.1": True}
         assert set(cves(c, kev=True)) == {KEV_CVE}
         [event] = get(c, "/api/v1/audit", action="vuln.kev_exploited")
