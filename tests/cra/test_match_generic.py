@@ -234,3 +234,52 @@ def test_statement_wins_and_rejected_records_give_nothing() -> None:
     (kernel,) = inventory(**{"kernel-image-6.6.21": "6.6.21"})
     assert match_component(kernel, record("CVE-2024-1086")) is not None
     assert match_component(kernel, rejected) is None
+
+
+def _with_compiled_sources(doc: dict[str, Any], files: list[str]) -> dict[str, Any]:
+    """The real SPDX 3 image SBOM, derived: the linux-yocto build gets compiled source files as inputs, the way Yocto
+    writes them with SPDX_INCLUDE_COMPILED_SOURCES (`software_File`s of purpose `source`, `hasInput` from the build)."""
+    graph = [dict(e) for e in doc["@graph"]]
+    build = next(e for e in graph if e.get("type") == "build_Build" and e.get("name") == "linux-yocto:do_create_spdx:recipe")
+    ids = [f"http://example.invalid/linux-yocto/source/{i}" for i in range(len(files))]
+    graph += [
+        {
+            "type": "software_File",
+            "spdxId": i,
+            "creationInfo": build["creationInfo"],
+            "name": f,
+            "software_primaryPurpose": "source",
+        }
+        for i, f in zip(ids, files, strict=True)
+    ]
+    graph.append(
+        {"type": "Relationship", "spdxId": "http://example.invalid/linux-yocto/inputs", "creationInfo": build["creationInfo"],
+         "from": build["spdxId"], "relationshipType": "hasInput", "to": ids}
+    )  # fmt: skip
+    return {**doc, "@graph": graph}
+
+
+def test_kernel_cves_in_files_not_compiled_into_the_kernel_do_not_concern_it(spdx3_doc: dict[str, Any]) -> None:
+    def kernel(doc: dict[str, Any]) -> Component:
+        k = next(c for c in read_sbom([doc]) if c.name.startswith("kernel-image-bzimage"))
+        cpes = tuple(c.replace(":6.12.38:", ":6.6.21:") for c in k.cpes)  # a kernel inside both records' affected ranges
+        return dataclasses.replace(k, version="6.6.21", source_version="6.6.21", cpes=cpes)
+
+    assert kernel(spdx3_doc).compiled_sources is None  # this build did not list its compiled sources
+    plain = {cve: match_component(kernel(spdx3_doc), record(cve)) for cve in ("CVE-2024-26925", "CVE-2024-36971")}
+    assert {cve: f.status for cve, f in plain.items() if f} == {"CVE-2024-26925": A, "CVE-2024-36971": A}
+
+    # nf_tables is not built into this kernel; net/ipv4/route.c is (listed with Yocto's debug-source prefix)
+    compiled = ["kernel/fork.c", "/usr/src/debug/linux-yocto/6.6.21/net/ipv4/route.c", "include/net/sock.h"]
+    k = kernel(_with_compiled_sources(spdx3_doc, compiled))
+    assert k.compiled_sources == frozenset(compiled)
+    nft = match_component(k, record("CVE-2024-26925"))
+    assert nft is not None and nft.status is N and nft.kernel
+    assert "net/netfilter/nf_tables_api.c" in nft.reason and "3 sources" in nft.reason and nft.reason.startswith("Linux kernel:")
+    route = match_component(k, record("CVE-2024-36971"))
+    assert route is not None and route.status is A
+    # the index path gives the same verdicts
+    found = {f.cve: f.status for f in match_generic([k], [record("CVE-2024-26925"), record("CVE-2024-36971")])}
+    assert found == {"CVE-2024-26925": N, "CVE-2024-36971": A}
+    # a recipe's few SRC_URI files (no C source) are not a compiled-sources list
+    assert kernel(_with_compiled_sources(spdx3_doc, ["defconfig", "fragment.cfg"])).compiled_sources is None

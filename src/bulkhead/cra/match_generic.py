@@ -18,6 +18,7 @@ with nothing evaluable, which is under investigation. Kernel components get `ker
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -155,9 +156,42 @@ def _match(p: _Prepared, record: VulnRecord) -> Finding | None:
     if verdict is None:
         return None
     status, reason, fixed = verdict
+    if c.is_kernel and status == FindingStatus.AFFECTED and c.compiled_sources is not None:
+        status, reason = _by_compiled_sources(c.compiled_sources, matched, status, reason)
     if c.is_kernel:
         reason = f"Linux kernel: {reason}"
     return Finding(record.id, c, status, reason, fixed, record.source, c.is_kernel)
+
+
+@functools.lru_cache(maxsize=16)
+def _suffixes(sources: frozenset[str]) -> frozenset[str]:
+    """Every path suffix at a "/" of the compiled sources, so that a record's path matches a source listed with a
+    prefix ("/usr/src/debug/linux-yocto/6.6/net/ipv4/route.c" holds "net/ipv4/route.c")."""
+    out: set[str] = set()
+    for src in sources:
+        parts = src.strip("/").split("/")
+        out.update("/".join(parts[i:]) for i in range(len(parts)))
+    return frozenset(out)
+
+
+def _compiled(path: str, sources: frozenset[str]) -> bool:
+    """Whether a record's program file (a path in the kernel tree, "net/ipv4/route.c") is among the compiled sources."""
+    return path.strip().removeprefix("./").strip("/") in _suffixes(sources)
+
+
+def _by_compiled_sources(
+    sources: frozenset[str], matched: list[AffectedProduct], status: FindingStatus, reason: str
+) -> tuple[FindingStatus, str]:
+    """A kernel CVE whose record names the files the flaw is in (CVE 5 `programFiles`), none of them compiled into
+    this kernel, does not concern it: what sbom-cve-check and the kernel CNA's own guidance do."""
+    files = sorted({f for a in matched for f in a.program_files if f.strip()})
+    if not files or any(_compiled(f, sources) for f in files):
+        return status, reason
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return FindingStatus.NOT_AFFECTED, (
+        f"none of the files the record names ({shown}) is among the {len(sources)} sources the SBOM lists as "
+        f"compiled into this kernel (the version alone: {reason})"
+    )
 
 
 def match_component(c: Component, record: VulnRecord) -> Finding | None:
@@ -180,7 +214,7 @@ def match_generic(components: Iterable[Component], records: Iterable[VulnRecord]
     groups: dict[tuple[object, ...], list[Component]] = defaultdict(list)
     for c in components:  # binary packages of one recipe share every input of matching: evaluate them once
         p = _Prepared.of(c)
-        groups[(p.keys, p.version, c.statements, c.is_kernel)].append(c)
+        groups[(p.keys, p.version, c.statements, c.is_kernel, c.compiled_sources)].append(c)
     members = list(groups.values())
     prepared = [_Prepared.of(g[0]) for g in members]
     by_product: dict[str, list[int]] = defaultdict(list)

@@ -67,6 +67,9 @@ class Component:
     statements: tuple[SbomVulnStatement, ...] = field(default=())
     supplier: str | None = None  # who supplies it, as the SBOM names them (an organisation, a maintainer)
     hashes: tuple[tuple[str, str], ...] = ()  # (algorithm, hex digest), algorithms as `hash_algorithm` names them
+    # The source files compiled into it, when the SBOM lists them (Yocto's SPDX_INCLUDE_COMPILED_SOURCES): a kernel
+    # CVE whose record names only files outside this set does not concern this build. None: the SBOM does not say.
+    compiled_sources: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)

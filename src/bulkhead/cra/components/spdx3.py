@@ -86,6 +86,26 @@ def _hashes(e: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(out))
 
 
+def _compiled_sources(graph: list[dict[str, Any]], by_id: Mapping[str, Mapping[str, Any]]) -> dict[str, frozenset[str]]:
+    """Per recipe, the source files its build lists as inputs (`hasInput` from its `build_Build` to `software_File`s
+    of purpose `source`), when they are compiled sources: Yocto writes them with SPDX_INCLUDE_COMPILED_SOURCES. A
+    recipe's own few SRC_URI files (config fragments, scripts) are not that list, so one without a C source is left
+    out (the kernel's compiled sources are thousands of .c and .h files)."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for e in graph:
+        if e.get("relationshipType") != "hasInput":
+            continue
+        build = by_id.get(str(e.get("from")), {})
+        if build.get("type") != "build_Build":
+            continue
+        recipe = str(build.get("name", "")).split(":", 1)[0]
+        for t in _targets(e):
+            f = by_id.get(t, {})
+            if f.get("type") == "software_File" and f.get("software_primaryPurpose") == "source" and f.get("name"):
+                found[recipe].add(str(f["name"]))
+    return {r: frozenset(files) for r, files in found.items() if any(f.endswith(".c") for f in files)}
+
+
 def read_spdx3(doc: Mapping[str, Any]) -> list[Component]:
     """The installed components of a Yocto SPDX 3.0.1 JSON-LD image SBOM, with its VEX statements."""
     graph = _graph(doc)
@@ -98,6 +118,7 @@ def read_spdx3(doc: Mapping[str, Any]) -> list[Component]:
             if build.get("type") == "build_Build" and name.endswith(":do_create_spdx:recipe"):
                 for t in _targets(e):
                     recipe_of[t] = name.split(":", 1)[0]
+    compiled = _compiled_sources(graph, by_id)
     source_of: dict[str, dict[str, Any]] = {}
     contained: list[str] = []
     for e in graph:
@@ -145,10 +166,11 @@ def read_spdx3(doc: Mapping[str, Any]) -> list[Component]:
                 source_version=source_version or None,
                 distro=distro,
                 distro_release=release,
-                is_kernel=is_kernel([recipe, name], cpes),
+                is_kernel=(kernel := is_kernel([recipe, name], cpes)),
                 statements=tuple(stated[c] for c in sorted(stated)),
                 supplier=_supplier(by_id, e),
                 hashes=_hashes(e),
+                compiled_sources=compiled.get(recipe or "") if kernel else None,
             )
         )
     return out
