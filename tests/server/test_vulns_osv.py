@@ -91,6 +91,8 @@ def test_a_device_running_a_vulnerable_app_version_is_exposed_until_it_runs_the_
         mine = cves(c, device=a)
         assert set(mine) == {REQUESTS_CVE, LODASH_CVE} and mine[LODASH_CVE]["status"] == "affected"
         assert mine[REQUESTS_CVE]["components"] == [f"requests 2.28.0 (app {app} 1.0)"]
+        # no CVE record held for it: the severity is the OSV record's own vector, scored
+        assert (mine[REQUESTS_CVE]["severity"], mine[REQUESTS_CVE]["cvss"]) == ("medium", 6.1)
         assert {cve: row["status"] for cve, row in cves(c, device=n).items()} == {REQUESTS_CVE: "fixed", LODASH_CVE: "fixed"}
 
         # a is updated to the fixed version: once a scan has seen its report, it is no longer exposed

@@ -23,6 +23,7 @@ from univers.version_range import RANGE_CLASS_BY_SCHEMES
 from .components._common import DEBIAN_CODENAMES
 from .model import Component, Finding, FindingStatus
 from .osv import OsvAffected, OsvRange, OsvRecord
+from .osv_severity import osv_severity
 from .versions import compare as loose_compare
 
 __all__ = ["match_osv"]
@@ -156,7 +157,8 @@ def match_osv(components: Iterable[Component], records: Iterable[OsvRecord]) -> 
                     continue
                 ptype = ECOSYSTEM_PURL_TYPE[a.ecosystem.partition(":")[0]]
                 status, reason, fixed = _verdict(p.version or c.version, a, ptype)
+                severity, score = osv_severity(record)
                 for cve in record.cves or (record.id,):
-                    out.append(Finding(cve, c, status, f"{record.id}: {reason}", fixed, "osv", c.is_kernel))
+                    out.append(Finding(cve, c, status, f"{record.id}: {reason}", fixed, "osv", c.is_kernel, severity, score))
                 break
     return out

@@ -84,3 +84,4 @@ class Finding:
     source: str = ""  # which feed decided: "debian-tracker", "cve5", "nvd", "osv", "sbom"
     kernel: bool = False  # a Linux kernel CVE (the component is the kernel): triaged by kernel config, not by package
     severity: Severity | None = None  # the deciding source's own rating when it gives one (Debian urgency)
+    cvss: float | None = None  # the deciding source's own CVSS base score (an OSV record's vector, scored)

@@ -38,6 +38,7 @@ class OsvRecord:
     summary: str = ""
     affected: tuple[OsvAffected, ...] = ()
     severity: tuple[tuple[str, str], ...] = ()  # (type, score) e.g. ("CVSS_V3", "CVSS:3.1/…")
+    database_severity: str | None = None  # the database's own rating (GitHub advisories: LOW, MODERATE, HIGH, CRITICAL)
     published: dt.datetime | None = None
     modified: dt.datetime | None = None
     withdrawn: dt.datetime | None = None
@@ -62,6 +63,11 @@ def _ranges(rid: str, raw: Any) -> tuple[OsvRange, ...]:
             events.append((kinds[0], str(e[kinds[0]])))
         out.append(OsvRange(r["type"], tuple(events)))
     return tuple(out)
+
+
+def _database_severity(raw: Any) -> str | None:
+    sev = raw.get("severity") if isinstance(raw, Mapping) else None
+    return sev.strip().upper() if isinstance(sev, str) and sev.strip() else None
 
 
 def parse_osv(doc: Any) -> OsvRecord:
@@ -91,6 +97,7 @@ def parse_osv(doc: Any) -> OsvRecord:
         summary=str(doc.get("summary") or doc.get("details") or "")[:2000],
         affected=tuple(affected),
         severity=severity,
+        database_severity=_database_severity(doc.get("database_specific")),
         published=parse_datetime(doc.get("published")),
         modified=parse_datetime(doc.get("modified")),
         withdrawn=parse_datetime(doc.get("withdrawn")),

@@ -190,7 +190,7 @@ def _severity(f: Finding, k: Knowledge) -> tuple[str, float | None]:
         best = max(metrics, key=lambda m: (float(m.version), m.base_score))
         return best.base_severity.value, best.base_score
     sev = f.severity or Severity.UNKNOWN
-    return sev.value, None
+    return sev.value, f.cvss
 
 
 def finding_rows(findings: Iterable[Finding], k: Knowledge) -> list[dict[str, Any]]:
