@@ -50,10 +50,14 @@ def import_feed(
 def scan(
     ctx: typer.Context,
     devices_only: bool = typer.Option(False, "--devices-only", help="Only devices whose inventory no scan has seen yet"),
+    incremental: bool = typer.Option(
+        False, "--incremental", help="Only what changed since the last run: changed CVEs, new releases and inventories"
+    ),
     json: bool = JsonOpt,
 ) -> None:
     """Match the tenant's releases and device inventories against the held feeds now; the run is kept."""
-    run = client(ctx).request("POST", "/api/v1/vulnerabilities/scan", json={"kind": "devices" if devices_only else "full"})
+    kind = "devices" if devices_only else "incremental" if incremental else "full"
+    run = client(ctx).request("POST", "/api/v1/vulnerabilities/scan", json={"kind": kind})
     show(run if json else {k: run[k] for k in ("id", "kind", "started_at", "finished_at", "counts")}, json, title="scan")
 
 

@@ -218,7 +218,11 @@ def _fixing_releases(s: Session, tid: int, cve: str) -> list[dict[str, Any]]:
         .where(F.tenant_id == tid, F.cve == cve, F.status == "affected", F.profile_id.is_(None))
         .group_by(F.compatible)
     ).all()
-    last_full = s.scalar(select(func.max(VulnScanRun.started_at)).where(VulnScanRun.tenant_id == tid, VulnScanRun.kind == "full"))
+    last_full = s.scalar(
+        select(func.max(VulnScanRun.started_at)).where(
+            VulnScanRun.tenant_id == tid, VulnScanRun.kind.in_(("full", "incremental"))
+        )
+    )
     out = []
     for compatible, last_affected in affected:
         later = None

@@ -18,6 +18,7 @@ from packageurl import PackageURL
 
 from bulkhead.cra.components import read_inventory, read_sbom
 from bulkhead.cra.cpe import parse_cpe
+from bulkhead.cra.cve_digest import tracker_subset
 from bulkhead.cra.match_debian import debian_codename, is_debian, match_debian
 from bulkhead.cra.match_generic import match_generic
 from bulkhead.cra.model import Component, ComponentOrigin, Finding, Severity
@@ -36,6 +37,7 @@ __all__ = [
     "match",
     "profile_components",
     "release_components",
+    "restricted",
 ]
 
 SEVERITY_RANK = {"unknown": 0, "none": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -150,6 +152,19 @@ def candidate_records(components: Sequence[Component], k: Knowledge) -> list[Vul
             for r in k.records.get(st.cve, ()):
                 picked[id(r)] = r
     return list(picked.values())
+
+
+def restricted(k: Knowledge, cves: set[str]) -> Knowledge:
+    """What the feeds say about these vulnerabilities only (records and tracker issues in their feed order, KEV and
+    EPSS as they are): matching against it gives, for these ids, exactly the findings matching against `k` gives,
+    since a finding depends only on what the feeds say about its own id."""
+    return Knowledge(
+        records={cve: rs for cve, rs in k.records.items() if cve in cves},
+        tracker=tracker_subset(k.tracker, cves) if k.tracker is not None else None,
+        kev=k.kev,
+        epss=k.epss,
+        versions=k.versions,
+    )
 
 
 def match(components: Sequence[Component], k: Knowledge) -> list[Finding]:

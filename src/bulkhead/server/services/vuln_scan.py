@@ -1,9 +1,16 @@
 """Scans: a tenant's releases and device profiles matched against the feeds, findings replaced, the run kept.
 
 A *full* scan maps devices whose inventory, OS version or groups changed to their profile, then re-matches every
-release with an SBOM and every profile in use. A *devices* scan only maps changed devices and matches the profiles
-no scan has seen yet (cheap: run often). KEV updates are in vuln_kev. Every run is a `vuln_scan_runs` row with the
-feed versions it read and its counts (what was known when).
+release with an SBOM and every profile in use. An *incremental* scan re-matches only what changed since the last
+full or incremental run: releases whose SBOMs are new and profiles no scan has seen (or whose release is new) are
+matched whole; every other release and profile is matched against the vulnerabilities whose feed data changed only
+(new, gone or different digest, `bulkhead.cra.cve_digest`, compared with `vuln_cve_digests`), and its findings of
+those vulnerabilities replaced; every other finding stays as it is. Its result equals a full run's. A *devices*
+scan only maps changed devices and matches the profiles no scan has seen yet (cheap: run often). KEV updates are in
+vuln_kev. Every run is a `vuln_scan_runs` row with the feed versions it read and its counts (what was known when).
+
+Parsed SBOM components are kept per process by the SBOMs' sha256s (an SBOM never changes under its sha256), so a
+re-scan matches without parsing SBOMs again.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Text, cast, delete, func, insert, or_, select
@@ -21,6 +30,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bulkhead.cra.cve_digest import changed_ids, cve_digests, record_digests, tracker_digests
 from bulkhead.cra.errors import CraError
 from bulkhead.cra.model import Component
 
@@ -29,13 +39,27 @@ from ..models import Device, Release, ReleaseSbom, Tenant, utcnow
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore, Knowledge
 from ..vuln_models import VexStatement, VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
-from .vuln_match import debian_releases, finding_rows, inventory_key, match, profile_components, release_components
+from ..vuln_state_models import VulnCveDigest, VulnReleaseScan
+from .vuln_match import (
+    debian_releases,
+    finding_rows,
+    inventory_key,
+    match,
+    profile_components,
+    release_components,
+    restricted,
+)
 
-__all__ = ["Scanner", "apply_vex", "lock_tenant", "run_json"]
+__all__ = ["KINDS", "Scanner", "apply_vex", "lock_tenant", "run_json"]
 
 log = logging.getLogger(__name__)
 _BATCH = 500
 _CHUNK = 50  # releases or profiles matched and written together
+_CACHED_SBOMS = 1024  # releases' parsed components kept per process
+# An incremental run re-matches at most this many changed vulnerabilities; beyond, it matches everything (as fast,
+# and its result is the same).
+_MAX_CHANGED = 5000
+KINDS = ("full", "incremental", "devices")
 
 
 def run_json(r: VulnScanRun) -> dict[str, Any]:
@@ -81,11 +105,18 @@ class _Plan:
     releases: dict[int, str]  # release id -> compatible: the releases whose own findings are re-matched
     shas: dict[int, list[str]]  # release id -> its SBOMs (those of the releases above and of the profiles' releases)
     profiles: dict[int, tuple[str, int | None, dict[str, Any]]]  # profile id -> compatible, release id, inventory
+    # Incremental runs: the releases and profiles re-matched for the changed vulnerabilities only.
+    delta_releases: dict[int, str] = field(default_factory=dict)
+    delta_profiles: dict[int, tuple[str, int | None, dict[str, Any]]] = field(default_factory=dict)
+    digests: dict[str, str] | None = None  # full and incremental runs: what the findings were matched against
 
 
 class Scanner:
     def __init__(self, db: Database, store: ArtifactStore, feeds: FeedStore) -> None:
         self.db, self.store, self.feeds = db, store, feeds
+        self._lock = threading.Lock()
+        self._parsed: OrderedDict[tuple[str, ...], list[Component]] = OrderedDict()
+        self._digest_cache: dict[str, tuple[object, dict[str, str]]] = {}
 
     # -- device profiles -------------------------------------------------------------------------------------
     def map_devices(self, s: Session, tid: int) -> int:
@@ -152,54 +183,134 @@ class Scanner:
 
     # -- scans -----------------------------------------------------------------------------------------------
     def _components(self, release_id: int, shas: Sequence[str]) -> list[Component]:
+        """A release's components, parsed once per process for the same SBOMs (not kept when one cannot be read)."""
+        key = tuple(shas)
+        with self._lock:
+            if key in self._parsed:
+                self._parsed.move_to_end(key)
+                return self._parsed[key]
+        comps, complete = self._parse(release_id, shas)
+        if complete:
+            with self._lock:
+                self._parsed[key] = comps
+                while len(self._parsed) > _CACHED_SBOMS:
+                    self._parsed.popitem(last=False)
+        return comps
+
+    def _parse(self, release_id: int, shas: Sequence[str]) -> tuple[list[Component], bool]:
         docs = []
         for sha in shas:
             try:
                 with self.store.path(sha).open("rb") as f:
                     docs.append(json.load(f))
-            except (OSError, ValueError) as e:
+            except OSError as e:
+                log.warning("release %s: SBOM %s cannot be read: %s", release_id, sha, e)
+                return [], False
+            except ValueError as e:
                 log.warning("release %s: SBOM %s cannot be read: %s", release_id, sha, e)
         try:
-            return release_components(docs)
+            return release_components(docs), True
         except CraError as e:
             log.warning("release %s: SBOM not readable for matching: %s", release_id, e)
-            return []
+            return [], True
+
+    def _digests(self, k: Knowledge) -> dict[str, str]:
+        """The digest of every vulnerability the knowledge names (per-feed parts kept per feed version)."""
+
+        def part(name: str, key: object, make: Any) -> dict[str, str]:
+            with self._lock:
+                hit = self._digest_cache.get(name)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+            value: dict[str, str] = make()
+            with self._lock:
+                self._digest_cache[name] = (key, value)
+            return value
+
+        def sha(feed: str) -> str | None:
+            return (k.versions.get(feed) or {}).get("sha256")
+
+        records = part("records", (sha("cve-records"), len(k.records)), lambda: record_digests(k.records))
+        tracker_key = (sha("debian-tracker"), id(k.tracker))  # the tracker object is cached per version and codenames
+        tracker = part("tracker", tracker_key, lambda: tracker_digests(k.tracker) if k.tracker is not None else {})
+        return cve_digests(records, tracker, k.kev, k.epss)
 
     def scan(self, tid: int, actor: str, kind: str = "full", min_gap: dt.timedelta | None = None) -> dict[str, Any] | None:
-        """Scan one tenant (`full` or `devices`) and return the run; None when `min_gap` is given and a run of this
-        kind started less than that ago (a periodic job that several server processes each scheduled runs once).
+        """Scan one tenant (`full`, `incremental` or `devices`) and return the run; None when `min_gap` is given and a
+        run of this kind started less than that ago (a periodic job that several server processes each scheduled
+        runs once).
 
         No transaction is open while SBOMs and feeds are parsed and matched (on SQLite every transaction holds the
         database's write lock): a short one plans (maps devices, starts the run), then releases and profiles are
         matched and written _CHUNK at a time (so a fleet of many inventories never holds all its findings in memory),
-        and a last one closes the run."""
+        and a last one closes the run (with the digests of what was matched, for the next incremental run)."""
+        if kind not in KINDS:
+            raise ValueError(f"scan kind must be one of {', '.join(KINDS)}, not {kind!r}")
         plan = self._plan(tid, actor, kind, min_gap)
         if plan is None:
             return None
         comps = {rid: self._components(rid, shas) for rid, shas in plan.shas.items()}
+        every_profile = {**plan.profiles, **plan.delta_profiles}
 
         def of_profile(pid: int) -> list[Component]:
-            _, rel, inv = plan.profiles[pid]
+            _, rel, inv = every_profile[pid]
             return profile_components(comps.get(rel or 0, []), inv)
 
         codenames = set().union(*(debian_releases(c) for c in comps.values()))
-        for pid in plan.profiles:  # the profiles' components are made again per chunk below: only their codenames stay
+        for pid in every_profile:  # the profiles' components are made again per chunk below: only their codenames stay
             codenames |= debian_releases(of_profile(pid))
         k = self.feeds.knowledge(codenames)
         counts = {"releases": 0, "profiles": 0, "devices_mapped": plan.mapped, "findings": 0, "affected": 0, "kev": 0}
-        releases, profiles = sorted(plan.releases), sorted(plan.profiles)
-        for i in range(0, len(releases), _CHUNK):
-            rows = {rid: finding_rows(match(comps.get(rid, []), k), k) for rid in releases[i : i + _CHUNK]}
-            self._write(tid, plan, k, rows, {}, counts)
-        for i in range(0, len(profiles), _CHUNK):
-            rows = {pid: finding_rows(match(of_profile(pid), k), k) for pid in profiles[i : i + _CHUNK]}
+        digests = self._digests(k) if plan.digests is not None else None
+        releases, profiles = dict(plan.releases), dict(plan.profiles)
+        changed: set[str] = set()
+        if kind == "incremental":
+            assert digests is not None and plan.digests is not None
+            changed = changed_ids(plan.digests, digests)
+            if len(changed) > _MAX_CHANGED:  # nearly everything changed: match everything
+                releases.update(plan.delta_releases)
+                profiles.update(plan.delta_profiles)
+                counts["matched_everything"] = True
+            else:
+                counts.update(cves_changed=len(changed), releases_delta=0, profiles_delta=0)
+        ids = sorted(releases)
+        for i in range(0, len(ids), _CHUNK):
+            rows = {rid: finding_rows(match(comps.get(rid, []), k), k) for rid in ids[i : i + _CHUNK]}
+            self._write(tid, plan, k, rows, {}, counts, releases=releases)
+        ids = sorted(profiles)
+        for i in range(0, len(ids), _CHUNK):
+            rows = {pid: finding_rows(match(of_profile(pid), k), k) for pid in ids[i : i + _CHUNK]}
             self._write(tid, plan, k, {}, rows, counts)
+        if kind == "incremental" and "matched_everything" not in counts and changed:
+            kd = restricted(k, changed)
+            ids = sorted(set(plan.delta_releases) - set(releases))
+            for i in range(0, len(ids), _CHUNK):
+                rows = {rid: finding_rows(match(comps.get(rid, []), kd), kd) for rid in ids[i : i + _CHUNK]}
+                self._write(tid, plan, kd, rows, {}, counts, releases=plan.delta_releases, only=changed)
+            ids = sorted(set(plan.delta_profiles) - set(profiles))
+            for i in range(0, len(ids), _CHUNK):
+                rows = {pid: finding_rows(match(of_profile(pid), kd), kd) for pid in ids[i : i + _CHUNK]}
+                self._write(tid, plan, kd, {}, rows, counts, only=changed)
         with self.db.session() as s:
+            if digests is not None and plan.digests is not None:
+                lock_tenant(s, tid)
+                self._store_digests(s, tid, plan.digests, digests)
             run = s.get(VulnScanRun, plan.run_id)
             assert run is not None
             run.feeds, run.counts, run.finished_at = k.versions, counts, utcnow()
             s.flush()
             return run_json(run)
+
+    @staticmethod
+    def _store_digests(s: Session, tid: int, before: dict[str, str], now: dict[str, str]) -> None:
+        """Keep what this run matched against: the digests that changed since the last run are replaced."""
+        D = VulnCveDigest
+        gone = sorted(changed_ids(before, now))
+        for i in range(0, len(gone), _BATCH):
+            s.execute(delete(D).where(D.tenant_id == tid, D.cve.in_(gone[i : i + _BATCH])))
+        rows = [{"tenant_id": tid, "cve": cve[:64], "digest": now[cve]} for cve in gone if cve in now]
+        for i in range(0, len(rows), 5000):
+            s.execute(insert(D), rows[i : i + 5000])
 
     def _plan(self, tid: int, actor: str, kind: str, min_gap: dt.timedelta | None) -> _Plan | None:
         with self.db.session() as s:
@@ -219,7 +330,10 @@ class Scanner:
                 )
             )
             profiles = list(s.scalars(select(VulnProfile).where(VulnProfile.tenant_id == tid)))
-            if kind == "full":
+            digests: dict[str, str] | None = None
+            if kind in ("full", "incremental"):
+                q_digests = select(VulnCveDigest.cve, VulnCveDigest.digest).where(VulnCveDigest.tenant_id == tid)
+                digests = {cve: digest for cve, digest in s.execute(q_digests)}
                 for p in profiles:  # a release uploaded after the devices reported its version
                     if p.release_id is None:
                         p.release_id = s.scalar(
@@ -227,27 +341,37 @@ class Scanner:
                                 Release.tenant_id == tid, Release.compatible == p.compatible, Release.version == p.os_version
                             )
                         )
+                        if p.release_id is not None:
+                            p.scanned_run_id = None  # its components changed: matched whole
                 todo = profiles
             else:
                 todo = [p for p in profiles if p.scanned_run_id is None]
             q = select(ReleaseSbom.release_id, ReleaseSbom.sha256, Release.compatible).join(
                 Release, Release.id == ReleaseSbom.release_id
             )
-            q = q.where(Release.tenant_id == tid).order_by(ReleaseSbom.release_id, ReleaseSbom.format)
-            if kind != "full":
+            q = q.where(Release.tenant_id == tid).order_by(ReleaseSbom.release_id, ReleaseSbom.format, ReleaseSbom.sha256)
+            if kind == "devices":
                 q = q.where(ReleaseSbom.release_id.in_({p.release_id for p in todo if p.release_id is not None}))
             shas: dict[int, list[str]] = {}
             releases: dict[int, str] = {}
             for rid, sha, compatible in s.execute(q):
                 shas.setdefault(rid, []).append(sha)
-                if kind == "full":
+                if kind != "devices":
                     releases[rid] = compatible
             run = VulnScanRun(tenant_id=tid, kind=kind, actor=actor, feeds={}, counts={})
             s.add(run)
             s.flush()
-            return _Plan(
-                run.id, mapped, releases, shas, {p.id: (p.compatible, p.release_id, dict(p.inventory or {})) for p in todo}
-            )
+            whole = {p.id: (p.compatible, p.release_id, dict(p.inventory or {})) for p in todo}
+            if kind != "incremental" or not digests:  # no earlier run to compare with: everything is matched
+                return _Plan(run.id, mapped, releases, shas, whole, digests=digests)
+            q_matched = select(VulnReleaseScan.release_id, VulnReleaseScan.sboms).where(VulnReleaseScan.tenant_id == tid)
+            matched = {rid: sboms for rid, sboms in s.execute(q_matched)}
+            new = {rid: c for rid, c in releases.items() if matched.get(rid) != ",".join(shas[rid])}
+            delta = {rid: c for rid, c in releases.items() if rid not in new}
+            unseen = {p.id for p in todo if p.scanned_run_id is None}
+            fresh = {pid: v for pid, v in whole.items() if v[1] in new or pid in unseen}
+            rest = {pid: v for pid, v in whole.items() if pid not in fresh}
+            return _Plan(run.id, mapped, new, shas, fresh, delta_releases=delta, delta_profiles=rest, digests=digests)
 
     def _write(
         self,
@@ -256,30 +380,52 @@ class Scanner:
         k: Knowledge,
         release_rows: dict[int, list[dict[str, Any]]],
         profile_rows: dict[int, list[dict[str, Any]]],
-        counts: dict[str, int],
+        counts: dict[str, Any],
+        releases: dict[int, str] | None = None,
+        only: set[str] | None = None,
     ) -> None:
         """Replace the findings of some releases and profiles in one transaction (with the VEX statements as they are
-        now: one set while matching applies)."""
+        now: one set while matching applies); with `only`, just their findings of those vulnerabilities."""
+        compatible_of = releases if releases is not None else plan.releases
         with self.db.session() as s:
             lock_tenant(s, tid)
             vex = _vex_map(s, tid)
             existing = set(s.scalars(select(Release.id).where(Release.tenant_id == tid, Release.id.in_(release_rows))))
+            profiles = {p.id: p for p in s.scalars(select(VulnProfile).where(VulnProfile.id.in_(profile_rows)))}
+            if only is not None:
+                self._delete_of(
+                    s, tid, only, [r for r in release_rows if r in existing], [p for p in profile_rows if p in profiles]
+                )
             for rid, rows in release_rows.items():
                 if rid not in existing:
                     continue  # deleted while it was matched
-                s.execute(delete(VulnFinding).where(VulnFinding.release_id == rid, VulnFinding.profile_id.is_(None)))
-                self._insert(s, tid, plan.releases[rid], rid, None, rows, vex, plan.run_id, counts)
-                counts["releases"] += 1
-            profiles = {p.id: p for p in s.scalars(select(VulnProfile).where(VulnProfile.id.in_(profile_rows)))}
+                if only is None:
+                    s.execute(delete(VulnFinding).where(VulnFinding.release_id == rid, VulnFinding.profile_id.is_(None)))
+                    s.execute(delete(VulnReleaseScan).where(VulnReleaseScan.release_id == rid))
+                    s.add(
+                        VulnReleaseScan(release_id=rid, tenant_id=tid, sboms=",".join(plan.shas.get(rid, [])), run_id=plan.run_id)
+                    )
+                self._insert(s, tid, compatible_of[rid], rid, None, rows, vex, plan.run_id, counts)
+                counts["releases" if only is None else "releases_delta"] += 1
             for pid, rows in profile_rows.items():
                 p = profiles.get(pid)
                 if p is None:
                     continue  # no device uses it any more
-                s.execute(delete(VulnFinding).where(VulnFinding.profile_id == pid))
+                if only is None:
+                    s.execute(delete(VulnFinding).where(VulnFinding.profile_id == pid))
                 self._insert(s, tid, p.compatible, None, pid, rows, vex, plan.run_id, counts)  # scope: the profile only
                 p.scanned_run_id = plan.run_id
-                counts["profiles"] += 1
+                counts["profiles" if only is None else "profiles_delta"] += 1
             self._describe(s, {r["cve"] for rows in (*release_rows.values(), *profile_rows.values()) for r in rows}, k)
+
+    @staticmethod
+    def _delete_of(s: Session, tid: int, cves: set[str], releases: list[int], profiles: list[int]) -> None:
+        """Delete the findings of these vulnerabilities in these releases (their own) and profiles."""
+        F = VulnFinding
+        scope = or_(F.profile_id.in_(profiles), (F.profile_id.is_(None)) & F.release_id.in_(releases))
+        names = sorted(c[:64] for c in cves)
+        for i in range(0, len(names), _BATCH):
+            s.execute(delete(F).where(F.tenant_id == tid, F.cve.in_(names[i : i + _BATCH]), scope))
 
     @staticmethod
     def _describe(s: Session, cves: set[str], k: Knowledge) -> None:
@@ -314,7 +460,7 @@ class Scanner:
         rows: list[dict[str, Any]],
         vex: dict[tuple[str, str, str], VexStatement],
         run_id: int,
-        counts: dict[str, int],
+        counts: dict[str, Any],
     ) -> None:
         rows = [dict(r) for r in rows]
         apply_vex(rows, compatible, vex)

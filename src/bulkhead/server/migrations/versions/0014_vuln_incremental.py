@@ -1,0 +1,35 @@
+"""Incremental vulnerability re-matching: per tenant, the digest of what the feeds said about each vulnerability when
+its findings were last matched, and the SBOMs each release's findings were matched from.
+
+Revision ID: 0014
+Revises: 0013
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0014"
+down_revision = "0013"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "vuln_cve_digests",
+        sa.Column("tenant_id", sa.Integer(), sa.ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("cve", sa.String(64), primary_key=True),
+        sa.Column("digest", sa.String(32), nullable=False),
+    )
+    op.create_table(
+        "vuln_release_scans",
+        sa.Column("release_id", sa.Integer(), sa.ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("tenant_id", sa.Integer(), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("sboms", sa.Text(), nullable=False),
+        sa.Column("run_id", sa.Integer(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("vuln_release_scans")
+    op.drop_table("vuln_cve_digests")

@@ -1,0 +1,34 @@
+"""What the last scans of a tenant matched against: incremental re-matching compares with it (migration 0014).
+
+Kept apart from vuln_models.py (same declarative Base). `vuln_cve_digests` holds, per tenant, the digest of what the
+feeds said about each vulnerability when its findings were last matched (`bulkhead.cra.cve_digest`);
+`vuln_release_scans` holds which SBOMs each release's findings were matched from.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .models import Base
+
+__all__ = ["VulnCveDigest", "VulnReleaseScan"]
+
+
+class VulnCveDigest(Base):
+    """What the feeds said about one vulnerability when a tenant's findings of it were last matched."""
+
+    __tablename__ = "vuln_cve_digests"
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    cve: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(32))
+
+
+class VulnReleaseScan(Base):
+    """The SBOMs (their sha256s, in order) a release's own findings were last matched from, and by which run."""
+
+    __tablename__ = "vuln_release_scans"
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    sboms: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int] = mapped_column(Integer)
