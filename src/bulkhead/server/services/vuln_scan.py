@@ -96,6 +96,23 @@ def apply_vex(rows: list[dict[str, Any]], compatible: str, vex: dict[tuple[str, 
             row["status"], row["vex_id"] = v.status, v.id
 
 
+_FINDING_COLUMNS = [c.name for c in VulnFinding.__table__.columns if c.name != "id"]
+
+
+def _store_findings(s: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert finding rows: with COPY on PostgreSQL (a full scan writes hundreds of thousands), else executemany."""
+    if not rows:
+        return
+    if s.get_bind().dialect.name != "postgresql":
+        s.execute(insert(VulnFinding), rows)
+        return
+    raw = s.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(f"COPY vuln_findings ({', '.join(_FINDING_COLUMNS)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in _FINDING_COLUMNS])
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What a scan matches, read in its first short transaction."""
@@ -117,6 +134,7 @@ class Scanner:
         self._lock = threading.Lock()
         self._parsed: OrderedDict[tuple[str, ...], list[Component]] = OrderedDict()
         self._digest_cache: dict[str, tuple[object, dict[str, str]]] = {}
+        self._described: dict[str, tuple[object, ...]] = {}
 
     # -- device profiles -------------------------------------------------------------------------------------
     def map_devices(self, s: Session, tid: int) -> int:
@@ -273,23 +291,40 @@ class Scanner:
                 counts["matched_everything"] = True
             else:
                 counts.update(cves_changed=len(changed), releases_delta=0, profiles_delta=0)
+        # A profile without reported packages runs its release's components: the release's rows serve it too.
+        plain = {rel for _, rel, inv in every_profile.values() if rel is not None and not inv.get("packages")}
+        done: dict[tuple[int, int], list[dict[str, Any]]] = {}
+
+        def rows_of(rid: int, kk: Knowledge) -> list[dict[str, Any]]:
+            key = (id(kk), rid)
+            if key not in done:
+                done[key] = finding_rows(match(comps.get(rid, []), kk), kk)
+            return done[key] if rid in plain else done.pop(key)
+
+        def rows_of_profile(pid: int, kk: Knowledge) -> list[dict[str, Any]]:
+            _, rel, inv = every_profile[pid]
+            if rel is not None and not inv.get("packages"):
+                return rows_of(rel, kk)
+            return finding_rows(match(of_profile(pid), kk), kk)
+
         ids = sorted(releases)
         for i in range(0, len(ids), _CHUNK):
-            rows = {rid: finding_rows(match(comps.get(rid, []), k), k) for rid in ids[i : i + _CHUNK]}
+            rows = {rid: rows_of(rid, k) for rid in ids[i : i + _CHUNK]}
             self._write(tid, plan, k, rows, {}, counts, releases=releases)
         ids = sorted(profiles)
         for i in range(0, len(ids), _CHUNK):
-            rows = {pid: finding_rows(match(of_profile(pid), k), k) for pid in ids[i : i + _CHUNK]}
+            rows = {pid: rows_of_profile(pid, k) for pid in ids[i : i + _CHUNK]}
             self._write(tid, plan, k, {}, rows, counts)
+        done.clear()
         if kind == "incremental" and "matched_everything" not in counts and changed:
             kd = restricted(k, changed)
             ids = sorted(set(plan.delta_releases) - set(releases))
             for i in range(0, len(ids), _CHUNK):
-                rows = {rid: finding_rows(match(comps.get(rid, []), kd), kd) for rid in ids[i : i + _CHUNK]}
+                rows = {rid: rows_of(rid, kd) for rid in ids[i : i + _CHUNK]}
                 self._write(tid, plan, kd, rows, {}, counts, releases=plan.delta_releases, only=changed)
             ids = sorted(set(plan.delta_profiles) - set(profiles))
             for i in range(0, len(ids), _CHUNK):
-                rows = {pid: finding_rows(match(of_profile(pid), kd), kd) for pid in ids[i : i + _CHUNK]}
+                rows = {pid: rows_of_profile(pid, kd) for pid in ids[i : i + _CHUNK]}
                 self._write(tid, plan, kd, {}, rows, counts, only=changed)
         with self.db.session() as s:
             if digests is not None and plan.digests is not None:
@@ -416,7 +451,11 @@ class Scanner:
                 self._insert(s, tid, p.compatible, None, pid, rows, vex, plan.run_id, counts)  # scope: the profile only
                 p.scanned_run_id = plan.run_id
                 counts["profiles" if only is None else "profiles_delta"] += 1
-            self._describe(s, {r["cve"] for rows in (*release_rows.values(), *profile_rows.values()) for r in rows}, k)
+            described = self._describe(
+                s, {r["cve"] for rows in (*release_rows.values(), *profile_rows.values()) for r in rows}, k
+            )
+        with self._lock:  # committed: not written again by this process while it stays the same
+            self._described.update(described)
 
     @staticmethod
     def _delete_of(s: Session, tid: int, cves: set[str], releases: list[int], profiles: list[int]) -> None:
@@ -427,10 +466,11 @@ class Scanner:
         for i in range(0, len(names), _BATCH):
             s.execute(delete(F).where(F.tenant_id == tid, F.cve.in_(names[i : i + _BATCH]), scope))
 
-    @staticmethod
-    def _describe(s: Session, cves: set[str], k: Knowledge) -> None:
-        """Keep the description and dates of the CVEs found (the API shows them without reading the feeds)."""
+    def _describe(self, s: Session, cves: set[str], k: Knowledge) -> dict[str, tuple[object, ...]]:
+        """Keep the description and dates of the CVEs found (the API shows them without reading the feeds); what
+        this process already wrote the same way is not written again. Returns what it writes."""
         rows = []
+        written: dict[str, tuple[object, ...]] = {}
         for cve in sorted(cves):
             records = k.records.get(cve, [])
             if not records:
@@ -438,6 +478,11 @@ class Scanner:
             description = next((r.description for r in records if r.description), None)
             published = next((r.published for r in records if r.published), None)
             updated = max((r.updated for r in records if r.updated), default=None)
+            key = (description, published, updated)
+            with self._lock:
+                if self._described.get(cve) == key:
+                    continue
+            written[cve] = key
             rows.append({"cve": cve, "description": description, "published": published, "updated": updated})
         upsert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
         for i in range(0, len(rows), _BATCH):
@@ -449,6 +494,7 @@ class Scanner:
                           "updated": stmt.excluded.updated},
                 )
             )  # fmt: skip
+        return written
 
     @staticmethod
     def _insert(
@@ -470,5 +516,4 @@ class Scanner:
             counts["affected"] += row["status"] == "affected"
             counts["kev"] += bool(row["kev"])
         counts["findings"] += len(rows)
-        if rows:
-            s.execute(insert(VulnFinding), rows)
+        _store_findings(s, rows)
