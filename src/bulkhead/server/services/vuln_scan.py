@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from bulkhead.cra.cve_digest import changed_ids, cve_digests, record_digests, tracker_digests
 from bulkhead.cra.errors import CraError
-from bulkhead.cra.model import Component
+from bulkhead.cra.model import Component, Finding
 
 from ..db import Database
 from ..models import Device, Release, ReleaseSbom, Tenant, utcnow
@@ -45,6 +45,7 @@ from .vuln_match import (
     finding_rows,
     inventory_key,
     match,
+    product_index,
     profile_components,
     release_components,
     restricted,
@@ -133,7 +134,7 @@ class Scanner:
         self.db, self.store, self.feeds = db, store, feeds
         self._lock = threading.Lock()
         self._parsed: OrderedDict[tuple[str, ...], list[Component]] = OrderedDict()
-        self._digest_cache: dict[str, tuple[object, dict[str, str]]] = {}
+        self._digest_cache: dict[str, tuple[object, Any]] = {}
         self._described: dict[str, tuple[object, ...]] = {}
 
     # -- device profiles -------------------------------------------------------------------------------------
@@ -232,26 +233,33 @@ class Scanner:
             log.warning("release %s: SBOM not readable for matching: %s", release_id, e)
             return [], True
 
-    def _digests(self, k: Knowledge) -> dict[str, str]:
-        """The digest of every vulnerability the knowledge names (per-feed parts kept per feed version)."""
-
-        def part(name: str, key: object, make: Any) -> dict[str, str]:
-            with self._lock:
-                hit = self._digest_cache.get(name)
-            if hit is not None and hit[0] == key:
-                return hit[1]
-            value: dict[str, str] = make()
-            with self._lock:
-                self._digest_cache[name] = (key, value)
-            return value
+    def knowledge(self, codenames: set[str]) -> tuple[Knowledge, dict[str, str]]:
+        """What the feeds say (for these Debian releases), its record index, and the digest of every vulnerability
+        it names: computed once per feed version in this process (a feed change costs its parse and digests once,
+        then every tenant's scan reuses them)."""
+        k = self.feeds.knowledge(codenames)
 
         def sha(feed: str) -> str | None:
             return (k.versions.get(feed) or {}).get("sha256")
 
-        records = part("records", (sha("cve-records"), len(k.records)), lambda: record_digests(k.records))
-        tracker_key = (sha("debian-tracker"), id(k.tracker))  # the tracker object is cached per version and codenames
-        tracker = part("tracker", tracker_key, lambda: tracker_digests(k.tracker) if k.tracker is not None else {})
-        return cve_digests(records, tracker, k.kev, k.epss)
+        def cached(name: str, key: object, make: Any) -> Any:
+            with self._lock:
+                hit = self._digest_cache.get(name)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+            value = make()
+            with self._lock:
+                self._digest_cache[name] = (key, value)
+            return value
+
+        records_key = (sha("cve-records"), len(k.records))
+        tracker_key = (sha("debian-tracker"), frozenset(codenames) if k.tracker is not None else None)
+        k.by_product = cached("index", records_key, lambda: product_index(k))
+        records = cached("records", records_key, lambda: record_digests(k.records))
+        tracker = cached("tracker", tracker_key, lambda: tracker_digests(k.tracker) if k.tracker is not None else {})
+        every_key = (records_key, tracker_key, sha("cisa-kev"), sha("first-epss"))
+        digests: dict[str, str] = cached("every", every_key, lambda: cve_digests(records, tracker, k.kev, k.epss))
+        return k, digests
 
     def scan(self, tid: int, actor: str, kind: str = "full", min_gap: dt.timedelta | None = None) -> dict[str, Any] | None:
         """Scan one tenant (`full`, `incremental` or `devices`) and return the run; None when `min_gap` is given and a
@@ -277,9 +285,9 @@ class Scanner:
         codenames = set().union(*(debian_releases(c) for c in comps.values()))
         for pid in every_profile:  # the profiles' components are made again per chunk below: only their codenames stay
             codenames |= debian_releases(of_profile(pid))
-        k = self.feeds.knowledge(codenames)
+        k, every_digest = self.knowledge(codenames)
         counts = {"releases": 0, "profiles": 0, "devices_mapped": plan.mapped, "findings": 0, "affected": 0, "kev": 0}
-        digests = self._digests(k) if plan.digests is not None else None
+        digests = every_digest if plan.digests is not None else None
         releases, profiles = dict(plan.releases), dict(plan.profiles)
         changed: set[str] = set()
         if kind == "incremental":
@@ -294,18 +302,30 @@ class Scanner:
         # A profile without reported packages runs its release's components: the release's rows serve it too.
         plain = {rel for _, rel, inv in every_profile.values() if rel is not None and not inv.get("packages")}
         done: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        # Each distinct component is matched, and each finding made a row, once per scan (and knowledge).
+        memos: dict[int, dict[Component, list[Finding]]] = {}
+        made: dict[int, dict[str, Any]] = {}
+
+        def rows_for(components: list[Component], kk: Knowledge) -> list[dict[str, Any]]:
+            out = []
+            for f in match(components, kk, memos.setdefault(id(kk), {})):
+                row = made.get(id(f))
+                if row is None:
+                    row = made[id(f)] = finding_rows([f], kk)[0]
+                out.append(row)
+            return out
 
         def rows_of(rid: int, kk: Knowledge) -> list[dict[str, Any]]:
             key = (id(kk), rid)
             if key not in done:
-                done[key] = finding_rows(match(comps.get(rid, []), kk), kk)
+                done[key] = rows_for(comps.get(rid, []), kk)
             return done[key] if rid in plain else done.pop(key)
 
         def rows_of_profile(pid: int, kk: Knowledge) -> list[dict[str, Any]]:
             _, rel, inv = every_profile[pid]
             if rel is not None and not inv.get("packages"):
                 return rows_of(rel, kk)
-            return finding_rows(match(of_profile(pid), kk), kk)
+            return rows_for(of_profile(pid), kk)
 
         ids = sorted(releases)
         for i in range(0, len(ids), _CHUNK):
@@ -316,6 +336,8 @@ class Scanner:
             rows = {pid: rows_of_profile(pid, k) for pid in ids[i : i + _CHUNK]}
             self._write(tid, plan, k, {}, rows, counts)
         done.clear()
+        memos.clear()
+        made.clear()
         if kind == "incremental" and "matched_everything" not in counts and changed:
             kd = restricted(k, changed)
             ids = sorted(set(plan.delta_releases) - set(releases))
