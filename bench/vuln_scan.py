@@ -454,6 +454,7 @@ def main() -> None:
     ap.add_argument("--changes", type=int, default=100)
     ap.add_argument("--sbom-cve-check", default=None, help="the sbom-cve-check executable (else env or PATH)")
     ap.add_argument("--no-write", action="store_true", help="print, do not write bench/results/vuln_scan.md")
+    ap.add_argument("--keep-db", action="store_true", help="keep the PostgreSQL database (to look at it after)")
     args = ap.parse_args()
 
     from sqlalchemy import func, select
@@ -612,7 +613,7 @@ def main() -> None:
             k = scanner.knowledge(set())[0]
             comps = read_sbom(docs)
             ours = match(comps, k)
-        ours_affected = sum(1 for f in ours if f.status.value == "affected")
+        ours_affected = len({f.cve for f in ours if f.status.value == "affected"})
         exe = find_sbom_cve_check(args.sbom_cve_check)
         scc: list[str] = []
         if exe is None:
@@ -664,7 +665,7 @@ def main() -> None:
              goal(p99, GOALS["exposure"])],
             ["per-SBOM: ours, records parsed (cold)", wc(t, "ours per-SBOM cold"), ""],
             ["per-SBOM: ours, records loaded (warm)", f"{wc(t, 'ours per-SBOM warm')}; ({len(comps)} components, "
-                                                      f"{len(ours)} findings, {ours_affected} affected)", ""],
+                                                      f"{len(ours)} findings, {ours_affected} affected CVEs)", ""],
             ["per-SBOM: sbom-cve-check first run (indexes)", scc[0], ""],
             ["per-SBOM: sbom-cve-check second run (index cached)", scc[1], faster],
         ]  # fmt: skip
@@ -675,8 +676,11 @@ def main() -> None:
             "Command: `" + " ".join(["python", "bench/vuln_scan.py", *sys.argv[1:]]) + "`",
         ]
     finally:
-        with pg_admin() as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        if args.keep_db:
+            print(f"kept database {name}")
+        else:
+            with pg_admin() as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     title = "Vulnerability scans: full and incremental re-scan, fleet exposure, per-SBOM scan vs sbom-cve-check"
     if args.no_write:
         print("\n".join(" | ".join(r) for r in rows))

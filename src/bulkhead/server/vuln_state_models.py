@@ -2,7 +2,9 @@
 
 Kept apart from vuln_models.py (same declarative Base). `vuln_cve_digests` holds, per tenant, the digest of what the
 feeds said about each vulnerability when its findings were last matched (`bulkhead.cra.cve_digest`);
-`vuln_release_scans` holds which SBOMs each release's findings were matched from.
+`vuln_release_scans` holds which SBOMs each release's findings were matched from. `vuln_profile_groups` counts the
+devices of each profile per group list, as every scan mapped them (fleet exposure reads these few rows instead of
+counting a large fleet's mapping on every query).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base
 
-__all__ = ["VulnCveDigest", "VulnReleaseScan"]
+__all__ = ["VulnCveDigest", "VulnProfileGroups", "VulnReleaseScan"]
 
 
 class VulnCveDigest(Base):
@@ -32,3 +34,14 @@ class VulnReleaseScan(Base):
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     sboms: Mapped[str] = mapped_column(Text)
     run_id: Mapped[int] = mapped_column(Integer)
+
+
+class VulnProfileGroups(Base):
+    """How many devices of a profile have one group list (JSON text), counted by the last scan's mapping."""
+
+    __tablename__ = "vuln_profile_groups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("vuln_profiles.id", ondelete="CASCADE"), index=True)
+    groups: Mapped[str] = mapped_column(Text)
+    devices: Mapped[int] = mapped_column(Integer)

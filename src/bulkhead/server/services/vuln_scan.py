@@ -39,7 +39,7 @@ from ..models import Device, Release, ReleaseSbom, Tenant, utcnow
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore, Knowledge
 from ..vuln_models import VexStatement, VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
-from ..vuln_state_models import VulnCveDigest, VulnReleaseScan
+from ..vuln_state_models import VulnCveDigest, VulnProfileGroups, VulnReleaseScan
 from .vuln_match import (
     debian_releases,
     finding_rows,
@@ -199,6 +199,18 @@ class Scanner:
             s.execute(delete(P).where(P.device_id.in_(ids)))
             s.execute(insert(P), rows)
         return len(stale)
+
+    @staticmethod
+    def _count_groups(s: Session, tid: int) -> None:
+        """Count the tenant's devices per profile and group list as now mapped (one set-based statement)."""
+        P, G = VulnDeviceProfile, VulnProfileGroups
+        s.execute(delete(G).where(G.tenant_id == tid))
+        counted = select(P.tenant_id, P.profile_id, P.groups, func.count()).where(P.tenant_id == tid)
+        s.execute(
+            insert(G).from_select(
+                ["tenant_id", "profile_id", "groups", "devices"], counted.group_by(P.tenant_id, P.profile_id, P.groups)
+            )
+        )
 
     # -- scans -----------------------------------------------------------------------------------------------
     def _components(self, release_id: int, shas: Sequence[str]) -> list[Component]:
@@ -386,6 +398,7 @@ class Scanner:
                     ~select(VulnDeviceProfile.device_id).where(VulnDeviceProfile.profile_id == VulnProfile.id).exists(),
                 )
             )
+            self._count_groups(s, tid)
             profiles = list(s.scalars(select(VulnProfile).where(VulnProfile.tenant_id == tid)))
             digests: dict[str, str] | None = None
             if kind in ("full", "incremental"):

@@ -1,5 +1,6 @@
 """Incremental vulnerability re-matching: per tenant, the digest of what the feeds said about each vulnerability when
-its findings were last matched, and the SBOMs each release's findings were matched from.
+its findings were last matched, the SBOMs each release's findings were matched from, and the devices of each profile
+per group list as the last scan mapped them (read by fleet exposure).
 
 Revision ID: 0014
 Revises: 0013
@@ -28,8 +29,17 @@ def upgrade() -> None:
         sa.Column("sboms", sa.Text(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
     )
+    op.create_table(
+        "vuln_profile_groups",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("tenant_id", sa.Integer(), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("profile_id", sa.Integer(), sa.ForeignKey("vuln_profiles.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column("groups", sa.Text(), nullable=False),
+        sa.Column("devices", sa.Integer(), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("vuln_profile_groups")
     op.drop_table("vuln_release_scans")
     op.drop_table("vuln_cve_digests")
