@@ -430,14 +430,14 @@ def find_sbom_cve_check(option: str | None) -> str | None:
     return None
 
 
-def run_sbom_cve_check(exe: str, repo: Path, sbom: Path, out: Path) -> tuple[float, str]:
+def run_sbom_cve_check(exe: str, repo: Path, sbom: Path, out: Path, timeout: float) -> tuple[float, str]:
     cmd = [exe, "--ignore-default-config", "--databases-dir", str(out / "dbs"),
            "--add-db", "cve-db-cvelist", str(repo), "offline_mode=true", "auto_update_max_age=off",
            "--sbom-type", "spdx2", "--sbom-path", str(sbom),
            "--export-type", "summary", "--export-path", str(out / "summary.txt")]  # fmt: skip
     env = {**os.environ, "SBOM_CVE_CHECK_DATABASES_DIR": str(out / "dbs")}
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
     took = time.perf_counter() - t
     if p.returncode != 0:
         raise RuntimeError(f"sbom-cve-check exit {p.returncode}: {(p.stderr or p.stdout)[-300:]}")
@@ -455,6 +455,7 @@ def main() -> None:
     ap.add_argument("--sbom-cve-check", default=None, help="the sbom-cve-check executable (else env or PATH)")
     ap.add_argument("--no-write", action="store_true", help="print, do not write bench/results/vuln_scan.md")
     ap.add_argument("--keep-db", action="store_true", help="keep the PostgreSQL database (to look at it after)")
+    ap.add_argument("--budget", type=float, default=840, help="seconds: sbom-cve-check is skipped when it would not fit")
     args = ap.parse_args()
 
     from sqlalchemy import func, select
@@ -471,6 +472,7 @@ def main() -> None:
     from bulkhead.server.vuln_models import VulnDeviceProfile, VulnFinding, VulnProfile
 
     t: dict[str, float] = {}
+    started = time.perf_counter()
     work = CACHE / f"vuln-{args.cves}-{args.releases}"
     if work.exists():
         shutil.rmtree(work)
@@ -616,16 +618,19 @@ def main() -> None:
         ours_affected = len({f.cve for f in ours if f.status.value == "affected"})
         exe = find_sbom_cve_check(args.sbom_cve_check)
         scc: list[str] = []
+        left = args.budget - (time.perf_counter() - started)
         if exe is None:
             scc = ["not installed (give --sbom-cve-check PATH or BULKHEAD_BENCH_SBOM_CVE_CHECK)"] * 2
+        elif left < 120:
+            scc = [f"skipped: {left:.0f} s left of the run's {args.budget:.0f} s budget"] * 2
         else:
             try:
                 with timed(t, "cvelist repo"):
                     repo = feeds.cvelist_repo(work)
                 out = work / "scc"
                 out.mkdir(exist_ok=True)
-                first_s, summary = run_sbom_cve_check(exe, repo, sbom_archive, out)
-                second_s, summary = run_sbom_cve_check(exe, repo, sbom_archive, out)
+                first_s, summary = run_sbom_cve_check(exe, repo, sbom_archive, out, max(60, left - 60))
+                second_s, summary = run_sbom_cve_check(exe, repo, sbom_archive, out, max(60, left - 60 - first_s))
                 summary_full = (out / "summary.txt").read_text()
                 t["scc first"], t["scc second"] = first_s, second_s
                 print(f"  sbom-cve-check: {secs(first_s)} then {secs(second_s)}; {summary}", flush=True)
@@ -639,7 +644,8 @@ def main() -> None:
 
         faster = "ours faster"
         if "scc second" in t:
-            faster += ": met" if t["ours per-SBOM warm"] < t["scc second"] else ": MISSED"
+            met = t["ours per-SBOM warm"] < t["scc second"] and t["ours per-SBOM cold"] < t["scc first"]
+            faster += " (cold vs first, warm vs second): " + ("met" if met else "MISSED")
 
         def goal(v: float, g: float) -> str:
             return f"<= {secs(g)}: {'met' if v <= g else 'MISSED'}"
