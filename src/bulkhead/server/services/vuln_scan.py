@@ -100,18 +100,22 @@ def apply_vex(rows: list[dict[str, Any]], compatible: str, vex: dict[tuple[str, 
 _FINDING_COLUMNS = [c.name for c in VulnFinding.__table__.columns if c.name != "id"]
 
 
-def _store_findings(s: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert finding rows: with COPY on PostgreSQL (a full scan writes hundreds of thousands), else executemany."""
+def _copy_in(s: Session, model: Any, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Insert rows: with COPY on PostgreSQL (a full scan writes hundreds of thousands), else executemany."""
     if not rows:
         return
     if s.get_bind().dialect.name != "postgresql":
-        s.execute(insert(VulnFinding), rows)
+        s.execute(insert(model), rows)
         return
     raw = s.connection().connection.driver_connection
     assert raw is not None
-    with raw.cursor() as cur, cur.copy(f"COPY vuln_findings ({', '.join(_FINDING_COLUMNS)}) FROM STDIN") as copy:
+    with raw.cursor() as cur, cur.copy(f"COPY {model.__tablename__} ({', '.join(columns)}) FROM STDIN") as copy:
         for row in rows:
-            copy.write_row([row[c] for c in _FINDING_COLUMNS])
+            copy.write_row([row[c] for c in columns])
+
+
+def _store_findings(s: Session, rows: list[dict[str, Any]]) -> None:
+    _copy_in(s, VulnFinding, _FINDING_COLUMNS, rows)
 
 
 @dataclass(frozen=True)
@@ -378,8 +382,7 @@ class Scanner:
         for i in range(0, len(gone), _BATCH):
             s.execute(delete(D).where(D.tenant_id == tid, D.cve.in_(gone[i : i + _BATCH])))
         rows = [{"tenant_id": tid, "cve": cve[:64], "digest": now[cve]} for cve in gone if cve in now]
-        for i in range(0, len(rows), 5000):
-            s.execute(insert(D), rows[i : i + 5000])
+        _copy_in(s, D, ["tenant_id", "cve", "digest"], rows)
 
     def _plan(self, tid: int, actor: str, kind: str, min_gap: dt.timedelta | None) -> _Plan | None:
         with self.db.session() as s:
