@@ -10,8 +10,11 @@ KEV catalogue) and its SBOMs (the Debian SPDX subset with two libssl3 versions, 
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import hashlib
 import json
+import os
+import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +28,24 @@ from bulkhead.server.db import Database, migrate
 from bulkhead.server.models import Device, Release, ReleaseSbom, Tenant
 from bulkhead.server.services.vuln_scan import Scanner
 from bulkhead.server.store import ArtifactStore
-from bulkhead.server.vuln_feeds import FEEDS, FeedStore
-from bulkhead.server.vuln_models import VulnFinding
+from bulkhead.server.vuln_feeds import CVE_RECORDS, FEEDS, FeedStore
+from bulkhead.server.vuln_models import VulnFinding, VulnScanRun
 from bulkhead.server.vuln_state_models import VulnCveDigest
 from tests.conftest import SHARED
 from tests.server.conftest import _pg_url
-from tests.server.vuln_fixtures import BOOKWORM, CDX_YOCTO, DEBIAN, KEV, NEW_SSL, OLD_SSL, TRACKER, YOCTO, debian_sbom
+from tests.server.test_vulns_jobs import EPSS, _setup, feed_server  # noqa: F401 (feed_server: a fixture)
+from tests.server.vuln_fixtures import (
+    BOOKWORM,
+    CDX_YOCTO,
+    DEBIAN,
+    KEV,
+    NEW_SSL,
+    OLD_SSL,
+    TRACKER,
+    YOCTO,
+    debian_sbom,
+    make_lab,
+)
 
 CHANGED_RECORD = "CVE-2024-5535"  # openssl: its affected range is cut so 3.2.1 is no longer in it
 GONE_RECORD = "CVE-2024-6119"  # openssl: withdrawn from the feed
@@ -196,3 +211,41 @@ def test_an_incremental_run_with_nothing_changed_touches_nothing(db: Database, t
     assert again["counts"]["cves_changed"] == 0 and again["counts"]["findings"] == 0
     assert again["counts"]["releases"] == 0 and again["counts"]["profiles"] == 0
     assert f.findings() == rows
+
+
+def test_the_sync_job_rescans_incrementally_only_after_a_feed_changed(
+    tmp_path: Path,
+    feed_server: tuple[Path, str],  # noqa: F811 (the fixture imported above)
+) -> None:
+    """jobs.py's four-hourly sync: an unchanged feed scans nothing; a changed EPSS file re-matches the CVEs whose score
+    moved, in an incremental run (the daily job stays a full re-scan)."""
+    lab = make_lab(tmp_path / "lab")
+    mirror, base = feed_server
+    shutil.copy(lab.feeds["cisa-kev"], mirror / "cisa-kev.json")
+    shutil.copy(TRACKER, mirror / "debian-tracker.json")
+    shutil.copy(EPSS, mirror / "first-epss.csv.gz")
+    db, jobs, vulns, tid = _setup(tmp_path, base)
+    import_file(CVE_RECORDS, vulns.feeds.directory, lab.feeds["cve-records"])
+    due = jobs.vuln_tasks["sync"].task_class()
+    assert due.validate_datetime(dt.datetime(2026, 12, 3, 4, 47)) and not due.validate_datetime(dt.datetime(2026, 12, 3, 5, 47))
+
+    jobs.vuln_tasks["daily"].func()
+    jobs.vuln_tasks["sync"].func()  # nothing changed: no run
+    scans = select(VulnScanRun).where(VulnScanRun.tenant_id == tid, VulnScanRun.kind != "kev").order_by(VulnScanRun.id)
+    with db.session() as s:
+        assert [r.kind for r in s.scalars(scans)] == ["full"]
+
+    lines = EPSS.read_text().splitlines()
+    moved = [line.replace("0.83371", "0.91234") if line.startswith("CVE-2024-1086,") else line for line in lines]
+    (mirror / "first-epss.csv.gz").write_text("\n".join(moved) + "\n")
+    later = (mirror / "first-epss.csv.gz").stat().st_mtime + 60  # Last-Modified has whole seconds: make it newer
+    os.utime(mirror / "first-epss.csv.gz", (later, later))
+    jobs.vuln_tasks["sync"].func()
+    with db.session() as s:
+        runs = list(s.scalars(scans))
+        assert [r.kind for r in runs] == ["full", "incremental"]
+        assert runs[1].counts["cves_changed"] == 1 and runs[1].actor == "system:vuln-jobs"
+        kernel = s.scalars(select(VulnFinding).where(VulnFinding.cve == "CVE-2024-1086")).all()
+        assert kernel and all(f.epss == pytest.approx(0.91234) and f.run_id == runs[1].id for f in kernel)
+        others = s.scalars(select(VulnFinding).where(VulnFinding.cve != "CVE-2024-1086")).all()
+        assert others and all(f.run_id == runs[0].id for f in others)
