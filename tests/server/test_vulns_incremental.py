@@ -211,6 +211,11 @@ def test_an_incremental_run_with_nothing_changed_touches_nothing(db: Database, t
     assert again["counts"]["cves_changed"] == 0 and again["counts"]["findings"] == 0
     assert again["counts"]["releases"] == 0 and again["counts"]["profiles"] == 0
     assert f.findings() == rows
+    full = f.scan("full")  # a full run that finds the same leaves the releases' findings as they are
+    assert full["counts"]["releases"] == 2 and full["counts"]["releases_same"] == 2
+    own = sorted((r for r in f.findings() if r["profile_id"] is None), key=lambda r: r["id"])
+    assert own == sorted((r for r in rows if r["profile_id"] is None), key=lambda r: r["id"])
+    assert _content(f.findings()) == _content(rows)
 
 
 def test_the_sync_job_rescans_incrementally_only_after_a_feed_changed(

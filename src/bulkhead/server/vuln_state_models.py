@@ -27,13 +27,16 @@ class VulnCveDigest(Base):
 
 
 class VulnReleaseScan(Base):
-    """The SBOMs (their sha256s, in order) a release's own findings were last matched from, and by which run."""
+    """The SBOMs (their sha256s, in order) a release's own findings were last matched from, by which run, and a digest
+    of those findings (a full run that finds the same leaves them as they are)."""
 
     __tablename__ = "vuln_release_scans"
     release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     sboms: Mapped[str] = mapped_column(Text)
     run_id: Mapped[int] = mapped_column(Integer)
+    # What its findings said when last written whole (None after an incremental run rewrote some of them)
+    rows_digest: Mapped[str | None] = mapped_column(String(32))
 
 
 class VulnProfileGroups(Base):

@@ -114,6 +114,15 @@ def _copy_in(s: Session, model: Any, columns: list[str], rows: list[dict[str, An
             copy.write_row([row[c] for c in columns])
 
 
+_CONTENT_COLUMNS = [c for c in _FINDING_COLUMNS if c not in ("tenant_id", "release_id", "profile_id", "run_id")]
+
+
+def _rows_digest(rows: list[dict[str, Any]]) -> str:
+    """What a release's findings say (not which run wrote them): a full run leaves equal findings as they are."""
+    text = repr(sorted(tuple(str(r[c]) for c in _CONTENT_COLUMNS) for r in rows))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
 def _store_findings(s: Session, rows: list[dict[str, Any]]) -> None:
     _copy_in(s, VulnFinding, _FINDING_COLUMNS, rows)
 
@@ -469,17 +478,30 @@ class Scanner:
                 self._delete_of(
                     s, tid, only, [r for r in release_rows if r in existing], [p for p in profile_rows if p in profiles]
                 )
+            scans = {
+                r.release_id: r for r in s.scalars(select(VulnReleaseScan).where(VulnReleaseScan.release_id.in_(release_rows)))
+            }
             for rid, rows in release_rows.items():
                 if rid not in existing:
                     continue  # deleted while it was matched
-                if only is None:
-                    s.execute(delete(VulnFinding).where(VulnFinding.release_id == rid, VulnFinding.profile_id.is_(None)))
-                    s.execute(delete(VulnReleaseScan).where(VulnReleaseScan.release_id == rid))
-                    s.add(
-                        VulnReleaseScan(release_id=rid, tenant_id=tid, sboms=",".join(plan.shas.get(rid, [])), run_id=plan.run_id)
-                    )
-                self._insert(s, tid, compatible_of[rid], rid, None, rows, vex, plan.run_id, counts)
+                prepared = self._prepare(tid, compatible_of[rid], rid, None, rows, vex, plan.run_id, counts)
                 counts["releases" if only is None else "releases_delta"] += 1
+                old, sboms = scans.get(rid), ",".join(plan.shas.get(rid, []))
+                if only is not None:
+                    if old is not None:
+                        old.rows_digest = None  # part of its findings rewritten: the next full run writes them all
+                    _store_findings(s, prepared)
+                    continue
+                digest = _rows_digest(prepared)
+                if old is not None and old.sboms == sboms and old.rows_digest == digest:
+                    counts["releases_same"] = counts.get("releases_same", 0) + 1
+                    continue  # the same findings as the stored ones: left as they are
+                s.execute(delete(VulnFinding).where(VulnFinding.release_id == rid, VulnFinding.profile_id.is_(None)))
+                if old is None:
+                    s.add(VulnReleaseScan(release_id=rid, tenant_id=tid, sboms=sboms, run_id=plan.run_id, rows_digest=digest))
+                else:
+                    old.sboms, old.run_id, old.rows_digest = sboms, plan.run_id, digest
+                _store_findings(s, prepared)
             for pid, rows in profile_rows.items():
                 p = profiles.get(pid)
                 if p is None:
@@ -534,8 +556,9 @@ class Scanner:
             )  # fmt: skip
         return written
 
-    @staticmethod
+    @classmethod
     def _insert(
+        cls,
         s: Session,
         tid: int,
         compatible: str,
@@ -546,6 +569,20 @@ class Scanner:
         run_id: int,
         counts: dict[str, Any],
     ) -> None:
+        _store_findings(s, cls._prepare(tid, compatible, release_id, profile_id, rows, vex, run_id, counts))
+
+    @staticmethod
+    def _prepare(
+        tid: int,
+        compatible: str,
+        release_id: int | None,
+        profile_id: int | None,
+        rows: list[dict[str, Any]],
+        vex: dict[tuple[str, str, str], VexStatement],
+        run_id: int,
+        counts: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """The rows as stored: scope, run and the VEX statements applied (and counted)."""
         rows = [dict(r) for r in rows]
         apply_vex(rows, compatible, vex)
         for row in rows:
@@ -554,4 +591,4 @@ class Scanner:
             counts["affected"] += row["status"] == "affected"
             counts["kev"] += bool(row["kev"])
         counts["findings"] += len(rows)
-        _store_findings(s, rows)
+        return rows

@@ -28,6 +28,7 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.Integer(), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False, index=True),
         sa.Column("sboms", sa.Text(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=False),
+        sa.Column("rows_digest", sa.String(32)),
     )
     op.create_table(
         "vuln_profile_groups",
