@@ -65,7 +65,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -470,7 +469,7 @@ def main() -> None:
     from bulkhead.server.services.vuln_scan import Scanner
     from bulkhead.server.store import ArtifactStore
     from bulkhead.server.vuln_feeds import FEEDS, FeedStore
-    from bulkhead.server.vuln_models import VulnDeviceProfile, VulnFinding, VulnProfile
+    from bulkhead.server.vuln_models import VulnFinding, VulnProfile
 
     t: dict[str, float] = {}
     started = time.perf_counter()
@@ -565,10 +564,15 @@ def main() -> None:
         assert incr is not None
         print("  counts:", incr["counts"], flush=True)
 
-        def content() -> Counter[tuple[Any, ...]]:
-            cols = [c for c in VulnFinding.__table__.columns if c.name not in ("id", "run_id")]
-            with db.session() as s:
-                return Counter(tuple(r) for r in s.execute(select(*cols).where(VulnFinding.tenant_id == tid)))
+        def content() -> tuple[int, str]:
+            """The findings without row ids and runs, as a count and a digest computed by PostgreSQL."""
+            cols = [c.name for c in VulnFinding.__table__.columns if c.name not in ("id", "run_id")]
+            row = "concat_ws('~', " + ", ".join(f"coalesce({c}::text, '-')" for c in cols) + ")"
+            rows_sql = f"SELECT {row} AS x FROM vuln_findings WHERE tenant_id = %s"
+            sql = f"SELECT count(*), md5(string_agg(x, '|' ORDER BY x)) FROM ({rows_sql}) t"
+            with psycopg.connect(url.replace("+psycopg", "")) as conn:
+                n, digest = conn.execute(sql, (tid,)).fetchone() or (0, "")
+            return int(n), str(digest)
 
         after_incr = content()
         with timed(t, "full re-scan (day 2)"):
@@ -579,18 +583,10 @@ def main() -> None:
 
         # fleet exposure
         with db.session() as s:
-            F, DP = VulnFinding, VulnDeviceProfile
-            top = [
-                cve
-                for cve, _ in s.execute(
-                    select(F.cve, func.count(DP.device_id))
-                    .join(DP, DP.profile_id == F.profile_id)
-                    .where(F.tenant_id == tid, F.status == "affected")
-                    .group_by(F.cve)
-                    .order_by(func.count(DP.device_id).desc())
-                    .limit(50)
-                )
-            ]
+            F = VulnFinding
+            exposed = func.count(F.profile_id.distinct())  # the devices are spread evenly over the profiles
+            q = select(F.cve, exposed).where(F.tenant_id == tid, F.status == "affected", F.profile_id.is_not(None))
+            top = [cve for cve, _ in s.execute(q.group_by(F.cve).order_by(exposed.desc(), F.cve).limit(50))]
             exposed_max = 0
             lat = []
             for _ in range(4):
