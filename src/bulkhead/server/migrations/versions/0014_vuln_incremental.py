@@ -38,6 +38,11 @@ def upgrade() -> None:
         sa.Column("groups", sa.Text(), nullable=False),
         sa.Column("devices", sa.Integer(), nullable=False),
     )
+    # Counted now from the existing mapping, so exposure counts do not wait for the next scan.
+    op.execute(
+        "INSERT INTO vuln_profile_groups (tenant_id, profile_id, groups, devices) "
+        "SELECT tenant_id, profile_id, groups, count(*) FROM vuln_device_profiles GROUP BY tenant_id, profile_id, groups"
+    )
 
 
 def downgrade() -> None:
