@@ -57,6 +57,9 @@ def import_feed(
 def scan(
     ctx: typer.Context,
     devices_only: bool = typer.Option(False, "--devices-only", help="Only devices whose inventory no scan has seen yet"),
+    incremental: bool = typer.Option(
+        False, "--incremental", help="Only what changed since the last run: changed CVEs, new releases and inventories"
+    ),
     wait: bool = typer.Option(True, "--wait/--no-wait", help="Wait for the scan job to finish (default), or return at once"),
     timeout: float = typer.Option(600.0, "--timeout", help="With --wait: give up waiting after this many seconds"),
     json: bool = JsonOpt,
@@ -64,7 +67,8 @@ def scan(
     """Match the tenant's releases, device inventories and apps against the held feeds; the run is kept. The scan runs
     as a job on the server: this waits for it unless --no-wait (then follow it with `bulkhead vuln scans`)."""
     api = client(ctx)
-    run = api.request("POST", "/api/v1/vulnerabilities/scan", json={"kind": "devices" if devices_only else "full"})
+    kind = "devices" if devices_only else "incremental" if incremental else "full"
+    run = api.request("POST", "/api/v1/vulnerabilities/scan", json={"kind": kind})
     deadline = time.monotonic() + timeout
     delay = 0.2
     while wait and run.get("status") in ("queued", "running"):

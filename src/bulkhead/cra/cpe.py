@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = ["Cpe", "parse_cpe"]
 
@@ -26,6 +27,7 @@ def _unescape(value: str) -> str:
     return re.sub(r"\\(.)", r"\1", value).lower()
 
 
+@lru_cache(maxsize=1 << 16)  # a scan parses the same few thousand CPEs for every release it matches
 def parse_cpe(text: str) -> Cpe | None:
     """Parse `cpe:2.3:a:vendor:product:version:...` or `cpe:/a:vendor:product:version`; None if it is neither."""
     if text.startswith("cpe:2.3:"):

@@ -80,7 +80,8 @@ class Jobs:
     def _vuln_jobs(self, vulns: VulnService) -> None:
         """Vulnerability monitoring: feeds fetched and every tenant re-scanned daily, KEV hourly (an event for each CVE
         newly known exploited that affects a tenant), devices with a new inventory matched every ten minutes, and the
-        scans asked for through the API."""
+        feeds fetched again every four hours (a changed feed re-matches incrementally), and the scans asked for through
+        the API."""
 
         def daily() -> None:
             vulns.sync()
@@ -89,6 +90,9 @@ class Jobs:
         def kev() -> None:
             vulns.sync_kev()
             vulns.kev_all()
+
+        def sync() -> None:  # between the daily runs: a changed feed re-matches what it changed
+            vulns.sync(rescan=True)
 
         def devices() -> None:
             vulns.scan_all("devices")
@@ -102,6 +106,7 @@ class Jobs:
             "daily": self.huey.periodic_task(crontab(minute="17", hour="3"), name="vulns.daily")(daily),
             "kev": self.huey.periodic_task(crontab(minute="7"), name="vulns.kev")(kev),
             "devices": self.huey.periodic_task(crontab(minute="*/10"), name="vulns.devices")(devices),
+            "sync": self.huey.periodic_task(crontab(minute="47", hour="*/4"), name="vulns.sync")(sync),
         }
 
     def depth(self) -> tuple[int, int]:

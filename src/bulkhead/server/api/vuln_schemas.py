@@ -56,16 +56,18 @@ class FeedOut(Out):
 
 
 class ScanIn(BaseModel):
-    """What to scan: `full` (every release and device profile) or `devices` (only inventories no scan has seen)."""
+    """What to scan: `full` (every release and device profile), `incremental` (only what changed since the last full
+    or incremental run: changed vulnerabilities, new releases and inventories) or `devices` (only inventories no scan
+    has seen)."""
 
-    kind: Literal["full", "devices"] = "full"
+    kind: Literal["full", "incremental", "devices"] = "full"
 
 
 class ScanRunOut(Out):
     """One scan run, kept for good: when, the feed versions it read, and what it found."""
 
     id: int
-    kind: str = Field(description="full, devices or kev")
+    kind: str = Field(description="full, incremental, devices or kev")
     actor: str
     started_at: Time
     finished_at: Time | None

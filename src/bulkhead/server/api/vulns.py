@@ -64,9 +64,9 @@ async def import_feed(
 
 @router.post("/vulnerability-feeds/sync", response_model=list[vs.FeedOut])
 async def sync_feeds(who: Principal = Depends(principal), svc: Services = Depends(services)) -> list[dict[str, Any]]:
-    """Fetch every fetchable feed now (conditional, resumable); a failing feed keeps its data and says why. The server
-    administrator token."""
-    return await run_in_threadpool(_vulns(svc).sync, who)
+    """Fetch every fetchable feed now (conditional, resumable); a failing feed keeps its data and says why. When a feed
+    matching reads changed, every tenant is re-matched incrementally. The server administrator token."""
+    return await run_in_threadpool(_vulns(svc).sync, who, True)
 
 
 @router.post("/vulnerabilities/scan", response_model=vs.ScanQueued, status_code=202)

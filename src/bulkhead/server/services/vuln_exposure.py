@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from ..errors import Invalid, NotFound
 from ..models import Device, Release, ReleaseSbom
 from ..vuln_models import VexStatement, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
+from ..vuln_state_models import VulnProfileGroups
 from .device_list import json_array_has
 from .keyset import Page, Paged, keyset, paged
 from .vex_apply import stale_note
@@ -137,9 +138,10 @@ def _exposed_counts(s: Session, tid: int, scope: Scope, cves: list[str], profile
     pairs = s.execute(exposed.distinct()).all()
     if not pairs:
         return {}
-    if profiles is None:  # the whole tenant: every device of each profile
-        q = select(P.profile_id, func.count()).where(P.tenant_id == tid, P.profile_id.in_({pid for _, pid in pairs}))
-        profiles = {r[0]: r[1] for r in s.execute(q.group_by(P.profile_id))}
+    if profiles is None:  # the whole tenant: every device of each profile (as the last scan counted them)
+        G = VulnProfileGroups
+        q = select(G.profile_id, func.sum(G.devices)).where(G.tenant_id == tid, G.profile_id.in_({pid for _, pid in pairs}))
+        profiles = {r[0]: int(r[1]) for r in s.execute(q.group_by(G.profile_id))}
     out: Counter[str] = Counter()
     for cve, pid in pairs:
         if pid is not None:
@@ -156,13 +158,10 @@ def _names(raw: str | None) -> set[str]:
 
 
 def _profile_counts(s: Session, tid: int, profiles: Select[Any]) -> dict[int, list[tuple[str, int]]]:
-    """Per profile: how many devices it maps, by their group list (JSON text)."""
+    """Per profile: how many devices it maps, by their group list (JSON text), as the last scan counted them."""
     out: dict[int, list[tuple[str, int]]] = defaultdict(list)
-    q = (
-        select(P.profile_id, P.groups, func.count())
-        .where(P.tenant_id == tid, P.profile_id.in_(profiles))
-        .group_by(P.profile_id, P.groups)
-    )
+    G = VulnProfileGroups
+    q = select(G.profile_id, G.groups, G.devices).where(G.tenant_id == tid, G.profile_id.in_(profiles))
     for pid, raw, n in s.execute(q):
         out[pid].append((raw, n))
     return out
@@ -239,7 +238,11 @@ def _fixing_releases(s: Session, tid: int, cve: str) -> list[dict[str, Any]]:
         .where(F.tenant_id == tid, F.cve == cve, F.status == "affected", F.profile_id.is_(None))
         .group_by(F.compatible)
     ).all()
-    last_full = s.scalar(select(func.max(VulnScanRun.started_at)).where(VulnScanRun.tenant_id == tid, VulnScanRun.kind == "full"))
+    last_full = s.scalar(
+        select(func.max(VulnScanRun.started_at)).where(
+            VulnScanRun.tenant_id == tid, VulnScanRun.kind.in_(("full", "incremental"))
+        )
+    )
     out = []
     for compatible, last_affected in affected:
         later = None

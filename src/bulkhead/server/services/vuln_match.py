@@ -18,6 +18,7 @@ from packageurl import PackageURL
 
 from bulkhead.cra.components import read_inventory, read_sbom
 from bulkhead.cra.cpe import parse_cpe
+from bulkhead.cra.cve_digest import tracker_subset
 from bulkhead.cra.match_debian import debian_codename, is_debian, match_debian
 from bulkhead.cra.match_generic import match_generic
 from bulkhead.cra.model import Component, ComponentOrigin, Finding, Severity
@@ -34,9 +35,11 @@ __all__ = [
     "finding_rows",
     "inventory_key",
     "match",
+    "product_index",
     "profile_components",
     "release_components",
     "reported_apps",
+    "restricted",
 ]
 
 SEVERITY_RANK = {"unknown": 0, "none": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
@@ -146,16 +149,21 @@ def _products(record: VulnRecord) -> set[str]:
     return {PRODUCT_SYNONYMS.get(p, p) for p in products}
 
 
+def product_index(k: Knowledge) -> dict[str, list[VulnRecord]]:
+    """Product name -> the records naming it, in feed order."""
+    index: dict[str, list[VulnRecord]] = {}
+    for r in k.all_records():
+        for product in _products(r):
+            index.setdefault(product, []).append(r)
+    return index
+
+
 def candidate_records(components: Sequence[Component], k: Knowledge) -> list[VulnRecord]:
     """The records that can concern the components: those naming one of their products, and those their SBOM states
     something about. The product index is built once per Knowledge, so each release or profile reads only the few
     records it may match instead of the whole feed."""
     if k.by_product is None:
-        index: dict[str, list[VulnRecord]] = {}
-        for r in k.all_records():
-            for product in _products(r):
-                index.setdefault(product, []).append(r)
-        k.by_product = index
+        k.by_product = product_index(k)
     picked: dict[int, VulnRecord] = {}
     for c in components:
         for _, product in component_keys(c):
@@ -167,14 +175,47 @@ def candidate_records(components: Sequence[Component], k: Knowledge) -> list[Vul
     return list(picked.values())
 
 
-def match(components: Sequence[Component], k: Knowledge) -> list[Finding]:
-    """Every finding, at most one per component and CVE (the most severe status when two records disagree)."""
+def restricted(k: Knowledge, cves: set[str]) -> Knowledge:
+    """What the feeds say about these vulnerabilities only (records and tracker issues in their feed order, KEV and
+    EPSS as they are): matching against it gives, for these ids, exactly the findings matching against `k` gives,
+    since a finding depends only on what the feeds say about its own id."""
+    return Knowledge(
+        records={cve: rs for cve, rs in k.records.items() if cve in cves},
+        tracker=tracker_subset(k.tracker, cves) if k.tracker is not None else None,
+        kev=k.kev,
+        epss=k.epss,
+        versions=k.versions,
+        osv=k.osv,  # app findings of other ids are left out by the caller
+    )
+
+
+def _found(components: Sequence[Component], k: Knowledge) -> list[Finding]:
     debian = [c for c in components if is_debian(c)] if k.tracker is not None else []
     ids = {id(c) for c in debian}
     others = [c for c in components if id(c) not in ids]
     found = match_generic(others, candidate_records(others, k)) if k.records and others else []
     if k.tracker is not None and debian:
         found += match_debian(debian, k.tracker)
+    return found
+
+
+def match(components: Sequence[Component], k: Knowledge, memo: dict[Component, list[Finding]] | None = None) -> list[Finding]:
+    """Every finding, at most one per component and CVE (the most severe status when two records disagree).
+
+    With `memo` (one per Knowledge), each distinct component is matched once: a component's findings depend only on
+    it and the feeds, and a product's releases share most of their components."""
+    if memo is None:
+        return _best(_found(components, k))
+    todo = list({c: None for c in components if c not in memo})
+    if todo:
+        per: dict[Component, list[Finding]] = {c: [] for c in todo}
+        for f in _found(todo, k):
+            per[f.component].append(f)
+        memo.update(per)
+    return _best([f for c in components for f in memo[c]])
+
+
+def _best(found: Iterable[Finding]) -> list[Finding]:
     best: dict[tuple[str, str, str], Finding] = {}
     for f in found:
         key = (f.component.name, f.component.version, f.cve)

@@ -1,9 +1,16 @@
 """Scans: a tenant's releases and device profiles matched against the feeds, findings replaced, the run kept.
 
 A *full* scan maps devices whose inventory, OS version or groups changed to their profile, then re-matches every
-release with an SBOM and every profile in use. A *devices* scan only maps changed devices and matches the profiles
-no scan has seen yet (cheap: run often). KEV updates are in vuln_kev. Every run is a `vuln_scan_runs` row with the
-feed versions it read and its counts (what was known when).
+release with an SBOM and every profile in use. An *incremental* scan re-matches only what changed since the last
+full or incremental run: releases whose SBOMs are new and profiles no scan has seen (or whose release is new) are
+matched whole; every other release and profile is matched against the vulnerabilities whose feed data changed only
+(new, gone or different digest, `bulkhead.cra.cve_digest`, compared with `vuln_cve_digests`), and its findings of
+those vulnerabilities replaced; every other finding stays as it is. Its result equals a full run's. A *devices*
+scan only maps changed devices and matches the profiles no scan has seen yet (cheap: run often). KEV updates are in
+vuln_kev. Every run is a `vuln_scan_runs` row with the feed versions it read and its counts (what was known when).
+
+Parsed SBOM components are kept per process by the SBOMs' sha256s (an SBOM never changes under its sha256), so a
+re-scan matches without parsing SBOMs again.
 """
 
 from __future__ import annotations
@@ -12,8 +19,10 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Text, cast, delete, func, insert, or_, select
@@ -21,25 +30,41 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from bulkhead.cra.cve_digest import changed_ids, cve_digests, osv_digests, record_digests, tracker_digests
 from bulkhead.cra.errors import CraError
-from bulkhead.cra.model import Component
+from bulkhead.cra.model import Component, Finding
 
 from ..db import Database
 from ..models import App, Device, Release, ReleaseSbom, Tenant, utcnow
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore, Knowledge
 from ..vuln_models import AppSbom, VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
+from ..vuln_state_models import VulnCveDigest, VulnProfileGroups, VulnReleaseScan
 from .vex_apply import VexIndex
 from .vex_sbom import import_sbom_statements
 from .vuln_apps import app_finding_rows
 from .vuln_country import device_country
-from .vuln_match import debian_releases, finding_rows, inventory_key, match, profile_components, release_components
+from .vuln_match import (
+    debian_releases,
+    finding_rows,
+    inventory_key,
+    match,
+    product_index,
+    profile_components,
+    release_components,
+    restricted,
+)
 
-__all__ = ["Scanner", "apply_vex", "lock_tenant", "run_json"]
+__all__ = ["KINDS", "Scanner", "apply_vex", "lock_tenant", "run_json"]
 
 log = logging.getLogger(__name__)
 _BATCH = 500
 _CHUNK = 50  # releases or profiles matched and written together
+_CACHED_SBOMS = 1024  # releases' parsed components kept per process
+# An incremental run re-matches at most this many changed vulnerabilities; beyond, it matches everything (as fast,
+# and its result is the same).
+_MAX_CHANGED = 5000
+KINDS = ("full", "incremental", "devices")
 
 
 def run_json(r: VulnScanRun) -> dict[str, Any]:
@@ -75,6 +100,36 @@ def apply_vex(rows: list[dict[str, Any]], compatible: str, vex: VexIndex) -> Non
     vex.apply(rows, compatible)
 
 
+_FINDING_COLUMNS = [c.name for c in VulnFinding.__table__.columns if c.name != "id"]
+
+
+def _copy_in(s: Session, model: Any, columns: list[str], rows: list[dict[str, Any]]) -> None:
+    """Insert rows: with COPY on PostgreSQL (a full scan writes hundreds of thousands), else executemany."""
+    if not rows:
+        return
+    if s.get_bind().dialect.name != "postgresql":
+        s.execute(insert(model), rows)
+        return
+    raw = s.connection().connection.driver_connection
+    assert raw is not None
+    with raw.cursor() as cur, cur.copy(f"COPY {model.__tablename__} ({', '.join(columns)}) FROM STDIN") as copy:
+        for row in rows:
+            copy.write_row([row[c] for c in columns])
+
+
+_CONTENT_COLUMNS = [c for c in _FINDING_COLUMNS if c not in ("tenant_id", "release_id", "profile_id", "run_id")]
+
+
+def _rows_digest(rows: list[dict[str, Any]]) -> str:
+    """What a release's findings say (not which run wrote them): a full run leaves equal findings as they are."""
+    text = repr(sorted(tuple(str(r[c]) for c in _CONTENT_COLUMNS) for r in rows))
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def _store_findings(s: Session, rows: list[dict[str, Any]]) -> None:
+    _copy_in(s, VulnFinding, _FINDING_COLUMNS, rows)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """What a scan matches, read in its first short transaction."""
@@ -84,12 +139,20 @@ class _Plan:
     releases: dict[int, str]  # release id -> compatible: the releases whose own findings are re-matched
     shas: dict[int, list[str]]  # release id -> its SBOMs (those of the releases above and of the profiles' releases)
     profiles: dict[int, tuple[str, int | None, dict[str, Any]]]  # profile id -> compatible, release id, inventory
-    apps: dict[tuple[str, str], str]  # (app, version) -> its SBOM, for the apps the profiles above run
+    # Incremental runs: the releases and profiles re-matched for the changed vulnerabilities only.
+    delta_releases: dict[int, str] = field(default_factory=dict)
+    delta_profiles: dict[int, tuple[str, int | None, dict[str, Any]]] = field(default_factory=dict)
+    digests: dict[str, str] | None = None  # full and incremental runs: what the findings were matched against
+    apps: dict[tuple[str, str], str] = field(default_factory=dict)  # (app, version) -> its SBOM, for the profiles' apps
 
 
 class Scanner:
     def __init__(self, db: Database, store: ArtifactStore, feeds: FeedStore) -> None:
         self.db, self.store, self.feeds = db, store, feeds
+        self._lock = threading.Lock()
+        self._parsed: OrderedDict[tuple[str, ...], list[Component]] = OrderedDict()
+        self._digest_cache: dict[str, tuple[object, Any]] = {}
+        self._described: dict[str, tuple[object, ...]] = {}
 
     # -- device profiles -------------------------------------------------------------------------------------
     def map_devices(self, s: Session, tid: int) -> int:
@@ -157,20 +220,80 @@ class Scanner:
             s.execute(insert(P), rows)
         return len(stale)
 
+    @staticmethod
+    def _count_groups(s: Session, tid: int) -> None:
+        """Count the tenant's devices per profile and group list as now mapped (one set-based statement)."""
+        P, G = VulnDeviceProfile, VulnProfileGroups
+        s.execute(delete(G).where(G.tenant_id == tid))
+        counted = select(P.tenant_id, P.profile_id, P.groups, func.count()).where(P.tenant_id == tid)
+        s.execute(
+            insert(G).from_select(
+                ["tenant_id", "profile_id", "groups", "devices"], counted.group_by(P.tenant_id, P.profile_id, P.groups)
+            )
+        )
+
     # -- scans -----------------------------------------------------------------------------------------------
     def _components(self, release_id: int, shas: Sequence[str]) -> list[Component]:
+        """A release's components, parsed once per process for the same SBOMs (not kept when one cannot be read)."""
+        key = tuple(shas)
+        with self._lock:
+            if key in self._parsed:
+                self._parsed.move_to_end(key)
+                return self._parsed[key]
+        comps, complete = self._parse(release_id, shas)
+        if complete:
+            with self._lock:
+                self._parsed[key] = comps
+                while len(self._parsed) > _CACHED_SBOMS:
+                    self._parsed.popitem(last=False)
+        return comps
+
+    def _parse(self, release_id: int, shas: Sequence[str]) -> tuple[list[Component], bool]:
         docs = []
         for sha in shas:
             try:
                 with self.store.path(sha).open("rb") as f:
                     docs.append(json.load(f))
-            except (OSError, ValueError) as e:
+            except OSError as e:
+                log.warning("release %s: SBOM %s cannot be read: %s", release_id, sha, e)
+                return [], False
+            except ValueError as e:
                 log.warning("release %s: SBOM %s cannot be read: %s", release_id, sha, e)
         try:
-            return release_components(docs)
+            return release_components(docs), True
         except CraError as e:
             log.warning("release %s: SBOM not readable for matching: %s", release_id, e)
-            return []
+            return [], True
+
+    def knowledge(self, codenames: set[str]) -> tuple[Knowledge, dict[str, str]]:
+        """What the feeds say (for these Debian releases), its record index, and the digest of every vulnerability
+        it names: computed once per feed version in this process (a feed change costs its parse and digests once,
+        then every tenant's scan reuses them)."""
+        k = self.feeds.knowledge(codenames)
+
+        def sha(feed: str) -> str | None:
+            return (k.versions.get(feed) or {}).get("sha256")
+
+        def cached(name: str, key: object, make: Any) -> Any:
+            with self._lock:
+                hit = self._digest_cache.get(name)
+            if hit is not None and hit[0] == key:
+                return hit[1]
+            value = make()
+            with self._lock:
+                self._digest_cache[name] = (key, value)
+            return value
+
+        records_key = (sha("cve-records"), sha("cvelist"), len(k.records))
+        tracker_key = (sha("debian-tracker"), frozenset(codenames) if k.tracker is not None else None)
+        osv_key = sha("osv")
+        k.by_product = cached("index", records_key, lambda: product_index(k))
+        records = cached("records", records_key, lambda: record_digests(k.records))
+        tracker = cached("tracker", tracker_key, lambda: tracker_digests(k.tracker) if k.tracker is not None else {})
+        osv = cached("osv", osv_key, lambda: osv_digests(k.osv) if k.osv is not None else {})
+        every_key = (records_key, tracker_key, osv_key, sha("cisa-kev"), sha("first-epss"))
+        digests: dict[str, str] = cached("every", every_key, lambda: cve_digests(records, tracker, k.kev, k.epss, osv))
+        return k, digests
 
     def _app_components(self, key: tuple[str, str], sha: str) -> list[Component]:
         try:
@@ -197,57 +320,128 @@ class Scanner:
     def scan(
         self, tid: int, actor: str, kind: str = "full", min_gap: dt.timedelta | None = None, run_id: int | None = None
     ) -> dict[str, Any] | None:
-        """Scan one tenant (`full` or `devices`) and return the run; None when `min_gap` is given and a run of this
-        kind started less than that ago (a periodic job that several server processes each scheduled runs once).
+        """Scan one tenant (`full`, `incremental` or `devices`) and return the run; None when `min_gap` is given and a
+        run of this kind started less than that ago (a periodic job that several server processes each scheduled
+        runs once).
 
         No transaction is open while SBOMs and feeds are parsed and matched (on SQLite every transaction holds the
         database's write lock): a short one plans (maps devices, starts the run), then releases and profiles are
         matched and written _CHUNK at a time (so a fleet of many inventories never holds all its findings in memory),
-        and a last one closes the run. `run_id`: a queued run (see `queue`) that this scan is; a scan that fails
-        marks its run failed with the reason."""
+        and a last one closes the run (with the digests of what was matched, for the next incremental run). `run_id`:
+        a queued run (see `queue`) that this scan is; a scan that fails marks its run failed with the reason."""
+        if kind not in KINDS:
+            raise ValueError(f"scan kind must be one of {', '.join(KINDS)}, not {kind!r}")
         plan = self._plan(tid, actor, kind, min_gap, run_id)
         if plan is None:
             return None
         try:
-            return self._scan(tid, plan)
+            return self._scan(tid, kind, plan)
         except Exception as e:
             self.fail(plan.run_id, f"{type(e).__name__}: {e}")
             raise
 
-    def _scan(self, tid: int, plan: _Plan) -> dict[str, Any]:
+    def _scan(self, tid: int, kind: str, plan: _Plan) -> dict[str, Any]:
         comps = {rid: self._components(rid, shas) for rid, shas in plan.shas.items()}
         if plan.releases:  # what the SBOMs say (Yocto CVE_STATUS, VEX) as VEX records, under any person's statement
             with self.db.session() as s:
                 lock_tenant(s, tid)
                 import_sbom_statements(s, tid, {rid: (plan.releases[rid], comps.get(rid, [])) for rid in plan.releases})
         app_comps = {key: self._app_components(key, sha) for key, sha in plan.apps.items()}
+        every_profile = {**plan.profiles, **plan.delta_profiles}
 
         def of_profile(pid: int) -> list[Component]:
-            _, rel, inv = plan.profiles[pid]
+            _, rel, inv = every_profile[pid]
             return profile_components(comps.get(rel or 0, []), inv)
 
         codenames = set().union(*(debian_releases(c) for c in comps.values()))
-        for pid in plan.profiles:  # the profiles' components are made again per chunk below: only their codenames stay
+        for pid in every_profile:  # the profiles' components are made again per chunk below: only their codenames stay
             codenames |= debian_releases(of_profile(pid))
-        k = self.feeds.knowledge(codenames)
+        k, every_digest = self.knowledge(codenames)
         counts = {"releases": 0, "profiles": 0, "devices_mapped": plan.mapped, "findings": 0, "affected": 0, "kev": 0}
-        releases, profiles = sorted(plan.releases), sorted(plan.profiles)
-        for i in range(0, len(releases), _CHUNK):
-            rows = {rid: finding_rows(match(comps.get(rid, []), k), k) for rid in releases[i : i + _CHUNK]}
-            self._write(tid, plan, k, rows, {}, counts)
-        for i in range(0, len(profiles), _CHUNK):
-            rows = {
-                pid: finding_rows(match(of_profile(pid), k), k)
-                + app_finding_rows(plan.profiles[pid][2].get("apps") or {}, app_comps, k)
-                for pid in profiles[i : i + _CHUNK]
-            }
+        digests = every_digest if plan.digests is not None else None
+        releases, profiles = dict(plan.releases), dict(plan.profiles)
+        changed: set[str] = set()
+        if kind == "incremental":
+            assert digests is not None and plan.digests is not None
+            changed = changed_ids(plan.digests, digests)
+            if len(changed) > _MAX_CHANGED:  # nearly everything changed: match everything
+                releases.update(plan.delta_releases)
+                profiles.update(plan.delta_profiles)
+                counts["matched_everything"] = True
+            else:
+                counts.update(cves_changed=len(changed), releases_delta=0, profiles_delta=0)
+        # A profile without reported packages runs its release's components: the release's rows serve it too.
+        plain = {rel for _, rel, inv in every_profile.values() if rel is not None and not inv.get("packages")}
+        done: dict[tuple[int, int], list[dict[str, Any]]] = {}
+        # Each distinct component is matched, and each finding made a row, once per scan (and knowledge).
+        memos: dict[int, dict[Component, list[Finding]]] = {}
+        made: dict[int, dict[str, Any]] = {}
+
+        def rows_for(components: list[Component], kk: Knowledge) -> list[dict[str, Any]]:
+            out = []
+            for f in match(components, kk, memos.setdefault(id(kk), {})):
+                row = made.get(id(f))
+                if row is None:
+                    row = made[id(f)] = finding_rows([f], kk)[0]
+                out.append(row)
+            return out
+
+        def rows_of(rid: int, kk: Knowledge) -> list[dict[str, Any]]:
+            key = (id(kk), rid)
+            if key not in done:
+                done[key] = rows_for(comps.get(rid, []), kk)
+            return done[key] if rid in plain else done.pop(key)
+
+        def rows_of_profile(pid: int, kk: Knowledge, only: set[str] | None = None) -> list[dict[str, Any]]:
+            """The profile's findings: its OS components' and (OSV) those of the apps it runs."""
+            _, rel, inv = every_profile[pid]
+            plain_release = rel is not None and not inv.get("packages")
+            rows = rows_of(rel, kk) if plain_release and rel is not None else rows_for(of_profile(pid), kk)
+            apps = app_finding_rows(inv.get("apps") or {}, app_comps, kk)
+            if only is not None:  # an incremental run replaces only the changed vulnerabilities' findings
+                apps = [r for r in apps if r["cve"] in only]
+            return [*rows, *apps] if apps else rows
+
+        ids = sorted(releases)
+        for i in range(0, len(ids), _CHUNK):
+            rows = {rid: rows_of(rid, k) for rid in ids[i : i + _CHUNK]}
+            self._write(tid, plan, k, rows, {}, counts, releases=releases)
+        ids = sorted(profiles)
+        for i in range(0, len(ids), _CHUNK):
+            rows = {pid: rows_of_profile(pid, k) for pid in ids[i : i + _CHUNK]}
             self._write(tid, plan, k, {}, rows, counts)
+        done.clear()
+        memos.clear()
+        made.clear()
+        if kind == "incremental" and "matched_everything" not in counts and changed:
+            kd = restricted(k, changed)
+            ids = sorted(set(plan.delta_releases) - set(releases))
+            for i in range(0, len(ids), _CHUNK):
+                rows = {rid: rows_of(rid, kd) for rid in ids[i : i + _CHUNK]}
+                self._write(tid, plan, kd, rows, {}, counts, releases=plan.delta_releases, only=changed)
+            ids = sorted(set(plan.delta_profiles) - set(profiles))
+            for i in range(0, len(ids), _CHUNK):
+                rows = {pid: rows_of_profile(pid, kd, changed) for pid in ids[i : i + _CHUNK]}
+                self._write(tid, plan, kd, {}, rows, counts, only=changed)
         with self.db.session() as s:
+            if digests is not None and plan.digests is not None:
+                lock_tenant(s, tid)
+                self._store_digests(s, tid, plan.digests, digests)
             run = s.get(VulnScanRun, plan.run_id)
             assert run is not None
             run.feeds, run.counts, run.finished_at, run.status = k.versions, counts, utcnow(), "done"
             s.flush()
             return run_json(run)
+
+    @staticmethod
+    def _store_digests(s: Session, tid: int, before: dict[str, str], now: dict[str, str]) -> None:
+        """Keep what this run matched against: the digests that changed since the last run are replaced."""
+        D = VulnCveDigest
+        gone = sorted(changed_ids(before, now))
+        for i in range(0, len(gone), _BATCH):
+            s.execute(delete(D).where(D.tenant_id == tid, D.cve.in_(gone[i : i + _BATCH])))
+        rows = [{"tenant_id": tid, "cve": cve[:64], "digest": now[cve]} for cve in gone if cve in now]
+        _copy_in(s, D, ["tenant_id", "cve", "digest"], rows)
 
     def _plan(self, tid: int, actor: str, kind: str, min_gap: dt.timedelta | None, run_id: int | None = None) -> _Plan | None:
         with self.db.session() as s:
@@ -266,8 +460,12 @@ class Scanner:
                     ~select(VulnDeviceProfile.device_id).where(VulnDeviceProfile.profile_id == VulnProfile.id).exists(),
                 )
             )
+            self._count_groups(s, tid)
             profiles = list(s.scalars(select(VulnProfile).where(VulnProfile.tenant_id == tid)))
-            if kind == "full":
+            digests: dict[str, str] | None = None
+            if kind in ("full", "incremental"):
+                q_digests = select(VulnCveDigest.cve, VulnCveDigest.digest).where(VulnCveDigest.tenant_id == tid)
+                digests = {cve: digest for cve, digest in s.execute(q_digests)}
                 for p in profiles:  # a release uploaded after the devices reported its version
                     if p.release_id is None:
                         p.release_id = s.scalar(
@@ -275,26 +473,28 @@ class Scanner:
                                 Release.tenant_id == tid, Release.compatible == p.compatible, Release.version == p.os_version
                             )
                         )
+                        if p.release_id is not None:
+                            p.scanned_run_id = None  # its components changed: matched whole
                 todo = profiles
             else:
                 todo = [p for p in profiles if p.scanned_run_id is None]
             q = select(ReleaseSbom.release_id, ReleaseSbom.sha256, Release.compatible).join(
                 Release, Release.id == ReleaseSbom.release_id
             )
-            q = q.where(Release.tenant_id == tid).order_by(ReleaseSbom.release_id, ReleaseSbom.format)
-            if kind != "full":
+            q = q.where(Release.tenant_id == tid).order_by(ReleaseSbom.release_id, ReleaseSbom.format, ReleaseSbom.sha256)
+            if kind == "devices":
                 q = q.where(ReleaseSbom.release_id.in_({p.release_id for p in todo if p.release_id is not None}))
             shas: dict[int, list[str]] = {}
             releases: dict[int, str] = {}
             for rid, sha, compatible in s.execute(q):
                 shas.setdefault(rid, []).append(sha)
-                if kind == "full":
+                if kind != "devices":
                     releases[rid] = compatible
             wanted = {(a, v) for p in todo for a, v in ((p.inventory or {}).get("apps") or {}).items()}
             apps: dict[tuple[str, str], str] = {}
             if wanted:
-                q2 = select(App.name, App.version, AppSbom.sha256).join(AppSbom, AppSbom.app_id == App.id)
-                for name, version, sha in s.execute(q2.where(App.tenant_id == tid)):
+                q_apps = select(App.name, App.version, AppSbom.sha256).join(AppSbom, AppSbom.app_id == App.id)
+                for name, version, sha in s.execute(q_apps.where(App.tenant_id == tid)):
                     if (name, version) in wanted:
                         apps[(name, version)] = sha
             run = s.get(VulnScanRun, run_id) if run_id is not None else None
@@ -303,14 +503,17 @@ class Scanner:
                 s.add(run)
             run.status, run.started_at = "running", utcnow()
             s.flush()
-            return _Plan(
-                run.id,
-                mapped,
-                releases,
-                shas,
-                {p.id: (p.compatible, p.release_id, dict(p.inventory or {})) for p in todo},
-                apps,
-            )
+            whole = {p.id: (p.compatible, p.release_id, dict(p.inventory or {})) for p in todo}
+            if kind != "incremental" or not digests:  # no earlier run to compare with: everything is matched
+                return _Plan(run.id, mapped, releases, shas, whole, digests=digests, apps=apps)
+            q_matched = select(VulnReleaseScan.release_id, VulnReleaseScan.sboms).where(VulnReleaseScan.tenant_id == tid)
+            matched = {rid: sboms for rid, sboms in s.execute(q_matched)}
+            new = {rid: c for rid, c in releases.items() if matched.get(rid) != ",".join(shas[rid])}
+            delta = {rid: c for rid, c in releases.items() if rid not in new}
+            unseen = {p.id for p in todo if p.scanned_run_id is None}
+            fresh = {pid: v for pid, v in whole.items() if v[1] in new or pid in unseen}
+            rest = {pid: v for pid, v in whole.items() if pid not in fresh}
+            return _Plan(run.id, mapped, new, shas, fresh, delta_releases=delta, delta_profiles=rest, digests=digests, apps=apps)
 
     def _write(
         self,
@@ -319,35 +522,75 @@ class Scanner:
         k: Knowledge,
         release_rows: dict[int, list[dict[str, Any]]],
         profile_rows: dict[int, list[dict[str, Any]]],
-        counts: dict[str, int],
+        counts: dict[str, Any],
+        releases: dict[int, str] | None = None,
+        only: set[str] | None = None,
     ) -> None:
         """Replace the findings of some releases and profiles in one transaction (with the VEX statements as they are
-        now: one set while matching applies)."""
+        now: one set while matching applies); with `only`, just their findings of those vulnerabilities."""
+        compatible_of = releases if releases is not None else plan.releases
         with self.db.session() as s:
             lock_tenant(s, tid)
             vex = _vex_map(s, tid)
             existing = set(s.scalars(select(Release.id).where(Release.tenant_id == tid, Release.id.in_(release_rows))))
+            profiles = {p.id: p for p in s.scalars(select(VulnProfile).where(VulnProfile.id.in_(profile_rows)))}
+            if only is not None:
+                self._delete_of(
+                    s, tid, only, [r for r in release_rows if r in existing], [p for p in profile_rows if p in profiles]
+                )
+            scans = {
+                r.release_id: r for r in s.scalars(select(VulnReleaseScan).where(VulnReleaseScan.release_id.in_(release_rows)))
+            }
             for rid, rows in release_rows.items():
                 if rid not in existing:
                     continue  # deleted while it was matched
+                prepared = self._prepare(tid, compatible_of[rid], rid, None, rows, vex, plan.run_id, counts)
+                counts["releases" if only is None else "releases_delta"] += 1
+                old, sboms = scans.get(rid), ",".join(plan.shas.get(rid, []))
+                if only is not None:
+                    if old is not None:
+                        old.rows_digest = None  # part of its findings rewritten: the next full run writes them all
+                    _store_findings(s, prepared)
+                    continue
+                digest = _rows_digest(prepared)
+                if old is not None and old.sboms == sboms and old.rows_digest == digest:
+                    counts["releases_same"] = counts.get("releases_same", 0) + 1
+                    continue  # the same findings as the stored ones: left as they are
                 s.execute(delete(VulnFinding).where(VulnFinding.release_id == rid, VulnFinding.profile_id.is_(None)))
-                self._insert(s, tid, plan.releases[rid], rid, None, rows, vex, plan.run_id, counts)
-                counts["releases"] += 1
-            profiles = {p.id: p for p in s.scalars(select(VulnProfile).where(VulnProfile.id.in_(profile_rows)))}
+                if old is None:
+                    s.add(VulnReleaseScan(release_id=rid, tenant_id=tid, sboms=sboms, run_id=plan.run_id, rows_digest=digest))
+                else:
+                    old.sboms, old.run_id, old.rows_digest = sboms, plan.run_id, digest
+                _store_findings(s, prepared)
             for pid, rows in profile_rows.items():
                 p = profiles.get(pid)
                 if p is None:
                     continue  # no device uses it any more
-                s.execute(delete(VulnFinding).where(VulnFinding.profile_id == pid))
+                if only is None:
+                    s.execute(delete(VulnFinding).where(VulnFinding.profile_id == pid))
                 self._insert(s, tid, p.compatible, None, pid, rows, vex, plan.run_id, counts)  # scope: the profile only
                 p.scanned_run_id = plan.run_id
-                counts["profiles"] += 1
-            self._describe(s, {r["cve"] for rows in (*release_rows.values(), *profile_rows.values()) for r in rows}, k)
+                counts["profiles" if only is None else "profiles_delta"] += 1
+            described = self._describe(
+                s, {r["cve"] for rows in (*release_rows.values(), *profile_rows.values()) for r in rows}, k
+            )
+        with self._lock:  # committed: not written again by this process while it stays the same
+            self._described.update(described)
 
     @staticmethod
-    def _describe(s: Session, cves: set[str], k: Knowledge) -> None:
-        """Keep the description and dates of the CVEs found (the API shows them without reading the feeds)."""
+    def _delete_of(s: Session, tid: int, cves: set[str], releases: list[int], profiles: list[int]) -> None:
+        """Delete the findings of these vulnerabilities in these releases (their own) and profiles."""
+        F = VulnFinding
+        scope = or_(F.profile_id.in_(profiles), (F.profile_id.is_(None)) & F.release_id.in_(releases))
+        names = sorted(c[:64] for c in cves)
+        for i in range(0, len(names), _BATCH):
+            s.execute(delete(F).where(F.tenant_id == tid, F.cve.in_(names[i : i + _BATCH]), scope))
+
+    def _describe(self, s: Session, cves: set[str], k: Knowledge) -> dict[str, tuple[object, ...]]:
+        """Keep the description and dates of the CVEs found (the API shows them without reading the feeds); what
+        this process already wrote the same way is not written again. Returns what it writes."""
         rows = []
+        written: dict[str, tuple[object, ...]] = {}
         for cve in sorted(cves):
             records = k.records.get(cve, [])
             if not records:
@@ -355,6 +598,11 @@ class Scanner:
             description = next((r.description for r in records if r.description), None)
             published = next((r.published for r in records if r.published), None)
             updated = max((r.updated for r in records if r.updated), default=None)
+            key = (description, published, updated)
+            with self._lock:
+                if self._described.get(cve) == key:
+                    continue
+            written[cve] = key
             rows.append({"cve": cve, "description": description, "published": published, "updated": updated})
         upsert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
         for i in range(0, len(rows), _BATCH):
@@ -366,9 +614,11 @@ class Scanner:
                           "updated": stmt.excluded.updated},
                 )
             )  # fmt: skip
+        return written
 
-    @staticmethod
+    @classmethod
     def _insert(
+        cls,
         s: Session,
         tid: int,
         compatible: str,
@@ -377,8 +627,22 @@ class Scanner:
         rows: list[dict[str, Any]],
         vex: VexIndex,
         run_id: int,
-        counts: dict[str, int],
+        counts: dict[str, Any],
     ) -> None:
+        _store_findings(s, cls._prepare(tid, compatible, release_id, profile_id, rows, vex, run_id, counts))
+
+    @staticmethod
+    def _prepare(
+        tid: int,
+        compatible: str,
+        release_id: int | None,
+        profile_id: int | None,
+        rows: list[dict[str, Any]],
+        vex: VexIndex,
+        run_id: int,
+        counts: dict[str, Any],
+    ) -> list[dict[str, Any]]:
+        """The rows as stored: scope, run and the VEX statements applied (and counted)."""
         rows = [dict(r) for r in rows]
         apply_vex(rows, compatible, vex)
         for row in rows:
@@ -389,5 +653,4 @@ class Scanner:
             counts["affected"] += row["status"] == "affected"
             counts["kev"] += bool(row["kev"])
         counts["findings"] += len(rows)
-        if rows:
-            s.execute(insert(VulnFinding), rows)
+        return rows

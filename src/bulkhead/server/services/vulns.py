@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from bulkhead.cra.feed_errors import FeedError
+from bulkhead.cra.feed_state import load_state
 from bulkhead.cra.feeds import FeedSource, fetch, import_file
 
 from ..db import Database
@@ -30,7 +31,7 @@ from .auth import Principal
 from .keyset import Page, Paged, keyset, paged
 from .vuln_exposure import Scope, cve_devices, cve_exposure, cve_page, vex_json
 from .vuln_kev import apply_kev
-from .vuln_scan import Scanner, run_json
+from .vuln_scan import KINDS, Scanner, run_json
 
 __all__ = ["MAX_FEED_BYTES", "VulnService"]
 
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 MAX_FEED_BYTES = 2 << 30  # an imported feed file (the Debian tracker is about 70 MB, a CVE bulk export more)
 SYSTEM_ACTOR = "system:vuln-jobs"
 # A periodic scan skips a tenant whose last run of the kind started less than this ago.
-_MIN_GAP = {"full": dt.timedelta(hours=1), "devices": dt.timedelta(minutes=5)}
+_MIN_GAP = {"full": dt.timedelta(hours=1), "incremental": dt.timedelta(0), "devices": dt.timedelta(minutes=5)}
 
 
 def _cve(cve: str) -> str:
@@ -82,15 +83,21 @@ class VulnService:
             self.kev_all()
         return next(st for st in self.feeds.status() if st["name"] == name)
 
-    def sync(self, who: Principal | None = None) -> list[dict[str, Any]]:
-        """Fetch every fetchable feed now (conditional GETs); failures are in each feed's state, never raised."""
+    def sync(self, who: Principal | None = None, rescan: bool = False) -> list[dict[str, Any]]:
+        """Fetch every fetchable feed now (conditional GETs); failures are in each feed's state, never raised. With
+        `rescan` (the API's sync), every tenant is re-matched incrementally when a feed matching reads changed."""
         if who is not None:
             who.require_system()
+        changed = False
         for source in self.feeds.sources.values():
             if source.url:
+                before = load_state(self.feeds.directory, source.name).sha256
                 state = fetch(source, self.feeds.directory)
                 if state.last_error:
                     log.warning("feed %s: %s", source.name, state.last_error)
+                changed |= state.sha256 != before and source.name != "cisa-kev"  # KEV: vuln_kev's hourly update
+        if rescan and changed:
+            self.scan_all("incremental")
         return self.feeds.status()
 
     def sync_kev(self) -> None:
@@ -101,8 +108,8 @@ class VulnService:
         """Queue a scan of the caller's tenant as a job and return its run (state `queued`); without a job queue the
         scan runs now and the run returned is done."""
         who.require("operator")
-        if kind not in ("full", "devices"):
-            raise Invalid(f"scan kind must be full or devices, not {kind!r}")
+        if kind not in KINDS:
+            raise Invalid(f"scan kind must be full, incremental or devices, not {kind!r}")
         tid = who.require_tenant()
         actor = f"{who.kind}:{who.name}"
         run = self.scanner.queue(tid, actor, kind)

@@ -1,0 +1,50 @@
+"""What the last scans of a tenant matched against: incremental re-matching compares with it (migration 0014).
+
+Kept apart from vuln_models.py (same declarative Base). `vuln_cve_digests` holds, per tenant, the digest of what the
+feeds said about each vulnerability when its findings were last matched (`bulkhead.cra.cve_digest`);
+`vuln_release_scans` holds which SBOMs each release's findings were matched from. `vuln_profile_groups` counts the
+devices of each profile per group list, as every scan mapped them (fleet exposure reads these few rows instead of
+counting a large fleet's mapping on every query).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .models import Base
+
+__all__ = ["VulnCveDigest", "VulnProfileGroups", "VulnReleaseScan"]
+
+
+class VulnCveDigest(Base):
+    """What the feeds said about one vulnerability when a tenant's findings of it were last matched."""
+
+    __tablename__ = "vuln_cve_digests"
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    cve: Mapped[str] = mapped_column(String(64), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(32))
+
+
+class VulnReleaseScan(Base):
+    """The SBOMs (their sha256s, in order) a release's own findings were last matched from, by which run, and a digest
+    of those findings (a full run that finds the same leaves them as they are)."""
+
+    __tablename__ = "vuln_release_scans"
+    release_id: Mapped[int] = mapped_column(ForeignKey("releases.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    sboms: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[int] = mapped_column(Integer)
+    # What its findings said when last written whole (None after an incremental run rewrote some of them)
+    rows_digest: Mapped[str | None] = mapped_column(String(32))
+
+
+class VulnProfileGroups(Base):
+    """How many devices of a profile have one group list (JSON text), counted by the last scan's mapping."""
+
+    __tablename__ = "vuln_profile_groups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("vuln_profiles.id", ondelete="CASCADE"), index=True)
+    groups: Mapped[str] = mapped_column(Text)
+    devices: Mapped[int] = mapped_column(Integer)
