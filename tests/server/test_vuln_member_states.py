@@ -111,6 +111,12 @@ def _add_devices(db: Database, tid: int, start: int, n: int) -> None:
         Scanner.map_devices(cast(Any, None), s, tid)  # what a scan does first: every device to its profile
 
 
+def count_groups(db: Database, tid: int) -> None:
+    """What every scan does after mapping devices: count them per profile and group list (exposure reads that)."""
+    with db.session() as s:
+        Scanner._count_groups(s, tid)
+
+
 def test_the_breakdown_is_one_grouped_query_whatever_the_fleet_size(db: Database) -> None:
     tenant_name = f"ms-{uuid.uuid4().hex[:6]}"
     with db.session() as s:
@@ -119,6 +125,7 @@ def test_the_breakdown_is_one_grouped_query_whatever_the_fleet_size(db: Database
         s.flush()
         tid = t.id
     _add_devices(db, tid, 0, 1000)
+    count_groups(db, tid)
     with db.session() as s:
         run = VulnScanRun(tenant_id=tid, kind="full", actor="test", feeds={}, counts={})
         s.add(run)
@@ -139,6 +146,7 @@ def test_the_breakdown_is_one_grouped_query_whatever_the_fleet_size(db: Database
     small, statements = exposure()
     assert small["countries"] == {"DE": 200, "FR": 200, "IT": 200, "unknown": 400} and small["devices"] == 1000
     _add_devices(db, tid, 1000, 4000)
+    count_groups(db, tid)
     big, statements_big = exposure()
     assert big["countries"] == {"DE": 1000, "FR": 1000, "IT": 1000, "unknown": 2000} and big["devices"] == 5000
     assert statements_big == statements  # no statement per device: the counts come grouped from the database
