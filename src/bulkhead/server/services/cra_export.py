@@ -197,10 +197,10 @@ class _Gather:
         for sb in sboms:
             self.times.append(sb.created_at)
             file = self.store.path(sb.sha256)
-            self.members.append(
-                _file_member(f"{base}/sbom/uploaded-{_safe(sb.format)}.json", file, f"the {sb.format} SBOM as uploaded")
-            )
             try:
+                self.members.append(
+                    _file_member(f"{base}/sbom/uploaded-{_safe(sb.format)}.json", file, f"the {sb.format} SBOM as uploaded")
+                )
                 with file.open("rb") as f:
                     docs.append(json.load(f))
             except (OSError, ValueError) as e:
