@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json as jsonlib
 from pathlib import Path
 from typing import Any
@@ -219,3 +220,36 @@ def case_export(
         output.line(f"{_submission(submission)} of case {case_id} written to {out}")
     else:
         output.console.print(text, markup=False, highlight=False, soft_wrap=True, end="")
+
+
+@cra_app.command("export")
+def techdoc_export(
+    ctx: typer.Context,
+    product: str = typer.Option(..., "--product", help="The product's compatible"),
+    out: Path = typer.Option(..., "-o", "--out", help="The archive to write (a tar.gz)"),
+    json: bool = JsonOpt,
+) -> None:
+    """The product's technical documentation (CRA Annex VII) as one deterministic tar.gz with a manifest.json."""
+    c = client(ctx)
+    c.raw("GET", _product_path(product))  # an unknown product or a missing right is a clear error before any write
+    tmp = out.with_name(out.name + ".part")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with c.http.stream("GET", "/api/v1/cra/export", params={"product": product}) as resp:
+            if resp.status_code >= 400:
+                resp.read()
+                raise CliError(f"server answered {resp.status_code}: {resp.json().get('message') or resp.text}")
+            with tmp.open("wb") as f:
+                for chunk in resp.iter_bytes():
+                    f.write(chunk)
+                    digest.update(chunk)
+                    size += len(chunk)
+        tmp.replace(out)
+    except OSError as exc:
+        raise CliError(f"cannot write {out}: {exc}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    if json:
+        output.emit_json({"product": product, "path": str(out), "size": size, "sha256": digest.hexdigest()})
+    else:
+        output.line(f"technical documentation of {product} written to {out} ({size} bytes, sha256 {digest.hexdigest()})")

@@ -22,6 +22,7 @@ from bulkhead import __version__
 
 from .api import apps as apps_api
 from .api import cra as cra_api
+from .api import cra_export as cra_export_api
 from .api import ddi, device, management, meta, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
@@ -270,6 +271,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(meta.router)
     api.include_router(vulns_api.router)
     api.include_router(cra_api.router)
+    api.include_router(cra_export_api.router)
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:
