@@ -196,15 +196,15 @@ class NotificationService:
         return n
 
     def _cursor(self, s: Session, name: str) -> NotifyCursor:
-        c = s.get(NotifyCursor, name)
+        c = s.get(NotifyCursor, name, with_for_update=True)  # one process at a time moves a cursor
         if c is None:
-            c = NotifyCursor(name=name, position=0)
-            s.add(c)
             try:
-                s.flush()
+                with s.begin_nested():
+                    s.add(NotifyCursor(name=name, position=0))
             except IntegrityError:  # another process made it first
-                s.rollback()
-                c = s.get(NotifyCursor, name) or NotifyCursor(name=name, position=0)
+                pass
+            c = s.get(NotifyCursor, name, with_for_update=True)
+            assert c is not None
         return c
 
     def _advance(self, s: Session, cursor: NotifyCursor, model: type[AuditEvent] | type[DeviceEvent]) -> None:
