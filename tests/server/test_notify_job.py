@@ -1,4 +1,4 @@
-"""The notification job over a real, migrated SQLite database: webhooks to a real HTTP receiver (a thread with
+"""The notification job over a real, migrated database (SQLite and PostgreSQL): webhooks to a real HTTP receiver (a thread with
 http.server) with a valid HMAC signature, a retry after a 500, an e-mail to a real SMTP server (aiosmtpd), and an
 event of each kind reaching its subscriber once and nobody else. The clock is injected: retries need no sleeping."""
 
@@ -26,6 +26,7 @@ from bulkhead.server.services.auth import Principal
 from bulkhead.server.services.notifications import EVENT_KINDS, NotificationService
 from bulkhead.server.services.notify_send import SmtpConfig
 from bulkhead.server.services.vuln_kev import KEV_EVENT
+from tests.server.conftest import _pg_url
 
 
 class Clock:
@@ -77,9 +78,9 @@ class Mailbox:
         return "250 OK"
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> tuple[Database, Principal, Clock]:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, Principal, Clock]]:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}" if request.param == "sqlite" else _pg_url()  # a fresh database
     migrate(url)
     db = Database(url)
     with db.session() as s:
@@ -87,7 +88,8 @@ def env(tmp_path: Path) -> tuple[Database, Principal, Clock]:
         s.add(t)
         s.flush()
         tid = t.id
-    return db, Principal(kind="user", name="ada", tenant_id=tid, tenant="acme", role="admin"), Clock()
+    yield db, Principal(kind="user", name="ada", tenant_id=tid, tenant="acme", role="admin"), Clock()
+    db.dispose()
 
 
 def _audit(db: Database, tid: int | None, action: str, subject: str, **details: Any) -> None:
