@@ -223,6 +223,9 @@ def test_bad_subscriptions_are_refused(env: tuple[Database, Principal, Clock]) -
     for channel, target, events in [
         ("webhook", "ftp://example.com/x", ["rollout.paused"]),
         ("webhook", "file:///etc/passwd", ["rollout.paused"]),
+        ("webhook", "http://[", ["rollout.paused"]),
+        ("webhook", "http://", ["rollout.paused"]),
+        ("email", "a@example.com\nBcc: b@example.com", ["feed.failing"]),
         ("webhook", "https://example.com/x", ["rollout.exploded"]),
         ("webhook", "https://example.com/x", []),
         ("email", "not-an-address", ["feed.failing"]),

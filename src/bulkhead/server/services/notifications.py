@@ -11,6 +11,7 @@ state are looked at on every pass. A delivery is tried at once and, after a conn
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import secrets
 import uuid
@@ -18,6 +19,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -37,6 +39,8 @@ from .vuln_kev import KEV_EVENT
 
 __all__ = ["EVENT_KINDS", "MAX_ATTEMPTS", "NotificationService"]
 
+log = logging.getLogger(__name__)
+
 EVENT_KINDS = ("cra.case.deadline", "vuln.kev_exploited", "rollout.paused", "device.rolled_back", "feed.failing")
 MAX_ATTEMPTS = 5
 BACKOFF = dt.timedelta(seconds=30)  # before the 2nd attempt; doubled before each next one (30 s, 1, 2, 4 min)
@@ -52,6 +56,15 @@ FeedStatus = Callable[[], list[dict[str, Any]]]
 
 def _iso(t: dt.datetime | None) -> str | None:
     return t.isoformat() if t else None
+
+
+def _http_url(target: str) -> bool:
+    try:
+        parts = urlsplit(target)
+        httpx.URL(target)  # what the sender will parse
+        return parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except (ValueError, httpx.InvalidURL):
+        return False
 
 
 def _has(s: Session, sub_id: int, key: str) -> bool:
@@ -76,11 +89,10 @@ class NotificationService:
         tid = who.require_tenant()
         target = target.strip()
         if channel == "webhook":
-            parts = urlsplit(target)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
+            if not _http_url(target):
                 raise Invalid(f"webhook URL must be an http:// or https:// URL with a host, not {target!r}")
         elif channel == "email":
-            if not _EMAIL.match(target) or len(target) > 320:
+            if not _EMAIL.fullmatch(target) or len(target) > 320:
                 raise Invalid(f"{target!r} is not an e-mail address (name@example.com)")
         else:
             raise Invalid(f"channel must be webhook or email, not {channel!r}")
@@ -180,7 +192,13 @@ class NotificationService:
                     .limit(100)
                 )
             )
-        return sum(1 for did, at in due if self._attempt(did, now, at))
+        sent = 0
+        for did, at in due:
+            try:
+                sent += self._attempt(did, now, at)
+            except Exception:  # one bad delivery must not stop the others; it is tried again after its lease
+                log.exception("notification delivery %s", did)
+        return sent
 
     # -- event sources ----------------------------------------------------------------------------------------
     def _fanout(

@@ -64,7 +64,7 @@ def send_webhook(url: str, secret: str, delivery: str, kind: str, payload: dict[
     }
     try:
         r = httpx.post(url, content=body, headers=headers, timeout=TIMEOUT, follow_redirects=False)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
         return Outcome(False, None, f"{type(exc).__name__}: {exc}", retry=True)
     if 200 <= r.status_code < 300:
         return Outcome(True, r.status_code)
