@@ -14,12 +14,14 @@ from . import output
 from .client import LimitOpt
 from .errors import CliError
 from .manage import JsonOpt, client, show
+from .notify import notify_app
 
 cra_app = typer.Typer(help="CRA duties: products and support periods, Article 14 cases.", no_args_is_help=True)
 product_app = typer.Typer(help="Products (one per compatible): name, manufacturer, support end.", no_args_is_help=True)
 case_app = typer.Typer(help="Article 14 cases: awareness, deadlines, submissions.", no_args_is_help=True)
 cra_app.add_typer(product_app, name="product")
 cra_app.add_typer(case_app, name="case")
+cra_app.add_typer(notify_app, name="notify")
 
 _SUBMISSIONS = ("early_warning", "notification", "final_report")
 _CASE_COLUMNS = ["id", "kind", "state", "title", "awareness_at", "deadlines", "overdue", "assignee"]

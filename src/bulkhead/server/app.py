@@ -26,6 +26,7 @@ from .api import cra_export as cra_export_api
 from .api import ddi, device, management, meta, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
+from .api import notifications as notifications_api
 from .api import vulns as vulns_api
 from .api.contract import ERROR_RESPONSES, HTTP_ERROR_CODES, document_errors
 from .api.deps import Services
@@ -56,6 +57,8 @@ from .services.cra_products import ProductService
 from .services.ddi import DdiAuth, DdiService
 from .services.deltas import DeltaService
 from .services.devices import DeviceService
+from .services.notifications import NotificationService
+from .services.notify_send import SmtpConfig
 from .services.releases import MAX_SBOM_BYTES, ReleaseService
 from .services.reports import ReportService
 from .services.rollouts import RolloutService
@@ -186,6 +189,20 @@ def _docs(api: FastAPI) -> None:
         )
 
 
+def _smtp(settings: Settings) -> SmtpConfig | None:
+    """Where notification e-mails go (BULKHEAD_SMTP_*); None when no SMTP server is set."""
+    if not settings.smtp_host:
+        return None
+    return SmtpConfig(
+        settings.smtp_host,
+        settings.smtp_port,
+        settings.smtp_user,
+        settings.smtp_password,
+        settings.smtp_from,
+        settings.smtp_starttls,
+    )
+
+
 def create_app(settings: Settings) -> BulkheadApp:
     configure_logs(settings.log_format)
     start_process()
@@ -209,7 +226,8 @@ def create_app(settings: Settings) -> BulkheadApp:
         db, releases, secret, settings.delta_max_ratio, settings.data_dir, enqueue=lambda i: jobs.build_delta(i)
     )
     vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror, settings.osv_ecosystems))
-    jobs = Jobs(settings, rollout_svc, deltas, vulns)
+    notifications = NotificationService(db, _smtp(settings), vulns.feeds.status)
+    jobs = Jobs(settings, rollout_svc, deltas, vulns, notifications)
     cra_products = ProductService(db, settings.release_retention_years, settings.support_warning_days)
     releases.before_delete = cra_products.check_delete
     app_sboms = AppSbomService(db, store)
@@ -236,6 +254,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         cra_products,
         CaseService(db),
         app_sboms,
+        notifications,
     )
 
     @asynccontextmanager
@@ -272,6 +291,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(vulns_api.router)
     api.include_router(cra_api.router)
     api.include_router(cra_export_api.router)
+    api.include_router(notifications_api.router)
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:

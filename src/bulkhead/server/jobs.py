@@ -18,6 +18,7 @@ from huey.api import Huey
 from huey.consumer import Consumer
 
 from .services.deltas import DeltaService
+from .services.notifications import NotificationService
 from .services.rollouts import RolloutService
 from .services.vulns import VulnService
 from .settings import Settings
@@ -40,7 +41,12 @@ class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
 
 class Jobs:
     def __init__(
-        self, settings: Settings, rollouts: RolloutService, deltas: DeltaService | None = None, vulns: VulnService | None = None
+        self,
+        settings: Settings,
+        rollouts: RolloutService,
+        deltas: DeltaService | None = None,
+        vulns: VulnService | None = None,
+        notifications: NotificationService | None = None,
     ) -> None:
         self.huey: Huey = (
             RedisHuey("bulkhead", url=settings.jobs_url, results=False)
@@ -76,6 +82,9 @@ class Jobs:
 
         if vulns is not None:
             self._vuln_jobs(vulns)
+        if notifications is not None:
+            # New events into deliveries and due deliveries (re)tried, every minute (services/notifications.py).
+            self.huey.periodic_task(crontab(minute="*"), name="notify.run")(notifications.run)
 
     def _vuln_jobs(self, vulns: VulnService) -> None:
         """Vulnerability monitoring: feeds fetched and every tenant re-scanned daily, KEV hourly (an event for each CVE

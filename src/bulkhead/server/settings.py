@@ -50,6 +50,13 @@ class Settings(BaseModel):
     # The app ecosystems whose OSV.dev export the osv feed keeps (comma-separated OSV ecosystem names; empty: PyPI,
     # npm, Go, crates.io, Maven).
     osv_ecosystems: str | None = None
+    # Notifications by e-mail go through this SMTP server (unset: e-mail deliveries fail and say so; webhooks work).
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "bulkhead@localhost"
+    smtp_starttls: bool = False
 
     @field_validator("public_url")
     @classmethod
@@ -135,6 +142,12 @@ _ENV = {
     "release_retention_years": "BULKHEAD_RELEASE_RETENTION_YEARS",
     "support_warning_days": "BULKHEAD_SUPPORT_WARNING_DAYS",
     "osv_ecosystems": "BULKHEAD_OSV_ECOSYSTEMS",
+    "smtp_host": "BULKHEAD_SMTP_HOST",
+    "smtp_port": "BULKHEAD_SMTP_PORT",
+    "smtp_user": "BULKHEAD_SMTP_USER",
+    "smtp_password": "BULKHEAD_SMTP_PASSWORD",
+    "smtp_from": "BULKHEAD_SMTP_FROM",
+    "smtp_starttls": "BULKHEAD_SMTP_STARTTLS",
 }
 
 

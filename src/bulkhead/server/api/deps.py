@@ -19,6 +19,7 @@ from ..services.cra_products import ProductService
 from ..services.ddi import DdiAuth, DdiService
 from ..services.deltas import DeltaService
 from ..services.devices import DeviceService
+from ..services.notifications import NotificationService
 from ..services.releases import ReleaseService, Upload
 from ..services.reports import ReportService
 from ..services.rollouts import RolloutService
@@ -53,6 +54,7 @@ class Services:
     cra_products: ProductService | None = None
     cra_cases: CaseService | None = None
     app_sboms: AppSbomService | None = None
+    notifications: NotificationService | None = None
 
 
 def services(request: Request) -> Services:
