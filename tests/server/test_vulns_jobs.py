@@ -167,3 +167,28 @@ def test_daily_sync_and_rescan_hourly_kev_event_and_new_inventories(
         }
     assert statuses == {"affected"}
     json.dumps(status)  # the feed status is plain JSON for the API
+
+
+def test_a_scan_lost_with_a_stopped_server_is_marked_failed_not_left_queued(tmp_path: Path) -> None:
+    db, _jobs, vulns, tid = _setup(tmp_path, "http://127.0.0.1:9")
+    now = dt.datetime.now(dt.UTC)
+    with db.session() as s:
+        runs = [
+            VulnScanRun(tenant_id=tid, kind="full", actor="t", status=status, started_at=now - age)
+            for status, age in (
+                ("queued", dt.timedelta(hours=7)),  # its job was lost: the server stopped
+                ("running", dt.timedelta(hours=8)),  # the server stopped mid-scan
+                ("queued", dt.timedelta(minutes=5)),  # waiting for a busy queue: left alone
+                ("done", dt.timedelta(days=2)),
+            )
+        ]
+        s.add_all(runs)
+        s.flush()
+        ids = [r.id for r in runs]
+    assert vulns.fail_abandoned() == 2
+    with db.session() as s:
+        got = [s.get(VulnScanRun, i) for i in ids]
+        assert [r.status for r in got if r] == ["failed", "failed", "queued", "done"]
+        assert all("abandoned" in (r.error or "") and r.finished_at for r in got[:2] if r)
+    assert vulns.fail_abandoned() == 0
+    db.dispose()

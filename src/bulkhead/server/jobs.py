@@ -104,6 +104,7 @@ class Jobs:
             vulns.sync(rescan=True)
 
         def devices() -> None:
+            vulns.fail_abandoned()  # a queued scan lost with a stopped server does not stay "queued" for ever
             vulns.scan_all("devices")
 
         def scan(run_id: int) -> None:

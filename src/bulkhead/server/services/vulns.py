@@ -40,6 +40,8 @@ log = logging.getLogger(__name__)
 MAX_FEED_BYTES = 2 << 30  # an imported feed file (the Debian tracker is about 70 MB, a CVE bulk export more)
 SYSTEM_ACTOR = "system:vuln-jobs"
 # A periodic scan skips a tenant whose last run of the kind started less than this ago.
+# A run queued or running this long after it started was lost with a stopped server (see fail_abandoned).
+ABANDONED_AFTER = dt.timedelta(hours=6)
 _MIN_GAP = {"full": dt.timedelta(hours=1), "incremental": dt.timedelta(0), "devices": dt.timedelta(minutes=5)}
 
 
@@ -151,6 +153,24 @@ class VulnService:
     def _tenants(self) -> list[int]:
         with self.db.session() as s:
             return list(s.scalars(select(Tenant.id).order_by(Tenant.id)))
+
+    def fail_abandoned(self, older_than: dt.timedelta = ABANDONED_AFTER) -> int:
+        """Mark failed the runs still queued or running long after they started: their job was lost with a server
+        that stopped (a scan of a large tenant takes minutes, not hours). Returns how many."""
+        cutoff = dt.datetime.now(dt.UTC) - older_than
+        with self.db.session() as s:
+            runs = list(
+                s.scalars(
+                    select(VulnScanRun).where(VulnScanRun.status.in_(("queued", "running")), VulnScanRun.started_at < cutoff)
+                )
+            )
+            for run in runs:
+                run.status, run.finished_at = "failed", dt.datetime.now(dt.UTC)
+                run.error = (
+                    f"abandoned: still unfinished {older_than} after it started; the server stopped before it ran or "
+                    "finished (ask for a new scan: bulkhead vuln scan)"
+                )
+            return len(runs)
 
     def scan_all(self, kind: str = "full") -> None:
         """Every tenant (the periodic jobs): a failure in one tenant is logged and the others still run. A tenant
