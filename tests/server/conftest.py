@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from bulkhead.server.db import Database, migrate
 from tests.live import LiveServer, free_port, live_server
 
 __all__ = ["LiveServer", "free_port"]
@@ -39,3 +41,16 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
         env["BULKHEAD_DATABASE_URL"] = _pg_url()
     with live_server(data, env, http_server=http_server) as srv:
         yield srv
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database of each kind (SQLite in tmp_path; a fresh PostgreSQL database), for service-level tests."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    else:
+        url = "postgresql+psycopg://" + _pg_url().removeprefix("postgresql://")
+    migrate(url)
+    database = Database(url)
+    yield database
+    database.dispose()

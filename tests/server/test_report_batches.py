@@ -6,34 +6,20 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy import event, func, select, update
 
-from bulkhead.server.db import Database, migrate
+from bulkhead.server.db import Database
 from bulkhead.server.errors import Invalid, Unauthorized
 from bulkhead.server.models import Device, DeviceEvent, Tenant
 from bulkhead.server.security import hash_token
 from bulkhead.server.services.auth import Authenticator, Principal
 from bulkhead.server.services.reports import ReportService
 from bulkhead.server.services.rollouts import RolloutService
-from tests.server.conftest import LiveServer, _pg_url
+from tests.server.conftest import LiveServer
 
 INVENTORY = {"os_version": "1.0", "packages": [{"name": f"pkg{i}", "version": f"{i}.0"} for i in range(400)]}
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}" if request.param == "sqlite" else _pg_url()
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    migrate(url)
-    database = Database(url)
-    yield database
-    database.dispose()
 
 
 def _devices(db: Database, n: int) -> list[Principal]:

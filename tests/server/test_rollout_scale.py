@@ -8,7 +8,6 @@ In-process on the real services and a real database, once on SQLite and once on 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +26,6 @@ from bulkhead.server.services.rollout_plan import matches
 from bulkhead.server.services.rollout_sql import matching_devices
 from bulkhead.server.services.rollouts import RolloutService
 from bulkhead.server.settings import Settings
-from tests.server.conftest import _pg_url
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        url = "postgresql+psycopg://" + _pg_url().removeprefix("postgresql://")
-    migrate(url)
-    database = Database(url)
-    yield database
-    database.dispose()
 
 
 class Statements:

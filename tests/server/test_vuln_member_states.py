@@ -4,20 +4,18 @@ scans' device mapping, "unknown" for devices without one (or with a value that i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, cast
 
 import httpx
 import pytest
 from sqlalchemy import event, insert, select
 
-from bulkhead.server.db import Database, migrate
+from bulkhead.server.db import Database
 from bulkhead.server.models import Device, Tenant
 from bulkhead.server.services.vuln_exposure import cve_exposure
 from bulkhead.server.services.vuln_scan import Scanner
 from bulkhead.server.vuln_models import VulnFinding, VulnProfile, VulnScanRun
-from tests.server.conftest import LiveServer, _pg_url
+from tests.server.conftest import LiveServer
 from tests.server.test_schemas import Checker
 from tests.server.test_vulns import _feeds, checked
 from tests.server.vuln_fixtures import DEBIAN, OLD_SSL, Lab, debian_sbom, make_lab, release, report, scan
@@ -82,18 +80,6 @@ def test_exposure_is_broken_down_by_member_state(server: LiveServer, lab: Lab, c
 
 
 # -- set-based: the breakdown costs the same statements at any fleet size ------------------------------------------
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    else:
-        url = "postgresql+psycopg://" + _pg_url().removeprefix("postgresql://")
-    migrate(url)
-    database = Database(url)
-    yield database
-    database.dispose()
 
 
 COUNTRIES = ["DE", "FR", "it", "", "Germany"]

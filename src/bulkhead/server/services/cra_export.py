@@ -36,6 +36,7 @@ from ..vuln_models import VexStatement, VulnFinding, VulnScanRun
 from . import vex
 from .auth import Principal
 from .cra_cases import CaseService
+from .releases import release_json
 from .sbom_export import _merged
 from .vuln_match import release_components
 
@@ -176,23 +177,12 @@ class _Gather:
 
     def _release(self, r: Release) -> None:
         base = f"releases/{_safe(r.version)}-{r.id}"
+        sboms = list(self.s.scalars(select(ReleaseSbom).where(ReleaseSbom.release_id == r.id).order_by(ReleaseSbom.format)))
         self._add(
             f"{base}/release.json",
-            {
-                "id": r.id,
-                "compatible": r.compatible,
-                "version": r.version,
-                "description": r.description,
-                "build": r.build,
-                "format": r.format,
-                "sha256": r.sha256,
-                "size": r.size,
-                "signer": r.signer,
-                "created_at": _iso(r.created_at),
-            },
-            "the release as uploaded: bundle digest, signer, upload time",
+            release_json(r, sboms),  # as the API shows it
+            "the release as uploaded: bundle digest, signer, upload time, its SBOMs",
         )
-        sboms = list(self.s.scalars(select(ReleaseSbom).where(ReleaseSbom.release_id == r.id).order_by(ReleaseSbom.format)))
         docs = []
         for sb in sboms:
             self.times.append(sb.created_at)
