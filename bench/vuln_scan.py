@@ -395,6 +395,20 @@ def pg_admin() -> psycopg.Connection[Any]:
     return psycopg.connect(PG, autocommit=True)
 
 
+def drop_database(name: str) -> None:
+    """Drop the bench's database; FORCE cannot end another role's session (an autovacuum worker right after the
+    writes): then wait for it and drop without FORCE, saying so when that fails too (the results are still written)."""
+    for attempt in range(6):
+        try:
+            with pg_admin() as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name}" + (" WITH (FORCE)" if attempt == 0 else ""))
+            return
+        except psycopg.Error as e:
+            print(f"  dropping {name}: {e}; retrying", flush=True)
+            time.sleep(5)
+    print(f"  database {name} left behind: drop it with DROP DATABASE {name}", flush=True)
+
+
 def seed_devices(url: str, tid: int, profiles: list[tuple[int, str, str]], devices: int) -> None:
     """`devices` devices spread over the profiles (id, compatible, version), mapped to them, with set-based SQL."""
     n = len(profiles)
@@ -702,8 +716,7 @@ def main() -> None:
         if args.keep_db:
             print(f"kept database {name}")
         else:
-            with pg_admin() as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            drop_database(name)
     title = "Vulnerability scans: full and incremental re-scan, fleet exposure, per-SBOM scan vs sbom-cve-check"
     if args.no_write:
         print("\n".join(" | ".join(r) for r in rows))

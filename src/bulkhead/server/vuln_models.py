@@ -55,6 +55,7 @@ class VulnProfile(Base):
     scanned_run_id: Mapped[int | None] = mapped_column(Integer)
     # Per vulnerability id, a digest of the profile's stored findings (JSON text, migration 0018; vuln_scan.py)
     id_digests: Mapped[str | None] = mapped_column(Text, nullable=True)
+    stale_ids: Mapped[str | None] = mapped_column(Text, nullable=True)  # rewritten by incremental runs since
 
 
 class VulnDeviceProfile(Base):

@@ -40,6 +40,8 @@ class VulnReleaseScan(Base):
     # Per vulnerability id, a digest of its stored findings here (JSON text, migration 0018): a full run rewrites only
     # the ids whose digest changed. None: unknown (the next full run writes them all).
     id_digests: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The ids an incremental run rewrote since (JSON list): their digests are not known, the next full run writes them
+    stale_ids: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class VulnProfileGroups(Base):

@@ -8,7 +8,7 @@ matched whole; every other release and profile is matched against the vulnerabil
 those vulnerabilities replaced; every other finding stays as it is. Its result equals a full run's. A full run
 matches everything too, but writes only what changed: per release and profile it keeps a digest of the stored
 findings of each vulnerability id (`id_digests`, migration 0018) and deletes and writes only the rows of the ids whose
-digest differs (all rows when the digests are unknown). A *devices*
+digest differs or that an incremental run rewrote since (`stale_ids`; all rows when the digests are unknown). A *devices*
 scan only maps changed devices and matches the profiles no scan has seen yet (cheap: run often). KEV updates are in
 vuln_kev. Every run is a `vuln_scan_runs` row with the feed versions it read and its counts (what was known when).
 
@@ -143,6 +143,19 @@ def _load_digests(text: str | None) -> dict[str, str] | None:
 
 def _dump_digests(digests: dict[str, str]) -> str:
     return json.dumps(digests, separators=(",", ":"), sort_keys=True)
+
+
+def _load_stale(text: str | None) -> set[str]:
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        value = []
+    return {str(v) for v in value} if isinstance(value, list) else set()
+
+
+def _add_stale(text: str | None, ids: set[str]) -> str:
+    """The ids an incremental run rewrote, added to those rewritten since the last full write."""
+    return json.dumps(sorted(_load_stale(text) | ids), separators=(",", ":"))
 
 
 def _store_findings(s: Session, rows: list[dict[str, Any]]) -> None:
@@ -566,17 +579,17 @@ class Scanner:
                 prepared = self._prepare(tid, compatible_of[rid], rid, None, rows, vex, plan.run_id, counts)
                 counts["releases" if only is None else "releases_delta"] += 1
                 old, sboms = scans.get(rid), ",".join(plan.shas.get(rid, []))
-                now = _id_digests(prepared)
                 if only is not None:
                     if old is not None:
                         old.rows_digest = None
-                        before = _load_digests(old.id_digests)
-                        if before is not None:  # the digests of the ids rewritten here follow
-                            old.id_digests = _dump_digests(self._merge_digests(before, now, only))
+                        if old.id_digests is not None:  # their digests are no longer known: the next full run writes them
+                            old.stale_ids = _add_stale(old.stale_ids, only)
                     _store_findings(s, prepared)
                     continue
+                now = _id_digests(prepared)
                 same = self._write_changed(
                     s, tid, prepared, now, _load_digests(old.id_digests) if old is not None else None,
+                    _load_stale(old.stale_ids) if old is not None else set(),
                     (VulnFinding.release_id == rid) & VulnFinding.profile_id.is_(None), counts,
                 )  # fmt: skip
                 if same:
@@ -590,6 +603,7 @@ class Scanner:
                     )  # fmt: skip
                 elif not same:
                     old.sboms, old.run_id, old.rows_digest, old.id_digests = sboms, plan.run_id, None, _dump_digests(now)
+                    old.stale_ids = None
                 elif old.sboms != sboms:
                     old.sboms = sboms
             for pid, rows in profile_rows.items():
@@ -597,16 +611,16 @@ class Scanner:
                 if p is None:
                     continue  # no device uses it any more
                 prepared = self._prepare(tid, p.compatible, None, pid, rows, vex, plan.run_id, counts)  # the profile only
-                now = _id_digests(prepared)
-                before = _load_digests(p.id_digests)
                 if only is not None:
                     _store_findings(s, prepared)
-                    if before is not None:
-                        p.id_digests = _dump_digests(self._merge_digests(before, now, only))
+                    if p.id_digests is not None:
+                        p.stale_ids = _add_stale(p.stale_ids, only)
                 else:
-                    if self._write_changed(s, tid, prepared, now, before, VulnFinding.profile_id == pid, counts):
+                    now = _id_digests(prepared)
+                    before, stale = _load_digests(p.id_digests), _load_stale(p.stale_ids)
+                    if self._write_changed(s, tid, prepared, now, before, stale, VulnFinding.profile_id == pid, counts):
                         counts["profiles_same"] = counts.get("profiles_same", 0) + 1
-                    p.id_digests = _dump_digests(now)
+                    p.id_digests, p.stale_ids = _dump_digests(now), None
                 p.scanned_run_id = plan.run_id
                 counts["profiles" if only is None else "profiles_delta"] += 1
             described = self._describe(
@@ -616,32 +630,27 @@ class Scanner:
             self._described.update(described)
 
     @staticmethod
-    def _merge_digests(before: dict[str, str], now: dict[str, str], only: set[str]) -> dict[str, str]:
-        """The digests after an incremental run rewrote the findings of the ids in `only`."""
-        merged = {cve: d for cve, d in before.items() if cve not in only}
-        merged.update(now)
-        return merged
-
-    @staticmethod
     def _write_changed(
         s: Session,
         tid: int,
         prepared: list[dict[str, Any]],
         now: dict[str, str],
         before: dict[str, str] | None,
+        stale: set[str],
         scope: Any,
         counts: dict[str, Any],
     ) -> bool:
         """Make a release's or profile's stored findings (`scope`) the `prepared` rows. With the digests of the stored
-        rows known, only the rows of the ids whose digest differs are deleted and written (the rest are already the
-        same); else all. Returns whether nothing had to be written."""
+        rows known, only the rows of the ids whose digest differs, or that an incremental run rewrote since (`stale`),
+        are deleted and written (the rest are already the same); else all. Returns whether nothing had to be
+        written."""
         F = VulnFinding
         if before is None:
             s.execute(delete(F).where(scope))
             _store_findings(s, prepared)
             counts["rows_written"] = counts.get("rows_written", 0) + len(prepared)
             return False
-        diff = {cve for cve in before.keys() | now.keys() if before.get(cve) != now.get(cve)}
+        diff = {cve for cve in before.keys() | now.keys() if before.get(cve) != now.get(cve)} | stale
         if not diff:
             return True
         names = sorted(c[:64] for c in diff)
