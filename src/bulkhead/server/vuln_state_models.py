@@ -39,7 +39,7 @@ class VulnReleaseScan(Base):
     rows_digest: Mapped[str | None] = mapped_column(String(32))
     # Per vulnerability id, a digest of its stored findings here (JSON text, migration 0018): a full run rewrites only
     # the ids whose digest changed. None: unknown (the next full run writes them all).
-    id_digests: Mapped[str | None] = mapped_column(Text, nullable=True)
+    id_digests: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
     # The ids an incremental run rewrote since (JSON list): their digests are not known, the next full run writes them
     stale_ids: Mapped[str | None] = mapped_column(Text, nullable=True)
 

@@ -31,7 +31,7 @@ from typing import Any
 from sqlalchemy import Text, cast, delete, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from bulkhead.cra.cve_digest import changed_ids, cve_digests, osv_digests, record_digests, tracker_digests
 from bulkhead.cra.errors import CraError
@@ -565,14 +565,18 @@ class Scanner:
             lock_tenant(s, tid)
             vex = _vex_map(s, tid)
             existing = set(s.scalars(select(Release.id).where(Release.tenant_id == tid, Release.id.in_(release_rows))))
-            profiles = {p.id: p for p in s.scalars(select(VulnProfile).where(VulnProfile.id.in_(profile_rows)))}
+            # The per-id digests (large) are read only by a full write; an incremental one leaves them unloaded.
+            q_profiles = select(VulnProfile).where(VulnProfile.id.in_(profile_rows))
+            q_scans = select(VulnReleaseScan).where(VulnReleaseScan.release_id.in_(release_rows))
+            if only is None:
+                q_profiles = q_profiles.options(undefer(VulnProfile.id_digests))
+                q_scans = q_scans.options(undefer(VulnReleaseScan.id_digests))
+            profiles = {p.id: p for p in s.scalars(q_profiles)}
             if only is not None:
                 self._delete_of(
                     s, tid, only, [r for r in release_rows if r in existing], [p for p in profile_rows if p in profiles]
                 )
-            scans = {
-                r.release_id: r for r in s.scalars(select(VulnReleaseScan).where(VulnReleaseScan.release_id.in_(release_rows)))
-            }
+            scans = {r.release_id: r for r in s.scalars(q_scans)}
             for rid, rows in release_rows.items():
                 if rid not in existing:
                     continue  # deleted while it was matched
@@ -582,8 +586,8 @@ class Scanner:
                 if only is not None:
                     if old is not None:
                         old.rows_digest = None
-                        if old.id_digests is not None:  # their digests are no longer known: the next full run writes them
-                            old.stale_ids = _add_stale(old.stale_ids, only)
+                        # their digests are no longer known: the next full run writes them
+                        old.stale_ids = _add_stale(old.stale_ids, only)
                     _store_findings(s, prepared)
                     continue
                 now = _id_digests(prepared)
@@ -613,8 +617,7 @@ class Scanner:
                 prepared = self._prepare(tid, p.compatible, None, pid, rows, vex, plan.run_id, counts)  # the profile only
                 if only is not None:
                     _store_findings(s, prepared)
-                    if p.id_digests is not None:
-                        p.stale_ids = _add_stale(p.stale_ids, only)
+                    p.stale_ids = _add_stale(p.stale_ids, only)
                 else:
                     now = _id_digests(prepared)
                     before, stale = _load_digests(p.id_digests), _load_stale(p.stale_ids)
