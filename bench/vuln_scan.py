@@ -507,6 +507,7 @@ def main() -> None:
     url = PG.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + name
     rows: list[list[str]] = [["measurement", "result", "goal"]]
     notes: list[str] = []
+    db: Database | None = None
     try:
         migrate(url)
         db = Database(url)
@@ -716,6 +717,8 @@ def main() -> None:
         if args.keep_db:
             print(f"kept database {name}")
         else:
+            if db is not None:
+                db.dispose()  # its pooled connections would keep the database in use
             drop_database(name)
     title = "Vulnerability scans: full and incremental re-scan, fleet exposure, per-SBOM scan vs sbom-cve-check"
     if args.no_write:
