@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from bulkhead.cra.feeds import import_file
 from bulkhead.server.db import Database, migrate
@@ -29,8 +29,8 @@ from bulkhead.server.models import Device, Release, ReleaseSbom, Tenant
 from bulkhead.server.services.vuln_scan import Scanner
 from bulkhead.server.store import ArtifactStore
 from bulkhead.server.vuln_feeds import CVE_RECORDS, FEEDS, FeedStore
-from bulkhead.server.vuln_models import VulnFinding, VulnScanRun
-from bulkhead.server.vuln_state_models import VulnCveDigest
+from bulkhead.server.vuln_models import VulnFinding, VulnProfile, VulnScanRun
+from bulkhead.server.vuln_state_models import VulnCveDigest, VulnReleaseScan
 from tests.conftest import SHARED
 from tests.server.conftest import _pg_url
 from tests.server.test_vulns_jobs import EPSS, _setup, feed_server  # noqa: F401 (feed_server: a fixture)
@@ -151,6 +151,16 @@ def _content(rows: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
     return Counter(tuple(sorted((k, v) for k, v in r.items() if k not in ("id", "run_id"))) for r in rows)
 
 
+def _from_scratch(f: Fleet) -> dict[str, Any]:
+    """A full run that knows nothing of the stored findings (no per-id digests): it rewrites every row."""
+    with f.db.session() as s:
+        s.execute(update(VulnReleaseScan).where(VulnReleaseScan.tenant_id == f.tid).values(id_digests=None))
+        s.execute(update(VulnProfile).where(VulnProfile.tenant_id == f.tid).values(id_digests=None))
+    run = f.scan("full")
+    assert run["counts"]["rows_written"] == run["counts"]["findings"] == len(f.findings())
+    return run
+
+
 def _fleet(db: Database, tmp_path: Path) -> Fleet:
     if not (SHARED / "cve").is_dir():
         pytest.skip(f"shared testdata not found: {SHARED}")
@@ -197,9 +207,42 @@ def test_an_incremental_run_after_a_feed_change_ends_where_a_full_run_does(db: D
     assert {r["cve"] for r in kept.values()}.isdisjoint(changed)
     assert {r["id"] for r in before.values() if r["cve"] not in changed} == set(kept)
 
-    full = f.scan("full")  # the same data, matched from scratch
+    full = f.scan("full")  # the same data, matched again: only the ids the incremental run rewrote are written again
     assert _content(f.findings()) == _content(after)
     assert full["counts"]["findings"] == len(after)
+    again = [r for r in f.findings() if r["run_id"] == full["id"]]
+    assert {r["cve"] for r in again} <= changed and full["counts"]["rows_written"] == len(again) < len(after)
+    assert f.scan("full")["counts"].get("rows_written", 0) == 0  # then nothing is left to rewrite
+    _from_scratch(f)  # and a run that rewrites every row finds the same
+    assert _content(f.findings()) == _content(after)
+
+
+def test_a_full_run_after_a_feed_change_rewrites_only_the_changed_ids_rows(db: Database, tmp_path: Path) -> None:
+    f = _fleet(db, tmp_path)
+    first = f.scan("full")
+    assert first["counts"]["rows_written"] == first["counts"]["findings"]  # nothing stored yet: every row written
+    before = {r["id"]: r for r in f.findings()}
+
+    records, tracker = _next_day(tmp_path)
+    f.feed("cve-records", records)
+    f.feed("debian-tracker", tracker)
+    full = f.scan("full")
+    after = f.findings()
+    changed = {CHANGED_RECORD, GONE_RECORD, NEW_RECORD, CHANGED_ISSUE}
+    written = [r for r in after if r["run_id"] == full["id"]]
+    # Only the rows of the changed ids were deleted and written again (in releases and profiles) ...
+    assert written and {r["cve"] for r in written} <= changed and NEW_RECORD in {r["cve"] for r in written}
+    assert full["counts"]["rows_written"] == len(written) < full["counts"]["findings"] == len(after)
+    assert GONE_RECORD not in {r["cve"] for r in after}
+    # ... every other row (and those of a changed id that found the same in a release or profile) is the very row the
+    # first run wrote ...
+    kept = {r["id"]: r for r in after if r["run_id"] == first["id"]}
+    assert {i for i, r in before.items() if r["cve"] not in changed} <= set(kept)
+    assert len(kept) + len(written) == len(after)
+    assert all(before[i] == r for i, r in kept.items())
+    # ... and the findings are exactly those of a full run that rewrites everything.
+    _from_scratch(f)
+    assert _content(f.findings()) == _content(after)
 
 
 def test_an_incremental_run_with_nothing_changed_touches_nothing(db: Database, tmp_path: Path) -> None:

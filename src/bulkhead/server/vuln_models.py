@@ -53,6 +53,9 @@ class VulnProfile(Base):
     inventory: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id", ondelete="SET NULL"))
     scanned_run_id: Mapped[int | None] = mapped_column(Integer)
+    # Per vulnerability id, a digest of the profile's stored findings (JSON text, migration 0018; vuln_scan.py)
+    id_digests: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
+    stale_ids: Mapped[str | None] = mapped_column(Text, nullable=True)  # rewritten by incremental runs since
 
 
 class VulnDeviceProfile(Base):

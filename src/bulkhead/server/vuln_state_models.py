@@ -37,6 +37,11 @@ class VulnReleaseScan(Base):
     run_id: Mapped[int] = mapped_column(Integer)
     # What its findings said when last written whole (None after an incremental run rewrote some of them)
     rows_digest: Mapped[str | None] = mapped_column(String(32))
+    # Per vulnerability id, a digest of its stored findings here (JSON text, migration 0018): a full run rewrites only
+    # the ids whose digest changed. None: unknown (the next full run writes them all).
+    id_digests: Mapped[str | None] = mapped_column(Text, nullable=True, deferred=True)
+    # The ids an incremental run rewrote since (JSON list): their digests are not known, the next full run writes them
+    stale_ids: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class VulnProfileGroups(Base):

@@ -5,7 +5,10 @@ release with an SBOM and every profile in use. An *incremental* scan re-matches 
 full or incremental run: releases whose SBOMs are new and profiles no scan has seen (or whose release is new) are
 matched whole; every other release and profile is matched against the vulnerabilities whose feed data changed only
 (new, gone or different digest, `bulkhead.cra.cve_digest`, compared with `vuln_cve_digests`), and its findings of
-those vulnerabilities replaced; every other finding stays as it is. Its result equals a full run's. A *devices*
+those vulnerabilities replaced; every other finding stays as it is. Its result equals a full run's. A full run
+matches everything too, but writes only what changed: per release and profile it keeps a digest of the stored
+findings of each vulnerability id (`id_digests`, migration 0018) and deletes and writes only the rows of the ids whose
+digest differs or that an incremental run rewrote since (`stale_ids`; all rows when the digests are unknown). A *devices*
 scan only maps changed devices and matches the profiles no scan has seen yet (cheap: run often). KEV updates are in
 vuln_kev. Every run is a `vuln_scan_runs` row with the feed versions it read and its counts (what was known when).
 
@@ -28,7 +31,7 @@ from typing import Any
 from sqlalchemy import Text, cast, delete, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from bulkhead.cra.cve_digest import changed_ids, cve_digests, osv_digests, record_digests, tracker_digests
 from bulkhead.cra.errors import CraError
@@ -120,10 +123,39 @@ def _copy_in(s: Session, model: Any, columns: list[str], rows: list[dict[str, An
 _CONTENT_COLUMNS = [c for c in _FINDING_COLUMNS if c not in ("tenant_id", "release_id", "profile_id", "run_id")]
 
 
-def _rows_digest(rows: list[dict[str, Any]]) -> str:
-    """What a release's findings say (not which run wrote them): a full run leaves equal findings as they are."""
-    text = repr(sorted(tuple(str(r[c]) for c in _CONTENT_COLUMNS) for r in rows))
-    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+def _id_digests(rows: list[dict[str, Any]]) -> dict[str, str]:
+    """Per vulnerability id, what its rows say (not which run wrote them)."""
+    by_id: dict[str, list[tuple[str, ...]]] = {}
+    for r in rows:
+        by_id.setdefault(r["cve"], []).append(tuple(str(r[c]) for c in _CONTENT_COLUMNS))
+    return {cve: hashlib.blake2b(repr(sorted(v)).encode(), digest_size=8).hexdigest() for cve, v in by_id.items()}
+
+
+def _load_digests(text: str | None) -> dict[str, str] | None:
+    if not text:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _dump_digests(digests: dict[str, str]) -> str:
+    return json.dumps(digests, separators=(",", ":"), sort_keys=True)
+
+
+def _load_stale(text: str | None) -> set[str]:
+    try:
+        value = json.loads(text) if text else []
+    except ValueError:
+        value = []
+    return {str(v) for v in value} if isinstance(value, list) else set()
+
+
+def _add_stale(text: str | None, ids: set[str]) -> str:
+    """The ids an incremental run rewrote, added to those rewritten since the last full write."""
+    return json.dumps(sorted(_load_stale(text) | ids), separators=(",", ":"))
 
 
 def _store_findings(s: Session, rows: list[dict[str, Any]]) -> None:
@@ -533,14 +565,18 @@ class Scanner:
             lock_tenant(s, tid)
             vex = _vex_map(s, tid)
             existing = set(s.scalars(select(Release.id).where(Release.tenant_id == tid, Release.id.in_(release_rows))))
-            profiles = {p.id: p for p in s.scalars(select(VulnProfile).where(VulnProfile.id.in_(profile_rows)))}
+            # The per-id digests (large) are read only by a full write; an incremental one leaves them unloaded.
+            q_profiles = select(VulnProfile).where(VulnProfile.id.in_(profile_rows))
+            q_scans = select(VulnReleaseScan).where(VulnReleaseScan.release_id.in_(release_rows))
+            if only is None:
+                q_profiles = q_profiles.options(undefer(VulnProfile.id_digests))
+                q_scans = q_scans.options(undefer(VulnReleaseScan.id_digests))
+            profiles = {p.id: p for p in s.scalars(q_profiles)}
             if only is not None:
                 self._delete_of(
                     s, tid, only, [r for r in release_rows if r in existing], [p for p in profile_rows if p in profiles]
                 )
-            scans = {
-                r.release_id: r for r in s.scalars(select(VulnReleaseScan).where(VulnReleaseScan.release_id.in_(release_rows)))
-            }
+            scans = {r.release_id: r for r in s.scalars(q_scans)}
             for rid, rows in release_rows.items():
                 if rid not in existing:
                     continue  # deleted while it was matched
@@ -549,26 +585,45 @@ class Scanner:
                 old, sboms = scans.get(rid), ",".join(plan.shas.get(rid, []))
                 if only is not None:
                     if old is not None:
-                        old.rows_digest = None  # part of its findings rewritten: the next full run writes them all
+                        old.rows_digest = None
+                        # their digests are no longer known: the next full run writes them
+                        old.stale_ids = _add_stale(old.stale_ids, only)
                     _store_findings(s, prepared)
                     continue
-                digest = _rows_digest(prepared)
-                if old is not None and old.sboms == sboms and old.rows_digest == digest:
+                now = _id_digests(prepared)
+                same = self._write_changed(
+                    s, tid, prepared, now, _load_digests(old.id_digests) if old is not None else None,
+                    _load_stale(old.stale_ids) if old is not None else set(),
+                    (VulnFinding.release_id == rid) & VulnFinding.profile_id.is_(None), counts,
+                )  # fmt: skip
+                if same:
                     counts["releases_same"] = counts.get("releases_same", 0) + 1
-                    continue  # the same findings as the stored ones: left as they are
-                s.execute(delete(VulnFinding).where(VulnFinding.release_id == rid, VulnFinding.profile_id.is_(None)))
                 if old is None:
-                    s.add(VulnReleaseScan(release_id=rid, tenant_id=tid, sboms=sboms, run_id=plan.run_id, rows_digest=digest))
-                else:
-                    old.sboms, old.run_id, old.rows_digest = sboms, plan.run_id, digest
-                _store_findings(s, prepared)
+                    s.add(
+                        VulnReleaseScan(
+                            release_id=rid, tenant_id=tid, sboms=sboms, run_id=plan.run_id, rows_digest=None,
+                            id_digests=_dump_digests(now),
+                        )
+                    )  # fmt: skip
+                elif not same:
+                    old.sboms, old.run_id, old.rows_digest, old.id_digests = sboms, plan.run_id, None, _dump_digests(now)
+                    old.stale_ids = None
+                elif old.sboms != sboms:
+                    old.sboms = sboms
             for pid, rows in profile_rows.items():
                 p = profiles.get(pid)
                 if p is None:
                     continue  # no device uses it any more
-                if only is None:
-                    s.execute(delete(VulnFinding).where(VulnFinding.profile_id == pid))
-                self._insert(s, tid, p.compatible, None, pid, rows, vex, plan.run_id, counts)  # scope: the profile only
+                prepared = self._prepare(tid, p.compatible, None, pid, rows, vex, plan.run_id, counts)  # the profile only
+                if only is not None:
+                    _store_findings(s, prepared)
+                    p.stale_ids = _add_stale(p.stale_ids, only)
+                else:
+                    now = _id_digests(prepared)
+                    before, stale = _load_digests(p.id_digests), _load_stale(p.stale_ids)
+                    if self._write_changed(s, tid, prepared, now, before, stale, VulnFinding.profile_id == pid, counts):
+                        counts["profiles_same"] = counts.get("profiles_same", 0) + 1
+                    p.id_digests, p.stale_ids = _dump_digests(now), None
                 p.scanned_run_id = plan.run_id
                 counts["profiles" if only is None else "profiles_delta"] += 1
             described = self._describe(
@@ -576,6 +631,39 @@ class Scanner:
             )
         with self._lock:  # committed: not written again by this process while it stays the same
             self._described.update(described)
+
+    @staticmethod
+    def _write_changed(
+        s: Session,
+        tid: int,
+        prepared: list[dict[str, Any]],
+        now: dict[str, str],
+        before: dict[str, str] | None,
+        stale: set[str],
+        scope: Any,
+        counts: dict[str, Any],
+    ) -> bool:
+        """Make a release's or profile's stored findings (`scope`) the `prepared` rows. With the digests of the stored
+        rows known, only the rows of the ids whose digest differs, or that an incremental run rewrote since (`stale`),
+        are deleted and written (the rest are already the same); else all. Returns whether nothing had to be
+        written."""
+        F = VulnFinding
+        if before is None:
+            s.execute(delete(F).where(scope))
+            _store_findings(s, prepared)
+            counts["rows_written"] = counts.get("rows_written", 0) + len(prepared)
+            return False
+        diff = {cve for cve in before.keys() | now.keys() if before.get(cve) != now.get(cve)} | stale
+        if not diff:
+            return True
+        names = sorted(c[:64] for c in diff)
+        for i in range(0, len(names), _BATCH):
+            s.execute(delete(F).where(F.tenant_id == tid, scope, F.cve.in_(names[i : i + _BATCH])))
+        rows = [r for r in prepared if r["cve"] in diff]
+        _store_findings(s, rows)
+        counts["rows_written"] = counts.get("rows_written", 0) + len(rows)
+        counts["ids_rewritten"] = counts.get("ids_rewritten", 0) + len(diff)
+        return False
 
     @staticmethod
     def _delete_of(s: Session, tid: int, cves: set[str], releases: list[int], profiles: list[int]) -> None:
@@ -615,21 +703,6 @@ class Scanner:
                 )
             )  # fmt: skip
         return written
-
-    @classmethod
-    def _insert(
-        cls,
-        s: Session,
-        tid: int,
-        compatible: str,
-        release_id: int | None,
-        profile_id: int | None,
-        rows: list[dict[str, Any]],
-        vex: VexIndex,
-        run_id: int,
-        counts: dict[str, Any],
-    ) -> None:
-        _store_findings(s, cls._prepare(tid, compatible, release_id, profile_id, rows, vex, run_id, counts))
 
     @staticmethod
     def _prepare(
