@@ -269,7 +269,10 @@ class BodyLimits:
         try:
             replay = await self._check(scope, receive)
         except _Refused as exc:
-            await send_error(send, exc.status, exc.code, exc.message)
+            # A body left unread (past the drain below) ends the connection: say so, so a client opens a new one for
+            # its next request instead of reusing one the server is about to close.
+            close = [(b"connection", b"close")] if exc.unread else None
+            await send_error(send, exc.status, exc.code, exc.message, close)
             if exc.unread:
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(_drain(receive), _DRAIN_SECONDS)
