@@ -57,6 +57,15 @@ from .vuln_match import (
     release_components,
     restricted,
 )
+from .vuln_rows import (
+    add_stale,
+    copy_in,
+    dump_digests,
+    id_digests,
+    load_digests,
+    load_stale,
+    store_findings,
+)
 
 __all__ = ["KINDS", "Scanner", "apply_vex", "lock_tenant", "run_json"]
 
@@ -101,65 +110,6 @@ def _vex_map(s: Session, tid: int) -> VexIndex:
 def apply_vex(rows: list[dict[str, Any]], compatible: str, vex: VexIndex) -> None:
     """Set each row's effective status from the VEX statement that applies to it (vex_apply has the rules)."""
     vex.apply(rows, compatible)
-
-
-_FINDING_COLUMNS = [c.name for c in VulnFinding.__table__.columns if c.name != "id"]
-
-
-def _copy_in(s: Session, model: Any, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    """Insert rows: with COPY on PostgreSQL (a full scan writes hundreds of thousands), else executemany."""
-    if not rows:
-        return
-    if s.get_bind().dialect.name != "postgresql":
-        s.execute(insert(model), rows)
-        return
-    raw = s.connection().connection.driver_connection
-    assert raw is not None
-    with raw.cursor() as cur, cur.copy(f"COPY {model.__tablename__} ({', '.join(columns)}) FROM STDIN") as copy:
-        for row in rows:
-            copy.write_row([row[c] for c in columns])
-
-
-_CONTENT_COLUMNS = [c for c in _FINDING_COLUMNS if c not in ("tenant_id", "release_id", "profile_id", "run_id")]
-
-
-def _id_digests(rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Per vulnerability id, what its rows say (not which run wrote them)."""
-    by_id: dict[str, list[tuple[str, ...]]] = {}
-    for r in rows:
-        by_id.setdefault(r["cve"], []).append(tuple(str(r[c]) for c in _CONTENT_COLUMNS))
-    return {cve: hashlib.blake2b(repr(sorted(v)).encode(), digest_size=8).hexdigest() for cve, v in by_id.items()}
-
-
-def _load_digests(text: str | None) -> dict[str, str] | None:
-    if not text:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _dump_digests(digests: dict[str, str]) -> str:
-    return json.dumps(digests, separators=(",", ":"), sort_keys=True)
-
-
-def _load_stale(text: str | None) -> set[str]:
-    try:
-        value = json.loads(text) if text else []
-    except ValueError:
-        value = []
-    return {str(v) for v in value} if isinstance(value, list) else set()
-
-
-def _add_stale(text: str | None, ids: set[str]) -> str:
-    """The ids an incremental run rewrote, added to those rewritten since the last full write."""
-    return json.dumps(sorted(_load_stale(text) | ids), separators=(",", ":"))
-
-
-def _store_findings(s: Session, rows: list[dict[str, Any]]) -> None:
-    _copy_in(s, VulnFinding, _FINDING_COLUMNS, rows)
 
 
 @dataclass(frozen=True)
@@ -473,7 +423,7 @@ class Scanner:
         for i in range(0, len(gone), _BATCH):
             s.execute(delete(D).where(D.tenant_id == tid, D.cve.in_(gone[i : i + _BATCH])))
         rows = [{"tenant_id": tid, "cve": cve[:64], "digest": now[cve]} for cve in gone if cve in now]
-        _copy_in(s, D, ["tenant_id", "cve", "digest"], rows)
+        copy_in(s, D, ["tenant_id", "cve", "digest"], rows)
 
     def _plan(self, tid: int, actor: str, kind: str, min_gap: dt.timedelta | None, run_id: int | None = None) -> _Plan | None:
         with self.db.session() as s:
@@ -587,13 +537,13 @@ class Scanner:
                     if old is not None:
                         old.rows_digest = None
                         # their digests are no longer known: the next full run writes them
-                        old.stale_ids = _add_stale(old.stale_ids, only)
-                    _store_findings(s, prepared)
+                        old.stale_ids = add_stale(old.stale_ids, only)
+                    store_findings(s, prepared)
                     continue
-                now = _id_digests(prepared)
+                now = id_digests(prepared)
                 same = self._write_changed(
-                    s, tid, prepared, now, _load_digests(old.id_digests) if old is not None else None,
-                    _load_stale(old.stale_ids) if old is not None else set(),
+                    s, tid, prepared, now, load_digests(old.id_digests) if old is not None else None,
+                    load_stale(old.stale_ids) if old is not None else set(),
                     (VulnFinding.release_id == rid) & VulnFinding.profile_id.is_(None), counts,
                 )  # fmt: skip
                 if same:
@@ -602,11 +552,11 @@ class Scanner:
                     s.add(
                         VulnReleaseScan(
                             release_id=rid, tenant_id=tid, sboms=sboms, run_id=plan.run_id, rows_digest=None,
-                            id_digests=_dump_digests(now),
+                            id_digests=dump_digests(now),
                         )
                     )  # fmt: skip
                 elif not same:
-                    old.sboms, old.run_id, old.rows_digest, old.id_digests = sboms, plan.run_id, None, _dump_digests(now)
+                    old.sboms, old.run_id, old.rows_digest, old.id_digests = sboms, plan.run_id, None, dump_digests(now)
                     old.stale_ids = None
                 elif old.sboms != sboms:
                     old.sboms = sboms
@@ -616,14 +566,14 @@ class Scanner:
                     continue  # no device uses it any more
                 prepared = self._prepare(tid, p.compatible, None, pid, rows, vex, plan.run_id, counts)  # the profile only
                 if only is not None:
-                    _store_findings(s, prepared)
-                    p.stale_ids = _add_stale(p.stale_ids, only)
+                    store_findings(s, prepared)
+                    p.stale_ids = add_stale(p.stale_ids, only)
                 else:
-                    now = _id_digests(prepared)
-                    before, stale = _load_digests(p.id_digests), _load_stale(p.stale_ids)
+                    now = id_digests(prepared)
+                    before, stale = load_digests(p.id_digests), load_stale(p.stale_ids)
                     if self._write_changed(s, tid, prepared, now, before, stale, VulnFinding.profile_id == pid, counts):
                         counts["profiles_same"] = counts.get("profiles_same", 0) + 1
-                    p.id_digests, p.stale_ids = _dump_digests(now), None
+                    p.id_digests, p.stale_ids = dump_digests(now), None
                 p.scanned_run_id = plan.run_id
                 counts["profiles" if only is None else "profiles_delta"] += 1
             described = self._describe(
@@ -650,7 +600,7 @@ class Scanner:
         F = VulnFinding
         if before is None:
             s.execute(delete(F).where(scope))
-            _store_findings(s, prepared)
+            store_findings(s, prepared)
             counts["rows_written"] = counts.get("rows_written", 0) + len(prepared)
             return False
         diff = {cve for cve in before.keys() | now.keys() if before.get(cve) != now.get(cve)} | stale
@@ -660,7 +610,7 @@ class Scanner:
         for i in range(0, len(names), _BATCH):
             s.execute(delete(F).where(F.tenant_id == tid, scope, F.cve.in_(names[i : i + _BATCH])))
         rows = [r for r in prepared if r["cve"] in diff]
-        _store_findings(s, rows)
+        store_findings(s, rows)
         counts["rows_written"] = counts.get("rows_written", 0) + len(rows)
         counts["ids_rewritten"] = counts.get("ids_rewritten", 0) + len(diff)
         return False
