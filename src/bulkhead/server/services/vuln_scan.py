@@ -408,7 +408,7 @@ class Scanner:
         with self.db.session() as s:
             if digests is not None and plan.digests is not None:
                 lock_tenant(s, tid)
-                self._store_digests(s, tid, plan.digests, digests)
+                self._store_digests(s, tid, plan.digests, digests, changed if kind == "incremental" else None)
             run = s.get(VulnScanRun, plan.run_id)
             assert run is not None
             run.feeds, run.counts, run.finished_at, run.status = k.versions, counts, utcnow(), "done"
@@ -416,10 +416,13 @@ class Scanner:
             return run_json(run)
 
     @staticmethod
-    def _store_digests(s: Session, tid: int, before: dict[str, str], now: dict[str, str]) -> None:
-        """Keep what this run matched against: the digests that changed since the last run are replaced."""
+    def _store_digests(
+        s: Session, tid: int, before: dict[str, str], now: dict[str, str], changed: set[str] | None = None
+    ) -> None:
+        """Keep what this run matched against: the digests that changed since the last run (`changed` when the
+        caller already knows them) are replaced."""
         D = VulnCveDigest
-        gone = sorted(changed_ids(before, now))
+        gone = sorted(changed if changed is not None else changed_ids(before, now))
         for i in range(0, len(gone), _BATCH):
             s.execute(delete(D).where(D.tenant_id == tid, D.cve.in_(gone[i : i + _BATCH])))
         rows = [{"tenant_id": tid, "cve": cve[:64], "digest": now[cve]} for cve in gone if cve in now]
@@ -527,6 +530,7 @@ class Scanner:
                     s, tid, only, [r for r in release_rows if r in existing], [p for p in profile_rows if p in profiles]
                 )
             scans = {r.release_id: r for r in s.scalars(q_scans)}
+            pending: list[dict[str, Any]] = []  # an incremental write's rows: one COPY per chunk, not one per scope
             for rid, rows in release_rows.items():
                 if rid not in existing:
                     continue  # deleted while it was matched
@@ -538,7 +542,7 @@ class Scanner:
                         old.rows_digest = None
                         # their digests are no longer known: the next full run writes them
                         old.stale_ids = add_stale(old.stale_ids, only)
-                    store_findings(s, prepared)
+                    pending += prepared
                     continue
                 now = id_digests(prepared)
                 same = self._write_changed(
@@ -566,7 +570,7 @@ class Scanner:
                     continue  # no device uses it any more
                 prepared = self._prepare(tid, p.compatible, None, pid, rows, vex, plan.run_id, counts)  # the profile only
                 if only is not None:
-                    store_findings(s, prepared)
+                    pending += prepared
                     p.stale_ids = add_stale(p.stale_ids, only)
                 else:
                     now = id_digests(prepared)
@@ -576,6 +580,7 @@ class Scanner:
                     p.id_digests, p.stale_ids = dump_digests(now), None
                 p.scanned_run_id = plan.run_id
                 counts["profiles" if only is None else "profiles_delta"] += 1
+            store_findings(s, pending)
             described = self._describe(
                 s, {r["cve"] for rows in (*release_rows.values(), *profile_rows.values()) for r in rows}, k
             )
