@@ -9,8 +9,10 @@ latency 130-140 ms at a p50 of 21 ms; with start-up's objects frozen and the you
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["tune_gc"]
+__all__ = ["paused_gc", "tune_gc"]
 
 YOUNG_THRESHOLD = 50_000  # allocations (net) of container objects between collections of the youngest generation
 
@@ -23,3 +25,17 @@ def tune_gc() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_THRESHOLD, middle, old)
+
+
+@contextmanager
+def paused_gc() -> Iterator[None]:
+    """No cyclic garbage collection while a bulk of acyclic data is built (a feed of 50,000 CVE records is about a
+    million objects: with collections on, every young collection re-walks what was built so far, and parsing took 3x
+    as long). Reference counting still frees everything; collections resume, as they were, at the end."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

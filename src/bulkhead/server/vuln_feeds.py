@@ -37,6 +37,8 @@ from bulkhead.cra.nvd import parse_nvd_cve, parse_nvd_response
 from bulkhead.cra.osv_feed import OsvIndex, load_osv_index, parse_ecosystems
 from bulkhead.cra.vulnrecord import VulnRecord
 
+from .heap import paused_gc
+
 __all__ = ["CVE_RECORDS", "FEEDS", "FeedStore", "Knowledge", "OsvIndex", "load_records", "mirrored"]
 
 
@@ -164,7 +166,8 @@ class FeedStore:
         with self._lock:
             if key in self._cache:
                 return self._cache[key]
-        value = loader(path)
+        with paused_gc():  # a feed is a million acyclic objects
+            value = loader(path)
         with self._lock:
             for k in [k for k in self._cache if k[0] == name]:
                 del self._cache[k]  # one copy per feed: the previous version's data goes

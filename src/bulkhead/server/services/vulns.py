@@ -22,6 +22,7 @@ from bulkhead.cra.feeds import FeedSource, fetch, import_file
 
 from ..db import Database
 from ..errors import Invalid, NotFound, Unprocessable
+from ..heap import paused_gc
 from ..models import Tenant
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore
@@ -76,7 +77,8 @@ class VulnService:
         if source is None:
             raise NotFound(f"unknown feed {name!r}; the feeds are {', '.join(self.feeds.sources)}")
         try:
-            import_file(source, self.feeds.directory, path)
+            with paused_gc():  # parsing a feed builds a million acyclic objects
+                import_file(source, self.feeds.directory, path)
         except FeedError as e:
             raise Unprocessable(str(e)) from None
         with self.db.session() as s:
@@ -94,7 +96,8 @@ class VulnService:
         for source in self.feeds.sources.values():
             if source.url:
                 before = load_state(self.feeds.directory, source.name).sha256
-                state = fetch(source, self.feeds.directory)
+                with paused_gc():
+                    state = fetch(source, self.feeds.directory)
                 if state.last_error:
                     log.warning("feed %s: %s", source.name, state.last_error)
                 changed |= state.sha256 != before and source.name != "cisa-kev"  # KEV: vuln_kev's hourly update
