@@ -43,6 +43,7 @@ from .delivery.counters import ByteCounter
 from .edge import Edge
 from .errors import ServerError
 from .heap import tune_gc
+from .job_claims import PeriodicClaims
 from .jobs import Jobs
 from .limits import BodyLimits, BodyRule
 from .logs import configure as configure_logs
@@ -227,7 +228,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     )
     vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror, settings.osv_ecosystems))
     notifications = NotificationService(db, _smtp(settings), vulns.feeds.status)
-    jobs = Jobs(settings, rollout_svc, deltas, vulns, notifications)
+    jobs = Jobs(settings, rollout_svc, deltas, vulns, notifications, PeriodicClaims(db))
     cra_products = ProductService(db, settings.release_retention_years, settings.support_warning_days)
     releases.before_delete = cra_products.check_delete
     app_sboms = AppSbomService(db, store)

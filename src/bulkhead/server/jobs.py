@@ -17,6 +17,7 @@ from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer
 
+from .job_claims import PeriodicClaims
 from .services.deltas import DeltaService
 from .services.notifications import NotificationService
 from .services.rollouts import RolloutService
@@ -39,6 +40,29 @@ class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
         return None
 
 
+class _OncePerCluster:
+    """A huey whose scheduler enqueues a periodic job only when this process claims the job's minute: every server
+    process (and host) runs a scheduler, and without claims each would enqueue its own copy of every periodic job."""
+
+    claims: PeriodicClaims | None = None
+
+    def read_periodic(self, timestamp: dt.datetime | None) -> list[Any]:
+        due: list[Any] = super().read_periodic(timestamp)  # type: ignore[misc]
+        if self.claims is None or not due:
+            return due
+        when = timestamp if timestamp is not None else self._get_timestamp()  # type: ignore[attr-defined]
+        claims = self.claims
+        return [task for task in due if claims.claim(task.name, when)]
+
+
+class _RedisHuey(_OncePerCluster, RedisHuey):  # type: ignore[misc]
+    pass
+
+
+class _SqliteHuey(_OncePerCluster, SqliteHuey):  # type: ignore[misc]
+    pass
+
+
 class Jobs:
     def __init__(
         self,
@@ -47,12 +71,16 @@ class Jobs:
         deltas: DeltaService | None = None,
         vulns: VulnService | None = None,
         notifications: NotificationService | None = None,
+        claims: PeriodicClaims | None = None,
     ) -> None:
-        self.huey: Huey = (
-            RedisHuey("bulkhead", url=settings.jobs_url, results=False)
+        """`claims`: the shared database's periodic-job claims (None: this process enqueues every periodic job)."""
+        huey = (
+            _RedisHuey("bulkhead", url=settings.jobs_url, results=False)
             if settings.jobs_url
-            else SqliteHuey("bulkhead", filename=str(settings.data_dir / "jobs.db"), results=False)
+            else _SqliteHuey("bulkhead", filename=str(settings.data_dir / "jobs.db"), results=False)
         )
+        huey.claims = claims
+        self.huey: Huey = huey
         self.rollouts = rollouts
         self._consumer: Consumer | None = None
 
