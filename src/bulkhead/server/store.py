@@ -326,14 +326,17 @@ class FsStore(ArtifactStore):
         os.replace(src, path)
         return _FsStaged(Path(path), path.stat().st_size)
 
-    def commit(self, staged: Staged, sha256: str) -> None:
-        assert isinstance(staged, _FsStaged)
+    def commit(self, staged: Staged | Path, sha256: str) -> None:
+        """Rename the staged file (or a file of `new_upload`) to its digest's path."""
+        tmp = staged if isinstance(staged, Path) else staged.path if isinstance(staged, _FsStaged) else None
+        if tmp is None:
+            raise TypeError("the filesystem store commits only its own staged uploads")
         dst = self.path(sha256)
         dst.parent.mkdir(exist_ok=True)
         if dst.exists():
-            staged.path.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
         else:
-            os.replace(staged.path, dst)
+            os.replace(tmp, dst)
             os.chmod(dst, 0o444)
 
     def remove(self, sha256: str) -> None:
