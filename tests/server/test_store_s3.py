@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bulkhead.agent.client import Client
 from bulkhead.server.errors import Invalid, PayloadTooLarge
 from bulkhead.server.readiness import check
 from bulkhead.server.services.releases import Upload
@@ -197,11 +199,19 @@ def test_presigned_delivery_redirects_devices_and_estimates_their_bytes(presigni
     ranged = httpx.get(r.headers["location"], headers={"range": "bytes=100-199"})
     assert ranged.status_code == 206 and ranged.content == data[100:200]
     assert httpx.head(u, headers=headers).status_code == 206  # HEAD answers here (no body to redirect)
+    # the device agent follows the redirect (without its credential) and resumes with a range
+    agent = Client(srv.url)
+    agent.credential = dev["credential"]
+    out = io.BytesIO(data[:1000])
+    out.seek(1000)
+    got = agent.download(u, out, 1000, f'"{rel["sha256"]}"')
+    assert out.getvalue() == data and got.written == len(data) - 1000 and not got.restarted
+    assert got.etag == f'"{rel["sha256"]}"'
     deadline = time.monotonic() + 15
     with srv.client(token) as c:
         while time.monotonic() < deadline:
             served = c.get("/api/v1/devices/d0").json()["bytes_served"]
-            if served:
+            if served >= 100 + len(data) - 1000:
                 break
             time.sleep(0.3)
-    assert served == 100  # the requested range, counted when the device was redirected
+    assert served == 100 + len(data) - 1000  # the requested ranges, counted when the device was redirected

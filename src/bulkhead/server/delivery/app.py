@@ -329,7 +329,12 @@ class DeliveryApp:
             {
                 "type": "http.response.start",
                 "status": 307,
-                "headers": [(b"location", url.encode()), (b"cache-control", b"no-store"), (b"content-length", b"0")],
+                "headers": [
+                    (b"location", url.encode()),
+                    (b"etag", f'"{art.sha256}"'.encode()),  # the artifact's, for the device's next If-Range
+                    (b"cache-control", b"no-store"),
+                    (b"content-length", b"0"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": b""})
