@@ -215,3 +215,26 @@ def test_presigned_delivery_redirects_devices_and_estimates_their_bytes(presigni
                 break
             time.sleep(0.3)
     assert served == 100 + len(data) - 1000  # the requested ranges, counted when the device was redirected
+
+
+@pytest.mark.parametrize("server", ["postgresql-granian-s3"], indirect=True, scope="session")
+def test_a_release_lives_in_the_bucket_and_a_vanished_object_is_a_404(server: LiveServer) -> None:
+    assert server.s3 is not None
+    s3, bucket, prefix = server.s3
+    data = GOOD.read_bytes()
+    token = server.tenant()
+    with server.client(token) as c:
+        rel = c.post("/api/v1/releases", content=data).json()
+        boot = c.post("/api/v1/bootstrap-tokens", json={"name": "b"}).json()["token"]
+        dev = c.post("/device/v1/enroll", json={"bootstrap_token": boot, "name": "v0", "compatible": "Test Config"}).json()
+        c.put("/api/v1/devices/v0/desired-release", json={"release_id": rel["id"]}).raise_for_status()
+    key = f"{prefix}{rel['sha256'][:2]}/{rel['sha256']}"
+    assert s3.client().head_object(Bucket=bucket, Key=key)["ContentLength"] == len(data)
+    assert not list((server.data_dir / "artifacts").glob("??/*"))  # nothing on the server's disk
+    u = f"{server.url}/device/v1/releases/{rel['id']}/bundle"
+    auth = {"authorization": f"Bearer {dev['credential']}"}
+    r = httpx.get(u, headers=auth)
+    assert r.status_code == 200 and r.content == data and r.headers["etag"] == f'"{rel["sha256"]}"'
+    s3.client().delete_object(Bucket=bucket, Key=key)
+    r = httpx.get(u, headers={**auth, "range": "bytes=0-9"})
+    assert r.status_code == 404 and r.json()["error"] == "not_found" and "deleted" in r.json()["message"]
