@@ -238,3 +238,24 @@ def test_a_release_lives_in_the_bucket_and_a_vanished_object_is_a_404(server: Li
     s3.client().delete_object(Bucket=bucket, Key=key)
     r = httpx.get(u, headers={**auth, "range": "bytes=0-9"})
     assert r.status_code == 404 and r.json()["error"] == "not_found" and "deleted" in r.json()["message"]
+
+
+def test_a_store_that_does_not_answer_is_a_503_and_not_ready(tmp_path: Path) -> None:
+    from bulkhead.server.db import Database, migrate
+    from bulkhead.server.settings import Settings
+    from bulkhead.server.store_s3 import StoreUnavailable
+    from tests.live import free_port
+
+    settings = Settings(
+        data_dir=tmp_path, store="s3", s3_bucket="bucket", s3_endpoint=f"http://127.0.0.1:{free_port()}",
+        s3_access_key="k", s3_secret_key="s", s3_region="us-east-1",
+    )  # fmt: skip
+    down = S3Store.from_settings(settings)
+    with pytest.raises(StoreUnavailable, match=r"does not answer.*BULKHEAD_S3_ENDPOINT") as info:
+        down.stat("ab" * 32)
+    assert info.value.status == 503
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    migrate(url)
+    db = Database(url)
+    assert check(db, down, lambda: (0, 0))["store"] == "does not answer (EndpointConnectionError)"
+    db.dispose()

@@ -188,6 +188,8 @@ class S3Store(ArtifactStore):
             config=Config(
                 s3={"addressing_style": "path"} if settings.s3_endpoint else {},
                 retries={"max_attempts": 3, "mode": "standard"},
+                connect_timeout=5,  # a store that does not answer fails a request fast (readiness names it)
+                read_timeout=60,
                 max_pool_connections=32,
                 signature_version="s3v4",
             ),

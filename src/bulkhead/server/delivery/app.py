@@ -295,6 +295,9 @@ class DeliveryApp:
                 self._forget_remote(art.sha256)
                 await send_error(send, 404, "not_found", "artifact does not exist (deleted?)")
                 return
+            except ServerError as exc:  # the store does not answer: 503, the device retries later
+                await send_error(send, exc.status, exc.code, exc.message)
+                return
         # pathsend (granian streams the file from Rust) cannot say how much reached a client that went away:
         # only downloads nobody counts (a user's) take it; a device's are counted as they go out.
         pathsend = (
