@@ -482,7 +482,7 @@ def main() -> None:
     from bulkhead.server.services.vuln_exposure import cve_exposure
     from bulkhead.server.services.vuln_match import match
     from bulkhead.server.services.vuln_scan import Scanner
-    from bulkhead.server.store import ArtifactStore
+    from bulkhead.server.store import FsStore
     from bulkhead.server.vuln_feeds import FEEDS, FeedStore
     from bulkhead.server.vuln_models import VulnFinding, VulnProfile
 
@@ -511,7 +511,7 @@ def main() -> None:
     try:
         migrate(url)
         db = Database(url)
-        store = ArtifactStore(work / "artifacts")
+        store = FsStore(work / "artifacts")
         feed_store = FeedStore(work / "feeds")
         scanner = Scanner(db, store, feed_store)
         with db.session() as s:

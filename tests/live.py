@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -32,6 +33,7 @@ class LiveServer:
     data_dir: Path
     backend: str
     proc: subprocess.Popen[bytes] | None = None
+    s3: Any = None  # (tests.seaweed.S3Server, bucket, prefix) when the server keeps its artifacts in S3
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {"authorization": f"Bearer {token}"} if token else {}

@@ -14,6 +14,8 @@ import pytest
 from tests.conftest import RAUC_DATA, need_tool
 from tests.server.conftest import LiveServer
 
+ALL_STORES = True  # the tests taking `server` run on the S3 store too (tests/server/conftest.py)
+
 GOOD = RAUC_DATA / "good-verity-bundle.raucb"
 DATA = GOOD.read_bytes() if RAUC_DATA.is_dir() else b""
 

@@ -18,7 +18,10 @@ from bulkhead.delta.bundle import create_delta_bundle
 from bulkhead.lab.pki import DemoPki, make_pki
 from bulkhead.rauc import load_keyring
 from tests.delta.conftest import ext4, full_bundle
+from tests.seaweed import stored_objects
 from tests.server.conftest import LiveServer
+
+ALL_STORES = True  # the tests taking `server` run on the S3 store too (tests/server/conftest.py)
 
 
 @dataclass
@@ -46,6 +49,8 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> Bundles:
 
 
 def stored(server: LiveServer) -> set[str]:
+    if server.s3 is not None:
+        return stored_objects(server.s3)
     root = server.data_dir / "artifacts"
     return {p.name for p in root.glob("??/*")} | {p.name for p in (root / ".incoming").iterdir()}
 

@@ -8,13 +8,18 @@ import pytest
 
 from bulkhead.lab.pki import DemoPki, make_pki
 from tests.conftest import RAUC_DATA
+from tests.seaweed import stored_objects
 from tests.server.conftest import LiveServer
 from tests.swu.conftest import signed_swu
+
+ALL_STORES = True  # the tests taking `server` run on the S3 store too (tests/server/conftest.py)
 
 GOOD = RAUC_DATA / "good-verity-bundle.raucb"
 
 
 def stored_artifacts(server: LiveServer) -> set[str]:
+    if server.s3 is not None:
+        return stored_objects(server.s3)
     root = server.data_dir / "artifacts"
     return {p.name for p in root.glob("??/*")} | {p.name for p in (root / ".incoming").iterdir()}
 

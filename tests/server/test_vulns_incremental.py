@@ -27,7 +27,7 @@ from bulkhead.cra.feeds import import_file
 from bulkhead.server.db import Database, migrate
 from bulkhead.server.models import Device, Release, ReleaseSbom, Tenant
 from bulkhead.server.services.vuln_scan import Scanner
-from bulkhead.server.store import ArtifactStore
+from bulkhead.server.store import FsStore
 from bulkhead.server.vuln_feeds import CVE_RECORDS, FEEDS, FeedStore
 from bulkhead.server.vuln_models import VulnFinding, VulnProfile, VulnScanRun
 from bulkhead.server.vuln_state_models import VulnCveDigest, VulnReleaseScan
@@ -95,7 +95,7 @@ class Fleet:
 
     def __init__(self, db: Database, work: Path) -> None:
         self.db, self.work = db, work
-        self.store = ArtifactStore(work / "artifacts")
+        self.store = FsStore(work / "artifacts")
         self.feeds = FeedStore(work / "feeds")
         self.scanner = Scanner(db, self.store, self.feeds)
         with db.session() as s:

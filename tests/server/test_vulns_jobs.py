@@ -28,7 +28,7 @@ from bulkhead.server.services.rollouts import RolloutService
 from bulkhead.server.services.vuln_exposure import cve_exposure
 from bulkhead.server.services.vulns import VulnService
 from bulkhead.server.settings import Settings
-from bulkhead.server.store import ArtifactStore
+from bulkhead.server.store import FsStore
 from bulkhead.server.vuln_feeds import CVE_RECORDS, FEEDS
 from bulkhead.server.vuln_models import VulnFinding, VulnScanRun
 from tests.server.vuln_fixtures import CDX_YOCTO, TRACKER, YOCTO, Lab, make_lab
@@ -62,7 +62,7 @@ def _setup(tmp_path: Path, base_url: str) -> tuple[Database, Jobs, VulnService, 
     url = f"sqlite:///{tmp_path / 'bulkhead.db'}"
     migrate(url)
     db = Database(url)
-    store = ArtifactStore(tmp_path / "artifacts")
+    store = FsStore(tmp_path / "artifacts")
     sources = {n: dataclasses.replace(s, url=f"{base_url}/{s.filename}") if s.url else s for n, s in FEEDS.items()}
     vulns = VulnService(db, store, tmp_path, sources)
     jobs = Jobs(Settings(data_dir=tmp_path), RolloutService(db), None, vulns)

@@ -66,7 +66,7 @@ from .services.rollouts import RolloutService
 from .services.tenants import TenantService
 from .services.vulns import MAX_FEED_BYTES, VulnService
 from .settings import Settings
-from .store import ArtifactStore
+from .store import open_store
 from .vuln_feeds import mirrored
 
 __all__ = ["BulkheadApp", "create_app", "system_token"]
@@ -214,7 +214,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     db = Database(settings.db_url)
     feed = ChangeFeed(db)
     feed.install()
-    store = ArtifactStore(settings.artifacts_dir)
+    store = open_store(settings)
     store.clean_incoming()
     secret = load_secret(settings.data_dir)
     auth = Authenticator(db, hash_token(system_token(settings.data_dir)), feed)
@@ -321,7 +321,8 @@ def create_app(settings: Settings) -> BulkheadApp:
 
     document_errors(api)
 
-    delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth)
+    presign = settings.signed_url_ttl if settings.s3_presign and store.kind == "s3" else None
+    delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth, presign)
     reports = ReportApp(svc, settings.max_json_bytes)
     app = BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)), reports)
     failures = AuthFailures(settings.auth_fail_limit, settings.auth_fail_window) if settings.auth_fail_limit else None

@@ -1,4 +1,5 @@
-"""Readiness: can this process serve? The database answers, the job queue answers, the artifact store takes writes.
+"""Readiness: can this process serve? The database answers, the job queue answers, the artifact store takes writes
+(the data directory has room; an S3 store's bucket answers a HEAD).
 
 Liveness is `/healthz` (the process answers HTTP); readiness is what a load balancer or an orchestrator should route
 by: a server whose database is gone is alive but cannot serve a device.
@@ -7,23 +8,20 @@ by: a server whose database is gone is alive but cannot serve a device.
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 from sqlalchemy import text
 
 from .db import Database
+from .store import MIN_FREE_BYTES, ArtifactStore, check_dir
 
 __all__ = ["MIN_FREE_BYTES", "check"]
 
 log = logging.getLogger("bulkhead.server")
 
-MIN_FREE_BYTES = 64 * 1024 * 1024  # below this an upload or a delta build fails half-way
 
-
-def check(db: Database, store_dir: Path, queue: Callable[[], object]) -> dict[str, str]:
+def check(db: Database, store: ArtifactStore | Path, queue: Callable[[], object]) -> dict[str, str]:
     """Each dependency's state: "ok", or what is wrong (no credentials, no paths: the answer is unauthenticated)."""
     checks: dict[str, str] = {}
     try:
@@ -39,12 +37,7 @@ def check(db: Database, store_dir: Path, queue: Callable[[], object]) -> dict[st
     except Exception as exc:
         log.warning("readiness: the job queue does not answer: %s", exc)
         checks["queue"] = f"does not answer ({type(exc).__name__})"
-    if not os.access(store_dir, os.W_OK | os.X_OK):
-        checks["store"] = "not writable"
-    else:
-        try:
-            free = shutil.disk_usage(store_dir).free
-            checks["store"] = "ok" if free >= MIN_FREE_BYTES else f"{free // (1024 * 1024)} MiB free, below 64 MiB"
-        except OSError as exc:
-            checks["store"] = f"cannot be read ({type(exc).__name__})"
+    checks["store"] = check_dir(store) if isinstance(store, Path) else store.check()
+    if checks["store"] != "ok":
+        log.warning("readiness: the artifact store: %s", checks["store"])
     return checks

@@ -57,6 +57,18 @@ class Settings(BaseModel):
     smtp_password: str | None = None
     smtp_from: str = "bulkhead@localhost"
     smtp_starttls: bool = False
+    # Artifacts (bundles, deltas, SBOMs) on the local disk (the data directory) or in an S3-compatible bucket
+    # (store_s3.py; credentials from the standard AWS environment or the s3_access_key/s3_secret_key settings).
+    store: Literal["fs", "s3"] = "fs"
+    s3_endpoint: str | None = None  # e.g. http://seaweedfs:8333; unset: AWS
+    s3_bucket: str | None = None
+    s3_prefix: str = ""
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    # Devices download from the bucket through presigned URLs (a redirect) instead of through the server: bytes per
+    # device are then estimated from the requested ranges, not counted as they go out.
+    s3_presign: bool = False
 
     @field_validator("public_url")
     @classmethod
@@ -148,6 +160,14 @@ _ENV = {
     "smtp_password": "BULKHEAD_SMTP_PASSWORD",
     "smtp_from": "BULKHEAD_SMTP_FROM",
     "smtp_starttls": "BULKHEAD_SMTP_STARTTLS",
+    "store": "BULKHEAD_STORE",
+    "s3_endpoint": "BULKHEAD_S3_ENDPOINT",
+    "s3_bucket": "BULKHEAD_S3_BUCKET",
+    "s3_prefix": "BULKHEAD_S3_PREFIX",
+    "s3_region": "BULKHEAD_S3_REGION",
+    "s3_access_key": "BULKHEAD_S3_ACCESS_KEY",
+    "s3_secret_key": "BULKHEAD_S3_SECRET_KEY",
+    "s3_presign": "BULKHEAD_S3_PRESIGN",
 }
 
 
@@ -169,6 +189,8 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         problems = "; ".join(f"{_ENV.get(str(e['loc'][0]), e['loc'][0])}: {e['msg']}" for e in exc.errors())
         raise SettingsError(f"invalid settings: {problems}") from exc
+    if settings.store == "s3" and not settings.s3_bucket:
+        raise SettingsError("invalid settings: BULKHEAD_STORE=s3 needs BULKHEAD_S3_BUCKET (the bucket the artifacts go to)")
     try:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings.artifacts_dir.mkdir(mode=0o700, exist_ok=True)

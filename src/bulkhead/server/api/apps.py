@@ -14,6 +14,7 @@ from ..services.app_sboms import MAX_APP_SBOM_BYTES, MEDIA_TYPE, AppSbomService
 from ..services.auth import Principal
 from . import schemas, wire
 from .deps import Services, principal, receive_upload, services
+from .stored import stored_response
 
 __all__ = ["router"]
 
@@ -73,6 +74,6 @@ async def attach_app_sbom(
     response_class=FileResponse,
     responses=wire.binary(MEDIA_TYPE, description="The app version's CycloneDX SBOM"),
 )
-def get_app_sbom(name: str, version: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> FileResponse:
+def get_app_sbom(name: str, version: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> Response:
     """Download an app version's SBOM."""
-    return FileResponse(_sboms(svc).sbom_file(who, name, version), media_type=MEDIA_TYPE)
+    return stored_response(svc.store, _sboms(svc).sbom_file(who, name, version), MEDIA_TYPE)

@@ -22,6 +22,7 @@ from .deps import Services, principal, receive_upload, services
 from .device_filters import device_filter
 from .fields import BodyId, LongText, Name, Names, PathName, Text
 from .paging import PAGED, Pager, pager
+from .stored import stored_response
 
 router = APIRouter(prefix="/api/v1")
 
@@ -208,10 +209,10 @@ def get_sbom(
     format: str | None = Query(None, description="spdx, spdx3 or cyclonedx; default: SPDX if the release has one"),
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
-) -> FileResponse:
+) -> Response:
     """Download a release's SBOM as it was attached."""
-    path, media_type = svc.releases.sbom_file(who, release_id, format)
-    return FileResponse(path, media_type=media_type)
+    sha256, media_type = svc.releases.sbom_file(who, release_id, format)
+    return stored_response(svc.store, sha256, media_type)
 
 
 @router.get(

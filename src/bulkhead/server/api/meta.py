@@ -37,7 +37,7 @@ def _queue(svc: Services) -> tuple[int, int]:
 )
 def ready(svc: Services = Depends(services)) -> Any:
     """Whether this server process can serve (unauthenticated, for load balancers; no paths or credentials shown)."""
-    checks = readiness.check(svc.db, svc.store.root, lambda: _queue(svc))
+    checks = readiness.check(svc.db, svc.store, lambda: _queue(svc))
     failed = {k: v for k, v in checks.items() if v != "ok"}
     if failed:
         message = "not ready: " + "; ".join(f"{k} {v}" for k, v in failed.items())

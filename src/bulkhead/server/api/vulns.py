@@ -57,7 +57,12 @@ async def import_feed(
         raise Invalid("empty upload: send the feed file as the request body")
     upload = await receive_upload(request, svc, MAX_FEED_BYTES)
     try:
-        return await run_in_threadpool(vulns.import_feed, who, name, upload.path)
+
+        def run() -> Any:
+            with upload.local() as path:  # a remote store's copy is fetched in the thread too
+                return vulns.import_feed(who, name, path)
+
+        return await run_in_threadpool(run)
     finally:
         upload.discard()
 

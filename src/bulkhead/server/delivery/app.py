@@ -1,4 +1,9 @@
-"""The artifact-delivery ASGI app: Range, If-Range, HEAD, ETag; authorized by device token or signed URL."""
+"""The artifact-delivery ASGI app: Range, If-Range, HEAD, ETag; authorized by device token or signed URL.
+
+Artifacts in the filesystem store are read with pread (whole files through the server's pathsend); artifacts in a
+remote store (S3) are streamed from ranged GETs, or, with presigning on, devices are redirected to a presigned URL
+(their bytes are then counted as the ranges they asked for, not as what reached them).
+"""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from ..services.auth import Authenticator, Principal
 from ..services.ddi import DdiAuth
 from ..services.devices import DeviceService
 from ..services.releases import ReleaseService
-from ..store import ArtifactStore
+from ..store import ArtifactMissing, ArtifactStore, Body
 from .counters import ByteCounter, Transfer
 from .epochs import DeviceEpochs
 from .ranges import ByteRange, RangeNotSatisfiable, parse_range
@@ -42,6 +47,16 @@ class Artifact:
 
 
 @dataclass(slots=True)
+class _Remote:
+    """An artifact in a remote store; `first` is the body of the first range, opened before the headers go out (a
+    missing object is then still a 404)."""
+
+    store: ArtifactStore
+    sha256: str
+    first: Body | None = None
+
+
+@dataclass(slots=True)
 class _OpenFile:
     fd: int
     etag: str
@@ -62,6 +77,7 @@ class DeliveryApp:
         counter: ByteCounter,
         secret: bytes,
         ddi: DdiAuth,
+        presign_ttl: int | None = None,
     ) -> None:
         self.auth, self.devices, self.releases, self.ddi = auth, devices, releases, ddi
         self.store, self.counter, self.secret = store, counter, secret
@@ -69,6 +85,9 @@ class DeliveryApp:
         self._files: dict[str, _OpenFile] = {}
         self._ddi_cache: dict[tuple[int, int], dict[str, tuple[str, str]]] = {}
         self.epochs = DeviceEpochs(devices.db, auth.feed)
+        # Devices are redirected to presigned URLs of a remote store valid this long (None: bytes go through here).
+        self.presign_ttl = presign_ttl
+        self._remote: dict[str, tuple[int, str]] = {}  # sha256 -> (size, last-modified) of a remote artifact
 
     @staticmethod
     def handles(path: str) -> bool:
@@ -163,12 +182,43 @@ class DeliveryApp:
         return hit
 
     def _file(self, sha256: str) -> Artifact:
-        path = str(self.store.path(sha256))
+        local = self.store.local_path(sha256)
+        if local is None:
+            return self._remote_file(sha256)
+        path = local
         try:
             size = os.stat(path).st_size
         except FileNotFoundError as exc:
             raise NotFound("artifact does not exist (deleted?)") from exc
         return Artifact(sha256, size, path)
+
+    def _remote_file(self, sha256: str) -> Artifact:
+        """A remote artifact (its size and time are looked up once: artifacts are immutable; one that was deleted is
+        forgotten when a GET finds it missing)."""
+        hit = self._remote.get(sha256)
+        if hit is None:
+            st = self.store.stat(sha256)  # raises ArtifactMissing, a 404
+            hit = (st.size, email.utils.formatdate(st.mtime, usegmt=True))
+            if len(self._remote) > 100_000:
+                self._remote.clear()
+            self._remote[sha256] = hit
+        return Artifact(sha256, hit[0], "")
+
+    def _open_remote(self, art: Artifact) -> _OpenFile:
+        size_time = self._remote.get(art.sha256)
+        last_modified = size_time[1] if size_time else email.utils.formatdate(0, usegmt=True)
+        etag = f'"{art.sha256}"'
+        base = [
+            (b"accept-ranges", b"bytes"),
+            (b"etag", etag.encode()),
+            (b"last-modified", last_modified.encode()),
+            (b"cache-control", b"private, max-age=0"),
+        ]
+        return _OpenFile(-1, etag, last_modified, base, 0.0)
+
+    def _forget_remote(self, sha256: str) -> None:
+        self._remote.pop(sha256, None)
+        self._release_cache.clear()
 
     # -- serving ------------------------------------------------------------------
     def _open(self, art: Artifact) -> _OpenFile:
@@ -210,7 +260,7 @@ class DeliveryApp:
             if k in _WANTED:
                 wanted[k] = v.decode("latin-1")
         try:
-            f = self._open(art)
+            f = self._open(art) if art.path else self._open_remote(art)
         except FileNotFoundError:
             await send_error(send, 404, "not_found", "artifact does not exist (deleted?)")
             return
@@ -231,10 +281,29 @@ class DeliveryApp:
                 )
                 return
         head = scope["method"] == "HEAD"
+        if not art.path and self.presign_ttl and device_id is not None and not head:
+            await self._redirect(send, art, device_id, ranges)
+            return
+        remote = None if art.path else _Remote(self.store, art.sha256)
+        if remote is not None and not head and art.size:
+            first = ranges[0] if ranges else None
+            try:
+                remote.first = await asyncio.to_thread(
+                    self.store.get_range, art.sha256, first.start if first else 0, first.length if first else art.size
+                )
+            except ArtifactMissing:
+                self._forget_remote(art.sha256)
+                await send_error(send, 404, "not_found", "artifact does not exist (deleted?)")
+                return
+            except ServerError as exc:  # the store does not answer: 503, the device retries later
+                await send_error(send, exc.status, exc.code, exc.message)
+                return
         # pathsend (granian streams the file from Rust) cannot say how much reached a client that went away:
         # only downloads nobody counts (a user's) take it; a device's are counted as they go out.
         pathsend = (
-            art.path if ranges is None and device_id is None and "http.response.pathsend" in scope.get("extensions", {}) else None
+            art.path
+            if art.path and ranges is None and device_id is None and "http.response.pathsend" in scope.get("extensions", {})
+            else None
         )
         transfer = Transfer()
         body = art.size if ranges is None else sum(r.length for r in ranges)
@@ -242,12 +311,37 @@ class DeliveryApp:
         watch = receive is not None and not head and pathsend is None and body > CHUNK
         watcher = asyncio.create_task(transfer.watch(receive)) if watch and receive is not None else None
         try:
-            await self._send_body(send, fd, art.size, ranges, base, head, pathsend, transfer)
+            await self._send_body(send, fd, art.size, ranges, base, head, pathsend, transfer, remote)
         finally:
+            if remote is not None and remote.first is not None:
+                remote.first.close()
             if watcher is not None:
                 watcher.cancel()
             if device_id is not None and transfer.sent:
                 self.counter.add(device_id, transfer.sent)
+
+    async def _redirect(self, send: Send, art: Artifact, device_id: int, ranges: list[ByteRange] | None) -> None:
+        """Send the device to a presigned URL of the artifact (it repeats its Range there). The bytes counted are the
+        ones it asked for: what reached it is known only to the store."""
+        assert self.presign_ttl is not None
+        url = await asyncio.to_thread(self.store.presign, art.sha256, self.presign_ttl)
+        if url is None:  # the store has no URLs to give: the caller's checks keep this unreachable
+            await send_error(send, 500, "internal", "the artifact store cannot presign URLs: unset BULKHEAD_S3_PRESIGN")
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 307,
+                "headers": [
+                    (b"location", url.encode()),
+                    (b"etag", f'"{art.sha256}"'.encode()),  # the artifact's, for the device's next If-Range
+                    (b"cache-control", b"no-store"),
+                    (b"content-length", b"0"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        self.counter.add(device_id, art.size if ranges is None else sum(r.length for r in ranges))
 
     async def _send_body(
         self,
@@ -259,6 +353,7 @@ class DeliveryApp:
         head: bool,
         pathsend: str | None = None,
         transfer: Transfer | None = None,
+        remote: _Remote | None = None,
     ) -> int:
         """Send the headers and the body; returns the number of artifact bytes sent (also counted in `transfer`,
         which stops the body early when the client has gone).
@@ -287,6 +382,8 @@ class DeliveryApp:
             if pathsend is not None:
                 await send({"type": "http.response.pathsend", "path": pathsend})
                 return size
+            if remote is not None:
+                return await _stream_remote(send, remote, start, length, True, transfer or Transfer())
             return await _stream(send, fd, start, length, True, transfer or Transfer())
         boundary = secrets.token_hex(16)
         heads = [
@@ -316,7 +413,10 @@ class DeliveryApp:
             if transfer.gone:
                 break
             await send({"type": "http.response.body", "body": h, "more_body": True})
-            sent += await _stream(send, fd, r.start, r.length, False, transfer)
+            if remote is not None:
+                sent += await _stream_remote(send, remote, r.start, r.length, False, transfer)
+            else:
+                sent += await _stream(send, fd, r.start, r.length, False, transfer)
             await send({"type": "http.response.body", "body": b"\r\n", "more_body": True})
         await send({"type": "http.response.body", "body": tail})
         return sent
@@ -339,6 +439,28 @@ async def _stream(send: Send, fd: int, start: int, length: int, last: bool, tran
     if last and length == 0:
         await send({"type": "http.response.body", "body": b""})
     return pos - start
+
+
+async def _stream_remote(send: Send, remote: _Remote, start: int, length: int, last: bool, transfer: Transfer) -> int:
+    """`_stream` over a remote store's range: one GET per range (the first was opened before the headers)."""
+    body, remote.first = remote.first, None
+    if body is None and length:
+        body = await asyncio.to_thread(remote.store.get_range, remote.sha256, start, length)
+    got = 0
+    try:
+        while body is not None and got < length and not transfer.gone:
+            data = await asyncio.to_thread(body.read, min(CHUNK, length - got))
+            if not data:
+                break
+            got += len(data)
+            await send({"type": "http.response.body", "body": data, "more_body": not (last and got >= length)})
+            transfer.sent += len(data)
+    finally:
+        if body is not None:
+            body.close()
+    if last and (got < length or length == 0):
+        await send({"type": "http.response.body", "body": b""})
+    return got
 
 
 async def _md5sum(send: Send, line: str, head: bool) -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,7 +21,7 @@ from bulkhead.cra.errors import CraError
 from ..db import Database
 from ..errors import NotFound, Unprocessable
 from ..models import App, DeltaBundle, Release, ReleaseSbom
-from ..store import ArtifactStore
+from ..store import ArtifactStore, Staged
 from ..vuln_models import AppSbom
 from . import audit
 from .auth import Principal
@@ -77,14 +75,14 @@ class AppSbomService:
             with self.db.session() as s:
                 _app(s, tid, name, version)  # an unknown app version is a 404 before the body is read
             try:
-                with upload.path.open("rb") as f:
+                with upload.open() as f:
                     doc = json.load(f)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise Unprocessable(f"app SBOM rejected: not JSON ({exc}); upload CycloneDX 1.4-1.6 JSON") from exc
             spec, count = check_app_sbom(doc)
             with self.db.session() as s:
                 app = _app(s, tid, name, version)
-                out, replaced = self._keep(s, who, app, spec, count, upload.path, upload.sha256, upload.size)
+                out, replaced = self._keep(s, who, app, spec, count, upload.staged, upload.sha256, upload.size)
             if replaced and replaced != upload.sha256:
                 self.remove_unused(replaced)
             return out
@@ -95,17 +93,15 @@ class AppSbomService:
         """Keep an already checked document (given with a new app version) in the caller's transaction."""
         spec, count = check_app_sbom(doc)
         data = json.dumps(doc, separators=(",", ":")).encode()
-        fd, path = self.store.new_upload()
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        staged = self.store.stage_bytes(data)
         try:
-            out, _ = self._keep(s, who, app, spec, count, path, hashlib.sha256(data).hexdigest(), len(data))
+            out, _ = self._keep(s, who, app, spec, count, staged, hashlib.sha256(data).hexdigest(), len(data))
             return out
         finally:
-            path.unlink(missing_ok=True)
+            staged.discard()
 
     def _keep(
-        self, s: Session, who: Principal, app: App, spec: str, count: int, path: Path, sha256: str, size: int
+        self, s: Session, who: Principal, app: App, spec: str, count: int, staged: Staged, sha256: str, size: int
     ) -> tuple[dict[str, Any], str | None]:
         old = s.scalar(select(AppSbom).where(AppSbom.app_id == app.id))
         replaced = None
@@ -116,11 +112,12 @@ class AppSbomService:
         row = AppSbom(tenant_id=app.tenant_id, app_id=app.id, spec_version=spec, sha256=sha256, size=size, components=count)
         s.add(row)
         s.flush()
-        self.store.commit(path, sha256)
+        self.store.commit(staged, sha256)
         audit.record(s, who, "app.sbom", f"{app.name}:{app.version}", sha256=sha256, components=count)
         return app_sbom_json(row), replaced
 
-    def sbom_file(self, who: Principal, name: str, version: str) -> Path:
+    def sbom_file(self, who: Principal, name: str, version: str) -> str:
+        """The digest of the app version's stored SBOM."""
         who.require("viewer")
         tid = who.require_tenant()
         with self.db.session() as s:
@@ -130,7 +127,7 @@ class AppSbomService:
                 raise NotFound(
                     f"app '{name}' version '{version}' has no SBOM; attach one with 'bulkhead app sbom {name} {version} FILE'"
                 )
-            return self.store.path(row.sha256)
+            return row.sha256
 
     def remove_unused(self, sha256: str) -> None:
         """Delete a stored file nothing refers to any more (an app SBOM may share its bytes with a release's)."""

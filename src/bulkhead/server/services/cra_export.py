@@ -15,7 +15,6 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -67,13 +66,13 @@ def _content_urn(kind: str, value: Any) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'urn:bulkhead:{kind}:{digest}')}"
 
 
-def _file_member(path: str, file: Path, description: str) -> Member:
+def _file_member(path: str, store: ArtifactStore, sha256: str, description: str) -> Member:
     def chunks() -> Iterator[bytes]:
-        with file.open("rb") as f:
+        with store.open(sha256) as f:
             while block := f.read(_CHUNK):
                 yield block
 
-    return Member(path, file.stat().st_size, chunks, description)
+    return Member(path, store.stat(sha256).size, chunks, description)
 
 
 def _certificates(pem: str | None) -> list[dict[str, Any]]:
@@ -186,12 +185,16 @@ class _Gather:
         docs = []
         for sb in sboms:
             self.times.append(sb.created_at)
-            file = self.store.path(sb.sha256)
             try:
                 self.members.append(
-                    _file_member(f"{base}/sbom/uploaded-{_safe(sb.format)}.json", file, f"the {sb.format} SBOM as uploaded")
+                    _file_member(
+                        f"{base}/sbom/uploaded-{_safe(sb.format)}.json",
+                        self.store,
+                        sb.sha256,
+                        f"the {sb.format} SBOM as uploaded",
+                    )
                 )
-                with file.open("rb") as f:
+                with self.store.open(sb.sha256) as f:
                     docs.append(json.load(f))
             except (OSError, ValueError) as e:
                 raise Unprocessable(f"release {r.id}: a stored SBOM cannot be read ({e}); attach it again") from e

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from bulkhead.delta.bundle import create_delta_bundle, read_delta_info
 from bulkhead.delta.errors import DeltaError
-from bulkhead.rauc import BundleError, FileReader, Keyring, load_keyring, open_bundle
+from bulkhead.rauc import BundleError, Keyring, load_keyring, open_bundle
 from bulkhead.rauc.writer import load_signer
 
 from ..db import Database
@@ -122,10 +122,10 @@ class DeltaService:
             raise Invalid("this tenant has no keyring: upload one with 'bulkhead keyring set CA.pem' first")
         return load_keyring(tenant.keyring_pem.encode(), tenant.keyring_check_purpose)
 
-    def _match(self, s: Session, tenant_id: int, target: Release, path: Path, keyring: Keyring) -> _Match:
+    def _match(self, s: Session, tenant_id: int, target: Release, upload: Upload, keyring: Keyring) -> _Match:
         """Verify a delta bundle file and find its source release; raise Unprocessable naming what is wrong."""
         try:
-            with FileReader(path) as reader:
+            with upload.reader() as reader:
                 bundle = open_bundle(reader)
                 bundle.verify(keyring)
                 info = read_delta_info(bundle)
@@ -181,7 +181,7 @@ class DeltaService:
                 target = self._release(s, who, release_id)
                 if target.format == "swu":
                     raise Invalid("delta bundles are RAUC bundles; this release is a SWUpdate image")
-                m = self._match(s, tid, target, upload.path, self._keyring(s, tid))
+                m = self._match(s, tid, target, upload, self._keyring(s, tid))
                 existing = s.scalar(
                     select(DeltaBundle).where(DeltaBundle.release_id == target.id, DeltaBundle.source_release_id == m.source.id)
                 )
@@ -201,7 +201,7 @@ class DeltaService:
                     s.flush()
                 except IntegrityError as exc:  # a concurrent upload of the same pair
                     raise Conflict(f"release {target.version} already has a delta from {m.source.version}") from exc
-                self.store.commit(upload.path, upload.sha256)
+                self.store.commit(upload.staged, upload.sha256)
                 audit.record(
                     s, who, "delta.create", f"{target.compatible} {target.version}", source=m.source.version, sha256=upload.sha256
                 )
@@ -402,7 +402,7 @@ class DeltaService:
             assert rel is not None and src is not None and tenant is not None
             signing = dict(tenant.delta_signing or {})
             keyring_pem, purpose = tenant.keyring_pem or "", tenant.keyring_check_purpose
-            new_path, old_path, fmt = self.store.path(rel.sha256), self.store.path(src.sha256), rel.format
+            new_sha, old_sha, fmt = rel.sha256, src.sha256, rel.format
             tid, rel_id = tenant.id, rel.id
         error: str | None = None
         try:
@@ -412,7 +412,13 @@ class DeltaService:
             keyring = load_keyring(keyring_pem.encode(), purpose)
             work = self.data_dir / "delta-builds"
             work.mkdir(exist_ok=True)
-            with tempfile.TemporaryDirectory(prefix="build-", dir=work) as tmp:
+            # A remote store's bundles are fetched to temporary files under the data directory (refused when they
+            # would fill it) and removed after the build.
+            with (
+                tempfile.TemporaryDirectory(prefix="build-", dir=work) as tmp,
+                self.store.local(new_sha) as new_path,
+                self.store.local(old_sha) as old_path,
+            ):
                 out = Path(tmp) / "delta.raucb"
                 create_delta_bundle(
                     old_path, new_path, out, signing["cert_pem"].encode(), key_pem, keyring,
@@ -425,11 +431,11 @@ class DeltaService:
                         row = s.get(DeltaBundle, delta_id)
                         if target is None or row is None:
                             return  # deleted meanwhile
-                        m = self._match(s, tid, target, upload.path, keyring)
+                        m = self._match(s, tid, target, upload, keyring)
                         row.sha256, row.size, row.signer = upload.sha256, upload.size, m.info["signer"]
                         hashes = {"md5": upload.md5, "sha1": upload.sha1, "sha256": upload.sha256}
                         row.info = {**row.info, "images": m.info["images"], "hashes": hashes, "status": "ready"}
-                        self.store.commit(upload.path, upload.sha256)
+                        self.store.commit(upload.staged, upload.sha256)
                 finally:
                     upload.discard()
         except (DeltaError, BundleError, Unprocessable, ValueError, OSError) as exc:

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-import os
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bulkhead.cra import SbomError, identify
-from bulkhead.rauc import BundleError, FileReader, Keyring, load_keyring, open_bundle
+from bulkhead.rauc import BundleError, Keyring, Reader, load_keyring, open_bundle
 from bulkhead.swu import SwuError, is_swu, read_swu
 
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound, PayloadTooLarge, Unprocessable
 from ..models import DeltaBundle, Device, Release, ReleaseSbom, Rollout, Tenant
-from ..store import ArtifactStore
+from ..store import ArtifactStore, Staged
 from ..vuln_models import AppSbom
 from . import audit
 from .auth import Principal
@@ -38,10 +39,10 @@ SBOM_MEDIA_TYPES = {
 
 
 class Upload:
-    """A request body written to a temporary file while it is hashed; never held in memory."""
+    """A request body staged in the artifact store while it is hashed; never held in memory."""
 
-    def __init__(self, path: Path, sha256: str, size: int, md5: str = "", sha1: str = "") -> None:
-        self.path, self.sha256, self.size = path, sha256, size
+    def __init__(self, staged: Staged, sha256: str, size: int, md5: str = "", sha1: str = "") -> None:
+        self.staged, self.sha256, self.size = staged, sha256, size
         self.md5, self.sha1 = md5, sha1  # hawkBit DDI clients check these
 
     @classmethod
@@ -50,48 +51,56 @@ class Upload:
             raise PayloadTooLarge(
                 f"upload of {declared} bytes exceeds the limit of {max_bytes} bytes (BULKHEAD_MAX_UPLOAD_BYTES)"
             )
-        fd, path = store.new_upload()
+        staging = store.stage()
         h, md5, sha1 = hashlib.sha256(), hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False)
         size = 0
         try:
-            with os.fdopen(fd, "wb") as f:
-                async for chunk in chunks:
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise PayloadTooLarge(f"upload exceeds the limit of {max_bytes} bytes (BULKHEAD_MAX_UPLOAD_BYTES)")
-                    h.update(chunk)
-                    md5.update(chunk)
-                    sha1.update(chunk)
-                    f.write(chunk)
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise PayloadTooLarge(f"upload exceeds the limit of {max_bytes} bytes (BULKHEAD_MAX_UPLOAD_BYTES)")
+                h.update(chunk)
+                md5.update(chunk)
+                sha1.update(chunk)
+                staging.write(chunk)
+                if staging.needs_flush:  # a remote store sends a part (memory stays bounded)
+                    await asyncio.to_thread(staging.flush)
+            if declared is not None and size != declared:
+                raise Invalid(f"upload truncated: received {size} of {declared} bytes; send the file again")
+            if size == 0:
+                raise Invalid("empty upload: send the bundle file as the request body")
+            staged = staging.finish() if store.kind == "fs" else await asyncio.to_thread(staging.finish)
         except BaseException:
-            path.unlink(missing_ok=True)
+            staging.abort()
             raise
-        if declared is not None and size != declared:
-            path.unlink(missing_ok=True)
-            raise Invalid(f"upload truncated: received {size} of {declared} bytes; send the file again")
-        if size == 0:
-            path.unlink(missing_ok=True)
-            raise Invalid("empty upload: send the bundle file as the request body")
-        return cls(path, h.hexdigest(), size, md5.hexdigest(), sha1.hexdigest())
+        return cls(staged, h.hexdigest(), size, md5.hexdigest(), sha1.hexdigest())
 
     @classmethod
     def from_file(cls, store: ArtifactStore, src: Path) -> Upload:
-        """A file the server made itself (a delta it built), moved into the store's incoming area and hashed."""
-        fd, path = store.new_upload()
-        os.close(fd)
-        os.replace(src, path)
+        """A file the server made itself (a delta it built), hashed, then moved into the store's incoming area."""
         h, md5, sha1 = hashlib.sha256(), hashlib.md5(usedforsecurity=False), hashlib.sha1(usedforsecurity=False)
         size = 0
-        with path.open("rb") as f:
+        with src.open("rb") as f:
             while chunk := f.read(1 << 20):
                 size += len(chunk)
                 h.update(chunk)
                 md5.update(chunk)
                 sha1.update(chunk)
-        return cls(path, h.hexdigest(), size, md5.hexdigest(), sha1.hexdigest())
+        return cls(store.stage_file(src), h.hexdigest(), size, md5.hexdigest(), sha1.hexdigest())
+
+    def reader(self) -> AbstractContextManager[Reader]:
+        """Random access for the bundle library."""
+        return self.staged.reader()
+
+    def open(self) -> BinaryIO:
+        return self.staged.open()
+
+    def local(self) -> AbstractContextManager[Path]:
+        """A local file with the bytes, for tools that need a path."""
+        return self.staged.local()
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        self.staged.discard()
 
 
 def sbom_json(b: ReleaseSbom) -> dict[str, Any]:
@@ -124,7 +133,7 @@ def release_json(r: Release, sboms: list[ReleaseSbom] | None = None) -> dict[str
 
 def _bundle_fields(upload: Upload, keyring: Keyring) -> dict[str, Any]:
     try:
-        with FileReader(upload.path) as reader:
+        with upload.reader() as reader:
             bundle = open_bundle(reader)
             bundle.verify(keyring)
             info = bundle.info()
@@ -145,7 +154,8 @@ def _bundle_fields(upload: Upload, keyring: Keyring) -> dict[str, Any]:
 
 def _swu_fields(upload: Upload, keyring: Keyring, compatible: str | None) -> dict[str, Any]:
     try:
-        info = read_swu(upload.path, keyring)
+        with upload.local() as path:
+            info = read_swu(path, keyring)
     except SwuError as exc:
         raise Unprocessable(f"SWUpdate image rejected: {exc}") from exc
     if not compatible:
@@ -182,7 +192,7 @@ class ReleaseService:
                     raise Invalid("this tenant has no keyring: upload one with 'bulkhead keyring set CA.pem' first")
                 keyring = load_keyring(tenant.keyring_pem.encode(), tenant.keyring_check_purpose)
                 default_compatible = (tenant.ddi or {}).get("default_compatible")
-            with upload.path.open("rb") as f:
+            with upload.open() as f:
                 swu = is_swu(f.read(6))
             if swu:
                 fields = _swu_fields(upload, keyring, compatible or default_compatible)
@@ -197,7 +207,7 @@ class ReleaseService:
                     rel.info = {**rel.info, "hashes": hashes}
                     s.add(rel)
                     s.flush()
-                    self.store.commit(upload.path, upload.sha256)
+                    self.store.commit(upload.staged, upload.sha256)
                     audit.record(s, who, "release.create", f"{rel.compatible} {rel.version}", sha256=upload.sha256)
                     return release_json(rel)
             except IntegrityError as exc:
@@ -240,7 +250,7 @@ class ReleaseService:
             with self.db.session() as s:
                 self._own(s, who, release_id)
             try:
-                with upload.path.open("rb") as f:
+                with upload.open() as f:
                     doc = json.load(f)
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise Unprocessable(f"SBOM rejected: not JSON ({exc}); upload SPDX or CycloneDX JSON") from exc
@@ -266,7 +276,7 @@ class ReleaseService:
                 )
                 s.add(row)
                 s.flush()
-                self.store.commit(upload.path, upload.sha256)
+                self.store.commit(upload.staged, upload.sha256)
                 audit.record(s, who, "release.sbom", f"{rel.compatible} {rel.version}", format=info.format, sha256=upload.sha256)
                 out = sbom_json(row)
             if replaced and replaced != upload.sha256:
@@ -275,8 +285,8 @@ class ReleaseService:
         finally:
             upload.discard()
 
-    def sbom_file(self, who: Principal, release_id: int, fmt: str | None) -> tuple[Path, str]:
-        """The stored SBOM of a release (the given format, or the only/SPDX one) and its media type."""
+    def sbom_file(self, who: Principal, release_id: int, fmt: str | None) -> tuple[str, str]:
+        """The stored SBOM of a release (the given format, or the only/SPDX one): its digest and media type."""
         who.require("viewer")
         if fmt is not None and fmt not in SBOM_MEDIA_TYPES:
             raise Invalid(f"unknown SBOM format {fmt!r}: use spdx, spdx3 or cyclonedx")
@@ -289,7 +299,7 @@ class ReleaseService:
             fmt = "spdx" if "spdx" in sboms else next(iter(sboms))
         if fmt not in sboms:
             raise NotFound(f"release {release_id} has no {fmt} SBOM (it has: {', '.join(sorted(sboms))})")
-        return self.store.path(sboms[fmt].sha256), SBOM_MEDIA_TYPES[fmt]
+        return sboms[fmt].sha256, SBOM_MEDIA_TYPES[fmt]
 
     def remove_unused(self, sha256: str) -> None:
         """Delete a stored file no release, SBOM or delta bundle refers to any more."""

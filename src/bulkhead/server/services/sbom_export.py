@@ -72,7 +72,7 @@ def export_release_sbom(releases: ReleaseService, who: Principal, release_id: in
     try:
         docs = []
         for sha in shas:
-            with releases.store.path(sha).open("rb") as f:
+            with releases.store.open(sha) as f:
                 docs.append(json.load(f))
         components = _merged(release_components(docs))
         text = export_sbom(fmt, meta, components)

@@ -234,7 +234,7 @@ class Scanner:
         docs = []
         for sha in shas:
             try:
-                with self.store.path(sha).open("rb") as f:
+                with self.store.open(sha) as f:
                     docs.append(json.load(f))
             except OSError as e:
                 log.warning("release %s: SBOM %s cannot be read: %s", release_id, sha, e)
@@ -279,7 +279,7 @@ class Scanner:
 
     def _app_components(self, key: tuple[str, str], sha: str) -> list[Component]:
         try:
-            with self.store.path(sha).open("rb") as f:
+            with self.store.open(sha) as f:
                 return release_components([json.load(f)])
         except (OSError, ValueError, CraError) as e:
             log.warning("app %s %s: SBOM %s not readable for matching: %s", *key, sha, e)
