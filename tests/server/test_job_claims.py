@@ -49,9 +49,7 @@ def test_claims_older_than_a_week_are_pruned_by_the_hourly_sweep(db: Database) -
     assert claims.claim("vulns.daily", old) and claims.claim("vulns.daily", T0)
     assert claims.claim("rollouts.sweep", T0.replace(minute=0) + dt.timedelta(hours=1))  # the hour's first sweep
     with db.session() as s:
-        assert [r.slot for r in s.scalars(select(JobClaim).where(JobClaim.name == "vulns.daily"))] == [
-            T0.replace(second=0)
-        ]
+        assert [r.slot for r in s.scalars(select(JobClaim).where(JobClaim.name == "vulns.daily"))] == [T0.replace(second=0)]
 
 
 def test_two_servers_schedulers_enqueue_each_due_periodic_job_once(db: Database, tmp_path: Path) -> None:
