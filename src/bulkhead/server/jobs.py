@@ -20,6 +20,7 @@ from huey.consumer import Consumer
 from .services.deltas import DeltaService
 from .services.notifications import NotificationService
 from .services.rollouts import RolloutService
+from .services.security import SecurityService
 from .services.vulns import VulnService
 from .settings import Settings
 
@@ -47,6 +48,7 @@ class Jobs:
         deltas: DeltaService | None = None,
         vulns: VulnService | None = None,
         notifications: NotificationService | None = None,
+        security: SecurityService | None = None,
     ) -> None:
         self.huey: Huey = (
             RedisHuey("bulkhead", url=settings.jobs_url, results=False)
@@ -85,6 +87,9 @@ class Jobs:
         if notifications is not None:
             # New events into deliveries and due deliveries (re)tried, every minute (services/notifications.py).
             self.huey.periodic_task(crontab(minute="*"), name="notify.run")(notifications.run)
+        if security is not None:
+            # Security updates by policy: devices whose security update is due get it, every minute (services/security.py).
+            self.huey.periodic_task(crontab(minute="*"), name="security.run")(lambda: security.run())
 
     def _vuln_jobs(self, vulns: VulnService) -> None:
         """Vulnerability monitoring: feeds fetched and every tenant re-scanned daily, KEV hourly (an event for each CVE
