@@ -27,7 +27,9 @@ def test_security_commands(srv: LiveServer) -> None:
     assert ok(srv, token, "release", "show", str(rel["id"]))["security"]["marked_by"].startswith("user:")
     with httpx.Client(base_url=srv.url, headers={"authorization": f"Bearer {token}"}) as c:
         dev = Dev(c, "cli-sec-1", "field")
-        c.post("/device/v1/reports", headers=dev.h, json={"events": [], "inventory": {"os_version": "2011.03-1"}}).raise_for_status()
+        c.post(
+            "/device/v1/reports", headers=dev.h, json={"events": [], "inventory": {"os_version": "2011.03-1"}}
+        ).raise_for_status()
 
     [mark] = ok(srv, token, "security", "list")
     assert mark["version"] == "2011.03-2" and mark["rollout"] is None
