@@ -36,6 +36,8 @@ class MarkIn(BaseModel):
 
 
 class RolloutRef(Out):
+    """The rollout that installs a security release (made by the policy once a device is due)."""
+
     id: int
     name: str
     status: str
@@ -62,6 +64,8 @@ class PolicyIn(BaseModel):
 
 
 class PolicyOut(Out):
+    """A security-update policy of the tenant (its default), a group or a device."""
+
     scope: Literal["tenant", "group", "device"]
     group: str | None
     device: str | None
@@ -72,12 +76,16 @@ class PolicyOut(Out):
 
 
 class EffectivePolicy(Out):
+    """The policy that holds and where it comes from."""
+
     mode: Mode
     window_days: int
     source: str = Field(description="device, group NAME, or tenant")
 
 
 class PolicyListOut(Out):
+    """The tenant's default policy, the postponement limit, and every group's and device's own policy."""
+
     default: EffectivePolicy
     max_postpone_days: int
     policies: list[PolicyOut]
@@ -96,6 +104,8 @@ class PostponeIn(BaseModel):
 
 
 class PostponementOut(Out):
+    """A security release postponed for a group or a device until a time (audited with who and why)."""
+
     id: int
     release_id: int
     version: str | None
@@ -109,6 +119,8 @@ class PostponementOut(Out):
 
 
 class Pending(Out):
+    """A device's pending security update and its state at the server's clock."""
+
     release_id: int
     version: str
     available_at: Time
@@ -120,11 +132,15 @@ class Pending(Out):
 
 
 class PendingOut(Out):
+    """A device and its pending security update (null: none)."""
+
     device: str
     os_version: str | None
     pending: Pending | None
 
 
 class RunOut(Out):
+    """What one run of the policy did: devices given their security update, per rollout."""
+
     placed: int = Field(description="devices given their security update now")
     rollouts: dict[str, int]

@@ -155,9 +155,18 @@ class SecurityService:
         self.on_rollout = on_rollout
 
     # -- what decisions read ------------------------------------------------------------------
-    def _tenant(self, s: Session, tid: int, compatible: str | None = None) -> _Tenant:
+    def _tenant(self, s: Session, tid: int, compatible: str | None = None, device_id: int | None = None) -> _Tenant:
+        """What decisions read; for one device (`device_id`: its state answer), only its own rows of devices' policies
+        and postponements, so a poll reads a few rows however many devices have their own."""
         t = _Tenant(Policy("automatic", self.window_days, "tenant"))
-        for p in s.scalars(select(SecurityPolicyRow).where(SecurityPolicyRow.tenant_id == tid)):
+        policies = select(SecurityPolicyRow).where(SecurityPolicyRow.tenant_id == tid)
+        postponements = select(SecurityPostponement).where(SecurityPostponement.tenant_id == tid)
+        if device_id is not None:
+            policies = policies.where(or_(SecurityPolicyRow.device_id.is_(None), SecurityPolicyRow.device_id == device_id))
+            postponements = postponements.where(
+                or_(SecurityPostponement.device_id.is_(None), SecurityPostponement.device_id == device_id)
+            )
+        for p in s.scalars(policies):
             if p.key == "tenant":
                 t.default = Policy(p.mode, p.window_days, "tenant")
             elif p.group_name is not None:
@@ -170,7 +179,7 @@ class SecurityService:
             q = q.where(Release.compatible == compatible)
         for m, comp, version in s.execute(q.order_by(SecurityMark.release_id)):
             t.releases.setdefault(comp, []).append(SecurityRelease(m.release_id, version, m.available_at))
-        for pp in s.scalars(select(SecurityPostponement).where(SecurityPostponement.tenant_id == tid)):
+        for pp in s.scalars(postponements):
             if pp.group_name is not None:
                 t.group_until.setdefault(pp.release_id, {})[pp.group_name] = pp.until
             elif pp.device_id is not None:
@@ -183,7 +192,9 @@ class SecurityService:
 
     def pending(self, s: Session, dev: Device, now: dt.datetime | None = None) -> Decision | None:
         """The security update the device is to get, and where it stands at `now` (None: none pending)."""
-        t = self._tenant(s, dev.tenant_id, dev.compatible)
+        t = self._tenant(s, dev.tenant_id, dev.compatible, dev.id)
+        if not t.releases:
+            return None
         return t.decide(
             dev.compatible, dev.id, list(dev.groups or []), dev.os_version, self._desired_version(s, dev), now or self.clock()
         )
