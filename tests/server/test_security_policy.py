@@ -6,6 +6,7 @@ postponing past the limit is refused and changes nothing; the job's statements d
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,12 +14,14 @@ from sqlalchemy import event, func, select
 
 from bulkhead.server.db import Database
 from bulkhead.server.errors import Conflict, Invalid, NotFound
+from bulkhead.server.jobs import Jobs
 from bulkhead.server.models import Action, AuditEvent, Device, DeviceGroup, Release, Rollout, Tenant
 from bulkhead.server.security_models import SecurityPostponement
 from bulkhead.server.services.auth import Principal
 from bulkhead.server.services.devices import DeviceService
 from bulkhead.server.services.rollouts import RolloutService
 from bulkhead.server.services.security import SecurityService
+from bulkhead.server.settings import Settings
 
 T0 = dt.datetime(2027, 3, 1, 9, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -202,3 +205,22 @@ def test_the_job_is_set_based_whatever_the_fleet_size(env: Env) -> None:
     assert large <= small + 2, (small, large)
     with env.db.session() as s:
         assert s.scalar(select(func.count()).select_from(Action)) == 33
+
+
+def test_the_periodic_job_installs_and_unmarking_cancels_the_policy_rollout(env: Env, tmp_path: Path) -> None:
+    """The server's job queue runs the policy every minute (jobs.py); taking the mark away cancels its rollout."""
+    jobs = Jobs(Settings(data_dir=tmp_path), env.rollouts, security=env.sec)
+    assert jobs.security_task.task_class().validate_datetime(dt.datetime(2027, 3, 1, 9, 1))
+    env.device("a", ["field"])
+    env.device("b", ["field"])
+    env.sec.mark(env.op, env.rel["1.1"], available_at=dt.datetime.now(dt.UTC) - 8 * DAY)
+    env.clock.now = dt.datetime.now(dt.UTC)
+    jobs.security_task.call_local()  # what the consumer runs
+    assert env.desired("a") == "1.1" and env.desired("b") == "1.1"
+
+    env.sec.unmark(env.op, env.rel["1.1"], env.rollouts)
+    assert env.desired("a") == "1.0"  # canceled before the device started
+    with env.db.session() as s:
+        r = s.scalar(select(Rollout).where(Rollout.release_id == env.rel["1.1"]))
+        assert r is not None and r.status == "canceled"
+    assert env.sec.list_releases(env.op) == [] and env.run() == 0

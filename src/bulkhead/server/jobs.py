@@ -87,9 +87,14 @@ class Jobs:
         if notifications is not None:
             # New events into deliveries and due deliveries (re)tried, every minute (services/notifications.py).
             self.huey.periodic_task(crontab(minute="*"), name="notify.run")(notifications.run)
+        self.security_task: Any = None
         if security is not None:
+
+            def security_run() -> None:
+                security.run()
+
             # Security updates by policy: devices whose security update is due get it, every minute (services/security.py).
-            self.huey.periodic_task(crontab(minute="*"), name="security.run")(lambda: security.run())
+            self.security_task = self.huey.periodic_task(crontab(minute="*"), name="security.run")(security_run)
 
     def _vuln_jobs(self, vulns: VulnService) -> None:
         """Vulnerability monitoring: feeds fetched and every tenant re-scanned daily, KEV hourly (an event for each CVE
