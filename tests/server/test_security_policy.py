@@ -224,3 +224,14 @@ def test_the_periodic_job_installs_and_unmarking_cancels_the_policy_rollout(env:
         r = s.scalar(select(Rollout).where(Rollout.release_id == env.rel["1.1"]))
         assert r is not None and r.status == "canceled"
     assert env.sec.list_releases(env.op) == [] and env.run() == 0
+
+
+def test_a_device_the_owners_rollout_already_updates_is_not_given_the_release_twice(env: Env) -> None:
+    env.device("a", ["field"])
+    env.device("b", ["lab"])
+    env.rollouts.create(env.op, {"name": "owner", "release_id": env.rel["1.1"], "target": {"groups": ["lab"]}})
+    env.sec.mark(env.op, env.rel["1.1"], available_at=T0 - 8 * DAY)
+    assert env.run() == 1  # only a: b has the owner's open action for 1.1
+    with env.db.session() as s:
+        held = s.execute(select(Device.name, func.count()).join(Action, Action.device_id == Device.id).group_by(Device.name))
+        assert dict(held.all()) == {"a": 1, "b": 1}

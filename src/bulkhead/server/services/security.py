@@ -563,7 +563,10 @@ class SecurityService:
             r = self._new_rollout(s, tid, rel_id, now)
         if r.status not in ("running", "finished"):
             return 0, None
-        placed = select(Action.device_id).where(Action.rollout_id == r.id)
+        # Placed already, or given the same release by one of the owner's rollouts that is still open.
+        placed = select(Action.device_id).where(
+            or_(Action.rollout_id == r.id, and_(Action.release_id == rel_id, Action.active.is_(True)))
+        )
         ids = sorted(s.scalars(select(Device.id).where(cond).except_(placed)))
         if not ids:
             return 0, r.id
