@@ -12,7 +12,7 @@ from typing import Any
 
 from .errors import BadResponse
 from .state import ReleaseRef
-from .support import check_support
+from .support import check_security, check_support
 
 __all__ = ["MAX_INTERVAL", "MIN_INTERVAL", "check_state", "poll_interval"]
 
@@ -68,6 +68,7 @@ def check_state(doc: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(f.get("on_change") or "", str):
             raise BadResponse(f"desired.files[{i}].on_change must be a command string")
     check_support(doc.get("support"))
+    check_security(doc.get("security"))
     if not isinstance(desired.get("registries") or {}, dict):
         raise BadResponse("desired.registries must be an object")
     device = doc.get("device") or {}

@@ -53,11 +53,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _status(data_dir: Path) -> str:
-    """The persisted update state, and the product's support period as the server last said it."""
+    """The persisted update state, the product's support period and the pending security update as the server last
+    said them."""
     path = data_dir / "update-state.json"
     text = path.read_text() if path.exists() else json.dumps({"phase": "idle"})
     kept = support.read_status(data_dir / support.FILE_NAME)
-    if kept is None:
+    pending = support.read_security(data_dir / support.FILE_NAME)
+    if kept is None and pending is None:
         return text
     try:
         state = json.loads(text)
@@ -65,7 +67,10 @@ def _status(data_dir: Path) -> str:
         return text
     if not isinstance(state, dict):
         return text
-    state["support"] = support.describe(kept, dt.date.today())
+    if kept is not None:
+        state["support"] = support.describe(kept, dt.date.today())
+    if pending is not None:
+        state["security_update"] = pending
     return json.dumps(state)
 
 

@@ -89,10 +89,14 @@ def release_upload(
     ctx: typer.Context,
     bundle: Path = typer.Argument(..., exists=True, dir_okay=False),
     compatible: str | None = typer.Option(None, help="for a SWUpdate .swu: the compatible of the devices it is for"),
+    security: bool = typer.Option(False, "--security", help="a security update: installed by policy (docs/cra.md)"),
     json: bool = JsonOpt,
 ) -> None:
     """Upload a signed RAUC bundle or SWUpdate .swu; the server verifies it against the keyring before storing it."""
-    data = client(ctx).upload(bundle, show_progress=not json, params={"compatible": compatible} if compatible else None)
+    params = {"compatible": compatible} if compatible else {}
+    if security:
+        params["security"] = "true"
+    data = client(ctx).upload(bundle, show_progress=not json, params=params or None)
     show(data, json, title="release")
 
 

@@ -27,6 +27,7 @@ from .api import ddi, device, management, meta, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
 from .api import notifications as notifications_api
+from .api import security as security_api
 from .api import vulns as vulns_api
 from .api.contract import ERROR_RESPONSES, HTTP_ERROR_CODES, document_errors
 from .api.deps import Services
@@ -63,6 +64,7 @@ from .services.notify_send import SmtpConfig
 from .services.releases import MAX_SBOM_BYTES, ReleaseService
 from .services.reports import ReportService
 from .services.rollouts import RolloutService
+from .services.security import SecurityService
 from .services.tenants import TenantService
 from .services.vulns import MAX_FEED_BYTES, VulnService
 from .settings import Settings
@@ -228,7 +230,13 @@ def create_app(settings: Settings) -> BulkheadApp:
     )
     vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror, settings.osv_ecosystems))
     notifications = NotificationService(db, _smtp(settings), vulns.feeds.status)
-    jobs = Jobs(settings, rollout_svc, deltas, vulns, notifications, PeriodicClaims(db))
+    security = SecurityService(
+        db,
+        settings.security_window_days,
+        settings.security_max_postpone_days,
+        on_rollout=lambda rid, now: rollout_svc.advance(rid, now),
+    )
+    jobs = Jobs(settings, rollout_svc, deltas, vulns, notifications, security, PeriodicClaims(db))
     cra_products = ProductService(db, settings.release_retention_years, settings.support_warning_days)
     releases.before_delete = cra_products.check_delete
     app_sboms = AppSbomService(db, store)
@@ -256,6 +264,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         CaseService(db),
         app_sboms,
         notifications,
+        security,
     )
 
     @asynccontextmanager
@@ -293,6 +302,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(cra_api.router)
     api.include_router(cra_export_api.router)
     api.include_router(notifications_api.router)
+    api.include_router(security_api.router)
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:

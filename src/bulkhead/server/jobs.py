@@ -21,6 +21,7 @@ from .job_claims import PeriodicClaims
 from .services.deltas import DeltaService
 from .services.notifications import NotificationService
 from .services.rollouts import RolloutService
+from .services.security import SecurityService
 from .services.vulns import VulnService
 from .settings import Settings
 
@@ -71,6 +72,7 @@ class Jobs:
         deltas: DeltaService | None = None,
         vulns: VulnService | None = None,
         notifications: NotificationService | None = None,
+        security: SecurityService | None = None,
         claims: PeriodicClaims | None = None,
     ) -> None:
         """`claims`: the shared database's periodic-job claims (None: this process enqueues every periodic job)."""
@@ -113,6 +115,14 @@ class Jobs:
         if notifications is not None:
             # New events into deliveries and due deliveries (re)tried, every minute (services/notifications.py).
             self.huey.periodic_task(crontab(minute="*"), name="notify.run")(notifications.run)
+        self.security_task: Any = None
+        if security is not None:
+
+            def security_run() -> None:
+                security.run()
+
+            # Security updates by policy: devices whose security update is due get it, every minute (services/security.py).
+            self.security_task = self.huey.periodic_task(crontab(minute="*"), name="security.run")(security_run)
 
     def _vuln_jobs(self, vulns: VulnService) -> None:
         """Vulnerability monitoring: feeds fetched and every tenant re-scanned daily, KEV hourly (an event for each CVE

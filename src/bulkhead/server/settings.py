@@ -47,6 +47,10 @@ class Settings(BaseModel):
     # product's support end (0: not retained); products are flagged when their support ends within this many days.
     release_retention_years: int = Field(default=10, ge=0, le=100)
     support_warning_days: int = Field(default=180, ge=0, le=3650)
+    # Security updates by policy: installed within this many days of their availability unless a policy says otherwise,
+    # and postponed by at most this many days past that due date in total (services/security.py).
+    security_window_days: int = Field(default=7, ge=0, le=365)
+    security_max_postpone_days: int = Field(default=30, ge=0, le=365)
     # The app ecosystems whose OSV.dev export the osv feed keeps (comma-separated OSV ecosystem names; empty: PyPI,
     # npm, Go, crates.io, Maven).
     osv_ecosystems: str | None = None
@@ -153,6 +157,8 @@ _ENV = {
     "feed_mirror": "BULKHEAD_FEED_MIRROR",
     "release_retention_years": "BULKHEAD_RELEASE_RETENTION_YEARS",
     "support_warning_days": "BULKHEAD_SUPPORT_WARNING_DAYS",
+    "security_window_days": "BULKHEAD_SECURITY_WINDOW_DAYS",
+    "security_max_postpone_days": "BULKHEAD_SECURITY_MAX_POSTPONE_DAYS",
     "osv_ecosystems": "BULKHEAD_OSV_ECOSYSTEMS",
     "smtp_host": "BULKHEAD_SMTP_HOST",
     "smtp_port": "BULKHEAD_SMTP_PORT",

@@ -23,6 +23,7 @@ from ..services.notifications import NotificationService
 from ..services.releases import ReleaseService, Upload
 from ..services.reports import ReportService
 from ..services.rollouts import RolloutService
+from ..services.security import SecurityService
 from ..services.tenants import TenantService
 from ..services.vulns import VulnService
 from ..settings import Settings
@@ -55,6 +56,7 @@ class Services:
     cra_cases: CaseService | None = None
     app_sboms: AppSbomService | None = None
     notifications: NotificationService | None = None
+    security: SecurityService | None = None
 
 
 def services(request: Request) -> Services:

@@ -93,6 +93,10 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
         support = svc.cra_products.device_support(dev.tenant_id, dev.compatible)
         if support is not None:
             body["support"] = support  # the product's support end, for the device's user (CRA)
+    if svc.security is not None:
+        pending = svc.security.device_answer(dev.tenant_id, dev.id)
+        if pending is not None:
+            body["security"] = pending  # its pending security update, for the device's user (CRA)
     etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'
     if release is not None and rel is not None:
         url_ttl = svc.settings.signed_url_ttl

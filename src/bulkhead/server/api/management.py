@@ -160,6 +160,7 @@ def get_keyring(who: Principal = Depends(principal), svc: Services = Depends(ser
 async def upload_release(
     request: Request,
     compatible: str | None = None,
+    security: bool = Query(False, description="mark it a security update (installed by policy, see docs/cra.md)"),
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> dict[str, Any]:
@@ -170,7 +171,10 @@ async def upload_release(
     who.require("operator")
     who.require_tenant()
     upload = await receive_upload(request, svc, svc.settings.max_upload_bytes)
-    return await run_in_threadpool(svc.releases.ingest, who, upload, compatible)
+    out: dict[str, Any] = await run_in_threadpool(svc.releases.ingest, who, upload, compatible)
+    if security and svc.security is not None:
+        out["security"] = await run_in_threadpool(svc.security.mark, who, out["id"])
+    return out
 
 
 @router.put(

@@ -162,6 +162,9 @@ class ReleaseOut(Out):
     images: list[ReleaseImage] = Field(description="the bundle's images (empty for a .swu)")
     created_at: Time
     sboms: list[SbomOut]
+    security: dict[str, Any] | None = Field(
+        None, description="a security update's mark: since when (available_at), by whom (marked_by), why (reason); else null"
+    )
 
 
 # -- devices ------------------------------------------------------------------------------------------

@@ -150,6 +150,18 @@ class StateSupport(Out):
     support_end: str | None = Field(description="the last day of support (ISO date), null when not set")
 
 
+class StateSecurity(Out):
+    """The device's pending security update (CRA): the release, when it is due, and any postponement."""
+
+    release_id: int
+    version: str
+    available_at: str = Field(description="since when the fix is available (ISO 8601)")
+    due_at: str = Field(description="when it is due by the device's policy (ISO 8601)")
+    postponed_until: str | None = Field(description="the end of a postponement that holds, else null")
+    installs_at: str | None = Field(description="when it installs automatically; null: the policy is opt_out")
+    mode: str = Field(description="automatic or opt_out")
+
+
 class DeviceState(Out):
     """The device's desired state."""
 
@@ -157,3 +169,4 @@ class DeviceState(Out):
     desired: StateDesired
     poll_interval: int = Field(description="seconds until the next poll")
     support: StateSupport | None = absent("the device's product and its support end (absent: no product registered)")
+    security: StateSecurity | None = absent("the device's pending security update (absent: none)")

@@ -21,6 +21,7 @@ from bulkhead.swu import SwuError, is_swu, read_swu
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound, PayloadTooLarge, Unprocessable
 from ..models import DeltaBundle, Device, Release, ReleaseSbom, Rollout, Tenant
+from ..security_models import SecurityMark
 from ..store import ArtifactStore, Staged
 from ..vuln_models import AppSbom
 from . import audit
@@ -131,6 +132,19 @@ def release_json(r: Release, sboms: list[ReleaseSbom] | None = None) -> dict[str
     }
 
 
+def _marks(s: Session, ids: list[int]) -> dict[int, SecurityMark]:
+    """The security-update marks of these releases (services/security.py)."""
+    return {m.release_id: m for m in s.scalars(select(SecurityMark).where(SecurityMark.release_id.in_(ids)))} if ids else {}
+
+
+def _with_mark(out: dict[str, Any], marks: dict[int, SecurityMark]) -> dict[str, Any]:
+    m = marks.get(out["id"])
+    out["security"] = (
+        {"available_at": m.available_at.isoformat(), "marked_by": m.marked_by, "reason": m.reason} if m is not None else None
+    )
+    return out
+
+
 def _bundle_fields(upload: Upload, keyring: Keyring) -> dict[str, Any]:
     try:
         with upload.reader() as reader:
@@ -230,13 +244,14 @@ class ReleaseService:
             if ids:
                 for b in s.scalars(select(ReleaseSbom).where(ReleaseSbom.release_id.in_(ids)).order_by(ReleaseSbom.format)):
                     sboms.setdefault(b.release_id, []).append(b)
-            return paged(releases, page, lambda r: (r.id,), lambda r: release_json(r, sboms.get(r.id)))
+            marks = _marks(s, ids)
+            return paged(releases, page, lambda r: (r.id,), lambda r: _with_mark(release_json(r, sboms.get(r.id)), marks))
 
     def get(self, who: Principal, release_id: int) -> dict[str, Any]:
         who.require("viewer")
         with self.db.session() as s:
             rel = self._own(s, who, release_id)
-            return release_json(rel, self._sboms(s, rel.id))
+            return _with_mark(release_json(rel, self._sboms(s, rel.id)), _marks(s, [rel.id]))
 
     @staticmethod
     def _sboms(s: Any, release_id: int) -> list[ReleaseSbom]:

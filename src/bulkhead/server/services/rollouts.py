@@ -56,6 +56,7 @@ from .rollout_sql import (
     matching_devices,
     offered,
 )
+from .security_plan import ROLLOUT_OWNER
 from .times import parse_time
 
 __all__ = ["RolloutService"]
@@ -375,6 +376,8 @@ class RolloutService:
 
     def _joiners(self, s: Session, r: Rollout, now: dt.datetime) -> int:
         """Place the devices that match the target but have no action yet (joined later): one set difference."""
+        if r.created_by == ROLLOUT_OWNER:
+            return 0  # a security update's rollout: the policy places its devices (services/security.py), not a target
         placed = select(Action.device_id).where(Action.rollout_id == r.id)
         # EXCEPT: a hashed set difference, linear whatever the planner knows of a rollout created a moment ago.
         ids = list(s.scalars(matching_devices(s, r.tenant_id, r.target, False).except_(placed)))
