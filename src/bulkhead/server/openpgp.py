@@ -29,9 +29,10 @@ class SigningUnavailable(ServerError):
 
 
 class OpenPgp:
-    def __init__(self, root: Path, gpg: str | None = None) -> None:
+    def __init__(self, root: Path, gpg: str | None = None, enabled: bool = True) -> None:
+        """`gpg`: the program (default: `gpg` on PATH); `enabled` False: behave as if it were not installed."""
         self.root = root
-        self.gpg = gpg if gpg is not None else shutil.which("gpg")
+        self.gpg = (gpg or shutil.which("gpg")) if enabled else None
 
     @property
     def available(self) -> bool:

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .wire import Out, absent
 
-__all__ = ["AdvisoryIn", "AdvisoryOut", "AdvisoryReviseIn", "KeyIn", "ProviderIn", "ProviderOut", "PublishOut"]
+__all__ = ["AdvisoryIn", "AdvisoryOut", "AdvisoryReviseIn", "CsafDocument", "KeyIn", "ProviderIn", "ProviderOut", "PublishOut"]
 
 Cves = Field(min_length=1, max_length=100, description="the vulnerability ids (CVE-YYYY-N…) the advisory is about")
 Vectors = Field(None, description="a CVSS 3.x (or 2.0) vector per CVE, scored into the advisory (e.g. from the CNA)")
@@ -37,6 +37,8 @@ class AdvisoryReviseIn(_In):
 
 
 class AdvisoryOut(Out):
+    """A CSAF advisory: what it is made from, its state, its published version's dates, hash and signer."""
+
     id: int
     tracking_id: str
     file: str = Field(description="the CSAF file name (section 5.1)")
@@ -62,6 +64,8 @@ class AdvisoryOut(Out):
 
 
 class PublishOut(AdvisoryOut):
+    """The advisory just published, with the URL the provider serves it at."""
+
     url: str = Field(description="where the provider serves the published document")
 
 
@@ -72,11 +76,21 @@ class ProviderIn(_In):
     policy: str | None = Field(None, max_length=512, description="the vulnerability disclosure policy's https URL")
 
 
+class CsafDocument(Out):
+    """A CSAF 2.0 document (https://docs.oasis-open.org/csaf/csaf/v2.0/csaf_json_schema.json)."""
+
+    document: dict[str, Any] = Field(description="document-level metadata: category, publisher, tracking, notes")
+    product_tree: dict[str, Any] = Field(description="vendor, product name and one product_version per release")
+    vulnerabilities: list[dict[str, Any]] = Field(description="per CVE: product_status, remediations, scores, notes")
+
+
 class KeyIn(_In):
     secret_key: str = Field(min_length=1, max_length=100_000, description="ASCII-armoured OpenPGP secret key, no passphrase")
 
 
 class ProviderOut(Out):
+    """The tenant's CSAF provider: its public URLs, the publisher, security contact and policy, the signing key."""
+
     tenant: str
     base: str = Field(description="where the tenant's /.well-known/ is")
     provider_metadata: str

@@ -38,7 +38,7 @@ def create_advisory(
     return _adv(svc).create(who, body.compatible, body.cves, body.title, body.summary, body.cvss, origin(request))
 
 
-@router.post("/advisories/preview", response_model=dict[str, Any])
+@router.post("/advisories/preview", response_model=sch.CsafDocument)
 def preview_advisory(
     body: sch.AdvisoryIn, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
@@ -86,14 +86,8 @@ def publish_advisory(
 
 @router.get(
     "/advisories/{advisory_id}/document",
-    responses={
-        200: {
-            "content": {
-                "application/json": {"schema": {"type": "object"}},
-                "text/html": {"schema": {"type": "string"}},
-            }
-        }
-    },
+    response_model=sch.CsafDocument,
+    responses={200: {"content": {"text/html": {"schema": {"type": "string", "description": "an HTML page"}}}}},
 )
 def advisory_document(
     advisory_id: DbId,

@@ -37,8 +37,32 @@ def _send(f: PublicFile) -> Response:
     return Response(f.body, media_type=f.media_type, headers={"cache-control": "public, max-age=300"})
 
 
+_TEXT = {"type": "string", "description": "the file (see docs/cra.md, CSAF 2.0 section 7, RFC 9116)"}
+_JSON: dict[str, dict[str, Any]] = {
+    "provider-metadata": {
+        "type": "object",
+        "description": "CSAF 2.0 provider metadata (provider_json_schema.json)",
+        "properties": {"canonical_url": {"type": "string"}, "role": {"type": "string"}, "distributions": {"type": "array"}},
+    },
+    "document": {
+        "type": "object",
+        "description": "a CSAF 2.0 document (csaf_json_schema.json)",
+        "properties": {"document": {"type": "object"}, "vulnerabilities": {"type": "array"}},
+    },
+}
+
+
 def _text(*types: str) -> dict[int | str, dict[str, Any]]:
-    return {200: {"content": {t: {"schema": {"type": "string"}} for t in types}}}
+    """`responses` of a route answering one of `types`; application/json (a CSAF document) or "provider-metadata"."""
+    content: dict[str, Any] = {}
+    for t in types:
+        if t == "provider-metadata":
+            content["application/json"] = {"schema": _JSON["provider-metadata"]}
+        elif t == "application/json":
+            content[t] = {"schema": _JSON["document"]}
+        else:
+            content[t] = {"schema": _TEXT}
+    return {200: {"content": content}}
 
 
 def _both(path: str, summary: str, types: tuple[str, ...], serve: Callable[..., PublicFile]) -> None:
@@ -64,7 +88,7 @@ def _both(path: str, summary: str, types: tuple[str, ...], serve: Callable[..., 
 _both(
     "/.well-known/csaf/provider-metadata.json",
     "provider metadata",
-    ("application/json",),
+    ("provider-metadata",),
     lambda p, tid, r: p.metadata(tid, origin(r)),
 )
 _both("/.well-known/csaf/white/index.txt", "index", ("text/plain",), lambda p, tid, r: p.index(tid, origin(r)))
