@@ -135,6 +135,7 @@ def advisory_export(
     draft: bool = typer.Option(False, "--draft", help="The working draft instead of the published version"),
     html: bool = typer.Option(False, "--html", help="An HTML page instead of the CSAF JSON"),
     out: Path | None = typer.Option(None, "-o", "--out", help="Write it here instead of standard output"),
+    json: bool = typer.Option(True, "--json", help="The document is JSON unless --html is given"),
 ) -> None:
     """The CSAF document (the published bytes as served, or the draft), as JSON or an HTML page."""
     params = {"version": "draft" if draft else "published", "format": "html" if html else "json"}
