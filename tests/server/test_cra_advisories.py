@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.csaf_validators import mandatory_failures, schema_errors
+from tests.live import live_server
 from tests.server.conftest import LiveServer
 from tests.server.test_schemas import Checker
 from tests.server.vuln_fixtures import DEBIAN, NEW_SSL, OLD_SSL, Lab, debian_sbom, import_feed, make_lab, release, scan
@@ -290,3 +291,33 @@ def test_bad_input_changes_nothing(server: LiveServer, lab: Lab, checker: Checke
     with server.client(viewer) as v:
         assert v.get("/api/v1/cra/advisories").status_code == 200  # viewers read
     c.close()
+
+
+def test_a_tenant_served_at_the_root_of_its_own_host(tmp_path: Path) -> None:
+    """BULKHEAD_CSAF_HOSTS: the mapped Host gets the tenant's provider and security.txt at the root /.well-known/,
+    with URLs on that host; another Host gets a 404 saying how to map it."""
+    env = {
+        "BULKHEAD_CSAF_HOSTS": "advisories.acme.example=acme",
+        "BULKHEAD_SECURITY_CONTACT": "https://acme.example/report",
+        "BULKHEAD_SECURITY_POLICY": "https://acme.example/policy",
+        "BULKHEAD_PUBLIC_URL": "https://updates.example",
+    }
+    with live_server(tmp_path / "data", env) as srv:
+        with srv.client(srv.admin) as a:
+            assert a.post("/api/v1/tenants", json={"name": "acme"}).status_code == 201
+        host = {"host": "advisories.acme.example"}
+        meta = httpx.get(srv.url + "/.well-known/csaf/provider-metadata.json", headers=host)
+        assert meta.status_code == 200, meta.text
+        doc = meta.json()
+        assert schema_errors(doc, "provider_json_schema.json") == []
+        assert doc["canonical_url"] == "https://advisories.acme.example/.well-known/csaf/provider-metadata.json"
+        assert doc["role"] == "csaf_provider"  # nothing published, nothing signed yet
+        sec = httpx.get(srv.url + "/.well-known/security.txt", headers=host)
+        assert sec.status_code == 200, sec.text
+        fields = parse_security_txt(sec.text, "https://advisories.acme.example/.well-known/security.txt", dt.datetime.now(dt.UTC))
+        assert fields["contact"] == ["https://acme.example/report"] and fields["policy"] == ["https://acme.example/policy"]
+        assert fields["csaf"] == [doc["canonical_url"]]
+        # the path form serves the same tenant, its URLs still on its own host
+        assert httpx.get(srv.url + "/acme/.well-known/csaf/provider-metadata.json").json() == doc
+        other = httpx.get(srv.url + "/.well-known/security.txt", headers={"host": "other.example"})
+        assert other.status_code == 404 and "BULKHEAD_CSAF_HOSTS" in other.json()["message"]
