@@ -12,6 +12,7 @@ import typer
 
 from . import output
 from .client import LimitOpt
+from .cra_advisory import advisory_app, provider_app
 from .errors import CliError
 from .manage import JsonOpt, client, show
 from .notify import notify_app
@@ -22,6 +23,8 @@ case_app = typer.Typer(help="Article 14 cases: awareness, deadlines, submissions
 cra_app.add_typer(product_app, name="product")
 cra_app.add_typer(case_app, name="case")
 cra_app.add_typer(notify_app, name="notify")
+cra_app.add_typer(advisory_app, name="advisory")
+cra_app.add_typer(provider_app, name="provider")
 
 _SUBMISSIONS = ("early_warning", "notification", "final_report")
 _CASE_COLUMNS = ["id", "kind", "state", "title", "awareness_at", "deadlines", "overdue", "assignee"]

@@ -22,7 +22,9 @@ from bulkhead import __version__
 
 from .api import apps as apps_api
 from .api import cra as cra_api
+from .api import cra_advisories as cra_advisories_api
 from .api import cra_export as cra_export_api
+from .api import csaf_public as csaf_public_api
 from .api import ddi, device, management, meta, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
@@ -49,11 +51,13 @@ from .jobs import Jobs
 from .limits import BodyLimits, BodyRule
 from .logs import configure as configure_logs
 from .metrics import observe, start_process
+from .openpgp import OpenPgp
 from .pollcache import PollCache
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
 from .services.app_sboms import MAX_APP_SBOM_BYTES, AppSbomService
 from .services.apps import AppService
 from .services.auth import Authenticator
+from .services.cra_advisories import AdvisoryService
 from .services.cra_cases import CaseService
 from .services.cra_products import ProductService
 from .services.ddi import DdiAuth, DdiService
@@ -265,6 +269,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         app_sboms,
         notifications,
         security,
+        cra_advisories=AdvisoryService(db, OpenPgp(settings.data_dir / "openpgp"), settings),
     )
 
     @asynccontextmanager
@@ -303,6 +308,8 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(cra_export_api.router)
     api.include_router(notifications_api.router)
     api.include_router(security_api.router)
+    api.include_router(cra_advisories_api.router)
+    api.include_router(csaf_public_api.router)  # last: its /{tenant}/… paths must not shadow the others
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:

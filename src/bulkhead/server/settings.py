@@ -73,6 +73,25 @@ class Settings(BaseModel):
     # Devices download from the bucket through presigned URLs (a redirect) instead of through the server: bytes per
     # device are then estimated from the requested ranges, not counted as they go out.
     s3_presign: bool = False
+    # CSAF advisories and security.txt (services/cra_advisories.py): the default security contact (mailto: or https:
+    # URL, or an e-mail address) and disclosure policy URL of every tenant's provider (a tenant may set its own),
+    # how long a served security.txt stays valid, and which Host serves which tenant at the root /.well-known/
+    # ("advisories.acme.example=acme,*=acme"; every tenant is always at /{tenant}/.well-known/ too).
+    security_contact: str | None = None
+    security_policy: str | None = None
+    security_txt_days: int = Field(default=180, ge=1, le=365)
+    csaf_hosts: str | None = None
+
+    @field_validator("csaf_hosts")
+    @classmethod
+    def _csaf_hosts(cls, v: str | None) -> str | None:
+        if not v or not v.strip():
+            return None
+        for item in (i.strip() for i in v.split(",")):
+            host, sep, tenant = item.partition("=")
+            if item and (not sep or not tenant.strip() or not re.fullmatch(r"\*|[A-Za-z0-9.-]+(:[0-9]+)?", host.strip())):
+                raise ValueError(f"{item!r} is not HOST=TENANT: give e.g. advisories.acme.example=acme,*=acme")
+        return v
 
     @field_validator("public_url")
     @classmethod
@@ -174,6 +193,10 @@ _ENV = {
     "s3_access_key": "BULKHEAD_S3_ACCESS_KEY",
     "s3_secret_key": "BULKHEAD_S3_SECRET_KEY",
     "s3_presign": "BULKHEAD_S3_PRESIGN",
+    "security_contact": "BULKHEAD_SECURITY_CONTACT",
+    "security_policy": "BULKHEAD_SECURITY_POLICY",
+    "security_txt_days": "BULKHEAD_SECURITY_TXT_DAYS",
+    "csaf_hosts": "BULKHEAD_CSAF_HOSTS",
 }
 
 

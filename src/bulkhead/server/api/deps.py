@@ -14,6 +14,7 @@ from ..pollcache import Answer
 from ..services.app_sboms import AppSbomService
 from ..services.apps import AppService
 from ..services.auth import Authenticator, Principal
+from ..services.cra_advisories import AdvisoryService
 from ..services.cra_cases import CaseService
 from ..services.cra_products import ProductService
 from ..services.ddi import DdiAuth, DdiService
@@ -57,6 +58,7 @@ class Services:
     app_sboms: AppSbomService | None = None
     notifications: NotificationService | None = None
     security: SecurityService | None = None
+    cra_advisories: AdvisoryService | None = None
 
 
 def services(request: Request) -> Services:

@@ -23,9 +23,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bulkhead.cra import CraError
+from bulkhead.cra.csaf import filename
 from bulkhead.cra.docexport import Member, bytes_member, iter_archive, json_member
 from bulkhead.cra.sbom_export import ReleaseMeta, export_sbom
 
+from ..advisory_models import CraAdvisory
 from ..cra_models import CraCase, CraCaseEntry, CraProduct
 from ..db import Database
 from ..errors import NotFound, Unprocessable
@@ -171,8 +173,31 @@ class _Gather:
         self._history([r.id for r in rels])
         self._vex()
         self._cases(rels)
+        self._advisories()
         self._process(rels)
         return self.members
+
+    def _advisories(self) -> None:
+        """The product's published CSAF advisories, the exact bytes the provider serves (drafts are left out)."""
+        rows = self.s.scalars(
+            select(CraAdvisory)
+            .where(
+                CraAdvisory.tenant_id == self.tid,
+                CraAdvisory.compatible == self.p.compatible,
+                CraAdvisory.published.is_not(None),
+            )
+            .order_by(CraAdvisory.tracking_id)
+        )
+        for a in rows:
+            if a.current_release_date is not None:
+                self.times.append(a.current_release_date)
+            self.members.append(
+                bytes_member(
+                    f"advisories/{filename(a.tracking_id)}",
+                    (a.published or "").encode(),
+                    f"CSAF 2.0 advisory {a.tracking_id}, version {a.version} as published",
+                )
+            )
 
     def _release(self, r: Release) -> None:
         base = f"releases/{_safe(r.version)}-{r.id}"

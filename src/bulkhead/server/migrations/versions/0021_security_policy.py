@@ -1,14 +1,14 @@
 """Security updates by policy: releases marked security updates, policies (tenant, group, device), postponements.
 
 Revision ID: 0021
-Revises: 0019
+Revises: 0020
 """
 
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0021"
-down_revision = "0019"
+down_revision = "0020"
 branch_labels = None
 depends_on = None
 
