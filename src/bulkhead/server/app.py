@@ -27,6 +27,7 @@ from .api import ddi, device, management, meta, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
 from .api import notifications as notifications_api
+from .api import security_events as security_events_api
 from .api import vulns as vulns_api
 from .api.contract import ERROR_RESPONSES, HTTP_ERROR_CODES, document_errors
 from .api.deps import Services
@@ -292,6 +293,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(cra_api.router)
     api.include_router(cra_export_api.router)
     api.include_router(notifications_api.router)
+    api.include_router(security_events_api.router)
 
     @api.exception_handler(ServerError)
     async def _server_error(_req: Request, exc: ServerError) -> JSONResponse:
