@@ -1,0 +1,96 @@
+"""The device security log end to end (CRA Annex I): a lab device (real RAUC service, real agent) is offered a
+tampered bundle, RAUC refuses its signature, the agent reports a security event, the server lists and counts it, and
+the server's own notification job sends `device.integrity_failure` to a real webhook receiver, once.
+
+The server verifies a bundle's signature at upload, so the tampering happens after it: the stored artifact is
+replaced by a copy with one payload byte flipped, and the release's recorded sha256 with the copy's (an attacker who
+controls the server's store and database, or a corrupted store that was "repaired"). The agent's own sha256 check
+then passes: only RAUC's signature check stands between the device and the tampered image.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import sqlite3
+import struct
+from typing import Any
+
+from tests.e2e.conftest import Fleet, build_release
+from tests.server.test_notify_job import Receiver
+
+
+def _tamper(fleet: Fleet, release: dict[str, Any]) -> str:
+    """Flip one byte of the stored bundle's squashfs payload; point the release at the copy. Returns its sha256."""
+    artifacts = fleet.server.data_dir / "artifacts"
+    old = artifacts / release["sha256"][:2] / release["sha256"]
+    data = bytearray(old.read_bytes())
+    payload = len(data) - 8 - struct.unpack(">Q", data[-8:])[0]  # a plain bundle: squashfs, CMS signature, its size
+    data[payload // 2] ^= 0xFF
+    sha = hashlib.sha256(data).hexdigest()
+    new = artifacts / sha[:2] / sha
+    new.parent.mkdir(exist_ok=True)
+    new.write_bytes(bytes(data))
+    with sqlite3.connect(fleet.server.data_dir / "bulkhead.db") as db:
+        assert db.execute("UPDATE releases SET sha256 = ? WHERE id = ?", (sha, release["id"])).rowcount == 1
+    return sha
+
+
+def test_a_tampered_bundle_is_refused_reported_listed_and_notified(fleet: Fleet) -> None:
+    receiver = Receiver()
+    try:
+        with fleet.api() as c:
+            r = c.post(
+                "/api/v1/notifications/subscriptions",
+                json={"channel": "webhook", "target": receiver.url + "/hook", "events": ["device.integrity_failure"]},
+            )
+            assert r.status_code == 201, r.text
+            secret = r.json()["secret"]
+        v2 = fleet.upload(build_release(fleet.work, "2.0", fleet.pki))
+        tampered = _tamper(fleet, v2)
+        dev = fleet.device("cam-1", initial_version="1.0")
+        fleet.wait(lambda: fleet.show("cam-1")["reported"].get("rauc"), 60, "inventory")
+        with fleet.api() as c:
+            c.put("/api/v1/devices/cam-1/desired-release", json={"release_id": v2["id"]}).raise_for_status()
+
+        up = fleet.wait(
+            lambda: fleet.show("cam-1")["update"].get("phase") == "failure" and fleet.show("cam-1")["update"], 120, "refusal"
+        )
+        assert "signature verification failed" in up["reason"]
+        with fleet.api() as c:  # it was downloaded whole: its sha256 matched the (changed) record; RAUC refused it
+            phases = [e["phase"] for e in c.get("/api/v1/devices/cam-1/events").json() if e["kind"] == "update"]
+            assert "downloading" in phases and "installing" in phases
+        assert dev.booted == "A" and dev.boots == 1  # nothing was installed, nothing rebooted
+        assert '"2.0"' not in dev.rauc.rauc("status", "--detailed", "--output-format=json").stdout
+
+        def logged() -> list[dict[str, Any]]:
+            with fleet.api() as c:
+                rows: list[dict[str, Any]] = c.get("/api/v1/devices/cam-1/security-events").json()
+                return rows
+
+        [event] = fleet.wait(logged, 30, "the security event")
+        assert event["kind"] == "signature_refused" and event["integrity"] is True
+        assert event["release_id"] == v2["id"] and event["version"] == "2.0"
+        assert "signature verification failed" in event["message"] and "CMS" in event["message"]
+        assert event["device_time"] and event["details"]["artifact"] == "full"
+        with fleet.api() as c:
+            assert [e["id"] for e in c.get("/api/v1/security-events").json()] == [event["id"]]
+            assert c.get("/api/v1/devices/cam-1").json()["security_events"] == {"signature_refused": 1}
+            assert 'bulkhead_device_security_events{kind="signature_refused"' in c.get("/metrics").text
+
+        # The server's notification job (every minute, in the server process) sends it to the subscriber.
+        [got] = fleet.wait(lambda: receiver.got, 150, "the integrity-failure webhook")
+        expected = "sha256=" + hmac.new(secret.encode(), got["body"], hashlib.sha256).hexdigest()
+        assert hmac.compare_digest(got["headers"]["X-Bulkhead-Signature"], expected)
+        payload = json.loads(got["body"])
+        assert payload["kind"] == "device.integrity_failure" and payload["data"]["device"] == "cam-1"
+        assert payload["data"]["event"] == "signature_refused" and payload["data"]["release"] == "2.0"
+        assert "signature verification failed" in payload["summary"]
+        with fleet.api() as c:
+            [delivery] = c.get("/api/v1/notifications/deliveries").json()
+            assert delivery["state"] == "delivered" and delivery["event_kind"] == "device.integrity_failure"
+        assert tampered != v2["sha256"] and len(receiver.got) == 1
+    finally:
+        receiver.httpd.shutdown()
+        receiver.httpd.server_close()
