@@ -19,7 +19,7 @@ from ..errors import Invalid
 from ..models import Device, DeviceEvent, Release
 from .keyset import Page, Paged, keyset, paged
 
-__all__ = ["INTEGRITY", "KINDS", "check_details", "counts", "device_counts", "event_kind", "page"]
+__all__ = ["INTEGRITY", "KINDS", "check_details", "counts", "device_counts", "event_json", "event_kind", "page", "rows_of"]
 
 KINDS = tuple(SecurityEvent)
 INTEGRITY = tuple(sorted(INTEGRITY_EVENTS))
@@ -49,7 +49,8 @@ def check_kind(kind: str | None) -> str | None:
     return kind
 
 
-def _json(row: Any) -> dict[str, Any]:
+def event_json(row: Any) -> dict[str, Any]:
+    """One security event as the API and the Annex VII export show it, from a (DeviceEvent, device name, version) row."""
     e, device, version = row
     d = e.details or {}
     return {
@@ -67,20 +68,25 @@ def _json(row: Any) -> dict[str, Any]:
     }
 
 
-def page(s: Session, tenant_id: int, pg: Page, device_id: int | None = None, kind: str | None = None) -> Paged[dict[str, Any]]:
-    """One page of the tenant's (or one device's) security events, newest first."""
-    q = (
+def rows_of() -> Any:
+    """The query of security events with their device's name and their release's version (add where and order)."""
+    return (
         select(DeviceEvent, Device.name, Release.version)
         .join(Device, Device.id == DeviceEvent.device_id)
         .outerjoin(Release, Release.id == DeviceEvent.release_id)
-        .where(DeviceEvent.tenant_id == tenant_id, DeviceEvent.kind == SECURITY)
+        .where(DeviceEvent.kind == SECURITY)
     )
+
+
+def page(s: Session, tenant_id: int, pg: Page, device_id: int | None = None, kind: str | None = None) -> Paged[dict[str, Any]]:
+    """One page of the tenant's (or one device's) security events, newest first."""
+    q = rows_of().where(DeviceEvent.tenant_id == tenant_id)
     if device_id is not None:
         q = q.where(DeviceEvent.device_id == device_id)
     if check_kind(kind) is not None:
         q = q.where(event_kind() == kind)
     rows = list(s.execute(keyset(q, [DeviceEvent.id], pg, descending=True)))
-    return paged(rows, pg, lambda r: (r[0].id,), _json)
+    return paged(rows, pg, lambda r: (r[0].id,), event_json)
 
 
 def device_counts(s: Session, device_id: int) -> dict[str, int]:
