@@ -191,3 +191,39 @@ def test_a_credential_the_server_rejects_is_one_security_event(tmp_path: Path) -
     [ev] = _security(agent.outbox)
     assert ev["details"]["event"] == SecurityEvent.CREDENTIAL_REJECTED and "401" in ev["details"]["message"]
     assert ev["release_id"] is None
+
+
+def test_a_security_event_survives_an_offline_period_and_a_reboot_and_is_stored_once(tmp_path: Path) -> None:
+    """Reported while the server is unreachable, kept through a restart (a new outbox on the same directory), sent
+    when the server is back, and not stored twice when the same batch arrives again (the agent missed the answer)."""
+    from bulkhead.agent.errors import ServerUnreachable
+    from tests.live import free_port, live_server
+
+    outbox = Outbox(tmp_path / "outbox")
+    rauc = FakeRauc()
+    up = Updater(
+        Client("http://127.0.0.1:9"), rauc, StateStore(tmp_path / "update-state.json"), outbox, tmp_path / "downloads",
+        lambda: None, lambda: [], 5.0, lambda: None, slot_path=tmp_path / "booted-slot",
+    )  # fmt: skip
+    up.step(None)
+    rauc.booted = "B"
+    up.step(None)  # the slot changed while the device was offline
+    offline = Client(f"http://127.0.0.1:{free_port()}")
+    with pytest.raises(ServerUnreachable):
+        outbox.flush(offline)
+    [pending] = _security(outbox)
+
+    with live_server(tmp_path / "server", http_server="uvicorn") as srv:
+        admin = srv.tenant(keyring=False)
+        with srv.client(admin) as c:
+            boot = c.post("/api/v1/bootstrap-tokens", json={"name": "b"}).json()["token"]
+            cred = c.post("/device/v1/enroll", json={"bootstrap_token": boot, "name": "d", "compatible": "lab"}).json()
+            online = Client(srv.url)
+            online.credential = cred["credential"]
+            rebooted = Outbox(tmp_path / "outbox")  # after a reboot: what is on disk
+            assert rebooted.flush(online) == 1 and rebooted.pending() == []
+            again = online.request("POST", "/device/v1/reports", {"events": [pending], "inventory": None})
+            assert again.json() == {"accepted_seq": pending["seq"]}
+            [stored] = c.get("/api/v1/devices/d/security-events").json()
+            assert stored["kind"] == "unexpected_slot_change" and stored["seq"] == pending["seq"]
+            assert stored["details"] == {"slot": "B", "expected_slot": "A"}
