@@ -94,3 +94,38 @@ def test_a_tampered_bundle_is_refused_reported_listed_and_notified(fleet: Fleet)
     finally:
         receiver.httpd.shutdown()
         receiver.httpd.server_close()
+
+
+def test_a_bundle_changed_in_the_store_is_reported_as_a_tampered_download(fleet: Fleet) -> None:
+    """The stored bytes change and the record does not (a corrupted or swapped store): the agent's sha256 check
+    refuses the download before RAUC sees it, and reports `tampered_bundle` once, though it keeps trying."""
+    v2 = fleet.upload(build_release(fleet.work, "2.0", fleet.pki))
+    stored = fleet.server.data_dir / "artifacts" / v2["sha256"][:2] / v2["sha256"]
+    data = bytearray(stored.read_bytes())
+    data[len(data) // 4] ^= 0xFF
+    stored.chmod(0o644)
+    stored.write_bytes(bytes(data))
+    dev = fleet.device("cam-2", initial_version="1.0")
+    fleet.wait(lambda: fleet.show("cam-2")["reported"].get("rauc"), 60, "inventory")
+    with fleet.api() as c:
+        c.put("/api/v1/devices/cam-2/desired-release", json={"release_id": v2["id"]}).raise_for_status()
+
+    def logged() -> list[dict[str, Any]]:
+        with fleet.api() as c:
+            rows: list[dict[str, Any]] = c.get("/api/v1/security-events", params={"kind": "tampered_bundle"}).json()
+            return rows
+
+    [event] = fleet.wait(logged, 120, "the tampered-download event")
+    assert event["device"] == "cam-2" and event["integrity"] is True and event["release_id"] == v2["id"]
+    assert "do not match sha256" in event["message"] and v2["sha256"] in event["message"]
+
+    def downloads() -> int:
+        with fleet.api() as c:
+            events = c.get("/api/v1/devices/cam-2/events", params={"limit": 1000}).json()
+            return sum(1 for e in events if e["phase"] == "downloading" and e["details"].get("progress") == 100)
+
+    tried = downloads()
+    fleet.wait(lambda: downloads() >= tried + 2, 60, "another download attempt")  # it keeps trying...
+    with fleet.api() as c:  # ...and said it once
+        assert c.get("/api/v1/devices/cam-2").json()["security_events"] == {"tampered_bundle": 1}
+    assert dev.booted == "A" and dev.boots == 1
