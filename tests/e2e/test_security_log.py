@@ -10,6 +10,7 @@ then passes: only RAUC's signature check stands between the device and the tampe
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -129,3 +130,30 @@ def test_a_bundle_changed_in_the_store_is_reported_as_a_tampered_download(fleet:
     with fleet.api() as c:  # ...and said it once
         assert c.get("/api/v1/devices/cam-2").json()["security_events"] == {"tampered_bundle": 1}
     assert dev.booted == "A" and dev.boots == 1
+
+
+def test_a_rejected_credential_and_a_slot_switch_behind_the_agents_back_are_logged(fleet: Fleet) -> None:
+    dev = fleet.device("cam-3", initial_version="1.0")
+    fleet.wait(lambda: fleet.show("cam-3")["reported"].get("rauc"), 60, "inventory")
+    with fleet.api() as c:  # an operator revokes the device's credential: its next poll gets 401, then it enrolls again
+        c.post("/api/v1/devices/cam-3/reset-credential").raise_for_status()
+
+    def kinds() -> list[str]:
+        with fleet.api() as c:
+            return [e["kind"] for e in c.get("/api/v1/devices/cam-3/security-events").json()]
+
+    assert fleet.wait(lambda: kinds() == ["credential_rejected"], 60, "the rejected credential")
+    [rejected] = fleet.api().get("/api/v1/devices/cam-3/security-events").json()
+    assert "401" in rejected["message"] and rejected["integrity"] is False
+
+    # Someone makes the other slot primary with RAUC itself and reboots: no update of the agent's asked for it.
+    dev.rauc.rauc("status", "mark-active", "other")
+    assert dev.reboot() == "B"
+    fleet.wait(lambda: kinds() == ["unexpected_slot_change", "credential_rejected"], 60, "the slot change")
+    switched = fleet.api().get("/api/v1/devices/cam-3/security-events").json()[0]
+    assert switched["details"]["slot"] == "B" and switched["details"]["expected_slot"] == "A"
+    rebooted = dt.datetime.now(dt.UTC)
+    assert dev.reboot() == "B"  # B again: now the known slot, nothing more to say
+    later = rebooted + dt.timedelta(seconds=3)  # passes after the boot's first one (each flushes what it reported)
+    fleet.wait(lambda: dt.datetime.fromisoformat(fleet.show("cam-3")["last_seen"]) > later, 60, "passes after the boot")
+    assert len(kinds()) == 2 and dev.boots == 3
