@@ -76,7 +76,7 @@ def test_a_bundle_rauc_refuses_is_one_security_event_with_raucs_words(tmp_path: 
     [ev] = _security(up.outbox)
     assert ev["details"]["event"] == SecurityEvent.SIGNATURE_REFUSED and ev["release_id"] == 7
     assert ev["details"]["version"] == "2.0" and "signature verification failed" in ev["details"]["message"]
-    assert ev["phase"] is None and ev["at"]
+    assert ev["phase"] is None and ev["at"] and ev["details"]["sha256"] == rel.sha256  # the bundle RAUC refused
     update = [e for e in up.outbox.pending() if e["kind"] == "update"]
     assert update[-1]["phase"] == "failure"  # the update event says it failed, as before
     up.step(rel)  # given up: not installed again, so not reported again
@@ -130,6 +130,7 @@ def test_a_download_that_does_not_match_its_sha256_is_a_tampered_bundle_once(tmp
     [ev] = _security(up.outbox)
     assert ev["details"]["event"] == SecurityEvent.TAMPERED_BUNDLE and ev["release_id"] == 7
     assert "do not match sha256" in ev["details"]["message"]
+    assert ev["details"]["sha256"] == rel.sha256 and ev["details"]["artifact"] == "full bundle"
 
 
 def test_a_boot_into_a_slot_no_update_asked_for_is_reported_once(tmp_path: Path) -> None:

@@ -74,7 +74,7 @@ def test_a_tampered_bundle_is_refused_reported_listed_and_notified(fleet: Fleet)
         assert event["kind"] == "signature_refused" and event["integrity"] is True
         assert event["release_id"] == v2["id"] and event["version"] == "2.0"
         assert "signature verification failed" in event["message"] and "CMS" in event["message"]
-        assert event["device_time"] and event["details"]["artifact"] == "full"
+        assert event["device_time"] and event["details"] == {"artifact": "full", "sha256": tampered, "version": "2.0"}
         with fleet.api() as c:
             assert [e["id"] for e in c.get("/api/v1/security-events").json()] == [event["id"]]
             assert c.get("/api/v1/devices/cam-1").json()["security_events"] == {"signature_refused": 1}

@@ -248,7 +248,10 @@ class Updater:
         except IntegrityError as e:
             if (artifact.id, artifact.sha256) not in self._tampered:
                 self._tampered.add((artifact.id, artifact.sha256))
-                security.report(self.outbox, SecurityEvent.TAMPERED_BUNDLE, str(e), artifact.id, artifact.version, artifact=what)
+                security.report(
+                    self.outbox, SecurityEvent.TAMPERED_BUNDLE, str(e), artifact.id, artifact.version,
+                    artifact=what, sha256=artifact.sha256,
+                )  # fmt: skip
             raise
 
     def _install(self, state: UpdateState, source: str, fresh: ReleaseRef, status: RaucStatus) -> UpdateState:
@@ -279,6 +282,7 @@ class Updater:
                 security.report(
                     self.outbox, SecurityEvent.SIGNATURE_REFUSED, str(e), rel.id if rel else None,
                     rel.version if rel else None, artifact=state.artifact,
+                    sha256=fresh.delta_sha256 if state.artifact == "delta" else fresh.sha256,
                 )  # fmt: skip
             if state.artifact == "stream":  # e.g. RAUC built without streaming support: download the bundle instead
                 log.warning("RAUC could not stream the bundle (%s): downloading it", e)
