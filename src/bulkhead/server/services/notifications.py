@@ -1,11 +1,12 @@
 """Notifications: per-tenant subscriptions, the job that turns new events into deliveries, and sending them.
 
 The job (`run`, every minute from jobs.py) reads what already records each event, so no request path does more work
-and nothing is lost on a crash: audit events `vuln.kev_exploited` and `rollout.pause` and device events with phase
-`rolled_back` are read past a cursor per table (the cursor stays five minutes behind, and an event reaches a
-subscription once: deliveries are unique per subscription and event key); Article 14 case deadlines and the feeds'
-state are looked at on every pass. A delivery is tried at once and, after a connection error, an HTTP 5xx or an SMTP
-4xx, again with exponential backoff, MAX_ATTEMPTS times in all; every attempt is logged.
+and nothing is lost on a crash: audit events `vuln.kev_exploited` and `rollout.pause`, device events with phase
+`rolled_back` and device events of kind `security` (security_events.py) are read past a cursor per table (the cursor
+stays five minutes behind, and an event reaches a subscription once: deliveries are unique per subscription and event
+key); Article 14 case deadlines and the feeds' state are looked at on every pass. A delivery is tried at once and,
+after a connection error, an HTTP 5xx or an SMTP 4xx, again with exponential backoff, MAX_ATTEMPTS times in all; every
+attempt is logged.
 """
 
 from __future__ import annotations
