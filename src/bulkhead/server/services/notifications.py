@@ -36,7 +36,7 @@ from . import audit
 from .auth import Principal
 from .clock import Clock, system_clock
 from .notify_send import Outcome, SmtpConfig, send_email, send_webhook
-from .security_events import INTEGRITY, SECURITY
+from .security_events import INTEGRITY, is_security
 from .vuln_kev import KEV_EVENT
 
 __all__ = ["EVENT_KINDS", "MAX_ATTEMPTS", "NotificationService"]
@@ -292,7 +292,7 @@ class NotificationService:
             select(DeviceEvent, Device.name, Release.version)
             .join(Device, Device.id == DeviceEvent.device_id)
             .outerjoin(Release, Release.id == DeviceEvent.release_id)
-            .where(DeviceEvent.id > after, DeviceEvent.kind == SECURITY)
+            .where(DeviceEvent.id > after, is_security())
             .order_by(DeviceEvent.id)
             .limit(BATCH)
         )
