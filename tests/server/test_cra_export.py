@@ -74,6 +74,9 @@ def test_the_archive_holds_the_technical_documentation_and_is_deterministic(
         rid = release(c, lab, YOCTO, "1", CDX_YOCTO.read_bytes())
         name, auth = device(c, YOCTO)
         report(c, name, auth, "1")
+        refused = {"event": "signature_refused", "message": "signature verification failed", "version": "1"}
+        ev = {"seq": 1000, "kind": "security", "phase": None, "release_id": rid, "details": refused}
+        assert c.post("/device/v1/reports", json={"events": [ev]}, headers=auth).status_code == 200
         run = scan(c)
         vex = {"compatible": YOCTO, "cve": CVE, "status": "under_investigation", "impact_statement": "looking"}
         assert c.put("/api/v1/vex", json=vex).status_code == 201
@@ -104,6 +107,7 @@ def test_the_archive_holds_the_technical_documentation_and_is_deterministic(
             *(f"cases/case-{i}.json" for i in cases),
             "process/update-and-signing.json",
             "process/update-and-signing.md",
+            "security/device-security-log.json",
             "manifest.json",
         ]
         manifest = json.loads(files["manifest.json"])
@@ -132,6 +136,12 @@ def test_the_archive_holds_the_technical_documentation_and_is_deterministic(
         assert process["keyring"] and process["keyring"][0]["sha256_fingerprint"]
         assert [(r["name"], r["release_version"]) for r in process["rollouts"]] == [("v1", "1")]
         assert process["keyring"][0]["subject"] in files["process/update-and-signing.md"].decode()
+
+        log = json.loads(files["security/device-security-log.json"])
+        assert log["counts"] == {"signature_refused": 1}
+        [logged] = log["events"]
+        assert (logged["device"], logged["kind"], logged["version"]) == (name, "signature_refused", "1")
+        assert logged["release_id"] == rid and logged["message"] == "signature verification failed"
 
         # one VEX statement changes: the archive changes, and only the VEX members' hashes do
         vex["impact_statement"] = "the IPv6 route cache is not built"

@@ -195,6 +195,7 @@ def test_each_kind_reaches_its_subscriber_once(env: tuple[Database, Principal, C
         s.flush()
         s.add(DeviceEvent(tenant_id=tid, device_id=dev.id, seq=1, kind="update", phase="success"))
         s.add(DeviceEvent(tenant_id=tid, device_id=dev.id, seq=2, kind="update", phase="rolled_back"))
+        s.add(DeviceEvent(tenant_id=tid, device_id=dev.id, seq=3, kind="security", details={"event": "tampered_bundle"}))
         s.add(CraCase(tenant_id=tid, kind="vulnerability", source="manual", title="xz", state="early_warning_due",
                       cves=["CVE-2024-3094"], awareness_at=clock.now - dt.timedelta(hours=13), opened_by="user:ada"))  # fmt: skip
     feeds[0] = {"name": "nvd", "ok": False, "last_error": "HTTP 503", "last_success": "2026-01-01T00:00:00+00:00"}

@@ -9,9 +9,9 @@ import subprocess
 import time
 from typing import Any
 
-from bulkhead.protocol import EventKind, UpdatePhase
+from bulkhead.protocol import EventKind, SecurityEvent, UpdatePhase
 
-from . import inventory, support
+from . import inventory, security, support
 from .apps import container_name, plan_apps
 from .backoff import full_jitter
 from .client import Client
@@ -69,6 +69,7 @@ class Agent:
             self._flush_soon,
             cfg.deltas,
             cfg.delta_fallback,
+            d / "booted-slot",
         )
 
     def _state_reset(self, reason: str, release_id: int | None) -> None:
@@ -139,6 +140,8 @@ class Agent:
                 # Enroll again, but keep the credential until that works: a 401 from a proxy or captive portal
                 # must not cost the device its identity (the server never hands a known name a new one freely).
                 log.warning("the server refused this device's credential: enrolling again at the next pass")
+                if not self._credential_refused:  # one event per refusal, however many polls it lasts
+                    security.report(self.outbox, SecurityEvent.CREDENTIAL_REJECTED, str(e), endpoint="/device/v1/state")
                 self._credential_refused = True
             raise
         except ServerUnreachable as e:

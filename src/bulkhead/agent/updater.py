@@ -9,15 +9,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-from bulkhead.protocol import EventKind, UpdatePhase
+from bulkhead.protocol import EventKind, SecurityEvent, UpdatePhase
 
+from . import security
 from .client import Client
 from .download import discard_downloads, fetch_release
-from .errors import RaucError
+from .errors import IntegrityError, RaucError
 from .health import Check, run_checks
 from .outbox import Outbox
 from .rauc import Rauc, RaucStatus
-from .state import Phase, ReleaseRef, StateStore, UpdateState, resume, wants_update
+from .state import Phase, ReleaseRef, StateStore, UpdateState, resume, wants_update, write_atomic
 
 __all__ = ["Updater", "delta_refusal"]
 
@@ -50,12 +51,17 @@ class Updater:
         on_progress_flush: Callable[[], None] = lambda: None,
         deltas: bool = True,
         delta_fallback: bool = True,
+        slot_path: Path | None = None,
     ) -> None:
         self.client, self.rauc, self.store, self.outbox = client, rauc, store, outbox
         self.downloads, self.reboot, self.checks = downloads, reboot, checks
         self.health_deadline, self.fallback_version = health_deadline, fallback_version
         self.rate_limit, self.streaming, self.flush = rate_limit, streaming, on_progress_flush
         self.deltas, self.delta_fallback = deltas, delta_fallback
+        # The slot the agent last saw booted (or booted by its own update): a boot into another one while no update
+        # is in flight is a security event (someone or something switched slots behind the agent's back).
+        self.slot_path = slot_path
+        self._tampered: set[tuple[int, str]] = set()  # downloads reported as tampered (one event per release and digest)
         self.sleep: Callable[[float], None] = time.sleep  # between download retries (tests make it instant)
 
     # -- helpers ------------------------------------------------------------------------
@@ -80,9 +86,40 @@ class Updater:
             self.outbox.add(EventKind.UPDATE, state.phase.value, state.release.id, version=state.release.version, **details)
         return state
 
+    def _known_slot(self) -> str | None:
+        if self.slot_path is None:
+            return None
+        try:
+            return self.slot_path.read_text().strip() or None
+        except OSError:
+            return None
+
+    def _note_slot(self, booted: str) -> None:
+        if self.slot_path is not None and booted and self._known_slot() != booted:
+            write_atomic(self.slot_path, booted.encode())
+
+    def _check_slot(self, status: RaucStatus) -> None:
+        """No update in flight: the booted slot must be the one the agent last knew (else a security event)."""
+        known = self._known_slot()
+        if known is not None and status.booted and known != status.booted:
+            why = f"booted slot {status.booted}, but no update of the agent's asked for it (the last booted slot was {known})"
+            log.warning("security: %s", why)
+            security.report(
+                self.outbox, SecurityEvent.UNEXPECTED_SLOT_CHANGE, why, None, status.booted_version(),
+                slot=status.booted, expected_slot=known,
+            )  # fmt: skip
+        self._note_slot(status.booted)
+
     def _finish(self, state: UpdateState, outcome: str, reason: str | None, status: RaucStatus | None = None) -> UpdateState:
         rel = state.release
         done = state.finish(None if outcome == "success" else outcome)
+        if rel is not None and outcome == "rolled_back":
+            security.report(
+                self.outbox, SecurityEvent.HEALTH_ROLLBACK, reason or "the update rolled back", rel.id, rel.version,
+                slot=status.booted if status is not None else None,
+            )  # fmt: skip
+        if status is not None:
+            self._note_slot(status.booted)
         if rel is not None:
             if outcome == "success":
                 done.given_up.pop(rel.attempt, None)
@@ -137,6 +174,7 @@ class Updater:
         state = self.store.load()
         status = self.rauc.status()
         if state.phase is Phase.IDLE:
+            self._check_slot(status)
             if desired is None or not wants_update(state, desired, self.booted_version(status)):
                 return
             if desired.compatible != status.compatible:
@@ -205,7 +243,16 @@ class Updater:
                 )
                 self.flush()
 
-        return str(fetch_release(self.client, artifact, self.downloads, progress, self.rate_limit, sleep=self.sleep))
+        try:
+            return str(fetch_release(self.client, artifact, self.downloads, progress, self.rate_limit, sleep=self.sleep))
+        except IntegrityError as e:
+            if (artifact.id, artifact.sha256) not in self._tampered:
+                self._tampered.add((artifact.id, artifact.sha256))
+                security.report(
+                    self.outbox, SecurityEvent.TAMPERED_BUNDLE, str(e), artifact.id, artifact.version,
+                    artifact=what, sha256=artifact.sha256,
+                )  # fmt: skip
+            raise
 
     def _install(self, state: UpdateState, source: str, fresh: ReleaseRef, status: RaucStatus) -> UpdateState:
         """Count the attempt, install through RAUC, and note the slot it made primary; the next phase is the reboot.
@@ -229,6 +276,14 @@ class Updater:
         try:
             self.rauc.install(source, progress)
         except RaucError as e:
+            rel = state.release
+            if state.artifact != "stream" and security.rauc_refusal(str(e)):  # a stream is tried again downloaded
+                log.error("security: RAUC refused the bundle of %s: %s", rel.version if rel else "?", e)
+                security.report(
+                    self.outbox, SecurityEvent.SIGNATURE_REFUSED, str(e), rel.id if rel else None,
+                    rel.version if rel else None, artifact=state.artifact,
+                    sha256=fresh.delta_sha256 if state.artifact == "delta" else fresh.sha256,
+                )  # fmt: skip
             if state.artifact == "stream":  # e.g. RAUC built without streaming support: download the bundle instead
                 log.warning("RAUC could not stream the bundle (%s): downloading it", e)
                 source, state = self._download(replace(state, artifact="stream-failed"), fresh, status)
@@ -238,7 +293,6 @@ class Updater:
                 raise
             why = delta_refusal(str(e))
             log.warning("RAUC refused the delta bundle: %s (%s)", why, e)
-            rel = state.release
             self.outbox.add(
                 EventKind.DELTA, UpdatePhase.REFUSED, rel.id if rel else None, version=rel.version if rel else None, reason=why
             )

@@ -72,6 +72,8 @@ def summary(device: dict[str, Any]) -> dict[str, Any]:
     }
     if device.get("attributes"):
         rows["attributes"] = ", ".join(f"{k}={v}" for k, v in device["attributes"].items())
+    if device.get("security_events"):  # `bulkhead device security-log NAME` lists them
+        rows["security events"] = ", ".join(f"{k}={n}" for k, n in sorted(device["security_events"].items()))
     return rows
 
 

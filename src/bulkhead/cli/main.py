@@ -13,7 +13,7 @@ from bulkhead.lab.rauc_service import LabError
 from bulkhead.osbuild import OsBuildError
 from bulkhead.rauc import BundleError
 
-from . import apps, bundle, cra, delta, demo, image, lab, manage, osbuild, output, rollouts, security, vulns
+from . import apps, bundle, cra, delta, demo, image, lab, manage, osbuild, output, rollouts, security, security_log, vulns
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
 # Help texts are plain text (they show brackets such as HOST:CONTAINER[/tcp|udp]): no rich markup in them, so
@@ -48,6 +48,8 @@ apps.group_app.command("window")(rollouts.group_window)
 manage.device_app.command("provision")(rollouts.device_provision)
 manage.device_app.command("set")(apps.set_device_desired)
 manage.device_app.command("events")(apps.device_events)
+manage.device_app.command("security-log")(security_log.device_security_log)
+cra.cra_app.command("security-events")(security_log.cra_security_events)
 app.command("demo")(demo.demo)
 
 

@@ -13,7 +13,10 @@ __all__ = ["notify_app"]
 notify_app = typer.Typer(help="Notifications: webhook and e-mail subscriptions, test events, deliveries.", no_args_is_help=True)
 
 SUBS = "/api/v1/notifications/subscriptions"
-_KINDS = "cra.case.deadline, vuln.kev_exploited, rollout.paused, device.rolled_back, feed.failing"
+_KINDS = (
+    "cra.case.deadline, vuln.kev_exploited, rollout.paused, device.rolled_back, feed.failing, device.integrity_failure, "
+    "device.security_event"
+)
 
 
 @notify_app.command("add")

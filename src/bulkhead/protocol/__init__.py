@@ -4,6 +4,7 @@ Standard library only: the agent imports it on devices.
 """
 
 from .limits import MAX_EVENT_DETAILS_BYTES, bounded_details
+from .security import INTEGRITY_EVENTS, MAX_SECURITY_MESSAGE, SecurityEvent
 from .statuses import (
     ACTION_TRANSITIONS,
     AGENT_PHASE_ACTION,
@@ -29,7 +30,9 @@ __all__ = [
     "AGENT_PHASE_ACTION",
     "APP_PHASE_ACTION",
     "FAILED",
+    "INTEGRITY_EVENTS",
     "MAX_EVENT_DETAILS_BYTES",
+    "MAX_SECURITY_MESSAGE",
     "OPEN",
     "ROLLOUT_TRANSITIONS",
     "TERMINAL",
@@ -39,6 +42,7 @@ __all__ = [
     "DeviceStatus",
     "EventKind",
     "RolloutStatus",
+    "SecurityEvent",
     "UpdatePhase",
     "action_may",
     "bounded_details",

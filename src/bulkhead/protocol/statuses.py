@@ -37,6 +37,7 @@ class EventKind(StrEnum):
     FILE = "file"
     AGENT = "agent"
     DELTA = "delta"
+    SECURITY = "security"  # a security event (CRA Annex I): its SecurityEvent kind is in details["event"]
 
 
 class UpdatePhase(StrEnum):

@@ -30,6 +30,7 @@ from .api import deltas as deltas_api
 from .api import groups as groups_api
 from .api import notifications as notifications_api
 from .api import security as security_api
+from .api import security_events as security_events_api
 from .api import vulns as vulns_api
 from .api.contract import ERROR_RESPONSES, HTTP_ERROR_CODES, document_errors
 from .api.deps import Services
@@ -308,6 +309,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(cra_export_api.router)
     api.include_router(notifications_api.router)
     api.include_router(security_api.router)
+    api.include_router(security_events_api.router)
     api.include_router(cra_advisories_api.router)
     api.include_router(csaf_public_api.router)  # last: its /{tenant}/… paths must not shadow the others
 

@@ -26,6 +26,7 @@ from sqlalchemy import case, func, select
 
 from .db import Database
 from .models import Action, Device, DeviceEvent, Rollout, Tenant
+from .services.security_events import counts as security_counts
 
 __all__ = ["CONTENT_TYPE", "MULTIPROC_ENV", "FleetCollector", "observe", "prepare_multiprocess", "render", "start_process"]
 
@@ -128,6 +129,15 @@ class FleetCollector(Collector):
             for tid, name, status, n in s.execute(self._scoped(open_actions, Rollout.tenant_id)):
                 actions.add_metric([names.get(tid, str(tid)), name, status], n)
             yield actions
+
+            security = GaugeMetricFamily(
+                "bulkhead_device_security_events",
+                "Security events the devices reported (CRA Annex I device security log), by kind",
+                labels=["tenant", "kind"],
+            )
+            for tid, kind, n in security_counts(s, self.tenant_id):
+                security.add_metric([names.get(tid, str(tid)), kind], n)
+            yield security
 
             if self.tenant_id is None:  # event ids are global: the newest one counts every event stored so far
                 events = GaugeMetricFamily("bulkhead_device_events_stored", "Device events stored (the newest event id)")

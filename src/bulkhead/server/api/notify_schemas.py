@@ -10,7 +10,10 @@ from .wire import Out, Time
 
 __all__ = ["AttemptOut", "DeliveryOut", "SubscriptionIn", "SubscriptionOut", "SubscriptionWithSecret"]
 
-EventKind = Literal["cra.case.deadline", "vuln.kev_exploited", "rollout.paused", "device.rolled_back", "feed.failing"]
+EventKind = Literal[
+    "cra.case.deadline", "vuln.kev_exploited", "rollout.paused", "device.rolled_back", "feed.failing",
+    "device.integrity_failure", "device.security_event",
+]  # fmt: skip
 
 
 class SubscriptionIn(BaseModel):

@@ -254,6 +254,9 @@ class DeviceOut(_DeviceFields):
 
     reported: dict[str, Any] = Field(description="the agent's last inventory, as it sent it")
     desired: DeviceDesiredSummary
+    security_events: dict[str, int] = Field(
+        default_factory=dict, description="the device's security events per kind (GET /devices/{ref}/security-events)"
+    )
 
 
 class DeviceRow(_DeviceFields):

@@ -1,9 +1,9 @@
 """Gather one product's technical documentation (CRA Annex VII) and hand it to bulkhead.cra.docexport (admin, operator).
 
-One read of the database gathers the records (product, releases, findings, scan runs, VEX, cases, keyring, rollouts)
-into members; the uploaded SBOMs stay in the artifact store and are read in chunks while the archive streams. Every
-value that could vary between two exports of the same data is taken from the data: document times are the records'
-times, the archive's mtime is the newest record's time, ids are derived from content.
+One read of the database gathers the records (product, releases, findings, scan runs, VEX, cases, keyring, rollouts, the
+devices' security log) into members; the uploaded SBOMs stay in the artifact store and are read in chunks while the
+archive streams. Every value that could vary between two exports of the same data is taken from the data: document
+times are the records' times, the archive's mtime is the newest record's time, ids are derived from content.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from ..advisory_models import CraAdvisory
 from ..cra_models import CraCase, CraCaseEntry, CraProduct
 from ..db import Database
 from ..errors import NotFound, Unprocessable
-from ..models import Action, Release, ReleaseSbom, Rollout, Tenant
+from ..models import Action, Device, DeviceEvent, Release, ReleaseSbom, Rollout, Tenant
 from ..store import ArtifactStore
 from ..vuln_models import VexStatement, VulnFinding, VulnScanRun
-from . import vex
+from . import security_events, vex
 from .auth import Principal
 from .cra_cases import CaseService
 from .releases import release_json
@@ -175,6 +175,7 @@ class _Gather:
         self._cases(rels)
         self._advisories()
         self._process(rels)
+        self._security()
         return self.members
 
     def _advisories(self) -> None:
@@ -392,6 +393,19 @@ class _Gather:
         }
         self._add("process/update-and-signing.json", doc, "the update and signing process: keyring, verification, rollouts")
         self.members.append(bytes_member("process/update-and-signing.md", _process_markdown(doc).encode(), "the same, readable"))
+
+    def _security(self) -> None:
+        """The product's devices' security log (Annex I): every security event they reported, counted per kind."""
+        q = security_events.rows_of().where(DeviceEvent.tenant_id == self.tid, Device.compatible == self.p.compatible)
+        events = []
+        for row in self.s.execute(q.order_by(DeviceEvent.id)):
+            self.times.append(row[0].at)
+            events.append(security_events.event_json(row))
+        counts: dict[str, int] = {}
+        for e in events:
+            counts[e["kind"]] = counts.get(e["kind"], 0) + 1
+        doc = {"kinds": list(security_events.KINDS), "counts": dict(sorted(counts.items())), "events": events}
+        self._add("security/device-security-log.json", doc, "the security events the product's devices reported (Annex I)")
 
 
 def export_product(db: Database, store: ArtifactStore, who: Principal, compatible: str) -> TechDocExport:

@@ -29,6 +29,7 @@ from .device_list import DeviceFilter, device_page
 from .device_rows import add_device
 from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
+from .security_events import device_counts as security_counts
 from .versions import refuse_downgrade
 
 __all__ = ["NAME", "DeviceService", "desired_release", "device_json", "find_device", "lifecycle_json", "merged_desired"]
@@ -268,7 +269,8 @@ class DeviceService:
     def show(self, who: Principal, ref: str) -> dict[str, Any]:
         who.require("viewer")
         with self.db.session() as s:
-            return device_json(self._own(s, who, ref))
+            dev = self._own(s, who, ref)
+            return device_json(dev) | {"security_events": security_counts(s, dev.id)}
 
     def approve(self, who: Principal, ref: str) -> dict[str, Any]:
         return self._move(who, ref, DeviceStatus.PENDING, "pending approval", "device.approve", device_json)

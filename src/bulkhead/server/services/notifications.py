@@ -1,11 +1,12 @@
 """Notifications: per-tenant subscriptions, the job that turns new events into deliveries, and sending them.
 
 The job (`run`, every minute from jobs.py) reads what already records each event, so no request path does more work
-and nothing is lost on a crash: audit events `vuln.kev_exploited` and `rollout.pause` and device events with phase
-`rolled_back` are read past a cursor per table (the cursor stays five minutes behind, and an event reaches a
-subscription once: deliveries are unique per subscription and event key); Article 14 case deadlines and the feeds'
-state are looked at on every pass. A delivery is tried at once and, after a connection error, an HTTP 5xx or an SMTP
-4xx, again with exponential backoff, MAX_ATTEMPTS times in all; every attempt is logged.
+and nothing is lost on a crash: audit events `vuln.kev_exploited` and `rollout.pause`, device events with phase
+`rolled_back` and device events of kind `security` (security_events.py) are read past a cursor per table (the cursor
+stays five minutes behind, and an event reaches a subscription once: deliveries are unique per subscription and event
+key); Article 14 case deadlines and the feeds' state are looked at on every pass. A delivery is tried at once and,
+after a connection error, an HTTP 5xx or an SMTP 4xx, again with exponential backoff, MAX_ATTEMPTS times in all; every
+attempt is logged.
 """
 
 from __future__ import annotations
@@ -35,13 +36,19 @@ from . import audit
 from .auth import Principal
 from .clock import Clock, system_clock
 from .notify_send import Outcome, SmtpConfig, send_email, send_webhook
+from .security_events import INTEGRITY, is_security
 from .vuln_kev import KEV_EVENT
 
 __all__ = ["EVENT_KINDS", "MAX_ATTEMPTS", "NotificationService"]
 
 log = logging.getLogger(__name__)
 
-EVENT_KINDS = ("cra.case.deadline", "vuln.kev_exploited", "rollout.paused", "device.rolled_back", "feed.failing")
+EVENT_KINDS = (
+    "cra.case.deadline", "vuln.kev_exploited", "rollout.paused", "device.rolled_back", "feed.failing",
+    "device.integrity_failure", "device.security_event",
+)  # fmt: skip
+# A device's security event (security_events.py) reaches a subscription once, whichever of these it chose.
+_SECURITY_KINDS = ("device.integrity_failure", "device.security_event")
 MAX_ATTEMPTS = 5
 BACKOFF = dt.timedelta(seconds=30)  # before the 2nd attempt; doubled before each next one (30 s, 1, 2, 4 min)
 LEASE = dt.timedelta(minutes=5)  # a delivery being sent is not picked up by another process for this long
@@ -272,7 +279,36 @@ class NotificationService:
                 data = {"device": device, "release": version, "kind": e.kind, "details": e.details}
                 key = f"device_event:{e.id}"
                 n += self._fanout(s, subs, names, e.tenant_id, "device.rolled_back", key, e.at, now, summary, data)
+        if any(k in _SECURITY_KINDS for _t, k in subs):
+            n += self._from_security_events(s, subs, names, now, cursor.position)
         self._advance(s, cursor, DeviceEvent)
+        return n
+
+    def _from_security_events(self, s: Session, subs: Any, names: dict[int, str], now: dt.datetime, after: int) -> int:
+        """Security events past the cursor: every one to `device.security_event`, integrity failures (a bundle that
+        failed its signature, verity or sha256 check) to `device.integrity_failure`; one delivery per subscription."""
+        n = 0
+        q = (
+            select(DeviceEvent, Device.name, Release.version)
+            .join(Device, Device.id == DeviceEvent.device_id)
+            .outerjoin(Release, Release.id == DeviceEvent.release_id)
+            .where(DeviceEvent.id > after, is_security())
+            .order_by(DeviceEvent.id)
+            .limit(BATCH)
+        )
+        for e, device, release in s.execute(q):
+            kind = str((e.details or {}).get("event"))
+            version = release or (e.details or {}).get("version")
+            summary = f"device {device}: security event {kind}" + (f" ({version})" if version else "")
+            message = (e.details or {}).get("message")
+            if message:
+                summary += f": {message[:300]}"
+            data = {"device": device, "release": version, "release_id": e.release_id, "event": kind, "seq": e.seq,
+                    "device_time": _iso(e.device_time), "details": e.details}  # fmt: skip
+            key = f"security_event:{e.id}"
+            kinds = ("device.integrity_failure", "device.security_event") if kind in INTEGRITY else ("device.security_event",)
+            for notify_kind in kinds:
+                n += self._fanout(s, subs, names, e.tenant_id, notify_kind, key, e.at, now, summary, data)
         return n
 
     def _from_cases(self, s: Session, subs: Any, names: dict[int, str], now: dt.datetime) -> int:

@@ -28,6 +28,7 @@ from .auth import Principal
 from .inventory import Inventory, inventory_of
 from .rollout_sql import offered
 from .rollouts import RolloutService
+from .security_events import check_details as check_security
 
 __all__ = ["EVENT_KINDS", "MAX_DETAILS_BYTES", "MAX_EVENTS", "PHASES", "SEQ_WINDOW", "Report", "ReportService"]
 
@@ -61,6 +62,8 @@ def _event(raw: Any) -> dict[str, Any]:
         raise Invalid(f"event {seq}: details must be an object")
     if len(json.dumps(details)) > MAX_DETAILS_BYTES:
         raise Invalid(f"event {seq}: details are larger than {MAX_DETAILS_BYTES} bytes of JSON; send less")
+    if kind == EventKind.SECURITY:
+        check_security(seq, phase, details)
     at = None
     if raw.get("at"):
         try:
