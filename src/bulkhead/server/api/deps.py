@@ -24,6 +24,7 @@ from ..services.releases import ReleaseService, Upload
 from ..services.reports import ReportService
 from ..services.rollouts import RolloutService
 from ..services.tenants import TenantService
+from ..services.ui_accounts import AccountService
 from ..services.vulns import VulnService
 from ..settings import Settings
 from ..store import ArtifactStore
@@ -55,6 +56,7 @@ class Services:
     cra_cases: CaseService | None = None
     app_sboms: AppSbomService | None = None
     notifications: NotificationService | None = None
+    accounts: AccountService | None = None  # web UI passwords and sessions
 
 
 def services(request: Request) -> Services:
