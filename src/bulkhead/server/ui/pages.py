@@ -22,6 +22,7 @@ __all__ = ["router"]
 
 router = APIRouter(prefix=PREFIX, route_class=UiRoute, include_in_schema=False)
 DEVICE_PAGE = 50
+ROLLOUT_DEVICES = 100  # the devices a rollout's live view lists (its progress counts every device)
 _DEVICES_SCOPE = "ui-devices"
 FILTERS = ("name", "tag", "group", "status", "version", "compatible")
 
@@ -143,16 +144,16 @@ def rollouts_page(request: Request, me: SignedIn = Depends(signed_in), svc: Serv
 def _rollout_context(svc: Services, me: SignedIn, rollout_id: int) -> dict[str, Any]:
     r = svc.rollouts.show(me.principal, str(rollout_id))
     done = r["counts"].get("success", 0)
-    return {"r": r, "done": done, "percent": round(100 * done / r["devices"]) if r["devices"] else 0}
+    actions = svc.rollouts.actions(me.principal, str(rollout_id), None, Page(ROLLOUT_DEVICES)).items
+    percent = round(100 * done / r["devices"]) if r["devices"] else 0
+    return {"r": r, "done": done, "percent": percent, "actions": actions, "action_limit": ROLLOUT_DEVICES}
 
 
 @router.get("/rollouts/{rollout_id}")
 def rollout_page(
     rollout_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
-    ctx = _rollout_context(svc, me, rollout_id)
-    actions = svc.rollouts.actions(me.principal, str(rollout_id), None, Page(200)).items
-    return render(request, "rollout.html", me=me, actions=actions, **ctx)
+    return render(request, "rollout.html", me=me, **_rollout_context(svc, me, rollout_id))
 
 
 @router.get("/rollouts/{rollout_id}/progress")
