@@ -26,7 +26,7 @@ from ..ui_models import UiSession, UserPassword
 from . import audit
 from .auth import Principal, _aware
 
-__all__ = ["MIN_PASSWORD", "AccountService", "SignedIn", "check_password", "csrf_ok"]
+__all__ = ["MIN_PASSWORD", "SESSION_HOURS", "AccountService", "SignedIn", "check_password", "csrf_ok"]
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024

@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from ..api.deps import Services
 from ..errors import Forbidden, Invalid
 from ..services.auth import ROLES
-from ..services.ui_accounts import AccountService, SignedIn, csrf_ok
+from ..services.ui_accounts import SESSION_HOURS, AccountService, SignedIn, csrf_ok
 
 __all__ = [
     "COOKIE",
@@ -146,7 +146,9 @@ def set_session_cookie(response: Response, request: Request, token: str | None) 
     if token is None:
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="lax", secure=secure_request(request))
         return
-    response.set_cookie(COOKIE, token, path="/", httponly=True, samesite="lax", secure=secure_request(request), max_age=12 * 3600)
+    response.set_cookie(
+        COOKIE, token, path="/", httponly=True, samesite="lax", secure=secure_request(request), max_age=int(SESSION_HOURS * 3600)
+    )
 
 
 def back(url: str) -> RedirectResponse:
