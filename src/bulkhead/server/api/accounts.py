@@ -17,11 +17,15 @@ router = APIRouter(prefix="/api/v1")
 
 
 class PasswordIn(BaseModel):
+    """A user's new web UI password."""
+
     model_config = ConfigDict(extra="forbid")
     password: str = Field(max_length=MAX_PASSWORD, description="The user's new web UI password (at least 10 characters)")
 
 
 class PasswordSetOut(BaseModel):
+    """The user whose password was set, and how many of their browser sessions ended with it."""
+
     name: str
     role: str
     password_set: bool
