@@ -126,6 +126,8 @@ def test_writes_need_the_session_csrf_token_and_are_audited_with_the_user(server
     assert r.status_code == 303 and t.api.get(f"/api/v1/devices/{d.name}").json()["status"] == "active"
     r = b.post(f"/ui/devices/{dev_id}/tags", data={"csrf": token, "add": "line-2 lab", "remove": ""})
     assert set(t.api.get(f"/api/v1/devices/{d.name}").json()["tags"]) == {"line-2", "lab"}
+    log = b.get("/ui/audit", params={"action": "device."}).text
+    assert "device.disable" in log and "user:ops (web)" in log
     events = t.api.get("/api/v1/audit", params={"action": "device."}).json()
     assert {(e["action"], e["actor"]) for e in events} >= {
         ("device.disable", "user:ops (web)"),
@@ -148,7 +150,7 @@ def test_a_viewer_sees_no_write_controls_and_a_forged_write_is_refused(server: L
     for page in pages:
         text = v.get(page).text
         assert "hx-post" not in text and "/disable" not in text and "/pause" not in text, page
-    assert v.get("/ui/users").status_code == 403
+    assert v.get("/ui/users").status_code == 403 and v.get("/ui/audit").status_code == 403
     token = csrf(v)
     r = v.post(f"/ui/rollouts/{rid}/pause", data={"csrf": token})
     assert r.status_code == 403 and "needs role &#39;operator&#39;" in r.text

@@ -172,6 +172,7 @@ def test_sign_in_overview_and_every_page_renders_accessibly(
         "rollout": f"/ui/rollouts/{fleet['rollout']}",
         "account": "/ui/account",
         "users": "/ui/users",
+        "audit": "/ui/audit",
     }
     for name, path in pages.items():
         chrome.get(ui_server.url + path)

@@ -9,6 +9,7 @@ from fastapi.responses import FileResponse, Response
 
 from ..api.deps import Services, services
 from ..api.paging import decode_cursor, encode_cursor
+from ..services import audit
 from ..services.device_history import event_page
 from ..services.device_list import DeviceFilter
 from ..services.fleet_overview import overview
@@ -24,7 +25,8 @@ router = APIRouter(prefix=PREFIX, route_class=UiRoute, include_in_schema=False)
 DEVICE_PAGE = 50
 ROLLOUT_DEVICES = 100  # the devices a rollout's live view lists (its progress counts every device)
 _DEVICES_SCOPE = "ui-devices"
-FILTERS = ("name", "tag", "group", "status", "version", "compatible")
+AUDIT_PAGE = 100
+_AUDIT_SCOPE = "ui-audit"
 
 
 @router.get("/")
@@ -161,6 +163,22 @@ def rollout_progress(
     rollout_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     return render(request, "rollout_progress.html", me=me, **_rollout_context(svc, me, rollout_id))
+
+
+@router.get("/audit")
+def audit_page(
+    request: Request,
+    action: str = Query("", max_length=64),
+    cursor: str | None = Query(None, max_length=256),
+    me: SignedIn = Depends(signed_in),
+    svc: Services = Depends(services),
+) -> Response:
+    """The tenant's audit log, newest first (operators and admins, as the API's)."""
+    after = decode_cursor(_AUDIT_SCOPE, cursor) if cursor else None
+    with svc.db.session() as s:
+        page = audit.recent(s, me.principal, action or None, Page(AUDIT_PAGE, after))
+    next_cursor = encode_cursor(_AUDIT_SCOPE, page.next) if page.next else None
+    return render(request, "audit.html", me=me, events=page.items, action=action, next_cursor=next_cursor, cursor=cursor)
 
 
 def root_redirect() -> Response:

@@ -128,8 +128,9 @@ def require_write(request: Request, me: SignedIn, fields: dict[str, str]) -> Non
     """Refuse a write without this session's CSRF token (form field `csrf` or header X-CSRF-Token), or from another site."""
     origin = request.headers.get("origin")
     if origin and origin != "null":
-        host = request.headers.get("host", "")
-        if urlsplit(origin).netloc != host:
+        # Host names only: a proxy may pass `Host` without the port the browser used (nginx's $host).
+        host = urlsplit("//" + request.headers.get("host", "")).hostname
+        if urlsplit(origin).hostname != host:
             raise Forbidden("this form was sent from another site: open the page on this server and send it again")
     given = fields.get("csrf") or request.headers.get("x-csrf-token")
     if not csrf_ok(me.csrf, given):
