@@ -7,6 +7,7 @@ import re
 import httpx
 
 from tests.server.conftest import LiveServer
+from tests.server.test_release_sboms import docs as sbom_docs
 from tests.server.ui_fixtures import PASSWORD, browser, csrf, device, login, release, tenant, unique
 
 
@@ -257,6 +258,13 @@ def test_release_and_rollout_pages(server: LiveServer) -> None:
     page = b.get(f"/ui/releases/{rel}").text
     assert "Signer" in page and "No SBOM attached" in page
     assert b.get(f"/ui/releases/{rel}/sbom").status_code == 404
+    spdx, _cdx = sbom_docs("1")
+    t.api.put(f"/api/v1/releases/{rel}/sbom", content=spdx).raise_for_status()
+    link = re.search(r'href="(/ui/releases/\d+/sbom\?format=spdx)" download', b.get(f"/ui/releases/{rel}").text)
+    assert link, "the release page links its SBOM"
+    got = b.get(link.group(1))
+    assert got.status_code == 200 and got.content == spdx and "attachment" in got.headers["content-disposition"]
+    assert browser(server).get(link.group(1)).status_code == 303  # not without a session
     progress = b.get(f"/ui/rollouts/{rid}/progress").text
     assert "of 1 devices succeeded" in progress and "<html" not in progress
     assert b.get("/ui/rollouts/999999").status_code == 404

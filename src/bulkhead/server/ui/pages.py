@@ -26,6 +26,8 @@ DEVICE_PAGE = 50
 ROLLOUT_DEVICES = 100  # the devices a rollout's live view lists (its progress counts every device)
 _DEVICES_SCOPE = "ui-devices"
 AUDIT_PAGE = 100
+ROLLOUT_PAGE = 100
+_ROLLOUTS_SCOPE = "ui-rollouts"
 _AUDIT_SCOPE = "ui-audit"
 
 
@@ -137,10 +139,16 @@ def release_sbom(
 
 
 @router.get("/rollouts")
-def rollouts_page(request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)) -> Response:
-    items = svc.rollouts.list_rollouts(me.principal, Page(200)).items
-    items.reverse()  # newest first
-    return render(request, "rollouts.html", me=me, rollouts=items)
+def rollouts_page(
+    request: Request,
+    cursor: str | None = Query(None, max_length=256),
+    me: SignedIn = Depends(signed_in),
+    svc: Services = Depends(services),
+) -> Response:
+    after = decode_cursor(_ROLLOUTS_SCOPE, cursor) if cursor else None
+    page = svc.rollouts.list_rollouts(me.principal, Page(ROLLOUT_PAGE, after))
+    next_cursor = encode_cursor(_ROLLOUTS_SCOPE, page.next) if page.next else None
+    return render(request, "rollouts.html", me=me, rollouts=page.items, next_cursor=next_cursor, cursor=cursor)
 
 
 def _rollout_context(svc: Services, me: SignedIn, rollout_id: int) -> dict[str, Any]:
