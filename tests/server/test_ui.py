@@ -265,6 +265,9 @@ def test_release_and_rollout_pages(server: LiveServer) -> None:
     got = b.get(link.group(1))
     assert got.status_code == 200 and got.content == spdx and "attachment" in got.headers["content-disposition"]
     assert browser(server).get(link.group(1)).status_code == 303  # not without a session
+    dev_id = t.api.get("/api/v1/devices").json()[0]["id"]
+    card = b.get(f"/ui/devices/{dev_id}/identity").text
+    assert 'id="device-status"' in card and "<html" not in card
     progress = b.get(f"/ui/rollouts/{rid}/progress").text
     assert "of 1 devices succeeded" in progress and "<html" not in progress
     assert b.get("/ui/rollouts/999999").status_code == 404

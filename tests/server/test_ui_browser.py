@@ -272,3 +272,17 @@ def test_a_viewer_sees_no_write_controls(ui_server: LiveServer, chrome: WebDrive
         assert all(a and a.endswith("/ui/logout") for a in forms), (path, forms)
     assert "Users" not in chrome.find_element(By.TAG_NAME, "nav").text
     shot(chrome, "viewer-device")
+
+
+def test_device_status_updates_without_a_reload(ui_server: LiveServer, chrome: WebDriver, fleet: dict[str, Any]) -> None:
+    t = fleet["t"]
+    sign_in(chrome, ui_server, t, "watcher")
+    chrome.get(ui_server.url + f"/ui/devices/{fleet['ids']['line-0']}")
+    mark(chrome)
+    assert texts(chrome, "#device-status") == ["active"]
+    t.api.post("/api/v1/devices/line-0/disable").raise_for_status()
+    try:
+        wait(lambda: texts(chrome, "#device-status") == ["disabled"], "the disabled status within 2 s and a bit", 4)
+        assert not_reloaded(chrome)
+    finally:
+        t.api.post("/api/v1/devices/line-0/enable").raise_for_status()

@@ -91,8 +91,17 @@ def device_page(
         query="",
         events=events,
         releases=releases,
-        agent_version=str((dev["reported"] or {}).get("agent_version") or "") if isinstance(dev["reported"], dict) else "",
+        agent_version=_agent_version(dev),
     )
+
+
+@router.get("/devices/{device_id}/identity")
+def device_identity(
+    device_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+) -> Response:
+    """The device page's identity card (status, version, update, last seen), polled every 2 s."""
+    dev = svc.devices.show(me.principal, str(device_id))
+    return render(request, "device_identity.html", me=me, dev=dev, agent_version=_agent_version(dev))
 
 
 @router.get("/devices/{device_id}/packages")
@@ -187,6 +196,11 @@ def audit_page(
         page = audit.recent(s, me.principal, action or None, Page(AUDIT_PAGE, after))
     next_cursor = encode_cursor(_AUDIT_SCOPE, page.next) if page.next else None
     return render(request, "audit.html", me=me, events=page.items, action=action, next_cursor=next_cursor, cursor=cursor)
+
+
+def _agent_version(dev: dict[str, Any]) -> str:
+    reported = dev["reported"]
+    return str(reported.get("agent_version") or "") if isinstance(reported, dict) else ""
 
 
 def root_redirect() -> Response:
