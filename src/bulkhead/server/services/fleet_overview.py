@@ -29,7 +29,8 @@ class Overview:
     online: int = 0
     offline: int = 0
     updates: dict[str, int] = field(default_factory=dict)  # updating | failed | rolled back (rollouts in progress)
-    versions: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # compatible -> [(version, devices)]
+    # compatible -> [(version, devices)], most devices first; version None: not reported yet
+    versions: dict[str, list[tuple[str | None, int]]] = field(default_factory=dict)
     rollouts: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -54,7 +55,7 @@ def overview(s: Session, who: Principal, now: dt.datetime | None = None) -> Over
         .group_by(Device.compatible, Device.os_version)
     )
     for compatible, version, n in s.execute(q):
-        out.versions.setdefault(compatible, []).append((version or "unknown", n))
+        out.versions.setdefault(compatible, []).append((version, n))
     for rows in out.versions.values():
         rows.sort(key=lambda r: -r[1])
     running = list(
