@@ -36,6 +36,9 @@ def test_sign_in_sets_a_hardened_session_cookie_secure_behind_tls(server: LiveSe
     assert b.get("/ui/").status_code == 200
     # The token is a server-side session's: its value is not the user's name or anything guessable
     assert len(b.cookies["bulkhead_session"]) >= 40
+    # Nobody signs a browser in from another site's page (login CSRF)
+    r = browser(server).post("/ui/login", data=form, headers={"origin": "http://evil.example"})
+    assert r.status_code == 403 and "set-cookie" not in r.headers
     # An open redirect is not possible through `next`
     r = browser(server).post("/ui/login", data={**form, "next": "//evil.example/"})
     assert r.headers["location"] == "/ui/"

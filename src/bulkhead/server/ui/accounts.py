@@ -12,7 +12,19 @@ from ..services.auth import ROLES
 from ..services.keyset import MAX_LIMIT, Page
 from ..services.ui_accounts import MIN_PASSWORD, SignedIn, check_password
 from .routing import UiRoute
-from .web import COOKIE, PREFIX, accounts, back, form, render, require_write, safe_next, set_session_cookie, signed_in
+from .web import (
+    COOKIE,
+    PREFIX,
+    accounts,
+    back,
+    form,
+    render,
+    require_same_site,
+    require_write,
+    safe_next,
+    set_session_cookie,
+    signed_in,
+)
 
 __all__ = ["LoginLimits", "router"]
 
@@ -45,6 +57,7 @@ def login_page(request: Request, next: str | None = None) -> Response:
 
 @router.post("/login")
 async def login(request: Request, svc: Services = Depends(services)) -> Response:
+    require_same_site(request)  # no signing a browser in to the attacker's account from another site
     fields = await form(request)
     tenant, user, password = fields.get("tenant", ""), fields.get("user", ""), fields.get("password", "")
     target = safe_next(fields.get("next"))

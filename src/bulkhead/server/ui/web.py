@@ -28,6 +28,7 @@ __all__ = [
     "can",
     "form",
     "render",
+    "require_same_site",
     "require_write",
     "set_session_cookie",
     "signed_in",
@@ -126,15 +127,20 @@ async def form(request: Request) -> dict[str, str]:
 
 def require_write(request: Request, me: SignedIn, fields: dict[str, str]) -> None:
     """Refuse a write without this session's CSRF token (form field `csrf` or header X-CSRF-Token), or from another site."""
+    require_same_site(request)
+    given = fields.get("csrf") or request.headers.get("x-csrf-token")
+    if not csrf_ok(me.csrf, given):
+        raise Forbidden("the form's CSRF token is missing or out of date: reload the page and send it again")
+
+
+def require_same_site(request: Request) -> None:
+    """Refuse a form a browser sent from a page of another site (its Origin header names another host)."""
     origin = request.headers.get("origin")
     if origin and origin != "null":
         # Host names only: a proxy may pass `Host` without the port the browser used (nginx's $host).
         host = urlsplit("//" + request.headers.get("host", "")).hostname
         if urlsplit(origin).hostname != host:
             raise Forbidden("this form was sent from another site: open the page on this server and send it again")
-    given = fields.get("csrf") or request.headers.get("x-csrf-token")
-    if not csrf_ok(me.csrf, given):
-        raise Forbidden("the form's CSRF token is missing or out of date: reload the page and send it again")
 
 
 def secure_request(request: Request) -> bool:
