@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.cli.conftest import CLI
@@ -41,6 +42,9 @@ def test_demo_json_summary_with_a_relative_data_dir(tmp_path: Path) -> None:
         )  # fmt: skip
     try:
         doc = _summary(out, err, 120)
+        ui = doc["ui"]
+        login = {"tenant": ui["tenant"], "user": ui["user"], "password": ui["password"]}
+        signed_in = httpx.post(ui["url"] + "login", data=login)  # the printed login works
     finally:
         proc.send_signal(signal.SIGINT)  # Ctrl-C
         proc.wait(60)
@@ -51,3 +55,7 @@ def test_demo_json_summary_with_a_relative_data_dir(tmp_path: Path) -> None:
     assert set(doc["releases"]) == {"1.0.0", "1.1.0"} and doc["devices"] == [] and doc["lab"] is None
     assert doc["fleet"] == "no lab fleet (devices=0)"
     assert token_file.read_text().startswith("bht_")
+    # The web UI's address and a login for the demo tenant
+    assert signed_in.status_code == 303 and "bulkhead_session=" in signed_in.headers["set-cookie"]
+    assert ui["url"] == f"{base}/ui/" and ui["tenant"] == "demo" and ui["user"] == "admin" and len(ui["password"]) >= 10
+    assert (tmp_path / "data" / "demo" / "ui.password").read_text().strip() == ui["password"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import sys
 import threading
@@ -32,6 +33,15 @@ def _lab_missing() -> str | None:
     return f"missing {', '.join(missing)} (run 'make setup' as root)" if missing else None
 
 
+def _ui_password(work: Path) -> str:
+    """The demo tenant admin's web UI password: made once, kept in the demo's directory (mode 600)."""
+    path = work / "ui.password"
+    if not path.exists():
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(12) + "\n")
+    return path.read_text().strip()
+
+
 def seed(base: str, data_dir: Path, devices: int, json_out: bool = False) -> None:
     """Create tenant 'demo', its keyring, releases 1.0.0 and 1.1.0, and boot a lab fleet that moves to 1.1.0."""
     data_dir = data_dir.absolute()  # the lab writes these paths into RAUC's and the agents' configs
@@ -52,6 +62,8 @@ def seed(base: str, data_dir: Path, devices: int, json_out: bool = False) -> Non
             cred.write_text(r.json()["token"])
             cred.chmod(0o600)
         h = {"authorization": f"Bearer {cred.read_text().strip()}"}
+        ui_password = _ui_password(work)
+        http.put("/api/v1/users/admin/password", json={"password": ui_password}, headers=h).raise_for_status()
         http.put("/api/v1/keyring", json={"pem": pki.ca.read_text()}, headers=h).raise_for_status()
         releases = {r["version"]: r for r in http.get("/api/v1/releases", params={"limit": 1000}, headers=h).json()}
         for v in ("1.0.0", "1.1.0"):
@@ -88,6 +100,7 @@ def seed(base: str, data_dir: Path, devices: int, json_out: bool = False) -> Non
                 "lab": str(work / "lab") if started else None,
                 "devices": [f"demo-{i:03d}" for i in range(started)],
                 "fleet": fleet,
+                "ui": {"url": f"{base}/ui/", "tenant": "demo", "user": "admin", "password": ui_password},
             }
         )
         sys.stdout.flush()
@@ -95,6 +108,7 @@ def seed(base: str, data_dir: Path, devices: int, json_out: bool = False) -> Non
     output.err_console.print(f"[green]demo ready[/green]: tenant 'demo', releases 1.0.0 and 1.1.0, {escape(fleet)}.")
     # Lines to copy and paste: never wrapped at the terminal's width, never read as markup.
     output.line(f"  {export}")
+    output.line(f"  web UI: {base}/ui/   tenant: demo   user: admin   password: {ui_password}")
     output.line(f"  .venv/bin/bulkhead device list     .venv/bin/bulkhead device events demo-000     API docs: {base}/docs")
     output.line(f"  .venv/bin/bulkhead lab status --dir {work / 'lab'}")
 

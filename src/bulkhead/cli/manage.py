@@ -312,6 +312,53 @@ def user_delete(ctx: typer.Context, name: str, json: bool = JsonOpt) -> None:
     show(client(ctx).request("DELETE", f"/api/v1/users/{name}"), json)
 
 
+def _password(from_stdin: bool) -> str:
+    """The new web UI password: one line of standard input (--password-stdin), else asked for twice, hidden."""
+    if from_stdin:
+        import sys
+
+        return sys.stdin.readline().rstrip("\r\n")
+    value: str = typer.prompt("Password (at least 10 characters)", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+PasswordStdinOpt = typer.Option(False, "--password-stdin", help="Read the password from standard input (one line)")
+
+
+@user_app.command("add")
+def user_add(
+    ctx: typer.Context,
+    name: str,
+    role: str = typer.Option("viewer", help="viewer, operator or admin"),
+    password_stdin: bool = PasswordStdinOpt,
+    no_password: bool = typer.Option(False, "--no-password", help="API tokens only: no web UI sign-in"),
+    json: bool = JsonOpt,
+) -> None:
+    """Add a user who signs in to the web UI with a password (admins); the same roles as API tokens."""
+    password = None if no_password else _password(password_stdin)
+    c = client(ctx)
+    out = c.request("POST", "/api/v1/users", json={"name": name, "role": role})
+    if password is not None:
+        try:
+            out = c.request("PUT", f"/api/v1/users/{name}/password", json={"password": password})
+        except CliError:
+            c.request("DELETE", f"/api/v1/users/{name}")  # a refused password leaves no user without one behind
+            raise
+    show(out, json)
+
+
+@user_app.command("reset-password")
+def user_reset_password(ctx: typer.Context, name: str, password_stdin: bool = PasswordStdinOpt, json: bool = JsonOpt) -> None:
+    """Set a user's web UI password (admins); the user's browser sessions end."""
+    show(client(ctx).request("PUT", f"/api/v1/users/{name}/password", json={"password": _password(password_stdin)}), json)
+
+
+@user_app.command("remove")
+def user_remove(ctx: typer.Context, name: str, json: bool = JsonOpt) -> None:
+    """Remove a user: their API tokens and web sessions end (the tenant's last admin stays)."""
+    show(client(ctx).request("DELETE", f"/api/v1/users/{name}"), json)
+
+
 @device_app.command("reset-credential")
 def device_reset_credential(ctx: typer.Context, device: str, json: bool = JsonOpt) -> None:
     """Revoke a device's credential and signed URLs: it may enroll once more under its name (a provisioned

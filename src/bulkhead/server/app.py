@@ -20,6 +20,7 @@ from starlette.exceptions import HTTPException
 
 from bulkhead import __version__
 
+from .api import accounts as accounts_api
 from .api import apps as apps_api
 from .api import cra as cra_api
 from .api import cra_advisories as cra_advisories_api
@@ -71,9 +72,12 @@ from .services.reports import ReportService
 from .services.rollouts import RolloutService
 from .services.security import SecurityService
 from .services.tenants import TenantService
+from .services.ui_accounts import AccountService
 from .services.vulns import MAX_FEED_BYTES, VulnService
 from .settings import Settings
 from .store import open_store
+from .ui import install as install_ui
+from .ui.web import MAX_FORM as UI_MAX_FORM
 from .vuln_feeds import mirrored
 
 __all__ = ["BulkheadApp", "create_app", "system_token"]
@@ -160,6 +164,8 @@ def body_rules(settings: Settings) -> list[BodyRule]:
         BodyRule("POST", re.compile(vulns_api.FEED_IMPORT_PATH), MAX_FEED_BYTES, streamed=True),
         # Read, bounded and checked by the report app itself (api/reports.py), which parses the body only once.
         BodyRule("POST", re.compile(re.escape(REPORTS_PATH)), settings.max_json_bytes, True, "BULKHEAD_MAX_JSON_BYTES"),
+        # The web UI's urlencoded forms (not JSON), read and bounded by ui/web.py's `form`.
+        BodyRule("POST", re.compile(r"/ui/.*"), UI_MAX_FORM, streamed=True),
         BodyRule(
             "PATCH",
             re.compile(r"/api/v1/(devices|groups)/[^/]+/desired"),
@@ -271,6 +277,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         notifications,
         security,
         cra_advisories=AdvisoryService(db, OpenPgp(settings.data_dir / "openpgp"), settings),
+        accounts=AccountService(db),
     )
 
     @asynccontextmanager
@@ -311,6 +318,8 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(security_api.router)
     api.include_router(security_events_api.router)
     api.include_router(cra_advisories_api.router)
+    api.include_router(accounts_api.router)
+    install_ui(api)
     api.include_router(csaf_public_api.router)  # last: its /{tenant}/… paths must not shadow the others
 
     @api.exception_handler(ServerError)

@@ -26,6 +26,7 @@ from ..services.reports import ReportService
 from ..services.rollouts import RolloutService
 from ..services.security import SecurityService
 from ..services.tenants import TenantService
+from ..services.ui_accounts import AccountService
 from ..services.vulns import VulnService
 from ..settings import Settings
 from ..store import ArtifactStore
@@ -59,6 +60,7 @@ class Services:
     notifications: NotificationService | None = None
     security: SecurityService | None = None
     cra_advisories: AdvisoryService | None = None
+    accounts: AccountService | None = None  # web UI passwords and sessions
 
 
 def services(request: Request) -> Services:

@@ -1,0 +1,288 @@
+"""The web UI in a real browser: Debian's headless Chromium driven by selenium (chromium-driver).
+
+Each page is saved as a screenshot under test-artifacts/ui/ (BULKHEAD_TEST_ARTIFACTS), and axe-core (npm, vendored
+in tests/data/vendor) checks it for serious and critical accessibility violations.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.live import live_server
+from tests.server.conftest import LiveServer
+from tests.server.ui_fixtures import PASSWORD, Tenant, device, release, tenant
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
+
+AXE = Path(__file__).resolve().parents[1] / "data" / "vendor" / "axe.min.js"
+SHOTS = Path(os.environ.get("BULKHEAD_TEST_ARTIFACTS", "test-artifacts")) / "ui"
+
+
+@pytest.fixture(scope="module")
+def ui_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    with live_server(tmp_path_factory.mktemp("ui-browser")) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def chrome() -> Iterator[WebDriver]:
+    binary = shutil.which("chromium")
+    driver_path = shutil.which("chromedriver")
+    if binary is None or driver_path is None:
+        pytest.skip("Chromium is missing: install the Debian packages chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,900", "--disable-gpu"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(options=options, service=webdriver.ChromeService(executable_path=driver_path))
+    driver.implicitly_wait(0)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait(check: Callable[[], Any], what: str, timeout: float = 10) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.1)
+
+
+def sign_in(driver: WebDriver, server: LiveServer, t: Tenant, user: str) -> None:
+    driver.delete_all_cookies()
+    driver.get(server.url + "/ui/login")
+    driver.find_element(By.ID, "tenant").send_keys(t.name)
+    driver.find_element(By.ID, "user").send_keys(user)
+    driver.find_element(By.ID, "password").send_keys(PASSWORD)
+    driver.find_element(By.CSS_SELECTOR, "button[type=submit].primary").click()
+    wait(lambda: driver.current_url.rstrip("/").endswith("/ui"), "the overview after signing in")
+
+
+def shot(driver: WebDriver, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    driver.save_screenshot(str(SHOTS / f"{name}.png"))
+
+
+def axe_violations(driver: WebDriver) -> list[str]:
+    """Serious and critical axe-core violations on the current page."""
+    driver.execute_script(AXE.read_text())
+    result = driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "axe.run(document, {resultTypes: ['violations']}).then(r => done(JSON.stringify(r.violations)), e => done(String(e)));"
+    )
+    violations = json.loads(result)
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:3]}"
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+
+
+def texts(driver: WebDriver, css: str) -> list[str]:
+    """The text of every element `css` selects, read in one script (htmx may swap the elements between two calls)."""
+    found = driver.execute_script("return [...document.querySelectorAll(arguments[0])].map(e => e.textContent.trim());", css)
+    return [str(t) for t in found]
+
+
+def mark(driver: WebDriver) -> None:
+    """A marker that only lives as long as this document: its presence later proves there was no reload."""
+    driver.execute_script("window.__bulkhead_marker = 42;")
+
+
+def not_reloaded(driver: WebDriver) -> bool:
+    return bool(driver.execute_script("return window.__bulkhead_marker === 42;"))
+
+
+def no_alert(driver: WebDriver) -> bool:
+    try:
+        alert = driver.switch_to.alert
+    except NoAlertPresentException:
+        return True
+    return alert is None
+
+
+@pytest.fixture(scope="module")
+def fleet(ui_server: LiveServer) -> dict[str, Any]:
+    """A tenant with users of each role, a release, devices (one of them hostile) and a running rollout."""
+    t = tenant(ui_server)
+    t.user("ops", "operator")
+    t.user("watcher", "viewer")
+    rel = release(t)
+    lab = [device(t, f"lab-{i}", "lab") for i in range(2)]
+    device(t, "line-0", "line")
+    evil = "<script>alert(1)</script><img src=x onerror=alert(2)>"
+    boot = t.api.post("/api/v1/bootstrap-tokens", json={"name": "evil"}).json()["token"]
+    r = t.api.post(
+        "/device/v1/enroll",
+        json={"bootstrap_token": boot, "name": "evil-1", "compatible": "Test Config", "attributes": {"location": evil}},
+    )
+    r.raise_for_status()
+    headers = {"authorization": f"Bearer {r.json()['credential']}"}
+    inventory = {"os_version": evil, "packages": {"format": "dpkg", "count": 2, "packages": {evil: "1.0", "bash": "5.2"}}}
+    t.api.post("/device/v1/reports", json={"events": [], "inventory": inventory}, headers=headers).raise_for_status()
+    r = t.api.post(
+        "/api/v1/rollouts",
+        json={
+            "name": "lab-rollout",
+            "release_id": rel,
+            "target": {"groups": ["lab"]},
+            "phases": [{"percent": 50}, {"percent": 50}],
+        },
+    )
+    assert r.status_code == 201, r.text
+    ids = {d["name"]: d["id"] for d in t.api.get("/api/v1/devices").json()}
+    return {"t": t, "rel": rel, "lab": lab, "rollout": r.json()["id"], "ids": ids, "evil": evil}
+
+
+def test_sign_in_overview_and_every_page_renders_accessibly(
+    ui_server: LiveServer, chrome: WebDriver, fleet: dict[str, Any]
+) -> None:
+    chrome.delete_all_cookies()
+    chrome.get(ui_server.url + "/")
+    wait(lambda: "/ui/login" in chrome.current_url, "the login page for a visitor")
+    shot(chrome, "login")
+    problems = {"login": axe_violations(chrome)}
+    sign_in(chrome, ui_server, fleet["t"], "admin")
+    assert "Fleet overview" in chrome.page_source and "lab-rollout" in chrome.page_source
+    tiles = chrome.find_element(By.CSS_SELECTOR, ".tiles").text
+    assert "4 devices" in tiles.replace("\n", " ")
+    pages = {
+        "overview": "/ui/",
+        "devices": "/ui/devices",
+        "device": f"/ui/devices/{fleet['ids']['lab-0']}",
+        "releases": "/ui/releases",
+        "release": f"/ui/releases/{fleet['rel']}",
+        "rollouts": "/ui/rollouts",
+        "rollout": f"/ui/rollouts/{fleet['rollout']}",
+        "account": "/ui/account",
+        "users": "/ui/users",
+        "audit": "/ui/audit",
+    }
+    for name, path in pages.items():
+        chrome.get(ui_server.url + path)
+        assert "Error" not in chrome.title, (name, chrome.page_source[:500])
+        shot(chrome, name)
+        problems[name] = axe_violations(chrome)
+    assert not any(problems.values()), problems
+
+
+def test_device_list_filter_updates_the_rows_without_a_reload(
+    ui_server: LiveServer, chrome: WebDriver, fleet: dict[str, Any]
+) -> None:
+    sign_in(chrome, ui_server, fleet["t"], "ops")
+    chrome.get(ui_server.url + "/ui/devices")
+
+    def rows() -> list[str]:
+        return texts(chrome, "#device-rows tbody td:first-child a")
+
+    assert sorted(rows()) == ["evil-1", "lab-0", "lab-1", "line-0"]
+    mark(chrome)
+    chrome.find_element(By.ID, "f-name").send_keys("lab-")
+    wait(lambda: sorted(rows()) == ["lab-0", "lab-1"], "the filtered rows")
+    assert not_reloaded(chrome) and "name=lab-" in chrome.current_url  # the filter is in the address for sharing
+    shot(chrome, "devices-filtered")
+    chrome.find_element(By.ID, "f-name").clear()
+    chrome.find_element(By.ID, "f-group").send_keys("line")
+    wait(lambda: rows() == ["line-0"], "the rows of group line")
+
+
+def test_hostile_device_data_renders_as_text(ui_server: LiveServer, chrome: WebDriver, fleet: dict[str, Any]) -> None:
+    sign_in(chrome, ui_server, fleet["t"], "admin")
+    for path in ["/ui/devices", f"/ui/devices/{fleet['ids']['evil-1']}", "/ui/"]:
+        chrome.get(ui_server.url + path)
+        time.sleep(0.3)
+        assert no_alert(chrome), path
+        scripts = chrome.find_elements(By.TAG_NAME, "script")
+        assert [s.get_attribute("src") for s in scripts] == [ui_server.url + "/ui/static/vendor/htmx.min.js"], path
+        assert not chrome.find_elements(By.CSS_SELECTOR, "img"), path
+    assert fleet["evil"] in chrome.find_element(By.TAG_NAME, "main").text  # the overview's version list shows the text
+    chrome.get(ui_server.url + f"/ui/devices/{fleet['ids']['evil-1']}")
+    assert fleet["evil"] in chrome.find_element(By.TAG_NAME, "main").text
+    search = chrome.find_element(By.ID, "pkg-q")
+    search.send_keys("script")
+    wait(lambda: "1 package matching" in "".join(texts(chrome, "#packages p")), "the package search")
+    assert no_alert(chrome)
+    shot(chrome, "device-hostile")
+
+
+def test_pause_resume_and_live_progress_without_a_reload(ui_server: LiveServer, chrome: WebDriver, fleet: dict[str, Any]) -> None:
+    t, rid, rel = fleet["t"], fleet["rollout"], fleet["rel"]
+    sign_in(chrome, ui_server, t, "ops")
+    chrome.get(ui_server.url + f"/ui/rollouts/{rid}")
+    mark(chrome)
+
+    def status() -> str:
+        return "".join(texts(chrome, "#rollout-status"))
+
+    assert status() == "running"
+    chrome.find_element(By.ID, "pause").click()
+    wait(lambda: status() == "paused", "the paused status")
+    assert t.api.get(f"/api/v1/rollouts/{rid}").json()["status"] == "paused"
+    shot(chrome, "rollout-paused")
+    chrome.find_element(By.ID, "resume").click()
+    wait(lambda: status() == "running", "the running status")
+    assert t.api.get(f"/api/v1/rollouts/{rid}").json()["status"] == "running"
+    # The devices update; the page follows by polling its progress partial (every 2 s), not by a reload.
+    updated: set[str] = set()
+
+    def update_offered() -> bool:
+        for d in fleet["lab"]:
+            offered = d.release()
+            if d.name not in updated and offered is not None and offered["action"] is not None:
+                for phase in ("downloading", "installing", "success"):
+                    d.report(phase, rel)
+                updated.add(d.name)
+        return len(updated) == 2
+
+    wait(update_offered, "both phases to offer the update", 30)
+    wait(lambda: texts(chrome, "#rollout-done") == ["2"], "both devices to show as succeeded", 15)
+    wait(lambda: status() == "finished", "the finished status", 15)
+    # Per device too: the devices table is part of the polled partial
+    wait(lambda: texts(chrome, "#progress tbody td .badge") == ["success", "success"], "each device's success")
+    assert not_reloaded(chrome)
+    shot(chrome, "rollout-finished")
+    events = t.api.get("/api/v1/audit", params={"action": "rollout."}).json()
+    assert {("rollout.pause", "user:ops (web)"), ("rollout.resume", "user:ops (web)")} <= {
+        (e["action"], e["actor"]) for e in events
+    }
+
+
+def test_a_viewer_sees_no_write_controls(ui_server: LiveServer, chrome: WebDriver, fleet: dict[str, Any]) -> None:
+    sign_in(chrome, ui_server, fleet["t"], "watcher")
+    for path in [f"/ui/devices/{fleet['ids']['lab-0']}", f"/ui/rollouts/{fleet['rollout']}", "/ui/devices", "/ui/"]:
+        chrome.get(ui_server.url + path)
+        assert not chrome.find_elements(By.CSS_SELECTOR, "[hx-post]"), path
+        forms = [f.get_attribute("action") for f in chrome.find_elements(By.CSS_SELECTOR, "form[method=post]")]
+        assert all(a and a.endswith("/ui/logout") for a in forms), (path, forms)
+    assert "Users" not in chrome.find_element(By.TAG_NAME, "nav").text
+    shot(chrome, "viewer-device")
+
+
+def test_device_status_updates_without_a_reload(ui_server: LiveServer, chrome: WebDriver, fleet: dict[str, Any]) -> None:
+    t = fleet["t"]
+    sign_in(chrome, ui_server, t, "watcher")
+    chrome.get(ui_server.url + f"/ui/devices/{fleet['ids']['line-0']}")
+    mark(chrome)
+    assert texts(chrome, "#device-status") == ["active"]
+    t.api.post("/api/v1/devices/line-0/disable").raise_for_status()
+    try:
+        wait(lambda: texts(chrome, "#device-status") == ["disabled"], "the disabled status within 2 s and a bit", 4)
+        assert not_reloaded(chrome)
+    finally:
+        t.api.post("/api/v1/devices/line-0/enable").raise_for_status()
