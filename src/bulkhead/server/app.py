@@ -40,6 +40,8 @@ from .changes import ChangeFeed
 from .db import Database, migrate
 from .delivery.app import DeliveryApp
 from .delivery.counters import ByteCounter
+from .delivery.offload import XAccel
+from .delivery.offload_log import OffloadLog
 from .edge import Edge
 from .errors import ServerError
 from .heap import tune_gc
@@ -233,6 +235,9 @@ def create_app(settings: Settings) -> BulkheadApp:
     app_sboms = AppSbomService(db, store)
     svc_devices = DeviceService(db, secret, settings.delta_max_ratio, on_change=lambda: jobs.advance(None))
     counter = ByteCounter(db, settings.counter_flush_seconds)
+    offload_log = (
+        OffloadLog(db, settings.delivery_offload_log, settings.counter_flush_seconds) if settings.delivery_offload_log else None
+    )
     svc = Services(
         settings,
         db,
@@ -262,7 +267,11 @@ def create_app(settings: Settings) -> BulkheadApp:
         counter.start()
         feed.start()
         jobs.start()
+        if offload_log is not None:
+            offload_log.start()
         yield
+        if offload_log is not None:
+            await offload_log.stop()
         jobs.stop()
         await feed.stop()
         await counter.stop()
@@ -320,7 +329,8 @@ def create_app(settings: Settings) -> BulkheadApp:
 
     document_errors(api)
 
-    delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth)
+    offload = XAccel(settings.delivery_offload_prefix, store.root) if settings.delivery_offload == "x-accel" else None
+    delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth, offload)
     reports = ReportApp(svc, settings.max_json_bytes)
     app = BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)), reports)
     failures = AuthFailures(settings.auth_fail_limit, settings.auth_fail_window) if settings.auth_fail_limit else None

@@ -57,6 +57,12 @@ class Settings(BaseModel):
     smtp_password: str | None = None
     smtp_from: str = "bulkhead@localhost"
     smtp_starttls: bool = False
+    # Artifact delivery through nginx (docs/deployment.md): "x-accel" answers authorized downloads with
+    # X-Accel-Redirect to this internal location of nginx, which serves the artifact store; nginx's JSON access
+    # log of those downloads (offload_log) is read for the devices' byte counters. Unset: the server sends the bytes.
+    delivery_offload: Literal["x-accel"] | None = None
+    delivery_offload_prefix: str = Field(default="/_store/", pattern=r"^/([A-Za-z0-9._~-]+/)+$")
+    delivery_offload_log: Path | None = None
 
     @field_validator("public_url")
     @classmethod
@@ -148,6 +154,9 @@ _ENV = {
     "smtp_password": "BULKHEAD_SMTP_PASSWORD",
     "smtp_from": "BULKHEAD_SMTP_FROM",
     "smtp_starttls": "BULKHEAD_SMTP_STARTTLS",
+    "delivery_offload": "BULKHEAD_DELIVERY_OFFLOAD",
+    "delivery_offload_prefix": "BULKHEAD_DELIVERY_OFFLOAD_PREFIX",
+    "delivery_offload_log": "BULKHEAD_DELIVERY_OFFLOAD_LOG",
 }
 
 
