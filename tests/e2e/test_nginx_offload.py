@@ -55,7 +55,8 @@ def offload_nginx(work: Path, upstream_port: int, port: int, store: Path, log: P
     for old, new in [
         ("listen 80;", f"listen 127.0.0.1:{port};"),
         ("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream_port};"),
-        ("/var/lib/bulkhead/artifacts/", f"{store}/"),
+        ("/var/lib/bulkhead/artifacts", str(store)),
+        ("/var/cache/nginx/bulkhead-auth", str(work / "auth-cache")),
         ("/var/log/nginx/bulkhead-delivery.log", str(log)),
     ]:
         assert old in conf, f"contrib/nginx/bulkhead-offload.conf no longer has {old!r}: update this test with it"
@@ -152,6 +153,41 @@ def test_the_server_answers_x_accel_redirect_and_nginx_sends_the_file(stack: Off
     line = next(e for e in log_lines(stack.log) if e["range"] == "bytes=10-19")
     assert line["device"] == direct.headers["x-bulkhead-device"] and line["bytes"] == 10 and line["status"] == 206
     assert httpx.get(f"{stack.url}/_store/{sha[:2]}/{sha}").status_code == 404
+
+
+def _delivery_requests(stack: Offload, token: str) -> float:
+    """Delivery requests the server answered so far (its own metrics)."""
+    text = httpx.get(stack.server.url + "/metrics", headers={"authorization": f"Bearer {token}"}).text
+    m = re.findall(r'^bulkhead_http_requests_total\{app="delivery",code="(\dxx)"\} ([0-9.e+]+)$', text, re.MULTILINE)
+    return sum(float(v) for _, v in m)
+
+
+def test_nginx_answers_ranges_from_a_cached_authorization(stack: Offload, fleet: dict[str, Any]) -> None:  # noqa: F811
+    """A device's burst of range requests costs the server about one authorization a second; a 416 is still
+    the server's JSON answer."""
+    rel, dev = fleet["release"], fleet["devices"][0]
+    path = f"/device/v1/releases/{rel['id']}/bundle"
+    blob = GOOD.read_bytes()
+    with httpx.Client(base_url=stack.url, headers={"authorization": f"Bearer {dev['credential']}"}) as d:
+        d.get(path, headers={"range": "bytes=0-0"}).raise_for_status()
+        before = _delivery_requests(stack, fleet["token"])
+        started = time.monotonic()
+        for i in range(40):
+            r = d.get(path, headers={"range": f"bytes={i * 100}-{i * 100 + 99}"})
+            assert r.status_code == 206 and r.content == blob[i * 100 : i * 100 + 100]
+            assert r.headers["etag"] == f'"{rel["sha256"]}"' and r.headers["accept-ranges"] == "bytes"
+        elapsed = time.monotonic() - started
+        asked = _delivery_requests(stack, fleet["token"]) - before
+        assert asked <= elapsed + 2, (asked, elapsed)  # one authorization per second, not one per request
+        r = d.get(path, headers={"range": f"bytes={len(blob)}-"})
+        assert r.status_code == 416 and r.headers["content-range"] == f"bytes */{len(blob)}"
+        assert r.json()["error"] == "range_not_satisfiable"
+        # Each header once, whether the range applies or not.
+        etag = f'"{rel["sha256"]}"'
+        for if_range, status in ((etag, 206), ('"stale"', 200)):
+            r = d.get(path, headers={"range": "bytes=5-9", "if-range": if_range})
+            assert r.status_code == status and r.headers["accept-ranges"] == "bytes" and r.headers["etag"] == etag
+            assert r.headers["cache-control"] == "private, max-age=0"
 
 
 def test_refusals_are_the_servers_own_answers(stack: Offload, fleet: dict[str, Any]) -> None:  # noqa: F811
