@@ -107,6 +107,8 @@ def offload_stack(tmp: Path, workers: int = 1, port: int | None = None, nginx_po
         "BULKHEAD_DELIVERY_OFFLOAD_PREFIX": "/_store/",
         "BULKHEAD_DELIVERY_OFFLOAD_LOG": str(log),
         "BULKHEAD_MAX_UPLOAD_BYTES": str(256 * 1024 * 1024),
+        "BULKHEAD_DDI_CERT_HEADER": "X-Ssl-Client-Cn",
+        "BULKHEAD_POLL_INTERVAL": "5",
     }
     data = tmp / "server"
     with (
@@ -220,6 +222,33 @@ def test_refusals_are_the_servers_own_answers(stack: Offload, fleet: dict[str, A
             assert r.status_code in (401, 403) and r.json()["error"]
         finally:
             c.post("/api/v1/devices/d0/enable").raise_for_status()
+
+
+def test_ddi_artifacts_through_offload(stack: Offload, fleet: dict[str, Any]) -> None:  # noqa: F811
+    """A hawkBit client's artifact (TargetToken) and its .MD5SUM come through nginx; a header naming a certificate
+    nginx did not verify counts for nothing."""
+    rel = fleet["release"]
+    blob = GOOD.read_bytes()
+    with stack.server.client(fleet["token"]) as c:
+        tenant = c.get("/api/v1/tenant").json()["name"]
+        target = c.post("/api/v1/devices", json={"name": "ddi-off", "compatible": "Test Config"}).json()["target_token"]
+        c.put("/api/v1/devices/ddi-off/desired-release", json={"release_id": rel["id"]}).raise_for_status()
+    root = f"{stack.url}/{tenant}/controller/v1/ddi-off"
+    with httpx.Client(headers={"authorization": f"TargetToken {target}"}, timeout=30) as dev:
+        deadline = time.monotonic() + 20
+        while "deploymentBase" not in (links := dev.get(root).json().get("_links", {})) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        dep = dev.get(links["deploymentBase"]["href"]).json()
+        art = dep["deployment"]["chunks"][0]["artifacts"][0]
+        href = art["_links"]["download"]["href"]
+        assert href.startswith(root + "/softwaremodules/")
+        part = dev.get(href, headers={"range": "bytes=100-199"})
+        assert part.status_code == 206 and part.content == blob[100:200] and part.headers["server"].startswith("nginx")
+        assert dev.get(href).content == blob
+        md5 = dev.get(art["_links"]["md5sum"]["href"])
+        assert md5.status_code == 200 and md5.text.split()[0] == art["hashes"]["md5"]
+    forged = httpx.get(href, headers={"X-Ssl-Client-Cn": "ddi-off", "range": "bytes=0-9"})
+    assert forged.status_code == 401 and forged.json()["error"]
 
 
 def _big_release(srv: LiveServer, work: Path, mib: int) -> tuple[str, dict[str, Any], bytes]:
