@@ -330,6 +330,8 @@ def create_app(settings: Settings) -> BulkheadApp:
     document_errors(api)
 
     offload = XAccel(settings.delivery_offload_prefix, store.root) if settings.delivery_offload == "x-accel" else None
+    if offload is not None and offload_log is None:
+        log.warning("BULKHEAD_DELIVERY_OFFLOAD is set without BULKHEAD_DELIVERY_OFFLOAD_LOG: bytes nginx sends are not counted")
     delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth, offload)
     reports = ReportApp(svc, settings.max_json_bytes)
     app = BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)), reports)
