@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -249,6 +250,27 @@ def test_ddi_artifacts_through_offload(stack: Offload, fleet: dict[str, Any]) ->
         assert md5.status_code == 200 and md5.text.split()[0] == art["hashes"]["md5"]
     forged = httpx.get(href, headers={"X-Ssl-Client-Cn": "ddi-off", "range": "bytes=0-9"})
     assert forged.status_code == 401 and forged.json()["error"]
+
+
+def test_a_rotated_delivery_log_loses_and_repeats_nothing(stack: Offload, fleet: dict[str, Any]) -> None:  # noqa: F811
+    """logrotate's way (rename, then USR1 so nginx opens a new file): bytes logged before and after count once."""
+    rel, dev = fleet["release"], fleet["devices"][1]
+    path = f"{stack.url}/device/v1/releases/{rel['id']}/bundle"
+    auth = {"authorization": f"Bearer {dev['credential']}"}
+    before = _served(stack.server, fleet["token"], "d1")
+    assert httpx.get(path, headers={**auth, "range": "bytes=0-99"}).status_code == 206
+    time.sleep(1.5)  # in the file before it is rotated
+    stack.log.rename(stack.log.with_name(stack.log.name + ".1"))
+    assert httpx.get(path, headers={**auth, "range": "bytes=0-199"}).status_code == 206  # still to the old file
+    pid = int((stack.log.parent / "nginx" / "nginx.pid").read_text())
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not stack.log.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert httpx.get(path, headers={**auth, "range": "bytes=0-299"}).status_code == 206  # to the new file
+    assert _wait_served(stack.server, fleet["token"], "d1", before + 600) == before + 600
+    time.sleep(6)  # another round of reading both files
+    assert _served(stack.server, fleet["token"], "d1") == before + 600
 
 
 def _big_release(srv: LiveServer, work: Path, mib: int) -> tuple[str, dict[str, Any], bytes]:
