@@ -45,8 +45,10 @@ from .changes import ChangeFeed
 from .db import Database, migrate
 from .delivery.app import DeliveryApp
 from .delivery.counters import ByteCounter
+from .delivery.offload import XAccel
+from .delivery.offload_log import OffloadLog
 from .edge import Edge
-from .errors import ServerError
+from .errors import ServerError, SettingsError
 from .heap import tune_gc
 from .job_claims import PeriodicClaims
 from .jobs import Jobs
@@ -75,7 +77,7 @@ from .services.tenants import TenantService
 from .services.ui_accounts import AccountService
 from .services.vulns import MAX_FEED_BYTES, VulnService
 from .settings import Settings
-from .store import open_store
+from .store import FsStore, open_store
 from .ui import install as install_ui
 from .ui.web import MAX_FORM as UI_MAX_FORM
 from .vuln_feeds import mirrored
@@ -253,6 +255,9 @@ def create_app(settings: Settings) -> BulkheadApp:
     app_sboms = AppSbomService(db, store)
     svc_devices = DeviceService(db, secret, settings.delta_max_ratio, on_change=lambda: jobs.advance(None))
     counter = ByteCounter(db, settings.counter_flush_seconds)
+    offload_log = (
+        OffloadLog(db, settings.delivery_offload_log, settings.counter_flush_seconds) if settings.delivery_offload_log else None
+    )
     svc = Services(
         settings,
         db,
@@ -285,7 +290,11 @@ def create_app(settings: Settings) -> BulkheadApp:
         counter.start()
         feed.start()
         jobs.start()
+        if offload_log is not None:
+            offload_log.start()
         yield
+        if offload_log is not None:
+            await offload_log.stop()
         jobs.stop()
         await feed.stop()
         await counter.stop()
@@ -350,7 +359,17 @@ def create_app(settings: Settings) -> BulkheadApp:
     document_errors(api)
 
     presign = settings.signed_url_ttl if settings.s3_presign and store.kind == "s3" else None
-    delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth, presign)
+    offload = None
+    if settings.delivery_offload == "x-accel":
+        if not isinstance(store, FsStore):
+            raise SettingsError(
+                "BULKHEAD_DELIVERY_OFFLOAD=x-accel serves files from the filesystem store; with BULKHEAD_STORE=s3 use "
+                "BULKHEAD_S3_PRESIGN=1 (devices fetch from the bucket) or unset BULKHEAD_DELIVERY_OFFLOAD"
+            )
+        offload = XAccel(settings.delivery_offload_prefix, store.root)
+        if offload_log is None:
+            log.warning("BULKHEAD_DELIVERY_OFFLOAD without BULKHEAD_DELIVERY_OFFLOAD_LOG: bytes nginx sends are not counted")
+    delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth, presign, offload)
     reports = ReportApp(svc, settings.max_json_bytes)
     app = BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)), reports)
     failures = AuthFailures(settings.auth_fail_limit, settings.auth_fail_window) if settings.auth_fail_limit else None

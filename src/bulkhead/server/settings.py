@@ -93,6 +93,13 @@ class Settings(BaseModel):
                 raise ValueError(f"{item!r} is not HOST=TENANT: give e.g. advisories.acme.example=acme,*=acme")
         return v
 
+    # Artifact delivery through nginx (docs/deployment.md): "x-accel" answers authorized downloads with
+    # X-Accel-Redirect to this internal location of nginx, which serves the artifact store; nginx's JSON access
+    # log of those downloads (offload_log) is read for the devices' byte counters. Unset: the server sends the bytes.
+    delivery_offload: Literal["x-accel"] | None = None
+    delivery_offload_prefix: str = Field(default="/_store/", pattern=r"^/([A-Za-z0-9._~-]+/)+$")
+    delivery_offload_log: Path | None = None
+
     @field_validator("public_url")
     @classmethod
     def _public(cls, v: str | None) -> str | None:
@@ -197,6 +204,9 @@ _ENV = {
     "security_policy": "BULKHEAD_SECURITY_POLICY",
     "security_txt_days": "BULKHEAD_SECURITY_TXT_DAYS",
     "csaf_hosts": "BULKHEAD_CSAF_HOSTS",
+    "delivery_offload": "BULKHEAD_DELIVERY_OFFLOAD",
+    "delivery_offload_prefix": "BULKHEAD_DELIVERY_OFFLOAD_PREFIX",
+    "delivery_offload_log": "BULKHEAD_DELIVERY_OFFLOAD_LOG",
 }
 
 

@@ -25,6 +25,7 @@ from ..services.releases import ReleaseService
 from ..store import ArtifactMissing, ArtifactStore, Body
 from .counters import ByteCounter, Transfer
 from .epochs import DeviceEpochs
+from .offload import XAccel
 from .ranges import ByteRange, RangeNotSatisfiable, parse_range
 
 __all__ = ["DeliveryApp"]
@@ -78,8 +79,10 @@ class DeliveryApp:
         secret: bytes,
         ddi: DdiAuth,
         presign_ttl: int | None = None,
+        offload: XAccel | None = None,
     ) -> None:
         self.auth, self.devices, self.releases, self.ddi = auth, devices, releases, ddi
+        self.offload = offload  # BULKHEAD_DELIVERY_OFFLOAD=x-accel: nginx sends the bytes (offload.py)
         self.store, self.counter, self.secret = store, counter, secret
         self._release_cache: dict[tuple[int, int, int], Artifact] = {}  # (device, release, delta or 0) -> file
         self._files: dict[str, _OpenFile] = {}
@@ -105,6 +108,8 @@ class DeliveryApp:
             return
         if md5_name is not None:
             await _md5sum(send, md5_name, scope["method"] == "HEAD")
+            return
+        if self.offload is not None and await self.offload.answer(scope, send, artifact, device_id):
             return
         await self.serve(scope, send, artifact, device_id, receive)
 

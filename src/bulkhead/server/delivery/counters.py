@@ -7,16 +7,18 @@ import contextlib
 import datetime as dt
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import cast
 
 from sqlalchemy import Table, bindparam, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from ..asgi import Receive
 from ..db import Database
 from ..models import Action, Device
 from ..services.rollout_sql import offered
 
-__all__ = ["ByteCounter", "Transfer"]
+__all__ = ["ByteCounter", "Transfer", "add_bytes"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,21 @@ class Transfer:
             if message["type"] == "http.disconnect":
                 self.gone = True
                 return
+
+
+def add_bytes(s: Session, pending: Mapping[int, int], interval: float) -> None:
+    """Add bytes sent to each device's total, and to the rollout action it is working on (or just finished: the
+    sums lag by up to `interval` seconds), for per-action progress. Only an offered action: a later phase's waiting
+    action is newer but downloads nothing yet."""
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=max(60.0, 3 * interval))
+    for device_id, n in sorted(pending.items()):
+        s.execute(update(Device).where(Device.id == device_id).values(bytes_served=Device.bytes_served + n))
+        latest = select(func.max(Action.id)).where(Action.device_id == device_id, offered()).scalar_subquery()
+        s.execute(
+            update(Action)
+            .where(Action.id == latest, or_(Action.active.is_(True), Action.updated_at > cutoff))
+            .values(bytes_done=func.coalesce(Action.bytes_done, 0) + n)
+        )
 
 
 class ByteCounter:
@@ -74,19 +91,8 @@ class ByteCounter:
         """Write one transaction of increments and times; False (and logged) when the database refused."""
         pending, seen = taken
         try:
-            cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=max(60.0, 3 * self.interval))
             with self.db.session() as s:
-                for device_id, n in sorted(pending.items()):
-                    s.execute(update(Device).where(Device.id == device_id).values(bytes_served=Device.bytes_served + n))
-                    # ...and to the rollout action the device is working on (or just finished: the sums lag
-                    # by one flush interval), for per-action progress. Only an offered action: a later phase's waiting action
-                    # is newer but downloads nothing yet.
-                    latest = select(func.max(Action.id)).where(Action.device_id == device_id, offered()).scalar_subquery()
-                    s.execute(
-                        update(Action)
-                        .where(Action.id == latest, or_(Action.active.is_(True), Action.updated_at > cutoff))
-                        .values(bytes_done=func.coalesce(Action.bytes_done, 0) + n)
-                    )
+                add_bytes(s, pending, self.interval)
                 if seen:
                     # A Core executemany: a device deleted since it polled matches no row and is skipped (the ORM's
                     # bulk update by primary key would fail the whole flush, and every later one, on it).
