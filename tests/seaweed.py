@@ -89,13 +89,14 @@ def seaweedfs(work: Path) -> Iterator[S3Server]:
         name: free_port()
         for name in (
             "master.port", "master.port.grpc", "volume.port", "volume.port.grpc", "filer.port", "filer.port.grpc",
-            "s3.port", "s3.port.grpc", "s3.port.iceberg", "metricsPort",
+            "s3.port", "s3.port.grpc", "metricsPort",
         )
     }  # fmt: skip
     (work / "data").mkdir(exist_ok=True)
     args = [
         weed_binary(), "server", f"-dir={work / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
         f"-s3.config={config}", "-volume.max=0", "-master.volumeSizeLimitMB=64",
+        "-s3.port.iceberg=0", "-s3.port.lance=0",  # catalogs not used; Lance's default port (9101) is fixed
         *(f"-{k}={v}" for k, v in ports.items()),
     ]  # fmt: skip
     log = (work / "weed.log").open("ab")

@@ -261,7 +261,7 @@ def test_release_and_rollout_pages(server: LiveServer) -> None:
     page = b.get(f"/ui/releases/{rel}").text
     assert "Signer" in page and "No SBOM attached" in page
     assert b.get(f"/ui/releases/{rel}/sbom").status_code == 404
-    spdx, _cdx = sbom_docs("1")
+    spdx, _cdx = sbom_docs("ui-1")  # bytes no other test stores (the store keeps one copy per content)
     t.api.put(f"/api/v1/releases/{rel}/sbom", content=spdx).raise_for_status()
     link = re.search(r'href="(/ui/releases/\d+/sbom\?format=spdx)" download', b.get(f"/ui/releases/{rel}").text)
     assert link, "the release page links its SBOM"

@@ -13,11 +13,14 @@ __all__ = ["stored_response"]
 _CHUNK = 1 << 20
 
 
-def stored_response(store: ArtifactStore, sha256: str, media_type: str) -> Response:
+def stored_response(store: ArtifactStore, sha256: str, media_type: str, filename: str | None = None) -> Response:
+    """`filename`: sent as an attachment under that name (a browser saves it instead of showing it)."""
     path = store.local_path(sha256)
     if path is not None:
-        return FileResponse(path, media_type=media_type)
-    size = store.stat(sha256).size  # a missing object is a 404 before the response starts
+        return FileResponse(path, media_type=media_type, filename=filename)
+    headers = {"content-length": str(size := store.stat(sha256).size), "etag": f'"{sha256}"'}  # missing: 404 now
+    if filename is not None:
+        headers["content-disposition"] = f'attachment; filename="{filename}"'
 
     def chunks() -> Iterator[bytes]:
         body = store.get_range(sha256, 0, size)
@@ -27,6 +30,4 @@ def stored_response(store: ArtifactStore, sha256: str, media_type: str) -> Respo
         finally:
             body.close()
 
-    return StreamingResponse(
-        chunks() if size else iter(()), media_type=media_type, headers={"content-length": str(size), "etag": f'"{sha256}"'}
-    )
+    return StreamingResponse(chunks() if size else iter(()), media_type=media_type, headers=headers)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.responses import Response
 
 from ..api.deps import Services, services
 from ..api.paging import decode_cursor, encode_cursor
+from ..api.stored import stored_response
 from ..services import audit
 from ..services.device_history import event_page
 from ..services.device_list import DeviceFilter
@@ -143,8 +144,8 @@ def release_sbom(
     me: SignedIn = Depends(signed_in),
     svc: Services = Depends(services),
 ) -> Response:
-    path, media = svc.releases.sbom_file(me.principal, release_id, format)
-    return FileResponse(path, media_type=media, filename=f"release-{release_id}-sbom.json")
+    sha256, media = svc.releases.sbom_file(me.principal, release_id, format)
+    return stored_response(svc.store, sha256, media, filename=f"release-{release_id}-sbom.json")
 
 
 @router.get("/rollouts")
