@@ -22,9 +22,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from sqlalchemy import delete
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
+from ..cursors import locked_cursor
 from ..db import Database
 from ..notify_models import NotifyCursor
 from .counters import add_bytes
@@ -81,7 +80,7 @@ class OffloadLog:
         """One transaction: lock the cursor, read the next whole lines, add their bytes, move the cursor.
         None when there was nothing (more) to read."""
         with self.db.session() as s:
-            cursor = _cursor(s, name)
+            cursor = locked_cursor(s, name)
             size = os.fstat(fd).st_size
             position = cursor.position if cursor.position <= size else 0  # truncated (copytruncate): from the start
             data = os.pread(fd, min(_CHUNK, size - position), position) if size > position else b""
@@ -115,19 +114,6 @@ class OffloadLog:
             self.ingest()
         except Exception:
             log.exception("could not read the delivery offload log %s at shutdown", self.path)
-
-
-def _cursor(s: Session, name: str) -> NotifyCursor:
-    c = s.get(NotifyCursor, name, with_for_update=True)  # one process at a time reads a file
-    if c is None:
-        try:
-            with s.begin_nested():
-                s.add(NotifyCursor(name=name, position=0))
-        except IntegrityError:  # another process made it first
-            pass
-        c = s.get(NotifyCursor, name, with_for_update=True)
-        assert c is not None
-    return c
 
 
 def _parse(lines: bytes, name: str) -> tuple[dict[int, int], int]:

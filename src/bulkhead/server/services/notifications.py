@@ -22,12 +22,12 @@ from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from bulkhead.cra.article14 import CaseKind, CaseState, deadlines, overdue
 
 from ..cra_models import CraCase
+from ..cursors import locked_cursor
 from ..db import Database
 from ..errors import Invalid, NotFound
 from ..models import AuditEvent, Device, DeviceEvent, Release, Tenant
@@ -220,18 +220,6 @@ class NotificationService:
                 n += 1
         return n
 
-    def _cursor(self, s: Session, name: str) -> NotifyCursor:
-        c = s.get(NotifyCursor, name, with_for_update=True)  # one process at a time moves a cursor
-        if c is None:
-            try:
-                with s.begin_nested():
-                    s.add(NotifyCursor(name=name, position=0))
-            except IntegrityError:  # another process made it first
-                pass
-            c = s.get(NotifyCursor, name, with_for_update=True)
-            assert c is not None
-        return c
-
     def _advance(self, s: Session, cursor: NotifyCursor, model: type[AuditEvent] | type[DeviceEvent]) -> None:
         cutoff = dt.datetime.now(dt.UTC) - CURSOR_LAG  # rows' own times are the wall clock's
         top = s.scalar(select(func.max(model.id)).where(model.id > cursor.position, model.at < cutoff))
@@ -239,7 +227,7 @@ class NotificationService:
             cursor.position = int(top)
 
     def _from_audit(self, s: Session, subs: Any, names: dict[int, str], now: dt.datetime) -> int:
-        cursor = self._cursor(s, "audit_events")
+        cursor = locked_cursor(s, "audit_events")
         n = 0
         if any(k in _AUDIT_KINDS.values() for _t, k in subs):
             q = (
@@ -263,7 +251,7 @@ class NotificationService:
         return n
 
     def _from_device_events(self, s: Session, subs: Any, names: dict[int, str], now: dt.datetime) -> int:
-        cursor = self._cursor(s, "device_events")
+        cursor = locked_cursor(s, "device_events")
         n = 0
         if any(k == "device.rolled_back" for _t, k in subs):
             q = (
