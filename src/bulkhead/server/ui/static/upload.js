@@ -28,7 +28,7 @@
 
   function answerText(xhr) {
     var doc = new DOMParser().parseFromString(xhr.responseText || "", "text/html");
-    var main = doc.querySelector("[role=alert], [role=status], main") || doc.body;
+    var main = doc.querySelector("[role=alert]") || doc.querySelector("[role=status]") || doc.querySelector("main") || doc.body;
     var text = (main && main.textContent || "").replace(/\s+/g, " ").trim();
     return text || "the server answered " + xhr.status;
   }
