@@ -34,6 +34,9 @@ def test_release_upload_from_the_ui_verifies_the_bundle_and_refuses_a_bad_one_wi
     r = b.post("/ui/releases/upload", content=bad, headers={**octet, "x-csrf-token": token})
     assert r.status_code == 422 and "signature verification failed" in r.text and 'role="alert"' in r.text
     assert _releases(t.api) == []
+    # A body larger than a form (bundles are megabytes) reaches the verification, which tells what is wrong with it
+    r = b.post("/ui/releases/upload", content=b"\0" * 300_000, headers={**octet, "x-csrf-token": token})
+    assert r.status_code == 422 and "bundle" in r.text and _releases(t.api) == []
     r = b.post("/ui/releases/upload", content=GOOD.read_bytes(), headers={**octet, "x-csrf-token": token})
     assert r.status_code == 201, r.text
     (rid,) = _releases(t.api)
