@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import RAUC_DATA
 from tests.live import live_server
 from tests.server.conftest import LiveServer
-from tests.server.ui_fixtures import PASSWORD, Tenant, device, release, tenant
+from tests.server.ui_fixtures import GOOD, PASSWORD, Tenant, device, release, tenant
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
@@ -170,6 +173,7 @@ def test_sign_in_overview_and_every_page_renders_accessibly(
         "release": f"/ui/releases/{fleet['rel']}",
         "rollouts": "/ui/rollouts",
         "rollout": f"/ui/rollouts/{fleet['rollout']}",
+        "rollout-new": "/ui/rollouts/new",
         "account": "/ui/account",
         "users": "/ui/users",
         "audit": "/ui/audit",
@@ -286,3 +290,82 @@ def test_device_status_updates_without_a_reload(ui_server: LiveServer, chrome: W
         assert not_reloaded(chrome)
     finally:
         t.api.post("/api/v1/devices/line-0/enable").raise_for_status()
+
+
+def test_upload_a_release_then_create_a_two_phase_rollout_and_watch_it_succeed(ui_server: LiveServer, chrome: WebDriver) -> None:
+    """The operator's path in the browser: upload (a refused bundle shows why), create with the live preview, watch.
+
+    The devices are simulated: a background thread polls the real device API and reports each step of the update,
+    as an agent does (test_e2e's agents with RAUC take minutes; this test stays in seconds)."""
+    t = tenant(ui_server)
+    t.user("ops", "operator")
+    units = [device(t, f"unit-{i}", "units") for i in range(2)]
+    device(t, "bystander", "other")
+    sign_in(chrome, ui_server, t, "ops")
+    chrome.get(ui_server.url + "/ui/releases")
+
+    def result() -> str:
+        return "".join(texts(chrome, "#upload-result"))
+
+    chrome.find_element(By.ID, "bundle").send_keys(str(RAUC_DATA / "invalid-sig-bundle.raucb"))
+    chrome.find_element(By.ID, "upload-button").click()
+    wait(lambda: "signature verification failed" in result(), "the refused bundle's reason", 20)
+    assert result().startswith("bundle rejected") and "Back to the overview" not in result()  # the reason alone
+    assert texts(chrome, "#upload-percent") == ["refused"]
+    shot(chrome, "release-upload-refused")
+    assert t.api.get("/api/v1/releases").json() == []
+    chrome.find_element(By.ID, "bundle").send_keys(str(GOOD))
+    chrome.find_element(By.ID, "upload-button").click()
+    wait(lambda: "Uploaded release" in result(), "the uploaded release", 20)
+    assert chrome.find_element(By.ID, "upload-progress").get_attribute("value") == "100"
+    shot(chrome, "release-uploaded")
+    (rel,) = [r["id"] for r in t.api.get("/api/v1/releases").json()]
+    chrome.find_element(By.ID, "uploaded-release").click()
+    wait(lambda: chrome.current_url.endswith(f"/ui/releases/{rel}"), "the release page")
+
+    chrome.get(ui_server.url + "/ui/rollouts")
+    chrome.find_element(By.ID, "new-rollout").click()
+    wait(lambda: chrome.current_url.endswith("/ui/rollouts/new"), "the creation page")
+    wait(lambda: texts(chrome, "#preview .preview-size") == ["1", "2"], "the preview of the default phases, every device")
+    chrome.find_element(By.ID, "n-name").send_keys("units-two-phases")
+    chrome.find_element(By.ID, "n-groups").send_keys("units")
+    phases = chrome.find_element(By.ID, "n-phases")
+    phases.clear()
+    phases.send_keys("50, 50")
+    wait(lambda: texts(chrome, "#preview .preview-size") == ["1", "1"], "the live preview of the two phases")
+    assert "2" in "".join(texts(chrome, "#preview-total"))
+    shot(chrome, "rollout-new")
+    chrome.find_element(By.ID, "create").click()
+    wait(lambda: re.search(r"/ui/rollouts/\d+$", chrome.current_url), "the new rollout's page")
+    mark(chrome)
+
+    stop = threading.Event()
+
+    def agents() -> None:
+        done: set[str] = set()
+        while not stop.is_set() and len(done) < len(units):
+            for d in units:
+                offered = d.release()
+                if d.name not in done and offered is not None and offered["action"] is not None:
+                    for phase in ("downloading", "installing", "success"):
+                        d.report(phase, rel)
+                    done.add(d.name)
+            stop.wait(0.3)
+
+    worker = threading.Thread(target=agents, daemon=True)
+    worker.start()
+    try:
+        wait(lambda: texts(chrome, "#rollout-status") == ["finished"], "the finished rollout without a reload", 45)
+    finally:
+        stop.set()
+        worker.join(10)
+    assert texts(chrome, "#rollout-done") == ["2"] and not_reloaded(chrome)
+    assert texts(chrome, "#progress tbody td .badge") == ["success", "success"]
+    shot(chrome, "rollout-created-finished")
+    assert problems_free(chrome)
+
+
+def problems_free(driver: WebDriver) -> bool:
+    problems = axe_violations(driver)
+    assert not problems, problems
+    return True

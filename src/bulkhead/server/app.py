@@ -166,6 +166,8 @@ def body_rules(settings: Settings) -> list[BodyRule]:
         BodyRule("POST", re.compile(vulns_api.FEED_IMPORT_PATH), MAX_FEED_BYTES, streamed=True),
         # Read, bounded and checked by the report app itself (api/reports.py), which parses the body only once.
         BodyRule("POST", re.compile(re.escape(REPORTS_PATH)), settings.max_json_bytes, True, "BULKHEAD_MAX_JSON_BYTES"),
+        # The web UI's release upload: a bundle, streamed into the store as the API's upload is.
+        BodyRule("POST", re.compile(r"/ui/releases/upload"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
         # The web UI's urlencoded forms (not JSON), read and bounded by ui/web.py's `form`.
         BodyRule("POST", re.compile(r"/ui/.*"), UI_MAX_FORM, streamed=True),
         BodyRule(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -34,6 +34,7 @@ __all__ = [
     "parse_target",
     "parse_window",
     "phase_sizes",
+    "phase_sizes_counted",
     "phase_verdict",
     "window_open",
 ]
@@ -238,6 +239,24 @@ def phase_sizes(phases: Sequence[Mapping[str, Any]], devices: Mapping[int, Seque
             n_pct += 1
         else:
             sizes[grp] += 1
+    quotas = _quotas(phases, n_pct)
+    for i, q in quotas.items():
+        sizes[i] += q
+    sizes[-1] += n_pct - sum(quotas.values())
+    return sizes
+
+
+def phase_sizes_counted(phases: Sequence[Mapping[str, Any]], counts: Iterable[tuple[Sequence[str], int]]) -> list[int]:
+    """`phase_sizes` from how many devices have each set of groups (`counts`: (groups, number) pairs), as a database
+    counts them: a rollout's preview without a row per device."""
+    sizes = [0] * len(phases)
+    n_pct = 0
+    for groups, n in counts:
+        grp = _group_phase(phases, groups)
+        if grp is None:
+            n_pct += n
+        else:
+            sizes[grp] += n
     quotas = _quotas(phases, n_pct)
     for i, q in quotas.items():
         sizes[i] += q

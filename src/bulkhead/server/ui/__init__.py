@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from . import accounts, actions, pages
+from . import accounts, actions, pages, releases_rollouts
 from .web import HERE, PREFIX
 
 __all__ = ["install"]
@@ -16,6 +16,7 @@ def install(api: FastAPI) -> None:
     api.state.ui_login_limits = accounts.LoginLimits()
     api.mount(PREFIX + "/static", StaticFiles(directory=HERE / "static"), name="ui-static")
     api.include_router(accounts.router)
+    api.include_router(releases_rollouts.router)  # before pages: /rollouts/new is no rollout id
     api.include_router(pages.router)
     api.include_router(actions.router)
     api.add_api_route("/", pages.root_redirect, methods=["GET"], include_in_schema=False)
