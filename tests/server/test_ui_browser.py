@@ -162,6 +162,10 @@ def test_sign_in_overview_and_every_page_renders_accessibly(
     assert "Fleet overview" in chrome.page_source and "lab-rollout" in chrome.page_source
     tiles = chrome.find_element(By.CSS_SELECTOR, ".tiles").text
     assert "4 devices" in tiles.replace("\n", " ")
+    case_body = {"kind": "vulnerability", "title": "libssl exploited", "cves": ["CVE-2024-3094"]}
+    case = fleet["t"].api.post("/api/v1/cra/cases", json=case_body).json()["id"]
+    wait(lambda: "Open CRA cases" in chrome.page_source, "the overview's exposure and CRA partial")
+    assert chrome.find_elements(By.CSS_SELECTOR, "svg.chart"), "the version chart is drawn"
     pages = {
         "overview": "/ui/",
         "devices": "/ui/devices",
@@ -173,6 +177,15 @@ def test_sign_in_overview_and_every_page_renders_accessibly(
         "account": "/ui/account",
         "users": "/ui/users",
         "audit": "/ui/audit",
+        "apps": "/ui/apps",
+        "groups": "/ui/groups",
+        "group": "/ui/groups/lab",
+        "vulns": "/ui/vulns",
+        "cra-cases": "/ui/cra/cases",
+        "cra-case": f"/ui/cra/cases/{case}",
+        "advisories": "/ui/cra/advisories",
+        "tokens": "/ui/tokens",
+        "keyring": "/ui/keyring",
     }
     for name, path in pages.items():
         chrome.get(ui_server.url + path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from . import accounts, actions, pages
+from . import accounts, actions, pages, pages_admin, pages_cra, pages_fleet
 from .web import HERE, PREFIX
 
 __all__ = ["install"]
@@ -18,4 +18,7 @@ def install(api: FastAPI) -> None:
     api.include_router(accounts.router)
     api.include_router(pages.router)
     api.include_router(actions.router)
+    api.include_router(pages_fleet.router)
+    api.include_router(pages_cra.router)
+    api.include_router(pages_admin.router)
     api.add_api_route("/", pages.root_redirect, methods=["GET"], include_in_schema=False)
