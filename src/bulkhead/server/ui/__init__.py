@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from . import accounts, actions, pages, releases_rollouts
+from . import accounts, actions, pages, pages_admin, pages_cra, pages_fleet, releases_rollouts
 from .web import HERE, PREFIX
 
 __all__ = ["install"]
@@ -19,4 +19,7 @@ def install(api: FastAPI) -> None:
     api.include_router(releases_rollouts.router)  # before pages: /rollouts/new is no rollout id
     api.include_router(pages.router)
     api.include_router(actions.router)
+    api.include_router(pages_fleet.router)
+    api.include_router(pages_cra.router)
+    api.include_router(pages_admin.router)
     api.add_api_route("/", pages.root_redirect, methods=["GET"], include_in_schema=False)

@@ -19,6 +19,7 @@ from ..api.deps import Services
 from ..errors import Forbidden, Invalid
 from ..services.auth import ROLES
 from ..services.ui_accounts import SESSION_HOURS, AccountService, SignedIn, csrf_ok
+from .charts import bar_chart
 
 __all__ = [
     "COOKIE",
@@ -67,6 +68,7 @@ def _size(n: int | None) -> str:
 
 _env.filters["when"] = _when
 _env.filters["size"] = _size
+_env.globals["bar_chart"] = bar_chart  # server-side SVG charts (charts.py, templates/bar_chart.html)
 
 
 class LoginNeeded(Exception):
