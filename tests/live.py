@@ -69,6 +69,7 @@ def live_server(
     port: int | None = None,
     workers: int = 1,
     http_server: str = "granian",
+    args: tuple[str, ...] = (),
 ) -> Iterator[LiveServer]:
     """Start `bulkhead server` on `data` (SQLite unless env_extra has BULKHEAD_DATABASE_URL) and stop it after."""
     env = {**os.environ, "BULKHEAD_ADMIN_TOKEN": "", "BULKHEAD_MAX_UPLOAD_BYTES": str(1024 * 1024 * 1024)}
@@ -78,8 +79,9 @@ def live_server(
     port = port or free_port()
     data.mkdir(parents=True, exist_ok=True)
     log = (data / "server.log").open("ab")
+    command = [sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data), "--workers", str(workers)],
+        [*command, "--workers", str(workers), *args],
         env=env,
         stdout=log,
         stderr=log,
