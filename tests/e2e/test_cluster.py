@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bulkhead.agent.outbox import Outbox
+from bulkhead.server.db import migrate
+from bulkhead.server.security import PREFIX_SYSTEM, new_token
 from tests.e2e.conftest import Fleet, build_release, make_fleet, need_lab
 from tests.live import LiveServer, free_port, live_server, stop
 from tests.server.conftest import _pg_url
@@ -106,6 +109,27 @@ def nginx_cluster(work: Path, upstreams: list[int], port: int) -> Iterator[str]:
         stop(proc, 10)
 
 
+def _start_hosts(stack: ExitStack, work: Path, env: dict[str, str], ports: list[int]) -> list[LiveServer]:
+    """The three hosts, started at once (on a loaded test machine a start takes its time)."""
+    migrate(env["BULKHEAD_DATABASE_URL"])  # once, before the hosts start: each finds it current
+    token, _ = new_token(PREFIX_SYSTEM)
+    starting = []
+    for i, port in enumerate(ports):
+        data = work / f"host-{i + 1}"
+        data.mkdir(mode=0o700)
+        (data / "admin.token").write_text(token + "\n")  # the same administrator token everywhere
+        # uvicorn with one worker: the host is one process, and kill -9 takes all of it down
+        host = live_server(data, env, port=port, http_server="uvicorn", args=("--log-format", "json"), start_timeout=120)
+        starting.append(host)
+    with ThreadPoolExecutor(len(starting)) as pool:
+        futures = [pool.submit(cm.__enter__) for cm in starting]
+        wait(futures)
+    for cm, future in zip(starting, futures, strict=True):
+        if future.exception() is None:
+            stack.push(cm.__exit__)  # every host that came up is stopped, also when another did not
+    return [f.result() for f in futures]
+
+
 def _rollout(fleet: Fleet, name: str) -> dict[str, Any]:
     with fleet.api() as c:
         r = c.get(f"/api/v1/rollouts/{name}")
@@ -148,15 +172,7 @@ def test_three_hosts_one_killed_mid_rollout(tmp_path: Path) -> None:
             "BULKHEAD_PUBLIC_URL": public,
             "BULKHEAD_POLL_INTERVAL": "5",
         }
-        hosts: list[LiveServer] = []
-        for i, port in enumerate(ports):
-            data = tmp_path / f"host-{i + 1}"
-            if hosts:  # the same administrator token everywhere (or BULKHEAD_ADMIN_TOKEN)
-                data.mkdir()
-                shutil.copy(hosts[0].data_dir / "admin.token", data / "admin.token")
-            # uvicorn with one worker: the host is one process, and kill -9 takes all of it down
-            srv = live_server(data, env, port=port, http_server="uvicorn", args=("--log-format", "json"))
-            hosts.append(stack.enter_context(srv))
+        hosts = _start_hosts(stack, tmp_path, env, ports)
         url = stack.enter_context(nginx_cluster(tmp_path / "nginx", ports, nginx_port))
         front = LiveServer(url, hosts[0].admin, hosts[0].data_dir, "postgresql")
 
