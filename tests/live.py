@@ -69,6 +69,8 @@ def live_server(
     port: int | None = None,
     workers: int = 1,
     http_server: str = "granian",
+    args: tuple[str, ...] = (),
+    start_timeout: float = 60,
 ) -> Iterator[LiveServer]:
     """Start `bulkhead server` on `data` (SQLite unless env_extra has BULKHEAD_DATABASE_URL) and stop it after."""
     env = {**os.environ, "BULKHEAD_ADMIN_TOKEN": "", "BULKHEAD_MAX_UPLOAD_BYTES": str(1024 * 1024 * 1024)}
@@ -78,14 +80,15 @@ def live_server(
     port = port or free_port()
     data.mkdir(parents=True, exist_ok=True)
     log = (data / "server.log").open("ab")
+    command = [sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data), "--workers", str(workers)],
+        [*command, "--workers", str(workers), *args],
         env=env,
         stdout=log,
         stderr=log,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + start_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail(f"server exited: {(data / 'server.log').read_text()[-2000:]}")
@@ -96,7 +99,7 @@ def live_server(
             time.sleep(0.1)
     else:
         proc.kill()
-        pytest.fail("server did not come up in 60 s")
+        pytest.fail(f"server did not come up in {start_timeout:.0f} s")
     backend = "postgresql" if "BULKHEAD_DATABASE_URL" in (env_extra or {}) else "sqlite"
     try:
         yield LiveServer(url, (data / "admin.token").read_text().strip(), data, backend, proc)

@@ -5,6 +5,12 @@ once in the process that committed it, and marked in every other process when it
 A cached answer is valid while nothing it depends on was marked after the answer was computed: marks are
 taken *after* commit (locally) or after the row became visible (remotely), so an answer computed from data
 older than a change is always dropped.
+
+Row ids come from one sequence, so a reader keeps a watermark: every id up to it was applied. An id above it that is
+missing is a transaction still open (its insert was flushed, not yet committed) or rolled back; it is waited for a
+few seconds, then the watermark moves past it, but the id is still read for a while ("late"): a long transaction on
+another host (a large rollout step, a big batch of reports) commits its change after the watermark passed, and
+every other host must still see it.
 """
 
 from __future__ import annotations
@@ -33,8 +39,10 @@ _QUIET_DEVICE = frozenset({"last_seen", "bytes_served", "reported", "update_stat
 # Rollout columns that reach devices only through their actions (which are marked themselves).
 _QUIET_ROLLOUT = frozenset({"status", "current_phase", "pause_reason", "accepted_failures", "updated_at"})
 _TENANT_WIDE = (DeviceGroup, Release, App)
-_GAP_SECONDS = 10.0  # a missing id this old was a rolled-back insert
+_GAP_SECONDS = 10.0  # a missing id this old no longer holds the watermark back (it is read as late)
 _KEEP = dt.timedelta(hours=1)
+_LATE_READ = 1000  # late ids read per poll (the oldest first)
+_LATE_KEPT = 10_000  # at most this many late ids watched (a storm of rolled-back inserts must not grow it forever)
 
 Change = tuple[int | None, int | None]  # (tenant_id, device_id or None for the whole tenant)
 
@@ -66,6 +74,7 @@ class ChangeFeed:
         self._low = 0  # every id up to here has been applied
         self._ids: set[int] = set()  # applied ids above _low
         self._gap_since: float | None = None
+        self._late: dict[int, float] = {}  # ids below _low skipped as holes, still read: id -> when skipped
         self._healthy_until = float("inf")  # until the poller runs, only this process writes
         self._task: asyncio.Task[None] | None = None
 
@@ -117,13 +126,23 @@ class ChangeFeed:
     # -- the poller: rows other processes wrote ---------------------------------------
     def _read(self) -> list[tuple[int, int | None, int | None]]:
         with self.db.session() as s:
-            q = select(StateChange.id, StateChange.tenant_id, StateChange.device_id).where(StateChange.id > self._low)
-            return [(r[0], r[1], r[2]) for r in s.execute(q.order_by(StateChange.id).limit(10_000))]
+            cols = (StateChange.id, StateChange.tenant_id, StateChange.device_id)
+            q = select(*cols).where(StateChange.id > self._low)
+            rows = [(r[0], r[1], r[2]) for r in s.execute(q.order_by(StateChange.id).limit(10_000))]
+            if self._late:
+                late = list(self._late)[:_LATE_READ]
+                rows += [(r[0], r[1], r[2]) for r in s.execute(select(*cols).where(StateChange.id.in_(late)))]
+            return rows
 
     def apply(self, rows: list[tuple[int, int | None, int | None]]) -> None:
         now = time.monotonic()
-        self.mark((t, d) for i, t, d in rows if i not in self._ids)
-        self._ids.update(i for i, _, _ in rows)
+        fresh = [(i, t, d) for i, t, d in rows if i not in self._ids and (i > self._low or i in self._late)]
+        self.mark((t, d) for _, t, d in fresh)
+        for i, _, _ in fresh:
+            if i > self._low:
+                self._ids.add(i)
+            else:
+                self._late.pop(i, None)  # a late commit: seen now, marked above
         while self._ids:
             nxt = self._low + 1
             if nxt in self._ids:
@@ -134,6 +153,9 @@ class ChangeFeed:
                 break
             elif now - self._gap_since > _GAP_SECONDS:
                 self._low, self._gap_since = nxt, None
+                self._late[nxt] = now  # rolled back, or a long transaction that commits later: still read
+                if len(self._late) > _LATE_KEPT:
+                    del self._late[next(iter(self._late))]
             else:
                 break
 
@@ -143,6 +165,8 @@ class ChangeFeed:
         for marks in (self._device, self._tenant):
             for k in [k for k, at in marks.items() if at < cutoff]:
                 del marks[k]
+        for i in [i for i, at in self._late.items() if at < cutoff]:  # its row, if any, is pruned below
+            del self._late[i]
         with self.db.session() as s:
             s.execute(delete(StateChange).where(StateChange.at < utcnow() - _KEEP))
 

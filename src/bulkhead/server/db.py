@@ -9,9 +9,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
 
 from .errors import SettingsError
 
@@ -27,10 +28,27 @@ def _alembic_config(url: str) -> Config:
     return cfg
 
 
+# PostgreSQL advisory lock key held while migrating ("bulkhead" in ASCII): several hosts that start at once migrate
+# one after the other (the first upgrades, the others find the schema current) instead of racing on the same DDL.
+MIGRATION_LOCK = 0x62756C6B68656164
+
+
 def migrate(url: str) -> None:
-    """Bring the schema to the newest revision."""
+    """Bring the schema to the newest revision (on PostgreSQL under an advisory lock: one process at a time)."""
     try:
-        command.upgrade(_alembic_config(url), "head")
+        if url.startswith("postgresql"):
+            engine = create_engine(url, poolclass=NullPool)
+            try:
+                with engine.connect() as lock:
+                    lock.execute(text("SELECT pg_advisory_lock(:k)"), {"k": MIGRATION_LOCK})
+                    try:
+                        command.upgrade(_alembic_config(url), "head")
+                    finally:
+                        lock.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": MIGRATION_LOCK})
+            finally:
+                engine.dispose()
+        else:
+            command.upgrade(_alembic_config(url), "head")
     except OperationalError as exc:
         raise SettingsError(f"cannot reach the database at {_redact(url)}: {exc.orig}") from exc
 

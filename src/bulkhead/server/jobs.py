@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import threading
 import time
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from huey import RedisHuey, SqliteHuey, crontab
 from huey.api import Huey
 from huey.consumer import Consumer
+from huey.signals import SIGNAL_EXECUTING
 
 from .job_claims import PeriodicClaims
 from .services.deltas import DeltaService
@@ -32,6 +34,7 @@ log = logging.getLogger(__name__)
 # Changes to one rollout within this many seconds share one evaluation (per process): a fleet's reports come in
 # thousands per second, and every one that moves an action asks for an evaluation.
 COALESCE_SECONDS = 1.0
+_HOST = socket.gethostname()
 
 
 class _EmbeddedConsumer(Consumer):  # type: ignore[misc]
@@ -83,6 +86,13 @@ class Jobs:
         )
         huey.claims = claims
         self.huey: Huey = huey
+
+        @huey.signal(SIGNAL_EXECUTING)  # type: ignore[untyped-decorator]
+        def _executing(_signal: str, task: Any, *_args: Any) -> None:
+            # One line per run, with the task's id: which host ran what (several hosts share one queue), and the proof
+            # that each queued task ran once (tests/e2e/test_cluster.py reads these from the servers' JSON logs).
+            log.info("job %s started", task.name, extra={"job": task.name, "task_id": task.id, "host": _HOST})
+
         self.rollouts = rollouts
         self._consumer: Consumer | None = None
 

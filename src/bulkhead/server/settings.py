@@ -99,6 +99,9 @@ class Settings(BaseModel):
     delivery_offload: Literal["x-accel"] | None = None
     delivery_offload_prefix: str = Field(default="/_store/", pattern=r"^/([A-Za-z0-9._~-]+/)+$")
     delivery_offload_log: Path | None = None
+    # The filesystem store somewhere else than `<data dir>/artifacts`: a directory every server host mounts (NFS,
+    # CephFS) when several hosts share one store (docs/deployment.md, "Several hosts"); unset: the data directory's.
+    store_dir: Path | None = None
 
     @field_validator("public_url")
     @classmethod
@@ -207,6 +210,7 @@ _ENV = {
     "delivery_offload": "BULKHEAD_DELIVERY_OFFLOAD",
     "delivery_offload_prefix": "BULKHEAD_DELIVERY_OFFLOAD_PREFIX",
     "delivery_offload_log": "BULKHEAD_DELIVERY_OFFLOAD_LOG",
+    "store_dir": "BULKHEAD_STORE_DIR",
 }
 
 
@@ -233,6 +237,8 @@ def load_settings(**overrides: object) -> Settings:
     try:
         settings.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         settings.artifacts_dir.mkdir(mode=0o700, exist_ok=True)
+        if settings.store_dir is not None:
+            settings.store_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         _private(settings.data_dir)
     except OSError as exc:
         raise SettingsError(f"data directory {settings.data_dir} cannot be created: {exc.strerror}") from exc

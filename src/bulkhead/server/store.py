@@ -8,11 +8,13 @@ The S3 backend is in store_s3.py.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
 import shutil
 import tempfile
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -26,6 +28,7 @@ from .errors import NotFound
 from .settings import Settings
 
 __all__ = [
+    "INCOMING_STALE",
     "MIN_FREE_BYTES",
     "ArtifactMissing",
     "ArtifactStore",
@@ -42,6 +45,8 @@ __all__ = [
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 MIN_FREE_BYTES = 64 * 1024 * 1024  # below this an upload or a delta build fails half-way
+# An incoming file untouched this long (seconds) is a crashed upload's; a younger one may be another host's upload.
+INCOMING_STALE = 24 * 3600.0
 
 
 def check_sha256(sha256: str) -> str:
@@ -323,7 +328,8 @@ class FsStore(ArtifactStore):
     def stage_file(self, src: Path) -> Staged:
         fd, path = self.new_upload()
         os.close(fd)
-        os.replace(src, path)
+        # A rename, or a copy when the store is another file system (a shared mount, BULKHEAD_STORE_DIR).
+        shutil.move(src, path)
         return _FsStaged(Path(path), path.stat().st_size)
 
     def commit(self, staged: Staged | Path, sha256: str) -> None:
@@ -343,8 +349,13 @@ class FsStore(ArtifactStore):
         self.path(sha256).unlink(missing_ok=True)
 
     def clean_incoming(self) -> None:
+        """Only files untouched for INCOMING_STALE: with several hosts sharing the store (docs/deployment.md), a host
+        that starts must not delete the uploads another host is receiving or verifying right now."""
+        cutoff = time.time() - INCOMING_STALE
         for p in self.incoming.iterdir():
-            p.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # committed or removed by its own host meanwhile
+                if p.stat().st_mtime < cutoff:
+                    p.unlink(missing_ok=True)
 
     def _existing(self, sha256: str) -> Path:
         p = self.path(sha256)
@@ -405,4 +416,4 @@ def open_store(settings: Settings) -> ArtifactStore:
         from .store_s3 import S3Store
 
         return S3Store.from_settings(settings)
-    return FsStore(settings.artifacts_dir)
+    return FsStore(settings.store_dir or settings.artifacts_dir)

@@ -357,7 +357,9 @@ class RolloutService:
             if rollout_id is not None:
                 q = q.where(Rollout.id == rollout_id)
             search = joiners or rollout_id is None
-            for r in s.scalars(q.order_by(Rollout.id).with_for_update(skip_locked=True)):
+            # The sweep skips a rollout being evaluated elsewhere; one rollout's evaluation (asked for after a change)
+            # waits for it instead and then reads that change: skipped, it would wait for the next minute's sweep.
+            for r in s.scalars(q.order_by(Rollout.id).with_for_update(skip_locked=rollout_id is None)):
                 self._advance(s, r, now, joiners=search)
 
     def _place(self, s: Session, r: Rollout, plan: dict[int, int], now: dt.datetime) -> int:
