@@ -18,6 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bulkhead.agent.packages import Apt as AgentApt
+from bulkhead.agent.packages import overlay_files
 from tests.live import LiveServer, live_server
 from tests.overlay_debs import make_deb
 
@@ -176,3 +178,64 @@ def test_apt_verifies_fetches_and_refuses_tampering_wrong_keys_and_stale_indexes
     )
     r = apt.run("update")
     assert r.returncode == 0 and "Candidate: 1.0-2" in apt.policy("hello-overlay"), r.stdout + r.stderr
+
+
+def test_agent_apt_installs_exact_versions_holds_recovers_and_reports_apts_message(server: LiveServer, tmp_path: Path) -> None:
+    """The agent's apt applier (agent/packages.py) on a dpkg root of its own: the overlay's files written from the
+    state the server gives, exact versions installed, held, an interrupted dpkg finished first, apt's error kept."""
+    v1, v2 = make_deb(tmp_path, "hello-agent", "1.0-1"), make_deb(tmp_path, "hello-agent", "1.0-2")
+    with server.client(server.tenant()) as c:
+        for deb in (v1, v2):
+            assert c.post("/api/v1/overlay/packages", params={"suite": "bookworm"}, content=deb.read_bytes()).status_code == 201
+        boot = c.post("/api/v1/bootstrap-tokens", json={"name": "agent-dev", "group": "line"}).json()
+        cred = c.post(
+            "/device/v1/enroll", json={"bootstrap_token": boot["token"], "name": "agent-dev", "compatible": "Test Config"}
+        ).json()["credential"]
+        c.patch("/api/v1/devices/agent-dev/desired", json={"packages": {"hello-agent": {"version": "1.0-1"}}}).raise_for_status()
+        state = c.get("/device/v1/state", headers={"authorization": f"Bearer {cred}"}).json()["desired"]
+        key = c.get(state["overlay"]["key_url"], headers={"authorization": f"Bearer {cred}"}).text
+    root = tmp_path / "device"
+    apt_env = _apt_root(root, server.url, "agent-dev", cred, key).env
+    for d in ("info", "updates", "triggers"):
+        (root / "var/lib/dpkg" / d).mkdir(parents=True, exist_ok=True)
+    (root / "var/lib/dpkg/available").touch()
+    with Path(apt_env["APT_CONFIG"]).open("a") as f:
+        f.write(f'DPkg::Options {{ "--root={root}"; "--force-not-root"; }};\n')
+    # the agent's own files replace the test's
+    for p in ("etc/apt/sources.list.d/bulkhead.sources", "etc/apt/auth.conf.d/bulkhead.conf"):
+        (root / p).unlink()
+    apt = AgentApt(root, {"APT_CONFIG": apt_env["APT_CONFIG"], "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    ov = state["overlay"]
+    files = overlay_files(root, ov["url"], "bookworm", ov["components"], key, "agent-dev", cred)
+    assert apt.write_overlay(files) and not apt.write_overlay(files)  # written once, then unchanged
+    assert (root / "etc/apt/auth.conf.d/bulkhead.conf").stat().st_mode & 0o777 == 0o600
+    assert "Pin-Priority: 990" in (root / "etc/apt/preferences.d/bulkhead").read_text()
+
+    result = apt.apply(state["packages"])
+    assert result.ok and result.installed == {"hello-agent": "1.0-1"}, result.error
+    assert (root / "usr/share/hello-agent/version").read_text() == "1.0-1\n"
+
+    result = apt.apply([{"name": "hello-agent", "version": "1.0-2", "hold": True, "remove": False}])
+    assert result.ok and result.installed == {"hello-agent": "1.0-2"}, result.error
+    assert (root / "usr/share/hello-agent/version").read_text() == "1.0-2\n"
+    held = subprocess.run(["apt-mark", "showhold"], env=apt.env, capture_output=True, text=True).stdout.split()
+    assert held == ["hello-agent"]
+
+    # a power cut in dpkg: its journal says the package is only unpacked; dpkg --configure -a runs first
+    status = (root / "var/lib/dpkg/status").read_text()
+    record = next(p for p in status.split("\n\n") if p.startswith("Package: hello-agent"))
+    (root / "var/lib/dpkg/updates/0000").write_text(
+        record.replace("Status: hold ok installed", "Status: hold ok unpacked").replace(
+            "Status: install ok installed", "Status: install ok unpacked"
+        )
+        + "\n"
+    )
+    assert apt.interrupted()
+    result = apt.apply([{"name": "hello-agent", "version": "1.0-2", "hold": True, "remove": False}], update=False)
+    assert result.ok and not apt.interrupted() and result.installed == {"hello-agent": "1.0-2"}, result.error
+
+    # a version the overlay does not have: apt's own message
+    result = apt.apply([{"name": "hello-agent", "version": "7.0-1", "hold": False, "remove": False}])
+    assert not result.ok and result.error is not None and "Version '7.0-1' for 'hello-agent' was not found" in result.error
+    result = apt.apply([{"name": "hello-agent", "version": None, "hold": False, "remove": True}], update=False)
+    assert result.ok and result.installed == {} and not (root / "usr/share/hello-agent/version").exists(), result.error

@@ -109,9 +109,18 @@ def get_key(who: Principal = Depends(principal), svc: Services = Depends(service
 
 
 def _device(request: Request) -> Principal:
-    """The device named by HTTP Basic authentication (its name and its credential)."""
+    """The device named by HTTP Basic authentication (its name and its credential, as apt sends them), or by its
+    bearer credential (the agent)."""
     svc: Services = request.app.state.services
     header = request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":  # the agent itself (it fetches the key with its usual credential)
+        try:
+            who = svc.auth.resolve(header[7:].strip())
+        except Unauthorized as e:
+            raise _challenge(e.message) from None
+        if who.kind != "device":
+            raise _challenge("the overlay is for devices: give a device's credential")
+        return who
     if header[:6].lower() != "basic ":
         raise _challenge("no credentials: give apt the device's name and credential in /etc/apt/auth.conf.d/")
     try:
