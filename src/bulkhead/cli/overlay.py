@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from . import output
+from .errors import CliError
 from .manage import JsonOpt, client, show
 
 __all__ = ["overlay_app"]
@@ -66,3 +67,31 @@ def overlay_key(
         typer.echo(data["public_key"], nl=False)
     else:
         output.line(f"key {data['fingerprint']} written to {out}")
+
+
+@overlay_app.command("desired")
+def overlay_desired(
+    ctx: typer.Context,
+    group: str | None = typer.Option(None, help="A group's desired packages"),
+    device: str | None = typer.Option(None, help="A device's own (they override its groups')"),
+    package: list[str] = typer.Option([], "--package", "-p", help="NAME=VERSION to install (NAME alone: the newest)"),
+    hold: list[str] = typer.Option([], "--hold", help="NAME or NAME=VERSION to install and hold (apt-mark hold)"),
+    remove: list[str] = typer.Option([], "--remove", help="NAME to remove from the devices"),
+    forget: list[str] = typer.Option([], "--forget", help="NAME to stop managing"),
+    json: bool = JsonOpt,
+) -> None:
+    """Set which Debian packages a group's or a device's devices have (apt installs them from the overlay)."""
+    if (group is None) == (device is None):
+        raise CliError("give exactly one of --group NAME or --device NAME")
+    packages: dict[str, dict[str, object] | None] = {}
+    for spec, held in [(p, False) for p in package] + [(h, True) for h in hold]:
+        name, _, version = spec.partition("=")
+        packages[name] = {"version": version or None, "hold": held}
+    for name in remove:
+        packages[name] = {"remove": True}
+    for name in forget:
+        packages[name] = None
+    if not packages:
+        raise CliError("give at least one --package, --hold, --remove or --forget")
+    path = f"/api/v1/groups/{group}/desired" if group is not None else f"/api/v1/devices/{device}/desired"
+    show(client(ctx).request("PATCH", path, json={"packages": packages}), json)
