@@ -73,7 +73,7 @@ def _apt_root(root: Path, url: str, device: str, credential: str, public_key: st
         f"Types: deb\nURIs: {url}/overlay/apt\nSuites: bookworm\nComponents: main\nSigned-By: {key}\n"
     )
     auth = root / "etc/apt/auth.conf.d/bulkhead.conf"
-    auth.write_text(f"machine {url.removeprefix('http://')}/overlay/apt\nlogin {device}\npassword {credential}\n")
+    auth.write_text(f"machine {url}/overlay/apt\nlogin {device}\npassword {credential}\n")
     auth.chmod(0o600)
     conf = root / "apt.conf"
     conf.write_text(
@@ -174,7 +174,7 @@ def test_apt_verifies_fetches_and_refuses_tampering_wrong_keys_and_stale_indexes
 
     # and with it again: all well
     apt.root.joinpath("etc/apt/auth.conf.d/bulkhead.conf").write_text(
-        f"machine {server.url.removeprefix('http://')}/overlay/apt\nlogin apt-dev\npassword {enrolled['credential']}\n"
+        f"machine {server.url}/overlay/apt\nlogin apt-dev\npassword {enrolled['credential']}\n"
     )
     r = apt.run("update")
     assert r.returncode == 0 and "Candidate: 1.0-2" in apt.policy("hello-overlay"), r.stdout + r.stderr

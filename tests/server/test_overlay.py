@@ -129,8 +129,8 @@ def test_suite_indexes_are_signed_valid_until_and_by_hash(server: LiveServer, tm
                 assert r.status_code == 200 and hashlib.sha256(r.content).hexdigest() == sha and len(r.content) == size
         assert c.get(f"{repo}/main/binary-amd64/by-hash/SHA256/{'0' * 64}", headers=dev).status_code == 404
 
-        amd64 = list(Packages.iter_paragraphs(c.get(f"{repo}/main/binary-amd64/Packages", headers=dev).text))
-        arm64 = list(Packages.iter_paragraphs(c.get(f"{repo}/main/binary-arm64/Packages", headers=dev).text))
+        amd64 = list(Packages.iter_paragraphs(c.get(f"{repo}/main/binary-amd64/Packages", headers=dev).text, use_apt_pkg=False))
+        arm64 = list(Packages.iter_paragraphs(c.get(f"{repo}/main/binary-arm64/Packages", headers=dev).text, use_apt_pkg=False))
         assert [(p["Package"], p["Version"]) for p in amd64] == [
             ("hello-overlay", "1.0-1"),
             ("hello-overlay", "1.0-2"),

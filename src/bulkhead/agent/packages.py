@@ -45,6 +45,8 @@ def overlay_files(
     """The files that point apt at the overlay: path → (content, mode)."""
     host = url.split("://", 1)[-1].rstrip("/")
     origin = host.split("/", 1)[0].rsplit(":", 1)[0]
+    # apt sends credentials over plain http only to a machine written with its scheme (https needs none)
+    machine = host if url.startswith("https://") else f"http://{host}"
     return {
         root / KEY: (key.encode(), 0o644),
         root / SOURCES: (
@@ -56,7 +58,7 @@ def overlay_files(
             f"Package: *\nPin: origin {origin}\nPin-Priority: {PIN_PRIORITY}\n".encode(),
             0o644,
         ),
-        root / AUTH: (f"machine {host}\nlogin {login}\npassword {credential}\n".encode(), 0o600),
+        root / AUTH: (f"machine {machine}\nlogin {login}\npassword {credential}\n".encode(), 0o600),
     }
 
 
