@@ -11,13 +11,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
-from pydantic import BaseModel
 
 from ..errors import NotFound, Unauthorized
 from ..ids import DbId
 from ..services.auth import Principal
 from ..services.overlay import RELEASE_FILES, OverlayService
 from .deps import Services, principal, receive_upload, services
+from .wire import Out
 
 __all__ = ["UPLOAD_PATH", "manage", "repo"]
 
@@ -26,7 +26,9 @@ manage = APIRouter(prefix="/api/v1/overlay", tags=["overlay"])
 repo = APIRouter(prefix="/overlay/apt", tags=["overlay"], include_in_schema=False)
 
 
-class OverlayPackageOut(BaseModel):
+class OverlayPackageOut(Out):
+    """A package in the overlay: one .deb in one suite."""
+
     id: int
     suite: str
     name: str
@@ -38,14 +40,18 @@ class OverlayPackageOut(BaseModel):
     created_at: str
 
 
-class OverlaySuiteOut(BaseModel):
+class OverlaySuiteOut(Out):
+    """A published suite: its signing key and how long its signed Release is valid."""
+
     suite: str
     fingerprint: str
     published_at: str
     valid_until: str
 
 
-class OverlayKeyOut(BaseModel):
+class OverlayKeyOut(Out):
+    """The tenant's repository signing key (apt's Signed-By on the devices)."""
+
     fingerprint: str
     public_key: str
 
