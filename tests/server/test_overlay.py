@@ -57,6 +57,7 @@ def test_uploads_are_checked_and_a_refused_one_stores_nothing(server: LiveServer
         s390 = make_deb(tmp_path, "hello-s390", "1.0", arch="s390x")
         refused: list[tuple[bytes, str, int, str]] = [
             (garbage, "bookworm", 422, "not a Debian binary package"),
+            (b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01" + bytes(64), "bookworm", 422, "not a Debian binary package"),
             (s390.read_bytes(), "bookworm", 422, "architecture 's390x' is not served"),
             (make_deb(tmp_path, "other", "2.0").read_bytes(), "Bookworm!", 422, "is not a suite name"),
             (good.read_bytes(), "bookworm", 409, "already in suite bookworm"),

@@ -3,10 +3,14 @@ its control paragraph, checked (name, version, architecture), or a clear refusal
 
 from __future__ import annotations
 
+import lzma
 import re
+import tarfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from debian.arfile import ArError
 from debian.debfile import DebError, DebFile
 
 from .errors import Unprocessable
@@ -44,7 +48,7 @@ def read_deb(path: Path, architectures: tuple[str, ...]) -> DebInfo:
             control = deb.debcontrol()
         finally:
             deb.close()
-    except (DebError, OSError, EOFError, ValueError, KeyError) as e:
+    except (DebError, ArError, OSError, EOFError, ValueError, LookupError, tarfile.TarError, zlib.error, lzma.LZMAError) as e:
         raise Unprocessable(
             f"not a Debian binary package ({e}): upload a .deb built by dpkg-deb --build or dpkg-buildpackage"
         ) from None
