@@ -45,10 +45,15 @@ def overlay_list(
 
 
 @overlay_app.command("remove")
-def overlay_remove(ctx: typer.Context, package_id: int = typer.Argument(..., help="The package's id (overlay list)")) -> None:
+def overlay_remove(
+    ctx: typer.Context, package_id: int = typer.Argument(..., help="The package's id (overlay list)"), json: bool = JsonOpt
+) -> None:
     """Remove a package from its suite; the suite is published again without it."""
     client(ctx).request("DELETE", f"/api/v1/overlay/packages/{package_id}")
-    output.line(f"removed overlay package {package_id}")
+    if json:
+        show({"id": package_id, "removed": True}, json)
+    else:
+        output.line(f"removed overlay package {package_id}")
 
 
 @overlay_app.command("key")
