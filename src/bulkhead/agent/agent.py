@@ -21,6 +21,7 @@ from .errors import AgentError, BadResponse, PodmanError, RaucError, ServerRejec
 from .files import apply_files
 from .health import Check, command_check
 from .outbox import Outbox
+from .packages import Apt, PackageResult, overlay_files
 from .podman import Podman, write_authfile
 from .rauc import Rauc
 from .state import ReleaseRef, StateStore, write_atomic
@@ -50,6 +51,7 @@ class Agent:
         self._last_flush = 0.0
         self._last_packages: tuple[float, dict[str, Any]] = (0.0, {})
         self._app_report: str | None = None
+        self._package_report: str | None = None
         self._prefetched: dict[str, str | None] = {}  # app:version:action -> last pull error (None: pulled)
         self._refused: int | None = None  # the last release refused for its format, reported once
         self._failures = 0  # passes that failed in a row (backoff)
@@ -348,8 +350,43 @@ class Agent:
                     path=res.path,
                     error=res.error,
                 )
+        self.converge_packages(desired, doc)
         self.outbox.set_inventory(self.collect_inventory())
         self.flush()
+
+    def converge_packages(self, desired: dict[str, Any], doc: dict[str, Any] | None) -> None:
+        """Desired Debian packages with apt from the tenant's overlay; the outcome reported once per change."""
+        packages, overlay = desired.get("packages") or [], desired.get("overlay")
+        if not packages or doc is None:
+            return
+        env = {"APT_CONFIG": str(self.cfg.apt_config)} if self.cfg.apt_config else None
+        apt = Apt(self.cfg.apt_root, env)
+        error = None
+        if overlay:
+            suite = inventory.read_os_release(self.cfg.os_release).get("VERSION_CODENAME") or "bookworm"
+            try:
+                key = self.client.request("GET", overlay["key_url"]).body.decode()
+                files = overlay_files(
+                    self.cfg.apt_root,
+                    overlay["url"],
+                    suite,
+                    overlay.get("components") or ["main"],
+                    key,
+                    self.cfg.name,
+                    self.client.credential or "",
+                )
+                apt.write_overlay(files)
+            except (AgentError, OSError, KeyError) as e:
+                error = f"the overlay's source cannot be set up: {e}"
+        result = apt.apply(packages) if error is None else PackageResult(False, error)
+        key = json.dumps([packages, result.ok, result.error, result.installed], sort_keys=True)
+        if key != self._package_report:
+            self._package_report = key
+            self._last_packages = (0.0, {})  # the inventory scans the packages again
+            phase = UpdatePhase.APPLIED if result.ok else UpdatePhase.FAILURE
+            self.outbox.add(EventKind.PACKAGE, phase, None, installed=result.installed, error=result.error)
+            if result.error:
+                log.error("packages: %s", result.error)
 
     def tick(self) -> float:
         """One pass of the main loop with its error handling; returns the seconds to wait before the next pass.

@@ -56,6 +56,10 @@ class AgentConfig:
     podman: PodmanConfig = field(default_factory=PodmanConfig)
     packages_interval: float = 3600.0  # seconds between installed-package scans
     rotate_credential_days: float = 30.0  # renew the device credential when it is this old (0: never)
+    # Desired Debian packages (the package overlay, agent/packages.py): the root apt's files are written under, and an
+    # apt configuration file (APT_CONFIG) for apt to use, e.g. one that points apt at another root; None: apt's own.
+    apt_root: Path = Path("/")
+    apt_config: Path | None = None
 
 
 _TOP = {
@@ -82,6 +86,8 @@ _TOP = {
     "podman",
     "packages_interval",
     "rotate_credential_days",
+    "apt_root",
+    "apt_config",
 }
 
 
@@ -178,6 +184,8 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             podman=podman,
             packages_interval=float(raw.get("packages_interval", 3600.0)),
             rotate_credential_days=float(raw.get("rotate_credential_days", 30.0)),
+            apt_root=path("apt_root", Path("/")) or Path("/"),
+            apt_config=path("apt_config", None),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"a value has the wrong type: {e}") from None

@@ -14,6 +14,7 @@ from bulkhead.osbuild import OsBuildError
 from bulkhead.rauc import BundleError
 
 from . import apps, bundle, cra, delta, demo, image, lab, manage, osbuild, output, rollouts, security, security_log, vulns
+from . import overlay as overlay_cmd
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
 # Help texts are plain text (they show brackets such as HOST:CONTAINER[/tcp|udp]): no rich markup in them, so
@@ -44,6 +45,7 @@ app.add_typer(vulns.vuln_app, name="vuln")
 app.add_typer(vulns.vex_app, name="vex")
 app.add_typer(cra.cra_app, name="cra")
 app.add_typer(security.security_app, name="security")
+app.add_typer(overlay_cmd.overlay_app, name="overlay")
 apps.group_app.command("window")(rollouts.group_window)
 manage.device_app.command("provision")(rollouts.device_provision)
 manage.device_app.command("set")(apps.set_device_desired)

@@ -38,6 +38,7 @@ class EventKind(StrEnum):
     AGENT = "agent"
     DELTA = "delta"
     SECURITY = "security"  # a security event (CRA Annex I): its SecurityEvent kind is in details["event"]
+    PACKAGE = "package"  # desired Debian packages applied with apt (the package overlay)
 
 
 class UpdatePhase(StrEnum):

@@ -30,6 +30,7 @@ from .api import ddi, device, management, meta, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
 from .api import notifications as notifications_api
+from .api import overlay as overlay_api
 from .api import security as security_api
 from .api import security_events as security_events_api
 from .api import vulns as vulns_api
@@ -69,6 +70,7 @@ from .services.deltas import DeltaService
 from .services.devices import DeviceService
 from .services.notifications import NotificationService
 from .services.notify_send import SmtpConfig
+from .services.overlay import OverlayService, RepoPgp
 from .services.releases import MAX_SBOM_BYTES, ReleaseService
 from .services.reports import ReportService
 from .services.rollouts import RolloutService
@@ -155,12 +157,16 @@ def _private_sqlite(db_url: str) -> None:
         pass  # the database itself reports what is wrong with the path
 
 
+_OVERLAY_LIMIT = "BULKHEAD_OVERLAY_MAX_DEB_BYTES"
+
+
 def body_rules(settings: Settings) -> list[BodyRule]:
     """The routes whose bodies are not plain JSON of at most settings.max_json_bytes."""
     upload = settings.max_upload_bytes
     return [
         BodyRule("POST", re.compile(r"/api/v1/releases"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
         BodyRule("POST", re.compile(r"/api/v1/releases/[^/]+/deltas"), upload, True, "BULKHEAD_MAX_UPLOAD_BYTES"),
+        BodyRule("POST", re.compile(re.escape(overlay_api.UPLOAD_PATH)), settings.overlay_max_deb_bytes, True, _OVERLAY_LIMIT),
         BodyRule("PUT", re.compile(r"/api/v1/releases/[^/]+/sbom"), MAX_SBOM_BYTES, streamed=True),
         BodyRule("PUT", re.compile(r"/api/v1/apps/[^/]+/[^/]+/sbom"), MAX_APP_SBOM_BYTES, streamed=True),
         BodyRule("POST", re.compile(vulns_api.FEED_IMPORT_PATH), MAX_FEED_BYTES, streamed=True),
@@ -251,7 +257,15 @@ def create_app(settings: Settings) -> BulkheadApp:
         settings.security_max_postpone_days,
         on_rollout=lambda rid, now: rollout_svc.advance(rid, now),
     )
-    jobs = Jobs(settings, rollout_svc, deltas, vulns, notifications, security, PeriodicClaims(db))
+    overlay = OverlayService(
+        db,
+        store,
+        RepoPgp(settings.data_dir / "openpgp-apt"),
+        settings.overlay_arches,
+        settings.overlay_valid_days,
+        settings.overlay_max_deb_bytes,
+    )
+    jobs = Jobs(settings, rollout_svc, deltas, vulns, notifications, security, PeriodicClaims(db), overlay=overlay)
     cra_products = ProductService(db, settings.release_retention_years, settings.support_warning_days)
     releases.before_delete = cra_products.check_delete
     app_sboms = AppSbomService(db, store)
@@ -285,6 +299,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         security,
         cra_advisories=AdvisoryService(db, OpenPgp(settings.data_dir / "openpgp"), settings),
         accounts=AccountService(db),
+        overlay=overlay,
     )
 
     @asynccontextmanager
@@ -330,6 +345,8 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(security_events_api.router)
     api.include_router(cra_advisories_api.router)
     api.include_router(accounts_api.router)
+    api.include_router(overlay_api.manage)
+    api.include_router(overlay_api.repo)
     install_ui(api)
     api.include_router(csaf_public_api.router)  # last: its /{tenant}/… paths must not shadow the others
 

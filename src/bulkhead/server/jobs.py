@@ -22,6 +22,7 @@ from huey.signals import SIGNAL_EXECUTING
 from .job_claims import PeriodicClaims
 from .services.deltas import DeltaService
 from .services.notifications import NotificationService
+from .services.overlay import OverlayService
 from .services.rollouts import RolloutService
 from .services.security import SecurityService
 from .services.vulns import VulnService
@@ -77,6 +78,7 @@ class Jobs:
         notifications: NotificationService | None = None,
         security: SecurityService | None = None,
         claims: PeriodicClaims | None = None,
+        overlay: OverlayService | None = None,
     ) -> None:
         """`claims`: the shared database's periodic-job claims (None: this process enqueues every periodic job)."""
         huey = (
@@ -133,6 +135,13 @@ class Jobs:
 
             # Security updates by policy: devices whose security update is due get it, every minute (services/security.py).
             self.security_task = self.huey.periodic_task(crontab(minute="*"), name="security.run")(security_run)
+        if overlay is not None:
+
+            def overlay_refresh() -> None:
+                overlay.refresh()
+
+            # Overlay suites re-signed before their Valid-Until (half the validity left), hourly (services/overlay.py).
+            self.huey.periodic_task(crontab(minute="23"), name="overlay.refresh")(overlay_refresh)
 
     def _vuln_jobs(self, vulns: VulnService) -> None:
         """Vulnerability monitoring: feeds fetched and every tenant re-scanned daily, KEV hourly (an event for each CVE

@@ -102,6 +102,11 @@ class Settings(BaseModel):
     # The filesystem store somewhere else than `<data dir>/artifacts`: a directory every server host mounts (NFS,
     # CephFS) when several hosts share one store (docs/deployment.md, "Several hosts"); unset: the data directory's.
     store_dir: Path | None = None
+    # The package overlay (ADR 9): a published suite's Release is valid this many days (re-signed when half has
+    # passed), the architectures it serves (space- or comma-separated; `all` packages go into each), the .deb size limit.
+    overlay_valid_days: int = Field(default=7, ge=1, le=365)
+    overlay_architectures: str = Field(default="amd64 arm64 armhf", pattern=r"^[a-z0-9][a-z0-9-]*([ ,]+[a-z0-9][a-z0-9-]*)*$")
+    overlay_max_deb_bytes: int = Field(default=512 * 1024**2, gt=0)
 
     @field_validator("public_url")
     @classmethod
@@ -163,6 +168,10 @@ class Settings(BaseModel):
         return self.database_url or f"sqlite:///{(self.data_dir / 'bulkhead.db').resolve()}"
 
     @property
+    def overlay_arches(self) -> tuple[str, ...]:
+        return tuple(a for a in re.split(r"[ ,]+", self.overlay_architectures) if a and a != "all")
+
+    @property
     def artifacts_dir(self) -> Path:
         return self.data_dir / "artifacts"
 
@@ -211,6 +220,9 @@ _ENV = {
     "delivery_offload_prefix": "BULKHEAD_DELIVERY_OFFLOAD_PREFIX",
     "delivery_offload_log": "BULKHEAD_DELIVERY_OFFLOAD_LOG",
     "store_dir": "BULKHEAD_STORE_DIR",
+    "overlay_valid_days": "BULKHEAD_OVERLAY_VALID_DAYS",
+    "overlay_architectures": "BULKHEAD_OVERLAY_ARCHITECTURES",
+    "overlay_max_deb_bytes": "BULKHEAD_OVERLAY_MAX_DEB_BYTES",
 }
 
 

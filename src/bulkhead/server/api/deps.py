@@ -21,6 +21,7 @@ from ..services.ddi import DdiAuth, DdiService
 from ..services.deltas import DeltaService
 from ..services.devices import DeviceService
 from ..services.notifications import NotificationService
+from ..services.overlay import OverlayService
 from ..services.releases import ReleaseService, Upload
 from ..services.reports import ReportService
 from ..services.rollouts import RolloutService
@@ -61,6 +62,7 @@ class Services:
     security: SecurityService | None = None
     cra_advisories: AdvisoryService | None = None
     accounts: AccountService | None = None  # web UI passwords and sessions
+    overlay: OverlayService | None = None  # the package overlay (ADR 9)
 
 
 def services(request: Request) -> Services:

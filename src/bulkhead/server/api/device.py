@@ -84,6 +84,9 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
             # The smallest artifact for what the device runs: a delta bundle from its OS version (RAUC installs it
             # like the full bundle; the full one stays the fallback when the device's slot does not match).
             release["delta"] = {**delta, "url": f"{base}/device/v1/releases/{rel.id}/deltas/{delta['id']}"}
+    if desired.get("packages") and svc.overlay is not None:
+        # where apt finds the tenant's overlay (ADR 9); the agent picks its distribution's suite
+        desired["overlay"] = {"url": f"{base}/overlay/apt", "key_url": f"{base}/overlay/apt/key.asc", "components": ["main"]}
     body: dict[str, Any] = {
         "device": {"id": dev.id, "name": dev.name, "tags": dev.tags, "groups": dev.groups, "attributes": dev.attributes},
         "desired": {"release": release, **desired},

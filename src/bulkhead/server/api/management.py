@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
-from pydantic import BaseModel, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from bulkhead.protocol import DeviceStatus
 
@@ -85,12 +85,24 @@ class RegistryIn(BaseModel):
     password: Text
 
 
+class PackageIn(BaseModel):
+    """A package the devices must have at `version` (null: the newest their sources offer), hold, or remove."""
+
+    model_config = ConfigDict(extra="forbid")
+    version: Name | None = None
+    hold: bool = False
+    remove: bool = False
+
+
 class DesiredPatch(BaseModel):
     """Only the fields given change. App version null removes the app."""
 
     apps: dict[Name, Name | None] | None = Field(None, max_length=256)
     files: list[dict[str, Any]] | None = Field(None, max_length=256)
     remove_files: list[Annotated[str, StringConstraints(max_length=4096)]] | None = Field(None, max_length=256)
+    packages: dict[Name, PackageIn | None] | None = Field(
+        None, max_length=256, description="Debian packages (from the overlay or the device's sources); null removes one"
+    )
 
 
 class GroupDesiredPatch(DesiredPatch):
@@ -341,7 +353,7 @@ def patch_device_desired(
     ref: str, body: DesiredPatch, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Set this device's apps and files (they override its groups')."""
-    return svc.apps.set_desired(who, "device", ref, "keep", body.apps, body.files, body.remove_files)
+    return svc.apps.set_desired(who, "device", ref, "keep", body.apps, body.files, body.remove_files, packages=_packages(body))
 
 
 @router.patch("/groups/{name}/desired", tags=["devices"], response_model=schemas.DesiredOut, response_model_exclude_unset=True)
@@ -351,8 +363,22 @@ def patch_group_desired(
     """Set a group's release, apps and files, shared by every device in the group."""
     release: int | str | None = body.release_id if "release_id" in body.model_fields_set else "keep"
     return svc.apps.set_desired(
-        who, "group", name, release, body.apps, body.files, body.remove_files, allow_downgrade=body.allow_downgrade
+        who,
+        "group",
+        name,
+        release,
+        body.apps,
+        body.files,
+        body.remove_files,
+        allow_downgrade=body.allow_downgrade,
+        packages=_packages(body),
     )
+
+
+def _packages(body: DesiredPatch) -> dict[str, dict[str, Any] | None] | None:
+    if body.packages is None:
+        return None
+    return {n: (p.model_dump() if p is not None else None) for n, p in body.packages.items()}
 
 
 @router.get(

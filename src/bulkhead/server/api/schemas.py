@@ -288,12 +288,22 @@ class FileSummary(Out):
     mode: str
 
 
+class DesiredPackage(Out):
+    """A Debian package the device must have (at `version`; null: the newest), hold, or remove."""
+
+    name: str
+    version: str | None
+    hold: bool
+    remove: bool
+
+
 class DesiredSummary(Out):
     """A device's or group's own desired state after a change."""
 
     release_id: int | None
     apps: dict[str, str | None]
     files: list[FileSummary]
+    packages: dict[str, DesiredPackage] = Field(default_factory=dict, description="Debian packages, by name")
 
 
 class DesiredOut(Out):

@@ -21,6 +21,8 @@ __all__ = [
     "StateDesired",
     "StateDevice",
     "StateFile",
+    "StateOverlay",
+    "StatePackage",
     "StateRelease",
 ]
 
@@ -125,6 +127,23 @@ class StateFile(Out):
     on_change: str | None
 
 
+class StatePackage(Out):
+    """A Debian package the device must have at `version` (null: the newest its sources offer), hold, or remove."""
+
+    name: str
+    version: str | None
+    hold: bool
+    remove: bool
+
+
+class StateOverlay(Out):
+    """The tenant's package overlay (a signed APT repository): apt authenticates with the device's name and credential."""
+
+    url: str = Field(description="the repository's URL (apt's URIs); the suite is the device's distribution codename")
+    key_url: str = Field(description="the repository's public key (apt's Signed-By), fetched with the same credentials")
+    components: list[str]
+
+
 class RegistryCredential(Out):
     """Credentials to pull images from one registry."""
 
@@ -140,6 +159,8 @@ class StateDesired(Out):
     files: list[StateFile]
     registries: dict[str, RegistryCredential]
     prefetch: list[PrefetchApp] = absent("app versions to pull but not run yet")
+    packages: list[StatePackage] = absent("Debian packages to install, hold or remove with apt (absent: none)")
+    overlay: StateOverlay = absent("the tenant's package overlay, when the device has desired packages")
 
 
 class StateSupport(Out):

@@ -15,7 +15,7 @@ from ..vuln_models import AppSbom
 from . import audit
 from .app_sboms import AppSbomService, check_app_sbom, sboms_of
 from .auth import Principal
-from .desired import compose_to_containers, normalize_container, normalize_file, seal_file
+from .desired import compose_to_containers, normalize_container, normalize_file, normalize_package, seal_file
 from .devices import find_device
 from .fleet_names import listing
 from .keyset import Page, Paged, keyset, paged
@@ -150,6 +150,7 @@ class AppService:
         files: list[dict[str, Any]] | None = None,
         remove_files: list[str] | None = None,
         allow_downgrade: bool = False,
+        packages: dict[str, dict[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
         """Change a device's or group's desired state; only the parts given change. A group's release older
         than the one it has, or than what its devices run, is refused unless `allow_downgrade`."""
@@ -184,10 +185,20 @@ class AppService:
                 for p in remove_files or []:
                     current_files.pop(p, None)
                 desired["files"] = [current_files[p] for p in sorted(current_files)]
+            if packages:
+                current_pkgs = dict(desired.get("packages") or {})
+                for pname, spec in packages.items():
+                    if spec is None:
+                        current_pkgs.pop(pname, None)
+                    else:
+                        current_pkgs[pname] = normalize_package(pname, spec)
+                desired["packages"] = {n: current_pkgs[n] for n in sorted(current_pkgs)}
             obj.desired = desired
             audit.record(
                 s, who, f"{target}.desired", ref, apps=apps, files=[f.get("path") for f in files or []], remove_files=remove_files
             )
+            if packages:
+                audit.record(s, who, f"{target}.packages", ref, packages=packages)
             return {"target": target, "ref": ref, "desired": _summary(desired)}
 
     def _target(self, s: Session, tid: int, target: str, ref: str) -> Device | DeviceGroup:
@@ -235,4 +246,5 @@ def _summary(desired: dict[str, Any]) -> dict[str, Any]:
         "release_id": desired.get("release_id"),
         "apps": desired.get("apps") or {},
         "files": [{"path": f["path"], "sha256": f["sha256"], "mode": f["mode"]} for f in desired.get("files") or []],
+        **({"packages": desired["packages"]} if desired.get("packages") else {}),
     }

@@ -19,6 +19,7 @@ __all__ = [
     "merge_desired",
     "normalize_container",
     "normalize_file",
+    "normalize_package",
     "open_file",
     "seal_file",
 ]
@@ -202,6 +203,28 @@ def normalize_file(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_PKG_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_PKG_VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*$")
+
+
+def normalize_package(name: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """A Debian package the device must have (at `version`, or the newest its sources offer), hold, or not have."""
+    known = {"version", "hold", "remove"}
+    unknown = set(spec) - known
+    if unknown:
+        raise Invalid(f"package {name}: unknown field(s) {sorted(unknown)}; allowed: {sorted(known)}")
+    if not _PKG_NAME.match(name):
+        raise Invalid(f"{name!r} is not a Debian package name (lower case letters, digits, + - .)")
+    version, hold, remove = spec.get("version"), spec.get("hold", False), spec.get("remove", False)
+    if version is not None and (not isinstance(version, str) or not _PKG_VERSION.match(version)):
+        raise Invalid(f"package {name}: {version!r} is not a Debian version ([epoch:]upstream[-revision])")
+    if not isinstance(hold, bool) or not isinstance(remove, bool):
+        raise Invalid(f"package {name}: hold and remove are true or false")
+    if remove and (version is not None or hold):
+        raise Invalid(f"package {name}: a package to remove has no version and is not held")
+    return {"name": name, "version": version, "hold": hold, "remove": remove}
+
+
 def seal_file(f: dict[str, Any], secret: bytes) -> dict[str, Any]:
     """A normalized file as stored: the content of a file marked secret sealed with the server key."""
     if not f.get("secret") or "content_b64" not in f:
@@ -225,7 +248,9 @@ def merge_desired(layers: list[dict[str, Any]]) -> dict[str, Any]:
     release_id: int | None = None
     apps: dict[str, str | None] = {}
     files: dict[str, dict[str, Any]] = {}
+    packages: dict[str, dict[str, Any]] = {}
     for layer in layers:
+        packages.update(layer.get("packages") or {})
         if layer.get("release_id") is not None:
             release_id = layer["release_id"]
         apps.update(layer.get("apps") or {})
@@ -235,6 +260,7 @@ def merge_desired(layers: list[dict[str, Any]]) -> dict[str, Any]:
         "release_id": release_id,
         "apps": {k: v for k, v in sorted(apps.items()) if v is not None},
         "files": [files[p] for p in sorted(files)],
+        "packages": [packages[n] for n in sorted(packages)],
     }
 
 

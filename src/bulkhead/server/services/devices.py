@@ -469,6 +469,8 @@ class DeviceService:
                 desired["delta"] = {"id": row.id, "from_version": source_version, "sha256": row.sha256, "size": row.size}
             if prefetch:
                 desired["prefetch"] = prefetch
+            if merged["packages"]:
+                desired["packages"] = merged["packages"]
             return dev, rel, desired
 
     def release_for_device(self, tenant_id: int, compatible: str, release_id: int) -> Release:

@@ -1,0 +1,102 @@
+"""`bulkhead overlay`: the tenant's package overlay, a signed APT repository (upload, list, remove, key)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from . import output
+from .errors import CliError
+from .manage import JsonOpt, client, show
+
+__all__ = ["overlay_app"]
+
+overlay_app = typer.Typer(
+    help="The package overlay: your own .deb packages in a signed APT repository the devices install from.",
+    no_args_is_help=True,
+)
+
+_COLS = ["id", "suite", "name", "version", "architecture", "size", "uploaded_by", "created_at"]
+
+
+@overlay_app.command("upload")
+def overlay_upload(
+    ctx: typer.Context,
+    deb: Path = typer.Argument(..., exists=True, dir_okay=False, help="The .deb (dpkg-deb --build or dpkg-buildpackage)"),
+    suite: str = typer.Option(..., "--suite", help="The distribution it is for, such as bookworm or trixie"),
+    json: bool = JsonOpt,
+) -> None:
+    """Upload a .deb into a suite; the server checks it and publishes the suite again, signed."""
+    data = client(ctx).upload(deb, show_progress=not json, params={"suite": suite}, url="/api/v1/overlay/packages")
+    show(data, json, title="overlay package")
+
+
+@overlay_app.command("list")
+def overlay_list(
+    ctx: typer.Context,
+    suite: str | None = typer.Option(None, help="Only this suite"),
+    name: str | None = typer.Option(None, help="Only this package"),
+    json: bool = JsonOpt,
+) -> None:
+    """The packages in the overlay."""
+    params = {k: v for k, v in (("suite", suite), ("name", name)) if v}
+    show(client(ctx).request("GET", "/api/v1/overlay/packages", params=params), json, _COLS)
+
+
+@overlay_app.command("remove")
+def overlay_remove(
+    ctx: typer.Context, package_id: int = typer.Argument(..., help="The package's id (overlay list)"), json: bool = JsonOpt
+) -> None:
+    """Remove a package from its suite; the suite is published again without it."""
+    client(ctx).request("DELETE", f"/api/v1/overlay/packages/{package_id}")
+    if json:
+        show({"id": package_id, "removed": True}, json)
+    else:
+        output.line(f"removed overlay package {package_id}")
+
+
+@overlay_app.command("key")
+def overlay_key(
+    ctx: typer.Context,
+    out: Path | None = typer.Option(None, "--out", help="Write the armoured public key to this file"),
+    json: bool = JsonOpt,
+) -> None:
+    """The repository's signing key (apt's Signed-By); made on first use."""
+    data = client(ctx).request("GET", "/api/v1/overlay/key")
+    if out is not None:
+        out.write_text(data["public_key"])
+    if json:
+        show(data, json)
+    elif out is None:
+        typer.echo(data["public_key"], nl=False)
+    else:
+        output.line(f"key {data['fingerprint']} written to {out}")
+
+
+@overlay_app.command("desired")
+def overlay_desired(
+    ctx: typer.Context,
+    group: str | None = typer.Option(None, help="A group's desired packages"),
+    device: str | None = typer.Option(None, help="A device's own (they override its groups')"),
+    package: list[str] = typer.Option([], "--package", "-p", help="NAME=VERSION to install (NAME alone: the newest)"),
+    hold: list[str] = typer.Option([], "--hold", help="NAME or NAME=VERSION to install and hold (apt-mark hold)"),
+    remove: list[str] = typer.Option([], "--remove", help="NAME to remove from the devices"),
+    forget: list[str] = typer.Option([], "--forget", help="NAME to stop managing"),
+    json: bool = JsonOpt,
+) -> None:
+    """Set which Debian packages a group's or a device's devices have (apt installs them from the overlay)."""
+    if (group is None) == (device is None):
+        raise CliError("give exactly one of --group NAME or --device NAME")
+    packages: dict[str, dict[str, object] | None] = {}
+    for spec, held in [(p, False) for p in package] + [(h, True) for h in hold]:
+        name, _, version = spec.partition("=")
+        packages[name] = {"version": version or None, "hold": held}
+    for name in remove:
+        packages[name] = {"remove": True}
+    for name in forget:
+        packages[name] = None
+    if not packages:
+        raise CliError("give at least one --package, --hold, --remove or --forget")
+    path = f"/api/v1/groups/{group}/desired" if group is not None else f"/api/v1/devices/{device}/desired"
+    show(client(ctx).request("PATCH", path, json={"packages": packages}), json)

@@ -1,0 +1,275 @@
+"""The package overlay: a signed APT repository per tenant (ADR 9). Uploads checked and stored, suites published
+(indexes in the artifact store, Release signed with the tenant's repository key), and what a device may fetch."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..db import Database
+from ..errors import Conflict, NotFound
+from ..models import Tenant, utcnow
+from ..openpgp import OpenPgp
+from ..overlay_debs import read_deb, valid_suite
+from ..overlay_index import IndexedPackage, build_suite, by_hash_path
+from ..overlay_models import OverlayPackage, OverlaySuite
+from ..store import ArtifactMissing, ArtifactStore
+from . import audit
+from .auth import Principal
+from .releases import Upload
+
+__all__ = ["OverlayService", "RepoPgp", "package_json"]
+
+RELEASE_FILES = ("InRelease", "Release", "Release.gpg")
+
+
+class RepoPgp(OpenPgp):
+    """The GnuPG adapter with clearsigning (InRelease), under its own root: repository keys are not CSAF keys."""
+
+    def clearsign(self, tenant_id: int, fingerprint: str, data: bytes) -> str:
+        self.sign(tenant_id, fingerprint, b"")  # checks the fingerprint's form and that the key signs
+        with self._locked(tenant_id) as home:
+            return self._run(home, ["--local-user", fingerprint, "--digest-algo", "SHA512", "--clearsign"], data).decode()
+
+
+def package_json(p: OverlayPackage) -> dict[str, Any]:
+    return {
+        "id": p.id,
+        "suite": p.suite,
+        "name": p.name,
+        "version": p.version,
+        "architecture": p.architecture,
+        "sha256": p.sha256,
+        "size": p.size,
+        "uploaded_by": p.uploaded_by,
+        "created_at": p.created_at.isoformat(),
+    }
+
+
+def suite_json(r: OverlaySuite) -> dict[str, Any]:
+    return {
+        "suite": r.suite,
+        "fingerprint": r.fingerprint,
+        "published_at": r.published_at.isoformat(),
+        "valid_until": r.valid_until.isoformat(),
+    }
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class OverlayService:
+    def __init__(
+        self,
+        db: Database,
+        store: ArtifactStore,
+        pgp: RepoPgp,
+        architectures: tuple[str, ...],
+        valid_days: int,
+        max_deb_bytes: int,
+    ) -> None:
+        self.db, self.store, self.pgp = db, store, pgp
+        self.architectures, self.max_deb_bytes = architectures, max_deb_bytes
+        self.valid_for = dt.timedelta(days=valid_days)
+
+    # -- keys ---------------------------------------------------------------------------------------------------
+
+    def _key(self, tenant_id: int, tenant: str | None) -> tuple[str, str]:
+        return self.pgp.ensure_key(tenant_id, f"Bulkhead overlay repository of {tenant or tenant_id}")
+
+    def key(self, who: Principal) -> dict[str, Any]:
+        """The tenant's repository key (generated on first use): what devices name in Signed-By."""
+        who.require("viewer")
+        fpr, public = self._key(who.require_tenant(), who.tenant)
+        return {"fingerprint": fpr, "public_key": public}
+
+    def device_key(self, who: Principal) -> str:
+        assert who.tenant_id is not None
+        return self._key(who.tenant_id, who.tenant)[1]
+
+    # -- uploads ------------------------------------------------------------------------------------------------
+
+    def upload(self, who: Principal, suite: str, upload: Upload) -> dict[str, Any]:
+        """Check a .deb and publish it in `suite`; on any error nothing is stored."""
+        try:
+            who.require("operator")
+            tid = who.require_tenant()
+            valid_suite(suite)
+            fpr, _ = self._key(tid, who.tenant)  # signing must work before anything is stored
+            with upload.local() as path:
+                info = read_deb(path, self.architectures)
+            try:
+                with self.db.session() as s:
+                    clash = s.scalar(
+                        select(OverlayPackage.id).where(
+                            OverlayPackage.tenant_id == tid,
+                            OverlayPackage.suite == suite,
+                            OverlayPackage.name == info.name,
+                            OverlayPackage.version == info.version,
+                            OverlayPackage.architecture == info.architecture,
+                        )
+                    )
+                    if clash is not None:
+                        raise self._duplicate(info.name, info.version, info.architecture, suite)
+                    row = OverlayPackage(
+                        tenant_id=tid,
+                        suite=suite,
+                        name=info.name,
+                        version=info.version,
+                        architecture=info.architecture,
+                        control=info.control,
+                        sha256=upload.sha256,
+                        md5=upload.md5,
+                        size=upload.size,
+                        uploaded_by=f"{who.kind}:{who.name}",
+                    )
+                    s.add(row)
+                    s.flush()
+                    self.store.commit(upload.staged, upload.sha256)
+                    self._publish(s, tid, suite, fpr)
+                    audit.record(
+                        s, who, "overlay.upload", f"{suite} {info.name} {info.version} {info.architecture}", sha256=upload.sha256
+                    )
+                    return package_json(row)
+            except IntegrityError as exc:
+                raise self._duplicate(info.name, info.version, info.architecture, suite) from exc
+        finally:
+            upload.discard()
+
+    @staticmethod
+    def _duplicate(name: str, version: str, arch: str, suite: str) -> Conflict:
+        return Conflict(
+            f"{name} {version} ({arch}) is already in suite {suite}: a published version never changes; "
+            "bump the version (e.g. +bulkhead2) or remove the old one first"
+        )
+
+    def list_packages(self, who: Principal, suite: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            q = select(OverlayPackage).where(OverlayPackage.tenant_id == tid)
+            if suite:
+                q = q.where(OverlayPackage.suite == suite)
+            if name:
+                q = q.where(OverlayPackage.name == name)
+            q = q.order_by(OverlayPackage.suite, OverlayPackage.name, OverlayPackage.id)
+            return [package_json(p) for p in s.scalars(q)]
+
+    def list_suites(self, who: Principal) -> list[dict[str, Any]]:
+        who.require("viewer")
+        tid = who.require_tenant()
+        with self.db.session() as s:
+            rows = s.scalars(select(OverlaySuite).where(OverlaySuite.tenant_id == tid).order_by(OverlaySuite.suite))
+            return [suite_json(r) for r in rows]
+
+    def remove(self, who: Principal, package_id: int) -> None:
+        """Remove a package from its suite and publish the suite again; its file goes when nothing else names it."""
+        who.require("operator")
+        tid = who.require_tenant()
+        fpr, _ = self._key(tid, who.tenant)
+        with self.db.session() as s:
+            row = s.get(OverlayPackage, package_id)
+            if row is None or row.tenant_id != tid:
+                raise NotFound(f"no overlay package {package_id}: see bulkhead overlay list")
+            sha, suite = row.sha256, row.suite
+            s.delete(row)
+            s.flush()
+            self._publish(s, tid, suite, fpr)
+            audit.record(s, who, "overlay.remove", f"{suite} {row.name} {row.version} {row.architecture}", sha256=sha)
+            unused = not s.scalar(select(func.count()).select_from(OverlayPackage).where(OverlayPackage.sha256 == sha))
+        if unused:
+            self.store.remove(sha)
+
+    # -- publishing ---------------------------------------------------------------------------------------------
+
+    def _publish(self, s: Session, tid: int, suite: str, fpr: str, now: dt.datetime | None = None) -> OverlaySuite:
+        """Generate and sign the suite's indexes from its rows (in the caller's transaction)."""
+        now = now or utcnow()
+        row = s.scalar(select(OverlaySuite).where(OverlaySuite.tenant_id == tid, OverlaySuite.suite == suite).with_for_update())
+        tenant = s.get(Tenant, tid)
+        assert tenant is not None
+        pkgs = [
+            IndexedPackage(p.name, p.version, p.architecture, p.control, p.sha256, p.md5, p.size)
+            for p in s.scalars(select(OverlayPackage).where(OverlayPackage.tenant_id == tid, OverlayPackage.suite == suite))
+        ]
+        index = build_suite(suite, f"Bulkhead overlay of {tenant.name}", self.architectures, pkgs, now, self.valid_for)
+        files: dict[str, Any] = {}
+        for path, data in index.files.items():
+            sha = hashlib.sha256(data).hexdigest()
+            try:
+                self.store.stat(sha)
+            except ArtifactMissing:
+                self.store.commit(self.store.stage_bytes(data), sha)
+            files[path] = {"sha256": sha, "size": len(data)}
+        release = index.release.encode()
+        inrelease = self.pgp.clearsign(tid, fpr, release)
+        detached = self.pgp.sign(tid, fpr, release)
+        if row is None:
+            row = OverlaySuite(tenant_id=tid, suite=suite, previous_files={})
+            s.add(row)
+        else:
+            row.previous_files = row.files
+        row.release, row.inrelease, row.release_gpg, row.fingerprint = index.release, inrelease, detached, fpr
+        row.files, row.published_at, row.valid_until = files, now, now + self.valid_for
+        s.flush()
+        return row
+
+    def refresh(self, now: dt.datetime | None = None) -> int:
+        """Publish again (re-sign) every suite with less than half its validity left; the number published."""
+        now = now or utcnow()
+        due_before = now + self.valid_for / 2
+        with self.db.session() as s:
+            due = [(r.tenant_id, r.suite) for r in s.scalars(select(OverlaySuite).where(OverlaySuite.valid_until < due_before))]
+        for tid, suite in due:
+            with self.db.session() as s:
+                tenant = s.get(Tenant, tid)
+                fpr, _ = self._key(tid, tenant.name if tenant else None)
+                self._publish(s, tid, suite, fpr, now)
+        return len(due)
+
+    # -- what devices fetch -------------------------------------------------------------------------------------
+
+    def _suite(self, s: Session, who: Principal, suite: str) -> OverlaySuite:
+        row = s.scalar(select(OverlaySuite).where(OverlaySuite.tenant_id == who.tenant_id, OverlaySuite.suite == suite))
+        if row is None:
+            raise NotFound(f"the overlay has no suite {suite!r}: upload a package to it first (bulkhead overlay upload)")
+        return row
+
+    def release_file(self, who: Principal, suite: str, name: str) -> str:
+        """InRelease, Release or Release.gpg of the device's tenant's suite (published again first when due)."""
+        with self.db.session() as s:
+            row = self._suite(s, who, suite)
+            if _aware(row.valid_until) < utcnow() + self.valid_for / 2:
+                fpr, _ = self._key(row.tenant_id, who.tenant)
+                row = self._publish(s, row.tenant_id, suite, fpr)
+            return {"InRelease": row.inrelease, "Release": row.release, "Release.gpg": row.release_gpg}[name]
+
+    def index_file(self, who: Principal, suite: str, path: str) -> str:
+        """The digest of an index file (by its path, or its by-hash path) of this or the previous generation."""
+        with self.db.session() as s:
+            row = self._suite(s, who, suite)
+            for files in (row.files, row.previous_files or {}):
+                if path in files:
+                    return str(files[path]["sha256"])
+                for name, f in files.items():
+                    if by_hash_path(name, f["sha256"]) == path:
+                        return str(f["sha256"])
+        raise NotFound(f"dists/{suite}/{path} is not in the overlay's index")
+
+    def pool_file(self, who: Principal, sha256: str, filename: str) -> str:
+        """The digest of a package the device's tenant has uploaded (NotFound otherwise)."""
+        with self.db.session() as s:
+            found = s.scalar(
+                select(OverlayPackage.id)
+                .where(OverlayPackage.tenant_id == who.tenant_id, OverlayPackage.sha256 == sha256)
+                .limit(1)
+            )
+        if found is None or not filename.endswith(".deb"):
+            raise NotFound(f"pool/{sha256}/{filename} is not in the overlay")
+        return sha256
