@@ -66,3 +66,13 @@ def test_bad_keys_are_refused_and_change_nothing(tmp_path: Path) -> None:
         pgp.import_key(1, secret)
     assert pgp.ensure_key(1, "x")[0] == fpr
     assert not OpenPgp(tmp_path / "none", enabled=False).available
+
+
+def test_a_key_is_made_and_used_in_a_gnupg_home_deeper_than_a_socket_path_allows(tmp_path: Path) -> None:
+    """gpg-agent puts its sockets in the home when /run/user/<uid> is absent; a Unix socket path is at most 107 bytes."""
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    pgp = OpenPgp(deep)
+    if not pgp.available:
+        pytest.fail("gpg is not installed (apt install gnupg)")
+    fpr, public = pgp.ensure_key(7, "deep <deep@example.com>")
+    assert len(str(deep / "tenant-7" / "S.gpg-agent.extra")) > 107 and fpr and "BEGIN PGP PUBLIC KEY BLOCK" in public

@@ -7,11 +7,14 @@ Without `gpg` on the server, :attr:`OpenPgp.available` is False and callers publ
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
+import hashlib
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +24,7 @@ from .errors import Invalid, ServerError
 __all__ = ["OpenPgp", "SigningUnavailable"]
 
 _TIMEOUT = 120
+_SHORT_HOME = 60  # longer GnuPG homes are reached through a short link (gpg-agent's socket paths)
 
 
 class SigningUnavailable(ServerError):
@@ -33,6 +37,7 @@ class OpenPgp:
         """`gpg`: the program (default: `gpg` on PATH); `enabled` False: behave as if it were not installed."""
         self.root = root
         self.gpg = (gpg or shutil.which("gpg")) if enabled else None
+        self._links: Path | None = None  # a private directory of short names for long GnuPG homes (see _short)
 
     @property
     def available(self) -> bool:
@@ -54,10 +59,23 @@ class OpenPgp:
             finally:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
+    def _short(self, home: Path) -> Path:
+        """`home`, or a short symbolic link to it: without /run/user/<uid>, gpg-agent puts its sockets in the home,
+        and a Unix socket's path is at most 107 bytes (a deep data directory made the agent fail to start)."""
+        if len(str(home)) <= _SHORT_HOME:
+            return home
+        if self._links is None:
+            self._links = Path(tempfile.mkdtemp(prefix="bh-gpg-"))  # 0700, this process's own
+        link = self._links / hashlib.sha256(str(home).encode()).hexdigest()[:12]
+        if not link.is_symlink():
+            with contextlib.suppress(FileExistsError):
+                link.symlink_to(home, target_is_directory=True)
+        return link
+
     def _run(self, home: Path, args: list[str], data: bytes | None = None) -> bytes:
         if self.gpg is None:
             raise SigningUnavailable("gpg is not installed on the server (apt install gnupg): documents are not signed")
-        env = {"GNUPGHOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
+        env = {"GNUPGHOME": str(self._short(home)), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"}
         cmd = [self.gpg, "--batch", "--no-tty", "--pinentry-mode", "loopback", "--passphrase", "", *args]
         try:
             r = subprocess.run(cmd, input=data, capture_output=True, env=env, timeout=_TIMEOUT, check=False)
