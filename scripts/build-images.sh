@@ -69,7 +69,7 @@ server() {
     wheels="$cache/wheels-$version"
     # The image is rebuilt when the project's source or its dependency list changes, not otherwise.
     source="$(cd "$here" && find pyproject.toml src -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)"
-    local spec=(server "python3,python3-venv,ca-certificates,postgresql-client,tzdata"
+    local spec=(server "python3,python3-venv,ca-certificates,postgresql-client,tzdata,libarchive13,xdelta3"
         "mkdir -p \"\$1/tmp/wheels\" && cp $wheels/*.whl \"\$1/tmp/wheels/\""
         'chroot "$1" python3 -m venv /opt/bulkhead'
         'chroot "$1" env -i PATH=/usr/bin:/bin /opt/bulkhead/bin/pip install --quiet --disable-pip-version-check --no-index --find-links /tmp/wheels "bulkhead[server]" redis'
