@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ def _settings(data_dir: Path) -> Settings:
 def create(
     out: Path = typer.Option(..., "--output", "-o", help="The backup file to write (.tar, or .tar.gz to compress)"),
     data_dir: Path = _DATA_DIR,
+    json: bool = typer.Option(False, "--json", help="Machine-readable output (what the backup holds)"),
 ) -> None:
     """Back up the server of DATA_DIR (and BULKHEAD_DATABASE_URL, BULKHEAD_STORE) while it runs.
 
@@ -45,6 +47,9 @@ def create(
         s = backup(settings, out)
     except BackupError as exc:
         raise CliError(exc.message) from exc
+    if json:
+        output.emit_json({"file": str(out), **asdict(s)})
+        return
     output.err_console.print(
         f"backup {out}: {s.database} database, {s.artifacts} artifacts ({s.artifact_bytes} bytes), {len(s.files)} data files",
         markup=False,
@@ -57,6 +62,7 @@ def create(
 def restore_cmd(
     archive: Path = typer.Argument(..., help="A backup file made by `bulkhead backup create`"),
     data_dir: Path = _DATA_DIR,
+    json: bool = typer.Option(False, "--json", help="Machine-readable output (what was restored)"),
 ) -> None:
     """Restore a backup into a new, empty DATA_DIR (and an empty database if BULKHEAD_DATABASE_URL is set).
 
@@ -69,6 +75,9 @@ def restore_cmd(
         s = restore(settings, archive)
     except BackupError as exc:
         raise CliError(exc.message) from exc
+    if json:
+        output.emit_json({"file": str(archive), "data_dir": str(data_dir), **asdict(s)})
+        return
     output.err_console.print(
         f"restored {archive} into {data_dir}: {s.database} database, {s.artifacts} artifacts, {len(s.files)} data files",
         markup=False,
