@@ -9,7 +9,7 @@ APT_PACKAGES := libgirepository1.0-dev libcairo2-dev pkg-config gcc rauc rauc-se
 	xdelta3 casync zstd gnupg sqv nodejs chromium chromium-driver redis-server
 PG_URL ?= postgresql://bulkhead:bulkhead@127.0.0.1:5432/bulkhead_test
 
-.PHONY: setup demo test lint typecheck importcheck bench clean
+.PHONY: setup demo test lint typecheck importcheck bench clean image images
 
 setup: $(VENV)/.installed
 
@@ -48,6 +48,14 @@ importcheck: setup
 test: setup lint typecheck importcheck
 	@bash scripts/start-postgres.sh || echo "PostgreSQL could not be started: its tests will say so"
 	BULKHEAD_TEST_PG_URL=$(PG_URL) $(VENV)/bin/pytest -n 2 --maxschedchunk 2 -q --durations 15
+
+# Container images from Debian packages with mmdebstrap and Podman, as root (docs/deploy.md): the server's, or
+# all those of contrib/compose/compose.yaml (server, PostgreSQL, Redis, nginx).
+image: setup
+	PYTHON=$(PY) bash scripts/build-images.sh server
+
+images: setup
+	PYTHON=$(PY) bash scripts/build-images.sh
 
 bench: setup
 	$(PY) bench/bundle_verify.py

@@ -13,7 +13,7 @@ from bulkhead.lab.rauc_service import LabError
 from bulkhead.osbuild import OsBuildError
 from bulkhead.rauc import BundleError
 
-from . import apps, bundle, cra, delta, demo, image, lab, manage, osbuild, output, rollouts, security, security_log, vulns
+from . import apps, backup, bundle, cra, delta, demo, image, lab, manage, osbuild, output, rollouts, security, security_log, vulns
 from . import overlay as overlay_cmd
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
@@ -26,6 +26,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 app.add_typer(bundle.app, name="bundle")
+app.add_typer(backup.app, name="backup")
 app.add_typer(delta.app, name="delta")
 app.add_typer(manage.tenant_app, name="tenant")
 app.add_typer(manage.token_app, name="token")
