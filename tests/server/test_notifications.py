@@ -79,3 +79,14 @@ def test_bad_subscriptions_are_refused(server: LiveServer, checker: Checker, bod
         err = r.json()
         assert set(err) >= {"error", "message"} and says in err["message"]
         assert c.get(SUBS).json() == []
+
+
+@pytest.mark.parametrize("value", [str(2**70), "0", "-1"])
+def test_a_delivery_filter_out_of_the_id_range_is_refused(server: LiveServer, checker: Checker, value: str) -> None:
+    """Schemathesis found ?subscription=<a 70-bit number> answering 500 (SQLite cannot hold it): now a 422 that
+    names the parameter, on either database."""
+    with _client(server, checker) as c:
+        r = c.get("/api/v1/notifications/deliveries", params={"subscription": value})
+        assert r.status_code == 422, r.text
+        assert "subscription" in r.text
+        assert c.get("/api/v1/notifications/deliveries").status_code == 200

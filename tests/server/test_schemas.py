@@ -93,6 +93,43 @@ def test_every_response_has_a_typed_schema(openapi: dict[str, Any]) -> None:
     assert not undocumented, f"response models without a description: {undocumented}"
 
 
+def _unbounded_integers(doc: dict[str, Any], schema: dict[str, Any], where: str, seen: set[str]) -> Iterator[str]:
+    """Every integer in `schema` (through $refs, unions, arrays and properties) without both a minimum and a
+    maximum within 64 bits."""
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[1]
+        if name in seen:
+            return
+        seen.add(name)
+        schema = doc["components"]["schemas"][name]
+    for part in schema.get("anyOf", []) + schema.get("oneOf", []) + schema.get("allOf", []):
+        yield from _unbounded_integers(doc, part, where, seen)
+    if schema.get("type") == "integer":
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        high = schema.get("maximum", schema.get("exclusiveMaximum"))
+        if low is None or high is None or low < -(2**63) or high > 2**63 - 1:
+            yield where
+    if isinstance(schema.get("items"), dict):
+        yield from _unbounded_integers(doc, schema["items"], where + "[]", seen)
+    for name, prop in (schema.get("properties") or {}).items():
+        yield from _unbounded_integers(doc, prop, f"{where}.{name}", seen)
+    if isinstance(schema.get("additionalProperties"), dict):
+        yield from _unbounded_integers(doc, schema["additionalProperties"], where + ".*", seen)
+
+
+def test_every_integer_a_client_sends_is_bounded(openapi: dict[str, Any]) -> None:
+    """An unbounded integer reaches the database and fails there (SQLite: 'Python int too large to convert', a 500
+    that schemathesis found on ?subscription=); every integer in a parameter or a request body says its range."""
+    unbounded = []
+    for method, path, op in _operations(openapi):
+        for param in op.get("parameters", []):
+            where = f"{method} {path} {param['in']} {param['name']}"
+            unbounded += _unbounded_integers(openapi, param.get("schema", {}), where, set())
+        for media in op.get("requestBody", {}).get("content", {}).values():
+            unbounded += _unbounded_integers(openapi, media.get("schema", {}), f"{method} {path} body", set())
+    assert not unbounded, "integers without a range:\n" + "\n".join(sorted(set(unbounded)))
+
+
 def test_raw_bodies_are_documented(openapi: dict[str, Any]) -> None:
     """Routes that parse their body themselves still document it (hawkBit feedback, configData, installedBase)."""
     ddi = "/{tenant}/controller/v1/{controller_id}"

@@ -9,6 +9,7 @@ Bounded by --max-time so that the whole test takes at most 3 minutes on two core
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,6 +23,16 @@ pytest.importorskip("schemathesis")
 
 CHECKS = "not_a_server_error,status_code_conformance,response_schema_conformance,content_type_conformance"
 MAX_SECONDS = 140
+
+
+def _failure_report(out: str, server_log: Path) -> str:
+    """What a failed run found: schemathesis' failure block (the operation, the request as curl, the response) and
+    the server's own tracebacks; the summary alone names neither."""
+    start = out.find("FAILURES")
+    failures = out[start : start + 8000] if start >= 0 else out[-6000:]
+    log = server_log.read_text(errors="replace") if server_log.exists() else ""
+    tracebacks = [log[m.start() : m.start() + 3000] for m in re.finditer("Traceback", log)]
+    return failures + "\n--- server tracebacks ---\n" + "\n...\n".join(tracebacks[:3])
 
 
 def test_schemathesis_finds_no_server_error_or_contract_violation(tmp_path: Path) -> None:
@@ -55,9 +66,11 @@ def test_schemathesis_finds_no_server_error_or_contract_violation(tmp_path: Path
             "--exclude-name",
             "DELETE /api/v1/users/{name}",
         ]
+        if seed := os.environ.get("BULKHEAD_ST_SEED"):  # replay a run: the seed is in every report
+            cmd += ["--seed", seed]
         run = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=MAX_SECONDS + 60)
     out = run.stdout + run.stderr
     summary = [line for line in out.splitlines() if re.search(r"\d+ generated", line) or line.startswith("=====")]
     print("\n".join(summary[-3:]))
-    assert run.returncode == 0, out[-6000:]
+    assert run.returncode == 0, _failure_report(out, tmp_path / "data" / "server.log")
     assert "Server error" not in out and re.search(r"Tested: (\d+)", out), out[-3000:]

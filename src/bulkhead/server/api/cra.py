@@ -32,7 +32,7 @@ def _cases(svc: Services) -> CaseService:
 
 @router.get("/products", response_model=list[cs.ProductOut])
 def list_products(
-    ending_within: int | None = Query(None, description="only products whose support ends within this many days"),
+    ending_within: int | None = Query(None, ge=0, le=36500, description="only products whose support ends within this many days"),
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
 ) -> list[dict[str, Any]]:

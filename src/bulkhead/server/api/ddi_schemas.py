@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -10,6 +10,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from bulkhead.protocol import ActionStatus, DdiExecution, DdiResult
 
 from .wire import Out, absent
+
+# hawkBit gives no ranges; these say what the server reads (a 64-bit integer; counts from 0) so that a client and a
+# fuzzer know the contract. The routes parse their bodies themselves and only ever turn these numbers into text.
+Int64 = Annotated[int, Field(ge=-(2**63), le=2**63 - 1)]
+Count = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 __all__ = [
     "DdiActionHistory",
@@ -166,8 +171,8 @@ class DdiInstalledBaseOut(Out):
 class DdiProgress(BaseModel):
     """Progress of an action: cnt of of."""
 
-    cnt: int
-    of: int | None = None
+    cnt: Count
+    of: Count | None = None
 
 
 class DdiFeedbackResult(BaseModel):
@@ -183,7 +188,7 @@ class DdiFeedbackStatus(BaseModel):
     execution: DdiExecution
     result: DdiFeedbackResult | None = None
     details: list[str] | None = Field(None, description="messages (at most 20 are kept)")
-    code: int | None = None
+    code: Int64 | None = None
 
 
 class DdiFeedbackIn(BaseModel):
@@ -193,7 +198,7 @@ class DdiFeedbackIn(BaseModel):
 
     id: str | None = None
     time: str | None = None
-    timestamp: int | None = None
+    timestamp: Count | None = None
     status: DdiFeedbackStatus
 
 
@@ -203,7 +208,7 @@ class DdiConfigDataIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     mode: Literal["merge", "replace", "remove"] = "merge"
-    data: dict[str, str | int | float | bool] = Field(description="attribute -> value (at most 128 characters)")
+    data: dict[str, str | Int64 | float | bool] = Field(description="attribute -> value (at most 128 characters)")
 
 
 class DdiInstalledBaseIn(BaseModel):

@@ -480,7 +480,7 @@ def list_tokens(
 
 
 @router.delete("/tokens/{token_id}", tags=["users"], response_model=ApiTokenOut)
-def revoke_token(token_id: int, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+def revoke_token(token_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """Revoke an API token: every server process refuses it within a second. The last usable admin token stays."""
     return svc.tenants.revoke_token(who, token_id)
 

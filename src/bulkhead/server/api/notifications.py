@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
-from ..ids import DbId
+from ..ids import MAX_ID, DbId
 from ..services.auth import Principal
 from ..services.notifications import NotificationService
 from . import notify_schemas as ns
@@ -53,7 +53,7 @@ def test_subscription(sub_id: DbId, who: Principal = Depends(principal), svc: Se
 
 @router.get("/deliveries", response_model=list[ns.DeliveryOut])
 def deliveries(
-    subscription: int | None = Query(None, description="only this subscription's deliveries"),
+    subscription: int | None = Query(None, ge=1, le=MAX_ID, description="only this subscription's deliveries"),
     limit: int = Query(100, ge=1, le=1000, description="at most this many, newest first"),
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
