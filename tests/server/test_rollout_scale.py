@@ -8,11 +8,13 @@ In-process on the real services and a real database, once on SQLite and once on 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select, update
+from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
 
 from bulkhead.server.db import Database, migrate
 from bulkhead.server.errors import NotFound
@@ -22,7 +24,7 @@ from bulkhead.server.services.actions import open_action
 from bulkhead.server.services.auth import Principal
 from bulkhead.server.services.ddi import DdiService
 from bulkhead.server.services.ddi_auth import DdiCaller
-from bulkhead.server.services.rollout_plan import matches
+from bulkhead.server.services.rollout_plan import allocate_new, matches, parse_phases
 from bulkhead.server.services.rollout_sql import matching_devices
 from bulkhead.server.services.rollouts import RolloutService
 from bulkhead.server.settings import Settings
@@ -322,3 +324,85 @@ def test_a_ddi_device_cannot_fetch_or_report_on_an_action_of_a_phase_not_open(db
     _report_all(db, svc, 0, ro["id"])
     svc.advance(ro["id"])
     assert ddi.deployment(caller, waiting, "http://x")["id"] == str(waiting), "offered once its phase is open"
+
+
+@pytest.mark.parametrize(
+    "phases",
+    [
+        [{"name": "canary", "percent": 10}, {"name": "rest", "percent": 90}],
+        [{"name": "a", "percent": 7}, {"name": "b", "percent": 1}, {"name": "c", "percent": 50}],
+        [{"name": "all", "percent": 100}],
+    ],
+)
+def test_the_first_placement_puts_each_device_where_allocate_new_would(db: Database, phases: list[dict[str, Any]]) -> None:
+    """On PostgreSQL a new rollout without group phases is placed by one INSERT ... SELECT that ranks the devices by
+    the same sha256 bucket in SQL; on SQLite by `allocate_new` in Python. Both give every device the phase
+    `allocate_new` gives it, and each device exactly one action."""
+    tid, rel = _fleet(db, 333)
+    svc = RolloutService(db)
+    out = svc.create(_who(tid), {"name": "r", "release_id": rel, "phases": phases, "allow_empty": True})
+    with db.session() as s:
+        placed = {d: p for d, p in s.execute(select(Action.device_id, Action.phase).where(Action.rollout_id == out["id"]))}
+        ids = list(s.scalars(select(Device.id).where(Device.tenant_id == tid).order_by(Device.id)))
+        assert s.scalar(select(func.count()).select_from(Action).where(Action.rollout_id == out["id"])) == len(ids)
+        histories = {a.phase: a.history[0]["message"] for a in s.scalars(select(Action).where(Action.rollout_id == out["id"]))}
+    parsed = parse_phases(phases)
+    assert placed == allocate_new(parsed, out["id"], dict.fromkeys(ids, ()), {})
+    assert histories == {p: f"phase {p + 1} ('{parsed[p]['name']}')" for p in histories}
+
+
+def test_action_references_hold_without_foreign_keys_on_postgresql(db: Database) -> None:
+    """PostgreSQL checks an action's device and rollout once per statement (migration 0026) where SQLite keeps its
+    foreign keys: on both, an action of a missing device or rollout is refused, and deleting a device or a rollout
+    deletes its actions."""
+    tid, rel = _fleet(db, 4)
+    svc = RolloutService(db)
+    first = svc.create(_who(tid), {"name": "one", "release_id": rel})
+    second = svc.create(_who(tid), {"name": "two", "release_id": rel, "allow_downgrade": True})
+    row = {"tenant_id": tid, "release_id": rel, "phase": 0, "action_type": "soft", "status": "scheduled", "history": []}
+    with db.session() as s:
+        device_ids = list(s.scalars(select(Device.id).where(Device.tenant_id == tid).order_by(Device.id)))
+    for bad in ({"rollout_id": first["id"], "device_id": 10**9}, {"rollout_id": 10**9, "device_id": device_ids[0]}):
+        with pytest.raises(IntegrityError), db.session() as s:
+            s.execute(insert(Action), [{**row, **bad}])
+    with db.session() as s:
+        s.execute(delete(Device).where(Device.id == device_ids[0]))
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Action).where(Action.device_id == device_ids[0])) == 0
+        assert s.scalar(select(func.count()).select_from(Action).where(Action.rollout_id == second["id"])) == 3
+        s.execute(delete(Rollout).where(Rollout.id == second["id"]))
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Action).where(Action.rollout_id == second["id"])) == 0
+        assert s.scalar(select(func.count()).select_from(Action).where(Action.rollout_id == first["id"])) == 3
+
+
+@pytest.mark.parametrize("db", ["postgresql"], indirect=True)  # two concurrent writers: SQLite has one at a time
+def test_a_device_deleted_while_its_action_is_inserted_leaves_no_orphan(db: Database) -> None:
+    """The race a foreign key's row lock closes, closed on PostgreSQL by the advisory lock of migration 0026: a device
+    deleted while another transaction inserts its action (checked, not yet committed) waits for that commit and
+    then deletes the action too (SQLite keeps its foreign keys, and its single writer orders the two)."""
+    tid, rel = _fleet(db, 2)
+    out = RolloutService(db).create(_who(tid), {"name": "r", "release_id": rel})
+    with db.session() as s:
+        victim = s.scalars(select(Device.id).where(Device.tenant_id == tid).order_by(Device.id)).first()
+    row = {"tenant_id": tid, "release_id": rel, "rollout_id": out["id"], "device_id": victim, "phase": 0}
+    row |= {"action_type": "soft", "status": "scheduled", "history": []}
+    inserter = db.engine.connect()
+    tx = inserter.begin()
+    inserter.execute(insert(Action), [row])  # its check passed: the advisory lock is held (shared) until commit
+    deleted = threading.Event()
+
+    def delete_device() -> None:
+        with db.session() as s:
+            s.execute(delete(Device).where(Device.id == victim))
+        deleted.set()
+
+    t = threading.Thread(target=delete_device)
+    t.start()
+    assert not deleted.wait(1.0), "the delete must wait for the insert's transaction"
+    tx.commit()
+    inserter.close()
+    t.join(30)
+    assert deleted.is_set()
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Action).where(Action.device_id == victim)) == 0

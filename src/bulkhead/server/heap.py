@@ -8,11 +8,18 @@ latency 130-140 ms at a p50 of 21 ms; with start-up's objects frozen and the you
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import ctypes
+import ctypes.util
 import gc
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-__all__ = ["paused_gc", "tune_gc"]
+__all__ = ["Trimmer", "limit_arenas", "paused_gc", "tune_gc"]
+
+log = logging.getLogger(__name__)
 
 YOUNG_THRESHOLD = 50_000  # allocations (net) of container objects between collections of the youngest generation
 
@@ -39,3 +46,61 @@ def paused_gc() -> Iterator[None]:
     finally:
         if was:
             gc.enable()
+
+
+_M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
+ARENAS = 2  # malloc arenas per process: one per core of the machines the server is sized for
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt, libc.malloc_trim  # noqa: B018 - glibc only (musl has neither)
+    except (OSError, AttributeError, TypeError):
+        return None
+    return libc
+
+
+def limit_arenas(arenas: int = ARENAS) -> bool:
+    """Let glibc's malloc keep at most `arenas` arenas in this process, as MALLOC_ARENA_MAX does; call it before the
+    worker threads start. By default glibc gives every thread that allocates its own arena, up to 8 per core: a
+    server's thread pool then holds memory freed in one arena that another cannot reuse, and a worker's RSS
+    after a mix of list reads and reports stayed above what it uses (bench/scale.py). False where malloc is not
+    glibc's (nothing changes there)."""
+    libc = _libc()
+    return bool(libc is not None and libc.mallopt(_M_ARENA_MAX, arenas) == 1)
+
+
+def trim() -> bool:
+    """Give the memory malloc holds free back to the system (glibc's malloc_trim: the top of each heap, and whole
+    free pages inside them). True if any was returned."""
+    libc = _libc()
+    return bool(libc is not None and libc.malloc_trim(0) == 1)
+
+
+class Trimmer:
+    """Trims the heap every `interval` seconds in the background: memory a large answer (a page of 1,000 devices, an
+    export) needed goes back to the system after it, instead of staying the worker's RSS until the process ends."""
+
+    def __init__(self, interval: float = 30.0) -> None:
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await asyncio.to_thread(trim)
+            except Exception:  # never the reason a worker stops
+                log.exception("malloc_trim failed")
+
+    def start(self) -> None:
+        if _libc() is not None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

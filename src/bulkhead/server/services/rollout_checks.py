@@ -14,7 +14,7 @@ from ..errors import Invalid
 from ..models import App, Device, DeviceGroup, Release
 from .desired import merge_desired
 from .fleet_names import known_groups, known_tags, listing
-from .rollout_plan import phase_sizes
+from .rollout_plan import phase_sizes, phase_sizes_counted
 from .rollout_sql import json_array_has, matching_devices, target_filter
 from .versions import compare_versions
 
@@ -23,8 +23,9 @@ __all__ = ["check_target", "refuse_downgrades"]
 
 def check_target(
     s: Session, tid: int, target: dict[str, Any], phases: list[dict[str, Any]], allow_empty: bool
-) -> dict[int, Sequence[str]]:
-    """The devices the target matches now (id -> groups; the groups only when a phase is a group's). Refused:
+) -> tuple[int, dict[int, Sequence[str]] | None]:
+    """How many devices the target matches now, and, when a phase is a group's, which (id -> groups; without group
+    phases the database only counts them: placing them is one statement, rollout_sql.insert_ranked). Refused:
     groups that do not exist (in the target or a phase), and, unless `allow_empty` (a rollout that waits for
     devices to join), tags no device has, a target that matches no device, and a phase that would hold no device
     while a later one holds some."""
@@ -43,8 +44,8 @@ def check_target(
             f"no device has tag(s) {', '.join(missing)}; tags: {listing(known_tags(s, tid))} "
             "(pass allow_empty, CLI --allow-empty, for a rollout that waits for devices to join)"
         )
-    devices = _matching(s, tid, target, phases)
-    if not devices:
+    count, devices = _matching(s, tid, target, phases)
+    if not count:
         q = select(func.count()).select_from(Device).where(Device.tenant_id == tid, Device.status == "active")
         if target["compatible"]:
             q = q.where(Device.compatible == target["compatible"])
@@ -55,15 +56,15 @@ def check_target(
             f"tags: {listing(known_tags(s, tid))}); fix the target, or pass allow_empty (CLI --allow-empty) for a rollout "
             "that waits for devices to join"
         )
-    sizes = phase_sizes(phases, devices)
+    sizes = phase_sizes(phases, devices) if devices is not None else phase_sizes_counted(phases, [((), count)])
     for i, size in enumerate(sizes):
         if size == 0 and any(sizes[i + 1 :]):
             raise Invalid(
-                f"phase {i + 1} ('{phases[i]['name']}') would hold no device of the {len(devices)} the target "
+                f"phase {i + 1} ('{phases[i]['name']}') would hold no device of the {count} the target "
                 f"matches, so it could not guard the later phases; phase sizes would be {sizes}. Add devices "
                 "to it, drop it, or pass allow_empty (CLI --allow-empty) to have the rollout pause there"
             )
-    return devices
+    return count, devices
 
 
 def _group_exists(s: Session, tid: int, name: str) -> bool:
@@ -77,13 +78,14 @@ def _tag_exists(s: Session, tid: int, name: str) -> bool:
     return s.scalar(select(Device.id).where(Device.tenant_id == tid, json_array_has(s, Device.tags, name)).limit(1)) is not None
 
 
-def _matching(s: Session, tid: int, target: dict[str, Any], phases: list[dict[str, Any]]) -> dict[int, Sequence[str]]:
-    """id -> groups of the matching devices, selected by the database; groups are read only for group phases."""
-    with_groups = any(p.get("group") for p in phases)
-    q = matching_devices(s, tid, target, with_groups).order_by(Device.id)
-    if with_groups:
-        return {row[0]: row[1] or [] for row in s.execute(q)}
-    return dict.fromkeys(s.scalars(q).all(), ())
+def _matching(
+    s: Session, tid: int, target: dict[str, Any], phases: list[dict[str, Any]]
+) -> tuple[int, dict[int, Sequence[str]] | None]:
+    """How many devices match, counted by the database; with a group phase also id -> groups (read for the sizes)."""
+    if any(p.get("group") for p in phases):
+        devices = {row[0]: row[1] or [] for row in s.execute(matching_devices(s, tid, target, True).order_by(Device.id))}
+        return len(devices), devices
+    return int(s.scalar(select(func.count()).select_from(matching_devices(s, tid, target, False).subquery())) or 0), None
 
 
 def refuse_downgrades(s: Session, tid: int, rel: Release | None, app: App | None, target: dict[str, Any]) -> None:

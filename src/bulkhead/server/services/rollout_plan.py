@@ -229,6 +229,18 @@ def allocate_new(
     return out
 
 
+def rank_bounds(phases: Sequence[Mapping[str, Any]], n: int) -> list[tuple[int, int]]:
+    """`allocate_new` for a rollout's first placement without group phases, as rank ranges: (last rank, phase) pairs
+    in order for `n` devices ranked 1, 2, ... by (bucket, id); a rank past the last pair goes to the last phase. The
+    database then places every device in one statement (rollout_sql.insert_ranked)."""
+    bounds, upto = [], 0
+    for i, q in sorted(_quotas(phases, n).items()):
+        if q > 0:
+            upto += q
+            bounds.append((upto, i))
+    return bounds
+
+
 def phase_sizes(phases: Sequence[Mapping[str, Any]], devices: Mapping[int, Sequence[str]]) -> list[int]:
     """How many of `devices` (id -> groups) each phase would hold: `allocate_phases` counted, without hashing."""
     sizes = [0] * len(phases)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -44,12 +45,15 @@ from .rollout_plan import (
     parse_target,
     parse_window,
     phase_verdict,
+    rank_bounds,
 )
 from .rollout_sql import (
     TENANT_WIDE_AFTER,
     history_append,
     history_entry,
     insert_actions,
+    insert_ranked,
+    is_pg,
     latest,
     mark_devices,
     mark_tenant,
@@ -185,8 +189,8 @@ class RolloutService:
         allow_empty, allow_downgrade = bool(body.get("allow_empty")), bool(body.get("allow_downgrade"))
         with self.db.session() as s:
             rel, app = _subject(s, tid, body, target)
-            devices = check_target(s, tid, target, phases, allow_empty)
-            if not allow_downgrade and devices:
+            count, devices = check_target(s, tid, target, phases, allow_empty)
+            if not allow_downgrade and count:
                 refuse_downgrades(s, tid, rel, app, target)
             if s.scalar(select(Rollout).where(Rollout.tenant_id == tid, Rollout.name == name)) is not None:
                 raise Conflict(f"a rollout named '{name}' already exists")
@@ -212,8 +216,8 @@ class RolloutService:
             )
             s.add(r)
             s.flush()
-            # Every matching device gets its action now, in one bulk insert per phase; devices see it when its phase opens.
-            self._place(s, r, allocate_new(r.phases, r.id, devices, {}), now)
+            # Every matching device gets its action now; devices see it when its phase opens.
+            self._place_target(s, r, count, devices, now)
             what = {"release": rel.version} if rel else {"app": f"{app.name}:{app.version}" if app else None}
             audit.record(s, who, "rollout.create", name, **what, type=action_type, status=status)
             if status == "running":
@@ -375,6 +379,18 @@ class RolloutService:
             else:
                 insert_actions(s, r, pairs, f"phase {ph + 1} ('{r.phases[ph]['name']}')", now)
         return len(plan)
+
+    def _place_target(
+        self, s: Session, r: Rollout, count: int, devices: dict[int, Sequence[str]] | None, now: dt.datetime
+    ) -> int:
+        """A new rollout's first placement of the `count` devices its target matched. On PostgreSQL without group
+        phases (`devices` None) one INSERT ... SELECT ranks and places them all; otherwise `allocate_new` places the
+        devices read here (or by check_target), one bulk insert per phase."""
+        if devices is None and is_pg(s):
+            return insert_ranked(s, r, rank_bounds(r.phases, count), now)
+        if devices is None:
+            devices = dict.fromkeys(s.scalars(matching_devices(s, r.tenant_id, r.target, False).order_by(Device.id)), ())
+        return self._place(s, r, allocate_new(r.phases, r.id, devices, {}), now)
 
     def _joiners(self, s: Session, r: Rollout, now: dt.datetime) -> int:
         """Place the devices that match the target but have no action yet (joined later): one set difference."""
