@@ -50,7 +50,7 @@ from .delivery.offload import XAccel
 from .delivery.offload_log import OffloadLog
 from .edge import Edge
 from .errors import ServerError, SettingsError
-from .heap import tune_gc
+from .heap import Trimmer, limit_arenas, tune_gc
 from .job_claims import PeriodicClaims
 from .jobs import Jobs
 from .limits import BodyLimits, BodyRule
@@ -228,6 +228,7 @@ def _smtp(settings: Settings) -> SmtpConfig | None:
 
 
 def create_app(settings: Settings) -> BulkheadApp:
+    limit_arenas()  # first: before any thread of this process allocates
     configure_logs(settings.log_format)
     start_process()
     _private_sqlite(settings.db_url)
@@ -302,8 +303,11 @@ def create_app(settings: Settings) -> BulkheadApp:
         overlay=overlay,
     )
 
+    trimmer = Trimmer()
+
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        trimmer.start()
         counter.start()
         feed.start()
         jobs.start()
@@ -315,6 +319,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         jobs.stop()
         await feed.stop()
         await counter.stop()
+        await trimmer.stop()
         db.dispose()
 
     api = FastAPI(

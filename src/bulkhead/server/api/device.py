@@ -97,7 +97,7 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
         if support is not None:
             body["support"] = support  # the product's support end, for the device's user (CRA)
     if svc.security is not None:
-        pending = svc.security.device_answer(dev.tenant_id, dev.id)
+        pending = svc.security.device_answer(dev)
         if pending is not None:
             body["security"] = pending  # its pending security update, for the device's user (CRA)
     etag = '"' + hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:32] + '"'

@@ -111,13 +111,11 @@ class SecurityService:
             dev.compatible, dev.id, list(dev.groups or []), dev.os_version, self._desired_version(s, dev), now or self.clock()
         )
 
-    def device_answer(self, tenant_id: int, device_id: int) -> dict[str, Any] | None:
+    def device_answer(self, dev: Device) -> dict[str, Any] | None:
         """What the device's state answer carries about its pending security update (nothing that changes with the
-        clock alone, so a cached answer stays true): version, due date, postponement, when it installs."""
+        clock alone, so a cached answer stays true): version, due date, postponement, when it installs. `dev`: the
+        device as the answer read it (not read again)."""
         with self.db.session() as s:
-            dev = s.get(Device, device_id)
-            if dev is None or dev.tenant_id != tenant_id:
-                return None
             d = self.pending(s, dev)
             if d is None:
                 return None

@@ -65,6 +65,14 @@ def load_view(s: Session, tid: int, window_days: int, compatible: str | None = N
     """What decisions read; for one device (`device_id`: its state answer), only its own rows of devices' policies
     and postponements, so a poll reads a few rows however many devices have their own."""
     t = TenantView(Policy("automatic", window_days, "tenant"))
+    q = select(SecurityMark, Release.compatible, Release.version).join(Release, Release.id == SecurityMark.release_id)
+    q = q.where(SecurityMark.tenant_id == tid)
+    if compatible is not None:
+        q = q.where(Release.compatible == compatible)
+    for m, comp, version in s.execute(q.order_by(SecurityMark.release_id)):
+        t.releases.setdefault(comp, []).append(SecurityRelease(m.release_id, version, m.available_at))
+    if device_id is not None and not t.releases:
+        return t  # a device's poll with no security release of its kind: nothing more to read (the common case)
     policies = select(SecurityPolicyRow).where(SecurityPolicyRow.tenant_id == tid)
     postponements = select(SecurityPostponement).where(SecurityPostponement.tenant_id == tid)
     if device_id is not None:
@@ -79,12 +87,6 @@ def load_view(s: Session, tid: int, window_days: int, compatible: str | None = N
             t.groups[p.group_name] = Policy(p.mode, p.window_days, f"group {p.group_name}")
         elif p.device_id is not None:
             t.devices[p.device_id] = Policy(p.mode, p.window_days, "device")
-    q = select(SecurityMark, Release.compatible, Release.version).join(Release, Release.id == SecurityMark.release_id)
-    q = q.where(SecurityMark.tenant_id == tid)
-    if compatible is not None:
-        q = q.where(Release.compatible == compatible)
-    for m, comp, version in s.execute(q.order_by(SecurityMark.release_id)):
-        t.releases.setdefault(comp, []).append(SecurityRelease(m.release_id, version, m.available_at))
     for pp in s.scalars(postponements):
         if pp.group_name is not None:
             t.group_until.setdefault(pp.release_id, {})[pp.group_name] = pp.until
