@@ -68,6 +68,9 @@ CREATE FUNCTION bulkhead_device_actions_cascade() RETURNS trigger LANGUAGE plpgs
 BEGIN
     -- Exclusive: an insert of actions that checked its devices before this delete committed has committed by now,
     -- and this statement's snapshot sees its rows; one that checks later sees the devices gone.
+    IF NOT EXISTS (SELECT 1 FROM gone) THEN
+        RETURN NULL;  -- nothing deleted: no lock (it would be held to the end of the deleting transaction)
+    END IF;
     PERFORM pg_advisory_xact_lock(%(key)d);
     DELETE FROM actions WHERE device_id IN (SELECT id FROM gone);
     RETURN NULL;
@@ -78,6 +81,9 @@ CREATE TRIGGER devices_delete_actions AFTER DELETE ON devices
 
 CREATE FUNCTION bulkhead_rollout_actions_cascade() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF NOT EXISTS (SELECT 1 FROM gone) THEN
+        RETURN NULL;  -- nothing deleted: no lock (it would be held to the end of the deleting transaction)
+    END IF;
     PERFORM pg_advisory_xact_lock(%(key)d);
     DELETE FROM actions WHERE rollout_id IN (SELECT id FROM gone);
     RETURN NULL;
