@@ -64,34 +64,27 @@ END $$;
 CREATE TRIGGER actions_keep_refs BEFORE UPDATE OF device_id, rollout_id ON actions
     FOR EACH ROW EXECUTE FUNCTION bulkhead_actions_keep_refs();
 
-CREATE FUNCTION bulkhead_device_actions_cascade() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    -- Exclusive: an insert of actions that checked its devices before this delete committed has committed by now,
-    -- and this statement's snapshot sees its rows; one that checks later sees the devices gone.
-    IF NOT EXISTS (SELECT 1 FROM gone) THEN
-        RETURN NULL;  -- nothing deleted: no lock (it would be held to the end of the deleting transaction)
-    END IF;
-    PERFORM pg_advisory_xact_lock(%(key)d);
-    DELETE FROM actions WHERE device_id IN (SELECT id FROM gone);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER devices_delete_actions AFTER DELETE ON devices
-    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION bulkhead_device_actions_cascade();
-
-CREATE FUNCTION bulkhead_rollout_actions_cascade() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NOT EXISTS (SELECT 1 FROM gone) THEN
-        RETURN NULL;  -- nothing deleted: no lock (it would be held to the end of the deleting transaction)
-    END IF;
-    PERFORM pg_advisory_xact_lock(%(key)d);
-    DELETE FROM actions WHERE rollout_id IN (SELECT id FROM gone);
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER rollouts_delete_actions AFTER DELETE ON rollouts
-    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION bulkhead_rollout_actions_cascade();
 """.replace("%(key)d", str(ACTION_REFS_LOCK))
+
+# The cascade of a delete from `devices` (column device_id) or `rollouts` (rollout_id). Exclusive lock: an insert of
+# actions that checked its references before this delete committed has committed by now, and the DELETE's snapshot
+# sees its rows; one that checks later sees the rows gone. Nothing deleted: no lock (it would be held to the end of
+# the deleting transaction).
+_CASCADE = """
+CREATE FUNCTION bulkhead_{one}_actions_cascade() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM gone) THEN
+        RETURN NULL;
+    END IF;
+    PERFORM pg_advisory_xact_lock({key});
+    DELETE FROM actions WHERE {one}_id IN (SELECT id FROM gone);
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER {table}_delete_actions AFTER DELETE ON {table}
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION bulkhead_{one}_actions_cascade();
+"""
+_CASCADES = {"device": "devices", "rollout": "rollouts"}
 
 _DOWN = """
 DROP TRIGGER rollouts_delete_actions ON rollouts;
@@ -111,6 +104,8 @@ def upgrade() -> None:
     op.execute("ALTER TABLE actions DROP CONSTRAINT IF EXISTS actions_device_id_fkey")
     op.execute("ALTER TABLE actions DROP CONSTRAINT IF EXISTS actions_rollout_id_fkey")
     op.execute(_UP)
+    for one, table in _CASCADES.items():
+        op.execute(_CASCADE.format(one=one, table=table, key=ACTION_REFS_LOCK))
 
 
 def downgrade() -> None:
