@@ -16,7 +16,8 @@ from bulkhead.server.db import Database
 from bulkhead.server.errors import NotFound
 from bulkhead.server.models import Tenant
 from bulkhead.server.openpgp import OpenPgp
-from bulkhead.server.services.cra_advisories import AdvisoryService, contact_uri
+from bulkhead.server.services.cra_advisories import AdvisoryService
+from bulkhead.server.services.cra_provider import contact_uri
 from bulkhead.server.services.csaf_public import PublicProvider
 from bulkhead.server.settings import Settings
 from tests.csaf_validators import schema_errors
@@ -61,15 +62,15 @@ def _published(db: Database) -> tuple[int, bytes]:
 
 def test_host_mapping_and_bases(db: Database, tmp_path: Path) -> None:
     svc = _service(db, tmp_path, csaf_hosts="advisories.acme.example=acme, *=other", public_url="https://updates.example")
-    assert svc.tenant_for_host("Advisories.Acme.Example") == "acme"
-    assert svc.tenant_for_host("advisories.acme.example:443") == "acme"
-    assert svc.tenant_for_host("elsewhere.example") == "other"
-    assert svc.base("acme", "http://127.0.0.1:1") == "https://advisories.acme.example"
-    assert svc.base("other", "http://127.0.0.1:1") == "https://updates.example"
-    assert svc.base("third", "http://127.0.0.1:1") == "https://updates.example/third"
+    assert svc.providers.tenant_for_host("Advisories.Acme.Example") == "acme"
+    assert svc.providers.tenant_for_host("advisories.acme.example:443") == "acme"
+    assert svc.providers.tenant_for_host("elsewhere.example") == "other"
+    assert svc.providers.base("acme", "http://127.0.0.1:1") == "https://advisories.acme.example"
+    assert svc.providers.base("other", "http://127.0.0.1:1") == "https://updates.example"
+    assert svc.providers.base("third", "http://127.0.0.1:1") == "https://updates.example/third"
     plain = _service(db, tmp_path)
-    assert plain.tenant_for_host("x.example") is None
-    assert plain.base("acme", "http://127.0.0.1:8080") == "http://127.0.0.1:8080/acme"
+    assert plain.providers.tenant_for_host("x.example") is None
+    assert plain.providers.base("acme", "http://127.0.0.1:8080") == "http://127.0.0.1:8080/acme"
     tid, _ = _published(db)
     pub = PublicProvider(svc)
     assert pub.tenant_id(None, "advisories.acme.example") == tid == pub.tenant_id("acme", None)
@@ -101,7 +102,7 @@ def test_without_gpg_documents_and_hashes_are_served_and_signatures_say_why_not(
     assert "Contact: mailto:psirt@acme.example\n" in text and "Expires: 2027-03-21T08:30:00Z\n" in text
     assert f"CSAF: {origin}/acme/.well-known/csaf/provider-metadata.json\n" in text
     with db.session() as s:
-        assert svc.provider_json(svc.provider(s, tid, origin))["signing"]["available"] is False
+        assert svc.providers.provider_json(svc.providers.provider(s, tid, origin))["signing"]["available"] is False
 
 
 def test_contacts() -> None:

@@ -111,7 +111,7 @@ def advisory_document(
 @router.get("/provider", response_model=sch.ProviderOut)
 def show_provider(request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """The tenant's CSAF provider: its URLs, publisher, security contact and policy, signing key."""
-    return _adv(svc).show_provider(who, origin(request))
+    return _adv(svc).providers.show_provider(who, origin(request))
 
 
 @router.patch("/provider", response_model=sch.ProviderOut)
@@ -119,7 +119,7 @@ def set_provider(
     body: sch.ProviderIn, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Set the publisher name, namespace, security contact or policy (keys left out stay; null: the default). Admins."""
-    return _adv(svc).set_provider(who, body.model_dump(exclude_unset=True), origin(request))
+    return _adv(svc).providers.set_provider(who, body.model_dump(exclude_unset=True), origin(request))
 
 
 @router.put("/provider/key", response_model=sch.ProviderOut)
@@ -127,4 +127,4 @@ def import_key(
     body: sch.KeyIn, request: Request, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Sign with the tenant's own OpenPGP key from now on (instead of the one generated on first publish). Admins."""
-    return _adv(svc).import_key(who, body.secret_key, origin(request))
+    return _adv(svc).providers.import_key(who, body.secret_key, origin(request))

@@ -1,5 +1,5 @@
 """CSAF advisories of a tenant: create, preview, revise and publish them (operators; viewers read), audited as
-`cra.advisory.*`; the tenant's provider settings (admins, `cra.provider.*`).
+`cra.advisory.*`. The tenant's provider settings and signing key are services/cra_provider.py's.
 
 An advisory names a product (compatible) and CVEs; its document is made by bulkhead.cra.csaf from the product's
 releases, their findings for those CVEs and the VEX statements behind them. Until it is published it is a draft
@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
@@ -38,7 +37,7 @@ from bulkhead.cra.csaf import (
 )
 from bulkhead.cra.csaf_provider import directory_path
 
-from ..advisory_models import CraAdvisory, CraProvider
+from ..advisory_models import CraAdvisory
 from ..cra_models import CraProduct
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound, Unprocessable
@@ -49,203 +48,24 @@ from ..vuln_models import VexStatement, VulnCve, VulnFinding
 from . import audit
 from .auth import Principal
 from .clock import Clock, system_clock
+from .cra_provider import ProviderInfo, ProviderService, checked_text
 from .vuln_scan import lock_tenant
 
-__all__ = ["AdvisoryService", "ProviderInfo", "contact_uri"]
+__all__ = ["AdvisoryService"]
 
 VULN_ID = re.compile(r"^[A-Z][A-Z0-9]*-[A-Za-z0-9._:-]{1,60}$")
 MAX_CVES = 100
-MAX_TEXT = 4000
 STATES = ("draft", "final", "revised")
-
-
-def contact_uri(text: str) -> str:
-    """A security contact as RFC 9116 wants it: a mailto:, https: or tel: URI (an e-mail address becomes mailto:)."""
-    text = text.strip()
-    if re.fullmatch(r"(mailto:[^\s@]+@[^\s@]+|https://\S+|tel:\+?[0-9 ()-]+)", text):
-        return text
-    if re.fullmatch(r"[^\s@:/]+@[^\s@/]+\.[^\s@/]+", text):
-        return f"mailto:{text}"
-    raise Invalid(f"contact {text!r} must be an e-mail address or a mailto:, https: or tel: URI")
-
-
-def _https(text: str, what: str) -> str:
-    text = text.strip()
-    if not re.fullmatch(r"https://[^\s/]+(/\S*)?", text) or len(text) > 512:
-        raise Invalid(f"{what} must be an https:// URL of at most 512 characters")
-    return text
-
-
-def _text(value: str | None, what: str, limit: int = MAX_TEXT) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    if not value or len(value) > limit or any(not (c.isprintable() or c in "\n\t") for c in value):
-        raise Invalid(f"{what} must be 1-{limit} printable characters")
-    return value
 
 
 def _aware(t: dt.datetime) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
-@dataclass(frozen=True)
-class ProviderInfo:
-    """What the public provider of one tenant says about itself."""
-
-    tenant_id: int
-    tenant: str
-    base: str
-    publisher: dict[str, Any]
-    contact: str | None
-    policy: str | None
-    fingerprint: str | None
-    public_key: str | None
-    updated_at: dt.datetime | None
-
-
 class AdvisoryService:
     def __init__(self, db: Database, pgp: OpenPgp, settings: Settings, clock: Clock = system_clock) -> None:
         self.db, self.pgp, self.settings, self.clock = db, pgp, settings, clock
-
-    # -- where a tenant's provider is -------------------------------------------------------------------------------
-    def hosts(self) -> dict[str, str]:
-        """Host (lower case) → tenant name, from BULKHEAD_CSAF_HOSTS ("*" is every other host)."""
-        out: dict[str, str] = {}
-        for item in (self.settings.csaf_hosts or "").split(","):
-            host, _, tenant = item.partition("=")
-            if host.strip() and tenant.strip():
-                out[host.strip().lower()] = tenant.strip()
-        return out
-
-    def tenant_for_host(self, host: str) -> str | None:
-        hosts = self.hosts()
-        host = host.lower()
-        return hosts.get(host) or hosts.get(host.rsplit(":", 1)[0]) or hosts.get("*")
-
-    def base(self, tenant: str, origin: str) -> str:
-        """Where the tenant's /.well-known/ is: the root of the host BULKHEAD_CSAF_HOSTS names for it, else
-        /{tenant} on this server (BULKHEAD_PUBLIC_URL, else the request's own origin)."""
-        root = self.settings.public_url or origin
-        scheme = root.split("://", 1)[0]
-        for host, name in sorted(self.hosts().items()):
-            if name == tenant and host != "*":
-                return f"{scheme}://{host}"
-        if self.hosts().get("*") == tenant:
-            return root
-        return f"{root}/{tenant}"
-
-    # -- provider settings ------------------------------------------------------------------------------------------
-    def provider(self, s: Session, tid: int, origin: str) -> ProviderInfo:
-        tenant = s.get(Tenant, tid)
-        if tenant is None:
-            raise NotFound("no such tenant")
-        row = s.get(CraProvider, tid)
-        base = self.base(tenant.name, origin)
-        name = row.publisher_name if row and row.publisher_name else None
-        if name is None:
-            name = s.scalar(select(CraProduct.manufacturer).where(CraProduct.tenant_id == tid).order_by(CraProduct.id).limit(1))
-        contact = (row.contact if row else None) or (
-            contact_uri(self.settings.security_contact) if self.settings.security_contact else None
-        )
-        publisher: dict[str, Any] = {
-            "category": "vendor",
-            "name": name or tenant.name,
-            "namespace": (row.namespace if row and row.namespace else None) or base,
-        }
-        if contact:
-            publisher["contact_details"] = contact.removeprefix("mailto:")
-        return ProviderInfo(
-            tid,
-            tenant.name,
-            base,
-            publisher,
-            contact,
-            (row.policy if row else None) or self.settings.security_policy,
-            row.key_fingerprint if row else None,
-            row.public_key if row else None,
-            row.updated_at if row else None,
-        )
-
-    def provider_json(self, p: ProviderInfo) -> dict[str, Any]:
-        return {
-            "tenant": p.tenant,
-            "base": p.base,
-            "provider_metadata": f"{p.base}/.well-known/csaf/provider-metadata.json",
-            "security_txt": f"{p.base}/.well-known/security.txt",
-            "advisories_page": f"{p.base}/advisories/",
-            "publisher": p.publisher,
-            "contact": p.contact,
-            "policy": p.policy,
-            "signing": {
-                "available": self.pgp.available,
-                "fingerprint": p.fingerprint,
-                "key_url": f"{p.base}/.well-known/csaf/openpgp/{p.fingerprint}.asc" if p.fingerprint else None,
-            },
-        }
-
-    def show_provider(self, who: Principal, origin: str) -> dict[str, Any]:
-        who.require("viewer")
-        tid = who.require_tenant()
-        with self.db.session() as s:
-            return self.provider_json(self.provider(s, tid, origin))
-
-    def set_provider(self, who: Principal, fields: dict[str, Any], origin: str) -> dict[str, Any]:
-        """Set the publisher name, namespace, security contact or policy (keys left out stay; null clears). Admins."""
-        who.require("admin")
-        tid = who.require_tenant()
-        values: dict[str, Any] = {}
-        for key, value in fields.items():
-            if value is None:
-                values[key] = None
-            elif key == "publisher_name":
-                values[key] = _text(value, "publisher_name", 256)
-            elif key == "namespace":
-                values[key] = _https(value, "namespace")
-            elif key == "contact":
-                values[key] = contact_uri(value)
-            elif key == "policy":
-                values[key] = _https(value, "policy")
-        with self.db.session() as s:
-            row = s.get(CraProvider, tid)
-            if row is None:
-                row = CraProvider(tenant_id=tid)
-                s.add(row)
-            for key, value in values.items():
-                setattr(row, key, value)
-            row.updated_at = self.clock()
-            s.flush()
-            audit.record(s, who, "cra.provider.set", "csaf-provider", **values)
-            return self.provider_json(self.provider(s, tid, origin))
-
-    def import_key(self, who: Principal, armored: str, origin: str) -> dict[str, Any]:
-        """Replace the tenant's OpenPGP signing key by an administrator's. Published signatures stay as they were."""
-        who.require("admin")
-        tid = who.require_tenant()
-        if not self.pgp.available:
-            raise Conflict("gpg is not installed on the server (apt install gnupg): no key can be imported")
-        fpr, public = self.pgp.import_key(tid, armored)
-        with self.db.session() as s:
-            row = s.get(CraProvider, tid) or CraProvider(tenant_id=tid)
-            s.add(row)
-            row.key_fingerprint, row.public_key, row.updated_at = fpr, public, self.clock()
-            s.flush()
-            audit.record(s, who, "cra.provider.key", "csaf-provider", fingerprint=fpr, origin="imported")
-            return self.provider_json(self.provider(s, tid, origin))
-
-    def _signing_key(self, s: Session, p: ProviderInfo, who: Principal) -> tuple[str, str] | None:
-        if not self.pgp.available:
-            return None
-        if p.fingerprint and p.public_key:
-            return p.fingerprint, p.public_key
-        fpr, public = self.pgp.ensure_key(p.tenant_id, f"{p.publisher['name']} CSAF signing <csaf@{p.tenant}.bulkhead>")
-        row = s.get(CraProvider, p.tenant_id)
-        if row is None:
-            row = CraProvider(tenant_id=p.tenant_id)
-            s.add(row)
-        row.key_fingerprint, row.public_key, row.updated_at = fpr, public, self.clock()
-        audit.record(s, who, "cra.provider.key", "csaf-provider", fingerprint=fpr, origin="generated")
-        return fpr, public
+        self.providers = ProviderService(db, pgp, settings, clock)
 
     # -- input checks -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -373,7 +193,7 @@ class AdvisoryService:
         return Tracking(a.tracking_id, status, number, tuple(revs), initial, at)
 
     def _document(self, s: Session, a: CraAdvisory, status: str, at: dt.datetime, origin: str) -> dict[str, Any]:
-        provider = self.provider(s, a.tenant_id, origin)
+        provider = self.providers.provider(s, a.tenant_id, origin)
         product = self._product(s, a.tenant_id, a.compatible)
         a_in = self._input(
             s,
@@ -421,8 +241,8 @@ class AdvisoryService:
             product = self._product(s, tid, compatible)
             now = self.clock()
             a = CraAdvisory(tenant_id=tid, tracking_id=self._new_tracking_id(s, tid, now), version=0, revisions=[], change=None)
-            provider = self.provider(s, tid, origin)
-            title = _text(title, "title", 512) or f"{', '.join(cves)} in {product.name}"
+            provider = self.providers.provider(s, tid, origin)
+            title = checked_text(title, "title", 512) or f"{', '.join(cves)} in {product.name}"
             a_in = self._input(
                 s,
                 tid,
@@ -430,7 +250,7 @@ class AdvisoryService:
                 cves,
                 vectors,
                 title,
-                _text(summary, "summary"),
+                checked_text(summary, "summary"),
                 self._tracking(a, "draft", now),
                 provider,
                 check=True,
@@ -455,12 +275,12 @@ class AdvisoryService:
         tid = who.require_tenant()
         cves = self._cves(cves)
         vectors = self._cvss(cvss, cves)
-        summary = _text(summary, "summary")
+        summary = checked_text(summary, "summary")
         with self.db.session() as s:
             lock_tenant(s, tid)  # tracking ids are numbered per tenant and year
             product = self._product(s, tid, compatible)
             now = self.clock()
-            title = _text(title, "title", 512) or f"{', '.join(cves)} in {product.name}"
+            title = checked_text(title, "title", 512) or f"{', '.join(cves)} in {product.name}"
             a = CraAdvisory(
                 tenant_id=tid,
                 tracking_id=self._new_tracking_id(s, tid, now),
@@ -477,7 +297,7 @@ class AdvisoryService:
                 created_at=now,
                 updated_at=now,
             )
-            provider = self.provider(s, tid, origin)
+            provider = self.providers.provider(s, tid, origin)
             self._input(s, tid, product, cves, vectors, title, summary, self._tracking(a, "draft", now), provider, check=True)
             s.add(a)
             s.flush()
@@ -539,14 +359,14 @@ class AdvisoryService:
                 vectors = self._cvss(given, cves) if given is not None else {k: v for k, v in a.cvss.items() if k in cves}
             else:
                 vectors = dict(a.cvss)
-            title = _text(fields.get("title"), "title", 512) or a.title
-            summary = _text(fields["summary"], "summary") if "summary" in fields else a.summary
-            change = _text(fields.get("change"), "change", 1000)
+            title = checked_text(fields.get("title"), "title", 512) or a.title
+            summary = checked_text(fields["summary"], "summary") if "summary" in fields else a.summary
+            change = checked_text(fields.get("change"), "change", 1000)
             if a.version > 0 and not change:
                 raise Invalid("say what this revision changes (change), e.g. 'Fixed release 2.0 available'")
             product = self._product(s, tid, a.compatible)
             now = self.clock()
-            provider = self.provider(s, tid, origin)
+            provider = self.providers.provider(s, tid, origin)
             self._input(s, tid, product, cves, vectors, title, summary, self._tracking(a, "draft", now), provider, check=True)
             a.cves, a.cvss, a.title, a.summary = cves, vectors, title, summary
             a.change = change or a.change
@@ -571,8 +391,8 @@ class AdvisoryService:
             now = self.clock()
             doc = self._document(s, a, "final", now, origin)
             data = document_bytes(doc)
-            provider = self.provider(s, tid, origin)
-            key = self._signing_key(s, provider, who)
+            provider = self.providers.provider(s, tid, origin)
+            key = self.providers.signing_key(s, provider, who)
             signature = self.pgp.sign(tid, key[0], data) if key else None
             a.version += 1
             a.revisions = [

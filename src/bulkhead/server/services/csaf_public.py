@@ -29,7 +29,8 @@ from bulkhead.cra.csaf_provider import (
 from ..advisory_models import CraAdvisory
 from ..errors import NotFound
 from ..models import Tenant
-from .cra_advisories import AdvisoryService, ProviderInfo, _aware
+from .cra_advisories import AdvisoryService, _aware
+from .cra_provider import ProviderInfo
 
 __all__ = ["PublicFile", "PublicProvider"]
 
@@ -55,7 +56,7 @@ class PublicProvider:
     def tenant_id(self, name: str | None, host: str | None) -> int:
         """The tenant a request addresses: by name (path form) or by its Host (BULKHEAD_CSAF_HOSTS)."""
         if name is None:
-            name = self.adv.tenant_for_host(host or "")
+            name = self.adv.providers.tenant_for_host(host or "")
             if name is None:
                 raise NotFound(
                     f"no tenant's advisories are published at host {host!r}: use /TENANT/.well-known/csaf/"
@@ -69,7 +70,7 @@ class PublicProvider:
 
     def _info(self, tid: int, origin: str) -> tuple[ProviderInfo, list[CraAdvisory]]:
         with self.db.session() as s:
-            info = self.adv.provider(s, tid, origin)
+            info = self.adv.providers.provider(s, tid, origin)
             rows = self.adv.published_rows(s, tid)
             s.expunge_all()
         return info, rows

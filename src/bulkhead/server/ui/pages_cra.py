@@ -235,5 +235,5 @@ def advisories_page(request: Request, me: SignedIn = Depends(signed_in), svc: Se
     """The tenant's CSAF advisories; a published one links to its public page."""
     adv = _advisories(svc)
     items = adv.list_advisories(me.principal)
-    base = adv.base(me.principal.tenant or "", str(request.base_url).rstrip("/"))
+    base = adv.providers.base(me.principal.tenant or "", str(request.base_url).rstrip("/"))
     return render(request, "advisories.html", me=me, advisories=items, base=base, index=f"{base}/advisories/")
