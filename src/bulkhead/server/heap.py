@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import gc
 import logging
 from collections.abc import Iterator
@@ -52,7 +53,9 @@ _M_ARENA_MAX = -8  # glibc's mallopt parameter (malloc.h)
 ARENAS = 2  # malloc arenas per process: one per core of the machines the server is sized for
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
+    """glibc, found once per process (find_library runs ldconfig; the trimmer asks every 30 s)."""
     name = ctypes.util.find_library("c")
     try:
         libc = ctypes.CDLL(name)
