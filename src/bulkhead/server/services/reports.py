@@ -15,7 +15,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Integer, Table, bindparam, column, insert, select, text, update, values
+from sqlalchemy import Table, any_, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
@@ -26,7 +26,7 @@ from ..ids import MAX_ID
 from ..models import Action, Device, DeviceEvent, UTCDateTime, utcnow
 from .auth import Principal
 from .inventory import Inventory, inventory_of
-from .rollout_sql import offered
+from .rollout_sql import int_array, offered
 from .rollouts import RolloutService
 from .security_events import check_details as check_security
 
@@ -162,10 +162,11 @@ class ReportService:
     def _write(self, reports: list[Report]) -> tuple[list[Outcome], set[int]]:
         now = utcnow()
         with self.db.session() as s:
+            postgres = s.get_bind().dialect.name == "postgresql"
             ids = sorted({r.device_id for r in reports})  # locked in one order: concurrent batches cannot deadlock
             rows = s.execute(
                 select(_DEVICES.c.id, _DEVICES.c.report_seq, _DEVICES.c.reported_sha256, _DEVICES.c.os_version)
-                .where(_DEVICES.c.id.in_(ids))
+                .where(_id_in(_DEVICES.c.id, ids, postgres))
                 .order_by(_DEVICES.c.id)
                 .with_for_update()
             )
@@ -204,16 +205,17 @@ class ReportService:
                 if inv is not None and inv.os_version is not None and inv.os_version != dev.os_version:
                     dev.os_version, dev.os_version_changed = inv.os_version, True  # written through the ORM below
                 outcomes.append(dev.seq)
-            postgres = s.get_bind().dialect.name == "postgresql"
             if new_events and postgres:
                 s.execute(_INSERT_EVENTS_PG, _columns_of(new_events, now))
             elif new_events:
                 s.execute(insert(_EVENTS), new_events)
             _update_devices(s, seen, now, postgres)
-            changed = self._orm_changes(s, seen, phased)
+            changed = self._orm_changes(s, seen, phased, postgres)
         return outcomes, changed
 
-    def _orm_changes(self, s: Session, seen: dict[int, _Seen], phased: list[tuple[int, dict[str, Any]]]) -> set[int]:
+    def _orm_changes(
+        self, s: Session, seen: dict[int, _Seen], phased: list[tuple[int, dict[str, Any]]], postgres: bool
+    ) -> set[int]:
         """The rare writes others listen to, through the ORM (the change feed sees them): a new OS version (which
         delta the device is offered depends on it) and events with a phase (a rollout's action follows them)."""
         changed: set[int] = set()
@@ -228,7 +230,7 @@ class ReportService:
             waited = set(
                 s.scalars(
                     select(Action.device_id)
-                    .where(Action.device_id.in_({d for d, _ in phased}), Action.active.is_(True), offered())
+                    .where(_id_in(Action.device_id, sorted({d for d, _ in phased}), postgres), Action.active.is_(True), offered())
                     .distinct()
                 )
             )
@@ -243,6 +245,12 @@ class ReportService:
             if rid is not None:
                 changed.add(rid)
         return changed
+
+
+def _id_in(col: Any, ids: list[int], postgres: bool) -> Any:
+    """`col IN ids`; on PostgreSQL `col = ANY(array)`: one statement text for any number of ids, so the driver
+    prepares it once (an IN list's text, and its prepared statement, differ with each batch's size)."""
+    return col == any_(int_array(ids)) if postgres else col.in_(ids)
 
 
 def _event_row(report: Report, e: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
@@ -283,6 +291,16 @@ _SEEN_SEQ_PG = text(
     "UPDATE devices SET last_seen = :at, report_seq = b.seq "
     "FROM unnest(CAST(:ids AS INTEGER[]), CAST(:seqs AS BIGINT[])) AS b(id, seq) WHERE devices.id = b.id"
 ).bindparams(bindparam("at", type_=UTCDateTime()))
+# Any other set of columns: every column a report writes, NULL where a device's row keeps its value (none of them is
+# ever written as NULL). One text for every batch, where a VALUES list was compiled and prepared per batch size.
+_UPDATE_PG = text(
+    "UPDATE devices SET last_seen = :at, report_seq = COALESCE(b.seq, devices.report_seq), "
+    "update_status = COALESCE(b.status, devices.update_status), "
+    "reported_sha256 = COALESCE(b.sha, devices.reported_sha256), reported = COALESCE(b.inv, devices.reported) "
+    "FROM unnest(CAST(:ids AS INTEGER[]), CAST(:seqs AS BIGINT[]), CAST(:status AS JSON[]), CAST(:sha AS VARCHAR[]), "
+    "CAST(:inv AS JSON[])) AS b(id, seq, status, sha, inv) WHERE devices.id = b.id"
+).bindparams(bindparam("at", type_=UTCDateTime()))
+_WRITTEN = ("last_seen", "report_seq", "update_status", "reported_sha256", "reported")
 
 
 def _columns_of(rows: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
@@ -303,28 +321,40 @@ def _columns_of(rows: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
 
 
 def _update_devices(s: Session, seen: dict[int, _Seen], now: dt.datetime, postgres: bool) -> None:
-    """Each device's new values in one statement per set of columns (usually one: last_seen and report_seq).
-
-    On PostgreSQL the usual sets go as arrays (_SEEN_PG, _SEEN_SEQ_PG), the rare ones (an inventory, an update
-    status) as an UPDATE ... FROM (VALUES ...); SQLite (whose VALUES have no column names) runs an executemany in
-    process.
-    """
-    shapes: defaultdict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-    for device_id, dev in sorted(seen.items()):
-        if dev.values:
-            shapes[tuple(sorted(dev.values))].append((device_id, dev.values))
-    for columns, rows in shapes.items():
-        if postgres and columns == ("last_seen",):
-            s.execute(_SEEN_PG, {"at": now, "ids": [device_id for device_id, _ in rows]})
-        elif postgres and columns == ("last_seen", "report_seq"):
-            ids, seqs = [device_id for device_id, _ in rows], [v["report_seq"] for _, v in rows]
+    """Each device's new values, written in one statement per batch on PostgreSQL (arrays: _SEEN_PG and _SEEN_SEQ_PG
+    for the usual sets of columns, _UPDATE_PG for any other), one executemany per set of columns on SQLite."""
+    rows = [(device_id, dev.values) for device_id, dev in sorted(seen.items()) if dev.values]
+    if not rows:
+        return
+    assert all(set(v) <= set(_WRITTEN) for _, v in rows), "a report writes a column _UPDATE_PG does not"
+    if postgres:
+        ids = [device_id for device_id, _ in rows]
+        shapes = {tuple(sorted(v)) for _, v in rows}
+        if shapes == {("last_seen",)}:
+            s.execute(_SEEN_PG, {"at": now, "ids": ids})
+        elif shapes <= {("last_seen",), ("last_seen", "report_seq")}:
+            seqs = [v.get("report_seq", seen[device_id].seq) for device_id, v in rows]
             s.execute(_SEEN_SEQ_PG, {"at": now, "ids": ids, "seqs": seqs})
-        elif postgres:
-            table = values(column("b_id", Integer), *(column(f"v_{c}", _DEVICES.c[c].type) for c in columns), name="batch").data(
-                [(device_id, *(v[c] for c in columns)) for device_id, v in rows]
-            )
-            stmt = update(_DEVICES).where(_DEVICES.c.id == table.c.b_id).values({c: table.c[f"v_{c}"] for c in columns})
-            s.execute(stmt)
         else:
-            stmt = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values({c: bindparam(f"v_{c}") for c in columns})
-            s.execute(stmt, [{"b_id": device_id, **{f"v_{c}": v[c] for c in columns}} for device_id, v in rows])
+            s.execute(
+                _UPDATE_PG,
+                {
+                    "at": now,
+                    "ids": ids,
+                    "seqs": [v.get("report_seq") for _, v in rows],
+                    "status": [_json_or_none(v.get("update_status")) for _, v in rows],
+                    "sha": [v.get("reported_sha256") for _, v in rows],
+                    "inv": [_json_or_none(v.get("reported")) for _, v in rows],
+                },
+            )
+        return
+    groups: defaultdict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
+    for device_id, v in rows:
+        groups[tuple(sorted(v))].append((device_id, v))
+    for columns, group in groups.items():
+        stmt = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values({c: bindparam(f"v_{c}") for c in columns})
+        s.execute(stmt, [{"b_id": device_id, **{f"v_{c}": v[c] for c in columns}} for device_id, v in group])
+
+
+def _json_or_none(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)

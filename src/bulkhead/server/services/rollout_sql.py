@@ -138,7 +138,7 @@ _ACTION_COLUMNS = [
 ]
 
 
-def _int_array(values: Sequence[int]) -> Any:
+def int_array(values: Sequence[int]) -> Any:
     """An integer[] parameter, sent as its text form (PostgreSQL parses that far faster than the driver adapts a list)."""
     text = "{" + ",".join(map(str, values)) + "}"
     return sql_cast(bindparam(None, text, type_=String), ARRAY(Integer))
@@ -147,7 +147,7 @@ def _int_array(values: Sequence[int]) -> Any:
 def _pairs(s: Session, pairs: Sequence[tuple[int, int]]) -> Any:
     """(device id, phase) pairs as a table for INSERT ... SELECT (PostgreSQL: two arrays unnested, one statement)."""
     ids, phases = [d for d, _ in pairs], [p for _, p in pairs]
-    return func.unnest(_int_array(ids), _int_array(phases)).table_valued("device_id", "phase").render_derived()
+    return func.unnest(int_array(ids), int_array(phases)).table_valued("device_id", "phase").render_derived()
 
 
 def _action_select(s: Session, r: Rollout, device_id: Any, phase: Any, why: str, now: dt.datetime, history: Any = None) -> Any:
