@@ -206,7 +206,7 @@ class ReportService:
                     dev.os_version, dev.os_version_changed = inv.os_version, True  # written through the ORM below
                 outcomes.append(dev.seq)
             if new_events and postgres:
-                s.execute(_INSERT_EVENTS_PG, _columns_of(new_events, now))
+                s.execute(_INSERT_EVENTS_PG, {"rows": _event_rows_json(new_events), "at": now})
             elif new_events:
                 s.execute(insert(_EVENTS), new_events)
             _update_devices(s, seen, now, postgres)
@@ -276,13 +276,13 @@ def _update_status(e: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-# PostgreSQL: a batch's rows as arrays, one per column: the statement is the same for every batch (compiled and
-# planned once), where VALUES lists or an executemany cost the driver and SQLAlchemy work per row.
+# PostgreSQL: a batch's rows as one JSON document read by json_to_recordset: the statement is the same for every batch
+# (compiled and planned once), the encoding is the json module's C encoder (VALUES lists or an executemany cost the
+# driver and SQLAlchemy work per row; arrays of JSON text cost the driver's quoting of every character).
 _INSERT_EVENTS_PG = text(
     "INSERT INTO device_events (tenant_id, device_id, seq, kind, phase, release_id, details, device_time, at) "
-    "SELECT t, d, q, k, p, r, j, dt, :at FROM unnest(CAST(:t AS INTEGER[]), CAST(:d AS INTEGER[]), CAST(:q AS BIGINT[]), "
-    "CAST(:k AS VARCHAR[]), CAST(:p AS VARCHAR[]), CAST(:r AS INTEGER[]), CAST(:j AS JSON[]), "
-    "CAST(:dt AS TIMESTAMPTZ[])) AS e(t, d, q, k, p, r, j, dt)"
+    "SELECT t, d, q, k, p, r, j, dt, :at FROM json_to_recordset(CAST(:rows AS JSON)) "
+    "AS e(t INTEGER, d INTEGER, q BIGINT, k VARCHAR, p VARCHAR, r INTEGER, j JSON, dt TIMESTAMPTZ)"
 ).bindparams(bindparam("at", type_=UTCDateTime()))
 _SEEN_PG = text("UPDATE devices SET last_seen = :at WHERE id = ANY(CAST(:ids AS INTEGER[]))").bindparams(
     bindparam("at", type_=UTCDateTime())
@@ -297,27 +297,31 @@ _UPDATE_PG = text(
     "UPDATE devices SET last_seen = :at, report_seq = COALESCE(b.seq, devices.report_seq), "
     "update_status = COALESCE(b.status, devices.update_status), "
     "reported_sha256 = COALESCE(b.sha, devices.reported_sha256), reported = COALESCE(b.inv, devices.reported) "
-    "FROM unnest(CAST(:ids AS INTEGER[]), CAST(:seqs AS BIGINT[]), CAST(:status AS JSON[]), CAST(:sha AS VARCHAR[]), "
-    "CAST(:inv AS JSON[])) AS b(id, seq, status, sha, inv) WHERE devices.id = b.id"
+    "FROM json_to_recordset(CAST(:rows AS JSON)) AS b(id INTEGER, seq BIGINT, status JSON, sha VARCHAR, inv JSON) "
+    "WHERE devices.id = b.id"
 ).bindparams(bindparam("at", type_=UTCDateTime()))
 _WRITTEN = ("last_seen", "report_seq", "update_status", "reported_sha256", "reported")
 
 
-def _columns_of(rows: list[dict[str, Any]], now: dt.datetime) -> dict[str, Any]:
-    def utc(t: dt.datetime | None) -> dt.datetime | None:
-        return None if t is None else t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t
+def _event_rows_json(rows: list[dict[str, Any]]) -> str:
+    def utc(t: dt.datetime | None) -> str | None:
+        return None if t is None else (t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t).isoformat()
 
-    return {
-        "t": [r["tenant_id"] for r in rows],
-        "d": [r["device_id"] for r in rows],
-        "q": [r["seq"] for r in rows],
-        "k": [r["kind"] for r in rows],
-        "p": [r["phase"] for r in rows],
-        "r": [r["release_id"] for r in rows],
-        "j": [json.dumps(r["details"]) for r in rows],
-        "dt": [utc(r["device_time"]) for r in rows],
-        "at": now,
-    }
+    return json.dumps(
+        [
+            {
+                "t": r["tenant_id"],
+                "d": r["device_id"],
+                "q": r["seq"],
+                "k": r["kind"],
+                "p": r["phase"],
+                "r": r["release_id"],
+                "j": r["details"],
+                "dt": utc(r["device_time"]),
+            }
+            for r in rows
+        ]
+    )
 
 
 def _update_devices(s: Session, seen: dict[int, _Seen], now: dt.datetime, postgres: bool) -> None:
@@ -336,17 +340,17 @@ def _update_devices(s: Session, seen: dict[int, _Seen], now: dt.datetime, postgr
             seqs = [v.get("report_seq", seen[device_id].seq) for device_id, v in rows]
             s.execute(_SEEN_SEQ_PG, {"at": now, "ids": ids, "seqs": seqs})
         else:
-            s.execute(
-                _UPDATE_PG,
+            by_row = [
                 {
-                    "at": now,
-                    "ids": ids,
-                    "seqs": [v.get("report_seq") for _, v in rows],
-                    "status": [_json_or_none(v.get("update_status")) for _, v in rows],
-                    "sha": [v.get("reported_sha256") for _, v in rows],
-                    "inv": [_json_or_none(v.get("reported")) for _, v in rows],
-                },
-            )
+                    "id": device_id,
+                    "seq": v.get("report_seq"),
+                    "status": v.get("update_status"),
+                    "sha": v.get("reported_sha256"),
+                    "inv": v.get("reported"),
+                }
+                for device_id, v in rows
+            ]
+            s.execute(_UPDATE_PG, {"at": now, "rows": json.dumps(by_row)})
         return
     groups: defaultdict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for device_id, v in rows:
@@ -354,7 +358,3 @@ def _update_devices(s: Session, seen: dict[int, _Seen], now: dt.datetime, postgr
     for columns, group in groups.items():
         stmt = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values({c: bindparam(f"v_{c}") for c in columns})
         s.execute(stmt, [{"b_id": device_id, **{f"v_{c}": v[c] for c in columns}} for device_id, v in group])
-
-
-def _json_or_none(value: Any) -> str | None:
-    return None if value is None else json.dumps(value)
