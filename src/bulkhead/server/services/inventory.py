@@ -31,6 +31,10 @@ class Inventory:
         value: dict[str, Any] = json.loads(self.text)
         return value
 
+    def json_text(self) -> str:
+        """The inventory as JSON text: as the device sent it, or serialized here."""
+        return self.text if self.text is not None else json.dumps(self.value)
+
     @classmethod
     def seen_before(cls, text: str, before: Inventory) -> Inventory:
         """The same text as `before` again (checked then): not parsed unless it must be written."""

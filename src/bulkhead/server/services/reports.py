@@ -201,7 +201,7 @@ class ReportService:
                 inv = report.inventory
                 if inv is not None and inv.sha256 != dev.inventory_sha256:
                     dev.inventory_sha256 = dev.values["reported_sha256"] = inv.sha256
-                    dev.values["reported"] = inv.parsed()
+                    dev.values["reported"] = inv  # its text as sent (PostgreSQL), or parsed (SQLite)
                 if inv is not None and inv.os_version is not None and inv.os_version != dev.os_version:
                     dev.os_version, dev.os_version_changed = inv.os_version, True  # written through the ORM below
                 outcomes.append(dev.seq)
@@ -340,21 +340,27 @@ def _update_devices(s: Session, seen: dict[int, _Seen], now: dt.datetime, postgr
             seqs = [v.get("report_seq", seen[device_id].seq) for device_id, v in rows]
             s.execute(_SEEN_SEQ_PG, {"at": now, "ids": ids, "seqs": seqs})
         else:
-            by_row = [
-                {
-                    "id": device_id,
-                    "seq": v.get("report_seq"),
-                    "status": v.get("update_status"),
-                    "sha": v.get("reported_sha256"),
-                    "inv": v.get("reported"),
-                }
-                for device_id, v in rows
-            ]
-            s.execute(_UPDATE_PG, {"at": now, "rows": json.dumps(by_row)})
+            s.execute(_UPDATE_PG, {"at": now, "rows": _device_rows_json(rows)})
         return
     groups: defaultdict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for device_id, v in rows:
         groups[tuple(sorted(v))].append((device_id, v))
     for columns, group in groups.items():
         stmt = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values({c: bindparam(f"v_{c}") for c in columns})
-        s.execute(stmt, [{"b_id": device_id, **{f"v_{c}": v[c] for c in columns}} for device_id, v in group])
+        s.execute(stmt, [{"b_id": device_id, **{f"v_{c}": _value(v[c]) for c in columns}} for device_id, v in group])
+
+
+def _value(v: Any) -> Any:
+    return v.parsed() if isinstance(v, Inventory) else v
+
+
+def _device_rows_json(rows: list[tuple[int, dict[str, Any]]]) -> str:
+    """_UPDATE_PG's rows; an inventory goes in as the JSON text the device sent (checked when the report was read),
+    neither parsed nor serialized again."""
+    parts = []
+    for device_id, v in rows:
+        row = {"id": device_id, "seq": v.get("report_seq"), "status": v.get("update_status"), "sha": v.get("reported_sha256")}
+        head = json.dumps(row)
+        inv: Inventory | None = v.get("reported")
+        parts.append(head if inv is None else f'{head[:-1]},"inv":{inv.json_text()}}}')
+    return "[" + ",".join(parts) + "]"
