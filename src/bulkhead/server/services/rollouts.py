@@ -36,6 +36,7 @@ from .fleet_names import find_group
 from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
 from .rollout_checks import check_target, refuse_downgrades
+from .rollout_counts import ProgressCounts
 from .rollout_plan import (
     ACTION_TYPES,
     FAILED,
@@ -83,7 +84,14 @@ class RolloutService:
     def __init__(self, db: Database, on_change: Any = None) -> None:
         self.db = db
         # Called with a rollout id after a change that may let it progress (the job queue enqueues advance()).
-        self.on_change = on_change or (lambda _rid, _eta=None: None)
+        self._notify = on_change or (lambda _rid, _eta=None: None)
+        self.progress = ProgressCounts()
+
+    def on_change(self, rollout_id: int, eta: dt.datetime | None = None) -> None:
+        """A committed change to the rollout (reports, DDI feedback, a scheduled start): its shared count is dropped
+        and an evaluation asked for."""
+        self.progress.forget(rollout_id)
+        self._notify(rollout_id, eta)
 
     # -- reading ------------------------------------------------------------------------
     def _own(self, s: Session, who: Principal, ref: str, lock: bool = False) -> Rollout:
@@ -98,18 +106,15 @@ class RolloutService:
             raise NotFound(f"rollout '{ref}' does not exist")
         return r
 
-    def _json(self, s: Session, r: Rollout) -> dict[str, Any]:
+    def _json(self, s: Session, r: Rollout, fresh: bool = True) -> dict[str, Any]:
         """The rollout and its progress, counted by the database: devices per phase and status (each device's
-        newest attempt) and bytes moved (every attempt). No action row is loaded."""
-        q = (
-            select(Action.phase, Action.status, Action.superseded, func.count(), func.coalesce(func.sum(Action.bytes_done), 0))
-            .where(Action.rollout_id == r.id)
-            .group_by(Action.phase, Action.status, Action.superseded)
-        )
+        newest attempt) and bytes moved (every attempt). No action row is loaded. Reads (`fresh` False) share a
+        count made within the last second (rollout_counts.py); answers to commands count afresh."""
         counts: dict[int, Counter[str]] = {}
         moved: Counter[int] = Counter()
-        for phase, status, superseded, n, nbytes in s.execute(q):
-            moved[phase] += int(nbytes or 0)
+        stamp = (r.status, r.current_phase, r.phases_started, r.updated_at)
+        for phase, status, superseded, n, nbytes in self.progress.read(s, r.id, stamp, fresh):
+            moved[phase] += nbytes
             if not superseded and phase < r.phases_started:  # a phase not yet open has no devices working on it
                 counts.setdefault(phase, Counter())[status] += n
         per_phase: list[dict[str, Any]] = []
@@ -154,12 +159,12 @@ class RolloutService:
         who.require("viewer")
         with self.db.session() as s:
             rows = list(s.scalars(keyset(select(Rollout).where(Rollout.tenant_id == who.require_tenant()), [Rollout.id], page)))
-            return paged(rows, page, lambda r: (r.id,), lambda r: self._json(s, r))
+            return paged(rows, page, lambda r: (r.id,), lambda r: self._json(s, r, fresh=False))
 
     def show(self, who: Principal, ref: str) -> dict[str, Any]:
         who.require("viewer")
         with self.db.session() as s:
-            return self._json(s, self._own(s, who, ref))
+            return self._json(s, self._own(s, who, ref), fresh=False)
 
     def actions(self, who: Principal, ref: str, status: str | None, page: Page) -> Paged[dict[str, Any]]:
         """One page of the rollout's actions by id, with each device's name (not its row: no inventories)."""
@@ -363,8 +368,12 @@ class RolloutService:
             search = joiners or rollout_id is None
             # The sweep skips a rollout being evaluated elsewhere; one rollout's evaluation (asked for after a change)
             # waits for it instead and then reads that change: skipped, it would wait for the next minute's sweep.
+            evaluated = []
             for r in s.scalars(q.order_by(Rollout.id).with_for_update(skip_locked=rollout_id is None)):
                 self._advance(s, r, now, joiners=search)
+                evaluated.append(r.id)
+        for rid in evaluated:  # committed: reads count again
+            self.progress.forget(rid)
 
     def _place(self, s: Session, r: Rollout, plan: dict[int, int], now: dt.datetime) -> int:
         """Give devices new to the rollout their action in their phase: one bulk insert per phase. An action of a
@@ -554,6 +563,7 @@ class RolloutService:
         if status == a.status:
             return None
         record_status(a, status, message, source="device")
+        self.progress.forget(a.rollout_id)  # and again by on_change once committed
         return a.rollout_id
 
     def on_app_event(self, s: Session, dev: Device, phase: str, details: dict[str, Any]) -> int | None:
@@ -573,6 +583,7 @@ class RolloutService:
             return None
         error = details.get("error")
         record_status(a, status, str(error) if error else f"app {name} {version}: {phase}", source="device")
+        self.progress.forget(a.rollout_id)  # and again by on_change once committed
         return a.rollout_id
 
 
