@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,6 +174,40 @@ def test_cra_cases_with_time_left_notes_and_escaped_text(server: LiveServer) -> 
     assert adv.status_code == 200 and f'/{t.name}/advisories/"' in adv.text  # the public CSAF pages
 
 
+def test_cra_case_submissions_and_dismissal_from_the_case_page(server: LiveServer) -> None:
+    t = tenant(server)
+    t.user("ops", "operator")
+    t.user("watcher", "viewer")
+    cid = t.api.post("/api/v1/cra/cases", json={"kind": "vulnerability", "title": "c", "cves": ["CVE-2024-3094"]}).json()["id"]
+    o, v = login(server, t, "ops"), login(server, t, "watcher")
+    token = csrf(o, f"/ui/cra/cases/{cid}")
+    assert "Record submission" not in o.get(f"/ui/cra/cases/{cid}").text, "nothing to submit before awareness is confirmed"
+    assert o.post(f"/ui/cra/cases/{cid}/confirm", data={"csrf": token}).status_code == 303
+    page = o.get(f"/ui/cra/cases/{cid}").text
+    assert 'value="early_warning"' in page and 'value="final_report"' not in page, "only the submission due next"
+    forged = v.post(f"/ui/cra/cases/{cid}/submit", data={"csrf": csrf(v), "submission": "early_warning", "reference": "x"})
+    assert forged.status_code == 403
+    empty = o.post(f"/ui/cra/cases/{cid}/submit", data={"csrf": token, "submission": "early_warning", "reference": ""})
+    assert empty.status_code == 400 and "reference" in empty.text
+    wrong = o.post(f"/ui/cra/cases/{cid}/submit", data={"csrf": token, "submission": "final_report", "reference": "r"})
+    assert wrong.status_code == 409, "a submission the case's state does not allow"
+    assert t.api.get(f"/api/v1/cra/cases/{cid}").json()["state"] == "early_warning_due", "refused writes changed nothing"
+    r = o.post(
+        f"/ui/cra/cases/{cid}/submit", data={"csrf": token, "submission": "early_warning", "reference": f"SRP-1 {EVIL}"}
+    )
+    assert r.status_code == 303
+    case = t.api.get(f"/api/v1/cra/cases/{cid}").json()
+    assert case["state"] == "notification_due"
+    assert any(e.get("reference") == f"SRP-1 {EVIL}" for e in case["entries"])
+    page = o.get(f"/ui/cra/cases/{cid}").text
+    assert "<script>alert" not in page and 'value="notification"' in page
+    assert o.post(f"/ui/cra/cases/{cid}/dismiss", data={"csrf": token, "reason": ""}).status_code == 400
+    assert o.post(f"/ui/cra/cases/{cid}/dismiss", data={"csrf": token, "reason": "not exploitable here"}).status_code == 303
+    assert t.api.get(f"/api/v1/cra/cases/{cid}").json()["state"] == "dismissed"
+    web = "user:ops (web)"
+    assert {("cra.case.submit", web), ("cra.case.dismiss", web)} <= _actors(t.api, "cra.case.")
+
+
 @dataclass
 class VulnLab:
     records: Path  # the CVE records feed
@@ -228,6 +263,91 @@ def test_vulnerability_pages_filters_cve_exposure_and_device_findings(server: Li
     assert re.search(r'<span class="n">1</span> exposed devices', summary), summary
 
 
+def test_vex_statements_set_and_withdrawn_from_the_cve_page(server: LiveServer, vuln_lab: VulnLab) -> None:
+    """An operator sets a not_affected statement on the CVE page (the device is no longer exposed) and withdraws it
+    (exposed again); a viewer's forged write and a write without the CSRF token change nothing; bad input is a 400
+    naming the problem; the statement's text is escaped; the audit log names the web user."""
+    with server.client(server.admin) as a:
+        import_feed(a, "cve-records", vuln_lab.records)
+        import_feed(a, "debian-tracker", TRACKER)
+    t = tenant(server)
+    t.api.put("/api/v1/keyring", json={"pem": vuln_lab.ca.read_text()}).raise_for_status()
+    t.user("op", "operator")
+    t.user("watcher", "viewer")
+    name, auth = vuln_device(t.api, DEBIAN, "line-a")
+    report(t.api, name, auth, "1", {"libssl3": OLD_SSL})
+    scan(t.api)
+    cve, url = "CVE-2024-5535", "/ui/vulns/CVE-2024-5535"
+
+    def exposed() -> int:
+        return int(t.api.get(f"/api/v1/vulnerabilities/{cve}").json()["exposure"]["devices"])
+
+    assert exposed() == 1
+    statement = {
+        "compatible": DEBIAN,
+        "status": "not_affected",
+        "justification": "vulnerable_code_not_in_execute_path",
+        "impact_statement": EVIL,
+    }
+    viewer = login(server, t, "watcher")
+    assert "Set a statement" not in viewer.get(url).text, "a viewer sees no VEX form"
+    assert viewer.post(f"{url}/vex", data={**statement, "csrf": csrf(viewer)}).status_code == 403
+    op = login(server, t, "op")
+    assert op.post(f"{url}/vex", data=statement).status_code == 403, "no CSRF token"
+    bad = op.post(f"{url}/vex", data={**statement, "status": "fine", "csrf": csrf(op)})
+    assert bad.status_code == 400 and "status" in bad.text
+    assert t.api.get("/api/v1/vex").json() == [] and exposed() == 1, "refused writes changed nothing"
+
+    token = csrf(op, url)
+    r = op.post(f"{url}/vex", data={**statement, "csrf": token})
+    assert r.status_code == 303 and r.headers["location"] == url
+    [st] = t.api.get("/api/v1/vex").json()
+    assert st["status"] == "not_affected" and st["impact_statement"] == EVIL and st["actor"].startswith("user:op")
+    assert exposed() == 0, "the statement applies at once"
+    page = op.get(url).text
+    assert EVIL not in page and "&lt;script&gt;" in page, "the statement's text is escaped"
+    assert f"/vex/{st['id']}/withdraw" in page
+    assert op.post(f"{url}/vex/{2**70}/withdraw", data={"csrf": token}).status_code == 422, "an id out of range"
+    assert viewer.post(f"{url}/vex/{st['id']}/withdraw", data={"csrf": csrf(viewer)}).status_code == 403
+    r = op.post(f"{url}/vex/{st['id']}/withdraw", data={"csrf": token})
+    assert r.status_code == 303 and t.api.get("/api/v1/vex").json() == [] and exposed() == 1
+    assert {("vex.set", "user:op (web)"), ("vex.delete", "user:op (web)")} <= _actors(t.api, "vex.")
+
+
+def test_an_advisory_draft_is_published_from_the_advisories_page(server: LiveServer, vuln_lab: VulnLab) -> None:
+    if not shutil.which("gpg"):
+        pytest.skip("gpg is not installed (apt install gnupg): advisories are signed with it")
+    with server.client(server.admin) as a:
+        import_feed(a, "cve-records", vuln_lab.records)
+        import_feed(a, "debian-tracker", TRACKER)
+    t = tenant(server)
+    t.api.put("/api/v1/keyring", json={"pem": vuln_lab.ca.read_text()}).raise_for_status()
+    t.user("op", "operator")
+    t.user("watcher", "viewer")
+    r = t.api.post("/api/v1/releases", content=vuln_lab.bundle.read_bytes())
+    assert r.status_code == 201, r.text
+    t.api.put(f"/api/v1/releases/{r.json()['id']}/sbom", content=debian_sbom(OLD_SSL)).raise_for_status()
+    scan(t.api)
+    draft = t.api.post("/api/v1/cra/advisories", json={"compatible": DEBIAN, "cves": ["CVE-2024-5535"], "title": EVIL})
+    assert draft.status_code == 201, draft.text
+    aid, url = draft.json()["id"], f"/ui/cra/advisories/{draft.json()['id']}/publish"
+    v, o = login(server, t, "watcher"), login(server, t, "op")
+    assert "publish advisory" not in v.get("/ui/cra/advisories").text
+    assert v.post(url, data={"csrf": csrf(v)}).status_code == 403
+    assert o.post(url, data={}).status_code == 403, "no CSRF token"
+    assert t.api.get(f"/api/v1/cra/advisories/{aid}").json()["state"] == "draft", "refused writes changed nothing"
+    listing = o.get("/ui/cra/advisories").text
+    assert f'action="{url}"' in listing and ESCAPED in listing and "<script>alert" not in listing
+    r = o.post(url, data={"csrf": csrf(o, "/ui/cra/advisories")})
+    assert r.status_code == 303
+    published = t.api.get(f"/api/v1/cra/advisories/{aid}").json()
+    assert published["state"] == "final" and published["version"] == 1
+    assert f'action="{url}"' not in o.get("/ui/cra/advisories").text, "published: nothing left to publish"
+    again = o.post(url, data={"csrf": csrf(o, "/ui/cra/advisories")})
+    assert again.status_code == 409 and "revise" in again.text
+    assert ("cra.advisory.publish", "user:op (web)") in _actors(t.api, "cra.advisory.")
+
+
 def test_overview_draws_the_version_chart_as_escaped_svg(server: LiveServer) -> None:
     t = tenant(server)
     boot = t.api.post("/api/v1/bootstrap-tokens", json={"name": "b"}).json()["token"]
@@ -245,3 +365,20 @@ def test_overview_draws_the_version_chart_as_escaped_svg(server: LiveServer) -> 
     assert chart and 'role="img"' in chart.group(0)
     assert "<title>1.0: 2 devices</title>" in chart.group(0) and "<script>" not in chart.group(0)
     assert "&lt;script&gt;" in chart.group(0)
+
+
+def test_the_tokens_page_pages_each_kind_on_its_own(server: LiveServer) -> None:
+    t = tenant(server)
+    names = [f"boot-{i:03d}" for i in range(105)]
+    for name in names:
+        t.api.post("/api/v1/bootstrap-tokens", json={"name": name}).raise_for_status()
+    b = login(server, t, "admin")
+    first = b.get("/ui/tokens").text
+    shown = re.findall(r"<td>(boot-\d{3})</td>", first)
+    assert shown == names[:100]
+    more = re.search(r'href="/ui/tokens\?boot_cursor=([^"&]+)" rel="next">Next bootstrap tokens', first)
+    assert more, "a link to the next page of bootstrap tokens"
+    assert "Next API tokens" not in first, "one page of API tokens: no link"
+    second = b.get(f"/ui/tokens?boot_cursor={more.group(1)}").text
+    assert re.findall(r"<td>(boot-\d{3})</td>", second) == names[100:] and "Next bootstrap tokens" not in second
+    assert b.get("/ui/tokens", params={"boot_cursor": "garbage"}).status_code == 400

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 
 from ..api.deps import Services, services
 from ..errors import Invalid
+from ..ids import DbId
 from ..services.ui_accounts import SignedIn
 from .pages import _rollout_context
 from .routing import UiRoute
@@ -22,7 +23,7 @@ ROLLOUT_ACTIONS = ("pause", "resume", "cancel", "approve", "retry")
 
 @router.post("/devices/{device_id}/{action}")
 async def device_action(
-    device_id: int, action: str, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    device_id: DbId, action: str, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     fields = await form(request)
     require_write(request, me, fields)
@@ -49,7 +50,7 @@ async def device_action(
 
 @router.post("/rollouts/{rollout_id}/{action}")
 async def rollout_action(
-    rollout_id: int, action: str, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    rollout_id: DbId, action: str, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     fields = await form(request)
     require_write(request, me, fields)

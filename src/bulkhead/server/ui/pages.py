@@ -10,6 +10,7 @@ from fastapi.responses import Response
 from ..api.deps import Services, services
 from ..api.paging import decode_cursor, encode_cursor
 from ..api.stored import stored_response
+from ..ids import DbId
 from ..services import audit
 from ..services.device_history import event_page
 from ..services.device_list import DeviceFilter
@@ -71,7 +72,7 @@ def devices_page(
 
 @router.get("/devices/{device_id}")
 def device_page(
-    device_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    device_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     dev = svc.devices.show(me.principal, str(device_id))
     with svc.db.session() as s:
@@ -98,7 +99,7 @@ def device_page(
 
 @router.get("/devices/{device_id}/identity")
 def device_identity(
-    device_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    device_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     """The device page's identity card (status, version, update, last seen), polled every 2 s."""
     dev = svc.devices.show(me.principal, str(device_id))
@@ -107,7 +108,7 @@ def device_identity(
 
 @router.get("/devices/{device_id}/packages")
 def device_packages(
-    device_id: int,
+    device_id: DbId,
     request: Request,
     q: str = Query("", max_length=128),
     me: SignedIn = Depends(signed_in),
@@ -131,7 +132,7 @@ def releases_page(
 
 @router.get("/releases/{release_id}")
 def release_page(
-    release_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    release_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     rel = svc.releases.get(me.principal, release_id)
     return render(request, "release.html", me=me, rel=rel)
@@ -139,7 +140,7 @@ def release_page(
 
 @router.get("/releases/{release_id}/sbom")
 def release_sbom(
-    release_id: int,
+    release_id: DbId,
     format: str | None = Query(None, max_length=32),
     me: SignedIn = Depends(signed_in),
     svc: Services = Depends(services),
@@ -171,14 +172,14 @@ def _rollout_context(svc: Services, me: SignedIn, rollout_id: int) -> dict[str, 
 
 @router.get("/rollouts/{rollout_id}")
 def rollout_page(
-    rollout_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    rollout_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     return render(request, "rollout.html", me=me, **_rollout_context(svc, me, rollout_id))
 
 
 @router.get("/rollouts/{rollout_id}/progress")
 def rollout_progress(
-    rollout_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    rollout_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     return render(request, "rollout_progress.html", me=me, **_rollout_context(svc, me, rollout_id))
 

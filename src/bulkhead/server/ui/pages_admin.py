@@ -13,11 +13,13 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from ..api.deps import Services, services
+from ..api.paging import decode_cursor, encode_cursor
 from ..errors import Invalid
+from ..ids import DbId
 from ..services.auth import ROLES
 from ..services.ddi_settings import ddi_settings
 from ..services.devices import NAME
@@ -29,7 +31,8 @@ from .web import PREFIX, back, form, render, require_write, signed_in
 __all__ = ["certificates", "router"]
 
 router = APIRouter(prefix=PREFIX, route_class=UiRoute, include_in_schema=False)
-TOKEN_PAGE = 500
+TOKEN_PAGE = 100
+_API_SCOPE, _BOOT_SCOPE = "ui-api-tokens", "ui-bootstrap-tokens"
 
 
 def _name(fields: dict[str, str], what: str) -> str:
@@ -52,15 +55,45 @@ def _positive(raw: str, what: str) -> float | None:
     return value
 
 
-def _tokens_page(request: Request, me: SignedIn, svc: Services, status: int = 200, **shown: Any) -> Response:
-    api_tokens = svc.tenants.list_tokens(me.principal, Page(TOKEN_PAGE)).items
-    bootstrap = svc.devices.list_bootstrap(me.principal, Page(TOKEN_PAGE)).items
-    return render(request, "tokens.html", status, me=me, api_tokens=api_tokens, bootstrap=bootstrap, roles=ROLES, **shown)
+def _tokens_page(
+    request: Request,
+    me: SignedIn,
+    svc: Services,
+    status: int = 200,
+    api_cursor: str | None = None,
+    boot_cursor: str | None = None,
+    **shown: Any,
+) -> Response:
+    """Both kinds of token, a page of each (TOKEN_PAGE, by id); each list pages on with its own cursor."""
+    api_after = decode_cursor(_API_SCOPE, api_cursor) if api_cursor else None
+    boot_after = decode_cursor(_BOOT_SCOPE, boot_cursor) if boot_cursor else None
+    api_tokens = svc.tenants.list_tokens(me.principal, Page(TOKEN_PAGE, api_after))
+    bootstrap = svc.devices.list_bootstrap(me.principal, Page(TOKEN_PAGE, boot_after))
+    return render(
+        request,
+        "tokens.html",
+        status,
+        me=me,
+        api_tokens=api_tokens.items,
+        bootstrap=bootstrap.items,
+        roles=ROLES,
+        api_next=encode_cursor(_API_SCOPE, api_tokens.next) if api_tokens.next else None,
+        boot_next=encode_cursor(_BOOT_SCOPE, bootstrap.next) if bootstrap.next else None,
+        api_cursor=api_cursor,
+        boot_cursor=boot_cursor,
+        **shown,
+    )
 
 
 @router.get("/tokens")
-def tokens_page(request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)) -> Response:
-    return _tokens_page(request, me, svc)
+def tokens_page(
+    request: Request,
+    api_cursor: str | None = Query(None, max_length=256),
+    boot_cursor: str | None = Query(None, max_length=256),
+    me: SignedIn = Depends(signed_in),
+    svc: Services = Depends(services),
+) -> Response:
+    return _tokens_page(request, me, svc, api_cursor=api_cursor, boot_cursor=boot_cursor)
 
 
 @router.post("/tokens/api")
@@ -78,7 +111,7 @@ async def api_token_create(request: Request, me: SignedIn = Depends(signed_in), 
 
 @router.post("/tokens/api/{token_id}/revoke")
 async def api_token_revoke(
-    token_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    token_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     fields = await form(request)
     require_write(request, me, fields)
@@ -107,7 +140,7 @@ async def bootstrap_create(request: Request, me: SignedIn = Depends(signed_in), 
 
 @router.post("/tokens/bootstrap/{token_id}/revoke")
 async def bootstrap_revoke(
-    token_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    token_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     fields = await form(request)
     require_write(request, me, fields)

@@ -13,9 +13,13 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from ...cra.article14 import SUBMISSIONS
+from ...cra.vex_terms import OPENVEX_JUSTIFICATIONS
+from ...cra.vex_terms import STATUSES as VEX_STATUSES
 from ..api.deps import Services, services
 from ..api.paging import decode_cursor, encode_cursor
 from ..errors import Invalid, NotFound
+from ..ids import DbId
 from ..services import security_events
 from ..services.cra_advisories import AdvisoryService
 from ..services.cra_cases import CaseService
@@ -157,16 +161,68 @@ def vulns_page(
 
 @router.get("/vulns/{cve}")
 def cve_page(cve: str, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)) -> Response:
-    """One CVE: severity, KEV/EPSS, findings per release and per device profile, exposure, the fixing releases, VEX."""
+    """One CVE: severity, KEV/EPSS, findings per release and per device profile, exposure, the fixing releases, VEX
+    (operators set and withdraw statements here)."""
     vulns = _vulns(svc)
     info = vulns.show(me.principal, cve)
     devices = vulns.devices(me.principal, cve, Page(CVE_DEVICES))
-    return render(request, "cve.html", me=me, v=info, devices=devices.items, more_devices=devices.next is not None)
+    products = sorted({str(f["compatible"]) for f in info["device_findings"]} | {str(v["compatible"]) for v in info["vex"]})
+    return render(
+        request,
+        "cve.html",
+        me=me,
+        v=info,
+        devices=devices.items,
+        more_devices=devices.next is not None,
+        products=products,
+        vex_statuses=VEX_STATUSES,
+        justifications=OPENVEX_JUSTIFICATIONS,
+    )
+
+
+@router.post("/vulns/{cve}/vex")
+async def vex_set(cve: str, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)) -> Response:
+    """Set the VEX statement for a product and this CVE (and a component, if named), as PUT /api/v1/vex does."""
+    fields = await form(request)
+    require_write(request, me, fields)
+    vulns = _vulns(svc)
+    info = vulns.show(me.principal, cve)  # a CVE the tenant has findings for (else 404)
+
+    def given(name: str) -> str | None:
+        return fields.get(name, "").strip() or None
+
+    compatible = given("compatible")
+    if compatible is None:
+        raise Invalid("name the product (its compatible) the statement is for")
+    vulns.vex_set(
+        me.principal,
+        compatible,
+        str(info["cve"]),
+        given("component"),
+        fields.get("status", ""),
+        given("justification"),
+        given("impact_statement"),
+        given("action_statement"),
+        given("component_version"),
+        None,
+    )
+    return back(f"{PREFIX}/vulns/{info['cve']}")
+
+
+@router.post("/vulns/{cve}/vex/{vex_id}/withdraw")
+async def vex_withdraw(
+    cve: str, vex_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+) -> Response:
+    """Withdraw a VEX statement, as DELETE /api/v1/vex/{id} does: its findings show the matcher's status again."""
+    fields = await form(request)
+    require_write(request, me, fields)
+    _vulns(svc).vex_delete(me.principal, vex_id)
+    return back(f"{PREFIX}/vulns/{cve}")
 
 
 @router.get("/devices/{device_id}/findings")
 def device_findings(
-    device_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    device_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     """The device page's findings and security events (an htmx partial, loaded after the page)."""
     dev = svc.devices.show(me.principal, str(device_id))
@@ -203,15 +259,16 @@ def cases_page(
 
 
 @router.get("/cra/cases/{case_id}")
-def case_page(case_id: int, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)) -> Response:
+def case_page(case_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)) -> Response:
     cases = _cases(svc)
     c = cases.show(me.principal, case_id)
-    return render(request, "case.html", me=me, c=c, due=deadline_rows(c, cases.clock()))
+    submissions = [e.value for e in SUBMISSIONS if e.value in c["allowed"]]
+    return render(request, "case.html", me=me, c=c, due=deadline_rows(c, cases.clock()), submissions=submissions)
 
 
 @router.post("/cra/cases/{case_id}/{action}")
 async def case_action(
-    case_id: int, action: str, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+    case_id: DbId, action: str, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     fields = await form(request)
     require_write(request, me, fields)
@@ -225,9 +282,24 @@ async def case_action(
         cases.confirm(me.principal, case_id, at)
     elif action == "note":
         cases.note(me.principal, case_id, fields.get("text", ""))
+    elif action == "submit":  # a submission made on the reporting platform, recorded with its reference
+        cases.submit(me.principal, case_id, fields.get("submission", ""), fields.get("reference", ""), fields.get("text") or None)
+    elif action == "dismiss":
+        cases.dismiss(me.principal, case_id, fields.get("reason", ""))
     else:
-        raise Invalid(f"unknown case action '{action}': use confirm or note")
+        raise Invalid(f"unknown case action '{action}': use confirm, note, submit or dismiss")
     return back(f"{PREFIX}/cra/cases/{case_id}")
+
+
+@router.post("/cra/advisories/{advisory_id}/publish")
+async def advisory_publish(
+    advisory_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+) -> Response:
+    """Publish a draft advisory (signed, served by the tenant's CSAF provider), as the API's publish does."""
+    fields = await form(request)
+    require_write(request, me, fields)
+    _advisories(svc).publish(me.principal, advisory_id, str(request.base_url).rstrip("/"))
+    return back(f"{PREFIX}/cra/advisories")
 
 
 @router.get("/cra/advisories")
