@@ -192,9 +192,7 @@ def test_cra_case_submissions_and_dismissal_from_the_case_page(server: LiveServe
     wrong = o.post(f"/ui/cra/cases/{cid}/submit", data={"csrf": token, "submission": "final_report", "reference": "r"})
     assert wrong.status_code == 409, "a submission the case's state does not allow"
     assert t.api.get(f"/api/v1/cra/cases/{cid}").json()["state"] == "early_warning_due", "refused writes changed nothing"
-    r = o.post(
-        f"/ui/cra/cases/{cid}/submit", data={"csrf": token, "submission": "early_warning", "reference": f"SRP-1 {EVIL}"}
-    )
+    r = o.post(f"/ui/cra/cases/{cid}/submit", data={"csrf": token, "submission": "early_warning", "reference": f"SRP-1 {EVIL}"})
     assert r.status_code == 303
     case = t.api.get(f"/api/v1/cra/cases/{cid}").json()
     assert case["state"] == "notification_due"
