@@ -21,7 +21,7 @@ from bulkhead.lab.pki import make_pki
 from tests.conftest import DEV_CA, SHARED
 from tests.delta.conftest import ext4, full_bundle
 from tests.server.conftest import LiveServer
-from tests.server.ui_fixtures import csrf, device, login, tenant, unique
+from tests.server.ui_fixtures import Tenant, csrf, device, login, tenant, unique
 from tests.server.vuln_fixtures import DEBIAN, OLD_SSL, TRACKER, debian_sbom, import_feed, report, scan
 from tests.server.vuln_fixtures import device as vuln_device
 
@@ -228,16 +228,24 @@ def vuln_lab(tmp_path_factory: pytest.TempPathFactory) -> VulnLab:
     return VulnLab(records, pki.ca, bundle)
 
 
-def test_vulnerability_pages_filters_cve_exposure_and_device_findings(server: LiveServer, vuln_lab: VulnLab) -> None:
+def _vuln_tenant(server: LiveServer, vuln_lab: VulnLab, *users: tuple[str, str]) -> Tenant:
+    """The feeds imported, a fresh tenant with the lab's keyring and `users` (name, role), and release "1" of DEBIAN
+    uploaded with an SBOM holding the vulnerable OpenSSL."""
     with server.client(server.admin) as a:
         import_feed(a, "cve-records", vuln_lab.records)
         import_feed(a, "debian-tracker", TRACKER)
     t = tenant(server)
     t.api.put("/api/v1/keyring", json={"pem": vuln_lab.ca.read_text()}).raise_for_status()
-    t.user("watcher", "viewer")
+    for name, role in users:
+        t.user(name, role)
     r = t.api.post("/api/v1/releases", content=vuln_lab.bundle.read_bytes())
     assert r.status_code == 201, r.text
     t.api.put(f"/api/v1/releases/{r.json()['id']}/sbom", content=debian_sbom(OLD_SSL)).raise_for_status()
+    return t
+
+
+def test_vulnerability_pages_filters_cve_exposure_and_device_findings(server: LiveServer, vuln_lab: VulnLab) -> None:
+    t = _vuln_tenant(server, vuln_lab, ("watcher", "viewer"))
     name, auth = vuln_device(t.api, DEBIAN, "line-a")
     report(t.api, name, auth, "1", {"libssl3": OLD_SSL})
     scan(t.api)
@@ -265,16 +273,7 @@ def test_vex_statements_set_and_withdrawn_from_the_cve_page(server: LiveServer, 
     """An operator sets a not_affected statement on the CVE page (the device is no longer exposed) and withdraws it
     (exposed again); a viewer's forged write and a write without the CSRF token change nothing; bad input is a 400
     naming the problem; the statement's text is escaped; the audit log names the web user."""
-    with server.client(server.admin) as a:
-        import_feed(a, "cve-records", vuln_lab.records)
-        import_feed(a, "debian-tracker", TRACKER)
-    t = tenant(server)
-    t.api.put("/api/v1/keyring", json={"pem": vuln_lab.ca.read_text()}).raise_for_status()
-    t.user("op", "operator")
-    t.user("watcher", "viewer")
-    r = t.api.post("/api/v1/releases", content=vuln_lab.bundle.read_bytes())
-    assert r.status_code == 201, r.text
-    t.api.put(f"/api/v1/releases/{r.json()['id']}/sbom", content=debian_sbom(OLD_SSL)).raise_for_status()
+    t = _vuln_tenant(server, vuln_lab, ("op", "operator"), ("watcher", "viewer"))
     name, auth = vuln_device(t.api, DEBIAN, "line-a")
     report(t.api, name, auth, "1", {"libssl3": OLD_SSL})
     scan(t.api)
@@ -323,16 +322,7 @@ def test_vex_statements_set_and_withdrawn_from_the_cve_page(server: LiveServer, 
 def test_an_advisory_draft_is_published_from_the_advisories_page(server: LiveServer, vuln_lab: VulnLab) -> None:
     if not shutil.which("gpg"):
         pytest.skip("gpg is not installed (apt install gnupg): advisories are signed with it")
-    with server.client(server.admin) as a:
-        import_feed(a, "cve-records", vuln_lab.records)
-        import_feed(a, "debian-tracker", TRACKER)
-    t = tenant(server)
-    t.api.put("/api/v1/keyring", json={"pem": vuln_lab.ca.read_text()}).raise_for_status()
-    t.user("op", "operator")
-    t.user("watcher", "viewer")
-    r = t.api.post("/api/v1/releases", content=vuln_lab.bundle.read_bytes())
-    assert r.status_code == 201, r.text
-    t.api.put(f"/api/v1/releases/{r.json()['id']}/sbom", content=debian_sbom(OLD_SSL)).raise_for_status()
+    t = _vuln_tenant(server, vuln_lab, ("op", "operator"), ("watcher", "viewer"))
     product = {"name": "Gateway", "manufacturer": "Acme", "support_end": "2031-12-31"}
     assert t.api.put(f"/api/v1/products/{DEBIAN}", json=product).status_code == 201
     scan(t.api)
