@@ -76,9 +76,12 @@ class ProgressCounts:
 
     def _keep(self, rollout_id: int, entry: tuple[float, Hashable, list[Group]]) -> None:
         with self._guard:
-            if len(self._counts) >= _KEPT:
+            # A rollout read has a lock, and a count unless forgotten since: both are bounded, expired ones go first.
+            if max(len(self._counts), len(self._locks)) >= _KEPT:
                 now = time.monotonic()
-                for rid in [rid for rid, e in self._counts.items() if e[0] <= now] or list(self._counts)[: _KEPT // 2]:
+                kept = self._counts.keys() | self._locks.keys()
+                stale = [rid for rid in kept if rid not in self._counts or self._counts[rid][0] <= now]
+                for rid in stale or list(kept)[: _KEPT // 2]:
                     self._counts.pop(rid, None)
                     self._locks.pop(rid, None)
             self._counts[rollout_id] = entry
