@@ -185,8 +185,6 @@ async def vex_set(cve: str, request: Request, me: SignedIn = Depends(signed_in),
     """Set the VEX statement for a product and this CVE (and a component, if named), as PUT /api/v1/vex does."""
     fields = await form(request)
     require_write(request, me, fields)
-    vulns = _vulns(svc)
-    info = vulns.show(me.principal, cve)  # a CVE the tenant has findings for (else 404)
 
     def given(name: str) -> str | None:
         return fields.get(name, "").strip() or None
@@ -194,10 +192,10 @@ async def vex_set(cve: str, request: Request, me: SignedIn = Depends(signed_in),
     compatible = given("compatible")
     if compatible is None:
         raise Invalid("name the product (its compatible) the statement is for")
-    vulns.vex_set(
+    out, _ = _vulns(svc).vex_set(
         me.principal,
         compatible,
-        str(info["cve"]),
+        cve,
         given("component"),
         fields.get("status", ""),
         given("justification"),
@@ -206,7 +204,7 @@ async def vex_set(cve: str, request: Request, me: SignedIn = Depends(signed_in),
         given("component_version"),
         None,
     )
-    return back(f"{PREFIX}/vulns/{info['cve']}")
+    return back(f"{PREFIX}/vulns/{out['cve']}")
 
 
 @router.post("/vulns/{cve}/vex/{vex_id}/withdraw")
