@@ -319,6 +319,32 @@ def test_vex_statements_set_and_withdrawn_from_the_cve_page(server: LiveServer, 
     assert {("vex.set", "user:op (web)"), ("vex.delete", "user:op (web)")} <= _actors(t.api, "vex.")
 
 
+def test_exposure_over_time_is_sampled_after_scans_and_vex_and_plotted(server: LiveServer, vuln_lab: VulnLab) -> None:
+    """A scan that exposes a device, a scan that changes nothing, a VEX statement that clears it: two samples, the
+    API answers them with what caused each, and the vulnerability page plots them (viewers included)."""
+    t = _vuln_tenant(server, vuln_lab, ("watcher", "viewer"))
+    name, auth = vuln_device(t.api, DEBIAN, "line-a")
+    report(t.api, name, auth, "1", {"libssl3": OLD_SSL})
+    first = scan(t.api)
+    scan(t.api)  # nothing moved: no new sample
+    h = t.api.get("/api/v1/vulnerability-exposure").json()
+    assert [(x["cause"], x["devices"]) for x in h["samples"]] == [(f"scan {first['id']} (full)", 1)], h
+    assert h["before"] is None and h["now"]["devices"] == 1 and h["now"]["cves"] == h["samples"][0]["cves"] >= 1
+    vex = {"compatible": DEBIAN, "cve": "CVE-2024-5535", "status": "not_affected",
+           "justification": "vulnerable_code_not_in_execute_path"}  # fmt: skip
+    assert t.api.put("/api/v1/vex", json=vex).status_code in (200, 201)
+    h = t.api.get("/api/v1/vulnerability-exposure", params={"days": 7}).json()
+    assert [(x["cause"], x["devices"]) for x in h["samples"]][-1] == ("vex", 0) and h["now"]["devices"] == 0
+    for bad in ("0", "3651", "soon"):
+        assert t.api.get("/api/v1/vulnerability-exposure", params={"days": bad}).status_code == 422
+    v = login(server, t, "watcher")
+    assert 'hx-get="/ui/exposure-history"' in v.get("/ui/vulns").text
+    plot = v.get("/ui/exposure-history", headers={"hx-request": "true"}).text
+    assert '<svg class="chart"' in plot and "<html" not in plot
+    assert "exposed devices: <strong>0</strong>" in plot and plot.count('class="chart-line') == 2
+    assert v.get("/ui/exposure-history", params={"days": "0"}).status_code == 422
+
+
 def test_an_advisory_draft_is_published_from_the_advisories_page(server: LiveServer, vuln_lab: VulnLab) -> None:
     if not shutil.which("gpg"):
         pytest.skip("gpg is not installed (apt install gnupg): advisories are signed with it")

@@ -143,3 +143,31 @@ def test_retry_button_gives_failed_devices_a_new_attempt(server: LiveServer) -> 
     assert "scheduled" in statuses, statuses
     events = t.api.get("/api/v1/audit", params={"action": "rollout.retry"}).json()
     assert [e["actor"] for e in events] == ["user:ops (web)"]
+
+
+def test_rollout_progress_over_time_from_the_api_and_as_a_plot(server: LiveServer) -> None:
+    """Devices that report close their actions at once: the timeline's last point counts them, earlier points never
+    count more than later ones, and the rollout page loads the plot (an htmx partial, viewers included)."""
+    t = tenant(server)
+    t.user("watcher", "viewer")
+    rel = release(t)
+    lab = [device(t, f"lab-{i}", "lab") for i in range(3)]
+    body = {"name": "r", "release_id": rel, "target": {"groups": ["lab"]}, "phases": [{"percent": 100, "error_threshold": 100}]}
+    rid = t.api.post("/api/v1/rollouts", json=body).json()["id"]
+    lab[0].report("success", rel)
+    lab[1].report("failure", rel, reason="disk full")
+    r = t.api.get(f"/api/v1/rollouts/{rid}/timeline")
+    assert r.status_code == 200, r.text
+    tl = r.json()
+    last = tl["points"][-1]
+    assert (last["succeeded"], last["failed"], last["canceled"]) == (1, 1, 0)
+    assert 1 <= len(tl["points"]) <= 60 and tl["step_seconds"] >= 1
+    for line in ("succeeded", "failed"):
+        values = [p[line] for p in tl["points"]]
+        assert values == sorted(values), f"{line} never goes down"
+    assert t.api.get("/api/v1/rollouts/nope/timeline").status_code == 404
+    v = login(server, t, "watcher")
+    assert f'hx-get="/ui/rollouts/{rid}/timeline"' in v.get(f"/ui/rollouts/{rid}").text
+    plot = v.get(f"/ui/rollouts/{rid}/timeline", headers={"hx-request": "true"}).text
+    assert "succeeded: <strong>1</strong>" in plot and "failed: <strong>1</strong>" in plot and "<html" not in plot
+    assert v.get(f"/ui/rollouts/{2**70}/timeline").status_code == 422

@@ -4,17 +4,21 @@ Kept apart from vuln_models.py (same declarative Base). `vuln_cve_digests` holds
 feeds said about each vulnerability when its findings were last matched (`bulkhead.cra.cve_digest`);
 `vuln_release_scans` holds which SBOMs each release's findings were matched from. `vuln_profile_groups` counts the
 devices of each profile per group list, as every scan mapped them (fleet exposure reads these few rows instead of
-counting a large fleet's mapping on every query).
+counting a large fleet's mapping on every query). `vuln_exposure_samples` keeps the exposure summary after each
+change (the exposure-over-time plot).
 """
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Integer, String, Text
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .models import Base
+from .models import Base, UTCDateTime, utcnow
 
-__all__ = ["VulnCveDigest", "VulnProfileGroups", "VulnReleaseScan"]
+__all__ = ["VulnCveDigest", "VulnExposureSample", "VulnProfileGroups", "VulnReleaseScan"]
 
 
 class VulnCveDigest(Base):
@@ -53,3 +57,19 @@ class VulnProfileGroups(Base):
     profile_id: Mapped[int] = mapped_column(ForeignKey("vuln_profiles.id", ondelete="CASCADE"), index=True)
     groups: Mapped[str] = mapped_column(Text)
     devices: Mapped[int] = mapped_column(Integer)
+
+
+class VulnExposureSample(Base):
+    """The fleet's exposure summary after a change that moved it (a scan run, a KEV update, a VEX statement): the
+    points of the exposure-over-time plot. Kept for good, like the runs (a few a day)."""
+
+    __tablename__ = "vuln_exposure_samples"
+    __table_args__ = (Index("ix_vuln_exposure_samples_tenant_at", "tenant_id", "at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    cause: Mapped[str] = mapped_column(String(64))  # "scan 12 (full)", "kev 13", "vex"
+    cves: Mapped[int] = mapped_column(Integer)
+    kev: Mapped[int] = mapped_column(Integer)
+    devices: Mapped[int] = mapped_column(Integer)
+    by_severity: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -74,6 +74,13 @@ def show(ref: str, who: Principal = Depends(principal), svc: Services = Depends(
     return svc.rollouts.show(who, ref)
 
 
+@router.get("/rollouts/{ref}/timeline", response_model=schemas.RolloutTimelineOut)
+def rollout_timeline(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Devices succeeded, failed and canceled over time, for a plot of the rollout's progress."""
+    t = svc.rollouts.timeline(who, ref)
+    return {"start": t.start.isoformat(), "step_seconds": t.step, "points": t.points()}
+
+
 @router.get("/rollouts/{ref}/actions", response_model=list[schemas.ActionOut], response_model_exclude_unset=True, responses=PAGED)
 def actions(
     ref: str,

@@ -408,6 +408,23 @@ class RolloutOut(Out):
     retried: int = absent("after retry: how many devices got a new attempt")
 
 
+class TimelinePoint(Out):
+    """Devices in each final state at the end of one step (cumulative; each device's newest attempt)."""
+
+    at: Time
+    succeeded: int = Field(description="succeeded (a download-only action: downloaded)")
+    failed: int = Field(description="failed or rolled back")
+    canceled: int
+
+
+class RolloutTimelineOut(Out):
+    """A rollout's progress over time, in at most 60 equal steps from its start to now (or to its last close)."""
+
+    start: Time
+    step_seconds: float
+    points: list[TimelinePoint]
+
+
 class HistoryEntry(Out):
     """One entry of an action's history."""
 

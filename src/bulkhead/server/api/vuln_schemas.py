@@ -149,6 +149,29 @@ class ExposureOut(Out):
     )
 
 
+class ExposureSummary(Out):
+    """The fleet's exposure at one moment."""
+
+    at: Time
+    cves: int = Field(description="CVEs affecting at least one device")
+    kev: int = Field(description="of those, in CISA's Known Exploited Vulnerabilities catalogue")
+    devices: int = Field(description="devices at least one CVE affects")
+    by_severity: dict[str, int] = Field(description="CVEs by their worst severity: critical, high, medium, low, unknown")
+
+
+class ExposureSample(ExposureSummary):
+    cause: str = Field(description="what moved it: 'scan N (kind)', 'kev N', 'vex', 'vex import', 'vex withdrawn'")
+
+
+class ExposureHistoryOut(Out):
+    """The exposure now and after each change in the window (at most 200 samples: the last of each step)."""
+
+    since: Time
+    now: ExposureSummary
+    before: ExposureSample | None = Field(description="the sample in force at `since` (null: none earlier)")
+    samples: list[ExposureSample]
+
+
 class FixingRelease(Out):
     compatible: str
     release_id: int | None = Field(description="the first later release the CVE does not affect (null: none yet)")

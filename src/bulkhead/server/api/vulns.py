@@ -100,6 +100,16 @@ def list_scans(
     return pg.send(_vulns(svc).runs(who, pg.page))
 
 
+@router.get("/vulnerability-exposure", response_model=vs.ExposureHistoryOut)
+def exposure_history(
+    days: int = Query(90, ge=1, le=3650, description="the window: the last N days"),
+    who: Principal = Depends(principal),
+    svc: Services = Depends(services),
+) -> dict[str, Any]:
+    """The fleet's exposure now and after each scan, KEV update and VEX change of the window (a plot over time)."""
+    return _vulns(svc).exposure_history(who, days)
+
+
 @router.get("/vulnerabilities", response_model=list[vs.CveRow], responses=PAGED)
 def list_vulnerabilities(
     release: DbId | None = Query(None, description="only this release's findings (from its SBOM)"),

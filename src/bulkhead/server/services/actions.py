@@ -74,6 +74,7 @@ def record_status(a: Action, status: str, message: str | None = None, source: st
     note(a, message, source)
     if status in TERMINAL or (status == "downloaded" and a.action_type == "download_only"):
         a.active = False
+        a.closed_at = a.updated_at
     if status == "success":
         _adopt(a)
 

@@ -61,6 +61,7 @@ from .rollout_sql import (
     matching_devices,
     offered,
 )
+from .rollout_timeline import Timeline, timeline
 from .security_plan import ROLLOUT_OWNER
 from .times import parse_time
 
@@ -165,6 +166,12 @@ class RolloutService:
         who.require("viewer")
         with self.db.session() as s:
             return self._json(s, self._own(s, who, ref), fresh=False)
+
+    def timeline(self, who: Principal, ref: str) -> Timeline:
+        """Devices succeeded, failed and canceled over time (rollout_timeline.py)."""
+        who.require("viewer")
+        with self.db.session() as s:
+            return timeline(s, self._own(s, who, ref), utcnow())
 
     def actions(self, who: Principal, ref: str, status: str | None, page: Page) -> Paged[dict[str, Any]]:
         """One page of the rollout's actions by id, with each device's name (not its row: no inventories)."""
@@ -512,13 +519,13 @@ class RolloutService:
                 [Action.app_id.is_not(None)],
                 "canceled",
                 "rollout canceled: the device keeps its own desired version",
-                {"active": False},
+                {"active": False, "closed_at": now},
             ),
             (
                 [Action.app_id.is_(None), Action.status == "scheduled"],
                 "canceled",
                 "rollout canceled before the device started",
-                {"active": False},
+                {"active": False, "closed_at": now},
             ),
             (
                 [Action.app_id.is_(None), Action.status.not_in(("scheduled", "canceling"))],

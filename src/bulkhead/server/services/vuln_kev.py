@@ -18,6 +18,7 @@ from ..db import Database
 from ..models import AuditEvent, Release, utcnow
 from ..vuln_feeds import FeedStore
 from ..vuln_models import VulnDeviceProfile, VulnFinding, VulnScanRun
+from . import vuln_history
 from .vuln_scan import lock_tenant, run_json
 
 __all__ = ["KEV_EVENT", "apply_kev"]
@@ -61,6 +62,7 @@ def apply_kev(db: Database, feeds: FeedStore, tid: int, actor: str) -> dict[str,
             s.execute(update(F).where(F.tenant_id == tid, F.kev, F.cve.in_(chunk)).values(kev=False, kev_date=None))
         run.counts = {"flagged": len(flag), "unflagged": len(gone), "events": len(exploited), "catalog": catalog.version}
         run.finished_at = utcnow()
+        vuln_history.record(s, tid, f"kev {run.id}")
         s.flush()
         return run_json(run)
 

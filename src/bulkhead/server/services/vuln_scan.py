@@ -43,6 +43,7 @@ from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore, Knowledge
 from ..vuln_models import AppSbom, VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
 from ..vuln_state_models import VulnCveDigest, VulnProfileGroups, VulnReleaseScan
+from . import vuln_history
 from .vex_apply import VexIndex
 from .vex_sbom import import_sbom_statements
 from .vuln_apps import app_finding_rows
@@ -412,6 +413,7 @@ class Scanner:
             run = s.get(VulnScanRun, plan.run_id)
             assert run is not None
             run.feeds, run.counts, run.finished_at, run.status = k.versions, counts, utcnow(), "done"
+            vuln_history.record(s, tid, f"scan {run.id} ({kind})")
             s.flush()
             return run_json(run)
 

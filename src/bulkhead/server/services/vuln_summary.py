@@ -16,7 +16,7 @@ from ..vuln_models import VulnFinding
 from ..vuln_state_models import VulnProfileGroups
 from .auth import Principal
 
-__all__ = ["Exposure", "exposure"]
+__all__ = ["Exposure", "exposure", "exposure_of"]
 
 F, G = VulnFinding, VulnProfileGroups
 _SEVERITY_OF_RANK = {0: "unknown", 1: "low", 2: "medium", 3: "high", 4: "critical"}
@@ -35,7 +35,11 @@ class Exposure:
 
 def exposure(s: Session, who: Principal) -> Exposure:
     who.require("viewer")
-    tid = who.require_tenant()
+    return exposure_of(s, who.require_tenant())
+
+
+def exposure_of(s: Session, tid: int) -> Exposure:
+    """The tenant's exposure now (callers check who may read it)."""
     affected = (F.tenant_id == tid, F.status == "affected", F.profile_id.is_not(None))
     out = Exposure()
     # A CVE's severity is its worst finding's: rank per CVE first, then count CVEs per rank.

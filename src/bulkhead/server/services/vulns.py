@@ -27,12 +27,13 @@ from ..models import Tenant
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore
 from ..vuln_models import VexStatement, VulnCve, VulnScanRun
-from . import audit, vex
+from . import audit, vex, vuln_history
 from .auth import Principal
 from .keyset import Page, Paged, keyset, paged
 from .vuln_exposure import Scope, cve_devices, cve_exposure, cve_page, vex_json
 from .vuln_kev import apply_kev
 from .vuln_scan import KINDS, Scanner, run_json
+from .vuln_summary import Exposure, exposure
 
 __all__ = ["MAX_FEED_BYTES", "VulnService"]
 
@@ -207,6 +208,20 @@ class VulnService:
         with self.db.session() as s:
             return cve_page(s, tid, scope, page)
 
+    def exposure_history(self, who: Principal, days: int) -> dict[str, Any]:
+        """The exposure summary now and its samples over the last `days` (vuln_history.py), for a plot."""
+        until = dt.datetime.now(dt.UTC)
+        since = until - dt.timedelta(days=days)
+        with self.db.session() as s:
+            now = exposure(s, who)
+            before, samples = vuln_history.history(s, who, since, until)
+        return {
+            "since": since.isoformat(),
+            "now": {"at": until.isoformat(), **_summary(now)},
+            "before": _sample_json(before) if before else None,
+            "samples": [_sample_json(x) for x in samples],
+        }
+
     def show(self, who: Principal, cve: str) -> dict[str, Any]:
         who.require("viewer")
         tid = who.require_tenant()
@@ -250,6 +265,7 @@ class VulnService:
                 s, who, "vex.set", f"{compatible} {cve}", component=out["component"],
                 component_version=out["component_version"], status=status, justification=justification,
             )  # fmt: skip
+            vuln_history.record(s, tid, "vex")
             return out, created
 
     def vex_import(self, who: Principal, doc: Any, compatible: str | None, fmt: str | None = None) -> list[dict[str, Any]]:
@@ -262,6 +278,7 @@ class VulnService:
             products = sorted({v["compatible"] for v in out})
             ident = doc.get("@id") or doc.get("serialNumber")
             audit.record(s, who, "vex.import", ", ".join(products)[:256], statements=len(out), format=found, document=ident)
+            vuln_history.record(s, tid, "vex import")
             return out
 
     def vex_delete(self, who: Principal, vex_id: int) -> None:
@@ -270,6 +287,7 @@ class VulnService:
         with self.db.session() as s:
             out = vex.delete_statement(s, tid, vex_id)
             audit.record(s, who, "vex.delete", f"{out['compatible']} {out['cve']}", component=out["component"])
+            vuln_history.record(s, tid, "vex withdrawn")
 
     def vex_list(self, who: Principal, compatible: str | None, cve: str | None, page: Page) -> Paged[dict[str, Any]]:
         who.require("viewer")
@@ -295,3 +313,12 @@ class VulnService:
             n = len(doc["statements"] if fmt == "openvex" else doc.get("vulnerabilities", []))
             audit.record(s, who, "vex.export", compatible or "*", format=fmt, statements=n)
             return doc
+
+
+def _summary(e: Exposure) -> dict[str, Any]:
+    return {"cves": e.cves, "kev": e.kev, "devices": e.devices, "by_severity": dict(e.by_severity)}
+
+
+def _sample_json(x: vuln_history.Sample) -> dict[str, Any]:
+    return {"at": x.at.isoformat(), "cause": x.cause, "cves": x.cves, "kev": x.kev, "devices": x.devices,
+            "by_severity": x.by_severity}  # fmt: skip

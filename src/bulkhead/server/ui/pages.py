@@ -18,6 +18,7 @@ from ..services.fleet_overview import overview
 from ..services.keyset import Page
 from ..services.ui_accounts import SignedIn
 from . import views
+from .plots import rollout_chart
 from .routing import UiRoute
 from .web import PREFIX, back, render, signed_in
 
@@ -182,6 +183,15 @@ def rollout_progress(
     rollout_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
 ) -> Response:
     return render(request, "rollout_progress.html", me=me, **_rollout_context(svc, me, rollout_id))
+
+
+@router.get("/rollouts/{rollout_id}/timeline")
+def rollout_timeline(
+    rollout_id: DbId, request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)
+) -> Response:
+    """The rollout's devices succeeded, failed and canceled over time (an htmx partial, refreshed every 10 s)."""
+    chart = rollout_chart(svc.rollouts.timeline(me.principal, str(rollout_id)))
+    return render(request, "rollout_timeline.html", me=me, chart=chart)
 
 
 @router.get("/audit")

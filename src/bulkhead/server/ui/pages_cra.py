@@ -28,6 +28,7 @@ from ..services.ui_accounts import SignedIn
 from ..services.vuln_exposure import Scope
 from ..services.vuln_summary import exposure
 from ..services.vulns import VulnService
+from .plots import exposure_chart
 from .routing import UiRoute
 from .web import PREFIX, back, form, render, require_write, signed_in
 
@@ -157,6 +158,18 @@ def vulns_page(
         next_cursor=next_cursor,
         cursor=cursor,
     )
+
+
+@router.get("/exposure-history")
+def exposure_history(
+    request: Request,
+    days: int = Query(90, ge=1, le=3650),
+    me: SignedIn = Depends(signed_in),
+    svc: Services = Depends(services),
+) -> Response:
+    """Exposed devices and CVEs affecting devices over the last `days` (an htmx partial)."""
+    chart = exposure_chart(_vulns(svc).exposure_history(me.principal, days))
+    return render(request, "exposure_history.html", me=me, chart=chart, days=days)
 
 
 @router.get("/vulns/{cve}")
