@@ -1,14 +1,16 @@
-"""Web UI page times (issue 22): overview, device list (page 1, page 500, filters) and a device's page at N devices
-(default 100,000) and 10 events each (1,000,000) in PostgreSQL.
+"""Web UI page times (issue 22): overview, device list (page 1, page 500, filters), a device's page, and a rollout's page
+and progress plot at N devices (default 100,000) and 10 events each (1,000,000) in PostgreSQL.
 
 A fresh PostgreSQL database is migrated by `bulkhead server --workers 2` (granian), then seeded with set-based SQL
 (`INSERT ... SELECT ... FROM generate_series`, as fast as the database writes; the rows' column types are read from
 the database, so the seed follows the migrations): devices spread over 10 groups, 100 site tags, two OS versions and
 last-seen times over the past two hours, each with a small reported inventory; then the events. VACUUM (ANALYZE)
-follows, as autovacuum does after a bulk load. A user signs in through /ui/login, and each page is requested one after
-the other (`--requests` times after 3 warm-ups) over loopback: the time from request to the last byte, p50 and p95, stands
-in for the server time (loopback adds well under a millisecond). "First load" is the page's HTML plus every script and
-stylesheet it links, as bytes on the wire (a browser with an empty cache).
+follows, as autovacuum does after a bulk load. A rollout to every device is created through the API, and half its
+actions are closed over the last hour by SQL (as if those devices had reported). A user signs in through /ui/login,
+and each page is requested one after the other (`--requests` times after 3 warm-ups) over loopback: the time from
+request to the last byte, p50 and p95, stands in for the server time (loopback adds well under a millisecond). "First
+load" is the page's HTML plus every script and stylesheet it links, as bytes on the wire (a browser with an empty
+cache).
 
 Goals: p95 <= 150 ms per page; first load <= 300 KB. Writes bench/results/ui.md.
 Needs PostgreSQL (BULKHEAD_BENCH_PG_URL, default the test database's server). Run:
@@ -95,6 +97,40 @@ def column_sql(conn: psycopg.Connection[Any], table: str, values: dict[str, str]
         elif nullable == "NO" and default is None:
             raise SystemExit(f"{table}.{name} is required and not seeded: add it to bench/ui.py")
     return ", ".join(names), ", ".join(exprs)
+
+
+RELEASE_COLUMNS = {
+    "tenant_id": ":tid",
+    "compatible": "'bench'",
+    "version": "'3'",
+    "format": "'plain'",
+    "sha256": "repeat('0', 64)",
+    "size": "1",
+    "info": "'{}'",
+    "created_at": "now()",
+}
+
+
+def seed_rollout(c: httpx.Client, db_url: str, tid: int) -> int:
+    """A release row and a two-phase rollout to every device (through the API); then half the devices closed over
+    the last hour (one in ten of those failed), as if they had reported: the rollout page's plot counts them."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        cols, exprs = column_sql(conn, "releases", RELEASE_COLUMNS)
+        row = conn.execute(f"INSERT INTO releases ({cols}) SELECT {exprs} RETURNING id".replace(":tid", str(int(tid)))).fetchone()
+        assert row is not None
+        body = {"name": "bench", "release_id": row[0], "target": {}, "phases": [{"percent": 10}, {"percent": 90}]}
+        r = c.post("/api/v1/rollouts", json=body)
+        r.raise_for_status()
+        rid: int = r.json()["id"]
+        conn.execute("UPDATE rollouts SET created_at = now() - interval '2 hours' WHERE id = %s", (rid,))
+        conn.execute(
+            "UPDATE actions SET status = CASE WHEN mod(device_id, 20) = 0 THEN 'failure' ELSE 'success' END, "
+            "active = false, closed_at = now() - mod(device_id, 3600) * interval '1 second' "
+            "WHERE rollout_id = %s AND mod(device_id, 2) = 0",
+            (rid,),
+        )
+        conn.execute("VACUUM (ANALYZE) actions")
+    return rid
 
 
 def seed(db_url: str, tid: int, devices: int, per: int) -> dict[str, float]:
@@ -199,6 +235,9 @@ def main() -> None:
                     row = conn.execute("SELECT id FROM devices WHERE name = %s", (f"dev-{args.devices // 2:07d}",)).fetchone()
                 assert row is not None
                 dev_id = row[0]
+                t0 = time.monotonic()
+                rid = seed_rollout(httpx.Client(base_url=base, headers=api, timeout=120), db_url, tid)
+                took["rollout"] = time.monotonic() - t0
                 pages = [
                     ("overview", "/ui/"),
                     ("devices, page 1", "/ui/devices"),
@@ -207,6 +246,8 @@ def main() -> None:
                     ("devices, name prefix (dev-00123)", "/ui/devices?name=dev-00123"),
                     ("devices, status + version (active, 1)", "/ui/devices?status=active&version=1"),
                     ("device detail (10 events, inventory)", f"/ui/devices/{dev_id}"),
+                    ("rollout page (all devices)", f"/ui/rollouts/{rid}"),
+                    ("rollout progress over time (plot)", f"/ui/rollouts/{rid}/timeline"),
                 ]
                 table = [["page", "p50", "p95", "first load", "goal"]]
                 for label, path in pages:
