@@ -70,6 +70,7 @@ from .services.deltas import DeltaService
 from .services.devices import DeviceService
 from .services.notifications import NotificationService
 from .services.notify_send import SmtpConfig
+from .services.oidc import OidcService
 from .services.overlay import OverlayService, RepoPgp
 from .services.releases import MAX_SBOM_BYTES, ReleaseService
 from .services.reports import ReportService
@@ -301,6 +302,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         cra_advisories=AdvisoryService(db, OpenPgp(settings.data_dir / "openpgp"), settings),
         accounts=AccountService(db),
         overlay=overlay,
+        oidc=OidcService(db, secret),
     )
 
     trimmer = Trimmer()

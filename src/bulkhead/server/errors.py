@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BadGateway",
     "Conflict",
     "Forbidden",
     "Gone",
@@ -62,6 +63,13 @@ class PayloadTooLarge(ServerError):
 class Unprocessable(ServerError):
     status = 422
     code = "rejected"
+
+
+class BadGateway(ServerError):
+    """A server this one depends on (an identity provider) did not answer as it must."""
+
+    status = 502
+    code = "upstream"
 
 
 class SettingsError(ServerError):

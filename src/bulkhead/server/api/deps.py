@@ -21,6 +21,7 @@ from ..services.ddi import DdiAuth, DdiService
 from ..services.deltas import DeltaService
 from ..services.devices import DeviceService
 from ..services.notifications import NotificationService
+from ..services.oidc import OidcService
 from ..services.overlay import OverlayService
 from ..services.releases import ReleaseService, Upload
 from ..services.reports import ReportService
@@ -63,6 +64,7 @@ class Services:
     cra_advisories: AdvisoryService | None = None
     accounts: AccountService | None = None  # web UI passwords and sessions
     overlay: OverlayService | None = None  # the package overlay (ADR 9)
+    oidc: OidcService | None = None  # web sign-in through the tenant's OpenID Connect provider
 
 
 def services(request: Request) -> Services:

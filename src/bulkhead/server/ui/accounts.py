@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import RedirectResponse, Response
 
 from ..api.deps import Services, services
 from ..authlimit import AuthFailures
-from ..errors import Invalid, Unauthorized
+from ..errors import Invalid, ServerError, Unauthorized
 from ..services.auth import ROLES
 from ..services.keyset import MAX_LIMIT, Page
+from ..services.oidc import PENDING_SECONDS, OidcService, Pending
 from ..services.ui_accounts import MIN_PASSWORD, SignedIn, check_password
 from .routing import UiRoute
 from .web import (
@@ -22,6 +23,7 @@ from .web import (
     require_same_site,
     require_write,
     safe_next,
+    secure_request,
     set_session_cookie,
     signed_in,
 )
@@ -51,8 +53,74 @@ def _limits(request: Request) -> LoginLimits:
 
 
 @router.get("/login")
-def login_page(request: Request, next: str | None = None) -> Response:
-    return render(request, "login.html", next=safe_next(next), error=None, tenant="", user="")
+def login_page(
+    request: Request,
+    next: str | None = Query(None, max_length=512),
+    tenant: str = Query("", max_length=64),
+    svc: Services = Depends(services),
+) -> Response:
+    """The sign-in form; with `?tenant=`, also the tenant's single sign-on when it has an identity provider."""
+    sso = bool(tenant) and svc.oidc is not None and svc.oidc.offered(tenant)
+    return render(request, "login.html", next=safe_next(next), error=None, tenant=tenant, user="", sso=sso)
+
+
+# -- single sign-on (OpenID Connect, services/oidc.py) ------------------------------------------------------------
+PENDING = "bulkhead_oidc"
+
+
+def _oidc(svc: Services) -> OidcService:
+    assert svc.oidc is not None, "the OpenID Connect service is made by create_app"
+    return svc.oidc
+
+
+def _callback(request: Request, svc: Services) -> str:
+    return (svc.settings.public_url or str(request.base_url)).rstrip("/") + f"{PREFIX}/oidc/callback"
+
+
+def _refused(request: Request, exc: ServerError, tenant: str, target: str) -> Response:
+    """The sign-in page again, saying why single sign-on did not work (with the error's own status)."""
+    return render(request, "login.html", exc.status, next=target, tenant=tenant, user="", sso=False, error=exc.message)
+
+
+@router.get("/oidc/start")
+def oidc_start(
+    request: Request,
+    tenant: str = Query(..., min_length=1, max_length=64),
+    next: str | None = Query(None, max_length=512),
+    svc: Services = Depends(services),
+) -> Response:
+    """Send the browser to the tenant's identity provider, remembering the sign-in in a cookie of its own."""
+    try:
+        url, pending = _oidc(svc).begin(tenant, _callback(request, svc), safe_next(next))
+    except ServerError as exc:
+        return render(
+            request, "login.html", exc.status, next=safe_next(next), tenant=tenant, user="", sso=False, error=exc.message
+        )
+    response = RedirectResponse(url, status_code=303)
+    response.set_cookie(
+        PENDING, pending.encode(), path=f"{PREFIX}/oidc", httponly=True, samesite="lax", secure=secure_request(request),
+        max_age=PENDING_SECONDS,
+    )  # fmt: skip
+    return response
+
+
+@router.get("/oidc/callback")
+def oidc_callback(request: Request, svc: Services = Depends(services)) -> Response:
+    """The provider sent the browser back: check its answer, bind the account, open a session."""
+    pending = Pending.decode(request.cookies.get(PENDING))
+    params = {k: v[:4096] for k, v in request.query_params.items()}
+    try:
+        user_id, _name = _oidc(svc).finish(pending, params, _callback(request, svc))
+        token = accounts(svc).sign_in_as(user_id, f"oidc {pending.tenant if pending else ''}")
+    except ServerError as exc:
+        page = _refused(request, exc, pending.tenant if pending else "", PREFIX + "/")
+        page.delete_cookie(PENDING, path=f"{PREFIX}/oidc")
+        return page
+    assert pending is not None  # finish refuses a sign-in without one
+    response = back(safe_next(pending.next))
+    response.delete_cookie(PENDING, path=f"{PREFIX}/oidc")
+    set_session_cookie(response, request, token)
+    return response
 
 
 @router.post("/login")
@@ -66,7 +134,7 @@ async def login(request: Request, svc: Services = Depends(services)) -> Response
     wait = limits.retry_after(account)
     if wait:
         page = render(
-            request, "login.html", 429, next=target, tenant=tenant, user=user,
+            request, "login.html", 429, next=target, tenant=tenant, user=user, sso=False,
             error=f"too many failed sign-ins: wait {wait} s and try again",
         )  # fmt: skip
         page.headers["retry-after"] = str(wait)
@@ -75,7 +143,7 @@ async def login(request: Request, svc: Services = Depends(services)) -> Response
         token = accounts(svc).login(tenant, user, password)
     except Unauthorized as exc:
         limits.failed(account)
-        return render(request, "login.html", 401, next=target, tenant=tenant, user=user, error=exc.message)
+        return render(request, "login.html", 401, next=target, tenant=tenant, user=user, sso=False, error=exc.message)
     response = back(target)
     set_session_cookie(response, request, token)
     return response

@@ -31,6 +31,7 @@ __all__ = [
     "render",
     "require_same_site",
     "require_write",
+    "secure_request",
     "set_session_cookie",
     "signed_in",
 ]
