@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import RAUC_DATA
+from tests.e2e.conftest import build_release, make_fleet, need_lab
 from tests.live import live_server
 from tests.server.conftest import LiveServer
 from tests.server.ui_fixtures import GOOD, PASSWORD, Tenant, device, release, tenant
@@ -377,6 +378,43 @@ def test_upload_a_release_then_create_a_two_phase_rollout_and_watch_it_succeed(u
     assert texts(chrome, "#progress tbody td .badge") == ["success", "success"]
     shot(chrome, "rollout-created-finished")
     assert problems_free(chrome)
+
+
+def test_lab_devices_with_rauc_update_through_a_rollout_made_in_the_browser(
+    ui_server: LiveServer, chrome: WebDriver, tmp_path: Path
+) -> None:
+    """Two lab devices (each with its own RAUC D-Bus service and the real agent: tests/e2e) install a release through
+    a two-phase rollout created in the browser; the page follows them to the end without a reload, and the progress
+    plot counts both."""
+    need_lab()
+    f = make_fleet(ui_server, tmp_path)
+    try:
+        with f.api() as c:
+            name = c.get("/api/v1/tenant").json()["name"]
+            c.put("/api/v1/users/admin/password", json={"password": PASSWORD}).raise_for_status()
+        f.upload(build_release(f.work, "2.0", f.pki))
+        units = [f.device(f"rauc-{i}", group="units", initial_version="1.0") for i in range(2)]
+        f.wait(lambda: all(f.show(d.spec.name)["last_seen"] for d in units), 60, "enrollment")
+        sign_in(chrome, ui_server, Tenant(name, f.api()), "admin")
+        chrome.get(ui_server.url + "/ui/rollouts/new")
+        chrome.find_element(By.ID, "n-name").send_keys("rauc-units")
+        chrome.find_element(By.ID, "n-groups").send_keys("units")
+        phases = chrome.find_element(By.ID, "n-phases")
+        phases.clear()
+        phases.send_keys("50, 50")
+        wait(lambda: texts(chrome, "#preview .preview-size") == ["1", "1"], "the preview of one device per phase")
+        chrome.find_element(By.ID, "create").click()
+        wait(lambda: re.search(r"/ui/rollouts/\d+$", chrome.current_url), "the new rollout's page")
+        mark(chrome)
+        f.wait(lambda: texts(chrome, "#rollout-status") == ["finished"], 300, "the rollout to finish, seen in the browser")
+        assert texts(chrome, "#rollout-done") == ["2"] and not_reloaded(chrome)
+        assert [d.booted for d in units] == ["B", "B"], "each device booted the new slot"
+        assert {f.show(d.spec.name)["reported"].get("os_version") for d in units} == {"2.0"}
+        wait(lambda: "succeeded: 2" in " ".join(texts(chrome, "#timeline .legend")), "the plot to count both", 15)
+        shot(chrome, "rollout-lab-devices-finished")
+        assert problems_free(chrome)
+    finally:
+        f.shutdown()
 
 
 def problems_free(driver: WebDriver) -> bool:
