@@ -412,6 +412,8 @@ def test_lab_devices_with_rauc_update_through_a_rollout_made_in_the_browser(
         assert {f.show(d.spec.name)["reported"].get("os_version") for d in units} == {"2.0"}
         wait(lambda: "succeeded: 2" in " ".join(texts(chrome, "#timeline .legend")), "the plot to count both", 15)
         shot(chrome, "rollout-lab-devices-finished")
+        chrome.execute_script("document.getElementById('timeline').scrollIntoView()")
+        shot(chrome, "rollout-lab-devices-plot")
         assert problems_free(chrome)
     finally:
         f.shutdown()
