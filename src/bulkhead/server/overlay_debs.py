@@ -1,5 +1,6 @@
 """Reading an uploaded .deb as dpkg does (python-debian's DebFile: the `ar` members and the control tarball):
-its control paragraph, checked (name, version, architecture), or a clear refusal."""
+its control paragraph, checked (name, version, architecture), or a clear refusal; and the CVE ids its own changelog
+entry names (what a patched rebuild fixes)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from debian.arfile import ArError
+from debian.changelog import Changelog, ChangelogParseError
 from debian.debfile import DebError, DebFile
 
 from .errors import Unprocessable
@@ -32,6 +34,33 @@ class DebInfo:
     version: str
     architecture: str
     control: str  # the control paragraph, index fields removed, ending in one newline
+    # The CVE ids the changelog entry of this very version names (a patched rebuild says what it fixes).
+    fixes: tuple[str, ...] = ()
+
+
+_CVE = re.compile(r"\bCVE-\d{4}-\d{4,}\b")
+MAX_CHANGELOG = 1 << 20  # bytes of the uncompressed changelog read (its newest entry is at the top)
+
+
+def changelog_fixes(deb: DebFile, name: str, version: str) -> tuple[str, ...]:
+    """The CVE ids named by the package's own changelog entry for `version` (/usr/share/doc/NAME/changelog.Debian.gz,
+    or changelog.gz for a native package); none when there is no such entry. Reads at most MAX_CHANGELOG bytes."""
+    tar = deb.data.tgz()
+    for member in (f"./usr/share/doc/{name}/changelog.Debian.gz", f"./usr/share/doc/{name}/changelog.gz"):
+        for candidate in (member, member[2:]):
+            try:
+                info = tar.getmember(candidate)
+            except KeyError:
+                continue
+            f = tar.extractfile(info) if info.isfile() else None
+            if f is None:
+                return ()
+            text = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(f.read(MAX_CHANGELOG), MAX_CHANGELOG)
+            blocks = Changelog(text.decode("utf-8", "replace"), max_blocks=1)
+            if not len(blocks) or str(blocks[0].version) != version:
+                return ()
+            return tuple(sorted(set(_CVE.findall("\n".join(blocks[0].changes())))))
+    return ()
 
 
 def valid_suite(suite: str) -> str:
@@ -46,9 +75,13 @@ def read_deb(path: Path, architectures: tuple[str, ...]) -> DebInfo:
         deb = DebFile(str(path))
         try:
             control = deb.debcontrol()
+            fixes = changelog_fixes(deb, control.get("Package", "").strip(), control.get("Version", "").strip())
         finally:
             deb.close()
-    except (DebError, ArError, OSError, EOFError, ValueError, LookupError, tarfile.TarError, zlib.error, lzma.LZMAError) as e:
+    except (
+        DebError, ArError, ChangelogParseError, OSError, EOFError, ValueError, LookupError, tarfile.TarError, zlib.error,
+        lzma.LZMAError,
+    ) as e:  # fmt: skip
         raise Unprocessable(
             f"not a Debian binary package ({e}): upload a .deb built by dpkg-deb --build or dpkg-buildpackage"
         ) from None
@@ -70,4 +103,4 @@ def read_deb(path: Path, architectures: tuple[str, ...]) -> DebInfo:
             del control[field]
     text = control.dump()
     assert text is not None
-    return DebInfo(name, version, arch, text.rstrip("\n") + "\n")
+    return DebInfo(name, version, arch, text.rstrip("\n") + "\n", fixes)

@@ -33,6 +33,8 @@ class OverlayPackage(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     uploaded_by: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The CVE ids its changelog entry names as fixed (migration 0029; services/overlay_fixes.py).
+    fixes: Mapped[list[Any]] = mapped_column(JSON, default=list, server_default="[]")
 
 
 class OverlaySuite(Base):

@@ -125,7 +125,7 @@ class VexStatement(Base):
     # The version it was triaged against: it applies while the component has this version ("" = any version)
     component_version: Mapped[str] = mapped_column(String(256), default="", server_default="")
     purl: Mapped[str | None] = mapped_column(Text)
-    origin: Mapped[str] = mapped_column(String(16), default="user", server_default="user")  # "user" or "sbom"
+    origin: Mapped[str] = mapped_column(String(16), default="user", server_default="user")  # user, sbom, overlay
     status: Mapped[str] = mapped_column(String(24))
     justification: Mapped[str | None] = mapped_column(String(64))
     impact_statement: Mapped[str | None] = mapped_column(Text)

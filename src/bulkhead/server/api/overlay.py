@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, StreamingResponse
+from pydantic import Field
 
 from ..errors import NotFound, Unauthorized
 from ..ids import DbId
@@ -38,6 +39,10 @@ class OverlayPackageOut(Out):
     size: int
     uploaded_by: str
     created_at: str
+    fixes: list[str] = Field(
+        description="the CVE ids its changelog entry for this version names: each becomes a `fixed` VEX statement "
+        "(origin overlay) for this package at this version"
+    )
 
 
 class OverlaySuiteOut(Out):

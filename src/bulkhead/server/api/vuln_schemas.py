@@ -194,7 +194,10 @@ class VexOut(Out):
         description="the component version it was triaged against: it applies while the component has it (null: any)"
     )
     purl: str | None
-    origin: Literal["user", "sbom"] = Field(description="sbom: what a release's SBOM says (Yocto CVE_STATUS)")
+    origin: Literal["user", "sbom", "overlay"] = Field(
+        description="sbom: what a release's SBOM says (Yocto CVE_STATUS); overlay: a package of the tenant's overlay "
+        "whose changelog names the CVE as fixed (withdrawn when the package is removed)"
+    )
     status: Status
     justification: str | None
     impact_statement: str | None

@@ -19,7 +19,7 @@ from ..overlay_debs import read_deb, valid_suite
 from ..overlay_index import IndexedPackage, build_suite, by_hash_path
 from ..overlay_models import OverlayPackage, OverlaySuite
 from ..store import ArtifactMissing, ArtifactStore
-from . import audit
+from . import audit, overlay_fixes, vuln_history
 from .auth import Principal
 from .releases import Upload
 
@@ -48,6 +48,7 @@ def package_json(p: OverlayPackage) -> dict[str, Any]:
         "size": p.size,
         "uploaded_by": p.uploaded_by,
         "created_at": p.created_at.isoformat(),
+        "fixes": list(p.fixes or []),
     }
 
 
@@ -128,14 +129,18 @@ class OverlayService:
                         md5=upload.md5,
                         size=upload.size,
                         uploaded_by=f"{who.kind}:{who.name}",
+                        fixes=list(info.fixes),
                     )
                     s.add(row)
                     s.flush()
                     self.store.commit(upload.staged, upload.sha256)
                     self._publish(s, tid, suite, fpr)
+                    if overlay_fixes.declare(s, tid, row, f"{who.kind}:{who.name}"):
+                        vuln_history.record(s, tid, "overlay upload")
                     audit.record(
-                        s, who, "overlay.upload", f"{suite} {info.name} {info.version} {info.architecture}", sha256=upload.sha256
-                    )
+                        s, who, "overlay.upload", f"{suite} {info.name} {info.version} {info.architecture}",
+                        sha256=upload.sha256, fixes=list(info.fixes),
+                    )  # fmt: skip
                     return package_json(row)
             except IntegrityError as exc:
                 raise self._duplicate(info.name, info.version, info.architecture, suite) from exc
@@ -178,6 +183,8 @@ class OverlayService:
             if row is None or row.tenant_id != tid:
                 raise NotFound(f"no overlay package {package_id}: see bulkhead overlay list")
             sha, suite = row.sha256, row.suite
+            if overlay_fixes.withdraw(s, tid, row):
+                vuln_history.record(s, tid, "overlay remove")
             s.delete(row)
             s.flush()
             self._publish(s, tid, suite, fpr)
