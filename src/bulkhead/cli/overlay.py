@@ -100,3 +100,35 @@ def overlay_desired(
         raise CliError("give at least one --package, --hold, --remove or --forget")
     path = f"/api/v1/groups/{group}/desired" if group is not None else f"/api/v1/devices/{device}/desired"
     show(client(ctx).request("PATCH", path, json={"packages": packages}), json)
+
+
+@overlay_app.command("rebuild")
+def overlay_rebuild(
+    ctx: typer.Context,
+    source: str = typer.Argument(..., help="The Debian source package, such as openssl"),
+    patch: Path = typer.Option(..., "--patch", exists=True, dir_okay=False, help="The fix, a patch for patch -p1"),
+    suite: str = typer.Option("bookworm", "--suite", help="The Debian suite to rebuild for (and the overlay suite)"),
+    cve: list[str] = typer.Option([], "--cve", help="A CVE the patch fixes (repeat): named in the changelog entry"),
+    mirror: str = typer.Option("http://deb.debian.org/debian", "--mirror", help="The Debian mirror"),
+    out: Path = typer.Option(Path("rebuild"), "--out", help="Where the built .deb files go"),
+    upload: bool = typer.Option(True, "--upload/--no-upload", help="Upload the built packages into the overlay"),
+    json: bool = JsonOpt,
+) -> None:
+    """Fetch the suite's source package, apply the patch, bump the version (+bulkhead1) with a changelog entry
+    naming the CVEs, build it in a clean chroot (mmdebstrap; needs root) and upload the binary packages."""
+    from bulkhead.osbuild.overlay_rebuild import RebuildSpec, rebuild
+
+    spec = RebuildSpec(source, patch, suite, tuple(cve), mirror)
+    if not json:
+        output.line(f"rebuilding {source} for {suite} with {patch.name} (a clean chroot: a few minutes)")
+    debs = rebuild(spec, out)
+    uploaded = []
+    for deb in debs:
+        if upload:
+            uploaded.append(client(ctx).upload(deb, show_progress=False, params={"suite": suite}, url="/api/v1/overlay/packages"))
+        elif not json:
+            output.line(f"built {deb}")
+    if upload:
+        show(uploaded, json, ["id", "suite", "name", "version", "architecture", "fixes"])
+    elif json:
+        show([{"file": str(d)} for d in debs], json)
