@@ -221,6 +221,20 @@ def test_agent_apt_installs_exact_versions_holds_recovers_and_reports_apts_messa
     held = subprocess.run(["apt-mark", "showhold"], env=apt.env, capture_output=True, text=True).stdout.split()
     assert held == ["hello-agent"]
 
+    # Converged: the agent's next passes run nothing but dpkg-query (no apt-get update): a broken source is not
+    # even read. Asking for the hold to go is a change again, and apt runs.
+    wanted = [{"name": "hello-agent", "version": "1.0-2", "hold": True, "remove": False}]
+    source = root / "etc/apt/sources.list.d/bulkhead.sources"
+    good = source.read_bytes()
+    source.write_text("Types: deb\nthis line is no field\n")  # apt-get update refuses the file outright
+    assert apt.converged(wanted) and not apt.converged([{**wanted[0], "hold": False}])
+    result = apt.apply(wanted)
+    assert result.ok and result.installed == {"hello-agent": "1.0-2"}, result.error
+    result = apt.apply([{**wanted[0], "hold": False}])
+    assert not result.ok and result.error is not None, "a change runs apt (which refuses the broken source)"
+    assert result.error.startswith("apt-get update failed (exit 100)") and "could not be read" in result.error
+    source.write_bytes(good)
+
     # a power cut in dpkg: its journal says the package is only unpacked; dpkg --configure -a runs first
     status = (root / "var/lib/dpkg/status").read_text()
     record = next(p for p in status.split("\n\n") if p.startswith("Package: hello-agent"))

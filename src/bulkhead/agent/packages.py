@@ -103,9 +103,15 @@ class Apt:
     def _message(r: subprocess.CompletedProcess[str]) -> str:
         lines = [ln for ln in (r.stderr or "").splitlines() if ln.startswith(("E:", "W:", "dpkg:"))]
         text = "\n".join(lines) or (r.stderr or r.stdout or "").strip()
-        return f"{' '.join(r.args[:2])} failed (exit {r.returncode}): {text[-2000:]}"
+        args = list(r.args)  # the program and its command ("apt-get install"), not the options before it
+        words = [a for i, a in enumerate(args) if not a.startswith("-") and (i == 0 or args[i - 1] != "-o")]
+        return f"{' '.join(words[:2])} failed (exit {r.returncode}): {text[-2000:]}"
 
     def installed(self, names: Sequence[str]) -> dict[str, str]:
+        return {name: version for name, (version, _held) in self._status(names).items()}
+
+    def _status(self, names: Sequence[str]) -> dict[str, tuple[str, bool]]:
+        """Installed packages among `names`: their version and whether they are held (dpkg's selection)."""
         if not names:
             return {}
         r = self._run(["dpkg-query", f"--admindir={self.dpkg_admin}", "-W", "-f", "${Package}\t${Version}\t${Status}\n", *names])
@@ -113,16 +119,33 @@ class Apt:
         for line in r.stdout.splitlines():
             name, version, status = [*line.split("\t"), "", ""][:3]
             if status.endswith(" installed"):
-                out[name] = version
+                out[name] = (version, status.startswith("hold "))
         return out
 
+    def converged(self, packages: Sequence[Mapping[str, Any]]) -> bool:
+        """dpkg has every package as asked: removed, or installed (at the version, when one is asked) and held or
+        not as asked. After an OS update the new slot's dpkg says otherwise, and the packages are applied again."""
+        now = self._status([p["name"] for p in packages])
+        for p in packages:
+            have = now.get(p["name"])
+            if p.get("remove"):
+                if have is not None:
+                    return False
+            elif have is None or (p.get("version") and have[0] != p["version"]) or bool(p.get("hold")) != have[1]:
+                return False
+        return True
+
     def apply(self, packages: Sequence[Mapping[str, Any]], update: bool = True) -> PackageResult:
-        """Converge to `packages` (name, version or None, hold, remove); stops at the first failing step."""
+        """Converge to `packages` (name, version or None, hold, remove); stops at the first failing step. Nothing
+        runs but one dpkg-query when dpkg already has them as asked (the agent calls this on every pass: no
+        `apt-get update` against the overlay every poll interval)."""
         lock = ["-o", "DPkg::Lock::Timeout=300"]
         if self.interrupted():
             r = self._run(["dpkg", f"--root={self.root}", "--configure", "-a"])
             if r.returncode != 0:
                 return PackageResult(False, self._message(r))
+        elif self.converged(packages):
+            return PackageResult(True, None, self.installed([p["name"] for p in packages]))
         if update:
             r = self._run(["apt-get", *lock, "update"])
             if r.returncode != 0 or "\nE: " in "\n" + r.stderr or "\nW: GPG error" in "\n" + r.stderr:
