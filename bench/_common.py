@@ -97,3 +97,14 @@ def random_bundle(name: str, size_mib: int, compatible: str = "bench") -> tuple[
         create_bundle(content, out, pki.cert.read_bytes(), pki.key.read_bytes(), mksquashfs_args=["-noI", "-noD", "-noF", "-noX"])
         shutil.rmtree(content)
     return out, pki.ca
+
+
+def new_tenant(base: str, data: Path, name: str = "bench") -> tuple[int, dict[str, str]]:
+    """A tenant made with the admin token a started server wrote to its data directory: its id and the
+    authorization header of its admin token."""
+    import httpx
+
+    admin = (data / "admin.token").read_text().strip()
+    r = httpx.post(base + "/api/v1/tenants", json={"name": name}, headers={"authorization": f"Bearer {admin}"})
+    r.raise_for_status()
+    return int(r.json()["id"]), {"authorization": f"Bearer {r.json()['token']}"}

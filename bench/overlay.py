@@ -35,7 +35,7 @@ import httpx
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import free_port, start_bulkhead, write_result  # noqa: E402
+from _common import free_port, new_tenant, start_bulkhead, write_result  # noqa: E402
 
 SUITE = "bookworm"
 GOAL = 2.0
@@ -231,11 +231,7 @@ def main() -> None:
             data, port = work / "data", free_port()
             server = start_bulkhead(data, port, workers=2, env_extra={"BULKHEAD_ADMIN_TOKEN": ""})
             base = f"http://127.0.0.1:{port}"
-            admin = (data / "admin.token").read_text().strip()
-            r = httpx.post(base + "/api/v1/tenants", json={"name": "bench"}, headers={"authorization": f"Bearer {admin}"})
-            r.raise_for_status()
-            tid, token = r.json()["id"], r.json()["token"]
-            api = {"authorization": f"Bearer {token}"}
+            tid, api = new_tenant(base, data)
             boot = httpx.post(base + "/api/v1/bootstrap-tokens", json={"name": "b"}, headers=api).json()["token"]
             cred = httpx.post(
                 base + "/device/v1/enroll", json={"bootstrap_token": boot, "name": "dev", "compatible": "bench"}

@@ -36,7 +36,7 @@ import psycopg
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from _common import free_port, start_bulkhead, write_result  # noqa: E402
+from _common import free_port, new_tenant, start_bulkhead, write_result  # noqa: E402
 
 PG = "postgresql://bulkhead:bulkhead@127.0.0.1:5432/bulkhead_test"
 PASSWORD = "bench ui password 1"
@@ -215,11 +215,7 @@ def main() -> None:
             env = {"BULKHEAD_DATABASE_URL": db_url, "BULKHEAD_ADMIN_TOKEN": ""}
             server = start_bulkhead(data, port, workers=2, env_extra=env)
             base = f"http://127.0.0.1:{port}"
-            admin = (data / "admin.token").read_text().strip()
-            r = httpx.post(base + "/api/v1/tenants", json={"name": "bench"}, headers={"authorization": f"Bearer {admin}"})
-            r.raise_for_status()
-            tid, token = r.json()["id"], r.json()["token"]
-            api = {"authorization": f"Bearer {token}"}
+            tid, api = new_tenant(base, data)
             httpx.put(base + "/api/v1/users/admin/password", json={"password": PASSWORD}, headers=api).raise_for_status()
             took = seed(db_url, tid, args.devices, args.events_per_device)
             print(f"seeded in {', '.join(f'{k} {v:.1f} s' for k, v in took.items())}", flush=True)

@@ -4,21 +4,21 @@ mandatory tests of a maintained validator, @secvisogram/csaf-validator-lib (npm,
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from tests.npm_cache import cache_dir, npm_install
+
 DATA = Path(__file__).parent / "data" / "csaf"
 NPM_PACKAGE = "@secvisogram/csaf-validator-lib@2.0.10"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bulkhead-tests" / "csaf-validator"
+CACHE = cache_dir("csaf-validator")
 
 
 @cache
@@ -41,19 +41,7 @@ def schema_errors(doc: Any, schema: str = "csaf_json_schema.json") -> list[str]:
 
 @cache
 def _validator_dir() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed for the CSAF mandatory tests (apt install nodejs npm)")
-    lib = CACHE / "node_modules" / "@secvisogram" / "csaf-validator-lib"
-    if not lib.exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(CACHE), NPM_PACKAGE],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if r.returncode != 0:
-            pytest.skip(f"npm could not install {NPM_PACKAGE}: {r.stderr[-500:]}")
+    npm_install(CACHE, NPM_PACKAGE, "@secvisogram/csaf-validator-lib", "the CSAF mandatory tests")
     shutil.copy(DATA / "validate.mjs", CACHE / "validate.mjs")
     return CACHE
 

@@ -20,29 +20,18 @@ from pathlib import Path
 from urllib.parse import urljoin
 
 import httpx
-import pytest
 
 from tests.live import free_port
+from tests.npm_cache import cache_dir, npm_install
 
 NPM_PACKAGE = "oidc-provider@8.8.1"
 SCRIPT = Path(__file__).parent / "data" / "oidc" / "provider.mjs"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "bulkhead-tests" / "oidc-provider"
+CACHE = cache_dir("oidc-provider")
 
 
 @cache
 def _provider_dir() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node and npm are needed to run the OpenID Connect provider of the tests (apt install nodejs npm)")
-    if not (CACHE / "node_modules" / "oidc-provider").exists():
-        CACHE.mkdir(parents=True, exist_ok=True)
-        r = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(CACHE), NPM_PACKAGE],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        if r.returncode != 0:
-            pytest.skip(f"npm could not install {NPM_PACKAGE}: {r.stderr[-500:]}")
+    npm_install(CACHE, NPM_PACKAGE, "oidc-provider", "the OpenID Connect provider of the tests")
     shutil.copy(SCRIPT, CACHE / "provider.mjs")
     return CACHE
 

@@ -342,17 +342,7 @@ def test_upload_a_release_then_create_a_two_phase_rollout_and_watch_it_succeed(u
     chrome.find_element(By.ID, "new-rollout").click()
     wait(lambda: chrome.current_url.endswith("/ui/rollouts/new"), "the creation page")
     wait(lambda: texts(chrome, "#preview .preview-size") == ["1", "2"], "the preview of the default phases, every device")
-    chrome.find_element(By.ID, "n-name").send_keys("units-two-phases")
-    chrome.find_element(By.ID, "n-groups").send_keys("units")
-    phases = chrome.find_element(By.ID, "n-phases")
-    phases.clear()
-    phases.send_keys("50, 50")
-    wait(lambda: texts(chrome, "#preview .preview-size") == ["1", "1"], "the live preview of the two phases")
-    assert "2" in "".join(texts(chrome, "#preview-total"))
-    shot(chrome, "rollout-new")
-    chrome.find_element(By.ID, "create").click()
-    wait(lambda: re.search(r"/ui/rollouts/\d+$", chrome.current_url), "the new rollout's page")
-    mark(chrome)
+    create_two_phase_rollout(chrome, "units-two-phases", "units", shoot="rollout-new")
 
     stop = threading.Event()
 
@@ -397,15 +387,7 @@ def test_lab_devices_with_rauc_update_through_a_rollout_made_in_the_browser(
         f.wait(lambda: all(f.show(d.spec.name)["last_seen"] for d in units), 60, "enrollment")
         sign_in(chrome, ui_server, Tenant(name, f.api()), "admin")
         chrome.get(ui_server.url + "/ui/rollouts/new")
-        chrome.find_element(By.ID, "n-name").send_keys("rauc-units")
-        chrome.find_element(By.ID, "n-groups").send_keys("units")
-        phases = chrome.find_element(By.ID, "n-phases")
-        phases.clear()
-        phases.send_keys("50, 50")
-        wait(lambda: texts(chrome, "#preview .preview-size") == ["1", "1"], "the preview of one device per phase")
-        chrome.find_element(By.ID, "create").click()
-        wait(lambda: re.search(r"/ui/rollouts/\d+$", chrome.current_url), "the new rollout's page")
-        mark(chrome)
+        create_two_phase_rollout(chrome, "rauc-units", "units")
         f.wait(lambda: texts(chrome, "#rollout-status") == ["finished"], 300, "the rollout to finish, seen in the browser")
         assert texts(chrome, "#rollout-done") == ["2"] and not_reloaded(chrome)
         assert [d.booted for d in units] == ["B", "B"], "each device booted the new slot"
@@ -417,6 +399,23 @@ def test_lab_devices_with_rauc_update_through_a_rollout_made_in_the_browser(
         assert problems_free(chrome)
     finally:
         f.shutdown()
+
+
+def create_two_phase_rollout(driver: WebDriver, name: str, group: str, shoot: str | None = None) -> None:
+    """On the creation page: a rollout of the release offered to `group`'s two devices in phases of 50 %, one
+    device each in the live preview; then its page, marked (to prove later there was no reload)."""
+    driver.find_element(By.ID, "n-name").send_keys(name)
+    driver.find_element(By.ID, "n-groups").send_keys(group)
+    phases = driver.find_element(By.ID, "n-phases")
+    phases.clear()
+    phases.send_keys("50, 50")
+    wait(lambda: texts(driver, "#preview .preview-size") == ["1", "1"], "the live preview of the two phases")
+    assert "2" in "".join(texts(driver, "#preview-total"))
+    if shoot:
+        shot(driver, shoot)
+    driver.find_element(By.ID, "create").click()
+    wait(lambda: re.search(r"/ui/rollouts/\d+$", driver.current_url), "the new rollout's page")
+    mark(driver)
 
 
 def problems_free(driver: WebDriver) -> bool:

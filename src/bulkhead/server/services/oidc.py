@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import datetime as dt
 import hashlib
 import ipaddress
 import json
@@ -43,7 +42,7 @@ from ..errors import BadGateway, Invalid, NotFound, Unauthorized
 from ..models import Tenant, User, utcnow
 from ..ui_models import OidcProvider, UserIdentity
 from . import audit
-from .auth import ROLES, Principal
+from .auth import ROLES, Principal, _aware
 
 __all__ = ["PENDING_SECONDS", "OidcService", "Pending", "check_issuer"]
 
@@ -387,10 +386,6 @@ def _json(row: OidcProvider) -> dict[str, Any]:
         "updated_by": row.updated_by,
         "updated_at": _aware(row.updated_at).isoformat(),
     }
-
-
-def _aware(t: dt.datetime) -> dt.datetime:
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
 def _json_or_none(r: httpx.Response) -> dict[str, Any] | None:
