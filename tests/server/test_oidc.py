@@ -10,7 +10,7 @@ import httpx
 
 from tests.oidc_provider import oidc_provider, sign_in_at_provider
 from tests.server.conftest import LiveServer
-from tests.server.ui_fixtures import browser, tenant
+from tests.server.ui_fixtures import browser, csrf, login, tenant
 
 
 def _audit(t_api: httpx.Client, action: str) -> list[dict[str, object]]:
@@ -109,3 +109,33 @@ def test_a_callback_that_is_not_this_browsers_sign_in_opens_no_session(server: L
         assert r.status_code == 401 and "refused the code" in r.text
         assert b.get("/ui/").status_code in (303, 307) and not _audit(t.api, "user.login")
         assert b.get("/ui/oidc/start", params={"tenant": "no-such-tenant"}).status_code == 404
+
+
+def test_admins_set_and_remove_single_sign_on_on_the_users_page(server: LiveServer) -> None:
+    """The users page sets the provider through the same checks as the API (nothing stored on a refusal), shows
+    the redirect URI to register and what was set, escaped; operators get neither the page nor the write."""
+    t = tenant(server)
+    t.user("ops", "operator")
+    admin = login(server, t, "admin")
+    page = admin.get("/ui/users").text
+    assert "Off: users sign in with their password" in page and f"{server.url}/ui/oidc/callback" in page
+    form = {"issuer": "https://idp.example.test/realms/<b>x</b>", "client_id": "bulkhead", "client_secret": "s3cret",
+            "username_claim": "preferred_username", "default_role": ""}  # fmt: skip
+    assert admin.post("/ui/users/oidc", data=form).status_code == 403, "no CSRF token"
+    bad = admin.post("/ui/users/oidc", data={**form, "issuer": "http://idp.example.test", "csrf": csrf(admin)})
+    assert bad.status_code == 400 and "https" in bad.text
+    assert admin.post("/ui/users/oidc", data={**form, "client_id": "", "csrf": csrf(admin)}).status_code == 400
+    assert t.api.get("/api/v1/oidc").status_code == 404, "refused forms stored nothing"
+    r = admin.post("/ui/users/oidc", data={**form, "csrf": csrf(admin)})
+    assert r.status_code == 303, r.text
+    shown = t.api.get("/api/v1/oidc").json()
+    assert (shown["issuer"], shown["default_role"], shown["updated_by"]) == (form["issuer"], None, "user:admin (web)")
+    page = admin.get("/ui/users").text
+    assert "&lt;b&gt;x&lt;/b&gt;" in page and "<b>x</b>" not in page and "are refused" in page
+    assert "s3cret" not in page, "the secret is never shown"
+    ops = login(server, t, "ops")
+    assert ops.get("/ui/users").status_code == 403
+    assert ops.post("/ui/users/oidc/delete", data={"csrf": csrf(ops)}).status_code == 403
+    assert admin.post("/ui/users/oidc/delete", data={"csrf": csrf(admin)}).status_code == 303
+    assert t.api.get("/api/v1/oidc").status_code == 404
+    assert [e["actor"] for e in _audit(t.api, "oidc.")] == ["user:admin (web)", "user:admin (web)"]

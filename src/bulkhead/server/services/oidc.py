@@ -116,7 +116,14 @@ class OidcService:
     def configure(self, who: Principal, body: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         who.require("admin")
         tid = who.require_tenant()
-        issuer = check_issuer(str(body["issuer"]))
+        issuer = check_issuer(str(body.get("issuer") or ""))
+        if len(issuer) > 512:
+            raise Invalid("issuer is longer than 512 characters")
+        client_id, secret = str(body.get("client_id") or ""), str(body.get("client_secret") or "")
+        if not 1 <= len(client_id) <= 256:
+            raise Invalid("client_id must be 1-256 characters: the id the provider gave this server")
+        if len(secret) > 1024:
+            raise Invalid("client_secret is longer than 1024 characters")
         claim = str(body.get("username_claim") or "preferred_username")
         if not _CLAIM.match(claim):
             raise Invalid("username_claim must be a claim name such as preferred_username or email")
@@ -127,25 +134,30 @@ class OidcService:
             row = s.get(OidcProvider, tid)
             created = row is None
             if row is None:
-                if not body.get("client_secret"):
+                if not secret:
                     raise Invalid("client_secret is needed to set a provider (the secret the provider gave this client)")
                 row = OidcProvider(tenant_id=tid)
                 s.add(row)
-            row.issuer, row.client_id, row.username_claim, row.default_role = issuer, str(body["client_id"]), claim, role
-            if body.get("client_secret"):
-                row.client_secret = self._fernet.encrypt(str(body["client_secret"]).encode()).decode()
+            row.issuer, row.client_id, row.username_claim, row.default_role = issuer, client_id, claim, role
+            if secret:
+                row.client_secret = self._fernet.encrypt(secret.encode()).decode()
             row.updated_by, row.updated_at = f"{who.kind}:{who.name}", utcnow()
             s.flush()
             audit.record(s, who, "oidc.set", issuer, client_id=row.client_id, username_claim=claim, default_role=role)
             return _json(row), created
 
     def show(self, who: Principal) -> dict[str, Any]:
+        found = self.current(who)
+        if found is None:
+            raise NotFound("this tenant has no OpenID Connect provider: set one with PUT /api/v1/oidc")
+        return found
+
+    def current(self, who: Principal) -> dict[str, Any] | None:
+        """The tenant's provider (admins), or None."""
         who.require("admin")
         with self.db.session() as s:
             row = s.get(OidcProvider, who.require_tenant())
-            if row is None:
-                raise NotFound("this tenant has no OpenID Connect provider: set one with PUT /api/v1/oidc")
-            return _json(row)
+            return _json(row) if row is not None else None
 
     def remove(self, who: Principal) -> None:
         who.require("admin")

@@ -183,7 +183,28 @@ async def change_password(request: Request, me: SignedIn = Depends(signed_in), s
 def users_page(request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)) -> Response:
     me.principal.require("admin")
     users = svc.tenants.list_users(me.principal, Page(MAX_LIMIT)).items
-    return render(request, "users.html", me=me, users=users, roles=ROLES, min_password=MIN_PASSWORD, notice=None)
+    sso = _oidc(svc).current(me.principal)
+    return render(
+        request, "users.html", me=me, users=users, roles=ROLES, min_password=MIN_PASSWORD, notice=None, sso=sso,
+        callback=_callback(request, svc),
+    )  # fmt: skip
+
+
+@router.post("/users/oidc")
+async def set_oidc(request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)) -> Response:
+    """Set the tenant's OpenID Connect provider (admins; the same checks and audit as PUT /api/v1/oidc)."""
+    fields = await form(request)
+    require_write(request, me, fields)
+    body = {k: fields.get(k, "").strip() for k in ("issuer", "client_id", "client_secret", "username_claim")}
+    _oidc(svc).configure(me.principal, {**body, "default_role": fields.get("default_role") or None})
+    return back(f"{PREFIX}/users")
+
+
+@router.post("/users/oidc/delete")
+async def delete_oidc(request: Request, me: SignedIn = Depends(signed_in), svc: Services = Depends(services)) -> Response:
+    require_write(request, me, await form(request))
+    _oidc(svc).remove(me.principal)
+    return back(f"{PREFIX}/users")
 
 
 @router.post("/users")
