@@ -72,8 +72,9 @@ def seed_ours(data: Path, tid: int, tenant: str, debs: list[Path]) -> tuple[Any,
     """The packages into the server's database and store, as the upload path stores them; the service and key."""
     from bulkhead.server.db import Database
     from bulkhead.server.overlay_debs import read_deb
+    from bulkhead.server.overlay_keys import RepoPgp
     from bulkhead.server.overlay_models import OverlayPackage
-    from bulkhead.server.services.overlay import OverlayService, RepoPgp
+    from bulkhead.server.services.overlay import OverlayService
     from bulkhead.server.settings import load_settings
     from bulkhead.server.store import open_store
 

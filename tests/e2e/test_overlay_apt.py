@@ -253,3 +253,59 @@ def test_agent_apt_installs_exact_versions_holds_recovers_and_reports_apts_messa
     assert not result.ok and result.error is not None and "Version '7.0-1' for 'hello-agent' was not found" in result.error
     result = apt.apply([{"name": "hello-agent", "version": None, "hold": False, "remove": True}], update=False)
     assert result.ok and result.installed == {} and not (root / "usr/share/hello-agent/version").exists(), result.error
+
+
+def test_a_key_rotation_keeps_every_device_verifying_until_it_is_finished(server: LiveServer, tmp_path: Path) -> None:
+    """During a rotation the indexes carry the old and the new key's signatures: a device that holds only the old
+    key and one that fetched both keep verifying. Finished, only the new key signs: the old key alone is refused
+    and the new one verifies. Only admins rotate; each step is audited."""
+    token = server.tenant()
+    with server.client(token) as c:
+        assert (
+            c.post(
+                "/api/v1/overlay/packages",
+                params={"suite": "bookworm"},
+                content=make_deb(tmp_path, "hello-rot", "1.0-1").read_bytes(),
+            ).status_code
+            == 201
+        )
+        old = c.get("/api/v1/overlay/key").json()
+        assert old["retiring_fingerprint"] is None
+        boot = c.post("/api/v1/bootstrap-tokens", json={"name": "rot-dev", "group": "line"}).json()
+        cred = c.post(
+            "/device/v1/enroll", json={"bootstrap_token": boot["token"], "name": "rot-dev", "compatible": "Test Config"}
+        ).json()["credential"]
+        stale = _apt_root(tmp_path / "stale", server.url, "rot-dev", cred, old["public_key"])  # never fetches again
+        r = stale.run("update")
+        assert r.returncode == 0 and "W:" not in r.stderr, r.stdout + r.stderr
+
+        c.post("/api/v1/users", json={"name": "ops", "role": "operator"}).raise_for_status()
+        ops = c.post("/api/v1/tokens", json={"name": "ops", "user": "ops"}).json()["token"]
+        with server.client(ops) as o:
+            assert o.post("/api/v1/overlay/key/rotate").status_code == 403
+        rotating = c.post("/api/v1/overlay/key/rotate")
+        assert rotating.status_code == 200, rotating.text
+        new = rotating.json()
+        assert new["retiring_fingerprint"] == old["fingerprint"] and new["fingerprint"] != old["fingerprint"]
+        assert c.post("/api/v1/overlay/key/rotate").status_code == 409, "one rotation at a time"
+        device_key = c.get("/overlay/apt/key.asc", headers={"authorization": f"Bearer {cred}"})
+        assert device_key.status_code == 200 and device_key.text == new["public_key"]
+
+        for apt in (stale, _apt_root(tmp_path / "fresh", server.url, "rot-dev", cred, new["public_key"])):
+            apt.forget()
+            r = apt.run("update")
+            assert r.returncode == 0 and "E:" not in r.stderr and "Candidate: 1.0-1" in apt.policy("hello-rot"), r.stderr
+
+        done = c.post("/api/v1/overlay/key/finish")
+        assert done.status_code == 200, done.text
+        current = done.json()
+        assert current["fingerprint"] == new["fingerprint"] and current["retiring_fingerprint"] is None
+        assert c.post("/api/v1/overlay/key/finish").status_code == 409, "nothing to finish"
+        stale.forget()
+        r = stale.run("update")
+        assert r.returncode != 0 and "NO_PUBKEY" in r.stdout + r.stderr, "the old key alone no longer verifies"
+        fresh = _apt_root(tmp_path / "current", server.url, "rot-dev", cred, current["public_key"])
+        r = fresh.run("update")
+        assert r.returncode == 0 and "Candidate: 1.0-1" in fresh.policy("hello-rot"), r.stdout + r.stderr
+        actions = [e["action"] for e in c.get("/api/v1/audit", params={"action": "overlay.key"}).json()]
+        assert sorted(actions) == ["overlay.key.finish", "overlay.key.rotate"]

@@ -12,8 +12,9 @@ from debian.deb822 import Deb822
 
 from bulkhead.server.db import Database
 from bulkhead.server.models import Tenant, utcnow
+from bulkhead.server.overlay_keys import RepoPgp
 from bulkhead.server.services.auth import Principal
-from bulkhead.server.services.overlay import OverlayService, RepoPgp
+from bulkhead.server.services.overlay import OverlayService
 from bulkhead.server.services.releases import Upload
 from bulkhead.server.store import FsStore
 from tests.overlay_debs import make_deb

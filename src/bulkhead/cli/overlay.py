@@ -60,10 +60,16 @@ def overlay_remove(
 def overlay_key(
     ctx: typer.Context,
     out: Path | None = typer.Option(None, "--out", help="Write the armoured public key to this file"),
+    rotate: bool = typer.Option(False, "--rotate", help="Begin a rotation: a new key; both sign until --finish"),
+    finish: bool = typer.Option(False, "--finish", help="Finish the rotation: the old key is deleted"),
     json: bool = JsonOpt,
 ) -> None:
-    """The repository's signing key (apt's Signed-By); made on first use."""
-    data = client(ctx).request("GET", "/api/v1/overlay/key")
+    """The repository's signing key (apt's Signed-By); made on first use. Rotate it without breaking devices:
+    --rotate, wait until the devices have polled (their agents fetch the key on every pass), then --finish."""
+    if rotate and finish:
+        raise CliError("--rotate or --finish, not both")
+    path = "/api/v1/overlay/key" + ("/rotate" if rotate else "/finish" if finish else "")
+    data = client(ctx).request("POST" if rotate or finish else "GET", path)
     if out is not None:
         out.write_text(data["public_key"])
     if json:

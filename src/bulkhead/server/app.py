@@ -57,6 +57,7 @@ from .limits import BodyLimits, BodyRule
 from .logs import configure as configure_logs
 from .metrics import observe, start_process
 from .openpgp import OpenPgp
+from .overlay_keys import RepoPgp
 from .pollcache import PollCache
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
 from .services.app_sboms import MAX_APP_SBOM_BYTES, AppSbomService
@@ -71,7 +72,7 @@ from .services.devices import DeviceService
 from .services.notifications import NotificationService
 from .services.notify_send import SmtpConfig
 from .services.oidc import OidcService
-from .services.overlay import OverlayService, RepoPgp
+from .services.overlay import OverlayService
 from .services.releases import MAX_SBOM_BYTES, ReleaseService
 from .services.reports import ReportService
 from .services.rollouts import RolloutService

@@ -55,10 +55,12 @@ class OverlaySuiteOut(Out):
 
 
 class OverlayKeyOut(Out):
-    """The tenant's repository signing key (apt's Signed-By on the devices)."""
+    """The tenant's repository signing keys (apt's Signed-By on the devices)."""
 
-    fingerprint: str
-    public_key: str
+    fingerprint: str = Field(description="the current key")
+    retiring_fingerprint: str | None = Field(description="during a rotation: the old key, which still signs along")
+    rotated_at: str | None = Field(description="when the running rotation began")
+    public_key: str = Field(description="armoured public keys: the current one, and the retiring one during a rotation")
 
 
 _BINARY = {
@@ -114,6 +116,20 @@ def list_suites(who: Principal = Depends(principal), svc: Services = Depends(ser
 def get_key(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     """The tenant's repository signing key (made on first use): apt's Signed-By on the devices."""
     return _overlay(svc).key(who)
+
+
+@manage.post("/key/rotate", response_model=OverlayKeyOut)
+def rotate_key(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Begin a key rotation (admins): a new current key; the indexes are signed by it and by the old one, and the
+    key devices fetch holds both, so no device stops verifying. 409 while a rotation is running. Audited."""
+    return _overlay(svc).rotate_key(who)
+
+
+@manage.post("/key/finish", response_model=OverlayKeyOut)
+def finish_rotation(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Finish the rotation (admins), once the devices have fetched the new key (their agents do on every pass):
+    the old key is deleted and the indexes are signed by the new one only. 409 when none is running. Audited."""
+    return _overlay(svc).finish_rotation(who)
 
 
 # -- the repository, for devices ------------------------------------------------------------------------------

@@ -14,27 +14,18 @@ from sqlalchemy.orm import Session
 from ..db import Database
 from ..errors import Conflict, NotFound
 from ..models import Tenant, utcnow
-from ..openpgp import OpenPgp
 from ..overlay_debs import read_deb, valid_suite
 from ..overlay_index import IndexedPackage, build_suite, by_hash_path
+from ..overlay_keys import RepoKeys, RepoPgp
 from ..overlay_models import OverlayPackage, OverlaySuite
 from ..store import ArtifactMissing, ArtifactStore
 from . import audit, overlay_fixes, vuln_history
 from .auth import Principal
 from .releases import Upload
 
-__all__ = ["OverlayService", "RepoPgp", "package_json"]
+__all__ = ["OverlayService", "package_json"]
 
 RELEASE_FILES = ("InRelease", "Release", "Release.gpg")
-
-
-class RepoPgp(OpenPgp):
-    """The GnuPG adapter with clearsigning (InRelease), under its own root: repository keys are not CSAF keys."""
-
-    def clearsign(self, tenant_id: int, fingerprint: str, data: bytes) -> str:
-        self.sign(tenant_id, fingerprint, b"")  # checks the fingerprint's form and that the key signs
-        with self._locked(tenant_id) as home:
-            return self._run(home, ["--local-user", fingerprint, "--digest-algo", "SHA512", "--clearsign"], data).decode()
 
 
 def package_json(p: OverlayPackage) -> dict[str, Any]:
@@ -50,6 +41,10 @@ def package_json(p: OverlayPackage) -> dict[str, Any]:
         "created_at": p.created_at.isoformat(),
         "fixes": list(p.fixes or []),
     }
+
+
+def _keys_json(k: RepoKeys) -> dict[str, Any]:
+    return {"fingerprint": k.current, "retiring_fingerprint": k.retiring, "rotated_at": k.rotated_at, "public_key": k.public}
 
 
 def suite_json(r: OverlaySuite) -> dict[str, Any]:
@@ -81,18 +76,44 @@ class OverlayService:
 
     # -- keys ---------------------------------------------------------------------------------------------------
 
-    def _key(self, tenant_id: int, tenant: str | None) -> tuple[str, str]:
-        return self.pgp.ensure_key(tenant_id, f"Bulkhead overlay repository of {tenant or tenant_id}")
+    @staticmethod
+    def _uid(tenant_id: int, tenant: str | None) -> str:
+        return f"Bulkhead overlay repository of {tenant or tenant_id}"
+
+    def _key(self, tenant_id: int, tenant: str | None) -> RepoKeys:
+        return self.pgp.keys(tenant_id, self._uid(tenant_id, tenant))
 
     def key(self, who: Principal) -> dict[str, Any]:
-        """The tenant's repository key (generated on first use): what devices name in Signed-By."""
+        """The tenant's repository keys (the current one generated on first use): what devices name in Signed-By."""
         who.require("viewer")
-        fpr, public = self._key(who.require_tenant(), who.tenant)
-        return {"fingerprint": fpr, "public_key": public}
+        return _keys_json(self._key(who.require_tenant(), who.tenant))
 
     def device_key(self, who: Principal) -> str:
         assert who.tenant_id is not None
-        return self._key(who.tenant_id, who.tenant)[1]
+        return self._key(who.tenant_id, who.tenant).public
+
+    def rotate_key(self, who: Principal) -> dict[str, Any]:
+        """A new current key; every suite is published again, signed by the new and the retiring key (admins)."""
+        who.require("admin")
+        tid = who.require_tenant()
+        keys = self.pgp.rotate(tid, self._uid(tid, who.tenant), utcnow())
+        self._republish(who, tid, keys, "overlay.key.rotate", retiring=keys.retiring)
+        return _keys_json(keys)
+
+    def finish_rotation(self, who: Principal) -> dict[str, Any]:
+        """The retiring key deleted; every suite is published again, signed by the current key only (admins)."""
+        who.require("admin")
+        tid = who.require_tenant()
+        before = self._key(tid, who.tenant)
+        keys = self.pgp.finish(tid, self._uid(tid, who.tenant))
+        self._republish(who, tid, keys, "overlay.key.finish", retired=before.retiring)
+        return _keys_json(keys)
+
+    def _republish(self, who: Principal, tid: int, keys: RepoKeys, action: str, **details: Any) -> None:
+        with self.db.session() as s:
+            for suite in sorted(s.scalars(select(OverlaySuite.suite).where(OverlaySuite.tenant_id == tid))):
+                self._publish(s, tid, suite, keys)
+            audit.record(s, who, action, keys.current, **details)
 
     # -- uploads ------------------------------------------------------------------------------------------------
 
@@ -102,7 +123,7 @@ class OverlayService:
             who.require("operator")
             tid = who.require_tenant()
             valid_suite(suite)
-            fpr, _ = self._key(tid, who.tenant)  # signing must work before anything is stored
+            keys = self._key(tid, who.tenant)  # signing must work before anything is stored
             with upload.local() as path:
                 info = read_deb(path, self.architectures)
             try:
@@ -134,7 +155,7 @@ class OverlayService:
                     s.add(row)
                     s.flush()
                     self.store.commit(upload.staged, upload.sha256)
-                    self._publish(s, tid, suite, fpr)
+                    self._publish(s, tid, suite, keys)
                     if overlay_fixes.declare(s, tid, row, f"{who.kind}:{who.name}"):
                         vuln_history.record(s, tid, "overlay upload")
                     audit.record(
@@ -177,7 +198,7 @@ class OverlayService:
         """Remove a package from its suite and publish the suite again; its file goes when nothing else names it."""
         who.require("operator")
         tid = who.require_tenant()
-        fpr, _ = self._key(tid, who.tenant)
+        keys = self._key(tid, who.tenant)
         with self.db.session() as s:
             row = s.get(OverlayPackage, package_id)
             if row is None or row.tenant_id != tid:
@@ -187,7 +208,7 @@ class OverlayService:
                 vuln_history.record(s, tid, "overlay remove")
             s.delete(row)
             s.flush()
-            self._publish(s, tid, suite, fpr)
+            self._publish(s, tid, suite, keys)
             audit.record(s, who, "overlay.remove", f"{suite} {row.name} {row.version} {row.architecture}", sha256=sha)
             unused = not s.scalar(select(func.count()).select_from(OverlayPackage).where(OverlayPackage.sha256 == sha))
         if unused:
@@ -195,7 +216,7 @@ class OverlayService:
 
     # -- publishing ---------------------------------------------------------------------------------------------
 
-    def _publish(self, s: Session, tid: int, suite: str, fpr: str, now: dt.datetime | None = None) -> OverlaySuite:
+    def _publish(self, s: Session, tid: int, suite: str, keys: RepoKeys, now: dt.datetime | None = None) -> OverlaySuite:
         """Generate and sign the suite's indexes from its rows (in the caller's transaction)."""
         now = now or utcnow()
         row = s.scalar(select(OverlaySuite).where(OverlaySuite.tenant_id == tid, OverlaySuite.suite == suite).with_for_update())
@@ -215,14 +236,14 @@ class OverlayService:
                 self.store.commit(self.store.stage_bytes(data), sha)
             files[path] = {"sha256": sha, "size": len(data)}
         release = index.release.encode()
-        inrelease = self.pgp.clearsign(tid, fpr, release)
-        detached = self.pgp.sign(tid, fpr, release)
+        inrelease = self.pgp.clearsign(tid, keys.signers, release)
+        detached = self.pgp.detach_sign(tid, keys.signers, release)
         if row is None:
             row = OverlaySuite(tenant_id=tid, suite=suite, previous_files={})
             s.add(row)
         else:
             row.previous_files = row.files
-        row.release, row.inrelease, row.release_gpg, row.fingerprint = index.release, inrelease, detached, fpr
+        row.release, row.inrelease, row.release_gpg, row.fingerprint = index.release, inrelease, detached, keys.current
         row.files, row.published_at, row.valid_until = files, now, now + self.valid_for
         s.flush()
         return row
@@ -236,8 +257,7 @@ class OverlayService:
         for tid, suite in due:
             with self.db.session() as s:
                 tenant = s.get(Tenant, tid)
-                fpr, _ = self._key(tid, tenant.name if tenant else None)
-                self._publish(s, tid, suite, fpr, now)
+                self._publish(s, tid, suite, self._key(tid, tenant.name if tenant else None), now)
         return len(due)
 
     # -- what devices fetch -------------------------------------------------------------------------------------
@@ -253,8 +273,7 @@ class OverlayService:
         with self.db.session() as s:
             row = self._suite(s, who, suite)
             if _aware(row.valid_until) < utcnow() + self.valid_for / 2:
-                fpr, _ = self._key(row.tenant_id, who.tenant)
-                row = self._publish(s, row.tenant_id, suite, fpr)
+                row = self._publish(s, row.tenant_id, suite, self._key(row.tenant_id, who.tenant))
             return {"InRelease": row.inrelease, "Release": row.release, "Release.gpg": row.release_gpg}[name]
 
     def index_file(self, who: Principal, suite: str, path: str) -> str:
