@@ -41,8 +41,17 @@ class RepoKeys:
 class RepoPgp(OpenPgp):
     """The GnuPG adapter of the overlay: clearsigning (InRelease) and detached signatures by every active key."""
 
+    def __init__(self, root: Path, gpg: str | None = None, enabled: bool = True) -> None:
+        super().__init__(root, gpg, enabled)
+        self._cache: dict[int, tuple[tuple[int, int, int], RepoKeys]] = {}
+
     def keys(self, tenant_id: int, uid: str) -> RepoKeys:
-        """The tenant's keys (the current one made now when there is none)."""
+        """The tenant's keys (the current one made now when there is none). Kept in memory while the state file
+        is unchanged: agents fetch the key on every pass, which must not cost a gpg process each."""
+        stamp = self._stamp(tenant_id)
+        cached = self._cache.get(tenant_id)
+        if stamp is not None and cached is not None and cached[0] == stamp:
+            return cached[1]
         with self._locked(tenant_id) as home:
             state = self._state(home)
             if state is None:
@@ -51,7 +60,19 @@ class RepoPgp(OpenPgp):
                     fpr = self._generate(home, uid)
                 state = {"current": fpr, "retiring": None, "rotated_at": None}
                 self._save(home, state)
-            return self._keys(home, state)
+            keys = self._keys(home, state)
+            stamp = self._stamp(tenant_id)
+            if stamp is not None:
+                self._cache[tenant_id] = (stamp, keys)
+            return keys
+
+    def _stamp(self, tenant_id: int) -> tuple[int, int, int] | None:
+        """The state file's identity (inode, size, modification time): a rotation elsewhere changes it."""
+        try:
+            st = os.stat(self.root / f"tenant-{tenant_id}" / _STATE)
+        except OSError:
+            return None
+        return st.st_ino, st.st_size, st.st_mtime_ns
 
     def rotate(self, tenant_id: int, uid: str, now: dt.datetime) -> RepoKeys:
         """A new current key; the old one signs along until `finish`. Conflict while a rotation is running."""
