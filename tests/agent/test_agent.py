@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -34,3 +35,46 @@ def test_containers_the_device_needs_are_checked_with_podman(tmp_path: Path) -> 
     agent = _agent(tmp_path, required=("web",))
     with pytest.raises(PodmanError, match="overlay"):
         agent._containers_running()
+
+
+def _dpkg_root(root: Path, version: str) -> Path:
+    """A root whose dpkg has hello `version` installed, and an apt configuration that reads only this root."""
+    admin = root / "var/lib/dpkg"
+    (admin / "updates").mkdir(parents=True)
+    (admin / "status").write_text(
+        f"Package: hello\nStatus: install ok installed\nPriority: optional\nSection: misc\nMaintainer: T <t@example.com>\n"
+        f"Architecture: all\nVersion: {version}\nDescription: test\n"
+    )
+    for d in ("etc/apt/sources.list.d", "var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "var/log/apt"):
+        (root / d).mkdir(parents=True, exist_ok=True)
+    conf = root / "apt.conf"
+    conf.write_text(
+        f'Dir "{root}";\nDir::State::status "{admin / "status"}";\nDebug::NoLocking "1";\n'
+        f'DPkg::Options {{ "--root={root}"; "--force-not-root"; }};\n'  # dpkg never touches this host's packages
+    )
+    return conf
+
+
+@pytest.mark.skipif(not shutil.which("dpkg-query") or not shutil.which("apt-get"), reason="needs dpkg and apt")
+def test_the_slot_is_healthy_only_with_the_desired_packages_as_asked(tmp_path: Path) -> None:
+    """After an OS update the new slot's dpkg decides: packages as asked pass without running apt; a package the
+    new slot has at another version is applied again, and while apt cannot, the check says what is wrong."""
+    root = tmp_path / "root"
+    conf = _dpkg_root(root, "1.0-1")
+    cfg = AgentConfig(
+        server="http://127.0.0.1:9", data_dir=tmp_path / "data", name="dev-1", apt_root=root, apt_config=conf,
+        health=HealthConfig(check_apps=False), podman=PodmanConfig(enabled=False),
+    )  # fmt: skip
+    agent = Agent(cfg)
+
+    def want(packages: list[dict[str, object]]) -> str | None:
+        agent.desired_path.write_text(json.dumps({"desired": {"packages": packages}}))
+        return agent._packages_as_desired()
+
+    hello = {"name": "hello", "version": "1.0-1", "hold": False, "remove": False}
+    assert want([]) is None, "no desired packages: nothing to check"
+    assert want([hello]) is None
+    wrong = want([{**hello, "version": "2.0-1"}])
+    assert wrong == "packages not as asked: hello (asked 2.0-1, has 1.0-1)", wrong
+    assert want([{**hello, "version": None, "remove": True}]) == "packages not as asked: hello (asked removed, has 1.0-1)"
+    assert "packages" in [name for name, _ in agent._checks()]

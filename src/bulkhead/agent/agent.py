@@ -192,6 +192,8 @@ class Agent:
         checks: list[tuple[str, Check]] = [("server", self._server_reachable)]
         if self.cfg.health.check_apps or self.cfg.health.required_containers:
             checks.append(("containers", self._containers_running))
+        if self.cfg.health.check_packages:
+            checks.append(("packages", self._packages_as_desired))
         if self.cfg.health.command:
             env = {"BULKHEAD_BOOTED_SLOT": self._booted_slot()}
             checks.append(("command", command_check(self.cfg.health.command, env)))
@@ -223,6 +225,30 @@ class Agent:
         states = self.podman.states()
         down = sorted(n for n in wanted if states.get(n) != "running")
         return f"not running: {', '.join(down)}" if down else None
+
+    def _packages_as_desired(self) -> str | None:
+        """After an OS update the new slot has the image's packages: the desired ones are applied on it, and the
+        slot is healthy only when dpkg has them as asked (a device without desired packages passes)."""
+        doc = self._cached() or {}
+        desired = doc.get("desired") or {}
+        packages = desired.get("packages") or []
+        if not packages:
+            return None
+        self.converge_packages(desired, doc)
+        apt = self._apt()
+        if apt.converged(packages):
+            return None
+        have = apt.installed([p["name"] for p in packages])
+        wrong = []
+        for p in packages:
+            if not apt.converged([p]):
+                asked = p.get("version") or ("removed" if p.get("remove") else "installed")
+                wrong.append(f"{p['name']} (asked {asked}, has {have.get(p['name'], 'none')})")
+        return "packages not as asked: " + ", ".join(wrong)
+
+    def _apt(self) -> Apt:
+        env = {"APT_CONFIG": str(self.cfg.apt_config)} if self.cfg.apt_config else None
+        return Apt(self.cfg.apt_root, env)
 
     def converge_apps(self, apps: list[dict[str, Any]], report: bool = True) -> None:
         if not self.cfg.podman.enabled:
@@ -359,8 +385,7 @@ class Agent:
         packages, overlay = desired.get("packages") or [], desired.get("overlay")
         if not packages or doc is None:
             return
-        env = {"APT_CONFIG": str(self.cfg.apt_config)} if self.cfg.apt_config else None
-        apt = Apt(self.cfg.apt_root, env)
+        apt = self._apt()
         error = None
         if overlay:
             suite = inventory.read_os_release(self.cfg.os_release).get("VERSION_CODENAME") or "bookworm"

@@ -18,6 +18,7 @@ class HealthConfig:
     command: str | None = None  # optional custom check; exit 0 = healthy
     required_containers: tuple[str, ...] = ()  # container names that must run (besides the desired apps')
     check_apps: bool = True  # the desired apps' containers must run
+    check_packages: bool = True  # the desired Debian packages must be installed as asked (applied on the new slot)
 
 
 @dataclass(frozen=True)
@@ -140,7 +141,7 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
 
     if raw.get("client_key") is not None and raw.get("client_cert") is None:
         raise ConfigError("'client_key' needs 'client_cert' (the certificate the key belongs to)")
-    h = _section(raw.get("health"), "health", {"deadline", "command", "required_containers", "check_apps"})
+    h = _section(raw.get("health"), "health", {"deadline", "command", "required_containers", "check_apps", "check_packages"})
     p = _section(raw.get("podman"), "podman", {"enabled", "command", "run_args", "insecure_registries", "owner"})
     try:
         health = HealthConfig(
@@ -148,6 +149,7 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             command=h.get("command"),
             required_containers=tuple(h.get("required_containers", ())),
             check_apps=bool(h.get("check_apps", True)),
+            check_packages=bool(h.get("check_packages", True)),
         )
         podman = PodmanConfig(
             enabled=bool(p.get("enabled", True)),
