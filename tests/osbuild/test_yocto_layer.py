@@ -71,6 +71,10 @@ def test_layer_is_for_scarthgap_and_needs_rauc_and_podman_layers() -> None:
     assert deps and {"core", "rauc", "virtualization-layer"} <= set(deps.group(1).split())
     distro = (LAYER / "conf/distro/bulkhead.conf").read_text()
     assert 'INIT_MANAGER = "systemd"' in distro
+    # the package overlay: .deb packages, and apt with dpkg's database on the device
+    assert re.search(r'^PACKAGE_CLASSES = "package_deb"$', distro, re.M)
+    image = (LAYER / "recipes-core/images/bulkhead-image.bb").read_text()
+    assert re.search(r'^IMAGE_FEATURES \+= ".*\bpackage-management\b', image, re.M)
     assert re.search(r'^DISTRO_FEATURES:append = ".*\brauc\b.*\bvirtualization\b', distro, re.M)
     # hard assignments: meta-rauc-community's example keys (set with ?=) can never sign a release
     assert re.search(r'^RAUC_KEY_FILE = "\$\{BULKHEAD_RAUC_KEY_FILE\}"$', distro, re.M)

@@ -12,7 +12,8 @@ LICENSE = "MIT"
 
 inherit core-image
 
-IMAGE_FEATURES += "ssh-server-openssh"
+# package-management: apt and the dpkg database stay in the image (the package overlay installs with them)
+IMAGE_FEATURES += "ssh-server-openssh package-management"
 
 IMAGE_INSTALL:append = " \
     bulkhead-agent \
