@@ -40,3 +40,16 @@ def test_overlay_commands(srv: LiveServer, tmp_path: Path) -> None:
     assert cli(srv, token, "overlay", "desired", "--group", "line").returncode == 2
     assert cli(srv, token, "overlay", "remove", str(up["id"])).returncode == 0
     assert ok(srv, token, "overlay", "list") == []
+
+
+def test_overlay_key_rotation_from_the_cli(srv: LiveServer) -> None:
+    token = srv.tenant()
+    first = ok(srv, token, "overlay", "key")
+    rotating = ok(srv, token, "overlay", "key", "--rotate")
+    assert rotating["retiring_fingerprint"] == first["fingerprint"] != rotating["fingerprint"]
+    again = cli(srv, token, "overlay", "key", "--rotate")
+    assert again.returncode == 2 and "not finished" in again.stderr
+    both = cli(srv, token, "overlay", "key", "--rotate", "--finish")
+    assert both.returncode != 0 and "not both" in both.stderr
+    done = ok(srv, token, "overlay", "key", "--finish")
+    assert done["fingerprint"] == rotating["fingerprint"] and done["retiring_fingerprint"] is None

@@ -27,6 +27,10 @@ def test_rollout_create_with_an_app_version(srv: LiveServer, tmp_path: Path) -> 
     assert ro["subject"] == "app shop:2" and ro["release_id"] is None and ro["target"]["groups"] == ["line"]
     listed = cli(srv, token, "rollout", "list")
     assert listed.returncode == 0 and "app shop:2" in listed.stdout
+    points = json.loads(cli(srv, token, "rollout", "timeline", "shop-2", "--json").stdout)["points"]
+    assert points and points[-1] | {"at": ""} == {"at": "", "succeeded": 0, "failed": 0, "canceled": 0}
+    human = cli(srv, token, "rollout", "timeline", "shop-2")
+    assert human.returncode == 0 and "succeeded" in human.stdout
 
     for args, message in (
         (("--app", "shop"), "NAME:VERSION"),

@@ -70,6 +70,10 @@ def test_import_scan_list_show_and_vex(srv: LiveServer, lab: Lab, tmp_path: Path
             "--justification", "code_not_present", "--impact", "the product never calls SSL_select_next_proto")  # fmt: skip
     assert st["status"] == "not_affected" and st["component"] is None
     assert ok(srv, token, "vuln", "show", "CVE-2024-5535")["exposure"]["devices"] == 0
+    history = ok(srv, token, "vuln", "exposure", "--days", "7")
+    assert [x["cause"] for x in history["samples"]][-1] == "vex" and history["now"]["devices"] == 0
+    human = cli(srv, token, "vuln", "exposure")
+    assert human.returncode == 0 and "scan" in human.stdout and "vex" in human.stdout and "now" in human.stdout
     assert [v["id"] for v in ok(srv, token, "vex", "list", "--cve", "CVE-2024-5535")] == [st["id"]]
     out = tmp_path / "product.openvex.json"
     res = cli(srv, token, "vex", "export", "--compatible", DEBIAN, "--out", str(out))

@@ -125,6 +125,13 @@ def actions(
     show(rows, json, ["id", "device", "phase", "type", "status", "active", "bytes", "updated_at"])
 
 
+@rollout_app.command("timeline")
+def timeline(ctx: typer.Context, rollout: str, json: bool = JsonOpt) -> None:
+    """Devices succeeded, failed and canceled over time (at most 60 steps from the rollout's start)."""
+    data = client(ctx).request("GET", f"/api/v1/rollouts/{rollout}/timeline")
+    show(data if json else data["points"], json, ["at", "succeeded", "failed", "canceled"])
+
+
 def _verb(verb: str, doc: str) -> None:
     def command(ctx: typer.Context, rollout: str, json: bool = JsonOpt) -> None:
         show(client(ctx).request("POST", f"/api/v1/rollouts/{rollout}/{verb}"), json)

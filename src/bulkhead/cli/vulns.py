@@ -90,6 +90,21 @@ def scans(ctx: typer.Context, limit: int | None = LimitOpt, json: bool = JsonOpt
     show(rows, json, ["id", "kind", "status", "actor", "started_at", "counts", "error"])
 
 
+@vuln_app.command("exposure")
+def exposure(
+    ctx: typer.Context,
+    days: int = typer.Option(90, min=1, max=3650, help="The window: the last N days"),
+    json: bool = JsonOpt,
+) -> None:
+    """The fleet's exposure now and after each scan, KEV update and VEX or overlay change of the window."""
+    data = client(ctx).request("GET", "/api/v1/vulnerability-exposure", params={"days": days})
+    if json:
+        show(data, True)
+        return
+    rows = [*([data["before"]] if data["before"] else []), *data["samples"], {**data["now"], "cause": "now"}]
+    show(rows, False, ["at", "cause", "devices", "cves", "kev", "by_severity"])
+
+
 @vuln_app.command("list")
 def list_vulns(
     ctx: typer.Context,
