@@ -28,8 +28,8 @@ MAX_SECONDS = 140
 def _failure_report(out: str, server_log: Path) -> str:
     """What a failed run found: schemathesis' failure block (the operation, the request as curl, the response) and
     the server's own tracebacks; the summary alone names neither."""
-    start = out.find("FAILURES")
-    failures = out[start : start + 8000] if start >= 0 else out[-6000:]
+    sections = [out[i : i + 8000] for i in (out.find("= ERRORS ="), out.find("= FAILURES =")) if i >= 0]
+    failures = "\n".join(sections) if sections else out[-6000:]
     log = server_log.read_text(errors="replace") if server_log.exists() else ""
     tracebacks = [log[m.start() : m.start() + 3000] for m in re.finditer("Traceback", log)]
     return failures + "\n--- server tracebacks ---\n" + "\n...\n".join(tracebacks[:3])
@@ -56,6 +56,11 @@ def test_schemathesis_finds_no_server_error_or_contract_violation(tmp_path: Path
             "1",
             "--generation-database",
             "none",
+            # hypothesis' too_slow health check times the generation of data, which a loaded two-core machine (the
+            # QEMU device test beside it) fails while the same seed passes on a quiet one: a verdict on the machine,
+            # not on the server. Every other health check stays.
+            "--suppress-health-check",
+            "too_slow",
             "--report-dir",
             str(tmp_path / "report"),
             "--no-color",
