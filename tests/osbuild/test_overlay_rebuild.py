@@ -5,6 +5,7 @@ a Debian root made by mmdebstrap, where apt verifies the overlay's InRelease and
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -17,7 +18,15 @@ from debian.changelog import Changelog
 from bulkhead.agent.packages import Apt as AgentApt
 from bulkhead.agent.packages import overlay_files
 from bulkhead.osbuild.errors import OsBuildError
-from bulkhead.osbuild.overlay_rebuild import RebuildSpec, build_script, changelog_entry, next_version
+from bulkhead.osbuild.overlay_rebuild import (
+    RebuildSpec,
+    build_script,
+    changelog_entry,
+    entry_args,
+    fetch_script,
+    next_version,
+    write_entry,
+)
 from tests.live import live_server
 
 PATCH = Path(__file__).parents[1] / "data" / "overlay-hello-greeting.patch"
@@ -51,8 +60,26 @@ def test_a_bad_request_is_refused_before_anything_runs(tmp_path: Path) -> None:
     ):
         with pytest.raises(OsBuildError, match=why):
             spec.check()
-    script = build_script(RebuildSpec("hello", patch))
+    script = fetch_script(RebuildSpec("hello", patch))
     assert "apt-get source -q --only-source hello" in script and "debian/patches/fix.patch" in script
+    assert "dpkg-buildpackage -b" in build_script()
+
+
+def test_the_hook_between_the_stages_writes_the_entry_after_the_fetched_version(tmp_path: Path) -> None:
+    patch = tmp_path / "fix.patch"
+    patch.write_text("--- a/x\n+++ b/x\n")
+    spec = RebuildSpec("hello", patch, cves=("CVE-2024-1",), when=1764800000.0)
+    (tmp_path / "entry.json").write_text(json.dumps(entry_args(spec)))
+    (tmp_path / "version").write_text("2.10-3+bulkhead1\n")
+    assert write_entry(tmp_path) == "2.10-3+bulkhead2"
+    [block] = list(Changelog((tmp_path / "entry").read_text()))
+    assert str(block.version) == "2.10-3+bulkhead2" and "CVE-2024-1" in "\n".join(block.changes())
+    (tmp_path / "version").write_text("2.10-3\n")
+    r = subprocess.run([sys.executable, "-m", "bulkhead.osbuild.overlay_rebuild", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 0 and "rebuilding as 2.10-3+bulkhead1" in r.stderr, r.stderr
+    (tmp_path / "version").write_text("not a version!\n")
+    r = subprocess.run([sys.executable, "-m", "bulkhead.osbuild.overlay_rebuild", str(tmp_path)], capture_output=True, text=True)
+    assert r.returncode == 1 and "no changelog entry could be prepared" in r.stderr, "the hook fails the build"
 
 
 def _need_rebuild_tools() -> None:

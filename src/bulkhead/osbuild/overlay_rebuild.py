@@ -8,12 +8,14 @@ is thrown away, so nothing of one build leaks into the next):
    Debian keyring apt trusts);
 2. the patch goes into debian/patches and the quilt series (format 3.0 (quilt)), or is applied with patch -p1
    (other formats); a patch that does not apply stops the build with patch's own words;
-3. a changelog entry (`changelog_entry`) bumps the version (`next_version`: +bulkhead1, then +bulkhead2, ...) and
-   names the CVEs it fixes, which the overlay turns into `fixed` VEX statements for the new version;
+3. a changelog entry (`changelog_entry`) bumps the version of the source apt fetched (`next_version`: +bulkhead1,
+   then +bulkhead2, ...) and names the CVEs it fixes, which the overlay turns into `fixed` VEX statements for the
+   new version; a hook between the chroot's two stages runs this module on the host (`write_entry`), so the entry
+   comes from the same pure functions as the tests';
 4. `apt-get build-dep`, then `dpkg-buildpackage -b -uc -us` (tests skipped: DEB_BUILD_OPTIONS=nocheck);
 5. the binary packages (not the -dbgsym ones) are copied out.
 
-The pure parts (version, changelog text, the script run in the chroot) are tested on their own; the shell is the
+The pure parts (version, changelog text, the scripts run in the chroot) are tested on their own; the shell is the
 mmdebstrap call.
 """
 
@@ -21,10 +23,12 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
 import re
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -35,7 +39,16 @@ from debian.debian_support import Version
 
 from .errors import OsBuildError
 
-__all__ = ["RebuildSpec", "build_script", "changelog_entry", "next_version", "rebuild"]
+__all__ = [
+    "RebuildSpec",
+    "build_script",
+    "changelog_entry",
+    "entry_args",
+    "fetch_script",
+    "next_version",
+    "rebuild",
+    "write_entry",
+]
 
 TAG = "bulkhead"
 MAINTAINER = "Bulkhead overlay rebuild <overlay@bulkhead.invalid>"
@@ -99,8 +112,9 @@ def changelog_entry(source: str, version: str, suite: str, patch: str, cves: Seq
     return f"{source} ({version}) {suite}; urgency=high\n\n" + "\n".join(lines) + f"\n\n -- {MAINTAINER}  {date}\n\n"
 
 
-def build_script(spec: RebuildSpec) -> str:
-    """The shell script run in the chroot; /rebuild holds the patch and receives the built packages in out/."""
+def fetch_script(spec: RebuildSpec) -> str:
+    """The chroot's first stage: the source fetched, the patch applied, the source's version in /rebuild/version and
+    its directory in /rebuild/srcdir. /rebuild holds the patch and receives the built packages in out/."""
     patch, q = spec.patch.name, shlex.quote
     return f"""#!/bin/sh
 set -eu
@@ -122,13 +136,22 @@ if [ "$format" = "3.0 (quilt)" ]; then
 else
   patch -p1 --forward < /rebuild/{q(patch)}
 fi
-echo "$version" > /rebuild/out/old-version
-cat /rebuild/entry-"$version" debian/changelog > /rebuild/changelog.new 2>/dev/null || {{
-  echo "no changelog entry was prepared for $version" >&2; exit 12; }}
+echo "$version" > /rebuild/version
+echo "/rebuild/$dir" > /rebuild/srcdir
+"""
+
+
+def build_script() -> str:
+    """The chroot's second stage: the entry written by `write_entry` on top of the changelog, then the build."""
+    return """#!/bin/sh
+set -eu
+cd "$(cat /rebuild/srcdir)"
+[ -s /rebuild/entry ] || { echo "no changelog entry was prepared" >&2; exit 12; }
+cat /rebuild/entry debian/changelog > /rebuild/changelog.new
 cp /rebuild/changelog.new debian/changelog
-apt-get build-dep -y -q ./ > /rebuild/build-dep.log 2>&1 || {{ tail -n 40 /rebuild/build-dep.log >&2; exit 13; }}
+apt-get build-dep -y -q ./ > /rebuild/build-dep.log 2>&1 || { tail -n 40 /rebuild/build-dep.log >&2; exit 13; }
 export DEB_BUILD_OPTIONS=nocheck
-dpkg-buildpackage -b -uc -us > /rebuild/build.log 2>&1 || {{ tail -n 60 /rebuild/build.log >&2; exit 14; }}
+dpkg-buildpackage -b -uc -us > /rebuild/build.log 2>&1 || { tail -n 60 /rebuild/build.log >&2; exit 14; }
 cd /rebuild
 for deb in *.deb; do case "$deb" in *-dbgsym_*) ;; *) cp "$deb" out/ ;; esac; done
 """
@@ -143,17 +166,17 @@ def rebuild(spec: RebuildSpec, out: Path, run: Callable[..., subprocess.Complete
     with tempfile.TemporaryDirectory(prefix="bulkhead-rebuild-") as tmp:
         work = Path(tmp)
         shutil.copy(spec.patch, work / spec.patch.name)
-        version = _source_version(spec, work, run)
-        new = next_version(version)
-        (work / f"entry-{version}").write_text(
-            changelog_entry(spec.source, new, spec.suite, spec.patch.name, spec.cves, spec.reason, spec.when)
-        )
-        (work / "build.sh").write_text(build_script(spec))
+        (work / "entry.json").write_text(json.dumps(entry_args(spec)))
+        (work / "fetch.sh").write_text(fetch_script(spec))
+        (work / "build.sh").write_text(build_script())
         (work / "out").mkdir()
+        entry = f'{shlex.quote(sys.executable)} -m bulkhead.osbuild.overlay_rebuild "$1/rebuild"'
         r = run(
             [
                 "mmdebstrap", "--variant=buildd", f"--include={','.join(PACKAGES)}",
                 f"--customize-hook=mkdir -p \"$1/rebuild\" && cp -a {shlex.quote(str(work))}/. \"$1/rebuild/\"",
+                '--customize-hook=chroot "$1" sh /rebuild/fetch.sh',
+                f"--customize-hook={entry}",
                 '--customize-hook=chroot "$1" sh /rebuild/build.sh',
                 f"--customize-hook=cp -a \"$1/rebuild/out/.\" {shlex.quote(str(out))}/",
                 spec.suite, "/dev/null", *spec.sources(),
@@ -168,26 +191,30 @@ def rebuild(spec: RebuildSpec, out: Path, run: Callable[..., subprocess.Complete
     return debs
 
 
-def _source_version(spec: RebuildSpec, work: Path, run: Callable[..., subprocess.CompletedProcess[str]]) -> str:
-    """The newest version of the source in the suite (with its -updates and -security), asked of apt in a chroot of
-    its own: the changelog entry names the version after it."""
-    listing = work / "showsrc.txt"
-    ask = f"apt-cache showsrc --only-source {shlex.quote(spec.source)} > {shlex.quote(str(listing))}"
-    r = run(
-        [
-            "mmdebstrap", "--variant=apt", "--skip=cleanup/apt/lists",
-            f'--customize-hook=chroot "$1" {ask}',
-            spec.suite, "/dev/null", *spec.sources(),
-        ],
-        capture_output=True, text=True, timeout=1800,
-    )  # fmt: skip
-    if r.returncode != 0 or not listing.exists():
-        raise OsBuildError(f"the sources of {spec.suite} could not be read:\n{_tail(r.stderr)}")
-    versions = [Version(v) for v in re.findall(r"^Version: (\S+)$", listing.read_text(), re.M)]
-    if not versions:
-        raise OsBuildError(f"{spec.source} is not a source package of {spec.suite} (apt-cache showsrc found nothing)")
-    return str(max(versions))
+def entry_args(spec: RebuildSpec) -> dict[str, object]:
+    return {
+        "source": spec.source, "suite": spec.suite, "patch": spec.patch.name, "cves": list(spec.cves),
+        "reason": spec.reason, "when": spec.when,
+    }  # fmt: skip
+
+
+def write_entry(rebuild_dir: Path) -> str:
+    """Between the chroot's stages (run on the host by a hook): the changelog entry after the version apt fetched
+    (`version`, written by the fetch stage) into `entry`; returns the new version."""
+    args = json.loads((rebuild_dir / "entry.json").read_text())
+    version = (rebuild_dir / "version").read_text().strip()
+    new = next_version(version)
+    text = changelog_entry(args["source"], new, args["suite"], args["patch"], args["cves"], args["reason"], float(args["when"]))
+    (rebuild_dir / "entry").write_text(text)
+    return new
 
 
 def _tail(text: str, lines: int = 40) -> str:
     return "\n".join(text.strip().splitlines()[-lines:])
+
+
+if __name__ == "__main__":  # the hook between the chroot's stages: python -m bulkhead.osbuild.overlay_rebuild DIR
+    try:
+        print(f"rebuilding as {write_entry(Path(sys.argv[1]))}", file=sys.stderr)
+    except (OSError, ValueError, KeyError, IndexError) as exc:
+        sys.exit(f"no changelog entry could be prepared: {exc}")
