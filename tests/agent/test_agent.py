@@ -81,3 +81,29 @@ def test_the_slot_is_healthy_only_with_the_desired_packages_as_asked(tmp_path: P
     assert want([{**hello, "version": None, "remove": True}]) is None, "a removal apt can do is done, then healthy"
     assert agent._apt().installed(["hello"]) == {}
     assert "packages" in [name for name, _ in agent._checks()]
+
+
+@pytest.mark.skipif(not shutil.which("dpkg-query") or not shutil.which("apt-get"), reason="needs dpkg and apt")
+def test_a_package_rollouts_action_is_named_in_the_report_once_per_action(tmp_path: Path) -> None:
+    """The rollout counts a device by the action id its package report carries: reported once per action (the same
+    packages under a new action are reported again), never for an action outside its window."""
+    root = tmp_path / "root"
+    conf = _dpkg_root(root, "1.0-1")
+    cfg = AgentConfig(
+        server="http://127.0.0.1:9", data_dir=tmp_path / "data", name="dev-1", apt_root=root, apt_config=conf,
+        health=HealthConfig(check_apps=False), podman=PodmanConfig(enabled=False),
+    )  # fmt: skip
+    agent = Agent(cfg)
+    hello = [{"name": "hello", "version": "1.0-1", "hold": False, "remove": False}]
+
+    def converge(action: dict[str, object] | None) -> list[dict[str, object]]:
+        desired = {"packages": hello, **({"packages_action": action} if action else {})}
+        before = len(agent.outbox.pending())
+        agent.converge_packages(desired, {"desired": desired})
+        return [e["details"] for e in agent.outbox.pending()[before:] if e["kind"] == "package"]
+
+    assert [d.get("action") for d in converge({"id": 7, "type": "soft", "install": True})] == [7]
+    assert converge({"id": 7, "type": "soft", "install": True}) == [], "said once"
+    assert [d.get("action") for d in converge({"id": 8, "type": "soft", "install": True})] == [8]
+    [outside] = converge({"id": 9, "type": "soft", "install": False, "window_opens_at": "2028-02-29T00:00:00+00:00"})
+    assert "action" not in outside and outside["installed"] == {"hello": "1.0-1"}

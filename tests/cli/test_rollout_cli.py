@@ -35,13 +35,30 @@ def test_rollout_create_with_an_app_version(srv: LiveServer, tmp_path: Path) -> 
     for args, message in (
         (("--app", "shop"), "NAME:VERSION"),
         (("--app", "shop:9"), "app 'shop' version '9' does not exist"),
-        (("--app", "shop:2", "--release", "1"), "either --release"),
-        ((), "either --release"),
+        (("--app", "shop:2", "--release", "1"), "one of --release"),
+        (("--app", "shop:2", "--package", "pr-hello=1.0-1"), "one of --release"),
+        ((), "one of --release"),
+        (("--package", "Bad Name=1"), "not a Debian package name"),
     ):
         res = cli(srv, token, "rollout", "create", "bad", *args)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
     with srv.client(token) as c:
         assert [r["name"] for r in c.get("/api/v1/rollouts").json()] == ["shop-2"]
+
+
+def test_rollout_create_with_a_package_set(srv: LiveServer, tmp_path: Path) -> None:
+    token = srv.tenant()
+    with srv.client(token) as c:
+        c.post("/api/v1/devices", json={"name": "pkg-dev", "compatible": "any", "groups": ["line"]}).raise_for_status()
+    args = ["--package", "pr-hello=1.0-2", "--package-hold", "pr-tool=3", "--package-remove", "pr-old", "--group", "line"]
+    res = cli(srv, token, "rollout", "create", "pkgs", *args, "--json")
+    assert res.returncode == 0, res.stderr
+    ro = json.loads(res.stdout)
+    assert ro["subject"] == "packages pr-hello=1.0-2, pr-old (remove), pr-tool=3 (hold)"
+    assert ro["packages"]["pr-tool"] == {"name": "pr-tool", "version": "3", "hold": True, "remove": False}
+    assert ro["packages"]["pr-old"] == {"name": "pr-old", "version": None, "hold": False, "remove": True}
+    listed = cli(srv, token, "rollout", "list")
+    assert listed.returncode == 0 and "packages pr-hello=1.0-2" in listed.stdout
 
 
 def test_thresholds_without_phases_apply_to_the_single_phase(srv: LiveServer) -> None:

@@ -221,8 +221,8 @@ def test_app_version_rollout_phases_threshold_window_download_only_and_cancel(se
 
     bad = [
         ({"name": "x", "app": {"name": "web", "version": "9"}}, 404, "app 'web' version '9' does not exist"),
-        ({"name": "x", "app": {"name": "web", "version": "2"}, "release_id": 1}, 400, "either release_id"),
-        ({"name": "x"}, 400, "either release_id"),
+        ({"name": "x", "app": {"name": "web", "version": "2"}, "release_id": 1}, 400, "exactly one of release_id"),
+        ({"name": "x"}, 400, "exactly one of release_id"),
     ]
     for body, status, message in bad:
         r = c.post("/api/v1/rollouts", json=body)

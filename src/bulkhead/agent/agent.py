@@ -381,10 +381,13 @@ class Agent:
         self.flush()
 
     def converge_packages(self, desired: dict[str, Any], doc: dict[str, Any] | None) -> None:
-        """Desired Debian packages with apt from the tenant's overlay; the outcome reported once per change."""
+        """Desired Debian packages with apt from the tenant's overlay; the outcome reported once per change (and
+        once per package rollout action, whose id the report carries so that the rollout counts it)."""
         packages, overlay = desired.get("packages") or [], desired.get("overlay")
         if not packages or doc is None:
             return
+        action = desired.get("packages_action") or {}
+        action_id = action.get("id") if action.get("install") else None
         apt = self._apt()
         error = None
         if overlay:
@@ -404,12 +407,13 @@ class Agent:
             except (AgentError, OSError, KeyError) as e:
                 error = f"the overlay's source cannot be set up: {e}"
         result = apt.apply(packages) if error is None else PackageResult(False, error)
-        key = json.dumps([packages, result.ok, result.error, result.installed], sort_keys=True)
+        key = json.dumps([packages, result.ok, result.error, result.installed, action_id], sort_keys=True)
         if key != self._package_report:
             self._package_report = key
             self._last_packages = (0.0, {})  # the inventory scans the packages again
             phase = UpdatePhase.APPLIED if result.ok else UpdatePhase.FAILURE
-            self.outbox.add(EventKind.PACKAGE, phase, None, installed=result.installed, error=result.error)
+            extra = {"action": action_id} if action_id is not None else {}
+            self.outbox.add(EventKind.PACKAGE, phase, None, installed=result.installed, error=result.error, **extra)
             if result.error:
                 log.error("packages: %s", result.error)
 

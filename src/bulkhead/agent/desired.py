@@ -69,6 +69,12 @@ def check_state(doc: dict[str, Any]) -> dict[str, Any]:
             raise BadResponse(f"desired.files[{i}].on_change must be a command string")
     check_support(doc.get("support"))
     check_security(doc.get("security"))
+    action = desired.get("packages_action")
+    if action is not None and (
+        not isinstance(action, dict) or isinstance(action.get("id"), bool) or not isinstance(action.get("id"), int)
+    ):
+        raise BadResponse("desired.packages_action must be an object with an integer id")
+    _objects(desired, "packages", {"name": str})
     if not isinstance(desired.get("registries") or {}, dict):
         raise BadResponse("desired.registries must be an object")
     device = doc.get("device") or {}

@@ -80,6 +80,18 @@ def overlay_key(
         output.line(f"key {data['fingerprint']} written to {out}")
 
 
+def package_set(install: list[str], hold: list[str], remove: list[str]) -> dict[str, dict[str, object]]:
+    """NAME=VERSION (NAME alone: the newest) to install, to install and hold, and NAME to remove, as the API's
+    {name: {version, hold} | {remove}}."""
+    packages: dict[str, dict[str, object]] = {}
+    for spec, held in [(p, False) for p in install] + [(h, True) for h in hold]:
+        name, _, version = spec.partition("=")
+        packages[name] = {"version": version or None, "hold": held}
+    for name in remove:
+        packages[name] = {"remove": True}
+    return packages
+
+
 @overlay_app.command("desired")
 def overlay_desired(
     ctx: typer.Context,
@@ -94,12 +106,7 @@ def overlay_desired(
     """Set which Debian packages a group's or a device's devices have (apt installs them from the overlay)."""
     if (group is None) == (device is None):
         raise CliError("give exactly one of --group NAME or --device NAME")
-    packages: dict[str, dict[str, object] | None] = {}
-    for spec, held in [(p, False) for p in package] + [(h, True) for h in hold]:
-        name, _, version = spec.partition("=")
-        packages[name] = {"version": version or None, "hold": held}
-    for name in remove:
-        packages[name] = {"remove": True}
+    packages: dict[str, dict[str, object] | None] = {**package_set(package, hold, remove)}
     for name in forget:
         packages[name] = None
     if not packages:

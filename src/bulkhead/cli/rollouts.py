@@ -7,6 +7,7 @@ import typer
 from .client import LimitOpt
 from .errors import CliError
 from .manage import JsonOpt, client, show
+from .overlay import package_set
 
 rollout_app = typer.Typer(help="Rollouts: a release to a target set, in phases, under your control.", no_args_is_help=True)
 ddi_app = typer.Typer(help="hawkBit DDI settings of your tenant (gateway token, auto-registration).", no_args_is_help=True)
@@ -47,6 +48,11 @@ def create(
     name: str,
     release: int | None = typer.Option(None, "--release", "-r", help="Release id (see 'bulkhead release list')"),
     app_version: str | None = typer.Option(None, "--app", help="App version NAME:VERSION instead of a release"),
+    package: list[str] = typer.Option(
+        [], "--package", "-p", help="NAME=VERSION from the overlay instead of a release (repeatable: a package set)"
+    ),
+    package_hold: list[str] = typer.Option([], "--package-hold", help="NAME=VERSION to install and hold (apt-mark hold)"),
+    package_remove: list[str] = typer.Option([], "--package-remove", help="NAME to remove from the devices"),
     compatible: str | None = typer.Option(None, help="Only devices of this compatible (implied by --release)"),
     type: str = typer.Option("soft", "--type", help="soft, forced or download_only"),
     tag: list[str] = typer.Option([], "--tag", help="Target devices with this tag (repeatable: all required)"),
@@ -66,10 +72,11 @@ def create(
     allow_downgrade: bool = typer.Option(False, help="Accept a version older than what targeted devices run"),
     json: bool = JsonOpt,
 ) -> None:
-    """Create a rollout of an OS release (--release) or an app version (--app); it starts now, at --start-at,
-    or once approved."""
-    if (release is None) == (app_version is None):
-        raise CliError("give either --release ID or --app NAME:VERSION")
+    """Create a rollout of an OS release (--release), an app version (--app) or a package set (--package,
+    --package-hold, --package-remove); it starts now, at --start-at, or once approved."""
+    packages = package_set(package, package_hold, package_remove) or None
+    if sum(x is not None for x in (release, app_version, packages)) != 1:
+        raise CliError("give one of --release ID, --app NAME:VERSION or --package NAME=VERSION (repeatable)")
     app_ref = None
     if app_version is not None:
         if ":" not in app_version:
@@ -86,6 +93,7 @@ def create(
         "name": name,
         "release_id": release,
         "app": app_ref,
+        **({"packages": packages} if packages else {}),
         "type": type,
         "target": {"tags": tag, "groups": group, "attributes": attributes, "compatible": compatible},
         "phases": parse_phases(phase, success_threshold, error_threshold),

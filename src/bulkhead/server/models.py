@@ -240,20 +240,30 @@ class DeviceEvent(Base):
     at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+# A rollout installs exactly one subject (migration 0030).
+ONE_SUBJECT = (
+    "(CASE WHEN release_id IS NULL THEN 0 ELSE 1 END) + (CASE WHEN app_id IS NULL THEN 0 ELSE 1 END)"
+    " + (CASE WHEN packages IS NULL THEN 0 ELSE 1 END) = 1"
+)
+
+
 class Rollout(Base):
-    """A release or an app version to the devices a filter selects, in phases, under the owner's control."""
+    """A release, an app version or a package set to the devices a filter selects, in phases, under the owner's
+    control."""
 
     __tablename__ = "rollouts"
     __table_args__ = (
         UniqueConstraint("tenant_id", "name"),
-        CheckConstraint("(release_id IS NULL) <> (app_id IS NULL)", name="ck_rollouts_one_target"),
+        CheckConstraint(ONE_SUBJECT, name="ck_rollouts_one_target"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(128))
-    # Exactly one of release_id (an OS release) and app_id (an app version) is set.
+    # Exactly one of release_id (an OS release), app_id (an app version) and packages (a package set) is set.
     release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
     app_id: Mapped[int | None] = mapped_column(ForeignKey("apps.id", name="fk_rollouts_app_id"))
+    # {name: {"name", "version", "hold", "remove"}}: Debian packages from the overlay (migration 0030)
+    packages: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True))  # None: SQL NULL, not JSON null
     # {"tags": [...], "groups": [...], "compatible": str|null, "attributes": {key: value}}
     target: Mapped[dict[str, Any]] = mapped_column(JSON)
     # [{"name", "group"|null, "percent"|null, "success_threshold", "error_threshold"}]
@@ -279,7 +289,8 @@ class Action(Base):
 
     __tablename__ = "actions"
     __table_args__ = (
-        CheckConstraint("(release_id IS NULL) <> (app_id IS NULL)", name="ck_actions_one_target"),
+        # A package rollout's actions have neither (the packages are the rollout's).
+        CheckConstraint("release_id IS NULL OR app_id IS NULL", name="ck_actions_one_target"),
         # A rollout's progress is counted by the database over this index (phase, status, latest attempt), and its
         # devices are read from it (who joined the target later) without visiting the table.
         Index(

@@ -13,6 +13,7 @@ from ..services.auth import Principal
 from . import schemas
 from .deps import Services, principal, services
 from .fields import BodyId, Name, PathName
+from .management import PackageIn
 from .paging import PAGED, Pager, pager
 
 router = APIRouter(prefix="/api/v1", tags=["rollouts"])
@@ -25,8 +26,15 @@ class AppRef(BaseModel):
 
 class RolloutIn(BaseModel):
     name: Name
-    release_id: BodyId | None = Field(None, description="the OS release to install; or give `app`")
-    app: AppRef | None = Field(None, description="the app version to run ({name, version}); or give `release_id`")
+    release_id: BodyId | None = Field(None, description="the OS release to install; or give `app` or `packages`")
+    app: AppRef | None = Field(None, description="the app version to run ({name, version}); or give `release_id` or `packages`")
+    packages: dict[Name, PackageIn] | None = Field(
+        None,
+        min_length=1,
+        max_length=256,
+        description="Debian packages to install (exact version), hold or remove with apt from the overlay; or give "
+        "`release_id` or `app`",
+    )
     type: Name = Field("soft", description="soft, forced or download_only")
     target: dict[str, Any] = Field(
         default_factory=dict, max_length=16, description="tags (all), groups (any), compatible, attributes"

@@ -227,10 +227,13 @@ class DeviceUpdateStatus(Out):
 
 
 class DeviceDesiredSummary(Out):
-    """The device's own desired apps and file paths (its groups' come on top)."""
+    """The device's own desired apps, file paths and packages (its groups' come on top)."""
 
     apps: dict[str, str | None] = Field(description="app name -> version; null removes a group's app")
     files: list[str] = Field(description="paths of the device's own desired files")
+    packages: dict[str, DesiredPackage] = Field(
+        default_factory=dict, description="the device's own desired Debian packages (a package rollout adds its set)"
+    )
 
 
 class _DeviceFields(Out):
@@ -392,6 +395,7 @@ class RolloutOut(Out):
     subject: str = Field(description="what it installs, in words")
     release_id: int | None
     app: RolloutApp | None
+    packages: dict[str, DesiredPackage] = absent("a package rollout's Debian packages, by name")
     target: RolloutTarget
     type: ActionType
     window: Window | None

@@ -161,6 +161,10 @@ class StateDesired(Out):
     prefetch: list[PrefetchApp] = absent("app versions to pull but not run yet")
     packages: list[StatePackage] = absent("Debian packages to install, hold or remove with apt (absent: none)")
     overlay: StateOverlay = absent("the tenant's package overlay, when the device has desired packages")
+    packages_action: StateAction = absent(
+        "a package rollout's action: while `install` is true, `packages` holds the rollout's set; report its outcome "
+        "with the action's id"
+    )
 
 
 class StateSupport(Out):

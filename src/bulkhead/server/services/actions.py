@@ -1,6 +1,6 @@
-"""A device's rollout actions: their status (the transition table applied, history kept), which one a device has
-open now, and whether it may install now (the maintenance window). Used by the rollout service and by the device
-paths (agent state, hawkBit DDI)."""
+"""A device's rollout actions (an OS release's, an app version's or a package set's): their status (the transition
+table applied, history kept), which one a device has open now, and whether it may install now (the maintenance
+window). Used by the rollout service and by the device paths (agent state, hawkBit DDI)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ __all__ = [
     "note",
     "open_action",
     "open_app_actions",
+    "open_package_action",
     "record_status",
 ]
 
@@ -89,6 +90,14 @@ def _adopt(a: Action) -> None:
     if a.release_id is not None:
         dev.desired_release_id = a.release_id
         return
+    if a.app_id is None:  # a package rollout's: its packages join the device's own
+        r = s.get(Rollout, a.rollout_id) if s is not None else None
+        if r is not None and r.packages:
+            desired = dict(dev.desired or {})
+            packages = {**(desired.get("packages") or {}), **r.packages}
+            desired["packages"] = {n: packages[n] for n in sorted(packages)}
+            dev.desired = desired
+        return
     app = s.get(App, a.app_id) if s is not None else None
     if app is not None:
         desired = dict(dev.desired or {})
@@ -124,6 +133,27 @@ def open_app_actions(s: Session, device_id: int) -> list[tuple[Action, App]]:
         if app.name not in best or _first(a) < _first(best[app.name][0]):
             best[app.name] = (a, app)
     return [best[n] for n in sorted(best)]
+
+
+def open_package_action(s: Session, device_id: int) -> tuple[Action, dict[str, Any]] | None:
+    """The device's highest-priority open package action and its rollout's packages."""
+    rows = list(
+        s.execute(
+            select(Action, Rollout.packages)
+            .join(Rollout, Rollout.id == Action.rollout_id)
+            .where(
+                Action.device_id == device_id,
+                Action.active.is_(True),
+                Action.release_id.is_(None),
+                Action.app_id.is_(None),
+                offered(),
+            )
+        ).tuples()
+    )
+    if not rows:
+        return None
+    a, packages = min(rows, key=lambda row: _first(row[0]))
+    return a, packages or {}
 
 
 def effective_window(s: Session, rollout: Rollout, device: Device) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ from ..ids import as_id
 from ..models import App, BootstrapToken, DeltaBundle, Device, DeviceGroup, Release, Tenant, utcnow
 from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token, unseal
 from . import audit
-from .actions import install_gate, open_action, open_app_actions
+from .actions import install_gate, open_action, open_app_actions, open_package_action
 from .artifacts import artifact_filename, delta_filename
 from .auth import Principal, _aware
 from .deltas import offered_delta
@@ -54,6 +54,7 @@ def device_json(d: Device) -> dict[str, Any]:
         "desired": {
             "apps": (d.desired or {}).get("apps") or {},
             "files": [f["path"] for f in (d.desired or {}).get("files") or []],
+            "packages": (d.desired or {}).get("packages") or {},
         },
         "update": d.update_status or {},
         "bytes_served": d.bytes_served,
@@ -469,8 +470,24 @@ class DeviceService:
                 desired["delta"] = {"id": row.id, "from_version": source_version, "sha256": row.sha256, "size": row.size}
             if prefetch:
                 desired["prefetch"] = prefetch
-            if merged["packages"]:
-                desired["packages"] = merged["packages"]
+            packages = merged["packages"]
+            pkg = open_package_action(s, dev.id)
+            if pkg is not None:
+                # A package rollout's set outranks the desired packages of those names while its action is open, within
+                # its window; outside it the device keeps what it has and learns when the window opens.
+                act_pkg, rollout_packages = pkg
+                gate = install_gate(s, act_pkg, dev, utcnow())
+                desired["packages_action"] = {
+                    "id": act_pkg.id,
+                    "type": act_pkg.action_type,
+                    "install": gate.install,
+                    "window_opens_at": gate.opens_at.isoformat() if gate.opens_at else None,
+                }
+                if gate.install:
+                    by_name = {p["name"]: p for p in packages} | rollout_packages
+                    packages = [by_name[n] for n in sorted(by_name)]
+            if packages:
+                desired["packages"] = packages
             return dev, rel, desired
 
     def release_for_device(self, tenant_id: int, compatible: str, release_id: int) -> Release:

@@ -192,7 +192,7 @@ class ReportService:
                 dev.values["last_seen"] = now
                 for e in fresh:
                     new_events.append(_event_row(report, e, now))
-                    if e["phase"] and e["kind"] in ("update", "app"):
+                    if e["phase"] and e["kind"] in ("update", "app", "package"):
                         phased.append((report.device_id, e))
                         if e["kind"] == "update":
                             dev.values["update_status"] = _update_status(e)
@@ -240,6 +240,8 @@ class ReportService:
             assert row is not None  # locked above
             if e["kind"] == "update":
                 rid = self.rollouts.on_agent_event(s, row, e["phase"], e["release_id"], e["details"].get("reason"))
+            elif e["kind"] == "package":
+                rid = self.rollouts.on_package_event(s, row, e["phase"], e["details"])
             else:
                 rid = self.rollouts.on_app_event(s, row, e["phase"], e["details"])
             if rid is not None:

@@ -7,6 +7,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from debian.debian_support import Version
 from sqlalchemy import Text, cast, func, select
 from sqlalchemy.orm import Session, aliased
 
@@ -16,6 +17,7 @@ from .desired import merge_desired
 from .fleet_names import known_groups, known_tags, listing
 from .rollout_plan import phase_sizes, phase_sizes_counted
 from .rollout_sql import json_array_has, matching_devices, target_filter
+from .rollout_subject import Subject
 from .versions import compare_versions
 
 __all__ = ["check_target", "refuse_downgrades"]
@@ -88,12 +90,14 @@ def _matching(
     return int(s.scalar(select(func.count()).select_from(matching_devices(s, tid, target, False).subquery())) or 0), None
 
 
-def refuse_downgrades(s: Session, tid: int, rel: Release | None, app: App | None, target: dict[str, Any]) -> None:
+def refuse_downgrades(s: Session, tid: int, subject: Subject, target: dict[str, Any]) -> None:
     """Refuse when a targeted device runs (or is to run) a newer version than the rollout's.
 
     The database groups the devices by what they run; only the distinct versions are compared here."""
+    rel, app = subject.release, subject.app
     newer: list[str] = []
     count = 0
+    subject_text = subject.words()
     matching = [Device.tenant_id == tid, Device.status == "active", *target_filter(s, target)]
     if rel is not None:
         desired = aliased(Release)
@@ -106,23 +110,42 @@ def refuse_downgrades(s: Session, tid: int, rel: Release | None, app: App | None
             q = select(Device.name, current).outerjoin(desired, desired.id == Device.desired_release_id)
             q = q.where(*matching, current.in_(bad)).order_by(Device.id).limit(10)
             newer = [f"{name} ({v})" for name, v in s.execute(q)]
-        subject = f"release {rel.version}"
-    elif app is not None:
+        subject_text = f"release {rel.version}"
+    else:
+        # An app or a package set: what a device is to run comes from its groups' and its own desired state.
         group_desired = {g.name: g.desired or {} for g in s.scalars(select(DeviceGroup).where(DeviceGroup.tenant_id == tid))}
         g_text, d_text = cast(Device.groups, Text), cast(Device.desired, Text)
         combos = s.execute(select(g_text, d_text, func.count()).where(*matching).group_by(g_text, d_text))
         for groups_json, desired_json, n in combos:
             groups = json.loads(groups_json) if groups_json else []
             layers = [group_desired[g] for g in groups or [] if g in group_desired] + [json.loads(desired_json or "{}") or {}]
-            current_app = merge_desired(layers)["apps"].get(app.name)
-            if current_app is not None and compare_versions(app.version, current_app) < 0:
+            merged = merge_desired(layers)
+            ahead = _newer_app(app, merged) if app is not None else _newer_packages(subject.packages or {}, merged)
+            if ahead:
                 count += n
                 names = select(Device.name).where(*matching, g_text == groups_json, d_text == desired_json)
-                newer += [f"{name} ({current_app})" for name in s.scalars(names.order_by(Device.id).limit(10 - len(newer)))]
-        subject = f"app {app.name} version {app.version}"
+                newer += [f"{name} ({ahead})" for name in s.scalars(names.order_by(Device.id).limit(10 - len(newer)))]
+        if app is not None:
+            subject_text = f"app {app.name} version {app.version}"
     if count:
         more = f" … and {count - len(newer)} more" if count > len(newer) else ""
         raise Invalid(
-            f"{subject} is older than what {count} device(s) run or are to run: {', '.join(newer)}{more}; "
+            f"{subject_text} is older than what {count} device(s) run or are to run: {', '.join(newer)}{more}; "
             "that is a downgrade: pass allow_downgrade (CLI --allow-downgrade) if you mean it"
         )
+
+
+def _newer_app(app: App, merged: dict[str, Any]) -> str | None:
+    current = merged["apps"].get(app.name)
+    return current if current is not None and compare_versions(app.version, current) < 0 else None
+
+
+def _newer_packages(packages: dict[str, dict[str, Any]], merged: dict[str, Any]) -> str | None:
+    """The desired packages newer (Debian's version order) than the rollout's, in words; None when none is."""
+    current = {p["name"]: p.get("version") for p in merged["packages"]}
+    ahead = [
+        f"{name} {current[name]}"
+        for name, p in sorted(packages.items())
+        if p.get("version") and current.get(name) and Version(str(current[name])) > Version(p["version"])
+    ]
+    return ", ".join(ahead) or None

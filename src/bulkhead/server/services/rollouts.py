@@ -28,13 +28,12 @@ from bulkhead.protocol import RolloutStatus as R
 from ..db import Database
 from ..errors import Conflict, Invalid, NotFound
 from ..ids import as_id
-from ..models import Action, App, Device, Release, Rollout, utcnow
+from ..models import Action, App, Device, Rollout, utcnow
 from . import audit
 from .actions import action_json, record_status
 from .auth import Principal
 from .fleet_names import find_group
 from .keyset import Page, Paged, keyset, paged
-from .lookups import tenant_release
 from .rollout_checks import check_target, refuse_downgrades
 from .rollout_counts import ProgressCounts
 from .rollout_plan import (
@@ -61,6 +60,7 @@ from .rollout_sql import (
     matching_devices,
     offered,
 )
+from .rollout_subject import rollout_subject, subject_of
 from .rollout_timeline import Timeline, timeline
 from .security_plan import ROLLOUT_OWNER
 from .times import parse_time
@@ -133,14 +133,15 @@ class RolloutService:
                     "bytes": moved[i],
                 }
             )
-        app = s.get(App, r.app_id) if r.app_id is not None else None
-        rel = s.get(Release, r.release_id) if r.release_id is not None else None
+        subject = subject_of(s, r)
+        app = subject.app
         return {
             "id": r.id,
             "name": r.name,
-            "subject": f"app {app.name}:{app.version}" if app else f"release {rel.version if rel else r.release_id}",
+            "subject": subject.words(),
             "release_id": r.release_id,
             "app": {"id": app.id, "name": app.name, "version": app.version} if app else None,
+            **({"packages": r.packages} if r.packages is not None else {}),
             "target": r.target,
             "type": r.action_type,
             "window": r.window,
@@ -200,10 +201,11 @@ class RolloutService:
         start_at = parse_time(body["start_at"], "start_at") if body.get("start_at") is not None else None
         allow_empty, allow_downgrade = bool(body.get("allow_empty")), bool(body.get("allow_downgrade"))
         with self.db.session() as s:
-            rel, app = _subject(s, tid, body, target)
+            subject = rollout_subject(s, tid, body, target, action_type)
+            rel, app = subject.release, subject.app
             count, devices = check_target(s, tid, target, phases, allow_empty)
             if not allow_downgrade and count:
-                refuse_downgrades(s, tid, rel, app, target)
+                refuse_downgrades(s, tid, subject, target)
             if s.scalar(select(Rollout).where(Rollout.tenant_id == tid, Rollout.name == name)) is not None:
                 raise Conflict(f"a rollout named '{name}' already exists")
             now = utcnow()
@@ -214,6 +216,7 @@ class RolloutService:
                 name=name,
                 release_id=rel.id if rel else None,
                 app_id=app.id if app else None,
+                packages=subject.packages,
                 target=target,
                 phases=phases,
                 action_type=action_type,
@@ -230,8 +233,7 @@ class RolloutService:
             s.flush()
             # Every matching device gets its action now; devices see it when its phase opens.
             self._place_target(s, r, count, devices, now)
-            what = {"release": rel.version} if rel else {"app": f"{app.name}:{app.version}" if app else None}
-            audit.record(s, who, "rollout.create", name, **what, type=action_type, status=status)
+            audit.record(s, who, "rollout.create", name, **subject.audit(), type=action_type, status=status)
             if status == "running":
                 self._advance(s, r, now, joiners=False, leavers=False)  # every matching device was placed just now
             out = self._json(s, r)
@@ -511,24 +513,24 @@ class RolloutService:
             return
 
     def _cancel_actions(self, s: Session, r: Rollout, now: dt.datetime) -> None:
-        """The cancel of every open action, in three UPDATEs whatever the rollout's size: an app action and one no
-        device has started close at once; a started one asks its device to confirm (`canceling`)."""
+        """The cancel of every open action, in three UPDATEs whatever the rollout's size: an app or package action
+        and one no device has started close at once; a started OS update asks its device to confirm (`canceling`)."""
         open_ = [Action.rollout_id == r.id, Action.active.is_(True)]
         steps: list[tuple[list[Any], str, str, dict[str, Any]]] = [
             (
-                [Action.app_id.is_not(None)],
+                [Action.release_id.is_(None)],
                 "canceled",
                 "rollout canceled: the device keeps its own desired version",
                 {"active": False, "closed_at": now},
             ),
             (
-                [Action.app_id.is_(None), Action.status == "scheduled"],
+                [Action.release_id.is_not(None), Action.status == "scheduled"],
                 "canceled",
                 "rollout canceled before the device started",
                 {"active": False, "closed_at": now},
             ),
             (
-                [Action.app_id.is_(None), Action.status.not_in(("scheduled", "canceling"))],
+                [Action.release_id.is_not(None), Action.status.not_in(("scheduled", "canceling"))],
                 "canceling",
                 "rollout canceled: waiting for the device to confirm",
                 {"status_before_cancel": Action.status},
@@ -573,6 +575,31 @@ class RolloutService:
         self.progress.forget(a.rollout_id)  # and again by on_change once committed
         return a.rollout_id
 
+    def on_package_event(self, s: Session, dev: Device, phase: str, details: dict[str, Any]) -> int | None:
+        """Map an agent's package event (applied, failure) onto the package action it names (details["action"])."""
+        status = APP_PHASES.get(phase)
+        action_id = details.get("action")
+        if status is None or status == "downloaded" or isinstance(action_id, bool) or not isinstance(action_id, int):
+            return None
+        a = s.scalar(
+            select(Action)
+            .where(
+                Action.id == action_id,
+                Action.device_id == dev.id,
+                Action.active.is_(True),
+                Action.release_id.is_(None),
+                Action.app_id.is_(None),
+                offered(),
+            )
+            .with_for_update(of=Action)
+        )
+        if a is None or status == a.status:
+            return None
+        error = details.get("error")
+        record_status(a, status, str(error)[:2000] if error else f"packages: {phase}", source="device")
+        self.progress.forget(a.rollout_id)  # and again by on_change once committed
+        return a.rollout_id
+
     def on_app_event(self, s: Session, dev: Device, phase: str, details: dict[str, Any]) -> int | None:
         """Map an agent's app event (applied, failure, downloaded) onto the open action for that app version."""
         status = APP_PHASES.get(phase)
@@ -592,29 +619,6 @@ class RolloutService:
         record_status(a, status, str(error) if error else f"app {name} {version}: {phase}", source="device")
         self.progress.forget(a.rollout_id)  # and again by on_change once committed
         return a.rollout_id
-
-
-def _subject(s: Session, tid: int, body: dict[str, Any], target: dict[str, Any]) -> tuple[Release | None, App | None]:
-    """What a rollout installs: a release (`release_id`) or an app version (`app`: {name, version}), never both."""
-    release_id, app_ref = body.get("release_id"), body.get("app")
-    if (release_id is None) == (app_ref is None):
-        raise Invalid("give either release_id (an OS release) or app ({name, version}), not both")
-    if app_ref is not None:
-        if (
-            not isinstance(app_ref, dict)
-            or not isinstance(app_ref.get("name"), str)
-            or not isinstance(app_ref.get("version"), str)
-        ):
-            raise Invalid("app must be {name, version}, e.g. {'name': 'web', 'version': '2'}")
-        app = s.scalar(select(App).where(App.tenant_id == tid, App.name == app_ref["name"], App.version == app_ref["version"]))
-        if app is None:
-            raise NotFound(f"app '{app_ref['name']}' version '{app_ref['version']}' does not exist")
-        return None, app  # target.compatible, if given, narrows the devices; an app can run on any
-    rel = tenant_release(s, tid, release_id)
-    if target["compatible"] and target["compatible"] != rel.compatible:
-        raise Invalid(f"target.compatible '{target['compatible']}' differs from the release's '{rel.compatible}'")
-    target["compatible"] = rel.compatible
-    return rel, None
 
 
 def _phase_state(r: Rollout, i: int) -> str:
