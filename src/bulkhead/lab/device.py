@@ -42,6 +42,9 @@ class DeviceSpec:
     # The agent lists the packages of the booted slot's dpkg database (/var/lib/dpkg/status in its ext4 image) instead
     # of this machine's: what the device reports follows the release it runs.
     packages_from_slot: bool = False
+    # Desired packages (the package overlay): the agent's apt and dpkg work on a root of the device's own (an empty
+    # dpkg database under root/apt), never on this machine's; its inventory lists that root's packages.
+    apt: bool = False
 
     def __post_init__(self) -> None:
         # Paths end up in config files (RAUC's system.conf reads relative paths from its own directory): absolute.
@@ -100,6 +103,8 @@ class LabDevice:
             lines.append("delta_fallback = false")
         if s.attributes:
             lines.append("attributes = { " + ", ".join(f"{k} = {_toml(v)}" for k, v in s.attributes.items()) + " }")
+        if s.apt:
+            lines += [f"apt_root = {_toml(str(self.apt_root))}", f"apt_config = {_toml(str(self._apt_config()))}"]
         lines += [
             "",
             "[health]",
@@ -138,6 +143,37 @@ class LabDevice:
     def dpkg_dir(self) -> Path:
         return self.root / "dpkg"
 
+    @property
+    def apt_root(self) -> Path:
+        return self.root / "apt"
+
+    def _apt_config(self) -> Path:
+        """The apt root's directories, an empty dpkg database (kept across boots) and an APT_CONFIG for it."""
+        root = self.apt_root
+        for d in ("etc/apt/sources.list.d", "etc/apt/auth.conf.d", "etc/apt/preferences.d", "etc/apt/apt.conf.d",
+                  "etc/apt/keyrings", "var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "var/log/apt",
+                  "var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"):  # fmt: skip
+            (root / d).mkdir(parents=True, exist_ok=True)
+        for f in ("var/lib/dpkg/status", "var/lib/dpkg/available"):
+            (root / f).touch()
+        conf = root / "apt.conf"
+        settings = {
+            "Dir::Etc": root / "etc/apt",
+            "Dir::State": root / "var/lib/apt",
+            "Dir::Cache": root / "var/cache/apt",
+            "Dir::State::status": root / "var/lib/dpkg/status",
+            "Dir::Log": root / "var/log/apt",
+            "Debug::NoLocking": "1",
+            "APT::Sandbox::User": "root",
+            "Acquire::Languages": "none",
+            "Acquire::http::Proxy": "DIRECT",
+        }
+        conf.write_text(
+            "".join(f'{k} "{v}";\n' for k, v in settings.items())
+            + f'DPkg::Options {{ "--root={root}"; "--force-not-root"; }};\n'  # dpkg never touches this machine's packages
+        )
+        return conf
+
     def _dpkg_from_slot(self, slot: str) -> None:
         """Copy the slot's dpkg status file (read from its ext4 image with debugfs, no mount) to `dpkg_dir`, where the
         agent's dpkg-query reads it (DPKG_ADMINDIR); a slot without one (or without a file system) lists no packages."""
@@ -161,6 +197,8 @@ class LabDevice:
         log.write(f"--- boot {self.boots}: slot {self.booted} ---\n".encode())
         log.flush()
         dpkg = {"DPKG_ADMINDIR": str(self.dpkg_dir)} if self.spec.packages_from_slot else {}
+        if self.spec.apt:
+            dpkg = {"DPKG_ADMINDIR": str(self.apt_root / "var/lib/dpkg")}
         self.agent = subprocess.Popen(
             [sys.executable, "-m", "bulkhead.agent.main", "--config", str(config), "run"],
             env={**self.rauc.env, "PYTHONUNBUFFERED": "1", **dpkg},
