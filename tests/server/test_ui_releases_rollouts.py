@@ -117,6 +117,19 @@ def test_rollout_creation_form_creates_refuses_with_the_reason_and_needs_csrf(se
     assert [p["percent"] for p in out["phases"]] == [50, 50]
     events = t.api.get("/api/v1/audit", params={"action": "rollout.create"}).json()
     assert [e["actor"] for e in events] == ["user:ops (web)"]
+    # A package set instead of a release: its lines checked, then the same service
+    pkgs = {**form, "name": "pkgs", "release_id": "", "type": "soft", "csrf": csrf(b)}
+    for text, message in (("hello 2.0", "NAME=VERSION"), ("hello=2.0 pin", "NAME=VERSION"), ("", "exactly one of")):
+        r = b.post("/ui/rollouts/new", data={**pkgs, "packages": text}, headers={"hx-request": "true"})
+        assert r.status_code == 400 and message in r.text, (text, r.text)
+    both = {**pkgs, "release_id": str(rel), "packages": "hello=2.0"}
+    assert "exactly one of" in b.post("/ui/rollouts/new", data=both, headers={"hx-request": "true"}).text
+    r = b.post("/ui/rollouts/new", data={**pkgs, "packages": "hello=2.10-3+bulkhead1 hold\nold remove\n"},
+               headers={"hx-request": "true"})  # fmt: skip
+    assert r.status_code == 204, r.text
+    made = t.api.get("/api/v1/rollouts/pkgs").json()
+    assert made["subject"] == "packages hello=2.10-3+bulkhead1 (hold), old (remove)" and made["release_id"] is None
+    assert "packages hello=2.10-3+bulkhead1 (hold)" in b.get(f"/ui/rollouts/{made['id']}").text
     # A viewer gets no creation page
     t.user("watcher", "viewer")
     assert login(server, t, "watcher").get("/ui/rollouts/new").status_code == 403

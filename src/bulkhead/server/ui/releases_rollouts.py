@@ -54,6 +54,24 @@ def _percent(raw: str, what: str) -> int | None:
     return int(raw)
 
 
+def _packages(raw: str) -> dict[str, dict[str, Any]] | None:
+    """One package per line: `NAME=VERSION`, `NAME=VERSION hold` or `NAME remove` (checked again by the service)."""
+    packages: dict[str, dict[str, Any]] = {}
+    for line in raw.splitlines()[:257]:
+        words = line.split()
+        if not words:
+            continue
+        name, eq, version = words[0].partition("=")
+        flags = words[1:]
+        if flags == ["remove"] and not eq:
+            packages[name] = {"remove": True}
+        elif eq and version and flags in ([], ["hold"]):
+            packages[name] = {"version": version, "hold": flags == ["hold"]}
+        else:
+            raise Invalid(f"write each package as NAME=VERSION, NAME=VERSION hold or NAME remove, not '{line.strip()[:80]}'")
+    return packages or None
+
+
 def _phases(raw: str, success: int | None, error: int | None) -> list[dict[str, Any]]:
     """`10, 90` (each phase's share of the target) or `group:canary, 100` (a group's phase, then the rest)."""
     out: list[dict[str, Any]] = []
@@ -87,6 +105,7 @@ def rollout_body(fields: dict[str, str]) -> dict[str, Any]:
         "name": fields.get("name", "").strip(),
         "release_id": int(release) if release else None,
         "target": target,
+        **({"packages": packages} if (packages := _packages(fields.get("packages", ""))) else {}),
         "phases": _phases(fields.get("phases", ""), success, error),
         "type": fields.get("type") or "soft",
         "requires_approval": fields.get("requires_approval") == "on",
