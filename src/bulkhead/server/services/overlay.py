@@ -21,6 +21,7 @@ from ..overlay_models import OverlayPackage, OverlaySuite
 from ..store import ArtifactMissing, ArtifactStore
 from . import audit, overlay_fixes, vuln_history
 from .auth import Principal
+from .overlay_blobs import dropped, lock_publishing, unreferenced
 from .releases import Upload
 
 __all__ = ["OverlayService", "package_json"]
@@ -217,8 +218,10 @@ class OverlayService:
     # -- publishing ---------------------------------------------------------------------------------------------
 
     def _publish(self, s: Session, tid: int, suite: str, keys: RepoKeys, now: dt.datetime | None = None) -> OverlaySuite:
-        """Generate and sign the suite's indexes from its rows (in the caller's transaction)."""
+        """Generate and sign the suite's indexes from its rows (in the caller's transaction); the files of the
+        generation it drops leave the store unless something else names them (overlay_blobs.py)."""
         now = now or utcnow()
+        lock_publishing(s)
         row = s.scalar(select(OverlaySuite).where(OverlaySuite.tenant_id == tid, OverlaySuite.suite == suite).with_for_update())
         tenant = s.get(Tenant, tid)
         assert tenant is not None
@@ -238,14 +241,20 @@ class OverlayService:
         release = index.release.encode()
         inrelease = self.pgp.clearsign(tid, keys.signers, release)
         detached = self.pgp.detach_sign(tid, keys.signers, release)
+        gone: set[str] = set()
         if row is None:
             row = OverlaySuite(tenant_id=tid, suite=suite, previous_files={})
             s.add(row)
         else:
+            gone = dropped(row.previous_files or {}, row.files, files)
             row.previous_files = row.files
         row.release, row.inrelease, row.release_gpg, row.fingerprint = index.release, inrelease, detached, keys.current
         row.files, row.published_at, row.valid_until = files, now, now + self.valid_for
         s.flush()
+        # Under the publishing lock, before the commit: a failed commit leaves the dropped generation's row without
+        # its files, which only a device still reading that generation (two publications ago) would miss.
+        for sha in unreferenced(s, gone):
+            self.store.remove(sha)
         return row
 
     def refresh(self, now: dt.datetime | None = None) -> int:
