@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from bulkhead.lab.device import LabDevice
-from tests.e2e.conftest import Fleet
+from tests.e2e.conftest import Fleet, build_release
 from tests.overlay_debs import make_deb
 
 pytestmark = pytest.mark.skipif(
@@ -94,3 +94,35 @@ def test_a_package_set_rolls_out_in_two_phases_to_lab_devices_with_apt(fleet: Fl
     assert acts["pkg-line"]["status"] == "scheduled" and _has(line) == _has(canary) == "1.0-2"
     with fleet.api() as c:
         assert c.post("/api/v1/rollouts/hello-9/cancel").json()["status"] == "canceled"
+
+
+def test_desired_packages_are_applied_on_the_new_slot_and_the_health_check_covers_them(fleet: Fleet, tmp_path: Path) -> None:
+    """Packages and the OS image stay decoupled: the new slot boots with its image's (empty) dpkg database, the agent
+    applies the desired packages there before it marks the slot good; a slot on which they cannot be installed is
+    rolled back by the health check, and the device keeps running the old slot with its packages."""
+    v2 = fleet.upload(build_release(fleet.work, "2.0", fleet.pki))
+    v3 = fleet.upload(build_release(fleet.work, "3.0", fleet.pki))
+    with fleet.api() as c:
+        deb = make_deb(tmp_path / "debs", "lab-hello", "1.0-1")
+        pkg = c.post("/api/v1/overlay/packages", params={"suite": "bookworm"}, content=deb.read_bytes()).json()
+        c.patch("/api/v1/groups/lab/desired", json={"packages": {"lab-hello": {"version": "1.0-1"}}}).raise_for_status()
+    dev = fleet.device("pkg-os", initial_version="1.0", apt=True)
+    fleet.wait(lambda: _has(dev) == "1.0-1", 90, "lab-hello 1.0-1 on slot A")
+    slot_a_root = dev.apt_root
+
+    with fleet.api() as c:
+        c.put("/api/v1/devices/pkg-os/desired-release", json={"release_id": v2["id"]}).raise_for_status()
+    fleet.wait(lambda: fleet.show("pkg-os")["update"].get("phase") == "success", 180, "the update to 2.0")
+    assert dev.booted == "B" and dev.apt_root != slot_a_root
+    assert _has(dev) == "1.0-1", "applied on the new slot before it was marked good"
+    events = fleet.api().get("/api/v1/devices/pkg-os/events").json()
+    assert any(e["kind"] == "package" and e["phase"] == "applied" for e in events)
+
+    # The overlay no longer has the version: slot B keeps it (dpkg has it, apt is not even asked), but the next
+    # image cannot get it, so the health check rolls that slot back.
+    with fleet.api() as c:
+        assert c.delete(f"/api/v1/overlay/packages/{pkg['id']}").status_code in (200, 204)
+        c.put("/api/v1/devices/pkg-os/desired-release", json={"release_id": v3["id"]}).raise_for_status()
+    up = fleet.wait(lambda: (u := fleet.show("pkg-os")["update"]).get("phase") == "rolled_back" and u, 240, "the rollback of 3.0")
+    assert "packages not as asked: lab-hello (asked 1.0-1, has none)" in up["reason"], up
+    assert dev.booted == "B" and _has(dev) == "1.0-1" and dev.boots == 4  # A, B, A (3.0: rolled back), B

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -42,8 +43,9 @@ class DeviceSpec:
     # The agent lists the packages of the booted slot's dpkg database (/var/lib/dpkg/status in its ext4 image) instead
     # of this machine's: what the device reports follows the release it runs.
     packages_from_slot: bool = False
-    # Desired packages (the package overlay): the agent's apt and dpkg work on a root of the device's own (an empty
-    # dpkg database under root/apt), never on this machine's; its inventory lists that root's packages.
+    # Desired packages (the package overlay): the agent's apt and dpkg work on a root of the device's own, never on
+    # this machine's; its inventory lists that root's packages. The root belongs to the booted slot's image (an
+    # image written by an OS update boots with an empty dpkg database, as a new root file system would).
     apt: bool = False
 
     def __post_init__(self) -> None:
@@ -66,6 +68,7 @@ class LabDevice:
         self.agent: subprocess.Popen[bytes] | None = None
         self.booted: str | None = None
         self.boots = 0
+        self._apt_root: tuple[int, Path] | None = None  # (boot, path): see apt_root
 
     @property
     def data_dir(self) -> Path:
@@ -123,7 +126,6 @@ class LabDevice:
     # -- power ------------------------------------------------------------------------
     def power_on(self) -> str:
         """Boot: the bootloader picks a slot, the RAUC service starts with it, then the agent."""
-        config = self._write_config()
         slot_a = self.rauc.slot("A")
         if self.spec.initial_image is not None and not slot_a.exists():
             slot_a.parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +135,7 @@ class LabDevice:
         self.reboot_flag.unlink(missing_ok=True)
         self.booted = boot(self.rauc.root / "boot")
         self.boots += 1
+        config = self._write_config()  # after the bootloader: the apt root is the booted slot's
         if self.spec.packages_from_slot:
             self._dpkg_from_slot(self.booted)
         self.rauc.start(self.booted)
@@ -145,7 +148,13 @@ class LabDevice:
 
     @property
     def apt_root(self) -> Path:
-        return self.root / "apt"
+        """The booted slot's apt root: one per slot and image content (named by the image's digest at boot)."""
+        if self._apt_root is None or self._apt_root[0] != self.boots:
+            slot = self.booted or "A"
+            image = self.rauc.slot(slot)
+            digest = hashlib.sha256(image.read_bytes()).hexdigest()[:16] if image.exists() else "empty"
+            self._apt_root = (self.boots, self.root / "apt" / f"{slot}-{digest}")
+        return self._apt_root[1]
 
     def _apt_config(self) -> Path:
         """The apt root's directories, an empty dpkg database (kept across boots) and an APT_CONFIG for it."""
