@@ -137,6 +137,11 @@ def test_apt_verifies_fetches_and_refuses_tampering_wrong_keys_and_stale_indexes
     r = apt.run("update")
     assert r.returncode != 0 and "NO_PUBKEY" in r.stdout + r.stderr and "is not signed" in r.stderr, r.stdout + r.stderr
     assert "Unable to locate package" in apt.run("download", "hello-overlay", cwd=downloads).stderr
+    # the agent's applier gets the same refusal and reports apt's own words
+    wanted = [{"name": "hello-overlay", "version": "1.0-1", "hold": False, "remove": False}]
+    refused = AgentApt(apt.root, apt.env).apply(wanted)
+    assert not refused.ok and refused.error is not None and refused.error.startswith("apt-get update failed"), refused
+    assert "NO_PUBKEY" in refused.error or "is not signed" in refused.error, refused.error
     apt.key.write_text(key)
 
     # a tampered Packages (every compression of it, so apt has no untampered one to fall back to): refused
@@ -155,6 +160,10 @@ def test_apt_verifies_fetches_and_refuses_tampering_wrong_keys_and_stale_indexes
         out = r.stdout + r.stderr
         assert r.returncode != 0 and ("Hash Sum mismatch" in out or "unexpected size" in out), out
         assert "9.9-9" not in apt.policy("hello-overlay")
+        apt.forget()
+        refused = AgentApt(apt.root, apt.env).apply(wanted)
+        assert not refused.ok and refused.error is not None, refused
+        assert "Hash Sum mismatch" in refused.error or "unexpected size" in refused.error, refused.error
     finally:
         for name, data in originals.items():
             _tamper(store / sums[name][:2] / sums[name], data)
