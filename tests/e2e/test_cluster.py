@@ -1,8 +1,8 @@
 """Three server hosts behind nginx, one killed mid-rollout: the rollout finishes, nothing is lost or done twice.
 
 Three `bulkhead server` processes (own ports, own data directories) share one PostgreSQL database, one Redis (the
-job queue) and one filesystem artifact store (BULKHEAD_STORE_DIR); nginx spreads lab devices' requests over them
-with contrib/nginx/bulkhead-cluster.conf (passive failover). The devices are real agents with real RAUC.
+job queue) and one S3 bucket (a real SeaweedFS), as a cluster's hosts do; nginx spreads lab devices' requests over
+them with contrib/nginx/bulkhead-cluster.conf (passive failover). The devices are real agents with real RAUC.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from bulkhead.server.db import migrate
 from bulkhead.server.security import PREFIX_SYSTEM, new_token
 from tests.e2e.conftest import Fleet, build_release, make_fleet, need_lab
 from tests.live import LiveServer, free_port, live_server, stop
+from tests.seaweed import seaweedfs
 from tests.server.conftest import _pg_url
 
 CONF = Path(__file__).parents[2] / "contrib" / "nginx" / "bulkhead-cluster.conf"
@@ -164,10 +165,12 @@ def test_three_hosts_one_killed_mid_rollout(tmp_path: Path) -> None:
     public = f"http://127.0.0.1:{nginx_port}"
     with ExitStack() as stack:
         jobs_url = stack.enter_context(redis_server(tmp_path / "redis"))
+        s3 = stack.enter_context(seaweedfs(tmp_path / "s3"))
+        bucket = s3.bucket()
         env = {
             "BULKHEAD_DATABASE_URL": pg,
             "BULKHEAD_JOBS_URL": jobs_url,
-            "BULKHEAD_STORE_DIR": str(tmp_path / "store"),  # "the mount every host shares"
+            **s3.env(bucket, "artifacts/"),  # the object store every host shares
             "BULKHEAD_SECRET": os.urandom(16).hex(),
             "BULKHEAD_PUBLIC_URL": public,
             "BULKHEAD_POLL_INTERVAL": "5",
@@ -179,6 +182,8 @@ def test_three_hosts_one_killed_mid_rollout(tmp_path: Path) -> None:
         fleet = make_fleet(front, tmp_path)
         stack.callback(fleet.shutdown)
         v2 = fleet.upload(build_release(fleet.work, "2.0", fleet.pki))
+        stored = [o["Key"] for o in s3.client().list_objects_v2(Bucket=bucket).get("Contents", [])]
+        assert f"artifacts/{v2['sha256'][:2]}/{v2['sha256']}" in stored, f"the release is not in the shared bucket: {stored}"
         names = {"canary": ["canary-1", "canary-2"], "line": ["line-1", "line-2", "line-3"]}
         for group, members in names.items():
             for name in members:
