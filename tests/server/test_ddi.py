@@ -277,7 +277,8 @@ def _hammer(url: str, tenant: str, count: int, threads: int = 4) -> collections.
 
 
 def test_unauthenticated_gateway_tokens_leave_memory_flat(tmp_path: Path) -> None:
-    """50,000 DDI requests with random GatewayTokens: all 401, and the server's RSS grows by less than 20 MiB.
+    """25,000 DDI requests with random GatewayTokens: all 401, and the server's RSS grows by less than 10 MiB (a
+    leak of 420 bytes per unknown token, the size of a cached entry, would pass it).
 
     The failed-authentication limit is off here, so that every request reaches the DDI caller lookup (with it on,
     all but the first 60 would be answered 429 before; the limit has its own test in test_hardening.py).
@@ -290,10 +291,10 @@ def test_unauthenticated_gateway_tokens_leave_memory_flat(tmp_path: Path) -> Non
         assert _hammer(srv.url, tenant, 4000) == {401: 4000}  # warm up: pools, lazily imported code
         before = _tree_rss_kib(srv.proc.pid)
         started = time.monotonic()
-        assert _hammer(srv.url, tenant, 50_000) == {401: 50_000}
+        assert _hammer(srv.url, tenant, 25_000) == {401: 25_000}
         grown = _tree_rss_kib(srv.proc.pid) - before
-        print(f"RSS before {before} KiB, grown by {grown} KiB over 50,000 unauthenticated DDI requests")
-        assert grown < 20 * 1024, f"RSS grew by {grown} KiB over 50,000 unauthenticated requests"
+        print(f"RSS before {before} KiB, grown by {grown} KiB over 25,000 unauthenticated DDI requests")
+        assert grown < 10 * 1024, f"RSS grew by {grown} KiB over 25,000 unauthenticated requests"
         assert time.monotonic() - started < 600
         c.close()
 
