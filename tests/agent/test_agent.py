@@ -56,6 +56,15 @@ def _dpkg_root(root: Path, version: str) -> Path:
     return conf
 
 
+def _apt_agent(tmp_path: Path, root: Path, conf: Path) -> Agent:
+    """An agent whose apt works on `root` only, without Podman."""
+    cfg = AgentConfig(
+        server="http://127.0.0.1:9", data_dir=tmp_path / "data", name="dev-1", apt_root=root, apt_config=conf,
+        health=HealthConfig(check_apps=False), podman=PodmanConfig(enabled=False),
+    )  # fmt: skip
+    return Agent(cfg)
+
+
 @pytest.mark.skipif(not shutil.which("dpkg-query") or not shutil.which("apt-get"), reason="needs dpkg and apt")
 def test_the_slot_is_healthy_only_with_the_desired_packages_as_asked(tmp_path: Path) -> None:
     """After an OS update the new slot's dpkg decides: packages as asked pass without running apt; a package the
@@ -63,11 +72,7 @@ def test_the_slot_is_healthy_only_with_the_desired_packages_as_asked(tmp_path: P
     can do (a removal) is done and then passes."""
     root = tmp_path / "root"
     conf = _dpkg_root(root, "1.0-1")
-    cfg = AgentConfig(
-        server="http://127.0.0.1:9", data_dir=tmp_path / "data", name="dev-1", apt_root=root, apt_config=conf,
-        health=HealthConfig(check_apps=False), podman=PodmanConfig(enabled=False),
-    )  # fmt: skip
-    agent = Agent(cfg)
+    agent = _apt_agent(tmp_path, root, conf)
 
     def want(packages: list[dict[str, object]]) -> str | None:
         agent.desired_path.write_text(json.dumps({"desired": {"packages": packages}}))
@@ -89,11 +94,7 @@ def test_a_package_rollouts_action_is_named_in_the_report_once_per_action(tmp_pa
     packages under a new action are reported again), never for an action outside its window."""
     root = tmp_path / "root"
     conf = _dpkg_root(root, "1.0-1")
-    cfg = AgentConfig(
-        server="http://127.0.0.1:9", data_dir=tmp_path / "data", name="dev-1", apt_root=root, apt_config=conf,
-        health=HealthConfig(check_apps=False), podman=PodmanConfig(enabled=False),
-    )  # fmt: skip
-    agent = Agent(cfg)
+    agent = _apt_agent(tmp_path, root, conf)
     hello = [{"name": "hello", "version": "1.0-1", "hold": False, "remove": False}]
 
     def converge(action: dict[str, object] | None) -> list[dict[str, object]]:

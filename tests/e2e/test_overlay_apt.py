@@ -20,6 +20,7 @@ import pytest
 
 from bulkhead.agent.packages import Apt as AgentApt
 from bulkhead.agent.packages import overlay_files
+from bulkhead.lab.apt_root import make_apt_root
 from tests.live import LiveServer, live_server
 from tests.overlay_debs import make_deb
 
@@ -54,20 +55,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def _apt_root(root: Path, url: str, device: str, credential: str, public_key: str) -> Apt:
-    for d in (
-        "etc/apt/sources.list.d",
-        "etc/apt/auth.conf.d",
-        "etc/apt/preferences.d",
-        "etc/apt/apt.conf.d",
-        "var/lib/apt/lists/partial",
-        "var/cache/apt/archives/partial",
-        "var/lib/dpkg",
-        "var/log/apt",
-        "keys",
-    ):
-        (root / d).mkdir(parents=True, exist_ok=True)
-    (root / "var/lib/dpkg/status").touch()
+    conf = make_apt_root(root)
     key = root / "keys/bulkhead-overlay.asc"
+    key.parent.mkdir(parents=True, exist_ok=True)
     key.write_text(public_key)
     (root / "etc/apt/sources.list.d/bulkhead.sources").write_text(
         f"Types: deb\nURIs: {url}/overlay/apt\nSuites: bookworm\nComponents: main\nSigned-By: {key}\n"
@@ -75,23 +65,6 @@ def _apt_root(root: Path, url: str, device: str, credential: str, public_key: st
     auth = root / "etc/apt/auth.conf.d/bulkhead.conf"
     auth.write_text(f"machine {url}/overlay/apt\nlogin {device}\npassword {credential}\n")
     auth.chmod(0o600)
-    conf = root / "apt.conf"
-    conf.write_text(
-        "".join(
-            f'{k} "{v}";\n'
-            for k, v in {
-                "Dir::Etc": root / "etc/apt",
-                "Dir::State": root / "var/lib/apt",
-                "Dir::Cache": root / "var/cache/apt",
-                "Dir::State::status": root / "var/lib/dpkg/status",
-                "Dir::Log": root / "var/log/apt",
-                "Debug::NoLocking": "1",
-                "APT::Sandbox::User": "root",
-                "Acquire::Languages": "none",
-                "Acquire::http::Proxy": "DIRECT",
-            }.items()
-        )
-    )
     env = {k: v for k, v in os.environ.items() if "proxy" not in k.lower()}
     env.update(APT_CONFIG=str(conf), LC_ALL="C")
     return Apt(root, env, key)
@@ -205,11 +178,6 @@ def test_agent_apt_installs_exact_versions_holds_recovers_and_reports_apts_messa
         key = c.get(state["overlay"]["key_url"], headers={"authorization": f"Bearer {cred}"}).text
     root = tmp_path / "device"
     apt_env = _apt_root(root, server.url, "agent-dev", cred, key).env
-    for d in ("info", "updates", "triggers"):
-        (root / "var/lib/dpkg" / d).mkdir(parents=True, exist_ok=True)
-    (root / "var/lib/dpkg/available").touch()
-    with Path(apt_env["APT_CONFIG"]).open("a") as f:
-        f.write(f'DPkg::Options {{ "--root={root}"; "--force-not-root"; }};\n')
     # the agent's own files replace the test's
     for p in ("etc/apt/sources.list.d/bulkhead.sources", "etc/apt/auth.conf.d/bulkhead.conf"):
         (root / p).unlink()

@@ -3,56 +3,36 @@ with the same phases, thresholds, windows and cancel; devices speak the agent pr
 
 from __future__ import annotations
 
-import itertools
 import shutil
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from tests.overlay_debs import make_deb
 from tests.server.conftest import LiveServer
+from tests.server.test_rollouts import Dev as RolloutDev
+from tests.server.test_rollouts import _seq, _wait
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("gpg") and shutil.which("dpkg-deb")), reason="needs gpg and dpkg-deb (Debian packages gnupg, dpkg)"
 )
-_seq = itertools.count(1)
 
 
-class Dev:
-    def __init__(self, c: httpx.Client, name: str, group: str) -> None:
-        boot = c.post("/api/v1/bootstrap-tokens", json={"name": name, "group": group}).json()
-        r = c.post("/device/v1/enroll", json={"bootstrap_token": boot["token"], "name": name, "compatible": "Test Config"})
-        r.raise_for_status()
-        self.c, self.name = c, name
-        self.h = {"authorization": f"Bearer {r.json()['credential']}"}
+class Dev(RolloutDev):
+    """A device speaking the agent protocol: its desired packages and its package reports."""
 
     def desired(self) -> dict[str, Any]:
-        r = self.c.get("/device/v1/state", headers=self.h)
-        r.raise_for_status()
-        doc: dict[str, Any] = r.json()["desired"]
+        doc: dict[str, Any] = self.state()["desired"]
         return doc
 
     def packages(self) -> dict[str, str | None]:
         return {p["name"]: p["version"] for p in self.desired().get("packages", [])}
 
-    def report(self, phase: str, action: Any, error: str | None = None) -> None:
+    def report_packages(self, phase: str, action: Any, error: str | None = None) -> None:
         details = {"installed": {}, "error": error, "action": action}
         ev = {"seq": next(_seq), "kind": "package", "phase": phase, "details": details}
         self.c.post("/device/v1/reports", headers=self.h, json={"events": [ev]}).raise_for_status()
-
-
-def _wait(cond: Callable[[], Any], what: str, timeout: float = 20) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_package_rollout_in_two_phases_with_thresholds_adoption_and_cancel(server: LiveServer, tmp_path: Path) -> None:
@@ -99,24 +79,24 @@ def test_a_package_rollout_in_two_phases_with_thresholds_adoption_and_cancel(ser
     assert state["overlay"]["url"].endswith("/overlay/apt")
     assert all(d.packages() == {"pr-hello": "1.0-1"} and "packages_action" not in d.desired() for d in line)  # waits
 
-    line[0].report("applied", action["id"])  # another device's action: ignored
-    canary.report("applied", None)  # a report without the action (its own packages): not the rollout's
+    line[0].report_packages("applied", action["id"])  # another device's action: ignored
+    canary.report_packages("applied", None)  # a report without the action (its own packages): not the rollout's
     assert c.get("/api/v1/rollouts/hello2").json()["current_phase"] == 0
-    canary.report("applied", action["id"])
+    canary.report_packages("applied", action["id"])
     _wait(lambda: c.get("/api/v1/rollouts/hello2").json()["current_phase"] == 1, "phase 2 of the package rollout")
     assert canary.packages() == {"pr-hello": "1.0-2"}, "the action closed; the device keeps the version it has"
     assert "packages_action" not in canary.desired()
     assert c.get("/api/v1/devices/p-canary").json()["desired"]["packages"]["pr-hello"]["version"] == "1.0-2"
 
     acts = [d.desired()["packages_action"] for d in line]
-    line[0].report("failure", acts[0]["id"], error="E: Version '1.0-2' for 'pr-hello' was not found")
+    line[0].report_packages("failure", acts[0]["id"], error="E: Version '1.0-2' for 'pr-hello' was not found")
     ro = _wait(lambda: (x := c.get("/api/v1/rollouts/hello2").json())["status"] == "paused" and x, "the rollout to pause")
     got = {a["device"]: a for a in c.get("/api/v1/rollouts/hello2/actions").json()}
     assert got["p-line-0"]["status"] == "failure"
     assert got["p-line-0"]["history"][-1]["message"] == "E: Version '1.0-2' for 'pr-hello' was not found"
     assert line[0].packages() == {"pr-hello": "1.0-1"}, "a failed device is told its old version again"
     c.post("/api/v1/rollouts/hello2/resume").raise_for_status()
-    line[1].report("applied", acts[1]["id"])
+    line[1].report_packages("applied", acts[1]["id"])
     _wait(lambda: c.get("/api/v1/rollouts/hello2").json()["status"] == "finished", "the package rollout to finish")
     assert line[1].packages() == {"pr-hello": "1.0-2"}
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .apt_root import make_apt_root
 from .bootloader import boot
 from .rauc_service import LabError, RaucDevice
 
@@ -157,31 +158,8 @@ class LabDevice:
         return self._apt_root[1]
 
     def _apt_config(self) -> Path:
-        """The apt root's directories, an empty dpkg database (kept across boots) and an APT_CONFIG for it."""
-        root = self.apt_root
-        for d in ("etc/apt/sources.list.d", "etc/apt/auth.conf.d", "etc/apt/preferences.d", "etc/apt/apt.conf.d",
-                  "etc/apt/keyrings", "var/lib/apt/lists/partial", "var/cache/apt/archives/partial", "var/log/apt",
-                  "var/lib/dpkg/info", "var/lib/dpkg/updates", "var/lib/dpkg/triggers"):  # fmt: skip
-            (root / d).mkdir(parents=True, exist_ok=True)
-        for f in ("var/lib/dpkg/status", "var/lib/dpkg/available"):
-            (root / f).touch()
-        conf = root / "apt.conf"
-        settings = {
-            "Dir::Etc": root / "etc/apt",
-            "Dir::State": root / "var/lib/apt",
-            "Dir::Cache": root / "var/cache/apt",
-            "Dir::State::status": root / "var/lib/dpkg/status",
-            "Dir::Log": root / "var/log/apt",
-            "Debug::NoLocking": "1",
-            "APT::Sandbox::User": "root",
-            "Acquire::Languages": "none",
-            "Acquire::http::Proxy": "DIRECT",
-        }
-        conf.write_text(
-            "".join(f'{k} "{v}";\n' for k, v in settings.items())
-            + f'DPkg::Options {{ "--root={root}"; "--force-not-root"; }};\n'  # dpkg never touches this machine's packages
-        )
-        return conf
+        """The booted slot's apt root (its dpkg database kept across boots) and its APT_CONFIG."""
+        return make_apt_root(self.apt_root)
 
     def _dpkg_from_slot(self, slot: str) -> None:
         """Copy the slot's dpkg status file (read from its ext4 image with debugfs, no mount) to `dpkg_dir`, where the
