@@ -137,19 +137,17 @@ def open_app_actions(s: Session, device_id: int) -> list[tuple[Action, App]]:
 
 def open_package_action(s: Session, device_id: int) -> tuple[Action, dict[str, Any]] | None:
     """The device's highest-priority open package action and its rollout's packages."""
-    rows = list(
-        s.execute(
-            select(Action, Rollout.packages)
-            .join(Rollout, Rollout.id == Action.rollout_id)
-            .where(
-                Action.device_id == device_id,
-                Action.active.is_(True),
-                Action.release_id.is_(None),
-                Action.app_id.is_(None),
-                offered(),
-            )
-        ).tuples()
-    )
+    rows = s.execute(
+        select(Action, Rollout.packages)
+        .join(Rollout, Rollout.id == Action.rollout_id)
+        .where(
+            Action.device_id == device_id,
+            Action.active.is_(True),
+            Action.release_id.is_(None),
+            Action.app_id.is_(None),
+            offered(),
+        )
+    ).all()
     if not rows:
         return None
     a, packages = min(rows, key=lambda row: _first(row[0]))
