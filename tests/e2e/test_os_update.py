@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
 from bulkhead.lab import images
 from tests.e2e.conftest import Fleet, build_release
 
@@ -57,3 +65,33 @@ def test_release_for_another_compatible_is_refused_before_download(fleet: Fleet)
     assert "release is for 'other-board' but this device is 'bulkhead-lab'" in up["reason"]
     assert fleet.show("mislabeled")["bytes_served"] == 0 and dev.boots == 1 and dev.booted == "A"
     assert not any((dev.data_dir / "downloads").glob("*.raucb*"))
+
+
+def test_an_applications_update_lock_delays_the_install_until_it_is_released(fleet: Fleet) -> None:
+    """An application on the device holds the update lock (flock, as `flock /run/bulkhead/update.lock CMD` would):
+    the device downloads the release, says it waits for the lock, and installs once the lock is released."""
+    if shutil.which("flock") is None:
+        pytest.skip("needs flock (Debian package util-linux)")
+    v2 = fleet.upload(build_release(fleet.work, "2.0", fleet.pki))
+    dev = fleet.device("locked", initial_version="1.0")
+    fleet.wait(lambda: fleet.show("locked")["last_seen"], 30, "enrollment")
+    dev.update_lock.parent.mkdir(parents=True, exist_ok=True)
+    app = subprocess.Popen(["flock", "--exclusive", str(dev.update_lock), "sleep", "300"], start_new_session=True)
+    try:
+        with fleet.api() as c:
+            c.put("/api/v1/devices/locked/desired-release", json={"release_id": v2["id"]}).raise_for_status()
+        up = fleet.wait(
+            lambda: (
+                (u := fleet.show("locked")["update"]).get("phase") == "downloaded" and "update lock" in u.get("reason", "") and u
+            ),
+            60,
+            "the device to wait for the update lock",
+        )
+        assert "an application holds it" in up["reason"] and dev.booted == "A"
+        time.sleep(3)  # several polls: still waiting, nothing installed
+        assert fleet.show("locked")["update"]["phase"] == "downloaded" and dev.boots == 1
+    finally:
+        os.killpg(app.pid, signal.SIGKILL)
+        app.wait()
+    fleet.wait(lambda: fleet.show("locked")["update"].get("phase") == "success", 120, "the install after the lock is released")
+    assert dev.booted == "B" and dev.boots == 2

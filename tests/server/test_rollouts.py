@@ -98,6 +98,7 @@ def test_two_phase_rollout_pauses_on_errors_resumes_retries_and_cancels(server: 
     offered = canary.release()
     assert offered is not None and offered["id"] == rel and offered["action"]["install"] is True
     assert offered["action"]["type"] == "soft"
+    assert offered["update_lock_max_seconds"] == 3600, "an application's update lock may delay it by the server's 60 min"
     assert line[0].release() is None  # phase 2 has not started
 
     canary.report("downloading", rel, progress=50)

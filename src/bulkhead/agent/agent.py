@@ -25,6 +25,7 @@ from .packages import Apt, PackageResult, overlay_files
 from .podman import Podman, write_authfile
 from .rauc import Rauc
 from .state import ReleaseRef, StateStore, write_atomic
+from .update_lock import UpdateLock
 from .updater import Updater
 
 __all__ = ["Agent"]
@@ -72,6 +73,7 @@ class Agent:
             cfg.deltas,
             cfg.delta_fallback,
             d / "booted-slot",
+            UpdateLock(cfg.update_lock) if cfg.update_lock is not None else None,
         )
 
     def _state_reset(self, reason: str, release_id: int | None) -> None:

@@ -61,6 +61,9 @@ class AgentConfig:
     # apt configuration file (APT_CONFIG) for apt to use, e.g. one that points apt at another root; None: apt's own.
     apt_root: Path = Path("/")
     apt_config: Path | None = None
+    # The update lock applications hold while an OS update must not install (agent/update_lock.py), such as
+    # /run/bulkhead/update.lock (the reference images set it); None: no lock is honoured.
+    update_lock: Path | None = None
 
 
 _TOP = {
@@ -89,6 +92,7 @@ _TOP = {
     "rotate_credential_days",
     "apt_root",
     "apt_config",
+    "update_lock",
 }
 
 
@@ -188,6 +192,7 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             rotate_credential_days=float(raw.get("rotate_credential_days", 30.0)),
             apt_root=path("apt_root", Path("/")) or Path("/"),
             apt_config=path("apt_config", None),
+            update_lock=path("update_lock", None),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"a value has the wrong type: {e}") from None

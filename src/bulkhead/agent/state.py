@@ -89,6 +89,7 @@ class ReleaseRef:
     delta_url: str | None = None
     delta_signed_url: str | None = None
     format: str = "plain"  # the bundle's format: RAUC streams only verity (and crypt) bundles
+    lock_max: float | None = None  # the server's longest wait (seconds) for an application's update lock
     # Fields a newer agent wrote that this one does not know: kept, so that writing the state back loses nothing.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False, repr=False)
 
@@ -134,6 +135,7 @@ class ReleaseRef:
             str(delta["url"]) if delta else None,
             delta.get("signed_url") if delta else None,
             str(d.get("format") or "plain"),
+            float(d["update_lock_max_seconds"]) if d.get("update_lock_max_seconds") is not None else None,
         )
 
     def delta_for(self, running: str | None) -> ReleaseRef | None:
@@ -161,6 +163,7 @@ class UpdateState:
     artifact: str | None = None  # what was installed: "delta", "full" or "stream"
     download_bytes: int = 0  # size of what was downloaded for this update
     delta_refused: str | None = None  # why RAUC refused the delta bundle: the full bundle is used instead
+    lock_since: float | None = None  # when (Unix time) the install first found an application holding the update lock
     # Fields a newer agent wrote that this one does not know: kept while the update they belong to is in flight.
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 

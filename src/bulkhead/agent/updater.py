@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import re
 import time
@@ -19,9 +20,11 @@ from .health import Check, run_checks
 from .outbox import Outbox
 from .rauc import Rauc, RaucStatus
 from .state import Phase, ReleaseRef, StateStore, UpdateState, resume, wants_update, write_atomic
+from .update_lock import UpdateLock
 
 __all__ = ["Updater", "delta_refusal"]
 
+DEFAULT_LOCK_MAX = 3600.0  # seconds an application's update lock may delay an install when the server says nothing
 _HOOK_EXIT = re.compile(r"slot hook: Child process exited with code (\d+)")
 # The delta install hook's exit codes (bulkhead/delta/patch.py, a standalone file inside every delta bundle: the
 # agent on the device does not ship it, so the protocol is these numbers; tests/agent pins both sides together).
@@ -52,6 +55,7 @@ class Updater:
         deltas: bool = True,
         delta_fallback: bool = True,
         slot_path: Path | None = None,
+        lock: UpdateLock | None = None,
     ) -> None:
         self.client, self.rauc, self.store, self.outbox = client, rauc, store, outbox
         self.downloads, self.reboot, self.checks = downloads, reboot, checks
@@ -63,6 +67,8 @@ class Updater:
         self.slot_path = slot_path
         self._tampered: set[tuple[int, str]] = set()  # downloads reported as tampered (one event per release and digest)
         self.sleep: Callable[[float], None] = time.sleep  # between download retries (tests make it instant)
+        self.lock = lock  # an application's update lock (update_lock.py); None: none is honoured
+        self.clock: Callable[[], float] = time.time  # when the lock was found held (tests move it)
 
     # -- helpers ------------------------------------------------------------------------
     def can_stream(self, rel: ReleaseRef) -> bool:
@@ -134,6 +140,8 @@ class Updater:
                 details["delta_refused"] = state.delta_refused
             self.outbox.add(EventKind.UPDATE, outcome, rel.id, **details)
         log.info("update %s: %s%s", rel.version if rel else "?", outcome, f" ({reason})" if reason else "")
+        if self.lock is not None:
+            self.lock.release()  # the update is over: applications may take the lock again
         self.store.save(done)
         discard_downloads(self.downloads)
         return done
@@ -191,6 +199,8 @@ class Updater:
             if not desired.install:
                 self._save(state.to(Phase.DOWNLOADED, release=desired), reason=_why_waiting(desired))
                 return
+            if self._locked(state, desired):
+                return
             state = self._install(state, source, desired, status)
         elif state.phase is Phase.DOWNLOADED:
             assert state.release is not None
@@ -202,6 +212,8 @@ class Updater:
             if not desired.install:
                 if desired.action_id != state.release.action_id:
                     self._save(state.to(Phase.DOWNLOADED, release=desired), reason=_why_waiting(desired))
+                return
+            if self._locked(state, desired):
                 return
             state = state.to(Phase.DOWNLOADED, release=desired)
             source, state = self._download(state, desired, status)
@@ -216,6 +228,32 @@ class Updater:
             return
         if state.phase is Phase.VERIFYING:
             self._verify(state, status)
+
+    def _locked(self, state: UpdateState, desired: ReleaseRef) -> bool:
+        """Whether the install waits for an application's update lock. The agent takes the lock when it is free and
+        keeps it through the install and the reboot; while an application holds it the bundle stays downloaded, the
+        wait is reported once, and it ends at the server's maximum (then the install goes ahead, said so)."""
+        if self.lock is None or self.lock.take():
+            return False
+        now = self.clock()
+        since = state.lock_since if state.lock_since is not None else now
+        limit = desired.lock_max if desired.lock_max is not None else DEFAULT_LOCK_MAX
+        if now - since >= limit:
+            log.warning("update %s: the update lock is held past the server's maximum; installing", desired.version)
+            self._save(
+                replace(state, lock_since=None),
+                reason=f"the update lock {self.lock.path} was held longer than the server's maximum ({limit:.0f} s): "
+                "installing anyway",
+            )
+            return False
+        if state.lock_since is None or state.phase is not Phase.DOWNLOADED:
+            until = dt.datetime.fromtimestamp(since + limit, dt.UTC).isoformat(timespec="seconds")
+            self._save(
+                replace(state.to(Phase.DOWNLOADED, release=desired), lock_since=since),
+                reason=f"waiting for the update lock {self.lock.path}: an application holds it; the install starts when "
+                f"it is released, at the latest at {until}",
+            )
+        return True
 
     def _download(self, state: UpdateState, fresh: ReleaseRef, status: RaucStatus) -> tuple[str, UpdateState]:
         """Fetch the smallest artifact that applies: the delta bundle for the running version, a RAUC stream, or

@@ -79,6 +79,11 @@ class LabDevice:
     def reboot_flag(self) -> Path:
         return self.root / "reboot-requested"
 
+    @property
+    def update_lock(self) -> Path:
+        """The device's update lock (an application holds it with flock to delay an OS install)."""
+        return self.root / "run" / "update.lock"
+
     def _write_config(self) -> Path:
         r = self.root
         r.mkdir(parents=True, exist_ok=True)
@@ -95,6 +100,7 @@ class LabDevice:
             f"os_release = {_toml(str(osr))}",
             f"files_root = {_toml(str(r / 'fs'))}",
             f"reboot_command = {_toml(['touch', str(self.reboot_flag)])}",
+            f"update_lock = {_toml(str(self.update_lock))}",
             f"poll_interval = {s.poll_interval}",
             "jitter = 0.2",
             "packages_interval = 600",

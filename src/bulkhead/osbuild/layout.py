@@ -153,6 +153,7 @@ def agent_config(server: str, bootstrap_token: str, compatible: str) -> str:
         f"compatible = {q(compatible)}\n"
         'data_dir = "/data/bulkhead"\n'
         'os_release = "/etc/bulkhead/os-release"\n'
+        'update_lock = "/run/bulkhead/update.lock"\n'
         "\n[health]\ndeadline = 600\n"
         "\n[podman]\n"
         'run_args = ["--runtime", "runc"]\n'

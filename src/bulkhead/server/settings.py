@@ -21,6 +21,8 @@ class Settings(BaseModel):
     max_upload_bytes: int = Field(default=8 * 1024**3, gt=0)
     signed_url_ttl: int = Field(default=3600, gt=0, le=7 * 86400)
     poll_interval: int = Field(default=60, ge=5, le=86400)
+    # The longest an application's update lock on a device may delay an OS install (the agent then installs anyway).
+    update_lock_max_minutes: int = Field(default=60, ge=0, le=7 * 1440)
     counter_flush_seconds: float = Field(default=5.0, gt=0)
     # Poll answers kept in memory per server process (agent state and DDI root; about 1 KiB each).
     poll_cache_entries: int = Field(default=200_000, ge=0)
@@ -181,6 +183,7 @@ _ENV = {
     "max_upload_bytes": "BULKHEAD_MAX_UPLOAD_BYTES",
     "signed_url_ttl": "BULKHEAD_SIGNED_URL_TTL",
     "poll_interval": "BULKHEAD_POLL_INTERVAL",
+    "update_lock_max_minutes": "BULKHEAD_UPDATE_LOCK_MAX_MINUTES",
     "poll_cache_entries": "BULKHEAD_POLL_CACHE_ENTRIES",
     "public_url": "BULKHEAD_PUBLIC_URL",
     "jobs_url": "BULKHEAD_JOBS_URL",

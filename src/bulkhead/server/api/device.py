@@ -79,6 +79,8 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
             # A rollout's action: whether the device may install now (download-only or outside its
             # maintenance window: download, then wait).
             "action": action,
+            # how long an application's update lock on the device may delay the install
+            "update_lock_max_seconds": svc.settings.update_lock_max_minutes * 60,
         }
         if delta is not None:
             # The smallest artifact for what the device runs: a delta bundle from its OS version (RAUC installs it

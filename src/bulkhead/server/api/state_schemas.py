@@ -96,6 +96,9 @@ class StateRelease(Out):
     signed_url: str = Field(description="a URL that needs no credential, valid for a while")
     action: StateAction | None
     delta: StateDelta = absent("a delta bundle to install instead of the full one")
+    update_lock_max_seconds: int = Field(
+        description="the longest an application's update lock on the device may delay the install (the agent then installs)"
+    )
 
 
 class StateApp(Out):
