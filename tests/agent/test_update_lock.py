@@ -20,6 +20,7 @@ import pytest
 
 from bulkhead.agent.client import Client
 from bulkhead.agent.config import load_config
+from bulkhead.agent.errors import AgentError
 from bulkhead.agent.outbox import Outbox
 from bulkhead.agent.state import Phase, ReleaseRef, StateStore
 from bulkhead.agent.update_lock import UpdateLock
@@ -80,6 +81,19 @@ def test_an_application_holding_the_lock_delays_the_install_until_it_lets_go(tmp
     assert subprocess.run(["flock", "--nonblock", str(up.lock.path), "true"]).returncode != 0
     up.lock.release()
     assert subprocess.run(["flock", "--nonblock", str(up.lock.path), "true"]).returncode == 0
+
+
+def test_a_pass_that_stops_before_the_install_lets_the_lock_go(tmp_path: Path) -> None:
+    up, rauc, rel = _setup(tmp_path, lock_max=3600)
+    assert up.lock is not None
+    up.step(replace(rel, install=False))  # downloaded; the window is closed
+    for f in (tmp_path / "downloads").iterdir():
+        f.unlink()  # the kept bundle is gone, and the server (port 9) cannot be reached to fetch it again
+    up.sleep = lambda _s: None
+    with pytest.raises(AgentError):
+        up.step(rel)  # the lock is free, taken for the install, then the download fails
+    assert not up.lock.held and rauc.installed == []
+    assert subprocess.run(["flock", "--nonblock", str(up.lock.path), "true"]).returncode == 0, "applications may take it"
 
 
 def test_the_servers_maximum_ends_the_wait(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from .update_lock import UpdateLock
 
 __all__ = ["Updater", "delta_refusal"]
 
+_BEFORE_INSTALL = (Phase.IDLE, Phase.DOWNLOADING, Phase.DOWNLOADED)
 DEFAULT_LOCK_MAX = 3600.0  # seconds an application's update lock may delay an install when the server says nothing
 _HOOK_EXIT = re.compile(r"slot hook: Child process exited with code (\d+)")
 # The delta install hook's exit codes (bulkhead/delta/patch.py, a standalone file inside every delta bundle: the
@@ -140,8 +141,6 @@ class Updater:
                 details["delta_refused"] = state.delta_refused
             self.outbox.add(EventKind.UPDATE, outcome, rel.id, **details)
         log.info("update %s: %s%s", rel.version if rel else "?", outcome, f" ({reason})" if reason else "")
-        if self.lock is not None:
-            self.lock.release()  # the update is over: applications may take the lock again
         self.store.save(done)
         discard_downloads(self.downloads)
         return done
@@ -178,7 +177,16 @@ class Updater:
 
     # -- one pass -----------------------------------------------------------------------
     def step(self, desired: ReleaseRef | None) -> None:
-        """Drive the update as far as it can go now (until idle, or until the reboot is requested)."""
+        """Drive the update as far as it can go now (until idle, or until the reboot is requested). The agent holds
+        the update lock only while an install or its reboot is under way: a pass that ends before (a failed download,
+        a closed window, a canceled release, the end) lets applications have it again."""
+        try:
+            self._step(desired)
+        finally:
+            if self.lock is not None and self.lock.held and self.store.load().phase in _BEFORE_INSTALL:
+                self.lock.release()
+
+    def _step(self, desired: ReleaseRef | None) -> None:
         state = self.store.load()
         status = self.rauc.status()
         if state.phase is Phase.IDLE:
