@@ -8,6 +8,7 @@ import re
 import threading
 from typing import Any
 
+import psycopg
 from sqlalchemy import event, func, select, update
 
 from bulkhead.server.db import Database
@@ -41,13 +42,31 @@ def _events(first: int, last: int) -> list[dict[str, Any]]:
 
 
 class Statements:
+    """Every statement sent to the database: SQLAlchemy's, and on PostgreSQL also those the report path sends
+    through psycopg itself (a recording cursor on each connection checked out of the pool)."""
+
     def __init__(self, db: Database) -> None:
         self.seen: list[str] = []
-        event.listen(db.engine, "before_cursor_execute", self._record)
         self.db = db
+        if db.engine.dialect.name == "postgresql":
+            db.engine.dispose()  # connections made before this know nothing of the recording cursor
+            event.listen(db.engine, "checkout", self._checkout)
+        else:
+            event.listen(db.engine, "before_cursor_execute", self._record)
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         self.seen.append(statement)
+
+    def _checkout(self, dbapi_conn: Any, *_args: Any) -> None:
+        seen = self.seen
+
+        class Recording(psycopg.Cursor):  # type: ignore[type-arg]
+            def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+                if str(query) != ";":  # the pool's liveness check (pool_pre_ping), not the report path's
+                    seen.append(str(query))
+                return super().execute(query, *args, **kwargs)
+
+        dbapi_conn.cursor_factory = Recording
 
     def take(self) -> list[str]:
         seen, self.seen = self.seen, []

@@ -11,11 +11,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, any_, bindparam, insert, select, text, update
+from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
@@ -23,10 +22,10 @@ from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
 from ..db import Database
 from ..errors import Forbidden, Invalid, ServerError, Unauthorized
 from ..ids import MAX_ID
-from ..models import Action, Device, DeviceEvent, UTCDateTime, utcnow
+from ..models import Device, DeviceEvent, utcnow
 from .auth import Principal
 from .inventory import Inventory, inventory_of
-from .rollout_sql import int_array, offered
+from .report_sql import insert_events, lock_devices, update_devices, waited_devices
 from .rollouts import RolloutService
 from .security_events import check_details as check_security
 
@@ -162,15 +161,8 @@ class ReportService:
     def _write(self, reports: list[Report]) -> tuple[list[Outcome], set[int]]:
         now = utcnow()
         with self.db.session() as s:
-            postgres = s.get_bind().dialect.name == "postgresql"
-            ids = sorted({r.device_id for r in reports})  # locked in one order: concurrent batches cannot deadlock
-            rows = s.execute(
-                select(_DEVICES.c.id, _DEVICES.c.report_seq, _DEVICES.c.reported_sha256, _DEVICES.c.os_version)
-                .where(_id_in(_DEVICES.c.id, ids, postgres))
-                .order_by(_DEVICES.c.id)
-                .with_for_update()
-            )
-            seen = {r.id: _Seen(r.report_seq, r.reported_sha256, r.os_version) for r in rows}
+            ids = sorted({r.device_id for r in reports})
+            seen = {r.id: _Seen(r.report_seq, r.reported_sha256, r.os_version) for r in lock_devices(s, ids)}
             outcomes: list[Outcome] = []
             new_events: list[dict[str, Any]] = []
             phased: list[tuple[int, dict[str, Any]]] = []  # events the rollouts hear of, in order
@@ -205,17 +197,13 @@ class ReportService:
                 if inv is not None and inv.os_version is not None and inv.os_version != dev.os_version:
                     dev.os_version, dev.os_version_changed = inv.os_version, True  # written through the ORM below
                 outcomes.append(dev.seq)
-            if new_events and postgres:
-                s.execute(_INSERT_EVENTS_PG, {"rows": _event_rows_json(new_events), "at": now})
-            elif new_events:
-                s.execute(insert(_EVENTS), new_events)
-            _update_devices(s, seen, now, postgres)
-            changed = self._orm_changes(s, seen, phased, postgres)
+            insert_events(s, new_events, now)
+            written = [(device_id, dev.values) for device_id, dev in sorted(seen.items()) if dev.values]
+            update_devices(s, written, now, {device_id: dev.seq for device_id, dev in seen.items()})
+            changed = self._orm_changes(s, seen, phased)
         return outcomes, changed
 
-    def _orm_changes(
-        self, s: Session, seen: dict[int, _Seen], phased: list[tuple[int, dict[str, Any]]], postgres: bool
-    ) -> set[int]:
+    def _orm_changes(self, s: Session, seen: dict[int, _Seen], phased: list[tuple[int, dict[str, Any]]]) -> set[int]:
         """The rare writes others listen to, through the ORM (the change feed sees them): a new OS version (which
         delta the device is offered depends on it) and events with a phase (a rollout's action follows them)."""
         changed: set[int] = set()
@@ -227,13 +215,7 @@ class ReportService:
         if phased:
             # Most update and app events are of devices no rollout is waiting for (a desired release, a device's own
             # apps): one query finds the devices that have an offered action, and only their events go through the ORM.
-            waited = set(
-                s.scalars(
-                    select(Action.device_id)
-                    .where(_id_in(Action.device_id, sorted({d for d, _ in phased}), postgres), Action.active.is_(True), offered())
-                    .distinct()
-                )
-            )
+            waited = waited_devices(s, sorted({d for d, _ in phased}))
             phased = [(d, e) for d, e in phased if d in waited]
         for device_id, e in phased:
             row = s.get(Device, device_id)
@@ -247,12 +229,6 @@ class ReportService:
             if rid is not None:
                 changed.add(rid)
         return changed
-
-
-def _id_in(col: Any, ids: list[int], postgres: bool) -> Any:
-    """`col IN ids`; on PostgreSQL `col = ANY(array)`: one statement text for any number of ids, so the driver
-    prepares it once (an IN list's text, and its prepared statement, differ with each batch's size)."""
-    return col == any_(int_array(ids)) if postgres else col.in_(ids)
 
 
 def _event_row(report: Report, e: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
@@ -276,93 +252,3 @@ def _update_status(e: dict[str, Any]) -> dict[str, Any]:
         **{k: e["details"][k] for k in ("version", "reason", "progress", "slot") if k in e["details"]},
         "at": (e["at"] or utcnow()).isoformat(),
     }
-
-
-# PostgreSQL: a batch's rows as one JSON document read by json_to_recordset: the statement is the same for every batch
-# (compiled and planned once), the encoding is the json module's C encoder (VALUES lists or an executemany cost the
-# driver and SQLAlchemy work per row; arrays of JSON text cost the driver's quoting of every character).
-_INSERT_EVENTS_PG = text(
-    "INSERT INTO device_events (tenant_id, device_id, seq, kind, phase, release_id, details, device_time, at) "
-    "SELECT t, d, q, k, p, r, j, dt, :at FROM json_to_recordset(CAST(:rows AS JSON)) "
-    "AS e(t INTEGER, d INTEGER, q BIGINT, k VARCHAR, p VARCHAR, r INTEGER, j JSON, dt TIMESTAMPTZ)"
-).bindparams(bindparam("at", type_=UTCDateTime()))
-_SEEN_PG = text("UPDATE devices SET last_seen = :at WHERE id = ANY(CAST(:ids AS INTEGER[]))").bindparams(
-    bindparam("at", type_=UTCDateTime())
-)
-_SEEN_SEQ_PG = text(
-    "UPDATE devices SET last_seen = :at, report_seq = b.seq "
-    "FROM unnest(CAST(:ids AS INTEGER[]), CAST(:seqs AS BIGINT[])) AS b(id, seq) WHERE devices.id = b.id"
-).bindparams(bindparam("at", type_=UTCDateTime()))
-# Any other set of columns: every column a report writes, NULL where a device's row keeps its value (none of them is
-# ever written as NULL). One text for every batch, where a VALUES list was compiled and prepared per batch size.
-_UPDATE_PG = text(
-    "UPDATE devices SET last_seen = :at, report_seq = COALESCE(b.seq, devices.report_seq), "
-    "update_status = COALESCE(b.status, devices.update_status), "
-    "reported_sha256 = COALESCE(b.sha, devices.reported_sha256), reported = COALESCE(b.inv, devices.reported) "
-    "FROM json_to_recordset(CAST(:rows AS JSON)) AS b(id INTEGER, seq BIGINT, status JSON, sha VARCHAR, inv JSON) "
-    "WHERE devices.id = b.id"
-).bindparams(bindparam("at", type_=UTCDateTime()))
-_WRITTEN = ("last_seen", "report_seq", "update_status", "reported_sha256", "reported")
-
-
-def _event_rows_json(rows: list[dict[str, Any]]) -> str:
-    def utc(t: dt.datetime | None) -> str | None:
-        return None if t is None else (t.replace(tzinfo=dt.UTC) if t.tzinfo is None else t).isoformat()
-
-    return json.dumps(
-        [
-            {
-                "t": r["tenant_id"],
-                "d": r["device_id"],
-                "q": r["seq"],
-                "k": r["kind"],
-                "p": r["phase"],
-                "r": r["release_id"],
-                "j": r["details"],
-                "dt": utc(r["device_time"]),
-            }
-            for r in rows
-        ]
-    )
-
-
-def _update_devices(s: Session, seen: dict[int, _Seen], now: dt.datetime, postgres: bool) -> None:
-    """Each device's new values, written in one statement per batch on PostgreSQL (arrays: _SEEN_PG and _SEEN_SEQ_PG
-    for the usual sets of columns, _UPDATE_PG for any other), one executemany per set of columns on SQLite."""
-    rows = [(device_id, dev.values) for device_id, dev in sorted(seen.items()) if dev.values]
-    if not rows:
-        return
-    assert all(set(v) <= set(_WRITTEN) for _, v in rows), "a report writes a column _UPDATE_PG does not"
-    if postgres:
-        ids = [device_id for device_id, _ in rows]
-        shapes = {tuple(sorted(v)) for _, v in rows}
-        if shapes == {("last_seen",)}:
-            s.execute(_SEEN_PG, {"at": now, "ids": ids})
-        elif shapes <= {("last_seen",), ("last_seen", "report_seq")}:
-            seqs = [v.get("report_seq", seen[device_id].seq) for device_id, v in rows]
-            s.execute(_SEEN_SEQ_PG, {"at": now, "ids": ids, "seqs": seqs})
-        else:
-            s.execute(_UPDATE_PG, {"at": now, "rows": _device_rows_json(rows)})
-        return
-    groups: defaultdict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
-    for device_id, v in rows:
-        groups[tuple(sorted(v))].append((device_id, v))
-    for columns, group in groups.items():
-        stmt = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values({c: bindparam(f"v_{c}") for c in columns})
-        s.execute(stmt, [{"b_id": device_id, **{f"v_{c}": _value(v[c]) for c in columns}} for device_id, v in group])
-
-
-def _value(v: Any) -> Any:
-    return v.parsed() if isinstance(v, Inventory) else v
-
-
-def _device_rows_json(rows: list[tuple[int, dict[str, Any]]]) -> str:
-    """_UPDATE_PG's rows; an inventory goes in as the JSON text the device sent (checked when the report was read),
-    neither parsed nor serialized again."""
-    parts = []
-    for device_id, v in rows:
-        row = {"id": device_id, "seq": v.get("report_seq"), "status": v.get("update_status"), "sha": v.get("reported_sha256")}
-        head = json.dumps(row)
-        inv: Inventory | None = v.get("reported")
-        parts.append(head if inv is None else f'{head[:-1]},"inv":{inv.json_text()}}}')
-    return "[" + ",".join(parts) + "]"
