@@ -68,7 +68,10 @@ def start_bulkhead(data: Path, port: int, workers: int = 1, env_extra: dict[str,
 
     env = {**os.environ, "BULKHEAD_DATA_DIR": str(data), "BULKHEAD_MAX_UPLOAD_BYTES": str(1 << 30), **(env_extra or {})}
     cmd = [sys.executable, "-m", "bulkhead.cli", "server", "--port", str(port), "--data-dir", str(data)]
-    proc = subprocess.Popen([*cmd, "--workers", str(workers), "--log-level", "warning"], env=env, stderr=subprocess.DEVNULL)
+    # Its warnings and errors go to a file beside its data directory (appended: a bench may restart a server).
+    log = (data.parent / "server.log").open("ab")
+    proc = subprocess.Popen([*cmd, "--workers", str(workers), "--log-level", "warning"], env=env, stderr=log)
+    log.close()
     for _ in range(200):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:

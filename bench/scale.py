@@ -130,13 +130,15 @@ def wrk(url: str, seconds: float, script: str | None = None, conns: int = CONNS,
             path = f.name
         cmd += ["-s", path]
     try:
-        out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+        done = subprocess.run([*cmd, url], capture_output=True, text=True, check=True, timeout=seconds + 60)
     finally:
         if path:
             os.unlink(path)
+    out = done.stdout
     m = re.search(r"(\d+) requests in", out)
     if m is None or int(m.group(1)) == 0:
-        raise RuntimeError("wrk completed no request")
+        said = " | ".join(line.strip() for line in (out + done.stderr).splitlines() if line.strip())
+        raise RuntimeError(f"wrk completed no request: {said[-600:]}")
 
     def pct(p: str) -> float:
         m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s|m)\b", out)

@@ -29,7 +29,7 @@ from bulkhead.server.security import PREFIX_SYSTEM, new_token
 from tests.e2e.conftest import Fleet, build_release, make_fleet, need_lab
 from tests.live import LiveServer, free_port, live_server, stop
 from tests.seaweed import seaweedfs
-from tests.server.conftest import _pg_url
+from tests.server.conftest import pg_url
 
 CONF = Path(__file__).parents[2] / "contrib" / "nginx" / "bulkhead-cluster.conf"
 PERIODIC = {"rollouts.sweep", "notify.run", "security.run", "vulns.daily", "vulns.kev", "vulns.devices", "vulns.sync"}
@@ -160,7 +160,7 @@ def _job_runs(hosts: list[LiveServer]) -> list[dict[str, Any]]:
 
 def test_three_hosts_one_killed_mid_rollout(tmp_path: Path) -> None:
     need_lab()
-    pg = "postgresql+psycopg://" + _pg_url().removeprefix("postgresql://")
+    pg = "postgresql+psycopg://" + pg_url().removeprefix("postgresql://")
     ports, nginx_port = [free_port() for _ in range(3)], free_port()
     public = f"http://127.0.0.1:{nginx_port}"
     with ExitStack() as stack:

@@ -32,7 +32,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.definition.add_marker(pytest.mark.parametrize("server", SERVERS_ALL_STORES, indirect=True, scope="session"))
 
 
-def _pg_url() -> str:
+def pg_url() -> str:
+    """A fresh PostgreSQL database's URL (the test skips, naming what is missing, without a server)."""
     url = os.environ.get("BULKHEAD_TEST_PG_URL", "postgresql://bulkhead:bulkhead@127.0.0.1:5432/bulkhead_test")
     try:
         import psycopg
@@ -58,7 +59,7 @@ def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     data = tmp_path_factory.mktemp(f"server-{database}{'-s3' if store else ''}")
     env = {"BULKHEAD_MAX_UPLOAD_BYTES": str(64 * 1024 * 1024), "BULKHEAD_DDI_CERT_HEADER": "X-Client-Cn"}
     if database == "postgresql":
-        env["BULKHEAD_DATABASE_URL"] = _pg_url()
+        env["BULKHEAD_DATABASE_URL"] = pg_url()
     s3_info = None
     if store == ["s3"]:
         s3: S3Server = request.getfixturevalue("s3")
@@ -76,7 +77,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     else:
-        url = "postgresql+psycopg://" + _pg_url().removeprefix("postgresql://")
+        url = "postgresql+psycopg://" + pg_url().removeprefix("postgresql://")
     migrate(url)
     database = Database(url)
     yield database

@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import RAUC_DATA
 from tests.live import live_server
-from tests.server.conftest import _pg_url
+from tests.server.conftest import pg_url
 
 GOOD = RAUC_DATA / "good-verity-bundle.raucb"
 
@@ -97,8 +97,8 @@ def test_backup_of_a_live_server_restores_into_a_fresh_one(tmp_path: Path, datab
     env_a: dict[str, str] = {"BULKHEAD_ADMIN_TOKEN": "", "BULKHEAD_SECRET": ""}
     env_b = dict(env_a)
     if database == "postgresql":
-        env_a["BULKHEAD_DATABASE_URL"] = _pg_url()
-        env_b["BULKHEAD_DATABASE_URL"] = _pg_url()  # a fresh, empty database
+        env_a["BULKHEAD_DATABASE_URL"] = pg_url()
+        env_b["BULKHEAD_DATABASE_URL"] = pg_url()  # a fresh, empty database
     archive = tmp_path / "backups" / "bulkhead.tar.gz"
     with live_server(tmp_path / "a", env_a) as a:
         token = a.tenant()

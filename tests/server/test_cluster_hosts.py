@@ -22,12 +22,12 @@ from bulkhead.server.models import Device, Rollout, Tenant
 from bulkhead.server.services.rollouts import RolloutService
 from bulkhead.server.settings import load_settings
 from bulkhead.server.store import INCOMING_STALE, FsStore, open_store
-from tests.server.conftest import _pg_url
+from tests.server.conftest import pg_url
 from tests.server.test_rollout_scale import _fleet, _report_all, _who
 
 
 def _pg() -> str:
-    return "postgresql+psycopg://" + _pg_url().removeprefix("postgresql://")
+    return "postgresql+psycopg://" + pg_url().removeprefix("postgresql://")
 
 
 def test_hosts_starting_at_once_on_a_fresh_postgresql_database_all_migrate_it() -> None:

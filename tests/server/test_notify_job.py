@@ -26,7 +26,7 @@ from bulkhead.server.services.auth import Principal
 from bulkhead.server.services.notifications import EVENT_KINDS, NotificationService
 from bulkhead.server.services.notify_send import SmtpConfig
 from bulkhead.server.services.vuln_kev import KEV_EVENT
-from tests.server.conftest import _pg_url
+from tests.server.conftest import pg_url
 
 
 class Clock:
@@ -80,7 +80,7 @@ class Mailbox:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Database, Principal, Clock]]:
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}" if request.param == "sqlite" else _pg_url()  # a fresh database
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}" if request.param == "sqlite" else pg_url()  # a fresh database
     migrate(url)
     db = Database(url)
     with db.session() as s:

@@ -11,14 +11,15 @@ from typing import Any
 import psycopg
 from sqlalchemy import event, func, select, update
 
-from bulkhead.server.db import Database
+from bulkhead.server.db import Database, migrate
 from bulkhead.server.errors import Invalid, Unauthorized
 from bulkhead.server.models import Device, DeviceEvent, Tenant
 from bulkhead.server.security import hash_token
 from bulkhead.server.services.auth import Authenticator, Principal
 from bulkhead.server.services.reports import ReportService
 from bulkhead.server.services.rollouts import RolloutService
-from tests.server.conftest import LiveServer
+from bulkhead.server.services.vuln_scan import lock_tenant
+from tests.server.conftest import LiveServer, pg_url
 
 INVENTORY = {"os_version": "1.0", "packages": [{"name": f"pkg{i}", "version": f"{i}.0"} for i in range(400)]}
 
@@ -290,3 +291,30 @@ def test_a_batch_mixing_every_kind_of_change_writes_each_device_its_own_values(d
         assert got[3].reported == other and got[3].reported_sha256 is not None
         assert got[4].reported == INVENTORY and got[4].reported_sha256 == before[got[4].id][1]
         assert [d.reported for d in got[:3]] == [{}] * 3 and [d.reported_sha256 for d in got[:3]] == [None] * 3
+
+
+def test_reports_go_on_while_a_vulnerability_scan_holds_its_tenant_lock() -> None:
+    """PostgreSQL: a scan locks its tenant's row (lock_tenant) and writes rows naming the tenant's devices in one long
+    transaction (its device profiles: a key-share lock on each device). A report of that tenant must not wait for
+    it: with FOR UPDATE on the tenant, the key-share lock of every event insert waited, and the fleet's reports
+    stalled for as long as a scan of 100,000 devices ran."""
+    url = "postgresql+psycopg://" + pg_url().removeprefix("postgresql://")
+    migrate(url)
+    db = Database(url)
+    try:
+        svc = ReportService(db, RolloutService(db))
+        (dev,) = _devices(db, 1)
+        outcome: list[Any] = []
+        with db.session() as scan:
+            assert dev.tenant_id is not None
+            lock_tenant(scan, dev.tenant_id)
+            scan.execute(select(Device.id).where(Device.id == dev.device_id).with_for_update(read=True, key_share=True))
+            writer = threading.Thread(target=lambda: outcome.append(svc.ingest(dev, _events(1, 3), INVENTORY)))
+            writer.start()
+            writer.join(timeout=15)
+            waited = writer.is_alive()
+        writer.join()
+        assert not waited, "the report waited for the scan's transaction"
+        assert outcome == [{"accepted_seq": 3}]
+    finally:
+        db.dispose()

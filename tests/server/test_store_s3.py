@@ -23,7 +23,7 @@ from bulkhead.server.store_s3 import PART_BYTES, READ_AHEAD, S3Store
 from tests.conftest import RAUC_DATA
 from tests.live import live_server
 from tests.seaweed import S3Server
-from tests.server.conftest import LiveServer, _pg_url
+from tests.server.conftest import LiveServer, pg_url
 
 GOOD = RAUC_DATA / "good-verity-bundle.raucb"
 
@@ -172,7 +172,7 @@ def presigning(s3: S3Server, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     env = {
         **s3.env(bucket, "p"),
         "BULKHEAD_S3_PRESIGN": "1",
-        "BULKHEAD_DATABASE_URL": _pg_url(),
+        "BULKHEAD_DATABASE_URL": pg_url(),
     }
     with live_server(tmp_path_factory.mktemp("presign"), env) as srv:
         srv.s3 = (s3, bucket, "p/")

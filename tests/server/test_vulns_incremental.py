@@ -32,7 +32,7 @@ from bulkhead.server.vuln_feeds import CVE_RECORDS, FEEDS, FeedStore
 from bulkhead.server.vuln_models import VulnFinding, VulnProfile, VulnScanRun
 from bulkhead.server.vuln_state_models import VulnCveDigest, VulnReleaseScan
 from tests.conftest import SHARED
-from tests.server.conftest import _pg_url
+from tests.server.conftest import pg_url
 from tests.server.test_vulns_jobs import EPSS, _setup, feed_server  # noqa: F401 (feed_server: a fixture)
 from tests.server.vuln_fixtures import (
     BOOKWORM,
@@ -59,7 +59,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
     url = (
         f"sqlite:///{tmp_path / 'db.sqlite'}"
         if request.param == "sqlite"
-        else _pg_url().replace("postgresql://", "postgresql+psycopg://")
+        else pg_url().replace("postgresql://", "postgresql+psycopg://")
     )
     migrate(url)
     database = Database(url)

@@ -48,7 +48,9 @@ def _ids(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
-_LOCK_PG = "SELECT id, report_seq, reported_sha256, os_version FROM devices WHERE id = ANY(%s::integer[]) ORDER BY id FOR UPDATE"
+_LOCK_PG = (
+    "SELECT id, report_seq, reported_sha256, os_version FROM devices WHERE id = ANY(%s::integer[]) ORDER BY id FOR NO KEY UPDATE"
+)
 _INSERT_EVENTS_PG = (
     "INSERT INTO device_events (tenant_id, device_id, seq, kind, phase, release_id, details, device_time, at) "
     "SELECT t, d, q, k, p, r, j, dt, %s FROM json_to_recordset(%s::json) "
@@ -75,14 +77,17 @@ _WAITED_PG = (
 
 
 def lock_devices(s: Session, ids: list[int]) -> list[Locked]:
-    """Lock the devices' rows, in id order (concurrent batches cannot deadlock); the rows that still exist."""
+    """Lock the devices' rows, in id order (concurrent batches cannot deadlock); the rows that still exist.
+
+    FOR NO KEY UPDATE, the lock the update itself takes: rows that name a device (a scan's device profiles, its
+    actions) take a key-share lock on it, which a report must not wait for (nor they for a report)."""
     if is_pg(s):
         return [Locked(*row) for row in _driver(s).execute(_LOCK_PG, (_ids(ids),), prepare=True)]
     rows = s.execute(
         select(_DEVICES.c.id, _DEVICES.c.report_seq, _DEVICES.c.reported_sha256, _DEVICES.c.os_version)
         .where(_DEVICES.c.id.in_(ids))
         .order_by(_DEVICES.c.id)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     return [Locked(*row) for row in rows]
 
