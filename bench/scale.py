@@ -16,7 +16,8 @@ tree this script lives in. For each side:
    following the `X-Next-Cursor` header; the reference has no paging, so its "first page" is the whole fleet),
    `?tag=` filtered, and `GET /api/v1/rollouts/{id}/actions`: p50/p99 and bytes (wrk when a request takes under a
    second, else a few requests one after the other: "max of n" stands in for p99);
-4. each server worker's RSS (VmRSS, and the peak VmHWM) at start and after all of the above;
+4. each server worker's RSS (VmRSS, and the peak VmHWM) at start, after all of the above and 40 s later (idle: the
+   server trims its heap every 30 s);
 5. evaluation steps, with the server stopped (so its periodic sweep cannot interfere), timing one
    `RolloutService.advance(id)` in a subprocess that imports the side's own code against its database: the step that
    starts the first phase, one with nothing to do, the one that starts the 90 % phase after the canary's actions were
@@ -69,6 +70,7 @@ PG = os.environ.get("BULKHEAD_BENCH_PG_URL", "postgresql://bulkhead:bulkhead@127
 DEVICE_PREFIX = "bhd_"  # bulkhead.server.security.PREFIX_DEVICE, the same on both sides
 SITES, GROUPS = 100, 10
 CONNS = 64
+IDLE = 40  # seconds without requests before the idle RSS is read
 GOALS = {
     "reports1": ">= 3,333/s, p99 <= 100 ms",
     "reports5": ">= 1,000/s, p99 <= 100 ms",
@@ -586,6 +588,9 @@ def measure_side(side: Side, ca: Path, bundle: Path, scaling: bool) -> None:
             side.results["devices_deep"] = na("no paging")
         rss, hwm, n = worker_rss(side.server.pid)  # type: ignore[union-attr]
         side.results["rss_after"] = f"{rss:,.0f} MiB (peak {hwm:,.0f} MiB)"
+        time.sleep(IDLE)  # the server's heap trimmer (heap.Trimmer) runs every 30 s
+        rss, _, _ = worker_rss(side.server.pid)  # type: ignore[union-attr]
+        side.results["rss_idle"] = f"{rss:,.0f} MiB"
 
         def create_later() -> str:
             start = time.time() + 86400  # tomorrow: the evaluation below (server stopped) moves the start to now
@@ -783,6 +788,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("`GET /api/v1/rollouts/{id}/actions` first page", "actions_first", "list"),
     ("worker RSS at start (largest worker)", "rss_start", "rss"),
     ("worker RSS after all of the above (largest; peak)", "rss_after", "rss"),
+    ("worker RSS 40 s later, idle (largest)", "rss_idle", "rss"),
     ("polls/s `GET /device/v1/state` (after warm-up passes), 1 server worker", "polls_w1", ""),
     ("polls/s, 2 server workers", "polls_w2", ""),
     ("reports/s (1 event), 1 server worker", "reports_w1", ""),
