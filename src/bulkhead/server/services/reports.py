@@ -1,8 +1,8 @@
 """Agent reports: update events (idempotent by sequence number) and inventory, recorded per device.
 
 Reports are validated one by one (`prepare`, pure) and written in batches (`write`): one transaction locks the
-batch's device rows, inserts every new event in one statement and updates each device once; rollouts are touched
-only by events with a phase. The device API gathers concurrent requests into one batch (groupcommit.py) and
+batch's device rows, inserts every new event in one statement and updates each device once (the statements:
+report_sql.py); rollouts are touched only by events with a phase. The device API gathers concurrent requests into one batch (groupcommit.py) and
 answers each after its batch committed.
 """
 
@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
@@ -22,7 +21,7 @@ from bulkhead.protocol import MAX_EVENT_DETAILS_BYTES, EventKind, UpdatePhase
 from ..db import Database
 from ..errors import Forbidden, Invalid, ServerError, Unauthorized
 from ..ids import MAX_ID
-from ..models import Device, DeviceEvent, utcnow
+from ..models import Device, utcnow
 from .auth import Principal
 from .inventory import Inventory, inventory_of
 from .report_sql import insert_events, lock_devices, update_devices, waited_devices
@@ -42,8 +41,6 @@ MAX_DETAILS_BYTES = MAX_EVENT_DETAILS_BYTES  # one event's details, as JSON
 SEQ_WINDOW = 1_000_000
 _EARLIEST = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)  # a device without a real-time clock may report 1970
 _LATEST = dt.datetime(2100, 12, 31, 23, 59, 59, tzinfo=dt.UTC)
-_DEVICES: Table = Device.__table__  # type: ignore[assignment]
-_EVENTS: Table = DeviceEvent.__table__  # type: ignore[assignment]
 
 
 def _event(raw: Any) -> dict[str, Any]:
