@@ -8,9 +8,9 @@ latency 130-140 ms at a p50 of 21 ms; with start-up's objects frozen and the you
 50,000 was too far: a request that allocates thousands of objects (a list read through FastAPI and pydantic) is
 still alive at most young collections, so its objects, cycles among them, moved on to the older generations, which
 CPython collects rarely. Side by side at 100,000 devices (bench/scale.py's fleet and measurements: 4,000 list reads
-one after the other, then three passes of reports): with 50,000 a worker's RSS reached 350-357 MiB and reports ran at 1,898, 2,208 and
-2,613/s (p99 106, 60, 45 ms); with 10,000, RSS stayed at 220-228 MiB, the list reads took a third less time and
-reports ran at 2,424, 3,335 and 3,290/s (p99 53, 35, 36 ms).
+one after the other, then three passes of reports): with 50,000 a worker's RSS reached 350-357 MiB and reports ran
+at 1,898, 2,208 and 2,613/s (p99 106, 60, 45 ms); with 10,000, RSS stayed at 220-228 MiB, the list reads took a
+third less time and reports ran at 2,424, 3,335 and 3,290/s (p99 53, 35, 36 ms).
 """
 
 from __future__ import annotations

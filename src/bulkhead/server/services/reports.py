@@ -2,8 +2,8 @@
 
 Reports are validated one by one (`prepare`, pure) and written in batches (`write`): one transaction locks the
 batch's device rows, inserts every new event in one statement and updates each device once (the statements:
-report_sql.py); rollouts are touched only by events with a phase. The device API gathers concurrent requests into one batch (groupcommit.py) and
-answers each after its batch committed.
+report_sql.py); rollouts are touched only by events with a phase. The device API gathers concurrent requests into
+one batch (groupcommit.py) and answers each after its batch committed.
 """
 
 from __future__ import annotations
