@@ -47,8 +47,17 @@ def test_old_index_files_leave_the_store_unless_another_suite_names_them(db: Dat
     svc = OverlayService(db, store, RepoPgp(tmp_path / "openpgp-apt"), ("amd64",), 7, 1 << 20)
     who = [Principal("user", "ops", tid, name, "operator") for tid, name in zip(tids, ("acme", "other"), strict=True)]
 
+    built: dict[tuple[str, str], Path] = {}
+
     def upload(i: int, name: str, version: str) -> set[str]:
-        svc.upload(who[i], "bookworm", Upload.from_file(store, make_deb(tmp_path / f"{i}-{name}-{version}", name, version)))
+        # One .deb per package, copied for each upload: dpkg-deb stamps the build time into the archive, so two builds
+        # a second apart would differ (and with them the index files the test compares).
+        if (name, version) not in built:
+            built[name, version] = make_deb(tmp_path / f"{name}-{version}", name, version)
+        deb = built[name, version]
+        copy = tmp_path / f"{i}-{deb.name}"
+        shutil.copyfile(deb, copy)
+        svc.upload(who[i], "bookworm", Upload.from_file(store, copy))
         return _generations(db, tids[i])[0]
 
     first = upload(0, "blob-a", "1.0-1")
