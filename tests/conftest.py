@@ -47,3 +47,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if n < len(quick):
             head.append(quick[n])
     items[:] = head + quick[len(slow) :]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The PostgreSQL databases the tests made are dropped (each xdist worker drops its own)."""
+    from tests.pg import drop_created
+
+    if left := drop_created():
+        print(f"\nPostgreSQL test databases that could not be dropped: {', '.join(left)}")

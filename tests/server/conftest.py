@@ -8,8 +8,6 @@ PostgreSQL.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +15,10 @@ import pytest
 
 from bulkhead.server.db import Database, migrate
 from tests.live import LiveServer, free_port, live_server
+from tests.pg import pg_url
 from tests.seaweed import S3Server, seaweedfs
 
-__all__ = ["LiveServer", "free_port"]
+__all__ = ["LiveServer", "free_port", "pg_url"]
 
 SERVERS_ALL_STORES = ["sqlite-uvicorn", "postgresql-granian", "postgresql-granian-s3"]
 
@@ -30,20 +29,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     added before pytest's own hooks run: the mark takes precedence over the fixture's params)."""
     if "server" in metafunc.fixturenames and getattr(metafunc.module, "ALL_STORES", False):
         metafunc.definition.add_marker(pytest.mark.parametrize("server", SERVERS_ALL_STORES, indirect=True, scope="session"))
-
-
-def pg_url() -> str:
-    """A fresh PostgreSQL database's URL (the test skips, naming what is missing, without a server)."""
-    url = os.environ.get("BULKHEAD_TEST_PG_URL", "postgresql://bulkhead:bulkhead@127.0.0.1:5432/bulkhead_test")
-    try:
-        import psycopg
-
-        with psycopg.connect(url, connect_timeout=3, autocommit=True) as conn:
-            name = f"bh_{uuid.uuid4().hex[:12]}"
-            conn.execute(f"CREATE DATABASE {name}")
-    except Exception as exc:
-        pytest.skip(f"PostgreSQL is not reachable at {url} ({exc}); run 'make pg' (scripts/start-postgres.sh as root)")
-    return url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture(scope="session")

@@ -140,6 +140,24 @@ def test_refs_and_ids_out_of_range_are_4xx(srv: LiveServer) -> None:
         _is_error(c.get("/api/v1/releases/0"), 422)
 
 
+def test_group_names_that_no_url_can_name_are_refused_wherever_a_group_is_made(srv: LiveServer) -> None:
+    """An empty group name (found by schemathesis through device provisioning) listed a group that /groups/{name}
+    cannot address; every path that creates a group or puts a device into one checks the name the same way."""
+    with srv.client(srv.tenant(keyring=False)) as c:
+        for bad in ("", " ", "a b", "x/y", "-lead", "tab\t", "é"):
+            r = c.post("/api/v1/devices", json={"name": "p1", "compatible": "Test Config", "groups": ["ok", bad]})
+            _is_error(r, 400, "group name", "letters, digits")
+            _is_error(c.post("/api/v1/bootstrap-tokens", json={"name": "b", "group": bad}), 400, "group name")
+            _is_error(c.post("/api/v1/groups", json={"name": bad}), 400, "group name")
+        _is_error(c.patch("/api/v1/groups/a%20b/desired", json={"apps": {}}), 400, "group name")
+        assert c.get("/api/v1/devices").json() == []
+        assert c.get("/api/v1/bootstrap-tokens").json() == []
+        assert c.get("/api/v1/groups").json() == []
+        r = c.post("/api/v1/devices", json={"name": "p1", "compatible": "Test Config", "groups": ["ok", "ok", "x.1"]})
+        assert r.status_code == 201, r.text
+        assert c.get("/api/v1/devices/p1").json()["groups"] == ["ok", "x.1"]  # a repeat is one membership
+
+
 def test_rollout_start_far_in_the_future_is_refused_before_anything_is_stored(srv: LiveServer) -> None:
     with srv.client(srv.tenant(keyring=False)) as c:
         c.post(

@@ -17,7 +17,7 @@ from .app_sboms import AppSbomService, check_app_sbom, sboms_of
 from .auth import Principal
 from .desired import compose_to_containers, normalize_container, normalize_file, normalize_package, seal_file
 from .devices import find_device
-from .fleet_names import listing
+from .fleet_names import check_group_names, listing
 from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
 from .versions import refuse_downgrade
@@ -205,6 +205,7 @@ class AppService:
         if target == "group":
             group = s.scalar(select(DeviceGroup).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == ref))
             if group is None:
+                check_group_names([ref])
                 group = DeviceGroup(tenant_id=tid, name=ref, desired={})
                 s.add(group)
             return group

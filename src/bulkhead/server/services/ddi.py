@@ -27,6 +27,7 @@ from .ddi_feedback import TERMINAL, Feedback, next_status, parse_feedback, recor
 from .deltas import offered_delta
 from .device_rows import add_device
 from .devices import NAME, desired_release
+from .fleet_names import check_group_names
 from .rollout_sql import is_offered
 from .rollouts import RolloutService
 
@@ -86,6 +87,7 @@ class DdiService:
             raise Invalid(f"device name {name!r} is invalid: 1-128 letters, digits, '.', '_', ':' or '-'")
         if not compatible:
             raise Invalid("compatible must be the device's RAUC compatible (or the SWUpdate hardware it runs)")
+        groups = check_group_names(groups)
         credential, ch = new_token(PREFIX_DEVICE)
         with self.db.session() as s:
             if s.scalar(select(Device.id).where(Device.tenant_id == tid, Device.name == name)) is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +26,7 @@ from .deltas import offered_delta
 from .desired import image_registry, merge_desired, open_file
 from .device_list import DeviceFilter, device_page
 from .device_rows import add_device
+from .fleet_names import NAME, check_group_names
 from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
 from .security_events import device_counts as security_counts
@@ -36,7 +36,6 @@ __all__ = ["NAME", "DeviceService", "desired_release", "device_json", "find_devi
 
 log = logging.getLogger(__name__)
 
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _DISABLED = "device '{name}' is disabled: an operator must enable it ('bulkhead device enable {name}')"
 
 
@@ -147,6 +146,8 @@ class DeviceService:
             raise Invalid("max_uses must be positive")
         token, h = new_token(PREFIX_BOOTSTRAP)
         expires = utcnow() + dt.timedelta(hours=expires_in_hours) if expires_in_hours else None
+        if group is not None:
+            check_group_names([group])
         with self.db.session() as s:
             if group and s.scalar(select(DeviceGroup).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == group)) is None:
                 s.add(DeviceGroup(tenant_id=tid, name=group))

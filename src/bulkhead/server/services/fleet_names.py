@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..errors import NotFound
+from ..errors import Invalid, NotFound
 from ..models import Device, DeviceGroup
 from .device_list import array_counts
 
-__all__ = ["find_group", "known_groups", "known_tags", "listing"]
+__all__ = ["NAME", "check_group_names", "find_group", "known_groups", "known_tags", "listing"]
+
+# A device, group or tag name. Names appear in URLs (/groups/{name}) and in devices' JSON lists, so an empty name or
+# one with spaces, slashes or control characters would name nothing a client can address.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+NAME_RULE = "1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
+
+
+def check_group_names(names: Iterable[str]) -> list[str]:
+    """The group names in their order without repeats, or Invalid naming the first that is not a valid name."""
+    out: list[str] = []
+    for name in names:
+        if not isinstance(name, str) or not NAME.match(name):
+            raise Invalid(f"group name {name!r} is invalid: {NAME_RULE}")
+        if name not in out:
+            out.append(name)
+    return out
 
 
 def known_groups(s: Session, tid: int) -> list[str]:

@@ -9,13 +9,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..db import Database
-from ..errors import Conflict, Invalid, NotFound
+from ..errors import Conflict, NotFound
 from ..models import BootstrapToken, Device, DeviceGroup, Rollout
 from . import audit
 from .auth import Principal
 from .device_list import group_counts, json_array_has
-from .devices import NAME, find_device
-from .fleet_names import find_group, listing
+from .devices import find_device
+from .fleet_names import check_group_names, find_group, listing
 from .keyset import Page, Paged, check_after, paged
 
 __all__ = ["GroupService"]
@@ -104,8 +104,7 @@ class GroupService:
     def create(self, who: Principal, name: str) -> dict[str, Any]:
         who.require("operator")
         tid = who.require_tenant()
-        if not NAME.match(name):
-            raise Invalid(f"group name {name!r} is invalid: 1-128 letters, digits, '.', '_', ':' or '-'")
+        check_group_names([name])
         with self.db.session() as s:
             if s.scalar(select(DeviceGroup.id).where(DeviceGroup.tenant_id == tid, DeviceGroup.name == name)) is not None:
                 raise Conflict(f"group '{name}' exists already")
