@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -323,3 +324,36 @@ def test_reports_go_on_while_a_vulnerability_scan_holds_its_tenant_lock() -> Non
         assert outcome == [{"accepted_seq": 3}]
     finally:
         db.dispose()
+
+
+def test_a_reports_update_of_its_device_stays_on_the_page_and_off_the_indexes() -> None:
+    """PostgreSQL: the devices table keeps room on its pages (migration 0031), so the first report of each device in
+    a freshly filled table is a HOT update (no index touched). With pages filled to 100 %, as a bulk load leaves
+    them, these updates moved their rows and inserted into all eleven indexes."""
+    base = pg_url()
+    url = "postgresql+psycopg://" + base.removeprefix("postgresql://")
+    migrate(url)
+    db = Database(url)
+    try:
+        svc = ReportService(db, RolloutService(db))
+        # Every 8th device of a fleet reports, as a sample of a fleet does in any minute: one or two per page, so
+        # each update needs room its page had when filled (on-page pruning of the previous update's old version
+        # does not come into it, and it may wait on transactions elsewhere on a busy server).
+        devices = _devices(db, 2000)[::8]
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute("VACUUM (ANALYZE) devices")  # what autovacuum does after a load: a settled table
+        for dev in devices:
+            assert svc.ingest(dev, _events(1, 1), None) == {"accepted_seq": 1}
+    finally:
+        db.dispose()  # the backends exit and flush their statistics
+    with psycopg.connect(base, autocommit=True) as conn:
+        for _ in range(50):
+            row = conn.execute("SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'devices'").fetchone()
+            assert row is not None
+            if row[0] >= len(devices):
+                break
+            time.sleep(0.2)
+            conn.execute("SELECT pg_stat_clear_snapshot()")
+    updates, hot = row
+    assert updates == len(devices), row
+    assert hot == updates, f"only {hot} of {updates} device updates were HOT"
