@@ -19,8 +19,12 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
+
+# A JSON list that SQL filters by containment: jsonb on PostgreSQL, JSON text on SQLite.
+_JSON_ARRAY = JSON().with_variant(JSONB(), "postgresql")
 
 
 def utcnow() -> dt.datetime:
@@ -192,8 +196,9 @@ class Device(Base):
     compatible: Mapped[str] = mapped_column(String(256))
     status: Mapped[str] = mapped_column(String(16), default="active")
     credential_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
-    tags: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    groups: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # jsonb on PostgreSQL (migration 0031): the list filters' `@>` needs no parse per row, and GIN indexes them.
+    tags: Mapped[list[Any]] = mapped_column(_JSON_ARRAY, default=list)
+    groups: Mapped[list[Any]] = mapped_column(_JSON_ARRAY, default=list)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The agent's inventory (packages, containers, slots): loaded only where it is read (device detail, reports),
     # so queries over many devices (rollouts, group checks) do not parse every inventory into memory.

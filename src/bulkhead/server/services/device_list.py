@@ -5,8 +5,9 @@ last seen); the agent's inventory (`reported`: packages, containers, slots) and 
 device's own endpoint. Only the list's columns are read, so a page of 1,000 devices costs the same whether the
 devices report 10 packages or 4,000.
 
-Tags and groups are JSON arrays. On PostgreSQL a filter is a `jsonb` containment (`CAST(tags AS JSONB) @> '["x"]'`)
-that the GIN expression indexes of migration 0011 answer; on SQLite it is a `json_each` lookup per row.
+Tags and groups are JSON arrays. On PostgreSQL they are jsonb columns (migration 0031) and a filter is a containment
+(`CAST(tags AS JSONB) @> '["x"]'`, the cast a no-op there) that their GIN indexes answer; on SQLite it is a
+`json_each` lookup per row.
 """
 
 from __future__ import annotations
