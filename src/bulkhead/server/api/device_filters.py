@@ -11,9 +11,9 @@ __all__ = ["device_filter"]
 
 
 def device_filter(
-    tag: list[str] = Query(
-        default_factory=list, max_length=16, description="a tag the device has; repeat for several (all must match)"
-    ),
+    # None, not default_factory=list: pydantic inspects a default factory's signature each time it makes a default,
+    # which parsed `list`'s text signature on every list request (3 % of a page's time).
+    tag: list[str] | None = Query(None, max_length=16, description="a tag the device has; repeat for several (all must match)"),
     group: str | None = Query(None, max_length=128, description="a group the device is in"),
     status: str | None = Query(None, max_length=16, description="active, pending or disabled"),
     compatible: str | None = Query(None, max_length=256, description="the device's compatible, exactly"),
@@ -23,7 +23,7 @@ def device_filter(
     seen_before: str | None = Query(None, max_length=64, description="last seen before this ISO 8601 time (with offset)"),
 ) -> DeviceFilter:
     return DeviceFilter(
-        tags=tuple(t for t in tag if t),
+        tags=tuple(t for t in tag or () if t),
         group=group or None,
         status=status or None,
         compatible=compatible or None,
