@@ -33,12 +33,16 @@ def drop_created() -> list[str]:
         return []
     import psycopg
 
-    left = []
-    with psycopg.connect(_BASE, connect_timeout=3, autocommit=True) as conn:
-        while _created:
-            name = _created.pop()
-            try:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            except psycopg.Error:
-                left.append(name)
+    left: list[str] = []
+    try:
+        with psycopg.connect(_BASE, connect_timeout=3, autocommit=True) as conn:
+            while _created:
+                name = _created.pop()
+                try:
+                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                except psycopg.Error:
+                    left.append(name)
+    except psycopg.Error:  # the server went away: nothing to drop them on
+        left += _created
+        _created.clear()
     return left

@@ -146,6 +146,7 @@ class DeviceService:
             raise Invalid("max_uses must be positive")
         token, h = new_token(PREFIX_BOOTSTRAP)
         expires = utcnow() + dt.timedelta(hours=expires_in_hours) if expires_in_hours else None
+        group = group or None  # "" is no group, as it always was
         if group is not None:
             check_group_names([group])
         with self.db.session() as s:

@@ -60,6 +60,7 @@ def find_group(s: Session, tid: int, name: str, add_row: bool = True) -> DeviceG
     if name in existing:
         g = DeviceGroup(tenant_id=tid, name=name, desired={}, window=None)
         if add_row:
+            check_group_names([name])  # a name stored before names were checked gets no row of its own
             s.add(g)
         return g
     raise NotFound(f"group '{name}' does not exist; groups: {listing(existing)} (create it with 'bulkhead group create')")
