@@ -26,8 +26,8 @@ from .ddi_auth import DdiAuth, DdiCaller
 from .ddi_feedback import TERMINAL, Feedback, next_status, parse_feedback, record_event
 from .deltas import offered_delta
 from .device_rows import add_device
-from .devices import NAME, desired_release
-from .fleet_names import check_group_names
+from .devices import desired_release
+from .fleet_names import NAME, check_group_names
 from .rollout_sql import is_offered
 from .rollouts import RolloutService
 

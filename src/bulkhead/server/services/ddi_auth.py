@@ -25,7 +25,7 @@ from ..security import hash_token
 from . import audit
 from .auth import Authenticator, Principal
 from .device_rows import add_device
-from .devices import NAME
+from .fleet_names import NAME
 
 __all__ = ["DEVICE_CACHE_ENTRIES", "TENANT_CACHE_ENTRIES", "DdiAuth", "DdiCaller"]
 

@@ -32,7 +32,7 @@ from .lookups import tenant_release
 from .security_events import device_counts as security_counts
 from .versions import refuse_downgrade
 
-__all__ = ["NAME", "DeviceService", "desired_release", "device_json", "find_device", "lifecycle_json", "merged_desired"]
+__all__ = ["DeviceService", "desired_release", "device_json", "find_device", "lifecycle_json", "merged_desired"]
 
 log = logging.getLogger(__name__)
 

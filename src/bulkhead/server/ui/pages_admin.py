@@ -22,7 +22,7 @@ from ..errors import Invalid
 from ..ids import DbId
 from ..services.auth import ROLES
 from ..services.ddi_settings import ddi_settings
-from ..services.devices import NAME
+from ..services.fleet_names import NAME
 from ..services.keyset import Page
 from ..services.ui_accounts import SignedIn
 from .routing import UiRoute
