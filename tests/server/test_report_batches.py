@@ -13,10 +13,10 @@ import psycopg
 from sqlalchemy import event, func, select, update
 
 from bulkhead.server.db import Database, migrate
-from bulkhead.server.errors import Invalid, Unauthorized
+from bulkhead.server.errors import Forbidden, Invalid, Unauthorized
 from bulkhead.server.models import Device, DeviceEvent, Tenant
 from bulkhead.server.security import hash_token
-from bulkhead.server.services.auth import Authenticator, Principal
+from bulkhead.server.services.auth import Principal
 from bulkhead.server.services.reports import ReportService
 from bulkhead.server.services.rollouts import RolloutService
 from bulkhead.server.services.vuln_scan import lock_tenant
@@ -198,36 +198,43 @@ def test_report_bodies_of_the_wrong_shape_are_refused_with_json_errors(server: L
         assert r.status_code == 200 and r.json() == {"accepted_seq": 1} and r.headers["x-request-id"]
 
 
-def test_credentials_new_to_the_process_are_read_in_one_query(db: Database) -> None:
-    devs = _devices(db, 3)
-    tokens = [f"bhd_token{i}" for i in range(3)]
+def test_devices_are_found_by_their_credentials_in_the_batchs_one_lock_statement(db: Database) -> None:
+    svc = ReportService(db, RolloutService(db))
+    devs = _devices(db, 5)
+    tokens = [f"bhd_token{i}" for i in range(5)]
     with db.session() as s:
         for d, token in zip(devs, tokens, strict=True):
             s.execute(update(Device).where(Device.id == d.device_id).values(credential_hash=hash_token(token)))
-        # The third device rotated: its old credential works until it uses the new one.
+        # The third device rotated: its old credential works until it uses the new one; the fourth is disabled.
         s.execute(
             update(Device)
             .where(Device.id == devs[2].device_id)
             .values(credential_hash=hash_token("bhd_rotated"), previous_credential_hash=hash_token(tokens[2]))
         )
-    auth = Authenticator(db, hash_token("bhs_admin"))
+        s.execute(update(Device).where(Device.id == devs[3].device_id).values(status="disabled"))
+    assert svc.write([svc.prepare(devs[4], _events(1, 1), None)]) == [1]
     stmts = Statements(db)
-    got = auth.resolve_many([tokens[0], "bhd_unknown", tokens[1], None, tokens[0], tokens[2]])
-    assert len([st for st in stmts.take() if st.lstrip().upper().startswith("SELECT")]) == 1
-    assert [p.device_id if isinstance(p, Principal) else type(p) for p in got] == [
-        devs[0].device_id,
-        Unauthorized,
-        devs[1].device_id,
-        Unauthorized,
-        devs[0].device_id,
-        devs[2].device_id,
-    ]
-    assert auth.cached(tokens[1]) == got[2], "remembered like resolve() remembers"
-    assert auth.resolve_many(["bhd_rotated"])[0] == got[5]
-    assert isinstance(auth.resolve(tokens[2]), Principal), "cached: the old credential ends with a change feed mark"
+    assert svc.write([svc.prepare(devs[4], _events(2, 2), None)]) == [2]
+    by_id = stmts.take()
+
+    def sent(token: str, first: int) -> Any:
+        return svc.prepare_sent(hash_token(token), _events(first, first), None, None)
+
+    got = svc.write([sent(tokens[0], 1), sent("bhd_unknown", 1), sent(tokens[1], 1), sent(tokens[2], 1), sent(tokens[3], 1)])
+    assert len(stmts.take()) == len(by_id), "devices new to the process: no lookup of their own"
+    assert got[0] == 1 and got[2] == 1 and got[3] == 1, got
+    assert isinstance(got[1], Unauthorized) and "unknown device credential" in str(got[1])
+    assert isinstance(got[4], Forbidden) and "bulkhead device enable d3" in str(got[4])
+    with db.session() as s:
+        row = s.get(Device, devs[2].device_id)
+        assert row is not None and row.previous_credential_hash is not None, "the old credential still works"
+        assert s.scalar(select(func.count()).select_from(DeviceEvent).where(DeviceEvent.device_id == devs[3].device_id)) == 0
+    assert svc.write([sent("bhd_rotated", 2)]) == [2]
     with db.session() as s:
         row = s.get(Device, devs[2].device_id)
         assert row is not None and row.previous_credential_hash is None  # using the new one ended the old one
+    again = svc.write([sent(tokens[2], 3)])
+    assert isinstance(again[0], Unauthorized), again
 
 
 def test_an_inventory_resent_changed_and_changed_back_is_stored_each_time(server: LiveServer) -> None:

@@ -1,20 +1,22 @@
 """The report path as a lean ASGI app: POST /device/v1/reports parsed once, checked, and written by group commit.
 
-Per report: a cached credential check (credentials new to the process are read in batches too), one parse of the
-body (the inventory's text fingerprinted as sent), the checks of services/reports.py, and a place in the next batch
-(groupcommit.py); the answer is sent after the batch committed. The FastAPI route of the same path (api/device.py)
-documents the contract; errors are the same.
+Per report: one parse of the body (the inventory's text fingerprinted as sent), the checks of services/reports.py,
+and a place in the next batch (groupcommit.py), which finds each report's device by the hash of the credential it
+came with, checks it and locks its row in one statement (no lookup per device, no credential cache that a fleet
+larger than the cache would keep missing); the answer is sent after the batch committed. The FastAPI route of the
+same path (api/device.py) documents the contract; errors are the same.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ..asgi import Receive, Scope, Send, bearer, send_error
 from ..errors import Invalid, PayloadTooLarge, ServerError
 from ..groupcommit import GroupCommit
 from ..limits import SAME, JsonRefused, parse_json_members
-from ..services.auth import Principal
+from ..security import PREFIX_DEVICE, hash_token
 from ..services.inventory import MAX_INVENTORY_KEYS, Inventory
 from ..services.reports import MAX_EVENTS, Report
 from .deps import Services
@@ -39,7 +41,6 @@ class ReportApp:
     def __init__(self, svc: Services, max_body: int, setting: str = "BULKHEAD_MAX_JSON_BYTES") -> None:
         self.svc, self.max_body, self.setting = svc, max_body, setting
         self.commits: GroupCommit[Report, int] = GroupCommit(svc.reports.write)
-        self.logins: GroupCommit[str | None, Principal] = GroupCommit(svc.auth.resolve_many)
         # Per device, the last inventory it sent that passed the checks (its fingerprint, not its text): the same
         # text again is neither parsed nor checked again (devices resend their inventory unchanged).
         self.inventories: dict[int, Inventory] = {}
@@ -51,16 +52,22 @@ class ReportApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             token = bearer(scope)
-            who = self.svc.auth.cached(token)
-            if who is None:  # not seen lately: looked up off the event loop, together with the others missed meanwhile
-                who = await self.logins.submit(token)
-            before = self.inventories.get(who.device_id or 0)
+            credential = hash_token(token) if token is not None and token.startswith(PREFIX_DEVICE) else None
+            who = None
+            if credential is None:  # not a device's: refused by prepare (403), or unknown (401)
+                who = self.svc.auth.cached(token) or await asyncio.to_thread(self.svc.auth.resolve, token)
+            key = _key(credential)
+            before = self.inventories.get(key)
             value, raw = _parse(await self._body(receive), before)
             events, sent = _shape(value)
             inventory = Inventory.seen_before(raw["inventory"], before) if sent is SAME and before is not None else sent
-            report = self.svc.reports.prepare(who, events, inventory, raw.get("inventory"))
-            self._remember(report)
+            if credential is not None:  # the device is found, checked and locked by the batch that writes the report
+                report = self.svc.reports.prepare_sent(credential, events, inventory, raw.get("inventory"))
+            else:
+                assert who is not None
+                report = self.svc.reports.prepare(who, events, inventory, raw.get("inventory"))
             accepted = await self.commits.submit(report)
+            self._remember(key, report)  # once the credential proved good: unknown ones leave no trace here
         except ServerError as exc:
             await send_error(send, exc.status, exc.code, exc.message)
             return
@@ -69,13 +76,13 @@ class ReportApp:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _remember(self, report: Report) -> None:
+    def _remember(self, key: int, report: Report) -> None:
         inv = report.inventory
         if inv is None or inv.text is None:
             return
         if len(self.inventories) >= _MAX_REMEMBERED:
             self.inventories.clear()
-        self.inventories[report.device_id] = Inventory(None, inv.sha256, inv.os_version, None, len(inv.text))
+        self.inventories[key] = Inventory(None, inv.sha256, inv.os_version, None, len(inv.text))
 
     async def _body(self, receive: Receive) -> bytes:
         """The request body, refused as soon as it passes the limit (limits.BodyLimits leaves this route to us)."""
@@ -93,6 +100,12 @@ class ReportApp:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 return b"".join(chunks)
+
+
+def _key(credential: str | None) -> int:
+    """The key of a device's remembered inventory: its credential's hash, shortened (the inventory's own fingerprint
+    decides whether a text was seen, so two devices sharing a key would only cost a parse)."""
+    return int(credential[:16], 16) if credential is not None else 0
 
 
 def _parse(body: bytes, before: Inventory | None) -> tuple[Any, dict[str, str]]:

@@ -76,34 +76,6 @@ class Authenticator:
         self._remember(h, principal, now)
         return principal
 
-    def resolve_many(self, tokens: list[str | None]) -> list[Principal | Exception]:
-        """`resolve` for several tokens at once; the device credentials not in the cache are read in one query.
-
-        For a fleet that reports after a server start, when every device's credential is new to the process.
-        """
-        now = time.monotonic()
-        out: list[Principal | Exception] = [Unauthorized("unknown device credential: enroll again")] * len(tokens)
-        wanted: dict[str, list[int]] = {}
-        for i, token in enumerate(tokens):
-            hit = self.cached(token)
-            if hit is not None:
-                out[i] = hit
-            elif token and token.startswith(PREFIX_DEVICE):
-                wanted.setdefault(hash_token(token), []).append(i)
-            else:
-                try:
-                    out[i] = self.resolve(token)
-                except Exception as exc:
-                    out[i] = exc
-        if wanted:
-            with self.db.session() as s:
-                found = self._devices(s, list(wanted))
-            for h, principal in found.items():
-                self._remember(h, principal, now)
-                for i in wanted[h]:
-                    out[i] = principal
-        return out
-
     def _remember(self, h: str, principal: Principal, since: float) -> None:
         if len(self._cache) > 200_000:
             self._cache.clear()

@@ -16,7 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import Table, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..models import Action, Device, DeviceEvent
@@ -36,6 +36,11 @@ class Locked(NamedTuple):
     report_seq: int
     reported_sha256: str | None
     os_version: str | None
+    tenant_id: int
+    name: str
+    status: str
+    credential_hash: str | None
+    previous_credential_hash: str | None
 
 
 def _driver(s: Session) -> Any:
@@ -48,8 +53,10 @@ def _ids(values: Iterable[int]) -> str:
     return "{" + ",".join(map(str, values)) + "}"
 
 
+_LOCKED = Locked._fields
 _LOCK_PG = (
-    "SELECT id, report_seq, reported_sha256, os_version FROM devices WHERE id = ANY(%s::integer[]) ORDER BY id FOR NO KEY UPDATE"
+    f"SELECT {', '.join(_LOCKED)} FROM devices WHERE id = ANY(%s::integer[]) "
+    "OR credential_hash = ANY(%s::text[]) OR previous_credential_hash = ANY(%s::text[]) ORDER BY id FOR NO KEY UPDATE"
 )
 _INSERT_EVENTS_PG = (
     "INSERT INTO device_events (tenant_id, device_id, seq, kind, phase, release_id, details, device_time, at) "
@@ -76,17 +83,20 @@ _WAITED_PG = (
 )
 
 
-def lock_devices(s: Session, ids: list[int]) -> list[Locked]:
-    """Lock the devices' rows, in id order (concurrent batches cannot deadlock); the rows that still exist.
+def lock_devices(s: Session, ids: list[int], credentials: list[str]) -> list[Locked]:
+    """Lock the rows of the devices with these ids or holding these credentials (hashes: the current one or the one
+    before a rotation), in id order (concurrent batches cannot deadlock); the rows that exist.
 
     FOR NO KEY UPDATE, the lock the update itself takes: rows that name a device (a scan's device profiles, its
     actions) take a key-share lock on it, which a report must not wait for (nor they for a report)."""
     if is_pg(s):
-        return [Locked(*row) for row in _driver(s).execute(_LOCK_PG, (_ids(ids),), prepare=True)]
+        hashes = _hashes(credentials)
+        return [Locked(*row) for row in _driver(s).execute(_LOCK_PG, (_ids(ids), hashes, hashes), prepare=True)]
+    c = _DEVICES.c
     rows = s.execute(
-        select(_DEVICES.c.id, _DEVICES.c.report_seq, _DEVICES.c.reported_sha256, _DEVICES.c.os_version)
-        .where(_DEVICES.c.id.in_(ids))
-        .order_by(_DEVICES.c.id)
+        select(*(c[name] for name in _LOCKED))
+        .where(or_(c.id.in_(ids), c.credential_hash.in_(credentials), c.previous_credential_hash.in_(credentials)))
+        .order_by(c.id)
         .with_for_update(key_share=True)
     )
     return [Locked(*row) for row in rows]
@@ -136,6 +146,12 @@ def waited_devices(s: Session, ids: list[int]) -> set[int]:
     return set(
         s.scalars(select(Action.device_id).where(Action.device_id.in_(ids), Action.active.is_(True), offered()).distinct())
     )
+
+
+def _hashes(values: list[str]) -> str:
+    """A text[] of credential hashes (hexadecimal: nothing to quote) in its text form."""
+    assert all(v.isalnum() for v in values), "a credential hash is hexadecimal"
+    return "{" + ",".join(values) + "}"
 
 
 def _value(v: Any) -> Any:

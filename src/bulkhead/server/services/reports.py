@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -24,7 +24,7 @@ from ..ids import MAX_ID
 from ..models import Device, utcnow
 from .auth import Principal
 from .inventory import Inventory, inventory_of
-from .report_sql import insert_events, lock_devices, update_devices, waited_devices
+from .report_sql import Locked, insert_events, lock_devices, update_devices, waited_devices
 from .rollouts import RolloutService
 from .security_events import check_details as check_security
 
@@ -77,12 +77,18 @@ def _event(raw: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Report:
-    """One device's validated report: its events in seq order, and its inventory if it sent one."""
+    """One device's validated report: its events in seq order, and its inventory if it sent one.
 
-    tenant_id: int
-    device_id: int
+    The device is named by its id (`tenant_id`, `device_id`) or, on the lean report path, by the hash of the
+    credential it sent (`credential`): the batch that writes the report finds the device, checks it and locks its
+    row in one statement, so a device new to the process costs no lookup of its own.
+    """
+
+    tenant_id: int | None
+    device_id: int | None
     events: list[dict[str, Any]]
     inventory: Inventory | None
+    credential: str | None = None
 
 
 @dataclass
@@ -114,13 +120,15 @@ class ReportService:
         if who.kind != "device" or who.device_id is None or who.tenant_id is None:
             raise Forbidden("this endpoint is for devices")
         if who.device_status == "disabled":
-            raise Forbidden(f"device '{who.name}' is disabled: an operator must enable it ('bulkhead device enable {who.name}')")
-        if len(events) > MAX_EVENTS:
-            raise Invalid(f"at most {MAX_EVENTS} events per report; send the rest in the next one")
-        parsed = sorted((_event(e) for e in events), key=lambda e: e["seq"])
-        if inventory is not None and not isinstance(inventory, Inventory):
-            inventory = inventory_of(inventory, inventory_text)
-        return Report(who.tenant_id, who.device_id, parsed, inventory)
+            raise _disabled(who.name)
+        return Report(who.tenant_id, who.device_id, *_checked(events, inventory, inventory_text))
+
+    def prepare_sent(
+        self, credential: str, events: list[Any], inventory: dict[str, Any] | Inventory | None, inventory_text: str | None
+    ) -> Report:
+        """`prepare` for a report that came with a device credential (its hash): the device is found and checked
+        (it exists, holds this credential, is not disabled) by the batch that writes the report."""
+        return Report(None, None, *_checked(events, inventory, inventory_text), credential=credential)
 
     def ingest(self, who: Principal, events: list[Any], inventory: dict[str, Any] | None) -> dict[str, Any]:
         """Record one report; events at or below the last accepted seq are duplicates of a retried batch and are skipped."""
@@ -158,13 +166,22 @@ class ReportService:
     def _write(self, reports: list[Report]) -> tuple[list[Outcome], set[int]]:
         now = utcnow()
         with self.db.session() as s:
-            ids = sorted({r.device_id for r in reports})
-            seen = {r.id: _Seen(r.report_seq, r.reported_sha256, r.os_version) for r in lock_devices(s, ids)}
+            ids = sorted({r.device_id for r in reports if r.device_id is not None})
+            credentials = sorted({r.credential for r in reports if r.credential is not None})
+            locked = lock_devices(s, ids, credentials)
+            seen = {r.id: _Seen(r.report_seq, r.reported_sha256, r.os_version) for r in locked}
+            holders = _holders(s, locked, set(credentials))
             outcomes: list[Outcome] = []
             new_events: list[dict[str, Any]] = []
             phased: list[tuple[int, dict[str, Any]]] = []  # events the rollouts hear of, in order
             for report in reports:
-                dev = seen.get(report.device_id)
+                if report.credential is not None:
+                    holder = holders.get(report.credential)
+                    if holder is None or holder.status == "disabled":
+                        outcomes.append(Unauthorized(_UNKNOWN) if holder is None else _disabled(holder.name))
+                        continue
+                    report = replace(report, tenant_id=holder.tenant_id, device_id=holder.id)
+                dev = seen.get(report.device_id or 0)
                 if dev is None:
                     outcomes.append(Unauthorized("device no longer exists: enroll again"))
                     continue
@@ -178,11 +195,12 @@ class ReportService:
                     )
                     continue
                 fresh = [e for e in events if e["seq"] > dev.seq]
+                dev_id = report.device_id or 0
                 dev.values["last_seen"] = now
                 for e in fresh:
                     new_events.append(_event_row(report, e, now))
                     if e["phase"] and e["kind"] in ("update", "app", "package"):
-                        phased.append((report.device_id, e))
+                        phased.append((dev_id, e))
                         if e["kind"] == "update":
                             dev.values["update_status"] = _update_status(e)
                 if fresh:
@@ -226,6 +244,42 @@ class ReportService:
             if rid is not None:
                 changed.add(rid)
         return changed
+
+
+_UNKNOWN = "unknown device credential: enroll again"
+
+
+def _disabled(name: str) -> Forbidden:
+    return Forbidden(f"device '{name}' is disabled: an operator must enable it ('bulkhead device enable {name}')")
+
+
+def _checked(
+    events: list[Any], inventory: dict[str, Any] | Inventory | None, inventory_text: str | None
+) -> tuple[list[dict[str, Any]], Inventory | None]:
+    if len(events) > MAX_EVENTS:
+        raise Invalid(f"at most {MAX_EVENTS} events per report; send the rest in the next one")
+    parsed = sorted((_event(e) for e in events), key=lambda e: e["seq"])
+    if inventory is not None and not isinstance(inventory, Inventory):
+        inventory = inventory_of(inventory, inventory_text)
+    return parsed, inventory
+
+
+def _holders(s: Session, locked: list[Locked], credentials: set[str]) -> dict[str, Locked]:
+    """The locked devices by the credentials the batch's reports came with: the device's current credential, or
+    the one before a rotation (which the device may still hold until it first uses the new one). A device that
+    used its new credential ends the one before, as authentication does (services/auth.py), through the ORM: the
+    change feed tells every process to stop accepting it."""
+    holders: dict[str, Locked] = {}
+    for row in locked:
+        if row.credential_hash in credentials:
+            holders[row.credential_hash] = row
+            if row.previous_credential_hash is not None:
+                held = s.get(Device, row.id)
+                if held is not None:
+                    held.previous_credential_hash = None
+        if row.previous_credential_hash in credentials:
+            holders.setdefault(row.previous_credential_hash, row)
+    return holders
 
 
 def _event_row(report: Report, e: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
