@@ -1,4 +1,5 @@
-"""The database layer: a session is one transaction that never loses a concurrent session's write."""
+"""The database layer: a session is one transaction that never loses a concurrent session's write; a read session
+on PostgreSQL runs its statements outside a transaction and refuses to write."""
 
 from __future__ import annotations
 
@@ -6,10 +7,13 @@ import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import select
+import pytest
+from psycopg.pq import TransactionStatus
+from sqlalchemy import func, select
 
 from bulkhead.server.db import Database, migrate
 from bulkhead.server.models import Tenant
+from tests.pg import pg_url
 
 
 def test_sqlite_sessions_do_not_lose_a_concurrent_read_modify_write(tmp_path: Path) -> None:
@@ -46,3 +50,25 @@ def test_sqlite_sessions_do_not_lose_a_concurrent_read_modify_write(tmp_path: Pa
     with db.session() as s:
         assert s.scalar(select(Tenant.name)) == "t+slow+fast"
     db.dispose()
+
+
+def test_a_read_session_on_postgresql_opens_no_transaction_and_cannot_write() -> None:
+    url = pg_url().replace("postgresql://", "postgresql+psycopg://")
+    migrate(url)
+    db = Database(url)
+    try:
+        with db.session() as s:
+            s.add(Tenant(name="t"))
+            s.flush()
+            assert s.connection().connection.driver_connection.info.transaction_status == TransactionStatus.INTRANS
+        with db.read() as s:
+            assert s.scalar(select(Tenant.name)) == "t"
+            # No BEGIN was sent, none is open: the statement ran (and ended) on its own.
+            assert s.connection().connection.driver_connection.info.transaction_status == TransactionStatus.IDLE
+        with pytest.raises(RuntimeError, match="read-only session"), db.read() as s:
+            s.add(Tenant(name="written"))
+            s.flush()
+        with db.session() as s:
+            assert s.scalar(select(func.count()).select_from(Tenant)) == 1
+    finally:
+        db.dispose()

@@ -266,7 +266,7 @@ class DeviceService:
         """One page of the tenant's devices that match `filters` (list rows: no inventory), by id."""
         who.require("viewer")
         tid = who.require_tenant()
-        with self.db.session() as s:
+        with self.db.read() as s:
             return device_page(s, tid, filters, page)
 
     def show(self, who: Principal, ref: str) -> dict[str, Any]:

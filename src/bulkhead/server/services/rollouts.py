@@ -159,25 +159,25 @@ class RolloutService:
 
     def list_rollouts(self, who: Principal, page: Page) -> Paged[dict[str, Any]]:
         who.require("viewer")
-        with self.db.session() as s:
+        with self.db.read() as s:
             rows = list(s.scalars(keyset(select(Rollout).where(Rollout.tenant_id == who.require_tenant()), [Rollout.id], page)))
             return paged(rows, page, lambda r: (r.id,), lambda r: self._json(s, r, fresh=False))
 
     def show(self, who: Principal, ref: str) -> dict[str, Any]:
         who.require("viewer")
-        with self.db.session() as s:
+        with self.db.read() as s:
             return self._json(s, self._own(s, who, ref), fresh=False)
 
     def timeline(self, who: Principal, ref: str) -> Timeline:
         """Devices succeeded, failed and canceled over time (rollout_timeline.py)."""
         who.require("viewer")
-        with self.db.session() as s:
+        with self.db.read() as s:
             return timeline(s, self._own(s, who, ref), utcnow())
 
     def actions(self, who: Principal, ref: str, status: str | None, page: Page) -> Paged[dict[str, Any]]:
         """One page of the rollout's actions by id, with each device's name (not its row: no inventories)."""
         who.require("viewer")
-        with self.db.session() as s:
+        with self.db.read() as s:
             r = self._own(s, who, ref)
             q = select(Action, Device.name).join(Device, Device.id == Action.device_id).where(Action.rollout_id == r.id)
             if status:
