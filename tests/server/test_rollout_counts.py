@@ -94,5 +94,5 @@ def test_concurrent_readers_of_a_rollout_run_one_count(db: Database) -> None:
 def test_counts_kept_are_bounded() -> None:
     counts = ProgressCounts()
     for rid in range(20_050):
-        counts._keep(rid, (0.0, None, []))  # expired entries go first
+        counts._keep(rid, (0.0, 0.0, None, []))  # expired entries go first
     assert len(counts._counts) <= 10_000

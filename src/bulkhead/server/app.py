@@ -69,6 +69,7 @@ from .services.cra_products import ProductService
 from .services.ddi import DdiAuth, DdiService
 from .services.deltas import DeltaService
 from .services.devices import DeviceService
+from .services.groups import GroupService
 from .services.notifications import NotificationService
 from .services.notify_send import SmtpConfig
 from .services.oidc import OidcService
@@ -304,6 +305,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         accounts=AccountService(db),
         overlay=overlay,
         oidc=OidcService(db, secret),
+        groups=GroupService(db, svc_devices.on_change, feed),
     )
 
     trimmer = Trimmer()

@@ -71,6 +71,7 @@ class ChangeFeed:
         self.db, self.interval = db, interval
         self._device: dict[int, float] = {}
         self._tenant: dict[int, float] = {}
+        self._fleet: dict[int, float] = {}  # tenant -> when any of its devices was last marked
         self._low = 0  # every id up to here has been applied
         self._ids: set[int] = set()  # applied ids above _low
         self._gap_since: float | None = None
@@ -85,6 +86,13 @@ class ChangeFeed:
             return False  # the feed is not being read: trust nothing cached
         return self._device.get(device_id, -1.0) < since and self._tenant.get(tenant_id or 0, -1.0) < since
 
+    def fleet_valid(self, tenant_id: int, since: float) -> bool:
+        """Whether an answer about the tenant's whole fleet computed at `since` (device counts per group) is still
+        current: neither the tenant nor any of its devices was marked after it."""
+        if time.monotonic() > self._healthy_until:
+            return False
+        return self._fleet.get(tenant_id, -1.0) < since and self._tenant.get(tenant_id, -1.0) < since
+
     def mark(self, changes: Iterable[Change]) -> None:
         now = time.monotonic()
         for tenant_id, device_id in changes:
@@ -92,6 +100,7 @@ class ChangeFeed:
                 self._tenant[tenant_id or 0] = now
             else:
                 self._device[device_id] = now
+                self._fleet[tenant_id or 0] = now
 
     # -- writing: SQLAlchemy session events -------------------------------------------
     def install(self) -> None:
@@ -162,7 +171,7 @@ class ChangeFeed:
     def prune(self) -> None:
         """Forget old marks (no cached answer lives that long) and old rows."""
         cutoff = time.monotonic() - _KEEP.total_seconds()
-        for marks in (self._device, self._tenant):
+        for marks in (self._device, self._tenant, self._fleet):
             for k in [k for k, at in marks.items() if at < cutoff]:
                 del marks[k]
         for i in [i for i, at in self._late.items() if at < cutoff]:  # its row, if any, is pruned below

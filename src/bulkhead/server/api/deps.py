@@ -20,6 +20,7 @@ from ..services.cra_products import ProductService
 from ..services.ddi import DdiAuth, DdiService
 from ..services.deltas import DeltaService
 from ..services.devices import DeviceService
+from ..services.groups import GroupService
 from ..services.notifications import NotificationService
 from ..services.oidc import OidcService
 from ..services.overlay import OverlayService
@@ -65,6 +66,10 @@ class Services:
     accounts: AccountService | None = None  # web UI passwords and sessions
     overlay: OverlayService | None = None  # the package overlay (ADR 9)
     oidc: OidcService | None = None  # web sign-in through the tenant's OpenID Connect provider
+    groups: GroupService | None = None  # the server's own keeps the group list's device counts
+
+    def group_service(self) -> GroupService:
+        return self.groups or GroupService(self.db, self.devices.on_change)
 
 
 def services(request: Request) -> Services:

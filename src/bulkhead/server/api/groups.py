@@ -47,7 +47,7 @@ class MembershipOut(BaseModel):
 
 
 def _groups(svc: Services) -> GroupService:
-    return GroupService(svc.db, svc.devices.on_change)
+    return svc.group_service()
 
 
 @router.get("/groups", response_model=list[GroupOut], responses=PAGED)

@@ -11,15 +11,13 @@ shown with the counts of before. Answers to operator commands are counted afresh
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Hashable
 from typing import NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..models import Action
+from .shared_counts import SharedCounts
 
 __all__ = ["Group", "ProgressCounts", "count"]
 
@@ -45,43 +43,8 @@ def count(s: Session, rollout_id: int) -> list[Group]:
     return [Group(int(p), str(st), bool(sup), int(n), int(b or 0)) for p, st, sup, n, b in s.execute(q)]
 
 
-class ProgressCounts:
+class ProgressCounts(SharedCounts[int, list[Group]]):
+    """Rollouts' counts (`count`), shared for `ttl` seconds and while the rollout row's state (`stamp`) holds."""
+
     def __init__(self, ttl: float = TTL) -> None:
-        self.ttl = ttl
-        self._counts: dict[int, tuple[float, Hashable, list[Group]]] = {}  # rollout id -> (until, stamp, groups)
-        self._locks: dict[int, threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    def read(self, s: Session, rollout_id: int, stamp: Hashable = None, fresh: bool = False) -> list[Group]:
-        """The rollout's count: shared if counted within the last second for the same `stamp` (the rollout row's
-        state as the caller read it) unless `fresh`, else counted now, once for every reader waiting meanwhile."""
-        if not fresh:
-            hit = self._counts.get(rollout_id)
-            if hit is not None and hit[0] > time.monotonic() and hit[1] == stamp:
-                return hit[2]
-        with self._guard:
-            lock = self._locks.setdefault(rollout_id, threading.Lock())
-        with lock:
-            started = time.monotonic()
-            hit = self._counts.get(rollout_id)
-            if not fresh and hit is not None and hit[0] > started and hit[1] == stamp:  # the reader waited for counted
-                return hit[2]
-            groups = count(s, rollout_id)
-            self._keep(rollout_id, (started + self.ttl, stamp, groups))
-            return groups
-
-    def forget(self, rollout_id: int) -> None:
-        """This process changed the rollout: the next read counts again."""
-        self._counts.pop(rollout_id, None)
-
-    def _keep(self, rollout_id: int, entry: tuple[float, Hashable, list[Group]]) -> None:
-        with self._guard:
-            # A rollout read has a lock, and a count unless forgotten since: both are bounded, expired ones go first.
-            if max(len(self._counts), len(self._locks)) >= _KEPT:
-                now = time.monotonic()
-                kept = self._counts.keys() | self._locks.keys()
-                stale = [rid for rid in kept if rid not in self._counts or self._counts[rid][0] <= now]
-                for rid in stale or list(kept)[: _KEPT // 2]:
-                    self._counts.pop(rid, None)
-                    self._locks.pop(rid, None)
-            self._counts[rollout_id] = entry
+        super().__init__(count, ttl, kept=_KEPT)

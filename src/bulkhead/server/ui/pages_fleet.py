@@ -31,7 +31,7 @@ _GROUPS_SCOPE = "ui-groups"
 
 
 def _groups(svc: Services) -> GroupService:
-    return GroupService(svc.db, svc.devices.on_change)
+    return svc.group_service()
 
 
 @router.get("/apps")
