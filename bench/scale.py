@@ -594,6 +594,7 @@ def measure_side(side: Side, ca: Path, bundle: Path, scaling: bool) -> None:
             ("devices_first", "/api/v1/devices?limit=100"),
             ("devices_tag", "/api/v1/devices?tag=site-7&limit=100"),
             ("actions_first", f"/api/v1/rollouts/{rid}/actions?limit=100"),
+            ("groups", "/api/v1/groups"),
         ):
             if key in ("progress", "actions_first") and rid is None:
                 side.results[key] = na("no rollout")
@@ -807,6 +808,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("  walking every page", "walk", ""),
     ("`GET /api/v1/devices?tag=` (1 % of devices)", "devices_tag", "list"),
     ("`GET /api/v1/rollouts/{id}/actions` first page", "actions_first", "list"),
+    ("`GET /api/v1/groups` (10 groups with their device counts)", "groups", "list"),
     ("worker RSS at start (largest worker)", "rss_start", "rss"),
     ("worker RSS after all of the above (largest; peak)", "rss_after", "rss"),
     ("worker RSS 40 s later, idle (largest)", "rss_idle", "rss"),
