@@ -6,6 +6,7 @@ import datetime as dt
 import hmac
 import time
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -102,20 +103,10 @@ class Authenticator:
             .join(Tenant, Tenant.id == Device.tenant_id)
             .where(or_(Device.credential_hash.in_(hashes), Device.previous_credential_hash.in_(hashes)))
         )
-        wanted, found = set(hashes), {}
-        for dev in rows:
-            principal = Principal("device", dev.name, dev.tenant_id, dev.tenant, "device", dev.id, dev.status, dev.compatible)
-            if dev.credential_hash in wanted:
-                found[dev.credential_hash] = principal
-                if dev.previous_credential_hash is not None:
-                    # The device holds its rotated credential: the one before ends here (in every process, by
-                    # the change feed), once.
-                    held = s.get(Device, dev.id)
-                    if held is not None:
-                        held.previous_credential_hash = None
-            if dev.previous_credential_hash in wanted:
-                found.setdefault(dev.previous_credential_hash, principal)
-        return found
+        return {
+            h: Principal("device", dev.name, dev.tenant_id, dev.tenant, "device", dev.id, dev.status, dev.compatible)
+            for h, dev in credential_holders(s, list(rows), set(hashes)).items()
+        }
 
     def cached(self, token: str | None) -> Principal | None:
         """The principal `resolve` would return from its cache, or None where it would read the database.
@@ -164,6 +155,35 @@ class Authenticator:
                     raise Unauthorized("unknown device credential: enroll again")
                 return found[h]
         raise Unauthorized("unrecognised token format")
+
+
+class _Holder(Protocol):
+    @property
+    def id(self) -> int: ...
+    @property
+    def credential_hash(self) -> str | None: ...
+    @property
+    def previous_credential_hash(self) -> str | None: ...
+
+
+H = TypeVar("H", bound=_Holder)
+
+
+def credential_holders(s: Session, rows: list[H], wanted: set[str]) -> dict[str, H]:
+    """The device rows by the credential hashes of `wanted` they hold: the current credential, or the one before a
+    rotation (which the device may use until it first uses the new one). A device that used its new credential
+    ends the one before, once, through the ORM: the change feed tells every process to stop accepting it."""
+    found: dict[str, H] = {}
+    for dev in rows:
+        if dev.credential_hash in wanted:
+            found[dev.credential_hash] = dev
+            if dev.previous_credential_hash is not None:
+                held = s.get(Device, dev.id)
+                if held is not None:
+                    held.previous_credential_hash = None
+        if dev.previous_credential_hash in wanted:
+            found.setdefault(dev.previous_credential_hash, dev)
+    return found
 
 
 def _aware(value: dt.datetime) -> dt.datetime:

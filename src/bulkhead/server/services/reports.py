@@ -22,9 +22,9 @@ from ..db import Database
 from ..errors import Forbidden, Invalid, ServerError, Unauthorized
 from ..ids import MAX_ID
 from ..models import Device, utcnow
-from .auth import Principal
+from .auth import Principal, credential_holders
 from .inventory import Inventory, inventory_of
-from .report_sql import Locked, insert_events, lock_devices, update_devices, waited_devices
+from .report_sql import insert_events, lock_devices, update_devices, waited_devices
 from .rollouts import RolloutService
 from .security_events import check_details as check_security
 
@@ -170,7 +170,7 @@ class ReportService:
             credentials = sorted({r.credential for r in reports if r.credential is not None})
             locked = lock_devices(s, ids, credentials)
             seen = {r.id: _Seen(r.report_seq, r.reported_sha256, r.os_version) for r in locked}
-            holders = _holders(s, locked, set(credentials))
+            holders = credential_holders(s, locked, set(credentials))
             outcomes: list[Outcome] = []
             new_events: list[dict[str, Any]] = []
             phased: list[tuple[int, dict[str, Any]]] = []  # events the rollouts hear of, in order
@@ -262,24 +262,6 @@ def _checked(
     if inventory is not None and not isinstance(inventory, Inventory):
         inventory = inventory_of(inventory, inventory_text)
     return parsed, inventory
-
-
-def _holders(s: Session, locked: list[Locked], credentials: set[str]) -> dict[str, Locked]:
-    """The locked devices by the credentials the batch's reports came with: the device's current credential, or
-    the one before a rotation (which the device may still hold until it first uses the new one). A device that
-    used its new credential ends the one before, as authentication does (services/auth.py), through the ORM: the
-    change feed tells every process to stop accepting it."""
-    holders: dict[str, Locked] = {}
-    for row in locked:
-        if row.credential_hash in credentials:
-            holders[row.credential_hash] = row
-            if row.previous_credential_hash is not None:
-                held = s.get(Device, row.id)
-                if held is not None:
-                    held.previous_credential_hash = None
-        if row.previous_credential_hash in credentials:
-            holders.setdefault(row.previous_credential_hash, row)
-    return holders
 
 
 def _event_row(report: Report, e: dict[str, Any], now: dt.datetime) -> dict[str, Any]:
