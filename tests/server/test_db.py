@@ -72,3 +72,15 @@ def test_a_read_session_on_postgresql_opens_no_transaction_and_cannot_write() ->
             assert s.scalar(select(func.count()).select_from(Tenant)) == 1
     finally:
         db.dispose()
+
+
+def test_a_read_session_on_sqlite_cannot_write_either(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    migrate(url)
+    db = Database(url)
+    with pytest.raises(RuntimeError, match="read-only session"), db.read() as s:
+        s.add(Tenant(name="written"))
+        s.flush()
+    with db.read() as s:
+        assert s.scalar(select(func.count()).select_from(Tenant)) == 0
+    db.dispose()

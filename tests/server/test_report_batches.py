@@ -194,6 +194,10 @@ def test_report_bodies_of_the_wrong_shape_are_refused_with_json_errors(server: L
         assert c.get("/api/v1/devices/shapes/events").json() == []
         nobody = {"authorization": "Bearer bhd_nobody"}
         assert c.post("/device/v1/reports", json={"events": []}, headers=nobody).status_code == 401
+        # An unknown credential hears 401 before anything about its body (and the 401 counts against its address).
+        assert c.post("/device/v1/reports", json={"events": {}}, headers=nobody).status_code == 401
+        bad = {**nobody, "content-type": "application/json"}
+        assert c.post("/device/v1/reports", content=b'{"events": [', headers=bad).status_code == 401
         r = c.post("/device/v1/reports", json={"events": _events(1, 1)}, headers=dev)
         assert r.status_code == 200 and r.json() == {"accepted_seq": 1} and r.headers["x-request-id"]
 

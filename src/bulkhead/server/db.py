@@ -74,10 +74,10 @@ class Database:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
         self.factory = sessionmaker(self.engine, expire_on_commit=False)
-        self.reader: sessionmaker[Session] | None = None
-        if not url.startswith("sqlite"):
-            self.reader = sessionmaker(self.engine.execution_options(isolation_level="AUTOCOMMIT"), expire_on_commit=False)
-            event.listen(self.reader, "before_flush", _no_writes)
+        self.autocommit = not url.startswith("sqlite")
+        reads = self.engine.execution_options(isolation_level="AUTOCOMMIT") if self.autocommit else self.engine
+        self.reader = sessionmaker(reads, expire_on_commit=False)
+        event.listen(self.reader, "before_flush", _no_writes)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -91,13 +91,13 @@ class Database:
 
         On PostgreSQL its statements run outside a transaction (autocommit): no BEGIN and COMMIT round trips, each
         of which, on a busy server, also waits for the interpreter's lock to come back to its thread; a page read
-        took half its time in them. A flush in it is an error (a write here would bypass the change feed). SQLite:
-        an ordinary session."""
-        if self.reader is None:
-            with self.session() as s:
+        took half its time in them. SQLite: one transaction, as a session's. A flush in it is an error on both (a
+        write here would bypass the change feed)."""
+        if self.autocommit:
+            with self.reader() as s:
                 yield s
             return
-        with self.reader() as s:
+        with self.reader() as s, s.begin():
             yield s
 
     def dispose(self) -> None:

@@ -4,8 +4,7 @@ Under load, a transaction per request spends the machine on per-transaction work
 WAL flush per commit). Here a request hands its item over and waits; one writer at a time takes everything that
 has gathered since its last batch and writes it in one call (in a worker thread). Nothing waits for a batch to
 fill: an idle server writes each request at once, and a busy one writes bigger batches. A request is answered only
-after the batch holding its item returned, that is after its commit ("nothing lost"). Reads batch the same way
-(the report path looks up credentials new to the process in one query per batch).
+after the batch holding its item returned, that is after its commit ("nothing lost").
 """
 
 from __future__ import annotations

@@ -3,8 +3,10 @@
 Per report: one parse of the body (the inventory's text fingerprinted as sent), the checks of services/reports.py,
 and a place in the next batch (groupcommit.py), which finds each report's device by the hash of the credential it
 came with, checks it and locks its row in one statement (no lookup per device, no credential cache that a fleet
-larger than the cache would keep missing); the answer is sent after the batch committed. The FastAPI route of the
-same path (api/device.py) documents the contract; errors are the same.
+larger than the cache would keep missing); the answer is sent after the batch committed. A report whose credential
+the process has not yet seen accepted waits for one of a bounded number of places, and if its body is refused, its
+credential is checked first, so an unknown or disabled device hears 401 or 403 as on the FastAPI route of the same
+path (api/device.py), which documents the contract; errors are the same.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = ["ReportApp"]
 
 PATH = "/device/v1/reports"
 _MAX_REMEMBERED = 200_000  # devices whose last inventory's fingerprint a process keeps (about 200 bytes each)
+_UNPROVEN = 64  # reports in flight, per process, whose credential no batch of the process has accepted yet
 
 
 class _Unprocessable(ServerError):
@@ -44,6 +47,10 @@ class ReportApp:
         # Per device, the last inventory it sent that passed the checks (its fingerprint, not its text): the same
         # text again is neither parsed nor checked again (devices resend their inventory unchanged).
         self.inventories: dict[int, Inventory] = {}
+        # Credentials (their keys) a batch accepted lately; a report with any other is read only while fewer than
+        # _UNPROVEN such reports are in flight, so made-up credentials cannot fill the memory or the batches.
+        self.proven: set[int] = set()
+        self.unproven = asyncio.Semaphore(_UNPROVEN)
 
     @staticmethod
     def handles(scope: Scope) -> bool:
@@ -52,22 +59,21 @@ class ReportApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             token = bearer(scope)
-            credential = hash_token(token) if token is not None and token.startswith(PREFIX_DEVICE) else None
-            who = None
-            if credential is None:  # not a device's: refused by prepare (403), or unknown (401)
-                who = self.svc.auth.cached(token) or await asyncio.to_thread(self.svc.auth.resolve, token)
-            key = _key(credential)
-            before = self.inventories.get(key)
-            value, raw = _parse(await self._body(receive), before)
-            events, sent = _shape(value)
-            inventory = Inventory.seen_before(raw["inventory"], before) if sent is SAME and before is not None else sent
-            if credential is not None:  # the device is found, checked and locked by the batch that writes the report
-                report = self.svc.reports.prepare_sent(credential, events, inventory, raw.get("inventory"))
-            else:
-                assert who is not None
-                report = self.svc.reports.prepare(who, events, inventory, raw.get("inventory"))
-            accepted = await self.commits.submit(report)
-            self._remember(key, report)  # once the credential proved good: unknown ones leave no trace here
+            if token is not None and token.startswith(PREFIX_DEVICE):
+                credential = hash_token(token)
+                key = _key(credential)
+                if key in self.proven:
+                    accepted = await self._report(token, credential, key, receive, proven=True)
+                else:  # bounded: reports whose credential is not known good hold no more than this much memory
+                    async with self.unproven:
+                        accepted = await self._report(token, credential, key, receive, proven=False)
+            else:  # not a device's: refused by prepare (403), or unknown (401)
+                who = self.svc.auth.cached(token)
+                if who is None:
+                    who = await asyncio.to_thread(self.svc.auth.resolve, token)
+                value, raw = _parse(await self._body(receive), None)
+                events, inventory = _shape(value)
+                accepted = await self.commits.submit(self.svc.reports.prepare(who, events, inventory, raw.get("inventory")))
         except ServerError as exc:
             await send_error(send, exc.status, exc.code, exc.message)
             return
@@ -75,6 +81,31 @@ class ReportApp:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def _report(self, token: str, credential: str, key: int, receive: Receive, proven: bool) -> int:
+        """Read, check and write a device's report; its accepted seq. The device is found, checked and locked by the
+        batch that writes the report."""
+        before = self.inventories.get(key)
+        try:
+            value, raw = _parse(await self._body(receive), before)
+            events, sent = _shape(value)
+            inventory = Inventory.seen_before(raw["inventory"], before) if sent is SAME and before is not None else sent
+            report = self.svc.reports.prepare_sent(credential, events, inventory, raw.get("inventory"))
+        except ServerError:
+            if not proven:  # an unknown or disabled device hears that first (and a 401 counts against its address)
+                await asyncio.to_thread(self._check_device, token)
+            raise
+        accepted = await self.commits.submit(report)
+        # The credential proved good: remembered (unknown ones leave no trace here).
+        if len(self.proven) >= _MAX_REMEMBERED:
+            self.proven.clear()
+        self.proven.add(key)
+        self._remember(key, report)
+        return accepted
+
+    def _check_device(self, token: str) -> None:
+        """Raise the 401 or 403 the device's credential earns, if any."""
+        self.svc.reports.prepare(self.svc.auth.resolve(token), [], None)
 
     def _remember(self, key: int, report: Report) -> None:
         inv = report.inventory
@@ -102,10 +133,11 @@ class ReportApp:
                 return b"".join(chunks)
 
 
-def _key(credential: str | None) -> int:
-    """The key of a device's remembered inventory: its credential's hash, shortened (the inventory's own fingerprint
-    decides whether a text was seen, so two devices sharing a key would only cost a parse)."""
-    return int(credential[:16], 16) if credential is not None else 0
+def _key(credential: str) -> int:
+    """A device's key in the process's memory: its credential's hash, shortened (the inventory's own fingerprint
+    decides whether a text was seen, so two devices sharing a key would only cost a parse, and a made-up credential
+    sharing a proven one's key only skips the bound on unproven reports: the batch still checks the whole hash)."""
+    return int(credential[:16], 16)
 
 
 def _parse(body: bytes, before: Inventory | None) -> tuple[Any, dict[str, str]]:

@@ -90,8 +90,7 @@ def lock_devices(s: Session, ids: list[int], credentials: list[str]) -> list[Loc
     FOR NO KEY UPDATE, the lock the update itself takes: rows that name a device (a scan's device profiles, its
     actions) take a key-share lock on it, which a report must not wait for (nor they for a report)."""
     if is_pg(s):
-        hashes = _hashes(credentials)
-        return [Locked(*row) for row in _driver(s).execute(_LOCK_PG, (_ids(ids), hashes, hashes), prepare=True)]
+        return [Locked(*row) for row in _driver(s).execute(_LOCK_PG, (_ids(ids), credentials, credentials), prepare=True)]
     c = _DEVICES.c
     rows = s.execute(
         select(*(c[name] for name in _LOCKED))
@@ -146,12 +145,6 @@ def waited_devices(s: Session, ids: list[int]) -> set[int]:
     return set(
         s.scalars(select(Action.device_id).where(Action.device_id.in_(ids), Action.active.is_(True), offered()).distinct())
     )
-
-
-def _hashes(values: list[str]) -> str:
-    """A text[] of credential hashes (hexadecimal: nothing to quote) in its text form."""
-    assert all(v.isalnum() for v in values), "a credential hash is hexadecimal"
-    return "{" + ",".join(values) + "}"
 
 
 def _value(v: Any) -> Any:

@@ -160,7 +160,9 @@ class ReportService:
             return self.write([report])[0]
         except Exception as exc:
             if not isinstance(exc, ServerError):
-                log.exception("could not record a report of device %d", report.device_id)
+                log.exception(
+                    "could not record a report of device %s", report.device_id or f"with credential {report.credential:.8}…"
+                )
             return exc
 
     def _write(self, reports: list[Report]) -> tuple[list[Outcome], set[int]]:

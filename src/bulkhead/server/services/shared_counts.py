@@ -35,26 +35,36 @@ class SharedCounts(Generic[K, V]):
         self.count, self.ttl, self.still_valid, self.kept = count, ttl, still_valid, kept
         self._counts: dict[K, tuple[float, float, Hashable, V]] = {}  # key -> (counted at, until, stamp, value)
         self._locks: dict[K, threading.Lock] = {}
+        self._forgot: dict[K, float] = {}  # key -> when this process last forgot its count
         self._guard = threading.Lock()
 
     def read(self, s: Session, key: K, stamp: Hashable = None, fresh: bool = False) -> V:
         """The key's count: a kept one if still valid for the same `stamp` (unless `fresh`), else counted now,
         once for every reader waiting meanwhile."""
-        if not fresh and (hit := self._valid(key, stamp, time.monotonic())) is not None:
+        arrived = time.monotonic()
+        if not fresh and (hit := self._valid(key, stamp, arrived)) is not None:
             return hit
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         with lock:
-            started = time.monotonic()
-            if not fresh and (hit := self._valid(key, stamp, started)) is not None:  # the reader waited for a count
+            # The reader waited for a count: one still valid, or one begun after it arrived, which saw everything
+            # it asks about even if something changed again since (which only a later reader must see).
+            got = self._counts.get(key)
+            if not fresh and got is not None and got[2] == stamp and got[0] >= arrived:
+                return got[3]
+            if not fresh and (hit := self._valid(key, stamp, time.monotonic())) is not None:
                 return hit
+            started = time.monotonic()
             value = self.count(s, key)
             self._keep(key, (started, started + self.ttl, stamp, value))
             return value
 
     def forget(self, key: K) -> None:
-        """This process changed what the key's count depends on: the next read counts again."""
-        self._counts.pop(key, None)
+        """This process changed what the key's count depends on: the next read counts again (and a count begun
+        before now is not kept)."""
+        with self._guard:
+            self._counts.pop(key, None)
+            self._forgot[key] = time.monotonic()
 
     def _valid(self, key: K, stamp: Hashable, now: float) -> V | None:
         hit = self._counts.get(key)
@@ -67,11 +77,14 @@ class SharedCounts(Generic[K, V]):
     def _keep(self, key: K, entry: tuple[float, float, Hashable, V]) -> None:
         with self._guard:
             # A key read has a lock, and a count unless forgotten since: both are bounded, expired ones go first.
-            if max(len(self._counts), len(self._locks)) >= self.kept:
+            if self._forgot.get(key, -1.0) >= entry[0]:
+                return  # forgotten while it was counted: it may miss that change
+            if max(len(self._counts), len(self._locks), len(self._forgot)) >= self.kept:
                 now = time.monotonic()
-                held = self._counts.keys() | self._locks.keys()
+                held = self._counts.keys() | self._locks.keys() | self._forgot.keys()
                 stale = [k for k in held if k not in self._counts or self._counts[k][1] <= now]
                 for k in stale or list(held)[: self.kept // 2]:
                     self._counts.pop(k, None)
                     self._locks.pop(k, None)
+                    self._forgot.pop(k, None)
             self._counts[key] = entry
