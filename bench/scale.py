@@ -14,8 +14,8 @@ tree this script lives in. For each side:
    start tomorrow (its first phase opened later by the evaluation step below);
 3. rollout progress `GET /api/v1/rollouts/{id}`, and the lists: `GET /api/v1/devices` first page, a deep page (found by
    following the `X-Next-Cursor` header; the reference has no paging, so its "first page" is the whole fleet),
-   `?tag=` filtered, and `GET /api/v1/rollouts/{id}/actions`: p50/p99 and bytes (wrk when a request takes under a
-   second, else a few requests one after the other: "max of n" stands in for p99);
+   `?tag=` filtered, `GET /api/v1/rollouts/{id}/actions`, the group list and the rollout list: p50/p99 and bytes (wrk
+   when a request takes under a second, else a few requests one after the other: "max of n" stands in for p99);
 4. each server worker's RSS (VmRSS, and the peak VmHWM) at start, after all of the above and 40 s later (idle: the
    server trims its heap every 30 s);
 5. evaluation steps, with the server stopped (so its periodic sweep cannot interfere), timing one
@@ -595,6 +595,7 @@ def measure_side(side: Side, ca: Path, bundle: Path, scaling: bool) -> None:
             ("devices_tag", "/api/v1/devices?tag=site-7&limit=100"),
             ("actions_first", f"/api/v1/rollouts/{rid}/actions?limit=100"),
             ("groups", "/api/v1/groups"),
+            ("rollouts", "/api/v1/rollouts"),
         ):
             if key in ("progress", "actions_first") and rid is None:
                 side.results[key] = na("no rollout")
@@ -809,6 +810,7 @@ ROWS: list[tuple[str, str, str]] = [
     ("`GET /api/v1/devices?tag=` (1 % of devices)", "devices_tag", "list"),
     ("`GET /api/v1/rollouts/{id}/actions` first page", "actions_first", "list"),
     ("`GET /api/v1/groups` (10 groups with their device counts)", "groups", "list"),
+    ("`GET /api/v1/rollouts` (with each rollout's progress; one of 100,000 devices)", "rollouts", "list"),
     ("worker RSS at start (largest worker)", "rss_start", "rss"),
     ("worker RSS after all of the above (largest; peak)", "rss_after", "rss"),
     ("worker RSS 40 s later, idle (largest)", "rss_idle", "rss"),

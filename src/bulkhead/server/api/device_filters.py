@@ -10,7 +10,7 @@ from ..services.times import parse_time
 __all__ = ["device_filter"]
 
 
-def device_filter(
+async def device_filter(
     # None, not default_factory=list: pydantic inspects a default factory's signature each time it makes a default,
     # which parsed `list`'s text signature on every list request (3 % of a page's time).
     tag: list[str] | None = Query(None, max_length=16, description="a tag the device has; repeat for several (all must match)"),

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from fastapi import Query, Request, Response
 
 from ..errors import Invalid
+from ..services.json_pages import JsonPage
 from ..services.keyset import DEFAULT_LIMIT, MAX_LIMIT, BadCursor, Page, Paged
 
 __all__ = ["MAX_CURSOR", "PAGED", "Pager", "decode_cursor", "encode_cursor", "pager"]
@@ -79,21 +80,28 @@ class Pager:
         self.page = page
 
     def send(self, paged: Paged[T]) -> list[T]:
-        if paged.next is not None:
-            cursor = encode_cursor(self.request.url.path, paged.next)
-            url = self.request.url.include_query_params(cursor=cursor)
-            self.response.headers["X-Next-Cursor"] = cursor
-            self.response.headers["Link"] = f'<{url.path}?{url.query}>; rel="next"'
+        self.response.headers.update(self._next(paged.next))
         return paged.items
 
+    def send_json(self, page: JsonPage) -> Response:
+        """A page the service wrote as JSON (`services/json_pages.py`), sent as it is with the paging headers."""
+        return Response(page.body, media_type="application/json", headers=self._next(page.next))
 
-def pager(
+    def _next(self, key: tuple[Any, ...] | None) -> dict[str, str]:
+        if key is None:
+            return {}
+        cursor = encode_cursor(self.request.url.path, key)
+        url = self.request.url.include_query_params(cursor=cursor)
+        return {"X-Next-Cursor": cursor, "Link": f'<{url.path}?{url.query}>; rel="next"'}
+
+
+async def pager(
     request: Request,
     response: Response,
     limit: int = Query(DEFAULT_LIMIT, description=LIMIT_DOC, json_schema_extra={"minimum": 1, "maximum": MAX_LIMIT}),
     cursor: str | None = Query(None, min_length=1, max_length=MAX_CURSOR, description=CURSOR_DOC),
 ) -> Pager:
-    """The dependency of every list route: `?limit=` (1-1000, default 100) and `?cursor=`."""
+    """The dependency of every list route: `?limit=` (1-1000, default 100) and `?cursor=` (a coroutine: no thread)."""
     if not 1 <= limit <= MAX_LIMIT:  # checked here, not by the validator, so that the message gives the range
         raise Invalid(f"limit must be 1-{MAX_LIMIT} (default {DEFAULT_LIMIT}), not {limit}; read more rows page by page")
     after = decode_cursor(request.url.path, cursor) if cursor is not None else None

@@ -96,9 +96,9 @@ def actions(
     pg: Pager = Depends(pager),
     who: Principal = Depends(principal),
     svc: Services = Depends(services),
-) -> list[dict[str, Any]]:
+) -> Response:
     """Each device's action (status, history, bytes transferred) by id, a page at a time."""
-    return pg.send(svc.rollouts.actions(who, ref, status, pg.page))
+    return pg.send_json(svc.rollouts.actions_json(who, ref, status, pg.page))  # JSON text: the model describes it
 
 
 @router.post("/rollouts/{ref}/{verb}", response_model=schemas.RolloutOut, response_model_exclude_unset=True)

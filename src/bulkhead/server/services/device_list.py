@@ -18,14 +18,29 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Row, Text, and_, cast, func, literal, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Row,
+    Text,
+    and_,
+    bindparam,
+    case,
+    cast,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from ..models import Device
+from .json_pages import JsonList, JsonPage, iso_utc, rendered
 from .keyset import Page, Paged, keyset, paged
 
-__all__ = ["LIST_COLUMNS", "DeviceFilter", "array_counts", "device_page", "group_counts", "json_array_has"]
+__all__ = ["LIST_COLUMNS", "DeviceFilter", "array_counts", "device_page", "device_page_json", "group_counts", "json_array_has"]
 
 LIST_COLUMNS = (
     Device.id,
@@ -57,14 +72,21 @@ class DeviceFilter:
     seen_before: dt.datetime | None = None
 
 
-def json_array_has(s: Session, col: InstrumentedAttribute[Any], values: list[str]) -> ColumnElement[bool]:
-    """SQL for "the JSON array in `col` holds every one of `values`" on the session's database."""
+def json_array_has(
+    s: Session, col: InstrumentedAttribute[Any], values: list[str], name: str | None = None
+) -> ColumnElement[bool]:
+    """SQL for "the JSON array in `col` holds every one of `values`" on the session's database.
+
+    With a `name`, the values are bound parameters named after it (`name` itself, the whole list, on PostgreSQL;
+    `name_0`, `name_1`, ... on SQLite), so that a kept statement (`json_pages.JsonList`) can run with other values.
+    """
     if s.get_bind().dialect.name == "postgresql":
-        return cast(col, JSONB).contains(values)
+        return cast(col, JSONB).contains(bindparam(name, values, type_=JSONB))
     conds = []
-    for v in values:
+    for i, v in enumerate(values):
         elements = func.json_each(col).table_valued("value")
-        conds.append(select(literal(1)).select_from(elements).where(elements.c.value == v).exists())
+        value: BindParameter[str] = bindparam(f"{name}_{i}" if name else None, v)
+        conds.append(select(literal(1)).select_from(elements).where(elements.c.value == value).exists())
     return and_(*conds)
 
 
@@ -91,26 +113,36 @@ def group_counts(s: Session, tenant_id: int) -> dict[str, int]:
     return array_counts(s, tenant_id, Device.groups)
 
 
-def _where(s: Session, f: DeviceFilter) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = []
+def _where(s: Session, tenant_id: int, f: DeviceFilter) -> tuple[list[ColumnElement[bool]], dict[str, Any]]:
+    """The tenant's devices that match `f`, and the values of its named bound parameters as PostgreSQL binds them
+    (their names also tell the filter's shape: which filters are given)."""
+    values: dict[str, Any] = {"f_tenant": tenant_id}
+    conds: list[ColumnElement[bool]] = [Device.tenant_id == bindparam("f_tenant", tenant_id)]
     if f.tags:
-        conds.append(json_array_has(s, Device.tags, list(f.tags)))
+        values["f_tags"] = list(f.tags)
+        conds.append(json_array_has(s, Device.tags, list(f.tags), "f_tags"))
     if f.group:
-        conds.append(json_array_has(s, Device.groups, [f.group]))
-    if f.status:
-        conds.append(Device.status == f.status)
-    if f.compatible:
-        conds.append(Device.compatible == f.compatible)
-    if f.version:
-        conds.append(Device.os_version == f.version)
+        values["f_group"] = [f.group]
+        conds.append(json_array_has(s, Device.groups, [f.group], "f_group"))
+    for name, col, value in (
+        ("f_status", Device.status, f.status),
+        ("f_compatible", Device.compatible, f.compatible),
+        ("f_version", Device.os_version, f.version),
+    ):
+        if value:
+            values[name] = value
+            conds.append(col == bindparam(name, value))
     if f.name_prefix:
         escaped = f.name_prefix.replace("/", "//").replace("%", "/%").replace("_", "/_")
-        conds.append(Device.name.like(escaped + "%", escape="/"))  # one literal pattern: an index can use it
+        values["f_name"] = escaped + "%"
+        conds.append(Device.name.like(bindparam("f_name", escaped + "%"), escape="/"))  # one pattern: an index can use it
     if f.seen_after is not None:
-        conds.append(Device.last_seen >= f.seen_after)
+        values["f_seen_after"] = f.seen_after
+        conds.append(Device.last_seen >= bindparam("f_seen_after", f.seen_after, type_=Device.last_seen.type))
     if f.seen_before is not None:
-        conds.append(Device.last_seen < f.seen_before)
-    return conds
+        values["f_seen_before"] = f.seen_before
+        conds.append(Device.last_seen < bindparam("f_seen_before", f.seen_before, type_=Device.last_seen.type))
+    return conds, values
 
 
 def _row_json(r: Row[Any]) -> dict[str, Any]:
@@ -132,6 +164,39 @@ def _row_json(r: Row[Any]) -> dict[str, Any]:
 
 def device_page(s: Session, tenant_id: int, f: DeviceFilter, page: Page) -> Paged[dict[str, Any]]:
     """One page of the tenant's devices that match `f`, by id."""
-    q = select(*LIST_COLUMNS).where(Device.tenant_id == tenant_id, *_where(s, f))
+    q = select(*LIST_COLUMNS).where(*_where(s, tenant_id, f)[0])
     rows = s.execute(keyset(q, [Device.id], page)).all()
     return paged(rows, page, lambda r: (r.id,), _row_json)
+
+
+def _pg_fields() -> dict[str, Any]:
+    """`_row_json`'s fields as PostgreSQL expressions (the same JSON value, see `json_pages`)."""
+    update = Device.update_status
+    return {
+        "id": Device.id,
+        "name": Device.name,
+        "compatible": Device.compatible,
+        "status": Device.status,
+        "tags": Device.tags,
+        "groups": Device.groups,
+        "attributes": Device.attributes,
+        "os_version": Device.os_version,
+        "desired_release_id": Device.desired_release_id,
+        "update": case(
+            (or_(update.is_(None), func.json_typeof(update) == literal_column("'null'")), literal_column("'{}'::json")),
+            else_=update,
+        ),
+        "bytes_served": Device.bytes_served,
+        "last_seen": iso_utc(Device.last_seen),
+    }
+
+
+_JSON = JsonList(Device.id, _pg_fields)
+
+
+def device_page_json(s: Session, tenant_id: int, f: DeviceFilter, page: Page) -> JsonPage:
+    """`device_page` as JSON text: written by PostgreSQL on PostgreSQL (the API's hot path), else from the rows."""
+    if s.get_bind().dialect.name != "postgresql":
+        return rendered(device_page(s, tenant_id, f, page))
+    conds, values = _where(s, tenant_id, f)
+    return _JSON.page(s, tuple(sorted(values)), lambda: select(Device.id).where(*conds), values, page)

@@ -30,9 +30,11 @@ from ..errors import Conflict, Invalid, NotFound
 from ..ids import as_id
 from ..models import Action, App, Device, Rollout, utcnow
 from . import audit
-from .actions import action_json, record_status
+from .action_list import action_page, action_page_json
+from .actions import record_status
 from .auth import Principal
 from .fleet_names import find_group
+from .json_pages import JsonPage
 from .keyset import Page, Paged, keyset, paged
 from .rollout_checks import check_target, refuse_downgrades
 from .rollout_counts import ProgressCounts
@@ -178,12 +180,13 @@ class RolloutService:
         """One page of the rollout's actions by id, with each device's name (not its row: no inventories)."""
         who.require("viewer")
         with self.db.read() as s:
-            r = self._own(s, who, ref)
-            q = select(Action, Device.name).join(Device, Device.id == Action.device_id).where(Action.rollout_id == r.id)
-            if status:
-                q = q.where(Action.status == status)
-            rows = s.execute(keyset(q, [Action.id], page)).all()
-            return paged(rows, page, lambda row: (row[0].id,), lambda row: {**action_json(row[0]), "device": row[1]})
+            return action_page(s, self._own(s, who, ref).id, status, page)
+
+    def actions_json(self, who: Principal, ref: str, status: str | None, page: Page) -> JsonPage:
+        """`actions` as the API sends it: the page's JSON array (written by PostgreSQL there)."""
+        who.require("viewer")
+        with self.db.read() as s:
+            return action_page_json(s, self._own(s, who, ref).id, status, page)
 
     # -- operator commands --------------------------------------------------------------
     def create(self, who: Principal, body: dict[str, Any]) -> dict[str, Any]:
