@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import pytest
+from sqlalchemy import func, select
+
+from bulkhead.server.db import Database
+from bulkhead.server.errors import Conflict
+from bulkhead.server.models import BootstrapToken, Device, Tenant
+from bulkhead.server.security import hash_token
+from bulkhead.server.services.devices import DeviceService
 from tests.server.conftest import LiveServer
 
 
@@ -72,3 +80,22 @@ def test_bad_enrollment_input(server: LiveServer) -> None:
         r = c.post("/device/v1/enroll", json={"name": "x"})
         assert r.status_code == 422 and "bootstrap_token" in r.json()["message"]
         assert c.get("/api/v1/devices").json() == []
+
+
+def test_a_bootstrap_token_made_before_group_names_were_checked_enrolls_nobody(db: Database) -> None:
+    """A legacy token naming a group no URL can address: its enrollment is refused with what to do, nothing changes."""
+    with db.session() as s:
+        t = Tenant(name="t")
+        s.add(t)
+        s.flush()
+        s.add(BootstrapToken(tenant_id=t.id, name="legacy", token_hash=hash_token("bhb_legacy"), group_name="line 3/a"))
+        s.add(BootstrapToken(tenant_id=t.id, name="fine", token_hash=hash_token("bhb_fine"), group_name="line-3"))
+    svc = DeviceService(db, b"k" * 32)
+    with pytest.raises(Conflict, match=r"bootstrap token 'legacy' puts devices into group 'line 3/a'.*revokes it"):
+        svc.enroll("bhb_legacy", "d1", "board", {})
+    with db.session() as s:
+        assert s.scalar(select(func.count()).select_from(Device)) == 0
+        assert s.scalar(select(BootstrapToken.uses).where(BootstrapToken.name == "legacy")) == 0
+    assert svc.enroll("bhb_fine", "d1", "board", {})["status"] == "active"
+    with db.session() as s:
+        assert s.scalars(select(Device.groups)).one() == ["line-3"]

@@ -26,7 +26,7 @@ from .deltas import offered_delta
 from .desired import image_registry, merge_desired, open_file
 from .device_list import DeviceFilter, device_page, device_page_json
 from .device_rows import add_device
-from .fleet_names import NAME, check_group_names
+from .fleet_names import NAME, NAME_RULE, check_group_names
 from .json_pages import JsonPage
 from .keyset import Page, Paged, keyset, paged
 from .lookups import tenant_release
@@ -214,6 +214,12 @@ class DeviceService:
                 raise Unauthorized("this bootstrap token has expired; ask the operator for a new one")
             if bt.max_uses is not None and bt.uses >= bt.max_uses:
                 raise Unauthorized("this bootstrap token has been used up")
+            if bt.group_name and not NAME.match(bt.group_name):  # a token made before group names were checked
+                log.warning("refused enrollment of %r: bootstrap token %r names group %r", name, bt.name, bt.group_name)
+                raise Conflict(
+                    f"bootstrap token '{bt.name}' puts devices into group {bt.group_name!r}, which is not a valid group "
+                    f"name ({NAME_RULE}): an administrator revokes it and creates a new one with a valid --group"
+                )
             dev = s.scalar(select(Device).where(Device.tenant_id == bt.tenant_id, Device.name == name).with_for_update())
             status = "pending" if bt.requires_approval else "active"
             if dev is not None and not dev.reenroll_allowed:

@@ -12,7 +12,7 @@ from ..errors import Invalid, NotFound
 from ..models import Device, DeviceGroup
 from .device_list import array_counts
 
-__all__ = ["NAME", "check_group_names", "find_group", "known_groups", "known_tags", "listing"]
+__all__ = ["NAME", "NAME_RULE", "check_group_names", "find_group", "known_groups", "known_tags", "listing"]
 
 # A device, group or tag name. Names appear in URLs (/groups/{name}) and in devices' JSON lists, so an empty name or
 # one with spaces, slashes or control characters would name nothing a client can address.
