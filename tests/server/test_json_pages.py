@@ -131,25 +131,18 @@ def test_an_action_page_is_the_rows_page_as_json_and_fits_the_response_model(db:
     t0 = dt.datetime(2026, 12, 4, 10, 0, 0, 500, tzinfo=dt.UTC)
     with db.session() as s:
         devices = s.execute(select(Device.id).where(Device.tenant_id == tid).order_by(Device.id)).scalars().all()
-        r = Rollout(
-            tenant_id=tid,
-            name="r",
-            packages={"p": None},
-            target={},
-            phases=[],
-            action_type="soft",
-            status="running",
-            created_by="t",
-        )
-        other = Rollout(
-            tenant_id=tid,
-            name="o",
-            packages={"p": None},
-            target={},
-            phases=[],
-            action_type="soft",
-            status="running",
-            created_by="t",
+        r, other = (
+            Rollout(
+                tenant_id=tid,
+                name=n,
+                packages={"p": None},
+                target={},
+                phases=[],
+                action_type="soft",
+                status="running",
+                created_by="t",
+            )
+            for n in ("r", "o")
         )
         s.add_all([r, other])
         s.flush()
