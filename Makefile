@@ -9,7 +9,7 @@ APT_PACKAGES := libgirepository1.0-dev libcairo2-dev pkg-config gcc rauc rauc-se
 	xdelta3 casync zstd gnupg sqv nodejs chromium chromium-driver redis-server
 PG_URL ?= postgresql://bulkhead:bulkhead@127.0.0.1:5432/bulkhead_test
 
-.PHONY: setup demo test lint typecheck importcheck bench clean image images
+.PHONY: setup demo test test-compose lint typecheck importcheck bench clean image images
 
 setup: $(VENV)/.installed
 
@@ -47,7 +47,12 @@ importcheck: setup
 # The gates first (each its own target, so a failing one names itself), then every test.
 test: setup lint typecheck importcheck
 	@bash scripts/start-postgres.sh || echo "PostgreSQL could not be started: its tests will say so"
-	BULKHEAD_TEST_PG_URL=$(PG_URL) $(VENV)/bin/pytest -n 2 --maxschedchunk 2 -q --durations 15
+	BULKHEAD_TEST_PG_URL=$(PG_URL) $(VENV)/bin/pytest -n 2 --maxschedchunk 2 -q --durations 15 -m "not compose"
+
+# The compose stack for real (tests/e2e/test_compose.py): its images' first build takes about 11 minutes, outside
+# `make test`'s 40-minute budget; CI runs it after `make test` (.ci/run).
+test-compose: setup
+	$(VENV)/bin/pytest -q -m compose tests/e2e/test_compose.py
 
 # Container images from Debian packages with mmdebstrap and Podman, as root (docs/deploy.md): the server's, or
 # all those of contrib/compose/compose.yaml (server, PostgreSQL, Redis, nginx).
