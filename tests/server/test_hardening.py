@@ -144,7 +144,7 @@ def test_group_names_that_no_url_can_name_are_refused_wherever_a_group_is_made(s
     """An empty group name (found by schemathesis through device provisioning) listed a group that /groups/{name}
     cannot address; every path that creates a group or puts a device into one checks the name the same way."""
     with srv.client(srv.tenant(keyring=False)) as c:
-        for bad in ("", " ", "a b", "x/y", "-lead", "tab\t", "é"):
+        for bad in ("", " ", "a b", "x/y", "-lead", "tab\t", "é", "newline-at-end\n"):
             r = c.post("/api/v1/devices", json={"name": "p1", "compatible": "Test Config", "groups": ["ok", bad]})
             _is_error(r, 400, "group name", "letters, digits")
             if bad:  # "" is no group for a bootstrap token, as it always was

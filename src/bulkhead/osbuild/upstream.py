@@ -13,7 +13,7 @@ from .errors import BuildError, OsBuildError
 
 __all__ = ["GitRemote", "SubprocessRunner", "UpstreamError"]
 
-_LINE = re.compile(r"^([0-9a-f]{40})\t(\S+)$")
+_LINE = re.compile(r"^([0-9a-f]{40})\t(\S+)\Z")
 
 
 class UpstreamError(OsBuildError):

@@ -43,7 +43,7 @@ __all__ = [
     "open_store",
 ]
 
-_SHA = re.compile(r"^[0-9a-f]{64}$")
+_SHA = re.compile(r"^[0-9a-f]{64}\Z")
 MIN_FREE_BYTES = 64 * 1024 * 1024  # below this an upload or a delta build fails half-way
 # An incoming file untouched this long (seconds) is a crashed upload's; a younger one may be another host's upload.
 INCOMING_STALE = 24 * 3600.0

@@ -59,4 +59,4 @@ def action_page_json(s: Session, rollout_id: int, status: str | None, page: Page
     if s.get_bind().dialect.name != "postgresql":
         return rendered(action_page(s, rollout_id, status, page))
     values = {"f_rollout": rollout_id} | ({"f_status": status} if status else {})
-    return _JSON.page(s, status is not None, lambda: _where(select(Action.id), rollout_id, status), values, page)
+    return _JSON.page(s, "actions", lambda: _where(select(Action.id), rollout_id, status), values, page)

@@ -53,7 +53,7 @@ from .vuln_scan import lock_tenant
 
 __all__ = ["AdvisoryService"]
 
-VULN_ID = re.compile(r"^[A-Z][A-Z0-9]*-[A-Za-z0-9._:-]{1,60}$")
+VULN_ID = re.compile(r"^[A-Z][A-Z0-9]*-[A-Za-z0-9._:-]{1,60}\Z")
 MAX_CVES = 100
 STATES = ("draft", "final", "revised")
 

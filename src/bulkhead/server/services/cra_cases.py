@@ -46,7 +46,7 @@ from .vuln_kev import KEV_EVENT
 __all__ = ["SYSTEM_ACTOR", "CaseService"]
 
 SYSTEM_ACTOR = "system:cra"
-_CVE = re.compile(r"^(CVE-\d{4}-\d{4,}|GHSA(-[23456789cfghjmpqrvwx]{4}){3}|[A-Z][A-Z0-9]{1,15}-[A-Za-z0-9_.:-]{1,48})$")
+_CVE = re.compile(r"^(CVE-\d{4}-\d{4,}|GHSA(-[23456789cfghjmpqrvwx]{4}){3}|[A-Z][A-Z0-9]{1,15}-[A-Za-z0-9_.:-]{1,48})\Z")
 MAX_TITLE, MAX_TEXT, MAX_REF = 500, 20_000, 256
 
 

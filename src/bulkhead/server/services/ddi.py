@@ -33,7 +33,7 @@ from .rollouts import RolloutService
 
 __all__ = ["DdiAuth", "DdiCaller", "DdiService", "artifact_filename", "sleep_hms"]
 
-_ATTR_KEY = re.compile(r"^[^\s]{1,128}$")
+_ATTR_KEY = re.compile(r"^[^\s]{1,128}\Z")
 MAX_CONFIG_ATTRIBUTES = 64  # a device's attributes from configData, in all (merge adds up)
 MAX_VERSION_CHARS = 256
 

@@ -26,13 +26,13 @@ __all__ = [
 
 MAX_FILE_BYTES = 256 * 1024
 _RESTART = ("no", "always", "on-failure", "unless-stopped")
-_CNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_PORT = re.compile(r"^(?:(?:\d{1,3}\.){3}\d{1,3}:)?\d{1,5}:\d{1,5}(?:/(?:tcp|udp))?$")
-_MODE = re.compile(r"^0?[0-7]{3,4}$")
+_CNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_PORT = re.compile(r"^(?:(?:\d{1,3}\.){3}\d{1,3}:)?\d{1,5}:\d{1,5}(?:/(?:tcp|udp))?\Z")
+_MODE = re.compile(r"^0?[0-7]{3,4}\Z")
 # HOST_PATH[:CONTAINER_PATH[:PERMISSIONS]], as `podman run --device` takes it.
-_DEVICE = re.compile(r"^/dev/[^:\s]+(?::/dev/[^:\s]+)?(?::[rwm]{1,3})?$")
+_DEVICE = re.compile(r"^/dev/[^:\s]+(?::/dev/[^:\s]+)?(?::[rwm]{1,3})?\Z")
 # host, bridge, none, or the name of a network created on the device.
-_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_NETWORK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
 # Compose service keys and what each becomes; any other key is refused by name (nothing is dropped silently).
 _COMPOSE_KEYS = {
     "image": "image",
@@ -203,8 +203,8 @@ def normalize_file(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-_PKG_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
-_PKG_VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*$")
+_PKG_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+\Z")
+_PKG_VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*\Z")
 
 
 def normalize_package(name: str, spec: dict[str, Any]) -> dict[str, Any]:

@@ -154,11 +154,11 @@ def _row_json(r: Row[Any]) -> dict[str, Any]:
         "tags": r.tags,
         "groups": r.groups,
         "attributes": r.attributes,
-        "os_version": r.os_version,
         "desired_release_id": r.desired_release_id,
         "update": r.update_status or {},
         "bytes_served": r.bytes_served,
         "last_seen": r.last_seen.isoformat() if r.last_seen else None,
+        "os_version": r.os_version,  # last, where DeviceRow's field order (the API's answers until now) put it
     }
 
 
@@ -180,7 +180,6 @@ def _pg_fields() -> dict[str, Any]:
         "tags": Device.tags,
         "groups": Device.groups,
         "attributes": Device.attributes,
-        "os_version": Device.os_version,
         "desired_release_id": Device.desired_release_id,
         "update": case(
             (or_(update.is_(None), func.json_typeof(update) == literal_column("'null'")), literal_column("'{}'::json")),
@@ -188,6 +187,7 @@ def _pg_fields() -> dict[str, Any]:
         ),
         "bytes_served": Device.bytes_served,
         "last_seen": iso_utc(Device.last_seen),
+        "os_version": Device.os_version,
     }
 
 
@@ -199,4 +199,4 @@ def device_page_json(s: Session, tenant_id: int, f: DeviceFilter, page: Page) ->
     if s.get_bind().dialect.name != "postgresql":
         return rendered(device_page(s, tenant_id, f, page))
     conds, values = _where(s, tenant_id, f)
-    return _JSON.page(s, tuple(sorted(values)), lambda: select(Device.id).where(*conds), values, page)
+    return _JSON.page(s, "devices", lambda: select(Device.id).where(*conds), values, page)

@@ -16,7 +16,7 @@ __all__ = ["NAME", "NAME_RULE", "check_group_names", "find_group", "known_groups
 
 # A device, group or tag name. Names appear in URLs (/groups/{name}) and in devices' JSON lists, so an empty name or
 # one with spaces, slashes or control characters would name nothing a client can address.
-NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}\Z")
 NAME_RULE = "1-128 letters, digits, '.', '_', ':' or '-', starting with a letter or digit"
 
 

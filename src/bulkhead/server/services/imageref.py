@@ -15,13 +15,13 @@ from ..errors import Invalid
 
 __all__ = ["check_image"]
 
-_PATH = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_PATH = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*\Z")
 _DOMAIN = re.compile(
     r"^(?:(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])(?:\.(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]))*"
     r"|\[[0-9A-Fa-f:]+\])(?::[0-9]{1,5})?$"
 )
-_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_ALGORITHM = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*$")
+_TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+_ALGORITHM = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*\Z")
 _HEX_LENGTH = {"sha256": 64, "sha512": 128}
 _EXAMPLE = "e.g. 'registry.example.com:5000/team/web:1.2' or 'registry.example.com/web@sha256:<64 hex digits>'"
 

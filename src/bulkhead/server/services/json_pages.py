@@ -71,26 +71,30 @@ class JsonList:
 
     `page()` takes the list's shape (what tells its statements apart: which filters are given), a function that
     builds the FROM and WHERE for that shape with every value a named `bindparam`, and those values. The statement
-    is built on the shape's first page and kept (a few dozen shapes at most: one per combination of filters).
+    is built on the shape's first page and kept, per shape, names of the values and first page or not (the device
+    list's eight optional filters make at most 512).
     A value that is not a named parameter would be frozen into the kept statement with its first request's value,
     so building one refuses any bound value the caller did not name.
     """
 
-    def __init__(self, key: InstrumentedAttribute[int], fields: Callable[[], Mapping[str, Any]], keep: int = 256) -> None:
+    def __init__(self, key: InstrumentedAttribute[int], fields: Callable[[], Mapping[str, Any]], keep: int = 1024) -> None:
         self.key = key
         self.fields = fields
         self.keep = keep
-        self._statements: dict[tuple[Hashable, bool], Select[str, int, Any]] = {}
+        self._statements: dict[tuple[Hashable, tuple[str, ...], bool], Select[str, int, Any]] = {}
 
     def page(self, s: Session, shape: Hashable, base: Callable[[], Select[Any]], values: dict[str, Any], page: Page) -> JsonPage:
         check_after(page, [self.key])
         after = page.after is not None
-        stmt = self._statements.get((shape, after))
+        # The values' names are part of the key: a statement runs only with values for every parameter it names
+        # (a name left out would bind the value it was built with).
+        key = (shape, tuple(sorted(values)), after)
+        stmt = self._statements.get(key)
         if stmt is None:
             stmt = self._build(base(), after, set(values))
-            if len(self._statements) >= self.keep:  # more shapes than a list has: someone is probing; start over
+            if len(self._statements) >= self.keep:  # more shapes than a list can have: start over
                 self._statements.clear()
-            self._statements[(shape, after)] = stmt
+            self._statements[key] = stmt
         bound = {**values, "page_limit": page.limit, "page_fetch": page.limit + 1}
         if page.after is not None:
             bound["page_after"] = page.after[0]

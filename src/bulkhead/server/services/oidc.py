@@ -48,8 +48,8 @@ __all__ = ["PENDING_SECONDS", "OidcService", "Pending", "check_issuer"]
 
 PENDING_SECONDS = 600  # a sign-in must come back from the provider within this
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")  # a user name here (services/tenants.py)
-_CLAIM = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")  # a user name here (services/tenants.py)
+_CLAIM = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}\Z")
 MAX_DOCUMENT = 512 * 1024  # discovery, JWKS and token answers are small
 LEEWAY = 60  # seconds of clock difference accepted on exp/iat
 

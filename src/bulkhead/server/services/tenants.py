@@ -22,7 +22,7 @@ from .keyset import Page, Paged, keyset, paged
 
 __all__ = ["TenantService"]
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
 
 def _check_name(name: str, what: str) -> None:
