@@ -14,7 +14,7 @@ from .errors import RaucError
 
 __all__ = ["Rauc", "RaucStatus", "SlotInfo", "parse_progress", "parse_status"]
 
-_PROGRESS = re.compile(r"^\s*(\d{1,3})%\s+(.*)\Z")
+_PROGRESS = re.compile(r"^\s*(\d{1,3})%\s+(.*)$")
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ __all__ = [
     "product_id",
 ]
 
-CVE_RE = re.compile(r"^CVE-[0-9]{4}-[0-9]{4,}\Z")
+CVE_RE = re.compile(r"^CVE-[0-9]{4}-[0-9]{4,}$")
 TLP_URL = "https://www.first.org/tlp/"
 # finding status → CSAF product_status, and which wins when a release has several findings for one vulnerability
 CSAF_STATUS = {

@@ -20,7 +20,7 @@ from .feedfile import open_feed_file
 
 __all__ = ["KevCatalog", "KevEntry", "load_kev", "parse_kev", "read_kev"]
 
-_CVE = re.compile(r"^CVE-\d{4}-\d{4,}\Z")
+_CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
 _URL = "https://www.cisa.gov/sites/default/files/feeds/known_exploited_vulnerabilities.json"
 
 

@@ -26,7 +26,7 @@ _SCHEMES: dict[str, type[uv.Version]] = {
     "semver": uv.SemverVersion,
 }
 _NO_VERSION = {"", "n/a", "unspecified", "unknown", "*", "-"}
-_CONSTRAINT = re.compile(r"^\s*(<=|>=|<|>|=)?\s*v?(\S+?)\s*\Z")
+_CONSTRAINT = re.compile(r"^\s*(<=|>=|<|>|=)?\s*v?(\S+?)\s*$")
 
 
 @lru_cache(maxsize=65536)

@@ -26,7 +26,7 @@ from .errors import OsBuildError
 __all__ = ["KAS_FILE_VERSION", "LayerRepo", "load_kas", "lock_path", "read_lock", "render_lock", "repos_of", "write_lock"]
 
 KAS_FILE_VERSION = 14
-_SHA = re.compile(r"^[0-9a-f]{40}\Z")
+_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
 @dataclass(frozen=True)

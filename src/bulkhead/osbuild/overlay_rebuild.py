@@ -52,10 +52,10 @@ __all__ = [
 
 TAG = "bulkhead"
 MAINTAINER = "Bulkhead overlay rebuild <overlay@bulkhead.invalid>"
-_SOURCE = re.compile(r"^[a-z0-9][a-z0-9+.-]+\Z")
-_CVE = re.compile(r"^CVE-\d{4}-\d{4,}\Z")
-_SUITE = re.compile(r"^[a-z][a-z0-9-]{0,63}\Z")
-_PATCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}\Z")
+_SOURCE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_CVE = re.compile(r"^CVE-\d{4}-\d{4,}$")
+_SUITE = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
+_PATCH = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,99}$")
 PACKAGES = ("ca-certificates", "dpkg-dev", "quilt", "patch")
 
 

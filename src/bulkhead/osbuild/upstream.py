@@ -13,7 +13,7 @@ from .errors import BuildError, OsBuildError
 
 __all__ = ["GitRemote", "SubprocessRunner", "UpstreamError"]
 
-_LINE = re.compile(r"^([0-9a-f]{40})\t(\S+)\Z")
+_LINE = re.compile(r"^([0-9a-f]{40})\t(\S+)$")
 
 
 class UpstreamError(OsBuildError):

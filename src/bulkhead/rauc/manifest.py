@@ -14,7 +14,7 @@ __all__ = ["BUNDLE_FORMATS", "Image", "Manifest", "parse_manifest"]
 BUNDLE_FORMATS = ("plain", "verity", "crypt")
 IMAGE_HOOKS = ("pre-install", "install", "post-install")
 ADAPTIVE_METHODS = ("block-hash-index",)
-_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)

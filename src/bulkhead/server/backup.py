@@ -48,7 +48,7 @@ FORMAT = 1
 # Data-directory entries that are not copied as files: the databases (copied consistently instead), the artifact
 # store (copied by digest), and what a running server makes and remakes (metrics, delta work, logs, sockets).
 _SKIP = re.compile(r"^(bulkhead\.db|jobs\.db)(-wal|-shm|-journal)?$|^(artifacts|run|delta-builds)$|\.(log|lock|sock)$")
-_ARTIFACT = re.compile(r"^artifacts/([0-9a-f]{2})/([0-9a-f]{64})\Z")
+_ARTIFACT = re.compile(r"^artifacts/([0-9a-f]{2})/([0-9a-f]{64})$")
 _CHUNK = 1024 * 1024
 
 

@@ -20,10 +20,10 @@ from .errors import Unprocessable
 __all__ = ["INDEX_FIELDS", "DebInfo", "read_deb", "valid_suite"]
 
 # Debian policy 5.6.1 (package names) and 5.6.12 (versions: [epoch:]upstream[-revision]).
-_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+\Z")
-_VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*(?:-[A-Za-z0-9.+~]+)?\Z")
-_ARCH = re.compile(r"^[a-z0-9][a-z0-9-]*\Z")
-_SUITE = re.compile(r"^[a-z][a-z0-9.-]{0,63}\Z")
+_NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+_VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~-]*(?:-[A-Za-z0-9.+~]+)?$")
+_ARCH = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_SUITE = re.compile(r"^[a-z][a-z0-9.-]{0,63}$")
 # Fields the repository writes into the Packages index itself: never taken from the package.
 INDEX_FIELDS = ("Filename", "Size", "MD5sum", "SHA1", "SHA256", "SHA512", "Description-md5")
 

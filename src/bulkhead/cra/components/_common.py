@@ -81,8 +81,8 @@ def distro_release(distro: str | None) -> tuple[str | None, str | None]:
     return name, DEBIAN_CODENAMES.get(release, release) if name == "debian" else release
 
 
-_SHA_DASH = re.compile(r"^sha-(\d+)\Z")
-_BLAKE2B = re.compile(r"^blake2b(\d+)\Z")
+_SHA_DASH = re.compile(r"^sha-(\d+)$")
+_BLAKE2B = re.compile(r"^blake2b(\d+)$")
 
 
 def hash_algorithm(name: str) -> str:

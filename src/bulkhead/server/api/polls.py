@@ -21,7 +21,7 @@ from .device import state_answer
 __all__ = ["PollApp"]
 
 _STATE = "/device/v1/state"
-_DDI_ROOT = re.compile(r"^/([^/]+)/controller/v1/([^/]+)\Z")
+_DDI_ROOT = re.compile(r"^/([^/]+)/controller/v1/([^/]+)$")
 
 
 class PollApp:

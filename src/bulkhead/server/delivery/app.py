@@ -33,10 +33,10 @@ __all__ = ["DeliveryApp"]
 
 CHUNK = 1024 * 1024
 _RECHECK = 1.0  # seconds between looks at an open artifact's link count
-_SIGNED = re.compile(r"^/dl/([0-9a-f]{64})\Z")
-_DEVICE = re.compile(r"^/device/v1/releases/(\d+)/(?:bundle|deltas/(\d+))\Z")
-_USER = re.compile(r"^/api/v1/releases/(\d+)/bundle\Z")
-_DDI = re.compile(r"^/([^/]+)/controller/v1/([^/]+)/softwaremodules/(\d+)/artifacts/([^/]+?)(\.MD5SUM)?\Z")
+_SIGNED = re.compile(r"^/dl/([0-9a-f]{64})$")
+_DEVICE = re.compile(r"^/device/v1/releases/(\d+)/(?:bundle|deltas/(\d+))$")
+_USER = re.compile(r"^/api/v1/releases/(\d+)/bundle$")
+_DDI = re.compile(r"^/([^/]+)/controller/v1/([^/]+)/softwaremodules/(\d+)/artifacts/([^/]+?)(\.MD5SUM)?$")
 _WANTED = frozenset({b"range", b"if-range", b"if-none-match"})
 
 
