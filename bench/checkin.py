@@ -82,7 +82,6 @@ def seed(db_url: str, tenant_id: int, start: int, count: int) -> None:
                     "tags": [],
                     "groups": ["fleet"],
                     "attributes": {"serial": str(i)},
-                    "reported": {},
                     "desired": {},
                     "update_status": {},
                     "attributes_wanted": False,

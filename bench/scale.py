@@ -682,7 +682,11 @@ def task_seed(tenant_id: int, count: int) -> dict[str, Any]:
                     "attributes_wanted": False,
                 }
                 rows.append({k: v for k, v in row.items() if k in columns})
-            conn.execute(insert(Device), rows)
+            ids = conn.execute(insert(Device).returning(Device.id), rows).scalars().all()
+            if "reported" not in columns:  # migration 0032: inventories have a table of their own
+                from bulkhead.server.models import DeviceInventory
+
+                conn.execute(insert(DeviceInventory), [{"device_id": i, "reported": reported} for i in ids])
     engine.dispose()
     return {"devices": count}
 

@@ -141,6 +141,12 @@ def seed(db_url: str, tid: int, devices: int, per: int) -> dict[str, float]:
         sql = sql.replace(":tid", "%(tid)s").replace(":inventory", "%(inv)s").replace(":per", "%(per)s")
         t0 = time.monotonic()
         conn.execute(sql, {"tid": tid, "n": devices, "inv": INVENTORY, "per": per})
+        if conn.execute("SELECT to_regclass('device_inventories')").fetchone() != (None,):  # migration 0032 on
+            conn.execute(
+                "INSERT INTO device_inventories (device_id, reported) SELECT id, %(inv)s::json FROM devices "
+                "WHERE tenant_id = %(tid)s",
+                {"tid": tid, "inv": INVENTORY},
+            )
         took["devices"] = time.monotonic() - t0
         cols, exprs = column_sql(conn, "device_events", EVENT_COLUMNS)
         sql = (

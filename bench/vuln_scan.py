@@ -418,13 +418,18 @@ def seed_devices(url: str, tid: int, profiles: list[tuple[int, str, str]], devic
             for k, (pid, compatible, version) in enumerate(profiles):
                 cp.write_row((k, pid, compatible, version))
         conn.execute(
-            """INSERT INTO devices (tenant_id, name, compatible, status, tags, groups, attributes, reported, bytes_served,
+            """INSERT INTO devices (tenant_id, name, compatible, status, tags, groups, attributes, bytes_served,
                                     created_at, os_version, reported_sha256)
                SELECT %s, 'dev-' || g, p.compatible, 'active', '[]', ('["group-' || (g %% 10) || '"]')::json,
                       ('{"country": "' || (ARRAY['DE','FR','IT','ES','NL','PL','SE','AT'])[1 + g %% 8] || '"}')::json,
-                      ('{"os_version": "' || p.version || '"}')::json, 0, now(), p.version, ''
+                      0, now(), p.version, ''
                FROM generate_series(1, %s) AS g JOIN bench_profiles p ON p.k = g %% %s""",
             (tid, devices, n),
+        )
+        conn.execute(
+            """INSERT INTO device_inventories (device_id, reported)
+               SELECT id, json_build_object('os_version', os_version) FROM devices WHERE tenant_id = %s""",
+            (tid,),
         )
         conn.execute(
             """INSERT INTO vuln_device_profiles (device_id, tenant_id, profile_id, reported_sha256, os_version, groups)

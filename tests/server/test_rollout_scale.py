@@ -63,7 +63,6 @@ def _fleet(db: Database, n: int, name: str = "t") -> tuple[int, int]:
                 "tags": ["blue"] if i % 2 else [],
                 "groups": ["canary"] if i < 2 else ["line"],
                 "attributes": {},
-                "reported": {},
                 "desired": {},
                 "update_status": {},
                 "os_version": "1.0",

@@ -89,7 +89,7 @@ def _add_devices(db: Database, tid: int, start: int, n: int) -> None:
     rows = [
         {"tenant_id": tid, "name": f"d{i}", "compatible": "board", "status": "active", "tags": [], "groups": [],
          "attributes": {"country": COUNTRIES[i % len(COUNTRIES)]} if COUNTRIES[i % len(COUNTRIES)] else {},
-         "reported": {}, "desired": {}, "update_status": {}, "os_version": "1.0"}
+         "desired": {}, "update_status": {}, "os_version": "1.0"}
         for i in range(start, start + n)
     ]  # fmt: skip
     with db.session() as s:

@@ -35,7 +35,7 @@ __all__ = ["ChangeFeed"]
 log = logging.getLogger(__name__)
 
 # Device columns no poll answer depends on (written by reports and the aggregate counters).
-_QUIET_DEVICE = frozenset({"last_seen", "bytes_served", "reported", "update_status"})
+_QUIET_DEVICE = frozenset({"last_seen", "bytes_served", "inventory", "update_status"})
 # Rollout columns that reach devices only through their actions (which are marked themselves).
 _QUIET_ROLLOUT = frozenset({"status", "current_phase", "pause_reason", "accepted_failures", "updated_at"})
 _TENANT_WIDE = (DeviceGroup, Release, App)

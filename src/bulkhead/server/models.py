@@ -20,7 +20,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 # A JSON list that SQL filters by containment: jsonb on PostgreSQL, JSON text on SQLite.
@@ -200,9 +200,10 @@ class Device(Base):
     tags: Mapped[list[Any]] = mapped_column(_JSON_ARRAY, default=list)
     groups: Mapped[list[Any]] = mapped_column(_JSON_ARRAY, default=list)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # The agent's inventory (packages, containers, slots): loaded only where it is read (device detail, reports),
-    # so queries over many devices (rollouts, group checks) do not parse every inventory into memory.
-    reported: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict, deferred=True)
+    # The agent's inventory (packages, containers, slots) is a row of its own (DeviceInventory, loaded where it is
+    # read): in this row it made the table seven times wider, and every scan of the fleet (rollout targets, joiner
+    # searches, group counts) read it (migration 0032).
+    inventory: Mapped[DeviceInventory | None] = relationship(lazy="select", cascade="all, delete-orphan", passive_deletes=True)
     # The OS release version the device runs (from its inventory, or a DDI install): which delta applies.
     os_version: Mapped[str | None] = mapped_column(String(256))
     desired_release_id: Mapped[int | None] = mapped_column(ForeignKey("releases.id"))
@@ -227,6 +228,27 @@ class Device(Base):
     previous_credential_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     # sha256 of the inventory text `reported` was last written from: a report that repeats it writes nothing.
     reported_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    @property
+    def reported(self) -> dict[str, Any]:
+        """The agent's last inventory ({} before its first)."""
+        return self.inventory.reported if self.inventory is not None else {}
+
+    @reported.setter
+    def reported(self, value: dict[str, Any]) -> None:
+        if self.inventory is not None:
+            self.inventory.reported = value
+        elif value:
+            self.inventory = DeviceInventory(reported=value)
+
+
+class DeviceInventory(Base):
+    """A device's inventory as its agent last reported it: written when it changes (a report that repeats it
+    writes nothing, see Device.reported_sha256), read by the device detail and the vulnerability scan."""
+
+    __tablename__ = "device_inventories"
+    device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"), primary_key=True)
+    reported: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class DeviceEvent(Base):

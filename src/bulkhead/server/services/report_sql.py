@@ -1,11 +1,12 @@
 """The statements of a report batch: PostgreSQL through the driver, SQLite through SQLAlchemy core.
 
-A batch runs four statements whatever its size: lock the devices' rows, insert the new events, update the devices,
-find which of them a rollout waits for. On PostgreSQL each is one fixed text sent through psycopg on the session's
-own connection (same transaction): psycopg prepares it once per connection, and neither SQLAlchemy's statement
-cache keys nor its result machinery run per batch (a profile at 100k devices had them at a third of the report
-path's time). Rows go in as one JSON document (json_to_recordset) or as arrays in their text form: the json module's
-C encoder, not the driver's adaptation of each value.
+A batch runs four statements whatever its size (five when inventories changed): lock the devices' rows, insert the
+new events, update the devices (and their inventories, a table of their own), find which of them a rollout waits
+for. On PostgreSQL each is one fixed text sent through psycopg on the session's own connection (same transaction):
+psycopg prepares it once per connection, and neither SQLAlchemy's statement cache keys nor its result machinery run
+per batch (a profile at 100k devices had them at a third of the report path's time). Rows go in as one JSON document
+(json_to_recordset) or as arrays in their text form: the json module's C encoder, not the driver's adaptation of
+each value.
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from sqlalchemy import Table, bindparam, insert, or_, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from ..models import Action, Device, DeviceEvent
+from ..models import Action, Device, DeviceEvent, DeviceInventory
 from .inventory import Inventory
 from .rollout_sql import is_pg, offered
 
@@ -27,7 +29,8 @@ __all__ = ["WRITTEN", "Locked", "insert_events", "lock_devices", "update_devices
 
 _DEVICES: Table = Device.__table__  # type: ignore[assignment]
 _EVENTS: Table = DeviceEvent.__table__  # type: ignore[assignment]
-# The device columns a report writes; none of them is ever written as NULL.
+_INVENTORIES: Table = DeviceInventory.__table__  # type: ignore[assignment]
+# The device columns a report writes (`reported`: the device's row in device_inventories); none is ever NULL.
 WRITTEN = ("last_seen", "report_seq", "update_status", "reported_sha256", "reported")
 
 
@@ -72,9 +75,14 @@ _SEEN_SEQ_PG = (
 _UPDATE_PG = (
     "UPDATE devices SET last_seen = %s, report_seq = COALESCE(b.seq, devices.report_seq), "
     "update_status = COALESCE(b.status, devices.update_status), "
-    "reported_sha256 = COALESCE(b.sha, devices.reported_sha256), reported = COALESCE(b.inv, devices.reported) "
-    "FROM json_to_recordset(%s::json) AS b(id INTEGER, seq BIGINT, status JSON, sha VARCHAR, inv JSON) "
+    "reported_sha256 = COALESCE(b.sha, devices.reported_sha256) "
+    "FROM json_to_recordset(%s::json) AS b(id INTEGER, seq BIGINT, status JSON, sha VARCHAR) "
     "WHERE devices.id = b.id"
+)
+_INVENTORIES_PG = (
+    "INSERT INTO device_inventories (device_id, reported) "
+    "SELECT b.id, b.inv FROM json_to_recordset(%s::json) AS b(id INTEGER, inv JSON) "
+    "ON CONFLICT (device_id) DO UPDATE SET reported = EXCLUDED.reported"
 )
 # rollout_sql.offered(): the action's phase is open.
 _WAITED_PG = (
@@ -114,11 +122,13 @@ def insert_events(s: Session, rows: list[dict[str, Any]], now: dt.datetime) -> N
 def update_devices(s: Session, rows: list[tuple[int, dict[str, Any]]], now: dt.datetime, seqs: dict[int, int]) -> None:
     """Each device's new values (of WRITTEN; an inventory as Inventory), in id order; `seqs`: each device's seq.
 
-    PostgreSQL: one statement per batch (arrays for the usual sets of columns, JSON rows for any other); SQLite: one
-    executemany per set of columns."""
+    PostgreSQL: one statement per batch (arrays for the usual sets of columns, JSON rows for any other), and one
+    upsert of the inventories that changed; SQLite: one executemany per set of columns, and one for inventories."""
     if not rows:
         return
     assert all(set(v) <= set(WRITTEN) for _, v in rows), "a report writes a column the update does not"
+    inventories: list[tuple[int, Inventory]] = [(device_id, v["reported"]) for device_id, v in rows if "reported" in v]
+    rows = [(device_id, {k: x for k, x in v.items() if k != "reported"}) for device_id, v in rows]
     if is_pg(s):
         raw = _driver(s)
         ids = [device_id for device_id, _ in rows]
@@ -129,13 +139,19 @@ def update_devices(s: Session, rows: list[tuple[int, dict[str, Any]]], now: dt.d
             raw.execute(_SEEN_SEQ_PG, (now, _ids(ids), _ids(seqs[i] for i in ids)), prepare=True)
         else:
             raw.execute(_UPDATE_PG, (now, _device_rows_json(rows)), prepare=True)
+        if inventories:
+            raw.execute(_INVENTORIES_PG, (_inventory_rows_json(inventories),), prepare=True)
         return
     groups: defaultdict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = defaultdict(list)
     for device_id, v in rows:
         groups[tuple(sorted(v))].append((device_id, v))
     for columns, group in groups.items():
         stmt = update(_DEVICES).where(_DEVICES.c.id == bindparam("b_id")).values({c: bindparam(f"v_{c}") for c in columns})
-        s.execute(stmt, [{"b_id": device_id, **{f"v_{c}": _value(v[c]) for c in columns}} for device_id, v in group])
+        s.execute(stmt, [{"b_id": device_id, **{f"v_{c}": v[c] for c in columns}} for device_id, v in group])
+    if inventories:
+        upsert = sqlite_insert(_INVENTORIES)
+        upsert = upsert.on_conflict_do_update(index_elements=["device_id"], set_={"reported": upsert.excluded.reported})
+        s.execute(upsert, [{"device_id": device_id, "reported": inv.parsed()} for device_id, inv in inventories])
 
 
 def waited_devices(s: Session, ids: list[int]) -> set[int]:
@@ -145,10 +161,6 @@ def waited_devices(s: Session, ids: list[int]) -> set[int]:
     return set(
         s.scalars(select(Action.device_id).where(Action.device_id.in_(ids), Action.active.is_(True), offered()).distinct())
     )
-
-
-def _value(v: Any) -> Any:
-    return v.parsed() if isinstance(v, Inventory) else v
 
 
 def _utc(t: dt.datetime | None) -> str | None:
@@ -174,12 +186,15 @@ def _event_rows_json(rows: list[dict[str, Any]]) -> str:
 
 
 def _device_rows_json(rows: list[tuple[int, dict[str, Any]]]) -> str:
-    """_UPDATE_PG's rows; an inventory goes in as the JSON text the device sent (checked when the report was read),
-    neither parsed nor serialized again."""
-    parts = []
-    for device_id, v in rows:
-        row = {"id": device_id, "seq": v.get("report_seq"), "status": v.get("update_status"), "sha": v.get("reported_sha256")}
-        head = json.dumps(row)
-        inv: Inventory | None = v.get("reported")
-        parts.append(head if inv is None else f'{head[:-1]},"inv":{inv.json_text()}}}')
-    return "[" + ",".join(parts) + "]"
+    return json.dumps(
+        [
+            {"id": device_id, "seq": v.get("report_seq"), "status": v.get("update_status"), "sha": v.get("reported_sha256")}
+            for device_id, v in rows
+        ]
+    )
+
+
+def _inventory_rows_json(rows: list[tuple[int, Inventory]]) -> str:
+    """_INVENTORIES_PG's rows: each inventory goes in as the JSON text the device sent (checked when the report was
+    read), neither parsed nor serialized again."""
+    return "[" + ",".join(f'{{"id":{device_id},"inv":{inv.json_text()}}}' for device_id, inv in rows) + "]"

@@ -38,7 +38,7 @@ from bulkhead.cra.errors import CraError
 from bulkhead.cra.model import Component, Finding
 
 from ..db import Database
-from ..models import App, Device, Release, ReleaseSbom, Tenant, utcnow
+from ..models import App, Device, DeviceInventory, Release, ReleaseSbom, Tenant, utcnow
 from ..store import ArtifactStore
 from ..vuln_feeds import FeedStore, Knowledge
 from ..vuln_models import AppSbom, VulnCve, VulnDeviceProfile, VulnFinding, VulnProfile, VulnScanRun
@@ -167,7 +167,9 @@ class Scanner:
         for i in range(0, len(stale), _BATCH):
             batch = stale[i : i + _BATCH]
             ids = [r.id for r in batch]
-            reported: dict[int, Any] = {r[0]: r[1] for r in s.execute(select(D.id, D.reported).where(D.id.in_(ids)))}
+            inv = DeviceInventory
+            found = s.execute(select(inv.device_id, inv.reported).where(inv.device_id.in_(ids)))
+            reported: dict[int, Any] = {device_id: r for device_id, r in found}
             rows = []
             for r in batch:
                 text, part = inventory_key(reported.get(r.id) or {})
