@@ -30,6 +30,7 @@ from tests.e2e.conftest import Fleet, build_release, make_fleet, need_lab
 from tests.live import LiveServer, free_port, live_server, stop
 from tests.seaweed import seaweedfs
 from tests.server.conftest import pg_url
+from tests.server.vuln_fixtures import KEV
 
 CONF = Path(__file__).parents[2] / "contrib" / "nginx" / "bulkhead-cluster.conf"
 PERIODIC = {"rollouts.sweep", "notify.run", "security.run", "vulns.daily", "vulns.kev", "vulns.devices", "vulns.sync"}
@@ -253,3 +254,14 @@ def test_three_hosts_one_killed_mid_rollout(tmp_path: Path) -> None:
             assert n <= claimed[job], f"{job}: {n} runs for {claimed[job]} claims"
         assert any(r["job"] == "rollouts.advance" for r in runs), "rollout evaluations ran in the queue"
         assert len({r["server"] for r in runs}) >= 2, "one queue: the hosts' consumers share its work"
+
+        # A feed imported on one host is what another host's scans read: it came through the bucket.
+        admin = {"authorization": f"Bearer {hosts[0].admin}"}
+        r = httpx.post(
+            f"{hosts[0].url}/api/v1/vulnerability-feeds/cisa-kev/import", content=KEV.read_bytes(), headers=admin, timeout=60
+        )
+        assert r.status_code == 200, r.text
+        r = httpx.get(f"{hosts[2].url}/api/v1/vulnerability-feeds", headers=admin, timeout=60)
+        kev = next(f for f in r.json() if f["name"] == "cisa-kev")
+        assert kev["has_data"] and kev["records"] > 1000, kev
+        assert (hosts[2].data_dir / "feeds" / "cisa-kev.json").read_bytes() == KEV.read_bytes()

@@ -253,7 +253,9 @@ def create_app(settings: Settings) -> BulkheadApp:
     deltas = DeltaService(
         db, releases, secret, settings.delta_max_ratio, settings.data_dir, enqueue=lambda i: jobs.build_delta(i)
     )
-    vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror, settings.osv_ecosystems))
+    # Hosts that share the store share the feeds (docs/deployment.md, "Several hosts").
+    shared = settings.store == "s3" or settings.store_dir is not None
+    vulns = VulnService(db, store, settings.data_dir, mirrored(settings.feed_mirror, settings.osv_ecosystems), shared)
     notifications = NotificationService(db, _smtp(settings), vulns.feeds.status)
     security = SecurityService(
         db,

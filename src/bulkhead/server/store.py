@@ -170,8 +170,9 @@ class ArtifactStore(ABC):
     @abstractmethod
     def stage(self) -> Staging: ...
 
-    def stage_file(self, src: Path) -> Staged:
-        """A local file the server made itself (a delta it built), moved or copied into the incoming area."""
+    def stage_file(self, src: Path, keep: bool = False) -> Staged:
+        """A local file the server made itself (a delta it built), moved or copied into the incoming area (`keep`:
+        copied, the file stays)."""
         staging = self.stage()
         try:
             with src.open("rb") as f:
@@ -183,7 +184,8 @@ class ArtifactStore(ABC):
         except BaseException:
             staging.abort()
             raise
-        src.unlink(missing_ok=True)
+        if not keep:
+            src.unlink(missing_ok=True)
         return staged
 
     def stage_bytes(self, data: bytes) -> Staged:
@@ -325,11 +327,13 @@ class FsStore(ArtifactStore):
     def stage(self) -> Staging:
         return _FsStaging(self.incoming)
 
-    def stage_file(self, src: Path) -> Staged:
+    def stage_file(self, src: Path, keep: bool = False) -> Staged:
         fd, path = self.new_upload()
         os.close(fd)
-        # A rename, or a copy when the store is another file system (a shared mount, BULKHEAD_STORE_DIR).
-        shutil.move(src, path)
+        if keep:
+            shutil.copyfile(src, path)
+        else:  # a rename, or a copy when the store is another file system (a shared mount, BULKHEAD_STORE_DIR)
+            shutil.move(src, path)
         return _FsStaged(Path(path), path.stat().st_size)
 
     def commit(self, staged: Staged | Path, sha256: str) -> None:

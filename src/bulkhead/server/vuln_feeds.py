@@ -15,7 +15,9 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +39,12 @@ from bulkhead.cra.nvd import parse_nvd_cve, parse_nvd_response
 from bulkhead.cra.osv_feed import OsvIndex, load_osv_index, parse_ecosystems
 from bulkhead.cra.vulnrecord import VulnRecord
 
+from .feed_replica import FeedReplica
 from .heap import paused_gc
 
 __all__ = ["CVE_RECORDS", "FEEDS", "FeedStore", "Knowledge", "OsvIndex", "load_records", "mirrored"]
+
+log = logging.getLogger(__name__)
 
 
 def _parse_item(item: Any) -> list[VulnRecord]:
@@ -122,18 +127,43 @@ def _newer(a: VulnRecord, b: VulnRecord) -> bool:
 
 
 class FeedStore:
-    """The feed directory and a per-process cache of its parsed data (keyed by each file's sha256)."""
+    """The feed directory and a per-process cache of its parsed data (keyed by each file's sha256). With a `replica`
+    (several hosts share the feeds: feed_replica.py), the directory is brought up to the cluster's copy before the
+    feeds are read (at most every PULL_SECONDS)."""
 
-    def __init__(self, directory: Path, sources: Mapping[str, FeedSource] | None = None) -> None:
+    PULL_SECONDS = 5.0
+
+    def __init__(
+        self, directory: Path, sources: Mapping[str, FeedSource] | None = None, replica: FeedReplica | None = None
+    ) -> None:
         self.directory = directory
         self.sources: Mapping[str, FeedSource] = sources if sources is not None else FEEDS
+        self.replica = replica
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, str | None, frozenset[str] | None], Any] = {}
+        self._pulled = -float("inf")
+
+    def pull(self, now: bool = False) -> None:
+        """The cluster's copy of the feeds here (a no-op without a replica); `now`: even if pulled a moment ago.
+        A failure is logged: the feeds are then read as this host holds them."""
+        if self.replica is None or (not now and time.monotonic() - self._pulled < self.PULL_SECONDS):
+            return
+        try:
+            self.replica.pull()
+            self._pulled = time.monotonic()
+        except Exception as e:
+            log.warning("the vulnerability feeds could not be brought up to the cluster's copy (%s); this host's is read", e)
+
+    def publish(self) -> None:
+        """After this host changed the feeds (fetched, imported): the other hosts' pulls get them."""
+        if self.replica is not None:
+            self.replica.publish()
 
     def source(self, name: str) -> FeedSource | None:
         return self.sources.get(name)
 
     def status(self, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+        self.pull()
         out = []
         for s in self.sources.values():
             st = feed_status(s, self.directory, now)
@@ -176,6 +206,7 @@ class FeedStore:
 
     def knowledge(self, debian_releases: Iterable[str] = ()) -> Knowledge:
         """Everything a scan needs; a feed never fetched or imported is absent (None / empty)."""
+        self.pull()
         k = Knowledge(versions=self.versions())
         records: list[VulnRecord] | None = self._load("cve-records", load_records)
         for r in records or []:
@@ -204,9 +235,11 @@ class FeedStore:
         source = self.sources.get("osv")
         if source is None:
             return None
+        self.pull()
         index: OsvIndex | None = self._load("osv", lambda _p: load_osv_index(self.directory, source.parts, source.name))
         return index
 
     def kev(self) -> KevCatalog | None:
+        self.pull()
         catalog: KevCatalog | None = self._load("cisa-kev", load_kev)
         return catalog

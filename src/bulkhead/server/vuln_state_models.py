@@ -13,12 +13,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .models import Base, UTCDateTime, utcnow
 
-__all__ = ["VulnCveDigest", "VulnExposureSample", "VulnProfileGroups", "VulnReleaseScan"]
+__all__ = ["FeedFile", "VulnCveDigest", "VulnExposureSample", "VulnProfileGroups", "VulnReleaseScan"]
 
 
 class VulnCveDigest(Base):
@@ -73,3 +73,17 @@ class VulnExposureSample(Base):
     kev: Mapped[int] = mapped_column(Integer)
     devices: Mapped[int] = mapped_column(Integer)
     by_severity: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class FeedFile(Base):
+    """One file of the vulnerability feed directory as the cluster holds it (feed_replica.py): its bytes are in the
+    artifact store under `sha256`; `previous_sha256` (the version before) is kept until the next change, so a host
+    still downloading it when another host publishes a new one finishes."""
+
+    __tablename__ = "feed_files"
+    path: Mapped[str] = mapped_column(String(512), primary_key=True)  # relative to the feed directory
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(BigInteger)
+    previous_sha256: Mapped[str | None] = mapped_column(String(64))
+    host: Mapped[str] = mapped_column(String(255))  # the host that published it (for people)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)

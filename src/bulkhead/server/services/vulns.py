@@ -22,6 +22,7 @@ from bulkhead.cra.feeds import FeedSource, fetch, import_file
 
 from ..db import Database
 from ..errors import Invalid, NotFound, Unprocessable
+from ..feed_replica import FeedReplica
 from ..heap import paused_gc
 from ..models import Tenant
 from ..store import ArtifactStore
@@ -56,10 +57,17 @@ def _cve(cve: str) -> str:
 
 class VulnService:
     def __init__(
-        self, db: Database, store: ArtifactStore, data_dir: Path, sources: Mapping[str, FeedSource] | None = None
+        self,
+        db: Database,
+        store: ArtifactStore,
+        data_dir: Path,
+        sources: Mapping[str, FeedSource] | None = None,
+        shared: bool = False,
     ) -> None:
+        """`shared`: several hosts share the database and the store, and so the feeds (feed_replica.py)."""
         self.db = db
-        self.feeds = FeedStore(data_dir / "feeds", sources)
+        replica = FeedReplica(db, store, data_dir / "feeds") if shared else None
+        self.feeds = FeedStore(data_dir / "feeds", sources, replica)
         self.scanner = Scanner(db, store, self.feeds)
         # Puts a queued scan run (its id) on the job queue; set by the job queue. None: scans run in the request.
         self.enqueue_scan: Callable[[int], Any] | None = None
@@ -77,11 +85,13 @@ class VulnService:
         source = self.feeds.source(name)
         if source is None:
             raise NotFound(f"unknown feed {name!r}; the feeds are {', '.join(self.feeds.sources)}")
+        self.feeds.pull(now=True)
         try:
             with paused_gc():  # parsing a feed builds a million acyclic objects
                 import_file(source, self.feeds.directory, path)
         except FeedError as e:
             raise Unprocessable(str(e)) from None
+        self.feeds.publish()
         with self.db.session() as s:
             audit.record(s, who, "vuln.feed_import", name)
         if name == "cisa-kev":  # global data: every tenant's findings learn it now, not at the next hourly run
@@ -94,6 +104,7 @@ class VulnService:
         if who is not None:
             who.require_system()
         changed = False
+        self.feeds.pull(now=True)  # each fetch goes on from the cluster's newest copy (its validators, its deltas)
         for source in self.feeds.sources.values():
             if source.url:
                 before = load_state(self.feeds.directory, source.name).sha256
@@ -102,12 +113,15 @@ class VulnService:
                 if state.last_error:
                     log.warning("feed %s: %s", source.name, state.last_error)
                 changed |= state.sha256 != before and source.name != "cisa-kev"  # KEV: vuln_kev's hourly update
+        self.feeds.publish()
         if rescan and changed:
             self.scan_all("incremental")
         return self.feeds.status()
 
     def sync_kev(self) -> None:
+        self.feeds.pull(now=True)
         fetch(self.feeds.sources["cisa-kev"], self.feeds.directory)
+        self.feeds.publish()
 
     # -- scans -------------------------------------------------------------------------------------------------
     def scan(self, who: Principal, kind: str = "full") -> dict[str, Any]:

@@ -1,0 +1,222 @@
+"""The vulnerability feeds shared by every server host: each host keeps the feed directory in its own data directory,
+and the hosts keep their copies alike through the artifact store and the database (table `feed_files`).
+
+Feed jobs run once per cluster, on whichever host claims them, and an administrator's import reaches one host; scans
+run on any host. So the host that fetched or imported a feed *publishes* what changed: each changed file's bytes go
+into the artifact store under their sha256, and its row in `feed_files` names them. Before a host reads the feeds
+(a scan, the feed status) it *pulls*: every file whose row names other bytes than its copy is downloaded, checked
+against its digest and renamed into place, data files before the state files that describe them; a file the cluster
+dropped is removed. A file this host changed and has not published yet is left alone by a pull (its feed job
+publishes it next). Temporary files, locks, partial downloads (`*.part`) and the CVE list's archive cache
+(`*.downloads/`) stay each host's own.
+
+Each host remembers, per file, the size and modification time it last wrote or published and the digest they were
+(`.replica.json` in the feed directory), so neither a pull nor a publish hashes a file that did not change. A file's
+previous bytes stay in the store until the file changes again: a host still downloading them finishes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import or_, select
+
+from bulkhead.cra.feeds import sha256_file
+
+from .db import Database
+from .models import utcnow
+from .store import ArtifactStore
+from .vuln_state_models import FeedFile
+
+__all__ = ["FeedReplica", "ReplicaError"]
+
+log = logging.getLogger(__name__)
+
+SIDECAR = ".replica.json"
+# Each host's own: dot files (locks, temporary files, the sidecar), partial downloads, the CVE list's archive cache.
+_OWN = re.compile(r"(^|/)\.|\.part$|\.downloads(/|$)")
+
+
+class ReplicaError(Exception):
+    """A file could not be brought up to date from the cluster (the host keeps reading its own copy)."""
+
+
+@dataclass(frozen=True)
+class _Known:
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    def matches(self, st: os.stat_result) -> bool:
+        return (self.size, self.mtime_ns) == (st.st_size, st.st_mtime_ns)
+
+
+class FeedReplica:
+    def __init__(self, db: Database, store: ArtifactStore, directory: Path, host: str | None = None) -> None:
+        self.db, self.store, self.directory = db, store, directory
+        self.host = (host or socket.gethostname())[:255]
+        self._thread_lock = threading.Lock()
+
+    # -- the two operations ------------------------------------------------------------------------------------
+    def publish(self) -> int:
+        """Put the files this host changed (fetched, imported) into the store and record them; the number of files
+        published or dropped."""
+        with self._locked():
+            known, files = self._known(), self._files()
+            put: dict[str, _Known] = {}
+            for rel, st in files.items():
+                mine = known.get(rel)
+                if mine is not None and mine.matches(st):
+                    continue
+                sha = sha256_file(self.directory / rel)
+                now = _Known(st.st_size, st.st_mtime_ns, sha)
+                if mine is None or mine.sha256 != sha:
+                    self.store.commit(self.store.stage_file(self.directory / rel, keep=True), sha)
+                    put[rel] = now
+                known[rel] = now
+            gone = [rel for rel in known if rel not in files]
+            retired = self._record(put, gone)
+            for rel in gone:
+                del known[rel]
+            self._save(known)
+        for sha in retired:
+            with contextlib.suppress(Exception):  # what is left behind is only space
+                self.store.remove(sha)
+        return len(put) + len(gone)
+
+    def pull(self) -> int:
+        """Bring this host's copy up to the cluster's; the number of files downloaded or removed. Raises
+        ReplicaError naming a file that could not be (the others are still brought up to date)."""
+        with self._locked():
+            known, files = self._known(), self._files()
+            with self.db.read() as s:
+                rows = {rel: sha for rel, sha in s.execute(select(FeedFile.path, FeedFile.sha256))}
+            changed = 0
+            failed: list[str] = []
+            # Data files first, the state files that name their digests last: a reader never sees a state whose
+            # file has not arrived.
+            for rel in sorted(rows, key=lambda p: (p.endswith(".state.json"), p)):
+                sha = rows[rel]
+                st, mine = files.get(rel), known.get(rel)
+                if st is not None and mine is not None:
+                    if not mine.matches(st):
+                        continue  # changed here, not published yet: this host's copy until its feed job publishes it
+                    if mine.sha256 == sha:
+                        continue
+                elif st is not None and sha256_file(self.directory / rel) == sha:
+                    known[rel] = _Known(st.st_size, st.st_mtime_ns, sha)  # the same bytes, from before sharing
+                    continue
+                try:
+                    known[rel] = self._download(rel, sha)
+                    changed += 1
+                except Exception as e:
+                    log.warning("feed file %s: could not fetch its current copy (%s) from the store: %s", rel, sha[:12], e)
+                    failed.append(rel)
+            for rel in [r for r in known if r not in rows]:
+                st = files.get(rel)
+                if st is not None and known[rel].matches(st):  # the cluster dropped it (unchanged here since)
+                    (self.directory / rel).unlink(missing_ok=True)
+                    del known[rel]
+                    changed += 1
+            self._save(known)
+        if failed:
+            raise ReplicaError(f"{len(failed)} feed file(s) could not be brought up to date: {', '.join(failed[:5])}")
+        return changed
+
+    # -- the database --------------------------------------------------------------------------------------------
+    def _record(self, put: dict[str, _Known], gone: list[str]) -> set[str]:
+        """Rows for the files published and dropped; the digests no row names any more (their bytes can go)."""
+        if not put and not gone:
+            return set()
+        dropped: set[str] = set()
+        with self.db.session() as s:
+            rows = {r.path: r for r in s.scalars(select(FeedFile).where(FeedFile.path.in_([*put, *gone])).with_for_update())}
+            for rel, new in put.items():
+                row = rows.get(rel)
+                if row is None:
+                    s.add(FeedFile(path=rel, sha256=new.sha256, size=new.size, host=self.host, updated_at=utcnow()))
+                    continue
+                if row.previous_sha256 and row.previous_sha256 != new.sha256:
+                    dropped.add(row.previous_sha256)
+                row.previous_sha256, row.sha256, row.size = row.sha256, new.sha256, new.size
+                row.host, row.updated_at = self.host, utcnow()
+            for rel in gone:
+                if (row := rows.get(rel)) is not None:
+                    dropped |= {x for x in (row.sha256, row.previous_sha256) if x}
+                    s.delete(row)
+            s.flush()
+            if not dropped:
+                return set()
+            named = s.execute(
+                select(FeedFile.sha256, FeedFile.previous_sha256).where(
+                    or_(FeedFile.sha256.in_(dropped), FeedFile.previous_sha256.in_(dropped))
+                )
+            )
+            return dropped - {sha for row in named for sha in row}
+
+    # -- this host's directory -----------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """One pull or publish at a time on this host (threads and processes)."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        with self._thread_lock, (self.directory / ".replica.lock").open("a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _files(self) -> dict[str, os.stat_result]:
+        out: dict[str, os.stat_result] = {}
+        for root, dirs, names in os.walk(self.directory):
+            base = os.path.relpath(root, self.directory)
+            dirs[:] = [d for d in dirs if not _OWN.search(os.path.normpath(os.path.join(base, d)))]
+            for name in names:
+                rel = os.path.normpath(os.path.join(base, name))
+                if not _OWN.search(rel):
+                    out[rel] = os.stat(os.path.join(root, name))
+        return out
+
+    def _known(self) -> dict[str, _Known]:
+        try:
+            doc = json.loads((self.directory / SIDECAR).read_text())
+            return {rel: _Known(*v) for rel, v in doc.items()}
+        except (OSError, ValueError, TypeError):
+            return {}  # none yet (or unreadable): every file is compared by its digest once
+
+    def _save(self, known: dict[str, _Known]) -> None:
+        doc = {rel: [k.size, k.mtime_ns, k.sha256] for rel, k in sorted(known.items())}
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".replica.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f)
+        os.replace(tmp, self.directory / SIDECAR)
+
+    def _download(self, rel: str, sha: str) -> _Known:
+        """The stored bytes into place (checked against their digest first)."""
+        target = self.directory / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            with self.store.local(sha) as src:
+                shutil.copyfile(src, tmp)
+            if (got := sha256_file(Path(tmp))) != sha:
+                raise ReplicaError(f"the store's copy has sha256 {got}")
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        st = target.stat()
+        return _Known(st.st_size, st.st_mtime_ns, sha)
