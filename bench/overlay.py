@@ -68,12 +68,13 @@ def build_debs(work: Path, n: int) -> list[Path]:
         return list(pool.map(one, range(n)))
 
 
-def seed_ours(data: Path, tid: int, tenant: str, debs: list[Path]) -> tuple[Any, Any, str]:
-    """The packages into the server's database and store, as the upload path stores them; the service and key."""
+def seed_ours(data: Path, tid: int, tenant: str, debs: list[Path]) -> tuple[Any, Any, Any]:
+    """The packages into the server's database and store, as the upload path stores them; the service and keys."""
     from bulkhead.server.db import Database
     from bulkhead.server.overlay_debs import read_deb
     from bulkhead.server.overlay_keys import RepoPgp
     from bulkhead.server.overlay_models import OverlayPackage
+    from bulkhead.server.security import load_secret
     from bulkhead.server.services.overlay import OverlayService
     from bulkhead.server.settings import load_settings
     from bulkhead.server.store import open_store
@@ -81,8 +82,8 @@ def seed_ours(data: Path, tid: int, tenant: str, debs: list[Path]) -> tuple[Any,
     settings = load_settings(data_dir=data)
     db = Database(settings.db_url)
     store = open_store(settings)
-    svc = OverlayService(db, store, RepoPgp(data / "openpgp-apt"), settings.overlay_arches, 7, 1 << 30)
-    fpr, _ = svc._key(tid, tenant)
+    svc = OverlayService(db, store, RepoPgp(data / "openpgp-apt"), load_secret(data), settings.overlay_arches, 7, 1 << 30)
+    keys = svc._key(tid, tenant)
     rows = []
     for deb in debs:
         info = read_deb(deb, settings.overlay_arches)
@@ -99,15 +100,15 @@ def seed_ours(data: Path, tid: int, tenant: str, debs: list[Path]) -> tuple[Any,
         )  # fmt: skip
     with db.session() as s:
         s.add_all(rows)
-    return svc, db, fpr
+    return svc, db, keys
 
 
-def publish_times(svc: Any, db: Any, tid: int, fpr: str, rounds: int) -> list[float]:
+def publish_times(svc: Any, db: Any, tid: int, keys: Any, rounds: int) -> list[float]:
     times = []
     for _ in range(rounds):
         with db.session() as s:
             t0 = time.perf_counter()
-            svc._publish(s, tid, SUITE, fpr)
+            svc._publish(s, tid, SUITE, keys)
             times.append(time.perf_counter() - t0)
     return times
 
@@ -238,9 +239,9 @@ def main() -> None:
                 base + "/device/v1/enroll", json={"bootstrap_token": boot, "name": "dev", "compatible": "bench"}
             ).json()["credential"]
             t0 = time.monotonic()
-            svc, db, fpr = seed_ours(data, tid, "bench", debs)
+            svc, db, keys = seed_ours(data, tid, "bench", debs)
             print(f"seeded ours in {time.monotonic() - t0:.0f} s", flush=True)
-            ours_publish = publish_times(svc, db, tid, fpr, args.rounds)
+            ours_publish = publish_times(svc, db, tid, keys, args.rounds)
             print(f"ours: regeneration and signing {[f'{t:.2f}' for t in ours_publish]} s", flush=True)
             our_key = work / "ours.asc"
             our_key.write_text(httpx.get(base + "/api/v1/overlay/key", headers=api).json()["public_key"])

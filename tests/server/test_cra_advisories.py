@@ -277,6 +277,12 @@ def test_bad_input_changes_nothing(server: LiveServer, lab: Lab, checker: Checke
     assert r.status_code == 400 and "mailto" in r.json()["message"]
     assert c.patch("/api/v1/cra/provider", json={"policy": "http://insecure.example"}).status_code == 400
     assert c.get("/api/v1/cra/provider").json()["contact"] is None
+    if shutil.which("gpg"):  # a key import that is no key: a 400 saying what to give, nothing stored for any host
+        armour = "-----BEGIN PGP PRIVATE KEY BLOCK-----\n\nAAAA\n-----END PGP PRIVATE KEY BLOCK-----\n"
+        for bad, message in (("not a key", "ASCII-armoured OpenPGP secret key"), (armour, "the key cannot be imported")):
+            r = c.put("/api/v1/cra/provider/key", json={"secret_key": bad})
+            assert r.status_code == 400 and message in r.json()["message"], r.text
+        assert c.get("/api/v1/cra/provider").json()["signing"]["fingerprint"] is None
     # the public side: unknown tenants and files are 404s with a message; no contact, no security.txt
     tenant = _tenant_name(c)
     for path in (

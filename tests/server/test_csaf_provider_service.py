@@ -27,7 +27,7 @@ T = dt.datetime(2026, 9, 22, 8, 30, tzinfo=dt.UTC)
 
 def _service(db: Database, tmp_path: Path, **settings: object) -> AdvisoryService:
     s = Settings(data_dir=tmp_path, **settings)  # type: ignore[arg-type]
-    return AdvisoryService(db, OpenPgp(tmp_path / "openpgp", enabled=False), s, clock=lambda: T)
+    return AdvisoryService(db, OpenPgp(tmp_path / "openpgp", enabled=False), b"s" * 32, s, clock=lambda: T)
 
 
 def _published(db: Database) -> tuple[int, bytes]:

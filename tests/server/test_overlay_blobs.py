@@ -44,7 +44,7 @@ def test_old_index_files_leave_the_store_unless_another_suite_names_them(db: Dat
         s.flush()
         tids = acme.id, other.id
     store = FsStore(tmp_path / "artifacts")
-    svc = OverlayService(db, store, RepoPgp(tmp_path / "openpgp-apt"), ("amd64",), 7, 1 << 20)
+    svc = OverlayService(db, store, RepoPgp(tmp_path / "openpgp-apt"), b"s" * 32, ("amd64",), 7, 1 << 20)
     who = [Principal("user", "ops", tid, name, "operator") for tid, name in zip(tids, ("acme", "other"), strict=True)]
 
     built: dict[tuple[str, str], Path] = {}

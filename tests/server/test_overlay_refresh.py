@@ -29,7 +29,7 @@ def test_suites_are_re_signed_before_they_expire(db: Database, tmp_path: Path) -
         s.flush()
         tid = tenant.id
     store = FsStore(tmp_path / "artifacts")
-    svc = OverlayService(db, store, RepoPgp(tmp_path / "openpgp-apt"), ("amd64",), 7, 1 << 20)
+    svc = OverlayService(db, store, RepoPgp(tmp_path / "openpgp-apt"), b"s" * 32, ("amd64",), 7, 1 << 20)
     who = Principal("user", "ops", tid, "acme", "operator")
     svc.upload(who, "bookworm", Upload.from_file(store, make_deb(tmp_path, "hello-refresh", "1.0-1")))
     device = Principal("device", "d1", tid, "acme", "device", 1)

@@ -7,9 +7,10 @@ server's secrets:
     database.sqlite      SQLite: a consistent copy made with SQLite's online backup API (the server may run)
     database.pgdump      PostgreSQL: `pg_dump --format=custom` (a consistent snapshot; the server may run)
     jobs.sqlite          the embedded job queue (only when BULKHEAD_JOBS_URL is unset)
-    data/...             the data directory's own files: secret.key, admin.token, openpgp/ (the advisory signing
-                         key), feeds/ (downloaded vulnerability feeds); not the database, queue, artifacts or
-                         run-time files
+    data/...             the data directory's own files: secret.key (it also opens the signing keys the database
+                         keeps sealed), admin.token, openpgp/ and openpgp-apt/ (this host's GnuPG copies of them),
+                         feeds/ (downloaded vulnerability feeds); not the database, queue, artifacts or run-time
+                         files
     artifacts/ab/ab…     the filesystem store's content-addressed files (an S3 store is not copied: keep the
                          bucket with its own versioning or replication, docs/deploy.md)
 

@@ -63,9 +63,9 @@ def _aware(t: dt.datetime) -> dt.datetime:
 
 
 class AdvisoryService:
-    def __init__(self, db: Database, pgp: OpenPgp, settings: Settings, clock: Clock = system_clock) -> None:
+    def __init__(self, db: Database, pgp: OpenPgp, secret: bytes, settings: Settings, clock: Clock = system_clock) -> None:
         self.db, self.pgp, self.settings, self.clock = db, pgp, settings, clock
-        self.providers = ProviderService(db, pgp, settings, clock)
+        self.providers = ProviderService(db, pgp, secret, settings, clock)
 
     # -- input checks -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -392,8 +392,7 @@ class AdvisoryService:
             doc = self._document(s, a, "final", now, origin)
             data = document_bytes(doc)
             provider = self.providers.provider(s, tid, origin)
-            key = self.providers.signing_key(s, provider, who)
-            signature = self.pgp.sign(tid, key[0], data) if key else None
+            signed = self.providers.sign(s, provider, who, data)
             a.version += 1
             a.revisions = [
                 *a.revisions,
@@ -405,7 +404,8 @@ class AdvisoryService:
             ]
             a.initial_release_date = a.initial_release_date or now
             a.current_release_date = now
-            a.published, a.signature, a.signer = data.decode(), signature, key[0] if key else None
+            a.published = data.decode()
+            a.signer, a.signature = signed or (None, None)
             a.sha256, a.sha512 = hashlib.sha256(data).hexdigest(), hashlib.sha512(data).hexdigest()
             a.state, a.change, a.updated_at = "final", None, now
             s.flush()

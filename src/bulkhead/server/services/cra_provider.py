@@ -1,7 +1,8 @@
 """A tenant's CSAF provider: where its public /.well-known/ is (BULKHEAD_CSAF_HOSTS), what it says about itself
 (publisher, namespace, security contact, policy), set by admins (audited `cra.provider.*`), and its OpenPGP signing
-key (imported by an admin, or made at the first publication). Advisories (services/cra_advisories.py) and the
-public provider (services/csaf_public.py) read it from here.
+key (imported by an admin, or made at the first publication; kept for every host by services/signing_keys.py, its
+public half also here). Advisories (services/cra_advisories.py) and the public provider (services/csaf_public.py)
+read it from here.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..settings import Settings
 from . import audit
 from .auth import Principal
 from .clock import Clock, system_clock
+from .signing_keys import ADVISORIES, SharedKeys, StoredKeys
 
 __all__ = ["MAX_TEXT", "ProviderInfo", "ProviderService", "checked_text", "contact_uri"]
 
@@ -72,8 +74,9 @@ class ProviderInfo:
 
 
 class ProviderService:
-    def __init__(self, db: Database, pgp: OpenPgp, settings: Settings, clock: Clock = system_clock) -> None:
+    def __init__(self, db: Database, pgp: OpenPgp, secret: bytes, settings: Settings, clock: Clock = system_clock) -> None:
         self.db, self.pgp, self.settings, self.clock = db, pgp, settings, clock
+        self.keys = SharedKeys(db, secret, pgp, ADVISORIES, clock)
 
     # -- where a tenant's provider is -------------------------------------------------------------------------------
     def hosts(self) -> dict[str, str]:
@@ -186,30 +189,42 @@ class ProviderService:
             return self.provider_json(self.provider(s, tid, origin))
 
     def import_key(self, who: Principal, armored: str, origin: str) -> dict[str, Any]:
-        """Replace the tenant's OpenPGP signing key by an administrator's. Published signatures stay as they were."""
+        """Replace the tenant's OpenPGP signing key by an administrator's, for every host. Published signatures stay
+        as they were. A key that is none, or needs a passphrase, is refused with nothing stored."""
         who.require("admin")
         tid = who.require_tenant()
         if not self.pgp.available:
             raise Conflict("gpg is not installed on the server (apt install gnupg): no key can be imported")
-        fpr, public = self.pgp.import_key(tid, armored)
+        bundle = self.pgp.read(armored)
         with self.db.session() as s:
-            row = s.get(CraProvider, tid) or CraProvider(tenant_id=tid)
-            s.add(row)
-            row.key_fingerprint, row.public_key, row.updated_at = fpr, public, self.clock()
-            s.flush()
-            audit.record(s, who, "cra.provider.key", "csaf-provider", fingerprint=fpr, origin="imported")
+            keys = self.keys.replace(s, tid, bundle)
+            self._publish_key(s, who, tid, keys, "imported")
             return self.provider_json(self.provider(s, tid, origin))
 
-    def signing_key(self, s: Session, p: ProviderInfo, who: Principal) -> tuple[str, str] | None:
+    def signing_key(self, s: Session, p: ProviderInfo, who: Principal) -> StoredKeys | None:
+        """The tenant's signing key, the same on every host (made at the first publication); None without gpg."""
         if not self.pgp.available:
             return None
-        if p.fingerprint and p.public_key:
-            return p.fingerprint, p.public_key
-        fpr, public = self.pgp.ensure_key(p.tenant_id, f"{p.publisher['name']} CSAF signing <csaf@{p.tenant}.bulkhead>")
-        row = s.get(CraProvider, p.tenant_id)
+        uid = f"{p.publisher['name']} CSAF signing <csaf@{p.tenant}.bulkhead>"
+        keys, how = self.keys.ensure(s, p.tenant_id, uid, expect=p.fingerprint)
+        self._publish_key(s, who, p.tenant_id, keys, how)
+        return keys
+
+    def sign(self, s: Session, p: ProviderInfo, who: Principal, data: bytes) -> tuple[str, str] | None:
+        """The signing key's fingerprint and an armoured detached signature of `data`; None without gpg."""
+        keys = self.signing_key(s, p, who)
+        if keys is None:
+            return None
+        return keys.current, self.pgp.sign(p.tenant_id, self.keys.bundle(keys), data)
+
+    def _publish_key(self, s: Session, who: Principal, tid: int, keys: StoredKeys, how: str) -> None:
+        """The provider's public key made the stored one's (audited when it changes)."""
+        row = s.get(CraProvider, tid, populate_existing=True)
+        if row is not None and (row.key_fingerprint, row.public_key) == (keys.current, keys.public):
+            return
         if row is None:
-            row = CraProvider(tenant_id=p.tenant_id)
+            row = CraProvider(tenant_id=tid)
             s.add(row)
-        row.key_fingerprint, row.public_key, row.updated_at = fpr, public, self.clock()
-        audit.record(s, who, "cra.provider.key", "csaf-provider", fingerprint=fpr, origin="generated")
-        return fpr, public
+        row.key_fingerprint, row.public_key, row.updated_at = keys.current, keys.public, self.clock()
+        s.flush()
+        audit.record(s, who, "cra.provider.key", "csaf-provider", fingerprint=keys.current, origin=how)

@@ -16,13 +16,14 @@ from ..errors import Conflict, NotFound
 from ..models import Tenant, utcnow
 from ..overlay_debs import read_deb, valid_suite
 from ..overlay_index import IndexedPackage, build_suite, by_hash_path
-from ..overlay_keys import RepoKeys, RepoPgp
+from ..overlay_keys import RepoPgp
 from ..overlay_models import OverlayPackage, OverlaySuite
 from ..store import ArtifactMissing, ArtifactStore
 from . import audit, overlay_fixes, vuln_history
 from .auth import Principal
 from .overlay_blobs import dropped, lock_publishing, unreferenced
 from .releases import Upload
+from .signing_keys import APT, SharedKeys, StoredKeys
 
 __all__ = ["OverlayService", "package_json"]
 
@@ -44,8 +45,9 @@ def package_json(p: OverlayPackage) -> dict[str, Any]:
     }
 
 
-def _keys_json(k: RepoKeys) -> dict[str, Any]:
-    return {"fingerprint": k.current, "retiring_fingerprint": k.retiring, "rotated_at": k.rotated_at, "public_key": k.public}
+def _keys_json(k: StoredKeys) -> dict[str, Any]:
+    rotated_at = k.rotated_at.isoformat() if k.rotated_at else None
+    return {"fingerprint": k.current, "retiring_fingerprint": k.retiring, "rotated_at": rotated_at, "public_key": k.public}
 
 
 def suite_json(r: OverlaySuite) -> dict[str, Any]:
@@ -67,11 +69,13 @@ class OverlayService:
         db: Database,
         store: ArtifactStore,
         pgp: RepoPgp,
+        secret: bytes,
         architectures: tuple[str, ...],
         valid_days: int,
         max_deb_bytes: int,
     ) -> None:
         self.db, self.store, self.pgp = db, store, pgp
+        self.signing = SharedKeys(db, secret, pgp, APT)  # the same keys on every host
         self.architectures, self.max_deb_bytes = architectures, max_deb_bytes
         self.valid_for = dt.timedelta(days=valid_days)
 
@@ -81,8 +85,10 @@ class OverlayService:
     def _uid(tenant_id: int, tenant: str | None) -> str:
         return f"Bulkhead overlay repository of {tenant or tenant_id}"
 
-    def _key(self, tenant_id: int, tenant: str | None) -> RepoKeys:
-        return self.pgp.keys(tenant_id, self._uid(tenant_id, tenant))
+    def _key(self, tenant_id: int, tenant: str | None, s: Session | None = None) -> StoredKeys:
+        """The tenant's keys; in `s` when a session is open (SQLite: a second one would wait for it)."""
+        uid = self._uid(tenant_id, tenant)
+        return self.signing.keys(tenant_id, uid) if s is None else self.signing.ensure(s, tenant_id, uid)[0]
 
     def key(self, who: Principal) -> dict[str, Any]:
         """The tenant's repository keys (the current one generated on first use): what devices name in Signed-By."""
@@ -97,7 +103,7 @@ class OverlayService:
         """A new current key; every suite is published again, signed by the new and the retiring key (admins)."""
         who.require("admin")
         tid = who.require_tenant()
-        keys = self.pgp.rotate(tid, self._uid(tid, who.tenant), utcnow())
+        keys = self.signing.rotate(tid, self._uid(tid, who.tenant), utcnow())
         self._republish(who, tid, keys, "overlay.key.rotate", retiring=keys.retiring)
         return _keys_json(keys)
 
@@ -105,12 +111,11 @@ class OverlayService:
         """The retiring key deleted; every suite is published again, signed by the current key only (admins)."""
         who.require("admin")
         tid = who.require_tenant()
-        before = self._key(tid, who.tenant)
-        keys = self.pgp.finish(tid, self._uid(tid, who.tenant))
-        self._republish(who, tid, keys, "overlay.key.finish", retired=before.retiring)
+        keys, retired = self.signing.finish(tid, self._uid(tid, who.tenant))
+        self._republish(who, tid, keys, "overlay.key.finish", retired=retired)
         return _keys_json(keys)
 
-    def _republish(self, who: Principal, tid: int, keys: RepoKeys, action: str, **details: Any) -> None:
+    def _republish(self, who: Principal, tid: int, keys: StoredKeys, action: str, **details: Any) -> None:
         with self.db.session() as s:
             for suite in sorted(s.scalars(select(OverlaySuite.suite).where(OverlaySuite.tenant_id == tid))):
                 self._publish(s, tid, suite, keys)
@@ -217,7 +222,7 @@ class OverlayService:
 
     # -- publishing ---------------------------------------------------------------------------------------------
 
-    def _publish(self, s: Session, tid: int, suite: str, keys: RepoKeys, now: dt.datetime | None = None) -> OverlaySuite:
+    def _publish(self, s: Session, tid: int, suite: str, keys: StoredKeys, now: dt.datetime | None = None) -> OverlaySuite:
         """Generate and sign the suite's indexes from its rows (in the caller's transaction); the files of the
         generation it drops leave the store unless something else names them (overlay_blobs.py)."""
         now = now or utcnow()
@@ -239,8 +244,9 @@ class OverlayService:
                 self.store.commit(self.store.stage_bytes(data), sha)
             files[path] = {"sha256": sha, "size": len(data)}
         release = index.release.encode()
-        inrelease = self.pgp.clearsign(tid, keys.signers, release)
-        detached = self.pgp.detach_sign(tid, keys.signers, release)
+        bundle = self.signing.bundle(keys)
+        inrelease = self.pgp.clearsign(tid, bundle, release)
+        detached = self.pgp.detach_sign(tid, bundle, release)
         gone: set[str] = set()
         if row is None:
             row = OverlaySuite(tenant_id=tid, suite=suite, previous_files={})
@@ -266,7 +272,7 @@ class OverlayService:
         for tid, suite in due:
             with self.db.session() as s:
                 tenant = s.get(Tenant, tid)
-                self._publish(s, tid, suite, self._key(tid, tenant.name if tenant else None), now)
+                self._publish(s, tid, suite, self._key(tid, tenant.name if tenant else None, s), now)
         return len(due)
 
     # -- what devices fetch -------------------------------------------------------------------------------------
@@ -282,7 +288,7 @@ class OverlayService:
         with self.db.session() as s:
             row = self._suite(s, who, suite)
             if _aware(row.valid_until) < utcnow() + self.valid_for / 2:
-                row = self._publish(s, row.tenant_id, suite, self._key(row.tenant_id, who.tenant))
+                row = self._publish(s, row.tenant_id, suite, self._key(row.tenant_id, who.tenant, s))
             return {"InRelease": row.inrelease, "Release": row.release, "Release.gpg": row.release_gpg}[name]
 
     def index_file(self, who: Principal, suite: str, path: str) -> str:
