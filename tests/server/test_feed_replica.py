@@ -150,3 +150,18 @@ def test_a_feed_imported_on_one_host_is_what_a_scan_on_another_reads(db: Databas
     assert catalog is not None and "CVE-2024-36971" in catalog
     assert not next(st for st in alone.feed_status(ADMIN) if st["name"] == "cisa-kev")["has_data"]
     assert (tmp_path / "b" / "feeds" / SIDECAR).exists()
+
+
+def test_a_row_naming_a_path_outside_the_feed_directory_is_left_alone(db: Database, tmp_path: Path) -> None:
+    a, b, _ = _hosts(db, tmp_path)
+    _write(a.directory / "cisa-kev.json", b"good")
+    a.publish()
+    with db.session() as s:
+        good = s.get(FeedFile, "cisa-kev.json")
+        assert good is not None
+        for path in ("../../secret.key", "/etc/cron.d/x", "osv/../../../x", ".replica.json"):
+            s.add(FeedFile(path=path, sha256=good.sha256, size=good.size, host="evil", updated_at=good.updated_at))
+    with pytest.raises(ReplicaError, match="4 feed file"):
+        b.pull()
+    assert (b.directory / "cisa-kev.json").read_bytes() == b"good"
+    assert not (tmp_path / "secret.key").exists() and not (tmp_path / "x").exists()

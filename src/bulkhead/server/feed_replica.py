@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 SIDECAR = ".replica.json"
 # Each host's own: dot files (locks, temporary files, the sidecar), partial downloads, the CVE list's archive cache.
 _OWN = re.compile(r"(^|/)\.|\.part$|\.downloads(/|$)")
+# A path a row may name: relative, below the feed directory (no `..`, no dot file), of plain characters.
+_SAFE = re.compile(r"[A-Za-z0-9_+-][A-Za-z0-9_.+-]*(/[A-Za-z0-9_+-][A-Za-z0-9_.+-]*)*\Z")
 
 
 class ReplicaError(Exception):
@@ -109,6 +111,10 @@ class FeedReplica:
             # file has not arrived.
             for rel in sorted(rows, key=lambda p: (p.endswith(".state.json"), p)):
                 sha = rows[rel]
+                if not _SAFE.match(rel) or _OWN.search(rel):
+                    log.warning("feed_files names %r, not a file of the feed directory: left alone", rel)
+                    failed.append(rel)
+                    continue
                 st, mine = files.get(rel), known.get(rel)
                 if st is not None and mine is not None:
                     if not mine.matches(st):
@@ -185,7 +191,7 @@ class FeedReplica:
             dirs[:] = [d for d in dirs if not _OWN.search(os.path.normpath(os.path.join(base, d)))]
             for name in names:
                 rel = os.path.normpath(os.path.join(base, name))
-                if not _OWN.search(rel):
+                if not _OWN.search(rel) and _SAFE.match(rel):
                     out[rel] = os.stat(os.path.join(root, name))
         return out
 
