@@ -55,7 +55,7 @@ test-compose: setup
 	$(VENV)/bin/pytest -q -m compose tests/e2e/test_compose.py
 
 # Container images from Debian packages with mmdebstrap and Podman, as root (docs/deploy.md): the server's, or
-# all those of contrib/compose/compose.yaml (server, PostgreSQL, Redis, nginx).
+# all those of contrib/compose/compose.yaml (server, PostgreSQL, Redis, nginx, SeaweedFS).
 image: setup
 	PYTHON=$(PY) bash scripts/build-images.sh server
 

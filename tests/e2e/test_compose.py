@@ -1,6 +1,7 @@
 """contrib/compose/compose.yaml for real: its images built from Debian packages (scripts/build-images.sh, nothing
 pulled from a registry), the stack started with one `podman-compose up -d`, and a lab device with the Bulkhead
-agent and real RAUC enrolling and updating through its nginx over TLS.
+agent and real RAUC enrolling and updating through its nginx over TLS, the bundle coming from the stack's
+SeaweedFS bucket (the S3 store), not from the server's volume.
 
 A first image build takes about 11 minutes on a 2-core machine, so this module is not part of `make test` (its
 budget is 40 minutes): `make test-compose` runs it, and CI runs that after `make test` (.ci/run). Image roots are
@@ -19,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -59,9 +61,35 @@ def _build_images() -> None:
     assert r.returncode == 0, f"scripts/build-images.sh failed:\n{r.stderr[-4000:]}"
 
 
+@dataclass(frozen=True)
+class Stack:
+    url: str  # its nginx
+    exe: str
+    project: str
+    work: Path
+    env: dict[str, str]
+
+    def exec(self, service: str, script: str) -> str:
+        """The output of a shell script run in a service's container (podman-compose exec)."""
+        r = subprocess.run(
+            [self.exe, "-p", self.project, "exec", "-T", service, "bash", "-c", script],
+            cwd=self.work, env=self.env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert r.returncode == 0, f"{script!r} in {service} failed ({r.returncode}):\n{r.stdout[-2000:]}\n{r.stderr[-2000:]}"
+        return r.stdout
+
+    def seaweedfs_files(self, directory: str) -> dict[str, int]:
+        """The files of a directory of SeaweedFS's filer (a bucket is /buckets/NAME), by weed shell in its container:
+        name -> size."""
+        out = self.exec("seaweedfs", f"echo 'fs.ls -l {directory}' | weed shell -master=127.0.0.1:9333 -filer=127.0.0.1:8888")
+        # -rw-rw----   2 root root 4194816 /buckets/NAME/ab/abcd...
+        files = [line.split() for line in out.splitlines() if line.startswith("-")]
+        return {f[-1].rsplit("/", 1)[-1]: int(f[-2]) for f in files}
+
+
 @contextmanager
-def _stack(work: Path, env: dict[str, str]) -> Iterator[str]:
-    """The compose stack up (one command), its nginx's URL; down with its volumes afterwards."""
+def _stack(work: Path, env: dict[str, str]) -> Iterator[Stack]:
+    """The compose stack up (one command); down with its volumes afterwards."""
     exe = _compose_exe()
     project = f"bh-{uuid.uuid4().hex[:8]}"
     for name in ("compose.yaml", "nginx.conf"):
@@ -73,7 +101,7 @@ def _stack(work: Path, env: dict[str, str]) -> Iterator[str]:
     up = subprocess.run([exe, "-p", project, "up", "-d"], cwd=work, env=run_env, capture_output=True, text=True, timeout=600)
     try:
         assert up.returncode == 0, f"podman-compose up failed:\n{up.stdout[-2000:]}\n{up.stderr[-4000:]}"
-        yield f"https://127.0.0.1:{env['BULKHEAD_HTTPS_PORT']}"
+        yield Stack(f"https://127.0.0.1:{env['BULKHEAD_HTTPS_PORT']}", exe, project, work, run_env)
     finally:
         logs = subprocess.run([exe, "-p", project, "logs", "--tail", "40"], cwd=work, env=run_env, capture_output=True, text=True)
         (work / "compose.log").write_text(logs.stdout + logs.stderr)
@@ -116,8 +144,12 @@ def test_the_compose_stack_starts_with_one_command_and_a_lab_device_updates_thro
         "BULKHEAD_PUBLIC_URL": f"https://127.0.0.1:{port}",
         "BULKHEAD_HTTPS_PORT": str(port),
         "BULKHEAD_TLS_DIR": str(work / "tls"),
+        "S3_ACCESS_KEY": "bh-" + secrets.token_hex(8),
+        "S3_SECRET_KEY": secrets.token_urlsafe(24),
+        "S3_BUCKET": "bulkhead-compose-test",
     }
-    with _stack(work, env) as url:
+    with _stack(work, env) as stack:
+        url = stack.url
         ready = _ready(url, pki.ca, 240)
         assert ready == {"status": "ready", "checks": {"database": "ok", "queue": "ok", "store": "ok"}}, ready
         monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))  # the agent and the test's clients trust the test CA only
@@ -133,5 +165,11 @@ def test_the_compose_stack_starts_with_one_command_and_a_lab_device_updates_thro
             assert dev.booted == "B" and fleet.show("compose-dev")["update"]["version"] == "2.0"
             served = fleet.wait(lambda: fleet.show("compose-dev")["bytes_served"], 60, "the byte count")
             assert served >= v2["size"]  # the bundle came through the stack's nginx, the agent's only address
+            # ... from SeaweedFS: the bundle is an object of its bucket (under its digest), the server's volume holds
+            # no artifact (only its scratch directory)
+            objects = stack.seaweedfs_files(f"/buckets/{env['S3_BUCKET']}/{v2['sha256'][:2]}/")
+            assert objects.get(v2["sha256"]) == v2["size"], objects
+            local = stack.exec("server", "find /var/lib/bulkhead -path '*/artifacts/*' -type f")
+            assert local.strip() == "", f"artifacts in the server's volume:\n{local}"
         finally:
             fleet.shutdown()

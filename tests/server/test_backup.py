@@ -16,6 +16,7 @@ import pytest
 
 from tests.conftest import RAUC_DATA
 from tests.live import live_server
+from tests.seaweed import S3Server
 from tests.server.conftest import pg_url
 
 GOOD = RAUC_DATA / "good-verity-bundle.raucb"
@@ -138,3 +139,33 @@ def test_restore_refuses_what_is_not_a_backup(tmp_path: Path) -> None:
     assert not (tmp_path / "d" / "bulkhead.db").exists()
     r = cli("backup", "restore", str(tmp_path / "missing.tar"), "--data-dir", str(tmp_path / "d"), env={})
     assert r.returncode == 2 and "is not a file" in r.stderr
+
+
+def test_backup_on_the_s3_store_leaves_the_artifacts_in_the_bucket_and_restores_onto_it(tmp_path: Path, s3: S3Server) -> None:
+    """As in the compose stack (SeaweedFS): the backup holds the database and the data directory's files, notes the
+    bucket, and a server restored with the same S3 settings serves the same bundle from the bucket."""
+    env = {"BULKHEAD_ADMIN_TOKEN": "", "BULKHEAD_SECRET": "", **s3.env(s3.bucket())}
+    archive = tmp_path / "bulkhead.tar"
+    with live_server(tmp_path / "a", env) as a:
+        token = a.tenant()
+        with a.client(token) as c:
+            fleet = _fleet(c)
+            before = _view(c, fleet)
+            served = _device_sees(a.url, fleet["devices"]["canary-1"], fleet["release"])
+        made = cli("backup", "create", "-o", str(archive), "--data-dir", str(a.data_dir), env=env)
+        assert made.returncode == 0, made.stderr
+        assert "0 artifacts" in made.stderr and f"note: artifacts are in the S3 bucket {env['BULKHEAD_S3_BUCKET']}" in made.stderr
+    fs_archive = tmp_path / "fs.tar"  # a backup of a server on the filesystem store ...
+    with live_server(tmp_path / "fs", {"BULKHEAD_ADMIN_TOKEN": ""}) as fs:
+        assert cli("backup", "create", "-o", str(fs_archive), "--data-dir", str(fs.data_dir), env={}).returncode == 0
+    with tarfile.open(archive) as t:
+        assert not [n for n in t.getnames() if n.startswith("artifacts/")]
+    refused = cli("backup", "restore", str(fs_archive), "--data-dir", str(tmp_path / "x"), env=env)  # ... not onto S3
+    assert refused.returncode == 2 and "BULKHEAD_STORE=fs" in refused.stderr, refused.stderr
+
+    done = cli("backup", "restore", str(archive), "--data-dir", str(tmp_path / "b"), env=env)
+    assert done.returncode == 0, done.stderr
+    with live_server(tmp_path / "b", env) as b:
+        with b.client(token) as c:
+            assert _view(c, fleet) == before
+        assert _device_sees(b.url, fleet["devices"]["canary-1"], fleet["release"]) == served == GOOD.read_bytes()
