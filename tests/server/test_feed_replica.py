@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from bulkhead.server.db import Database
 from bulkhead.server.feed_replica import SIDECAR, FeedReplica, ReplicaError
@@ -165,3 +166,63 @@ def test_a_row_naming_a_path_outside_the_feed_directory_is_left_alone(db: Databa
         b.pull()
     assert (b.directory / "cisa-kev.json").read_bytes() == b"good"
     assert not (tmp_path / "secret.key").exists() and not (tmp_path / "x").exists()
+
+
+def test_a_state_waits_for_its_data(db: Database, tmp_path: Path) -> None:
+    """A data file that could not be fetched holds the states back: no reader sees a state naming data not here."""
+    a, b, store = _hosts(db, tmp_path)
+    _write(a.directory / "cisa-kev.json", b"v1")
+    _write(a.directory / "cisa-kev.state.json", b'{"sha256": "v1"}')
+    a.publish()
+    b.pull()
+    _write(a.directory / "cisa-kev.json", b"v2")
+    _write(a.directory / "cisa-kev.state.json", b'{"sha256": "v2"}')
+    a.publish()
+    with db.session() as s:
+        row = s.get(FeedFile, "cisa-kev.json")
+        assert row is not None
+        v2 = store.path(row.sha256)
+    held = tmp_path / "held"
+    shutil.move(v2, held)  # the store lost it for a moment
+    with pytest.raises(ReplicaError):
+        b.pull()
+    assert (b.directory / "cisa-kev.json").read_bytes() == b"v1"
+    assert (b.directory / "cisa-kev.state.json").read_bytes() == b'{"sha256": "v1"}'
+    shutil.move(held, v2)
+    assert b.pull() == 2
+    assert _tree(b.directory) == {"cisa-kev.json": b"v2", "cisa-kev.state.json": b'{"sha256": "v2"}'}
+
+
+def test_no_pull_runs_while_this_host_changes_the_feeds(db: Database, tmp_path: Path) -> None:
+    a, b, _ = _hosts(db, tmp_path)
+    _write(a.directory / "first-epss.csv.gz", b"cluster copy")
+    a.publish()
+    with b.changing():  # b's feed job: it pulled the cluster's copy first
+        assert (b.directory / "first-epss.csv.gz").read_bytes() == b"cluster copy"
+        assert b.pull(wait=False) is None, "a reader's pull meanwhile is skipped, not queued behind the fetch"
+        _write(b.directory / "first-epss.csv.gz", b"fetched by b")
+    a.pull()
+    assert (a.directory / "first-epss.csv.gz").read_bytes() == b"fetched by b", "published when the change ended"
+
+
+def test_two_hosts_recording_the_same_new_file_at_once_both_succeed(
+    db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b, _ = _hosts(db, tmp_path)
+    _write(a.directory / "osv" / "npm.zip", b"a's copy")
+    _write(b.directory / "osv" / "npm.zip", b"b's copy")
+    b.publish()
+    existing = FeedReplica._existing
+    stale = [True]
+
+    def read_before_b_recorded(self: FeedReplica, s: Session, paths: list[str]) -> dict[str, FeedFile]:
+        if stale:  # a read the rows just before b recorded the file: its insert meets b's row
+            stale.clear()
+            return {}
+        return existing(self, s, paths)
+
+    monkeypatch.setattr(FeedReplica, "_existing", read_before_b_recorded)
+    assert a.publish() == 1
+    assert not stale, "the race was played"
+    b.pull()
+    assert (b.directory / "osv" / "npm.zip").read_bytes() == b"a's copy", "the later one holds"

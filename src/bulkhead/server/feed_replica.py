@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from bulkhead.cra.feeds import sha256_file
 
@@ -71,75 +73,110 @@ class FeedReplica:
         self.host = (host or socket.gethostname())[:255]
         self._thread_lock = threading.Lock()
 
-    # -- the two operations ------------------------------------------------------------------------------------
+    # -- the operations ------------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[None]:
+        """Around a fetch or an import on this host: the cluster's copy first (the fetch goes on from its newest
+        validators and deltas), then what changed published. No pull on this host runs meanwhile (a pull asked for
+        then is skipped: readers read this host's copy), so none puts an older copy over the one being made."""
+        with self._locked(wait=True):
+            with contextlib.suppress(ReplicaError):  # logged; the files that arrived are in place
+                self._pull()
+            yield
+            retired, _ = self._publish()
+        self._remove(retired)
+
     def publish(self) -> int:
         """Put the files this host changed (fetched, imported) into the store and record them; the number of files
         published or dropped."""
-        with self._locked():
-            known, files = self._known(), self._files()
-            put: dict[str, _Known] = {}
-            for rel, st in files.items():
-                mine = known.get(rel)
-                if mine is not None and mine.matches(st):
-                    continue
-                sha = sha256_file(self.directory / rel)
-                now = _Known(st.st_size, st.st_mtime_ns, sha)
-                if mine is None or mine.sha256 != sha:
-                    self.store.commit(self.store.stage_file(self.directory / rel, keep=True), sha)
-                    put[rel] = now
-                known[rel] = now
-            gone = [rel for rel in known if rel not in files]
-            retired = self._record(put, gone)
-            for rel in gone:
-                del known[rel]
-            self._save(known)
-        for sha in retired:
-            with contextlib.suppress(Exception):  # what is left behind is only space
-                self.store.remove(sha)
-        return len(put) + len(gone)
+        with self._locked(wait=True):
+            retired, count = self._publish()
+        self._remove(retired)
+        return count
 
-    def pull(self) -> int:
-        """Bring this host's copy up to the cluster's; the number of files downloaded or removed. Raises
-        ReplicaError naming a file that could not be (the others are still brought up to date)."""
-        with self._locked():
-            known, files = self._known(), self._files()
-            with self.db.read() as s:
-                rows = {rel: sha for rel, sha in s.execute(select(FeedFile.path, FeedFile.sha256))}
-            changed = 0
-            failed: list[str] = []
-            # Data files first, the state files that name their digests last: a reader never sees a state whose
-            # file has not arrived.
-            for rel in sorted(rows, key=lambda p: (p.endswith(".state.json"), p)):
-                sha = rows[rel]
-                if not _SAFE.match(rel) or _OWN.search(rel):
-                    log.warning("feed_files names %r, not a file of the feed directory: left alone", rel)
-                    failed.append(rel)
+    def pull(self, wait: bool = True) -> int | None:
+        """Bring this host's copy up to the cluster's; the number of files downloaded or removed, None when another
+        pull or a fetch holds the directory and `wait` is False. Raises ReplicaError naming the files that could not
+        be brought up to date (the others are)."""
+        with self._locked(wait) as got:
+            return self._pull() if got else None
+
+    def _publish(self) -> tuple[set[str], int]:
+        known, files = self._known(), self._files()
+        put: dict[str, _Known] = {}
+        for rel, st in files.items():
+            mine = known.get(rel)
+            if mine is not None and mine.matches(st):
+                continue
+            # The bytes stored are those hashed: a copy, hashed and then put into the store.
+            fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".replica.", suffix=".tmp")
+            os.close(fd)
+            try:
+                shutil.copyfile(self.directory / rel, tmp)
+                sha = sha256_file(Path(tmp))
+                if mine is None or mine.sha256 != sha:
+                    self.store.commit(self.store.stage_file(Path(tmp)), sha)
+                    put[rel] = _Known(st.st_size, st.st_mtime_ns, sha)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+            known[rel] = _Known(st.st_size, st.st_mtime_ns, sha)
+        gone = [rel for rel in known if rel not in files]
+        try:
+            retired = self._record(put, gone)
+        except IntegrityError:  # another host recorded a file new to both at the same moment: ours replaces it
+            retired = self._record(put, gone)
+        for rel in gone:
+            del known[rel]
+        self._save(known)
+        return retired, len(put) + len(gone)
+
+    def _pull(self) -> int:
+        known, files = self._known(), self._files()
+        with self.db.read() as s:
+            rows = {rel: sha for rel, sha in s.execute(select(FeedFile.path, FeedFile.sha256))}
+        changed = 0
+        failed: list[str] = []
+        # Data files first, the state files that name their digests last, and none of those when a data file did not
+        # arrive: a reader never sees a state whose data is not here.
+        for rel in sorted(rows, key=lambda p: (p.endswith(".state.json"), p)):
+            sha = rows[rel]
+            if not _SAFE.match(rel) or _OWN.search(rel):
+                log.warning("feed_files names %r, not a file of the feed directory: left alone", rel)
+                failed.append(rel)
+                continue
+            st, mine = files.get(rel), known.get(rel)
+            if st is not None and mine is not None:
+                if not mine.matches(st):
+                    continue  # changed here, not published yet: this host's copy until its feed job publishes it
+                if mine.sha256 == sha:
                     continue
-                st, mine = files.get(rel), known.get(rel)
-                if st is not None and mine is not None:
-                    if not mine.matches(st):
-                        continue  # changed here, not published yet: this host's copy until its feed job publishes it
-                    if mine.sha256 == sha:
-                        continue
-                elif st is not None and sha256_file(self.directory / rel) == sha:
-                    known[rel] = _Known(st.st_size, st.st_mtime_ns, sha)  # the same bytes, from before sharing
-                    continue
-                try:
-                    known[rel] = self._download(rel, sha)
-                    changed += 1
-                except Exception as e:
-                    log.warning("feed file %s: could not fetch its current copy (%s) from the store: %s", rel, sha[:12], e)
-                    failed.append(rel)
-            for rel in [r for r in known if r not in rows]:
-                st = files.get(rel)
-                if st is not None and known[rel].matches(st):  # the cluster dropped it (unchanged here since)
-                    (self.directory / rel).unlink(missing_ok=True)
-                    del known[rel]
-                    changed += 1
-            self._save(known)
+            elif st is not None and sha256_file(self.directory / rel) == sha:
+                known[rel] = _Known(st.st_size, st.st_mtime_ns, sha)  # the same bytes, from before sharing
+                continue
+            if failed and rel.endswith(".state.json"):
+                failed.append(rel)
+                continue
+            try:
+                known[rel] = self._download(rel, sha)
+                changed += 1
+            except Exception as e:
+                log.warning("feed file %s: could not fetch its current copy (%s) from the store: %s", rel, sha[:12], e)
+                failed.append(rel)
+        for rel in [r for r in known if r not in rows]:
+            st = files.get(rel)
+            if st is not None and known[rel].matches(st):  # the cluster dropped it (unchanged here since)
+                (self.directory / rel).unlink(missing_ok=True)
+                del known[rel]
+                changed += 1
+        self._save(known)
         if failed:
             raise ReplicaError(f"{len(failed)} feed file(s) could not be brought up to date: {', '.join(failed[:5])}")
         return changed
+
+    def _remove(self, retired: set[str]) -> None:
+        for sha in retired:
+            with contextlib.suppress(Exception):  # what is left behind is only space
+                self.store.remove(sha)
 
     # -- the database --------------------------------------------------------------------------------------------
     def _record(self, put: dict[str, _Known], gone: list[str]) -> set[str]:
@@ -148,7 +185,7 @@ class FeedReplica:
             return set()
         dropped: set[str] = set()
         with self.db.session() as s:
-            rows = {r.path: r for r in s.scalars(select(FeedFile).where(FeedFile.path.in_([*put, *gone])).with_for_update())}
+            rows = self._existing(s, [*put, *gone])
             for rel, new in put.items():
                 row = rows.get(rel)
                 if row is None:
@@ -172,17 +209,31 @@ class FeedReplica:
             )
             return dropped - {sha for row in named for sha in row}
 
+    def _existing(self, s: Session, paths: list[str]) -> dict[str, FeedFile]:
+        return {r.path: r for r in s.scalars(select(FeedFile).where(FeedFile.path.in_(paths)).with_for_update())}
+
     # -- this host's directory -----------------------------------------------------------------------------------
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """One pull or publish at a time on this host (threads and processes)."""
+    def _locked(self, wait: bool) -> Iterator[bool]:
+        """One pull, publish or change at a time on this host (threads and processes); yields False when the
+        directory is held and `wait` is False."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        with self._thread_lock, (self.directory / ".replica.lock").open("a") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        if not self._thread_lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            with (self.directory / ".replica.lock").open("a") as f:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+                try:
+                    yield True
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
 
     def _files(self) -> dict[str, os.stat_result]:
         out: dict[str, os.stat_result] = {}

@@ -12,6 +12,7 @@ The parsed data is cached per process by the files' sha256, so a scan after an u
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -143,21 +144,21 @@ class FeedStore:
         self._cache: dict[tuple[str, str | None, frozenset[str] | None], Any] = {}
         self._pulled = -float("inf")
 
-    def pull(self, now: bool = False) -> None:
-        """The cluster's copy of the feeds here (a no-op without a replica); `now`: even if pulled a moment ago.
-        A failure is logged: the feeds are then read as this host holds them."""
-        if self.replica is None or (not now and time.monotonic() - self._pulled < self.PULL_SECONDS):
+    def pull(self) -> None:
+        """The cluster's copy of the feeds here (a no-op without a replica), at most every PULL_SECONDS; skipped
+        while this host fetches or imports a feed, or pulls on another thread (the feeds are then read as this host
+        holds them). A failure is logged, and tried again PULL_SECONDS later."""
+        if self.replica is None or time.monotonic() - self._pulled < self.PULL_SECONDS:
             return
+        self._pulled = time.monotonic()
         try:
-            self.replica.pull()
-            self._pulled = time.monotonic()
+            self.replica.pull(wait=False)
         except Exception as e:
             log.warning("the vulnerability feeds could not be brought up to the cluster's copy (%s); this host's is read", e)
 
-    def publish(self) -> None:
-        """After this host changed the feeds (fetched, imported): the other hosts' pulls get them."""
-        if self.replica is not None:
-            self.replica.publish()
+    def changing(self) -> contextlib.AbstractContextManager[None]:
+        """Around a fetch or an import: the cluster's copy first, what changed published after (feed_replica.py)."""
+        return self.replica.changing() if self.replica is not None else contextlib.nullcontext()
 
     def source(self, name: str) -> FeedSource | None:
         return self.sources.get(name)

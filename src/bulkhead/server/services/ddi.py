@@ -339,7 +339,8 @@ class DdiService:
         if len(body["version"]) > MAX_VERSION_CHARS or not (name is None or (isinstance(name, str) and len(name) <= 256)):
             raise Invalid(f"installedBase: version at most {MAX_VERSION_CHARS} characters, name a string of at most 256")
         with self.db.session() as s:
-            dev = s.get(Device, caller.device_id)
+            # Locked: two at once for a device without an inventory row would both insert one.
+            dev = s.get(Device, caller.device_id, with_for_update={"key_share": True})
             assert dev is not None
             rel = s.scalar(
                 select(Release).where(

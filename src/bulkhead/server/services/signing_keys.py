@@ -76,8 +76,10 @@ class SharedKeys:
     def ensure(self, s: Session, tenant_id: int, uid: str, expect: str | None = None) -> tuple[StoredKeys, str]:
         """The tenant's keys, in the caller's transaction, and where they come from: "stored", "adopted" (from this
         host's home) or "generated". `expect`: the fingerprint published before the database kept keys, the only
-        one that may be adopted (SigningUnavailable when this host's home lacks it)."""
-        row = s.get(SigningKey, (tenant_id, self.purpose))
+        one that may be adopted (SigningUnavailable when this host's home lacks it). The row is share-locked until the
+        caller commits: a key an administrator imports meanwhile on another host waits for this publication, which
+        cannot then publish the key being replaced."""
+        row = s.get(SigningKey, (tenant_id, self.purpose), with_for_update={"read": True}, populate_existing=True)
         if row is not None:
             return _stored(row), "stored"
         return self._insert(s, tenant_id, *self._made(tenant_id, uid, expect))

@@ -85,13 +85,11 @@ class VulnService:
         source = self.feeds.source(name)
         if source is None:
             raise NotFound(f"unknown feed {name!r}; the feeds are {', '.join(self.feeds.sources)}")
-        self.feeds.pull(now=True)
         try:
-            with paused_gc():  # parsing a feed builds a million acyclic objects
+            with self.feeds.changing(), paused_gc():  # parsing a feed builds a million acyclic objects
                 import_file(source, self.feeds.directory, path)
         except FeedError as e:
             raise Unprocessable(str(e)) from None
-        self.feeds.publish()
         with self.db.session() as s:
             audit.record(s, who, "vuln.feed_import", name)
         if name == "cisa-kev":  # global data: every tenant's findings learn it now, not at the next hourly run
@@ -104,24 +102,22 @@ class VulnService:
         if who is not None:
             who.require_system()
         changed = False
-        self.feeds.pull(now=True)  # each fetch goes on from the cluster's newest copy (its validators, its deltas)
-        for source in self.feeds.sources.values():
-            if source.url:
-                before = load_state(self.feeds.directory, source.name).sha256
-                with paused_gc():
-                    state = fetch(source, self.feeds.directory)
-                if state.last_error:
-                    log.warning("feed %s: %s", source.name, state.last_error)
-                changed |= state.sha256 != before and source.name != "cisa-kev"  # KEV: vuln_kev's hourly update
-        self.feeds.publish()
+        with self.feeds.changing():  # each fetch goes on from the cluster's newest copy (its validators, its deltas)
+            for source in self.feeds.sources.values():
+                if source.url:
+                    before = load_state(self.feeds.directory, source.name).sha256
+                    with paused_gc():
+                        state = fetch(source, self.feeds.directory)
+                    if state.last_error:
+                        log.warning("feed %s: %s", source.name, state.last_error)
+                    changed |= state.sha256 != before and source.name != "cisa-kev"  # KEV: vuln_kev's hourly update
         if rescan and changed:
             self.scan_all("incremental")
         return self.feeds.status()
 
     def sync_kev(self) -> None:
-        self.feeds.pull(now=True)
-        fetch(self.feeds.sources["cisa-kev"], self.feeds.directory)
-        self.feeds.publish()
+        with self.feeds.changing():
+            fetch(self.feeds.sources["cisa-kev"], self.feeds.directory)
 
     # -- scans -------------------------------------------------------------------------------------------------
     def scan(self, who: Principal, kind: str = "full") -> dict[str, Any]:

@@ -31,4 +31,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # After the upgrade the table is the only record of the keys (the GnuPG homes are copies, and retired keys are
+    # deleted from them): dropping it would lose the keys every consumer has pinned.
+    kept = op.get_bind().execute(sa.text("SELECT count(*) FROM signing_keys")).scalar()
+    if kept:
+        raise RuntimeError(
+            f"signing_keys holds {kept} signing key set(s) that exist nowhere else: downgrading would lose them. "
+            "Keep this version, or restore the database from a backup made before the upgrade."
+        )
     op.drop_table("signing_keys")
