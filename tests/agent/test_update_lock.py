@@ -45,6 +45,12 @@ def held_by_an_application(path: Path) -> Iterator[None]:
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # flock and its sleep, which holds the lock's descriptor too
         proc.wait()
+        # The sleep is not our child: it lets go when the kernel has ended it, a moment after flock (on a loaded
+        # machine the test's next step came first and found the lock still held).
+        deadline = time.monotonic() + 10
+        while subprocess.run(["flock", "--nonblock", str(path), "true"]).returncode != 0:
+            assert time.monotonic() < deadline, "the application's sleep did not end"
+            time.sleep(0.02)
 
 
 def _updates(up: Updater) -> list[dict[str, Any]]:

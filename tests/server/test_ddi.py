@@ -326,7 +326,9 @@ def test_an_aborted_whole_file_download_counts_only_what_was_sent(server: LiveSe
     served = _wait(lambda: c.get(f"/api/v1/devices/{name}").json()["bytes_served"], "the byte count")
     time.sleep(6)
     served = c.get(f"/api/v1/devices/{name}").json()["bytes_served"]
-    assert got <= served < swu.stat().st_size // 2, (got, served, swu.stat().st_size)
+    # Counted as it goes out: what the kernel's socket buffers and the HTTP server's took before the hang-up was seen
+    # counts too (up to 30 of the 48 MiB on a loaded CI machine), never the whole file.
+    assert got <= served < swu.stat().st_size, (got, served, swu.stat().st_size)
     c.close()
 
 
