@@ -40,6 +40,14 @@ def _tree(root: Path) -> dict[str, bytes]:
     }
 
 
+def _stored(db: Database, store: FsStore, rel: str) -> Path:
+    """Where the store keeps the bytes the cluster's row for `rel` names."""
+    with db.session() as s:
+        row = s.get(FeedFile, rel)
+        assert row is not None
+        return store.path(row.sha256)
+
+
 def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -122,10 +130,7 @@ def test_a_stored_copy_that_is_not_what_its_row_names_is_refused(db: Database, t
     _write(a.directory / "cisa-kev.json", b"good")
     _write(a.directory / "debian-tracker.json", b"tracker")
     a.publish()
-    with db.session() as s:
-        row = s.get(FeedFile, "cisa-kev.json")
-        assert row is not None
-        bad = store.path(row.sha256)
+    bad = _stored(db, store, "cisa-kev.json")
     os.chmod(bad, 0o644)
     bad.write_bytes(b"tampered")
     with pytest.raises(ReplicaError, match=r"cisa-kev\.json"):
@@ -178,10 +183,7 @@ def test_a_state_waits_for_its_data(db: Database, tmp_path: Path) -> None:
     _write(a.directory / "cisa-kev.json", b"v2")
     _write(a.directory / "cisa-kev.state.json", b'{"sha256": "v2"}')
     a.publish()
-    with db.session() as s:
-        row = s.get(FeedFile, "cisa-kev.json")
-        assert row is not None
-        v2 = store.path(row.sha256)
+    v2 = _stored(db, store, "cisa-kev.json")
     held = tmp_path / "held"
     shutil.move(v2, held)  # the store lost it for a moment
     with pytest.raises(ReplicaError):

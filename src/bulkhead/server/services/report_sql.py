@@ -128,7 +128,8 @@ def update_devices(s: Session, rows: list[tuple[int, dict[str, Any]]], now: dt.d
         return
     assert all(set(v) <= set(WRITTEN) for _, v in rows), "a report writes a column the update does not"
     inventories: list[tuple[int, Inventory]] = [(device_id, v["reported"]) for device_id, v in rows if "reported" in v]
-    rows = [(device_id, {k: x for k, x in v.items() if k != "reported"}) for device_id, v in rows]
+    if inventories:  # the devices' own columns (most batches carry no inventory: no copy then)
+        rows = [(device_id, {k: x for k, x in v.items() if k != "reported"}) for device_id, v in rows]
     if is_pg(s):
         raw = _driver(s)
         ids = [device_id for device_id, _ in rows]
