@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := libgirepository1.0-dev libcairo2-dev pkg-config gcc rauc rauc-service squashfs-tools cryptsetup-bin postgresql nginx dbus curl e2fsprogs util-linux \
 	podman runc docker-registry apache2-utils busybox-static time wrk swupdate libarchive13 \
 	mmdebstrap qemu-system-x86 ovmf grub-efi-amd64-bin grub-common mtools dosfstools fdisk \
-	xdelta3 casync zstd gnupg sqv nodejs chromium chromium-driver redis-server
+	xdelta3 casync zstd gnupg sqv nodejs chromium chromium-driver redis-server strace
 PG_URL ?= postgresql://bulkhead:bulkhead@127.0.0.1:5432/bulkhead_test
 
 .PHONY: setup demo test test-compose lint typecheck importcheck bench clean image images
