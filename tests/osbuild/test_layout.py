@@ -45,6 +45,8 @@ def test_system_conf_names_the_grub_backend_and_both_slots() -> None:
     groups = {g.name: {k: get_string(e) for k, e in g.entries.items()} for g in conf}
     assert groups["system"]["compatible"] == "c-1" and groups["system"]["bootloader"] == "grub"
     assert groups["system"]["grubenv"] == "/boot/efi/EFI/BOOT/grubenv"
+    # the status file where devices have it, and a data directory on the data partition (adaptive updates' indexes)
+    assert groups["system"]["statusfile"] == "/data/rauc.status" and groups["system"]["data-directory"] == "/data/rauc"
     assert groups["slot.rootfs.0"] == {"device": "/dev/vda2", "type": "ext4", "bootname": "A"}
     assert groups["slot.rootfs.1"] == {"device": "/dev/vda3", "type": "ext4", "bootname": "B"}
 
@@ -55,3 +57,11 @@ def test_agent_config_quotes_its_values() -> None:
     doc = tomllib.loads(L.agent_config('http://h:1/"x"', "tok\\en", "c").replace("@NAME@", "dev-1"))
     assert doc["server"] == 'http://h:1/"x"' and doc["bootstrap_token"] == "tok\\en" and doc["name"] == "dev-1"
     assert doc["data_dir"] == "/data/bulkhead"
+
+
+def test_os_release_names_the_debian_release_underneath() -> None:
+    from bulkhead.agent.inventory import parse_os_release
+
+    doc = parse_os_release(L.os_release("2.1", "c-1", "trixie"))
+    assert doc["ID"] == "bulkhead" and doc["VERSION_ID"] == "2.1" and doc["VERSION_CODENAME"] == "trixie"
+    assert doc["IMAGE_ID"] == "c-1" and doc["ID_LIKE"] == "debian"

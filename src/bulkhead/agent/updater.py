@@ -332,6 +332,10 @@ class Updater:
                 )  # fmt: skip
             if state.artifact == "stream":  # e.g. RAUC built without streaming support: download the bundle instead
                 log.warning("RAUC could not stream the bundle (%s): downloading it", e)
+                self.outbox.add(
+                    "update", "installing", rel.id if rel else None, version=rel.version if rel else None,
+                    message=f"RAUC could not stream the bundle, downloading it instead: {str(e)[-400:]}",
+                )  # fmt: skip
                 source, state = self._download(replace(state, artifact="stream-failed"), fresh, status)
                 return self._install(state, source, fresh, status)
             if state.artifact != "delta":

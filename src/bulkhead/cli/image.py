@@ -8,7 +8,7 @@ import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from bulkhead.osbuild import BuildSpec, build_image
-from bulkhead.osbuild.reference import BASE_PACKAGES
+from bulkhead.osbuild.reference import BASE_PACKAGES, DEFAULT_SUITE, debian_suites
 
 from . import output
 from .manage import JsonOpt, show
@@ -28,8 +28,11 @@ def build(
     compatible: str = typer.Option("bulkhead-qemux86-64", help="RAUC compatible of the image"),
     server: str = typer.Option("http://10.0.2.2:8080", help="Server URL the agent enrolls with"),
     bootstrap_token: str = typer.Option("", envvar="BULKHEAD_BOOTSTRAP_TOKEN", help="Bootstrap token for the first boot"),
-    suite: list[str] = typer.Option(
-        ["bookworm", "bookworm-updates", "bookworm-security"], "--suites", help="Debian suites (repeatable)"
+    suite: str = typer.Option(
+        DEFAULT_SUITE, "--suite", help="Debian release: trixie (RAUC 1.13: streaming, adaptive updates) or bookworm"
+    ),
+    suites: list[str] = typer.Option(
+        [], "--suites", help="Debian suites instead of --suite's release, -updates and -security (repeatable)"
     ),
     package: list[str] = typer.Option([], "--packages", help=f"Extra packages (repeatable; always: {', '.join(BASE_PACKAGES)})"),
     mirror: str = typer.Option("http://deb.debian.org/debian", help="Debian mirror"),
@@ -49,7 +52,7 @@ def build(
         key=key,
         keyring=keyring,
         compatible=compatible,
-        suites=tuple(suite),
+        suites=tuple(suites) or debian_suites(suite),
         packages=tuple(package),
         mirror=mirror,
         security_mirror=security_mirror,

@@ -120,7 +120,10 @@ GRUBENV_INITIAL = {"ORDER": "A B", "A_OK": "1", "A_TRY": "0", "B_OK": "0", "B_TR
 
 
 def system_conf(layout: Layout, compatible: str, keyring: str = "/etc/rauc/keyring.pem") -> str:
-    """RAUC's system.conf: the grub backend on the ESP's grubenv, two ext4 rootfs slots, the data directory."""
+    """RAUC's system.conf: the grub backend on the ESP's grubenv, two ext4 rootfs slots, the data directory.
+
+    `data-directory` is where RAUC keeps what it knows of the slots between installs, among it their block hash
+    indexes for adaptive updates (RAUC 1.8+); the central status file stays where devices already have it."""
     slots = "".join(
         f"[slot.rootfs.{i}]\ndevice={layout.part(i + 2)}\ntype=ext4\nbootname={slot}\n\n" for i, slot in enumerate(SLOTS)
     )
@@ -130,6 +133,7 @@ def system_conf(layout: Layout, compatible: str, keyring: str = "/etc/rauc/keyri
         "bootloader=grub\n"
         "grubenv=/boot/efi/EFI/BOOT/grubenv\n"
         "statusfile=/data/rauc.status\n"
+        "data-directory=/data/rauc\n"
         "max-bundle-download-size=4294967296\n\n"
         f"[keyring]\npath={keyring}\n\n" + slots
     ).rstrip("\n") + "\n"
@@ -191,6 +195,12 @@ fi
 sed "s/@NAME@/$(cat /data/bulkhead/device-name)/" /etc/bulkhead/agent.toml.in > /run/bulkhead/agent.toml
 """
 
+# Kernel modules the device loads at boot. RAUC mounts a verity bundle through device-mapper's verity target,
+# which Debian's kernel builds as modules nothing loads on demand soon enough: the first install after a boot
+# failed with "Failed to load dm table: Argument list too long" (a streamed install, which the agent then
+# downloaded and installed once the module had arrived). nbd: how RAUC (1.10+) mounts a bundle it streams.
+MODULES_LOAD = "dm-mod\ndm-verity\nnbd\n"
+
 STORAGE_CONF = """[storage]
 driver = "overlay"
 runroot = "/run/containers/storage"
@@ -198,10 +208,12 @@ graphroot = "/data/containers/storage"
 """
 
 
-def os_release(version: str, compatible: str) -> str:
+def os_release(version: str, compatible: str, codename: str) -> str:
+    """The release the agent reports. VERSION_CODENAME is the Debian release underneath: the agent asks for its
+    overlay suite by it, and the server matches the device's packages against that release's security data."""
     return (
         'NAME="Bulkhead reference OS"\nID=bulkhead\nID_LIKE=debian\n'
-        f'VERSION_ID="{version}"\nIMAGE_ID="{compatible}"\nIMAGE_VERSION="{version}"\n'
+        f'VERSION_ID="{version}"\nVERSION_CODENAME={codename}\nIMAGE_ID="{compatible}"\nIMAGE_VERSION="{version}"\n'
     )
 
 

@@ -26,7 +26,7 @@ from . import layout as L
 from .errors import BuildError, OsBuildError, ToolMissing
 from .sbom import parse_dpkg_status, write_sboms
 
-__all__ = ["BASE_PACKAGES", "BuildResult", "BuildSpec", "build_image", "missing_packages"]
+__all__ = ["BASE_PACKAGES", "DEFAULT_SUITE", "BuildResult", "BuildSpec", "build_image", "debian_suites", "missing_packages"]
 
 # The packages of this repository a device carries: the agent and what it imports (tests/test_architecture.py).
 DEVICE_PACKAGES = ("agent", "protocol", "rauc")
@@ -59,6 +59,15 @@ NEED_FREE = 4 << 30
 Progress = Callable[[str], None]
 
 
+# Debian 13: RAUC 1.13, built with HTTP streaming and adaptive updates (Debian 12's RAUC 1.8 has neither).
+DEFAULT_SUITE = "trixie"
+
+
+def debian_suites(release: str) -> tuple[str, ...]:
+    """What an image of a Debian release is built from: the release, its updates and its security updates."""
+    return (release, f"{release}-updates", f"{release}-security")
+
+
 @dataclass(frozen=True)
 class BuildSpec:
     version: str
@@ -67,7 +76,7 @@ class BuildSpec:
     key: Path
     keyring: Path | None = None  # what devices trust (default: the signing certificate)
     compatible: str = "bulkhead-qemux86-64"
-    suites: tuple[str, ...] = ("bookworm", "bookworm-updates", "bookworm-security")
+    suites: tuple[str, ...] = debian_suites(DEFAULT_SUITE)
     packages: tuple[str, ...] = ()  # added to BASE_PACKAGES
     mirror: str = "http://deb.debian.org/debian"
     security_mirror: str = "http://deb.debian.org/debian-security"
@@ -204,12 +213,13 @@ def _layer(spec: BuildSpec, root: Path) -> None:
     (root / "boot/efi").mkdir(parents=True, exist_ok=True)
     (root / "data").mkdir(exist_ok=True)
     _write(root, "/etc/hostname", "bulkhead\n")
-    _write(root, "/etc/bulkhead/os-release", L.os_release(spec.version, spec.compatible))
+    _write(root, "/etc/bulkhead/os-release", L.os_release(spec.version, spec.compatible, spec.suites[0]))
     _write(root, "/etc/bulkhead/agent.toml.in", L.agent_config(spec.server, spec.bootstrap_token, spec.compatible), 0o600)
     _write(root, "/usr/lib/bulkhead/agent-config", L.AGENT_CONFIG_SCRIPT, 0o755)
     _write(root, "/etc/systemd/system/bulkhead-agent.service", L.agent_unit())
     _write(root, "/etc/systemd/network/80-dhcp.network", L.network_unit())
     _write(root, "/etc/containers/storage.conf", L.STORAGE_CONF)
+    _write(root, "/etc/modules-load.d/bulkhead.conf", L.MODULES_LOAD)
     # The agent, from this repository: the agent, the shared protocol and the bundle library (their dependencies are Debian's).
     src, dest = _agent_sources(), root / "usr/lib/python3/dist-packages/bulkhead"
     shutil.rmtree(dest, ignore_errors=True)

@@ -1,0 +1,38 @@
+"""`bulkhead image build`: which Debian release an image is built from (the build itself: tests/osbuild)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from bulkhead.cli import image, main
+from bulkhead.osbuild import BuildResult, BuildSpec
+
+
+@pytest.mark.parametrize(
+    ("args", "suites"),
+    [
+        ([], ("trixie", "trixie-updates", "trixie-security")),
+        (["--suite", "bookworm"], ("bookworm", "bookworm-updates", "bookworm-security")),
+        (["--suites", "trixie", "--suites", "trixie-backports"], ("trixie", "trixie-backports")),
+    ],
+)
+def test_the_image_is_built_from_trixie_unless_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], suites: tuple[str, ...]
+) -> None:
+    specs: list[BuildSpec] = []
+
+    def build(spec: BuildSpec, progress: object) -> BuildResult:  # the build is the osbuild tests' subject
+        specs.append(spec)
+        out = spec.out
+        return BuildResult(out / "rootfs.ext4", None, None, out / "s.spdx", out / "s.cdx", out / "m.json", 1.0)
+
+    monkeypatch.setattr(image, "build_image", build)
+    res = CliRunner().invoke(
+        main.app,
+        ["image", "build", "--version", "1", "--out", str(tmp_path), "--cert", "c.pem", "--key", "k.pem", *args],
+    )
+    assert res.exit_code == 0, res.output
+    assert [s.suites for s in specs] == [suites]
