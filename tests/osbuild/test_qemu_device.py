@@ -8,6 +8,7 @@ counting and reported as rolled back. The serial console is kept under $BULKHEAD
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -59,7 +60,7 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(tmp_pa
         pytest.skip("QEMU needs the Debian packages qemu-system-x86 and ovmf ('make setup' installs them)")
     pki = make_pki(tmp_path / "pki")
     port = free_port()
-    with live_server(tmp_path / "server", port=port) as srv:
+    with live_server(tmp_path / "server", {"BULKHEAD_ACCESS_LOG": "1"}, port=port) as srv:
         token = srv.tenant(ca=pki.ca)
         with srv.client(token) as c:
             boot = c.post("/api/v1/bootstrap-tokens", json={"name": "qemu", "group": "qemu"}).json()["token"]
@@ -113,6 +114,9 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(tmp_pa
             served = doc["bytes_served"]
             print(f"v1 -> v2: the device fetched {served} of the bundle's {size} bytes ({served / size:.1%})")
             assert 0 < served <= 0.4 * size, (served, size)
+            ranges = re.findall(r'"GET /dl/[0-9a-f]{64} HTTP/1\.1" 206', (tmp_path / "server" / "server.log").read_text())
+            print(f"the server answered {len(ranges)} range requests on the signed URL")
+            assert len(ranges) > 10  # RAUC streamed: many ranges of the signed URL, no whole download
 
             with srv.client(token) as c:
                 body = {"name": "to-v3", "release_id": releases["3"], "target": {"groups": ["qemu"]}}

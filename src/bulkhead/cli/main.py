@@ -84,6 +84,9 @@ def server(
     log_format: str = typer.Option(
         "text", envvar="BULKHEAD_LOG_FORMAT", help="text, or json: one JSON object per line with the request id"
     ),
+    access_log: bool = typer.Option(
+        False, "--access-log", envvar="BULKHEAD_ACCESS_LOG", help="Log every request (method, path, status, time)"
+    ),
 ) -> None:
     """Run the server (SQLite in DATA_DIR unless BULKHEAD_DATABASE_URL is set).
 
@@ -134,7 +137,7 @@ def server(
             port=port,
             workers=workers,
             log_level=log_level,
-            access_log=False,
+            access_log=access_log,
             ssl_certfile=str(tls[0]) if tls else None,
             ssl_keyfile=str(tls[1]) if tls else None,
         )
@@ -154,6 +157,7 @@ def server(
         http=HTTPModes.http1,
         websockets=False,
         log_level=LogLevels(log_level),
+        log_access=access_log,
         ssl_cert=tls[0] if tls else None,
         ssl_key=tls[1] if tls else None,
         ssl_protocol_min=SSLProtocols.tls12,  # devices' TLS stacks are often older than TLS 1.3

@@ -12,7 +12,7 @@ import sys
 
 from .asgi import REQUEST_ID
 
-__all__ = ["JsonFormatter", "configure"]
+__all__ = ["JsonFormatter", "NoQuery", "configure"]
 
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
 
@@ -35,8 +35,22 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
+class NoQuery(logging.Filter):
+    """Access log lines without the query string: a signed download URL's query is a credential until it
+    expires (granian's access log leaves it out; uvicorn's would write it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].split("?", 1)[0], *args[3:])
+        return True
+
+
 def configure(fmt: str, level: str = "info") -> None:
     """JSON lines on standard error for the server's loggers (and the HTTP server's, when it logs through Python)."""
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, NoQuery) for f in access.filters):
+        access.addFilter(NoQuery())
     if fmt != "json":
         return
     handler = logging.StreamHandler(sys.stderr)
