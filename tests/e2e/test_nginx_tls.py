@@ -222,7 +222,7 @@ def nginx(work: Path, pki: TlsPki, upstream_port: int, port: int) -> Iterator[st
     work.mkdir(parents=True, exist_ok=True)
     conf = CONF.read_text()
     for old, new in [
-        ("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;"),
+        ("listen 443 ssl http2;", f"listen 127.0.0.1:{port} ssl http2;"),
         ("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream_port};"),
         ("/etc/bulkhead/tls/server.pem", str(pki.server_cert)),
         ("/etc/bulkhead/tls/server.key", str(pki.server_key)),
@@ -284,6 +284,24 @@ class _Ddi(httpx.Client):
 
 def _ddi(front: Front, cid: str, cert: tuple[str, str] | None, **headers: str) -> _Ddi:
     return _Ddi(front, cid, cert, **headers)
+
+
+def test_nginx_speaks_http2_to_devices_and_answers_ranges_over_it(front: Front) -> None:
+    """RAUC (libcurl) streams a bundle over HTTP/2 when the server offers it: many ranges on one connection."""
+    if shutil.which("curl") is None:
+        pytest.skip("curl is not installed: apt install curl")
+    blob = GOOD.read_bytes()
+    rel = front.admin.post("/api/v1/releases", content=blob)
+    assert rel.status_code == 201, rel.text
+    url = f"{front.url}/api/v1/releases/{rel.json()['id']}/bundle"
+    auth = "authorization: " + front.admin.headers["authorization"]
+    out = subprocess.run(
+        ["curl", "-s", "--http2", "--cacert", str(front.pki.ca), "-H", auth, "-r", "100-199", "-o", "-",
+         "-w", "\n%{http_version} %{http_code}", url],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    body, _, tail = out.rpartition(b"\n")
+    assert tail == b"2 206" and body == blob[100:200]
 
 
 def test_nginx_authenticates_ddi_devices_by_client_certificate(front: Front) -> None:
