@@ -87,7 +87,8 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(tmp_pa
 
         disk = tmp_path / "device.img"
         subprocess.run(["cp", "--sparse=always", str(built["1"].disk), str(disk)], check=True)
-        dev = QemuDevice(QemuSpec(disk, tmp_path / "serial.log", name="qemu-dev-1"))
+        # One emulated CPU: QEMU runs one host thread per guest CPU, and the suite's other worker needs the other core.
+        dev = QemuDevice(QemuSpec(disk, tmp_path / "serial.log", name="qemu-dev-1", cpus=1))
         dev.start()
         try:
             t0 = time.monotonic()
