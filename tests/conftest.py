@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.registry import Registry
 
 SHARED = Path(os.environ.get("BULKHEAD_TESTDATA") or Path(__file__).resolve().parents[2] / "shared" / "testdata")
 RAUC_DATA = SHARED / "rauc"
@@ -25,6 +30,15 @@ def rauc_data() -> Path:
     if not RAUC_DATA.is_dir():
         pytest.skip(f"golden RAUC test data not found at {RAUC_DATA} (shared/testdata beside the repository)")
     return RAUC_DATA
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """A container registry on loopback with credentials (lab devices pull from it; QEMU guests as 10.0.2.2)."""
+    from tests.registry import registry_server  # it imports tests.live, which imports this module
+
+    with registry_server(tmp_path_factory.mktemp("registry")) as reg:
+        yield reg
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

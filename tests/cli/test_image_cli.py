@@ -36,3 +36,17 @@ def test_the_image_is_built_from_trixie_unless_told(
     )
     assert res.exit_code == 0, res.output
     assert [s.suites for s in specs] == [suites]
+
+
+def test_a_lab_registry_reached_over_http_goes_into_the_agent_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    specs: list[BuildSpec] = []
+
+    def build(spec: BuildSpec, progress: object) -> BuildResult:
+        specs.append(spec)
+        return BuildResult(spec.out / "r", None, None, spec.out / "s", spec.out / "c", spec.out / "m", 1.0)
+
+    monkeypatch.setattr(image, "build_image", build)
+    args = ["image", "build", "--version", "1", "--out", str(tmp_path), "--cert", "c.pem", "--key", "k.pem"]
+    res = CliRunner().invoke(main.app, [*args, "--insecure-registry", "10.0.2.2:5000", "--insecure-registry", "lab:80"])
+    assert res.exit_code == 0, res.output
+    assert specs[0].insecure_registries == ("10.0.2.2:5000", "lab:80")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import subprocess
 
-from tests.e2e.conftest import Fleet, Registry
+from tests.e2e.conftest import Fleet
+from tests.registry import Registry
 
 
 def _containers(owner: str) -> dict[str, dict[str, str]]:

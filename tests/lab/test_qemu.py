@@ -17,6 +17,25 @@ def test_command_has_a_monitor_socket_next_to_the_serial_log(tmp_path: Path) -> 
     assert cmd[cmd.index("-monitor") + 1] == f"unix:{tmp_path / 'serial.monitor.sock'},server=on,wait=off"
     assert "-no-reboot" in cmd  # reboots become cold starts (power_cycle)
     assert cmd[cmd.index("-chardev") + 1] == f"file,id=serial0,path={tmp_path / 'serial.log'},append=on"
+    assert cmd[cmd.index("-netdev") + 1] == "user,id=net0"
+
+
+def test_forwarded_ports_listen_on_the_hosts_loopback_only(tmp_path: Path) -> None:
+    spec = QemuSpec(tmp_path / "d.img", tmp_path / "serial.log", forwards=((18080, 8080), (2222, 22)))
+    cmd = qemu_command(spec, tmp_path / "vars.fd")
+    assert cmd[cmd.index("-netdev") + 1] == "user,id=net0,hostfwd=tcp:127.0.0.1:18080-:8080,hostfwd=tcp:127.0.0.1:2222-:22"
+
+
+@pytest.mark.parametrize("bad", ["8080", "a:80", "0:80", "80:70000", "80:"])
+def test_lab_qemu_refuses_a_forward_it_cannot_read(tmp_path: Path, bad: str) -> None:
+    """Before QEMU starts: `bulkhead` prints a CliError as one line and exits 2 (tests/cli/test_help_and_errors.py)."""
+    from typer.testing import CliRunner
+
+    from bulkhead.cli import main
+    from bulkhead.cli.errors import CliError
+
+    res = CliRunner().invoke(main.app, ["lab", "qemu", "--disk", str(tmp_path / "d.img"), "--forward", bad])
+    assert isinstance(res.exception, CliError) and "write HOST_PORT:GUEST_PORT" in str(res.exception)
 
 
 @pytest.mark.slow

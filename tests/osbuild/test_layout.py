@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from bulkhead.lab.device import PODMAN_RUN_ARGS
 from bulkhead.osbuild import layout as L
 from bulkhead.rauc.keyfile import get_string, parse_keyfile
 
@@ -65,3 +67,84 @@ def test_os_release_names_the_debian_release_underneath() -> None:
     doc = parse_os_release(L.os_release("2.1", "c-1", "trixie"))
     assert doc["ID"] == "bulkhead" and doc["VERSION_ID"] == "2.1" and doc["VERSION_CODENAME"] == "trixie"
     assert doc["IMAGE_ID"] == "c-1" and doc["ID_LIKE"] == "debian"
+
+
+def _podman_env(tmp_path: Path) -> dict[str, str]:
+    """Podman with storage, run state and libpod's temporary directory of its own: the script's `--all`
+    sees only this test's containers."""
+    (tmp_path / "storage.conf").write_text(
+        L.STORAGE_CONF.replace("/data/", f"{tmp_path}/data/").replace("/run/containers/storage", f"{tmp_path}/run")
+    )
+    (tmp_path / "containers.conf").write_text(f'[engine]\ntmp_dir = "{tmp_path}/libpod"\n')
+    return {
+        **os.environ,
+        "CONTAINERS_STORAGE_CONF": str(tmp_path / "storage.conf"),
+        "CONTAINERS_CONF": str(tmp_path / "containers.conf"),
+        "BULKHEAD_DATA": str(tmp_path / "data"),
+    }
+
+
+def test_containers_script_stops_every_container_and_starts_the_restart_always_ones(tmp_path: Path) -> None:
+    for tool, pkg in (("podman", "podman"), ("runc", "runc"), ("busybox", "busybox-static")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"'{tool}' is missing: install the Debian package '{pkg}'")
+    if os.geteuid() != 0:
+        pytest.skip("the containers script runs Podman as root, as the device does")
+    env = _podman_env(tmp_path)
+    script = tmp_path / "containers"
+    script.write_text(L.CONTAINERS_SCRIPT)
+    script.chmod(0o755)
+
+    def podman(*args: str) -> str:
+        return subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=True).stdout
+
+    def run(action: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(script), action], env=env, capture_output=True, text=True, check=False, timeout=120)
+
+    def states() -> dict[str, str]:
+        return {c["Names"][0]: c["State"] for c in json.loads(podman("ps", "-a", "--format", "json"))}
+
+    root = tmp_path / "img"
+    (root / "bin").mkdir(parents=True)
+    shutil.copy("/usr/bin/busybox", root / "bin" / "busybox")
+    subprocess.run(["tar", "-C", str(root), "-cf", str(tmp_path / "img.tar"), "."], check=True)
+    podman("import", "--quiet", str(tmp_path / "img.tar"), "localhost/box:1")
+    marker = tmp_path / "data" / "containers" / ".in-use"
+    try:
+        sleep = ["/bin/busybox", "sleep", "600"]
+        common = [*PODMAN_RUN_ARGS, "--network", "none", "localhost/box:1"]  # the lab's limits: this VM refuses more
+        podman("run", "-d", "--name", "always", "--restart", "always", "-v", "appdata:/vol", *common, *sleep)
+        podman("run", "-d", "--name", "once", *common, *sleep)
+        assert states() == {"always": "running", "once": "running"}
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()  # as the boot that started them left it
+
+        stop = run("stop")  # shutdown: everything stops before the data partition is unmounted
+        assert stop.returncode == 0, stop.stderr
+        assert states() == {"always": "exited", "once": "exited"} and not marker.exists()
+
+        start = run("start")  # the next boot, after a clean shutdown
+        assert start.returncode == 0, start.stderr
+        assert states() == {"always": "running", "once": "exited"} and marker.exists()
+        assert "did not stop its containers" not in start.stdout
+        assert "appdata" in podman("volume", "ls", "--format", "{{.Name}}")  # volumes are never touched
+
+        again = run("start")  # a boot after a power cut: the marker is still there, every layer is read
+        assert again.returncode == 0, again.stderr
+        assert "the last boot did not stop its containers" in again.stdout
+        assert states()["always"] == "running"
+        assert run("reset").returncode == 2
+    finally:
+        subprocess.run(["podman", "rm", "--all", "--force", "--time", "0"], env=env, capture_output=True, check=False)
+        subprocess.run(["podman", "volume", "prune", "--force"], env=env, capture_output=True, check=False)
+
+
+def test_agent_config_names_the_registries_reached_over_http() -> None:
+    import tomllib
+
+    from bulkhead.agent.config import parse_config
+
+    text = L.agent_config("http://10.0.2.2:1", "t", "c", ("10.0.2.2:5000",)).replace("@NAME@", "dev-1")
+    cfg = parse_config(tomllib.loads(text))
+    assert cfg.podman.insecure_registries == ("10.0.2.2:5000",) and cfg.podman.run_args == ("--runtime", "runc")
+    assert "insecure_registries" not in L.agent_config("http://h", "t", "c")

@@ -3,7 +3,12 @@ with the server on the host; a rollout of v2 (v1 plus a few changed files) is in
 signed URL over HTTP (Range requests through NBD), adaptively: RAUC fetches only the blocks its slots lack, so
 the server counts at most 40 % of the bundle for the device; the device reboots into the other slot with the
 GRUB backend and reports success. A v3 whose init dies before the health check is rolled back by GRUB's boot
-counting and reported as rolled back. The serial console is kept under $BULKHEAD_TEST_ARTIFACTS when it fails."""
+counting and reported as rolled back. A container app with a named volume (pulled from a registry on the host)
+runs from v1 on, through the update, the rollback and a power cut, and keeps its volume's data: it appends the
+boot's id to a file in the volume at each start and serves the file on a port QEMU forwards to the host. Last, a
+factory reset asked for on the server: the device erases its data partition, enrolls again with the credential it
+held, and runs the app again on an empty volume.
+The serial console is kept under $BULKHEAD_TEST_ARTIFACTS when it fails."""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from bulkhead.lab.pki import make_pki
@@ -24,12 +30,15 @@ from bulkhead.osbuild import BuildSpec, build_image
 from bulkhead.osbuild.layout import Layout
 from tests.live import LiveServer, free_port, live_server
 from tests.osbuild.conftest import need_image_tools
+from tests.registry import Registry
 
 COMPATIBLE = "bulkhead-qemux86-64"
 TRIXIE = ("trixie", "trixie-updates", "trixie-security")
 # Slots of 1 GiB (the product's are 2 GiB): RAUC hashes both slots whole for an adaptive install, which takes
 # minutes under QEMU's emulation; the image needs about 0.9 GiB.
 LAYOUT = Layout(slot_mib=1024)
+# The app: each start appends the boot's id to its volume, then serves the volume over HTTP on the device's port 8080.
+APP_COMMAND = "cat /proc/sys/kernel/random/boot_id >> /vol/starts && exec /bin/busybox httpd -f -p 8080 -h /vol"
 V2_CHANGE = 'mkdir -p "$1/usr/share/bulkhead-v2" && head -c 3000000 /dev/urandom > "$1/usr/share/bulkhead-v2/payload"'
 
 
@@ -54,23 +63,34 @@ def _action(srv: LiveServer, token: str, rollout: str) -> dict[str, Any] | None:
 
 
 @pytest.mark.slow
-def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(tmp_path: Path, image_cache: Path) -> None:
+def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(
+    tmp_path: Path, image_cache: Path, registry: Registry
+) -> None:
     need_image_tools()
     if shutil.which("qemu-system-x86_64") is None or not OVMF_CODE.exists():
         pytest.skip("QEMU needs the Debian packages qemu-system-x86 and ovmf ('make setup' installs them)")
     pki = make_pki(tmp_path / "pki")
-    port = free_port()
-    with live_server(tmp_path / "server", {"BULKHEAD_ACCESS_LOG": "1"}, port=port) as srv:
+    port, app_port = free_port(), free_port()
+    guest_registry = registry.host.replace("127.0.0.1", "10.0.2.2")  # QEMU's user networking: the host's loopback
+    image = registry.push(tmp_path, "vol", "1", "vol-v1").replace(registry.host, guest_registry)
+    env = {"BULKHEAD_ACCESS_LOG": "1", "BULKHEAD_POLL_INTERVAL": "15"}  # the device hears of each step sooner
+    with live_server(tmp_path / "server", env, port=port) as srv:
         token = srv.tenant(ca=pki.ca)
         with srv.client(token) as c:
             boot = c.post("/api/v1/bootstrap-tokens", json={"name": "qemu", "group": "qemu"}).json()["token"]
+            app = {"name": "vol", "image": image, "command": ["/bin/busybox", "sh", "-c", APP_COMMAND],
+                   "volumes": ["appdata:/vol"], "ports": ["8080:8080"]}  # fmt: skip
+            c.post("/api/v1/apps", json={"name": "vol", "version": "1", "containers": [app]}).raise_for_status()
+            creds = {"host": guest_registry, "username": registry.username, "password": registry.password}
+            c.put("/api/v1/registries", json=creds).raise_for_status()
+            c.patch("/api/v1/groups/qemu/desired", json={"apps": {"vol": "1"}}).raise_for_status()
         started = time.monotonic()
         built = {}
         for version, hooks in (("1", ()), ("2", (V2_CHANGE,)), ("3", ('ln -sf /bin/false "$1/usr/sbin/init"',))):
             spec = BuildSpec(
                 version=version, out=tmp_path / f"v{version}", cert=pki.cert, key=pki.key, keyring=pki.ca,
                 compatible=COMPATIBLE, server=f"http://10.0.2.2:{port}", bootstrap_token=boot,
-                customize=hooks, cache=image_cache, suites=TRIXIE, layout=LAYOUT,
+                insecure_registries=(guest_registry,), customize=hooks, cache=image_cache, suites=TRIXIE, layout=LAYOUT,
                 make_bundle=version != "1", make_disk=version == "1",  # v1 boots from its disk, v2 and v3 go out as bundles
             )  # fmt: skip
             built[version] = build_image(spec)
@@ -88,7 +108,8 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(tmp_pa
         disk = tmp_path / "device.img"
         subprocess.run(["cp", "--sparse=always", str(built["1"].disk), str(disk)], check=True)
         # One emulated CPU: QEMU runs one host thread per guest CPU, and the suite's other worker needs the other core.
-        dev = QemuDevice(QemuSpec(disk, tmp_path / "serial.log", name="qemu-dev-1", cpus=1))
+        spec = QemuSpec(disk, tmp_path / "serial.log", name="qemu-dev-1", cpus=1, forwards=((app_port, 8080),))
+        dev = QemuDevice(spec)
         dev.start()
         try:
             t0 = time.monotonic()
@@ -98,9 +119,19 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(tmp_pa
                     r = c.get("/api/v1/devices/qemu-dev-1")
                     return r.json() if r.status_code == 200 else None
 
+            def starts() -> list[str]:
+                """The boots the app's container started in, from its volume (empty while it does not answer)."""
+                try:
+                    r = httpx.get(f"http://127.0.0.1:{app_port}/starts", timeout=10)
+                except httpx.HTTPError:
+                    return []
+                return r.text.split() if r.status_code == 200 else []
+
             doc = _wait(lambda: (d := device()) and d["reported"].get("os_version") == "1" and d, 600, "v1 to report", dev)
             print(f"boot to the first report: {time.monotonic() - t0:.0f} s")
             assert doc["compatible"] == COMPATIBLE and doc["reported"]["rauc"]["booted"] == "A"
+            seen = _wait(starts, 600, "the app to run on v1", dev)
+            print(f"the app runs on v1: {time.monotonic() - t0:.0f} s")
 
             with srv.client(token) as c:
                 body = {"name": "to-v2", "release_id": releases["2"], "target": {"groups": ["qemu"]}}
@@ -110,6 +141,11 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(tmp_pa
             doc = _wait(lambda: (d := device()) and d["reported"].get("os_version") == "2" and d, 300, "v2 to report", dev)
             assert doc["reported"]["rauc"]["booted"] == "B"
             assert "Booting slot B" in dev.serial()
+            # The app came back on v2 (the health check that let v2 stay requires it) with its volume's data.
+            now = _wait(lambda: (s := starts()) and len(s) > len(seen) and s, 300, "the app on v2", dev)
+            assert now[: len(seen)] == seen and now[-1] not in seen, (seen, now)
+            seen = now
+            print(f"v2 runs the app with its volume: {time.monotonic() - t0:.0f} s")
             # RAUC streamed the signed URL and fetched only what the slots lacked: the server counted the bytes.
             size = built["2"].bundle.stat().st_size  # type: ignore[union-attr]
             served = doc["bytes_served"]
@@ -130,7 +166,42 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(tmp_pa
             assert a_at >= 0 and "Booting slot B" in log[a_at:]  # GRUB skipped A after its failed try
             doc = device()
             assert doc is not None and doc["reported"]["os_version"] == "2" and doc["reported"]["rauc"]["booted"] == "B"
+            now = _wait(lambda: (s := starts()) and len(s) > len(seen) and s, 300, "the app after the rollback", dev)
+            assert now[: len(seen)] == seen and now[-1] not in seen, (seen, now)
+            seen = now
+            print(f"rolled back, the app runs with its volume: {time.monotonic() - t0:.0f} s")
+
+            # A power cut with the container running: the next boot finds Podman's storage left in use, reads all
+            # of it, and starts the container on the same volume.
+            console = len(dev.serial())
+            dev.reset()  # under -no-reboot QEMU ends; _wait's running() starts it again, cold
+            now = _wait(lambda: (s := starts()) and len(s) > len(seen) and s, 600, "the app after a power cut", dev)
+            assert now[: len(seen)] == seen and now[-1] not in seen, (seen, now)
+            assert "the last boot did not stop its containers" in dev.serial()[console:]
+            assert "the last boot did not stop its containers" not in dev.serial()[:console]  # clean reboots stopped them
+            print(f"after a power cut, the app runs with its volume: {time.monotonic() - t0:.0f} s")
+
+            # Factory reset: the data partition (the app's volume, the agent's state and credential) is erased at the
+            # next boot; the device enrolls again with the credential it held and converges on an empty partition.
+            console = len(dev.serial())
+            with srv.client(token) as c:
+                epoch = c.post("/api/v1/devices/qemu-dev-1/factory-reset").json()["credential_epoch"]
+
+            def reenrolled() -> bool:
+                with srv.client(token) as c:
+                    events = c.get("/api/v1/devices/qemu-dev-1/events").json()
+                return any(e["details"].get("event") == "enrolled" and e["details"].get("factory_reset") for e in events)
+
+            _wait(reenrolled, 600, "the device to enroll again after its factory reset", dev)
+            fresh = _wait(starts, 600, "the app on the erased data partition", dev)
+            assert len(fresh) == 1 and fresh[0] not in seen, (seen, fresh)  # an empty volume: only this start
+            assert "factory reset: the data partition is empty" in dev.serial()[console:]
+            doc = device()
+            assert doc is not None and doc["credential_epoch"] > epoch and doc["factory_reset_requested_at"] is None
             print(f"whole device scenario: {time.monotonic() - t0:.0f} s")
+            with srv.client(token) as c:
+                for e in c.get("/api/v1/devices/qemu-dev-1/events").json():
+                    print(e["device_time"], e["kind"], e["phase"], str(e["details"])[:120])  # where the time went
         except BaseException:
             keep = Path(os.environ.get("BULKHEAD_TEST_ARTIFACTS", "test-artifacts"))
             keep.mkdir(parents=True, exist_ok=True)

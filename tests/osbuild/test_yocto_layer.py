@@ -83,10 +83,16 @@ def test_layer_is_for_scarthgap_and_needs_rauc_and_podman_layers() -> None:
 
 
 def test_layer_files_are_the_reference_image_files() -> None:
-    """The agent's unit, its name script and the container storage are the ones the QEMU test proves."""
+    """The agent's unit, its name script, the containers' unit and script and the container storage are the
+    ones the QEMU test proves."""
     files = LAYER / "recipes-bulkhead/bulkhead-agent/files"
     assert (files / "bulkhead-agent.service").read_text() == layout.agent_unit()
     assert (files / "agent-config").read_text() == layout.AGENT_CONFIG_SCRIPT
+    assert (files / "bulkhead-containers.service").read_text() == layout.containers_unit()
+    assert (files / "containers").read_text() == layout.CONTAINERS_SCRIPT
+    recipe = (LAYER / "recipes-bulkhead/bulkhead-agent/bulkhead-agent_0.1.0.bb").read_text()
+    assert re.search(r'^SYSTEMD_SERVICE:\$\{PN\} = ".*\bbulkhead-containers\.service\b', recipe, re.M)
+    assert "${D}${libdir}/bulkhead/containers" in recipe
     storage = LAYER / "recipes-containers/container-host-config/files/storage.conf"
     assert storage.read_text() == layout.STORAGE_CONF
     template = (files / "agent.toml.in").read_text()

@@ -11,7 +11,9 @@ LIC_FILES_CHKSUM = "file://LICENSE;md5=3b83ef96387f14655fc854ddc3c6bd57"
 
 SRC_URI = "\
     file://bulkhead-agent.service \
+    file://bulkhead-containers.service \
     file://agent-config \
+    file://containers \
     file://agent.toml.in \
 "
 
@@ -26,7 +28,8 @@ EXTERNALSRC_BUILD = "${WORKDIR}/build"
 BULKHEAD_SERVER ??= "https://bulkhead.example.invalid"
 BULKHEAD_BOOTSTRAP_TOKEN ??= ""
 
-SYSTEMD_SERVICE:${PN} = "bulkhead-agent.service"
+# bulkhead-containers: Podman's storage checked at boot, containers stopped before /data is unmounted.
+SYSTEMD_SERVICE:${PN} = "bulkhead-agent.service bulkhead-containers.service"
 
 do_install:append() {
     # Only the device side: the server and the CLI need dependencies a device does not carry.
@@ -35,13 +38,15 @@ do_install:append() {
 
     install -d ${D}${systemd_system_unitdir} ${D}${libdir}/bulkhead ${D}${sysconfdir}/bulkhead
     install -m 0644 ${WORKDIR}/bulkhead-agent.service ${D}${systemd_system_unitdir}/bulkhead-agent.service
+    install -m 0644 ${WORKDIR}/bulkhead-containers.service ${D}${systemd_system_unitdir}/bulkhead-containers.service
     install -m 0755 ${WORKDIR}/agent-config ${D}${libdir}/bulkhead/agent-config
+    install -m 0755 ${WORKDIR}/containers ${D}${libdir}/bulkhead/containers
     sed -e 's|@SERVER@|${BULKHEAD_SERVER}|' -e 's|@BOOTSTRAP_TOKEN@|${BULKHEAD_BOOTSTRAP_TOKEN}|' \
         ${WORKDIR}/agent.toml.in > ${D}${sysconfdir}/bulkhead/agent.toml.in
     chmod 0600 ${D}${sysconfdir}/bulkhead/agent.toml.in
 }
 
-FILES:${PN} += "${libdir}/bulkhead ${systemd_system_unitdir}/bulkhead-agent.service"
+FILES:${PN} += "${libdir}/bulkhead ${systemd_system_unitdir}/bulkhead-agent.service ${systemd_system_unitdir}/bulkhead-containers.service"
 CONFFILES:${PN} = "${sysconfdir}/bulkhead/agent.toml.in"
 
 # The standard library covers the agent (HTTP, TOML, JSON); the bundle library needs cryptography and

@@ -18,6 +18,7 @@ from .client import Client
 from .config import AgentConfig
 from .desired import check_state, poll_interval
 from .errors import AgentError, BadResponse, PodmanError, RaucError, ServerRejected, ServerUnreachable
+from .factory_reset import PREVIOUS_CREDENTIAL, leave_credential
 from .files import apply_files
 from .health import Check, command_check
 from .outbox import Outbox
@@ -57,6 +58,7 @@ class Agent:
         self._refused: int | None = None  # the last release refused for its format, reported once
         self._failures = 0  # passes that failed in a row (backoff)
         self._credential_refused = False  # the server answered 401: enroll again, keeping the credential meanwhile
+        self._reset_refused = False  # a factory reset this device cannot carry out was reported
         self.updater = Updater(
             self.client,
             self.rauc,
@@ -88,6 +90,8 @@ class Agent:
         """Enroll when there is no credential, or after the server refused it (the old one is kept until then)."""
         if self.client.credential and not self._credential_refused:
             return
+        if not self.client.credential and self._enroll_after_reset():
+            return
         if not self.cfg.bootstrap_token:
             if self.client.credential:
                 return  # nothing to enroll with: keep trying the credential (an operator may reset it on the server)
@@ -104,14 +108,62 @@ class Agent:
             },
             auth=False,
         )
-        doc = r.json()
-        if not isinstance(doc.get("credential"), str) or not doc["credential"].isprintable() or not doc["credential"]:
+        self._store_credential(r.json())
+        self.outbox.add(EventKind.AGENT, None, None, event="enrolled")
+
+    def _enroll_after_reset(self) -> bool:
+        """After a factory reset: enroll with the credential the erasure kept (agent/factory_reset.py)."""
+        kept = self.cfg.data_dir / PREVIOUS_CREDENTIAL
+        try:
+            previous = kept.read_text().strip()
+        except OSError:
+            return False
+        compatible = self.cfg.compatible or self.rauc.status().compatible
+        body = {"name": self.cfg.name, "compatible": compatible, "attributes": self.cfg.attributes}
+        body["previous_credential"] = previous
+        try:
+            r = self.client.request("POST", "/device/v1/enroll", body, auth=False)
+        except ServerRejected as e:
+            if e.status not in (401, 422):
+                raise
+            log.error("the server did not take the credential kept through the factory reset (%s): enrolling as new", e)
+            kept.unlink(missing_ok=True)
+            return False
+        self._store_credential(r.json())
+        kept.unlink(missing_ok=True)
+        self.outbox.add(EventKind.AGENT, None, None, event="enrolled", factory_reset=True)
+        return True
+
+    def _store_credential(self, doc: Any) -> None:
+        if not isinstance(doc, dict) or not isinstance(doc.get("credential"), str):
+            raise BadResponse("the enrollment answer has no credential")
+        if not doc["credential"].isprintable() or not doc["credential"]:
             raise BadResponse("the enrollment answer has no credential")
         write_atomic(self.credential_path, doc["credential"].encode(), 0o600)
         self.client.credential = doc["credential"]
         self._credential_refused = False
         log.info("enrolled as %s (device %s, %s)", doc.get("name"), doc.get("device_id"), doc.get("status"))
-        self.outbox.add(EventKind.AGENT, None, None, event="enrolled")
+
+    def factory_reset(self, request: dict[str, Any]) -> None:
+        """The server asked for a factory reset: leave the credential outside the data partition, say so, reboot;
+        the image erases the partition before it is mounted again."""
+        marker = self.cfg.factory_reset_marker
+        if marker is None or not self.client.credential:
+            if not self._reset_refused:
+                self._reset_refused = True
+                why = "this device's image has no factory reset (no factory_reset_marker in the agent's config)"
+                log.error("factory reset requested at %s: %s", request.get("requested_at"), why)
+                self.outbox.add(EventKind.AGENT, None, None, event="factory_reset_failed", reason=why)
+                self.flush()
+            return
+        try:
+            leave_credential(marker, self.client.credential)
+        except OSError as e:
+            raise AgentError(f"factory reset: the credential cannot be kept in {marker}: {e}") from e
+        log.warning("factory reset requested at %s: rebooting to erase the data partition", request.get("requested_at"))
+        self.outbox.add(EventKind.AGENT, None, None, event="factory_reset", requested_at=request.get("requested_at"))
+        self.flush()
+        self._reboot()
 
     def rotate_credential(self, now: float | None = None) -> None:
         """Renew the credential once it is `rotate_credential_days` old (its file's age); a failure waits a pass."""
@@ -348,6 +400,8 @@ class Agent:
                 support.write_status(self.cfg.data_dir / support.FILE_NAME, doc)  # what the device's user may be shown
             except OSError as e:
                 log.warning("the support status file cannot be written: %s", e)
+        if doc is not None and isinstance(doc.get("factory_reset"), dict):
+            self.factory_reset(doc["factory_reset"])  # reboots, unless this device cannot be reset
         desired = (doc or {}).get("desired") or {}
         if doc is not None and self.cfg.poll_interval is None:
             self.interval = poll_interval(doc)

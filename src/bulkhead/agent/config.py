@@ -64,6 +64,10 @@ class AgentConfig:
     # The update lock applications hold while an OS update must not install (agent/update_lock.py), such as
     # /run/bulkhead/update.lock (the reference images set it); None: no lock is honoured.
     update_lock: Path | None = None
+    # Where the agent leaves its credential when the server asks for a factory reset, outside the data partition the
+    # image then erases at boot (agent/factory_reset.py; the reference images: /boot/efi/bulkhead/factory-reset);
+    # None: the device cannot be reset from the server and says so.
+    factory_reset_marker: Path | None = None
 
 
 _TOP = {
@@ -93,6 +97,7 @@ _TOP = {
     "apt_root",
     "apt_config",
     "update_lock",
+    "factory_reset_marker",
 }
 
 
@@ -193,6 +198,7 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             apt_root=path("apt_root", Path("/")) or Path("/"),
             apt_config=path("apt_config", None),
             update_lock=path("update_lock", None),
+            factory_reset_marker=path("factory_reset_marker", None),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"a value has the wrong type: {e}") from None

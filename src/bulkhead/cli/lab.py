@@ -185,11 +185,18 @@ def qemu(
     serial_log: Path = typer.Option(Path("serial.log"), help="Where the serial console is logged"),
     memory: int = typer.Option(1024, help="Memory in MiB"),
     cpus: int = typer.Option(2, help="Virtual CPUs"),
+    forward: list[str] = typer.Option([], help="HOST_PORT:GUEST_PORT, TCP from this host's loopback into the guest (repeatable)"),
 ) -> None:
     """Boot the reference image in QEMU (software emulation, OVMF): the server on this host is 10.0.2.2."""
     from bulkhead.lab.qemu import QemuDevice, QemuSpec
 
-    dev = QemuDevice(QemuSpec(disk, serial_log, name, memory, cpus))
+    forwards = []
+    for f in forward:
+        host, _, guest = f.partition(":")
+        if not (host.isdigit() and guest.isdigit() and 0 < int(host) < 65536 and 0 < int(guest) < 65536):
+            raise CliError(f"--forward {f!r}: write HOST_PORT:GUEST_PORT with ports 1-65535, e.g. --forward 8081:8080")
+        forwards.append((int(host), int(guest)))
+    dev = QemuDevice(QemuSpec(disk, serial_log, name, memory, cpus, forwards=tuple(forwards)))
     dev.start()
     output.line(f"QEMU device '{name}' running; serial console: {serial_log} (Ctrl-C stops it)")
     try:

@@ -366,6 +366,17 @@ def device_reset_credential(ctx: typer.Context, device: str, json: bool = JsonOp
     show(client(ctx).request("POST", f"/api/v1/devices/{device}/reset-credential"), json)
 
 
+@device_app.command("factory-reset")
+def device_factory_reset(
+    ctx: typer.Context,
+    device: str,
+    cancel: bool = typer.Option(False, "--cancel", help="Withdraw a request the device has not carried out yet"),
+    json: bool = JsonOpt,
+) -> None:
+    """Admin: the device erases its data partition (volumes, state, credential), reboots and enrolls again."""
+    show(client(ctx).request("DELETE" if cancel else "POST", f"/api/v1/devices/{device}/factory-reset"), json)
+
+
 @device_app.command("disable")
 def device_disable(ctx: typer.Context, device: str, json: bool = JsonOpt) -> None:
     """Stop serving a device (403, no artifacts) until it is enabled."""

@@ -30,6 +30,7 @@ class QemuSpec:
     memory_mib: int = 1024
     cpus: int = 2
     vars_file: Path | None = None  # the machine's UEFI variables (default: next to the serial log)
+    forwards: tuple[tuple[int, int], ...] = ()  # (host port, guest port): TCP on the host's loopback into the guest
 
     @property
     def monitor_socket(self) -> Path:
@@ -44,8 +45,9 @@ def qemu_command(spec: QemuSpec, vars_file: Path) -> list[str]:
         "-smp", str(spec.cpus),
         "-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
         "-drive", f"if=pflash,format=raw,file={vars_file}",
-        "-drive", f"file={spec.disk},if=virtio,format=raw,cache=unsafe",
-        "-netdev", "user,id=net0",
+        # discard=unmap: the guest's discards and zeroing (a factory reset's erasure) punch holes in the sparse image
+        "-drive", f"file={spec.disk},if=virtio,format=raw,cache=unsafe,discard=unmap,detect-zeroes=unmap",
+        "-netdev", "user,id=net0" + "".join(f",hostfwd=tcp:127.0.0.1:{h}-:{g}" for h, g in spec.forwards),
         "-device", "virtio-net-pci,netdev=net0",
         "-smbios", f"type=1,serial={spec.name}",
         "-display", "none",

@@ -13,10 +13,15 @@ import uuid
 from dataclasses import dataclass
 
 __all__ = [
+    "CONTAINERS_SCRIPT",
     "SLOTS",
+    "STORAGE_CONF",
     "Layout",
     "agent_config",
     "agent_unit",
+    "containers_unit",
+    "factory_reset_script",
+    "factory_reset_unit",
     "fstab",
     "grub_cfg",
     "network_unit",
@@ -143,9 +148,10 @@ def fstab(layout: Layout) -> str:
     return f"{layout.part(1)}\t/boot/efi\tvfat\tumask=0077,nofail\t0\t2\n{layout.part(4)}\t/data\text4\tdefaults,nofail\t0\t2\n"
 
 
-def agent_config(server: str, bootstrap_token: str, compatible: str) -> str:
+def agent_config(server: str, bootstrap_token: str, compatible: str, insecure_registries: tuple[str, ...] = ()) -> str:
     """The agent's TOML template: it enrolls at the first boot; its state lives on /data. `@NAME@` is
-    replaced at each start by the device's name (agent-config script)."""
+    replaced at each start by the device's name (agent-config script). `insecure_registries`: registries
+    the device pulls from over plain HTTP (a lab's)."""
 
     def q(s: str) -> str:
         return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -158,9 +164,11 @@ def agent_config(server: str, bootstrap_token: str, compatible: str) -> str:
         'data_dir = "/data/bulkhead"\n'
         'os_release = "/etc/bulkhead/os-release"\n'
         'update_lock = "/run/bulkhead/update.lock"\n'
+        f"factory_reset_marker = {q(FACTORY_RESET_MARKER)}\n"
         "\n[health]\ndeadline = 600\n"
         "\n[podman]\n"
         'run_args = ["--runtime", "runc"]\n'
+        + (f"insecure_registries = [{', '.join(q(r) for r in insecure_registries)}]\n" if insecure_registries else "")
     )
 
 
@@ -168,8 +176,8 @@ def agent_unit() -> str:
     return (
         "[Unit]\n"
         "Description=Bulkhead agent: desired state, RAUC updates, containers\n"
-        "Wants=network-online.target\n"
-        "After=network-online.target rauc.service data.mount\n"
+        "Wants=network-online.target bulkhead-containers.service\n"
+        "After=network-online.target rauc.service data.mount bulkhead-containers.service\n"
         "RequiresMountsFor=/data\n\n"
         "[Service]\n"
         "ExecStartPre=/usr/lib/bulkhead/agent-config\n"
@@ -201,10 +209,139 @@ sed "s/@NAME@/$(cat /data/bulkhead/device-name)/" /etc/bulkhead/agent.toml.in > 
 # downloaded and installed once the module had arrived). nbd: how RAUC (1.10+) mounts a bundle it streams.
 MODULES_LOAD = "dm-mod\ndm-verity\nnbd\n"
 
+# Podman's storage on the data partition: images, containers and volumes survive an OS update and a rollback.
+# skip_mount_home: without it the overlay driver bind-mounts its directory over itself, a mount nothing
+# unmounts before /data at shutdown ("Failed unmounting /data/containers/storage/overlay"): /data was then left
+# uncleanly, and after one such shutdown Podman refused its storage ("unable to create kernel-style whiteout").
 STORAGE_CONF = """[storage]
 driver = "overlay"
 runroot = "/run/containers/storage"
 graphroot = "/data/containers/storage"
+
+[storage.options.overlay]
+skip_mount_home = "true"
+"""
+
+
+def containers_unit() -> str:
+    """Containers across boots: storage checked before anything uses it, restart=always containers started
+    (before the agent, which may be what an update broke), every container stopped before /data is unmounted
+    (systemd stops this unit before the mount it requires)."""
+    return (
+        "[Unit]\n"
+        "Description=Bulkhead: Podman's storage checked, containers started at boot and stopped before /data is unmounted\n"
+        "Wants=network-online.target\n"
+        "After=network-online.target data.mount\n"
+        "RequiresMountsFor=/data\n"
+        "Before=bulkhead-agent.service\n\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        "RemainAfterExit=yes\n"
+        "ExecStart=/usr/lib/bulkhead/containers start\n"
+        "ExecStop=/usr/lib/bulkhead/containers stop\n"
+        "TimeoutStartSec=900\n"
+        "TimeoutStopSec=120\n"
+        "StandardOutput=journal+console\n\n"
+        "[Install]\n"
+        "WantedBy=multi-user.target\n"
+    )
+
+
+CONTAINERS_SCRIPT = """#!/bin/sh
+# Podman's storage on the data partition across boots (bulkhead-containers.service).
+# start: check the storage and repair what Podman can repair without losing data (damaged images and unused
+#   layers go; the agent pulls what its apps need again); containers and volumes are never removed. A marker
+#   left by a boot that did not stop its containers (a power cut, a crash) makes the check read every layer.
+#   Then the containers with restart=always are started, before the agent (which an update may have broken).
+# stop: stop every container and drop the marker: the data partition unmounts with nothing of Podman's open.
+set -u
+data="${BULKHEAD_DATA:-/data}"
+marker="$data/containers/.in-use"
+check() {
+    if ! podman system check --help >/dev/null 2>&1; then
+        echo "podman $(podman --version 2>/dev/null | sed 's/.* //') has no storage check (Podman 5 has): not checked"
+    elif ! podman system check "$@" --repair; then
+        echo "podman system check: damage left unrepaired (containers and volumes are kept)" >&2
+    fi
+}
+case "${1:-}" in
+start)
+    mkdir -p "$data/containers/storage"
+    if [ -e "$marker" ]; then
+        echo "the last boot did not stop its containers: checking every layer of Podman's storage"
+        check
+    else
+        check --quick
+    fi
+    touch "$marker"
+    sync
+    podman start --all --filter restart-policy=always >/dev/null || echo "podman could not start every container" >&2
+    ;;
+stop)
+    podman stop --all --time 10 >/dev/null || echo "podman could not stop every container" >&2
+    rm -f "$marker"
+    sync
+    ;;
+*)
+    echo "usage: $0 start|stop" >&2
+    exit 2
+    ;;
+esac
+exit 0
+"""
+
+
+# Where the agent leaves its credential when the server asks for a factory reset: the EFI partition, which the
+# erasure of the data partition does not reach.
+FACTORY_RESET_MARKER = "/boot/efi/bulkhead/factory-reset"
+
+
+def factory_reset_unit(layout: Layout) -> str:
+    """Erase the data partition before it is checked or mounted, when the agent left the marker (a factory reset
+    the server asked for)."""
+    part = layout.part(4)
+    dev = part.removeprefix("/dev/").replace("/", "-")
+    return (
+        "[Unit]\n"
+        "Description=Bulkhead factory reset: erase the data partition the server asked to reset\n"
+        "DefaultDependencies=no\n"
+        f"ConditionPathExists={FACTORY_RESET_MARKER}\n"
+        "RequiresMountsFor=/boot/efi\n"
+        f"Requires=dev-{dev}.device\n"
+        f"After=dev-{dev}.device\n"
+        f"Before=systemd-fsck@dev-{dev}.service data.mount local-fs.target shutdown.target\n"
+        "Conflicts=shutdown.target\n\n"
+        "[Service]\n"
+        "Type=oneshot\n"
+        "RemainAfterExit=yes\n"
+        "ExecStart=/usr/lib/bulkhead/factory-reset\n"
+        "StandardOutput=journal+console\n\n"
+        "[Install]\n"
+        "WantedBy=local-fs.target\n"
+    )
+
+
+def factory_reset_script(layout: Layout, marker: str = FACTORY_RESET_MARKER) -> str:
+    """Erase the data partition (a secure discard where the storage has one, else zeros over all of it: the CRA's
+    secure erasure of user data), make its file system again, put the agent's credential on it (it proves the device
+    when it enrolls again), drop the marker. A power cut before the end erases again at the next boot."""
+    return f"""#!/bin/sh
+set -eu
+marker={marker}
+part={layout.part(4)}
+[ -s "$marker" ] || exit 0
+echo "factory reset: erasing the data partition $part"
+blkdiscard --secure "$part" 2>/dev/null || blkdiscard --zeroout "$part"
+mkfs.ext4 -q -F -L data "$part"
+mnt=$(mktemp -d)
+mount "$part" "$mnt"
+install -d -m 0700 "$mnt/bulkhead"
+install -m 0600 "$marker" "$mnt/bulkhead/previous-credential"
+umount "$mnt"
+rmdir "$mnt"
+rm -f "$marker"
+sync
+echo "factory reset: the data partition is empty; the agent enrolls again"
 """
 
 

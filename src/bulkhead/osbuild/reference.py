@@ -31,10 +31,11 @@ __all__ = ["BASE_PACKAGES", "DEFAULT_SUITE", "BuildResult", "BuildSpec", "build_
 # The packages of this repository a device carries: the agent and what it imports (tests/test_architecture.py).
 DEVICE_PACKAGES = ("agent", "protocol", "rauc")
 
+# nftables: netavark, Podman's network stack on trixie, sets up container networks and published ports with nft.
 BASE_PACKAGES = (
     "systemd", "systemd-sysv", "udev", "dbus", "linux-image-amd64", "initramfs-tools", "rauc", "rauc-service",
     "grub-common", "e2fsprogs", "dosfstools", "squashfs-tools", "podman", "runc", "python3", "python3-cryptography",
-    "python3-asn1crypto", "ca-certificates", "iproute2",
+    "python3-asn1crypto", "ca-certificates", "iproute2", "nftables",
 )  # fmt: skip
 TOOLS = {
     "mmdebstrap": "mmdebstrap",
@@ -48,6 +49,9 @@ TOOLS = {
     "sfdisk": "fdisk",
     "systemctl": "systemd",
 }
+# Enabled in the image: the agent, Podman's storage check and the containers' start and stop, the factory reset's
+# erasure (when asked for), DHCP networking.
+UNITS = ("bulkhead-agent.service", "bulkhead-containers.service", "bulkhead-factory-reset.service", "systemd-networkd.service")
 GRUB_MODULES = (
     "part_gpt", "fat", "ext2", "normal", "linux", "boot", "configfile", "loadenv", "test", "echo", "reboot",
     "serial", "terminal", "efi_gop", "all_video", "gzio", "search", "sleep", "true",
@@ -84,6 +88,7 @@ class BuildSpec:
     server: str = "http://10.0.2.2:8080"  # QEMU user networking: the host
     bootstrap_token: str = ""
     customize: tuple[str, ...] = ()  # shell commands run with "$1" = the rootfs directory
+    insecure_registries: tuple[str, ...] = ()  # registries the agent pulls from over plain HTTP (a lab's)
     cache: Path | None = None  # where base rootfs tarballs are kept by their inputs
     make_bundle: bool = True  # False: no signed bundle (e.g. a disk image only for the factory)
     make_disk: bool = True  # False: no GPT disk image (e.g. a release that only goes out over the air)
@@ -214,9 +219,14 @@ def _layer(spec: BuildSpec, root: Path) -> None:
     (root / "data").mkdir(exist_ok=True)
     _write(root, "/etc/hostname", "bulkhead\n")
     _write(root, "/etc/bulkhead/os-release", L.os_release(spec.version, spec.compatible, spec.suites[0]))
-    _write(root, "/etc/bulkhead/agent.toml.in", L.agent_config(spec.server, spec.bootstrap_token, spec.compatible), 0o600)
+    agent_toml = L.agent_config(spec.server, spec.bootstrap_token, spec.compatible, spec.insecure_registries)
+    _write(root, "/etc/bulkhead/agent.toml.in", agent_toml, 0o600)
     _write(root, "/usr/lib/bulkhead/agent-config", L.AGENT_CONFIG_SCRIPT, 0o755)
     _write(root, "/etc/systemd/system/bulkhead-agent.service", L.agent_unit())
+    _write(root, "/usr/lib/bulkhead/containers", L.CONTAINERS_SCRIPT, 0o755)
+    _write(root, "/etc/systemd/system/bulkhead-containers.service", L.containers_unit())
+    _write(root, "/usr/lib/bulkhead/factory-reset", L.factory_reset_script(lay), 0o755)
+    _write(root, "/etc/systemd/system/bulkhead-factory-reset.service", L.factory_reset_unit(lay))
     _write(root, "/etc/systemd/network/80-dhcp.network", L.network_unit())
     _write(root, "/etc/containers/storage.conf", L.STORAGE_CONF)
     _write(root, "/etc/modules-load.d/bulkhead.conf", L.MODULES_LOAD)
@@ -228,8 +238,8 @@ def _layer(spec: BuildSpec, root: Path) -> None:
     for pkg in DEVICE_PACKAGES:
         shutil.copytree(src / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     _run(
-        ["systemctl", f"--root={root}", "enable", "bulkhead-agent.service", "systemd-networkd.service"],
-        "enabling the agent and networkd",
+        ["systemctl", f"--root={root}", "enable", *UNITS],
+        "enabling the agent, its containers' unit and networkd",
     )
     for cmd in spec.customize:
         _run(["sh", "-c", cmd, "customize", str(root)], f"customize hook {cmd!r}")

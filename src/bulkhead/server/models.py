@@ -228,6 +228,9 @@ class Device(Base):
     previous_credential_hash: Mapped[str | None] = mapped_column(String(64), index=True)
     # sha256 of the inventory text `reported` was last written from: a report that repeats it writes nothing.
     reported_sha256: Mapped[str | None] = mapped_column(String(64))
+    # An administrator's request that the device erase its data partition and enroll again (services/device_reset.py):
+    # in its state answer until the device enrolls again, proving itself with the credential it held.
+    factory_reset_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     @property
     def reported(self) -> dict[str, Any]:

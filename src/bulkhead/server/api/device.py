@@ -7,7 +7,7 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from ..pollcache import ACTION_TTL, IDLE_TTL, Answer
 from ..security import sign_url
@@ -22,15 +22,28 @@ router = APIRouter(prefix="/device/v1", tags=["device"])
 
 
 class EnrollIn(BaseModel):
-    bootstrap_token: Name
+    bootstrap_token: Name | None = Field(None, description="the bootstrap token the device was built with")
     name: Name
     compatible: Compatible
     attributes: Attributes = Field(default_factory=dict)
+    previous_credential: Name | None = Field(
+        None, description="after a factory reset: the credential the device held, which proves it (no bootstrap token needed)"
+    )
+
+    @model_validator(mode="after")
+    def _one_proof(self) -> EnrollIn:
+        if not self.bootstrap_token and not self.previous_credential:
+            raise ValueError("give bootstrap_token (or, after a factory reset, previous_credential)")
+        return self
 
 
 @router.post("/enroll", status_code=201, response_model=schemas.DeviceEnrolled, response_model_exclude_unset=True)
 def enroll(body: EnrollIn, svc: Services = Depends(services)) -> dict[str, Any]:
-    """Exchange a bootstrap token for this device's own credential (shown once)."""
+    """Exchange a bootstrap token for this device's own credential (shown once); after a factory reset, the
+    credential the device held instead."""
+    if body.previous_credential:
+        return svc.devices.reenroll_proven(body.name, body.previous_credential, body.compatible, body.attributes)
+    assert body.bootstrap_token is not None  # _one_proof
     return svc.devices.enroll(body.bootstrap_token, body.name, body.compatible, body.attributes)
 
 
@@ -98,6 +111,8 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
         support = svc.cra_products.device_support(dev.tenant_id, dev.compatible)
         if support is not None:
             body["support"] = support  # the product's support end, for the device's user (CRA)
+    if dev.factory_reset_at is not None:
+        body["factory_reset"] = {"requested_at": dev.factory_reset_at.isoformat()}  # erase the data partition, enroll again
     if svc.security is not None:
         pending = svc.security.device_answer(dev)
         if pending is not None:

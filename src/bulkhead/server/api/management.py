@@ -461,6 +461,9 @@ class DeviceLifecycleOut(BaseModel):
     status: DeviceStatus
     credential_epoch: int = Field(description="Raised by every reset, rotation and disable; signed URLs carry it")
     reenroll_allowed: bool = Field(description="The next enrollment under this name may take it (once)")
+    factory_reset_requested_at: str | None = Field(
+        None, description="When a factory reset was asked for that the device has not carried out yet (else null)"
+    )
     credential: str | None = Field(None, description="A provisioned device's new credential (TargetToken), shown once")
 
 
@@ -497,6 +500,19 @@ def reset_device_credential(ref: str, who: Principal = Depends(principal), svc: 
     """Revoke the device's credential and signed URLs; an enrolled device may then enroll once more under its name
     (pending again if the bootstrap token requires approval); a provisioned device gets its new credential here."""
     return svc.devices.reset_credential(who, ref)
+
+
+@router.post("/devices/{ref}/factory-reset", tags=["devices"], response_model=DeviceLifecycleOut)
+def factory_reset_device(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Admin: the device erases its data partition (apps' volumes, its state, its credential) at its next poll and
+    reboot, then enrolls again with the credential it held; pending until then (`factory_reset_requested_at`)."""
+    return svc.devices.factory_reset(who, ref)
+
+
+@router.delete("/devices/{ref}/factory-reset", tags=["devices"], response_model=DeviceLifecycleOut)
+def cancel_factory_reset(ref: str, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """Admin: withdraw a factory reset the device has not carried out yet."""
+    return svc.devices.factory_reset(who, ref, cancel=True)
 
 
 @router.post("/devices/{ref}/disable", tags=["devices"], response_model=DeviceLifecycleOut)

@@ -260,6 +260,10 @@ class DeviceOut(_DeviceFields):
     security_events: dict[str, int] = Field(
         default_factory=dict, description="the device's security events per kind (GET /devices/{ref}/security-events)"
     )
+    credential_epoch: int = Field(0, description="raised by every credential reset, rotation, re-enrollment and disable")
+    factory_reset_requested_at: Time | None = Field(
+        None, description="when a factory reset was asked for that the device has not carried out yet (else null)"
+    )
 
 
 class DeviceRow(_DeviceFields):

@@ -190,6 +190,12 @@ class StateSecurity(Out):
     mode: str = Field(description="automatic or opt_out")
 
 
+class StateFactoryReset(Out):
+    """An administrator asked the device to erase its data partition and enroll again."""
+
+    requested_at: str = Field(description="when the request was made (ISO 8601)")
+
+
 class DeviceState(Out):
     """The device's desired state."""
 
@@ -198,3 +204,6 @@ class DeviceState(Out):
     poll_interval: int = Field(description="seconds until the next poll")
     support: StateSupport | None = absent("the device's product and its support end (absent: no product registered)")
     security: StateSecurity | None = absent("the device's pending security update (absent: none)")
+    factory_reset: StateFactoryReset | None = absent(
+        "erase the data partition and enroll again with the credential held now (absent: no such request)"
+    )

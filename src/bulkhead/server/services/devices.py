@@ -18,7 +18,7 @@ from ..errors import Conflict, Forbidden, Invalid, NotFound, Unauthorized
 from ..ids import as_id
 from ..models import App, BootstrapToken, DeltaBundle, Device, DeviceGroup, Release, Tenant, utcnow
 from ..security import PREFIX_BOOTSTRAP, PREFIX_DEVICE, hash_token, new_token, unseal
-from . import audit
+from . import audit, device_reset
 from .actions import install_gate, open_action, open_app_actions, open_package_action
 from .artifacts import artifact_filename, delta_filename
 from .auth import Principal, _aware
@@ -83,6 +83,7 @@ def lifecycle_json(d: Device) -> dict[str, Any]:
         "status": d.status,
         "credential_epoch": d.credential_epoch or 0,
         "reenroll_allowed": bool(d.reenroll_allowed),
+        "factory_reset_requested_at": d.factory_reset_at.isoformat() if d.factory_reset_at else None,
     }
 
 
@@ -244,6 +245,7 @@ class DeviceService:
                 dev.reenroll_allowed = False
                 dev.credential_epoch = (dev.credential_epoch or 0) + 1
                 dev.enrolled_with, dev.previous_credential_hash = bt.id, None
+                dev.report_seq = 0  # a device that lost its credential lost its outbox too: its events start at 1
             dev.credential_hash = ch
             dev.last_seen = utcnow()
             bt.uses += 1
@@ -287,7 +289,8 @@ class DeviceService:
         who.require("viewer")
         with self.db.session() as s:
             dev = self._own(s, who, ref)
-            return device_json(dev) | {"security_events": security_counts(s, dev.id)}
+            identity = {k: v for k, v in lifecycle_json(dev).items() if k in ("credential_epoch", "factory_reset_requested_at")}
+            return device_json(dev) | identity | {"security_events": security_counts(s, dev.id)}
 
     def approve(self, who: Principal, ref: str) -> dict[str, Any]:
         return self._move(who, ref, DeviceStatus.PENDING, "pending approval", "device.approve", device_json)
@@ -360,6 +363,21 @@ class DeviceService:
             out = lifecycle_json(dev)
             if credential is not None:
                 out["credential"] = credential
+        return out
+
+    def factory_reset(self, who: Principal, ref: str, cancel: bool = False) -> dict[str, Any]:
+        """Ask the device to erase its data partition and enroll again, or withdraw that (services/device_reset.py)."""
+        with self.db.session() as s:
+            dev = self._own(s, who, ref)
+            (device_reset.cancel if cancel else device_reset.request)(s, who, dev)
+            out = lifecycle_json(dev)
+        return out
+
+    def reenroll_proven(self, name: str, previous_credential: str, compatible: str, attributes: dict[str, Any]) -> dict[str, Any]:
+        """Enrollment after a factory reset, proved with the credential the device held (no bootstrap token)."""
+        with self.db.session() as s:
+            out = device_reset.reenroll_proven(s, name, previous_credential, compatible, attributes)
+        self.on_change()
         return out
 
     def rotate_credential(self, who: Principal) -> dict[str, Any]:

@@ -1,0 +1,30 @@
+"""Factory reset on the device: the credential is left where the erasure does not reach, the device reboots, and
+the image erases the data partition before anything mounts it (the reference image's bulkhead-factory-reset
+service). After the erasure the agent finds the credential on the new partition and enrolls again with it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["PREVIOUS_CREDENTIAL", "leave_credential"]
+
+# Where the erasure puts the credential for the agent, in its data directory on the new partition.
+PREVIOUS_CREDENTIAL = "previous-credential"
+
+
+def leave_credential(marker: Path, credential: str) -> None:
+    """Write the marker (the credential: it proves the device when it enrolls again), durably. No chmod: the
+    marker lives on the EFI partition, whose FAT has no modes (the mount's umask keeps it root's)."""
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    tmp = marker.with_name(f".{marker.name}.partial")
+    with tmp.open("w") as f:
+        f.write(credential + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, marker)
+    fd = os.open(marker.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
