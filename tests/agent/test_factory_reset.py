@@ -131,3 +131,60 @@ def test_an_agent_without_a_marker_reports_that_it_cannot_reset(server: LiveServ
     failed = [e for e in events if e["details"].get("event") == "factory_reset_failed"]
     assert len(failed) == 1 and "no factory_reset_marker" in failed[0]["details"]["reason"]
     assert agent.client.credential and agent.poll() is not None  # it keeps working as it is
+
+
+def test_an_erasure_that_did_not_run_is_reported_instead_of_rebooting_again(
+    server: LiveServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The marker outlived a reboot on a partition that still holds the agent's data: the image did not erase."""
+    from bulkhead.agent import factory_reset
+
+    admin = server.tenant(keyring=False)
+    with server.client(admin) as c:
+        bootstrap = c.post("/api/v1/bootstrap-tokens", json={"name": "line"}).json()["token"]
+    marker = tmp_path / "esp" / "factory-reset"
+    agent = _agent(server, tmp_path / "data", marker, bootstrap)
+    assert agent.tick() > 0
+    with server.client(admin) as c:
+        c.post("/api/v1/devices/dev-reset/factory-reset").raise_for_status()
+    reboots: list[str] = []
+    monkeypatch.setattr(agent, "_reboot", lambda: reboots.append("reboot"))
+    agent.tick()
+    agent.tick()  # the same boot (the reboot command failed, say): it tries again
+    assert reboots == ["reboot", "reboot"] and marker.exists()
+
+    boot = tmp_path / "boot_id"
+    boot.write_text("another-boot\n")
+    monkeypatch.setattr(factory_reset, "BOOT_ID", boot)  # the machine came back up; nothing erased /data
+    later = _agent(server, tmp_path / "data", marker, bootstrap)
+    monkeypatch.setattr(later, "_reboot", lambda: reboots.append("reboot"))
+    later.tick()
+    later.tick()
+    assert reboots == ["reboot", "reboot"]  # no reboot loop
+    with server.client(admin) as c:
+        events = c.get("/api/v1/devices/dev-reset/events").json()
+    failed = [e for e in events if e["details"].get("event") == "factory_reset_failed"]
+    assert len(failed) == 1 and "not erased at the last boot" in failed[0]["details"]["reason"]
+
+
+def test_a_request_seen_only_in_the_kept_state_erases_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Offline, the agent works from the last desired state; a reset in it may have been withdrawn since."""
+    from tests.live import free_port
+
+    data = tmp_path / "data"
+    (data / "bulkhead").mkdir(parents=True)
+    (data / "bulkhead" / "credential").write_text("bhd_held")
+    doc = {"device": {"name": "dev-reset"}, "desired": {"release": None}, "factory_reset": {"requested_at": "2026-01-01"}}
+    (data / "bulkhead" / "desired.json").write_text(json.dumps(doc))
+    cfg = AgentConfig(
+        server=f"http://127.0.0.1:{free_port()}", data_dir=data / "bulkhead", name="dev-reset", compatible="lab",
+        files_root=data / "root", podman=PodmanConfig(enabled=False), os_release=data / "os-release",
+        factory_reset_marker=tmp_path / "esp" / "factory-reset",
+    )  # fmt: skip
+    agent = Agent(cfg)
+    agent.rauc = agent.updater.rauc = FakeRauc()  # type: ignore[assignment]
+    reboots: list[str] = []
+    monkeypatch.setattr(agent, "_reboot", lambda: reboots.append("reboot"))
+    agent.tick()
+    assert agent.poll() == doc  # it does work from the kept state...
+    assert reboots == [] and not cfg.factory_reset_marker.exists()  # ...but erases nothing on its word

@@ -18,7 +18,7 @@ from .client import Client
 from .config import AgentConfig
 from .desired import check_state, poll_interval
 from .errors import AgentError, BadResponse, PodmanError, RaucError, ServerRejected, ServerUnreachable
-from .factory_reset import PREVIOUS_CREDENTIAL, leave_credential
+from .factory_reset import PREVIOUS_CREDENTIAL, RESET_ATTEMPT, erasure_failed, leave_credential, note_attempt
 from .files import apply_files
 from .health import Check, command_check
 from .outbox import Outbox
@@ -59,6 +59,7 @@ class Agent:
         self._failures = 0  # passes that failed in a row (backoff)
         self._credential_refused = False  # the server answered 401: enroll again, keeping the credential meanwhile
         self._reset_refused = False  # a factory reset this device cannot carry out was reported
+        self._answered = False  # the last poll's document came from the server (200 or 304), not from the disk
         self.updater = Updater(
             self.client,
             self.rauc,
@@ -156,7 +157,20 @@ class Agent:
                 self.outbox.add(EventKind.AGENT, None, None, event="factory_reset_failed", reason=why)
                 self.flush()
             return
+        attempt = self.cfg.data_dir / RESET_ATTEMPT  # on the partition the erasure empties
+        if erasure_failed(marker, attempt):  # rebooting again would only repeat it
+            if not self._reset_refused:
+                self._reset_refused = True
+                why = (
+                    "the data partition was not erased at the last boot (the marker is still in place): see the "
+                    "journal of bulkhead-factory-reset.service"
+                )
+                log.error("factory reset: %s", why)
+                self.outbox.add(EventKind.AGENT, None, None, event="factory_reset_failed", reason=why)
+                self.flush()
+            return
         try:
+            note_attempt(attempt)
             leave_credential(marker, self.client.credential)
         except OSError as e:
             raise AgentError(f"factory reset: the credential cannot be kept in {marker}: {e}") from e
@@ -202,13 +216,16 @@ class Agent:
             raise
         except ServerUnreachable as e:
             log.warning("server unreachable (%s): working from the last desired state", e)
+            self._answered = False
             return self._cached()
+        self._answered = True
         if r.status == 304:
             return self._cached()
         try:
             doc = check_state(r.json())
         except BadResponse as e:  # a captive portal, a proxy's error page, a broken answer: keep the last good state
             log.warning("unusable answer to the state poll (%s): working from the last desired state", e)
+            self._answered = False
             return self._cached()
         write_atomic(self.desired_path, r.body)
         if r.headers.get("etag"):
@@ -400,7 +417,8 @@ class Agent:
                 support.write_status(self.cfg.data_dir / support.FILE_NAME, doc)  # what the device's user may be shown
             except OSError as e:
                 log.warning("the support status file cannot be written: %s", e)
-        if doc is not None and isinstance(doc.get("factory_reset"), dict):
+        if doc is not None and self._answered and isinstance(doc.get("factory_reset"), dict):
+            # only as the server says it now: a request withdrawn while the device was offline must not erase it
             self.factory_reset(doc["factory_reset"])  # reboots, unless this device cannot be reset
         desired = (doc or {}).get("desired") or {}
         if doc is not None and self.cfg.poll_interval is None:
