@@ -284,3 +284,29 @@ def test_forms_are_bounded_and_must_be_urlencoded(server: LiveServer) -> None:
     r = b.post("/ui/account/password", json={"csrf": "x"})
     assert r.status_code == 400
     assert isinstance(b, httpx.Client)
+
+
+def test_an_admin_asks_for_a_factory_reset_after_ticking_the_box_and_may_withdraw_it(server: LiveServer) -> None:
+    t = tenant(server)
+    t.user("ops", "operator")
+    d = device(t, unique("dev"))
+    dev_id = t.api.get(f"/api/v1/devices/{d.name}").json()["id"]
+    ops = login(server, t, "ops")
+    assert "/factory-reset" not in ops.get(f"/ui/devices/{dev_id}").text  # an operator has no such button
+    r = ops.post(f"/ui/devices/{dev_id}/factory-reset", data={"csrf": csrf(ops), "confirm": "on"})
+    assert r.status_code == 403
+    admin = login(server, t, "admin")
+    page = admin.get(f"/ui/devices/{dev_id}").text
+    assert f"/ui/devices/{dev_id}/factory-reset" in page and 'name="confirm" required' in page
+    token = csrf(admin, f"/ui/devices/{dev_id}")
+    r = admin.post(f"/ui/devices/{dev_id}/factory-reset", data={"csrf": token})  # the box not ticked
+    assert r.status_code == 400 and "tick the box" in r.text
+    assert "factory_reset" not in d.state()
+    r = admin.post(f"/ui/devices/{dev_id}/factory-reset", data={"csrf": token, "confirm": "on"})
+    assert r.status_code == 303 and d.state()["factory_reset"]["requested_at"]
+    assert 'id="factory-reset"' in admin.get(f"/ui/devices/{dev_id}/identity").text
+    assert "factory-reset-cancel" in admin.get(f"/ui/devices/{dev_id}").text
+    r = admin.post(f"/ui/devices/{dev_id}/factory-reset-cancel", data={"csrf": token})
+    assert r.status_code == 303 and "factory_reset" not in d.state()
+    actions = [e["action"] for e in t.api.get("/api/v1/audit", params={"action": "device.factory"}).json()]
+    assert sorted(actions) == ["device.factory_reset", "device.factory_reset_cancel"]

@@ -17,7 +17,7 @@ from .web import PREFIX, back, form, render, require_write, signed_in
 __all__ = ["router"]
 
 router = APIRouter(prefix=PREFIX, route_class=UiRoute, include_in_schema=False)
-DEVICE_ACTIONS = ("approve", "disable", "enable")
+DEVICE_ACTIONS = ("approve", "disable", "enable", "factory-reset", "factory-reset-cancel")
 ROLLOUT_ACTIONS = ("pause", "resume", "cancel", "approve", "retry")
 
 
@@ -34,6 +34,12 @@ async def device_action(
         svc.devices.disable(who, ref)
     elif action == "enable":
         svc.devices.enable(who, ref)
+    elif action == "factory-reset":
+        if fields.get("confirm") != "on":
+            raise Invalid("tick the box that says the device's data is erased, then ask again")
+        svc.devices.factory_reset(who, ref)
+    elif action == "factory-reset-cancel":
+        svc.devices.factory_reset(who, ref, cancel=True)
     elif action == "tags":
         add = [t for t in fields.get("add", "").replace(",", " ").split() if t]
         remove = [t for t in fields.get("remove", "").replace(",", " ").split() if t]
