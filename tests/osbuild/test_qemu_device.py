@@ -1,14 +1,14 @@
 """A whole device in QEMU, Debian 13 "trixie" with RAUC 1.13: v1 boots through OVMF and GRUB, its agent enrolls
-with the server on the host; a rollout of v2 (v1 plus a few changed files) is installed by RAUC streaming the
+with the server on the host; a rollout of v2 (v1 plus a few packages) is installed by RAUC streaming the
 signed URL over HTTP (Range requests through NBD), adaptively: RAUC fetches only the blocks its slots lack, so
 the server counts at most 40 % of the bundle for the device; the device reboots into the other slot with the
-GRUB backend and reports success. A v3 whose init dies before the health check is rolled back by GRUB's boot
-counting and reported as rolled back. A container app with a named volume (pulled from a registry on the host)
-runs from v1 on, through the update, the rollback and a power cut, and keeps its volume's data: it appends the
-boot's id to a file in the volume at each start and serves the file on a port QEMU forwards to the host. Last, a
-factory reset asked for on the server: the device erases its data partition, enrolls again with the credential it
-held, and runs the app again on an empty volume.
-The serial console is kept under $BULKHEAD_TEST_ARTIFACTS when it fails."""
+GRUB backend and reports success. A v3 (v2 with an init that dies before the health check), installed adaptively
+too (at most 40 % of its bundle fetched), is rolled back by GRUB's boot counting and reported as rolled back.
+A container app with a named volume (pulled from a registry on the host) runs from v1 on, through the update, the
+rollback and a power cut, and keeps its volume's data: it appends the boot's id to a file in the volume at each
+start and serves the file on a port QEMU forwards to the host. Last, a factory reset asked for on the server: the
+device erases its data partition, enrolls again with the credential it held, and runs the app again on an empty
+volume. The serial console is kept under $BULKHEAD_TEST_ARTIFACTS when it fails."""
 
 from __future__ import annotations
 
@@ -39,7 +39,8 @@ TRIXIE = ("trixie", "trixie-updates", "trixie-security")
 LAYOUT = Layout(slot_mib=1024)
 # The app: each start appends the boot's id to its volume, then serves the volume over HTTP on the device's port 8080.
 APP_COMMAND = "cat /proc/sys/kernel/random/boot_id >> /vol/starts && exec /bin/busybox httpd -f -p 8080 -h /vol"
-V2_CHANGE = 'mkdir -p "$1/usr/share/bulkhead-v2" && head -c 3000000 /dev/urandom > "$1/usr/share/bulkhead-v2/payload"'
+V2_PACKAGES = ("jq", "less", "tree")  # v2 adds a few packages (and their libraries) to v1
+BROKEN = 'ln -sf /bin/false "$1/usr/sbin/init"'
 
 
 def _wait(cond: Callable[[], Any], timeout: float, what: str, dev: QemuDevice) -> Any:
@@ -86,11 +87,12 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(
             c.patch("/api/v1/groups/qemu/desired", json={"apps": {"vol": "1"}}).raise_for_status()
         started = time.monotonic()
         built = {}
-        for version, hooks in (("1", ()), ("2", (V2_CHANGE,)), ("3", ('ln -sf /bin/false "$1/usr/sbin/init"',))):
+        for version, packages, hooks in (("1", (), ()), ("2", V2_PACKAGES, ()), ("3", V2_PACKAGES, (BROKEN,))):
             spec = BuildSpec(
                 version=version, out=tmp_path / f"v{version}", cert=pki.cert, key=pki.key, keyring=pki.ca,
                 compatible=COMPATIBLE, server=f"http://10.0.2.2:{port}", bootstrap_token=boot,
-                insecure_registries=(guest_registry,), customize=hooks, cache=image_cache, suites=TRIXIE, layout=LAYOUT,
+                insecure_registries=(guest_registry,), packages=packages, customize=hooks, cache=image_cache,
+                suites=TRIXIE, layout=LAYOUT,
                 make_bundle=version != "1", make_disk=version == "1",  # v1 boots from its disk, v2 and v3 go out as bundles
             )  # fmt: skip
             built[version] = build_image(spec)
@@ -160,6 +162,10 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(
                 assert c.post("/api/v1/rollouts", json=body).status_code == 201
             act = _wait(lambda: (a := _action(srv, token, "to-v3")) and not a["active"] and a, 1200, "v3 to end", dev)
             assert act["status"] == "rolled_back", act
+            v3_size = built["3"].bundle.stat().st_size  # type: ignore[union-attr]
+            v3_served = _wait(lambda: (d := device()) and d["bytes_served"] - served, 60, "v3's bytes counted", dev)
+            print(f"v2 -> v3: the device fetched {v3_served} of the bundle's {v3_size} bytes ({v3_served / v3_size:.1%})")
+            assert 0 < v3_served <= 0.4 * v3_size, (v3_served, v3_size)
             log = dev.serial()
             assert "Attempted to kill init" in log  # v3 never reached the agent
             a_at = log.rfind("Booting slot A")

@@ -24,6 +24,7 @@ from typing import Any
 from ..rauc import create_bundle
 from . import layout as L
 from .errors import BuildError, OsBuildError, ToolMissing
+from .initramfs import uncompressed_initramfs
 from .sbom import parse_dpkg_status, write_sboms
 
 __all__ = ["BASE_PACKAGES", "DEFAULT_SUITE", "BuildResult", "BuildSpec", "build_image", "debian_suites", "missing_packages"]
@@ -48,6 +49,7 @@ TOOLS = {
     "mcopy": "mtools",
     "sfdisk": "fdisk",
     "systemctl": "systemd",
+    "zstd": "zstd",
 }
 # Enabled in the image: the agent, Podman's storage check and the containers' start and stop, the factory reset's
 # erasure (when asked for), DHCP networking.
@@ -243,6 +245,12 @@ def _layer(spec: BuildSpec, root: Path) -> None:
     )
     for cmd in spec.customize:
         _run(["sh", "-c", cmd, "customize", str(root)], f"customize hook {cmd!r}")
+    for initrd in sorted((root / "boot").glob("initrd.img-*")):  # after the hooks: a hook may add a kernel
+        if initrd.is_file() and not initrd.is_symlink():
+            data = initrd.read_bytes()
+            raw = uncompressed_initramfs(data)
+            if raw != data:  # the next release's delta sees through it (osbuild/initramfs.py)
+                initrd.write_bytes(raw)
 
 
 def _clamp_times(root: Path, epoch: int) -> None:
