@@ -3,7 +3,7 @@ with the server on the host; a rollout of v2 (v1 plus a few packages) is install
 signed URL over HTTP (Range requests through NBD), adaptively: RAUC fetches only the blocks its slots lack, so
 the server counts at most 40 % of the bundle for the device; the device reboots into the other slot with the
 GRUB backend and reports success. A v3 (v2 with an init that dies before the health check), installed adaptively
-too (at most 40 % of its bundle fetched), is rolled back by GRUB's boot counting and reported as rolled back.
+too (at most 10 % of its bundle fetched), is rolled back by GRUB's boot counting and reported as rolled back.
 A container app with a named volume (pulled from a registry on the host) runs from v1 on, through the update, the
 rollback and a power cut, and keeps its volume's data: it appends the boot's id to a file in the volume at each
 start and serves the file on a port QEMU forwards to the host. Last, a factory reset asked for on the server: the
@@ -165,7 +165,9 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(
             v3_size = built["3"].bundle.stat().st_size  # type: ignore[union-attr]
             v3_served = _wait(lambda: (d := device()) and d["bytes_served"] - served, 60, "v3's bytes counted", dev)
             print(f"v2 -> v3: the device fetched {v3_served} of the bundle's {v3_size} bytes ({v3_served / v3_size:.1%})")
-            assert 0 < v3_served <= 0.4 * v3_size, (v3_served, v3_size)
+            # One file differs from v2 (the root file system keeps its UUID from release to release, so its metadata
+            # blocks are v2's): 2.6 % measured, 25.4 % when each release had its own UUID.
+            assert 0 < v3_served <= 0.1 * v3_size, (v3_served, v3_size)
             log = dev.serial()
             assert "Attempted to kill init" in log  # v3 never reached the agent
             a_at = log.rfind("Booting slot A")

@@ -294,7 +294,11 @@ def _rootfs_image(spec: BuildSpec, root: Path, image: Path) -> None:
     mib = -(-int(used * 1.3 + (128 << 20)) // (64 << 20)) * 64  # 30% + 128 MiB free, in 64 MiB steps
     if mib > spec.layout.slot_mib:
         raise BuildError(f"the rootfs needs {mib} MiB but a slot has {spec.layout.slot_mib} MiB", "use fewer --packages")
-    seed = f"{spec.compatible}/{spec.version}"
+    # The file system's UUID and directory hash seed stay the same from one release to the next: ext4 seeds every
+    # metadata block's checksum with the UUID, so a new UUID changed every inode table, bitmap and directory block,
+    # spread over the whole image, and RAUC's adaptive install fetched a quarter of the bundle for a one-file change.
+    # (Both slots then carry the same UUID, as when one image is written to both; the device mounts by partition.)
+    seed = spec.compatible
     image.unlink(missing_ok=True)
     _run(
         [
