@@ -78,6 +78,8 @@ def test_bad_enrollment_input(server: LiveServer) -> None:
         r = enroll(c, boot["token"], "bad name with spaces")
         assert r.status_code == 400 and "invalid" in r.json()["message"]
         r = c.post("/device/v1/enroll", json={"name": "x"})
+        assert r.status_code == 422 and "compatible" in r.json()["message"]
+        r = c.post("/device/v1/enroll", json={"name": "x", "compatible": "c"})  # neither token nor previous credential
         assert r.status_code == 422 and "bootstrap_token" in r.json()["message"]
         assert c.get("/api/v1/devices").json() == []
 
