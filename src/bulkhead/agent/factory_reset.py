@@ -4,8 +4,9 @@ service). After the erasure the agent finds the credential on the new partition 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from .state import write_atomic
 
 __all__ = ["PREVIOUS_CREDENTIAL", "RESET_ATTEMPT", "erasure_failed", "leave_credential", "note_attempt"]
 
@@ -37,15 +38,4 @@ def erasure_failed(marker: Path, attempt: Path) -> bool:
 def leave_credential(marker: Path, credential: str) -> None:
     """Write the marker (the credential: it proves the device when it enrolls again), durably. No chmod: the
     marker lives on the EFI partition, whose FAT has no modes (the mount's umask keeps it root's)."""
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp = marker.with_name(f".{marker.name}.partial")
-    with tmp.open("w") as f:
-        f.write(credential + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, marker)
-    fd = os.open(marker.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_atomic(marker, (credential + "\n").encode(), mode=None)

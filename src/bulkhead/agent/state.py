@@ -340,7 +340,9 @@ def _salvage(doc: dict[str, Any]) -> tuple[dict[str, str], int | None, str | Non
     return given_up, rid, attempt
 
 
-def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
+def write_atomic(path: Path, data: bytes, mode: int | None = 0o600) -> None:
+    """Write `path` whole or not at all, durably. `mode` None: no chmod (a FAT file system has no modes; mkstemp's
+    file is the owner's only)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -348,7 +350,8 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+        if mode is not None:
+            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -241,7 +241,7 @@ def _layer(spec: BuildSpec, root: Path) -> None:
         shutil.copytree(src / pkg, dest / pkg, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     _run(
         ["systemctl", f"--root={root}", "enable", *UNITS],
-        "enabling the agent, its containers' unit and networkd",
+        "enabling the image's units",
     )
     for cmd in spec.customize:
         _run(["sh", "-c", cmd, "customize", str(root)], f"customize hook {cmd!r}")
