@@ -2,9 +2,11 @@
 
 The columns serve the same file on loopback, load comes from wrk (Debian package `wrk`): plain nginx (no
 authentication; the reference), bulkhead's embedded path (granian, the default, and uvicorn), and bulkhead behind
-nginx with delivery offloaded (contrib/nginx/bulkhead-offload.conf: the server authorizes, nginx reuses its answer
-for 1 s, sends the bytes and logs them for the byte counters).
-Goals: the embedded path (granian) reaches at least half of nginx's throughput (issue #2); the offload at least 90 % (#26).
+nginx with delivery offloaded (contrib/nginx/bulkhead-offload.conf: the server authorizes, nginx sends the bytes and
+logs them for the byte counters), once with the device's signed URL (granted to nginx after the first request) and
+once with its credential (each request authorized, the answer reused for 1 s).
+Goals: the embedded path (granian) reaches at least half of nginx's throughput (issue #2); the offload with a signed
+URL at least 90 % (#26).
 
 Method (made for a small, shared machine, where a run-to-run spread of 10 points hides any configuration effect):
 - setup (tenant, keyring, release upload, device enrolment) once, on the data directory all servers share, by a
@@ -13,15 +15,15 @@ Method (made for a small, shared machine, where a run-to-run spread of 10 points
   processes, measures the three cases (for each, wrk untimed for --warmup s, then timed for --seconds s), stops
   them and checks that their ports are closed. Starting a bulkhead server took 4-13 s on a busy 2-core machine: a start per
   measurement instead of per round would add about 5 minutes to a default run;
-- the column order is reversed every other round (nginx, offload, granian, uvicorn, then backwards) so that drift
+- the column order is reversed every other round (nginx, signed, offload, granian, uvicorn, then backwards) so that drift
   favours no column;
 - the table gives medians over the rounds, their ratio to nginx's, and the ratio paired per round (same case,
   same round) as median (min-max); the goals are checked on the median of the paired ratios. The notes give the
   load average at start and end, and say when the machine was busy at start (1-minute load average above 0.5).
 
 Usage: .venv/bin/python bench/artifact_serving.py [--seconds 8] [--rounds 5] [--warmup 2] [--workers 2]
-                                                  [--columns nginx,granian,uvicorn,offload]
-The defaults take about 13 minutes; `--columns nginx,offload` (nginx is always measured) about 6.
+                                                  [--columns nginx,granian,uvicorn,signed,offload]
+The defaults take about 16 minutes; `--columns nginx,signed,offload` (nginx is always measured) about 8.
 """
 
 from __future__ import annotations
@@ -118,7 +120,7 @@ http {{ access_log off; sendfile on; tcp_nodelay on; max_ranges 16;
 OFFLOAD_CONF = Path(__file__).resolve().parents[1] / "contrib" / "nginx" / "bulkhead-offload.conf"
 
 
-def start_offload_nginx(store: Path, upstream: int, port: int, tmp: Path) -> subprocess.Popen[bytes]:
+def start_offload_nginx(data: Path, upstream: int, port: int, tmp: Path) -> subprocess.Popen[bytes]:
     """nginx with contrib/nginx/bulkhead-offload.conf as shipped (only ports and paths replaced), tuned as above."""
     work = tmp / "offload-nginx"
     work.mkdir(exist_ok=True)
@@ -126,7 +128,8 @@ def start_offload_nginx(store: Path, upstream: int, port: int, tmp: Path) -> sub
     for old, new in [
         ("listen 80;", f"listen 127.0.0.1:{port};"),
         ("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream};"),
-        ("/var/lib/bulkhead/artifacts", str(store)),
+        ("/var/lib/bulkhead/artifacts", str(data / "artifacts")),
+        ("/var/lib/bulkhead/offload-grants", str(data / "offload-grants")),
         ("/var/cache/nginx/bulkhead-auth", str(work / "auth-cache")),
         ("/var/log/nginx/bulkhead-delivery.log", str(tmp / "delivery.log")),
     ]:
@@ -155,6 +158,7 @@ class Setup:
     data: Path
     release: int
     credential: str
+    signed: str  # the device's signed URL of the release, path and query (what RAUC streams from)
     workers: int
 
     def bundle_url(self, port: int) -> str:
@@ -198,12 +202,18 @@ def run_offload(s: Setup) -> Running:
     running = Running(s.bundle_url(np_), [], [np_, sp])
     srv = start_bulkhead(s.data, sp, s.workers, env)  # granian
     try:
-        nginx = start_offload_nginx((s.data / "artifacts").resolve(), sp, np_, s.tmp)
+        nginx = start_offload_nginx(s.data.resolve(), sp, np_, s.tmp)
         running.procs = [nginx, srv]  # nginx stops first: it flushes its delivery log, which the server reads
     except BaseException:
         srv.terminate()
         srv.wait(30)
         raise
+    return running
+
+
+def run_offload_signed(s: Setup) -> Running:
+    running = run_offload(s)
+    running.url = running.url.split("/device/")[0] + s.signed
     return running
 
 
@@ -220,9 +230,10 @@ COLUMNS = {
     "nginx": Column(run_nginx, False, ("nginx req/s", "nginx MB/s")),
     "granian": Column(run_granian, True, ("bulkhead req/s", "bulkhead MB/s", "bulkhead / nginx", "per round"), 0.5),
     "uvicorn": Column(run_uvicorn, True, ("with uvicorn: req/s", "MB/s", "/ nginx", "per round")),
-    "offload": Column(run_offload, True, ("nginx offload: req/s", "MB/s", "/ nginx", "per round"), 0.9),
+    "signed": Column(run_offload_signed, False, ("offload, signed URL: req/s", "MB/s", "/ nginx", "per round"), 0.9),
+    "offload": Column(run_offload, True, ("offload, device token: req/s", "MB/s", "/ nginx", "per round")),
 }
-MEASURE_ORDER = ("nginx", "offload", "granian", "uvicorn")  # in even rounds; odd rounds backwards
+MEASURE_ORDER = ("nginx", "signed", "offload", "granian", "uvicorn")  # in even rounds; odd rounds backwards
 
 Samples = dict[tuple[str, str], list[tuple[float, float]]]  # (case, column) -> (req/s, bytes/s) per round
 
@@ -276,9 +287,14 @@ def setup(tmp: Path, workers: int) -> Setup:
         boot = httpx.post(base + "/api/v1/bootstrap-tokens", json={"name": "b"}, headers=h).json()["token"]
         dev = httpx.post(base + "/device/v1/enroll", json={"bootstrap_token": boot, "name": "bench", "compatible": "bench"})
         dev.raise_for_status()
+        cred = dev.json()["credential"]
+        desired = {"release_id": r.json()["id"]}
+        httpx.put(base + "/api/v1/devices/bench/desired-release", json=desired, headers=h).raise_for_status()
+        state = httpx.get(base + "/device/v1/state", headers={"authorization": f"Bearer {cred}"}).json()
+        signed = "/dl/" + state["desired"]["release"]["signed_url"].split("/dl/", 1)[1]  # valid for an hour
     finally:
         Running("", [srv], [port]).stop()
-    return Setup(tmp, www, data, int(r.json()["id"]), dev.json()["credential"], workers)
+    return Setup(tmp, www, data, int(r.json()["id"]), cred, signed, workers)
 
 
 def load(avg: tuple[float, float, float]) -> str:
@@ -350,10 +366,14 @@ def main() -> None:
         f"whole files through its pathsend extension), and the same with `--http-server uvicorn`; device credential "
         f"auth on every request. Goal: >= 50% of nginx in each case. Result: {met.get('granian', 'not measured')}.",
         f"nginx offload: `BULKHEAD_DELIVERY_OFFLOAD=x-accel`, the same server settings behind nginx with "
-        f"contrib/nginx/bulkhead-offload.conf as shipped (2 workers; every request authorized by the server, whose "
-        f"answer nginx reuses for 1 s per URL and credential, here one device's; the bytes sent by nginx and logged for "
-        f"the byte counters, which the server reads meanwhile). Goal: >= 90% of plain nginx in each case. "
-        f"Result: {met.get('offload', 'not measured')}.",
+        f"contrib/nginx/bulkhead-offload.conf as shipped (2 workers; the bytes sent by nginx and logged for the byte "
+        f"counters, which the server reads meanwhile), in two columns. `signed URL`: the device's signed URL of the "
+        f"release, what RAUC streams a bundle from (its thousands of range requests) and the agent downloads: the server "
+        f"authorizes the first request and grants the URL to nginx, which answers the rest alone while the grant "
+        f"exists (delivery/grants.py). Goal: >= 90% of plain nginx in each case. Result: "
+        f"{met.get('signed', 'not measured')}. `device token`: the device's credential on every request (its own "
+        f"downloads and their resumption): each authorized by the server, whose answer nginx reuses for 1 s per URL "
+        f"and credential through an auth_request subrequest and its proxy cache (docs/adr/0008 says what that costs).",
         f"Load average (1/5/15 min) at start {load(load_start)}, at end {load(os.getloadavg())}; wall time "
         f"{(time.monotonic() - began) / 60:.1f} min; starting and stopping a column's processes took "
         + ", ".join(f"{c} {statistics.mean(overhead[c]):.1f} s" for c in columns)

@@ -46,7 +46,7 @@ GOOD = RAUC_DATA / "good-verity-bundle.raucb"
 
 
 @contextmanager
-def offload_nginx(work: Path, upstream_port: int, port: int, store: Path, log: Path) -> Iterator[str]:
+def offload_nginx(work: Path, upstream_port: int, port: int, data: Path, log: Path) -> Iterator[str]:
     """Real nginx running contrib/nginx/bulkhead-offload.conf (ports and paths pointed here) as a child process."""
     exe = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
     if exe is None:
@@ -56,7 +56,8 @@ def offload_nginx(work: Path, upstream_port: int, port: int, store: Path, log: P
     for old, new in [
         ("listen 80;", f"listen 127.0.0.1:{port};"),
         ("server 127.0.0.1:8080;", f"server 127.0.0.1:{upstream_port};"),
-        ("/var/lib/bulkhead/artifacts", str(store)),
+        ("/var/lib/bulkhead/artifacts", str(data / "artifacts")),
+        ("/var/lib/bulkhead/offload-grants", str(data / "offload-grants")),
         ("/var/cache/nginx/bulkhead-auth", str(work / "auth-cache")),
         ("/var/log/nginx/bulkhead-delivery.log", str(log)),
     ]:
@@ -115,7 +116,7 @@ def offload_stack(tmp: Path, workers: int = 1, port: int | None = None, nginx_po
     data = tmp / "server"
     with (
         live_server(data, env, port=port, workers=workers) as srv,
-        offload_nginx(tmp / "nginx", port, nginx_port, (data / "artifacts").resolve(), log) as url,
+        offload_nginx(tmp / "nginx", port, nginx_port, data.resolve(), log) as url,
     ):
         yield Offload(srv, url, log, tmp / "nginx" / "nginx.pid")
 
@@ -258,6 +259,79 @@ def test_refusals_are_the_servers_own_answers(stack: Offload, fleet: dict[str, A
             assert r.status_code in (401, 403) and r.json()["error"]
         finally:
             c.post("/api/v1/devices/d0/enable").raise_for_status()
+
+
+def _grants(stack: Offload) -> list[Path]:
+    return sorted(p for p in (stack.server.data_dir / "offload-grants").rglob("*") if p.is_file())
+
+
+def test_a_signed_url_the_server_granted_is_served_by_nginx_alone(stack: Offload, fleet: dict[str, Any]) -> None:  # noqa: F811
+    """RAUC streams a bundle in thousands of ranges of one signed URL: after the first, authorized by the server,
+    nginx answers them itself (the grant file) with the server's headers, and counts their bytes; any other URL,
+    a tampered one included, is still the server's to answer."""
+    rel, dev = fleet["release"], fleet["devices"][0]
+    sha, blob = rel["sha256"], GOOD.read_bytes()
+    with stack.server.client(dev["credential"]) as dc:
+        signed = dc.get("/device/v1/state").json()["desired"]["release"]["signed_url"]
+    device, expires, epoch, sig = (re.search(rf"[?&]{k}=([0-9a-f]+)", signed).group(1) for k in "deks")  # type: ignore[union-attr]
+    grant = stack.server.data_dir / "offload-grants" / device / epoch / f"{sha}.{expires}.{sig}"
+    first = httpx.get(signed, headers={"range": "bytes=0-9"})
+    assert first.status_code == 206 and first.content == blob[:10] and grant.is_file()
+    time.sleep(1.5)  # nginx writes out its log buffer every second: what was sent so far is in the file
+    logged = len(log_lines(stack.log))
+    before = _delivery_requests(stack, fleet["token"])
+    etag = f'"{sha}"'
+    with httpx.Client() as d:
+        for i in range(60):
+            r = d.get(signed, headers={"range": f"bytes={i * 97}-{i * 97 + 96}"})
+            assert r.status_code == 206 and r.content == blob[i * 97 : i * 97 + 97], r.text
+            assert r.headers["etag"] == etag and r.headers["accept-ranges"] == "bytes" and r.headers["server"].startswith("nginx")
+            assert r.headers["cache-control"] == "private, max-age=0" and r.headers["content-type"] == "application/octet-stream"
+        whole = d.get(signed)
+        assert whole.status_code == 200 and whole.content == blob and whole.headers["etag"] == etag
+        stale = d.get(signed, headers={"range": "bytes=5-9", "if-range": '"stale"'})
+        assert stale.status_code == 200 and stale.content == blob and stale.headers["accept-ranges"] == "bytes"
+        assert d.get(signed, headers={"range": "bytes=5-9", "if-range": etag}).content == blob[5:10]
+        past = d.get(signed, headers={"range": f"bytes={len(blob)}-"})  # the server's JSON 416, from nginx
+        assert past.status_code == 416 and past.json()["error"] == "range_not_satisfiable"
+    assert _delivery_requests(stack, fleet["token"]) == before, "nginx asked the server about a granted URL"
+    deadline = time.monotonic() + 5
+    while len(log_lines(stack.log)) < logged + 63 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    lines = log_lines(stack.log)[logged:]
+    assert len(lines) == 63 and {e["device"] for e in lines} == {device}  # the 416 sent no body, is not logged
+    assert sum(e["bytes"] for e in lines) == 60 * 97 + 2 * len(blob) + 5
+    # Not the granted URL: the server answers (a tampered signature, another expiry, an extra parameter).
+    for other in (signed.replace(f"s={sig}", "s=" + "0" * 40), signed.replace(f"e={expires}", "e=1"), signed + "&x=1"):
+        via, own = httpx.get(other), httpx.get(other.replace(stack.url, stack.server.url))
+        assert via.status_code == own.status_code == 403 and via.json()["message"] == own.json()["message"]
+    assert _grants(stack) == [grant]
+
+
+def test_a_disabled_or_reset_device_loses_its_grants_within_seconds(stack: Offload, fleet: dict[str, Any]) -> None:  # noqa: F811
+    rel, dev = fleet["release"], fleet["devices"][0]
+    with stack.server.client(dev["credential"]) as dc:
+        signed = dc.get("/device/v1/state").json()["desired"]["release"]["signed_url"]
+    assert httpx.get(signed, headers={"range": "bytes=0-9"}).status_code == 206 and _grants(stack)
+    with stack.server.client(fleet["token"]) as c:
+        c.post("/api/v1/devices/d0/disable").raise_for_status()
+        started = time.monotonic()
+        try:
+            while (r := httpx.get(signed, headers={"range": "bytes=0-9"})).status_code == 206 and time.monotonic() - started < 10:
+                time.sleep(0.1)
+            took = time.monotonic() - started
+            assert r.status_code == 403 and "disabled" in r.json()["message"] and not _grants(stack)
+            assert took < 5, f"nginx served a disabled device's signed URL for {took:.1f} s"
+        finally:
+            c.post("/api/v1/devices/d0/enable").raise_for_status()
+    # Disabling raised the credential epoch: the old URL stays refused, a new one is granted under the new epoch.
+    with stack.server.client(dev["credential"]) as dc:
+        fresh = dc.get("/device/v1/state").json()["desired"]["release"]["signed_url"]
+    assert httpx.get(signed, headers={"range": "bytes=0-9"}).status_code == 403
+    assert httpx.get(fresh, headers={"range": "bytes=0-9"}).status_code == 206
+    (grant,) = _grants(stack)
+    assert grant.parent.name == re.search(r"[?&]k=([0-9]+)", fresh).group(1) != re.search(r"[?&]k=([0-9]+)", signed).group(1)  # type: ignore[union-attr]
+    assert grant.name.startswith(rel["sha256"] + ".")
 
 
 def test_ddi_artifacts_through_offload(stack: Offload, fleet: dict[str, Any]) -> None:  # noqa: F811

@@ -81,6 +81,28 @@ def test_another_process_learns_of_the_change_from_the_feed_table(db: Database) 
     assert reader._read() == [], "the watermark moved past what was applied"
 
 
+def test_listeners_hear_the_devices_marked_here_after_commit_and_there_from_the_table(db: Database) -> None:
+    writer, reader = ChangeFeed(db), ChangeFeed(db)
+    writer.install()
+    tid, did = _seed(db)
+    reader.apply(reader._read())
+    heard_here: list[list[int]] = []
+    heard_there: list[list[int]] = []
+    writer.listen(heard_here.append)
+    reader.listen(heard_there.append)
+    with db.session() as s:
+        s.get_one(Device, did).status = "disabled"
+        s.flush()
+        assert heard_here == [], "not before the commit"
+    assert heard_here == [[did]] and heard_there == []
+    reader.apply(reader._read())
+    assert heard_there == [[did]]
+    with db.session() as s:  # a tenant-wide change names no device
+        s.add(DeviceGroup(tenant_id=tid, name="g2"))
+    reader.apply(reader._read())
+    assert heard_here == [[did]] and heard_there == [[did]]
+
+
 def test_a_hole_in_the_ids_is_waited_for_then_skipped(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     feed = ChangeFeed(db)
     now = [100.0]

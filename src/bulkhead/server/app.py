@@ -46,6 +46,7 @@ from .changes import ChangeFeed
 from .db import Database, migrate
 from .delivery.app import DeliveryApp
 from .delivery.counters import ByteCounter
+from .delivery.grants import OffloadGrants
 from .delivery.offload import XAccel
 from .delivery.offload_log import OffloadLog
 from .edge import Edge
@@ -281,6 +282,10 @@ def create_app(settings: Settings) -> BulkheadApp:
     offload_log = (
         OffloadLog(db, settings.delivery_offload_log, settings.counter_flush_seconds) if settings.delivery_offload_log else None
     )
+    grants = None
+    if settings.delivery_offload == "x-accel":
+        grants = OffloadGrants(db, settings.delivery_offload_grants or settings.data_dir / "offload-grants")
+        feed.listen(grants.changed)
     svc = Services(
         settings,
         db,
@@ -321,7 +326,11 @@ def create_app(settings: Settings) -> BulkheadApp:
         jobs.start()
         if offload_log is not None:
             offload_log.start()
+        if grants is not None:
+            grants.start()
         yield
+        if grants is not None:
+            await grants.stop()
         if offload_log is not None:
             await offload_log.stop()
         jobs.stop()
@@ -398,7 +407,7 @@ def create_app(settings: Settings) -> BulkheadApp:
                 "BULKHEAD_DELIVERY_OFFLOAD=x-accel serves files from the filesystem store; with BULKHEAD_STORE=s3 use "
                 "BULKHEAD_S3_PRESIGN=1 (devices fetch from the bucket) or unset BULKHEAD_DELIVERY_OFFLOAD"
             )
-        offload = XAccel(settings.delivery_offload_prefix, store.root)
+        offload = XAccel(settings.delivery_offload_prefix, store.root, grants)
         if offload_log is None:
             log.warning("BULKHEAD_DELIVERY_OFFLOAD without BULKHEAD_DELIVERY_OFFLOAD_LOG: bytes nginx sends are not counted")
     delivery = DeliveryApp(auth, svc.devices, svc.releases, store, counter, secret, svc.ddi_auth, presign, offload)

@@ -20,7 +20,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from itertools import chain
 from typing import Any
 
@@ -78,6 +78,12 @@ class ChangeFeed:
         self._late: dict[int, float] = {}  # ids below _low skipped as holes, still read: id -> when skipped
         self._healthy_until = float("inf")  # until the poller runs, only this process writes
         self._task: asyncio.Task[None] | None = None
+        self._listeners: list[Callable[[list[int]], None]] = []
+
+    def listen(self, devices_changed: Callable[[list[int]], None]) -> None:
+        """Call `devices_changed` with the ids of the devices marked, as they are marked (in this process after its
+        commit, for others when the poller reads them): it must be quick and may be called from any thread."""
+        self._listeners.append(devices_changed)
 
     # -- reading ----------------------------------------------------------------------
     def valid(self, tenant_id: int | None, device_id: int, since: float) -> bool:
@@ -95,12 +101,17 @@ class ChangeFeed:
 
     def mark(self, changes: Iterable[Change]) -> None:
         now = time.monotonic()
+        devices: list[int] = []
         for tenant_id, device_id in changes:
             if device_id is None:
                 self._tenant[tenant_id or 0] = now
             else:
                 self._device[device_id] = now
                 self._fleet[tenant_id or 0] = now
+                devices.append(device_id)
+        if devices:
+            for listener in self._listeners:
+                listener(devices)
 
     # -- writing: SQLAlchemy session events -------------------------------------------
     def install(self) -> None:

@@ -101,6 +101,9 @@ class Settings(BaseModel):
     delivery_offload: Literal["x-accel"] | None = None
     delivery_offload_prefix: str = Field(default="/_store/", pattern=r"^/([A-Za-z0-9._~-]+/)+$")
     delivery_offload_log: Path | None = None
+    # Where signed URLs handed to nginx are granted to it (delivery/grants.py; nginx checks for the file itself):
+    # nginx's configuration names the same directory. Unset: `<data dir>/offload-grants`.
+    delivery_offload_grants: Path | None = None
     # The filesystem store somewhere else than `<data dir>/artifacts`: a directory every server host mounts (NFS,
     # CephFS) when several hosts share one store (docs/deployment.md, "Several hosts"); unset: the data directory's.
     store_dir: Path | None = None
@@ -222,6 +225,7 @@ _ENV = {
     "delivery_offload": "BULKHEAD_DELIVERY_OFFLOAD",
     "delivery_offload_prefix": "BULKHEAD_DELIVERY_OFFLOAD_PREFIX",
     "delivery_offload_log": "BULKHEAD_DELIVERY_OFFLOAD_LOG",
+    "delivery_offload_grants": "BULKHEAD_DELIVERY_OFFLOAD_GRANTS",
     "store_dir": "BULKHEAD_STORE_DIR",
     "overlay_valid_days": "BULKHEAD_OVERLAY_VALID_DAYS",
     "overlay_architectures": "BULKHEAD_OVERLAY_ARCHITECTURES",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ..asgi import Receive, Scope, Send, bearer, send_error
 from ..errors import Forbidden, NotFound, ServerError
-from ..security import parse_signed_query, verify_url
+from ..security import SignedParams, parse_signed_query, verify_url
 from ..services.auth import Authenticator, Principal
 from ..services.ddi import DdiAuth
 from ..services.devices import DeviceService
@@ -99,7 +99,7 @@ class DeliveryApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             # Sync on purpose: tokens and releases come from in-memory caches; a miss costs one indexed read.
-            artifact, device_id, md5_name = self._authorize(scope)
+            artifact, device_id, md5_name, signed = self._authorize(scope)
         except ServerError as exc:
             await send_error(send, exc.status, exc.code, exc.message)
             return
@@ -109,18 +109,22 @@ class DeliveryApp:
         if md5_name is not None:
             await _md5sum(send, md5_name, scope["method"] == "HEAD")
             return
-        if self.offload is not None and await self.offload.answer(scope, send, artifact, device_id):
+        if self.offload is not None and await self.offload.answer(scope, send, artifact, device_id, signed):
             return
         await self.serve(scope, send, artifact, device_id, receive)
 
     # -- authorization ------------------------------------------------------------
-    def _authorize(self, scope: Scope) -> tuple[Artifact, int | None, str | None]:
-        """(artifact, device to count bytes for, and for a DDI .MD5SUM request the "md5  filename" line)."""
+    def _authorize(self, scope: Scope) -> tuple[Artifact, int | None, str | None, SignedParams | None]:
+        """(artifact, device to count bytes for, for a DDI .MD5SUM request the "md5  filename" line, and for a
+        signed URL its parameters)."""
         path = scope["path"]
         if m := _DDI.match(path):
-            return self._ddi_artifact(scope, m)
+            return (*self._ddi_artifact(scope, m), None)
+        if m := _SIGNED.match(path):
+            art, params = self._signed(scope, m.group(1))
+            return art, params.device_id, None, params
         art, device_id = self._authorize_bundle(scope, path)
-        return art, device_id, None
+        return art, device_id, None, None
 
     def _ddi_artifact(self, scope: Scope, m: re.Match[str]) -> tuple[Artifact, int | None, str | None]:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
@@ -139,8 +143,6 @@ class DeliveryApp:
         return self._file(sha256), who.device_id, (f"{md5}  {name}\n" if m.group(5) else None)
 
     def _authorize_bundle(self, scope: Scope, path: str) -> tuple[Artifact, int | None]:
-        if m := _SIGNED.match(path):
-            return self._signed(scope, m.group(1))
         principal = self.auth.resolve(bearer(scope))
         if m := _DEVICE.match(path):
             if principal.kind == "device" and principal.device_status != "active":
@@ -152,7 +154,7 @@ class DeliveryApp:
         rel = self.releases.get(principal, int(m.group(1)))
         return self._file(rel["sha256"]), None
 
-    def _signed(self, scope: Scope, sha256: str) -> tuple[Artifact, int]:
+    def _signed(self, scope: Scope, sha256: str) -> tuple[Artifact, SignedParams]:
         """A signed URL's artifact: canonical parameters, a valid signature, and the device's current credential epoch."""
         params = parse_signed_query(scope.get("query_string", b"").decode("latin-1"))
         if params is None:
@@ -169,7 +171,7 @@ class DeliveryApp:
             raise Forbidden(_inactive(f"device {params.device_id}", state.status))
         if state.epoch != params.epoch:
             raise Forbidden("signed URL was issued before the device's credential was reset: ask the server for a new one")
-        return self._file(sha256), params.device_id
+        return self._file(sha256), params
 
     def _release_artifact(self, who: Principal, release_id: int, delta_id: int = 0) -> Artifact:
         """A release's bundle (or, with `delta_id`, one of its delta bundles) this device may download."""

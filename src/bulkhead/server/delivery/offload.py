@@ -22,7 +22,9 @@ from ..asgi import Scope, Send, send_error
 from .ranges import RangeNotSatisfiable, parse_range
 
 if TYPE_CHECKING:
+    from ..security import SignedParams
     from .app import Artifact
+    from .grants import OffloadGrants
 
 __all__ = ["DEVICE_HEADER", "XAccel"]
 
@@ -35,11 +37,12 @@ _WANTED = frozenset({b"range", b"if-range", b"if-none-match", b"if-match", b"if-
 class XAccel:
     """Decides per authorized request: answer here (304, 416), hand to nginx, or leave to the embedded path."""
 
-    def __init__(self, prefix: str, root: Path) -> None:
+    def __init__(self, prefix: str, root: Path, grants: OffloadGrants | None = None) -> None:
         if not (prefix.startswith("/") and prefix.endswith("/")):
             raise ValueError("the offload prefix must start and end with '/', such as /_store/")
         self.prefix = prefix
         self.root = str(root) + os.sep
+        self.grants = grants  # signed URLs handed to nginx are granted to it (grants.py)
 
     def uri(self, art: Artifact) -> bytes:
         """The internal URI of a stored file: the prefix and its path under the store root."""
@@ -47,8 +50,11 @@ class XAccel:
             raise ValueError(f"{art.path} is not in the artifact store {self.root}")
         return (self.prefix + art.path[len(self.root) :]).encode()
 
-    async def answer(self, scope: Scope, send: Send, art: Artifact, device_id: int | None) -> bool:
-        """Answer the request (True), or False when the embedded path must serve it."""
+    async def answer(
+        self, scope: Scope, send: Send, art: Artifact, device_id: int | None, signed: SignedParams | None = None
+    ) -> bool:
+        """Answer the request (True), or False when the embedded path must serve it. A signed URL (`signed`, its
+        verified parameters) handed to nginx is granted to it: nginx serves its next requests without asking."""
         wanted: dict[bytes, str] = {}
         for k, v in scope["headers"]:
             if k in _WANTED:
@@ -89,6 +95,8 @@ class XAccel:
             headers.append((b"accept-ranges", b"bytes"))
         if device_id is not None:
             headers.append((DEVICE_HEADER, str(device_id).encode()))
+        if signed is not None and self.grants is not None:
+            self.grants.issue(art.sha256, signed)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": b""})
         return True
