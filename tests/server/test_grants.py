@@ -99,3 +99,15 @@ def test_the_sweep_removes_expired_grants_and_those_of_devices_changed_behind_th
     assert grants.sweep_all(now + 61) == 1 and not (tmp_path / "grants" / str(a)).exists()  # empty directories go
     assert grants.issue(SHA, _params(a, sig="3" * 40))  # and come back
     assert OffloadGrants(db, tmp_path / "absent").sweep_all() == 0
+
+
+def test_the_issuing_process_removes_its_grants_when_their_urls_expire(db: Database, tmp_path: Path) -> None:
+    (a,) = _devices(db, 1)
+    grants = OffloadGrants(db, tmp_path / "grants")
+    now = int(time.time())
+    soon, later = _params(a, expires=now + 5, sig="5" * 40), _params(a, expires=now + 50, sig="6" * 40)
+    assert grants.issue(SHA, later) and grants.issue(SHA, soon)
+    assert grants.expire(now + 4) == 0 and grants.path(SHA, soon).is_file()
+    assert grants.expire(now + 6) == 1 and not grants.path(SHA, soon).exists() and grants.path(SHA, later).is_file()
+    assert grants.expire(now + 51) == 1 and not grants.path(SHA, later).exists()
+    assert grants.expire(now + 100) == 0
