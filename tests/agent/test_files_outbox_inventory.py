@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from bulkhead.agent.files import apply_files
-from bulkhead.agent.inventory import digest, parse_os_release
+from bulkhead.agent.inventory import digest, parse_os_release, root_filesystem
 from bulkhead.agent.outbox import Outbox
 
 
@@ -110,3 +110,22 @@ def test_an_event_with_huge_details_is_cut_to_what_the_server_accepts(tmp_path: 
     (event,) = box.pending()
     assert len(json.dumps(event["details"])) <= MAX_EVENT_DETAILS_BYTES
     assert event["details"]["version"] == "2.0" and event["details"]["reason"].startswith("EEEE")
+
+
+def test_the_root_file_systems_mounts_are_reported(tmp_path: Path) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text(
+        "22 1 254:2 / / ro,relatime shared:1 - ext4 /dev/vda2 ro\n"
+        "23 22 0:21 / /run rw,nosuid - tmpfs tmpfs rw\n"
+        "30 22 254:4 / /data rw,relatime shared:9 - ext4 /dev/vda4 rw\n"
+        "31 22 0:30 / /etc rw,relatime shared:10 - overlay etc-overlay rw,lowerdir=/etc,upperdir=/data/overlay/etc/upper\n"
+        "32 22 0:31 / /var rw,relatime shared:11 - overlay var-overlay rw,lowerdir=/var\n"
+    )
+    mid = tmp_path / "machine-id"
+    mid.write_text("7c137c437a8a446c948ea1b4456b293b\n")
+    assert root_filesystem(info, mid) == {"read_only": True, "overlays": ["/etc", "/var"], "machine_id": mid.read_text().strip()}
+    info.write_text("22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw\n")
+    mid.write_text("uninitialized\n")  # systemd's word before the first boot wrote one
+    assert root_filesystem(info, mid) == {"read_only": False, "overlays": [], "machine_id": None}
+    assert root_filesystem(tmp_path / "absent") == {}
+    assert root_filesystem()["read_only"] is False  # this machine's own root

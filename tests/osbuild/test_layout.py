@@ -148,3 +148,83 @@ def test_agent_config_names_the_registries_reached_over_http() -> None:
     cfg = parse_config(tomllib.loads(text))
     assert cfg.podman.insecure_registries == ("10.0.2.2:5000",) and cfg.podman.run_args == ("--runtime", "runc")
     assert "insecure_registries" not in L.agent_config("http://h", "t", "c")
+
+
+def _loop(image: Path) -> str:
+    return subprocess.run(["losetup", "--find", "--show", str(image)], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_grub_mounts_the_slot_read_only_and_starts_the_preinit_script() -> None:
+    cfg = L.grub_cfg(L.Layout())
+    assert f"root=/dev/vda2 ro rootwait init={L.PREINIT} " in cfg and f"root=/dev/vda3 ro rootwait init={L.PREINIT} " in cfg
+    assert " rw " not in cfg
+
+
+@pytest.mark.parametrize("reset_pending", [False, True], ids=["boot", "factory-reset-pending"])
+def test_preinit_makes_etc_and_var_writable_on_the_data_partition(tmp_path: Path, reset_pending: bool) -> None:
+    """The script as the image has it, run in a mount namespace of its own against an EFI and a data partition on loop
+    devices: /etc and /var become overlays whose changes land on the data partition, and the
+    init it hands over to sees them; with a factory reset pending, the data partition is not touched (the erasure
+    comes next) and the changes go to a tmpfs."""
+    for tool, pkg in (("losetup", "mount"), ("mkfs.ext4", "e2fsprogs"), ("unshare", "util-linux")):
+        if shutil.which(tool) is None:
+            pytest.skip(f"'{tool}' is missing: install the Debian package '{pkg}'")
+    if os.geteuid() != 0:
+        pytest.skip("mounting the partitions and the overlays needs root")
+    images = {n: tmp_path / f"part{n}.img" for n in (1, 4)}
+    for image in images.values():
+        with image.open("wb") as f:
+            f.truncate(16 << 20)
+    # The EFI partition is FAT on the device; the script lets mount find its type, and this machine's kernel has no
+    # FAT: ext4 stands in for it here (the QEMU device test boots the real one).
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "efi", str(images[1])], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "data", str(images[4])], check=True)
+    loops = {n: _loop(image) for n, image in images.items()}
+    try:
+        (tmp_path / "dev").mkdir()
+        for n, dev in loops.items():
+            (tmp_path / "dev" / f"disk{n}").symlink_to(dev)
+        lay = L.Layout(disk=str(tmp_path / "dev" / "disk"))
+        if reset_pending:
+            mnt = tmp_path / "esp"
+            mnt.mkdir()
+            subprocess.run(["mount", loops[1], str(mnt)], check=True)
+            (mnt / "bulkhead").mkdir()
+            (mnt / "bulkhead" / "factory-reset").write_text("bhd_credential\n")
+            subprocess.run(["umount", str(mnt)], check=True)
+        root = tmp_path / "root"
+        for d in ("etc", "var/lib", "data", "boot/efi", "run", "sbin", "usr/lib/bulkhead"):
+            (root / d).mkdir(parents=True)
+        (root / "etc" / "hostname").write_text("from-the-slot\n")
+        preinit = root / L.PREINIT.lstrip("/")
+        preinit.write_text(L.preinit_script(lay, root=str(root)))
+        preinit.chmod(0o755)
+        seen = tmp_path / "seen"
+        init = root / "sbin" / "init"  # what the image's systemd would see
+        init.write_text(
+            f"#!/bin/sh\necho written-at-run-time > {root}/etc/machine-id\ntouch {root}/var/lib/state\n"
+            f'echo "args: $*" > {seen}\nfindmnt -rn -o TARGET,FSTYPE | grep "^{root}" >> {seen}\n'
+        )
+        init.chmod(0o755)
+        subprocess.run(["unshare", "--mount", "--propagation", "private", str(preinit), "--arg"], check=True)
+        mounts = seen.read_text()
+        assert mounts.startswith("args: --arg\n")  # the kernel's arguments reach init
+        assert f"{root}/etc overlay" in mounts and f"{root}/var overlay" in mounts
+        assert (f"{root}/data ext4" in mounts) is not reset_pending
+        assert f"{root}/boot/efi" not in mounts  # looked at, then left to systemd's mount
+        assert not (root / "etc" / "machine-id").exists() and (root / "etc" / "hostname").read_text() == "from-the-slot\n"
+        data = tmp_path / "data"
+        data.mkdir()
+        subprocess.run(["mount", loops[4], str(data)], check=True)
+        try:
+            upper = data / "overlay"
+            if reset_pending:
+                assert not upper.exists()  # untouched: the erasure comes next
+            else:
+                assert (upper / "etc" / "upper" / "machine-id").read_text() == "written-at-run-time\n"
+                assert (upper / "var" / "upper" / "lib" / "state").is_file()
+        finally:
+            subprocess.run(["umount", str(data)], check=True)
+    finally:
+        for dev in loops.values():
+            subprocess.run(["losetup", "-d", dev], check=False)

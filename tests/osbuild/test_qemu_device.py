@@ -8,7 +8,9 @@ A container app with a named volume (pulled from a registry on the host) runs fr
 rollback and a power cut, and keeps its volume's data: it appends the boot's id to a file in the volume at each
 start and serves the file on a port QEMU forwards to the host. Last, a factory reset asked for on the server: the
 device erases its data partition, enrolls again with the credential it held, and runs the app again on an empty
-volume. The serial console is kept under $BULKHEAD_TEST_ARTIFACTS when it fails."""
+volume. Every slot is mounted read-only, /etc and /var being overlays on the data partition: the machine id systemd
+wrote to /etc at the first boot stays through the update, the rollback and the power cut, and the factory reset
+erases it with the rest. The serial console is kept under $BULKHEAD_TEST_ARTIFACTS when it fails."""
 
 from __future__ import annotations
 
@@ -132,6 +134,12 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(
             doc = _wait(lambda: (d := device()) and d["reported"].get("os_version") == "1" and d, 600, "v1 to report", dev)
             print(f"boot to the first report: {time.monotonic() - t0:.0f} s")
             assert doc["compatible"] == COMPATIBLE and doc["reported"]["rauc"]["booted"] == "A"
+            # The slot is mounted read-only; /etc and /var are overlays on the data partition (osbuild/layout.py's
+            # preinit), so the machine id systemd wrote to /etc at the first boot stays until the factory reset.
+            root = doc["reported"]["root"]
+            assert root["read_only"] is True and root["overlays"] == ["/etc", "/var"] and root["machine_id"], root
+            machine_id = root["machine_id"]
+            assert "bulkhead preinit: the root file system is read-only" in dev.serial()
             seen = _wait(starts, 600, "the app to run on v1", dev)
             print(f"the app runs on v1: {time.monotonic() - t0:.0f} s")
 
@@ -143,6 +151,7 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(
             doc = _wait(lambda: (d := device()) and d["reported"].get("os_version") == "2" and d, 300, "v2 to report", dev)
             assert doc["reported"]["rauc"]["booted"] == "B"
             assert "Booting slot B" in dev.serial()
+            assert doc["reported"]["root"] == root, "v2's root is read-only too, with v1's /etc changes"
             # The app came back on v2 (the health check that let v2 stay requires it) with its volume's data.
             now = _wait(lambda: (s := starts()) and len(s) > len(seen) and s, 300, "the app on v2", dev)
             assert now[: len(seen)] == seen and now[-1] not in seen, (seen, now)
@@ -174,6 +183,7 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(
             assert a_at >= 0 and "Booting slot B" in log[a_at:]  # GRUB skipped A after its failed try
             doc = device()
             assert doc is not None and doc["reported"]["os_version"] == "2" and doc["reported"]["rauc"]["booted"] == "B"
+            assert doc["reported"]["root"]["machine_id"] == machine_id
             now = _wait(lambda: (s := starts()) and len(s) > len(seen) and s, 300, "the app after the rollback", dev)
             assert now[: len(seen)] == seen and now[-1] not in seen, (seen, now)
             seen = now
@@ -204,8 +214,11 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(
             fresh = _wait(starts, 600, "the app on the erased data partition", dev)
             assert len(fresh) == 1 and fresh[0] not in seen, (seen, fresh)  # an empty volume: only this start
             assert "factory reset: the data partition is empty" in dev.serial()[console:]
+            assert "bulkhead preinit: a factory reset is pending" in dev.serial()[console:]
             doc = device()
             assert doc is not None and doc["credential_epoch"] > epoch and doc["factory_reset_requested_at"] is None
+            assert doc["reported"]["root"]["read_only"] is True
+            assert doc["reported"]["root"]["machine_id"] != machine_id, "the erasure took /etc's changes with it"
             print(f"whole device scenario: {time.monotonic() - t0:.0f} s")
             with srv.client(token) as c:
                 for e in c.get("/api/v1/devices/qemu-dev-1/events").json():

@@ -405,7 +405,7 @@ class Agent:
         if not pkgs or time.monotonic() - at > self.cfg.packages_interval:
             pkgs = inventory.installed_packages()
             self._last_packages = (time.monotonic(), pkgs)
-        return inventory.build(os_version, rauc, os_release, containers, pkgs)
+        return inventory.build(os_version, rauc, os_release, containers, pkgs, inventory.root_filesystem())
 
     # -- loop -----------------------------------------------------------------------------
     def run_once(self) -> None:

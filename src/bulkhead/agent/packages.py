@@ -62,6 +62,21 @@ def overlay_files(
     }
 
 
+READ_ONLY = (
+    "the root file system is read-only (an image-based device: its OS comes in releases RAUC installs), so apt "
+    "cannot install or remove packages here: build them into the OS release (bulkhead image build --packages NAME) "
+    "and roll it out"
+)
+
+
+def read_only(path: Path) -> bool:
+    """Whether the file system holding `path` is mounted read-only."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 class Apt:
     """apt-get and dpkg on the device (or on a root that `env`'s APT_CONFIG points apt at)."""
 
@@ -146,6 +161,8 @@ class Apt:
                 return PackageResult(False, self._message(r))
         elif self.converged(packages):
             return PackageResult(True, None, self.installed([p["name"] for p in packages]))
+        if read_only(self.root / "usr"):  # dpkg would get halfway, its database (on a writable /var) half-written
+            return PackageResult(False, READ_ONLY)
         if update:
             r = self._run(["apt-get", *lock, "update"])
             if r.returncode != 0 or "\nE: " in "\n" + r.stderr or "\nW: GPG error" in "\n" + r.stderr:

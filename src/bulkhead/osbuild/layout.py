@@ -27,6 +27,7 @@ __all__ = [
     "network_unit",
     "os_release",
     "partition_script",
+    "preinit_script",
     "stable_uuid",
     "system_conf",
 ]
@@ -83,12 +84,14 @@ def partition_script(layout: Layout, seed: str) -> str:
 
 
 def grub_cfg(layout: Layout, cmdline: str = "console=ttyS0,115200 panic=5") -> str:
-    """GRUB's A/B selection with one boot attempt per slot (RAUC's grub backend writes the same variables)."""
+    """GRUB's A/B selection with one boot attempt per slot (RAUC's grub backend writes the same variables). The slot
+    is mounted read-only and its first process is the preinit script (below), which then starts systemd."""
     entries = []
     for i, slot in enumerate(SLOTS):
         entries.append(
             f'menuentry "Slot {slot}" --id slot{slot} {{\n'
-            f"    linux (hd0,gpt{i + 2})/vmlinuz root={layout.part(i + 2)} rw rootwait {cmdline} rauc.slot={slot}\n"
+            f"    linux (hd0,gpt{i + 2})/vmlinuz root={layout.part(i + 2)} ro rootwait init={PREINIT} {cmdline} "
+            f"rauc.slot={slot}\n"
             f"    initrd (hd0,gpt{i + 2})/initrd.img\n"
             "}\n"
         )
@@ -342,6 +345,60 @@ rmdir "$mnt"
 rm -f "$marker"
 sync
 echo "factory reset: the data partition is empty; the agent enrolls again"
+"""
+
+
+# The slot's first process (GRUB's `init=`): the writable parts of a read-only root, then systemd.
+PREINIT = "/usr/lib/bulkhead/preinit"
+OVERLAY_DIR = "overlay"  # on the data partition: upper and work directories of /etc and /var
+
+
+def preinit_script(layout: Layout, marker: str = FACTORY_RESET_MARKER, root: str = "") -> str:
+    """The read-only root's writable parts, set up as PID 1 before systemd starts (as balenaOS and Yocto's
+    overlayfs-etc do): the data partition checked and mounted, and /etc and /var made writable by overlays whose
+    upper directories are on it, so that configuration and state written at run time persist across reboots, OS
+    updates and rollbacks while the slot itself never changes (RAUC's adaptive installs and the deltas read it as
+    built). Files written at run time take precedence over the same files of a newer release. While a factory
+    reset is pending (its marker on the EFI partition) the data partition is left alone for the erasure, and the
+    overlays are on a tmpfs for that boot. If the partition cannot be mounted, the overlays are on a tmpfs too:
+    the device boots, and the agent, which needs /data, reports nothing until it is repaired. `root`: a directory
+    the paths are taken under instead of / (a test runs the script in a mount namespace of its own)."""
+    return f"""#!/bin/sh
+# Bulkhead's read-only root (osbuild/layout.py): GRUB mounts the slot read-only and starts this script first.
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+root={root}
+data={layout.part(4)}
+esp={layout.part(1)}
+marker=$root{marker}
+say() {{ echo "bulkhead preinit: $*" > /dev/console 2>/dev/null || true; }}
+reset=
+if mount -o ro "$esp" "$root/boot/efi" 2>/dev/null; then  # the EFI partition (FAT), only to look for the marker
+    [ -e "$marker" ] && reset=1
+    umount "$root/boot/efi"
+fi
+upper=
+if [ -n "$reset" ]; then
+    say "a factory reset is pending: the data partition is left to it, /etc and /var changes last for this boot only"
+else
+    e2fsck -p "$data" > /dev/console 2>&1
+    [ $? -lt 4 ] || say "e2fsck left errors on $data"
+    if mount -t ext4 "$data" "$root/data"; then
+        upper=$root/data/{OVERLAY_DIR}
+    else
+        say "$data could not be mounted: /etc and /var changes last for this boot only"
+    fi
+fi
+if [ -z "$upper" ]; then
+    upper=$root/run/bulkhead-overlay
+    mkdir -p "$upper" && mount -t tmpfs -o mode=0755 bulkhead-overlay "$upper"
+fi
+for dir in etc var; do
+    options="lowerdir=$root/$dir,upperdir=$upper/$dir/upper,workdir=$upper/$dir/work"
+    mkdir -p "$upper/$dir/upper" "$upper/$dir/work" && mount -t overlay "$dir-overlay" -o "$options" "$root/$dir" ||
+        say "/$dir could not be made writable"
+done
+say "the root file system is read-only; /etc and /var are writable through $upper"
+exec "$root/sbin/init" "$@"
 """
 
 

@@ -228,6 +228,7 @@ def _layer(spec: BuildSpec, root: Path) -> None:
     _write(root, "/usr/lib/bulkhead/containers", L.CONTAINERS_SCRIPT, 0o755)
     _write(root, "/etc/systemd/system/bulkhead-containers.service", L.containers_unit())
     _write(root, "/usr/lib/bulkhead/factory-reset", L.factory_reset_script(lay), 0o755)
+    _write(root, L.PREINIT, L.preinit_script(lay), 0o755)
     _write(root, "/etc/systemd/system/bulkhead-factory-reset.service", L.factory_reset_unit(lay))
     _write(root, "/etc/systemd/network/80-dhcp.network", L.network_unit())
     _write(root, "/etc/containers/storage.conf", L.STORAGE_CONF)
