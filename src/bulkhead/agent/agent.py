@@ -15,6 +15,7 @@ from . import inventory, security, support
 from .apps import container_name, plan_apps
 from .backoff import full_jitter
 from .client import Client
+from .commands import CommandRunner
 from .config import AgentConfig
 from .desired import check_state, poll_interval
 from .errors import AgentError, BadResponse, PodmanError, RaucError, ServerRejected, ServerUnreachable
@@ -60,6 +61,7 @@ class Agent:
         self._credential_refused = False  # the server answered 401: enroll again, keeping the credential meanwhile
         self._reset_refused = False  # a factory reset this device cannot carry out was reported
         self._answered = False  # the last poll's document came from the server (200 or 304), not from the disk
+        self.commands = CommandRunner(self.client, d)  # an administrator's command lines (agent/commands.py)
         self.updater = Updater(
             self.client,
             self.rauc,
@@ -420,6 +422,8 @@ class Agent:
         if doc is not None and self._answered and isinstance(doc.get("factory_reset"), dict):
             # only as the server says it now: a request withdrawn while the device was offline must not erase it
             self.factory_reset(doc["factory_reset"])  # reboots, unless this device cannot be reset
+        if doc is not None and self._answered:
+            self.commands.handle(doc.get("commands") or [])  # run in a thread of their own, once each
         desired = (doc or {}).get("desired") or {}
         if doc is not None and self.cfg.poll_interval is None:
             self.interval = poll_interval(doc)

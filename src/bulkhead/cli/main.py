@@ -14,6 +14,7 @@ from bulkhead.osbuild import OsBuildError
 from bulkhead.rauc import BundleError
 
 from . import apps, backup, bundle, cra, delta, demo, image, lab, manage, osbuild, output, rollouts, security, security_log, vulns
+from . import commands as commands_cmd
 from . import overlay as overlay_cmd
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
@@ -52,6 +53,9 @@ manage.device_app.command("provision")(rollouts.device_provision)
 manage.device_app.command("set")(apps.set_device_desired)
 manage.device_app.command("events")(apps.device_events)
 manage.device_app.command("security-log")(security_log.device_security_log)
+manage.device_app.command("run")(commands_cmd.device_run)
+manage.device_app.command("commands")(commands_cmd.device_commands)
+manage.device_app.command("command")(commands_cmd.command_show)
 cra.cra_app.command("security-events")(security_log.cra_security_events)
 app.command("demo")(demo.demo)
 

@@ -22,6 +22,7 @@ from bulkhead import __version__
 
 from .api import accounts as accounts_api
 from .api import apps as apps_api
+from .api import commands as commands_api
 from .api import cra as cra_api
 from .api import cra_advisories as cra_advisories_api
 from .api import cra_export as cra_export_api
@@ -69,6 +70,7 @@ from .services.cra_cases import CaseService
 from .services.cra_products import ProductService
 from .services.ddi import DdiAuth, DdiService
 from .services.deltas import DeltaService
+from .services.device_commands import CommandService
 from .services.devices import DeviceService
 from .services.groups import GroupService
 from .services.notifications import NotificationService
@@ -314,6 +316,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         overlay=overlay,
         oidc=OidcService(db, secret),
         groups=GroupService(db, svc_devices.on_change, feed),
+        commands=CommandService(db),
     )
 
     trimmer = Trimmer()
@@ -352,6 +355,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.state.services = svc
     api.include_router(management.router)
     api.include_router(device.router)
+    api.include_router(commands_api.router)
     api.include_router(rollouts.router)
     api.include_router(deltas_api.router)
     api.include_router(ddi.manage)

@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import delete, event, func, insert, inspect, select
 from sqlalchemy.orm import Session
 
+from .command_models import DeviceCommand
 from .db import Database
 from .models import Action, App, Device, DeviceGroup, Release, Rollout, StateChange, Tenant, utcnow
 
@@ -55,7 +56,7 @@ def _changed(obj: Any, quiet: frozenset[str]) -> bool:
 def _change_of(obj: Any, deleted: bool) -> Change | None:
     if isinstance(obj, Device):
         return (obj.tenant_id, obj.id) if deleted or _changed(obj, _QUIET_DEVICE) else None
-    if isinstance(obj, Action):
+    if isinstance(obj, Action | DeviceCommand):  # a command pending or no longer: in the device's answer or not
         return (obj.tenant_id, obj.device_id)
     if isinstance(obj, Rollout):
         return (obj.tenant_id, None) if deleted or _changed(obj, _QUIET_ROLLOUT) else None

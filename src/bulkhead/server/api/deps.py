@@ -20,6 +20,7 @@ from ..services.cra_cases import CaseService
 from ..services.cra_products import ProductService
 from ..services.ddi import DdiAuth, DdiService
 from ..services.deltas import DeltaService
+from ..services.device_commands import CommandService
 from ..services.devices import DeviceService
 from ..services.groups import GroupService
 from ..services.notifications import NotificationService
@@ -68,6 +69,10 @@ class Services:
     overlay: OverlayService | None = None  # the package overlay (ADR 9)
     oidc: OidcService | None = None  # web sign-in through the tenant's OpenID Connect provider
     groups: GroupService | None = None  # the server's own keeps the group list's device counts
+    commands: CommandService | None = None  # remote commands
+
+    def command_service(self) -> CommandService:
+        return self.commands or CommandService(self.db)
 
     def group_service(self) -> GroupService:
         return self.groups or GroupService(self.db, self.devices.on_change)

@@ -113,6 +113,9 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
             body["support"] = support  # the product's support end, for the device's user (CRA)
     if dev.factory_reset_at is not None:
         body["factory_reset"] = {"requested_at": dev.factory_reset_at.isoformat()}  # erase the data partition, enroll again
+    commands = svc.command_service().pending(dev.id)
+    if commands:
+        body["commands"] = commands  # an administrator's command lines to run (services/device_commands.py)
     if svc.security is not None:
         pending = svc.security.device_answer(dev)
         if pending is not None:
