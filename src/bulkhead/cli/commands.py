@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from .client import LimitOpt
-from .errors import CliError
+from .errors import EXIT_REMOTE, CliError
 from .manage import JsonOpt, client, show
 
 __all__ = ["command_show", "device_commands", "device_run"]
@@ -37,7 +37,7 @@ def device_run(
     json: bool = JsonOpt,
 ) -> None:
     """Admin: run a command line on a device or a group's devices as root, e.g.
-    `bulkhead device run dev1 -- systemctl is-active bulkhead-agent`; exits 1 when a command did not exit 0."""
+    `bulkhead device run dev1 -- systemctl is-active bulkhead-agent`; exits 3 when a command did not exit 0."""
     c = client(ctx)
     body = {"argv": argv, "timeout_seconds": timeout}
     path = f"/api/v1/groups/{target}/commands" if group else f"/api/v1/devices/{target}/commands"
@@ -62,7 +62,7 @@ def device_run(
             f"see them later with 'bulkhead device command ID'"
         )
     if wait and any(x["status"] != "exited" or x["exit_code"] != 0 for x in cmds):
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_REMOTE)
 
 
 def device_commands(ctx: typer.Context, device: str, limit: int | None = LimitOpt, json: bool = JsonOpt) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 EXIT_OK, EXIT_BUG, EXIT_USER = 0, 1, 2
+EXIT_REMOTE = 3  # `bulkhead device run`: a command on a device did not exit 0
 
 
 class CliError(Exception):

@@ -188,7 +188,9 @@ def _tls_files(cert: Path | None, key: Path | None) -> tuple[Path, Path] | None:
 def run() -> None:
     """Console entry point with the exit-code contract."""
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # a command's typer.Exit(N) comes back as N here
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except (CliError, BundleError, OsBuildError, LabError) as exc:
         output.error(str(exc))
         sys.exit(EXIT_USER)
