@@ -102,6 +102,8 @@ class CommandReport(BaseModel):
 
 
 class CommandReported(Out):
+    """The command's status after the report."""
+
     id: int
     status: str
 

@@ -196,6 +196,14 @@ class StateFactoryReset(Out):
     requested_at: str = Field(description="when the request was made (ISO 8601)")
 
 
+class StateCommand(Out):
+    """An administrator's command line to run once (`POST /device/v1/commands/{id}` with how it went)."""
+
+    id: int
+    argv: list[str] = Field(description="the program and its arguments, run without a shell")
+    timeout_seconds: int = Field(description="kill it (with its children) after this long")
+
+
 class DeviceState(Out):
     """The device's desired state."""
 
@@ -207,3 +215,4 @@ class DeviceState(Out):
     factory_reset: StateFactoryReset | None = absent(
         "erase the data partition and enroll again with the credential held now (absent: no such request)"
     )
+    commands: list[StateCommand] | None = absent("command lines to run, oldest first (absent: none pending)")
