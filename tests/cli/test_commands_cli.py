@@ -50,6 +50,10 @@ def test_run_waits_for_the_devices_result_and_exits_with_its_verdict(srv: LiveSe
         assert [c["id"] for c in json.loads(listed.stdout)] == [cmd["id"], cmd["id"] - 1]
         shown = cli(srv, token, "device", "command", str(cmd["id"]))
         assert shown.returncode == 0 and "broken" in shown.stdout
+        # The journal, through journalctl on the device (this host has no journal files: journalctl says so, exit 0).
+        logs = cli(srv, token, "device", "logs", "cli-dev", "-u", "bulkhead-agent", "--since", "-1h", "-n", "20")
+        assert logs.returncode == 0, logs.stderr
+        assert "-- No entries --" in logs.stdout
     finally:
         stop.set()
         t.join(10)

@@ -10,7 +10,8 @@ start and serves the file on a port QEMU forwards to the host. Last, a factory r
 device erases its data partition, enrolls again with the credential it held, and runs the app again on an empty
 volume. Every slot is mounted read-only, /etc and /var being overlays on the data partition: the machine id systemd
 wrote to /etc at the first boot stays through the update, the rollback and the power cut, and the factory reset
-erases it with the rest. The serial console is kept under $BULKHEAD_TEST_ARTIFACTS when it fails."""
+erases it with the rest. A remote command (`findmnt` of the root) and a read of the agent's journal run on the
+device and come back. The serial console is kept under $BULKHEAD_TEST_ARTIFACTS when it fails."""
 
 from __future__ import annotations
 
@@ -142,6 +143,22 @@ def test_qemu_device_updates_through_grub_and_rolls_back_a_broken_release(
             assert "bulkhead preinit: the root file system is read-only" in dev.serial()
             seen = _wait(starts, 600, "the app to run on v1", dev)
             print(f"the app runs on v1: {time.monotonic() - t0:.0f} s")
+            # A remote command and a read of the journal, run by the agent on the device at its next poll.
+            with srv.client(token) as c:
+                mounts = c.post("/api/v1/devices/qemu-dev-1/commands", json={"argv": ["findmnt", "-no", "OPTIONS", "/"]})
+                journal = c.post("/api/v1/devices/qemu-dev-1/logs", json={"unit": "bulkhead-agent.service", "lines": 50})
+                ids = [mounts.json()["id"], journal.json()["id"]]
+
+            def finished() -> list[dict[str, Any]] | None:
+                with srv.client(token) as c:
+                    cmds = [c.get(f"/api/v1/commands/{i}").json() for i in ids]
+                return cmds if all(x["status"] not in ("pending", "running") for x in cmds) else None
+
+            ran, logs = _wait(finished, 300, "the remote command and the journal read", dev)
+            assert ran["status"] == "exited" and ran["exit_code"] == 0 and ran["output"].startswith("ro,"), ran
+            assert logs["status"] == "exited" and logs["exit_code"] == 0, logs
+            assert "Started bulkhead-agent.service" in logs["output"], logs["output"][-2000:]
+            print(f"a remote command and the agent's journal came back: {time.monotonic() - t0:.0f} s")
 
             with srv.client(token) as c:
                 body = {"name": "to-v2", "release_id": releases["2"], "target": {"groups": ["qemu"]}}

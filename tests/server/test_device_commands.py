@@ -73,11 +73,14 @@ def test_only_administrators_run_commands_and_devices_report_only_their_own(serv
             role: c.post("/api/v1/tokens", json={"name": role, "user": f"u-{role}", "role": role}).json()["token"]
             for role in ("viewer", "operator")
         }
-    for token in tokens.values():
+    for role, token in tokens.items():
         with server.client(token) as u:
             assert u.post("/api/v1/devices/own-1/commands", json={"argv": ["id"]}).status_code == 403
             assert u.get(f"/api/v1/commands/{cmd['id']}").status_code == 403  # the output may hold anything
-            assert u.get("/api/v1/devices/own-1/commands").status_code == 403
+            listed = u.get("/api/v1/devices/own-1/commands")  # an operator lists the journal reads only
+            assert (listed.status_code, listed.json() if role == "operator" else None) == (
+                (200, []) if role == "operator" else (403, None)
+            )
     with server.client(creds["own-2"]) as other:
         r = other.post(f"/device/v1/commands/{cmd['id']}", json={"status": "exited", "exit_code": 0})
         assert r.status_code == 404
@@ -135,3 +138,44 @@ def test_a_device_holds_at_most_twenty_pending_commands(server: LiveServer) -> N
         assert r.status_code == 409 and "20 commands pending" in r.json()["message"]
         page = c.get("/api/v1/devices/busy-1/commands", params={"limit": 5})
         assert len(page.json()) == 5 and page.headers.get("x-next-cursor")
+
+
+def test_operators_read_a_devices_journal_through_a_fixed_journalctl_command_line(server: LiveServer) -> None:
+    admin = server.tenant()
+    with server.client(admin) as c:
+        cred = _fleet(c, "log-1")["log-1"]
+        tokens = {
+            role: c.post("/api/v1/tokens", json={"name": role, "user": f"l-{role}", "role": role}).json()["token"]
+            for role in ("viewer", "operator")
+        }
+        secret = c.post("/api/v1/devices/log-1/commands", json={"argv": ["cat", "/etc/shadow"]}).json()
+    with server.client(tokens["operator"]) as op:
+        r = op.post("/api/v1/devices/log-1/logs", json={"unit": "bulkhead-agent.service", "since": "-2h", "lines": 50})
+        assert r.status_code == 201, r.text
+        logs = r.json()
+        assert logs["kind"] == "logs" and logs["timeout_seconds"] == 60
+        assert logs["argv"] == [
+            "journalctl", "--no-pager", "--output=short-iso", "--lines=50", "--unit=bulkhead-agent.service", "--since=-2h"
+        ]  # fmt: skip
+        assert op.post("/api/v1/devices/log-1/logs", json={}).json()["argv"][-1] == "--lines=1000"
+        for body, field in (
+            ({"unit": "a b"}, "unit"),
+            ({"unit": "x;reboot"}, "unit"),
+            ({"since": "now; reboot"}, "since"),
+            ({"since": "1 hour ago"}, "since"),
+            ({"lines": 0}, "lines"),
+            ({"lines": 10001}, "lines"),
+        ):
+            bad = op.post("/api/v1/devices/log-1/logs", json=body)
+            assert bad.status_code == 422 and field in bad.text, (body, bad.text)
+        # An operator reads the journal reads, not an administrator's commands (whose output may hold anything).
+        assert op.get(f"/api/v1/commands/{logs['id']}").status_code == 200
+        assert op.get(f"/api/v1/commands/{secret['id']}").status_code == 403
+        assert op.delete(f"/api/v1/commands/{secret['id']}").status_code == 403
+        assert {x["kind"] for x in op.get("/api/v1/devices/log-1/commands").json()} == {"logs"}
+    with server.client(tokens["viewer"]) as v:
+        assert v.post("/api/v1/devices/log-1/logs", json={}).status_code == 403
+    with server.client(admin) as c:
+        assert audited(c, "device.logs", "log-1")
+        assert {x["kind"] for x in c.get("/api/v1/devices/log-1/commands").json()} == {"logs", "command"}
+    assert [x["argv"][0] for x in state(server, cred).json()["commands"]] == ["cat", "journalctl", "journalctl"]

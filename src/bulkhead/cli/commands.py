@@ -1,4 +1,5 @@
-"""`bulkhead device run|commands|command`: remote commands on devices (administrators; audited)."""
+"""`bulkhead device run|logs|commands|command`: remote commands on devices (administrators) and their journal
+(operators); audited."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from .client import LimitOpt
 from .errors import EXIT_REMOTE, CliError
 from .manage import JsonOpt, client, show
 
-__all__ = ["command_show", "device_commands", "device_run"]
+__all__ = ["command_show", "device_commands", "device_logs", "device_run"]
 
 _FINISHED = {"exited", "timed_out", "failed", "interrupted", "canceled"}
 _COLUMNS = ["id", "device", "status", "exit_code", "argv", "requested_at", "finished_at"]
@@ -44,12 +45,7 @@ def device_run(
     made = c.request("POST", path, json=body)
     cmds: list[dict[str, Any]] = made if isinstance(made, list) else [made]
     if wait:
-        deadline = time.monotonic() + wait_seconds
-        while True:
-            cmds = [c.request("GET", f"/api/v1/commands/{x['id']}") if x["status"] not in _FINISHED else x for x in cmds]
-            if all(x["status"] in _FINISHED for x in cmds) or time.monotonic() > deadline:
-                break
-            time.sleep(2)
+        cmds = _wait(c, cmds, wait_seconds)
     if json:
         show(cmds, True)
     else:
@@ -63,6 +59,40 @@ def device_run(
         )
     if wait and any(x["status"] != "exited" or x["exit_code"] != 0 for x in cmds):
         raise typer.Exit(EXIT_REMOTE)
+
+
+def _wait(c: Any, cmds: list[dict[str, Any]], seconds: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + seconds
+    while True:
+        cmds = [c.request("GET", f"/api/v1/commands/{x['id']}") if x["status"] not in _FINISHED else x for x in cmds]
+        if all(x["status"] in _FINISHED for x in cmds) or time.monotonic() > deadline:
+            return cmds
+        time.sleep(2)
+
+
+def device_logs(
+    ctx: typer.Context,
+    device: str,
+    unit: str | None = typer.Option(None, "-u", "--unit", help="The systemd unit (default: the whole journal)"),
+    since: str | None = typer.Option(None, "--since", help="From when: '2026-12-05 10:00', -2h, -30min, today"),
+    lines: int = typer.Option(1000, "--lines", "-n", min=1, max=10000, help="The newest this many lines"),
+    wait_seconds: int = typer.Option(900, "--wait-seconds", min=1, help="How long to wait for the device"),
+    json: bool = JsonOpt,
+) -> None:
+    """Operator: the device's journal (journalctl on the device at its next poll), bounded in size."""
+    c = client(ctx)
+    body = {"unit": unit, "since": since, "lines": lines}
+    (cmd,) = _wait(c, [c.request("POST", f"/api/v1/devices/{device}/logs", json=body)], wait_seconds)
+    if json:
+        show(cmd, True)
+    elif cmd["status"] not in _FINISHED:
+        raise CliError(
+            f"the device did not answer within {wait_seconds} s (is it online?): 'bulkhead device command {cmd['id']}' later"
+        )
+    else:
+        typer.echo((cmd.get("output") or "").rstrip("\n"))
+        if cmd["status"] != "exited" or cmd["exit_code"] != 0:
+            raise CliError(f"journalctl on {device} ended {cmd['status']} (exit code {cmd['exit_code']})")
 
 
 def device_commands(ctx: typer.Context, device: str, limit: int | None = LimitOpt, json: bool = JsonOpt) -> None:

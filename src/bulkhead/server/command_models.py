@@ -24,6 +24,7 @@ class DeviceCommand(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
     device_id: Mapped[int] = mapped_column(ForeignKey("devices.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16), default="command")  # command (admins) | logs (operators: journalctl)
     argv: Mapped[list[Any]] = mapped_column(JSON)
     timeout_seconds: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(16), default="pending")

@@ -44,6 +44,7 @@ class CommandOut(Out):
     id: int
     device_id: int
     device: str = absent("the device's name")
+    kind: Literal["command", "logs"] = Field(description="an administrator's command line, or a read of the journal")
     argv: list[str]
     timeout_seconds: int
     status: Literal["pending", "running", "exited", "timed_out", "failed", "interrupted", "canceled"]
@@ -65,6 +66,29 @@ def run_on_device(
     return svc.command_service().run(who, ref, body.argv, body.timeout_seconds)
 
 
+# A systemd unit name (systemd.unit(5): letters, digits, ":-_.\\@", at most 256) and the times journalctl's --since
+# takes that need no quoting: a date and time, or a relative one ("-2h", "-30min").
+_UNIT = r"^[A-Za-z0-9:_.\\@-]{1,256}$"
+_SINCE = r"^(\d{4}-\d{2}-\d{2}( \d{2}:\d{2}(:\d{2})?)?|-\d{1,6}(s|min|h|d)|today|yesterday)$"
+
+
+class LogsIn(BaseModel):
+    unit: str | None = Field(None, pattern=_UNIT, description="the systemd unit (absent: the whole journal)")
+    since: str | None = Field(
+        None, pattern=_SINCE, description="from when: 2026-12-05 10:00, -2h, -30min, today, yesterday (absent: all)"
+    )
+    lines: int = Field(1000, ge=1, le=10000, description="the newest this many lines")
+
+
+@router.post("/api/v1/devices/{ref}/logs", status_code=201, response_model=CommandOut, response_model_exclude_unset=True)
+def read_device_logs(
+    ref: str, body: LogsIn, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Fetch the device's journal (operators; audited): a `logs` command the agent runs at its next poll
+    (`journalctl` with these options only); `GET /api/v1/commands/{id}` has the lines, bounded as any output."""
+    return svc.command_service().logs(who, ref, body.unit, body.since, body.lines)
+
+
 @router.post(
     "/api/v1/groups/{name}/commands", status_code=201, response_model=list[CommandOut], response_model_exclude_unset=True
 )
@@ -79,7 +103,7 @@ def run_on_group(
 def list_device_commands(
     ref: str, pg: Pager = Depends(pager), who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> list[dict[str, Any]]:
-    """The device's commands, newest first, with their output (administrators)."""
+    """The device's commands, newest first, with their output (administrators; operators see the journal reads)."""
     return pg.send(svc.command_service().list_for_device(who, ref, pg.page))
 
 

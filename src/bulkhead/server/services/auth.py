@@ -37,6 +37,10 @@ class Principal:
     device_status: str | None = None
     compatible: str | None = None
 
+    def has(self, role: str) -> bool:
+        """Whether `require(role)` would pass."""
+        return self.kind == "system" or (self.kind == "user" and ROLES.index(self.role) >= ROLES.index(role))
+
     def require(self, role: str) -> None:
         """Raise Forbidden unless this is a user (or the system) with at least `role`."""
         if self.kind == "system":

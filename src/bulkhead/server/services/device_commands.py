@@ -31,6 +31,8 @@ from .keyset import Page, Paged, keyset, paged
 __all__ = ["CommandService", "command_json", "pending_commands"]
 
 MAX_PENDING = 20  # per device: a device offline for long does not pile up work
+COMMAND, LOGS = "command", "logs"
+LOGS_SECONDS = 60
 _OUTPUT_CHARS = MAX_OUTPUT_BYTES + 200  # the agent's bounded output (protocol/commands.py) and its cut marker
 
 
@@ -39,6 +41,7 @@ def command_json(c: DeviceCommand, device: str | None = None) -> dict[str, Any]:
         "id": c.id,
         "device_id": c.device_id,
         **({"device": device} if device is not None else {}),
+        "kind": c.kind,
         "argv": c.argv,
         "timeout_seconds": c.timeout_seconds,
         "status": c.status,
@@ -79,14 +82,28 @@ class CommandService:
     def run(self, who: Principal, ref: str, argv: Sequence[str], timeout: int) -> dict[str, Any]:
         """Queue `argv` for one device (admins: it runs as root there)."""
         who.require("admin")
+        return self._queue(who, ref, COMMAND, argv, timeout, {"argv": list(argv), "timeout_seconds": timeout})
+
+    def logs(self, who: Principal, ref: str, unit: str | None, since: str | None, lines: int) -> dict[str, Any]:
+        """Queue a read of the device's journal (operators): `journalctl` with these checked options only, the newest
+        `lines` lines of the unit (or of everything) since the time given."""
+        who.require("operator")
+        argv = ["journalctl", "--no-pager", "--output=short-iso", f"--lines={lines}"]
+        argv += [f"--unit={unit}"] if unit else []
+        argv += [f"--since={since}"] if since else []
+        return self._queue(who, ref, LOGS, argv, LOGS_SECONDS, {"unit": unit, "since": since, "lines": lines})
+
+    def _queue(
+        self, who: Principal, ref: str, kind: str, argv: Sequence[str], timeout: int, details: dict[str, Any]
+    ) -> dict[str, Any]:
         tid = who.require_tenant()
         with self.db.session() as s:
             dev = find_device(s, tid, ref)
             if (why := _runnable(dev)) is not None:
                 raise Conflict(why)
             self._room(s, [dev])
-            cmd = self._add(s, who, dev, argv, timeout)
-            audit.record(s, who, "device.command", dev.name, argv=list(argv), timeout_seconds=timeout)
+            cmd = self._add(s, who, dev, argv, timeout, kind)
+            audit.record(s, who, "device.command" if kind == COMMAND else "device.logs", dev.name, **details)
             s.flush()
             return command_json(cmd, dev.name)
 
@@ -128,10 +145,11 @@ class CommandService:
             )
 
     @staticmethod
-    def _add(s: Session, who: Principal, dev: Device, argv: Sequence[str], timeout: int) -> DeviceCommand:
+    def _add(s: Session, who: Principal, dev: Device, argv: Sequence[str], timeout: int, kind: str = "command") -> DeviceCommand:
         cmd = DeviceCommand(
             tenant_id=dev.tenant_id,
             device_id=dev.id,
+            kind=kind,
             argv=list(argv),
             timeout_seconds=timeout,
             status=CommandStatus.PENDING,
@@ -147,7 +165,6 @@ class CommandService:
             return pending_commands(s, device_id)
 
     def cancel(self, who: Principal, command_id: int) -> dict[str, Any]:
-        who.require("admin")
         with self.db.session() as s:
             cmd, name = self._own(s, who, command_id, lock=True)
             if not command_may(cmd.status, CommandStatus.CANCELED):
@@ -157,18 +174,19 @@ class CommandService:
             return command_json(cmd, name)
 
     def show(self, who: Principal, command_id: int) -> dict[str, Any]:
-        who.require("admin")  # the output may hold anything the device has
         with self.db.read() as s:
             cmd, name = self._own(s, who, command_id)
             return command_json(cmd, name)
 
     def list_for_device(self, who: Principal, ref: str, page: Page) -> Paged[dict[str, Any]]:
-        """The device's commands, newest first (with their output)."""
-        who.require("admin")
+        """The device's commands, newest first (with their output): an operator sees the journal reads only."""
+        who.require("operator")
         tid = who.require_tenant()
         with self.db.read() as s:
             dev = find_device(s, tid, ref)
             q = select(DeviceCommand).where(DeviceCommand.device_id == dev.id)
+            if not who.has("admin"):
+                q = q.where(DeviceCommand.kind == LOGS)
             rows = list(s.scalars(keyset(q, [DeviceCommand.id], page, descending=True)))
             return paged(rows, page, lambda c: (c.id,), lambda c: command_json(c, dev.name))
 
@@ -179,6 +197,7 @@ class CommandService:
         row = s.execute(q.with_for_update(of=DeviceCommand) if lock else q).first()
         if row is None:
             raise NotFound(f"command {command_id} does not exist")
+        who.require("admin" if row[0].kind == COMMAND else "operator")  # a command's output may hold anything
         return row[0], row[1]
 
     # -- the device's side -------------------------------------------------------------

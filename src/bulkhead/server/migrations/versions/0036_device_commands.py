@@ -1,4 +1,5 @@
-"""Remote commands: device_commands, an administrator's command line per device and how it ended there.
+"""Remote commands: device_commands, an administrator's command line (or an operator's journal request) per device
+and how it ended there.
 
 Revision ID: 0036
 Revises: 0035
@@ -19,6 +20,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("tenant_id", sa.Integer(), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
         sa.Column("device_id", sa.Integer(), sa.ForeignKey("devices.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("argv", sa.JSON(), nullable=False),
         sa.Column("timeout_seconds", sa.Integer(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
