@@ -28,6 +28,13 @@ def test_a_command_runs_without_a_shell_and_reports_its_exit_code_and_output() -
     assert (status, code, cut) == ("failed", None, False) and "/nonexistent/tool could not be started" in text
 
 
+def test_nul_bytes_and_a_child_left_running_do_not_hold_the_result() -> None:
+    assert run_command(["printf", "a\\000b"], 10) == ("exited", 0, "a\ufffdb", False)  # JSON carries no NUL
+    started = time.monotonic()
+    assert run_command(["sh", "-c", "sleep 30 & echo started"], 20) == ("exited", 0, "started\n", False)
+    assert time.monotonic() - started < 5  # the shell exited: its child holding the pipe is not waited for
+
+
 def test_output_beyond_the_bound_keeps_its_first_and_last_halves() -> None:
     script = "printf 'FIRST'; head -c 1000000 /dev/zero | tr '\\0' x; printf 'LAST'"
     status, code, text, cut = run_command(["sh", "-c", script], 30)
@@ -70,6 +77,18 @@ def _agent(server: LiveServer, data: Path, bootstrap: str) -> Agent:
     agent = Agent(cfg)
     agent.rauc = agent.updater.rauc = FakeRauc()  # type: ignore[assignment]
     return agent
+
+
+def test_a_command_whose_start_cannot_be_reported_is_not_run_and_is_asked_again(tmp_path: Path) -> None:
+    from bulkhead.agent.client import Client
+    from bulkhead.agent.commands import CommandRunner
+    from tests.live import free_port
+
+    runner = CommandRunner(Client(f"http://127.0.0.1:{free_port()}", timeout=2), tmp_path)  # nobody listens there
+    ran = tmp_path / "ran"
+    runner._run({"id": 7, "argv": ["touch", str(ran)], "timeout_seconds": 5})
+    assert not ran.exists()
+    assert json.loads((tmp_path / FILE_NAME).read_text()) == {"started": [], "done": []}  # handed out again later
 
 
 def _wait_status(server: LiveServer, token: str, cid: int, want: str, seconds: float = 30) -> dict[str, object]:

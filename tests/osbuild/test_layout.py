@@ -193,7 +193,7 @@ def test_preinit_makes_etc_and_var_writable_on_the_data_partition(tmp_path: Path
             (mnt / "bulkhead" / "factory-reset").write_text("bhd_credential\n")
             subprocess.run(["umount", str(mnt)], check=True)
         root = tmp_path / "root"
-        for d in ("etc", "var/lib", "data", "boot/efi", "run", "sbin", "usr/lib/bulkhead"):
+        for d in ("etc", "var/lib", "data", "boot/efi", "run", "tmp", "sbin", "usr/lib/bulkhead"):
             (root / d).mkdir(parents=True)
         (root / "etc" / "hostname").write_text("from-the-slot\n")
         preinit = root / L.PREINIT.lstrip("/")
@@ -209,7 +209,7 @@ def test_preinit_makes_etc_and_var_writable_on_the_data_partition(tmp_path: Path
         subprocess.run(["unshare", "--mount", "--propagation", "private", str(preinit), "--arg"], check=True)
         mounts = seen.read_text()
         assert mounts.startswith("args: --arg\n")  # the kernel's arguments reach init
-        assert f"{root}/etc overlay" in mounts and f"{root}/var overlay" in mounts
+        assert f"{root}/etc overlay" in mounts and f"{root}/var overlay" in mounts and f"{root}/tmp tmpfs" in mounts
         assert (f"{root}/data ext4" in mounts) is not reset_pending
         assert f"{root}/boot/efi" not in mounts  # looked at, then left to systemd's mount
         assert not (root / "etc" / "machine-id").exists() and (root / "etc" / "hostname").read_text() == "from-the-slot\n"

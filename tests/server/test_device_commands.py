@@ -126,6 +126,12 @@ def test_bad_command_lines_and_reports_are_refused_saying_why(server: LiveServer
         assert d.post("/device/v1/commands/999999", json={"status": "running"}).status_code == 404
     with server.client(admin) as c:
         assert c.get(f"/api/v1/commands/{cmd['id']}").json()["status"] == "pending"
+        c.post("/api/v1/devices/bad-1/disable").raise_for_status()
+    with server.client(cred) as d:  # a disabled device reports nothing (as on every device route)
+        r = d.post(f"/device/v1/commands/{cmd['id']}", json={"status": "running"})
+        assert r.status_code in (401, 403) and r.json()["error"]
+    with server.client(admin) as c:
+        assert c.get(f"/api/v1/commands/{cmd['id']}").json()["status"] == "pending"
 
 
 def test_a_device_holds_at_most_twenty_pending_commands(server: LiveServer) -> None:

@@ -111,3 +111,27 @@ def test_the_issuing_process_removes_its_grants_when_their_urls_expire(db: Datab
     assert grants.expire(now + 6) == 1 and not grants.path(SHA, soon).exists() and grants.path(SHA, later).is_file()
     assert grants.expire(now + 51) == 1 and not grants.path(SHA, later).exists()
     assert grants.expire(now + 100) == 0
+
+
+def test_a_stopping_process_takes_back_its_grants_and_keeps_the_directory_private(db: Database, tmp_path: Path) -> None:
+    import asyncio
+
+    (a,) = _devices(db, 1)
+    grants = OffloadGrants(db, tmp_path / "grants")
+
+    async def life() -> None:
+        grants.start()
+        assert (tmp_path / "grants").stat().st_mode & 0o777 == 0o700  # the names are bearer credentials
+        assert grants.issue(SHA, _params(a))
+        await grants.stop()
+
+    asyncio.run(life())
+    assert not grants.path(SHA, _params(a)).exists()
+
+
+def test_a_database_that_fails_means_no_grant_and_no_error(tmp_path: Path) -> None:
+    broken = Database(f"sqlite:///{tmp_path / 'absent' / 'db.sqlite'}")  # its directory does not exist
+    grants = OffloadGrants(broken, tmp_path / "grants")
+    assert not grants.issue(SHA, _params(1))
+    assert not any(p.is_file() for p in (tmp_path / "grants").rglob("*"))
+    broken.dispose()

@@ -51,14 +51,20 @@ def run_command(argv: list[str], timeout: float, limit: int = MAX_OUTPUT_BYTES) 
     head, tail, total = bytearray(), bytearray(), 0
     deadline = time.monotonic() + timeout
     timed_out = False
+    exited_at: float | None = None
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if exited_at is None and proc.poll() is not None:
+                exited_at = now  # a child it left behind may hold the pipe open: read what is there, then stop
+            if exited_at is not None and now - exited_at > 0.5:
+                break
+            left = deadline - now
+            if left <= 0 and exited_at is None:
                 timed_out = True
                 break
-            if not sel.select(min(left, 1.0)):
+            if not sel.select(min(max(left, 0.05), 0.2)):
                 continue
             chunk = os.read(proc.stdout.fileno(), 65536)
             if not chunk:
@@ -87,7 +93,8 @@ class CommandRunner:
         self._lock = threading.Lock()
         self._queued: set[int] = set()
         self._thread: threading.Thread | None = None
-        self._interrupted_reported = False
+        # Commands a stopped agent left running: reported interrupted, only these (not one this agent starts).
+        self._leftover = list(self._load()["started"])
 
     # -- what was started and done, on disk --------------------------------------------
     def _load(self) -> dict[str, list[int]]:
@@ -101,24 +108,21 @@ class CommandRunner:
         doc["done"] = doc["done"][-_KEEP_DONE:]
         write_atomic(self.path, json.dumps(doc).encode(), 0o600)
 
-    def _mark(self, cid: int, started: bool) -> None:
+    def _mark(self, cid: int, state: str) -> None:
+        """Record the command as `started`, `done`, or neither (`retry`: a later poll hands it out again)."""
         with self._lock:
             doc = self._load()
-            if started:
-                doc["started"] = [*doc["started"], cid]
-            else:
-                doc["started"] = [i for i in doc["started"] if i != cid]
-                doc["done"] = [*[i for i in doc["done"] if i != cid], cid]
+            doc["started"] = [i for i in doc["started"] if i != cid] + ([cid] if state == "started" else [])
+            doc["done"] = [i for i in doc["done"] if i != cid] + ([cid] if state == "done" else [])
             self._save(doc)
 
     # -- the agent's loop calls this -----------------------------------------------------
     def handle(self, commands: list[Any]) -> None:
         """Queue the state answer's commands not yet started here; report the ones a stopped agent left running."""
-        if not self._interrupted_reported:
-            for cid in self._load()["started"]:
-                if self._report(cid, {"status": CommandStatus.INTERRUPTED, "output": "the agent stopped while it ran"}):
-                    self._mark(cid, started=False)
-            self._interrupted_reported = not self._load()["started"]
+        for cid in list(self._leftover):
+            if self._report(cid, {"status": CommandStatus.INTERRUPTED, "output": "the agent stopped while it ran"}) != _RETRY:
+                self._mark(cid, "done")
+                self._leftover.remove(cid)
         if not commands:
             return
         doc = self._load()
@@ -131,16 +135,14 @@ class CommandRunner:
                 continue
             self._queued.add(cid)
             self._queue.put(c)
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._work, name="commands", daemon=True)
-            self._thread.start()
+        with self._lock:
+            if self._thread is None:  # one worker for the agent's life: it waits on the queue
+                self._thread = threading.Thread(target=self._work, name="commands", daemon=True)
+                self._thread.start()
 
     def _work(self) -> None:
         while True:
-            try:
-                c = self._queue.get(timeout=5)
-            except queue.Empty:
-                return
+            c = self._queue.get()
             try:
                 self._run(c)
             except Exception:
@@ -151,31 +153,37 @@ class CommandRunner:
     def _run(self, c: dict[str, Any]) -> None:
         cid, argv = c["id"], c["argv"]
         timeout = float(c.get("timeout_seconds") or 60)
-        self._mark(cid, started=True)  # before it runs: a crash from here on reports it interrupted, never runs it twice
-        if not self._report(cid, {"status": CommandStatus.RUNNING}):
-            self._mark(cid, started=False)  # withdrawn meanwhile (409) or gone: not run
+        self._mark(cid, "started")  # before it runs: a crash from here on reports it interrupted, never runs it twice
+        said = self._report(cid, {"status": CommandStatus.RUNNING})
+        if said != _TAKEN:
+            # Withdrawn meanwhile, or gone (409, 404): not run. The server unreachable: not run now, asked again.
+            self._mark(cid, "done" if said == _REFUSED else "retry")
             return
         log.info("remote command %d: %s (at most %.0f s)", cid, " ".join(argv), timeout)
         status, code, text, cut = run_command(argv, timeout)
         body = {"status": status, "exit_code": code, "output": text, "output_truncated": cut}
         for attempt in range(5):  # the result is worth a few tries; after that it stays "started" (interrupted)
-            if self._report(cid, body, quiet=attempt < 4):
-                self._mark(cid, started=False)
+            if self._report(cid, body, quiet=attempt < 4) != _RETRY:
+                self._mark(cid, "done")
                 return
             time.sleep(min(2**attempt, 30))
 
-    def _report(self, cid: int, body: dict[str, Any], quiet: bool = False) -> bool:
-        """True when the server took it (or will never take it: the command is gone or finished there)."""
+    def _report(self, cid: int, body: dict[str, Any], quiet: bool = False) -> str:
+        """_TAKEN, _REFUSED (the server will never take it: the command is gone or past this status there), or
+        _RETRY (it did not get there, or the server failed)."""
         try:
             self.client.request("POST", f"/device/v1/commands/{cid}", body)
-            return True
+            return _TAKEN
         except ServerRejected as e:
             if e.status in (404, 409):
                 log.info("remote command %d: the server no longer wants its %s report (%s)", cid, body["status"], e)
-                return bool(body["status"] != CommandStatus.RUNNING)
+                return _REFUSED
             log.warning("remote command %d: the server refused its report: %s", cid, e)
-            return False
+            return _RETRY
         except AgentError as e:
             if not quiet:
                 log.warning("remote command %d: its report did not reach the server: %s", cid, e)
-            return False
+            return _RETRY
+
+
+_TAKEN, _REFUSED, _RETRY = "taken", "refused", "retry"

@@ -336,7 +336,7 @@ part={layout.part(4)}
 echo "factory reset: erasing the data partition $part"
 blkdiscard --secure "$part" 2>/dev/null || blkdiscard --zeroout "$part"
 mkfs.ext4 -q -F -L data "$part"
-mnt=$(mktemp -d)
+mnt=$(mktemp -d -p /run)  # the root is read-only, and /tmp may not be mounted yet
 mount "$part" "$mnt"
 install -d -m 0700 "$mnt/bulkhead"
 install -m 0600 "$marker" "$mnt/bulkhead/previous-credential"
@@ -358,7 +358,8 @@ def preinit_script(layout: Layout, marker: str = FACTORY_RESET_MARKER, root: str
     overlayfs-etc do): the data partition checked and mounted, and /etc and /var made writable by overlays whose
     upper directories are on it, so that configuration and state written at run time persist across reboots, OS
     updates and rollbacks while the slot itself never changes (RAUC's adaptive installs and the deltas read it as
-    built). Files written at run time take precedence over the same files of a newer release. While a factory
+    built). Files written at run time take precedence over the same files of a newer release. /tmp is a tmpfs from
+    the start (bookworm mounts none; trixie's tmp.mount comes later, over it). While a factory
     reset is pending (its marker on the EFI partition) the data partition is left alone for the erasure, and the
     overlays are on a tmpfs for that boot. If the partition cannot be mounted, the overlays are on a tmpfs too:
     the device boots, and the agent, which needs /data, reports nothing until it is repaired. `root`: a directory
@@ -397,6 +398,7 @@ for dir in etc var; do
     mkdir -p "$upper/$dir/upper" "$upper/$dir/work" && mount -t overlay "$dir-overlay" -o "$options" "$root/$dir" ||
         say "/$dir could not be made writable"
 done
+mount -t tmpfs -o mode=1777,nosuid,nodev bulkhead-tmp "$root/tmp" || say "/tmp could not be mounted"
 say "the root file system is read-only; /etc and /var are writable through $upper"
 exec "$root/sbin/init" "$@"
 """

@@ -55,8 +55,12 @@ def command_may(current: str, new: str) -> bool:
 
 def output_text(head: bytes, tail: bytes, total: int) -> tuple[str, bool]:
     """A command's output as kept (its first bytes `head`, its last bytes `tail`, `total` written in all) as text,
-    undecodable bytes replaced, with a line saying how much was left out between them; and whether any was."""
+    undecodable bytes and NUL replaced (U+FFFD), with a line saying how much was left out between them; and whether any was."""
     skipped = total - len(head) - len(tail)
+
+    def text(data: bytes) -> str:
+        return data.decode("utf-8", "replace").replace("\0", "\ufffd")  # no JSON reader takes NUL in a string
+
     if skipped <= 0:
-        return (head + tail).decode("utf-8", "replace"), False
-    return f"{head.decode('utf-8', 'replace')}\n[... {skipped} bytes left out ...]\n{tail.decode('utf-8', 'replace')}", True
+        return text(head + tail), False
+    return f"{text(head)}\n[... {skipped} bytes left out ...]\n{text(tail)}", True

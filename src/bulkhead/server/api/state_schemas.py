@@ -201,7 +201,7 @@ class StateCommand(Out):
 
     id: int
     argv: list[str] = Field(description="the program and its arguments, run without a shell")
-    timeout_seconds: int = Field(description="kill it (with its children) after this long")
+    timeout_seconds: int = Field(description="kill its process group after this long")
 
 
 class DeviceState(Out):

@@ -18,7 +18,8 @@ looked at again every second. A file exists only while its URL is valid:
   a factory reset's re-enrollment) removes its grants under every epoch but its current one, or all of them
   when it is no longer active or no longer exists; nginx stops serving them within a second more;
 - expiry: the process that issued a grant removes it when its URL expires (it keeps their expiries in a heap);
-- anything else (grants of a process that stopped, a tenant deleted, which the feed does not name per device):
+- a process that stops takes back the grants it issued;
+- anything else (grants of a process that crashed, a tenant deleted, which the feed does not name per device):
   once a minute on each host (a claim in the database: one process of the host's workers) the grants are
   swept: expired ones removed, every device's grants reconciled with its row. Walking 100,000 grants took
   1.6 s here, which is why this is not done more often.
@@ -83,27 +84,29 @@ class OffloadGrants:
 
     def issue(self, sha256: str, p: SignedParams) -> bool:
         """Grant the signed URL (already verified: signature, expiry, the device active under this epoch) to nginx.
-        False when it is not granted (revoked meanwhile, or the directory could not be written: nginx then asks
-        the server as before)."""
+        False when it is not granted (revoked meanwhile, or the directory or the database failed: nginx then asks
+        the server as before; the download itself is not affected)."""
         path = self.path(sha256, p)
-        if path.exists():
-            return True
         try:
+            if path.exists():
+                return True
             for _ in range(2):  # a sweep may remove the (empty) directory between makedirs and open
                 path.parent.mkdir(parents=True, exist_ok=True)
                 try:
-                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o640))
+                    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
                     break
                 except FileNotFoundError:
                     continue
             else:
                 return False
-        except OSError as exc:
+            state = self._states([p.device_id]).get(p.device_id)  # read again after the file exists (see above)
+        except Exception as exc:  # an OSError, or the database: the request is served without the grant
             if not self._warned:
-                log.warning("could not write the offload grant %s (%s): nginx asks the server for every range", path, exc)
+                log.warning("could not grant %s to nginx (%s): nginx asks the server for each of its ranges", path, exc)
                 self._warned = True
+            with contextlib.suppress(OSError):
+                path.unlink()
             return False
-        state = self._states([p.device_id]).get(p.device_id)  # read again after the file exists (see above)
         if state is None or not state.active or state.epoch != p.epoch:
             _unlink(path)
             return False
@@ -195,14 +198,22 @@ class OffloadGrants:
                 log.exception("could not update the offload grants in %s; trying again", self.root)
 
     def start(self) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
+        # The names are signed URLs (bearer credentials): only the server's user (and nginx's workers, run as it)
+        # may list them.
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.root.chmod(0o700)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
+        """Stop, and take back the grants this process issued: nobody here would expire or revoke them."""
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        with self._lock:
+            issued, self._expiring = self._expiring, []
+        for _, path in issued:
+            _unlink(Path(path))
 
 
 def _subdirs(path: Path) -> list[Path]:

@@ -208,6 +208,8 @@ class CommandService:
         a lost answer, a command withdrawn meanwhile) changes nothing and says so."""
         if who.kind != "device" or who.device_id is None:
             raise Forbidden("this endpoint is for devices")
+        if who.device_status != DeviceStatus.ACTIVE:
+            raise Forbidden(f"device '{who.name}' is {who.device_status}: an operator must enable or approve it first")
         with self.db.session() as s:
             cmd = s.scalar(
                 select(DeviceCommand)
