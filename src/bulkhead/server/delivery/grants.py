@@ -47,6 +47,7 @@ from pathlib import Path
 
 from sqlalchemy import select
 
+from ..background import cancel
 from ..db import Database
 from ..job_claims import PeriodicClaims
 from ..models import Device
@@ -206,10 +207,7 @@ class OffloadGrants:
 
     async def stop(self) -> None:
         """Stop, and take back the grants this process issued: nobody here would expire or revoke them."""
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         with self._lock:
             issued, self._expiring = self._expiring, []
         for _, path in issued:

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import delete
 
+from ..background import cancel
 from ..cursors import locked_cursor
 from ..db import Database
 from ..notify_models import NotifyCursor
@@ -106,10 +107,7 @@ class OffloadLog:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
         try:
             self.ingest()
         except Exception:
