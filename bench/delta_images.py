@@ -2,6 +2,8 @@
 
 - `security`: bookworm as released (v1) -> bookworm + bookworm-updates + bookworm-security (v2), same packages.
 - `packages`: v1 with curl and nano -> v2 with those removed and nginx-light, vim-tiny and jq added (all suites).
+- `trixie-kernel`: trixie + trixie-updates (v1) -> the same with trixie-security (v2): a newer kernel ABI when
+  trixie-security has one (on 2026-12-05: 6.12.117 -> 6.12.118) with the other security updates of the day.
 
 Each image is built once into bench/.cache/delta/<pair>-<v>/ and reused while its inputs stay the same.
 Run it alone to prepare the cache: `python bench/delta_images.py`.
@@ -30,8 +32,15 @@ class Pair:
     new: dict[str, tuple[str, ...]]
 
 
+TRIXIE = ("trixie", "trixie-updates")
 PAIRS = (
     Pair("security", "bookworm -> bookworm + updates + security", {"suites": ("bookworm",)}, {"suites": ALL_SUITES}),
+    Pair(
+        "trixie-kernel",
+        "trixie + updates -> + trixie-security (a newer kernel ABI, with the other security updates of the day)",
+        {"suites": TRIXIE},
+        {"suites": (*TRIXIE, "trixie-security")},
+    ),
     Pair(
         "packages",
         "-curl -nano, +nginx-light +vim-tiny +jq",
