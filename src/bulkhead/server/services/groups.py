@@ -81,7 +81,9 @@ class GroupService:
         self.on_change = on_change
         self.counts: SharedCounts[int, dict[str, int]] | None = None
         if feed is not None:
-            self.counts = SharedCounts(group_counts, COUNTS_TTL, feed.fleet_valid)
+            # Any device change in the tenant invalidates them (an action moved, a report): during a burst readers
+            # get the count being replaced rather than wait for one recount after another.
+            self.counts = SharedCounts(group_counts, COUNTS_TTL, feed.fleet_valid, stale_while_counting=True)
 
     def list_groups(self, who: Principal, page: Page) -> Paged[dict[str, Any]]:
         """One page of the groups by name: created ones and those devices were provisioned into, with device counts

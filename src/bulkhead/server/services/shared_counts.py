@@ -29,10 +29,15 @@ class SharedCounts(Generic[K, V]):
         ttl: float,
         still_valid: Callable[[K, float], bool] | None = None,
         kept: int = 10_000,
+        stale_while_counting: bool = False,
     ) -> None:
         """`still_valid(key, counted_at)`: whether nothing the count depends on changed since `counted_at`
-        (time.monotonic); `kept`: how many keys' counts a process keeps at most (expired ones are dropped first)."""
+        (time.monotonic); `kept`: how many keys' counts a process keeps at most (expired ones are dropped first);
+        `stale_while_counting`: while one reader counts anew, the others get the count it replaces (if younger than
+        `ttl` and not forgotten here) instead of waiting: for counts that change with every device change (a burst
+        of 100,000 would have every reader wait for one recount after another), not for exact ones."""
         self.count, self.ttl, self.still_valid, self.kept = count, ttl, still_valid, kept
+        self.stale_while_counting = stale_while_counting
         self._counts: dict[K, tuple[float, float, Hashable, V]] = {}  # key -> (counted at, until, stamp, value)
         self._locks: dict[K, threading.Lock] = {}
         self._forgot: dict[K, float] = {}  # key -> when this process last forgot its count
@@ -46,7 +51,12 @@ class SharedCounts(Generic[K, V]):
             return hit
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
+        if not lock.acquire(blocking=not (self.stale_while_counting and not fresh)):
+            got = self._counts.get(key)
+            if got is not None and got[2] == stamp and got[1] > arrived:
+                return got[3]  # another reader is counting anew: the count it replaces
+            lock.acquire()
+        try:
             # The reader waited for a count: one still valid, or one begun after it arrived, which saw everything
             # it asks about even if something changed again since (which only a later reader must see).
             got = self._counts.get(key)
@@ -58,6 +68,8 @@ class SharedCounts(Generic[K, V]):
             value = self.count(s, key)
             self._keep(key, (started, started + self.ttl, stamp, value))
             return value
+        finally:
+            lock.release()
 
     def forget(self, key: K) -> None:
         """This process changed what the key's count depends on: the next read counts again (and a count begun
