@@ -1,10 +1,14 @@
-"""A RAUC stand-in behind the adapter's interface (status, install, mark-*), for tests that drive the whole agent."""
+"""A RAUC stand-in behind the adapter's interface (status, install, mark-*), for tests that drive the whole agent, and
+that agent built against a live server (`lab_agent`)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from bulkhead.agent.agent import Agent
+from bulkhead.agent.config import AgentConfig, PodmanConfig
 from bulkhead.agent.rauc import RaucStatus, SlotInfo
 
 
@@ -37,3 +41,15 @@ class FakeRauc:
 
     def mark_active(self, slot: str = "booted") -> None:
         self.marked.append(("active", slot))
+
+
+def lab_agent(server: str, data: Path, name: str, bootstrap: str, root: Path | None = None) -> Agent:
+    """The real agent against `server`, its state in `data`, without Podman and with RAUC's stand-in above."""
+    root = root or data
+    cfg = AgentConfig(
+        server=server, data_dir=data, name=name, compatible="lab", bootstrap_token=bootstrap,
+        files_root=root / "root", podman=PodmanConfig(enabled=False), os_release=root / "os-release",
+    )  # fmt: skip
+    agent = Agent(cfg)
+    agent.rauc = agent.updater.rauc = FakeRauc()  # type: ignore[assignment]
+    return agent

@@ -14,11 +14,10 @@ import pytest
 
 from bulkhead.agent.agent import Agent
 from bulkhead.agent.commands import FILE_NAME, run_command
-from bulkhead.agent.config import AgentConfig, PodmanConfig
 from bulkhead.protocol.commands import MAX_OUTPUT_BYTES
 from tests.live import LiveServer, live_server
 
-from .fakes import FakeRauc
+from .fakes import lab_agent
 
 
 def test_a_command_runs_without_a_shell_and_reports_its_exit_code_and_output() -> None:
@@ -70,13 +69,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
 
 
 def _agent(server: LiveServer, data: Path, bootstrap: str) -> Agent:
-    cfg = AgentConfig(
-        server=server.url, data_dir=data, name="dev-cmd", compatible="lab", bootstrap_token=bootstrap,
-        files_root=data / "root", podman=PodmanConfig(enabled=False), os_release=data / "os-release",
-    )  # fmt: skip
-    agent = Agent(cfg)
-    agent.rauc = agent.updater.rauc = FakeRauc()  # type: ignore[assignment]
-    return agent
+    return lab_agent(server.url, data, "dev-cmd", bootstrap)
 
 
 def test_a_command_whose_start_cannot_be_reported_is_not_run_and_is_asked_again(tmp_path: Path) -> None:

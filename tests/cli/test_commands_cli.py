@@ -6,9 +6,7 @@ import json
 import threading
 from pathlib import Path
 
-from bulkhead.agent.agent import Agent
-from bulkhead.agent.config import AgentConfig, PodmanConfig
-from tests.agent.fakes import FakeRauc
+from tests.agent.fakes import lab_agent
 from tests.live import LiveServer
 
 from .conftest import cli
@@ -17,12 +15,7 @@ from .conftest import cli
 def _agent_polling(srv: LiveServer, token: str, data: Path, stop: threading.Event) -> threading.Thread:
     with srv.client(token) as c:
         boot = c.post("/api/v1/bootstrap-tokens", json={"name": "cli-cmd"}).json()["token"]
-    cfg = AgentConfig(
-        server=srv.url, data_dir=data, name="cli-dev", compatible="lab", bootstrap_token=boot,
-        files_root=data / "root", podman=PodmanConfig(enabled=False), os_release=data / "os-release",
-    )  # fmt: skip
-    agent = Agent(cfg)
-    agent.rauc = agent.updater.rauc = FakeRauc()  # type: ignore[assignment]
+    agent = lab_agent(srv.url, data, "cli-dev", boot)
     agent.run_once()  # enrolled before the CLI names it
 
     def loop() -> None:
