@@ -79,6 +79,7 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
     dev, rel, desired = svc.devices.own_state(who)
     action = desired.pop("action", None)
     delta = desired.pop("delta", None)
+    commands = desired.pop("commands", None)
     release: dict[str, Any] | None = None
     if rel is not None:
         release = {
@@ -113,7 +114,6 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
             body["support"] = support  # the product's support end, for the device's user (CRA)
     if dev.factory_reset_at is not None:
         body["factory_reset"] = {"requested_at": dev.factory_reset_at.isoformat()}  # erase the data partition, enroll again
-    commands = svc.command_service().pending(dev.id)
     if commands:
         body["commands"] = commands  # an administrator's command lines to run (services/device_commands.py)
     if svc.security is not None:

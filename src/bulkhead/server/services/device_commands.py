@@ -24,13 +24,13 @@ from ..errors import Conflict, Forbidden, NotFound
 from ..models import Device, DeviceGroup, utcnow
 from . import audit
 from .auth import Principal
+from .command_rows import MAX_PENDING
 from .device_list import json_array_has
 from .devices import find_device
 from .keyset import Page, Paged, keyset, paged
 
-__all__ = ["CommandService", "command_json", "pending_commands"]
+__all__ = ["CommandService", "command_json"]
 
-MAX_PENDING = 20  # per device: a device offline for long does not pile up work
 COMMAND, LOGS = "command", "logs"
 LOGS_SECONDS = 60
 _OUTPUT_CHARS = MAX_OUTPUT_BYTES + 200  # the agent's bounded output (protocol/commands.py) and its cut marker
@@ -53,17 +53,6 @@ def command_json(c: DeviceCommand, device: str | None = None) -> dict[str, Any]:
         "started_at": c.started_at.isoformat() if c.started_at else None,
         "finished_at": c.finished_at.isoformat() if c.finished_at else None,
     }
-
-
-def pending_commands(s: Session, device_id: int) -> list[dict[str, Any]]:
-    """What the device's state answer lists: its pending commands, oldest first."""
-    rows = s.scalars(
-        select(DeviceCommand)
-        .where(DeviceCommand.device_id == device_id, DeviceCommand.status == CommandStatus.PENDING)
-        .order_by(DeviceCommand.id)
-        .limit(MAX_PENDING)
-    )
-    return [{"id": c.id, "argv": c.argv, "timeout_seconds": c.timeout_seconds} for c in rows]
 
 
 def _runnable(dev: Device) -> str | None:
@@ -159,10 +148,6 @@ class CommandService:
         )
         s.add(cmd)
         return cmd
-
-    def pending(self, device_id: int) -> list[dict[str, Any]]:
-        with self.db.read() as s:
-            return pending_commands(s, device_id)
 
     def cancel(self, who: Principal, command_id: int) -> dict[str, Any]:
         with self.db.session() as s:

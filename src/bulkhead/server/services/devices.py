@@ -22,6 +22,7 @@ from . import audit, device_reset
 from .actions import install_gate, open_action, open_app_actions, open_package_action
 from .artifacts import artifact_filename, delta_filename
 from .auth import Principal, _aware
+from .command_rows import pending_commands
 from .deltas import offered_delta
 from .desired import image_registry, merge_desired, open_file
 from .device_list import DeviceFilter, device_page, device_page_json
@@ -522,6 +523,8 @@ class DeviceService:
                     packages = [by_name[n] for n in sorted(by_name)]
             if packages:
                 desired["packages"] = packages
+            if commands := pending_commands(s, dev.id):
+                desired["commands"] = commands  # remote commands: not desired state, popped by the state answer
             return dev, rel, desired
 
     def release_for_device(self, tenant_id: int, compatible: str, release_id: int) -> Release:
