@@ -27,6 +27,7 @@ from .packages import Apt, PackageResult, overlay_files
 from .podman import Podman, write_authfile
 from .rauc import Rauc
 from .state import ReleaseRef, StateStore, write_atomic
+from .tunnel import Tunnel
 from .update_lock import UpdateLock
 from .updater import Updater
 
@@ -62,6 +63,7 @@ class Agent:
         self._reset_refused = False  # a factory reset this device cannot carry out was reported
         self._answered = False  # the last poll's document came from the server (200 or 304), not from the disk
         self.commands = CommandRunner(self.client, d)  # an administrator's command lines (agent/commands.py)
+        self.tunnel = Tunnel(self.client.websocket, cfg.remote_shell, cfg.remote_sessions)  # remote sessions
         self.updater = Updater(
             self.client,
             self.rauc,
@@ -424,6 +426,7 @@ class Agent:
             self.factory_reset(doc["factory_reset"])  # reboots, unless this device cannot be reset
         if doc is not None and self._answered:
             self.commands.handle(doc.get("commands") or [])  # run in a thread of their own, once each
+            self.tunnel.want((doc.get("remote") or {}).get("tunnel"))  # the control channel, while the tenant allows
         desired = (doc or {}).get("desired") or {}
         if doc is not None and self.cfg.poll_interval is None:
             self.interval = poll_interval(doc)

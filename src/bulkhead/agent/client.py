@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urljoin, urlsplit
 
-from .errors import BadResponse, ConfigError, DownloadError, ServerRejected, ServerUnreachable, TLSError
+from .errors import BadResponse, ConfigError, DownloadError, ServerRejected, ServerUnreachable, TLSError, TunnelError
+from .websocket import WebSocket
 
 __all__ = ["Client", "Fetched", "Response", "parse_content_range"]
 
@@ -140,6 +141,15 @@ class Client:
         if auth and self.credential:
             h["authorization"] = f"Bearer {self.credential}"
         return {**h, **(extra or {})}
+
+    def websocket(self, url: str) -> WebSocket:
+        """A WebSocket to `url` with the device's credential, over the same TLS settings (remote sessions)."""
+        try:
+            return WebSocket.connect(url, self._headers(None, True), self._ssl, self.timeout)
+        except TunnelError:
+            raise
+        except (OSError, ValueError) as e:
+            raise self._wrap(e, f"WebSocket {url}") from None
 
     def request(
         self, method: str, url: str, body: Any = None, headers: dict[str, str] | None = None, auth: bool = True

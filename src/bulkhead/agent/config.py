@@ -68,6 +68,10 @@ class AgentConfig:
     # image then erases at boot (agent/factory_reset.py; the reference images: /boot/efi/bulkhead/factory-reset);
     # None: the device cannot be reset from the server and says so.
     factory_reset_marker: Path | None = None
+    # Remote sessions (agent/tunnel.py): the device maker's switch (the tenant's is on the server) and the shell run
+    # on a session's terminal.
+    remote_sessions: bool = True
+    remote_shell: tuple[str, ...] = ("/bin/sh", "-l")
 
 
 _TOP = {
@@ -98,6 +102,8 @@ _TOP = {
     "apt_config",
     "update_lock",
     "factory_reset_marker",
+    "remote_sessions",
+    "remote_shell",
 }
 
 
@@ -199,6 +205,8 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             apt_config=path("apt_config", None),
             update_lock=path("update_lock", None),
             factory_reset_marker=path("factory_reset_marker", None),
+            remote_sessions=bool(raw.get("remote_sessions", True)),
+            remote_shell=_cmd(raw.get("remote_shell", ["/bin/sh", "-l"]), "remote_shell"),
         )
     except (TypeError, ValueError) as e:
         raise ConfigError(f"a value has the wrong type: {e}") from None

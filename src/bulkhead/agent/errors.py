@@ -15,6 +15,7 @@ __all__ = [
     "ServerUnreachable",
     "StateError",
     "TLSError",
+    "TunnelError",
 ]
 
 
@@ -70,3 +71,8 @@ class HealthCheckFailed(AgentError):
 
 class StateError(AgentError):
     """The agent's state file on the data partition cannot be read or written (corrupt, newer format, disk full)."""
+
+
+class TunnelError(ServerUnreachable):
+    """A remote session's WebSocket failed (refused upgrade, malformed frame, closed): the session ends, the
+    control channel is dialed again with backoff."""

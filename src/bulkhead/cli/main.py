@@ -16,6 +16,7 @@ from bulkhead.rauc import BundleError
 from . import apps, backup, bundle, cra, delta, demo, image, lab, manage, osbuild, output, rollouts, security, security_log, vulns
 from . import commands as commands_cmd
 from . import overlay as overlay_cmd
+from . import remote as remote_cmd
 from .errors import EXIT_BUG, EXIT_USER, CliError
 
 # Help texts are plain text (they show brackets such as HOST:CONTAINER[/tcp|udp]): no rich markup in them, so
@@ -57,6 +58,10 @@ manage.device_app.command("run")(commands_cmd.device_run)
 manage.device_app.command("logs")(commands_cmd.device_logs)
 manage.device_app.command("commands")(commands_cmd.device_commands)
 manage.device_app.command("command")(commands_cmd.command_show)
+manage.device_app.command("shell")(remote_cmd.device_shell)
+manage.device_app.command("forward")(remote_cmd.device_forward)
+manage.device_app.command("sessions")(remote_cmd.device_sessions)
+app.command("remote-access")(remote_cmd.remote_access)
 cra.cra_app.command("security-events")(security_log.cra_security_events)
 app.command("demo")(demo.demo)
 
@@ -160,7 +165,7 @@ def server(
         interface=Interfaces.ASGI,
         loop=Loops.uvloop,
         http=HTTPModes.http1,
-        websockets=False,
+        websockets=True,  # remote sessions (server/tunnel)
         log_level=LogLevels(log_level),
         log_access=access_log,
         ssl_cert=tls[0] if tls else None,

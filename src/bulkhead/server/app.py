@@ -32,6 +32,7 @@ from .api import deltas as deltas_api
 from .api import groups as groups_api
 from .api import notifications as notifications_api
 from .api import overlay as overlay_api
+from .api import remote as remote_api
 from .api import security as security_api
 from .api import security_events as security_events_api
 from .api import vulns as vulns_api
@@ -78,6 +79,7 @@ from .services.notify_send import SmtpConfig
 from .services.oidc import OidcService
 from .services.overlay import OverlayService
 from .services.releases import MAX_SBOM_BYTES, ReleaseService
+from .services.remote_sessions import RemoteSessionService
 from .services.reports import ReportService
 from .services.rollouts import RolloutService
 from .services.security import SecurityService
@@ -86,6 +88,7 @@ from .services.ui_accounts import AccountService
 from .services.vulns import MAX_FEED_BYTES, VulnService
 from .settings import Settings
 from .store import FsStore, open_store
+from .tunnel import TunnelHub
 from .ui import install as install_ui
 from .ui.web import MAX_FORM as UI_MAX_FORM
 from .vuln_feeds import mirrored
@@ -288,6 +291,9 @@ def create_app(settings: Settings) -> BulkheadApp:
     if settings.delivery_offload == "x-accel":
         grants = OffloadGrants(db, settings.delivery_offload_grants or settings.data_dir / "offload-grants")
         feed.listen(grants.changed)
+    remote_sessions = RemoteSessionService(db)
+    tunnels = TunnelHub(remote_sessions, settings.data_dir / "run", settings.tunnel_relay_host)
+    feed.listen(tunnels.changed)
     svc = Services(
         settings,
         db,
@@ -317,6 +323,8 @@ def create_app(settings: Settings) -> BulkheadApp:
         oidc=OidcService(db, secret),
         groups=GroupService(db, svc_devices.on_change, feed),
         commands=CommandService(db),
+        remote_sessions=remote_sessions,
+        tunnels=tunnels,
     )
 
     trimmer = Trimmer()
@@ -331,7 +339,9 @@ def create_app(settings: Settings) -> BulkheadApp:
             offload_log.start()
         if grants is not None:
             grants.start()
+        await tunnels.start()
         yield
+        await tunnels.stop()
         if grants is not None:
             await grants.stop()
         if offload_log is not None:
@@ -356,6 +366,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(management.router)
     api.include_router(device.router)
     api.include_router(commands_api.router)
+    api.include_router(remote_api.router)
     api.include_router(rollouts.router)
     api.include_router(deltas_api.router)
     api.include_router(ddi.manage)

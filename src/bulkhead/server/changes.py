@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from .command_models import DeviceCommand
 from .db import Database
 from .models import Action, App, Device, DeviceGroup, Release, Rollout, StateChange, Tenant, utcnow
+from .tunnel_models import TunnelConnection
 
 __all__ = ["ChangeFeed"]
 
@@ -57,6 +58,8 @@ def _change_of(obj: Any, deleted: bool) -> Change | None:
     if isinstance(obj, Device):
         return (obj.tenant_id, obj.id) if deleted or _changed(obj, _QUIET_DEVICE) else None
     if isinstance(obj, Action | DeviceCommand):  # a command pending or no longer: in the device's answer or not
+        return (obj.tenant_id, obj.device_id)
+    if isinstance(obj, TunnelConnection) and not deleted:  # a remote session's connection: announced to the device
         return (obj.tenant_id, obj.device_id)
     if isinstance(obj, Rollout):
         return (obj.tenant_id, None) if deleted or _changed(obj, _QUIET_ROLLOUT) else None

@@ -72,6 +72,8 @@ class Tenant(Base):
     # Signing key the server may use to build delta bundles itself: {"cert_pem", "key_sealed", "set_by", "set_at"}.
     # Null (the default): deltas are built where the release key is (`bulkhead delta create` in CI) and uploaded.
     delta_signing: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Remote sessions (services/remote_sessions.py): {"enabled": bool, "idle_timeout_seconds": int}; null: off.
+    remote_access: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 

@@ -104,6 +104,9 @@ class Settings(BaseModel):
     # Where signed URLs handed to nginx are granted to it (delivery/grants.py; nginx checks for the file itself):
     # nginx's configuration names the same directory. Unset: `<data dir>/offload-grants`.
     delivery_offload_grants: Path | None = None
+    # Remote sessions (server/tunnel): server processes on several hosts relay a device's connection to the process
+    # its operator waits in over TCP on this address of theirs (an internal one); unset: a Unix socket (one host).
+    tunnel_relay_host: str | None = None
     # The filesystem store somewhere else than `<data dir>/artifacts`: a directory every server host mounts (NFS,
     # CephFS) when several hosts share one store (docs/deployment.md, "Several hosts"); unset: the data directory's.
     store_dir: Path | None = None
@@ -226,6 +229,7 @@ _ENV = {
     "delivery_offload_prefix": "BULKHEAD_DELIVERY_OFFLOAD_PREFIX",
     "delivery_offload_log": "BULKHEAD_DELIVERY_OFFLOAD_LOG",
     "delivery_offload_grants": "BULKHEAD_DELIVERY_OFFLOAD_GRANTS",
+    "tunnel_relay_host": "BULKHEAD_TUNNEL_RELAY_HOST",
     "store_dir": "BULKHEAD_STORE_DIR",
     "overlay_valid_days": "BULKHEAD_OVERLAY_VALID_DAYS",
     "overlay_architectures": "BULKHEAD_OVERLAY_ARCHITECTURES",

@@ -27,6 +27,7 @@ from ..services.notifications import NotificationService
 from ..services.oidc import OidcService
 from ..services.overlay import OverlayService
 from ..services.releases import ReleaseService, Upload
+from ..services.remote_sessions import RemoteSessionService
 from ..services.reports import ReportService
 from ..services.rollouts import RolloutService
 from ..services.security import SecurityService
@@ -35,6 +36,7 @@ from ..services.ui_accounts import AccountService
 from ..services.vulns import VulnService
 from ..settings import Settings
 from ..store import ArtifactStore
+from ..tunnel import TunnelHub
 
 __all__ = ["Services", "answer_response", "principal", "receive_upload", "services"]
 
@@ -70,6 +72,8 @@ class Services:
     oidc: OidcService | None = None  # web sign-in through the tenant's OpenID Connect provider
     groups: GroupService | None = None  # the server's own keeps the group list's device counts
     commands: CommandService | None = None  # remote commands
+    remote_sessions: RemoteSessionService | None = None  # shells and port forwards (ADR 11)
+    tunnels: TunnelHub | None = None  # joins their WebSockets
 
     def command_service(self) -> CommandService:
         return self.commands or CommandService(self.db)

@@ -80,6 +80,7 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
     action = desired.pop("action", None)
     delta = desired.pop("delta", None)
     commands = desired.pop("commands", None)
+    remote = desired.pop("remote", None)
     release: dict[str, Any] | None = None
     if rel is not None:
         release = {
@@ -116,6 +117,8 @@ def state_answer(svc: Services, who: Principal, base: str) -> Answer:
         body["factory_reset"] = {"requested_at": dev.factory_reset_at.isoformat()}  # erase the data partition, enroll again
     if commands:
         body["commands"] = commands  # an administrator's command lines to run (services/device_commands.py)
+    if remote is not None:
+        body["remote"] = {"tunnel": f"{base}/device/v1/tunnel"}  # remote sessions: hold the control channel (ADR 11)
     if svc.security is not None:
         pending = svc.security.device_answer(dev)
         if pending is not None:

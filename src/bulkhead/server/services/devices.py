@@ -525,6 +525,9 @@ class DeviceService:
                 desired["packages"] = packages
             if commands := pending_commands(s, dev.id):
                 desired["commands"] = commands  # remote commands: not desired state, popped by the state answer
+            tenant = s.get(Tenant, dev.tenant_id)
+            if tenant is not None and (tenant.remote_access or {}).get("enabled"):
+                desired["remote"] = {}  # remote sessions allowed: the agent keeps its tunnel's control channel
             return dev, rel, desired
 
     def release_for_device(self, tenant_id: int, compatible: str, release_id: int) -> Release:

@@ -1,0 +1,152 @@
+"""Remote sessions: the tenant's switch (/api/v1/remote-access), sessions (/api/v1/devices/{ref}/sessions,
+/api/v1/sessions/{id}), and the WebSockets that carry them (/api/v1/sessions/{id}/connect for the operator,
+/device/v1/tunnel and /device/v1/tunnel/{connection} for the device): services/remote_sessions.py, server/tunnel."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, WebSocket
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from bulkhead.protocol.tunnel import control
+
+from ..asgi import bearer_token
+from ..errors import Forbidden, ServerError
+from ..ids import DbId
+from ..services.auth import Principal
+from ..services.remote_sessions import RemoteSessionService
+from .deps import Services, principal, services
+from .paging import PAGED, Pager, pager
+from .wire import Out, Time
+
+router = APIRouter(tags=["remote sessions"])
+
+
+class RemoteAccessIn(BaseModel):
+    enabled: bool = Field(description="whether operators may open shells and port forwards on the tenant's devices")
+    idle_timeout_seconds: int | None = Field(None, ge=60, le=86400, description="a session with no traffic this long is closed")
+
+
+class RemoteAccessOut(Out):
+    enabled: bool
+    idle_timeout_seconds: int
+
+
+class SessionIn(BaseModel):
+    kind: Literal["shell", "forward"] = Field(description="a root shell on a terminal, or TCP connections to `target`")
+    target: str | None = Field(
+        None, max_length=300, description="forward: host:port as the device reaches it (127.0.0.1:8080, a container's address)"
+    )
+
+
+class SessionOut(Out):
+    """A remote session: who opened it, when, how long it lasted and what went through it."""
+
+    id: int
+    device_id: int
+    device: str
+    kind: Literal["shell", "forward"]
+    target: str | None
+    status: Literal["open", "closed"]
+    opened_by: str
+    opened_at: Time
+    closed_at: Time | None
+    close_reason: str | None
+    duration_seconds: float
+    connections: int = Field(description="connections the device joined (a shell has one; a forward one per TCP connection)")
+    bytes_to_device: int
+    bytes_from_device: int
+
+
+def _sessions(svc: Services) -> RemoteSessionService:
+    return svc.remote_sessions or RemoteSessionService(svc.db)
+
+
+@router.get("/api/v1/remote-access", response_model=RemoteAccessOut)
+def get_remote_access(who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return _sessions(svc).access(who)
+
+
+@router.put("/api/v1/remote-access", response_model=RemoteAccessOut)
+def set_remote_access(
+    body: RemoteAccessIn, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Allow or stop remote sessions for the tenant (administrators; audited). Off closes every open session."""
+    return _sessions(svc).configure(who, body.enabled, body.idle_timeout_seconds)
+
+
+@router.post("/api/v1/devices/{ref}/sessions", status_code=201, response_model=SessionOut)
+def open_session(
+    ref: str, body: SessionIn, who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> dict[str, Any]:
+    """Open a shell or a port forward on the device (operators; audited). Its connections are WebSockets to
+    `/api/v1/sessions/{id}/connect`: binary messages are the bytes, text messages JSON control (docs/adr/0011)."""
+    return _sessions(svc).open(who, ref, body.kind, body.target)
+
+
+@router.get("/api/v1/devices/{ref}/sessions", response_model=list[SessionOut], responses=PAGED)
+def list_sessions(
+    ref: str, pg: Pager = Depends(pager), who: Principal = Depends(principal), svc: Services = Depends(services)
+) -> list[dict[str, Any]]:
+    """The device's remote sessions, newest first."""
+    return pg.send(_sessions(svc).list_for_device(who, ref, pg.page))
+
+
+@router.get("/api/v1/sessions/{session_id}", response_model=SessionOut)
+def show_session(session_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    return _sessions(svc).show(who, session_id)
+
+
+@router.delete("/api/v1/sessions/{session_id}", response_model=SessionOut)
+def close_session(session_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
+    """End the session: its connections are closed within seconds."""
+    return _sessions(svc).close(who, session_id)
+
+
+# -- the WebSockets ----------------------------------------------------------------------------------------
+async def _caller(ws: WebSocket) -> tuple[Services, Principal | None]:
+    """The services and who is calling; on a bad credential the socket is accepted, told why and closed (None)."""
+    svc: Services = ws.app.state.services
+    token = bearer_token(ws.headers.get("authorization", ""))
+    try:
+        who = svc.auth.cached(token) or await run_in_threadpool(svc.auth.resolve, token)
+    except ServerError as e:
+        await ws.accept()
+        await ws.send_text(control(error=e.message))
+        await ws.close(4401)
+        return svc, None
+    await ws.accept()
+    return svc, who
+
+
+@router.websocket("/api/v1/sessions/{session_id}/connect")
+async def connect_session(ws: WebSocket, session_id: int) -> None:
+    svc, who = await _caller(ws)
+    if who is not None and svc.tunnels is not None:
+        await svc.tunnels.operator(who, session_id, ws)
+
+
+@router.websocket("/device/v1/tunnel")
+async def device_control(ws: WebSocket) -> None:
+    svc, who = await _caller(ws)
+    if who is None or svc.tunnels is None:
+        return
+    try:
+        if who.kind != "device" or who.device_id is None or who.tenant_id is None:
+            raise Forbidden("this endpoint is for devices")
+        if not (await run_in_threadpool(_sessions(svc).enabled_for, who.tenant_id)):
+            raise Forbidden("remote access is off for this device's tenant")
+    except ServerError as e:
+        await ws.send_text(control(error=e.message))
+        await ws.close(4403)
+        return
+    await svc.tunnels.control(who, ws)
+
+
+@router.websocket("/device/v1/tunnel/{connection}")
+async def device_connection(ws: WebSocket, connection: str) -> None:
+    svc, who = await _caller(ws)
+    if who is not None and svc.tunnels is not None:
+        await svc.tunnels.device(who, connection[:64], ws)
