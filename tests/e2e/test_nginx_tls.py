@@ -433,3 +433,37 @@ def test_a_lab_agent_updates_through_nginx_over_tls(tmp_path: Path, monkeypatch:
             assert f"127.0.0.1:{port}" not in (dev.root / "agent.log").read_text()
         finally:
             fleet.shutdown()
+
+
+def test_a_remote_shell_goes_through_nginx_over_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Remote sessions behind the shipped nginx configuration: the agent's tunnel (a WebSocket over TLS, trusting
+    only the test CA) and the operator's `bulkhead device shell` both reach the server through nginx only."""
+    from tests.agent.fakes import lab_agent
+
+    pki = make_tls_pki(tmp_path / "tls")
+    port, nginx_port = free_port(), free_port()
+    env = {"BULKHEAD_PUBLIC_URL": f"https://127.0.0.1:{nginx_port}"}
+    with live_server(tmp_path / "server", env, port=port) as srv, nginx(tmp_path / "nginx", pki, port, nginx_port) as url:
+        admin = srv.tenant(keyring=False)
+        with srv.client(admin) as c:
+            c.put("/api/v1/remote-access", json={"enabled": True}).raise_for_status()
+            boot = c.post("/api/v1/bootstrap-tokens", json={"name": "tls-remote"}).json()["token"]
+        monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca))
+        agent = lab_agent(url, tmp_path / "agent", "tls-remote", boot)
+        try:
+            agent.run_once()
+            deadline = time.monotonic() + 20
+            while agent.tunnel._ws is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert agent.tunnel._ws is not None, "the agent's control channel did not come up through nginx"
+            run = subprocess.run(
+                [sys.executable, "-m", "bulkhead.cli", "device", "shell", "tls-remote"],
+                input="echo tls-$((40+2))\nexit 5\n",
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env={**os.environ, "BULKHEAD_SERVER": url, "BULKHEAD_TOKEN": admin},
+            )
+            assert "tls-42" in run.stdout and run.returncode == 5, run.stderr
+        finally:
+            agent.tunnel.stop()

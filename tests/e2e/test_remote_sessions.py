@@ -8,6 +8,7 @@ forward reaches an HTTP server inside a real Podman container.
 
 from __future__ import annotations
 
+import json
 import os
 import pty
 import select
@@ -60,8 +61,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with live_server(work / "a", env) as a, live_server(work / "b", env) as b:
         admin = a.tenant(keyring=False)
         s = Setup(a, b, admin)
+        switched = s.cli("remote-access", "--enable", "--idle-timeout", "600", "--json")
+        assert json.loads(switched.stdout) == {"enabled": True, "idle_timeout_seconds": 600}, switched.stderr
         with s.api() as c:
-            assert c.put("/api/v1/remote-access", json={"enabled": True}).json()["enabled"] is True
             boot = c.post("/api/v1/bootstrap-tokens", json={"name": "remote"}).json()["token"]
         agent = lab_agent(b.url, work / "agent", DEVICE, boot)
         stop = threading.Event()
@@ -203,6 +205,8 @@ def test_a_viewer_is_refused_and_every_session_is_in_the_audit_log(setup: Setup)
     opened = {e["details"]["session"]: e for e in events if e["action"] == "device.session_open"}
     closed = {e["details"]["session"]: e for e in events if e["action"] == "device.session_close"}
     assert {s["id"] for s in sessions} <= set(opened) and {s["id"] for s in sessions if s["status"] == "closed"} <= set(closed)
+    listed = setup.cli("device", "sessions", DEVICE, "--json", token=operator)
+    assert [x["id"] for x in json.loads(listed.stdout)] == [x["id"] for x in sessions]
     mine = sessions[0]
     assert opened[mine["id"]]["actor"].startswith("user:u-operator") and mine["opened_by"].startswith("user:u-operator")
     assert closed[mine["id"]]["details"]["duration_seconds"] >= 0 and closed[mine["id"]]["details"]["reason"]

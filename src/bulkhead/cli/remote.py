@@ -12,6 +12,8 @@ import sys
 import termios
 import threading
 import tty
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -29,22 +31,26 @@ __all__ = ["device_forward", "device_sessions", "device_shell", "remote_access"]
 _COLUMNS = ["id", "kind", "target", "status", "opened_by", "opened_at", "duration_seconds", "close_reason"]
 
 
-def _dial(ctx: typer.Context, session_id: int) -> ClientConnection:
+@contextmanager
+def _joined(ctx: typer.Context, session_id: int) -> Iterator[ClientConnection]:
     """The operator's side of one connection of the session, once the device has joined it."""
     obj: dict[str, Any] = ctx.find_root().obj or {}
     server = (obj.get("server") or "http://127.0.0.1:8080").rstrip("/")
     url = "ws" + server.removeprefix("http") + f"/api/v1/sessions/{session_id}/connect"
     headers = {"authorization": f"Bearer {obj['token']}"} if obj.get("token") else {}
     try:
-        ws = connect(url, additional_headers=headers, open_timeout=15, max_size=4 * 1024 * 1024, ping_interval=20)
-        first = ws.recv(timeout=45)
+        opened = connect(url, additional_headers=headers, open_timeout=15, max_size=4 * 1024 * 1024, ping_interval=20)
     except (OSError, WebSocketException, TimeoutError) as e:
         raise CliError(f"cannot open the session's connection at {url}: {e}") from None
-    doc = parse_control(first) if isinstance(first, str) else {}
-    if "joined" not in doc:
-        ws.close()
-        raise CliError(str(doc.get("error") or f"the server answered {first!r} instead of joining the device"))
-    return ws
+    with opened as ws:
+        try:
+            first = ws.recv(timeout=45)
+        except (WebSocketException, TimeoutError) as e:
+            raise CliError(f"the session's connection at {url} broke before the device joined: {e}") from None
+        doc = parse_control(first) if isinstance(first, str) else {}
+        if "joined" not in doc:
+            raise CliError(str(doc.get("error") or f"the server answered {first!r} instead of joining the device"))
+        yield ws
 
 
 def _window() -> tuple[int, int]:
@@ -57,7 +63,14 @@ def device_shell(ctx: typer.Context, device: str) -> None:
     the remote shell's exit status."""
     c = client(ctx)
     session = c.request("POST", f"/api/v1/devices/{device}/sessions", json={"kind": "shell"})
-    ws = _dial(ctx, session["id"])
+    with _joined(ctx, session["id"]) as ws:
+        code = _terminal(ws)
+    if code:
+        raise typer.Exit(code if 0 < code < 256 else 255)
+
+
+def _terminal(ws: ClientConnection) -> int:
+    """Run the operator's terminal against the remote shell until it exits; its exit status."""
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     saved = termios.tcgetattr(sys.stdin.fileno()) if interactive else None
     code: int | None = None
@@ -100,11 +113,9 @@ def device_shell(ctx: typer.Context, device: str) -> None:
     finally:
         if saved is not None:
             termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
-        ws.close()
     if code is None:
-        raise CliError(f"session {session['id']} ended without the shell's exit status: {error or 'the device left'}")
-    if code:
-        raise typer.Exit(code if 0 < code < 256 else 255)
+        raise CliError(f"the session ended without the shell's exit status: {error or 'the device left'}")
+    return code
 
 
 def _pump(sock: socket.socket, ws: ClientConnection) -> None:
@@ -163,12 +174,11 @@ def device_forward(
 
     def serve(sock: socket.socket) -> None:
         try:
-            ws = _dial(ctx, session["id"])
+            with _joined(ctx, session["id"]) as ws:
+                _pump(sock, ws)
         except CliError as e:
             typer.echo(f"connection refused: {e}", err=True)
             sock.close()
-            return
-        _pump(sock, ws)
 
     try:
         while True:
@@ -193,7 +203,7 @@ def remote_access(
         None, "--enable/--disable", help="Allow remote sessions on the tenant's devices, or stop them"
     ),
     idle_timeout: int | None = typer.Option(
-        None, "--idle-timeout", min=60, max=86400, help="Seconds without traffic before a session closes"
+        None, "--idle-timeout", min=5, max=86400, help="Seconds without traffic before a session closes"
     ),
     json: bool = JsonOpt,
 ) -> None:

@@ -26,7 +26,7 @@ router = APIRouter(tags=["remote sessions"])
 
 class RemoteAccessIn(BaseModel):
     enabled: bool = Field(description="whether operators may open shells and port forwards on the tenant's devices")
-    idle_timeout_seconds: int | None = Field(None, ge=60, le=86400, description="a session with no traffic this long is closed")
+    idle_timeout_seconds: int | None = Field(None, ge=5, le=86400, description="a session with no traffic this long is closed")
 
 
 class RemoteAccessOut(Out):

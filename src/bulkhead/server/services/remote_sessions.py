@@ -35,7 +35,7 @@ from .keyset import Page, Paged, keyset, paged
 __all__ = ["DEFAULT_IDLE_SECONDS", "JOIN_SECONDS", "RemoteSessionService", "Ticket", "parse_target"]
 
 DEFAULT_IDLE_SECONDS = 15 * 60
-MAX_IDLE_SECONDS = 24 * 3600
+MIN_IDLE_SECONDS, MAX_IDLE_SECONDS = 5, 24 * 3600
 JOIN_SECONDS = 30.0  # a device that has not dialed in by then will not: the operator is told so
 _HOST = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\])$"
@@ -113,8 +113,8 @@ class RemoteSessionService:
     def configure(self, who: Principal, enabled: bool, idle_timeout_seconds: int | None) -> dict[str, Any]:
         """Turn remote sessions on or off for the tenant (administrators); off closes the open ones."""
         who.require("admin")
-        if idle_timeout_seconds is not None and not 60 <= idle_timeout_seconds <= MAX_IDLE_SECONDS:
-            raise Invalid(f"idle_timeout_seconds must be 60 to {MAX_IDLE_SECONDS}")
+        if idle_timeout_seconds is not None and not MIN_IDLE_SECONDS <= idle_timeout_seconds <= MAX_IDLE_SECONDS:
+            raise Invalid(f"idle_timeout_seconds must be {MIN_IDLE_SECONDS} to {MAX_IDLE_SECONDS}")
         with self.db.session() as s:
             tenant = s.get_one(Tenant, who.require_tenant(), with_for_update=True)
             before = access_json(tenant)
