@@ -17,7 +17,7 @@ from bulkhead.cli.errors import CliError
 CLI = [sys.executable, "-m", "bulkhead.cli"]
 
 # Long-running processes: they print no result to format; the README says so next to "every command takes --json".
-NO_JSON = {("server",), ("lab", "qemu")}
+NO_JSON = {("server",), ("lab", "qemu"), ("device", "shell"), ("device", "forward")}
 
 
 def _commands(cmd: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:

@@ -30,6 +30,8 @@ class RemoteAccessIn(BaseModel):
 
 
 class RemoteAccessOut(Out):
+    """The tenant's remote-access switch: whether sessions may be opened, and when an idle one is closed."""
+
     enabled: bool
     idle_timeout_seconds: int
 
