@@ -9,12 +9,15 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from websockets.sync.client import ClientConnection, connect
 
+from tests.live import live_server
+from tests.pg import pg_url
 from tests.server.conftest import LiveServer
 from tests.server.test_identity import bootstrap, enroll, state
 
@@ -173,4 +176,33 @@ def test_turning_the_switch_off_closes_open_sessions(server: LiveServer, kind: s
         shown = _closed(c, session["id"])
         assert (shown["status"], shown["close_reason"]) == ("closed", "remote access was turned off for the tenant")
         for ws in (control, operator, device):
+            ws.close()
+
+
+def test_across_hosts_the_relay_is_tcp_on_the_configured_address(tmp_path: Path) -> None:
+    """Two hosts on one database: the operator on one, the device on the other, the relay over TCP (as
+    BULKHEAD_TUNNEL_RELAY_HOST sets it for hosts that do not share a file system); one host's relay on a Unix
+    socket is tested in tests/e2e/test_remote_sessions.py."""
+    env = {"BULKHEAD_DATABASE_URL": pg_url(), "BULKHEAD_TUNNEL_RELAY_HOST": "127.0.0.1"}
+    with live_server(tmp_path / "a", env) as a, live_server(tmp_path / "b", env) as b, _tenant(a) as (c, name, credential):
+        control = _ws(b, "/device/v1/tunnel", credential)
+        session = c.post(f"/api/v1/devices/{name}/sessions", json={"kind": "shell"}).json()
+        operator = _ws(a, f"/api/v1/sessions/{session['id']}/connect", c.headers["authorization"][7:])
+        conn = _json(control)["open"]
+        device = _ws(b, f"/device/v1/tunnel/{conn}", credential)
+        assert "joined" in _json(operator)
+        operator.send(b"ping across hosts")
+        assert device.recv(timeout=10) == b"ping across hosts"
+        device.send(b"pong")
+        assert operator.recv(timeout=10) == b"pong"
+        device.send(json.dumps({"exit": 7}))
+        assert _json(operator) == {"exit": 7}
+        device.close()
+        shown = _closed(c, session["id"])
+        assert (shown["close_reason"], shown["bytes_to_device"], shown["bytes_from_device"]) == (
+            "the shell exited with status 7",
+            17,
+            4,
+        )
+        for ws in (control, operator):
             ws.close()

@@ -429,6 +429,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     reports = ReportApp(svc, settings.max_json_bytes)
     app = BulkheadApp(api, delivery, PollApp(svc, PollCache(feed, settings.poll_cache_entries)), reports)
     failures = AuthFailures(settings.auth_fail_limit, settings.auth_fail_window) if settings.auth_fail_limit else None
+    api.state.auth_failures = failures  # the WebSockets count theirs too (api/remote.py); Edge sees HTTP only
     app.front = Edge(
         BodyLimits(app.route, body_rules(settings), settings.max_json_bytes, default_setting="BULKHEAD_MAX_JSON_BYTES"), failures
     )

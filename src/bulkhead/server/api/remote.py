@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from bulkhead.protocol.tunnel import control
 
 from ..asgi import bearer_token
+from ..authlimit import AuthFailures
 from ..errors import Forbidden, ServerError
 from ..ids import DbId
 from ..services.auth import Principal
@@ -111,10 +112,19 @@ def close_session(session_id: DbId, who: Principal = Depends(principal), svc: Se
 async def _caller(ws: WebSocket) -> tuple[Services, Principal | None]:
     """The services and who is calling; on a bad credential the socket is accepted, told why and closed (None)."""
     svc: Services = ws.app.state.services
+    failures: AuthFailures | None = getattr(ws.app.state, "auth_failures", None)
+    address = ws.client.host if ws.client else "unknown"
+    if failures is not None and (wait := failures.retry_after(address)):
+        await ws.accept()
+        await ws.send_text(control(error=f"too many failed authentications from {address}; try again in {wait} s"))
+        await ws.close(4429)
+        return svc, None
     token = bearer_token(ws.headers.get("authorization", ""))
     try:
         who = svc.auth.cached(token) or await run_in_threadpool(svc.auth.resolve, token)
     except ServerError as e:
+        if failures is not None and e.status == 401:
+            failures.failed(address)
         await ws.accept()
         await ws.send_text(control(error=e.message))
         await ws.close(4401)

@@ -75,6 +75,7 @@ class TunnelHub:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         await self.relay.start()
+        log.info("remote sessions: this process's relay is at %s", self.relay.address)
 
     async def stop(self) -> None:
         for ch in list(self._controls.values()):
