@@ -76,7 +76,7 @@ def test_a_refused_upgrade_says_what_the_server_answered() -> None:
     def refuse(conn: ServerConnection, _request: object) -> object:
         return conn.respond(403, "no tunnel for you\n")
 
-    with _server(_echo, process_request=refuse) as url, pytest.raises(TunnelError, match="refused the WebSocket.*403"):
+    with _server(_echo, process_request=refuse) as url, pytest.raises(TunnelError, match=r"refused the WebSocket.*403"):
         WebSocket.connect(url, {}, None, 5)
     with pytest.raises(TunnelError, match="unusable tunnel URL"):
         WebSocket.connect("ftp://127.0.0.1/x", {}, None, 5)
