@@ -90,3 +90,14 @@ def test_a_delivery_filter_out_of_the_id_range_is_refused(server: LiveServer, ch
         assert r.status_code == 422, r.text
         assert "subscription" in r.text
         assert c.get("/api/v1/notifications/deliveries").status_code == 200
+
+
+def test_the_api_answers_every_event_kind_the_service_knows() -> None:
+    """A kind the service takes but the API's answer model does not list made the subscription's answer a 500 after
+    it was stored (found with device.alert)."""
+    from typing import get_args
+
+    from bulkhead.server.api.notify_schemas import EventKind
+    from bulkhead.server.services.notifications import EVENT_KINDS
+
+    assert set(get_args(EventKind)) == set(EVENT_KINDS)

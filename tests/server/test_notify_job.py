@@ -189,6 +189,7 @@ def test_each_kind_reaches_its_subscriber_once(env: tuple[Database, Principal, C
     _audit(db, tid, KEV_EVENT, "CVE-2024-3094", devices=1)
     _audit(db, tid, "rollout.pause", "canary")
     _audit(db, tid, "rollout.resume", "canary")  # not an event anyone can subscribe to
+    _audit(db, tid, "alert.fired", "d1", alert="disk-full", metric="disk_percent", threshold=90.0, value=97.0)
     with db.session() as s:
         dev = Device(tenant_id=tid, name="d1", compatible="board")
         s.add(dev)

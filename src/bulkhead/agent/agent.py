@@ -22,6 +22,7 @@ from .errors import AgentError, BadResponse, PodmanError, RaucError, ServerRejec
 from .factory_reset import PREVIOUS_CREDENTIAL, RESET_ATTEMPT, erasure_failed, leave_credential, note_attempt
 from .files import apply_files
 from .health import Check, command_check
+from .metrics import MetricsSampler
 from .outbox import Outbox
 from .packages import Apt, PackageResult, overlay_files
 from .podman import Podman, write_authfile
@@ -63,6 +64,7 @@ class Agent:
         self._reset_refused = False  # a factory reset this device cannot carry out was reported
         self._answered = False  # the last poll's document came from the server (200 or 304), not from the disk
         self.commands = CommandRunner(self.client, d)  # an administrator's command lines (agent/commands.py)
+        self.metrics = MetricsSampler(cfg.metrics_interval, d)  # health figures, sent with the reports
         self.tunnel = Tunnel(self.client.websocket, cfg.remote_shell, cfg.remote_sessions)  # remote sessions
         self.updater = Updater(
             self.client,
@@ -255,6 +257,17 @@ class Agent:
             log.info("reports stay buffered on disk: %s", e)
         except ServerRejected as e:
             log.warning("server refused the reports: %s", e)
+        samples = self.metrics.pending()
+        if samples:
+            try:
+                self.client.request("POST", "/device/v1/metrics", {"samples": samples})
+                self.metrics.sent(len(samples))
+            except ServerUnreachable as e:
+                log.info("metrics stay buffered: %s", e)
+            except ServerRejected as e:
+                log.warning("server refused the metrics (dropped): %s", e)
+                if e.status in (400, 422):
+                    self.metrics.sent(len(samples))  # they would be refused again
 
     # -- device actions -------------------------------------------------------------------
     def _reboot(self) -> None:
@@ -413,6 +426,7 @@ class Agent:
 
     # -- loop -----------------------------------------------------------------------------
     def run_once(self) -> None:
+        self.metrics.start()  # once: a thread samples every metrics_interval
         self.enroll()
         self.rotate_credential()
         doc = self.poll()

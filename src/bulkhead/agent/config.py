@@ -71,6 +71,7 @@ class AgentConfig:
     # Remote sessions (agent/tunnel.py): the device maker's switch (the tenant's is on the server) and the shell run
     # on a session's terminal.
     remote_sessions: bool = True
+    metrics_interval: float = 60.0  # seconds between samples of the device's health figures (0: none; agent/metrics.py)
     remote_shell: tuple[str, ...] = ("/bin/sh", "-l")
 
 
@@ -104,6 +105,7 @@ _TOP = {
     "factory_reset_marker",
     "remote_sessions",
     "remote_shell",
+    "metrics_interval",
 }
 
 
@@ -206,6 +208,7 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             update_lock=path("update_lock", None),
             factory_reset_marker=path("factory_reset_marker", None),
             remote_sessions=bool(raw.get("remote_sessions", True)),
+            metrics_interval=float(raw.get("metrics_interval", 60.0)),
             remote_shell=_cmd(raw.get("remote_shell", ["/bin/sh", "-l"]), "remote_shell"),
         )
     except (TypeError, ValueError) as e:

@@ -15,6 +15,7 @@ from bulkhead.rauc import BundleError
 
 from . import apps, backup, bundle, cra, delta, demo, image, lab, manage, osbuild, output, rollouts, security, security_log, vulns
 from . import commands as commands_cmd
+from . import metrics as metrics_cmd
 from . import overlay as overlay_cmd
 from . import remote as remote_cmd
 from .errors import EXIT_BUG, EXIT_USER, CliError
@@ -62,6 +63,8 @@ manage.device_app.command("shell")(remote_cmd.device_shell)
 manage.device_app.command("forward")(remote_cmd.device_forward)
 manage.device_app.command("sessions")(remote_cmd.device_sessions)
 app.command("remote-access")(remote_cmd.remote_access)
+manage.device_app.command("metrics")(metrics_cmd.device_metrics)
+app.add_typer(metrics_cmd.alert_app, name="alert")
 cra.cra_app.command("security-events")(security_log.cra_security_events)
 app.command("demo")(demo.demo)
 

@@ -15,7 +15,7 @@ notify_app = typer.Typer(help="Notifications: webhook and e-mail subscriptions, 
 SUBS = "/api/v1/notifications/subscriptions"
 _KINDS = (
     "cra.case.deadline, vuln.kev_exploited, rollout.paused, device.rolled_back, feed.failing, device.integrity_failure, "
-    "device.security_event"
+    "device.security_event, device.alert"
 )
 
 

@@ -30,6 +30,7 @@ from .api import csaf_public as csaf_public_api
 from .api import ddi, device, management, meta, rollouts
 from .api import deltas as deltas_api
 from .api import groups as groups_api
+from .api import metrics as metrics_api
 from .api import notifications as notifications_api
 from .api import overlay as overlay_api
 from .api import remote as remote_api
@@ -63,6 +64,7 @@ from .openpgp import OpenPgp
 from .overlay_keys import RepoPgp
 from .pollcache import PollCache
 from .security import PREFIX_SYSTEM, hash_token, load_secret, new_token
+from .services.alerts import AlertService
 from .services.app_sboms import MAX_APP_SBOM_BYTES, AppSbomService
 from .services.apps import AppService
 from .services.auth import Authenticator
@@ -72,6 +74,7 @@ from .services.cra_products import ProductService
 from .services.ddi import DdiAuth, DdiService
 from .services.deltas import DeltaService
 from .services.device_commands import CommandService
+from .services.device_metrics import MetricsService
 from .services.devices import DeviceService
 from .services.groups import GroupService
 from .services.notifications import NotificationService
@@ -278,7 +281,10 @@ def create_app(settings: Settings) -> BulkheadApp:
         settings.overlay_valid_days,
         settings.overlay_max_deb_bytes,
     )
-    jobs = Jobs(settings, rollout_svc, deltas, vulns, notifications, security, PeriodicClaims(db), overlay=overlay)
+    metrics = MetricsService(db, AlertService(db), settings.metrics_raw_hours, settings.metrics_retention_days)
+    jobs = Jobs(
+        settings, rollout_svc, deltas, vulns, notifications, security, PeriodicClaims(db), overlay=overlay, metrics=metrics
+    )
     cra_products = ProductService(db, settings.release_retention_years, settings.support_warning_days)
     releases.before_delete = cra_products.check_delete
     app_sboms = AppSbomService(db, store)
@@ -325,6 +331,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         commands=CommandService(db),
         remote_sessions=remote_sessions,
         tunnels=tunnels,
+        metrics=metrics,
     )
 
     trimmer = Trimmer()
@@ -367,6 +374,7 @@ def create_app(settings: Settings) -> BulkheadApp:
     api.include_router(device.router)
     api.include_router(commands_api.router)
     api.include_router(remote_api.router)
+    api.include_router(metrics_api.router)
     api.include_router(rollouts.router)
     api.include_router(deltas_api.router)
     api.include_router(ddi.manage)

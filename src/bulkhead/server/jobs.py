@@ -21,6 +21,7 @@ from huey.signals import SIGNAL_EXECUTING
 
 from .job_claims import PeriodicClaims
 from .services.deltas import DeltaService
+from .services.device_metrics import MetricsService
 from .services.notifications import NotificationService
 from .services.overlay import OverlayService
 from .services.rollouts import RolloutService
@@ -79,6 +80,7 @@ class Jobs:
         security: SecurityService | None = None,
         claims: PeriodicClaims | None = None,
         overlay: OverlayService | None = None,
+        metrics: MetricsService | None = None,
     ) -> None:
         """`claims`: the shared database's periodic-job claims (None: this process enqueues every periodic job)."""
         huey = (
@@ -142,6 +144,14 @@ class Jobs:
 
             # Overlay suites re-signed before their Valid-Until (half the validity left), hourly (services/overlay.py).
             self.huey.periodic_task(crontab(minute="23"), name="overlay.refresh")(overlay_refresh)
+
+        if metrics is not None:
+
+            def metrics_run() -> None:
+                metrics.run()
+
+            # Offline alerts, hourly averages of old samples, samples past retention: every minute (device_metrics.py).
+            self.huey.periodic_task(crontab(minute="*"), name="metrics.run")(metrics_run)
 
     def _vuln_jobs(self, vulns: VulnService) -> None:
         """Vulnerability monitoring: feeds fetched and every tenant re-scanned daily, KEV hourly (an event for each CVE

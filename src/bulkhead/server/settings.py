@@ -107,6 +107,10 @@ class Settings(BaseModel):
     # Remote sessions (server/tunnel): server processes on several hosts relay a device's connection to the process
     # its operator waits in over TCP on this address of theirs (an internal one); unset: a Unix socket (one host).
     tunnel_relay_host: str | None = None
+    # Device metrics (services/device_metrics.py): samples kept as sent this many hours, then as hourly averages this
+    # many days.
+    metrics_raw_hours: int = Field(default=48, ge=1, le=24 * 90)
+    metrics_retention_days: int = Field(default=90, ge=1, le=3650)
     # The filesystem store somewhere else than `<data dir>/artifacts`: a directory every server host mounts (NFS,
     # CephFS) when several hosts share one store (docs/deployment.md, "Several hosts"); unset: the data directory's.
     store_dir: Path | None = None
@@ -230,6 +234,8 @@ _ENV = {
     "delivery_offload_log": "BULKHEAD_DELIVERY_OFFLOAD_LOG",
     "delivery_offload_grants": "BULKHEAD_DELIVERY_OFFLOAD_GRANTS",
     "tunnel_relay_host": "BULKHEAD_TUNNEL_RELAY_HOST",
+    "metrics_raw_hours": "BULKHEAD_METRICS_RAW_HOURS",
+    "metrics_retention_days": "BULKHEAD_METRICS_RETENTION_DAYS",
     "store_dir": "BULKHEAD_STORE_DIR",
     "overlay_valid_days": "BULKHEAD_OVERLAY_VALID_DAYS",
     "overlay_architectures": "BULKHEAD_OVERLAY_ARCHITECTURES",

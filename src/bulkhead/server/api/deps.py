@@ -21,6 +21,7 @@ from ..services.cra_products import ProductService
 from ..services.ddi import DdiAuth, DdiService
 from ..services.deltas import DeltaService
 from ..services.device_commands import CommandService
+from ..services.device_metrics import MetricsService
 from ..services.devices import DeviceService
 from ..services.groups import GroupService
 from ..services.notifications import NotificationService
@@ -74,6 +75,7 @@ class Services:
     commands: CommandService | None = None  # remote commands
     remote_sessions: RemoteSessionService | None = None  # shells and port forwards (ADR 11)
     tunnels: TunnelHub | None = None  # joins their WebSockets
+    metrics: MetricsService | None = None  # device metrics and alert rules
 
     def command_service(self) -> CommandService:
         return self.commands or CommandService(self.db)

@@ -12,7 +12,7 @@ __all__ = ["AttemptOut", "DeliveryOut", "SubscriptionIn", "SubscriptionOut", "Su
 
 EventKind = Literal[
     "cra.case.deadline", "vuln.kev_exploited", "rollout.paused", "device.rolled_back", "feed.failing",
-    "device.integrity_failure", "device.security_event",
+    "device.integrity_failure", "device.security_event", "device.alert",
 ]  # fmt: skip
 
 

@@ -33,6 +33,7 @@ from ..errors import Invalid, NotFound
 from ..models import AuditEvent, Device, DeviceEvent, Release, Tenant
 from ..notify_models import NotifyAttempt, NotifyCursor, NotifyDelivery, NotifySubscription
 from . import audit
+from .alerts import FIRED
 from .auth import Principal
 from .clock import Clock, system_clock
 from .notify_send import Outcome, SmtpConfig, send_email, send_webhook
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 EVENT_KINDS = (
     "cra.case.deadline", "vuln.kev_exploited", "rollout.paused", "device.rolled_back", "feed.failing",
-    "device.integrity_failure", "device.security_event",
+    "device.integrity_failure", "device.security_event", "device.alert",
 )  # fmt: skip
 # A device's security event (security_events.py) reaches a subscription once, whichever of these it chose.
 _SECURITY_KINDS = ("device.integrity_failure", "device.security_event")
@@ -55,7 +56,7 @@ LEASE = dt.timedelta(minutes=5)  # a delivery being sent is not picked up by ano
 CURSOR_LAG = dt.timedelta(minutes=5)  # rows younger than this are read again next pass (late commits are not missed)
 DEADLINE_WARNING = dt.timedelta(hours=12)
 BATCH = 1000
-_AUDIT_KINDS = {KEV_EVENT: "vuln.kev_exploited", "rollout.pause": "rollout.paused"}
+_AUDIT_KINDS = {KEV_EVENT: "vuln.kev_exploited", "rollout.pause": "rollout.paused", FIRED: "device.alert"}
 _EMAIL = re.compile(r"^[^@\s<>,;\"]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _FAR = dt.datetime.max.replace(tzinfo=dt.UTC)
 FeedStatus = Callable[[], list[dict[str, Any]]]
@@ -240,7 +241,12 @@ class NotificationService:
                 if e.tenant_id is None:
                     continue
                 kind = _AUDIT_KINDS[e.action]
-                if kind == "rollout.paused":
+                if kind == "device.alert":
+                    d = e.details
+                    summary = (
+                        f"{e.subject}: alert {d.get('alert')} fired ({d.get('metric')} {d.get('value')} > {d.get('threshold')})"
+                    )
+                elif kind == "rollout.paused":
                     why = e.details.get("reason")
                     summary = f"rollout {e.subject} paused" + (f": {why}" if why else f" by {e.actor}")
                 else:
