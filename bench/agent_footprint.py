@@ -1,9 +1,12 @@
-"""The agent's footprint on a device: RSS idle and while downloading a 500 MiB bundle, CPU while idle.
+"""The agent's footprint on a device: RSS idle and while downloading a 500 MiB bundle, CPU while idle, and the
+throughput of a remote shell through the server.
 
-One lab device (real RAUC service + the agent) against a local server. The reference in the same
-run is curl downloading the same bundle from the same server (a C client with a fixed buffer).
-Goals (issue #4): idle RSS <= 30 MiB, flat memory while downloading, idle CPU <= 1 % over 60 s.
-Usage (root): .venv/bin/python bench/agent_footprint.py [--size-mib 500] [--idle-seconds 60]
+One lab device (real RAUC service + the agent) against a local server. While idle the agent samples its metrics
+every 10 s and holds its remote-session control channel (the tenant allows sessions). The reference in the same
+run is curl downloading the same bundle from the same server (a C client with a fixed buffer), and `cat` of the
+same file on a local pseudo-terminal (`script`) for the shell.
+Goals (issues #4 and #25): idle RSS <= 30 MiB, flat memory while downloading, idle CPU <= 1 % over 60 s.
+Usage (root): .venv/bin/python bench/agent_footprint.py [--size-mib 500] [--idle-seconds 60] [--shell-mib 100]
 """
 
 from __future__ import annotations
@@ -57,10 +60,48 @@ class Sampler(threading.Thread):
             time.sleep(0.05)
 
 
+def shell_throughput(base: str, token: str, tmp: Path, mib: int, agent_pid: int) -> dict[str, float]:
+    """`bulkhead device shell` running `cat` of a file of `mib` MiB, its output counted; the same `cat` on a local
+    pseudo-terminal as the reference."""
+    data = tmp / "shell-payload"
+    with data.open("wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+    env = {**os.environ, "BULKHEAD_SERVER": base, "BULKHEAD_TOKEN": token}
+    sampler = Sampler(agent_pid)
+    sampler.start()
+    t0 = time.monotonic()
+    run = subprocess.run(
+        [sys.executable, "-m", "bulkhead.cli", "device", "shell", "bench-0"],
+        input=f"stty raw -echo; cat {data}; exit\n".encode(),
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    seconds = time.monotonic() - t0
+    sampler.stop = True
+    sampler.join()
+    got = len(run.stdout)
+    if run.returncode != 0 or got < mib << 20:
+        sys.exit(f"the shell gave {got} bytes, exit {run.returncode}: {run.stderr.decode()[-500:]}")
+    t1 = time.monotonic()
+    ref = subprocess.run(["script", "-qc", f"stty raw -echo; cat {data}", "/dev/null"], capture_output=True, check=True)
+    ref_seconds = time.monotonic() - t1
+    assert len(ref.stdout) >= mib << 20
+    return {
+        "seconds": seconds,
+        "mib_s": got / 2**20 / seconds,
+        "rss_max": max(sampler.samples or [0]),
+        "ref_seconds": ref_seconds,
+        "ref_mib_s": len(ref.stdout) / 2**20 / ref_seconds,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mib", type=int, default=500)
     ap.add_argument("--idle-seconds", type=int, default=60)
+    ap.add_argument("--shell-mib", type=int, default=100)
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("run as root: the lab device's RAUC service needs it")
@@ -79,8 +120,9 @@ def main() -> None:
             with path.open("rb") as f:
                 rel = c.post("/api/v1/releases", content=f, headers=h).json()
             boot = c.post("/api/v1/bootstrap-tokens", json={"name": "b", "group": "g"}, headers=h).json()["token"]
+            c.put("/api/v1/remote-access", json={"enabled": True}, headers=h).raise_for_status()
             dev = LabDevice(tmp / "dev", DeviceSpec("bench-0", base, boot, "bench", ca, "1", slot_size=(args.size_mib + 64) << 20,
-                                                    poll_interval=10.0))  # fmt: skip
+                                                    poll_interval=10.0, metrics_interval=10.0))  # fmt: skip
             dev.power_on()
             assert dev.agent is not None
             pid = dev.agent.pid
@@ -90,6 +132,8 @@ def main() -> None:
             time.sleep(args.idle_seconds)
             idle_cpu = (cpu_seconds(pid) - cpu0) / (time.monotonic() - t0) * 100
             rss_idle = rss_kib(pid)
+            samples = len(c.get("/api/v1/devices/bench-0/metrics", headers=h).json())
+            shell = shell_throughput(base, tok, tmp, args.shell_mib, pid)
 
             sampler = Sampler(pid)
             sampler.start()
@@ -136,7 +180,18 @@ def main() -> None:
                 "",
                 "≤ 30 MiB",
             ],
-            [f"CPU idle over {args.idle_seconds} s (poll every 10 s)", f"{idle_cpu:.2f} %", "", "≤ 1 %"],
+            [
+                f"CPU idle over {args.idle_seconds} s (poll every 10 s, metrics every 10 s, tunnel's control channel open)",
+                f"{idle_cpu:.2f} % ({samples} metric samples on the server)",
+                "",
+                "≤ 1 %",
+            ],
+            [
+                f"remote shell: `cat` of {args.shell_mib} MiB (random) to the operator's terminal",
+                f"{shell['seconds']:.1f} s ({shell['mib_s']:.0f} MiB/s); agent RSS max {shell['rss_max'] / 1024:.1f} MiB",
+                f"local pty (`script`): {shell['ref_seconds']:.1f} s ({shell['ref_mib_s']:.0f} MiB/s)",
+                "",
+            ],
             [
                 "RSS during download: min / median / max",
                 f"{q[0] / 1024:.1f} / {q[len(q) // 2] / 1024:.1f} / {q[-1] / 1024:.1f} MiB",

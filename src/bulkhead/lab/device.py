@@ -48,6 +48,7 @@ class DeviceSpec:
     # this machine's; its inventory lists that root's packages. The root belongs to the booted slot's image (an
     # image written by an OS update boots with an empty dpkg database, as a new root file system would).
     apt: bool = False
+    metrics_interval: float = 60.0  # the agent's samples of its health figures (0: none)
 
     def __post_init__(self) -> None:
         # Paths end up in config files (RAUC's system.conf reads relative paths from its own directory): absolute.
@@ -102,6 +103,7 @@ class LabDevice:
             f"reboot_command = {_toml(['touch', str(self.reboot_flag)])}",
             f"update_lock = {_toml(str(self.update_lock))}",
             f"poll_interval = {s.poll_interval}",
+            f"metrics_interval = {s.metrics_interval}",
             "jitter = 0.2",
             "packages_interval = 600",
         ]
