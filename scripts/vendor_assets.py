@@ -27,6 +27,10 @@ TEST_VENDOR = ROOT / "tests/data/vendor"
 # (package, version, file inside the tarball, destination directory)
 PINS = [
     ("htmx.org", "2.0.11", "package/dist/htmx.min.js", UI_VENDOR),
+    # The web terminal of remote sessions (ui/pages_remote.py, static/terminal.js)
+    ("@xterm/xterm", "6.0.0", "package/lib/xterm.js", UI_VENDOR),
+    ("@xterm/xterm", "6.0.0", "package/css/xterm.css", UI_VENDOR),
+    ("@xterm/addon-fit", "0.11.0", "package/lib/addon-fit.js", UI_VENDOR),
     ("axe-core", "4.11.1", "package/axe.min.js", TEST_VENDOR),
 ]
 

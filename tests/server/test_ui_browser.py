@@ -422,3 +422,66 @@ def problems_free(driver: WebDriver) -> bool:
     problems = axe_violations(driver)
     assert not problems, problems
     return True
+
+
+def test_a_terminal_on_a_device_in_the_browser(ui_server: LiveServer, chrome: WebDriver, tmp_path: Path) -> None:
+    """The device page's terminal: xterm.js (vendored) on the session's WebSocket, authenticated by the UI session's
+    cookie; the real agent's shell answers what is typed, and the device's health plot is on its page."""
+    from tests.agent.fakes import lab_agent
+
+    t = tenant(ui_server)
+    t.api.put("/api/v1/remote-access", json={"enabled": True}).raise_for_status()
+    boot = t.api.post("/api/v1/bootstrap-tokens", json={"name": "term"}).json()["token"]
+    agent = lab_agent(ui_server.url, tmp_path / "agent", "term-dev", boot)
+    agent.run_once()
+    agent.metrics.sample()
+    agent.flush()
+    dev_id = t.api.get("/api/v1/devices/term-dev").json()["id"]
+    stop = threading.Event()
+    loop = threading.Thread(target=lambda: [agent.run_once() for _ in iter(lambda: stop.wait(0.5), True)], daemon=True)
+    loop.start()
+    try:
+        wait(lambda: agent.tunnel._ws is not None, "the agent's control channel")
+        sign_in(chrome, ui_server, t, "admin")
+        chrome.get(f"{ui_server.url}/ui/devices/{dev_id}")
+        wait(lambda: chrome.find_elements(By.CSS_SELECTOR, "#health svg.chart"), "the health plot")
+        assert "memory %" in " ".join(texts(chrome, "#health .legend"))
+        chrome.find_element(By.XPATH, "//button[text()='Open a terminal']").click()
+        wait(
+            lambda: "Connected." in " ".join(texts(chrome, "#terminal-status")),
+            f"the terminal to join: {texts(chrome, 'main')}",
+            30,
+        )
+        chrome.find_element(By.CSS_SELECTOR, "#terminal textarea").send_keys("echo web-$((6*7))\n")
+        wait(lambda: "web-42" in " ".join(texts(chrome, "#terminal .xterm-rows")), "the shell's answer in the terminal", 20)
+        shot(chrome, "terminal")
+        chrome.find_element(By.CSS_SELECTOR, "#terminal textarea").send_keys("exit 4\n")
+        wait(lambda: "exited with status 4" in texts(chrome, "#terminal-status")[0], "the shell's exit", 20)
+        (session, *_) = t.api.get("/api/v1/devices/term-dev/sessions").json()
+        assert session["opened_by"].startswith("user:admin") and session["close_reason"] == "the shell exited with status 4"
+    finally:
+        stop.set()
+        loop.join(10)
+        agent.tunnel.stop()
+
+
+def test_a_page_of_another_site_cannot_use_the_session_cookie_for_a_terminal(ui_server: LiveServer) -> None:
+    """Browsers send the cookie with a WebSocket any site opens: the server refuses one whose Origin is not its own."""
+    from websockets.sync.client import connect
+
+    from tests.server.ui_fixtures import browser
+
+    t = tenant(ui_server)
+    t.api.put("/api/v1/remote-access", json={"enabled": True}).raise_for_status()
+    with browser(ui_server) as b:
+        page = b.get("/ui/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        form = {"tenant": t.name, "user": "admin", "password": PASSWORD, **({"csrf": token.group(1)} if token else {})}
+        signed = b.post("/ui/login", data=form)
+        cookie = signed.cookies.get("bulkhead_session") or b.cookies.get("bulkhead_session")
+    assert cookie
+    url = "ws" + ui_server.url.removeprefix("http") + "/api/v1/sessions/1/connect"
+    with connect(url, additional_headers={"cookie": f"bulkhead_session={cookie}", "origin": "https://evil.example"}) as ws:
+        assert "opened from another site" in json.loads(ws.recv(timeout=10))["error"]
+    with connect(url, additional_headers={"cookie": f"bulkhead_session={cookie}", "origin": ui_server.url}) as ws:
+        assert "does not exist" in json.loads(ws.recv(timeout=10))["error"]  # the cookie counts from this server's pages

@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, WebSocket
 from pydantic import BaseModel, Field
@@ -14,10 +15,11 @@ from bulkhead.protocol.tunnel import control
 
 from ..asgi import bearer_token
 from ..authlimit import AuthFailures
-from ..errors import Forbidden, ServerError
+from ..errors import Forbidden, ServerError, Unauthorized
 from ..ids import DbId
 from ..services.auth import Principal
 from ..services.remote_sessions import RemoteSessionService
+from ..services.ui_accounts import COOKIE, AccountService
 from .deps import Services, principal, services
 from .paging import PAGED, Pager, pager
 from .wire import Out, Time
@@ -121,7 +123,12 @@ async def _caller(ws: WebSocket) -> tuple[Services, Principal | None]:
         return svc, None
     token = bearer_token(ws.headers.get("authorization", ""))
     try:
-        who = svc.auth.cached(token) or await run_in_threadpool(svc.auth.resolve, token)
+        who: Principal
+        if token is None and ws.cookies.get(COOKIE) and svc.accounts is not None:
+            who = await run_in_threadpool(_browser, svc.accounts, ws)  # the web UI's terminal
+        else:
+            known = svc.auth.cached(token)
+            who = known if known is not None else await run_in_threadpool(svc.auth.resolve, token)
     except ServerError as e:
         if failures is not None and e.status == 401:
             failures.failed(address)
@@ -131,6 +138,19 @@ async def _caller(ws: WebSocket) -> tuple[Services, Principal | None]:
         return svc, None
     await ws.accept()
     return svc, who
+
+
+def _browser(accounts: AccountService, ws: WebSocket) -> Principal:
+    """The web UI's signed-in user, for a WebSocket a page of this server opened (browsers send the cookie with any
+    site's WebSocket: the Origin must be this server's, as for the UI's forms)."""
+    origin = ws.headers.get("origin")
+    host = urlsplit("//" + ws.headers.get("host", "")).hostname
+    if not origin or urlsplit(origin).hostname != host:
+        raise Forbidden("this WebSocket was opened from another site: open the terminal from this server's pages")
+    me = accounts.resolve(ws.cookies.get(COOKIE))
+    if me is None:
+        raise Unauthorized("the web UI session has ended: sign in again")
+    return me.principal
 
 
 @router.websocket("/api/v1/sessions/{session_id}/connect")

@@ -26,10 +26,11 @@ from ..ui_models import UiSession, UserPassword
 from . import audit
 from .auth import Principal, _aware
 
-__all__ = ["MIN_PASSWORD", "SESSION_HOURS", "AccountService", "SignedIn", "check_password", "csrf_ok"]
+__all__ = ["COOKIE", "MIN_PASSWORD", "SESSION_HOURS", "AccountService", "SignedIn", "check_password", "csrf_ok"]
 
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
+COOKIE = "bulkhead_session"  # the web UI session's cookie (ui/web.py; the web terminal's WebSocket)
 SESSION_HOURS = 12
 _hasher = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) defaults
 # Verified when the user does not exist, so that an unknown name costs as long as a wrong password.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from . import accounts, actions, pages, pages_admin, pages_cra, pages_fleet, releases_rollouts
+from . import accounts, actions, pages, pages_admin, pages_cra, pages_fleet, pages_remote, releases_rollouts
 from .web import HERE, PREFIX
 
 __all__ = ["install"]
@@ -18,6 +18,7 @@ def install(api: FastAPI) -> None:
     api.include_router(accounts.router)
     api.include_router(releases_rollouts.router)  # before pages: /rollouts/new is no rollout id
     api.include_router(pages.router)
+    api.include_router(pages_remote.router)  # before actions: /devices/{id}/terminal is no device action
     api.include_router(actions.router)
     api.include_router(pages_fleet.router)
     api.include_router(pages_cra.router)

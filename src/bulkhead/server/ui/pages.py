@@ -95,6 +95,7 @@ def device_page(
         events=events,
         releases=releases,
         agent_version=_agent_version(dev),
+        remote_access=svc.remote_sessions is not None and svc.remote_sessions.access(me.principal)["enabled"],
     )
 
 

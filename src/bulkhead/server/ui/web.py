@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from ..api.deps import Services
 from ..errors import Forbidden, Invalid
 from ..services.auth import ROLES
-from ..services.ui_accounts import SESSION_HOURS, AccountService, SignedIn, csrf_ok
+from ..services.ui_accounts import COOKIE, SESSION_HOURS, AccountService, SignedIn, csrf_ok
 from .charts import bar_chart
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
 ]
 
 PREFIX = "/ui"
-COOKIE = "bulkhead_session"
 MAX_FORM = 64 * 1024
 HERE = Path(__file__).parent
 _CSP = "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
