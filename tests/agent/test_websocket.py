@@ -100,3 +100,68 @@ def test_a_quiet_socket_times_out_without_losing_a_frame_in_flight() -> None:
         ws.settimeout(5)
         assert ws.recv() == "late"
         ws.close()
+
+
+def test_fragments_survive_a_timeout_between_them() -> None:
+    gate = threading.Event()
+
+    def handler(ws: ServerConnection) -> None:
+        ws.recv()
+
+        def parts() -> Iterator[bytes]:
+            yield b"first-"
+            gate.wait(5)
+            yield b"second"
+
+        ws.send(parts())  # one message whose second frame comes after the client's timeout
+
+    with _server(handler) as url:
+        ws = WebSocket.connect(url, {}, None, 5)
+        ws.settimeout(0.3)
+        ws.send("go")
+        with pytest.raises(TimeoutError):
+            ws.recv()
+        gate.set()
+        ws.settimeout(5)
+        assert ws.recv() == b"first-second"
+        ws.close()
+
+
+@pytest.mark.parametrize(
+    ("frame", "why"),
+    [
+        (b"\xc2\x02hi", "reserved bits"),  # RSV1 set, no extension agreed
+        (b"\x82\x82abcdhi", "masked frame from the server"),
+        (b"\x09\x02hi", "fragmented or oversized control frame"),  # a ping without FIN
+        (b"\x01\x02hi\x02\x02hi", "new message began inside a fragmented one"),
+        (b"\x81\x02\xff\xfe", "not UTF-8"),
+    ],
+)
+def test_what_rfc_6455_says_to_fail_on_ends_the_connection(frame: bytes, why: str) -> None:
+    """A raw server that answers the handshake and then sends one bad frame."""
+    import base64
+    import hashlib
+    import socket
+
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        request = conn.recv(4096).decode()
+        key = next(
+            line.split(":", 1)[1].strip() for line in request.split("\r\n") if line.lower().startswith("sec-websocket-key")
+        )
+        accept = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        head = f"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {accept}"
+        conn.sendall(f"{head}\r\n\r\n".encode() + frame)
+        conn.recv(4096)  # the client's Close
+        conn.close()
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    ws = WebSocket.connect(f"ws://127.0.0.1:{srv.getsockname()[1]}/x", {}, None, 5)
+    with pytest.raises(TunnelError, match=why):
+        ws.recv()
+    assert ws.closed
+    t.join(5)
+    srv.close()

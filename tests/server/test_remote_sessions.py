@@ -4,6 +4,7 @@ byte counts, the idle timeout, one claim per connection, and every refusal with 
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import time
 import uuid
@@ -14,8 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
+from bulkhead.server.db import Database
+from bulkhead.server.models import BootstrapToken, Device, Tenant, utcnow
+from bulkhead.server.services.auth import Principal
+from bulkhead.server.services.remote_sessions import RemoteSessionService
+from bulkhead.server.tunnel_models import RemoteSession
 from tests.live import live_server
 from tests.pg import pg_url
 from tests.server.conftest import LiveServer
@@ -25,6 +32,13 @@ from tests.server.test_identity import bootstrap, enroll, state
 def _ws(server: LiveServer, path: str, token: str) -> ClientConnection:
     ws = connect("ws" + server.url.removeprefix("http") + path, additional_headers={"authorization": f"Bearer {token}"})
     return ws.__enter__()  # as `with connect(...) as ws` gives it; the tests close their sockets themselves
+
+
+def _refused(server: LiveServer, path: str, token: str) -> tuple[int, str]:
+    """The HTTP status (and body) of a WebSocket upgrade the server refuses."""
+    with pytest.raises(InvalidStatus) as refused:
+        _ws(server, path, token)
+    return refused.value.response.status_code, refused.value.response.body.decode(errors="replace")
 
 
 def _json(ws: ClientConnection, timeout: float = 20) -> dict[str, Any]:
@@ -65,7 +79,9 @@ def _join(
 def _closed(c: httpx.Client, session_id: int) -> dict[str, Any]:
     """The session once the server has closed it (it writes that after both sides are closed)."""
     deadline = time.monotonic() + 10
-    while (shown := c.get(f"/api/v1/sessions/{session_id}").json())["status"] == "open":
+    url, headers = f"{str(c.base_url).rstrip('/')}/api/v1/sessions/{session_id}", {"authorization": c.headers["authorization"]}
+    # A new connection each time: after a wait the client's kept-alive one may meet uvicorn's 5 s keep-alive closing.
+    while (shown := httpx.get(url, headers=headers).json())["status"] == "open":
         assert time.monotonic() < deadline, shown
         time.sleep(0.1)
     return dict(shown)
@@ -117,7 +133,7 @@ def test_a_connection_is_claimed_once_and_only_by_its_own_device(server: LiveSer
 
 def test_a_session_idle_past_the_tenants_timeout_is_closed(server: LiveServer) -> None:
     with _tenant(server, idle=5) as (c, name, credential):
-        session, control, operator, device = _join(server, c, name, credential, kind="forward")
+        session, control, operator, device = _join(server, c, name, credential)
         started = time.monotonic()
         assert _json(operator, timeout=20) == {"error": "closed: idle for more than 5 s"}
         assert 5 <= time.monotonic() - started < 15
@@ -152,16 +168,19 @@ def test_refusals_say_why_and_change_nothing(server: LiveServer) -> None:
         assert c.post("/api/v1/devices/nope/sessions", json={"kind": "shell"}).status_code == 404
         assert c.put("/api/v1/remote-access", json={"enabled": True, "idle_timeout_seconds": 1}).status_code == 422
         assert c.get(f"/api/v1/devices/{name}/sessions").json() == []  # nothing was opened by any of these
-        # WebSockets: a bad credential, a user on the device's side, a device on the operator's, an unknown session.
-        assert "error" in _json(_ws(server, "/device/v1/tunnel", "bhd_not-a-token"))
-        assert "for devices" in _json(_ws(server, "/device/v1/tunnel", c.headers["authorization"][7:]))["error"]
+        # WebSockets: a bad credential and a user on the device's side are refused before the socket opens (the
+        # agent backs off); a device on the operator's side and an unknown session are told why.
+        assert _refused(server, "/device/v1/tunnel", "bhd_not-a-token")[0] == 401
+        status, why = _refused(server, "/device/v1/tunnel", c.headers["authorization"][7:])
+        assert status == 403 and ("for devices" in why or server.backend != "sqlite")  # granian sends no body
+        assert _refused(server, "/api/v1/sessions/99999999999999999999/connect", c.headers["authorization"][7:])[0] == 403
         assert "for users" in _json(_ws(server, "/api/v1/sessions/1/connect", credential))["error"]
         assert "does not exist" in _json(_ws(server, "/api/v1/sessions/999999/connect", c.headers["authorization"][7:]))["error"]
         # The tenant's switch off: no session, no control channel, no `remote` in the state answer; audited.
         assert c.put("/api/v1/remote-access", json={"enabled": False}).json()["enabled"] is False
         r = c.post(f"/api/v1/devices/{name}/sessions", json={"kind": "shell"})
         assert r.status_code == 403 and "remote access is off for this tenant" in r.json()["message"]
-        assert "remote access is off" in _json(_ws(server, "/device/v1/tunnel", credential))["error"]
+        assert _refused(server, "/device/v1/tunnel", credential)[0] == 403
         assert "remote" not in state(server, credential).json()
         events = c.get("/api/v1/audit", params={"action": "tenant.remote_access"}).json()
         assert [e["details"]["enabled"] for e in events][:2] == [False, True]
@@ -206,3 +225,69 @@ def test_across_hosts_the_relay_is_tcp_on_the_configured_address(tmp_path: Path)
         )
         for ws in (control, operator):
             ws.close()
+
+
+def test_a_disabled_device_loses_its_tunnel_and_its_sessions(server: LiveServer) -> None:
+    with _tenant(server) as (c, name, credential):
+        session, control, operator, device = _join(server, c, name, credential)
+        c.post(f"/api/v1/devices/{name}/disable").raise_for_status()
+        assert _json(operator, timeout=15) == {"error": f"closed: device '{name}' is disabled"}
+        with pytest.raises(ConnectionClosed):  # the control channel is closed within the change feed's half second
+            while True:
+                control.recv(timeout=10)
+        shown = _closed(c, session["id"])
+        assert shown["close_reason"] == f"device '{name}' is disabled"
+        assert _refused(server, "/device/v1/tunnel", credential)[0] in (401, 403)
+        for ws in (operator, device):
+            ws.close()
+
+
+def test_only_the_sessions_owner_or_an_administrator_joins_it(server: LiveServer) -> None:
+    with _tenant(server) as (c, name, credential):
+        for user in ("op1", "op2"):
+            c.post("/api/v1/users", json={"name": user, "role": "operator"}).raise_for_status()
+        op1, op2 = (c.post("/api/v1/tokens", json={"name": u, "user": u}).json()["token"] for u in ("op1", "op2"))
+        with server.client(op1) as o1:
+            session = o1.post(f"/api/v1/devices/{name}/sessions", json={"kind": "forward", "target": "127.0.0.1:9"}).json()
+        other = _ws(server, f"/api/v1/sessions/{session['id']}/connect", op2)
+        assert "opened by user:op1" in _json(other)["error"]
+        other.close()
+
+
+def test_an_operator_leaving_before_the_device_joins_frees_both_sides(server: LiveServer) -> None:
+    with _tenant(server) as (c, name, credential):
+        control = _ws(server, "/device/v1/tunnel", credential)
+        session = c.post(f"/api/v1/devices/{name}/sessions", json={"kind": "shell"}).json()
+        operator = _ws(server, f"/api/v1/sessions/{session['id']}/connect", c.headers["authorization"][7:])
+        conn = _json(control)["open"]
+        operator.close()  # gone before the device dials in
+        device = _ws(server, f"/device/v1/tunnel/{conn}", credential)
+        with pytest.raises(ConnectionClosed):  # the device's side is let go, not held forever
+            while True:
+                device.recv(timeout=10)
+        shown = _closed(c, session["id"])
+        assert shown["close_reason"] == "the operator disconnected" and shown["connections"] == 1
+        control.close()
+
+
+def test_the_sweep_closes_sessions_with_nothing_joined_past_the_idle_timeout(db: Database) -> None:
+    """A forward whose CLI was killed, a shell whose connection never came: closed by the minute's sweep."""
+    svc = RemoteSessionService(db)
+    with db.session() as s:
+        t = Tenant(name="acme", remote_access={"enabled": True, "idle_timeout_seconds": 60})
+        s.add(t)
+        s.flush()
+        boot = BootstrapToken(tenant_id=t.id, name="b", token_hash="1" * 64)
+        s.add(boot)
+        s.flush()
+        s.add(Device(tenant_id=t.id, name="d1", compatible="c", enrolled_with=boot.id))
+        tid = t.id
+    op = Principal(kind="user", name="ada", tenant_id=tid, tenant="acme", role="operator")
+    idle = svc.open(op, "d1", "forward", "127.0.0.1:80")
+    busy = svc.open(op, "d1", "forward", "127.0.0.1:81")
+    with db.session() as s:
+        s.get_one(RemoteSession, busy["id"]).live = 1  # a connection joined and still going
+    assert svc.sweep(utcnow() + dt.timedelta(seconds=30)) == 0  # not idle long enough yet
+    assert svc.sweep(utcnow() + dt.timedelta(seconds=61)) == 1
+    assert (svc.show(op, idle["id"])["status"], svc.show(op, idle["id"])["close_reason"]) == ("closed", "idle for more than 60 s")
+    assert svc.show(op, busy["id"])["status"] == "open"

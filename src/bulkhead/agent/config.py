@@ -109,6 +109,20 @@ _TOP = {
 }
 
 
+def _flag(value: Any, name: str) -> bool:
+    """A switch as TOML writes it: true or false (a string such as "false" would read as true)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, not {value!r}")
+    return value
+
+
+def _interval(value: Any) -> float:
+    seconds = float(value)
+    if seconds != 0 and not 1 <= seconds <= 86400:
+        raise ConfigError(f"metrics_interval must be 0 (no metrics) or 1 to 86400 seconds, not {value!r}")
+    return seconds
+
+
 def _streaming(value: Any) -> bool | None:
     if value == "auto":
         return None
@@ -207,8 +221,8 @@ def parse_config(raw: dict[str, Any], base: Path = Path(".")) -> AgentConfig:
             apt_config=path("apt_config", None),
             update_lock=path("update_lock", None),
             factory_reset_marker=path("factory_reset_marker", None),
-            remote_sessions=bool(raw.get("remote_sessions", True)),
-            metrics_interval=float(raw.get("metrics_interval", 60.0)),
+            remote_sessions=_flag(raw.get("remote_sessions", True), "remote_sessions"),
+            metrics_interval=_interval(raw.get("metrics_interval", 60.0)),
             remote_shell=_cmd(raw.get("remote_shell", ["/bin/sh", "-l"]), "remote_shell"),
         )
     except (TypeError, ValueError) as e:

@@ -53,7 +53,7 @@ class Tunnel:
                 return
             self._url = url
             ws = self._ws
-            if url is not None and (self._thread is None or not self._thread.is_alive()):
+            if url is not None and self._thread is None:  # the thread clears it under this lock as it ends
                 self._thread = threading.Thread(target=self._hold, name="bulkhead-tunnel", daemon=True)
                 self._thread.start()
         if ws is not None:
@@ -65,28 +65,32 @@ class Tunnel:
     # -- the control channel -------------------------------------------------------------------
     def _hold(self) -> None:
         failures = 0
-        while (url := self._url) is not None:
-            try:
-                ws = self.dial(url)
-            except AgentError as e:
-                wait = random.uniform(0, min(300.0, 2.0 ** min(failures, 9)))
-                failures += 1
-                log.warning("remote sessions: control channel: %s; again in %.0f s", e, wait)
-                time.sleep(wait)
-                continue
-            failures = 0
-            with self._lock:
-                self._ws = ws
-            try:
-                self._listen(ws, url)
-            except AgentError as e:
+        try:
+            while (url := self._url) is not None:
+                opened = time.monotonic()
+                try:
+                    ws = self.dial(url)
+                    with self._lock:
+                        self._ws = ws
+                    try:
+                        self._listen(ws, url)
+                    finally:
+                        ws.close()
+                        with self._lock:
+                            self._ws = None
+                except AgentError as e:
+                    if self._url is not None:
+                        log.warning("remote sessions: control channel: %s", e)
+                # A channel refused or dropped soon after it opened is a failure: back off (full jitter, up to 5 min),
+                # so a refused device (disabled, its tenant's switch off) does not knock at the server's door.
+                failures = 0 if time.monotonic() - opened > PING_SECONDS else failures + 1
                 if self._url is not None:
-                    log.warning("remote sessions: control channel lost (%s)", e)
-            finally:
-                ws.close()
-                with self._lock:
-                    self._ws = None
-            time.sleep(random.uniform(0.5, 2.0) if self._url is not None else 0)
+                    time.sleep(
+                        random.uniform(0.5, 2.0) if not failures else random.uniform(0, min(300.0, 2.0 ** min(failures, 9)))
+                    )
+        finally:
+            with self._lock:
+                self._thread = None
 
     def _listen(self, ws: WebSocket, url: str) -> None:
         ws.settimeout(PING_SECONDS)
@@ -117,6 +121,7 @@ class Tunnel:
             return
         self.connections += 1
         ws.settimeout(None)  # a session may be quiet for long; the server's idle timeout ends it
+        _keepalive(ws.sock)  # and a dead path (NAT, a server host gone) is noticed within about two minutes
         try:
             if doc.get("kind") == "shell":
                 self._shell(ws)
@@ -126,18 +131,28 @@ class Tunnel:
                 ws.send(control(error=f"this agent does not know the session kind {doc.get('kind')!r}"))
         except AgentError as e:
             log.info("remote sessions: connection %s ended: %s", doc["open"], e)
+        except Exception:  # never a dead thread with a traceback: the session ends, the agent goes on
+            log.exception("remote sessions: connection %s failed", doc["open"])
         finally:
             ws.close()
 
     def _shell(self, ws: WebSocket) -> None:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: a login shell on the terminal
-            os.environ.update(TERM="xterm-256color", HOME=os.environ.get("HOME", "/root"))
+        env = {**os.environ, "TERM": "xterm-256color", "HOME": os.environ.get("HOME", "/root")}
+        args = list(self.shell)
+        try:
+            pid, fd = pty.fork()
+        except OSError as e:
+            ws.send(control(error=f"the device cannot open a terminal: {e}"))
+            return
+        if pid == 0:  # the child: a login shell on the terminal, with the signals Python ignores back to their defaults
             try:
-                os.execvp(self.shell[0], list(self.shell))
+                for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                    signal.signal(sig, signal.SIG_DFL)
+                os.execvpe(args[0], args, env)
             finally:
                 os._exit(127)
         log.info("remote sessions: shell %s started (pid %d)", self.shell[0], pid)
+        reaped = threading.Event()
 
         def out() -> None:
             while True:
@@ -152,6 +167,7 @@ class Tunnel:
                 except AgentError:
                     break
             _, status = os.waitpid(pid, 0)
+            reaped.set()
             code = os.waitstatus_to_exitcode(status)
             with contextlib.suppress(AgentError):
                 ws.send(control(exit=code))
@@ -163,17 +179,18 @@ class Tunnel:
             while (msg := ws.recv()) is not None:
                 if isinstance(msg, bytes):
                     os.write(fd, msg)
-                elif isinstance(size := parse_control(msg).get("resize"), list) and len(size) == 2:
-                    cols, rows = (max(1, min(int(v), 1000)) for v in size)
-                    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-        except (AgentError, OSError, ValueError):
+                elif len(msg) <= 1024 and (size := _size(parse_control(msg).get("resize"))) is not None:
+                    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", size[1], size[0], 0, 0))
+        except (AgentError, OSError):
             pass
         finally:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGHUP)  # the operator left: the shell's session ends as on a hang-up
+            if not reaped.is_set():  # the operator left: the shell's session ends as on a hang-up
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGHUP)
             reader.join(10)
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            if not reader.is_alive():
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def _forward(self, ws: WebSocket, target: str) -> None:
         host, _, port = target.rpartition(":")
@@ -197,10 +214,10 @@ class Tunnel:
                     break
             ws.close()
 
+        sock.settimeout(None)  # the target may be quiet for long (before the reader starts: it uses the socket too)
         reader = threading.Thread(target=out, name="bulkhead-forward-out", daemon=True)
         reader.start()
         try:
-            sock.settimeout(None)
             while (msg := ws.recv()) is not None:
                 if isinstance(msg, bytes):
                     sock.sendall(msg)
@@ -211,3 +228,20 @@ class Tunnel:
                 sock.shutdown(socket.SHUT_RDWR)
             sock.close()
             reader.join(10)
+
+
+def _size(value: object) -> tuple[int, int] | None:
+    """A terminal size [cols, rows] as sent by the operator, bounded (None: not one)."""
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return None
+    cols, rows = (max(1, min(int(v), 1000)) for v in value)
+    return cols, rows
+
+
+def _keepalive(sock: socket.socket) -> None:
+    """TCP keepalive on a session's socket: 60 s idle, then 5 probes 10 s apart."""
+    with contextlib.suppress(OSError, AttributeError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)

@@ -1,8 +1,11 @@
 """A WebSocket client (RFC 6455) on the standard library: the carrier of remote sessions (docs/adr/0011).
 
 Just what the tunnel needs: the opening handshake over a socket (TLS when the URL is https/wss), masked text and
-binary frames out, frames in (fragments joined, pings answered, close answered), a bound on a message's size. Sends
-may come from any thread (a lock keeps frames whole); one thread receives.
+binary frames out, frames in (fragments joined, pings answered, close answered), a bound on a message's size; what
+RFC 6455 says to fail on (reserved bits, masked or fragmented control frames, a data frame inside a fragmented
+message) ends the connection. Sends may come from any thread, one thread receives: every read and write of the socket
+happens under one lock (an SSL connection must not be read and written at once), and a reader waits for data with
+select() outside it.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import json
 import os
+import select
 import socket
 import ssl
 import struct
 import threading
+import time
 from urllib.parse import urlsplit
 
 from .errors import TunnelError
@@ -23,6 +29,7 @@ __all__ = ["MAX_MESSAGE", "WebSocket"]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 MAX_MESSAGE = 4 * 1024 * 1024
+_IO_SECONDS = 30.0  # the longest one read or write of the socket may block
 _CONT, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 
 
@@ -39,6 +46,10 @@ class WebSocket:
         self.sock, self._buf = sock, bytearray(buffered)
         self._lock = threading.Lock()
         self.closed = False
+        self._timeout: float | None = None  # how long recv() waits for a whole message (None: forever)
+        self._parts: list[bytes] = []  # a fragmented message's frames so far (kept across a timeout)
+        self._first = _BINARY
+        sock.settimeout(_IO_SECONDS)  # a read or write under the lock never blocks longer
 
     @classmethod
     def connect(cls, url: str, headers: dict[str, str], context: ssl.SSLContext | None, timeout: float) -> WebSocket:
@@ -72,8 +83,10 @@ class WebSocket:
             raw, _, rest = bytes(head).partition(b"\r\n\r\n")
             status, *fields = raw.decode("latin-1").split("\r\n")
             if status.split(" ")[1:2] != ["101"]:
-                raise TunnelError(f"{url}: the server refused the WebSocket ({status.strip()})")
+                raise TunnelError(f"{url}: the server refused the WebSocket ({status.strip()}{_why(rest)})")
             answer = {k.strip().lower(): v.strip() for k, _, v in (f.partition(":") for f in fields)}
+            if answer.get("upgrade", "").lower() != "websocket" or "upgrade" not in answer.get("connection", "").lower():
+                raise TunnelError(f"{url}: the server's 101 answer does not upgrade to a WebSocket")
             expected = base64.b64encode(hashlib.sha1(key.encode() + _GUID).digest()).decode()
             if answer.get("sec-websocket-accept") != expected:
                 raise TunnelError(f"{url}: the WebSocket handshake's Sec-WebSocket-Accept is wrong")
@@ -106,10 +119,8 @@ class WebSocket:
 
     # -- receiving ---------------------------------------------------------------------------
     def recv(self) -> str | bytes | None:
-        """The next message, None once the server closed; socket.timeout (TimeoutError) when the socket's timeout
-        passes with no whole frame (nothing is lost: a partial frame waits in the buffer)."""
-        parts: list[bytes] = []
-        first = _BINARY
+        """The next message, None once the server closed; TimeoutError when `settimeout`'s time passes with no
+        whole message (nothing is lost: partial frames and fragments wait for the next call)."""
         while True:
             fin, opcode, payload = self._next_frame()
             if opcode == _PING:
@@ -118,31 +129,55 @@ class WebSocket:
             if opcode == _PONG:
                 continue
             if opcode == _CLOSE:
-                self.close()
+                self.close(payload[:2] if len(payload) >= 2 else b"")
                 return None
             if opcode in (_TEXT, _BINARY):
-                first, parts = opcode, [payload]
-            elif opcode == _CONT and parts:
-                parts.append(payload)
+                if self._parts:
+                    raise self._fail("a new message began inside a fragmented one")
+                self._first, self._parts = opcode, [payload]
+            elif opcode == _CONT and self._parts:
+                self._parts.append(payload)
             else:
-                raise TunnelError(f"unexpected WebSocket frame (opcode {opcode})")
-            if sum(map(len, parts)) > MAX_MESSAGE:
-                raise TunnelError(f"a WebSocket message over {MAX_MESSAGE} bytes")
+                raise self._fail(f"unexpected WebSocket frame (opcode {opcode})")
+            if sum(map(len, self._parts)) > MAX_MESSAGE:
+                raise self._fail(f"a WebSocket message over {MAX_MESSAGE} bytes")
             if fin:
-                data = b"".join(parts)
-                return data if first == _BINARY else data.decode("utf-8", "replace")
+                data, self._parts = b"".join(self._parts), []
+                if self._first == _BINARY:
+                    return data
+                try:
+                    return data.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise self._fail("a text message that is not UTF-8") from None
+
+    def _fail(self, why: str) -> TunnelError:
+        self.close(struct.pack("!H", 1002))
+        return TunnelError(why)
 
     def _next_frame(self) -> tuple[bool, int, bytes]:
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
         while True:
             frame = self._parse()
             if frame is not None:
                 return frame
-            try:
-                chunk = self.sock.recv(65536)
-            except TimeoutError:
-                raise
-            except OSError as e:
-                raise TunnelError(f"reading the WebSocket: {e}") from None
+            if self.closed:
+                raise TunnelError("the WebSocket is closed")
+            pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
+            if not pending:
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    ready, _, _ = select.select([self.sock], [], [], left)
+                except (OSError, ValueError) as e:  # closed by another thread
+                    raise TunnelError(f"reading the WebSocket: {e}") from None
+                if not ready:
+                    raise TimeoutError("no WebSocket message in time")
+            with self._lock:
+                try:
+                    chunk = self.sock.recv(65536)
+                except ssl.SSLWantReadError:
+                    continue  # only part of a TLS record: wait for the rest
+                except OSError as e:
+                    raise TunnelError(f"reading the WebSocket: {e}") from None
             if not chunk:
                 self.closed = True
                 raise TunnelError("the server closed the WebSocket's connection")
@@ -153,6 +188,12 @@ class WebSocket:
         if len(b) < 2:
             return None
         fin, opcode, masked, n, at = bool(b[0] & 0x80), b[0] & 0x0F, bool(b[1] & 0x80), b[1] & 0x7F, 2
+        if b[0] & 0x70:
+            raise self._fail("a WebSocket frame with reserved bits set (no extension was agreed)")
+        if masked:
+            raise self._fail("a masked frame from the server")
+        if opcode >= 0x8 and (not fin or n > 125):
+            raise self._fail("a fragmented or oversized control frame")
         if n == 126:
             if len(b) < 4:
                 return None
@@ -162,27 +203,37 @@ class WebSocket:
                 return None
             n, at = struct.unpack_from("!Q", b, 2)[0], 10
         if n > MAX_MESSAGE:
-            raise TunnelError(f"a WebSocket frame of {n} bytes")
-        key = b""
-        if masked:  # servers do not mask; accepted anyway
-            if len(b) < at + 4:
-                return None
-            key, at = bytes(b[at : at + 4]), at + 4
+            raise self._fail(f"a WebSocket frame of {n} bytes")
         if len(b) < at + n:
             return None
         payload = bytes(b[at : at + n])
         del b[: at + n]
-        return fin, opcode, _mask(payload, key) if masked else payload
+        return fin, opcode, payload
 
     def settimeout(self, seconds: float | None) -> None:
-        self.sock.settimeout(seconds)
+        """How long `recv` waits for a whole message (None: forever)."""
+        self._timeout = seconds
 
-    def close(self) -> None:
+    def close(self, code: bytes = struct.pack("!H", 1000)) -> None:
+        """Send Close (answering the server's with its code), wait a moment for the server's, then close the socket."""
         if self.closed:
             return
         with contextlib.suppress(TunnelError):
-            self._frame(_CLOSE, struct.pack("!H", 1000))
+            self._frame(_CLOSE, code)
         self.closed = True
+        with contextlib.suppress(OSError, ValueError):
+            if select.select([self.sock], [], [], 1.0)[0]:
+                with self._lock:
+                    self.sock.recv(4096)  # the server's Close (or the end of the stream)
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
+
+
+def _why(body: bytes) -> str:
+    """The reason in a refusal's JSON body (the server's {"message"}), if there is one."""
+    try:
+        message = json.loads(body.decode("utf-8", "replace")).get("message")
+    except (ValueError, AttributeError):
+        return ""
+    return f": {message}" if isinstance(message, str) else ""

@@ -281,9 +281,19 @@ def create_app(settings: Settings) -> BulkheadApp:
         settings.overlay_valid_days,
         settings.overlay_max_deb_bytes,
     )
+    remote_sessions = RemoteSessionService(db)
     metrics = MetricsService(db, AlertService(db), settings.metrics_raw_hours, settings.metrics_retention_days)
     jobs = Jobs(
-        settings, rollout_svc, deltas, vulns, notifications, security, PeriodicClaims(db), overlay=overlay, metrics=metrics
+        settings,
+        rollout_svc,
+        deltas,
+        vulns,
+        notifications,
+        security,
+        PeriodicClaims(db),
+        overlay=overlay,
+        metrics=metrics,
+        remote_sessions=remote_sessions,
     )
     cra_products = ProductService(db, settings.release_retention_years, settings.support_warning_days)
     releases.before_delete = cra_products.check_delete
@@ -297,7 +307,6 @@ def create_app(settings: Settings) -> BulkheadApp:
     if settings.delivery_offload == "x-accel":
         grants = OffloadGrants(db, settings.delivery_offload_grants or settings.data_dir / "offload-grants")
         feed.listen(grants.changed)
-    remote_sessions = RemoteSessionService(db)
     tunnels = TunnelHub(remote_sessions, settings.data_dir / "run", settings.tunnel_relay_host)
     feed.listen(tunnels.changed)
     svc = Services(

@@ -24,6 +24,7 @@ from .services.deltas import DeltaService
 from .services.device_metrics import MetricsService
 from .services.notifications import NotificationService
 from .services.overlay import OverlayService
+from .services.remote_sessions import RemoteSessionService
 from .services.rollouts import RolloutService
 from .services.security import SecurityService
 from .services.vulns import VulnService
@@ -81,6 +82,7 @@ class Jobs:
         claims: PeriodicClaims | None = None,
         overlay: OverlayService | None = None,
         metrics: MetricsService | None = None,
+        remote_sessions: RemoteSessionService | None = None,
     ) -> None:
         """`claims`: the shared database's periodic-job claims (None: this process enqueues every periodic job)."""
         huey = (
@@ -152,6 +154,13 @@ class Jobs:
 
             # Offline alerts, hourly averages of old samples, samples past retention: every minute (device_metrics.py).
             self.huey.periodic_task(crontab(minute="*"), name="metrics.run")(metrics_run)
+        if remote_sessions is not None:
+
+            def sessions_sweep() -> None:
+                remote_sessions.sweep()
+
+            # Remote sessions idle with nothing joined, and connections never joined: every minute (remote_sessions.py).
+            self.huey.periodic_task(crontab(minute="*"), name="sessions.sweep")(sessions_sweep)
 
     def _vuln_jobs(self, vulns: VulnService) -> None:
         """Vulnerability monitoring: feeds fetched and every tenant re-scanned daily, KEV hourly (an event for each CVE

@@ -8,12 +8,13 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, WebSocket
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from bulkhead.protocol.tunnel import control
+from bulkhead.protocol import DeviceStatus
 
-from ..asgi import bearer_token
+from ..asgi import bearer_token, error_body
 from ..authlimit import AuthFailures
 from ..errors import Forbidden, ServerError, Unauthorized
 from ..ids import DbId
@@ -111,41 +112,59 @@ def close_session(session_id: DbId, who: Principal = Depends(principal), svc: Se
 
 
 # -- the WebSockets ----------------------------------------------------------------------------------------
+async def _refuse(ws: WebSocket, status: int, message: str) -> None:
+    """Refuse the upgrade itself (an HTTP error, before the socket opens): a client that dials again counts it as a
+    failure and backs off. The message goes in a JSON body where the HTTP server can send one (uvicorn), else the
+    server answers 403 without it."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(JSONResponse(error_body(_CODES.get(status, "forbidden"), message), status_code=status))
+    else:
+        await ws.close(1008, message[:120])
+
+
+_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 429: "too_many_requests"}
+
+
 async def _caller(ws: WebSocket) -> tuple[Services, Principal | None]:
-    """The services and who is calling; on a bad credential the socket is accepted, told why and closed (None)."""
+    """The services and who is calling; a bad credential is refused before the socket opens (None)."""
     svc: Services = ws.app.state.services
     failures: AuthFailures | None = getattr(ws.app.state, "auth_failures", None)
     address = ws.client.host if ws.client else "unknown"
     if failures is not None and (wait := failures.retry_after(address)):
-        await ws.accept()
-        await ws.send_text(control(error=f"too many failed authentications from {address}; try again in {wait} s"))
-        await ws.close(4429)
+        await _refuse(ws, 429, f"too many failed authentications from {address}; try again in {wait} s")
         return svc, None
     token = bearer_token(ws.headers.get("authorization", ""))
     try:
         who: Principal
         if token is None and ws.cookies.get(COOKIE) and svc.accounts is not None:
-            who = await run_in_threadpool(_browser, svc.accounts, ws)  # the web UI's terminal
+            who = await run_in_threadpool(_browser, svc.accounts, ws, svc.settings.public_url)  # the web UI's terminal
         else:
             known = svc.auth.cached(token)
             who = known if known is not None else await run_in_threadpool(svc.auth.resolve, token)
     except ServerError as e:
         if failures is not None and e.status == 401:
             failures.failed(address)
-        await ws.accept()
-        await ws.send_text(control(error=e.message))
-        await ws.close(4401)
+        await _refuse(ws, e.status, e.message)
         return svc, None
-    await ws.accept()
     return svc, who
 
 
-def _browser(accounts: AccountService, ws: WebSocket) -> Principal:
-    """The web UI's signed-in user, for a WebSocket a page of this server opened (browsers send the cookie with any
-    site's WebSocket: the Origin must be this server's, as for the UI's forms)."""
-    origin = ws.headers.get("origin")
-    host = urlsplit("//" + ws.headers.get("host", "")).hostname
-    if not origin or urlsplit(origin).hostname != host:
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    default = {"http": 80, "https": 443}.get(parts.scheme)
+    port = parts.port if parts.port not in (None, default) else None
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}{f':{port}' if port else ''}"
+
+
+def _browser(accounts: AccountService, ws: WebSocket, public_url: str | None) -> Principal:
+    """The web UI's signed-in user, for a WebSocket a page of this server opened: browsers send the cookie with any
+    site's WebSocket, so the Origin (scheme, host and port) must be this server's as the browser reached it, or the
+    public URL's."""
+    origin = ws.headers.get("origin") or ""
+    forwarded = ws.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    scheme = forwarded or ("https" if ws.url.scheme == "wss" else "http")
+    own = {_origin_of(f"{scheme}://{ws.headers.get('host', '')}")} | ({_origin_of(public_url)} if public_url else set())
+    if not origin or _origin_of(origin) not in own:
         raise Forbidden("this WebSocket was opened from another site: open the terminal from this server's pages")
     me = accounts.resolve(ws.cookies.get(COOKIE))
     if me is None:
@@ -154,9 +173,10 @@ def _browser(accounts: AccountService, ws: WebSocket) -> Principal:
 
 
 @router.websocket("/api/v1/sessions/{session_id}/connect")
-async def connect_session(ws: WebSocket, session_id: int) -> None:
+async def connect_session(ws: WebSocket, session_id: DbId) -> None:
     svc, who = await _caller(ws)
     if who is not None and svc.tunnels is not None:
+        await ws.accept()
         await svc.tunnels.operator(who, session_id, ws)
 
 
@@ -168,12 +188,14 @@ async def device_control(ws: WebSocket) -> None:
     try:
         if who.kind != "device" or who.device_id is None or who.tenant_id is None:
             raise Forbidden("this endpoint is for devices")
+        if who.device_status != DeviceStatus.ACTIVE:
+            raise Forbidden(f"device '{who.name}' is {who.device_status}: it has no tunnel")
         if not (await run_in_threadpool(_sessions(svc).enabled_for, who.tenant_id)):
             raise Forbidden("remote access is off for this device's tenant")
     except ServerError as e:
-        await ws.send_text(control(error=e.message))
-        await ws.close(4403)
+        await _refuse(ws, e.status, e.message)
         return
+    await ws.accept()
     await svc.tunnels.control(who, ws)
 
 
@@ -181,4 +203,5 @@ async def device_control(ws: WebSocket) -> None:
 async def device_connection(ws: WebSocket, connection: str) -> None:
     svc, who = await _caller(ws)
     if who is not None and svc.tunnels is not None:
+        await ws.accept()
         await svc.tunnels.device(who, connection[:64], ws)

@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from bulkhead.protocol import DeviceStatus
@@ -164,7 +164,10 @@ class RemoteSessionService:
             self._expire(s, r, idle)
             if r.status != SessionStatus.OPEN:
                 raise Conflict(f"session {session_id} is closed ({r.close_reason}): open a new one")
-            if r.kind == SessionKind.SHELL and r.connections:
+            if r.opened_by != f"{who.kind}:{who.name}" and not who.has("admin"):
+                raise Forbidden(f"session {session_id} was opened by {r.opened_by}: open a session of your own")
+            waiting = s.scalar(select(func.count()).select_from(TunnelConnection).where(TunnelConnection.session_id == r.id))
+            if r.kind == SessionKind.SHELL and (r.connections or waiting):
                 raise Conflict(f"session {session_id} is a shell that was already joined: open a new one")
             dev = s.get_one(Device, r.device_id)
             if dev.status != DeviceStatus.ACTIVE:
@@ -255,9 +258,41 @@ class RemoteSessionService:
             if reason is not None and r.status == SessionStatus.OPEN:
                 self._close(s, r, reason, _server(r.tenant_id))
 
-    def still_open(self, session_id: int) -> bool:
+    def why_closed(self, session_id: int) -> str | None:
+        """Why a joined connection of the session must end now (None: it may go on)."""
         with self.db.read() as s:
-            return s.scalar(select(RemoteSession.status).where(RemoteSession.id == session_id)) == SessionStatus.OPEN
+            row = s.execute(
+                select(RemoteSession.status, Device.status, Device.name)
+                .join(Device, Device.id == RemoteSession.device_id)
+                .where(RemoteSession.id == session_id)
+            ).first()
+        if row is None or row[0] != SessionStatus.OPEN:
+            return "the session was closed"
+        return f"device '{row[2]}' is {row[1]}" if row[1] != DeviceStatus.ACTIVE else None
+
+    def inactive(self, device_ids: list[int]) -> list[int]:
+        """Which of these devices are no longer active (disabled, pending, deleted): their tunnels close."""
+        with self.db.read() as s:
+            active = set(s.scalars(select(Device.id).where(Device.id.in_(device_ids), Device.status == DeviceStatus.ACTIVE)))
+        return [d for d in device_ids if d not in active]
+
+    def sweep(self, now: dt.datetime | None = None) -> int:
+        """Every minute (jobs.py): sessions with nothing joined for their tenant's idle timeout are closed (a forward
+        whose CLI was killed, a session whose connection never came), and connections never joined are forgotten."""
+        now = now or utcnow()
+        closed = 0
+        with self.db.session() as s:
+            s.execute(delete(TunnelConnection).where(
+                TunnelConnection.joined_at.is_(None), TunnelConnection.created_at < now - dt.timedelta(seconds=2 * JOIN_SECONDS)
+            ))  # fmt: skip
+            idle = {t.id: access_json(t)["idle_timeout_seconds"] for t in s.scalars(select(Tenant))}
+            q = select(RemoteSession).where(RemoteSession.status == SessionStatus.OPEN, RemoteSession.live == 0)
+            for r in s.scalars(q.with_for_update()):
+                seconds = idle.get(r.tenant_id, DEFAULT_IDLE_SECONDS)
+                if now - r.active_at > dt.timedelta(seconds=seconds):
+                    self._close(s, r, f"idle for more than {seconds} s", _server(r.tenant_id))
+                    closed += 1
+        return closed
 
     # -- helpers -------------------------------------------------------------------------------
     @staticmethod

@@ -34,6 +34,7 @@ __all__ = ["TunnelHub", "splice"]
 
 log = logging.getLogger(__name__)
 _CHECK_SECONDS = 5.0  # how often a joined connection looks whether its session is still open
+_CONTROL_MAX = 1024  # a longer text message is no control message: passed on, never parsed here
 
 
 async def _copy(src: Channel, dst: Channel, moved: Callable[[str | bytes], None]) -> None:
@@ -53,13 +54,15 @@ async def splice(a: Channel, b: Channel, *extra: Coroutine[Any, Any, None]) -> N
     await b.close()
 
 
-async def _first(tasks: Sequence[asyncio.Future[None]]) -> None:
-    _done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+async def _first(tasks: Sequence[asyncio.Future[None]]) -> set[asyncio.Future[None]]:
+    """Wait for the first of `tasks` to finish, cancel the others; the finished ones."""
+    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     for t in pending:
         t.cancel()
     for t in pending:
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await t
+    return done
 
 
 class TunnelHub:
@@ -74,7 +77,11 @@ class TunnelHub:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.relay.start()
+        try:
+            await self.relay.start()
+        except OSError as e:  # sessions still join when the device reaches this very process
+            log.error("remote sessions: no relay for this process (%s): set BULKHEAD_TUNNEL_RELAY_HOST", e)
+            return
         log.info("remote sessions: this process's relay is at %s", self.relay.address)
 
     async def stop(self) -> None:
@@ -97,10 +104,15 @@ class TunnelHub:
 
     async def _announce(self, device_ids: list[int]) -> None:
         try:
+            gone = await run_in_threadpool(self.sessions.inactive, device_ids)
             tickets = await run_in_threadpool(self.sessions.pending, device_ids)
         except Exception:
             log.exception("reading the connections waiting for devices %s", device_ids[:10])
             return
+        for device_id in gone:  # disabled, pending again or deleted: its tunnel closes
+            ch = self._controls.pop(device_id, None)
+            if ch is not None:
+                await ch.close()
         now = time.monotonic()
         for conn, at in list(self._announced.items()):
             if now - at > 2 * JOIN_SECONDS:
@@ -124,7 +136,7 @@ class TunnelHub:
         try:
             await self._announce([who.device_id])  # connections asked for while it was away
             while (msg := await ch.receive()) is not None:
-                if isinstance(msg, str) and "ping" in parse_control(msg):
+                if isinstance(msg, str) and len(msg) <= _CONTROL_MAX and "ping" in parse_control(msg):
                     await ch.send(control(pong=time.time()))
         finally:
             if self._controls.get(who.device_id) is ch:
@@ -136,7 +148,8 @@ class TunnelHub:
 
     # -- joining -------------------------------------------------------------------------------
     async def operator(self, who: Principal, session_id: int, ws: WebSocket) -> None:
-        """An operator's connection of session `session_id`: wait for the device, then pump until either ends."""
+        """An operator's connection of session `session_id`: wait for the device, then pump until either ends; the
+        connection is accounted for (bytes, the session's end) however it ends."""
         ch = WebSocketChannel(ws)
         try:
             ticket = await run_in_threadpool(self.sessions.connect, who, session_id, self.relay.address)
@@ -147,20 +160,38 @@ class TunnelHub:
         future: asyncio.Future[Channel] = self._loop.create_future()
         self._waiting[ticket.connection] = (ticket.key, future)
         try:
-            device = await asyncio.wait_for(future, JOIN_SECONDS)
+            device = await asyncio.wait_for(asyncio.shield(future), JOIN_SECONDS)
         except TimeoutError:
+            if future.done() and not future.cancelled():  # it came as the wait ended: let it go
+                await future.result().close()
             why = f"the device did not dial in within {JOIN_SECONDS:.0f} s: it is offline, or its agent has no tunnel"
             await _refuse(ch, why)
             await run_in_threadpool(self.sessions.ended, ticket, 0, 0, why if ticket.kind == SessionKind.SHELL else None, False)
             return
         finally:
             self._waiting.pop(ticket.connection, None)
-        await ch.send(control(joined=ticket.connection))
-        counts, reason = await self._pump(ch, device, ticket)
-        with contextlib.suppress(Exception):
-            await run_in_threadpool(self.sessions.ended, ticket, counts[0], counts[1], reason, True)
+            if not future.done():
+                future.cancel()
+        counts: list[int] = [0, 0]
+        reason: str | None = "the operator disconnected" if ticket.kind == SessionKind.SHELL else None
+        try:
+            try:
+                await ch.send(control(joined=ticket.connection))
+            except Exception:  # the operator left while waiting
+                log.info("remote session %s: the operator left before the device joined", ticket.session_id)
+                return
+            counts, reason = await self._pump(ch, device, ticket)
+        except Exception:
+            log.exception("remote session %s, connection %s", ticket.session_id, ticket.connection)
+        finally:
+            await ch.close()
+            await device.close()
+            with contextlib.suppress(Exception):
+                await run_in_threadpool(self.sessions.ended, ticket, counts[0], counts[1], reason, True)
 
     async def _pump(self, op: Channel, dev: Channel, t: Ticket) -> tuple[list[int], str | None]:
+        """Bytes both ways until one side ends, the connection idles past the tenant's timeout, or the session may
+        not go on; (bytes to the device, bytes from it) and the session's closing reason (None: it stays open)."""
         counts, last = [0, 0], [time.monotonic()]
         ended: list[str] = []
 
@@ -169,7 +200,7 @@ class TunnelHub:
                 last[0] = time.monotonic()
                 if isinstance(msg, bytes):
                     counts[i] += len(msg)
-                elif i == 1 and "exit" in (doc := parse_control(msg)):
+                elif i == 1 and len(msg) <= _CONTROL_MAX and "exit" in (doc := parse_control(msg)):
                     ended.append(f"the shell exited with status {doc['exit']}")
 
             return count
@@ -180,20 +211,20 @@ class TunnelHub:
                 if time.monotonic() - last[0] > t.idle_seconds:
                     ended.append(f"idle for more than {t.idle_seconds} s")
                     break
-                if not await run_in_threadpool(self.sessions.still_open, t.session_id):
-                    ended.append("the session was closed")
+                if (why := await run_in_threadpool(self.sessions.why_closed, t.session_id)) is not None:
+                    ended.append(why)
                     break
             with contextlib.suppress(Exception):
                 await op.send(control(error=f"closed: {ended[-1]}"))
 
-        tasks = [asyncio.ensure_future(c) for c in (_copy(op, dev, moved(0)), _copy(dev, op, moved(1)), watch())]
-        await _first(tasks)
-        await op.close()
-        await dev.close()
+        to_device = asyncio.ensure_future(_copy(op, dev, moved(0)))
+        from_device = asyncio.ensure_future(_copy(dev, op, moved(1)))
+        watcher = asyncio.ensure_future(watch())
+        done = await _first([to_device, from_device, watcher])
         if not ended:
-            ended.append("the operator disconnected" if op.done.is_set() and not dev.done.is_set() else "the device disconnected")
-        closes = t.kind == SessionKind.SHELL or ended[0].startswith("idle")
-        return counts, ended[0] if closes else None
+            ended.append("the operator disconnected" if to_device in done else "the device disconnected")
+        # A shell ends with its connection; a forward's other connections go on (the sweep closes it when idle).
+        return counts, ended[0] if t.kind == SessionKind.SHELL or ended[0] == "the session was closed" else None
 
     async def device(self, who: Principal, connection: str, ws: WebSocket) -> None:
         """The device dialed in for `connection`: joined here, or relayed to the process the operator waits in."""
@@ -203,10 +234,14 @@ class TunnelHub:
         except ServerError as e:
             await _refuse(ch, e.message)
             return
+        except Exception:
+            log.exception("claiming connection %s", connection)
+            await _refuse(ch, "the server could not take the connection: see its log")
+            return
         if ticket.relay == self.relay.address:
             waiting = self._waiting.get(connection)
             if waiting is None or waiting[1].done():
-                await _refuse(ch, "the operator is gone")
+                await self._unclaimed(ch, ticket, "the operator is gone")
                 return
             waiting[1].set_result(ch)
             await ch.done.wait()  # the operator's side pumps it
@@ -214,13 +249,19 @@ class TunnelHub:
         try:
             relayed = await dial(ticket.relay, connection, ticket.key)
         except (TimeoutError, OSError) as e:
-            await _refuse(ch, f"the server process the operator waits in is gone ({e})")
+            await self._unclaimed(ch, ticket, f"the server process the operator waits in is gone ({e})")
             return
         await splice(ch, relayed)
 
+    async def _unclaimed(self, ch: WebSocketChannel, ticket: Ticket, why: str) -> None:
+        """A claimed connection nobody takes: refused, and counted as ended (its session's `live` goes back)."""
+        await _refuse(ch, why)
+        with contextlib.suppress(Exception):
+            await run_in_threadpool(self.sessions.ended, ticket, 0, 0, None, True)
+
     async def _relayed(self, connection: str, key: str, channel: RelayChannel) -> bool:
         waiting = self._waiting.get(connection)
-        if waiting is None or not hmac.compare_digest(waiting[0], key) or waiting[1].done():
+        if waiting is None or not hmac.compare_digest(waiting[0].encode(), key.encode()) or waiting[1].done():
             return False
         waiting[1].set_result(channel)
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import secrets
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,8 @@ from .channel import RelayChannel
 __all__ = ["Relay", "dial"]
 
 _HELLO_MAX = 200
+_UNIX_PATH_MAX = 100  # sun_path is 108 bytes with its NUL
+log = logging.getLogger(__name__)
 
 
 class Relay:
@@ -32,11 +35,17 @@ class Relay:
             port = self._server.sockets[0].getsockname()[1]
             self.address = f"tcp:{self.host}:{port}"
             return
-        self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._path = self.run_dir / f"tunnel-{os.getpid()}-{secrets.token_hex(4)}.sock"
-        self._server = await asyncio.start_unix_server(self._handle, str(self._path))
-        os.chmod(self._path, 0o600)
-        self.address = f"unix:{self._path}"
+        name = f"tunnel-{os.getpid()}-{secrets.token_hex(4)}.sock"
+        path = self.run_dir / name
+        if len(os.fsencode(path)) < _UNIX_PATH_MAX:
+            self.run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._path = path
+            self._server = await asyncio.start_unix_server(self._handle, str(path))
+            os.chmod(path, 0o600)
+            self.address = f"unix:{path}"
+        else:  # a data directory too deep for a socket's path: Linux's abstract namespace (the key guards it)
+            self._server = await asyncio.start_unix_server(self._handle, "\0bulkhead-" + name)
+            self.address = "unix:@bulkhead-" + name
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -55,6 +64,8 @@ class Relay:
                 await channel.done.wait()  # the operator's side pumps it; hold the socket until that ends
         except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             pass
+        except Exception:  # a stray peer must not leave an unhandled error in the event loop
+            log.exception("the tunnel relay refused a connection")
         finally:
             await channel.close()
 
@@ -63,7 +74,8 @@ async def dial(address: str, connection: str, key: str) -> RelayChannel:
     """Connect to the relay of the process at `address` for `connection` (OSError when it is gone)."""
     scheme, _, rest = address.partition(":")
     if scheme == "unix":
-        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(rest), 10)
+        path = "\0" + rest[1:] if rest.startswith("@") else rest
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), 10)
     elif scheme == "tcp":
         host, _, port = rest.rpartition(":")
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), 10)
