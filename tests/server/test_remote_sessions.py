@@ -243,7 +243,7 @@ def test_a_disabled_device_loses_its_tunnel_and_its_sessions(server: LiveServer)
 
 
 def test_only_the_sessions_owner_or_an_administrator_joins_it(server: LiveServer) -> None:
-    with _tenant(server) as (c, name, credential):
+    with _tenant(server) as (c, name, _credential):
         for user in ("op1", "op2"):
             c.post("/api/v1/users", json={"name": user, "role": "operator"}).raise_for_status()
         op1, op2 = (c.post("/api/v1/tokens", json={"name": u, "user": u}).json()["token"] for u in ("op1", "op2"))
