@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -61,8 +62,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with live_server(work / "a", env) as a, live_server(work / "b", env) as b:
         admin = a.tenant(keyring=False)
         s = Setup(a, b, admin)
-        switched = s.cli("remote-access", "--enable", "--idle-timeout", "600", "--json")
-        assert json.loads(switched.stdout) == {"enabled": True, "idle_timeout_seconds": 600}, switched.stderr
+        switched = s.cli("remote-access", "--enable", "--idle-timeout", "600", "--record", "--json")
+        assert json.loads(switched.stdout) == {"enabled": True, "idle_timeout_seconds": 600, "record": True}, switched.stderr
         with s.api() as c:
             boot = c.post("/api/v1/bootstrap-tokens", json={"name": "remote"}).json()["token"]
         agent = lab_agent(b.url, work / "agent", DEVICE, boot)
@@ -87,7 +88,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             agent.tunnel.stop()
 
 
-def test_a_shell_runs_a_command_and_exits_with_its_status(setup: Setup) -> None:
+def test_a_shell_runs_a_command_and_exits_with_its_status(setup: Setup, tmp_path: Path) -> None:
     run = setup.cli("device", "shell", DEVICE, input="echo hello-$((6*7)) from $(hostname)\nexit 3\n", timeout=60)
     assert "hello-42 from" in run.stdout, run.stderr
     assert run.returncode == 3, run.stderr
@@ -95,6 +96,13 @@ def test_a_shell_runs_a_command_and_exits_with_its_status(setup: Setup) -> None:
         (last, *_) = c.get(f"/api/v1/devices/{DEVICE}/sessions").json()
     assert (last["kind"], last["status"], last["close_reason"]) == ("shell", "closed", "the shell exited with status 3")
     assert last["bytes_to_device"] > 20 and last["bytes_from_device"] > 20 and last["connections"] == 1
+    # The tenant records shells: the session's output as asciicast v2.
+    cast = tmp_path / "session.cast"
+    got = setup.cli("device", "recording", str(last["id"]), "-o", str(cast), "--json")
+    assert json.loads(got.stdout)["bytes"] == last["recording_bytes"] > 0, got.stderr
+    header, *events = (json.loads(line) for line in cast.read_text().splitlines())
+    assert header["version"] == 2 and {e[1] for e in events} == {"o"}
+    assert "hello-42 from" in "".join(e[2] for e in events)
 
 
 def test_ctrl_c_reaches_the_remote_process_through_a_real_terminal(setup: Setup) -> None:

@@ -291,3 +291,36 @@ def test_the_sweep_closes_sessions_with_nothing_joined_past_the_idle_timeout(db:
     assert svc.sweep(utcnow() + dt.timedelta(seconds=61)) == 1
     assert (svc.show(op, idle["id"])["status"], svc.show(op, idle["id"])["close_reason"]) == ("closed", "idle for more than 60 s")
     assert svc.show(op, busy["id"])["status"] == "open"
+
+
+def test_a_recorded_shell_keeps_its_output_for_its_owner_and_administrators(server: LiveServer) -> None:
+    with _tenant(server) as (c, name, credential):
+        assert c.put("/api/v1/remote-access", json={"enabled": True, "record": True}).json()["record"] is True
+        c.post("/api/v1/users", json={"name": "op", "role": "operator"}).raise_for_status()
+        other = c.post("/api/v1/tokens", json={"name": "op", "user": "op"}).json()["token"]
+        session, control, operator, device = _join(server, c, name, credential)
+        operator.send(json.dumps({"resize": [100, 30]}))
+        device.recv(timeout=10)
+        device.send(b"hello \xe2\x82")  # a character split across two messages
+        device.send(b"\xac world\r\n")
+        operator.recv(timeout=10)
+        operator.recv(timeout=10)
+        device.send(json.dumps({"exit": 0}))
+        assert _json(operator) == {"exit": 0}
+        device.close()
+        _closed(c, session["id"])
+        deadline = time.monotonic() + 10
+        while (r := c.get(f"/api/v1/sessions/{session['id']}/recording")).status_code == 404:
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.1)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-asciicast")
+        header, *events = (json.loads(line) for line in r.text.splitlines())
+        assert header["version"] == 2 and f"session {session['id']}" == header["title"]
+        assert [e[1:] for e in events] == [["r", "100x30"], ["o", "hello "], ["o", "€ world\r\n"]]
+        assert c.get(f"/api/v1/sessions/{session['id']}").json()["recording_bytes"] == len(r.content)
+        with server.client(other) as o:
+            refused = o.get(f"/api/v1/sessions/{session['id']}/recording")
+            assert refused.status_code == 403 and "opened by" in refused.json()["message"]
+        c.put("/api/v1/remote-access", json={"enabled": True, "record": False}).raise_for_status()
+        for ws in (control, operator):
+            ws.close()

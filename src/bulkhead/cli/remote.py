@@ -14,6 +14,7 @@ import threading
 import tty
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -26,7 +27,7 @@ from .client import LimitOpt
 from .errors import CliError
 from .manage import JsonOpt, client, show
 
-__all__ = ["device_forward", "device_sessions", "device_shell", "remote_access"]
+__all__ = ["device_forward", "device_recording", "device_sessions", "device_shell", "remote_access"]
 
 _COLUMNS = ["id", "kind", "target", "status", "opened_by", "opened_at", "duration_seconds", "close_reason"]
 
@@ -205,13 +206,26 @@ def remote_access(
     idle_timeout: int | None = typer.Option(
         None, "--idle-timeout", min=5, max=86400, help="Seconds without traffic before a session closes"
     ),
+    record: bool | None = typer.Option(None, "--record/--no-record", help="Keep each shell's output with its session"),
     json: bool = JsonOpt,
 ) -> None:
     """Show the tenant's remote-access switch, or (administrators) set it; --disable closes the open sessions."""
     c = client(ctx)
-    if enable is None and idle_timeout is None:
+    if enable is None and idle_timeout is None and record is None:
         show(c.request("GET", "/api/v1/remote-access"), json)
         return
     current = c.request("GET", "/api/v1/remote-access")
-    body = {"enabled": current["enabled"] if enable is None else enable, "idle_timeout_seconds": idle_timeout}
+    body = {"enabled": current["enabled"] if enable is None else enable, "idle_timeout_seconds": idle_timeout, "record": record}
     show(c.request("PUT", "/api/v1/remote-access", json=body), json)
+
+
+def device_recording(
+    ctx: typer.Context,
+    session_id: int,
+    out: Path = typer.Option(..., "--out", "-o", help="Where to write the recording (asciicast v2: `asciinema play FILE`)"),
+    json: bool = JsonOpt,
+) -> None:
+    """A recorded shell session's output (its owner and administrators)."""
+    resp = client(ctx).raw("GET", f"/api/v1/sessions/{session_id}/recording")
+    out.write_bytes(resp.content)
+    show({"session": session_id, "file": str(out), "bytes": len(resp.content)}, json)

@@ -281,7 +281,7 @@ def create_app(settings: Settings) -> BulkheadApp:
         settings.overlay_valid_days,
         settings.overlay_max_deb_bytes,
     )
-    remote_sessions = RemoteSessionService(db)
+    remote_sessions = RemoteSessionService(db, store)
     metrics = MetricsService(db, AlertService(db), settings.metrics_raw_hours, settings.metrics_retention_days)
     jobs = Jobs(
         settings,

@@ -35,6 +35,8 @@ class RemoteSession(Base):
     active_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)  # the last join or end
     bytes_to_device: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_from_device: Mapped[int] = mapped_column(BigInteger, default=0)
+    recording_sha256: Mapped[str | None] = mapped_column(String(64))  # the shell's output (asciicast v2) in the store
+    recording_bytes: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class TunnelConnection(Base):

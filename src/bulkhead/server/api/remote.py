@@ -8,7 +8,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, WebSocket
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +23,7 @@ from ..services.remote_sessions import RemoteSessionService
 from ..services.ui_accounts import COOKIE, AccountService
 from .deps import Services, principal, services
 from .paging import PAGED, Pager, pager
+from .stored import stored_response
 from .wire import Out, Time
 
 router = APIRouter(tags=["remote sessions"])
@@ -31,13 +32,16 @@ router = APIRouter(tags=["remote sessions"])
 class RemoteAccessIn(BaseModel):
     enabled: bool = Field(description="whether operators may open shells and port forwards on the tenant's devices")
     idle_timeout_seconds: int | None = Field(None, ge=5, le=86400, description="a session with no traffic this long is closed")
+    record: bool | None = Field(None, description="keep each shell's output (asciicast v2) with its session (absent: unchanged)")
 
 
 class RemoteAccessOut(Out):
-    """The tenant's remote-access switch: whether sessions may be opened, and when an idle one is closed."""
+    """The tenant's remote-access switch: whether sessions may be opened, when an idle one is closed, whether shells
+    are recorded."""
 
     enabled: bool
     idle_timeout_seconds: int
+    record: bool
 
 
 class SessionIn(BaseModel):
@@ -64,6 +68,7 @@ class SessionOut(Out):
     connections: int = Field(description="connections the device joined (a shell has one; a forward one per TCP connection)")
     bytes_to_device: int
     bytes_from_device: int
+    recording_bytes: int | None = Field(description="the size of the shell's recording (`GET .../recording`), if one was kept")
 
 
 def _sessions(svc: Services) -> RemoteSessionService:
@@ -80,7 +85,7 @@ def set_remote_access(
     body: RemoteAccessIn, who: Principal = Depends(principal), svc: Services = Depends(services)
 ) -> dict[str, Any]:
     """Allow or stop remote sessions for the tenant (administrators; audited). Off closes every open session."""
-    return _sessions(svc).configure(who, body.enabled, body.idle_timeout_seconds)
+    return _sessions(svc).configure(who, body.enabled, body.idle_timeout_seconds, body.record)
 
 
 @router.post("/api/v1/devices/{ref}/sessions", status_code=201, response_model=SessionOut)
@@ -103,6 +108,17 @@ def list_sessions(
 @router.get("/api/v1/sessions/{session_id}", response_model=SessionOut)
 def show_session(session_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> dict[str, Any]:
     return _sessions(svc).show(who, session_id)
+
+
+@router.get(
+    "/api/v1/sessions/{session_id}/recording",
+    response_class=Response,
+    responses={200: {"content": {"application/x-asciicast": {}}, "description": "the shell's output, asciicast v2"}},
+)
+def session_recording(session_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> Response:
+    """The shell's recording (its owner and administrators): play it with `asciinema play FILE`."""
+    sha256, name = _sessions(svc).recording(who, session_id)
+    return stored_response(svc.store, sha256, "application/x-asciicast", name)
 
 
 @router.delete("/api/v1/sessions/{session_id}", response_model=SessionOut)

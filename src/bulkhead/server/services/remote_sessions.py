@@ -15,6 +15,7 @@ import datetime as dt
 import re
 import secrets
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, func, select, update
@@ -26,6 +27,7 @@ from bulkhead.protocol.tunnel import SessionKind, SessionStatus, session_may
 from ..db import Database
 from ..errors import Conflict, Forbidden, Invalid, NotFound
 from ..models import Device, Tenant, utcnow
+from ..store import ArtifactStore
 from ..tunnel_models import RemoteSession, TunnelConnection
 from . import audit
 from .auth import Principal
@@ -63,6 +65,7 @@ class Ticket:
     idle_seconds: int
     relay: str = ""
     key: str = ""
+    record: bool = False  # the tenant records shells (server/tunnel/recording.py)
 
 
 def access_json(tenant: Tenant) -> dict[str, Any]:
@@ -70,6 +73,7 @@ def access_json(tenant: Tenant) -> dict[str, Any]:
     return {
         "enabled": bool(cfg.get("enabled")),
         "idle_timeout_seconds": int(cfg.get("idle_timeout_seconds") or DEFAULT_IDLE_SECONDS),
+        "record": bool(cfg.get("record")),
     }
 
 
@@ -89,6 +93,7 @@ def session_json(r: RemoteSession, device: str) -> dict[str, Any]:
         "connections": r.connections,
         "bytes_to_device": r.bytes_to_device,
         "bytes_from_device": r.bytes_from_device,
+        "recording_bytes": r.recording_bytes,
     }
 
 
@@ -97,8 +102,8 @@ def _server(tenant_id: int) -> Principal:
 
 
 class RemoteSessionService:
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, db: Database, store: ArtifactStore | None = None) -> None:
+        self.db, self.store = db, store
 
     # -- the tenant's switch -------------------------------------------------------------------
     def access(self, who: Principal) -> dict[str, Any]:
@@ -110,8 +115,11 @@ class RemoteSessionService:
         with self.db.read() as s:
             return bool(access_json(s.get_one(Tenant, tenant_id))["enabled"])
 
-    def configure(self, who: Principal, enabled: bool, idle_timeout_seconds: int | None) -> dict[str, Any]:
-        """Turn remote sessions on or off for the tenant (administrators); off closes the open ones."""
+    def configure(
+        self, who: Principal, enabled: bool, idle_timeout_seconds: int | None, record: bool | None = None
+    ) -> dict[str, Any]:
+        """Turn remote sessions on or off for the tenant, and their recording (administrators); off closes the open
+        ones."""
         who.require("admin")
         if idle_timeout_seconds is not None and not MIN_IDLE_SECONDS <= idle_timeout_seconds <= MAX_IDLE_SECONDS:
             raise Invalid(f"idle_timeout_seconds must be {MIN_IDLE_SECONDS} to {MAX_IDLE_SECONDS}")
@@ -119,13 +127,14 @@ class RemoteSessionService:
             tenant = s.get_one(Tenant, who.require_tenant(), with_for_update=True)
             before = access_json(tenant)
             idle = idle_timeout_seconds or before["idle_timeout_seconds"]
-            tenant.remote_access = {"enabled": enabled, "idle_timeout_seconds": idle}
+            keep = before["record"] if record is None else record
+            tenant.remote_access = {"enabled": enabled, "idle_timeout_seconds": idle, "record": keep}
             if not enabled:
                 for r in s.scalars(
                     select(RemoteSession).where(RemoteSession.tenant_id == tenant.id, RemoteSession.status == SessionStatus.OPEN)
                 ):
                     self._close(s, r, "remote access was turned off for the tenant", who)
-            audit.record(s, who, "tenant.remote_access", tenant.name, enabled=enabled, idle_timeout_seconds=idle)
+            audit.record(s, who, "tenant.remote_access", tenant.name, enabled=enabled, idle_timeout_seconds=idle, record=keep)
             return access_json(tenant)
 
     # -- the operator's side -------------------------------------------------------------------
@@ -161,6 +170,7 @@ class RemoteSessionService:
         with self.db.session() as s:
             r, name = self._own(s, who, session_id, lock=True)
             idle = self._enabled(s, r.tenant_id)
+            record = access_json(s.get_one(Tenant, r.tenant_id))["record"] and r.kind == SessionKind.SHELL
             self._expire(s, r, idle)
             if r.status != SessionStatus.OPEN:
                 raise Conflict(f"session {session_id} is closed ({r.close_reason}): open a new one")
@@ -177,7 +187,28 @@ class RemoteSessionService:
                 relay=relay, key=secrets.token_hex(16), created_at=utcnow(),
             )  # fmt: skip
             s.add(c)
-            return Ticket(c.id, r.id, r.tenant_id, r.device_id, r.kind, r.target, idle, relay, c.key)
+            return Ticket(c.id, r.id, r.tenant_id, r.device_id, r.kind, r.target, idle, relay, c.key, record)
+
+    def keep_recording(self, ticket: Ticket, path: Path, sha256: str, size: int) -> None:
+        """The shell's recording into the store, named on its session."""
+        if self.store is None:
+            path.unlink(missing_ok=True)
+            return
+        self.store.commit(self.store.stage_file(path), sha256)
+        with self.db.session() as s:
+            r = s.get(RemoteSession, ticket.session_id, with_for_update=True)
+            if r is not None:
+                r.recording_sha256, r.recording_bytes = sha256, size
+
+    def recording(self, who: Principal, session_id: int) -> tuple[str, str]:
+        """(sha256, file name) of the session's recording: its owner's and administrators' to read."""
+        with self.db.read() as s:
+            r, _name = self._own(s, who, session_id)
+            if r.opened_by != f"{who.kind}:{who.name}" and not who.has("admin"):
+                raise Forbidden(f"session {session_id} was opened by {r.opened_by}: its recording is theirs and administrators'")
+            if r.recording_sha256 is None:
+                raise NotFound(f"session {session_id} has no recording (the tenant records shells with `remote-access --record`)")
+            return r.recording_sha256, f"session-{session_id}.cast"
 
     def close(self, who: Principal, session_id: int) -> dict[str, Any]:
         with self.db.session() as s:

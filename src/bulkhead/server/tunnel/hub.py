@@ -28,6 +28,7 @@ from ..errors import ServerError
 from ..services.auth import Principal
 from ..services.remote_sessions import JOIN_SECONDS, RemoteSessionService, Ticket
 from .channel import Channel, RelayChannel, WebSocketChannel
+from .recording import Recording
 from .relay import Relay, dial
 
 __all__ = ["TunnelHub", "splice"]
@@ -67,7 +68,7 @@ async def _first(tasks: Sequence[asyncio.Future[None]]) -> set[asyncio.Future[No
 
 class TunnelHub:
     def __init__(self, sessions: RemoteSessionService, run_dir: Path, relay_host: str | None = None) -> None:
-        self.sessions = sessions
+        self.sessions, self.run_dir = sessions, run_dir
         self.relay = Relay(run_dir, relay_host, self._relayed)
         self._controls: dict[int, WebSocketChannel] = {}  # device id -> its control channel here
         self._waiting: dict[str, tuple[str, asyncio.Future[Channel]]] = {}  # connection -> (key, the device's side)
@@ -174,13 +175,14 @@ class TunnelHub:
                 future.cancel()
         counts: list[int] = [0, 0]
         reason: str | None = "the operator disconnected" if ticket.kind == SessionKind.SHELL else None
+        rec = Recording(self.run_dir / "recordings" / f"{ticket.connection}.cast", ticket.session_id) if ticket.record else None
         try:
             try:
                 await ch.send(control(joined=ticket.connection))
             except Exception:  # the operator left while waiting
                 log.info("remote session %s: the operator left before the device joined", ticket.session_id)
                 return
-            counts, reason = await self._pump(ch, device, ticket)
+            counts, reason = await self._pump(ch, device, ticket, rec)
         except Exception:
             log.exception("remote session %s, connection %s", ticket.session_id, ticket.connection)
         finally:
@@ -188,8 +190,13 @@ class TunnelHub:
             await device.close()
             with contextlib.suppress(Exception):
                 await run_in_threadpool(self.sessions.ended, ticket, counts[0], counts[1], reason, True)
+            if rec is not None:
+                try:
+                    await run_in_threadpool(self.sessions.keep_recording, ticket, *rec.finish())
+                except Exception:
+                    log.exception("keeping the recording of remote session %s", ticket.session_id)
 
-    async def _pump(self, op: Channel, dev: Channel, t: Ticket) -> tuple[list[int], str | None]:
+    async def _pump(self, op: Channel, dev: Channel, t: Ticket, rec: Recording | None) -> tuple[list[int], str | None]:
         """Bytes both ways until one side ends, the connection idles past the tenant's timeout, or the session may
         not go on; (bytes to the device, bytes from it) and the session's closing reason (None: it stays open)."""
         counts, last = [0, 0], [time.monotonic()]
@@ -200,8 +207,14 @@ class TunnelHub:
                 last[0] = time.monotonic()
                 if isinstance(msg, bytes):
                     counts[i] += len(msg)
-                elif i == 1 and len(msg) <= _CONTROL_MAX and "exit" in (doc := parse_control(msg)):
+                    if rec is not None and i == 1:
+                        rec.output(msg)
+                elif len(msg) > _CONTROL_MAX:
+                    return
+                elif i == 1 and "exit" in (doc := parse_control(msg)):
                     ended.append(f"the shell exited with status {doc['exit']}")
+                elif rec is not None and i == 0 and isinstance(size := parse_control(msg).get("resize"), list) and len(size) == 2:
+                    rec.resize(*(int(v) if isinstance(v, int) else 0 for v in size))
 
             return count
 

@@ -1,5 +1,6 @@
 """Remote sessions: remote_sessions (an operator's shell or port forward on a device, audited), tunnel_connections
-(a connection waiting for the device to dial in), and tenants.remote_access (the tenant's switch, off by default).
+(a connection waiting for the device to dial in), and tenants.remote_access (the tenant's switch, off by default;
+whether shells are recorded).
 
 Revision ID: 0037
 Revises: 0036
@@ -34,6 +35,8 @@ def upgrade() -> None:
         sa.Column("active_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("bytes_to_device", sa.BigInteger(), nullable=False),
         sa.Column("bytes_from_device", sa.BigInteger(), nullable=False),
+        sa.Column("recording_sha256", sa.String(64), nullable=True),
+        sa.Column("recording_bytes", sa.BigInteger(), nullable=True),
     )
     op.create_index("ix_remote_sessions_tenant_id", "remote_sessions", ["tenant_id"])
     op.create_index("ix_remote_sessions_device", "remote_sessions", ["device_id", "id"])
