@@ -112,15 +112,7 @@ def test_ctrl_c_reaches_the_remote_process_through_a_real_terminal(setup: Setup)
     seen = bytearray()
 
     def until(marker: bytes, seconds: float) -> None:
-        end = time.monotonic() + seconds
-        while marker not in seen:
-            left = end - time.monotonic()
-            assert left > 0, f"no {marker!r} in {bytes(seen)[-500:]!r}"
-            if select.select([fd], [], [], left)[0]:
-                try:
-                    seen.extend(os.read(fd, 4096))
-                except OSError:
-                    break
+        _read_until(fd, seen, marker, seconds)
 
     try:
         os.write(fd, b"stty size; echo ready-$((1+1))\n")
@@ -142,6 +134,20 @@ def test_ctrl_c_reaches_the_remote_process_through_a_real_terminal(setup: Setup)
         except (ProcessLookupError, ChildProcessError):
             pass
         os.close(fd)
+
+
+def _read_until(fd: int, seen: bytearray, marker: bytes, seconds: float) -> None:
+    """Read the terminal `fd` into `seen` until `marker` shows (fails after `seconds`)."""
+    end = time.monotonic() + seconds
+    while marker not in seen:
+        left = end - time.monotonic()
+        assert left > 0, f"no {marker!r} in {bytes(seen)[-500:]!r}"
+        if select.select([fd], [], [], left)[0]:
+            try:
+                seen.extend(os.read(fd, 4096))
+            except OSError:
+                break
+    assert marker in seen, f"the terminal ended without {marker!r}: {bytes(seen)[-500:]!r}"
 
 
 @pytest.fixture(scope="module")
@@ -226,12 +232,7 @@ def test_with_the_tenant_switch_off_sessions_are_refused_and_open_ones_closed(se
         os.execvpe(CLI[0], [*CLI, "device", "shell", DEVICE], setup.env())
     try:
         os.write(fd, b"echo live-$((2+3))\n")
-        seen = bytearray()
-        end = time.monotonic() + 30
-        while b"live-5" not in seen and time.monotonic() < end:
-            if select.select([fd], [], [], 1)[0]:
-                seen.extend(os.read(fd, 4096))
-        assert b"live-5" in seen
+        _read_until(fd, bytearray(), b"live-5", 30)
         with setup.api() as c:
             off = c.put("/api/v1/remote-access", json={"enabled": False})
             assert off.json()["enabled"] is False

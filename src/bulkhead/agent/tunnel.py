@@ -155,17 +155,7 @@ class Tunnel:
         reaped = threading.Event()
 
         def out() -> None:
-            while True:
-                try:
-                    data = os.read(fd, MAX_MESSAGE_BYTES)
-                except OSError:  # EIO: the shell and everything on its terminal ended
-                    data = b""
-                if not data:
-                    break
-                try:
-                    ws.send(data)
-                except AgentError:
-                    break
+            _send_all(ws, lambda: os.read(fd, MAX_MESSAGE_BYTES))  # EIO: the shell and all on its terminal ended
             _, status = os.waitpid(pid, 0)
             reaped.set()
             code = os.waitstatus_to_exitcode(status)
@@ -201,17 +191,7 @@ class Tunnel:
             return
 
         def out() -> None:
-            while True:
-                try:
-                    data = sock.recv(MAX_MESSAGE_BYTES)
-                except OSError:
-                    data = b""
-                if not data:
-                    break
-                try:
-                    ws.send(data)
-                except AgentError:
-                    break
+            _send_all(ws, lambda: sock.recv(MAX_MESSAGE_BYTES))
             ws.close()
 
         sock.settimeout(None)  # the target may be quiet for long (before the reader starts: it uses the socket too)
@@ -245,3 +225,19 @@ def _keepalive(sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, 60)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, 10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 5)
+
+
+def _send_all(ws: WebSocket, read: Callable[[], bytes]) -> None:
+    """Send what `read` gives until it gives nothing or fails (the end of the terminal or the socket), or the
+    WebSocket fails."""
+    while True:
+        try:
+            data = read()
+        except OSError:
+            return
+        if not data:
+            return
+        try:
+            ws.send(data)
+        except AgentError:
+            return
