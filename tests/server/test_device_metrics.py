@@ -190,3 +190,21 @@ def test_a_metrics_alert_fires_a_webhook(fleet: Fleet, receiver: Receiver) -> No
     assert "d1: alert disk-full fired (disk_percent 97.0 > 90.0)" in body["summary"]
     notify.run()
     assert len(receiver.got) == 1  # once
+
+
+def test_a_groups_rollback_rule_alerts_for_its_devices_only(fleet: Fleet, receiver: Receiver) -> None:  # noqa: F811
+    from bulkhead.server.models import DeviceEvent
+
+    inside, outside = fleet.device("d1", ["line-1"]), fleet.device("d2")
+    notify = NotificationService(fleet.db)
+    notify.add(fleet.admin, "webhook", receiver.url + "/alerts", ["device.alert"])
+    fleet.alerts.add(fleet.admin, "line-rollbacks", "rolled_back", 0, "line-1")
+    with fleet.db.session() as s:
+        for seq, dev in enumerate((inside, outside), start=1):
+            s.add(DeviceEvent(tenant_id=fleet.tid, device_id=dev.device_id, seq=seq, kind="update", phase="rolled_back"))
+    notify.run()
+    notify.run()  # read again (the cursor lags): once
+    [req] = receiver.got
+    body = json.loads(req["body"])
+    assert body["kind"] == "device.alert" and body["data"]["alert"] == "line-rollbacks" and body["data"]["device"] == "d1"
+    assert "alert line-rollbacks fired: device d1 rolled back" in body["summary"]

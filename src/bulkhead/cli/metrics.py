@@ -61,9 +61,11 @@ def alert_add(
     ctx: typer.Context,
     name: str,
     metric: str = typer.Option(
-        ..., "--metric", help="disk_percent, memory_percent, cpu_percent, temperature_c or offline_minutes"
+        ...,
+        "--metric",
+        help="disk_percent, memory_percent, cpu_percent, temperature_c, offline_minutes; or the events rolled_back, security_event",
     ),
-    above: float = typer.Option(..., "--above", help="Fires above this (percent, °C, or minutes without contact)"),
+    above: float = typer.Option(0, "--above", help="Fires above this (percent, °C, or minutes without contact); events: unused"),
     group: str | None = typer.Option(None, "--group", help="Only the group's devices (default: every device)"),
     json: bool = JsonOpt,
 ) -> None:

@@ -55,8 +55,10 @@ class MetricOut(Sample, Out):
 
 class AlertIn(BaseModel):
     name: str = Field(min_length=1, max_length=64)
-    metric: Literal["disk_percent", "memory_percent", "cpu_percent", "temperature_c", "offline_minutes"]
-    threshold: float = Field(description="fires above this (percent, °C, or minutes without contact)")
+    metric: Literal[
+        "disk_percent", "memory_percent", "cpu_percent", "temperature_c", "offline_minutes", "rolled_back", "security_event"
+    ]
+    threshold: float = Field(0, description="fires above this (percent, °C, or minutes without contact); events: unused")
     group: str | None = Field(None, max_length=64, description="only the group's devices (absent: every device)")
 
 

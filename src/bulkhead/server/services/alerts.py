@@ -1,11 +1,13 @@
 """Alerts: a tenant's (or one group's) rules over devices' health, firing once per episode into the notifications.
 
 A rule is a metric above a threshold (`disk_percent`, `memory_percent`, `cpu_percent`, `temperature_c`, judged on
-each sample as it arrives) or a device not heard from for longer than N minutes (`offline_minutes`, judged every
-minute by the metrics job). A rule that starts to hold for a device writes the audit event `alert.fired` (and
-keeps an `alert_states` row); when it stops holding, `alert.resolved`. The notification job turns `alert.fired`
-into deliveries for subscriptions to `device.alert` (webhook or e-mail). Rollbacks and security events have their
-notification kinds already (`device.rolled_back`, `device.security_event`).
+each sample as it arrives), a device not heard from for longer than N minutes (`offline_minutes`, judged every
+minute by the metrics job), or a device event (`rolled_back`, `security_event`: each one fires, through the
+notification job that reads those events, once per rule and event). A threshold rule that starts to hold for a
+device writes the audit event `alert.fired` (and keeps an `alert_states` row); when it stops holding,
+`alert.resolved`. The notification job turns `alert.fired`
+into deliveries for subscriptions to `device.alert` (webhook or e-mail); event rules add a group's scope to what the
+tenant-wide kinds `device.rolled_back` and `device.security_event` deliver.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from . import audit
 from .auth import Principal
 from .fleet_names import NAME, NAME_RULE
 
-__all__ = ["METRICS", "AlertService", "judged"]
+__all__ = ["EVENTS", "METRICS", "AlertService", "EventRules", "event_rules", "judged", "matching"]
 
-METRICS = ("disk_percent", "memory_percent", "cpu_percent", "temperature_c", "offline_minutes")
+METRICS = ("disk_percent", "memory_percent", "cpu_percent", "temperature_c", "offline_minutes", "rolled_back", "security_event")
+EVENTS = ("rolled_back", "security_event")  # each such device event fires (the notification job: services/notifications.py)
+EventRules = dict[tuple[int, str], list[AlertRule]]  # (tenant, event) -> its rules
 FIRED, RESOLVED = "alert.fired", "alert.resolved"
 
 
@@ -43,6 +47,19 @@ def judged(sample: dict[str, Any]) -> dict[str, float]:
         if sample.get(name) is not None:
             out[name] = float(sample[name])
     return out
+
+
+def event_rules(s: Session) -> EventRules:
+    """Every tenant's event rules, by tenant and event."""
+    rules: EventRules = {}
+    for r in s.scalars(select(AlertRule).where(AlertRule.metric.in_(EVENTS))):
+        rules.setdefault((r.tenant_id, r.metric), []).append(r)
+    return rules
+
+
+def matching(rules: EventRules, tenant_id: int, event: str, groups: list[Any] | None) -> list[AlertRule]:
+    """The tenant's rules for this event that cover a device of these groups."""
+    return [r for r in rules.get((tenant_id, event), []) if _applies(r, groups)]
 
 
 def _rule_json(r: AlertRule) -> dict[str, Any]:

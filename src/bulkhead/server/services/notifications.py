@@ -30,10 +30,11 @@ from ..cra_models import CraCase
 from ..cursors import locked_cursor
 from ..db import Database
 from ..errors import Invalid, NotFound
+from ..metric_models import AlertRule
 from ..models import AuditEvent, Device, DeviceEvent, Release, Tenant
 from ..notify_models import NotifyAttempt, NotifyCursor, NotifyDelivery, NotifySubscription
 from . import audit
-from .alerts import FIRED
+from .alerts import FIRED, EventRules, event_rules, matching
 from .auth import Principal
 from .clock import Clock, system_clock
 from .notify_send import Outcome, SmtpConfig, send_email, send_webhook
@@ -259,38 +260,52 @@ class NotificationService:
     def _from_device_events(self, s: Session, subs: Any, names: dict[int, str], now: dt.datetime) -> int:
         cursor = locked_cursor(s, "device_events")
         n = 0
-        if any(k == "device.rolled_back" for _t, k in subs):
+        rules = event_rules(s) if any(k == "device.alert" for _t, k in subs) else {}
+        if any(k == "device.rolled_back" for _t, k in subs) or any(m == "rolled_back" for _t, m in rules):
             q = (
-                select(DeviceEvent, Device.name, Release.version)
+                select(DeviceEvent, Device.name, Release.version, Device.groups)
                 .join(Device, Device.id == DeviceEvent.device_id)
                 .outerjoin(Release, Release.id == DeviceEvent.release_id)
                 .where(DeviceEvent.id > cursor.position, DeviceEvent.phase == "rolled_back")
                 .order_by(DeviceEvent.id)
                 .limit(BATCH)
             )
-            for e, device, version in s.execute(q):
+            for e, device, version, groups in s.execute(q):
                 summary = f"device {device} rolled back" + (f" from {version}" if version else "")
                 data = {"device": device, "release": version, "kind": e.kind, "details": e.details}
                 key = f"device_event:{e.id}"
                 n += self._fanout(s, subs, names, e.tenant_id, "device.rolled_back", key, e.at, now, summary, data)
-        if any(k in _SECURITY_KINDS for _t, k in subs):
-            n += self._from_security_events(s, subs, names, now, cursor.position)
+                for rule in matching(rules, e.tenant_id, "rolled_back", groups):
+                    n += self._alert(s, subs, names, rule, e, key, now, summary, data)
+        if any(k in _SECURITY_KINDS for _t, k in subs) or any(m == "security_event" for _t, m in rules):
+            n += self._from_security_events(s, subs, names, now, cursor.position, rules)
         self._advance(s, cursor, DeviceEvent)
         return n
 
-    def _from_security_events(self, s: Session, subs: Any, names: dict[int, str], now: dt.datetime, after: int) -> int:
+    def _alert(
+        self, s: Session, subs: Any, names: dict[int, str], rule: AlertRule, e: DeviceEvent, key: str, now: dt.datetime,
+        summary: str, data: dict[str, Any],
+    ) -> int:  # fmt: skip
+        """An event alert rule (services/alerts.py) that holds for this event: a `device.alert`, once per rule and event."""
+        text = f"alert {rule.name} fired: {summary}"
+        detail = {**data, "alert": rule.name, "metric": rule.metric, "group": rule.group}
+        return self._fanout(s, subs, names, e.tenant_id, "device.alert", f"alert:{rule.id}:{key}", e.at, now, text, detail)
+
+    def _from_security_events(
+        self, s: Session, subs: Any, names: dict[int, str], now: dt.datetime, after: int, rules: EventRules
+    ) -> int:
         """Security events past the cursor: every one to `device.security_event`, integrity failures (a bundle that
         failed its signature, verity or sha256 check) to `device.integrity_failure`; one delivery per subscription."""
         n = 0
         q = (
-            select(DeviceEvent, Device.name, Release.version)
+            select(DeviceEvent, Device.name, Release.version, Device.groups)
             .join(Device, Device.id == DeviceEvent.device_id)
             .outerjoin(Release, Release.id == DeviceEvent.release_id)
             .where(DeviceEvent.id > after, is_security())
             .order_by(DeviceEvent.id)
             .limit(BATCH)
         )
-        for e, device, release in s.execute(q):
+        for e, device, release, groups in s.execute(q):
             kind = str((e.details or {}).get("event"))
             version = release or (e.details or {}).get("version")
             summary = f"device {device}: security event {kind}" + (f" ({version})" if version else "")
@@ -303,6 +318,8 @@ class NotificationService:
             kinds = ("device.integrity_failure", "device.security_event") if kind in INTEGRITY else ("device.security_event",)
             for notify_kind in kinds:
                 n += self._fanout(s, subs, names, e.tenant_id, notify_kind, key, e.at, now, summary, data)
+            for rule in matching(rules, e.tenant_id, "security_event", groups):
+                n += self._alert(s, subs, names, rule, e, key, now, summary, data)
         return n
 
     def _from_cases(self, s: Session, subs: Any, names: dict[int, str], now: dt.datetime) -> int:
