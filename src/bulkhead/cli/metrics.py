@@ -63,7 +63,7 @@ def alert_add(
     metric: str = typer.Option(
         ...,
         "--metric",
-        help="disk_percent, memory_percent, cpu_percent, temperature_c, offline_minutes; or the events rolled_back, security_event",
+        help="disk_percent, memory_percent, cpu_percent, temperature_c, offline_minutes; events: rolled_back, security_event",
     ),
     above: float = typer.Option(0, "--above", help="Fires above this (percent, °C, or minutes without contact); events: unused"),
     group: str | None = typer.Option(None, "--group", help="Only the group's devices (default: every device)"),
