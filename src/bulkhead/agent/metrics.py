@@ -75,7 +75,7 @@ def read_sample(
     proc: Path = Path("/proc"), sys: Path = Path("/sys"), disk: Path = Path("/"), previous_cpu: tuple[int, int] | None = None
 ) -> tuple[dict[str, Any], tuple[int, int] | None]:
     """One sample now, and the CPU counters the next sample's CPU percentage is measured against."""
-    sample: dict[str, Any] = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    sample: dict[str, Any] = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")}
     cpu = _cpu_times(proc)
     if cpu is not None and previous_cpu is not None and cpu[1] > previous_cpu[1]:
         sample["cpu_percent"] = round(100.0 * (cpu[0] - previous_cpu[0]) / (cpu[1] - previous_cpu[1]), 1)

@@ -181,9 +181,16 @@ def device_forward(
             typer.echo(f"connection refused: {e}", err=True)
             sock.close()
 
+    # Ctrl-C may be delivered to another thread (one blocked in a WebSocket's read): the main thread looks up from
+    # accept() twice a second so that Python runs the handler there.
+    listener.settimeout(0.5)
     try:
         while True:
-            sock, _ = listener.accept()
+            try:
+                sock, _ = listener.accept()
+            except TimeoutError:
+                continue
+            sock.settimeout(None)
             threading.Thread(target=serve, args=(sock,), daemon=True).start()
     except KeyboardInterrupt:
         pass
