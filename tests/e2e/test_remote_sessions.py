@@ -13,6 +13,7 @@ import os
 import pty
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -182,7 +183,7 @@ def test_a_port_forward_reaches_an_http_server_inside_a_container(setup: Setup, 
     port = free_port()
     proc = subprocess.Popen(
         [*CLI, "device", "forward", DEVICE, f"{port}:{container}:8080"],
-        env=setup.env(),
+        env={**setup.env(), "PYTHONFAULTHANDLER": "1"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -198,8 +199,13 @@ def test_a_port_forward_reaches_an_http_server_inside_a_container(setup: Setup, 
                 time.sleep(0.2)
         assert bodies == ["served from inside the container\n"] * 3
     finally:
-        proc.send_signal(2)  # Ctrl-C: the CLI closes the session
-        proc.wait(30)
+        proc.send_signal(signal.SIGINT)  # Ctrl-C: the CLI closes the session
+        try:
+            _, err = proc.communicate(timeout=60)  # its output read meanwhile: a full pipe must not hold it
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # faulthandler: every thread's stack to stderr
+            _, err = proc.communicate(timeout=20)
+            pytest.fail(f"the CLI did not end at Ctrl-C within 60 s; its threads:\n{err[-6000:]}")
     with setup.api() as c:
         (last, *_) = c.get(f"/api/v1/devices/{DEVICE}/sessions").json()
     assert (last["kind"], last["target"], last["status"]) == ("forward", f"{container}:8080", "closed")

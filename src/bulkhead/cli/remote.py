@@ -197,7 +197,7 @@ def device_forward(
     finally:
         listener.close()
         with contextlib.suppress(CliError):
-            c.request("DELETE", f"/api/v1/sessions/{session['id']}")
+            c.request("DELETE", f"/api/v1/sessions/{session['id']}", timeout=10)  # the sweep closes it otherwise
 
 
 def device_sessions(ctx: typer.Context, device: str, limit: int | None = LimitOpt, json: bool = JsonOpt) -> None:

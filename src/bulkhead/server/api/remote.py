@@ -24,7 +24,7 @@ from ..services.ui_accounts import COOKIE, AccountService
 from .deps import Services, principal, services
 from .paging import PAGED, Pager, pager
 from .stored import stored_response
-from .wire import Out, Time
+from .wire import Out, Time, binary
 
 router = APIRouter(tags=["remote sessions"])
 
@@ -113,7 +113,7 @@ def show_session(session_id: DbId, who: Principal = Depends(principal), svc: Ser
 @router.get(
     "/api/v1/sessions/{session_id}/recording",
     response_class=Response,
-    responses={200: {"content": {"application/x-asciicast": {}}, "description": "the shell's output, asciicast v2"}},
+    responses=binary("application/x-asciicast", description="the shell's output, asciicast v2"),
 )
 def session_recording(session_id: DbId, who: Principal = Depends(principal), svc: Services = Depends(services)) -> Response:
     """The shell's recording (its owner and administrators): play it with `asciinema play FILE`."""
