@@ -199,7 +199,9 @@ def test_a_port_forward_reaches_an_http_server_inside_a_container(setup: Setup, 
                 time.sleep(0.2)
         assert bodies == ["served from inside the container\n"] * 3
     finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C: the CLI closes the session
+        # SIGTERM (`kill`): the CLI ends as at Ctrl-C, closing the session. Not SIGINT itself: a shell starts its
+        # background jobs with SIGINT ignored, and CI may run under one.
+        proc.send_signal(signal.SIGTERM)
         try:
             _, err = proc.communicate(timeout=60)  # its output read meanwhile: a full pipe must not hold it
         except subprocess.TimeoutExpired:

@@ -184,6 +184,7 @@ def device_forward(
     # Ctrl-C may be delivered to another thread (one blocked in a WebSocket's read): the main thread looks up from
     # accept() twice a second so that Python runs the handler there.
     listener.settimeout(0.5)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill`, a service manager: end as at Ctrl-C, closing the session
     try:
         while True:
             try:
@@ -198,6 +199,10 @@ def device_forward(
         listener.close()
         with contextlib.suppress(CliError):
             c.request("DELETE", f"/api/v1/sessions/{session['id']}", timeout=10)  # the sweep closes it otherwise
+
+
+def _interrupt(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def device_sessions(ctx: typer.Context, device: str, limit: int | None = LimitOpt, json: bool = JsonOpt) -> None:
