@@ -107,9 +107,7 @@ def test_a_shell_runs_a_command_and_exits_with_its_status(setup: Setup, tmp_path
 
 
 def test_ctrl_c_reaches_the_remote_process_through_a_real_terminal(setup: Setup) -> None:
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvpe(CLI[0], [*CLI, "device", "shell", DEVICE], setup.env())
+    pid, fd = _shell_on_a_terminal(setup)
     seen = bytearray()
 
     def until(marker: bytes, seconds: float) -> None:
@@ -129,12 +127,25 @@ def test_ctrl_c_reaches_the_remote_process_through_a_real_terminal(setup: Setup)
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
+        _reap(pid, fd)
+
+
+def _shell_on_a_terminal(setup: Setup) -> tuple[int, int]:
+    """`bulkhead device shell` on a pseudo-terminal of its own: (its pid, the terminal's fd)."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execvpe(CLI[0], [*CLI, "device", "shell", DEVICE], setup.env())
+    return pid, fd
+
+
+def _reap(pid: int, fd: int) -> None:
+    """Kill and reap the CLI (if still running) and close its terminal."""
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+    os.close(fd)
 
 
 def _read_until(fd: int, seen: bytearray, marker: bytes, seconds: float) -> None:
@@ -235,9 +246,7 @@ def test_a_viewer_is_refused_and_every_session_is_in_the_audit_log(setup: Setup)
 
 
 def test_with_the_tenant_switch_off_sessions_are_refused_and_open_ones_closed(setup: Setup) -> None:
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execvpe(CLI[0], [*CLI, "device", "shell", DEVICE], setup.env())
+    pid, fd = _shell_on_a_terminal(setup)
     try:
         os.write(fd, b"echo live-$((2+3))\n")
         _read_until(fd, bytearray(), b"live-5", 30)
@@ -251,9 +260,4 @@ def test_with_the_tenant_switch_off_sessions_are_refused_and_open_ones_closed(se
     finally:
         with setup.api() as c:
             c.put("/api/v1/remote-access", json={"enabled": True}).raise_for_status()
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        os.close(fd)
+        _reap(pid, fd)
