@@ -3,7 +3,9 @@
 - `security`: bookworm as released (v1) -> bookworm + bookworm-updates + bookworm-security (v2), same packages.
 - `packages`: v1 with curl and nano -> v2 with those removed and nginx-light, vim-tiny and jq added (all suites).
 - `trixie-kernel`: trixie + trixie-updates (v1) -> the same with trixie-security (v2): a newer kernel ABI when
-  trixie-security has one (on 2026-12-05: 6.12.117 -> 6.12.118) with the other security updates of the day.
+  trixie-security has one (on 2026-12-05: 6.12.117 -> 6.12.118) with the other security updates of the day;
+  the builder's default image (kernel modules uncompressed, an initramfs of the boot drivers: osbuild/kmods.py).
+- `trixie-kernel-xz`: the same pair with the modules and the initramfs as Debian makes them (the reference).
 
 Each image is built once into bench/.cache/delta/<pair>-<v>/ and reused while its inputs stay the same.
 Run it alone to prepare the cache: `python bench/delta_images.py`.
@@ -30,6 +32,7 @@ class Pair:
     what: str
     old: dict[str, tuple[str, ...]]
     new: dict[str, tuple[str, ...]]
+    uncompressed_modules: bool = True  # the builder's default (osbuild/kmods.py); False: Debian's .ko.xz
 
 
 TRIXIE = ("trixie", "trixie-updates")
@@ -40,6 +43,13 @@ PAIRS = (
         "trixie + updates -> + trixie-security (a newer kernel ABI, with the other security updates of the day)",
         {"suites": TRIXIE},
         {"suites": (*TRIXIE, "trixie-security")},
+    ),
+    Pair(
+        "trixie-kernel-xz",
+        "the same with the kernel modules as Debian packages them (.ko.xz) and its initramfs (MODULES=most)",
+        {"suites": TRIXIE},
+        {"suites": (*TRIXIE, "trixie-security")},
+        uncompressed_modules=False,
     ),
     Pair(
         "packages",
@@ -56,16 +66,17 @@ def image(pair: Pair, which: str) -> Path:
     version = "1" if which == "old" else "2"
     out = CACHE / "delta" / f"{pair.name}-{which}"
     stamp = out / "inputs.json"
-    want = json.dumps({k: list(v) for k, v in sorted(inputs.items())}, sort_keys=True)
-    rootfs = out / "rootfs.ext4"
-    if rootfs.exists() and stamp.exists() and stamp.read_text() == want:
-        return rootfs
     pki = make_pki(CACHE / "pki")
     spec = BuildSpec(
         version=version, out=out, cert=pki.cert, key=pki.key, compatible="bench-delta",
         suites=inputs["suites"], packages=inputs.get("packages", ()), cache=CACHE / "delta" / "base",
         make_disk=False,  # the benchmark compares images and bundles
+        uncompressed_modules=pair.uncompressed_modules,
     )  # fmt: skip
+    want = json.dumps(spec.base_inputs(), sort_keys=True)
+    rootfs = out / "rootfs.ext4"
+    if rootfs.exists() and stamp.exists() and stamp.read_text() == want:
+        return rootfs
     print(f"building {pair.name}/{which} ({pair.what}) with mmdebstrap ...", file=sys.stderr, flush=True)
     build_image(spec, progress=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
     stamp.write_text(want)

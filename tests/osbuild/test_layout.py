@@ -160,17 +160,19 @@ def test_grub_mounts_the_slot_read_only_and_starts_the_preinit_script() -> None:
     assert " rw " not in cfg
 
 
-@pytest.mark.parametrize("reset_pending", [False, True], ids=["boot", "factory-reset-pending"])
-def test_preinit_makes_etc_and_var_writable_on_the_data_partition(tmp_path: Path, reset_pending: bool) -> None:
+@pytest.mark.parametrize("case", ["boot", "factory-reset-pending", "yocto", "no-data-partition"])
+def test_preinit_makes_etc_and_var_writable_on_the_data_partition(tmp_path: Path, case: str) -> None:
     """The script as the image has it, run in a mount namespace of its own against an EFI and a data partition on loop
-    devices: /etc and /var become overlays whose changes land on the data partition, and the
+    devices named by the slot's fstab: /etc and /var become overlays whose changes land on the data partition, and the
     init it hands over to sees them; with a factory reset pending, the data partition is not touched (the erasure
-    comes next) and the changes go to a tmpfs."""
+    comes next) and the changes go to a tmpfs. meta-bulkhead's copy (a Yocto machine's fstab: no EFI partition there)
+    starts systemd itself; an fstab without /data leaves the changes on a tmpfs and still boots."""
     for tool, pkg in (("losetup", "mount"), ("mkfs.ext4", "e2fsprogs"), ("unshare", "util-linux")):
         if shutil.which(tool) is None:
             pytest.skip(f"'{tool}' is missing: install the Debian package '{pkg}'")
     if os.geteuid() != 0:
         pytest.skip("mounting the partitions and the overlays needs root")
+    reset_pending, persistent = case == "factory-reset-pending", case in ("boot", "yocto")
     images = {n: tmp_path / f"part{n}.img" for n in (1, 4)}
     for image in images.values():
         with image.open("wb") as f:
@@ -193,14 +195,24 @@ def test_preinit_makes_etc_and_var_writable_on_the_data_partition(tmp_path: Path
             (mnt / "bulkhead" / "factory-reset").write_text("bhd_credential\n")
             subprocess.run(["umount", str(mnt)], check=True)
         root = tmp_path / "root"
-        for d in ("etc", "var/lib", "data", "boot/efi", "run", "tmp", "sbin", "usr/lib/bulkhead"):
+        for d in ("etc", "var/lib", "data", "boot/efi", "run", "tmp", "sbin", "usr/lib/bulkhead", "lib/systemd"):
             (root / d).mkdir(parents=True)
         (root / "etc" / "hostname").write_text("from-the-slot\n")
+        fstab = {
+            "boot": L.fstab(lay),
+            "factory-reset-pending": L.fstab(lay),
+            # as meta-rauc-community's machine layers write it: a comment, /data by device, no EFI partition
+            "yocto": f"# {lay.part(1)} /data ext4\n/dev/root / auto defaults 1 1\n{lay.part(4)}  /data auto defaults,sync 0 0\n",
+            "no-data-partition": f"{lay.part(1)}\t/boot/efi\tvfat\tumask=0077\t0\t2\n",
+        }[case]
+        (root / "etc" / "fstab").write_text(fstab)
         preinit = root / L.PREINIT.lstrip("/")
-        preinit.write_text(L.preinit_script(lay, root=str(root)))
+        script = L.preinit_script(root=str(root), init="/lib/systemd/systemd" if case == "yocto" else "/sbin/init")
+        assert (script.replace(f"root={root}\n", "root=\n") == L.YOCTO_PREINIT) is (case == "yocto")
+        preinit.write_text(script)
         preinit.chmod(0o755)
         seen = tmp_path / "seen"
-        init = root / "sbin" / "init"  # what the image's systemd would see
+        init = root / ("lib/systemd/systemd" if case == "yocto" else "sbin/init")  # what the image's systemd would see
         init.write_text(
             f"#!/bin/sh\necho written-at-run-time > {root}/etc/machine-id\ntouch {root}/var/lib/state\n"
             f'echo "args: $*" > {seen}\nfindmnt -rn -o TARGET,FSTYPE | grep "^{root}" >> {seen}\n'
@@ -210,7 +222,7 @@ def test_preinit_makes_etc_and_var_writable_on_the_data_partition(tmp_path: Path
         mounts = seen.read_text()
         assert mounts.startswith("args: --arg\n")  # the kernel's arguments reach init
         assert f"{root}/etc overlay" in mounts and f"{root}/var overlay" in mounts and f"{root}/tmp tmpfs" in mounts
-        assert (f"{root}/data ext4" in mounts) is not reset_pending
+        assert (f"{root}/data ext4" in mounts) is persistent
         assert f"{root}/boot/efi" not in mounts  # looked at, then left to systemd's mount
         assert not (root / "etc" / "machine-id").exists() and (root / "etc" / "hostname").read_text() == "from-the-slot\n"
         data = tmp_path / "data"
@@ -218,8 +230,8 @@ def test_preinit_makes_etc_and_var_writable_on_the_data_partition(tmp_path: Path
         subprocess.run(["mount", loops[4], str(data)], check=True)
         try:
             upper = data / "overlay"
-            if reset_pending:
-                assert not upper.exists()  # untouched: the erasure comes next
+            if not persistent:
+                assert not upper.exists()  # untouched: the erasure comes next, or no fstab entry named it
             else:
                 assert (upper / "etc" / "upper" / "machine-id").read_text() == "written-at-run-time\n"
                 assert (upper / "var" / "upper" / "lib" / "state").is_file()

@@ -37,9 +37,11 @@ from tests.registry import Registry
 
 COMPATIBLE = "bulkhead-qemux86-64"
 TRIXIE = ("trixie", "trixie-updates", "trixie-security")
-# Slots of 1 GiB (the product's are 2 GiB): RAUC hashes both slots whole for an adaptive install, which takes
-# minutes under QEMU's emulation; the image needs about 0.9 GiB.
-LAYOUT = Layout(slot_mib=1024)
+# Slots of 1.6 GiB (the product's are 2 GiB): RAUC hashes both slots whole for an adaptive install, which takes
+# minutes under QEMU's emulation; the image needs about 1.45 GiB (its kernel modules are stored uncompressed, so
+# that a kernel update's delta sees through them: osbuild/kmods.py; the device boots from the initramfs of boot
+# drivers and loads nbd and dm-verity from the slot).
+LAYOUT = Layout(slot_mib=1600)
 # The app: each start appends the boot's id to its volume, then serves the volume over HTTP on the device's port 8080.
 APP_COMMAND = "cat /proc/sys/kernel/random/boot_id >> /vol/starts && exec /bin/busybox httpd -f -p 8080 -h /vol"
 V2_PACKAGES = ("jq", "less", "tree")  # v2 adds a few packages (and their libraries) to v1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,12 @@ from bulkhead.lab.pki import make_pki
 from bulkhead.osbuild import BuildSpec, build_image
 from tests.osbuild.conftest import need_image_tools
 from tests.sbom_validators import validate
+
+
+def _debugfs_ls(image: Path, path: str) -> list[str]:
+    """Names in a directory of an ext4 image (debugfs's `ls -p`: /inode/mode/uid/gid/name/size/)."""
+    res = subprocess.run(["debugfs", "-R", f"ls -p {path}", str(image)], capture_output=True, text=True, check=True)
+    return [ln.split("/")[5] for ln in res.stdout.splitlines() if ln.count("/") >= 6 and ln.split("/")[5] not in (".", "..")]
 
 
 def _sha256(p: Path) -> str:
@@ -53,3 +60,11 @@ def test_two_builds_give_the_same_rootfs_and_a_complete_manifest(tmp_path: Path,
     assert cdx["specVersion"] == "1.6" and {c["name"] for c in cdx["components"]} == set(manifest["packages"])
     assert validate("spdx", a.spdx.read_text()) == [] and validate("cyclonedx", a.cyclonedx.read_text()) == []
     assert a.spdx.read_bytes() == b.spdx.read_bytes() and a.cyclonedx.read_bytes() == b.cyclonedx.read_bytes()
+    # The kernel modules are stored uncompressed (osbuild/kmods.py), indexed for them, and the initramfs has the
+    # boot drivers only.
+    (kver,) = _debugfs_ls(a.rootfs, "/usr/lib/modules")
+    assert _debugfs_ls(a.rootfs, f"/usr/lib/modules/{kver}/kernel/fs/ext4") == ["ext4.ko"]
+    cat = ["debugfs", "-R", f"cat /usr/lib/modules/{kver}/modules.dep", str(a.rootfs)]
+    dep = subprocess.run(cat, capture_output=True, text=True, check=True).stdout
+    assert "kernel/fs/ext4/ext4.ko: " in dep and ".ko.xz" not in dep
+    assert "kernel_modules" in manifest["inputs"]

@@ -44,7 +44,7 @@ def oelint(files: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess[st
 
 def test_oelint_adv_finds_nothing_in_meta_bulkhead() -> None:
     files = recipes(LAYER)
-    assert len(files) == 4, files  # agent, image, bundle, container-host-config append
+    assert len(files) == 5, files  # agent, preinit, image, bundle, container-host-config append
     res = oelint(files)
     assert res.returncode == 0 and res.stdout + res.stderr == "", res.stdout + res.stderr
 
@@ -97,6 +97,25 @@ def test_layer_files_are_the_reference_image_files() -> None:
     assert storage.read_text() == layout.STORAGE_CONF
     template = (files / "agent.toml.in").read_text()
     assert {"@SERVER@", "@NAME@", "@BOOTSTRAP_TOKEN@"} <= set(re.findall(r"@[A-Z_]+@", template))
+
+
+def test_the_yocto_root_is_read_only_with_the_reference_images_overlays() -> None:
+    """The slot is mounted read-only (Yocto's read-only-rootfs) and the reference image's preinit (the script
+    tests/osbuild/test_layout.py runs against real partitions) becomes /sbin/init by the init alternative, above
+    systemd's (300), and starts systemd; it finds the data partition in the machine layer's fstab."""
+    image = (LAYER / "recipes-core/images/bulkhead-image.bb").read_text()
+    assert re.search(r'^IMAGE_FEATURES \+= ".*\bread-only-rootfs\b', image, re.M)
+    assert re.search(r"^\s+bulkhead-preinit \\$", image, re.M)
+    recipe_dir = LAYER / "recipes-bulkhead/bulkhead-preinit"
+    assert (recipe_dir / "files/preinit").read_text() == layout.YOCTO_PREINIT
+    assert 'exec "$root/lib/systemd/systemd" "$@"' in layout.YOCTO_PREINIT
+    (recipe,) = recipe_dir.glob("bulkhead-preinit_*.bb")
+    text = recipe.read_text()
+    assert re.search(r'^ALTERNATIVE_LINK_NAME\[init\] = "\$\{base_sbindir\}/init"$', text, re.M)
+    assert re.search(r'^ALTERNATIVE_TARGET\[init\] = "\$\{libdir\}/bulkhead/preinit"$', text, re.M)
+    priority = re.search(r'^ALTERNATIVE_PRIORITY\[init\] = "(\d+)"$', text, re.M)
+    assert priority and int(priority.group(1)) > 300
+    assert "install -m 0755 ${WORKDIR}/preinit ${D}${libdir}/bulkhead/preinit" in text
 
 
 @pytest.mark.parametrize("kas_file", MACHINES, ids=[p.stem for p in MACHINES])

@@ -12,11 +12,14 @@ LICENSE = "MIT"
 
 inherit core-image
 
-# package-management: apt and the dpkg database stay in the image (the package overlay installs with them)
-IMAGE_FEATURES += "ssh-server-openssh package-management"
+# package-management: the dpkg database stays in the image (the agent reports the installed packages from it).
+# read-only-rootfs: the slot is mounted read-only, as in the Debian reference image; bulkhead-preinit makes /etc and
+# /var overlays on the data partition before systemd starts. The agent refuses package changes on a read-only root.
+IMAGE_FEATURES += "ssh-server-openssh package-management read-only-rootfs"
 
 IMAGE_INSTALL:append = " \
     bulkhead-agent \
+    bulkhead-preinit \
     ca-certificates \
     podman \
     rauc \

@@ -16,6 +16,7 @@ __all__ = [
     "CONTAINERS_SCRIPT",
     "SLOTS",
     "STORAGE_CONF",
+    "YOCTO_PREINIT",
     "Layout",
     "agent_config",
     "agent_unit",
@@ -353,33 +354,42 @@ PREINIT = "/usr/lib/bulkhead/preinit"
 OVERLAY_DIR = "overlay"  # on the data partition: upper and work directories of /etc and /var
 
 
-def preinit_script(layout: Layout, marker: str = FACTORY_RESET_MARKER, root: str = "") -> str:
+def preinit_script(marker: str = FACTORY_RESET_MARKER, root: str = "", init: str = "/sbin/init") -> str:
     """The read-only root's writable parts, set up as PID 1 before systemd starts (as balenaOS and Yocto's
     overlayfs-etc do): the data partition checked and mounted, and /etc and /var made writable by overlays whose
     upper directories are on it, so that configuration and state written at run time persist across reboots, OS
     updates and rollbacks while the slot itself never changes (RAUC's adaptive installs and the deltas read it as
     built). Files written at run time take precedence over the same files of a newer release. /tmp is a tmpfs from
-    the start (bookworm mounts none; trixie's tmp.mount comes later, over it). While a factory
-    reset is pending (its marker on the EFI partition) the data partition is left alone for the erasure, and the
-    overlays are on a tmpfs for that boot. If the partition cannot be mounted, the overlays are on a tmpfs too:
-    the device boots, and the agent, which needs /data, reports nothing until it is repaired. `root`: a directory
-    the paths are taken under instead of / (a test runs the script in a mount namespace of its own)."""
+    the start (bookworm mounts none; trixie's tmp.mount comes later, over it). The partitions are the slot's fstab
+    entries for /data and /boot/efi, so one script serves the reference image and every Yocto machine (whose machine
+    layer writes the fstab). While a factory reset is pending (its marker on the EFI partition) the data partition is
+    left alone for the erasure, and the overlays are on a tmpfs for that boot. If the partition cannot be mounted (or
+    the fstab names none), the overlays are on a tmpfs too: the device boots, and the agent, which needs /data,
+    reports nothing until it is repaired. `root`: a directory the paths are taken under instead of / (a test runs the
+    script in a mount namespace of its own). `init`: what it starts (the reference image boots it with `init=`;
+    meta-bulkhead makes it /sbin/init and starts systemd itself)."""
     return f"""#!/bin/sh
-# Bulkhead's read-only root (osbuild/layout.py): GRUB mounts the slot read-only and starts this script first.
+# Bulkhead's read-only root (osbuild/layout.py): the slot is mounted read-only and this script runs first.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 root={root}
-data={layout.part(4)}
-esp={layout.part(1)}
 marker=$root{marker}
 say() {{ echo "bulkhead preinit: $*" > /dev/console 2>/dev/null || true; }}
+data=
+esp=
+while read -r dev mnt rest; do
+    case "$dev" in "#"*|"") continue ;; esac
+    case "$mnt" in /data) data=$dev ;; /boot/efi) esp=$dev ;; esac
+done < "$root/etc/fstab"
 reset=
-if mount -o ro "$esp" "$root/boot/efi" 2>/dev/null; then  # the EFI partition (FAT), only to look for the marker
+if [ -n "$esp" ] && mount -o ro "$esp" "$root/boot/efi" 2>/dev/null; then  # the EFI partition, only to look
     [ -e "$marker" ] && reset=1
     umount "$root/boot/efi"
 fi
 upper=
 if [ -n "$reset" ]; then
     say "a factory reset is pending: the data partition is left to it, /etc and /var changes last for this boot only"
+elif [ -z "$data" ]; then
+    say "/etc/fstab names no /data partition: /etc and /var changes last for this boot only"
 else
     e2fsck -p "$data" > /dev/console 2>&1
     [ $? -lt 4 ] || say "e2fsck left errors on $data"
@@ -400,8 +410,12 @@ for dir in etc var; do
 done
 mount -t tmpfs -o mode=1777,nosuid,nodev bulkhead-tmp "$root/tmp" || say "/tmp could not be mounted"
 say "the root file system is read-only; /etc and /var are writable through $upper"
-exec "$root/sbin/init" "$@"
+exec "$root{init}" "$@"
 """
+
+
+# meta-bulkhead's copy: /sbin/init points at it (no machine's boot configuration changes), and it starts systemd.
+YOCTO_PREINIT = preinit_script(init="/lib/systemd/systemd")
 
 
 def os_release(version: str, compatible: str, codename: str) -> str:
