@@ -195,14 +195,28 @@ def test_preinit_makes_etc_and_var_writable_on_the_data_partition(tmp_path: Path
             (mnt / "bulkhead" / "factory-reset").write_text("bhd_credential\n")
             subprocess.run(["umount", str(mnt)], check=True)
         root = tmp_path / "root"
-        for d in ("etc", "var/lib", "data", "boot/efi", "run", "tmp", "sbin", "usr/lib/bulkhead", "lib/systemd"):
+        for d in (
+            "etc",
+            "var/lib",
+            "data",
+            "boot/efi",
+            "run",
+            "tmp",
+            "sbin",
+            "usr/lib/bulkhead",
+            "lib/systemd",
+            "proc",
+            "sys",
+            "dev",
+        ):
             (root / d).mkdir(parents=True)
         (root / "etc" / "hostname").write_text("from-the-slot\n")
         fstab = {
             "boot": L.fstab(lay),
             "factory-reset-pending": L.fstab(lay),
-            # as meta-rauc-community's machine layers write it: a comment, /data by device, no EFI partition
-            "yocto": f"# {lay.part(1)} /data ext4\n/dev/root / auto defaults 1 1\n{lay.part(4)}  /data auto defaults,sync 0 0\n",
+            # as meta-rauc-community's machine layers write it: a comment, /data by device, no EFI partition (and here
+            # a trailing slash and no newline at the end)
+            "yocto": f"# {lay.part(1)} /data ext4\n/dev/root / auto defaults 1 1\n{lay.part(4)}  /data/ auto defaults,sync 0 0",
             "no-data-partition": f"{lay.part(1)}\t/boot/efi\tvfat\tumask=0077\t0\t2\n",
         }[case]
         (root / "etc" / "fstab").write_text(fstab)
@@ -222,6 +236,10 @@ def test_preinit_makes_etc_and_var_writable_on_the_data_partition(tmp_path: Path
         mounts = seen.read_text()
         assert mounts.startswith("args: --arg\n")  # the kernel's arguments reach init
         assert f"{root}/etc overlay" in mounts and f"{root}/var overlay" in mounts and f"{root}/tmp tmpfs" in mounts
+        # no initramfs mounted the kernel filesystems here (as on a Yocto machine): the script did
+        assert all(
+            f"{root}/{d} {t}" in mounts for d, t in (("proc", "proc"), ("sys", "sysfs"), ("dev", "devtmpfs"), ("run", "tmpfs"))
+        )
         assert (f"{root}/data ext4" in mounts) is persistent
         assert f"{root}/boot/efi" not in mounts  # looked at, then left to systemd's mount
         assert not (root / "etc" / "machine-id").exists() and (root / "etc" / "hostname").read_text() == "from-the-slot\n"

@@ -25,6 +25,19 @@ def _debugfs_ls(image: Path, path: str) -> list[str]:
     return [ln.split("/")[5] for ln in res.stdout.splitlines() if ln.count("/") >= 6 and ln.split("/")[5] not in (".", "..")]
 
 
+def _cpio_names(data: bytes) -> list[str]:
+    """Every file name in a concatenation of newc cpio archives (an uncompressed initramfs)."""
+    names, off = [], 0
+    while off + 110 <= len(data):
+        if data[off : off + 6] not in (b"070701", b"070702"):
+            off += 4  # padding between archives
+            continue
+        size, name_size = int(data[off + 54 : off + 62], 16), int(data[off + 94 : off + 102], 16)
+        names.append(data[off + 110 : off + 110 + name_size - 1].decode())
+        off = (((off + 110 + name_size + 3) & ~3) + size + 3) & ~3
+    return names
+
+
 def _sha256(p: Path) -> str:
     h = hashlib.sha256()
     with p.open("rb") as f:
@@ -68,3 +81,8 @@ def test_two_builds_give_the_same_rootfs_and_a_complete_manifest(tmp_path: Path,
     dep = subprocess.run(cat, capture_output=True, text=True, check=True).stdout
     assert "kernel/fs/ext4/ext4.ko: " in dep and ".ko.xz" not in dep
     assert "kernel_modules" in manifest["inputs"]
+    initrd = tmp_path / "initrd"
+    subprocess.run(["debugfs", "-R", f"dump /boot/initrd.img-{kver} {initrd}", str(a.rootfs)], capture_output=True, check=True)
+    modules = {Path(n).name for n in _cpio_names(initrd.read_bytes()) if ".ko" in n}
+    assert {"ext4.ko", "virtio_blk.ko", "nvme.ko", "ahci.ko"} <= modules, modules  # stored uncompressed, readable
+    assert len(modules) < 80 and "nbd.ko" not in modules, modules  # the boot drivers and what they need: no more

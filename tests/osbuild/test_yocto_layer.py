@@ -101,21 +101,24 @@ def test_layer_files_are_the_reference_image_files() -> None:
 
 def test_the_yocto_root_is_read_only_with_the_reference_images_overlays() -> None:
     """The slot is mounted read-only (Yocto's read-only-rootfs) and the reference image's preinit (the script
-    tests/osbuild/test_layout.py runs against real partitions) becomes /sbin/init by the init alternative, above
-    systemd's (300), and starts systemd; it finds the data partition in the machine layer's fstab."""
+    tests/osbuild/test_layout.py runs against real partitions) is /sbin/init, which starts systemd; it finds the data
+    partition in the machine layer's fstab. Logs persist (/var is on the data partition), and so do ssh's host keys."""
     image = (LAYER / "recipes-core/images/bulkhead-image.bb").read_text()
     assert re.search(r'^IMAGE_FEATURES \+= ".*\bread-only-rootfs\b', image, re.M)
     assert re.search(r"^\s+bulkhead-preinit \\$", image, re.M)
+    assert re.search(r'^ROOTFS_POSTPROCESS_COMMAND \+= "bulkhead_read_only_root;"$', image, re.M)
+    assert "ln -sf ${libdir}/bulkhead/preinit ${IMAGE_ROOTFS}${base_sbindir}/init" in image
+    assert 'echo "SYSCONFDIR=${sysconfdir}/ssh" >> ${IMAGE_ROOTFS}${sysconfdir}/default/ssh' in image
+    assert 'echo "SSHD_OPTS=" >> ${IMAGE_ROOTFS}${sysconfdir}/default/ssh' in image
+    distro = (LAYER / "conf/distro/bulkhead.conf").read_text()
+    assert re.search(r'^VOLATILE_LOG_DIR = "no"$', distro, re.M)
     recipe_dir = LAYER / "recipes-bulkhead/bulkhead-preinit"
     assert (recipe_dir / "files/preinit").read_text() == layout.YOCTO_PREINIT
     assert 'exec "$root/lib/systemd/systemd" "$@"' in layout.YOCTO_PREINIT
     (recipe,) = recipe_dir.glob("bulkhead-preinit_*.bb")
     text = recipe.read_text()
-    assert re.search(r'^ALTERNATIVE_LINK_NAME\[init\] = "\$\{base_sbindir\}/init"$', text, re.M)
-    assert re.search(r'^ALTERNATIVE_TARGET\[init\] = "\$\{libdir\}/bulkhead/preinit"$', text, re.M)
-    priority = re.search(r'^ALTERNATIVE_PRIORITY\[init\] = "(\d+)"$', text, re.M)
-    assert priority and int(priority.group(1)) > 300
     assert "install -m 0755 ${WORKDIR}/preinit ${D}${libdir}/bulkhead/preinit" in text
+    assert re.search(r'^RDEPENDS:\$\{PN\} = ".*\be2fsprogs-e2fsck\b', text, re.M)
 
 
 @pytest.mark.parametrize("kas_file", MACHINES, ids=[p.stem for p in MACHINES])

@@ -1,9 +1,10 @@
 SUMMARY = "Bulkhead read-only root: /etc and /var overlays on the data partition"
-DESCRIPTION = "Runs as PID 1 before systemd, as in the Debian reference image: checks and \
-               mounts the partition the slot's fstab names for /data, makes /etc and /var \
-               overlays whose changes land on it (the machine id, the agent's configuration, \
-               the journal), mounts /tmp, then starts systemd. It is /sbin/init by the init \
-               alternative, so no machine's boot configuration changes."
+DESCRIPTION = "Runs as PID 1 before systemd, as in the Debian reference image: mounts the \
+               kernel filesystems, checks and mounts the partition the slot's fstab names for \
+               /data, makes /etc and /var overlays whose changes land on it (the machine id, \
+               the agent's configuration, the journal), mounts /tmp, then starts systemd. \
+               bulkhead-image makes /sbin/init point at it, so no machine's boot \
+               configuration changes."
 HOMEPAGE = "https://bulkhead.invalid"
 BUGTRACKER = "https://bulkhead.invalid/issues"
 SECTION = "base"
@@ -17,20 +18,14 @@ SRC_URI = "file://preinit"
 
 S = "${WORKDIR}"
 
-inherit allarch update-alternatives
+inherit allarch
 
 do_install() {
     install -d ${D}${libdir}/bulkhead ${D}/data
     install -m 0755 ${WORKDIR}/preinit ${D}${libdir}/bulkhead/preinit
 }
 
-# Above systemd's own init alternative (priority 300): the kernel starts this script, which starts systemd.
-ALTERNATIVE:${PN} = "init"
-ALTERNATIVE_LINK_NAME[init] = "${base_sbindir}/init"
-ALTERNATIVE_TARGET[init] = "${libdir}/bulkhead/preinit"
-ALTERNATIVE_PRIORITY[init] = "500"
-
 FILES:${PN} += "${libdir}/bulkhead/preinit /data"
 
-# e2fsck checks the data partition before it is mounted; mount and the overlays are the system's.
+# e2fsck checks the data partition before it is mounted; mount, grep and the overlays are the system's.
 RDEPENDS:${PN} = "e2fsprogs-e2fsck systemd"

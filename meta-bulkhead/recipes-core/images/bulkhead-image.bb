@@ -17,6 +17,20 @@ inherit core-image
 # /var overlays on the data partition before systemd starts. The agent refuses package changes on a read-only root.
 IMAGE_FEATURES += "ssh-server-openssh package-management read-only-rootfs"
 
+# The kernel starts bulkhead-preinit, which starts systemd (no machine's kernel command line changes). The slot
+# never changes on the device, so no package update can put systemd's link back. /etc persists through the overlay:
+# openssh keeps its host keys there instead of the per-boot /var/run/ssh that read-only-rootfs points it at.
+ROOTFS_POSTPROCESS_COMMAND += "bulkhead_read_only_root;"
+bulkhead_read_only_root[doc] = "Makes bulkhead-preinit /sbin/init and keeps ssh's host keys in the persistent /etc"
+bulkhead_read_only_root() {
+    ln -sf ${libdir}/bulkhead/preinit ${IMAGE_ROOTFS}${base_sbindir}/init
+    # as read-only-rootfs configures openssh when the image has host keys: /etc/ssh and its sshd_config
+    if [ -f ${IMAGE_ROOTFS}${sysconfdir}/default/ssh ]; then
+        echo "SYSCONFDIR=${sysconfdir}/ssh" >> ${IMAGE_ROOTFS}${sysconfdir}/default/ssh
+        echo "SSHD_OPTS=" >> ${IMAGE_ROOTFS}${sysconfdir}/default/ssh
+    fi
+}
+
 IMAGE_INSTALL:append = " \
     bulkhead-agent \
     bulkhead-preinit \

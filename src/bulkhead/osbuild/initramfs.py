@@ -1,11 +1,13 @@
 """An initramfs the delta can see through: its compressed part stored uncompressed (pure, but for the zstd tool).
 
 Debian's initramfs-tools writes an initramfs as an uncompressed cpio archive of the files that are compressed
-already (the kernel modules, `.ko.xz`) followed by the rest of the files, compressed (gzip, zstd or xz). Any
+already (Debian's `.ko.xz` kernel modules, when the image keeps them: osbuild/kmods.py stores them uncompressed by
+default) followed by the rest of the files, compressed (gzip, zstd or xz). Any
 change to the image regenerates it, and a compressed stream that differs in one file differs almost everywhere
 after it: a delta of two initramfs is as large as the compressed part. The kernel unpacks uncompressed cpio
 archives as well, one after the other, so the compressed part is decompressed in place; the bundle's squashfs
-compresses the image anyway. The kernel modules in the first part stay as they are (each is compressed on its own).
+compresses the image anyway. Compressed kernel modules in the first part stay as they are (each is compressed on its
+own).
 """
 
 from __future__ import annotations

@@ -14,8 +14,9 @@ that reach the root slot (MODULES=list, `BOOT_MODULES`): with Debian's default (
 would hold 144 MB uncompressed, which GRUB reads and the kernel unpacks at every boot. Every other module is
 loaded from the root slot after it is mounted.
 
-Run by the builder inside mmdebstrap's chroot environment (`python -m bulkhead.osbuild.kmods ROOT`); the pure
-part (`decompress_modules`, `boot_modules`, `initramfs_conf`) is what the tests drive.
+Run by the builder inside mmdebstrap's chroot environment (`hook_command`: this Python calls `main` with the
+rootfs and the boot drivers); the pure part (`decompress_modules`, `boot_modules`, `initramfs_conf`) is what the
+tests drive.
 """
 
 from __future__ import annotations
@@ -23,23 +24,38 @@ from __future__ import annotations
 import gzip
 import lzma
 import os
+import shlex
 import subprocess
 import sys
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from .errors import BuildError
 
-__all__ = ["BOOT_MODULES", "boot_modules", "decompress_modules", "initramfs_conf", "prepare"]
+__all__ = [
+    "BOOT_MODULES",
+    "HOOK_VERSION",
+    "boot_modules",
+    "decompress_modules",
+    "hook_command",
+    "initramfs_conf",
+    "main",
+    "prepare",
+]
 
-# The root slot's file system and what reaches it: QEMU/KVM (virtio), NVMe, SATA, eMMC and SD on x86 boards, USB.
+# The root slot's file system and what reaches it: QEMU/KVM (virtio), Hyper-V, VMware, Xen, NVMe, SATA, eMMC and SD
+# on x86 boards, USB. A name the kernel builds in or lacks is left out (boot_modules).
 BOOT_MODULES = (
     "ext4", "crc32c_generic", "crc32c_intel",
-    "virtio_blk", "virtio_scsi", "sd_mod",
+    "virtio_pci", "virtio_blk", "virtio_scsi", "sd_mod",
+    "hv_storvsc", "vmw_pvscsi", "xen_blkfront",
     "nvme", "ahci", "ata_piix",
     "mmc_block", "sdhci_pci", "sdhci_acpi",
     "usb_storage", "uas", "xhci_pci", "ehci_pci",
 )  # fmt: skip
+# Part of the base tarball's cache key: a change to what the hook does must not reuse bases made the old way.
+HOOK_VERSION = 1
 _DECOMPRESS = {".xz": lzma.decompress, ".gz": gzip.decompress}
 INITRAMFS_CONF = "etc/initramfs-tools/conf.d/bulkhead-modules.conf"
 INITRAMFS_MODULES = "etc/initramfs-tools/modules"
@@ -71,7 +87,7 @@ def decompress_modules(root: Path) -> int:
                     )
                 try:
                     data = _DECOMPRESS[ext](path.read_bytes())
-                except (lzma.LZMAError, OSError, EOFError) as e:
+                except (lzma.LZMAError, zlib.error, OSError, EOFError) as e:
                     raise BuildError(f"kernel module {path.relative_to(root)} does not decompress: {e}") from None
                 st = path.stat()
                 dest = path.with_name(stem)
@@ -122,11 +138,11 @@ def _chroot(root: Path, *cmd: str) -> None:
         )
 
 
-def prepare(root: Path) -> int:
+def prepare(root: Path, wanted: Iterable[str] = BOOT_MODULES) -> int:
     """Decompress the modules, index them again and regenerate the initramfs with the boot drivers; return the count.
     Needs root and the chroot's /proc, /sys and /dev (mmdebstrap's customize hooks have them)."""
     count = decompress_modules(root)
-    conf, modules = initramfs_conf(boot_modules(root))
+    conf, modules = initramfs_conf(boot_modules(root, wanted))
     (root / INITRAMFS_CONF).parent.mkdir(parents=True, exist_ok=True)
     (root / INITRAMFS_CONF).write_text(conf)
     (root / INITRAMFS_MODULES).write_text(modules)
@@ -136,10 +152,18 @@ def prepare(root: Path) -> int:
     return count
 
 
-if __name__ == "__main__":  # mmdebstrap --customize-hook: python -m bulkhead.osbuild.kmods "$1"
+def hook_command(modules: Sequence[str]) -> str:
+    """The mmdebstrap --customize-hook that runs `main` with this Python (mmdebstrap passes the rootfs as $1)."""
+    code = "import sys; from bulkhead.osbuild.kmods import main; sys.exit(main(sys.argv[1:]))"
+    return " ".join([shlex.quote(sys.executable), "-c", shlex.quote(code), '"$1"', *map(shlex.quote, modules)])
+
+
+def main(argv: Sequence[str]) -> int:
+    """ROOT [MODULE ...]: prepare the rootfs at ROOT with those boot drivers (default BOOT_MODULES)."""
     try:
-        n = prepare(Path(sys.argv[1]))
+        n = prepare(Path(argv[0]), argv[1:] or BOOT_MODULES)
     except BuildError as e:
         print(f"bulkhead kmods: {e}", file=sys.stderr)
-        sys.exit(1)
+        return 1
     print(f"bulkhead kmods: {n} kernel modules stored uncompressed, initramfs with the boot drivers")
+    return 0

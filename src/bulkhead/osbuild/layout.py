@@ -367,18 +367,26 @@ def preinit_script(marker: str = FACTORY_RESET_MARKER, root: str = "", init: str
     the fstab names none), the overlays are on a tmpfs too: the device boots, and the agent, which needs /data,
     reports nothing until it is repaired. `root`: a directory the paths are taken under instead of / (a test runs the
     script in a mount namespace of its own). `init`: what it starts (the reference image boots it with `init=`;
-    meta-bulkhead makes it /sbin/init and starts systemd itself)."""
+    meta-bulkhead makes it /sbin/init and starts systemd itself). Where no initramfs ran (Yocto), it mounts /proc,
+    /sys, /dev and /run first."""
     return f"""#!/bin/sh
 # Bulkhead's read-only root (osbuild/layout.py): the slot is mounted read-only and this script runs first.
 PATH=/usr/sbin:/usr/bin:/sbin:/bin
 root={root}
 marker=$root{marker}
 say() {{ echo "bulkhead preinit: $*" > /dev/console 2>/dev/null || true; }}
+# The kernel filesystems, where no initramfs mounted them (a Yocto machine boots the slot directly): mount and e2fsck
+# find LABEL= and UUID= devices through them, and /run takes the overlays when /data is not there. systemd takes them
+# as they are.
+[ -e "$root/proc/self" ] || mount -t proc proc "$root/proc"
+[ -d "$root/sys/kernel" ] || mount -t sysfs sysfs "$root/sys"
+[ -e "$root/dev/null" ] || mount -t devtmpfs devtmpfs "$root/dev"
+grep -q "^[^ ]* $root/run " /proc/mounts || mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$root/run"
 data=
 esp=
-while read -r dev mnt rest; do
+while read -r dev mnt rest || [ -n "$dev" ]; do  # the last line may have no newline
     case "$dev" in "#"*|"") continue ;; esac
-    case "$mnt" in /data) data=$dev ;; /boot/efi) esp=$dev ;; esac
+    case "$mnt" in /data|/data/) data=$dev ;; /boot/efi|/boot/efi/) esp=$dev ;; esac
 done < "$root/etc/fstab"
 reset=
 if [ -n "$esp" ] && mount -o ro "$esp" "$root/boot/efi" 2>/dev/null; then  # the EFI partition, only to look
@@ -414,7 +422,8 @@ exec "$root{init}" "$@"
 """
 
 
-# meta-bulkhead's copy: /sbin/init points at it (no machine's boot configuration changes), and it starts systemd.
+# meta-bulkhead's copy: the image makes /sbin/init point at it (no machine's boot configuration changes), and it
+# starts systemd.
 YOCTO_PREINIT = preinit_script(init="/lib/systemd/systemd")
 
 

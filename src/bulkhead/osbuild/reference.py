@@ -13,10 +13,8 @@ import fcntl
 import hashlib
 import json
 import os
-import shlex
 import shutil
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -27,7 +25,7 @@ from ..rauc import create_bundle
 from . import layout as L
 from .errors import BuildError, OsBuildError, ToolMissing
 from .initramfs import uncompressed_initramfs
-from .kmods import BOOT_MODULES
+from .kmods import BOOT_MODULES, HOOK_VERSION, hook_command
 from .sbom import parse_dpkg_status, write_sboms
 
 __all__ = ["BASE_PACKAGES", "DEFAULT_SUITE", "BuildResult", "BuildSpec", "build_image", "debian_suites", "missing_packages"]
@@ -100,6 +98,7 @@ class BuildSpec:
     # True: kernel modules stored uncompressed and an initramfs of the boot drivers, so that a kernel update's
     # delta sees through them (osbuild/kmods.py); False: as Debian packages them (slots about 400 MB smaller)
     uncompressed_modules: bool = True
+    boot_modules: tuple[str, ...] = BOOT_MODULES  # the initramfs's drivers, with uncompressed_modules
     layout: L.Layout = field(default_factory=L.Layout)
 
     def base_inputs(self) -> dict[str, Any]:
@@ -110,7 +109,11 @@ class BuildSpec:
             "packages": sorted({*BASE_PACKAGES, *self.packages}),
             "source_date_epoch": self.source_date_epoch,
             "arch": "amd64",
-            **({"kernel_modules": "uncompressed", "boot_modules": list(BOOT_MODULES)} if self.uncompressed_modules else {}),
+            **(
+                {"kernel_modules": f"uncompressed/{HOOK_VERSION}", "boot_modules": list(self.boot_modules)}
+                if self.uncompressed_modules
+                else {}
+            ),
         }
 
 
@@ -187,10 +190,6 @@ def _base(spec: BuildSpec, work: Path, progress: Progress) -> Path:
         return _mmdebstrap(spec, work, cached, progress)
 
 
-# Run by mmdebstrap in its chroot environment (/proc, /sys, /dev mounted): this Python, this package.
-_KMODS_HOOK = f'{shlex.quote(sys.executable)} -m bulkhead.osbuild.kmods "$1"'
-
-
 def _mmdebstrap(spec: BuildSpec, work: Path, target: Path, progress: Progress) -> Path:
     progress(f"base rootfs: mmdebstrap {' '.join(spec.suites)} ({len(spec.base_inputs()['packages'])} packages)")
     partial = target.with_suffix(".partial.tar")
@@ -199,7 +198,8 @@ def _mmdebstrap(spec: BuildSpec, work: Path, target: Path, progress: Progress) -
             "mmdebstrap", "--mode=root", "--variant=apt", "--format=tar",
             "--include=" + ",".join(spec.base_inputs()["packages"]),
             "--aptopt=Acquire::Languages \"none\"",
-            *(["--customize-hook=" + _KMODS_HOOK] if spec.uncompressed_modules else []),
+            # run by mmdebstrap in its chroot environment (/proc, /sys, /dev mounted): this Python, this package
+            *(["--customize-hook=" + hook_command(spec.boot_modules)] if spec.uncompressed_modules else []),
             spec.suites[0], str(partial), *_sources(spec),
         ],
         "mmdebstrap",
